@@ -1,0 +1,1 @@
+"""Audit: versioned events, masking, the hash chain and the log that writes them."""

@@ -1,0 +1,76 @@
+"""The audit event schema, version 1.
+
+An event is a JSON object with these members (OCSF-shaped where it fits):
+
+``schema_version``  int, 1
+``event_id``        unique id (UUID4 hex)
+``seq``             position in the chain (1, 2, ...), assigned when sealed
+``time``            RFC 3339 UTC with milliseconds
+``kind``            what happened: ``workload.registered``, ``attestation``,
+                    ``svid.issued``, ``keys.rotated`` ...
+``actor``           who did it: ``{"type": "admin"|"workload"|"system", "id": ...}``
+``subject``         what it was done to (a SPIFFE ID, a key id ...)
+``outcome``         ``success`` | ``failure`` | ``denied``; always given, never defaulted
+``reason``          stable reason id; ``ok`` on success
+``details``         kind-specific members, secrets masked
+``prev_hash``       hash of the previous event (64 zeros for the first)
+``hash``            SHA-256 over the canonical JSON of every member above but ``hash``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from zerolane.audit.masking import mask
+from zerolane.types import Outcome
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    type: str
+    id: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"type": self.type, "id": self.id}
+
+
+SYSTEM = Actor("system", "zerolane")
+
+
+def rfc3339(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event before sealing. ``outcome`` has no default, on purpose."""
+
+    kind: str
+    actor: Actor
+    subject: str
+    outcome: Outcome
+    reason: str
+    time: float
+    details: Mapping[str, object] = field(default_factory=dict)
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def unsealed(self) -> dict[str, object]:
+        if not isinstance(self.outcome, Outcome):
+            raise TypeError("an audit event needs an explicit Outcome")
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "time": rfc3339(self.time),
+            "kind": self.kind,
+            "actor": self.actor.as_json(),
+            "subject": self.subject,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "details": mask(dict(self.details)),
+        }

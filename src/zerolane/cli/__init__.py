@@ -1,0 +1,1 @@
+"""The ``zerolane`` command line: one module per noun."""

@@ -1,0 +1,71 @@
+"""``zerolane audit``: read and verify the hash-chained audit log."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+
+from zerolane.audit.log import event_json
+from zerolane.cli.common import HomeOption, JsonOption, console, opened
+from zerolane.store.records import AuditRecord
+
+app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
+_COLOURS = {"success": "green", "denied": "red", "failure": "yellow"}
+
+
+def _line(record: AuditRecord, as_json: bool) -> None:
+    event = event_json(record)
+    if as_json:
+        typer.echo(json.dumps(event, sort_keys=True))
+        return
+    colour = _COLOURS.get(record.outcome, "white")
+    actor = event.get("actor")
+    actor_id = actor.get("id") if isinstance(actor, dict) else "?"
+    console.print(
+        f"{record.seq:>6} {record.time} [bold]{record.kind:<22}[/bold] "
+        f"[{colour}]{record.outcome:<7}[/{colour}] {event.get('reason')} "
+        f"subject={event.get('subject')} actor={actor_id}",
+        highlight=False,
+    )
+
+
+@app.command("tail")
+def tail(
+    home: HomeOption = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many events")] = 20,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the newest events (one JSON object per line with --json)."""
+    with opened(home) as deployment:
+        records = deployment.audit.tail(lines)
+        for record in records:
+            _line(record, as_json)
+        after = records[-1].seq if records else 0
+        while follow:
+            batch = deployment.stores.read_events(after, 1000)
+            for record in batch:
+                _line(record, as_json)
+                after = record.seq
+            if not batch:
+                time.sleep(0.5)
+
+
+@app.command("verify")
+def verify(home: HomeOption = None) -> None:
+    """Check the hash chain; exit 1 naming the first broken link."""
+    with opened(home) as deployment:
+        count, broken = deployment.audit.verify()
+    if broken is not None:
+        typer.echo(
+            f"BROKEN at event {broken.seq} ({broken.event_id}): {broken.problem}; "
+            f"{count} event(s) before it verified",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"OK: {count} event(s), chain intact")

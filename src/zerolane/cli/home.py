@@ -1,0 +1,41 @@
+"""``zerolane init``: create a home with keys, config, database and admin credential."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from zerolane.cli.common import HomeOption, console, err_console
+from zerolane.server.deployment import init_home, resolve_home
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init(
+        trust_domain: Annotated[
+            str,
+            typer.Option(
+                "--trust-domain", help="This deployment's trust domain, e.g. prod.example"
+            ),
+        ],
+        home: HomeOption = None,
+    ) -> None:
+        """Create a zerolane home: ES256 signing key, config, SQLite database, admin credential.
+
+        The admin credential is printed once and stored only as a hash. Refuses (exit 2)
+        when the folder already holds a zerolane home.
+        """
+        path = resolve_home(home)
+        deployment, token = init_home(path, trust_domain)
+        try:
+            kid = deployment.keyring.active_kid()
+        finally:
+            deployment.close()
+        console.print(f"Initialized zerolane home [bold]{path}[/bold]")
+        console.print(f"  trust domain   spiffe://{deployment.config.trust_domain}")
+        console.print(f"  signing key    {kid} (ES256)")
+        err_console.print(
+            "Admin credential (shown once, store it in a secret manager):", highlight=False
+        )
+        typer.echo(token)

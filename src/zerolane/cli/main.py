@@ -1,0 +1,42 @@
+"""Entry point: ``zerolane [COMMAND]``."""
+
+from __future__ import annotations
+
+import typer
+
+from zerolane import __version__
+from zerolane.cli import audit, home, keys, serve, workload
+from zerolane.cli.common import err_console, exit_code
+from zerolane.errors import ZerolaneError
+
+app = typer.Typer(
+    name="zerolane",
+    help=(
+        "Zero trust for the machine lane: workload identity, just-in-time task "
+        "credentials and request-time decisions for agents and automation."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+home.register(app)
+serve.register(app)
+app.add_typer(keys.app, name="keys")
+app.add_typer(workload.app, name="workload")
+app.add_typer(workload.attest_app, name="attest")
+app.add_typer(audit.app, name="audit")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the zerolane version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except ZerolaneError as err:
+        err_console.print(f"error {err.reason}: {err.message}", highlight=False, markup=False)
+        raise SystemExit(exit_code(err)) from None

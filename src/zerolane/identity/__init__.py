@@ -1,0 +1,1 @@
+"""Workload identity: SPIFFE IDs, signing keys, SVIDs and attestation."""

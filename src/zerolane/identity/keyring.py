@@ -1,0 +1,193 @@
+"""The trust domain's signing keys, on disk, never in the database.
+
+``<home>/keys/`` (0700) holds one PKCS#8 PEM per key (0600, named by its RFC 7638
+thumbprint) and ``keyring.json`` (0600): which key signs now, and until when each
+retired key stays published. A key is retired by rotation; its public part stays in
+the published key set until every token it signed has expired, then it is pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from zerolane.errors import InvalidInput, Unavailable
+from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.tokens.rfc7638 import thumbprint
+from zerolane.types import Clock
+
+ALGORITHM = "ES256"
+_PUBLIC_MEMBERS = ("kty", "crv", "x", "y")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    kid: str
+    alg: str
+    created_at: float
+    retired_at: float | None = None
+    publish_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    active: str
+    sequence: int
+    keys: tuple[KeyInfo, ...]
+
+
+def public_jwk(private_key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The public JWK of an EC key with only its public members."""
+    full: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
+    return {name: full[name] for name in _PUBLIC_MEMBERS}
+
+
+class Keyring:
+    """Loads, uses and rotates the signing keys kept under ``<home>/keys``."""
+
+    def __init__(self, directory: Path, clock: Clock) -> None:
+        self.directory = directory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._manifest: Manifest | None = None
+        self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self._published: list[dict[str, str]] = []
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / "keyring.json"
+
+    # creation and rotation
+    def create(self) -> str:
+        """Create the first key; refuses when a keyring already exists."""
+        if self.manifest_path.exists():
+            raise InvalidInput("keys.exist", f"a keyring already exists in {self.directory}")
+        ensure_private_dir(self.directory)
+        kid = self._new_key()
+        now = self._clock.now()
+        self._save(Manifest(active=kid, sequence=1, keys=(KeyInfo(kid, ALGORITHM, now),)))
+        return kid
+
+    def rotate(self, publish_for: float) -> tuple[str, str]:
+        """Make a new key active; keep the old one published ``publish_for`` seconds.
+
+        Returns (old kid, new kid).
+        """
+        with self._lock:
+            manifest = self._load_manifest()
+            now = self._clock.now()
+            kid = self._new_key()
+            keys = []
+            for info in manifest.keys:
+                if info.kid == manifest.active:
+                    info = KeyInfo(info.kid, info.alg, info.created_at, now, now + publish_for)
+                keys.append(info)
+            keys.append(KeyInfo(kid, ALGORITHM, now))
+            kept = self._prune(keys, now)
+            self._save(Manifest(active=kid, sequence=manifest.sequence + 1, keys=tuple(kept)))
+            self._stamp = None
+            return manifest.active, kid
+
+    def _new_key(self) -> str:
+        key = ec.generate_private_key(ec.SECP256R1())
+        kid = thumbprint(public_jwk(key))
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_private(self.directory / f"{kid}.pem", pem)
+        return kid
+
+    def _prune(self, keys: list[KeyInfo], now: float) -> list[KeyInfo]:
+        kept = []
+        for info in keys:
+            if info.publish_until is not None and info.publish_until <= now:
+                (self.directory / f"{info.kid}.pem").unlink(missing_ok=True)
+                continue
+            kept.append(info)
+        return kept
+
+    def _save(self, manifest: Manifest) -> None:
+        doc = {
+            "active": manifest.active,
+            "sequence": manifest.sequence,
+            "keys": [asdict(k) for k in manifest.keys],
+        }
+        write_private(self.manifest_path, json.dumps(doc, indent=2).encode())
+
+    # loading
+    def _load_manifest(self) -> Manifest:
+        try:
+            doc = json.loads(self.manifest_path.read_text())
+            return Manifest(
+                active=doc["active"],
+                sequence=int(doc["sequence"]),
+                keys=tuple(KeyInfo(**k) for k in doc["keys"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise Unavailable("keys.unreadable", f"cannot read {self.manifest_path}") from err
+
+    def _refresh(self) -> Manifest:
+        """Reload from disk when the manifest changed (another process rotated)."""
+        try:
+            st = os.stat(self.manifest_path)
+        except OSError as err:
+            raise Unavailable("keys.unreadable", f"cannot read {self.manifest_path}") from err
+        stamp = (st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            if self._manifest is not None and stamp == self._stamp:
+                return self._manifest
+            manifest = self._load_manifest()
+            private: dict[str, ec.EllipticCurvePrivateKey] = {}
+            for info in manifest.keys:
+                path = self.directory / f"{info.kid}.pem"
+                try:
+                    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+                except (OSError, ValueError) as err:
+                    raise Unavailable("keys.unreadable", f"cannot load key {info.kid}") from err
+                if not isinstance(key, ec.EllipticCurvePrivateKey):
+                    raise Unavailable("keys.unreadable", f"key {info.kid} is not an EC key")
+                private[info.kid] = key
+            self._manifest, self._private, self._stamp = manifest, private, stamp
+            self._published = [
+                {**public_jwk(private[i.kid]), "kid": i.kid, "alg": i.alg} for i in manifest.keys
+            ]
+            return manifest
+
+    # use
+    def active_kid(self) -> str:
+        return self._refresh().active
+
+    def sequence(self) -> int:
+        return self._refresh().sequence
+
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        """Sign ``claims`` with the active key; headers are exactly alg, kid, typ."""
+        manifest = self._refresh()
+        key = self._private[manifest.active]
+        return jwt.encode(
+            claims, key, algorithm=ALGORITHM, headers={"kid": manifest.active, "typ": typ}
+        )
+
+    def public_keys(self) -> list[dict[str, str]]:
+        """Public JWKs still published (active and retired-but-unexpired keys)."""
+        self._refresh()
+        now = self._clock.now()
+        manifest = self._manifest
+        assert manifest is not None
+        live = {i.kid for i in manifest.keys if i.publish_until is None or i.publish_until > now}
+        return [dict(k) for k in self._published if k["kid"] in live]
+
+    def infos(self) -> tuple[KeyInfo, ...]:
+        return self._refresh().keys

@@ -1,0 +1,1 @@
+"""The control plane: composition of a deployment and its HTTP API."""

@@ -1,0 +1,233 @@
+"""The control-plane HTTP API (FastAPI; OpenAPI at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zerolane import __version__
+from zerolane.audit.events import Actor
+from zerolane.audit.log import event_json
+from zerolane.errors import ZerolaneError
+from zerolane.identity.admin import authenticate_admin
+from zerolane.identity.service import AttestRequest
+from zerolane.server.deployment import Deployment
+from zerolane.server.metrics import Metrics
+from zerolane.server.schemas import (
+    AttestBody,
+    AttestResponse,
+    ErrorBody,
+    JoinTokenBody,
+    RegisterBody,
+    SpiffeIdBody,
+    WorkloadOut,
+)
+from zerolane.store.records import Workload
+from zerolane.types import WorkloadStatus
+
+BUNDLE_REFRESH_HINT = 300
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+    413: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+def _error(status: int, reason: str, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="zerolane"'} if status == 401 else None
+    return JSONResponse(
+        {"error": message, "reason": reason, **extra}, status_code=status, headers=headers
+    )
+
+
+def _workload_out(w: Workload) -> WorkloadOut:
+    return WorkloadOut(
+        spiffe_id=w.spiffe_id,
+        selectors=list(w.selectors),
+        owner=w.owner,
+        status=w.status.value,
+        created_at=w.created_at,
+        updated_at=w.updated_at,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ZerolaneError)
+    async def _zerolane(_: Request, err: ZerolaneError) -> JSONResponse:
+        return _error(err.status, err.reason, err.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = err.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return _error(400, "request.malformed_json", "the body is not valid JSON")
+        if any(p.get("type") == "extra_forbidden" for p in problems):
+            names = [".".join(str(x) for x in p["loc"][1:]) for p in problems]
+            return _error(400, "request.unknown_field", f"unknown field(s): {', '.join(names)}")
+        details = [
+            {"field": ".".join(str(x) for x in p["loc"][1:]), "problem": p["msg"]} for p in problems
+        ]
+        return _error(400, "request.invalid", "the request body is invalid", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        reasons = {404: "request.not_found", 405: "request.method_not_allowed"}
+        return _error(
+            err.status_code, reasons.get(err.status_code, "request.http"), str(err.detail)
+        )
+
+
+def create_app(deployment: Deployment) -> FastAPI:
+    """Build the API over an opened deployment."""
+    app = FastAPI(
+        title="zerolane control plane",
+        version=__version__,
+        description="Workload identity, attestation and (soon) task decisions.",
+        responses=_ERRORS,
+    )
+    metrics = Metrics()
+    app.state.deployment = deployment
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - start)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> Actor:
+        token = None
+        if authorization and authorization[:7].lower() == "bearer ":
+            token = authorization[7:].strip()
+        record = authenticate_admin(deployment.stores, token)
+        return Actor("admin", record.credential_id)
+
+    Admin = Annotated[Actor, Depends(admin)]
+
+    @app.post("/v1/attest", response_model=AttestResponse, tags=["identity"])
+    def attest(body: AttestBody) -> AttestResponse:
+        """Prove a workload's identity (join token, JWT or X.509-SVID); get a JWT-SVID."""
+        evidence: dict[str, object] = {"join_token": body.join_token, "jwt": body.jwt}
+        if body.x509_svid is not None:
+            evidence["x509_svid"] = {"chain": body.x509_svid, "proof": body.x509_proof}
+        audience = [body.audience] if isinstance(body.audience, str) else body.audience
+        request = AttestRequest(
+            evidence=evidence,
+            public_jwk=body.public_jwk,
+            audience=audience,
+            ttl=body.ttl,
+            spiffe_id=body.spiffe_id,
+        )
+        try:
+            issued = deployment.identity.attest(request)
+        except ZerolaneError as err:
+            metrics.attestations.labels("denied", err.reason).inc()
+            raise
+        metrics.attestations.labels("success", "ok").inc()
+        return AttestResponse(
+            svid=issued.token,
+            spiffe_id=issued.spiffe_id,
+            audience=list(issued.audience),
+            expires_at=issued.expires_at,
+            expires_in=issued.expires_at - issued.issued_at,
+        )
+
+    @app.get("/.well-known/jwks.json", tags=["keys"])
+    def jwks() -> dict[str, Any]:
+        """Public keys that verify tokens issued here (JWK Set, public members only)."""
+        return {"keys": [{**k, "use": "sig"} for k in deployment.keyring.public_keys()]}
+
+    @app.get("/.well-known/spiffe-bundle", tags=["keys"])
+    def spiffe_bundle() -> dict[str, Any]:
+        """This trust domain's SPIFFE bundle (JWK Set with spiffe_sequence)."""
+        keys = [
+            {k: v for k, v in key.items() if k != "alg"} | {"use": "jwt-svid"}
+            for key in deployment.keyring.public_keys()
+        ]
+        return {
+            "keys": keys,
+            "spiffe_sequence": deployment.keyring.sequence(),
+            "spiffe_refresh_hint": BUNDLE_REFRESH_HINT,
+        }
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        try:
+            deployment.stores.schema_version()
+            deployment.keyring.active_kid()
+        except ZerolaneError as err:
+            return _error(503, err.reason, err.message)
+        except Exception:
+            return _error(503, "store.unavailable", "the store cannot be reached")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["ops"])
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/admin/workloads", response_model=WorkloadOut, status_code=201, tags=["admin"])
+    def register(body: RegisterBody, actor: Admin) -> WorkloadOut:
+        workload = deployment.registry.register(
+            body.spiffe_id, selectors=body.selectors, owner=body.owner, actor=actor
+        )
+        return _workload_out(workload)
+
+    @app.get("/v1/admin/workloads", response_model=list[WorkloadOut], tags=["admin"])
+    def list_workloads(_: Admin) -> list[WorkloadOut]:
+        return [_workload_out(w) for w in deployment.registry.list()]
+
+    @app.get("/v1/admin/workload", response_model=WorkloadOut, tags=["admin"])
+    def show_workload(spiffe_id: Annotated[str, Query(max_length=4096)], _: Admin) -> WorkloadOut:
+        return _workload_out(deployment.registry.get(spiffe_id))
+
+    @app.post("/v1/admin/workloads/disable", response_model=WorkloadOut, tags=["admin"])
+    def disable(body: SpiffeIdBody, actor: Admin) -> WorkloadOut:
+        workload = deployment.registry.set_status(
+            body.spiffe_id, WorkloadStatus.DISABLED, actor=actor
+        )
+        return _workload_out(workload)
+
+    @app.post("/v1/admin/join-tokens", status_code=201, tags=["admin"])
+    def join_token(body: JoinTokenBody, actor: Admin) -> dict[str, Any]:
+        issued = deployment.join_tokens.create(body.spiffe_id, ttl=body.ttl, actor=actor)
+        return {
+            "join_token": issued.token,
+            "spiffe_id": issued.record.spiffe_id,
+            "expires_at": int(issued.record.expires_at),
+        }
+
+    @app.post("/v1/admin/keys/rotate", tags=["admin"])
+    def rotate(actor: Admin) -> dict[str, Any]:
+        return {"kid": deployment.rotate_keys(actor)}
+
+    @app.get("/v1/admin/audit", tags=["admin"])
+    def audit(
+        _: Admin,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        records = deployment.stores.read_events(after, limit)
+        return {"events": [event_json(r) for r in records]}
+
+    return app

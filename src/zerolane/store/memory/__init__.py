@@ -1,0 +1,131 @@
+"""In-memory backend: for tests and throwaway runs; nothing survives the process."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+from zerolane.errors import Conflict
+from zerolane.store.ports import GENESIS_HASH, Sealer
+from zerolane.store.records import (
+    AdminCredential,
+    AuditRecord,
+    ConsumeResult,
+    ConsumeStatus,
+    FederatedBundle,
+    JoinToken,
+    Workload,
+)
+from zerolane.types import WorkloadStatus
+
+SCHEMA_VERSION = 1
+
+
+class MemoryStores:
+    """Implements every port of :mod:`zerolane.store.ports` under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workloads: dict[str, Workload] = {}
+        self._join_tokens: dict[str, JoinToken] = {}
+        self._bundles: dict[str, FederatedBundle] = {}
+        self._admins: list[AdminCredential] = []
+        self._events: list[AuditRecord] = []
+
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    def close(self) -> None:
+        return None
+
+    # workloads
+    def add_workload(self, workload: Workload) -> None:
+        with self._lock:
+            if workload.spiffe_id in self._workloads:
+                raise Conflict("workload.exists", f"{workload.spiffe_id} is already registered")
+            self._workloads[workload.spiffe_id] = workload
+
+    def get_workload(self, spiffe_id: str) -> Workload | None:
+        with self._lock:
+            return self._workloads.get(spiffe_id)
+
+    def list_workloads(self) -> list[Workload]:
+        with self._lock:
+            return [self._workloads[k] for k in sorted(self._workloads)]
+
+    def set_workload_status(
+        self, spiffe_id: str, status: WorkloadStatus, at: float
+    ) -> Workload | None:
+        with self._lock:
+            current = self._workloads.get(spiffe_id)
+            if current is None:
+                return None
+            updated = dataclasses.replace(current, status=status, updated_at=at)
+            self._workloads[spiffe_id] = updated
+            return updated
+
+    # join tokens
+    def add_join_token(self, token: JoinToken) -> None:
+        with self._lock:
+            if token.token_hash in self._join_tokens:
+                raise Conflict("join_token.exists", "a join token with this hash exists")
+            self._join_tokens[token.token_hash] = token
+
+    def consume_join_token(self, token_hash: str, now: float) -> ConsumeResult:
+        with self._lock:
+            token = self._join_tokens.get(token_hash)
+            if token is None:
+                return ConsumeResult(ConsumeStatus.UNKNOWN, None)
+            if token.used_at is not None:
+                return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
+            if now >= token.expires_at:
+                return ConsumeResult(ConsumeStatus.EXPIRED, token)
+            used = dataclasses.replace(token, used_at=now)
+            self._join_tokens[token_hash] = used
+            return ConsumeResult(ConsumeStatus.CONSUMED, used)
+
+    # federation bundles
+    def put_bundle(self, bundle: FederatedBundle) -> None:
+        with self._lock:
+            self._bundles[bundle.trust_domain] = bundle
+
+    def get_bundle(self, trust_domain: str) -> FederatedBundle | None:
+        with self._lock:
+            return self._bundles.get(trust_domain)
+
+    def list_bundles(self) -> list[FederatedBundle]:
+        with self._lock:
+            return [self._bundles[k] for k in sorted(self._bundles)]
+
+    # admin credentials
+    def add_admin_credential(self, credential: AdminCredential) -> None:
+        with self._lock:
+            self._admins.append(credential)
+
+    def list_admin_credentials(self) -> list[AdminCredential]:
+        with self._lock:
+            return list(self._admins)
+
+    # audit
+    def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
+        with self._lock:
+            prev = self._events[-1] if self._events else None
+            seq = prev.seq if prev else 0
+            prev_hash = prev.hash if prev else GENESIS_HASH
+            sealed: list[AuditRecord] = []
+            for event in events:
+                seq += 1
+                record = seal(event, seq, prev_hash)
+                sealed.append(record)
+                prev_hash = record.hash
+            self._events.extend(sealed)
+            return sealed
+
+    def read_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        with self._lock:
+            return [r for r in self._events if r.seq > after_seq][:limit]
+
+    def last_event(self) -> AuditRecord | None:
+        with self._lock:
+            return self._events[-1] if self._events else None

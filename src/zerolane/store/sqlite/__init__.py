@@ -1,0 +1,303 @@
+"""SQLite backend (embedded default): WAL, ``BEGIN IMMEDIATE`` writes, full fsync.
+
+Built on SQLAlchemy Core so that the same statements serve PostgreSQL later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from zerolane.errors import Conflict, InvalidInput, Unavailable
+from zerolane.store.ports import GENESIS_HASH, Sealer
+from zerolane.store.records import (
+    AdminCredential,
+    AuditRecord,
+    ConsumeResult,
+    ConsumeStatus,
+    FederatedBundle,
+    JoinToken,
+    Workload,
+)
+from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
+from zerolane.types import WorkloadStatus
+
+_AUDIT_COLUMNS = "seq, event_id, time, kind, outcome, body, prev_hash, hash"
+
+
+def _configure(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _workload(row: Any) -> Workload:
+    return Workload(
+        spiffe_id=row.spiffe_id,
+        selectors=tuple(json.loads(row.selectors)),
+        owner=row.owner,
+        status=WorkloadStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _join_token(row: Any) -> JoinToken:
+    return JoinToken(
+        token_hash=row.token_hash,
+        spiffe_id=row.spiffe_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+    )
+
+
+def _audit(row: Any) -> AuditRecord:
+    return AuditRecord(
+        seq=row.seq,
+        event_id=row.event_id,
+        time=row.time,
+        kind=row.kind,
+        outcome=row.outcome,
+        body=row.body,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class SqliteStores:
+    """Implements every port of :mod:`zerolane.store.ports` on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fresh = not path.exists()
+        self._engine = create_engine(f"sqlite:///{path}")
+        _configure(self._engine)
+        try:
+            self._migrate()
+        except SQLAlchemyError as err:
+            raise Unavailable("store.open", f"cannot open the database at {path}") from err
+        if fresh:
+            os.chmod(path, 0o600)
+
+    # schema
+    def _migrate(self) -> None:
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                "applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            current = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
+            current = current or 0
+            if current > LATEST:
+                raise InvalidInput(
+                    "store.schema_too_new",
+                    f"the database schema is version {current}; this zerolane knows {LATEST}",
+                )
+            for version, description, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+                conn.execute(
+                    text(
+                        "INSERT INTO schema_migrations VALUES (:v, :d, "
+                        "CAST(strftime('%s','now') AS REAL))"
+                    ),
+                    {"v": version, "d": description},
+                )
+
+    def schema_version(self) -> int:
+        with self._engine.connect() as conn:
+            version = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
+            return int(version or 0)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _read(self, sql: str, **params: Any) -> list[Any]:
+        try:
+            with self._engine.connect() as conn:
+                return list(conn.execute(text(sql), params))
+        except SQLAlchemyError as err:
+            raise Unavailable("store.read", "the database could not be read") from err
+
+    def _write(self, sql: str, **params: Any) -> int:
+        try:
+            with self._engine.begin() as conn:
+                return conn.execute(text(sql), params).rowcount
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as err:
+            raise Unavailable("store.write", "the database could not be written") from err
+
+    # workloads
+    def add_workload(self, workload: Workload) -> None:
+        try:
+            self._write(
+                "INSERT INTO workloads VALUES (:spiffe_id, :selectors, :owner, :status, "
+                ":created_at, :updated_at)",
+                spiffe_id=workload.spiffe_id,
+                selectors=json.dumps(list(workload.selectors)),
+                owner=workload.owner,
+                status=workload.status.value,
+                created_at=workload.created_at,
+                updated_at=workload.updated_at,
+            )
+        except IntegrityError as err:
+            raise Conflict(
+                "workload.exists", f"{workload.spiffe_id} is already registered"
+            ) from err
+
+    def get_workload(self, spiffe_id: str) -> Workload | None:
+        rows = self._read("SELECT * FROM workloads WHERE spiffe_id = :s", s=spiffe_id)
+        return _workload(rows[0]) if rows else None
+
+    def list_workloads(self) -> list[Workload]:
+        return [_workload(r) for r in self._read("SELECT * FROM workloads ORDER BY spiffe_id")]
+
+    def set_workload_status(
+        self, spiffe_id: str, status: WorkloadStatus, at: float
+    ) -> Workload | None:
+        changed = self._write(
+            "UPDATE workloads SET status = :st, updated_at = :at WHERE spiffe_id = :s",
+            st=status.value,
+            at=at,
+            s=spiffe_id,
+        )
+        return self.get_workload(spiffe_id) if changed else None
+
+    # join tokens
+    def add_join_token(self, token: JoinToken) -> None:
+        try:
+            self._write(
+                "INSERT INTO join_tokens VALUES (:h, :s, :c, :e, :u)",
+                h=token.token_hash,
+                s=token.spiffe_id,
+                c=token.created_at,
+                e=token.expires_at,
+                u=token.used_at,
+            )
+        except IntegrityError as err:
+            raise Conflict("join_token.exists", "a join token with this hash exists") from err
+
+    def consume_join_token(self, token_hash: str, now: float) -> ConsumeResult:
+        changed = self._write(
+            "UPDATE join_tokens SET used_at = :now WHERE token_hash = :h "
+            "AND used_at IS NULL AND expires_at > :now",
+            now=now,
+            h=token_hash,
+        )
+        rows = self._read("SELECT * FROM join_tokens WHERE token_hash = :h", h=token_hash)
+        if not rows:
+            return ConsumeResult(ConsumeStatus.UNKNOWN, None)
+        token = _join_token(rows[0])
+        if changed == 1:
+            return ConsumeResult(ConsumeStatus.CONSUMED, token)
+        if token.used_at is not None:
+            return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
+        return ConsumeResult(ConsumeStatus.EXPIRED, token)
+
+    # federation bundles
+    def put_bundle(self, bundle: FederatedBundle) -> None:
+        self._write(
+            "INSERT INTO federated_bundles VALUES (:td, :b, :seq, :at) "
+            "ON CONFLICT (trust_domain) DO UPDATE SET bundle_json = excluded.bundle_json, "
+            "sequence = excluded.sequence, updated_at = excluded.updated_at",
+            td=bundle.trust_domain,
+            b=bundle.bundle_json,
+            seq=bundle.sequence,
+            at=bundle.updated_at,
+        )
+
+    def get_bundle(self, trust_domain: str) -> FederatedBundle | None:
+        rows = self._read(
+            "SELECT * FROM federated_bundles WHERE trust_domain = :td", td=trust_domain
+        )
+        return FederatedBundle(*rows[0]) if rows else None
+
+    def list_bundles(self) -> list[FederatedBundle]:
+        rows = self._read("SELECT * FROM federated_bundles ORDER BY trust_domain")
+        return [FederatedBundle(*r) for r in rows]
+
+    # admin credentials
+    def add_admin_credential(self, credential: AdminCredential) -> None:
+        self._write(
+            "INSERT INTO admin_credentials VALUES (:i, :h, :c)",
+            i=credential.credential_id,
+            h=credential.credential_hash,
+            c=credential.created_at,
+        )
+
+    def list_admin_credentials(self) -> list[AdminCredential]:
+        rows = self._read("SELECT * FROM admin_credentials ORDER BY created_at")
+        return [AdminCredential(*r) for r in rows]
+
+    # audit
+    def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
+        try:
+            with self._engine.begin() as conn:
+                head = conn.execute(
+                    text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                ).first()
+                seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+                sealed: list[AuditRecord] = []
+                for unsealed in events:
+                    seq += 1
+                    record = seal(unsealed, seq, prev_hash)
+                    sealed.append(record)
+                    prev_hash = record.hash
+                conn.execute(
+                    text(
+                        f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES "  # noqa: S608
+                        "(:seq, :event_id, :time, :kind, :outcome, :body, :prev_hash, :hash)"
+                    ),
+                    [
+                        {
+                            "seq": r.seq,
+                            "event_id": r.event_id,
+                            "time": r.time,
+                            "kind": r.kind,
+                            "outcome": r.outcome,
+                            "body": r.body,
+                            "prev_hash": r.prev_hash,
+                            "hash": r.hash,
+                        }
+                        for r in sealed
+                    ],
+                )
+                return sealed
+        except SQLAlchemyError as err:
+            raise Unavailable("audit.write", "the audit event could not be recorded") from err
+
+    def read_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        rows = self._read(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE seq > :a "  # noqa: S608
+            "ORDER BY seq LIMIT :n",
+            a=after_seq,
+            n=limit,
+        )
+        return [_audit(r) for r in rows]
+
+    def last_event(self) -> AuditRecord | None:
+        rows = self._read(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_events ORDER BY seq DESC LIMIT 1"  # noqa: S608
+        )
+        return _audit(rows[0]) if rows else None

@@ -1,0 +1,4 @@
+"""Tokens: JWS/JWT handling, JWK thumbprints and (later) task tokens and DPoP.
+
+Modules are named after the standard they implement.
+"""
