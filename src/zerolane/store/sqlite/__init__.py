@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,15 +87,28 @@ class SqliteStores:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fresh = not path.exists()
+        try:
+            # Create the file 0600 before SQLite opens it: SQLite gives the -wal and -shm
+            # files (which hold recent writes) the database file's mode, and a chmod after
+            # the fact would leave them, and the file for a moment, readable by others.
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise Unavailable("store.open", f"cannot create the database at {path}") from err
         self._engine = create_engine(f"sqlite:///{path}")
+        # SQLite has one writer; queueing our own threads here is far cheaper than
+        # letting them spin in SQLite's busy handler. Other processes still use it.
+        self._write_lock = threading.Lock()
         _configure(self._engine)
         try:
             self._migrate()
         except SQLAlchemyError as err:
+            self._engine.dispose()
             raise Unavailable("store.open", f"cannot open the database at {path}") from err
-        if fresh:
-            os.chmod(path, 0o600)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     # schema
     def _migrate(self) -> None:
@@ -141,7 +155,7 @@ class SqliteStores:
 
     def _write(self, sql: str, **params: Any) -> int:
         try:
-            with self._engine.begin() as conn:
+            with self._write_lock, self._engine.begin() as conn:
                 return conn.execute(text(sql), params).rowcount
         except IntegrityError:
             raise
@@ -199,18 +213,24 @@ class SqliteStores:
             raise Conflict("join_token.exists", "a join token with this hash exists") from err
 
     def consume_join_token(self, token_hash: str, now: float) -> ConsumeResult:
-        changed = self._write(
-            "UPDATE join_tokens SET used_at = :now WHERE token_hash = :h "
-            "AND used_at IS NULL AND expires_at > :now",
-            now=now,
-            h=token_hash,
-        )
+        try:
+            with self._write_lock, self._engine.begin() as conn:
+                consumed = conn.execute(
+                    text(
+                        "UPDATE join_tokens SET used_at = :now WHERE token_hash = :h "
+                        "AND used_at IS NULL AND expires_at > :now "
+                        "RETURNING token_hash, spiffe_id, created_at, expires_at, used_at"
+                    ),
+                    {"now": now, "h": token_hash},
+                ).first()
+        except SQLAlchemyError as err:
+            raise Unavailable("store.write", "the database could not be written") from err
+        if consumed is not None:
+            return ConsumeResult(ConsumeStatus.CONSUMED, _join_token(consumed))
         rows = self._read("SELECT * FROM join_tokens WHERE token_hash = :h", h=token_hash)
         if not rows:
             return ConsumeResult(ConsumeStatus.UNKNOWN, None)
         token = _join_token(rows[0])
-        if changed == 1:
-            return ConsumeResult(ConsumeStatus.CONSUMED, token)
         if token.used_at is not None:
             return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
         return ConsumeResult(ConsumeStatus.EXPIRED, token)
@@ -252,8 +272,10 @@ class SqliteStores:
 
     # audit
     def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
+        if not events:  # an empty executemany is deprecated in SQLAlchemy
+            return []
         try:
-            with self._engine.begin() as conn:
+            with self._write_lock, self._engine.begin() as conn:
                 head = conn.execute(
                     text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
                 ).first()

@@ -1,0 +1,30 @@
+"""The backends every store conformance test runs against.
+
+A new backend is one more entry in ``BACKENDS``: a factory that opens a fresh, empty
+instance in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from zerolane.store.memory import MemoryStores
+from zerolane.store.ports import Stores
+from zerolane.store.sqlite import SqliteStores
+
+BACKENDS: dict[str, Callable[[Path], Stores]] = {
+    "memory": lambda _tmp: MemoryStores(),
+    "sqlite": lambda tmp: SqliteStores(tmp / "z.db"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    opened = BACKENDS[request.param](tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
