@@ -69,7 +69,7 @@ class Event:
             "time": rfc3339(self.time),
             "kind": self.kind,
             "actor": self.actor.as_json(),
-            "subject": self.subject,
+            "subject": mask(self.subject),  # may echo untrusted input, e.g. a token
             "outcome": self.outcome.value,
             "reason": self.reason,
             "details": mask(dict(self.details)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from zerolane.audit.chain import Break, seal, verify
 from zerolane.audit.events import Actor, Event
@@ -34,7 +34,19 @@ class AuditLog:
         reason: str = "ok",
         details: Mapping[str, object] | None = None,
     ) -> AuditRecord:
-        event = Event(
+        return self.record_all([self.event(kind, actor, subject, outcome, reason, details)])[0]
+
+    def event(
+        self,
+        kind: str,
+        actor: Actor,
+        subject: str,
+        outcome: Outcome,
+        reason: str = "ok",
+        details: Mapping[str, object] | None = None,
+    ) -> Event:
+        """Build an event stamped with the log's clock (to pass to :meth:`record_all`)."""
+        return Event(
             kind=kind,
             actor=actor,
             subject=subject,
@@ -43,8 +55,11 @@ class AuditLog:
             time=self._clock.now(),
             details=details or {},
         )
+
+    def record_all(self, events: Sequence[Event]) -> list[AuditRecord]:
+        """Record ``events`` in one durable write: all of them, or none and an error."""
         try:
-            return self._store.append_events([event.unsealed()], seal)[0]
+            return self._store.append_events([e.unsealed() for e in events], seal)
         except ZerolaneError:
             raise
         except Exception as err:  # any sink failure is a refusal, never a silent pass

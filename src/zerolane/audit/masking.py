@@ -35,15 +35,27 @@ def _looks_secret(value: str) -> bool:
     return bool(_JWT_SHAPE.search(value) or _PEM_SHAPE.search(value))
 
 
+def _secret_key(key: str) -> bool:
+    return bool(key) and key not in _SAFE_KEYS and bool(_SECRET_KEYS.search(key))
+
+
 def mask(data: object, key: str = "") -> object:
-    """Return a copy of ``data`` with secrets masked (recursing into dicts and lists)."""
+    """Return a copy of ``data`` with secrets masked (recursing into dicts and lists).
+
+    Everything under a secret-looking key is secret, however deeply nested:
+    ``{"client_secret": {"value": ...}}`` masks ``value`` too.
+    """
+    return _mask(data, _secret_key(key))
+
+
+def _mask(data: object, secret: bool) -> object:
     if isinstance(data, Mapping):
-        return {str(k): mask(v, str(k)) for k, v in data.items()}
+        return {str(k): _mask(v, secret or _secret_key(str(k))) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return [mask(v, key) for v in data]
+        return [_mask(v, secret) for v in data]
     if isinstance(data, str | bytes):
         text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-        if (key and key not in _SAFE_KEYS and _SECRET_KEYS.search(key)) or _looks_secret(text):
+        if secret or _looks_secret(text):
             return mask_value(text)
         return text
     return data
