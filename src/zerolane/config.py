@@ -88,7 +88,12 @@ def _issuer(raw: object, index: int) -> JwtIssuerConfig:
     if (jwks_file is None) == (jwks_url is None):
         raise InvalidInput("config.jwks", f"{where} set exactly one of jwks_file, jwks_url")
     algorithms = tuple(_take(table, "algorithms", list, where, ["RS256", "ES256"]))
+    if not algorithms or not all(isinstance(a, str) and a for a in algorithms):
+        raise InvalidInput("config.type", f"{where}algorithms must be a list of names")
     claims = _take(table, "claims", dict, where, {})
+    for claim, selector_type in claims.items():
+        if not isinstance(selector_type, str) or not selector_type:
+            raise InvalidInput("config.type", f"{where}claims.{claim} must be a string")
     cache = _take(table, "jwks_cache_seconds", int, where, 300)
     _no_extra(table, where)
     return JwtIssuerConfig(
@@ -147,4 +152,22 @@ def render_config(config: Config) -> str:
         "server": {"host": config.server.host, "port": config.server.port},
         "svid": {"default_ttl": config.svid.default_ttl, "max_ttl": config.svid.max_ttl},
     }
+    if config.jwt_issuers:
+        doc["jwt_issuers"] = [_render_issuer(issuer) for issuer in config.jwt_issuers]
     return tomli_w.dumps(doc)
+
+
+def _render_issuer(issuer: JwtIssuerConfig) -> dict[str, Any]:
+    table: dict[str, Any] = {
+        "name": issuer.name,
+        "issuer": issuer.issuer,
+        "audience": issuer.audience,
+        "jwks_cache_seconds": issuer.jwks_cache_seconds,
+        "algorithms": list(issuer.algorithms),
+        "claims": dict(issuer.claims),
+    }
+    if issuer.jwks_file is not None:
+        table["jwks_file"] = issuer.jwks_file
+    if issuer.jwks_url is not None:
+        table["jwks_url"] = issuer.jwks_url
+    return table

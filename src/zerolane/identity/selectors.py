@@ -11,12 +11,13 @@ from collections.abc import Iterable
 
 from zerolane.errors import InvalidInput
 
-_SELECTOR = re.compile(r"^[A-Za-z0-9_.-]+:[\x21-\x7e]+$")
+# Used with ``fullmatch``: ``$`` would also match before a trailing newline.
+_SELECTOR = re.compile(r"[A-Za-z0-9_.-]+:[\x21-\x7e]+")
 MAX_LEN = 512
 
 
 def parse_selector(value: str) -> str:
-    if len(value) > MAX_LEN or not _SELECTOR.match(value):
+    if len(value) > MAX_LEN or not _SELECTOR.fullmatch(value):
         raise InvalidInput(
             "selector.format",
             f"selector {value!r} must be 'type:value' (type of [A-Za-z0-9_.-], "

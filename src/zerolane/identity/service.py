@@ -68,11 +68,12 @@ class IdentityService:
                 )
             attestor = self._attestors[present[0]]
             method = attestor.method
-            attested = attestor.attest(request.evidence[present[0]])
-            workload = self._match(attested, request.spiffe_id)
+            # Check the rest of the request first: bad input must not burn a join token.
             jkt = key_thumbprint(request.public_jwk) if request.public_jwk is not None else None
             audience = self._audience(request.audience)
             ttl = self._ttl(request.ttl)
+            attested = attestor.attest(request.evidence[present[0]])
+            workload = self._match(attested, request.spiffe_id)
             issued = svid.issue(
                 self._keyring,
                 self._clock,
@@ -92,26 +93,34 @@ class IdentityService:
             )
             raise
         actor = Actor("workload", workload.spiffe_id)
-        self._audit.record(
-            "attestation",
-            actor=actor,
-            subject=workload.spiffe_id,
-            outcome=Outcome.SUCCESS,
-            details={"method": method, "selectors": list(attested.selectors), **attested.details},
-        )
-        self._audit.record(
-            "svid.issued",
-            actor=Actor("system", "zerolane"),
-            subject=workload.spiffe_id,
-            outcome=Outcome.SUCCESS,
-            details={
-                "svid_id": issued.jti,
-                "kid": self._keyring.active_kid(),
-                "aud": list(issued.audience),
-                "exp": issued.expires_at,
-                "jkt": jkt,
-                "method": method,
-            },
+        self._audit.record_all(
+            [
+                self._audit.event(
+                    "attestation",
+                    actor,
+                    workload.spiffe_id,
+                    Outcome.SUCCESS,
+                    details={
+                        "method": method,
+                        "selectors": list(attested.selectors),
+                        **attested.details,
+                    },
+                ),
+                self._audit.event(
+                    "svid.issued",
+                    Actor("system", "zerolane"),
+                    workload.spiffe_id,
+                    Outcome.SUCCESS,
+                    details={
+                        "svid_id": issued.jti,
+                        "kid": self._keyring.active_kid(),
+                        "aud": list(issued.audience),
+                        "exp": issued.expires_at,
+                        "jkt": jkt,
+                        "method": method,
+                    },
+                ),
+            ]
         )
         return issued
 

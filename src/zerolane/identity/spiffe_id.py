@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spiffe import SpiffeId as _LibSpiffeId
-from spiffe.errors import PySpiffeError
-
 from zerolane.errors import InvalidInput
 
 SCHEME = "spiffe://"
 MAX_BYTES = 2048
-_TD_CHARS = re.compile(r"^[a-z0-9._-]+$")
-_SEGMENT_CHARS = re.compile(r"^[a-zA-Z0-9._-]+$")
+#: RFC 3986 limits the host, so a trust domain name is at most 255 bytes (spec 2.3).
+MAX_TRUST_DOMAIN_BYTES = 255
+# Used with ``fullmatch``: ``$`` would also match before a trailing newline.
+_TD_CHARS = re.compile(r"[a-z0-9._-]+")
+_SEGMENT_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
 
 
 class SpiffeIdError(InvalidInput):
@@ -54,12 +54,14 @@ def _check_trust_domain(td: str) -> None:
         raise _fail("port", "a port is not allowed in the trust domain")
     if "%" in td:
         raise _fail("percent_encoded", "percent-encoding is not allowed")
-    if td != td.lower() and _TD_CHARS.match(td.lower()):
+    if td != td.lower() and _TD_CHARS.fullmatch(td.lower()):
         raise _fail("uppercase_trust_domain", "the trust domain must be lowercase")
-    if not _TD_CHARS.match(td):
+    if not _TD_CHARS.fullmatch(td):
         raise _fail(
             "trust_domain_chars", "the trust domain may only hold a-z, 0-9, '.', '-' and '_'"
         )
+    if len(td) > MAX_TRUST_DOMAIN_BYTES:
+        raise _fail("too_long", f"a trust domain is at most {MAX_TRUST_DOMAIN_BYTES} bytes")
 
 
 def _check_path(path: str) -> None:
@@ -74,7 +76,7 @@ def _check_path(path: str) -> None:
             raise _fail("dot_segment", "path segments '.' and '..' are not allowed")
         if "%" in segment:
             raise _fail("percent_encoded", "percent-encoding is not allowed")
-        if not _SEGMENT_CHARS.match(segment):
+        if not _SEGMENT_CHARS.fullmatch(segment):
             raise _fail("path_chars", "path segments may only hold a-z, A-Z, 0-9, '.', '-' and '_'")
 
 
@@ -85,8 +87,8 @@ def parse_trust_domain(name: str) -> str:
         if not parsed.is_trust_domain:
             raise _fail("not_trust_domain", "expected a trust domain, got a workload ID")
         return parsed.trust_domain
-    if len(name.encode()) > 255:
-        raise _fail("too_long", "a trust domain is at most 255 bytes")
+    if len(name.encode()) > MAX_TRUST_DOMAIN_BYTES:
+        raise _fail("too_long", f"a trust domain is at most {MAX_TRUST_DOMAIN_BYTES} bytes")
     _check_trust_domain(name)
     return name
 
@@ -108,6 +110,10 @@ def parse_spiffe_id(value: str) -> SpiffeId:
     td, path = (rest, "") if slash == -1 else (rest[:slash], rest[slash:])
     _check_trust_domain(td)
     _check_path(path)
+    # Imported here: the spiffe package pulls in gRPC (~0.3 s), which only this needs.
+    from spiffe import SpiffeId as _LibSpiffeId
+    from spiffe.errors import PySpiffeError
+
     try:
         lib = _LibSpiffeId(value)
     except PySpiffeError as err:  # second parser disagrees: refuse, naming it
