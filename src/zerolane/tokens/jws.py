@@ -1,26 +1,48 @@
 """Strict JWS verification over PyJWT, with our rules on algorithms and keys.
 
-zerolane issues and accepts only asymmetric signatures: ES256 by default, EdDSA where
-configured. A token with any other ``alg`` (``none``, HMAC, RSA) is refused before a
-key is even looked at, so no algorithm-confusion trick applies. A JWK whose ``use``,
-``key_ops`` or ``alg`` says it is not for verifying this algorithm is never used.
+zerolane issues and accepts only asymmetric signatures: ES256 for its own tokens,
+EdDSA where configured, and RS256, PS256 or ES384 when a caller verifying an external
+issuer passes them in ``algorithms``. A token with any other ``alg`` (``none``, HMAC,
+RS384...) is refused before a key is even looked at, so no algorithm-confusion trick
+applies. A JWK whose ``kty``/``crv``, ``use``, ``key_ops`` or ``alg`` says it is not
+for verifying this algorithm is never used; RSA keys under 2048 bits or with the ROCA
+fingerprint (CVE-2017-15361) are refused.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
+from jwt.types import SigOptions
 
 from zerolane.errors import Unauthenticated
 
-SUPPORTED_ALGORITHMS = frozenset({"ES256", "EdDSA"})
-_CURVE_FOR_ALG = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
-_jws = jwt.PyJWS()
+#: alg -> (kty, crv or None, JWK members of the public key, PyJWT algorithm)
+_ALGORITHMS: dict[str, tuple[str, str | None, tuple[str, ...], Algorithm]] = {
+    "ES256": ("EC", "P-256", ("x", "y"), ECAlgorithm(ECAlgorithm.SHA256)),
+    "ES384": ("EC", "P-384", ("x", "y"), ECAlgorithm(ECAlgorithm.SHA384)),
+    "EdDSA": ("OKP", "Ed25519", ("x",), OKPAlgorithm()),
+    "RS256": ("RSA", None, ("n", "e"), RSAAlgorithm(RSAAlgorithm.SHA256)),
+    "PS256": ("RSA", None, ("n", "e"), RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256)),
+}
+SUPPORTED_ALGORITHMS = frozenset(_ALGORITHMS)
+MIN_RSA_BITS = 2048
+_OPTIONS: SigOptions = {"verify_signature": True, "enforce_minimum_key_length": True}
+
+
+def _verifier() -> jwt.PyJWS:
+    """A PyJWS that knows only our algorithms (PyJWT's others are unregistered)."""
+    verifier = jwt.PyJWS(algorithms=[])
+    for name, (*_, algorithm) in _ALGORITHMS.items():
+        verifier.register_algorithm(name, algorithm)
+    return verifier
+
+
+_jws = _verifier()
 
 
 class JwsError(Unauthenticated):
@@ -38,7 +60,7 @@ def unverified_header(token: str) -> dict[str, Any]:
     """Read a compact JWS header without trusting it (for ``kid`` selection)."""
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as err:
+    except (jwt.PyJWTError, RecursionError) as err:
         raise JwsError("jws.malformed", "the token is not a compact JWS") from err
     if not isinstance(header, dict):
         raise JwsError("jws.malformed", "the JWS header is not an object")
@@ -46,8 +68,8 @@ def unverified_header(token: str) -> dict[str, Any]:
 
 
 def _key_allows(jwk: Mapping[str, Any], alg: str) -> bool:
-    kty, crv = _CURVE_FOR_ALG[alg]
-    if jwk.get("kty") != kty or jwk.get("crv") != crv:
+    kty, crv, _, _ = _ALGORITHMS[alg]
+    if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
         return False
     if "use" in jwk and jwk["use"] not in ("sig", "jwt-svid"):
         return False
@@ -57,15 +79,39 @@ def _key_allows(jwk: Mapping[str, Any], alg: str) -> bool:
     return not ("alg" in jwk and jwk["alg"] != alg)
 
 
+def _roca_fingerprints() -> tuple[tuple[int, frozenset[int]], ...]:
+    """For each small prime p, the residues of the subgroup 65537 generates mod p."""
+    primes = [p for p in range(3, 168) if all(p % q for q in range(2, p))]
+    table = []
+    for p in primes:
+        residues, r = set(), 1
+        while r not in residues:
+            residues.add(r)
+            r = r * 65537 % p
+        table.append((p, frozenset(residues)))
+    return tuple(table)
+
+
+_ROCA = _roca_fingerprints()
+
+
+def _is_roca(modulus: int) -> bool:
+    """True when ``modulus`` has the structure of an Infineon ROCA-weak key."""
+    return all(modulus % p in residues for p, residues in _ROCA)
+
+
 def _public_key(jwk: Mapping[str, Any], alg: str) -> Any:
-    public = {k: v for k, v in jwk.items() if k != "d"}
-    text = json.dumps(public)
+    kty, crv, members, algorithm = _ALGORITHMS[alg]
+    if not all(isinstance(jwk.get(m), str) for m in members):
+        raise JwsError("jws.bad_key", "the verification key is malformed")
+    public = {"kty": kty, **({"crv": crv} if crv else {}), **{m: jwk[m] for m in members}}
     try:
-        if alg == "ES256":
-            return ECAlgorithm.from_jwk(text)
-        return OKPAlgorithm.from_jwk(text)
+        key = algorithm.from_jwk(public)
     except (jwt.PyJWTError, ValueError, TypeError) as err:
         raise JwsError("jws.bad_key", "the verification key is malformed") from err
+    if kty == "RSA" and (key.key_size < MIN_RSA_BITS or _is_roca(key.public_numbers().n)):
+        raise JwsError("jws.weak_key", f"RSA keys need {MIN_RSA_BITS}+ bits and no ROCA flaw")
+    return key
 
 
 def verify(
@@ -76,8 +122,9 @@ def verify(
 ) -> VerifiedJws:
     """Verify a compact JWS against ``keys`` (JWKs); return header and payload.
 
-    The key is chosen by ``kid`` when the header names one; without a ``kid`` each
-    usable key is tried. Raises :class:`JwsError` on any failure.
+    Only algorithms both in ``algorithms`` and supported here are accepted. The key is
+    chosen by ``kid`` when the header names one; without a ``kid`` each usable key is
+    tried. Raises :class:`JwsError` on any failure.
     """
     allowed = SUPPORTED_ALGORITHMS.intersection(algorithms)
     header = unverified_header(token)
@@ -97,14 +144,11 @@ def verify(
     for jwk in candidates:
         try:
             decoded = _jws.decode_complete(
-                token,
-                key=_public_key(jwk, alg),
-                algorithms=[alg],
-                options={"verify_signature": True},
+                token, key=_public_key(jwk, alg), algorithms=[alg], options=_OPTIONS
             )
         except jwt.InvalidSignatureError:
             continue
-        except jwt.PyJWTError as err:
+        except (jwt.PyJWTError, RecursionError) as err:
             raise JwsError("jws.malformed", "the token is not a valid JWS") from err
         return VerifiedJws(header=decoded["header"], payload=decoded["payload"], key=jwk)
     raise JwsError("jws.signature", "the signature does not verify")
