@@ -19,6 +19,7 @@ from zerolane.errors import ZerolaneError
 from zerolane.identity.admin import authenticate_admin
 from zerolane.identity.service import AttestRequest
 from zerolane.server.deployment import Deployment
+from zerolane.server.limits import MAX_BODY, BodyLimit
 from zerolane.server.metrics import Metrics
 from zerolane.server.schemas import (
     AttestBody,
@@ -86,6 +87,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def admin_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
+    """Authenticate the admin credential (``Authorization: Bearer zla_...``)."""
+    token = None
+    if authorization and authorization[:7].lower() == "bearer ":
+        token = authorization[7:].strip()
+    deployment: Deployment = request.app.state.deployment
+    record = authenticate_admin(deployment.stores, token)
+    return Actor("admin", record.credential_id)
+
+
+Admin = Annotated[Actor, Depends(admin_actor)]
+
+
 def create_app(deployment: Deployment) -> FastAPI:
     """Build the API over an opened deployment."""
     app = FastAPI(
@@ -98,6 +112,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.state.deployment = deployment
     app.state.metrics = metrics
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
 
     @app.middleware("http")
     async def _measure(
@@ -111,15 +126,6 @@ def create_app(deployment: Deployment) -> FastAPI:
         metrics.latency.labels(name).observe(time.perf_counter() - start)
         response.headers["Cache-Control"] = "no-store"
         return response
-
-    def admin(authorization: Annotated[str | None, Header()] = None) -> Actor:
-        token = None
-        if authorization and authorization[:7].lower() == "bearer ":
-            token = authorization[7:].strip()
-        record = authenticate_admin(deployment.stores, token)
-        return Actor("admin", record.credential_id)
-
-    Admin = Annotated[Actor, Depends(admin)]
 
     @app.post("/v1/attest", response_model=AttestResponse, tags=["identity"])
     def attest(body: AttestBody) -> AttestResponse:

@@ -18,6 +18,9 @@ from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.identity.admin import create_admin_credential
 from zerolane.identity.attestors.base import Attestor
 from zerolane.identity.attestors.join_token import JoinTokenAttestor
+from zerolane.identity.attestors.jwt_issuer import JwtIssuerAttestor
+from zerolane.identity.attestors.x509_federation import X509FederationAttestor
+from zerolane.identity.federation import Federation
 from zerolane.identity.join_tokens import JoinTokens
 from zerolane.identity.keyring import Keyring
 from zerolane.identity.registry import WorkloadRegistry
@@ -40,8 +43,13 @@ def resolve_home(home: Path | None) -> Path:
     return Path(env) if env else Path(DEFAULT_HOME)
 
 
-def build_attestors(config: Config, stores: Stores, clock: Clock) -> list[Attestor]:
+def build_attestors(config: Config, stores: Stores, clock: Clock, home: Path) -> list[Attestor]:
     attestors: list[Attestor] = [JoinTokenAttestor(stores, clock)]
+    if config.jwt_issuers:
+        attestors.append(JwtIssuerAttestor(config.jwt_issuers, clock, base=home))
+    attestors.append(
+        X509FederationAttestor(stores, clock, audience=f"spiffe://{config.trust_domain}")
+    )
     return attestors
 
 
@@ -57,6 +65,7 @@ class Deployment:
     identity: IdentityService
     join_tokens: JoinTokens
     attestors: list[Attestor] = field(default_factory=list)
+    federation: Federation = field(kw_only=True)
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
@@ -66,7 +75,7 @@ class Deployment:
         keyring = Keyring(home / "keys", clock)
         audit = AuditLog(stores, clock)
         registry = WorkloadRegistry(config.trust_domain, stores, stores, audit, clock)
-        attestors = build_attestors(config, stores, clock)
+        attestors = build_attestors(config, stores, clock, home)
         identity = IdentityService(
             trust_domain=config.trust_domain,
             keyring=keyring,
@@ -77,8 +86,19 @@ class Deployment:
             svid_config=config.svid,
         )
         join_tokens = JoinTokens(stores, registry, audit, clock)
+        federation = Federation(stores, audit, clock, config.trust_domain)
         return cls(
-            home, config, clock, stores, keyring, audit, registry, identity, join_tokens, attestors
+            home,
+            config,
+            clock,
+            stores,
+            keyring,
+            audit,
+            registry,
+            identity,
+            join_tokens,
+            attestors,
+            federation=federation,
         )
 
     def rotate_keys(self, actor: Actor) -> str:

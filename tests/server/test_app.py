@@ -1,0 +1,175 @@
+"""The control-plane API: happy paths, and every bad input a 4xx with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.server.conftest import AGENT, Api
+
+
+def test_attest_with_join_token(api: Api) -> None:
+    reply = api.client.post("/v1/attest", json={"join_token": api.join_token(), "ttl": 60})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["spiffe_id"] == AGENT
+    assert body["expires_in"] == 60
+    assert body["audience"] == ["spiffe://example.org"]
+    assert reply.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ('{"join_token": ', 400, "request.malformed_json"),
+        ("[1, 2]", 400, "request.invalid"),
+        ('{"join_token": 5}', 400, "request.invalid"),
+        ('{"join_token": "zljt_x", "surprise": 1}', 400, "request.unknown_field"),
+        ('{"join_token": "zljt_x", "ttl": "60"}', 400, "request.invalid"),
+        ('{"join_token": "zljt_x", "ttl": -1}', 400, "request.invalid"),
+        ('{"join_token": "zljt_x", "public_jwk": "abc"}', 400, "request.invalid"),
+        ("{}", 400, "attest.evidence"),
+        ('{"join_token": "zljt_unknown"}', 401, "join_token.unknown"),
+        ('{"join_token": "nope"}', 401, "join_token.malformed"),
+    ],
+)
+def test_bad_attest_input_is_a_4xx_with_a_reason(
+    api: Api, body: str, status: int, reason: str
+) -> None:
+    reply = api.client.post(
+        "/v1/attest", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == status, reply.text
+    assert reply.json()["reason"] == reason
+    # and the legitimate twin still goes through
+    assert api.client.post("/v1/attest", json={"join_token": api.join_token()}).status_code == 200
+
+
+def test_bodies_over_64_kib_are_refused(api: Api) -> None:
+    big = json.dumps({"join_token": "zljt_" + "a" * 70_000})
+    reply = api.client.post("/v1/attest", content=big, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 413
+    assert reply.json()["reason"] == "request.too_large"
+    assert api.client.post("/v1/attest", json={"join_token": api.join_token()}).status_code == 200
+
+
+def test_chunked_body_over_the_limit_is_refused(api: Api) -> None:
+    def chunks() -> object:
+        yield b'{"join_token": "zljt_'
+        for _ in range(80):
+            yield b"a" * 1024
+        yield b'"}'
+
+    reply = api.client.post(
+        "/v1/attest", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == 413
+
+
+def test_public_jwk_with_private_member_is_refused(api: Api) -> None:
+    jwk = {"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "secret"}
+    reply = api.client.post("/v1/attest", json={"join_token": api.join_token(), "public_jwk": jwk})
+    assert reply.status_code == 400
+    assert reply.json()["reason"] == "public_jwk.private_member"
+
+
+def test_key_sets_publish_only_public_members(api: Api) -> None:
+    jwks = api.client.get("/.well-known/jwks.json").json()
+    bundle = api.client.get("/.well-known/spiffe-bundle").json()
+    for key in jwks["keys"] + bundle["keys"]:
+        assert set(key) <= {"kty", "crv", "x", "y", "kid", "alg", "use"}
+    assert {k["use"] for k in bundle["keys"]} == {"jwt-svid"}
+    assert bundle["spiffe_sequence"] == 1
+
+
+def test_rotation_keeps_the_old_key_published(api: Api) -> None:
+    old = api.client.get("/.well-known/jwks.json").json()["keys"][0]["kid"]
+    new = api.client.post("/v1/admin/keys/rotate", headers=api.auth).json()["kid"]
+    kids = [k["kid"] for k in api.client.get("/.well-known/jwks.json").json()["keys"]]
+    assert old in kids
+    assert new in kids
+    assert api.client.get("/.well-known/spiffe-bundle").json()["spiffe_sequence"] == 2
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer zla_wrong", "Bearer ", "Basic abc", "zla_nobearer"]
+)
+def test_admin_endpoints_need_the_admin_credential(api: Api, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    reply = api.client.get("/v1/admin/workloads", headers=headers)
+    assert reply.status_code == 401
+    assert reply.json()["reason"] == "admin.credential"
+    assert "WWW-Authenticate" in reply.headers
+    assert api.client.get("/v1/admin/workloads", headers=api.auth).status_code == 200
+
+
+def test_admin_registers_disables_and_mints(api: Api) -> None:
+    new = "spiffe://example.org/jobs/nightly"
+    reply = api.client.post(
+        "/v1/admin/workloads",
+        json={"spiffe_id": new, "selectors": ["k8s:ns:batch"], "owner": "ops"},
+        headers=api.auth,
+    )
+    assert reply.status_code == 201
+    assert reply.json()["selectors"] == ["k8s:ns:batch"]
+    shown = api.client.get("/v1/admin/workload", params={"spiffe_id": new}, headers=api.auth)
+    assert shown.json()["status"] == "enabled"
+    minted = api.client.post(
+        "/v1/admin/join-tokens", json={"spiffe_id": new, "ttl": 60}, headers=api.auth
+    )
+    assert minted.status_code == 201
+    token = minted.json()["join_token"]
+    api.client.post("/v1/admin/workloads/disable", json={"spiffe_id": new}, headers=api.auth)
+    refused = api.client.post("/v1/attest", json={"join_token": token})
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "workload.disabled"
+
+
+def test_admin_register_refuses_bad_ids_with_the_rule(api: Api) -> None:
+    reply = api.client.post(
+        "/v1/admin/workloads", json={"spiffe_id": "spiffe://example.org/a/"}, headers=api.auth
+    )
+    assert reply.status_code == 400
+    assert reply.json()["reason"] == "spiffe_id.trailing_slash"
+    dup = api.client.post("/v1/admin/workloads", json={"spiffe_id": AGENT}, headers=api.auth)
+    assert dup.status_code == 409
+    assert dup.json()["reason"] == "workload.exists"
+
+
+def test_unknown_routes_and_methods_have_reasons(api: Api) -> None:
+    assert api.client.get("/nope").json()["reason"] == "request.not_found"
+    reply = api.client.get("/v1/attest")
+    assert reply.status_code == 405
+    assert reply.json()["reason"] == "request.method_not_allowed"
+
+
+def test_audit_failure_fails_closed(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = api.join_token()
+
+    def broken(*_: object, **__: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(api.deployment.stores, "append_events", broken)
+    reply = api.client.post("/v1/attest", json={"join_token": token})
+    assert reply.status_code == 503
+    assert reply.json()["reason"] == "audit.write"
+    assert "svid" not in reply.json()
+
+
+def test_ops_endpoints(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").status_code == 200
+    api.client.post("/v1/attest", json={"join_token": api.join_token()})
+    metrics = api.client.get("/metrics").text
+    assert 'zerolane_attestations_total{outcome="success",reason="ok"} 1.0' in metrics
+    spec = api.client.get("/openapi.json").json()
+    assert "/v1/attest" in spec["paths"]
+
+
+def test_audit_endpoint_lists_masked_events(api: Api) -> None:
+    token = api.join_token()
+    api.client.post("/v1/attest", json={"join_token": token})
+    events = api.client.get("/v1/admin/audit", headers=api.auth).json()["events"]
+    assert [e["kind"] for e in events][-2:] == ["attestation", "svid.issued"]
+    assert token not in json.dumps(events)
