@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from zerolane import __version__
-from zerolane.cli import audit, home, keys, serve, workload
+from zerolane.cli import audit, demo, federation, home, keys, serve, workload
 from zerolane.cli.common import err_console, exit_code
 from zerolane.errors import ZerolaneError
 
@@ -22,10 +22,12 @@ app = typer.Typer(
 )
 home.register(app)
 serve.register(app)
+demo.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(workload.app, name="workload")
 app.add_typer(workload.attest_app, name="attest")
 app.add_typer(audit.app, name="audit")
+app.add_typer(federation.app, name="federation")
 
 
 @app.command("version")

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from zerolane.cli.common import HomeOption
-from zerolane.server.app import create_app
 from zerolane.server.deployment import Deployment, resolve_home
 
 
@@ -25,6 +23,10 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
     ) -> None:
         """Serve the control-plane API (attestation, key sets, admin) until stopped."""
+        import uvicorn  # imported here so other commands start fast
+
+        from zerolane.server.app import create_app
+
         deployment = Deployment.open(resolve_home(home))
         bind_host = host or deployment.config.server.host
         bind_port = port if port is not None else deployment.config.server.port
