@@ -33,3 +33,38 @@ class Outcome(enum.StrEnum):
 class WorkloadStatus(enum.StrEnum):
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+class Sensitivity(enum.IntEnum):
+    """Data sensitivity, ordered: public < internal < confidential < restricted."""
+
+    PUBLIC = 0
+    INTERNAL = 1
+    CONFIDENTIAL = 2
+    RESTRICTED = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, label: str) -> Sensitivity:
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown sensitivity {label!r} (one of: {names})") from None
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. Only ``active`` tasks get anything allowed."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+    @property
+    def ended(self) -> bool:
+        return self in (TaskState.COMPLETED, TaskState.REVOKED, TaskState.EXPIRED)

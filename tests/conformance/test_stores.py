@@ -18,6 +18,7 @@ from zerolane.store.records import (
     JoinToken,
     Workload,
 )
+from zerolane.store.sqlite.migrations import LATEST
 from zerolane.types import Outcome, WorkloadStatus
 
 NOW = 1_800_000_000.0
@@ -295,4 +296,4 @@ def test_batch_append_is_all_or_none(stores: Stores) -> None:
 
 
 def test_schema_version(stores: Stores) -> None:
-    assert stores.schema_version() == 1
+    assert stores.schema_version() == LATEST

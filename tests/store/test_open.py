@@ -10,12 +10,13 @@ from zerolane.errors import InvalidInput
 from zerolane.store.memory import MemoryStores
 from zerolane.store.open import open_stores
 from zerolane.store.sqlite import SqliteStores
+from zerolane.store.sqlite.migrations import LATEST
 
 
 def test_memory_url() -> None:
     stores = open_stores("memory://")
     assert isinstance(stores, MemoryStores)
-    assert stores.schema_version() == 1
+    assert stores.schema_version() == LATEST
 
 
 def test_relative_sqlite_path_is_taken_from_base(tmp_path: Path) -> None:

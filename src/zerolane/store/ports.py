@@ -16,9 +16,11 @@ from zerolane.store.records import (
     ConsumeResult,
     FederatedBundle,
     JoinToken,
+    PlaybookRecord,
+    TaskRecord,
     Workload,
 )
-from zerolane.types import WorkloadStatus
+from zerolane.types import TaskState, WorkloadStatus
 
 #: Seals one event: given its unsealed JSON object, the sequence number it gets and the
 #: previous record's hash, returns the record to store. Supplied by the audit layer.
@@ -75,7 +77,60 @@ class AuditStore(Protocol):
     def last_event(self) -> AuditRecord | None: ...
 
 
-class Stores(WorkloadStore, JoinTokenStore, BundleStore, AdminStore, AuditStore, Protocol):
+class PlaybookStore(Protocol):
+    def put_playbook(self, playbook: PlaybookRecord) -> None:
+        """Insert or replace the playbook of ``playbook.name``."""
+
+    def get_playbook(self, name: str) -> PlaybookRecord | None: ...
+
+    def list_playbooks(self) -> list[PlaybookRecord]:
+        """All playbooks, ordered by name."""
+
+
+class TaskStore(Protocol):
+    def add_task(self, task: TaskRecord) -> None:
+        """Store a new task; raise ``Conflict`` when the id exists."""
+
+    def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    def list_tasks(
+        self, *, owner: str | None = None, state: TaskState | None = None, limit: int = 100
+    ) -> list[TaskRecord]:
+        """Tasks, newest first, optionally of one owner and/or in one stored state."""
+
+    def end_task(self, task_id: str, state: TaskState, at: float, reason: str) -> TaskRecord | None:
+        """Move a live (active or suspended) task to ``state``, atomically.
+
+        Returns the updated task, or None when it is unknown or had already ended.
+        """
+
+    def spend_call(
+        self, task_id: str, *, expected_calls_used: int, touched: int, now: float
+    ) -> TaskRecord | None:
+        """Spend one call, compare-and-set: only when the task is still active, unexpired
+        at ``now``, has calls left and ``calls_used == expected_calls_used``. Raises
+        ``touched`` to at least the given rank. Returns the updated task, or None when
+        any condition failed (the caller re-reads and decides again)."""
+
+
+class ReplayCache(Protocol):
+    def first_use(self, key: str, expires_at: float, now: float) -> bool:
+        """Remember ``key`` until ``expires_at``; True only the first time it is seen.
+
+        A cache that cannot remember (full, unreachable) returns False: fail closed.
+        """
+
+
+class Stores(
+    WorkloadStore,
+    JoinTokenStore,
+    BundleStore,
+    AdminStore,
+    AuditStore,
+    PlaybookStore,
+    TaskStore,
+    Protocol,
+):
     """Everything one backend provides."""
 
     def schema_version(self) -> int: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from zerolane.types import WorkloadStatus
+from zerolane.types import TaskState, WorkloadStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +71,45 @@ class AuditRecord:
     body: str
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookRecord:
+    """An admin-registered intent template; ``document`` is its canonical JSON."""
+
+    name: str
+    document: str
+    version: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task. ``scope`` and ``authorization_details`` are canonical JSON.
+
+    ``touched`` is the highest sensitivity rank the task has been allowed to touch so far
+    (-1 before its first allowed request); ``calls_used`` doubles as the version for
+    compare-and-set spending.
+    """
+
+    task_id: str
+    owner: str
+    playbook: str
+    playbook_version: int
+    intent: str
+    scope: str
+    authorization_details: str
+    jkt: str
+    audience: tuple[str, ...]
+    state: TaskState
+    created_at: float
+    expires_at: float
+    max_calls: int
+    calls_used: int
+    touched: int
+    token_jti: str
+    on_behalf_of: str | None = None
+    parent_id: str | None = None
+    depth: int = 0
+    ended_at: float | None = None
+    end_reason: str | None = None

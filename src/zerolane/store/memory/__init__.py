@@ -15,11 +15,13 @@ from zerolane.store.records import (
     ConsumeStatus,
     FederatedBundle,
     JoinToken,
+    PlaybookRecord,
+    TaskRecord,
     Workload,
 )
-from zerolane.types import WorkloadStatus
+from zerolane.types import TaskState, WorkloadStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the SQL schema version whose state this backend holds
 
 
 class MemoryStores:
@@ -32,6 +34,8 @@ class MemoryStores:
         self._bundles: dict[str, FederatedBundle] = {}
         self._admins: list[AdminCredential] = []
         self._events: list[AuditRecord] = []
+        self._playbooks: dict[str, PlaybookRecord] = {}
+        self._tasks: dict[str, TaskRecord] = {}
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION
@@ -129,3 +133,67 @@ class MemoryStores:
     def last_event(self) -> AuditRecord | None:
         with self._lock:
             return self._events[-1] if self._events else None
+
+    # playbooks
+    def put_playbook(self, playbook: PlaybookRecord) -> None:
+        with self._lock:
+            self._playbooks[playbook.name] = playbook
+
+    def get_playbook(self, name: str) -> PlaybookRecord | None:
+        with self._lock:
+            return self._playbooks.get(name)
+
+    def list_playbooks(self) -> list[PlaybookRecord]:
+        with self._lock:
+            return [self._playbooks[k] for k in sorted(self._playbooks)]
+
+    # tasks
+    def add_task(self, task: TaskRecord) -> None:
+        with self._lock:
+            if task.task_id in self._tasks:
+                raise Conflict("task.exists", f"task {task.task_id} exists")
+            self._tasks[task.task_id] = task
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def list_tasks(
+        self, *, owner: str | None = None, state: TaskState | None = None, limit: int = 100
+    ) -> list[TaskRecord]:
+        with self._lock:
+            tasks = [
+                t
+                for t in self._tasks.values()
+                if (owner is None or t.owner == owner) and (state is None or t.state is state)
+            ]
+        tasks.sort(key=lambda t: (t.created_at, t.task_id), reverse=True)
+        return tasks[:limit]
+
+    def end_task(self, task_id: str, state: TaskState, at: float, reason: str) -> TaskRecord | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.state.ended:
+                return None
+            ended = dataclasses.replace(task, state=state, ended_at=at, end_reason=reason)
+            self._tasks[task_id] = ended
+            return ended
+
+    def spend_call(
+        self, task_id: str, *, expected_calls_used: int, touched: int, now: float
+    ) -> TaskRecord | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if (
+                task is None
+                or task.state is not TaskState.ACTIVE
+                or task.calls_used != expected_calls_used
+                or task.calls_used >= task.max_calls
+                or now >= task.expires_at
+            ):
+                return None
+            spent = dataclasses.replace(
+                task, calls_used=task.calls_used + 1, touched=max(task.touched, touched)
+            )
+            self._tasks[task_id] = spent
+            return spent

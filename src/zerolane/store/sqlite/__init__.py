@@ -24,10 +24,12 @@ from zerolane.store.records import (
     ConsumeStatus,
     FederatedBundle,
     JoinToken,
+    PlaybookRecord,
+    TaskRecord,
     Workload,
 )
 from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
-from zerolane.types import WorkloadStatus
+from zerolane.types import TaskState, WorkloadStatus
 
 _AUDIT_COLUMNS = "seq, event_id, time, kind, outcome, body, prev_hash, hash"
 
@@ -66,6 +68,39 @@ def _join_token(row: Any) -> JoinToken:
         created_at=row.created_at,
         expires_at=row.expires_at,
         used_at=row.used_at,
+    )
+
+
+_TASK_COLUMNS = (
+    "task_id, owner, playbook, playbook_version, intent, scope, authorization_details, jkt, "
+    "audience, state, created_at, expires_at, max_calls, calls_used, touched, token_jti, "
+    "on_behalf_of, parent_id, depth, ended_at, end_reason"
+)
+
+
+def _task(row: Any) -> TaskRecord:
+    return TaskRecord(
+        task_id=row.task_id,
+        owner=row.owner,
+        playbook=row.playbook,
+        playbook_version=row.playbook_version,
+        intent=row.intent,
+        scope=row.scope,
+        authorization_details=row.authorization_details,
+        jkt=row.jkt,
+        audience=tuple(json.loads(row.audience)),
+        state=TaskState(row.state),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        max_calls=row.max_calls,
+        calls_used=row.calls_used,
+        touched=row.touched,
+        token_jti=row.token_jti,
+        on_behalf_of=row.on_behalf_of,
+        parent_id=row.parent_id,
+        depth=row.depth,
+        ended_at=row.ended_at,
+        end_reason=row.end_reason,
     )
 
 
@@ -323,3 +358,106 @@ class SqliteStores:
             f"SELECT {_AUDIT_COLUMNS} FROM audit_events ORDER BY seq DESC LIMIT 1"  # noqa: S608
         )
         return _audit(rows[0]) if rows else None
+
+    # playbooks
+    def put_playbook(self, playbook: PlaybookRecord) -> None:
+        self._write(
+            "INSERT INTO playbooks VALUES (:n, :d, :v, :at) ON CONFLICT (name) DO UPDATE SET "
+            "document = excluded.document, version = excluded.version, "
+            "updated_at = excluded.updated_at",
+            n=playbook.name,
+            d=playbook.document,
+            v=playbook.version,
+            at=playbook.updated_at,
+        )
+
+    def get_playbook(self, name: str) -> PlaybookRecord | None:
+        rows = self._read("SELECT * FROM playbooks WHERE name = :n", n=name)
+        return PlaybookRecord(*rows[0]) if rows else None
+
+    def list_playbooks(self) -> list[PlaybookRecord]:
+        return [PlaybookRecord(*r) for r in self._read("SELECT * FROM playbooks ORDER BY name")]
+
+    # tasks
+    def add_task(self, task: TaskRecord) -> None:
+        values = {
+            "task_id": task.task_id,
+            "owner": task.owner,
+            "playbook": task.playbook,
+            "playbook_version": task.playbook_version,
+            "intent": task.intent,
+            "scope": task.scope,
+            "authorization_details": task.authorization_details,
+            "jkt": task.jkt,
+            "audience": json.dumps(list(task.audience)),
+            "state": task.state.value,
+            "created_at": task.created_at,
+            "expires_at": task.expires_at,
+            "max_calls": task.max_calls,
+            "calls_used": task.calls_used,
+            "touched": task.touched,
+            "token_jti": task.token_jti,
+            "on_behalf_of": task.on_behalf_of,
+            "parent_id": task.parent_id,
+            "depth": task.depth,
+            "ended_at": task.ended_at,
+            "end_reason": task.end_reason,
+        }
+        placeholders = ", ".join(f":{name}" for name in values)
+        try:
+            self._write(
+                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({placeholders})",  # noqa: S608
+                **values,
+            )
+        except IntegrityError as err:
+            raise Conflict("task.exists", f"task {task.task_id} exists") from err
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        rows = self._read(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = :t",  # noqa: S608
+            t=task_id,
+        )
+        return _task(rows[0]) if rows else None
+
+    def list_tasks(
+        self, *, owner: str | None = None, state: TaskState | None = None, limit: int = 100
+    ) -> list[TaskRecord]:
+        rows = self._read(
+            f"SELECT {_TASK_COLUMNS} FROM tasks "  # noqa: S608
+            "WHERE (:o IS NULL OR owner = :o) AND (:s IS NULL OR state = :s) "
+            "ORDER BY created_at DESC, task_id DESC LIMIT :n",
+            o=owner,
+            s=state.value if state is not None else None,
+            n=limit,
+        )
+        return [_task(r) for r in rows]
+
+    def end_task(self, task_id: str, state: TaskState, at: float, reason: str) -> TaskRecord | None:
+        changed = self._write(
+            "UPDATE tasks SET state = :s, ended_at = :at, end_reason = :r "
+            "WHERE task_id = :t AND state IN ('active', 'suspended')",
+            s=state.value,
+            at=at,
+            r=reason,
+            t=task_id,
+        )
+        return self.get_task(task_id) if changed else None
+
+    def spend_call(
+        self, task_id: str, *, expected_calls_used: int, touched: int, now: float
+    ) -> TaskRecord | None:
+        try:
+            with self._write_lock, self._engine.begin() as conn:
+                row = conn.execute(
+                    text(
+                        "UPDATE tasks SET calls_used = calls_used + 1, "  # noqa: S608
+                        "touched = CASE WHEN touched < :touched THEN :touched ELSE touched END "
+                        "WHERE task_id = :t AND state = 'active' AND calls_used = :expected "
+                        "AND calls_used < max_calls AND expires_at > :now "
+                        f"RETURNING {_TASK_COLUMNS}"
+                    ),
+                    {"t": task_id, "expected": expected_calls_used, "touched": touched, "now": now},
+                ).first()
+        except SQLAlchemyError as err:
+            raise Unavailable("store.write", "the database could not be written") from err
+        return _task(row) if row is not None else None

@@ -47,4 +47,42 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 
+
+MIGRATIONS.append(
+    (
+        2,
+        "playbooks and tasks",
+        [
+            """CREATE TABLE playbooks (
+                name TEXT PRIMARY KEY,
+                document TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE tasks (
+                task_id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                playbook TEXT NOT NULL,
+                playbook_version BIGINT NOT NULL,
+                intent TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                authorization_details TEXT NOT NULL,
+                jkt TEXT NOT NULL,
+                audience TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                max_calls BIGINT NOT NULL,
+                calls_used BIGINT NOT NULL,
+                touched INTEGER NOT NULL,
+                token_jti TEXT NOT NULL,
+                on_behalf_of TEXT,
+                parent_id TEXT,
+                depth INTEGER NOT NULL,
+                ended_at DOUBLE PRECISION,
+                end_reason TEXT)""",
+            "CREATE INDEX tasks_owner ON tasks (owner, created_at)",
+            "CREATE INDEX tasks_parent ON tasks (parent_id)",
+        ],
+    )
+)
 LATEST = MIGRATIONS[-1][0]

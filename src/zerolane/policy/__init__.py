@@ -1,0 +1,1 @@
+"""Policy decision point: Cedar policies over task intent and request context."""

@@ -1,0 +1,1 @@
+"""Tasks: playbooks, just-in-time task lifecycle and request-time decisions."""
