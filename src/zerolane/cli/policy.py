@@ -1,0 +1,157 @@
+"""``zerolane policy check|test|reload``: validate, test and reload Cedar policies.
+
+Exit codes fit for CI: 0 ok, 1 a test case failed (or the server could not be
+signalled), 2 invalid input (a refused policy set or a malformed case file).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from zerolane.cli.common import HomeOption, console
+from zerolane.config import CONFIG_NAME, load_config
+from zerolane.errors import ZerolaneError
+from zerolane.policy.cedar import CedarEngine
+from zerolane.policy.engine import PolicyLoadError
+from zerolane.policy.loader import SCHEMA_NAME, Snapshot, load_snapshot
+from zerolane.policy.testing import run_path
+from zerolane.server.deployment import resolve_home
+
+app = typer.Typer(help="Check, test and reload Cedar policies.", no_args_is_help=True)
+
+POLICIES = "policies"
+PID_FILE = Path("run") / "zerolane.pid"
+
+DirArg = Annotated[
+    Path, typer.Argument(help="Folder with schema.cedarschema and *.cedar", show_default=False)
+]
+
+
+def _refuse(err: ZerolaneError) -> typer.Exit:
+    """Print every error line of ``err`` on its own line (stderr); exit code 2."""
+    lines = err.errors if isinstance(err, PolicyLoadError) else (err.message,)
+    for line in lines:
+        typer.echo(f"error {err.reason}: {line}", err=True)
+    return typer.Exit(2)
+
+
+def _load(directory: Path) -> Snapshot:
+    try:
+        return load_snapshot(directory)
+    except PolicyLoadError as err:
+        raise _refuse(err) from None
+
+
+def _summary(snapshot: Snapshot) -> str:
+    return (
+        f"{len(snapshot.policy_ids)} policies in {len(snapshot.files)} files valid "
+        f"against {SCHEMA_NAME} (version {snapshot.version[:12]})"
+    )
+
+
+@app.command("check")
+def check(directory: DirArg) -> None:
+    """Validate a policy folder strictly against its schema (exit 2 on any error)."""
+    typer.echo(f"ok: {_summary(_load(directory))}")
+
+
+def _policy_dir(target: Path) -> Path | None:
+    """The folder holding a schema at or above ``target``."""
+    start = target if target.is_dir() else target.parent
+    for folder in (start, *start.parents):
+        if (folder / SCHEMA_NAME).is_file():
+            return folder
+    return None
+
+
+@app.command("test")
+def run_tests(
+    target: Annotated[
+        Path, typer.Argument(help="A case file, or a folder searched for *.yaml/*.json cases")
+    ],
+    policies: Annotated[
+        Path | None,
+        typer.Option(help="Policy folder [default: the folder with a schema at or above TARGET]"),
+    ] = None,
+) -> None:
+    """Run policy test cases; exit 1 if any case fails, 2 on invalid input."""
+    folder = policies or _policy_dir(target)
+    if folder is None:
+        typer.echo(
+            f"error policy_test.no_policies: no {SCHEMA_NAME} at or above {target}", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        engine = CedarEngine(folder)
+        results = run_path(engine, target)
+    except ZerolaneError as err:
+        raise _refuse(err) from None
+    table = Table("", "case", "expect", "got", "policies")
+    for r in results:
+        mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        expected = "allow" if r.case.expect_allow else "deny"
+        table.add_row(
+            mark, escape(r.case.name), expected, r.actual, escape(" ".join(r.result.policy_ids))
+        )
+    console.print(table)
+    failed = [r for r in results if not r.passed]
+    for r in failed:
+        where = f"{r.case.file} cases[{r.case.index}] {r.case.name}"
+        typer.echo(f"FAIL {where}: {r.detail}", err=True)
+    typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _server_pid(home: Path) -> int | None:
+    """The pid in ``<home>/run/zerolane.pid`` if that process is alive."""
+    try:
+        pid = int((home / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # alive, but another user's: the SIGHUP below reports it
+    return pid
+
+
+def _home_policies(root: Path) -> Path:
+    """``<home>/policies``, or the ``policy_dir`` the home's config names."""
+    if not (root / CONFIG_NAME).is_file():
+        return root / POLICIES
+    try:
+        return root / load_config(root).policy_dir
+    except ZerolaneError as err:
+        raise _refuse(err) from None
+
+
+@app.command("reload")
+def reload(home: HomeOption = None) -> None:
+    """Validate <home>/policies, then ask the running server to load them (SIGHUP).
+
+    Exit 2 (nothing signalled) when the policies are refused.
+    """
+    root = resolve_home(home)
+    snapshot = _load(_home_policies(root))
+    pid = _server_pid(root)
+    if pid is None:
+        typer.echo(f"ok: {_summary(snapshot)}; no running server, they load at next start")
+        return
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as err:
+        typer.echo(f"error policy.signal: cannot signal pid {pid}: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"ok: {_summary(snapshot)}; sent SIGHUP to the server (pid {pid})")

@@ -1,0 +1,226 @@
+"""Policy test cases: YAML or JSON files of requests and the decision each must get.
+
+A file holds ``cases:`` (and optionally ``principal``, ``internal_destinations`` and
+``now`` shared by its cases). A case has a ``name``, either ``task:`` + ``request:``
+(a request under a task) or ``open:`` (opening a task), ``expect: allow|deny`` and
+optionally ``reasons:``, the exact policy ids expected. Unset facts take defaults that
+describe an ordinary, healthy task (see docs/policies.md). Any malformed file is
+refused with its file, case and field, before any case runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from zerolane.errors import InvalidInput
+from zerolane.policy.context import (
+    NOTHING_TOUCHED,
+    OpenFacts,
+    RequestFacts,
+    TaskFacts,
+    is_internal,
+    open_policy_request,
+    request_policy_request,
+)
+from zerolane.policy.engine import PolicyEngine, PolicyRequest, PolicyResult
+from zerolane.policy.fields import Fields
+from zerolane.types import TaskState
+
+CASE_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_PRINCIPAL = "spiffe://example.org/agents/test"
+_FILE_KEYS = {"cases", "principal", "internal_destinations", "now"}
+_CASE_KEYS = {"name", "task", "request", "open", "expect", "reasons", "principal", "now"}
+_TASK_KEYS = {
+    "id", "playbook", "intent", "state", "actions", "resources", "destinations", "ceiling",
+    "touched", "calls_used", "max_calls", "expires_in", "depth", "delegated", "on_behalf_of",
+}  # fmt: skip
+_REQUEST_KEYS = {
+    "action", "resource", "destination", "sensitivity", "method", "destination_internal",
+}  # fmt: skip
+_WORKLOAD_KEYS = {"trust_domain", "selectors", "owner"}
+_PLAYBOOK_KEYS = {
+    "name", "opener_matches", "delegable", "max_depth", "ceiling", "max_ttl", "max_calls",
+}  # fmt: skip
+_REQUESTED_KEYS = {
+    "actions", "destinations", "ceiling", "ttl", "max_calls", "depth", "intent", "on_behalf_of",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One parsed case: the PDP question and what it must answer."""
+
+    file: str
+    index: int
+    name: str
+    request: PolicyRequest
+    expect_allow: bool
+    reasons: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    case: Case
+    result: PolicyResult
+
+    @property
+    def actual(self) -> str:
+        return "allow" if self.result.allowed else "deny"
+
+    @property
+    def passed(self) -> bool:
+        if self.result.allowed != self.case.expect_allow:
+            return False
+        return self.case.reasons is None or self.case.reasons == self.result.policy_ids
+
+    @property
+    def detail(self) -> str:
+        """Why a case failed ("" when it passed)."""
+        if self.passed:
+            return ""
+        expected = "allow" if self.case.expect_allow else "deny"
+        parts = [f"expected {expected}, got {self.actual}"]
+        if self.case.reasons is not None:
+            parts.append(f"reasons expected {list(self.case.reasons)}")
+        parts.append(f"policies {list(self.result.policy_ids)}")
+        if self.result.errors:
+            parts.append(f"errors {list(self.result.errors)}")
+        return "; ".join(parts)
+
+
+def _task(f: Fields, now: float) -> TaskFacts:
+    touched = f.text("touched", "nothing")
+    touched_rank = NOTHING_TOUCHED if touched == "nothing" else int(f.sensitivity("touched", ""))
+    return TaskFacts(
+        id=f.text("id", "task-test"),
+        playbook=f.text("playbook", "test"),
+        intent=f.text("intent", "policy test"),
+        state=f.choice("state", TaskState, "active"),
+        actions=f.strings("actions"),
+        resources=f.strings("resources"),
+        destinations=f.strings("destinations"),
+        ceiling=f.sensitivity("ceiling", "internal"),
+        touched=touched_rank,
+        calls_used=f.integer("calls_used", 0),
+        max_calls=f.integer("max_calls", 100),
+        created_at=now,
+        expires_at=now + f.integer("expires_in", 300),
+        depth=f.integer("depth", 0),
+        delegated=f.boolean("delegated", False),
+        on_behalf_of=f.optional_text("on_behalf_of"),
+    )
+
+
+def _request(f: Fields, internal: tuple[str, ...]) -> RequestFacts:
+    destination = f.text("destination")
+    return RequestFacts(
+        action=f.text("action"),
+        resource=f.text("resource"),
+        destination=destination,
+        sensitivity=f.sensitivity("sensitivity", "internal"),
+        method=f.text("method", ""),
+        destination_internal=f.boolean("destination_internal", is_internal(destination, internal)),
+    )
+
+
+def _open(f: Fields, principal: str) -> OpenFacts:
+    workload = f.section("workload", _WORKLOAD_KEYS)
+    playbook = f.section("playbook", _PLAYBOOK_KEYS)
+    asked = f.section("requested", _REQUESTED_KEYS)
+    default_domain = principal.split("/")[2] if principal.startswith("spiffe://") else ""
+    return OpenFacts(
+        trust_domain=workload.text("trust_domain", default_domain),
+        selectors=workload.strings("selectors"),
+        owner=workload.optional_text("owner"),
+        playbook=playbook.text("name", "test"),
+        opener_matches=playbook.boolean("opener_matches", True),
+        delegable=playbook.boolean("delegable", False),
+        max_depth=playbook.integer("max_depth", 0),
+        playbook_ceiling=playbook.sensitivity("ceiling", "internal"),
+        max_ttl=playbook.integer("max_ttl", 3600),
+        playbook_max_calls=playbook.integer("max_calls", 100),
+        actions=asked.strings("actions"),
+        destinations=asked.strings("destinations"),
+        ceiling=asked.sensitivity("ceiling", "internal"),
+        ttl=asked.integer("ttl", 300),
+        max_calls=asked.integer("max_calls", 100),
+        depth=asked.integer("depth", 0),
+        intent=asked.text("intent", "policy test"),
+        on_behalf_of=asked.optional_text("on_behalf_of"),
+    )
+
+
+def _case(
+    raw: object, where: str, file: str, index: int, defaults: tuple[str, tuple[str, ...], float]
+) -> Case:
+    case = Fields(raw, where, _CASE_KEYS)
+    name = case.text("name")
+    case = case.renamed(f"{where} ({name})")
+    principal = case.text("principal", defaults[0])
+    now = case.number("now", defaults[2])
+    expect = case.text("expect")
+    if expect not in ("allow", "deny"):
+        case.fail("expect", "must be 'allow' or 'deny'")
+    reasons = tuple(sorted(case.strings("reasons"))) if case.has("reasons") else None
+    if case.has("open"):
+        if case.has("task") or case.has("request"):
+            case.fail("open", "a case has either 'open' or 'task' + 'request', not both")
+        opened = _open(case.section("open", {"workload", "playbook", "requested"}), principal)
+        request = open_policy_request(principal, opened, now)
+    else:
+        if not case.has("request"):
+            case.fail("request", "required (or 'open' for a grant case)")
+        task = _task(case.section("task", _TASK_KEYS), now)
+        facts = _request(case.section("request", _REQUEST_KEYS), defaults[1])
+        request = request_policy_request(principal, task, facts, now)
+    return Case(file, index, name, request, expect == "allow", reasons)
+
+
+def _parse(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+        raise InvalidInput("policy_test.invalid", f"{path}: cannot read: {err}") from None
+
+
+def load_case_file(path: Path, now: float | None = None) -> list[Case]:
+    """Parse and validate one case file (every case, before any runs)."""
+    top = Fields(_parse(path), str(path), _FILE_KEYS)
+    principal = top.text("principal", DEFAULT_PRINCIPAL)
+    internal = top.strings("internal_destinations")
+    when = top.number("now", time.time() if now is None else now)
+    raw_cases = top.items("cases")
+    if not raw_cases:
+        top.fail("cases", "needs at least one case")
+    return [
+        _case(raw, f"{path}: cases[{i}]", str(path), i, (principal, internal, when))
+        for i, raw in enumerate(raw_cases)
+    ]
+
+
+def case_files(path: Path) -> list[Path]:
+    """``path`` itself, or every case file under the folder ``path`` (sorted)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InvalidInput("policy_test.not_found", f"{path}: no such file or folder")
+    return sorted(p for p in path.rglob("*") if p.suffix in CASE_SUFFIXES and p.is_file())
+
+
+def run_cases(engine: PolicyEngine, cases: list[Case]) -> list[CaseResult]:
+    return [CaseResult(case, engine.decide(case.request)) for case in cases]
+
+
+def run_path(engine: PolicyEngine, path: Path, now: float | None = None) -> list[CaseResult]:
+    """Load every case file at ``path`` (refusing on the first malformed one), then run."""
+    files = case_files(path)
+    if not files:
+        raise InvalidInput("policy_test.none", f"{path}: no {'/'.join(CASE_SUFFIXES)} files")
+    cases = [case for file in files for case in load_case_file(file, now)]
+    return run_cases(engine, cases)
