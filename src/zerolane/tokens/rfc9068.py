@@ -1,0 +1,235 @@
+"""Task tokens: JWT access tokens (RFC 9068) bound to the workload's DPoP key.
+
+A task token is ES256, ``typ: at+jwt``, and carries ``iss``, ``sub`` (the workload's
+SPIFFE ID), ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``client_id``, ``cnf.jkt``
+(RFC 9449), the ``task`` id, the granted ``authorization_details`` (RFC 9396) and, for
+a delegated task, the ``act`` chain (RFC 8693). Verification checks the signature and
+every claim; :class:`TaskTokenVerifier` caches the signature check by token hash while
+re-checking the claims and the time on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from zerolane.errors import InvalidInput, Unauthenticated
+from zerolane.tokens import jws
+
+TYP = "at+jwt"
+_TYPS = frozenset({"at+jwt", "application/at+jwt"})
+ALGORITHMS = ("ES256",)
+MAX_TOKEN_CHARS = 32 * 1024
+DEFAULT_LEEWAY = 5.0
+_JWS_REASONS = {"jws.malformed": "token.malformed", "jws.unknown_key": "token.unknown_key"}
+
+
+class TokenError(Unauthenticated):
+    """A task token was refused; ``reason`` names the check."""
+
+
+@dataclass(frozen=True)
+class TaskTokenClaims:
+    issuer: str
+    subject: str
+    audience: tuple[str, ...]
+    issued_at: int
+    not_before: int
+    expires_at: int
+    jti: str
+    jkt: str
+    task_id: str
+    authorization_details: tuple[dict[str, Any], ...]
+    act: dict[str, Any] | None = None
+    client_id: str | None = None
+
+    def to_claims(self) -> dict[str, Any]:
+        """The JWT claims set; ``client_id`` defaults to ``sub``, ``act`` only when set."""
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": self.subject,
+            "aud": list(self.audience),
+            "iat": self.issued_at,
+            "nbf": self.not_before,
+            "exp": self.expires_at,
+            "jti": self.jti,
+            "client_id": self.client_id if self.client_id is not None else self.subject,
+            "cnf": {"jkt": self.jkt},
+            "task": self.task_id,
+            "authorization_details": [dict(d) for d in self.authorization_details],
+        }
+        if self.act is not None:
+            claims["act"] = self.act
+        return claims
+
+
+def issue_task_token(sign: Callable[[dict[str, Any], str], str], claims: TaskTokenClaims) -> str:
+    """Sign ``claims`` as an ``at+jwt`` with ``sign`` (the control plane's ``Keyring.sign``)."""
+    if not claims.audience or not claims.jkt or claims.expires_at <= claims.not_before:
+        raise InvalidInput("token.claims", "a task token needs an audience, a jkt and a window")
+    return sign(claims.to_claims(), TYP)
+
+
+def _signed_payload(token: str, keys: Sequence[Mapping[str, Any]]) -> bytes:
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise TokenError("token.malformed", "a task token is a compact JWS of at most 32 KiB")
+    try:
+        typ = jws.unverified_header(token).get("typ")
+        if not isinstance(typ, str) or typ.lower() not in _TYPS:
+            raise TokenError("token.typ", f"a task token has typ {TYP}")
+        return jws.verify(token, keys, algorithms=ALGORITHMS).payload
+    except jws.JwsError as err:
+        raise TokenError(_JWS_REASONS.get(err.reason, "token.signature"), err.message) from err
+
+
+def _string(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise TokenError("token.claims", f"the token lacks a string '{name}'")
+    return value
+
+
+def _time(claims: Mapping[str, Any], name: str) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+        raise TokenError("token.claims", f"the token lacks an integer '{name}'")
+    return value
+
+
+def _audience(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    aud = claims.get("aud")
+    auds = [aud] if isinstance(aud, str) else aud
+    if not isinstance(auds, list) or not auds or not all(isinstance(a, str) for a in auds):
+        raise TokenError("token.claims", "the token lacks an audience")
+    return tuple(auds)
+
+
+def _jkt(claims: Mapping[str, Any]) -> str:
+    cnf = claims.get("cnf")
+    if cnf is None or (isinstance(cnf, dict) and "jkt" not in cnf):
+        raise TokenError("token.unbound", "the token is not bound to a key (no cnf.jkt)")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or not jkt:
+        raise TokenError("token.claims", "the token's cnf.jkt is not a string")
+    return jkt
+
+
+def _details(claims: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    details = claims.get("authorization_details")
+    if not isinstance(details, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("type"), str) for d in details
+    ):
+        raise TokenError("token.claims", "authorization_details is a list of typed objects")
+    return tuple(details)
+
+
+def _act(claims: Mapping[str, Any]) -> dict[str, Any] | None:
+    act = claims.get("act")
+    level = act
+    while level is not None:  # each actor in the chain names its subject
+        if not isinstance(level, dict) or not isinstance(level.get("sub"), str):
+            raise TokenError("token.claims", "act is a chain of objects with a string 'sub'")
+        level = level.get("act")
+    return act
+
+
+def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
+    """The claims of a signature-checked payload, checked except for the time."""
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError) as err:
+        raise TokenError("token.malformed", "the token's claims are not JSON") from err
+    if not isinstance(claims, dict):
+        raise TokenError("token.malformed", "the token's claims are not an object")
+    parsed = TaskTokenClaims(
+        issuer=_string(claims, "iss"),
+        subject=_string(claims, "sub"),
+        audience=_audience(claims),
+        issued_at=_time(claims, "iat"),
+        not_before=_time(claims, "nbf"),
+        expires_at=_time(claims, "exp"),
+        jti=_string(claims, "jti"),
+        jkt=_jkt(claims),
+        task_id=_string(claims, "task"),
+        authorization_details=_details(claims),
+        act=_act(claims),
+        client_id=_string(claims, "client_id") if "client_id" in claims else None,
+    )
+    if parsed.issuer != issuer:
+        raise TokenError("token.issuer", "the token is from another issuer")
+    if audience not in parsed.audience:
+        raise TokenError("token.audience", "the token is not meant for this audience")
+    return parsed
+
+
+def _check_time(claims: TaskTokenClaims, now: float, leeway: float) -> TaskTokenClaims:
+    if now >= claims.expires_at + leeway:
+        raise TokenError("token.expired", "the token has expired")
+    if claims.not_before > now + leeway:
+        raise TokenError("token.not_yet_valid", "the token is not valid yet")
+    return claims
+
+
+def verify_task_token(
+    token: str,
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float = DEFAULT_LEEWAY,
+) -> TaskTokenClaims:
+    """Verify a task token's signature (ES256 against ``keys``), claims and time."""
+    payload = _signed_payload(token, keys)
+    return _check_time(_parse(payload, issuer=issuer, audience=audience), now, leeway)
+
+
+class TaskTokenVerifier:
+    """:func:`verify_task_token` with a bounded LRU cache of signature checks.
+
+    The cache key is SHA-256(token) plus ``keys_version``: callers must change the
+    version whenever the key set changes. A hit skips only the signature check: the
+    claims are parsed afresh (each caller gets its own objects), issuer and audience
+    are checked, and ``exp``/``nbf`` are compared with ``now`` on every call. Only
+    tokens that passed every check are cached.
+    """
+
+    def __init__(self, *, leeway: float = DEFAULT_LEEWAY, max_entries: int = 10_000) -> None:
+        self.leeway = leeway
+        self._max = max_entries
+        self._payloads: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    def verify(
+        self,
+        token: str,
+        keys: Sequence[Mapping[str, Any]],
+        *,
+        keys_version: str,
+        issuer: str,
+        audience: str,
+        now: float,
+    ) -> TaskTokenClaims:
+        digest = hashlib.sha256(token.encode("utf-8")).digest() if isinstance(token, str) else b""
+        key = (digest, keys_version)
+        with self._lock:
+            payload = self._payloads.get(key)
+            if payload is not None:
+                self._payloads.move_to_end(key)
+        if payload is not None:
+            return _check_time(_parse(payload, issuer=issuer, audience=audience), now, self.leeway)
+        payload = _signed_payload(token, keys)
+        claims = _check_time(_parse(payload, issuer=issuer, audience=audience), now, self.leeway)
+        with self._lock:
+            self._payloads[key] = payload
+            while len(self._payloads) > self._max:
+                self._payloads.popitem(last=False)
+        return claims

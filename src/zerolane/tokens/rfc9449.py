@@ -1,0 +1,267 @@
+"""DPoP proofs (RFC 9449): make them on the client, verify them at every entry point.
+
+A proof is a JWS (``typ: dpop+jwt``, ES256 or EdDSA) carrying its own public key in the
+``jwk`` header and binding one request: the method (``htm``), the URL without query or
+fragment (``htu``), the time (``iat``), a one-time ``jti`` and, with an access token,
+the token's hash (``ath``). The verifier checks all of them, then the thumbprint of the
+key against the token's ``cnf.jkt``, and only then spends the ``jti`` in the replay
+cache, so a refused proof never burns an id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+
+from zerolane.errors import InvalidInput, Unauthenticated
+from zerolane.store.ports import ReplayCache
+from zerolane.tokens import jws
+from zerolane.tokens.rfc7638 import b64url, thumbprint
+
+TYP = "dpop+jwt"
+ALGORITHMS = ("ES256", "EdDSA")
+MAX_PROOF_CHARS = 8 * 1024
+MAX_JTI_CHARS = 256
+DEFAULT_WINDOW = 60.0
+
+#: alg -> (kty, crv, public members) of the key that may sign it
+_KEY_TYPES = {
+    "ES256": ("EC", "P-256", ("x", "y")),
+    "EdDSA": ("OKP", "Ed25519", ("x",)),
+}
+_JWS_REASONS = {
+    "jws.signature": "dpop.signature",
+    "jws.algorithm": "dpop.alg",
+    "jws.bad_key": "dpop.jwk",
+    "jws.unknown_key": "dpop.jwk",
+}
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_REG_NAME = re.compile(r"[a-z0-9._~!$&'()*+,;=%-]+")
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+class DpopError(Unauthenticated):
+    """A DPoP proof was refused; ``reason`` names the check."""
+
+
+@dataclass(frozen=True)
+class VerifiedProof:
+    jkt: str
+    jti: str
+    iat: int
+    htm: str
+    htu: str
+
+
+def normalize_htu(url: str) -> str:
+    """The form in which ``htu`` values are compared (RFC 9449 section 4.3).
+
+    Query and fragment are dropped, scheme and host lowercased, a default port removed
+    and an empty path becomes ``/``; the path is otherwise kept as it is.
+    """
+    if not isinstance(url, str) or not _VISIBLE_ASCII.fullmatch(url):
+        raise DpopError("dpop.htu", "the URL is empty or holds spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        raise DpopError("dpop.htu", "the URL is malformed") from err
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise DpopError("dpop.htu", "the URL is not http or https")
+    if "@" in parts.netloc:
+        raise DpopError("dpop.htu", "the URL carries userinfo")
+    host = _host(parts.hostname or "")
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path or '/'}"
+
+
+def _host(hostname: str) -> str:
+    if ":" in hostname:  # an IPv6 literal; urlsplit removed its brackets
+        try:
+            return f"[{ipaddress.IPv6Address(hostname).compressed}]"
+        except ValueError as err:
+            raise DpopError("dpop.htu", "the URL has a malformed IPv6 host") from err
+    if not _REG_NAME.fullmatch(hostname):
+        raise DpopError("dpop.htu", "the URL has no valid host")
+    return hostname
+
+
+def access_token_hash(access_token: str) -> str:
+    """The ``ath`` of a token: base64url SHA-256 of its ASCII value."""
+    return b64url(hashlib.sha256(access_token.encode("utf-8")).digest())
+
+
+def proof_jwk(private_key: PrivateKey) -> dict[str, str]:
+    """The public JWK (public members only) that proofs made with ``private_key`` carry."""
+    alg = _algorithm(private_key)
+    kty, crv, members = _KEY_TYPES[alg]
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        full = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    else:
+        full = OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    return {"kty": kty, "crv": crv, **{m: str(full[m]) for m in members}}
+
+
+def _algorithm(private_key: object) -> str:
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(
+        private_key.curve, ec.SECP256R1
+    ):
+        return "ES256"
+    raise InvalidInput("dpop.key", "DPoP keys are EC P-256 or Ed25519 private keys")
+
+
+def make_proof(
+    private_key: PrivateKey,
+    *,
+    method: str,
+    url: str,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    iat: int | None = None,
+    jti: str | None = None,
+) -> str:
+    """Sign a DPoP proof for one request (``ath`` when an access token goes with it)."""
+    claims: dict[str, Any] = {
+        "jti": jti if jti is not None else secrets.token_urlsafe(16),
+        "htm": method.upper(),
+        "htu": normalize_htu(url),
+        "iat": iat if iat is not None else int(time.time()),
+    }
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    if nonce is not None:
+        claims["nonce"] = nonce
+    headers = {"typ": TYP, "jwk": proof_jwk(private_key)}
+    return jwt.encode(claims, private_key, algorithm=_algorithm(private_key), headers=headers)
+
+
+def _header_key(header: Mapping[str, Any], alg: str) -> dict[str, str]:
+    """The public key in the proof header, validated; only its public members."""
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict):
+        raise DpopError("dpop.jwk", "the proof carries no jwk header")
+    if _PRIVATE_MEMBERS.intersection(jwk):
+        raise DpopError("dpop.jwk", "the proof's jwk holds private key material")
+    kty, crv, members = _KEY_TYPES[alg]
+    if jwk.get("kty") != kty or jwk.get("crv") != crv:
+        raise DpopError("dpop.jwk", f"an {alg} proof needs an {kty} {crv} jwk")
+    if not all(isinstance(jwk.get(m), str) for m in members):
+        raise DpopError("dpop.jwk", "the proof's jwk is malformed")
+    public = {"kty": kty, "crv": crv, **{m: jwk[m] for m in members}}
+    loader = ECAlgorithm if kty == "EC" else OKPAlgorithm
+    try:  # parsing checks the point is on the curve
+        loader.from_jwk(public)
+    except (jwt.PyJWTError, ValueError, TypeError) as err:
+        raise DpopError("dpop.jwk", "the proof's jwk is not a valid public key") from err
+    return public
+
+
+def _signed_claims(proof: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Check the header and signature; return the header key and the claims."""
+    if not isinstance(proof, str) or not proof or len(proof) > MAX_PROOF_CHARS:
+        raise DpopError("dpop.malformed", "a proof is a compact JWS of at most 8 KiB")
+    try:
+        header = jws.unverified_header(proof)
+    except jws.JwsError as err:
+        raise DpopError("dpop.malformed", "the proof is not a compact JWS") from err
+    if header.get("typ") != TYP:
+        raise DpopError("dpop.typ", f"a proof has typ {TYP}")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in _KEY_TYPES:
+        raise DpopError("dpop.alg", f"algorithm {alg!r} is not accepted for proofs")
+    public = _header_key(header, alg)
+    candidate = {**public, **({"kid": header["kid"]} if "kid" in header else {})}
+    try:
+        verified = jws.verify(proof, [candidate], algorithms=ALGORITHMS)
+    except jws.JwsError as err:
+        raise DpopError(_JWS_REASONS.get(err.reason, "dpop.malformed"), err.message) from err
+    try:
+        claims = json.loads(verified.payload)
+    except (ValueError, RecursionError) as err:
+        raise DpopError("dpop.malformed", "the proof's claims are not JSON") from err
+    if not isinstance(claims, dict):
+        raise DpopError("dpop.malformed", "the proof's claims are not an object")
+    return public, claims
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise DpopError("dpop.claims", f"the proof lacks a string '{name}'")
+    return value
+
+
+def _iat(claims: Mapping[str, Any]) -> int:
+    value = claims.get("iat")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 2**53:
+        raise DpopError("dpop.claims", "the proof lacks a numeric 'iat'")
+    return math.floor(value)
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def verify_proof(
+    proof: str,
+    *,
+    method: str,
+    url: str,
+    access_token: str | None,
+    replay: ReplayCache,
+    now: float,
+    window: float = DEFAULT_WINDOW,
+    expected_jkt: str | None = None,
+) -> VerifiedProof:
+    """Verify ``proof`` for the request ``method url`` at ``now``; spend its ``jti`` last.
+
+    ``iat`` must be within ``window`` seconds of ``now``: strictly younger than the
+    window, since the replay cache forgets the ``jti`` at ``iat + window``. Raises
+    :class:`DpopError` naming the first check that failed.
+    """
+    public, claims = _signed_claims(proof)
+    jti, htm, htu, iat = (
+        _claim(claims, "jti"),
+        _claim(claims, "htm"),
+        _claim(claims, "htu"),
+        _iat(claims),
+    )
+    if len(jti) > MAX_JTI_CHARS:
+        raise DpopError("dpop.claims", f"the proof's jti is longer than {MAX_JTI_CHARS}")
+    if htm != method.upper():
+        raise DpopError("dpop.htm", "the proof is for another HTTP method")
+    if normalize_htu(htu) != normalize_htu(url):
+        raise DpopError("dpop.htu", "the proof is for another URL")
+    if now - iat >= window or iat - now > window:
+        raise DpopError("dpop.iat", "the proof is too old or from the future")
+    if access_token is not None:
+        ath = claims.get("ath")
+        if not isinstance(ath, str) or not _same(ath, access_token_hash(access_token)):
+            raise DpopError("dpop.ath", "the proof is not bound to this access token")
+    jkt = thumbprint(public)
+    if expected_jkt is not None and not _same(jkt, expected_jkt):
+        raise DpopError("dpop.key_mismatch", "the proof is signed by another key than the token's")
+    if not replay.first_use(f"{jkt}:{jti}", iat + window, now):
+        raise DpopError("dpop.replayed", "the proof was already used (or cannot be remembered)")
+    return VerifiedProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=normalize_htu(htu))
