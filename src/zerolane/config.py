@@ -22,6 +22,8 @@ CONFIG_NAME = "zerolane.toml"
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8700
+    #: the URL clients use to reach the API (DPoP proofs name it); default: as requested
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,14 @@ class JwtIssuerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksConfig:
+    #: host patterns (fnmatch) of destinations inside the trust boundary; others are egress
+    internal_destinations: tuple[str, ...] = ()
+    #: sensitivity of a request that names none
+    default_sensitivity: str = "internal"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     trust_domain: str
     store_url: str = "sqlite:///zerolane.db"
@@ -54,6 +64,8 @@ class Config:
     #: longest any token signed by our keys may live; retired keys stay published this long
     max_token_lifetime: int = 86400
     jwt_issuers: tuple[JwtIssuerConfig, ...] = ()
+    policy_dir: str = "policies"
+    tasks: TasksConfig = field(default_factory=TasksConfig)
 
 
 def _take(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
@@ -112,6 +124,7 @@ def parse_config(doc: dict[str, Any]) -> Config:
     server = ServerConfig(
         host=_take(server_t, "host", str, "server.", "127.0.0.1"),
         port=_take(server_t, "port", int, "server.", 8700),
+        public_url=_take(server_t, "public_url", str, "server.", None),
     )
     _no_extra(server_t, "server.")
     svid_t = dict(_take(table, "svid", dict, "", {}))
@@ -127,8 +140,25 @@ def parse_config(doc: dict[str, Any]) -> Config:
     issuers = tuple(
         _issuer(raw, i) for i, raw in enumerate(_take(table, "jwt_issuers", list, "", []))
     )
+    policy_dir = _take(table, "policy_dir", str, "", "policies")
+    tasks_t = dict(_take(table, "tasks", dict, "", {}))
+    internal = _take(tasks_t, "internal_destinations", list, "tasks.", [])
+    if not all(isinstance(p, str) and p for p in internal):
+        raise InvalidInput(
+            "config.type", "tasks.internal_destinations must be a list of host patterns"
+        )
+    tasks = TasksConfig(
+        internal_destinations=tuple(internal),
+        default_sensitivity=_take(tasks_t, "default_sensitivity", str, "tasks.", "internal"),
+    )
+    _no_extra(tasks_t, "tasks.")
+    if tasks.default_sensitivity not in ("public", "internal", "confidential", "restricted"):
+        raise InvalidInput(
+            "config.sensitivity",
+            "tasks.default_sensitivity is one of public, internal, confidential, restricted",
+        )
     _no_extra(table, "")
-    return Config(td, store_url, server, svid, lifetime, issuers)
+    return Config(td, store_url, server, svid, lifetime, issuers, policy_dir, tasks)
 
 
 def load_config(home: Path) -> Config:
@@ -151,7 +181,14 @@ def render_config(config: Config) -> str:
         "max_token_lifetime": config.max_token_lifetime,
         "server": {"host": config.server.host, "port": config.server.port},
         "svid": {"default_ttl": config.svid.default_ttl, "max_ttl": config.svid.max_ttl},
+        "policy_dir": config.policy_dir,
+        "tasks": {
+            "internal_destinations": list(config.tasks.internal_destinations),
+            "default_sensitivity": config.tasks.default_sensitivity,
+        },
     }
+    if config.server.public_url is not None:
+        doc["server"]["public_url"] = config.server.public_url
     if config.jwt_issuers:
         doc["jwt_issuers"] = [_render_issuer(issuer) for issuer in config.jwt_issuers]
     return tomli_w.dumps(doc)

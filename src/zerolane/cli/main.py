@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from zerolane import __version__
-from zerolane.cli import audit, demo, federation, home, keys, serve, workload
+from zerolane.cli import (
+    audit,
+    demo,
+    federation,
+    home,
+    keys,
+    playbook,
+    policy,
+    serve,
+    task,
+    workload,
+)
 from zerolane.cli.common import err_console, exit_code
 from zerolane.errors import ZerolaneError
 
@@ -26,6 +37,9 @@ demo.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(workload.app, name="workload")
 app.add_typer(workload.attest_app, name="attest")
+app.add_typer(playbook.app, name="playbook")
+app.add_typer(task.app, name="task")
+app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(federation.app, name="federation")
 

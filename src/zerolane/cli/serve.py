@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from zerolane.cli.common import HomeOption
+from zerolane.audit.events import Actor
+from zerolane.cli.common import HomeOption, err_console
+from zerolane.errors import ZerolaneError
+from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.server.deployment import Deployment, resolve_home
+
+PID_FILE = Path("run") / "zerolane.pid"
+RELOADER = Actor("system", "policy-reload")
+
+
+def _install_reload(deployment: Deployment) -> None:
+    """SIGHUP and changes to the policy folder reload policies (the old set stays on error)."""
+
+    def reload(*_: object) -> None:
+        try:
+            version = deployment.reload_policies(RELOADER)
+            err_console.print(f"policies reloaded: {version[:12]}", highlight=False)
+        except ZerolaneError as err:
+            err_console.print(f"policy reload refused, old set active: {err}", highlight=False)
+
+    signal.signal(signal.SIGHUP, reload)
+
+    def on_change(ok: bool, detail: str) -> None:
+        # the engine already reloaded (or refused, keeping the old set): record it
+        deployment.record_policy_reload(ok, detail, Actor("system", "policy-watch"))
+        state = "reloaded" if ok else "reload refused, old set active"
+        err_console.print(f"policy files changed: {state}: {detail[:200]}", highlight=False)
+
+    deployment.engine.watch(on_reload=on_change)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,14 +53,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
     ) -> None:
-        """Serve the control-plane API (attestation, key sets, admin) until stopped."""
+        """Serve the control-plane API until stopped. SIGHUP reloads policies."""
         import uvicorn  # imported here so other commands start fast
 
         from zerolane.server.app import create_app
 
-        deployment = Deployment.open(resolve_home(home))
+        path = resolve_home(home)
+        deployment = Deployment.open(path)
         bind_host = host or deployment.config.server.host
         bind_port = port if port is not None else deployment.config.server.port
+        ensure_private_dir(path / PID_FILE.parent)
+        write_private(path / PID_FILE, f"{os.getpid()}\n".encode())
+        _install_reload(deployment)
         typer.echo(f"zerolane control plane on http://{bind_host}:{bind_port}", err=True)
         try:
             uvicorn.run(
@@ -41,4 +76,6 @@ def register(app: typer.Typer) -> None:
                 server_header=False,
             )
         finally:
+            with contextlib.suppress(OSError):
+                (path / PID_FILE).unlink()
             deployment.close()

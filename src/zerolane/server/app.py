@@ -6,17 +6,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zerolane import __version__
-from zerolane.audit.events import Actor
 from zerolane.audit.log import event_json
 from zerolane.errors import ZerolaneError
-from zerolane.identity.admin import authenticate_admin
 from zerolane.identity.service import AttestRequest
 from zerolane.server.deployment import Deployment
 from zerolane.server.limits import MAX_BODY, BodyLimit
@@ -30,6 +28,8 @@ from zerolane.server.schemas import (
     SpiffeIdBody,
     WorkloadOut,
 )
+from zerolane.server.security import Admin
+from zerolane.server.task_routes import router as task_router
 from zerolane.store.records import Workload
 from zerolane.types import WorkloadStatus
 
@@ -87,19 +87,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def admin_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
-    """Authenticate the admin credential (``Authorization: Bearer zla_...``)."""
-    token = None
-    if authorization and authorization[:7].lower() == "bearer ":
-        token = authorization[7:].strip()
-    deployment: Deployment = request.app.state.deployment
-    record = authenticate_admin(deployment.stores, token)
-    return Actor("admin", record.credential_id)
-
-
-Admin = Annotated[Actor, Depends(admin_actor)]
-
-
 def create_app(deployment: Deployment) -> FastAPI:
     """Build the API over an opened deployment."""
     app = FastAPI(
@@ -113,6 +100,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.state.metrics = metrics
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.include_router(task_router)
 
     @app.middleware("http")
     async def _measure(

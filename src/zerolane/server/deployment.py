@@ -6,14 +6,15 @@ core as ports; nothing below this layer knows which backend it runs on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
-from zerolane.config import CONFIG_NAME, Config, load_config, render_config
-from zerolane.errors import InvalidInput
+from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, render_config
+from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.identity.admin import create_admin_credential
 from zerolane.identity.attestors.base import Attestor
@@ -27,9 +28,17 @@ from zerolane.identity.registry import WorkloadRegistry
 from zerolane.identity.rotation import rotate_keys
 from zerolane.identity.service import IdentityService
 from zerolane.identity.spiffe_id import parse_trust_domain
+from zerolane.policy.cedar import CedarEngine
+from zerolane.policy.defaults import install_defaults
+from zerolane.store.memory.replay import MemoryReplayCache
 from zerolane.store.open import open_stores
 from zerolane.store.ports import Stores
-from zerolane.types import Clock, Outcome, SystemClock
+from zerolane.store.records import Workload
+from zerolane.tasks.auth import Authenticator
+from zerolane.tasks.decisions import Decider
+from zerolane.tasks.lifecycle import TaskLifecycle
+from zerolane.tasks.playbook_registry import PlaybookRegistry
+from zerolane.types import Clock, Outcome, Sensitivity, SystemClock, TaskState, WorkloadStatus
 
 HOME_ENV = "ZEROLANE_HOME"
 DEFAULT_HOME = ".zerolane"
@@ -53,7 +62,7 @@ def build_attestors(config: Config, stores: Stores, clock: Clock, home: Path) ->
     return attestors
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Deployment:
     home: Path
     config: Config
@@ -65,19 +74,27 @@ class Deployment:
     identity: IdentityService
     join_tokens: JoinTokens
     attestors: list[Attestor] = field(default_factory=list)
-    federation: Federation = field(kw_only=True)
+    federation: Federation
+    playbooks: PlaybookRegistry
+    engine: CedarEngine
+    replay: MemoryReplayCache
+    authenticator: Authenticator
+    lifecycle: TaskLifecycle
+    decider: Decider
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
         clock = clock or SystemClock()
         config = load_config(home)
+        engine = CedarEngine(home / config.policy_dir)  # refuses to start on invalid policies
         stores = open_stores(config.store_url, base=home)
         keyring = Keyring(home / "keys", clock)
         audit = AuditLog(stores, clock)
-        registry = WorkloadRegistry(config.trust_domain, stores, stores, audit, clock)
+        td = config.trust_domain
+        registry = WorkloadRegistry(td, stores, stores, audit, clock)
         attestors = build_attestors(config, stores, clock, home)
         identity = IdentityService(
-            trust_domain=config.trust_domain,
+            trust_domain=td,
             keyring=keyring,
             workloads=stores,
             attestors=attestors,
@@ -85,20 +102,49 @@ class Deployment:
             clock=clock,
             svid_config=config.svid,
         )
-        join_tokens = JoinTokens(stores, registry, audit, clock)
-        federation = Federation(stores, audit, clock, config.trust_domain)
+        playbooks = PlaybookRegistry(stores, audit, clock)
+        replay = MemoryReplayCache()
+        authenticator = Authenticator(
+            trust_domain=td, keyring=keyring, workloads=stores, replay=replay, clock=clock
+        )
+
+        def current_engine() -> CedarEngine:
+            return engine
+
         return cls(
-            home,
-            config,
-            clock,
-            stores,
-            keyring,
-            audit,
-            registry,
-            identity,
-            join_tokens,
-            attestors,
-            federation=federation,
+            home=home,
+            config=config,
+            clock=clock,
+            stores=stores,
+            keyring=keyring,
+            audit=audit,
+            registry=registry,
+            identity=identity,
+            join_tokens=JoinTokens(stores, registry, audit, clock),
+            attestors=attestors,
+            federation=Federation(stores, audit, clock, td),
+            playbooks=playbooks,
+            engine=engine,
+            replay=replay,
+            authenticator=authenticator,
+            lifecycle=TaskLifecycle(
+                trust_domain=td,
+                keyring=keyring,
+                tasks=stores,
+                playbooks=playbooks,
+                engine=current_engine,
+                audit=audit,
+                clock=clock,
+            ),
+            decider=Decider(
+                authenticator=authenticator,
+                tasks=stores,
+                engine=current_engine,
+                audit=audit,
+                clock=clock,
+                internal_destinations=config.tasks.internal_destinations,
+                default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),
+            ),
         )
 
     def rotate_keys(self, actor: Actor) -> str:
@@ -106,7 +152,42 @@ class Deployment:
             self.keyring, self.audit, publish_for=self.config.max_token_lifetime, actor=actor
         )
 
+    def reload_policies(self, actor: Actor) -> str:
+        """Validate and swap in the policies on disk; on any error the old set stays."""
+        try:
+            version = self.engine.reload()
+        except ZerolaneError as err:
+            self.record_policy_reload(False, f"{err.reason}: {err.message}", actor)
+            raise
+        self.record_policy_reload(True, version, actor)
+        return version
+
+    def record_policy_reload(self, ok: bool, detail: str, actor: Actor) -> None:
+        """Audit a policy reload (``detail``: the new version, or the refusal)."""
+        self.audit.record(
+            "policy.reloaded",
+            actor=actor,
+            subject=str(self.home / self.config.policy_dir),
+            outcome=Outcome.SUCCESS if ok else Outcome.FAILURE,
+            reason="ok" if ok else "policy.invalid",
+            details={"version": detail}
+            if ok
+            else {
+                "error": detail[:2000],
+                "active_version": self.engine.version,
+            },
+        )
+
+    def disable_workload(self, spiffe_id: str, actor: Actor) -> Workload:
+        """Disable a workload and revoke its live tasks: effective at once."""
+        workload = self.registry.set_status(spiffe_id, WorkloadStatus.DISABLED, actor=actor)
+        for task in self.lifecycle.list(owner=spiffe_id, state=TaskState.ACTIVE, limit=10_000):
+            with contextlib.suppress(Conflict):
+                self.lifecycle.revoke(task.task_id, actor=actor, reason="workload.disabled")
+        return workload
+
     def close(self) -> None:
+        self.engine.stop()
         self.stores.close()
 
 
@@ -123,7 +204,11 @@ def init_home(home: Path, trust_domain: str, clock: Clock | None = None) -> tupl
         )
     ensure_private_dir(home)
     kid = Keyring(home / "keys", clock).create()
-    config = Config(trust_domain=trust_domain)
+    config = Config(
+        trust_domain=trust_domain,
+        tasks=TasksConfig(internal_destinations=(trust_domain, f"*.{trust_domain}")),
+    )
+    install_defaults(home / config.policy_dir)
     write_private(home / CONFIG_NAME, render_config(config).encode())
     deployment = Deployment.open(home, clock)
     token, record = create_admin_credential(deployment.stores, clock)

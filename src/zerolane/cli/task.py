@@ -1,0 +1,81 @@
+"""``zerolane task``: list, show and revoke tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from zerolane.audit.events import Actor
+from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.errors import InvalidInput
+from zerolane.server.task_routes import task_out
+from zerolane.types import TaskState
+
+app = typer.Typer(help="List, show and revoke tasks.", no_args_is_help=True)
+TaskIdArg = Annotated[str, typer.Argument(help="The task id (tsk_...)", show_default=False)]
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@app.command("list")
+def list_tasks(
+    home: HomeOption = None,
+    owner: Annotated[str | None, typer.Option(help="Only this workload's tasks")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only tasks stored in this state (active, completed, ...)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List tasks, newest first (an active task past its window shows as expired)."""
+    try:
+        wanted = TaskState(state) if state else None
+    except ValueError:
+        raise InvalidInput("task.state", f"unknown state {state!r}") from None
+    with opened(home) as deployment:
+        now = deployment.clock.now()
+        tasks = [
+            task_out(t, now)
+            for t in deployment.lifecycle.list(owner=owner, state=wanted, limit=limit)
+        ]
+    if as_json:
+        print_json([t.model_dump() for t in tasks])
+        return
+    table = Table("task", "owner", "playbook", "state", "calls", "expires", "intent")
+    for t in tasks:
+        table.add_row(
+            t.task_id,
+            t.owner,
+            t.playbook,
+            t.state,
+            f"{t.calls_used}/{t.max_calls}",
+            _when(t.expires_at),
+            t.intent[:40],
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(task_id: TaskIdArg, home: HomeOption = None) -> None:
+    """Show one task as JSON."""
+    with opened(home) as deployment:
+        print_json(task_out(deployment.lifecycle.get(task_id), deployment.clock.now()).model_dump())
+
+
+@app.command("revoke")
+def revoke(
+    task_id: TaskIdArg,
+    reason: Annotated[str, typer.Option(help="Recorded in the audit log")] = "revoked",
+    home: HomeOption = None,
+) -> None:
+    """Revoke a task: every enforcement point denies its token from the next request on."""
+    with opened(home) as deployment:
+        deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
+    console.print(f"Revoked [bold]{task_id}[/bold]")

@@ -1,0 +1,194 @@
+"""The asyncio agent client (same shape as :mod:`zerolane.sdk.client`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from zerolane.sdk.common import (
+    DEFAULT_TIMEOUT,
+    DecisionResult,
+    Svid,
+    TaskGrant,
+    attest_body,
+    check,
+    decide_body,
+    decision_of,
+    dpop_headers,
+    grant_of,
+    new_key,
+    open_body,
+    svid_of,
+)
+
+
+class AsyncTask:
+    """An open task; ``async with`` completes it on exit, exceptions included."""
+
+    def __init__(self, agent: AsyncAgent, grant: TaskGrant) -> None:
+        self._agent = agent
+        self.grant = grant
+        self.completed = False
+
+    @property
+    def task_id(self) -> str:
+        return self.grant.task_id
+
+    @property
+    def token(self) -> str:
+        return self.grant.token
+
+    def headers(self, method: str, url: str) -> dict[str, str]:
+        return dpop_headers(self._agent.key, self.token, method, url)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {**kwargs.pop("headers", {}), **self.headers(method, url)}
+        return await self._agent.http.request(method, url, headers=headers, **kwargs)
+
+    async def decide(
+        self,
+        method: str,
+        url: str,
+        *,
+        action: str | None = None,
+        resource: str | None = None,
+        destination: str | None = None,
+        sensitivity: str | None = None,
+        audience: str | None = None,
+    ) -> DecisionResult:
+        mapping = {
+            "action": action,
+            "resource": resource,
+            "destination": destination,
+            "sensitivity": sensitivity,
+        }
+        body = decide_body(self._agent.key, self.token, method, url, mapping, audience)
+        response = await self._agent.http.post(self._agent.url("/v1/decide"), json=body)
+        return decision_of(check(response))
+
+    async def complete(self) -> None:
+        if self.completed:
+            return
+        url = self._agent.url(f"/v1/tasks/{self.task_id}/complete")
+        check(await self._agent.http.post(url, headers=self.headers("POST", url)))
+        self.completed = True
+
+    async def __aenter__(self) -> AsyncTask:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.complete()
+            return
+        try:
+            await self.complete()
+        except Exception as complete_error:  # keep the original exception primary
+            exc.add_note(f"zerolane: completing task {self.task_id} also failed: {complete_error}")
+
+
+class _OpenTask:
+    """Awaitable and async context manager: ``async with agent.task(...) as t``."""
+
+    def __init__(self, agent: AsyncAgent, kwargs: dict[str, Any]) -> None:
+        self._agent = agent
+        self._kwargs = kwargs
+        self._task: AsyncTask | None = None
+
+    def __await__(self) -> Any:
+        return self._agent.open_task(**self._kwargs).__await__()
+
+    async def __aenter__(self) -> AsyncTask:
+        self._task = await self._agent.open_task(**self._kwargs)
+        return self._task
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            await self._task.__aexit__(exc_type, exc, tb)
+
+
+class AsyncAgent:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        key: ec.EllipticCurvePrivateKey | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key or new_key()
+        self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        self.svid: Svid | None = None
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @classmethod
+    async def attest(
+        cls,
+        base_url: str,
+        *,
+        join_token: str,
+        audience: Sequence[str] | None = None,
+        ttl: int | None = None,
+        spiffe_id: str | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> AsyncAgent:
+        agent = cls(base_url, http=http)
+        body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
+        response = await agent.http.post(agent.url("/v1/attest"), json=body)
+        agent.svid = svid_of(check(response))
+        return agent
+
+    @property
+    def spiffe_id(self) -> str:
+        if self.svid is None:
+            raise RuntimeError("attest first")
+        return self.svid.spiffe_id
+
+    async def open_task(
+        self,
+        *,
+        playbook: str,
+        intent: str,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        ttl: int | None = None,
+        max_calls: int | None = None,
+        on_behalf_of: str | None = None,
+        audience: Sequence[str] | None = None,
+    ) -> AsyncTask:
+        if self.svid is None:
+            raise RuntimeError("attest first: a task is opened with the agent's SVID")
+        url = self.url("/v1/tasks")
+        body = open_body(
+            playbook, intent, authorization_details, ttl, max_calls, on_behalf_of, audience
+        )
+        headers = dpop_headers(self.key, self.svid.token, "POST", url)
+        response = await self.http.post(url, json=body, headers=headers)
+        return AsyncTask(self, grant_of(check(response)))
+
+    def task(self, **kwargs: Any) -> _OpenTask:
+        """``async with agent.task(playbook=..., intent=...) as task:`` completes on exit."""
+        return _OpenTask(self, kwargs)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncAgent:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()

@@ -1,0 +1,261 @@
+"""Task and decision endpoints: open, complete, decide; admin playbooks and tasks."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from zerolane.errors import InvalidInput
+from zerolane.server.deployment import Deployment
+from zerolane.server.schemas import Strict
+from zerolane.server.security import Admin
+from zerolane.store.records import TaskRecord
+from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.decisions import DecideInput
+from zerolane.tasks.lifecycle import OpenRequest, effective_state
+from zerolane.tasks.playbooks import parse_playbook, playbook_to_json
+from zerolane.tasks.scope import Scope
+from zerolane.types import TaskState
+
+router = APIRouter()
+
+
+class OpenTaskBody(Strict):
+    intent: StrictStr = Field(max_length=2000, description="what the task is for, in words")
+    playbook: StrictStr = Field(max_length=64)
+    authorization_details: list[dict[str, Any]] | None = Field(
+        None, description="RFC 9396 entries of type zerolane_task (one); default: the playbook"
+    )
+    ttl: StrictInt | None = Field(None, gt=0)
+    max_calls: StrictInt | None = Field(None, gt=0)
+    on_behalf_of: StrictStr | None = Field(None, max_length=256)
+    audience: list[StrictStr] | None = Field(None, max_length=8)
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    owner: str
+    playbook: str
+    playbook_version: int
+    intent: str
+    state: str
+    scope: dict[str, Any]
+    created_at: float
+    expires_at: float
+    max_calls: int
+    calls_used: int
+    on_behalf_of: str | None
+    ended_at: float | None
+    end_reason: str | None
+
+
+class OpenedOut(BaseModel):
+    task_id: str
+    token: str
+    token_type: str = "DPoP"  # noqa: S105 (the scheme name, not a secret)
+    expires_at: int
+    expires_in: int
+    scope: dict[str, Any]
+
+
+class DecideRequestBody(Strict):
+    method: StrictStr = Field(max_length=16)
+    url: StrictStr = Field(max_length=8192)
+    action: StrictStr | None = Field(None, max_length=256)
+    resource: StrictStr | None = Field(None, max_length=1024)
+    destination: StrictStr | None = Field(None, max_length=256)
+    sensitivity: StrictStr | None = Field(None, max_length=16)
+
+
+class DecideBody(Strict):
+    token: StrictStr = Field(max_length=16384, description="the task token")
+    dpop: StrictStr | None = Field(None, max_length=8192, description="the DPoP proof")
+    request: DecideRequestBody
+    audience: StrictStr | None = Field(None, max_length=2048, description="this PEP's id")
+
+
+class DecisionOut(BaseModel):
+    decision: str
+    reasons: list[str]
+    policies: list[str]
+    task_id: str | None
+    decision_id: str
+    status: int
+
+
+def _deployment(request: Request) -> Deployment:
+    deployment: Deployment = request.app.state.deployment
+    return deployment
+
+
+def _url(request: Request, deployment: Deployment) -> str:
+    """The URL a DPoP proof must name: the configured public URL, else as requested."""
+    public = deployment.config.server.public_url
+    if public:
+        return public.rstrip("/") + request.url.path
+    return str(request.url.replace(query=None, fragment=None))
+
+
+def task_out(task: TaskRecord, now: float) -> TaskOut:
+    scope = Scope.from_json(task.scope)
+    return TaskOut(
+        task_id=task.task_id,
+        owner=task.owner,
+        playbook=task.playbook,
+        playbook_version=task.playbook_version,
+        intent=task.intent,
+        state=effective_state(task, now).value,
+        scope={
+            "actions": list(scope.actions),
+            "resources": list(scope.resources),
+            "destinations": list(scope.destinations),
+            "data_ceiling": scope.ceiling.label,
+        },
+        created_at=task.created_at,
+        expires_at=task.expires_at,
+        max_calls=task.max_calls,
+        calls_used=task.calls_used,
+        on_behalf_of=task.on_behalf_of,
+        ended_at=task.ended_at,
+        end_reason=task.end_reason,
+    )
+
+
+@router.post("/v1/tasks", response_model=OpenedOut, status_code=201, tags=["tasks"])
+def open_task(
+    body: OpenTaskBody,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    dpop: Annotated[str | None, Header()] = None,
+) -> OpenedOut:
+    """Open a task: JWT-SVID (``Authorization: DPoP <svid>``) plus a DPoP proof."""
+    deployment = _deployment(request)
+    caller = deployment.authenticator.workload(
+        authorization, dpop, method="POST", url=_url(request, deployment)
+    )
+    opened = deployment.lifecycle.open(
+        caller,
+        OpenRequest(
+            intent=body.intent,
+            playbook=body.playbook,
+            authorization_details=body.authorization_details,
+            ttl=body.ttl,
+            max_calls=body.max_calls,
+            on_behalf_of=body.on_behalf_of,
+            audience=body.audience,
+        ),
+    )
+    now = deployment.clock.now()
+    return OpenedOut(
+        task_id=opened.task.task_id,
+        token=opened.token,
+        expires_at=int(opened.task.expires_at),
+        expires_in=int(opened.task.expires_at - now),
+        scope=task_out(opened.task, now).scope,
+    )
+
+
+@router.post("/v1/tasks/{task_id}/complete", response_model=TaskOut, tags=["tasks"])
+def complete_task(
+    task_id: str,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    dpop: Annotated[str | None, Header()] = None,
+) -> TaskOut:
+    """Complete a task (its owner: task token plus DPoP proof). Its token is dead after."""
+    deployment = _deployment(request)
+    holder = deployment.authenticator.task_holder(
+        bearer_of(authorization), dpop, method="POST", url=_url(request, deployment)
+    )
+    ended = deployment.lifecycle.complete(task_id, holder.claims.subject, holder.claims.task_id)
+    return task_out(ended, deployment.clock.now())
+
+
+@router.post("/v1/decide", response_model=DecisionOut, tags=["decisions"])
+def decide(body: DecideBody, request: Request) -> DecisionOut:
+    """Decide one request of a task, for an external enforcement point (OPA-style).
+
+    Always 200 with ``decision`` allow or deny; ``status`` says what the enforcement
+    point should answer on deny (401 credential problem, 403 refused, 503 fail-closed).
+    """
+    deployment = _deployment(request)
+    r = body.request
+    decision = deployment.decider.decide(
+        body.token,
+        body.dpop,
+        DecideInput(
+            method=r.method,
+            url=r.url,
+            action=r.action,
+            resource=r.resource,
+            destination=r.destination,
+            sensitivity=r.sensitivity,
+            audience=body.audience,
+        ),
+    )
+    return DecisionOut(
+        decision="allow" if decision.allowed else "deny",
+        reasons=list(decision.reasons),
+        policies=list(decision.policies),
+        task_id=decision.task_id,
+        decision_id=decision.decision_id,
+        status=decision.status,
+    )
+
+
+@router.get("/v1/admin/tasks", response_model=list[TaskOut], tags=["admin"])
+def list_tasks(
+    request: Request,
+    _: Admin,
+    owner: Annotated[str | None, Query(max_length=2048)] = None,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[TaskOut]:
+    deployment = _deployment(request)
+    try:
+        wanted = TaskState(state) if state else None
+    except ValueError:
+        raise InvalidInput("task.state", f"unknown state {state!r}") from None
+    now = deployment.clock.now()
+    tasks = deployment.lifecycle.list(owner=owner, state=wanted, limit=limit)
+    return [task_out(t, now) for t in tasks]
+
+
+@router.get("/v1/admin/tasks/{task_id}", response_model=TaskOut, tags=["admin"])
+def show_task(task_id: str, request: Request, _: Admin) -> TaskOut:
+    deployment = _deployment(request)
+    return task_out(deployment.lifecycle.get(task_id), deployment.clock.now())
+
+
+@router.post("/v1/admin/tasks/{task_id}/revoke", response_model=TaskOut, tags=["admin"])
+def revoke_task(task_id: str, request: Request, actor: Admin) -> TaskOut:
+    deployment = _deployment(request)
+    revoked = deployment.lifecycle.revoke(task_id, actor=actor)
+    return task_out(revoked, deployment.clock.now())
+
+
+@router.post("/v1/admin/playbooks", status_code=201, tags=["admin"])
+def apply_playbook(document: dict[str, Any], request: Request, actor: Admin) -> dict[str, Any]:
+    """Register or update a playbook (the same document as a playbook file, as JSON)."""
+    deployment = _deployment(request)
+    record = deployment.playbooks.apply(parse_playbook(document, "request body"), actor)
+    return {"name": record.name, "version": record.version}
+
+
+@router.get("/v1/admin/playbooks", tags=["admin"])
+def list_playbooks(request: Request, _: Admin) -> list[dict[str, Any]]:
+    deployment = _deployment(request)
+    return [
+        {**json.loads(playbook_to_json(pb)), "version": rec.version}
+        for pb, rec in deployment.playbooks.list()
+    ]
+
+
+@router.post("/v1/admin/policy/reload", tags=["admin"])
+def reload_policies(request: Request, actor: Admin) -> dict[str, str]:
+    """Validate and atomically swap in the policies on disk; on error the old set stays."""
+    deployment = _deployment(request)
+    return {"version": deployment.reload_policies(actor)}

@@ -1,0 +1,177 @@
+"""A task's scope, and the check that a requested scope is within its playbook.
+
+Requests use the RFC 9396 ``authorization_details`` shape with our type
+``zerolane_task``: ``actions``, ``locations`` (destinations), ``datatypes``
+(sensitivity labels; the highest is the task's data ceiling), ``identifier`` (one
+resource pattern) and ``resources`` (several). One entry per task; a dimension it
+leaves out takes the playbook's value. Anything wider than the playbook is refused with the reason;
+nothing is silently narrowed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from zerolane.errors import Forbidden, InvalidInput
+from zerolane.policy.patterns import is_within, parse_pattern
+from zerolane.tasks.playbooks import Playbook
+from zerolane.types import Sensitivity
+
+DETAILS_TYPE = "zerolane_task"
+_FIELDS = frozenset({"type", "actions", "locations", "datatypes", "identifier", "resources"})
+#: One entry per task: a task's scope is actions x resources x destinations, so merging
+#: several entries would grant combinations nobody asked for.
+MAX_ENTRIES = 1
+MAX_ITEMS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    ceiling: Sensitivity
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "actions": list(self.actions),
+                "resources": list(self.resources),
+                "destinations": list(self.destinations),
+                "ceiling": self.ceiling.label,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Scope:
+        doc = json.loads(text)
+        return cls(
+            actions=tuple(doc["actions"]),
+            resources=tuple(doc["resources"]),
+            destinations=tuple(doc["destinations"]),
+            ceiling=Sensitivity.parse(doc["ceiling"]),
+        )
+
+    def details_json(self) -> str:
+        return json.dumps(self.authorization_details(), sort_keys=True, separators=(",", ":"))
+
+    def authorization_details(self) -> list[dict[str, Any]]:
+        """The granted scope in RFC 9396 shape, as carried by the task token."""
+        return [
+            {
+                "type": DETAILS_TYPE,
+                "actions": list(self.actions),
+                "locations": list(self.destinations),
+                "resources": list(self.resources),
+                "datatypes": [s.label for s in Sensitivity if s <= self.ceiling],
+            }
+        ]
+
+
+def _strings(entry: Mapping[str, Any], name: str, index: int) -> list[str] | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > MAX_ITEMS
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise InvalidInput(
+            "authorization_details.field",
+            f"authorization_details[{index}].{name} must be a non-empty list of strings",
+        )
+    return list(value)
+
+
+def _entry_scope(entry: object, index: int, playbook: Playbook) -> Scope:
+    if not isinstance(entry, Mapping):
+        raise InvalidInput(
+            "authorization_details.field", f"authorization_details[{index}] must be an object"
+        )
+    unknown = set(entry) - _FIELDS
+    if unknown:
+        raise InvalidInput(
+            "authorization_details.unknown_field",
+            f"authorization_details[{index}] has unknown field(s): {', '.join(sorted(unknown))}",
+        )
+    if entry.get("type") != DETAILS_TYPE:
+        raise InvalidInput(
+            "authorization_details.type",
+            f"authorization_details[{index}].type must be {DETAILS_TYPE!r}",
+        )
+    actions = _strings(entry, "actions", index) or list(playbook.actions)
+    destinations = _strings(entry, "locations", index) or list(playbook.destinations)
+    resources = _strings(entry, "resources", index) or []
+    identifier = entry.get("identifier")
+    if identifier is not None:
+        if not isinstance(identifier, str) or not identifier:
+            raise InvalidInput(
+                "authorization_details.field",
+                f"authorization_details[{index}].identifier must be a string",
+            )
+        resources.append(identifier)
+    labels = _strings(entry, "datatypes", index)
+    try:
+        levels = [Sensitivity.parse(label) for label in labels] if labels else []
+    except ValueError as err:
+        raise InvalidInput("authorization_details.datatypes", str(err)) from err
+    for pattern in resources:
+        parse_pattern(pattern)
+    return Scope(
+        actions=tuple(actions),
+        resources=tuple(resources or playbook.resources),
+        destinations=tuple(destinations),
+        ceiling=max(levels) if levels else playbook.data_ceiling,
+    )
+
+
+def _check_within(scope: Scope, playbook: Playbook) -> None:
+    for action in scope.actions:
+        if action not in playbook.actions:
+            raise Forbidden("scope.action", f"action {action!r} is not in playbook {playbook.name}")
+    for destination in scope.destinations:
+        if destination not in playbook.destinations:
+            raise Forbidden(
+                "scope.destination",
+                f"destination {destination!r} is not in playbook {playbook.name}",
+            )
+    for pattern in scope.resources:
+        if not any(is_within(pattern, outer) for outer in playbook.resources):
+            raise Forbidden(
+                "scope.resource",
+                f"resources {pattern!r} are not within playbook {playbook.name}'s patterns",
+            )
+    if scope.ceiling > playbook.data_ceiling:
+        raise Forbidden(
+            "scope.sensitivity",
+            f"data up to {scope.ceiling.label} exceeds the playbook's ceiling "
+            f"({playbook.data_ceiling.label})",
+        )
+
+
+def requested_scope(details: Sequence[object] | None, playbook: Playbook) -> Scope:
+    """The scope a task asks for; refused (never narrowed) when wider than ``playbook``."""
+    if details is None:
+        return Scope(
+            playbook.actions, playbook.resources, playbook.destinations, playbook.data_ceiling
+        )
+    if len(details) != MAX_ENTRIES:
+        raise InvalidInput(
+            "authorization_details.count",
+            "give exactly one authorization_details entry (open one task per scope)",
+        )
+    scope = _entry_scope(details[0], 0, playbook)
+    _check_within(scope, playbook)
+    return Scope(
+        actions=tuple(sorted(set(scope.actions))),
+        resources=tuple(sorted(set(scope.resources))),
+        destinations=tuple(sorted(set(scope.destinations))),
+        ceiling=scope.ceiling,
+    )
