@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import jwt
 import typer
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
 from rich.panel import Panel
 
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer
 from zerolane.cli.common import console
+from zerolane.sdk import Agent, Task
+from zerolane.sdk.common import TaskGrant, decide_body
 from zerolane.server.deployment import Deployment, init_home
+from zerolane.tasks.playbooks import parse_playbook
 from zerolane.tokens.rfc7638 import thumbprint
+from zerolane.tokens.rfc9449 import proof_jwk
 
 TD = "demo.zerolane.dev"
 AGENT = f"spiffe://{TD}/agents/report-writer"
@@ -47,68 +48,180 @@ def _expect(condition: bool, what: str) -> None:
         raise DemoFailed(what)
 
 
-def _agent_key() -> tuple[ec.EllipticCurvePrivateKey, dict[str, str]]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    full: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(key.public_key()))
-    return key, {k: full[k] for k in ("kty", "crv", "x", "y")}
+PLAYBOOK = {
+    "name": "quarterly-report",
+    "description": "Summarize quarterly results from finance reports onto the wiki.",
+    "actions": ["read", "write"],
+    "resources": ["reports/*", "pages/*", "services/*"],
+    "destinations": [f"finance.{TD}", f"wiki.{TD}", "hooks.slack.com"],
+    "data_ceiling": "confidential",
+    "max_ttl": "15m",
+    "max_calls": 20,
+    "openers": {"spiffe_ids": [f"spiffe://{TD}/agents/*"]},
+}
+FINANCE = f"https://finance.{TD}"
+WIKI = f"https://wiki.{TD}"
+SLACK = "https://hooks.slack.com"
+
+
+def _decision(task: Task, label: str, method: str, url: str, **mapping: str) -> bool:
+    result = task.decide(method, url, **mapping)
+    if result.allowed:
+        _ok(f"{label}: [bold]allow[/bold]")
+    else:
+        _refused(f"{label}: [bold]deny[/bold] {', '.join(result.reasons)}")
+    return result.allowed
+
+
+def _identity_story(deployment: Deployment, server: BackgroundServer) -> Agent:
+    _step("The admin registers an AI agent and a playbook (the most its tasks may do)")
+    deployment.registry.register(AGENT, selectors=[], owner="reports-team", actor=ADMIN)
+    deployment.playbooks.apply(parse_playbook(PLAYBOOK, "demo"), ADMIN)
+    token = deployment.join_tokens.create(AGENT, ttl=300, actor=ADMIN).token
+    _ok(f"registered {AGENT}; playbook quarterly-report (ceiling: confidential)")
+
+    _step("The agent attests with a one-time join token and its own key")
+    agent = Agent.attest(server.url, join_token=token)
+    svid = agent.svid
+    _expect(svid is not None, "no SVID")
+    assert svid is not None
+    jwks = httpx.get(f"{server.url}/.well-known/jwks.json").json()
+    kid = jwt.get_unverified_header(svid.token)["kid"]
+    claims = jwt.decode(
+        svid.token,
+        jwt.PyJWKSet.from_dict(jwks)[kid].key,
+        algorithms=["ES256"],
+        audience=f"spiffe://{TD}",
+    )
+    _expect(claims["cnf"]["jkt"] == thumbprint(proof_jwk(agent.key)), "SVID not key-bound")
+    _ok(f"JWT-SVID for {svid.spiffe_id}, bound to the agent's key (cnf.jkt)")
+    replay = httpx.post(f"{server.url}/v1/attest", json={"join_token": token})
+    _expect(replay.json().get("reason") == "join_token.used", "a used join token was accepted")
+    _refused("the join token replayed from a log: refused (join_token.used)")
+    return agent
+
+
+def _task_story(agent: Agent, server: BackgroundServer) -> None:
+    _step("Zero standing privilege: without a task, the agent can do nothing")
+    idle = Task(agent, TaskGrant("none", agent.svid.token if agent.svid else "", 0, {}))
+    _expect(
+        not _decision(idle, "read a report with only its SVID", "GET", f"{FINANCE}/reports/q3"),
+        "an SVID alone was allowed",
+    )
+
+    _step("The agent opens a task with a declared intent")
+    with agent.task(
+        playbook="quarterly-report", intent="Summarize Q3 results for the wiki"
+    ) as task:
+        _ok(f"task {task.task_id}: token bound to its key, valid 5 minutes, 20 calls")
+        read = {"action": "read", "sensitivity": "internal"}
+        _expect(
+            _decision(task, "read the Q3 summary", "GET", f"{FINANCE}/reports/q3", **read),
+            "in-scope read denied",
+        )
+        _expect(
+            _decision(
+                task,
+                "post a status to Slack",
+                "POST",
+                f"{SLACK}/services/status",
+                action="write",
+                sensitivity="public",
+            ),
+            "status post denied",
+        )
+        _expect(
+            not _decision(
+                task,
+                "delete a report (not its intent)",
+                "DELETE",
+                f"{FINANCE}/reports/q3",
+                action="delete",
+            ),
+            "out-of-intent request allowed",
+        )
+        _expect(
+            not _decision(
+                task,
+                "read payroll (restricted)",
+                "GET",
+                f"{FINANCE}/reports/payroll",
+                action="read",
+                sensitivity="restricted",
+            ),
+            "over-sensitivity read allowed",
+        )
+        _expect(
+            _decision(
+                task,
+                "read the raw Q3 ledger (confidential)",
+                "GET",
+                f"{FINANCE}/reports/q3-raw",
+                action="read",
+                sensitivity="confidential",
+            ),
+            "confidential read denied",
+        )
+        _expect(
+            not _decision(
+                task,
+                "then post to Slack (egress)",
+                "POST",
+                f"{SLACK}/services/status",
+                action="write",
+                sensitivity="public",
+            ),
+            "egress after a confidential read allowed",
+        )
+        _expect(
+            _decision(
+                task,
+                "write the wiki page (internal)",
+                "PUT",
+                f"{WIKI}/pages/q3",
+                action="write",
+                sensitivity="internal",
+            ),
+            "internal write denied",
+        )
+        body = decide_body(agent.key, task.token, "GET", f"{FINANCE}/reports/q3", read, None)
+        first = httpx.post(f"{server.url}/v1/decide", json=body).json()
+        second = httpx.post(f"{server.url}/v1/decide", json=body).json()
+        _expect(first["decision"] == "allow" and second["reasons"] == ["dpop.replayed"], "replay")
+        _refused("a captured request replayed (same DPoP proof): deny dpop.replayed")
+        finished = task
+    _ok("task completed on leaving the with-block")
+
+    _step("After completion, the same token is worthless")
+    _expect(
+        not _decision(
+            finished, "read the Q3 summary again", "GET", f"{FINANCE}/reports/q3", **read
+        ),
+        "a completed task's token was allowed",
+    )
 
 
 def _story(home: Path) -> None:
     _step(f"An admin creates a trust domain: spiffe://{TD}")
     deployment, _admin_token = init_home(home, TD)
     _ok(f"ES256 signing key {deployment.keyring.active_kid()[:16]}… written 0600 under {home}")
-    _ok("admin credential printed once (kept only as a hash)")
+    _ok("admin credential printed once (kept only as a hash); default Cedar policies installed")
 
     with BackgroundServer(deployment) as server:
         _ok(f"control plane up at {server.url}")
-
-        _step("The admin registers an AI agent and hands it a one-time join token")
-        deployment.registry.register(AGENT, selectors=[], owner="reports-team", actor=ADMIN)
-        token = deployment.join_tokens.create(AGENT, ttl=300, actor=ADMIN).token
-        _ok(f"registered {AGENT}")
-        _ok("join token minted (stored hashed, single use, 5 minutes)")
-
-        _step("The agent attests over HTTP, presenting its own public key")
-        _key, jwk = _agent_key()
-        reply = httpx.post(f"{server.url}/v1/attest", json={"join_token": token, "public_jwk": jwk})
-        _expect(reply.status_code == 200, f"attestation failed: {reply.text}")
-        svid = reply.json()["svid"]
-        _ok(f"JWT-SVID for {reply.json()['spiffe_id']}, valid {reply.json()['expires_in']} s")
-
-        _step("Anyone can verify the SVID against the published key set")
-        jwks = httpx.get(f"{server.url}/.well-known/jwks.json").json()
-        kid = jwt.get_unverified_header(svid)["kid"]
-        claims = jwt.decode(
-            svid,
-            jwt.PyJWKSet.from_dict(jwks)[kid].key,
-            algorithms=["ES256"],
-            audience=f"spiffe://{TD}",
-        )
-        _expect(claims["cnf"]["jkt"] == thumbprint(jwk), "SVID not bound to the agent's key")
-        _ok(f"signature verified (kid {kid[:16]}…), sub = {claims['sub']}")
-        _ok("bound to the agent's key: cnf.jkt = its RFC 7638 thumbprint")
-
-        _step("A thief replays the join token from a log")
-        replay = httpx.post(f"{server.url}/v1/attest", json={"join_token": token})
-        _expect(replay.status_code == 401, "a used join token was accepted")
-        _refused(f"refused: {replay.status_code} {replay.json()['reason']} (and audited)")
-
-        _step("The admin rotates the signing key")
-        old_kid = kid
-        new_kid = deployment.rotate_keys(ADMIN)
-        kids = [k["kid"] for k in httpx.get(f"{server.url}/.well-known/jwks.json").json()["keys"]]
-        _expect(old_kid in kids and new_kid in kids, "rotation dropped a live key")
-        _ok(f"new key {new_kid[:16]}… signs; old key stays published until its tokens expire")
+        agent = _identity_story(deployment, server)
+        _task_story(agent, server)
+        agent.close()
 
     _step("Every step is in the hash-chained audit log")
     count, broken = deployment.audit.verify()
     _expect(broken is None, "the audit chain is broken")
+    kinds: dict[str, int] = {}
     for record in deployment.audit.tail(count):
-        colour = {"success": "green", "denied": "red"}.get(record.outcome, "yellow")
-        console.print(
-            f"  {record.seq:>3} {record.kind:<20} [{colour}]{record.outcome}[/{colour}]",
-            highlight=False,
-        )
+        key = f"{record.kind} {record.outcome}"
+        kinds[key] = kinds.get(key, 0) + 1
+    for key, n in sorted(kinds.items()):
+        console.print(f"    {n:>3} x {key}", highlight=False)
     _ok(f"{count} events, chain intact")
     deployment.close()
 
