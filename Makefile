@@ -43,6 +43,8 @@ test: lint types contracts unit
 
 bench: install
 	$(BIN)/python bench/svid.py
+	$(BIN)/python bench/pdp.py
+	$(BIN)/python bench/task_open.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -65,6 +66,9 @@ def register(app: typer.Typer) -> None:
         ensure_private_dir(path / PID_FILE.parent)
         write_private(path / PID_FILE, f"{os.getpid()}\n".encode())
         _install_reload(deployment)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly on it so the
+        # pid file is removed and the stores are closed.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         typer.echo(f"zerolane control plane on http://{bind_host}:{bind_port}", err=True)
         try:
             uvicorn.run(

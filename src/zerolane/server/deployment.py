@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,27 @@ def build_attestors(config: Config, stores: Stores, clock: Clock, home: Path) ->
     return attestors
 
 
+class PolicyHolder:
+    """Loads the policy engine on first use: commands that need no decision (audit,
+    workloads) still work while an operator fixes an invalid policy set."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._engine: CedarEngine | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> CedarEngine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = CedarEngine(self.directory)  # refuses an invalid set
+        return self._engine
+
+    def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.stop()
+
+
 @dataclass(kw_only=True)
 class Deployment:
     home: Path
@@ -76,7 +98,7 @@ class Deployment:
     attestors: list[Attestor] = field(default_factory=list)
     federation: Federation
     playbooks: PlaybookRegistry
-    engine: CedarEngine
+    policies: PolicyHolder
     replay: MemoryReplayCache
     authenticator: Authenticator
     lifecycle: TaskLifecycle
@@ -86,7 +108,7 @@ class Deployment:
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
         clock = clock or SystemClock()
         config = load_config(home)
-        engine = CedarEngine(home / config.policy_dir)  # refuses to start on invalid policies
+        policies = PolicyHolder(home / config.policy_dir)
         stores = open_stores(config.store_url, base=home)
         keyring = Keyring(home / "keys", clock)
         audit = AuditLog(stores, clock)
@@ -108,9 +130,6 @@ class Deployment:
             trust_domain=td, keyring=keyring, workloads=stores, replay=replay, clock=clock
         )
 
-        def current_engine() -> CedarEngine:
-            return engine
-
         return cls(
             home=home,
             config=config,
@@ -124,7 +143,7 @@ class Deployment:
             attestors=attestors,
             federation=Federation(stores, audit, clock, td),
             playbooks=playbooks,
-            engine=engine,
+            policies=policies,
             replay=replay,
             authenticator=authenticator,
             lifecycle=TaskLifecycle(
@@ -132,20 +151,25 @@ class Deployment:
                 keyring=keyring,
                 tasks=stores,
                 playbooks=playbooks,
-                engine=current_engine,
+                engine=policies.get,
                 audit=audit,
                 clock=clock,
             ),
             decider=Decider(
                 authenticator=authenticator,
                 tasks=stores,
-                engine=current_engine,
+                engine=policies.get,
                 audit=audit,
                 clock=clock,
                 internal_destinations=config.tasks.internal_destinations,
                 default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),
             ),
         )
+
+    @property
+    def engine(self) -> CedarEngine:
+        """The policy engine (loaded, and validated, on first use)."""
+        return self.policies.get()
 
     def rotate_keys(self, actor: Actor) -> str:
         return rotate_keys(
@@ -187,7 +211,7 @@ class Deployment:
         return workload
 
     def close(self) -> None:
-        self.engine.stop()
+        self.policies.stop()
         self.stores.close()
 
 
