@@ -11,7 +11,6 @@ from rich.table import Table
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, JsonOption, console, opened, parse_duration, print_json
 from zerolane.store.records import Workload
-from zerolane.types import WorkloadStatus
 
 app = typer.Typer(help="Register, list, show and disable workloads.", no_args_is_help=True)
 attest_app = typer.Typer(help="Credentials a workload uses to attest.", no_args_is_help=True)
@@ -72,9 +71,9 @@ def show(spiffe_id: SpiffeIdArg, home: HomeOption = None) -> None:
 
 @app.command("disable")
 def disable(spiffe_id: SpiffeIdArg, home: HomeOption = None) -> None:
-    """Disable a workload: from now on it can no longer attest."""
+    """Disable a workload: it can no longer attest, and its live tasks are revoked."""
     with opened(home) as deployment:
-        deployment.registry.set_status(spiffe_id, WorkloadStatus.DISABLED, actor=CLI_ADMIN)
+        deployment.disable_workload(spiffe_id, CLI_ADMIN)
     console.print(f"Disabled [bold]{spiffe_id}[/bold]")
 
 

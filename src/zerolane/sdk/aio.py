@@ -149,8 +149,13 @@ class AsyncAgent:
     ) -> AsyncAgent:
         agent = cls(base_url, http=http)
         body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
-        response = await agent.http.post(agent.url("/v1/attest"), json=body)
-        agent.svid = svid_of(check(response))
+        try:
+            response = await agent.http.post(agent.url("/v1/attest"), json=body)
+            agent.svid = svid_of(check(response))
+        except BaseException:
+            if http is None:  # the caller never sees this agent: close the client we made
+                await agent.aclose()
+            raise
         return agent
 
     @property

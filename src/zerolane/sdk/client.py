@@ -133,7 +133,12 @@ class Agent:
         """Make a key, attest with a join token, and keep the key-bound SVID."""
         agent = cls(base_url, http=http)
         body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
-        agent.svid = svid_of(check(agent.http.post(agent.url("/v1/attest"), json=body)))
+        try:
+            agent.svid = svid_of(check(agent.http.post(agent.url("/v1/attest"), json=body)))
+        except BaseException:
+            if http is None:  # the caller never sees this agent: close the client we made
+                agent.close()
+            raise
         return agent
 
     @property

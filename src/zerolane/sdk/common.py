@@ -59,12 +59,13 @@ def check(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        body = {}
+        body = None  # not JSON (a proxy's page, say): never a result, even with a 2xx
     if response.status_code >= 400:
+        fields = body if isinstance(body, dict) else {}
         raise ZerolaneApiError(
             response.status_code,
-            str(body.get("reason", "http.error")) if isinstance(body, dict) else "http.error",
-            str(body.get("error", response.text[:200])) if isinstance(body, dict) else "",
+            str(fields.get("reason", "http.error")),
+            str(fields.get("error", response.text[:200])),
         )
     if not isinstance(body, dict):
         raise ZerolaneApiError(response.status_code, "response.invalid", "expected a JSON object")

@@ -31,7 +31,6 @@ from zerolane.server.schemas import (
 from zerolane.server.security import Admin
 from zerolane.server.task_routes import router as task_router
 from zerolane.store.records import Workload
-from zerolane.types import WorkloadStatus
 
 BUNDLE_REFRESH_HINT = 300
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -197,9 +196,7 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     @app.post("/v1/admin/workloads/disable", response_model=WorkloadOut, tags=["admin"])
     def disable(body: SpiffeIdBody, actor: Admin) -> WorkloadOut:
-        workload = deployment.registry.set_status(
-            body.spiffe_id, WorkloadStatus.DISABLED, actor=actor
-        )
+        workload = deployment.disable_workload(body.spiffe_id, actor)
         return _workload_out(workload)
 
     @app.post("/v1/admin/join-tokens", status_code=201, tags=["admin"])

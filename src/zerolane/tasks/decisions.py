@@ -28,7 +28,9 @@ from zerolane.tasks.lifecycle import effective_state
 from zerolane.tasks.scope import Scope
 from zerolane.types import Clock, Outcome, Sensitivity, TaskState
 
-MAX_ATTEMPTS = 3
+#: A compare-and-set loses only when another request spent a call in between; retries
+#: are bounded so a storm of concurrent requests still ends in a decision.
+MAX_ATTEMPTS = 32
 _BAD_PATH = ("..", "%", "//", "\\", ";")
 
 
@@ -188,7 +190,11 @@ class Decider:
             if task.calls_used >= task.max_calls:
                 raise _Deny(["task.budget_exhausted"])
             request = request_policy_request(task.owner, _task_facts(task, state), facts, now)
-            result = self._engine().decide(request)
+            engine = self._engine()
+            try:
+                result = engine.decide(request)
+            except Exception:  # fail closed: an engine that raises denies, never allows
+                raise _Deny(["policy.error"]) from None
             if result.errors:
                 raise _Deny(["policy.error"], result.policy_ids)
             if not result.allowed:

@@ -131,8 +131,12 @@ class TaskLifecycle:
             intent=request.intent,
             on_behalf_of=request.on_behalf_of,
         )
-        result = self._engine().decide(open_policy_request(workload.spiffe_id, facts, now))
-        if not result.allowed:
+        engine = self._engine()
+        try:
+            result = engine.decide(open_policy_request(workload.spiffe_id, facts, now))
+        except Exception as err:  # fail closed: an engine that raises refuses, never grants
+            raise Forbidden("policy.error", "the grant policy could not be evaluated") from err
+        if result.errors or not result.allowed:
             reason = result.policy_ids[0] if result.policy_ids else "grant.no_permit"
             if result.errors:
                 reason = "policy.error"

@@ -162,6 +162,10 @@ def requested_scope(details: Sequence[object] | None, playbook: Playbook) -> Sco
         return Scope(
             playbook.actions, playbook.resources, playbook.destinations, playbook.data_ceiling
         )
+    if not isinstance(details, Sequence) or isinstance(details, str | bytes):
+        raise InvalidInput(
+            "authorization_details.field", "authorization_details must be a list of objects"
+        )
     if len(details) != MAX_ENTRIES:
         raise InvalidInput(
             "authorization_details.count",
