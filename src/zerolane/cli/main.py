@@ -9,8 +9,11 @@ from zerolane.cli import (
     audit,
     demo,
     federation,
+    forward_auth,
+    gateway,
     home,
     keys,
+    mcp_gateway,
     playbook,
     policy,
     serve,
@@ -42,6 +45,9 @@ app.add_typer(task.app, name="task")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(federation.app, name="federation")
+app.add_typer(gateway.app, name="gateway")
+app.add_typer(mcp_gateway.app, name="mcp-gateway")
+app.add_typer(forward_auth.app, name="forward-auth")
 
 
 @app.command("version")

@@ -1,0 +1,101 @@
+"""A sample MCP server for the zerolane MCP gateway: a few report and chat tools.
+
+    python examples/mcp/sample_server.py                      # stdio (the gateway starts it)
+    python examples/mcp/sample_server.py --http --port 9100   # streamable HTTP on /mcp
+
+``--log FILE`` appends one JSON line per HTTP request it receives (with its headers)
+and per tool call (with its arguments and ``_meta``), so a test can see what reached
+it, and what never did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+REPORTS = {
+    "q3": "Q3 revenue grew 12% quarter on quarter; operating margin 18%.",
+    "q3-raw": "Ledger extract for Q3 (confidential).",
+}
+_lock = threading.Lock()
+server = MCPServer("sample-reports", instructions="Reports and chat tools for the gateway demo.")
+log_path: Path | None = None
+
+
+def record(event: dict[str, Any]) -> None:
+    """Append one event to the log file, when one was given."""
+    if log_path is None:
+        return
+    with _lock, log_path.open("a") as out:
+        out.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+
+
+def _called(ctx: Context, tool: str, arguments: dict[str, Any]) -> None:
+    meta = ctx.request_context.meta or {}
+    record({"event": "call", "tool": tool, "arguments": arguments, "meta": dict(meta)})
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True, title="Read a report"))
+def read_report(name: str, ctx: Context) -> str:
+    """Return the text of a finance report."""
+    _called(ctx, "read_report", {"name": name})
+    return REPORTS.get(name, f"no report named {name!r}")
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
+def delete_report(name: str, ctx: Context) -> str:
+    """Delete a finance report for good."""
+    _called(ctx, "delete_report", {"name": name})
+    REPORTS.pop(name, None)
+    return f"deleted {name}"
+
+
+@server.tool(
+    annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True)
+)
+def post_message(channel: str, text: str, ctx: Context) -> str:
+    """Post a message to a chat channel."""
+    _called(ctx, "post_message", {"channel": channel, "text": text})
+    return f"posted to #{channel}"
+
+
+class HeaderLog:
+    """ASGI middleware recording each HTTP request's method, path and headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            record({"event": "http", "method": scope["method"], "headers": headers})
+        await self.app(scope, receive, send)
+
+
+def main() -> None:
+    global log_path
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--http", action="store_true", help="serve streamable HTTP on /mcp")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--log", type=Path, help="append requests and calls to this file")
+    options = parser.parse_args()
+    log_path = options.log
+    if not options.http:
+        server.run("stdio")
+        return
+    import uvicorn
+
+    app = server.streamable_http_app(host=options.host)
+    uvicorn.run(HeaderLog(app), host=options.host, port=options.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

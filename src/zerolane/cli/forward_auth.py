@@ -1,0 +1,85 @@
+"""``zerolane forward-auth``: decide for nginx, Traefik or Envoy (docs/forward-auth.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zerolane.cli.common import HomeOption, err_console, fail
+from zerolane.cli.serve import _install_reload as install_policy_reload
+from zerolane.errors import ZerolaneError
+from zerolane.gateway.forward_auth import create_app, load_config
+from zerolane.server.deployment import Deployment, resolve_home
+
+app = typer.Typer(
+    help="Forward-auth: a proxy you run (nginx, Traefik, Envoy) enforces, zerolane decides.",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def forward_auth() -> None:
+    """Forward-auth for nginx auth_request, Traefik ForwardAuth and Envoy ext_authz."""
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@app.command("run")
+def run(
+    config: Annotated[
+        Path,
+        typer.Option("--config", help="Forward-auth config (TOML, YAML or JSON)", exists=True),
+    ],
+    home: HomeOption = None,
+    host: Annotated[str | None, typer.Option(help="Address [default: config]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: config]")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Serve the forward-auth endpoint, deciding with this home's tasks and policies.
+
+    Only the proxy may reach it: it trusts the proxy's X-Original-* / X-Forwarded-* headers.
+    SIGHUP and policy file changes reload policies.
+    """
+    import uvicorn  # imported here so other commands start fast
+
+    try:
+        settings = load_config(config)
+        deployment = Deployment.open(resolve_home(home))
+    except ZerolaneError as err:
+        fail(err)
+        return
+    bind_host = host or settings.host
+    bind_port = port if port is not None else settings.port
+    if not _loopback(bind_host):
+        err_console.print(
+            f"warning: listening on {bind_host}: make sure only the proxy can reach it",
+            highlight=False,
+        )
+    install_policy_reload(deployment)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    typer.echo(
+        f"zerolane forward-auth ({settings.proxy}) on "
+        f"http://{bind_host}:{bind_port}{settings.endpoint} for {settings.origin}",
+        err=True,
+    )
+    try:
+        uvicorn.run(
+            create_app(settings, deployment.decider, deployment.audit),
+            host=bind_host,
+            port=bind_port,
+            log_level=log_level,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        deployment.close()

@@ -1,0 +1,152 @@
+"""``zerolane gateway run|check``: the HTTP gateway in front of agents' tools and APIs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from zerolane.audit.events import Actor
+from zerolane.cli.background import free_port
+from zerolane.cli.common import HomeOption, err_console, fail
+from zerolane.errors import ZerolaneError
+from zerolane.gateway.config import GatewayConfig, load_gateway_config
+from zerolane.gateway.credentials import build_credentials
+from zerolane.server.deployment import Deployment, resolve_home
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from zerolane.gateway.http import GatewayApp
+
+app = typer.Typer(
+    help="The HTTP gateway: decides every request of a task, injects credentials, forwards.",
+    no_args_is_help=True,
+)
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Gateway configuration file (TOML or YAML).", exists=False),
+]
+RELOADER = Actor("system", "gateway-policy-watch")
+
+
+def build_app(config: GatewayConfig, deployment: Deployment) -> GatewayApp:
+    """The gateway over ``deployment``'s decider; credentials are read now (fail fast)."""
+    from zerolane.gateway.http import GatewayApp
+
+    return GatewayApp(config, deployment.decider, build_credentials(config, deployment.clock))
+
+
+def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
+    """How the gateway is served: no proxy-header trust, no added headers, lifespan on."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,
+        lifespan="on",
+    )
+
+
+class BackgroundGateway:
+    """The gateway served on a loopback port in a daemon thread (demo and tests)."""
+
+    def __init__(self, app: GatewayApp, host: str = "127.0.0.1", port: int | None = None) -> None:
+        import uvicorn
+
+        self.port = port if port is not None else free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self._server = uvicorn.Server(uvicorn_config(app, host, self.port))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> BackgroundGateway:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def _watch_policies(deployment: Deployment) -> None:
+    """Load the policies now (refusing to start on an invalid set) and follow changes."""
+
+    def on_change(ok: bool, detail: str) -> None:
+        deployment.record_policy_reload(ok, detail, RELOADER)
+        state = "reloaded" if ok else "reload refused, old set active"
+        err_console.print(f"policy files changed: {state}: {detail[:200]}", highlight=False)
+
+    deployment.engine.watch(on_reload=on_change)
+
+
+@app.command("run")
+def run(
+    config: ConfigOption,
+    home: HomeOption = None,
+    host: Annotated[str | None, typer.Option(help="Address [default: config listen.host]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: config listen.port]")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Serve the gateway until stopped, deciding with the home's policies and tasks."""
+    import uvicorn
+
+    try:
+        gateway_config = load_gateway_config(config)
+        deployment = Deployment.open(resolve_home(home))
+    except ZerolaneError as err:
+        fail(err)
+        return
+    try:
+        gateway = build_app(gateway_config, deployment)
+        _watch_policies(deployment)
+    except ZerolaneError as err:
+        deployment.close()
+        fail(err)
+        return
+    bind_host = host or gateway_config.listen.host
+    bind_port = port if port is not None else gateway_config.listen.port
+    # uvicorn re-raises SIGTERM after its graceful shutdown: exit cleanly on it instead
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    typer.echo(
+        f"zerolane gateway on http://{bind_host}:{bind_port} (public {gateway_config.public_url})",
+        err=True,
+    )
+    try:
+        uvicorn.Server(uvicorn_config(gateway, bind_host, bind_port, log_level)).run()
+    finally:
+        deployment.close()
+
+
+@app.command("check")
+def check(config: ConfigOption) -> None:
+    """Validate a gateway configuration (and read its credentials); exit 2 if invalid."""
+    try:
+        parsed = load_gateway_config(config)
+        sources = build_credentials(parsed)
+    except ZerolaneError as err:
+        fail(err)
+        return
+    typer.echo(f"gateway config OK: public URL {parsed.public_url}, audience {parsed.audience}")
+    for upstream in parsed.upstreams:
+        credential = sources.get(upstream.name)
+        injected = f"injects {credential.header}" if credential else "no credential"
+        typer.echo(
+            f"  {upstream.prefix} -> {upstream.base_url} ({upstream.name}, destination "
+            f"{upstream.destination}): {len(upstream.routes)} routes, {injected}"
+        )

@@ -1,0 +1,85 @@
+"""``zerolane mcp-gateway run``: serve the MCP gateway in front of upstream MCP servers."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zerolane.audit.events import Actor
+from zerolane.cli.common import HomeOption, err_console
+from zerolane.gateway.mcp import Enforcement, create_gateway_app, load_gateway_config
+from zerolane.server.deployment import Deployment, resolve_home
+
+app = typer.Typer(
+    help="The MCP gateway: an OAuth-protected MCP server deciding every tools/call.",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def mcp_gateway() -> None:
+    """The MCP gateway: an OAuth-protected MCP server deciding every tools/call."""
+
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", help="Gateway config file (TOML).", exists=True, dir_okay=False),
+]
+
+
+def enforcement_of(deployment: Deployment) -> Enforcement:
+    """The core services of an opened deployment, as the gateway uses them."""
+    return Enforcement(
+        decider=deployment.decider,
+        authenticator=deployment.authenticator,
+        tasks=deployment.stores,
+        engine=deployment.policies.get,
+        audit=deployment.audit,
+        clock=deployment.clock,
+        internal_destinations=tuple(deployment.config.tasks.internal_destinations),
+    )
+
+
+def _watch_policies(deployment: Deployment) -> None:
+    def on_change(ok: bool, detail: str) -> None:
+        deployment.record_policy_reload(ok, detail, Actor("system", "mcp-gateway-policy-watch"))
+        state = "reloaded" if ok else "reload refused, old set active"
+        err_console.print(f"policy files changed: {state}: {detail[:200]}", highlight=False)
+
+    deployment.engine.watch(on_reload=on_change)
+
+
+@app.command("run")
+def run(
+    config: ConfigOption,
+    home: HomeOption = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Serve the MCP gateway until stopped (policy file changes are picked up)."""
+    import uvicorn  # imported here so other commands start fast
+
+    settings = load_gateway_config(config)
+    deployment = Deployment.open(resolve_home(home))
+    try:
+        gateway = create_gateway_app(settings, enforcement_of(deployment))
+        _watch_policies(deployment)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        err_console.print(
+            f"zerolane MCP gateway on http://{settings.host}:{settings.port}{settings.path} "
+            f"(public: {settings.endpoint}; {len(settings.servers)} upstream server(s))",
+            highlight=False,
+        )
+        uvicorn.run(
+            gateway,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        deployment.close()

@@ -1,0 +1,8 @@
+"""Policy enforcement points: they turn traffic into decisions.
+
+- :mod:`zerolane.gateway.http`: the HTTP reverse proxy (``zerolane gateway run``),
+  configured by :mod:`zerolane.gateway.config`, with the request checks of
+  :mod:`zerolane.gateway.normalize` and the routes of :mod:`zerolane.gateway.routes`;
+- :mod:`zerolane.gateway.mcp`, :mod:`zerolane.gateway.forward_auth` and
+  :mod:`zerolane.gateway.inproc`: the MCP gateway, forward-auth and the in-process guard.
+"""

@@ -1,0 +1,236 @@
+"""The HTTP gateway: a raw ASGI app that decides every request, then forwards it.
+
+Per request: refuse ambiguous framing and unsafe paths (400); map the path to an
+upstream route (403 ``route.unmapped`` if none); take the task token and DPoP proof
+(401 when missing); decide in a worker thread (the decider is synchronous), on the
+gateway's own public URL of the request and the route's action, resource and
+sensitivity; deny with the decision's status, or forward with the agent's credentials
+removed and the upstream's credential and ``X-Zerolane-Task`` added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Mapping
+
+from zerolane.errors import InvalidInput, Unauthenticated
+from zerolane.gateway.config import GatewayConfig, Upstream
+from zerolane.gateway.http.forward import Forwarder, Outgoing
+from zerolane.gateway.http.metrics import GatewayMetrics
+from zerolane.gateway.http.responses import (
+    Receive,
+    Scope,
+    Send,
+    send_bytes,
+    send_error,
+    www_authenticate,
+)
+from zerolane.gateway.normalize import check_framing, check_path, check_query, request_headers
+from zerolane.grants import CredentialSource
+from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.decisions import DecideInput, Decider, Decision
+
+logger = logging.getLogger("zerolane.gateway")
+TASK_HEADER = "X-Zerolane-Task"
+DECISION_HEADER = "X-Zerolane-Decision"
+_HEALTH = b'{"status":"ok"}'
+_JSON = [(b"content-type", b"application/json")]
+
+
+def token_expiry(token: str) -> float:
+    """The ``exp`` of a token the decider has just verified (0 if unreadable: the
+    credential minted from it is then already expired, failing closed)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims["exp"]
+        return float(exp) if isinstance(exp, int) and not isinstance(exp, bool) else 0.0
+    except (IndexError, KeyError, TypeError, ValueError, binascii.Error):
+        return 0.0
+
+
+def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes]]:
+    authorization, dpop = [], []
+    for name, value in headers:
+        if name == b"authorization":
+            authorization.append(value)
+        elif name == b"dpop":
+            dpop.append(value)
+    return authorization, dpop
+
+
+class GatewayApp:
+    """ASGI app; ``lifespan`` opens and closes the shared upstream session."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        decider: Decider,
+        credentials: Mapping[str, CredentialSource] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self._decider = decider
+        self._credentials = dict(credentials or {})
+        self._forwarder = Forwarder(config.limits, self.metrics)
+        self._drop = {
+            u.name: frozenset(
+                {self._credentials[u.name].header.lower().encode()}
+                if u.name in self._credentials
+                else ()
+            )
+            for u in config.upstreams
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._forwarder.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._forwarder.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the upstream session (when served without lifespan events)."""
+        await self._forwarder.close()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_path: bytes | None = scope.get("raw_path")
+        if raw_path == b"/healthz":
+            await send_bytes(send, 200, _HEALTH, list(_JSON))
+            return
+        if raw_path == b"/metrics" and self.config.metrics:
+            headers = [(b"content-type", b"text/plain; version=0.0.4")]
+            await send_bytes(send, 200, self.metrics.render(), headers)
+            return
+        started = time.perf_counter()
+        upstream = await self._handle(scope, raw_path, receive, send)
+        self.metrics.request_seconds.labels(upstream).observe(time.perf_counter() - started)
+
+    async def _refuse(self, send: Send, status: int, reason: str, *, close: bool = False) -> None:
+        """Refuse before any decision (nothing usable to decide on): counted, not audited."""
+        self.metrics.decisions.labels("refused", reason).inc()
+        challenge = [www_authenticate(reason, credentials_sent=False)] if status == 401 else None
+        await send_error(send, status, reason, close=close, extra=challenge)
+
+    async def _handle(
+        self, scope: Scope, raw_path: bytes | None, receive: Receive, send: Send
+    ) -> str:
+        """Serve one request; return the upstream's name (``-`` if none) for metrics."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        try:
+            declared = check_framing(headers)
+            if raw_path is None:
+                raise InvalidInput("request.path", "the server passed no raw path")
+            path = check_path(raw_path, allow_non_ascii=self.config.normalization.allow_non_ascii)
+            query = check_query(scope.get("query_string", b""))
+        except InvalidInput as err:
+            await self._refuse(send, 400, err.reason, close=True)
+            return "-"
+        chunked = declared is None and any(n == b"transfer-encoding" for n, _ in headers)
+        has_body = chunked or bool(declared)
+        found = self.config.upstream_for(path)
+        method: str = scope["method"]
+        matched = found[0].routes.match(method, found[1]) if found else None
+        if found is None or matched is None:
+            await self._refuse(send, 403, "route.unmapped", close=has_body)
+            return found[0].name if found else "-"
+        upstream, rest = found
+        if declared is not None and declared > self.config.limits.max_request_body:
+            await self._refuse(send, 413, "request.too_large", close=True)
+            return upstream.name
+        authorization, proofs = _credentials(headers)
+        if len(authorization) > 1 or len(proofs) > 1:
+            await self._refuse(send, 400, "request.auth_repeated", close=True)
+            return upstream.name
+        try:
+            token = bearer_of(authorization[0].decode("latin-1") if authorization else None)
+        except Unauthenticated as err:
+            await self._refuse(send, 401, err.reason, close=has_body)
+            return upstream.name
+        route, values = matched
+        decision = await self._decide(
+            token,
+            proofs[0].decode("latin-1") if proofs else None,
+            DecideInput(
+                method=method,
+                url=self.config.public_url + path,
+                action=route.action,
+                resource=route.resource_for(values),
+                destination=upstream.destination,
+                sensitivity=route.sensitivity or upstream.default_sensitivity,
+                audience=self.config.audience,
+            ),
+        )
+        if not decision.allowed:
+            await self._deny(send, decision, close=has_body)
+            return upstream.name
+        out = self._outgoing(
+            upstream, method, rest, query, headers, decision, token, declared, chunked
+        )
+        await self._forwarder.forward(out, receive, send)
+        return upstream.name
+
+    async def _decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            decision = await loop.run_in_executor(None, self._decider.decide, token, proof, request)
+        except Exception as err:  # a bug or an unwrapped store error: refuse, never allow
+            logger.error("the decision failed: %s", type(err).__name__)
+            decision = Decision("", False, ("decision.error",), (), None, 503)
+        self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        outcome = "allow" if decision.allowed else "deny"
+        self.metrics.decisions.labels(
+            outcome, decision.reasons[0] if decision.reasons else "ok"
+        ).inc()
+        return decision
+
+    async def _deny(self, send: Send, decision: Decision, *, close: bool) -> None:
+        reason = decision.reasons[0] if decision.reasons else "denied"
+        status = decision.status if decision.status in (401, 403, 503) else 403
+        extra = [www_authenticate(reason, credentials_sent=True)] if status == 401 else None
+        decision_id = decision.decision_id or None
+        await send_error(send, status, reason, decision_id, close=close, extra=extra)
+
+    def _outgoing(
+        self,
+        upstream: Upstream,
+        method: str,
+        rest: str,
+        query: str,
+        headers: list[tuple[bytes, bytes]],
+        decision: Decision,
+        token: str,
+        declared: int | None,
+        chunked: bool,
+    ) -> Outgoing:
+        task_id = decision.task_id or ""
+        forwarded = request_headers(headers, drop=self._drop[upstream.name])
+        source = self._credentials.get(upstream.name)
+        if source is not None:
+            forwarded.append(source.header_for(task_id, token_expiry(token)))
+        forwarded.append((TASK_HEADER, task_id))
+        forwarded.append((DECISION_HEADER, decision.decision_id))
+        if declared:
+            forwarded.append(("Content-Length", str(declared)))
+        url = upstream.base_url + rest + (f"?{query}" if query else "")
+        length = declared if declared is not None else (None if chunked else 0)
+        return Outgoing(method, url, forwarded, length, upstream.name, decision.decision_id)

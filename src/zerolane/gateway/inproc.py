@@ -1,0 +1,379 @@
+"""In-process guard: every call of a Python tool function is decided before it runs.
+
+    @guard("read", "files/{path}", sensitivity="internal")
+    def read_file(path: str) -> str: ...
+
+The task's credentials come from a context the agent runtime sets around tool
+execution (:func:`task_context`, or :func:`zerolane.sdk.guard.guard_context`); the
+decision is made in-process (:class:`EmbeddedDecider`) or by the control plane
+(:class:`RemoteDecider`). A deny raises :class:`ToolDenied` and the function is not
+called; so does a missing task, an unsafe resource or an unreachable decider.
+
+Each guarded call is decided as ``POST https://inproc.invalid/<destination>/<action>``
+(each part percent-encoded): the DPoP proof is signed for that method and URL (``.invalid``
+is a reserved name, RFC 2606, so the URL can never reach a real host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import re
+import string
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast
+from urllib.parse import quote
+
+import httpx
+
+from zerolane.errors import Unavailable, ZerolaneError
+from zerolane.tasks.decisions import DecideInput, Decision
+
+INPROC_ORIGIN = "https://inproc.invalid"
+METHOD = "POST"
+DEFAULT_TIMEOUT = 5.0
+MAX_RESOURCE_CHARS = 1024
+_SEGMENT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
+_UNSAFE = ("\\", "%", "*")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+#: signs a DPoP proof for ``(method, url)`` with the task holder's key
+ProofSigner = Callable[[str, str], str]
+ResourceSpec = str | Callable[..., str]
+
+
+def inproc_url(destination: str, action: str) -> str:
+    """The URL a guarded call is decided (and its DPoP proof signed) for."""
+    return f"{INPROC_ORIGIN}/{quote(destination, safe='')}/{quote(action, safe='')}"
+
+
+class ToolDenied(PermissionError):
+    """A guarded tool call was refused; the function was not called."""
+
+    def __init__(
+        self,
+        reason: str,
+        reasons: Sequence[str] = (),
+        decision_id: str | None = None,
+        status: int = 403,
+    ) -> None:
+        self.reason = reason
+        self.reasons = tuple(reasons) or (reason,)
+        self.decision_id = decision_id
+        self.status = status
+        suffix = f" (decision {decision_id})" if decision_id else ""
+        super().__init__(f"zerolane denied the call: {', '.join(self.reasons)}{suffix}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.reasons, self.decision_id, self.status))
+
+
+class RequestDecider(Protocol):
+    """Decides one request (:class:`~zerolane.tasks.decisions.Decider` is one)."""
+
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision: ...
+
+
+class InprocDecider(RequestDecider, Protocol):
+    """A decider usable from sync and async tool functions."""
+
+    async def adecide(self, token: str, proof: str | None, request: DecideInput) -> Decision: ...
+
+
+class EmbeddedDecider:
+    """Decides in this process with a :class:`~zerolane.tasks.decisions.Decider`."""
+
+    def __init__(self, decider: RequestDecider, audience: str | None = None) -> None:
+        self._decider = decider
+        self._audience = audience
+
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        if request.audience is None and self._audience is not None:
+            request = replace(request, audience=self._audience)
+        return self._decider.decide(token, proof, request)
+
+    async def adecide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        # the decision writes its audit event durably: keep that off the event loop
+        return await asyncio.to_thread(self.decide, token, proof, request)
+
+
+class RemoteDecider:
+    """Decides through the control plane's ``POST /v1/decide`` (httpx; not a hot path).
+
+    Without a client given, each call opens and closes its own.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        audience: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/v1/decide"
+        self._audience = audience
+        self._timeout = timeout
+        self._client = client
+        self._async_client = async_client
+
+    def _body(self, token: str, proof: str | None, request: DecideInput) -> dict[str, Any]:
+        fields = {
+            "method": request.method,
+            "url": request.url,
+            "action": request.action,
+            "resource": request.resource,
+            "destination": request.destination,
+            "sensitivity": request.sensitivity,
+        }
+        body: dict[str, Any] = {
+            "token": token,
+            "request": {k: v for k, v in fields.items() if v is not None},
+        }
+        if proof is not None:
+            body["dpop"] = proof
+        audience = request.audience or self._audience
+        if audience is not None:
+            body["audience"] = audience
+        return body
+
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        body = self._body(token, proof, request)
+        try:
+            if self._client is not None:
+                return decision_of(self._client.post(self.url, json=body))
+            with httpx.Client(timeout=self._timeout) as client:
+                return decision_of(client.post(self.url, json=body))
+        except httpx.HTTPError as err:
+            raise Unavailable("decide.unavailable", f"{self.url}: {err}") from err
+
+    async def adecide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        body = self._body(token, proof, request)
+        try:
+            if self._async_client is not None:
+                return decision_of(await self._async_client.post(self.url, json=body))
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                return decision_of(await client.post(self.url, json=body))
+        except httpx.HTTPError as err:
+            raise Unavailable("decide.unavailable", f"{self.url}: {err}") from err
+
+
+def decision_of(response: httpx.Response) -> Decision:
+    """A ``/v1/decide`` answer as a :class:`Decision`; anything unexpected is an error."""
+    try:
+        body = response.json() if response.status_code == 200 else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("decision") not in ("allow", "deny"):
+        raise Unavailable("decide.response", f"/v1/decide answered {response.status_code}")
+    reasons, policies = body.get("reasons"), body.get("policies")
+    task_id, decision_id, status = body.get("task_id"), body.get("decision_id"), body.get("status")
+    if not (
+        _strings(reasons)
+        and _strings(policies)
+        and isinstance(decision_id, str)
+        and isinstance(status, int)
+        and (task_id is None or isinstance(task_id, str))
+    ):
+        raise Unavailable("decide.response", "/v1/decide answered an unexpected body")
+    allowed = body["decision"] == "allow"
+    return Decision(decision_id, allowed, tuple(reasons), tuple(policies), task_id, status)
+
+
+def _strings(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCredentials:
+    """What a guarded call decides with: the task token, a proof signer, a decider."""
+
+    token: str
+    sign: ProofSigner
+    decider: InprocDecider | None = None
+
+
+_CURRENT: ContextVar[TaskCredentials | None] = ContextVar("zerolane_task", default=None)
+
+
+@contextmanager
+def task_context(
+    token: str, proof_signer: ProofSigner, *, decider: InprocDecider | None = None
+) -> Iterator[TaskCredentials]:
+    """Run guarded tools under this task (``decider``: unless the guard names one)."""
+    credentials = TaskCredentials(token, proof_signer, decider)
+    reset = _CURRENT.set(credentials)
+    try:
+        yield credentials
+    finally:
+        _CURRENT.reset(reset)
+
+
+def current_task() -> TaskCredentials | None:
+    """The task credentials guarded calls in this context decide with, if any."""
+    return _CURRENT.get()
+
+
+def safe_resource(resource: str) -> bool:
+    """``/``-separated printable-ASCII segments; no empty, ``.`` or ``..`` segment and
+    no ``\\``, ``%`` or ``*`` (arguments come from the agent: no traversal, no decoding)."""
+    if not resource or len(resource) > MAX_RESOURCE_CHARS:
+        return False
+    return all(
+        _SEGMENT.fullmatch(segment)
+        and segment not in (".", "..")
+        and not any(bad in segment for bad in _UNSAFE)
+        for segment in resource.split("/")
+    )
+
+
+def _renderer(resource: ResourceSpec, signature: inspect.Signature) -> Callable[..., str]:
+    """A function of the bound arguments giving the resource; templates checked now."""
+    if callable(resource):
+        spec = resource
+
+        def call(bound: inspect.BoundArguments) -> str:
+            return spec(*bound.args, **bound.kwargs)
+
+        return call
+    names = {
+        re.split(r"[.\[]", field, maxsplit=1)[0]
+        for _, field, _, _ in string.Formatter().parse(resource)
+        if field is not None
+    }
+    unknown = sorted(names - set(signature.parameters))
+    if unknown:
+        raise ValueError(f"resource template {resource!r} names no parameter {unknown}")
+    template = resource
+
+    def fill(bound: inspect.BoundArguments) -> str:
+        return template.format_map(bound.arguments)
+
+    return fill
+
+
+class _Gate:
+    """What a guarded function checks before each call."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        action: str,
+        resource: ResourceSpec,
+        sensitivity: str | None,
+        destination: str,
+        decider: InprocDecider | None,
+    ) -> None:
+        self.signature = inspect.signature(fn)
+        self.render = _renderer(resource, self.signature)
+        self.action = action
+        self.sensitivity = sensitivity
+        self.destination = destination
+        self.url = inproc_url(destination, action)
+        self.decider = decider
+
+    def _resource(self, bound: inspect.BoundArguments) -> str:
+        try:
+            resource = self.render(bound)
+        except Exception as err:
+            raise ToolDenied("guard.resource") from err
+        if not isinstance(resource, str) or not safe_resource(resource):
+            raise ToolDenied("guard.resource")
+        return resource
+
+    def prepare(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[InprocDecider, str, str, DecideInput]:
+        """The decider, token, proof and request of one call (or :class:`ToolDenied`)."""
+        bound = self.signature.bind(*args, **kwargs)  # a wrong call is a TypeError, as usual
+        bound.apply_defaults()
+        credentials = _CURRENT.get()
+        if credentials is None:
+            raise ToolDenied("guard.no_task", status=401)
+        decider = self.decider or credentials.decider
+        if decider is None:
+            raise ToolDenied("guard.no_decider", status=503)
+        request = DecideInput(
+            method=METHOD,
+            url=self.url,
+            action=self.action,
+            resource=self._resource(bound),
+            destination=self.destination,
+            sensitivity=self.sensitivity,
+        )
+        try:
+            proof = credentials.sign(METHOD, self.url)
+        except Exception as err:
+            raise ToolDenied("guard.proof", status=401) from err
+        return decider, credentials.token, proof, request
+
+    def check(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Decision:
+        decider, token, proof, request = self.prepare(args, kwargs)
+        try:
+            decision = decider.decide(token, proof, request)
+        except Exception as err:
+            raise _unavailable(err) from err
+        return _allowed(decision)
+
+    async def acheck(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Decision:
+        decider, token, proof, request = self.prepare(args, kwargs)
+        try:
+            decision = await decider.adecide(token, proof, request)
+        except Exception as err:
+            raise _unavailable(err) from err
+        return _allowed(decision)
+
+
+def _unavailable(err: Exception) -> ToolDenied:
+    reason = err.reason if isinstance(err, ZerolaneError) else "decide.error"
+    return ToolDenied(reason, status=503)
+
+
+def _allowed(decision: Decision) -> Decision:
+    if decision.allowed:
+        return decision
+    reasons = decision.reasons or ("decision.deny",)
+    status = decision.status if decision.status >= 400 else 403
+    raise ToolDenied(reasons[0], reasons, decision.decision_id, status)
+
+
+def guard(
+    action: str,
+    resource: ResourceSpec,
+    *,
+    sensitivity: str | None = None,
+    destination: str = "inproc",
+    decider: InprocDecider | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decide every call of the decorated function (sync or async) before it runs.
+
+    ``resource`` is a template over the function's parameters (``"files/{path}"``) or a
+    callable taking the same arguments. ``decider`` defaults to the task context's.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        gate = _Gate(fn, action, resource, sensitivity, destination, decider)
+        if inspect.iscoroutinefunction(fn):
+            coroutine = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                await gate.acheck(args, kwargs)
+                return await coroutine(*args, **kwargs)
+
+            return cast(Callable[P, R], guarded_async)
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            gate.check(args, kwargs)
+            return fn(*args, **kwargs)
+
+        return guarded
+
+    return decorate

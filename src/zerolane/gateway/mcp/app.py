@@ -1,0 +1,81 @@
+"""The gateway as one ASGI app: metadata, the enforced MCP endpoint, a health check.
+
+Its lifespan connects the upstreams (each in its own task, reconnected when lost) and
+runs the SDK's streamable HTTP session manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import anyio
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from zerolane.gateway.mcp.auth import Enforcer
+from zerolane.gateway.mcp.catalog import Catalog
+from zerolane.gateway.mcp.config import GatewayConfig
+from zerolane.gateway.mcp.core import Enforcement
+from zerolane.gateway.mcp.metadata import metadata_routes
+from zerolane.gateway.mcp.proxy import build_server
+from zerolane.gateway.mcp.upstream import Upstream
+
+
+def _security(config: GatewayConfig) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only the public host and the listen address."""
+    public = urlsplit(config.public_url)
+    hosts = {public.netloc, f"{config.host}:{config.port}"}
+    if public.port is None:
+        hosts.add(f"{public.hostname}:{443 if public.scheme == 'https' else 80}")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted(hosts),
+        allowed_origins=[f"{public.scheme}://{public.netloc}"],
+    )
+
+
+def create_gateway_app(
+    config: GatewayConfig,
+    enforcement: Enforcement,
+    upstreams: list[Upstream] | None = None,
+) -> Starlette:
+    """The MCP gateway app for ``config``, deciding with ``enforcement``."""
+    upstreams = upstreams if upstreams is not None else [Upstream(s) for s in config.servers]
+    catalog = Catalog(upstreams)
+    manager = StreamableHTTPSessionManager(
+        app=build_server(enforcement, catalog),
+        security_settings=_security(config),
+        max_request_body_size=config.max_body_bytes,
+    )
+    endpoint = Enforcer(
+        StreamableHTTPASGIApp(manager),
+        config=config,
+        enforcement=enforcement,
+        catalog=catalog,
+    )
+
+    async def healthz(_: Request) -> Response:
+        connected = sorted(u.name for u in upstreams if u.tools)
+        return JSONResponse({"status": "ok", "upstreams_with_tools": connected})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            for upstream in upstreams:
+                await group.start(upstream.run)
+            async with manager.run():
+                yield
+            group.cancel_scope.cancel()
+
+    routes = [
+        *metadata_routes(config),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route(config.path, endpoint=endpoint, methods=["GET", "POST", "DELETE"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

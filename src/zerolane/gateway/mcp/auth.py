@@ -1,0 +1,236 @@
+"""The enforcement point in front of the SDK's MCP endpoint: one check per HTTP request.
+
+Every request must carry ``Authorization: DPoP <task token>`` and one DPoP proof for
+its method and the gateway's public endpoint URL (never the ``Host`` it arrived with).
+A POST that carries a ``tools/call`` is one decision: the decider verifies the token
+and proof, checks the task and the policies, spends a call and audits, and the
+decision travels with the request to the handler, which forwards only an allow. Any
+other request (initialize, tools/list, notifications, the GET stream, DELETE) is
+authenticated the same way, against a live task. The MCP session is bound to the task
+that opened it. Without credentials: 401 and the RFC 9728 metadata URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.authentication import AuthCredentials
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from zerolane.audit.events import Actor
+from zerolane.errors import InvalidInput, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.gateway.mcp.catalog import Catalog
+from zerolane.gateway.mcp.config import GatewayConfig
+from zerolane.gateway.mcp.core import Enforcement, live_task
+from zerolane.gateway.mcp.mapping import ToolRoute
+from zerolane.gateway.mcp.messages import (
+    Disconnected,
+    TooLarge,
+    ToolCallMessage,
+    read_body,
+    replaying,
+    tool_call_of,
+)
+from zerolane.gateway.mcp.metadata import challenges, metadata_url, send_json
+from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
+from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tokens.rfc9068 import TaskTokenClaims
+from zerolane.types import Outcome
+
+log = logging.getLogger(__name__)
+
+MAX_ARGUMENT_BYTES = 8 * 1024  # arguments kept in the audit event; larger ones by digest
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.message = status, reason, message
+
+
+def audited_arguments(arguments: dict[str, Any]) -> object:
+    """The arguments as the audit event keeps them (masked by the log, bounded here)."""
+    text = json.dumps(arguments, sort_keys=True, default=str)
+    if len(text.encode()) <= MAX_ARGUMENT_BYTES:
+        return arguments
+    return {"truncated": True, "bytes": len(text.encode())}
+
+
+class Enforcer:
+    """ASGI middleware: authenticate, decide ``tools/call``, then hand on to the SDK."""
+
+    def __init__(
+        self, app: ASGIApp, *, config: GatewayConfig, enforcement: Enforcement, catalog: Catalog
+    ) -> None:
+        self.app = app
+        self._core = enforcement
+        self._catalog = catalog
+        self._url = config.endpoint
+        self._audience = config.audience
+        self._metadata_url = metadata_url(config)
+        self._max_body = config.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = str(scope["method"]).upper()
+        headers = Headers(scope=scope)
+        try:
+            token = bearer_of(headers.get("authorization"))
+            proofs = headers.getlist("dpop")
+            if len(proofs) > 1:
+                raise Unauthenticated("dpop.multiple", "send exactly one DPoP proof")
+            proof = proofs[0] if proofs else None
+            body = await read_body(receive, self._max_body) if method == "POST" else b""
+            message = tool_call_of(body) if method == "POST" else None
+            if message is None:
+                state = await self._authenticate(token, proof, method)
+            else:
+                state = await self._decide(token, proof, message)
+        except Unauthenticated as err:
+            await send_json(
+                send,
+                401,
+                {"error": "unauthorized", "reason": err.reason, "error_description": err.message},
+                challenges(self._metadata_url, err.reason, err.message),
+            )
+            return
+        except _Refused as err:
+            await send_json(send, err.status, {"error": err.message, "reason": err.reason})
+            return
+        except InvalidInput as err:  # malformed JSON-RPC: nothing reaches the SDK
+            await send_json(
+                send,
+                400,
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": err.message}},
+            )
+            return
+        except ZerolaneError as err:  # anything else failed: closed, with its reason
+            status = err.status if err.status >= 400 else 503
+            await send_json(send, status, {"error": err.message, "reason": err.reason})
+            return
+        except TooLarge:
+            await send_json(send, 413, {"error": "body too large", "reason": "request.too_large"})
+            return
+        except Disconnected:
+            return
+        scope[SCOPE_KEY] = state
+        # The SDK binds each MCP session to this principal: one task, one session.
+        scope["user"] = AuthenticatedUser(
+            AccessToken(token=state.task_id, client_id=state.task_id, scopes=[])
+        )
+        scope["auth"] = AuthCredentials([])
+        await self.app(scope, replaying(body, receive) if method == "POST" else receive, send)
+
+    async def _authenticate(self, token: str, proof: str | None, method: str) -> RequestState:
+        claims = await anyio.to_thread.run_sync(self._holder, token, proof, method)
+        return RequestState(task_id=claims.task_id, claims=claims)
+
+    def _holder(self, token: str, proof: str | None, method: str) -> TaskTokenClaims:
+        core = self._core
+        subject = "unauthenticated"
+        try:
+            holder = core.authenticator.task_holder(
+                token, proof, method=method, url=self._url, audience=self._audience
+            )
+            subject = holder.claims.subject
+            if method != "DELETE":  # ending a session is allowed after the task ended
+                live_task(core.tasks, holder.claims, core.clock.now())
+            return holder.claims
+        except ZerolaneError as err:
+            self._record_refusal(method, subject, err)
+            if isinstance(err, Unauthenticated):
+                raise
+            raise _Refused(max(err.status, 403), err.reason, err.message) from None
+
+    def _record_refusal(self, method: str, subject: str, err: ZerolaneError) -> None:
+        try:
+            self._core.audit.record(
+                "mcp.refused",
+                actor=Actor("workload", subject),
+                subject=self._url,
+                outcome=Outcome.DENIED,
+                reason=err.reason,
+                details={"method": method, "url": self._url},
+            )
+        except Unavailable:
+            log.warning("MCP refusal %s could not be audited", err.reason)
+
+    async def _decide(
+        self, token: str, proof: str | None, message: ToolCallMessage
+    ) -> RequestState:
+        route = self._catalog.routes().get(message.name)
+        decision = await anyio.to_thread.run_sync(self._decide_sync, token, proof, message, route)
+        if decision.status == 401:
+            reason = decision.reasons[0] if decision.reasons else "auth.invalid"
+            raise Unauthenticated(reason, "the task token or its DPoP proof was refused")
+        if decision.task_id is None:
+            reason = decision.reasons[0] if decision.reasons else "decision.deny"
+            raise _Refused(decision.status, reason, "refused")
+        call = ToolCall(message.request_id, message.name, route, decision)
+        return RequestState(task_id=decision.task_id, call=call)
+
+    def _decide_sync(
+        self, token: str, proof: str | None, message: ToolCallMessage, route: ToolRoute | None
+    ) -> Decision:
+        request = DecideInput(
+            method="POST",
+            url=self._url,
+            action=route.action if route else f"mcp:?/{message.name[:128]}",
+            resource=route.resource if route else "",  # unknown tool: denied request.unmapped
+            destination=route.destination if route else "",
+            sensitivity=route.sensitivity.label if route else None,
+            audience=self._audience,
+        )
+        decision = self._core.decider.decide(token, proof, request)
+        if decision.status == 401 or decision.task_id is None:
+            return decision
+        return self._record_call(decision, message, route)
+
+    def _record_call(
+        self, decision: Decision, message: ToolCallMessage, route: ToolRoute | None
+    ) -> Decision:
+        """The call's arguments join the audit trail before anything is forwarded."""
+        details: dict[str, object] = {
+            "decision_id": decision.decision_id,
+            "decision": "allow" if decision.allowed else "deny",
+            "tool": message.name[:256],
+            "arguments": audited_arguments(message.arguments),
+        }
+        if route is not None:
+            details.update(
+                server=route.server,
+                upstream_tool=route.tool.name,
+                read_only=route.read_only,
+                destructive=route.destructive,
+                sensitivity=route.sensitivity.label,
+            )
+        task_id = decision.task_id or "unknown"
+        task = self._core.tasks.get_task(task_id)
+        try:
+            self._core.audit.record(
+                "mcp.tool_call",
+                actor=Actor("workload", task.owner if task else "unknown"),
+                subject=task_id,
+                outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
+                reason=decision.reasons[0] if decision.reasons else "ok",
+                details=details,
+            )
+        except Unavailable:
+            return Decision(
+                decision.decision_id,
+                False,
+                ("audit.write",),
+                decision.policies,
+                decision.task_id,
+                503,
+            )
+        return decision

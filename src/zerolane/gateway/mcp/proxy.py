@@ -1,0 +1,106 @@
+"""The MCP server agents talk to: it lists and calls the upstreams' tools, as decided.
+
+Handlers read what the enforcement middleware attached to the HTTP request. A
+``tools/call`` runs only with an allow made for that very request (same JSON-RPC id,
+same tool name); anything else is refused with the reasons and the decision id, and
+never reaches an upstream. Upstream calls carry the gateway's own connection, the
+task and decision ids in ``_meta``, and nothing of the agent's credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anyio
+import mcp_types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from zerolane import __version__
+from zerolane.errors import Unavailable
+from zerolane.gateway.mcp.catalog import Catalog
+from zerolane.gateway.mcp.core import Enforcement
+from zerolane.gateway.mcp.listing import callable_routes
+from zerolane.gateway.mcp.state import RequestState, state_of
+
+#: JSON-RPC error code of a call the gateway refused (implementation-defined range)
+FORBIDDEN = -32003
+UPSTREAM_UNAVAILABLE = -32004
+TASK_META = "dev.zerolane/task"
+DECISION_META = "dev.zerolane/decision"
+
+
+def _state(ctx: ServerRequestContext[Any]) -> RequestState:
+    state = state_of(ctx.request)
+    if state is None:  # not through the enforcement middleware: refuse
+        raise MCPError(
+            FORBIDDEN, "zerolane: unauthenticated request", {"reasons": ["auth.missing"]}
+        )
+    return state
+
+
+class GatewayHandlers:
+    """``tools/list`` and ``tools/call`` over the catalog, with the core's decisions."""
+
+    def __init__(self, enforcement: Enforcement, catalog: Catalog) -> None:
+        self._core = enforcement
+        self._catalog = catalog
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        state = _state(ctx)
+        if state.claims is None:
+            raise MCPError(FORBIDDEN, "zerolane: no verified task", {"reasons": ["auth.missing"]})
+        routes = list((await self._catalog.refresh()).values())
+        allowed = await anyio.to_thread.run_sync(callable_routes, self._core, state.claims, routes)
+        tools = [route.listed() for route in allowed]
+        return types.ListToolsResult(tools=tools, cache_scope="private", ttl_ms=0)
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        call = _state(ctx).call
+        if call is None or call.name != params.name or call.request_id != ctx.request_id:
+            raise MCPError(
+                FORBIDDEN,
+                f"zerolane: no decision was made for this call of {params.name}",
+                {"reasons": ["decision.missing"]},
+            )
+        decision = call.decision
+        data = {
+            "decision_id": decision.decision_id,
+            "reasons": list(decision.reasons),
+            "policies": list(decision.policies),
+            "status": decision.status,
+        }
+        if not decision.allowed or call.route is None:
+            reasons = ", ".join(decision.reasons) or "denied"
+            raise MCPError(FORBIDDEN, f"zerolane denied {params.name}: {reasons}", data)
+        # an open map (extra keys are allowed at run time); typed as the SDK declares it
+        meta = cast(
+            types.RequestParamsMeta,
+            {TASK_META: decision.task_id, DECISION_META: decision.decision_id},
+        )
+        upstream = self._catalog.upstream(call.route)
+        try:
+            return await upstream.call_tool(call.route.tool.name, params.arguments, meta)
+        except Unavailable as err:
+            raise MCPError(UPSTREAM_UNAVAILABLE, f"zerolane: {err.message}", data) from err
+        except MCPError as err:
+            if err.code == types.CONNECTION_CLOSED:
+                raise MCPError(UPSTREAM_UNAVAILABLE, "zerolane: the upstream closed", data) from err
+            raise
+
+
+def build_server(enforcement: Enforcement, catalog: Catalog) -> Server[Any]:
+    """The low-level MCP server of the gateway (tools only)."""
+    handlers = GatewayHandlers(enforcement, catalog)
+    return Server(
+        "zerolane-mcp-gateway",
+        version=__version__,
+        title="zerolane MCP gateway",
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.call_tool,
+        get_tool_input_schema=catalog.input_schema,
+    )

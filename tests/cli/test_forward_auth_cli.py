@@ -1,0 +1,106 @@
+"""``zerolane forward-auth run`` through a small app that adds the sub-app.
+
+The real server is started by ``tests/gateway/test_forward_auth_nginx.py``; here
+uvicorn and signal handlers are replaced so the command runs in the test process.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import uvicorn
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from zerolane.cli import forward_auth
+from zerolane.server.deployment import init_home
+
+runner = CliRunner()
+app = typer.Typer()
+app.add_typer(forward_auth.app, name="forward-auth")
+CONFIG = """
+public_url = "https://api.example.org"
+destination = "reports-api"
+port = 9123
+
+[[routes]]
+method = "GET"
+path = "/reports/{name}"
+action = "read"
+resource = "reports/{name}"
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    deployment, _ = init_home(tmp_path / "home", "example.org")
+    deployment.close()
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record uvicorn.run calls (probing the app) and signal handlers instead of setting them."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+
+    def run(asgi: Any, **options: Any) -> None:
+        with TestClient(asgi) as client:
+            options["healthz"] = client.get("/healthz").status_code
+            options["unmapped"] = client.get("/forward-auth").status_code
+        calls.append(options)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    return calls
+
+
+def test_run_serves_the_configured_endpoint(
+    tmp_path: Path, home: Path, served: list[dict[str, Any]]
+) -> None:
+    config = tmp_path / "fa.toml"
+    config.write_text(CONFIG)
+    result = runner.invoke(
+        app, ["forward-auth", "run", "--config", str(config), "--home", str(home)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "forward-auth (nginx) on http://127.0.0.1:9123/forward-auth" in result.output
+    assert "warning" not in result.output
+    [call] = served
+    assert (call["host"], call["port"], call["healthz"]) == ("127.0.0.1", 9123, 200)
+    assert call["unmapped"] == 403  # nginx headers missing: refused
+
+
+def test_run_warns_when_not_on_loopback(
+    tmp_path: Path, home: Path, served: list[dict[str, Any]]
+) -> None:
+    config = tmp_path / "fa.toml"
+    config.write_text(CONFIG)
+    args = ["forward-auth", "run", "--config", str(config), "--home", str(home)]
+    result = runner.invoke(app, [*args, "--host", "10.1.2.3", "--port", "9999"])
+    assert result.exit_code == 0, result.output
+    assert "make sure only the proxy can reach it" in result.output
+    assert (served[0]["host"], served[0]["port"]) == ("10.1.2.3", 9999)
+    assert runner.invoke(app, [*args, "--host", "localhost"]).exit_code == 0
+    assert forward_auth._loopback("::1")
+    assert not forward_auth._loopback("example.org")
+
+
+def test_a_bad_config_exits_2(tmp_path: Path, home: Path, served: list[dict[str, Any]]) -> None:
+    config = tmp_path / "fa.toml"
+    config.write_text('proxy = "haproxy"\n' + CONFIG)
+    result = runner.invoke(
+        app, ["forward-auth", "run", "--config", str(config), "--home", str(home)]
+    )
+    assert result.exit_code == 2
+    assert "forward_auth.config" in result.output
+    assert served == []
+
+
+def test_help_lists_run() -> None:
+    result = runner.invoke(app, ["forward-auth", "--help"])
+    assert result.exit_code == 0
+    assert "run" in result.output

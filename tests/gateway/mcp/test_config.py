@@ -1,0 +1,144 @@
+"""The gateway config: strict TOML, each refusal naming its key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zerolane.errors import InvalidInput
+from zerolane.gateway.mcp import load_gateway_config, parse_gateway_config
+from zerolane.types import Sensitivity
+
+BASE: dict[str, Any] = {
+    "public_url": "https://mcp.example.org",
+    "authorization_servers": ["https://zerolane.example.org"],
+    "servers": [
+        {"name": "reports", "command": "python", "args": ["s.py"], "destination": "reports.int"},
+        {
+            "name": "chat",
+            "url": "https://chat.example.org/mcp",
+            "destination": "chat.example.org",
+            "prefix": "chat_",
+        },
+    ],
+}
+
+
+def doc(**changes: Any) -> dict[str, Any]:
+    document = copy.deepcopy(BASE)
+    document.update(changes)
+    return document
+
+
+def server(index: int = 0, **changes: Any) -> dict[str, Any]:
+    document = copy.deepcopy(BASE)
+    document["servers"][index].update(changes)
+    return document
+
+
+def refusal(document: dict[str, Any]) -> InvalidInput:
+    with pytest.raises(InvalidInput) as caught:
+        parse_gateway_config(document, Path("/etc/zerolane"))
+    return caught.value
+
+
+def test_defaults() -> None:
+    config = parse_gateway_config(doc(), Path("/etc/zerolane"))
+    assert (config.host, config.port, config.path) == ("127.0.0.1", 8800, "/mcp")
+    assert config.endpoint == config.audience == "https://mcp.example.org/mcp"
+    reports, chat = config.servers
+    assert reports.command == "python"
+    assert reports.args == ("s.py",)
+    assert reports.default_sensitivity is Sensitivity.INTERNAL
+    assert reports.destructive_sensitivity is Sensitivity.CONFIDENTIAL
+    assert chat.url == "https://chat.example.org/mcp"
+    assert chat.prefix == "chat_"
+
+
+def test_every_setting_is_read() -> None:
+    chat = {
+        "name": "chat",
+        "url": "https://chat.example.org/mcp",
+        "destination": "chat.example.org",
+        "prefix": "chat_",
+        "default_sensitivity": "public",
+        "destructive_sensitivity": "public",
+        "tools": {"post_message": {"sensitivity": "restricted"}, "ping": {}},
+    }
+    reports = {**BASE["servers"][0], "cwd": "servers", "env": {"LEVEL": "debug"}}
+    config = parse_gateway_config(
+        doc(
+            listen={"host": "192.0.2.1", "port": 9000},
+            path="/tools/mcp",
+            audience="https://tools.example.org/",
+            resource_name="Tools",
+            max_body_bytes=2048,
+            servers=[reports, chat],
+        ),
+        Path("/etc/zerolane"),
+    )
+    assert (config.host, config.port, config.max_body_bytes) == ("192.0.2.1", 9000, 2048)
+    assert config.endpoint == "https://mcp.example.org/tools/mcp"
+    assert config.audience == "https://tools.example.org/"
+    assert config.servers[0].cwd == "/etc/zerolane/servers"
+    assert config.servers[0].env == {"LEVEL": "debug"}
+    parsed = config.servers[1]
+    assert parsed.default_sensitivity is Sensitivity.PUBLIC
+    assert parsed.destructive_sensitivity is Sensitivity.PUBLIC  # never below the default
+    assert parsed.tools["post_message"].sensitivity is Sensitivity.RESTRICTED
+    assert parsed.tools["ping"].sensitivity is None
+
+
+@pytest.mark.parametrize(
+    ("document", "reason", "where"),
+    [
+        (doc(listen_port=1), "config.unknown", "listen_port"),
+        (doc(listen={"port": 1, "tls": True}), "config.unknown", "listen.tls"),
+        (server(retries=3), "config.unknown", "servers.reports.retries"),
+        (server(tools={"read": {"sensitivty": "public"}}), "config.unknown", "sensitivty"),
+        (doc(public_url="mcp.example.org"), "config.url", "public_url"),
+        (doc(public_url="https://mcp.example.org/mcp"), "config.url", "public_url"),
+        (doc(audience="urn:zerolane:mcp"), "config.url", "audience"),
+        (doc(authorization_servers=[]), "config.missing", "authorization_servers"),
+        (doc(authorization_servers="https://a"), "config.type", "authorization_servers"),
+        (doc(servers=[]), "config.missing", "servers"),
+        (doc(path="mcp/"), "config.path", "path"),
+        (doc(listen={"port": 0}), "config.port", "listen.port"),
+        (doc(listen={"port": True}), "config.type", "listen.port"),
+        (doc(max_body_bytes=10), "config.max_body_bytes", "max_body_bytes"),
+        (server(url="https://x.example.org/mcp"), "config.server", "exactly one"),
+        (server(1, args=["x"]), "config.server", "need a command"),
+        (server(name="re/ports"), "config.name", "name"),
+        (server(destination="a b"), "config.name", "destination"),
+        (server(default_sensitivity="secret"), "config.sensitivity", "default_sensitivity"),
+        (server(tools={"a/b": {}}), "config.name", "tools"),
+        (server(1, name="reports"), "config.duplicate", "name"),
+        (server(1, prefix=""), "config.duplicate", "prefix"),
+        (server(1, url="ftp://chat.example.org/"), "config.url", "url"),
+        (server(env={"A": 1}), "config.type", "env.A"),
+        (doc(servers=[{"name": "x", "command": "y"}]), "config.missing", "destination"),
+    ],
+)
+def test_refusals_name_their_key(document: dict[str, Any], reason: str, where: str) -> None:
+    error = refusal(document)
+    assert error.reason == reason
+    assert where in error.message
+
+
+def test_load_reads_toml_and_refuses_missing_or_broken_files(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    with pytest.raises(InvalidInput, match="no gateway config"):
+        load_gateway_config(path)
+    path.write_text("public_url = [")
+    with pytest.raises(InvalidInput) as caught:
+        load_gateway_config(path)
+    assert caught.value.reason == "config.syntax"
+    path.write_text(
+        'public_url = "http://127.0.0.1:8800"\n'
+        'authorization_servers = ["http://127.0.0.1:8700"]\n'
+        '[[servers]]\nname = "s"\ncommand = "python"\ndestination = "d"\ncwd = "."\n'
+    )
+    assert load_gateway_config(path).servers[0].cwd == str(tmp_path.resolve())

@@ -1,0 +1,77 @@
+"""RFC 9728 metadata and the 401 challenges."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.gateway.mcp.test_config import BASE
+from zerolane.errors import InvalidInput
+from zerolane.gateway.mcp import GatewayConfig, parse_gateway_config
+from zerolane.gateway.mcp.metadata import (
+    challenges,
+    metadata_routes,
+    metadata_url,
+    oauth_error,
+    resource_metadata,
+)
+
+
+def config(**changes: Any) -> GatewayConfig:
+    return parse_gateway_config({**copy.deepcopy(BASE), **changes})
+
+
+def test_the_document_names_resource_servers_and_dpop() -> None:
+    document = resource_metadata(config(authorization_servers=["https://cp.example.org/"]))
+    assert document == {
+        "resource": "https://mcp.example.org/mcp",
+        "authorization_servers": ["https://cp.example.org/"],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+        "dpop_bound_access_tokens_required": True,
+        "authorization_details_types_supported": ["zerolane_task"],
+        "resource_name": "zerolane MCP gateway",
+    }
+
+
+def test_an_audience_in_a_non_canonical_spelling_is_refused() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        resource_metadata(config(audience="https://MCP.example.org:443/mcp"))
+    assert caught.value.reason == "config.audience"
+
+
+def test_metadata_is_served_path_based_and_at_the_root() -> None:
+    settings = config(path="/v1/mcp")
+    assert metadata_url(settings) == (
+        "https://mcp.example.org/.well-known/oauth-protected-resource/v1/mcp"
+    )
+    paths = [route.path for route in metadata_routes(settings)]
+    assert paths == [
+        "/.well-known/oauth-protected-resource/v1/mcp",
+        "/.well-known/oauth-protected-resource",
+    ]
+
+
+def test_challenges() -> None:
+    url = "https://mcp.example.org/.well-known/oauth-protected-resource/mcp"
+    bearer, dpop = (value.decode() for _, value in challenges(url, "auth.missing", "x"))
+    assert bearer == f'Bearer resource_metadata="{url}"'
+    assert dpop == f'DPoP algs="ES256 EdDSA", resource_metadata="{url}"'
+    _, dpop = (value.decode() for _, value in challenges(url, "dpop.replayed", 'a "quoted"\n'))
+    assert 'error="invalid_dpop_proof"' in dpop
+    assert "error_description=\"a 'quoted''\"" in dpop
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        ("auth.missing", None),
+        ("dpop.htu", "invalid_dpop_proof"),
+        ("token.expired", "invalid_token"),
+        ("auth.scheme", "invalid_token"),
+    ],
+)
+def test_oauth_errors(reason: str, error: str | None) -> None:
+    assert oauth_error(reason) == error

@@ -1,0 +1,138 @@
+"""The ASGI app's edges, driven directly or over raw sockets: other scope types, a
+server without ``raw_path``, clients that leave, and unreadable token claims."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import Stack, build_request
+from zerolane.cli.gateway import build_app
+from zerolane.gateway.config import load_gateway_config
+from zerolane.gateway.http import GatewayApp
+from zerolane.gateway.http.app import token_expiry
+
+Message = dict[str, Any]
+
+
+def _run(app: GatewayApp, scope: dict[str, Any], incoming: list[Message]) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        await app(scope, receive, send)
+        await app.aclose()
+
+    asyncio.run(main())
+    return sent
+
+
+@pytest.fixture
+def app(stack: Stack) -> GatewayApp:
+    """A second app over the stack's home, driven without a server (nor lifespan)."""
+    return build_app(load_gateway_config(stack.config_path), stack.gateway_deployment)
+
+
+def _scope(stack: Stack, **changes: Any) -> dict[str, Any]:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/finance/reports/q3",
+        "raw_path": b"/finance/reports/q3",
+        "query_string": b"",
+        "headers": [],
+    }
+    scope.update(changes)
+    return scope
+
+
+def test_websockets_are_closed(app: GatewayApp) -> None:
+    sent = _run(app, {"type": "websocket"}, [{"type": "websocket.connect"}])
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_a_server_without_raw_path_is_refused(stack: Stack, app: GatewayApp) -> None:
+    sent = _run(app, _scope(stack, raw_path=None), [])
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["reason"] == "request.path"
+
+
+def test_a_client_leaving_before_its_body_arrives_gets_nothing(
+    stack: Stack, app: GatewayApp
+) -> None:
+    with stack.task() as task:
+        url = stack.url("/finance/upload")
+        headers = [
+            (k.lower().encode(), v.encode()) for k, v in task.headers("POST", url).items()
+        ] + [(b"content-length", b"10")]
+        scope = _scope(stack, method="POST", raw_path=b"/finance/upload", headers=headers)
+        before = stack.upstream.count()
+        assert _run(app, scope, [{"type": "http.disconnect"}]) == []
+        assert stack.upstream.count() == before
+
+
+def test_a_client_leaving_a_long_download_stops_it(stack: Stack) -> None:
+    with stack.task() as task:
+        path = "/finance/download/2000000?chunked"
+        auth = list(task.headers("GET", stack.url(path)).items())
+        with socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=10) as sock:
+            sock.sendall(build_request("GET", path, auth))
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+        assert task.request("GET", stack.url("/finance/reports/q3")).status_code == 200
+    assert httpx.get(stack.url("/healthz")).status_code == 200
+
+
+def _token(claims: object) -> str:
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"e30.{payload}.sig"
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (_token({"exp": 1800000000}), 1800000000.0),
+        (_token({"exp": "1800000000"}), 0.0),
+        (_token({"exp": True}), 0.0),
+        (_token({}), 0.0),
+        (_token([1]), 0.0),
+        ("no-dots", 0.0),
+        ("a.!!!.c", 0.0),
+    ],
+)
+def test_token_expiry_fails_closed(token: str, expected: float) -> None:
+    assert token_expiry(token) == expected
+
+
+class _BrokenDecider:
+    def decide(self, *_: object) -> object:
+        raise RuntimeError("database is locked")
+
+
+def test_a_failing_decider_is_a_503_never_an_allow(stack: Stack) -> None:
+    app = GatewayApp(stack.app.config, _BrokenDecider())  # type: ignore[arg-type]
+    with stack.task() as task:
+        url = stack.url("/finance/reports/q3")
+        headers = [(k.lower().encode(), v.encode()) for k, v in task.headers("GET", url).items()]
+        before = stack.upstream.count()
+        sent = _run(app, _scope(stack, headers=headers), [])
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"]) == {
+        "error": "the decision could not be made or recorded; refused",
+        "reason": "decision.error",
+        "decision_id": None,
+    }
+    assert stack.upstream.count() == before

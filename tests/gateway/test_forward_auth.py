@@ -1,0 +1,394 @@
+"""Forward-auth with Starlette's TestClient: nginx, Traefik and Envoy conventions.
+
+Each refusal has its allowed twin; decisions go through a real Decider over a real home.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.gateway.task_home import API, INTENT, PLAYBOOK, ControlPlane, control_plane
+from zerolane.audit.log import AuditLog
+from zerolane.errors import InvalidInput
+from zerolane.gateway.forward_auth import (
+    ForwardAuthConfig,
+    create_app,
+    load_config,
+    parse_config,
+    split_path,
+)
+from zerolane.gateway.inproc import RequestDecider
+from zerolane.sdk import Task
+from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.types import SystemClock
+
+PUBLIC = "https://api.example.org"
+ROUTES: list[dict[str, Any]] = [
+    {
+        "method": "GET",
+        "path": "/reports/{name}",
+        "action": "read",
+        "resource": "reports/{name}",
+        "sensitivity": "internal",
+    },
+    {
+        "method": "DELETE",
+        "path": "/reports/{name}",
+        "action": "delete",
+        "resource": "reports/{name}",
+    },
+    {"method": "*", "path": "/files/{a}/{b}", "action": "read", "resource": "files/{a}/{b}"},
+    {"method": "GET", "path": "/", "action": "read", "resource": "pages/index"},
+]
+
+
+def settings(proxy: str, **extra: Any) -> ForwardAuthConfig:
+    return parse_config(
+        {"public_url": PUBLIC, "destination": API, "proxy": proxy, "routes": ROUTES, **extra}
+    )
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with control_plane(tmp_path_factory.mktemp("forward-auth") / "home") as plane:
+        yield plane
+
+
+@pytest.fixture
+def task(cp: ControlPlane) -> Iterator[Task]:
+    with cp.agent() as agent, agent.task(playbook=PLAYBOOK["name"], intent=INTENT) as opened:
+        yield opened
+
+
+def client_for(cp: ControlPlane, proxy: str, **extra: Any) -> TestClient:
+    app = create_app(settings(proxy, **extra), cp.deployment.decider, cp.deployment.audit)
+    return TestClient(app)
+
+
+@pytest.fixture
+def nginx(cp: ControlPlane) -> Iterator[TestClient]:
+    with client_for(cp, "nginx") as client:
+        yield client
+
+
+def nginx_headers(task: Task, method: str, target: str) -> dict[str, str]:
+    """What nginx's auth subrequest carries: the agent's headers plus X-Original-*."""
+    path = target.split("?", 1)[0]
+    return {
+        **task.headers(method, PUBLIC + path),
+        "X-Original-Method": method,
+        "X-Original-URI": target,
+    }
+
+
+def check(client: TestClient, headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> Any:
+    return client.get("/forward-auth", headers=headers)  # type: ignore[arg-type]
+
+
+def test_nginx_allows_in_scope_and_says_which_task(
+    cp: ControlPlane, nginx: TestClient, task: Task
+) -> None:
+    reply = check(nginx, nginx_headers(task, "GET", "/reports/q3?page=2"))
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-zerolane-task"] == task.task_id
+    decision = cp.decisions()[-1]
+    assert decision["decision_id"] == reply.headers["x-zerolane-decision"]
+    assert (decision["url"], decision["destination"], decision["resource"]) == (
+        f"{PUBLIC}/reports/q3",
+        API,
+        "reports/q3",
+    )
+
+
+def test_nginx_denies_out_of_scope_and_unmapped(
+    cp: ControlPlane, nginx: TestClient, task: Task
+) -> None:
+    denied = check(nginx, nginx_headers(task, "DELETE", "/reports/q3"))
+    assert denied.status_code == 403
+    body = denied.json()
+    assert (body["reason"], body["error"]) == ("scope.action", "denied")
+    assert denied.headers["x-zerolane-reason"] == "scope.action"
+    assert denied.headers["x-zerolane-decision"] == body["decision_id"]
+    assert "www-authenticate" not in denied.headers
+
+    unmapped = check(nginx, nginx_headers(task, "GET", "/admin/users"))
+    assert (unmapped.status_code, unmapped.json()["reason"]) == (403, "route.unmapped")
+    recorded = cp.decisions()[-1]
+    assert recorded["decision_id"] == unmapped.json()["decision_id"]
+    assert recorded["enforcement_point"] == "forward-auth"
+    assert recorded["url"] == f"{PUBLIC}/admin/users"
+    assert check(nginx, nginx_headers(task, "GET", "/")).status_code == 200  # the "/" route
+
+
+def test_nginx_token_problems_are_401_with_a_challenge(nginx: TestClient, task: Task) -> None:
+    original = {"X-Original-Method": "GET", "X-Original-URI": "/reports/q3"}
+    missing = check(nginx, original)
+    assert (missing.status_code, missing.json()["reason"]) == (401, "auth.missing")
+    assert missing.headers["www-authenticate"] == 'DPoP algs="ES256 EdDSA"'
+
+    bearer = {**original, "Authorization": f"Bearer {task.token}"}
+    scheme = check(nginx, bearer)
+    assert scheme.status_code == 401
+    assert 'error="invalid_request"' in scheme.headers["www-authenticate"]
+
+    no_proof = check(nginx, {**original, "Authorization": f"DPoP {task.token}"})
+    assert no_proof.json()["reason"] == "dpop.missing"
+
+    headers = nginx_headers(task, "GET", "/reports/q3")
+    assert check(nginx, headers).status_code == 200
+    replayed = check(nginx, headers)
+    assert (replayed.status_code, replayed.json()["reason"]) == (401, "dpop.replayed")
+    assert 'error="invalid_dpop_proof"' in replayed.headers["www-authenticate"]
+
+    other_url = {**nginx_headers(task, "GET", "/reports/q4"), "X-Original-URI": "/reports/q3"}
+    assert check(nginx, other_url).json()["reason"] == "dpop.htu"
+
+    forged = {**nginx_headers(task, "GET", "/reports/q3"), "Authorization": "DPoP x.y.z"}
+    reply = check(nginx, forged)
+    assert reply.status_code == 401
+    assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+
+
+def test_nginx_refuses_duplicated_or_missing_headers(nginx: TestClient, task: Task) -> None:
+    good = nginx_headers(task, "GET", "/reports/q3")
+    for name in ("X-Original-URI", "X-Original-Method"):
+        partial = {k: v for k, v in good.items() if k != name}
+        assert check(nginx, partial).json()["reason"] == "forward_auth.headers"
+    twice = [*good.items(), ("X-Original-URI", "/reports/q4")]
+    assert check(nginx, twice).json()["reason"] == "forward_auth.headers"
+    lower = {**good, "X-Original-Method": "get"}
+    assert check(nginx, lower).json()["reason"] == "forward_auth.headers"
+    two_proofs = [*good.items(), ("DPoP", good["DPoP"])]
+    assert check(nginx, two_proofs).json()["reason"] == "dpop.multiple"
+    two_tokens = [*good.items(), ("Authorization", good["Authorization"])]
+    assert check(nginx, two_tokens).json()["reason"] == "auth.multiple"
+    assert check(nginx, good).status_code == 200  # the twin, still unused
+
+
+ATTACKS = [
+    "/reports/..%2fsecrets",
+    "/reports/%2e%2e",
+    "/reports/%2E%2E/secrets",
+    "/reports/.",
+    "/reports//q3",
+    "/reports/q3/",
+    "/reports/q3;jsessionid=1",
+    "/reports\\q3",
+    "/reports/%5cq3",
+    "/reports/%252e%252e",
+    "/reports/caf%C3%A9",
+    "/reports/%ff",
+    "/reports/q%00",
+    "/reports/q*",
+    "reports/q3",
+]
+
+
+@pytest.mark.parametrize("target", ATTACKS)
+def test_nginx_refuses_unsafe_paths(nginx: TestClient, task: Task, target: str) -> None:
+    """Each attack carries a valid proof for its exact URL; the twin /reports/q3 passes."""
+    headers = {
+        **task.headers("GET", PUBLIC + "/" + target.lstrip("/")),
+        "X-Original-Method": "GET",
+        "X-Original-URI": target,
+    }
+    reply = check(nginx, headers)
+    assert (reply.status_code, reply.json()["reason"]) == (403, "request.path")
+    assert check(nginx, nginx_headers(task, "GET", "/reports/q3")).status_code == 200
+
+
+def traefik_headers(
+    task: Task, method: str, uri: str, host: str = "api.example.org"
+) -> dict[str, str]:
+    return {
+        **task.headers(method, PUBLIC + uri.split("?", 1)[0]),
+        "X-Forwarded-Method": method,
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": host,
+        "X-Forwarded-Uri": uri,
+        "X-Forwarded-For": "10.0.0.7",
+    }
+
+
+def test_traefik_allowed_and_denied_twins(cp: ControlPlane, task: Task) -> None:
+    with client_for(cp, "traefik") as traefik:
+        allowed = check(traefik, traefik_headers(task, "GET", "/reports/q3?x=1"))
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["x-zerolane-task"] == task.task_id
+        default_port = traefik_headers(task, "GET", "/reports/q3", host="API.example.org:443")
+        assert check(traefik, default_port).status_code == 200
+
+        denied = check(traefik, traefik_headers(task, "DELETE", "/reports/q3"))
+        assert (denied.status_code, denied.json()["reason"]) == (403, "scope.action")
+        for host in (
+            "evil.example",
+            "api.example.org:8443",
+            "api.example.org/x",
+            "u@api.example.org",
+        ):
+            other = check(traefik, traefik_headers(task, "GET", "/reports/q3", host=host))
+            assert (other.status_code, other.json()["reason"]) == (403, "forward_auth.host")
+        http = {**traefik_headers(task, "GET", "/reports/q3"), "X-Forwarded-Proto": "http"}
+        assert check(traefik, http).json()["reason"] == "forward_auth.host"
+        no_uri = traefik_headers(task, "GET", "/reports/q3")
+        del no_uri["X-Forwarded-Uri"]
+        assert check(traefik, no_uri).json()["reason"] == "forward_auth.headers"
+
+
+def test_traefik_ignores_other_proxies_headers(cp: ControlPlane, task: Task) -> None:
+    """A client-sent X-Original-URI is not Traefik's: the decision is on X-Forwarded-Uri."""
+    with client_for(cp, "traefik") as traefik:
+        smuggled = {**traefik_headers(task, "GET", "/admin/users"), "X-Original-URI": "/reports/q3"}
+        assert check(traefik, smuggled).json()["reason"] == "route.unmapped"
+
+
+def test_envoy_allowed_and_denied_twins(cp: ControlPlane, task: Task) -> None:
+    with client_for(cp, "envoy", endpoint="/ext-authz") as envoy:
+        allowed = envoy.get(
+            "/ext-authz/reports/q3?x=1", headers=task.headers("GET", f"{PUBLIC}/reports/q3")
+        )
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["x-zerolane-task"] == task.task_id
+        wildcard = envoy.post(
+            "/ext-authz/files/a/b", headers=task.headers("POST", f"{PUBLIC}/files/a/b")
+        )
+        assert wildcard.status_code == 200  # a "*" route: any method
+
+        denied = envoy.delete(
+            "/ext-authz/reports/q3", headers=task.headers("DELETE", f"{PUBLIC}/reports/q3")
+        )
+        assert (denied.status_code, denied.json()["reason"]) == (403, "scope.action")
+        root = envoy.put("/ext-authz", headers=task.headers("PUT", f"{PUBLIC}/"))
+        assert root.json()["reason"] == "route.unmapped"  # "/" is mapped for GET only
+        encoded = envoy.get(
+            "/ext-authz/reports/a%2Fb", headers=task.headers("GET", f"{PUBLIC}/reports/a%2Fb")
+        )
+        assert encoded.json()["reason"] == "request.path"
+        smuggled = {
+            **task.headers("GET", f"{PUBLIC}/admin/users"),
+            "X-Original-URI": "/reports/q3",
+            "X-Forwarded-Uri": "/reports/q3",
+        }
+        assert envoy.get("/ext-authz/admin/users", headers=smuggled).status_code == 403
+        assert envoy.get("/ext-authzx/reports/q3").status_code == 404
+        assert envoy.get("/healthz").json() == {"status": "ok"}
+
+
+def test_only_the_endpoint_answers(nginx: TestClient) -> None:
+    assert nginx.get("/forward-auth/reports").status_code == 404
+    assert nginx.get("/other").status_code == 404
+    assert nginx.get("/healthz").status_code == 200
+
+
+class _Raising:
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        raise RuntimeError("boom")
+
+
+class _Fixed:
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        return Decision("d1", False, (), (), None, self.status)
+
+
+class _NoStore:
+    def append_events(self, *_: object) -> None:
+        raise RuntimeError("disk full")
+
+
+@pytest.mark.parametrize(
+    ("decider", "status", "reason"),
+    [
+        (_Raising(), 503, "decide.error"),
+        (_Fixed(503), 503, "decision.deny"),
+        (_Fixed(409), 403, "decision.deny"),
+        (_Fixed(401), 401, "decision.deny"),
+    ],
+)
+def test_decider_failures_fail_closed(
+    task: Task, decider: RequestDecider, status: int, reason: str
+) -> None:
+    with TestClient(create_app(settings("nginx"), decider)) as client:
+        reply = check(client, nginx_headers(task, "GET", "/reports/q3"))
+    assert (reply.status_code, reply.json()["reason"]) == (status, reason)
+
+
+def test_refusals_without_audit_log_and_with_a_failing_one(task: Task) -> None:
+    with TestClient(create_app(settings("nginx"), _Raising())) as client:
+        unrecorded = check(client, nginx_headers(task, "GET", "/admin"))
+    assert unrecorded.json()["decision_id"] is None
+    broken = AuditLog(_NoStore(), SystemClock())  # type: ignore[arg-type]
+    with TestClient(create_app(settings("nginx"), _Raising(), broken)) as client:
+        reply = check(client, nginx_headers(task, "GET", "/admin"))
+    assert (reply.status_code, reply.json()["reason"]) == (503, "audit.write")
+
+
+def test_load_config_from_toml_yaml_and_json(tmp_path: Path) -> None:
+    toml = tmp_path / "fa.toml"
+    toml.write_text(
+        'public_url = "https://api.example.org"\ndestination = "reports-api"\n'
+        'proxy = "traefik"\nport = 9000\naudience = "https://api.example.org"\n'
+        '[[routes]]\nmethod = "get"\npath = "/reports/{name}"\naction = "read"\n'
+        'resource = "reports/{name}"\nsensitivity = "internal"\n'
+    )
+    loaded = load_config(toml)
+    assert (loaded.proxy, loaded.port, loaded.routes[0].method) == ("traefik", 9000, "GET")
+    doc = {"public_url": PUBLIC, "destination": API, "routes": ROUTES}
+    (tmp_path / "fa.json").write_text(json.dumps(doc))
+    assert load_config(tmp_path / "fa.json") == settings("nginx")
+    (tmp_path / "fa.yaml").write_text("- a list\n")
+    with pytest.raises(InvalidInput, match="expected a table"):
+        load_config(tmp_path / "fa.yaml")
+    with pytest.raises(InvalidInput, match=r"forward_auth\.config"):
+        load_config(tmp_path / "missing.toml")
+
+
+BAD_CONFIGS: list[dict[str, Any]] = [
+    {"public_url": "https://api.example.org/base"},
+    {"public_url": "ftp://api.example.org"},
+    {"public_url": "https://api.example.org?x=1"},
+    {"public_url": "https://api.example.org#top"},
+    {"public_url": "https://api.example.org?"},
+    {"public_url": "https://user@api.example.org"},
+    {"public_url": "https://"},
+    {"proxy": "haproxy"},
+    {"endpoint": "/healthz"},
+    {"endpoint": "forward-auth"},
+    {"destination": ""},
+    {"audience": 3},
+    {"port": True},
+    {"port": 70000},
+    {"routes": []},
+    {"extra": 1},
+    {"routes": ["GET /"]},
+    {"routes": [{**ROUTES[0], "method": "GE T"}]},
+    {"routes": [{**ROUTES[0], "path": "reports/{name}"}]},
+    {"routes": [{**ROUTES[0], "path": "/reports/../{name}"}]},
+    {"routes": [{**ROUTES[0], "path": "/{name}/{name}"}]},
+    {"routes": [{**ROUTES[0], "resource": "reports/{other}"}]},
+    {"routes": [{**ROUTES[0], "resource": "reports {name}"}]},
+    {"routes": [{**ROUTES[0], "sensitivity": "secret"}]},
+    {"routes": [{**ROUTES[0], "extra": 1}]},
+    {"routes": [{**ROUTES[0], "action": ""}]},
+]
+
+
+@pytest.mark.parametrize("change", BAD_CONFIGS)
+def test_bad_configs_are_refused(change: dict[str, Any]) -> None:
+    doc = {"public_url": PUBLIC, "destination": API, "routes": ROUTES, **change}
+    with pytest.raises(InvalidInput) as err:
+        parse_config(doc)
+    assert err.value.reason == "forward_auth.config"
+
+
+def test_split_path_keeps_the_raw_path_and_decodes_segments() -> None:
+    assert split_path("/reports/q%2D3?x=1") == ("/reports/q%2D3", ("reports", "q-3"))
+    assert split_path("/?x") == ("/", ())
