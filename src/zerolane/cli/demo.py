@@ -15,6 +15,7 @@ from rich.panel import Panel
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer
 from zerolane.cli.common import console
+from zerolane.cli.demo_gateways import GatewayStoryFailed, examples_present, gateway_story
 from zerolane.sdk import Agent, Task
 from zerolane.sdk.common import TaskGrant, decide_body
 from zerolane.server.deployment import Deployment, init_home
@@ -211,6 +212,13 @@ def _story(home: Path) -> None:
         _ok(f"control plane up at {server.url}")
         agent = _identity_story(deployment, server)
         _task_story(agent, server)
+        if examples_present():
+            try:
+                gateway_story(deployment, agent, _step, _ok, _refused)
+            except GatewayStoryFailed as err:
+                raise DemoFailed(str(err)) from err
+        else:
+            _step("(the gateway act needs the examples/ folder of a source checkout: skipped)")
         agent.close()
 
     _step("Every step is in the hash-chained audit log")
