@@ -1,0 +1,26 @@
+"""``zerolane demo --once`` (what ``make demo`` runs) tells the whole story and exits 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import run
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_the_story_and_exits_0() -> None:
+    result = run("demo", "--once")
+    out = result.stdout
+    for line in (
+        "read a report with only its SVID: deny token.typ",
+        "read the Q3 summary: allow",
+        "delete a report (not its intent): deny scope.action",
+        "read payroll (restricted): deny scope.sensitivity",
+        "then post to Slack (egress): deny flow.egress_after_sensitive_read",
+        "deny dpop.replayed",
+        "read the Q3 summary again: deny task.completed",
+        "DELETE /finance/reports/q3: 403 scope.action",
+        "chain intact",
+    ):
+        assert line in out, f"missing from the demo: {line!r}\n{out}"
