@@ -4,13 +4,20 @@ Every attribute a policy can read is built here (and documented in docs/policies
 the schema in ``default/schema.cedarschema`` declares the same shape. Times are whole
 epoch seconds, rounded down: ``now >= expires_at`` then never says "not expired" when
 the exact times say expired. Sensitivities are ranks (public 0 .. restricted 3).
+
+An MCP ``tools/call`` adds the optional ``request.mcp`` record (:class:`McpFacts`):
+its arguments reach policies as a bounded set of ``path=value`` strings
+(:func:`flatten_arguments`), because Cedar can only test a set for exact members.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
 from zerolane.errors import InvalidInput
 from zerolane.policy.engine import PolicyRequest
@@ -18,6 +25,14 @@ from zerolane.policy.patterns import matches_any
 from zerolane.types import Sensitivity, TaskState
 
 NOTHING_TOUCHED = -1
+
+#: Bounds of ``request.mcp.arguments``: distinct entries, characters per entry, nesting.
+MAX_ARGUMENT_ENTRIES = 128
+MAX_ARGUMENT_CHARS = 256
+MAX_ARGUMENT_DEPTH = 8
+#: Ends an entry cut at MAX_ARGUMENT_CHARS (or a number too large to write out).
+CUT = "\u2026"
+_KEY_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", "=": "%3D"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +58,35 @@ class TaskFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class McpFacts:
+    """One MCP ``tools/call`` (``context.request.mcp``): the upstream server, the tool's
+    name there, its annotations as the gateway reads them, and its flattened arguments.
+
+    Build it with :meth:`of_call`, which flattens the arguments.
+    """
+
+    server: str
+    tool: str
+    read_only: bool
+    destructive: bool
+    arguments: tuple[str, ...] = ()  # "path=value" entries, see flatten_arguments
+    arguments_truncated: bool = False  # entries were left out to keep within the bounds
+
+    @classmethod
+    def of_call(
+        cls,
+        server: str,
+        tool: str,
+        *,
+        read_only: bool,
+        destructive: bool,
+        arguments: Mapping[str, object] | None = None,
+    ) -> McpFacts:
+        entries, truncated = flatten_arguments(arguments or {})
+        return cls(server, tool, read_only, destructive, entries, truncated)
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFacts:
     """One request as the enforcement point mapped it."""
 
@@ -52,6 +96,7 @@ class RequestFacts:
     sensitivity: Sensitivity
     method: str = ""
     destination_internal: bool = False  # unknown means outside: the egress rule applies
+    mcp: McpFacts | None = None  # set for an MCP tools/call only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +141,96 @@ def is_internal(destination: str, patterns: tuple[str, ...] | list[str]) -> bool
     return any(fnmatchcase(c, p.strip().lower()) for p in patterns for c in candidates)
 
 
+def _scalar(value: object) -> str:
+    """A leaf value as policies see it: strings as they are, the rest as JSON writes it."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python writes out
+            return CUT
+    if isinstance(value, float):
+        return json.dumps(value)
+    return str(value)
+
+
+class _Full(Exception):
+    """No room for another argument entry."""
+
+
+def _keys(mapping: Mapping[Any, object]) -> list[tuple[str, Any]]:
+    """``(escaped name, key)`` pairs of a mapping, sorted by name."""
+    names = [(str(key).translate(_KEY_ESCAPES), key) for key in mapping]
+    return sorted(names, key=lambda pair: pair[0])
+
+
+def flatten_arguments(arguments: Mapping[str, object]) -> tuple[tuple[str, ...], bool]:
+    """Tool arguments as a bounded set of ``path=value`` strings, and whether any was left out.
+
+    ``{"report": "q3", "options": {"format": "pdf", "pages": [1, 2]}}`` gives
+    ``report=q3``, ``options.format=pdf``, ``options.pages=1`` and ``options.pages=2``:
+
+    - a path joins the keys from the top with ``.``; in a key, ``%``, ``.`` and ``=`` are
+      written ``%25``, ``%2E`` and ``%3D``, so a path never holds a bare ``=`` (the value
+      is everything after the first ``=``) and ``{"a.b": 1}`` never reads as ``a.b=1``;
+    - a list gives each of its items under the list's own path (no index: a policy asks
+      "is this among the values", which reordering cannot dodge); an empty list or
+      object gives nothing;
+    - strings are kept as they are; numbers, ``true``, ``false`` and ``null`` as JSON
+      writes them (so ``"3"`` and ``3`` both read ``=3``);
+    - keys are walked in sorted order, items in list order; duplicates count once.
+
+    Bounds: an entry longer than :data:`MAX_ARGUMENT_CHARS` characters is cut to that
+    length, its last character :data:`CUT`; values nested deeper than
+    :data:`MAX_ARGUMENT_DEPTH` keys or lists, and entries past
+    :data:`MAX_ARGUMENT_ENTRIES`, are left out, and then the second result is True.
+    """
+    entries: dict[str, None] = {}
+    truncated = False
+
+    def walk(path: str, value: object, depth: int) -> None:
+        nonlocal truncated
+        if isinstance(value, Mapping | list | tuple) and depth >= MAX_ARGUMENT_DEPTH:
+            truncated = truncated or bool(value)
+        elif isinstance(value, Mapping):
+            for name, key in _keys(value):
+                walk(f"{path}.{name}", value[key], depth + 1)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(path, item, depth + 1)
+        else:
+            entry = f"{path}={_scalar(value)}"
+            if len(entry) > MAX_ARGUMENT_CHARS:
+                entry = entry[: MAX_ARGUMENT_CHARS - 1] + CUT
+            if entry not in entries:
+                if len(entries) >= MAX_ARGUMENT_ENTRIES:
+                    raise _Full
+                entries[entry] = None
+
+    try:
+        for name, key in _keys(arguments):
+            walk(name, arguments[key], 1)
+    except _Full:
+        truncated = True
+    return tuple(entries), truncated
+
+
+def _mcp_record(mcp: McpFacts) -> dict[str, object]:
+    return {
+        "server": mcp.server,
+        "tool": mcp.tool,
+        "read_only": mcp.read_only,
+        "destructive": mcp.destructive,
+        "arguments": list(mcp.arguments),
+        "arguments_truncated": mcp.arguments_truncated,
+    }
+
+
 def _clock(now: float) -> dict[str, object]:
     seconds = int(now // 1)
     moment = time.gmtime(seconds)
@@ -130,7 +265,7 @@ def request_context(task: TaskFacts, request: RequestFacts, now: float) -> dict[
         "delegated": task.delegated,
         "on_behalf_of": task.on_behalf_of or "",
     }
-    context["request"] = {
+    facts: dict[str, object] = {
         "action": request.action,
         "resource": request.resource,
         "destination": request.destination,
@@ -139,6 +274,9 @@ def request_context(task: TaskFacts, request: RequestFacts, now: float) -> dict[
         "sensitivity": int(request.sensitivity),
         "resource_in_scope": _in_scope(task, request.resource),
     }
+    if request.mcp is not None:  # optional in the schema: policies test `has mcp`
+        facts["mcp"] = _mcp_record(request.mcp)
+    context["request"] = facts
     return context
 
 

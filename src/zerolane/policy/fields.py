@@ -93,6 +93,13 @@ class Fields:
             self.fail(key, "must be a list of strings")
         return tuple(value)
 
+    def mapping(self, key: str) -> dict[str, object]:
+        """A free-form mapping with string keys (``{}`` when absent)."""
+        value = self._get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            self.fail(key, "must be a mapping with string keys")
+        return value
+
     def items(self, key: str) -> list[object]:
         value = self._get(key, _REQUIRED)
         if not isinstance(value, list):

@@ -2,14 +2,16 @@
 
 A file holds ``cases:`` (and optionally ``principal``, ``internal_destinations`` and
 ``now`` shared by its cases). A case has a ``name``, either ``task:`` + ``request:``
-(a request under a task) or ``open:`` (opening a task), ``expect: allow|deny`` and
-optionally ``reasons:``, the exact policy ids expected. Unset facts take defaults that
-describe an ordinary, healthy task (see docs/policies.md). Any malformed file is
-refused with its file, case and field, before any case runs.
+(a request under a task, with an optional ``request.mcp:`` block for an MCP tool call)
+or ``open:`` (opening a task), ``expect: allow|deny`` and optionally ``reasons:``, the
+exact policy ids expected. Unset facts take defaults that describe an ordinary, healthy
+task (see docs/policies.md). Any malformed file is refused with its file, case and
+field, before any case runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import yaml
 from zerolane.errors import InvalidInput
 from zerolane.policy.context import (
     NOTHING_TOUCHED,
+    McpFacts,
     OpenFacts,
     RequestFacts,
     TaskFacts,
@@ -40,8 +43,9 @@ _TASK_KEYS = {
     "touched", "calls_used", "max_calls", "expires_in", "depth", "delegated", "on_behalf_of",
 }  # fmt: skip
 _REQUEST_KEYS = {
-    "action", "resource", "destination", "sensitivity", "method", "destination_internal",
+    "action", "resource", "destination", "sensitivity", "method", "destination_internal", "mcp",
 }  # fmt: skip
+_MCP_KEYS = {"server", "tool", "read_only", "destructive", "arguments", "arguments_truncated"}
 _WORKLOAD_KEYS = {"trust_domain", "selectors", "owner"}
 _PLAYBOOK_KEYS = {
     "name", "opener_matches", "delegable", "max_depth", "ceiling", "max_ttl", "max_calls",
@@ -116,15 +120,36 @@ def _task(f: Fields, now: float) -> TaskFacts:
     )
 
 
+def _mcp(f: Fields, action: str) -> McpFacts:
+    """The ``mcp:`` block; server and tool default to those of an ``mcp:<server>/<tool>``
+    action, the arguments are flattened as the gateway flattens them."""
+    named, slash, tool = action.removeprefix("mcp:").partition("/")
+    mcp_action = action.startswith("mcp:") and bool(slash)
+    read_only = f.boolean("read_only", False)
+    facts = McpFacts.of_call(
+        f.text("server", named) if mcp_action else f.text("server"),
+        f.text("tool", tool) if mcp_action else f.text("tool"),
+        read_only=read_only,
+        destructive=f.boolean("destructive", not read_only),
+        arguments=f.mapping("arguments"),
+    )
+    if f.has("arguments_truncated"):
+        truncated = f.boolean("arguments_truncated", False)
+        facts = dataclasses.replace(facts, arguments_truncated=truncated)
+    return facts
+
+
 def _request(f: Fields, internal: tuple[str, ...]) -> RequestFacts:
     destination = f.text("destination")
+    action = f.text("action")
     return RequestFacts(
-        action=f.text("action"),
+        action=action,
         resource=f.text("resource"),
         destination=destination,
         sensitivity=f.sensitivity("sensitivity", "internal"),
         method=f.text("method", ""),
         destination_internal=f.boolean("destination_internal", is_internal(destination, internal)),
+        mcp=_mcp(f.section("mcp", _MCP_KEYS), action) if f.has("mcp") else None,
     )
 
 

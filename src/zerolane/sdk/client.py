@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +25,10 @@ from zerolane.sdk.common import (
     open_body,
     svid_of,
 )
+from zerolane.sdk.mcp_auth import McpAuth
+
+if TYPE_CHECKING:
+    from zerolane.gateway.inproc import InprocDecider, TaskCredentials
 
 
 class Task:
@@ -74,6 +79,21 @@ class Task:
         }
         body = decide_body(self._agent.key, self.token, method, url, mapping, audience)
         return decision_of(check(self._agent.http.post(self._agent.url("/v1/decide"), json=body)))
+
+    def mcp_auth(self) -> McpAuth:
+        """An ``httpx2.Auth`` signing each request of an MCP client with this task's token
+        and a fresh DPoP proof: ``httpx2.AsyncClient(auth=task.mcp_auth())``, passed to
+        ``streamable_http_client(url, http_client=...)``."""
+        return McpAuth(self.headers)
+
+    def guard_context(
+        self, *, decider: InprocDecider | None = None
+    ) -> AbstractContextManager[TaskCredentials]:
+        """``with task.guard_context():`` guarded tool functions run under this task;
+        ``decider`` defaults to the control plane (:func:`zerolane.sdk.guard.guard_context`)."""
+        from zerolane.sdk.guard import guard_context  # that module imports this one
+
+        return guard_context(self, decider=decider)
 
     def complete(self) -> None:
         """End the task; its token is refused everywhere from the next request on."""

@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Unauthenticated, Unavailable, ZerolaneError
-from zerolane.policy.context import RequestFacts, TaskFacts, is_internal, request_policy_request
+from zerolane.policy.context import (
+    McpFacts,
+    RequestFacts,
+    TaskFacts,
+    is_internal,
+    request_policy_request,
+)
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import TaskStore
 from zerolane.store.records import TaskRecord
@@ -37,7 +43,8 @@ _BAD_PATH = ("..", "%", "//", "\\", ";")
 @dataclass(frozen=True, slots=True)
 class DecideInput:
     """The request to decide: the method and URL the proof was made for, and optionally
-    the action, resource, destination and sensitivity an enforcement point mapped."""
+    the action, resource, destination and sensitivity an enforcement point mapped, and
+    the MCP tool call it carries (``context.request.mcp``)."""
 
     method: str
     url: str
@@ -46,6 +53,7 @@ class DecideInput:
     destination: str | None = None
     sensitivity: str | None = None
     audience: str | None = None
+    mcp: McpFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +103,8 @@ def _map(request: DecideInput, default_sensitivity: Sensitivity) -> RequestFacts
     )
 
 
-def _task_facts(task: TaskRecord, state: TaskState) -> TaskFacts:
+def task_facts(task: TaskRecord, state: TaskState) -> TaskFacts:
+    """The policy facts of a stored task, in ``state`` (its effective state)."""
     scope = Scope.from_json(task.scope)
     return TaskFacts(
         id=task.task_id,
@@ -154,6 +163,7 @@ class Decider:
                 sensitivity=mapped.sensitivity,
                 method=mapped.method,
                 destination_internal=is_internal(mapped.destination, self._internal),
+                mcp=request.mcp,
             )
             policies = self._decide(holder, facts)
             reasons: tuple[str, ...] = ()
@@ -189,7 +199,7 @@ class Decider:
                 raise _Deny([f"task.{state.value}"])
             if task.calls_used >= task.max_calls:
                 raise _Deny(["task.budget_exhausted"])
-            request = request_policy_request(task.owner, _task_facts(task, state), facts, now)
+            request = request_policy_request(task.owner, task_facts(task, state), facts, now)
             engine = self._engine()
             try:
                 result = engine.decide(request)

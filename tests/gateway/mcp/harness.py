@@ -1,7 +1,8 @@
 """What the MCP gateway tests run: the sample upstream, the gateway, an agent's MCP client.
 
 The agent side signs every HTTP request the MCP client makes with a fresh DPoP proof
-(an ``httpx2.Auth``: the SDK's streamable HTTP client sends its requests through it).
+(``task.mcp_auth()``, an ``httpx2.Auth``: the SDK's streamable HTTP client sends its
+requests through it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,22 +29,11 @@ from zerolane.sdk import Task
 SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mcp" / "sample_server.py"
 
 
-class DpopAuth(httpx2.Auth):
-    """Sign each request with the task's token and a fresh proof for its method and URL."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response]:
-        request.headers.update(self.task.headers(request.method, str(request.url)))
-        yield request
-
-
 @asynccontextmanager
 async def mcp_session(url: str, task: Task) -> AsyncIterator[ClientSession]:
     """An initialized MCP client session through the gateway, as ``task``."""
     async with (
-        httpx2.AsyncClient(auth=DpopAuth(task), timeout=30) as http,
+        httpx2.AsyncClient(auth=task.mcp_auth(), timeout=30) as http,
         streamable_http_client(url, http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):

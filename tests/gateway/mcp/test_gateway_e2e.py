@@ -13,7 +13,7 @@ from mcp_types import TextContent
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from tests.gateway.mcp.conftest import Stack
-from tests.gateway.mcp.harness import DpopAuth, calls, mcp_session, read_log
+from tests.gateway.mcp.harness import calls, mcp_session, read_log
 from zerolane.gateway.mcp.proxy import DECISION_META, FORBIDDEN, TASK_META
 from zerolane.sdk import Task
 
@@ -232,7 +232,7 @@ def test_the_modern_protocol_is_enforced_the_same_way(stack: Stack) -> None:
 
     async def main(task: Task) -> tuple[str | None, list[str], str, MCPError]:
         async with (
-            httpx2.AsyncClient(auth=DpopAuth(task), timeout=30) as http,
+            httpx2.AsyncClient(auth=task.mcp_auth(), timeout=30) as http,
             Client(streamable_http_client(stack.url, http_client=http)) as client,
         ):
             version = client.session.protocol_version

@@ -4,10 +4,11 @@ Every request must carry ``Authorization: DPoP <task token>`` and one DPoP proof
 its method and the gateway's public endpoint URL (never the ``Host`` it arrived with).
 A POST that carries a ``tools/call`` is one decision: the decider verifies the token
 and proof, checks the task and the policies, spends a call and audits, and the
-decision travels with the request to the handler, which forwards only an allow. Any
-other request (initialize, tools/list, notifications, the GET stream, DELETE) is
-authenticated the same way, against a live task. The MCP session is bound to the task
-that opened it. Without credentials: 401 and the RFC 9728 metadata URL.
+decision travels with the request to the handler, which forwards only an allow. The
+policies see the call as ``context.request.mcp`` (server, tool, annotations, flattened
+arguments). Any other request (initialize, tools/list, notifications, the GET stream,
+DELETE) is authenticated the same way, against a live task. The MCP session is bound to
+the task that opened it. Without credentials: 401 and the RFC 9728 metadata URL.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class Enforcer:
             destination=route.destination if route else "",
             sensitivity=route.sensitivity.label if route else None,
             audience=self._audience,
+            mcp=route.mcp_facts(message.arguments) if route else None,
         )
         decision = self._core.decider.decide(token, proof, request)
         if decision.status == 401 or decision.task_id is None:

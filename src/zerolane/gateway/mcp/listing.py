@@ -1,10 +1,11 @@
 """``tools/list`` shows only the tools the task may call, decided read-only.
 
 Each candidate tool is put to the policy engine exactly as its call would be (same
-action, resource, destination, sensitivity and task facts), but through the engine
-directly: nothing is spent, nothing is audited, nothing is allowed. A tool listed here
-can still be refused when called (the budget ran out, a sensitive read happened in
-between); a tool left out would certainly be refused now.
+action, resource, destination, sensitivity, ``request.mcp`` record and task facts) with
+no arguments, but through the engine directly: nothing is spent, nothing is audited,
+nothing is allowed. A tool listed here can still be refused when called (the budget ran
+out, a sensitive read happened in between, a policy on its arguments); a tool left out
+would be refused now when called without arguments.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from zerolane.errors import ZerolaneError
-from zerolane.gateway.mcp.core import Enforcement, live_task, task_facts
+from zerolane.gateway.mcp.core import Enforcement, live_task
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.policy.context import RequestFacts, is_internal, request_policy_request
+from zerolane.tasks.decisions import task_facts
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import TaskState
 
@@ -41,6 +43,7 @@ def callable_routes(
             sensitivity=route.sensitivity,
             method=METHOD,
             destination_internal=is_internal(route.destination, enforcement.internal_destinations),
+            mcp=route.mcp_facts(),
         )
         try:
             result = engine.decide(request_policy_request(task.owner, facts, request, now))

@@ -6,16 +6,20 @@ sensitivity is the configured per-tool value, else the server's default raised b
 tool's annotations: a tool that is not declared read-only and is (or by the MCP
 defaults may be) destructive is at least the server's ``destructive_sensitivity``.
 Annotations come from the upstream, so they can only raise a sensitivity, never lower
-it below the server's default.
+it below the server's default. The policies also see the call itself, as the optional
+``context.request.mcp`` record (:meth:`ToolRoute.mcp_facts`): server, tool, annotations
+and the flattened arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mcp_types import Tool, ToolAnnotations
 
 from zerolane.gateway.mcp.config import TOOL_NAME, UpstreamConfig
+from zerolane.policy.context import McpFacts
 from zerolane.types import Sensitivity
 
 
@@ -45,6 +49,16 @@ class ToolRoute:
     @property
     def destructive(self) -> bool:
         return _destructive(self.tool.annotations)
+
+    def mcp_facts(self, arguments: Mapping[str, object] | None = None) -> McpFacts:
+        """``context.request.mcp`` for a call of this tool with ``arguments``."""
+        return McpFacts.of_call(
+            self.server,
+            self.tool.name,
+            read_only=self.read_only,
+            destructive=self.destructive,
+            arguments=arguments,
+        )
 
     def listed(self) -> Tool:
         """The tool as the gateway lists it: renamed, everything else as upstream."""
