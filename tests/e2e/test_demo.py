@@ -21,6 +21,8 @@ def test_demo_runs_the_story_and_exits_0() -> None:
         "deny dpop.replayed",
         "read the Q3 summary again: deny task.completed",
         "DELETE /finance/reports/q3: 403 scope.action",
+        "tools/list shows only what the task may call: read_report",
+        "tools/call delete_report: refused (scope.action)",
         "chain intact",
     ):
         assert line in out, f"missing from the demo: {line!r}\n{out}"

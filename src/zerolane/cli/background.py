@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 import httpx
 
@@ -47,3 +48,31 @@ class BackgroundServer:
     def __exit__(self, *_: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class BackgroundApp:
+    """Any ASGI app served by uvicorn on a loopback port in a daemon thread."""
+
+    def __init__(self, app: Any, *, port: int, health: str = "/healthz") -> None:
+        import uvicorn
+
+        self.url = f"http://127.0.0.1:{port}"
+        self._health = health
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> BackgroundApp:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}{self._health}", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"the app on {self.url} did not start")
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)

@@ -15,7 +15,12 @@ from rich.panel import Panel
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer
 from zerolane.cli.common import console
-from zerolane.cli.demo_gateways import GatewayStoryFailed, examples_present, gateway_story
+from zerolane.cli.demo_gateways import (
+    GatewayStoryFailed,
+    examples_present,
+    gateway_story,
+    mcp_story,
+)
 from zerolane.sdk import Agent, Task
 from zerolane.sdk.common import TaskGrant, decide_body
 from zerolane.server.deployment import Deployment, init_home
@@ -215,6 +220,7 @@ def _story(home: Path) -> None:
         if examples_present():
             try:
                 gateway_story(deployment, agent, _step, _ok, _refused)
+                mcp_story(deployment, agent, server.url, _step, _ok, _refused)
             except GatewayStoryFailed as err:
                 raise DemoFailed(str(err)) from err
         else:

@@ -117,3 +117,91 @@ def gateway_story(deployment: Deployment, agent: Agent, step: Say, ok: Say, refu
                 if bare.status_code != 401:
                     raise GatewayStoryFailed("a request without a task token went through")
                 refused(f"the same GET with no task token: 401 {bare.json()['reason']}")
+
+
+def _mcp_playbook(td: str) -> dict[str, object]:
+    return {
+        "name": "report-tools",
+        "description": "Read finance reports through the reports MCP server.",
+        "actions": ["mcp:reports/read_report"],
+        "resources": ["mcp/reports/*"],
+        "destinations": [f"reports.{td}"],
+        "data_ceiling": "internal",
+        "max_ttl": "15m",
+        "max_calls": 10,
+        "openers": {"spiffe_ids": [f"spiffe://{td}/agents/*"]},
+    }
+
+
+async def _use_mcp(url: str, auth: Any) -> tuple[list[str], str, str]:
+    """List tools, call an allowed one and a refused one, as an MCP client would."""
+    import httpx2
+    from mcp import ClientSession, MCPError
+    from mcp.client.streamable_http import streamable_http_client
+
+    from zerolane.sdk.mcp_auth import MCP_TIMEOUT
+
+    async with (
+        httpx2.AsyncClient(auth=auth, timeout=MCP_TIMEOUT) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        names = sorted(tool.name for tool in (await session.list_tools()).tools)
+        result = await session.call_tool("read_report", {"name": "q3"})
+        text = " ".join(getattr(part, "text", "") for part in result.content)
+        try:
+            await session.call_tool("delete_report", {"name": "q3"})
+            error = ""
+        except MCPError as err:
+            error = str(err)
+        return names, text, error
+
+
+def mcp_story(
+    deployment: Deployment, agent: Agent, control_plane: str, step: Say, ok: Say, refused: Say
+) -> None:
+    """Run the MCP-gateway act; raises :class:`GatewayStoryFailed` on a broken promise."""
+    import asyncio
+
+    from zerolane.cli.background import BackgroundApp
+    from zerolane.cli.mcp_gateway import enforcement_of
+    from zerolane.gateway.mcp import create_gateway_app
+    from zerolane.gateway.mcp import parse_gateway_config as parse_mcp_config
+    from zerolane.tasks.playbooks import parse_playbook
+
+    step("Agent tool calls: the MCP gateway in front of an MCP server")
+    td = deployment.config.trust_domain
+    deployment.playbooks.apply(parse_playbook(_mcp_playbook(td), "demo"), Actor("admin", "demo"))
+    port = free_port()
+    config = parse_mcp_config(
+        {
+            "listen": {"host": "127.0.0.1", "port": port},
+            "public_url": f"http://127.0.0.1:{port}",
+            "authorization_servers": [control_plane],
+            "servers": [
+                {
+                    "name": "reports",
+                    "command": sys.executable,
+                    "args": [str(EXAMPLES / "mcp" / "sample_server.py")],
+                    "destination": f"reports.{td}",
+                    "tools": {"read_report": {"sensitivity": "internal"}},
+                }
+            ],
+        }
+    )
+    with BackgroundApp(create_gateway_app(config, enforcement_of(deployment)), port=port) as gw:
+        anonymous = httpx.post(config.endpoint, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        challenge = anonymous.headers.get("www-authenticate", "")
+        if anonymous.status_code != 401 or "resource_metadata" not in challenge:
+            raise GatewayStoryFailed("the MCP gateway let an anonymous client in")
+        ok(f"MCP gateway at {gw.url}: no token, 401 pointing at its RFC 9728 metadata")
+        with agent.task(
+            playbook="report-tools", intent="Read the Q3 report", audience=[config.audience]
+        ) as task:
+            names, text, error = asyncio.run(_use_mcp(config.endpoint, task.mcp_auth()))
+        if names != ["read_report"] or not text or "scope.action" not in error:
+            raise GatewayStoryFailed(f"MCP decisions went wrong: {names} {text!r} {error!r}")
+        ok(f"tools/list shows only what the task may call: {', '.join(names)}")
+        ok(f"tools/call read_report(q3): {text[:60]}")
+        refused("tools/call delete_report: refused (scope.action), the server never saw it")
