@@ -56,6 +56,13 @@ class TasksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditConfig:
+    #: ``sync``: a decision's event is durable before the request goes on (fail closed);
+    #: ``async``: decision events are queued, and lost on a crash (docs/deployment.md)
+    mode: str = "sync"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     trust_domain: str
     store_url: str = "sqlite:///zerolane.db"
@@ -66,6 +73,7 @@ class Config:
     jwt_issuers: tuple[JwtIssuerConfig, ...] = ()
     policy_dir: str = "policies"
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 def _take(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
@@ -157,8 +165,13 @@ def parse_config(doc: dict[str, Any]) -> Config:
             "config.sensitivity",
             "tasks.default_sensitivity is one of public, internal, confidential, restricted",
         )
+    audit_t = dict(_take(table, "audit", dict, "", {}))
+    audit = AuditConfig(mode=_take(audit_t, "mode", str, "audit.", "sync"))
+    _no_extra(audit_t, "audit.")
+    if audit.mode not in ("sync", "async"):
+        raise InvalidInput("config.audit_mode", "audit.mode is one of sync, async")
     _no_extra(table, "")
-    return Config(td, store_url, server, svid, lifetime, issuers, policy_dir, tasks)
+    return Config(td, store_url, server, svid, lifetime, issuers, policy_dir, tasks, audit)
 
 
 def load_config(home: Path) -> Config:
@@ -186,6 +199,7 @@ def render_config(config: Config) -> str:
             "internal_destinations": list(config.tasks.internal_destinations),
             "default_sensitivity": config.tasks.default_sensitivity,
         },
+        "audit": {"mode": config.audit.mode},
     }
     if config.server.public_url is not None:
         doc["server"]["public_url"] = config.server.public_url

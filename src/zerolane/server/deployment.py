@@ -111,7 +111,7 @@ class Deployment:
         policies = PolicyHolder(home / config.policy_dir)
         stores = open_stores(config.store_url, base=home)
         keyring = Keyring(home / "keys", clock)
-        audit = AuditLog(stores, clock)
+        audit = AuditLog(stores, clock, mode=config.audit.mode)
         td = config.trust_domain
         registry = WorkloadRegistry(td, stores, stores, audit, clock)
         attestors = build_attestors(config, stores, clock, home)

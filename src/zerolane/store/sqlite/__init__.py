@@ -1,4 +1,11 @@
-"""SQLite backend (embedded default): WAL, ``BEGIN IMMEDIATE`` writes, full fsync.
+"""SQLite backend (embedded default): WAL, group-committed writes, full fsync.
+
+Writes go through one writer thread (:mod:`.group_commit`): each write method hands it
+a small function of the connection, the writer runs the queued ones back to back in one
+``BEGIN IMMEDIATE`` transaction (each inside its own savepoint) and commits once, so a
+batch of concurrent writes shares one ``fsync``. A method returns only after its
+batch committed. Reads run on pooled connections without taking the write lock: WAL
+gives each read a consistent snapshot alongside the writer.
 
 Built on SQLAlchemy Core so that the same statements serve PostgreSQL later.
 """
@@ -6,11 +13,13 @@ Built on SQLAlchemy Core so that the same statements serve PostgreSQL later.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -28,26 +37,35 @@ from zerolane.store.records import (
     TaskRecord,
     Workload,
 )
+from zerolane.store.sqlite.group_commit import (
+    DEFAULT_MAX_BATCH,
+    GroupCommitWriter,
+    WriteOp,
+    WriterStats,
+)
 from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
 from zerolane.types import TaskState, WorkloadStatus
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 _AUDIT_COLUMNS = "seq, event_id, time, kind, outcome, body, prev_hash, hash"
+_WORKLOAD_COLUMNS = "spiffe_id, selectors, owner, status, created_at, updated_at"
+_JOIN_TOKEN_COLUMNS = "token_hash, spiffe_id, created_at, expires_at, used_at"  # noqa: S105
 
 
 def _configure(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        # No implicit transactions: the writer issues BEGIN IMMEDIATE itself, and a
+        # read is one statement, which SQLite runs on a snapshot without any lock.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _workload(row: Any) -> Workload:
@@ -120,7 +138,7 @@ def _audit(row: Any) -> AuditRecord:
 class SqliteStores:
     """Implements every port of :mod:`zerolane.store.ports` on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.path = path
         try:
             # Create the file 0600 before SQLite opens it: SQLite gives the -wal and -shm
@@ -132,46 +150,49 @@ class SqliteStores:
         except OSError as err:
             raise Unavailable("store.open", f"cannot create the database at {path}") from err
         self._engine = create_engine(f"sqlite:///{path}")
-        # SQLite has one writer; queueing our own threads here is far cheaper than
-        # letting them spin in SQLite's busy handler. Other processes still use it.
-        self._write_lock = threading.Lock()
         _configure(self._engine)
+        self._lost_lock = threading.Lock()
+        self._lost_audit_events = 0
+        self._closed = False
+        # SQLite has one writer: one thread of ours owns it and commits queued writes
+        # in batches (other processes still take turns through SQLite's lock).
+        self._writer = GroupCommitWriter(self._engine.connect, max_batch=max_batch)
         try:
-            self._migrate()
-        except SQLAlchemyError as err:
-            self._engine.dispose()
+            self._writer.run(self._migrate)
+        except (SQLAlchemyError, Unavailable) as err:
+            self.close()
             raise Unavailable("store.open", f"cannot open the database at {path}") from err
         except BaseException:
-            self._engine.dispose()
+            self.close()
             raise
 
     # schema
-    def _migrate(self) -> None:
-        with self._engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
-                "applied_at DOUBLE PRECISION NOT NULL)"
+    @staticmethod
+    def _migrate(conn: Connection) -> None:
+        conn.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+            "applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        current = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
+        current = current or 0
+        if current > LATEST:
+            raise InvalidInput(
+                "store.schema_too_new",
+                f"the database schema is version {current}; this zerolane knows {LATEST}",
             )
-            current = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
-            current = current or 0
-            if current > LATEST:
-                raise InvalidInput(
-                    "store.schema_too_new",
-                    f"the database schema is version {current}; this zerolane knows {LATEST}",
-                )
-            for version, description, statements in MIGRATIONS:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    conn.exec_driver_sql(statement)
-                conn.execute(
-                    text(
-                        "INSERT INTO schema_migrations VALUES (:v, :d, "
-                        "CAST(strftime('%s','now') AS REAL))"
-                    ),
-                    {"v": version, "d": description},
-                )
+        for version, description, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                text(
+                    "INSERT INTO schema_migrations VALUES (:v, :d, "
+                    "CAST(strftime('%s','now') AS REAL))"
+                ),
+                {"v": version, "d": description},
+            )
 
     def schema_version(self) -> int:
         with self._engine.connect() as conn:
@@ -179,7 +200,22 @@ class SqliteStores:
             return int(version or 0)
 
     def close(self) -> None:
+        """Commit the writes already queued, stop the writer, close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
         self._engine.dispose()
+
+    def writer_stats(self) -> WriterStats:
+        """Batches and writes committed so far by this store's writer."""
+        return self._writer.stats()
+
+    @property
+    def lost_audit_events(self) -> int:
+        """Audit events queued by :meth:`append_events_later` that could not be stored."""
+        with self._lost_lock:
+            return self._lost_audit_events
 
     def _read(self, sql: str, **params: Any) -> list[Any]:
         try:
@@ -188,32 +224,48 @@ class SqliteStores:
         except SQLAlchemyError as err:
             raise Unavailable("store.read", "the database could not be read") from err
 
-    def _write(self, sql: str, **params: Any) -> int:
+    def _write(self, op: WriteOp[T], *, key: str | None = None) -> T:
+        """Run ``op`` in the writer's next batch; return once that batch committed.
+        ``key``: the task the op changes (see :meth:`get_task`)."""
         try:
-            with self._write_lock, self._engine.begin() as conn:
-                return conn.execute(text(sql), params).rowcount
+            return self._writer.run(op, key=key)
         except IntegrityError:
             raise
         except SQLAlchemyError as err:
             raise Unavailable("store.write", "the database could not be written") from err
 
+    def _statement(
+        self, sql: str, params: dict[str, Any], conflict: tuple[str, str] | None = None
+    ) -> int:
+        """Execute one write statement; the rows it changed. A unique constraint
+        violation is ``Conflict(*conflict)`` when given."""
+        statement = text(sql)
+
+        def op(conn: Connection) -> int:
+            try:
+                return conn.execute(statement, params).rowcount
+            except IntegrityError as err:
+                if conflict is None:
+                    raise
+                raise Conflict(*conflict) from err
+
+        return self._write(op)
+
     # workloads
     def add_workload(self, workload: Workload) -> None:
-        try:
-            self._write(
-                "INSERT INTO workloads VALUES (:spiffe_id, :selectors, :owner, :status, "
-                ":created_at, :updated_at)",
-                spiffe_id=workload.spiffe_id,
-                selectors=json.dumps(list(workload.selectors)),
-                owner=workload.owner,
-                status=workload.status.value,
-                created_at=workload.created_at,
-                updated_at=workload.updated_at,
-            )
-        except IntegrityError as err:
-            raise Conflict(
-                "workload.exists", f"{workload.spiffe_id} is already registered"
-            ) from err
+        self._statement(
+            f"INSERT INTO workloads ({_WORKLOAD_COLUMNS}) VALUES "  # noqa: S608
+            "(:spiffe_id, :selectors, :owner, :status, :created_at, :updated_at)",
+            {
+                "spiffe_id": workload.spiffe_id,
+                "selectors": json.dumps(list(workload.selectors)),
+                "owner": workload.owner,
+                "status": workload.status.value,
+                "created_at": workload.created_at,
+                "updated_at": workload.updated_at,
+            },
+            ("workload.exists", f"{workload.spiffe_id} is already registered"),
+        )
 
     def get_workload(self, spiffe_id: str) -> Workload | None:
         rows = self._read("SELECT * FROM workloads WHERE spiffe_id = :s", s=spiffe_id)
@@ -225,61 +277,56 @@ class SqliteStores:
     def set_workload_status(
         self, spiffe_id: str, status: WorkloadStatus, at: float
     ) -> Workload | None:
-        changed = self._write(
-            "UPDATE workloads SET status = :st, updated_at = :at WHERE spiffe_id = :s",
-            st=status.value,
-            at=at,
-            s=spiffe_id,
-        )
-        return self.get_workload(spiffe_id) if changed else None
+        params = {"st": status.value, "at": at, "s": spiffe_id}
+
+        def op(conn: Connection) -> Workload | None:
+            row = conn.execute(_SET_WORKLOAD_STATUS, params).first()
+            return _workload(row) if row is not None else None
+
+        return self._write(op)
 
     # join tokens
     def add_join_token(self, token: JoinToken) -> None:
-        try:
-            self._write(
-                "INSERT INTO join_tokens VALUES (:h, :s, :c, :e, :u)",
-                h=token.token_hash,
-                s=token.spiffe_id,
-                c=token.created_at,
-                e=token.expires_at,
-                u=token.used_at,
-            )
-        except IntegrityError as err:
-            raise Conflict("join_token.exists", "a join token with this hash exists") from err
+        self._statement(
+            f"INSERT INTO join_tokens ({_JOIN_TOKEN_COLUMNS}) "  # noqa: S608
+            "VALUES (:h, :s, :c, :e, :u)",
+            {
+                "h": token.token_hash,
+                "s": token.spiffe_id,
+                "c": token.created_at,
+                "e": token.expires_at,
+                "u": token.used_at,
+            },
+            ("join_token.exists", "a join token with this hash exists"),
+        )
 
     def consume_join_token(self, token_hash: str, now: float) -> ConsumeResult:
-        try:
-            with self._write_lock, self._engine.begin() as conn:
-                consumed = conn.execute(
-                    text(
-                        "UPDATE join_tokens SET used_at = :now WHERE token_hash = :h "
-                        "AND used_at IS NULL AND expires_at > :now "
-                        "RETURNING token_hash, spiffe_id, created_at, expires_at, used_at"
-                    ),
-                    {"now": now, "h": token_hash},
-                ).first()
-        except SQLAlchemyError as err:
-            raise Unavailable("store.write", "the database could not be written") from err
-        if consumed is not None:
-            return ConsumeResult(ConsumeStatus.CONSUMED, _join_token(consumed))
-        rows = self._read("SELECT * FROM join_tokens WHERE token_hash = :h", h=token_hash)
-        if not rows:
-            return ConsumeResult(ConsumeStatus.UNKNOWN, None)
-        token = _join_token(rows[0])
-        if token.used_at is not None:
-            return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
-        return ConsumeResult(ConsumeStatus.EXPIRED, token)
+        def op(conn: Connection) -> ConsumeResult:
+            consumed = conn.execute(_CONSUME_JOIN_TOKEN, {"now": now, "h": token_hash}).first()
+            if consumed is not None:
+                return ConsumeResult(ConsumeStatus.CONSUMED, _join_token(consumed))
+            row = conn.execute(_GET_JOIN_TOKEN, {"h": token_hash}).first()
+            if row is None:
+                return ConsumeResult(ConsumeStatus.UNKNOWN, None)
+            token = _join_token(row)
+            if token.used_at is not None:
+                return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
+            return ConsumeResult(ConsumeStatus.EXPIRED, token)
+
+        return self._write(op)
 
     # federation bundles
     def put_bundle(self, bundle: FederatedBundle) -> None:
-        self._write(
+        self._statement(
             "INSERT INTO federated_bundles VALUES (:td, :b, :seq, :at) "
             "ON CONFLICT (trust_domain) DO UPDATE SET bundle_json = excluded.bundle_json, "
             "sequence = excluded.sequence, updated_at = excluded.updated_at",
-            td=bundle.trust_domain,
-            b=bundle.bundle_json,
-            seq=bundle.sequence,
-            at=bundle.updated_at,
+            {
+                "td": bundle.trust_domain,
+                "b": bundle.bundle_json,
+                "seq": bundle.sequence,
+                "at": bundle.updated_at,
+            },
         )
 
     def get_bundle(self, trust_domain: str) -> FederatedBundle | None:
@@ -294,11 +341,13 @@ class SqliteStores:
 
     # admin credentials
     def add_admin_credential(self, credential: AdminCredential) -> None:
-        self._write(
+        self._statement(
             "INSERT INTO admin_credentials VALUES (:i, :h, :c)",
-            i=credential.credential_id,
-            h=credential.credential_hash,
-            c=credential.created_at,
+            {
+                "i": credential.credential_id,
+                "h": credential.credential_hash,
+                "c": credential.created_at,
+            },
         )
 
     def list_admin_credentials(self) -> list[AdminCredential]:
@@ -310,39 +359,33 @@ class SqliteStores:
         if not events:  # an empty executemany is deprecated in SQLAlchemy
             return []
         try:
-            with self._write_lock, self._engine.begin() as conn:
-                head = conn.execute(
-                    text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                ).first()
-                seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-                sealed: list[AuditRecord] = []
-                for unsealed in events:
-                    seq += 1
-                    record = seal(unsealed, seq, prev_hash)
-                    sealed.append(record)
-                    prev_hash = record.hash
-                conn.execute(
-                    text(
-                        f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES "  # noqa: S608
-                        "(:seq, :event_id, :time, :kind, :outcome, :body, :prev_hash, :hash)"
-                    ),
-                    [
-                        {
-                            "seq": r.seq,
-                            "event_id": r.event_id,
-                            "time": r.time,
-                            "kind": r.kind,
-                            "outcome": r.outcome,
-                            "body": r.body,
-                            "prev_hash": r.prev_hash,
-                            "hash": r.hash,
-                        }
-                        for r in sealed
-                    ],
-                )
-                return sealed
-        except SQLAlchemyError as err:
+            return self._writer.run(_append_op(list(events), seal))
+        except (SQLAlchemyError, Unavailable) as err:
             raise Unavailable("audit.write", "the audit event could not be recorded") from err
+
+    def append_events_later(self, events: Sequence[dict[str, object]], seal: Sealer) -> None:
+        """Queue ``events`` for the writer's next batch and return without waiting.
+
+        The events are appended in order with every other write of this store, but the
+        caller is not told whether they were stored: a failure is logged and counted in
+        :attr:`lost_audit_events`. For the audit log's ``async`` mode only. Raises
+        ``Unavailable`` only when nothing can be queued (the store is closed).
+        """
+        if not events:
+            return
+        count = len(events)
+        future = self._writer.submit(_append_op(list(events), seal))
+
+        def done(finished: Future[list[AuditRecord]]) -> None:
+            error = finished.exception()
+            if error is None:
+                return
+            with self._lost_lock:
+                self._lost_audit_events += count
+            cause = error.__cause__ or error
+            log.error("%d audit event(s) queued in async mode were lost: %r", count, cause)
+
+        future.add_done_callback(done)
 
     def read_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
         rows = self._read(
@@ -361,14 +404,16 @@ class SqliteStores:
 
     # playbooks
     def put_playbook(self, playbook: PlaybookRecord) -> None:
-        self._write(
+        self._statement(
             "INSERT INTO playbooks VALUES (:n, :d, :v, :at) ON CONFLICT (name) DO UPDATE SET "
             "document = excluded.document, version = excluded.version, "
             "updated_at = excluded.updated_at",
-            n=playbook.name,
-            d=playbook.document,
-            v=playbook.version,
-            at=playbook.updated_at,
+            {
+                "n": playbook.name,
+                "d": playbook.document,
+                "v": playbook.version,
+                "at": playbook.updated_at,
+            },
         )
 
     def get_playbook(self, name: str) -> PlaybookRecord | None:
@@ -404,15 +449,17 @@ class SqliteStores:
             "end_reason": task.end_reason,
         }
         placeholders = ", ".join(f":{name}" for name in values)
-        try:
-            self._write(
-                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({placeholders})",  # noqa: S608
-                **values,
-            )
-        except IntegrityError as err:
-            raise Conflict("task.exists", f"task {task.task_id} exists") from err
+        self._statement(
+            f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({placeholders})",  # noqa: S608
+            values,
+            ("task.exists", f"task {task.task_id} exists"),
+        )
 
     def get_task(self, task_id: str) -> TaskRecord | None:
+        # First let this process's queued spends and ends of the task commit: a decider
+        # re-reading after a lost compare-and-set then sees the winner's spend rather
+        # than the snapshot it lost on (concurrent requests of one task would thrash).
+        self._writer.settle(task_id)
         rows = self._read(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = :t",  # noqa: S608
             t=task_id,
@@ -433,31 +480,87 @@ class SqliteStores:
         return [_task(r) for r in rows]
 
     def end_task(self, task_id: str, state: TaskState, at: float, reason: str) -> TaskRecord | None:
-        changed = self._write(
-            "UPDATE tasks SET state = :s, ended_at = :at, end_reason = :r "
-            "WHERE task_id = :t AND state IN ('active', 'suspended')",
-            s=state.value,
-            at=at,
-            r=reason,
-            t=task_id,
+        params = {"s": state.value, "at": at, "r": reason, "t": task_id}
+        return self._write(
+            lambda conn: _task_or_none(conn.execute(_END_TASK, params).first()), key=task_id
         )
-        return self.get_task(task_id) if changed else None
 
     def spend_call(
         self, task_id: str, *, expected_calls_used: int, touched: int, now: float
     ) -> TaskRecord | None:
-        try:
-            with self._write_lock, self._engine.begin() as conn:
-                row = conn.execute(
-                    text(
-                        "UPDATE tasks SET calls_used = calls_used + 1, "  # noqa: S608
-                        "touched = CASE WHEN touched < :touched THEN :touched ELSE touched END "
-                        "WHERE task_id = :t AND state = 'active' AND calls_used = :expected "
-                        "AND calls_used < max_calls AND expires_at > :now "
-                        f"RETURNING {_TASK_COLUMNS}"
-                    ),
-                    {"t": task_id, "expected": expected_calls_used, "touched": touched, "now": now},
-                ).first()
-        except SQLAlchemyError as err:
-            raise Unavailable("store.write", "the database could not be written") from err
-        return _task(row) if row is not None else None
+        params = {"t": task_id, "expected": expected_calls_used, "touched": touched, "now": now}
+        return self._write(
+            lambda conn: _task_or_none(conn.execute(_SPEND_CALL, params).first()), key=task_id
+        )
+
+
+_SET_WORKLOAD_STATUS = text(
+    "UPDATE workloads SET status = :st, updated_at = :at WHERE spiffe_id = :s "  # noqa: S608
+    f"RETURNING {_WORKLOAD_COLUMNS}"
+)
+_CONSUME_JOIN_TOKEN = text(
+    "UPDATE join_tokens SET used_at = :now WHERE token_hash = :h "  # noqa: S608
+    "AND used_at IS NULL AND expires_at > :now "
+    f"RETURNING {_JOIN_TOKEN_COLUMNS}"
+)
+_GET_JOIN_TOKEN = text(
+    f"SELECT {_JOIN_TOKEN_COLUMNS} FROM join_tokens WHERE token_hash = :h"  # noqa: S608
+)
+_END_TASK = text(
+    "UPDATE tasks SET state = :s, ended_at = :at, end_reason = :r "  # noqa: S608
+    "WHERE task_id = :t AND state IN ('active', 'suspended') "
+    f"RETURNING {_TASK_COLUMNS}"
+)
+_SPEND_CALL = text(
+    "UPDATE tasks SET calls_used = calls_used + 1, "  # noqa: S608
+    "touched = CASE WHEN touched < :touched THEN :touched ELSE touched END "
+    "WHERE task_id = :t AND state = 'active' AND calls_used = :expected "
+    "AND calls_used < max_calls AND expires_at > :now "
+    f"RETURNING {_TASK_COLUMNS}"
+)
+_AUDIT_HEAD = text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+_AUDIT_INSERT = text(
+    f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES "  # noqa: S608
+    "(:seq, :event_id, :time, :kind, :outcome, :body, :prev_hash, :hash)"
+)
+
+
+def _task_or_none(row: Any) -> TaskRecord | None:
+    return _task(row) if row is not None else None
+
+
+def _append_op(events: list[dict[str, object]], seal: Sealer) -> WriteOp[list[AuditRecord]]:
+    """The write that seals ``events`` onto the chain's head and inserts them.
+
+    It reads the head inside the batch's transaction, so events appended by earlier
+    ops of the same batch are already there and the chain links through them.
+    """
+
+    def op(conn: Connection) -> list[AuditRecord]:
+        head = conn.execute(_AUDIT_HEAD).first()
+        seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        sealed: list[AuditRecord] = []
+        for unsealed in events:
+            seq += 1
+            record = seal(unsealed, seq, prev_hash)
+            sealed.append(record)
+            prev_hash = record.hash
+        conn.execute(
+            _AUDIT_INSERT,
+            [
+                {
+                    "seq": r.seq,
+                    "event_id": r.event_id,
+                    "time": r.time,
+                    "kind": r.kind,
+                    "outcome": r.outcome,
+                    "body": r.body,
+                    "prev_hash": r.prev_hash,
+                    "hash": r.hash,
+                }
+                for r in sealed
+            ],
+        )
+        return sealed
+
+    return op

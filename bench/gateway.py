@@ -1,0 +1,781 @@
+"""HTTP requests per second: direct to an upstream, through a bare aiohttp proxy and through
+the zerolane gateway, same run; then an MCP ``tools/call`` direct vs through the MCP gateway.
+
+    .venv/bin/python bench/gateway.py [--seconds 5] [--light-seconds 3] [--concurrency 16]
+        [--tasks 16] [--state 100,1000,100000] [--state-seconds 3] [--mcp-calls 300]
+        [--no-mcp] [--audit-mode sync|async]
+
+Every server and every load generator is its own process (all on this machine's cores):
+  upstream     a minimal aiohttp app: ``GET /api/reports/{id}`` answers a small JSON object
+  bare proxy   an aiohttp pass-through proxy (server + one keep-alive ClientSession): the
+               baseline, the least any forwarding hop costs in Python
+  gateway      ``zerolane gateway run`` over a home holding one task that may read reports:
+               per request the task token, a DPoP proof, the task's state and budget, the
+               Cedar policies, an atomic call spend, a durable audit event, an HMAC API key
+               minted for the upstream, then the forward
+  load         an aiohttp client process: ``--concurrency`` keep-alive connections for
+               ``--seconds`` (throughput), then one connection for ``--light-seconds``
+               (latency at light load). For the gateway each request carries the task token
+               and a proof signed for it with the agent's key (RFC 9449 proofs are one-time,
+               so a fixed header replay, as wrk would send, is refused). Signing is the
+               client's cost, reported apart: it is excluded from the latencies.
+The gateway is loaded twice: every connection under one task (its requests race for
+the same call budget, a compare-and-set on one row), then connection i under task
+i mod ``--tasks`` (independent tasks, as many agents would be).
+CPU microseconds per request: user + system time of the server process (all its threads,
+from /proc/<pid>/stat) over the throughput phase, divided by the requests made.
+Then the gateway (``--tasks`` tasks busy) over homes holding 10x and 1000x more tasks and
+audit events, and an MCP ``tools/call`` (the sample server over streamable HTTP) direct
+vs through ``zerolane mcp-gateway run``, one call at a time, from a separate process.
+``--audit-mode async`` writes ``[audit] mode = "async"`` into the homes' configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SAMPLE_MCP = ROOT / "examples" / "mcp" / "sample_server.py"
+TD = "bench.example"
+AGENT = f"spiffe://{TD}/agents/reader"
+AUDIENCE = "urn:zerolane:bench:gateway"
+DESTINATION = f"reports.{TD}"
+MCP_DESTINATION = f"mcp.{TD}"
+PATH = "/api/reports/q3"
+BODY = json.dumps({"quarter": "Q3", "revenue": 1_410_000, "margin": 0.22}).encode()
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
+    | {"trailer", "proxy-authenticate", "proxy-authorization", "content-length", "host"}
+)
+PLAYBOOK: dict[str, Any] = {
+    "name": "bench-reader",
+    "description": "Read quarterly reports through the gateways.",
+    "actions": ["read", "mcp:tools/read_report"],
+    "resources": ["reports/*", "mcp/tools/*"],
+    "destinations": [DESTINATION, MCP_DESTINATION],
+    "data_ceiling": "confidential",
+    "max_ttl": "2h",
+    "max_calls": 1_000_000,
+    "openers": {"spiffe_ids": [f"spiffe://{TD}/agents/*"]},
+}
+INTENT = "Summarize the quarter's reports"
+
+
+# --- the processes: upstream, bare proxy, load generators ----------------------------------
+
+
+def serve_upstream(port: int) -> None:
+    from aiohttp import web
+
+    async def report(_: web.Request) -> web.Response:
+        return web.Response(body=BODY, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/reports/{id}", report)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def serve_proxy(port: int, target: str) -> None:
+    """A pass-through proxy: forwards method, path, query, headers and body; nothing else."""
+    import aiohttp
+    from aiohttp import web
+
+    session: dict[str, aiohttp.ClientSession] = {}
+
+    async def start(_: web.Application) -> None:
+        connector = aiohttp.TCPConnector(limit=100)
+        session["s"] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+
+    async def stop(_: web.Application) -> None:
+        await session["s"].close()
+
+    async def forward(request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        body = await request.read()
+        async with session["s"].request(
+            request.method,
+            target + request.raw_path,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as upstream:
+            payload = await upstream.read()
+            out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+            return web.Response(status=upstream.status, headers=out, body=payload)
+
+    app = web.Application()
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """Throughput with ``concurrency`` connections, then latency with one (role ``load``)."""
+    import aiohttp
+
+    signer = None
+    if spec.get("key_pem"):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        from zerolane.tokens.rfc9449 import make_proof
+
+        key = load_pem_private_key(spec["key_pem"].encode(), password=None)
+        tokens, public = spec["tokens"], spec["public_url"] + PATH
+
+        def signer(worker: int) -> dict[str, str]:
+            token = tokens[worker % len(tokens)]  # connection i works under task i mod K
+            proof = make_proof(key, method="GET", url=public, access_token=token)  # type: ignore[arg-type]
+            return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+    url = spec["url"] + PATH
+
+    async def phase(concurrency: int, seconds: float) -> dict[str, Any]:
+        latencies: list[float] = []
+        signing = [0.0]
+        statuses: dict[str, int] = {}
+        connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(3):  # warm up: connections, first decision, caches
+                async with session.get(url, headers=signer(0) if signer else None) as r:
+                    await r.read()
+            deadline = time.perf_counter() + seconds
+
+            async def worker(number: int) -> None:
+                while time.perf_counter() < deadline:
+                    headers = None
+                    if signer is not None:
+                        started = time.perf_counter()
+                        headers = signer(number)
+                        signing[0] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    async with session.get(url, headers=headers) as response:
+                        await response.read()
+                    latencies.append(time.perf_counter() - started)
+                    key = str(response.status)
+                    statuses[key] = statuses.get(key, 0) + 1
+
+            cpu0, usage0 = cpu_seconds(spec["server_pid"]), resource.getrusage(resource.RUSAGE_SELF)
+            began = time.perf_counter()
+            await asyncio.gather(*(worker(i) for i in range(concurrency)))
+            elapsed = time.perf_counter() - began
+            cpu1, usage1 = cpu_seconds(spec["server_pid"]), resource.getrusage(resource.RUSAGE_SELF)
+        client_cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+        return {
+            "count": len(latencies),
+            "elapsed": elapsed,
+            "ok": statuses.get("200", 0),
+            "statuses": statuses,
+            "p50": percentile(latencies, 0.50),
+            "p99": percentile(latencies, 0.99),
+            "server_cpu": cpu1 - cpu0,
+            "client_cpu": client_cpu,
+            "signing": signing[0],
+        }
+
+    result: dict[str, Any] = {"load": asyncio.run(phase(spec["concurrency"], spec["seconds"]))}
+    result["light"] = asyncio.run(phase(1, spec["light_seconds"]))
+    return result
+
+
+def run_mcp_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """``calls`` sequential ``tools/call`` of one MCP session (role ``mcp-load``)."""
+    import anyio
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    auth = None
+    if spec.get("key_pem"):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        from zerolane.tokens.rfc9449 import make_proof
+
+        key = load_pem_private_key(spec["key_pem"].encode(), password=None)
+        token = spec["tokens"][0]
+
+        class Dpop(httpx2.Auth):
+            def auth_flow(
+                self, request: httpx2.Request
+            ) -> Generator[httpx2.Request, httpx2.Response]:
+                proof = make_proof(
+                    key,  # type: ignore[arg-type]
+                    method=request.method,
+                    url=str(request.url),
+                    access_token=token,
+                )
+                request.headers["Authorization"] = f"DPoP {token}"
+                request.headers["DPoP"] = proof
+                yield request
+
+        auth = Dpop()
+
+    async def calls() -> dict[str, Any]:
+        latencies: list[float] = []
+        async with (
+            httpx2.AsyncClient(auth=auth, timeout=30) as http,
+            streamable_http_client(spec["url"], http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            for _ in range(5):
+                await session.call_tool("read_report", {"name": "q3"})
+            cpu0 = cpu_seconds(spec["server_pid"])
+            for _ in range(spec["calls"]):
+                started = time.perf_counter()
+                result = await session.call_tool("read_report", {"name": "q3"})
+                latencies.append(time.perf_counter() - started)
+                if result.is_error:
+                    raise SystemExit(f"tools/call failed: {result.content}")
+            cpu1 = cpu_seconds(spec["server_pid"])
+        return {
+            "count": len(latencies),
+            "p50": percentile(latencies, 0.50),
+            "p99": percentile(latencies, 0.99),
+            "server_cpu": cpu1 - cpu0,
+        }
+
+    return anyio.run(calls)
+
+
+ROLES = {"upstream", "proxy", "load", "mcp-load"}
+
+
+def role_main(role: str, argv: list[str]) -> None:
+    if role == "upstream":
+        serve_upstream(int(argv[0]))
+    elif role == "proxy":
+        serve_proxy(int(argv[0]), argv[1])
+    else:
+        spec = json.loads(sys.stdin.read())
+        out = run_load(spec) if role == "load" else run_mcp_load(spec)
+        print(json.dumps(out))
+
+
+# --- the orchestration -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=1)
+            conn.request("GET", parts.path or "/")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not start")
+
+
+@contextmanager
+def process(argv: list[str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_http(ready_url, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        if proc.returncode not in (0, -15):
+            sys.stderr.write(err.decode(errors="replace")[-2000:])
+
+
+def role(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run a load role in a fresh process and return what it measured."""
+    done = subprocess.run(
+        [sys.executable, __file__, name],
+        input=json.dumps(spec).encode(),
+        capture_output=True,
+        check=False,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr.decode(errors='replace')[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@dataclasses.dataclass
+class Home:
+    path: Path
+    key_pem: str
+    tokens: list[str]  # HTTP tasks, all of one agent
+    task_ids: list[str]
+    mcp_token: str
+
+
+def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
+    """A home with the bench playbook, one agent, ``tasks`` HTTP tasks and an MCP task
+    for it; plus ``state`` extra tasks and ``state`` extra audit events already stored."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from zerolane.audit.events import Actor
+    from zerolane.identity.service import AttestRequest
+    from zerolane.server.deployment import init_home
+    from zerolane.tasks.lifecycle import OpenRequest
+    from zerolane.tasks.playbooks import parse_playbook
+    from zerolane.tokens.rfc9449 import make_proof, proof_jwk
+
+    admin = Actor("admin", "bench")
+    home = folder / "home"
+    deployment, _ = init_home(home, TD)
+    try:
+        deployment.registry.register(AGENT, selectors=[], owner=None, actor=admin)
+        deployment.playbooks.apply(parse_playbook(PLAYBOOK, "bench"), admin)
+        key = ec.generate_private_key(ec.SECP256R1())
+        join = deployment.join_tokens.create(AGENT, ttl=600, actor=admin).token
+        svid = deployment.identity.attest(
+            AttestRequest(evidence={"join_token": join}, public_jwk=proof_jwk(key), ttl=7200)
+        ).token
+        url = "http://bench.local/v1/tasks"
+
+        def open_task(audience: str, actions: list[str]) -> tuple[str, str]:
+            proof = make_proof(key, method="POST", url=url, access_token=svid)
+            caller = deployment.authenticator.workload(
+                f"DPoP {svid}", proof, method="POST", url=url
+            )
+            details = [{"type": "zerolane_task", "actions": actions}]
+            opened = deployment.lifecycle.open(
+                caller,
+                OpenRequest(
+                    intent=INTENT,
+                    playbook=PLAYBOOK["name"],
+                    authorization_details=details,
+                    ttl=7200,
+                    audience=[audience],
+                ),
+            )
+            return opened.task.task_id, opened.token
+
+        opened = [open_task(AUDIENCE, ["read"]) for _ in range(tasks)]
+        _, mcp_token = open_task(mcp_audience, ["mcp:tools/read_report"])
+        seed(home, deployment, state)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    finally:
+        deployment.close()
+    return Home(home, pem, [t for _, t in opened], [i for i, _ in opened], mcp_token)
+
+
+def seed(home: Path, deployment: Any, count: int) -> None:
+    """``count`` ended tasks (one transaction, straight into the table) and ``count`` audit
+    events (through the audit log, in chunks, so the chain stays valid)."""
+    from zerolane.audit.events import Actor
+    from zerolane.store.records import TaskRecord
+    from zerolane.types import Outcome, TaskState
+
+    if count <= 0:
+        return
+    template = deployment.stores.list_tasks(limit=1)[0]
+    columns = [f.name for f in dataclasses.fields(TaskRecord)]
+    now = time.time()
+
+    def row(i: int) -> tuple[object, ...]:
+        record = dataclasses.replace(
+            template,
+            task_id=f"tsk_seed{i:08d}",
+            token_jti=f"seed{i:08d}",
+            created_at=now - 86_400 + i * 0.5,
+            expires_at=now - 86_000 + i * 0.5,
+            state=TaskState.COMPLETED,
+            calls_used=i % 7,
+            ended_at=now - 86_200 + i * 0.5,
+            end_reason="completed",
+        )
+        values = {
+            **dataclasses.asdict(record),
+            "audience": json.dumps(list(record.audience)),
+            "state": record.state.value,
+        }
+        return tuple(values[c] for c in columns)
+
+    path = home / deployment.config.store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA busy_timeout=10000")
+        db.executemany(
+            f"INSERT INTO tasks ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in columns)})",
+            (row(i) for i in range(count)),
+        )
+    db.close()
+    audit = deployment.audit
+    actor = Actor("workload", AGENT)
+    for start in range(0, count, 5000):
+        audit.record_all(
+            [
+                audit.event(
+                    "decision",
+                    actor,
+                    f"tsk_seed{i:08d}",
+                    Outcome.SUCCESS,
+                    details={"decision": "allow", "resource": f"reports/r{i}"},
+                )
+                for i in range(start, min(count, start + 5000))
+            ]
+        )
+
+
+def set_audit_mode(home: Home, mode: str) -> None:
+    from zerolane.config import AuditConfig, load_config, render_config
+
+    config = dataclasses.replace(load_config(home.path), audit=AuditConfig(mode))
+    (home.path / "zerolane.toml").write_text(render_config(config))
+
+
+def gateway_config(folder: Path, port: int, upstream: int) -> Path:
+    key = folder / "reports.key"
+    key.write_bytes(os.urandom(32).hex().encode() + b"\n")
+    key.chmod(0o600)
+    path = folder / "gateway.toml"
+    path.write_text(
+        f"""
+public_url = "http://127.0.0.1:{port}"
+audience = "{AUDIENCE}"
+metrics = false
+
+[listen]
+host = "127.0.0.1"
+port = {port}
+
+[limits]
+upstream_connections = 100
+
+[[upstreams]]
+name = "reports"
+base_url = "http://127.0.0.1:{upstream}/api"
+prefix = "/api"
+destination = "{DESTINATION}"
+credential = {{ type = "hmac", key_file = "reports.key", header = "X-Api-Key" }}
+
+[[upstreams.routes]]
+method = "GET"
+path = "/reports/{{id}}"
+action = "read"
+resource = "reports/{{id}}"
+"""
+    )
+    return path
+
+
+def mcp_config(folder: Path, port: int, upstream_url: str) -> Path:
+    import tomli_w
+
+    doc = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "public_url": f"http://127.0.0.1:{port}",
+        "authorization_servers": ["http://127.0.0.1:9/"],
+        "servers": [{"name": "tools", "url": upstream_url, "destination": MCP_DESTINATION}],
+    }
+    path = folder / "mcp-gateway.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+@contextmanager
+def gateway(home: Home, config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    argv = [sys.executable, "-m", "zerolane", "gateway", "run", "--config", str(config)]
+    argv += ["--home", str(home.path), "--port", str(port)]
+    with process(argv, f"http://127.0.0.1:{port}/healthz") as proc:
+        yield proc
+
+
+def load_spec(
+    url: str,
+    pid: int,
+    concurrency: int,
+    seconds: float,
+    light: float,
+    home: Home | None,
+    tasks: int = 1,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "url": url,
+        "server_pid": pid,
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "light_seconds": light,
+    }
+    if home is not None:
+        spec.update(key_pem=home.key_pem, tokens=home.tokens[:tasks], public_url=url)
+    return spec
+
+
+def check_statuses(name: str, phase: dict[str, Any]) -> None:
+    """Refusals under load (403 ``task.contention`` when one task's concurrent requests
+    keep losing the compare-and-set) are reported; more than 5 % means a broken setup."""
+    if phase["ok"] < 0.95 * phase["count"]:
+        raise SystemExit(f"{name}: too few requests got 200: {phase['statuses']}")
+
+
+def rate(phase: dict[str, Any]) -> float:
+    """Requests answered 200 per second."""
+    return float(phase["ok"]) / float(phase["elapsed"])
+
+
+def refused(phase: dict[str, Any]) -> int:
+    return int(phase["count"]) - int(phase["ok"])
+
+
+def signing_cost(seconds: float = 1.0) -> float:
+    """Microseconds to sign one DPoP proof with a P-256 key (the client's cost)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from zerolane.tokens.rfc9449 import make_proof
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = "x" * 600
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        make_proof(key, method="GET", url="http://127.0.0.1:8800" + PATH, access_token=token)
+        count += 1
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def audited(home: Home) -> tuple[int, int, bool]:
+    """(allowed decisions audited for the HTTP tasks, calls they spent, chain verified)."""
+    from zerolane.server.deployment import Deployment
+
+    deployment = Deployment.open(home.path)
+    try:
+        allowed = 0
+        for record in deployment.audit.iter_records(page=5000):
+            if record.kind == "decision" and record.outcome == "success":
+                allowed += any(task_id in record.body for task_id in home.task_ids)
+        spent = 0
+        for task_id in home.task_ids:
+            task = deployment.stores.get_task(task_id)
+            spent += task.calls_used if task else -(10**9)
+        count, broken = deployment.audit.verify()
+        return allowed, spent, broken is None and count > 0
+    finally:
+        deployment.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="throughput phase per path")
+    parser.add_argument("--light-seconds", type=float, default=3.0, help="latency phase per path")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections under load")
+    parser.add_argument("--state", default="100,1000,100000", help="tasks and events (first=base)")
+    parser.add_argument("--state-seconds", type=float, default=3.0)
+    parser.add_argument("--mcp-calls", type=int, default=300)
+    parser.add_argument("--tasks", type=int, default=16, help="tasks in the many-tasks row")
+    parser.add_argument("--no-mcp", action="store_true")
+    parser.add_argument(
+        "--audit-mode", choices=("sync", "async"), default="sync", help="[audit] mode of the homes"
+    )
+    args = parser.parse_args()
+    started = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="zl-bench-gw-"))
+    sizes = [int(s) for s in args.state.split(",")]
+    up_port, proxy_port, gw_port, mcp_up_port, mcp_port = (free_port() for _ in range(5))
+    mcp_audience = f"http://127.0.0.1:{mcp_port}/mcp"
+    gw_url = f"http://127.0.0.1:{gw_port}"
+    sign_us = signing_cost()
+
+    homes: dict[int, Home] = {}
+    for size in sizes:
+        seeding = time.perf_counter()
+        (folder / str(size)).mkdir()
+        homes[size] = make_home(folder / str(size), mcp_audience, size, args.tasks)
+        if args.audit_mode != "sync":  # the default: leave the config as init wrote it
+            set_audit_mode(homes[size], args.audit_mode)
+        print(f"home with {size} extra tasks and events in {time.perf_counter() - seeding:.1f} s")
+    base = homes[sizes[0]]
+    config = gateway_config(folder, gw_port, up_port)
+    me = [sys.executable, __file__]
+    rows: dict[str, dict[str, Any]] = {}
+    state_rows: dict[int, dict[str, Any]] = {}
+    upstream_url = f"http://127.0.0.1:{up_port}"
+    proxy_url = f"http://127.0.0.1:{proxy_port}"
+    with process([*me, "upstream", str(up_port)], upstream_url + PATH) as upstream:
+        with process([*me, "proxy", str(proxy_port), upstream_url], proxy_url + PATH) as proxy:
+            targets = [
+                ("direct to the upstream", upstream_url, upstream.pid),
+                ("bare aiohttp proxy (baseline)", proxy_url, proxy.pid),
+            ]
+            for name, url, pid in targets:
+                spec = load_spec(url, pid, args.concurrency, args.seconds, args.light_seconds, None)
+                rows[name] = role("load", spec)
+        with gateway(base, config, gw_port) as gw:
+            spec = load_spec(
+                gw_url, gw.pid, args.concurrency, args.seconds, args.light_seconds, base
+            )
+            rows["zerolane gateway (full path)"] = role("load", spec)
+            spec = load_spec(gw_url, gw.pid, args.concurrency, args.seconds, 0.5, base, args.tasks)
+            rows[f"  the same, over {args.tasks} tasks"] = role("load", spec)
+        for size in sizes:
+            with gateway(homes[size], config, gw_port) as gw:
+                spec = load_spec(
+                    gw_url,
+                    gw.pid,
+                    args.concurrency,
+                    args.state_seconds,
+                    1.5,
+                    homes[size],
+                    args.tasks,
+                )
+                state_rows[size] = role("load", spec)
+    for name, result in [*rows.items(), *((str(s), r) for s, r in state_rows.items())]:
+        check_statuses(name, result["load"])
+        check_statuses(name, result["light"])
+
+    mcp: dict[str, dict[str, Any]] = {}
+    if not args.no_mcp:
+        mcp_up = f"http://127.0.0.1:{mcp_up_port}/mcp"
+        up_argv = [sys.executable, str(SAMPLE_MCP), "--http", "--port", str(mcp_up_port)]
+        with process(up_argv, mcp_up) as sample:
+            mcp["direct to the sample server"] = role(
+                "mcp-load",
+                {"url": mcp_up, "server_pid": sample.pid, "calls": args.mcp_calls},
+            )
+            argv = [sys.executable, "-m", "zerolane", "mcp-gateway", "run"]
+            argv += ["--config", str(mcp_config(folder, mcp_port, mcp_up))]
+            argv += ["--home", str(base.path)]
+            with process(argv, f"http://127.0.0.1:{mcp_port}/healthz") as mgw:
+                mcp["through the MCP gateway"] = role(
+                    "mcp-load",
+                    {
+                        "url": mcp_audience,
+                        "server_pid": mgw.pid,
+                        "calls": args.mcp_calls,
+                        "key_pem": base.key_pem,
+                        "tokens": [base.mcp_token],
+                    },
+                )
+
+    allowed, spent, chain_ok = audited(base)
+    report(args, rows, state_rows, sizes, mcp, sign_us)
+    print(
+        f"\nbase home: {allowed} allowed decisions audited for its HTTP tasks, {spent} calls "
+        f"spent, audit chain verified: {chain_ok}"
+    )
+    if allowed != spent or not chain_ok:
+        raise SystemExit("every allowed request must have exactly one audit event")
+    print(f"(total {time.perf_counter() - started:.0f} s)")
+
+
+def report(
+    args: argparse.Namespace,
+    rows: dict[str, dict[str, Any]],
+    state_rows: dict[int, dict[str, Any]],
+    sizes: list[int],
+    mcp: dict[str, dict[str, Any]],
+    sign_us: float,
+) -> None:
+    proxy = rows["bare aiohttp proxy (baseline)"]
+    direct = rows["direct to the upstream"]
+    base_rate = rate(proxy["load"])
+    print(
+        f"\nload: {args.concurrency} connections for {args.seconds:.0f} s; light: one connection "
+        f"for {args.light_seconds:.0f} s; audit mode {args.audit_mode}"
+    )
+    header = ("path", "req/s", "vs proxy", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "cpu us/req")
+    print("{:<34} {:>8} {:>9} {:>7} {:>7} {:>8} {:>8} {:>10} {:>8}".format(*header, "refused"))
+    for name, result in rows.items():
+        load, light = result["load"], result["light"]
+        print(
+            f"{name:<34} {rate(load):>8.0f} {rate(load) / base_rate:>8.3f}x "
+            f"{light['p50'] * 1e3:>7.2f} {light['p99'] * 1e3:>7.2f} "
+            f"{(light['p50'] - direct['light']['p50']) * 1e3:>8.2f} "
+            f"{(light['p99'] - direct['light']['p99']) * 1e3:>8.2f} "
+            f"{load['server_cpu'] / load['count'] * 1e6:>10.0f} {refused(load):>8}"
+        )
+    gw = rows["zerolane gateway (full path)"]
+    added_p50 = (gw["light"]["p50"] - proxy["light"]["p50"]) * 1e3
+    added_p99 = (gw["light"]["p99"] - proxy["light"]["p99"]) * 1e3
+    print(
+        f"(+p50/+p99: added to the direct path at light load; cpu: the server process; "
+        f"refused: non-200 answers under load {gw['load']['statuses']})\n"
+        f"gateway vs bare proxy at light load: +{added_p50:.2f} ms p50, "
+        f"+{added_p99:.2f} ms p99\n"
+        f"client side: signing one DPoP proof {sign_us:.0f} us (measured alone); the load "
+        f"process spent {gw['load']['signing'] / gw['load']['count'] * 1e6:.0f} us/request "
+        f"signing and {gw['load']['client_cpu'] / gw['load']['count'] * 1e6:.0f} us/request "
+        f"CPU in all (direct path: "
+        f"{direct['load']['client_cpu'] / direct['load']['count'] * 1e6:.0f} us/request)"
+    )
+
+    print(
+        f"\n{'tasks + events stored (load: ' + str(args.tasks) + ' tasks)':<36} {'req/s':>8} "
+        f"{'vs ' + str(sizes[0]):>9}"
+        f" {'p50 ms':>7} {'cpu us/req':>10} {'refused':>8}"
+    )
+    first_rate = rate(state_rows[sizes[0]]["load"])
+    for size in sizes:
+        load, light = state_rows[size]["load"], state_rows[size]["light"]
+        print(
+            f"{size:<36} {rate(load):>8.0f} {rate(load) / first_rate:>8.3f}x "
+            f"{light['p50'] * 1e3:>7.2f} {load['server_cpu'] / load['count'] * 1e6:>10.0f} "
+            f"{refused(load):>8}"
+        )
+
+    if mcp:
+        print(
+            f"\n{'MCP tools/call, one at a time':<34} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7}"
+            f" {'+p50 ms':>8} {'cpu us/call':>11}"
+        )
+        direct_mcp = mcp["direct to the sample server"]
+        for name, result in mcp.items():
+            print(
+                f"{name:<34} {result['count']:>6} {result['p50'] * 1e3:>7.2f} "
+                f"{result['p99'] * 1e3:>7.2f} {(result['p50'] - direct_mcp['p50']) * 1e3:>8.2f} "
+                f"{result['server_cpu'] / result['count'] * 1e6:>11.0f}"
+            )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ROLES:
+        role_main(sys.argv[1], sys.argv[2:])
+    else:
+        main()

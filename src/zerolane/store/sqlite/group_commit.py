@@ -1,0 +1,298 @@
+"""Group commit: one thread owns SQLite's write connection and commits writes in batches.
+
+SQLite has one writer at a time, and with ``synchronous=FULL`` every commit waits for an
+``fsync``. Callers therefore hand their write to :class:`GroupCommitWriter` as a small
+function of the connection (an *op*) and wait on a future. The writer thread takes
+whatever is queued when it wakes (at most ``max_batch`` ops; it never waits for more, so
+a lone write pays no added latency), opens one ``BEGIN IMMEDIATE`` transaction, runs
+each op inside its own ``SAVEPOINT`` and commits once: one ``fsync`` for the batch.
+
+- A write is acknowledged only after its batch committed: no future resolves before the
+  ``COMMIT`` returned.
+- An op that raises is rolled back to its savepoint; the others in the batch are not
+  affected, and the caller gets the op's own exception (once the batch committed).
+- When ``BEGIN`` or ``COMMIT`` fails, nothing of the batch is durable: every op of it
+  fails with :class:`~zerolane.errors.Unavailable` (callers fail closed).
+- Ops run in submission order, so later ops see what earlier ones wrote (the audit
+  chain's head is read inside the batch's transaction).
+- A write may name the row it changes (a task id): :meth:`GroupCommitWriter.settle`
+  lets a read of that row first wait for the writes to it already queued, so a
+  compare-and-set loop re-reads the value its competitor just wrote instead of a
+  snapshot from before the batch (which would make it lose again).
+- :meth:`GroupCommitWriter.close` commits what is already queued, then stops the
+  thread; writes submitted after it are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection
+
+from zerolane.errors import Unavailable
+
+T = TypeVar("T")
+
+#: A write: runs on the writer's connection inside the batch's transaction.
+WriteOp = Callable[[Connection], T]
+
+DEFAULT_MAX_BATCH = 256
+#: how long a caller waits for its batch before failing closed (the store's busy
+#: timeout, waiting for another process's write lock, is 10 s per attempt)
+DEFAULT_WAIT_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T]):
+    op: WriteOp[T]
+    future: Future[T]
+    key: str | None
+
+
+@dataclass(slots=True)
+class _Writes:
+    queued: int = 0
+    done: int = 0
+
+
+class _KeyFence:
+    """Counts the queued and finished writes of each key, so that a read of a key can
+    wait for the writes to it that were queued before the read (not for later ones)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._keys: dict[str, _Writes] = {}
+
+    def queued(self, key: str) -> None:
+        with self._cond:
+            self._keys.setdefault(key, _Writes()).queued += 1
+
+    def finished(self, key: str) -> None:
+        with self._cond:
+            writes = self._keys[key]
+            writes.done += 1
+            if writes.done == writes.queued:
+                del self._keys[key]
+            self._cond.notify_all()
+
+    def wait(self, key: str, timeout: float) -> bool:
+        with self._cond:
+            writes = self._keys.get(key)
+            if writes is None:
+                return True
+            target = writes.queued
+            return self._cond.wait_for(lambda: writes.done >= target, timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Counters since the writer started (for tests, benchmarks and operators)."""
+
+    batches: int
+    ops: int
+    failed_commits: int
+    largest_batch: int
+
+
+class _Stop:
+    """The sentinel :meth:`GroupCommitWriter.close` queues behind the last write."""
+
+
+_STOP = _Stop()
+
+
+class GroupCommitWriter:
+    """Runs write ops on one connection, a transaction (and one commit) per batch."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        name: str = "zerolane-sqlite-writer",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._connect = connect
+        self._max_batch = max_batch
+        self._wait = wait_seconds
+        self._queue: queue.SimpleQueue[_Pending[Any] | _Stop] = queue.SimpleQueue()
+        self._closing = False
+        self._admit = threading.Lock()  # a submit and close() never interleave
+        self._conn: Connection | None = None
+        self._fence = _KeyFence()
+        self._batches = self._ops = self._failed_commits = self._largest = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # callers
+    def submit(self, op: WriteOp[T], *, key: str | None = None) -> Future[T]:
+        """Queue ``op``; the future resolves once its batch committed (or failed).
+
+        ``key`` names the row the op writes (a task id), for :meth:`settle`.
+        """
+        future: Future[T] = Future()
+        with self._admit:
+            if self._closing:
+                raise Unavailable("store.closed", "the store is closed")
+            if key is not None:
+                self._fence.queued(key)
+            self._queue.put(_Pending(op, future, key))
+        return future
+
+    def run(self, op: WriteOp[T], *, key: str | None = None) -> T:
+        """Run ``op`` in the next batch and return its result (or raise its error)."""
+        future = self.submit(op, key=key)
+        try:
+            return future.result(timeout=self._wait)
+        except TimeoutError:
+            raise Unavailable(
+                "store.timeout", f"the write did not commit within {self._wait:.0f} s"
+            ) from None
+
+    def settle(self, key: str) -> None:
+        """Wait until the writes of ``key`` queued so far have committed or failed.
+
+        A read that follows then sees them (read-your-writes across this process's
+        threads). It waits for those writes only, never for ones queued later, and at
+        most ``wait_seconds``: then the read goes ahead on what is committed.
+        """
+        self._fence.wait(key, self._wait)
+
+    def stats(self) -> WriterStats:
+        return WriterStats(self._batches, self._ops, self._failed_commits, self._largest)
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread and close the connection."""
+        with self._admit:
+            if not self._closing:
+                self._closing = True
+                self._queue.put(_STOP)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    # the writer thread
+    def _loop(self) -> None:
+        try:
+            while True:
+                batch, stop = self._take()
+                if batch:
+                    self._commit_batch(batch)
+                if stop:
+                    return
+        finally:
+            with self._admit:
+                self._closing = True
+            self._refuse_queued()
+            self._disconnect()
+
+    def _refuse_queued(self) -> None:
+        """Fail what is still queued when the thread ends early (never after a close())."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Pending):
+                self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
+
+    def _take(self) -> tuple[list[_Pending[Any]], bool]:
+        """Block for one item, then take whatever else is queued, up to ``max_batch``."""
+        batch: list[_Pending[Any]] = []
+        item = self._queue.get()
+        while True:
+            if isinstance(item, _Stop):
+                return batch, True
+            batch.append(item)
+            if len(batch) >= self._max_batch:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.warning("closing the write connection failed", exc_info=True)
+
+    def _commit_batch(self, batch: list[_Pending[Any]]) -> None:
+        self._batches += 1
+        self._ops += len(batch)
+        self._largest = max(self._largest, len(batch))
+        try:
+            outcomes = self._execute(batch)
+        except BaseException as err:
+            # BEGIN, a savepoint or COMMIT failed: nothing of this batch is durable
+            self._failed_commits += 1
+            self._abandon()
+            log.error("a batch of %d writes could not be committed: %r", len(batch), err)
+            for pending in batch:
+                failure = Unavailable("store.write", "the database could not be written")
+                failure.__cause__ = err
+                self._resolve(pending, False, failure)
+            if not isinstance(err, Exception):
+                raise
+            return
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            self._resolve(pending, ok, value)
+
+    def _resolve(self, pending: _Pending[Any], ok: bool, value: Any) -> None:
+        if pending.key is not None:  # before the caller wakes: its next read sees it
+            self._fence.finished(pending.key)
+        if ok:
+            pending.future.set_result(value)
+        else:
+            pending.future.set_exception(value)
+
+    def _execute(self, batch: list[_Pending[Any]]) -> list[tuple[bool, Any]]:
+        """Run the batch in one transaction; raise if it could not be committed."""
+        conn = self._connection()
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        outcomes: list[tuple[bool, Any]] = []
+        for pending in batch:
+            conn.exec_driver_sql("SAVEPOINT op")
+            try:
+                result = pending.op(conn)
+            except Exception as err:
+                # undo this op only; if even that fails, the transaction is gone and
+                # the exception ends the whole batch
+                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT op")
+                conn.exec_driver_sql("RELEASE SAVEPOINT op")
+                outcomes.append((False, err))
+            else:
+                conn.exec_driver_sql("RELEASE SAVEPOINT op")
+                outcomes.append((True, result))
+        conn.commit()
+        return outcomes
+
+    def _abandon(self) -> None:
+        """Roll back what is left of a failed batch; reconnect next time if that fails."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.rollback()
+            driver = conn.connection.driver_connection
+            if driver is not None and getattr(driver, "in_transaction", False):
+                driver.rollback()
+        except Exception:
+            log.warning("rolling back a failed batch failed; reconnecting", exc_info=True)
+            self._disconnect()
