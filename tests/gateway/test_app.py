@@ -4,7 +4,6 @@ server without ``raw_path``, clients that leave, and unreadable token claims."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import socket
 from typing import Any
@@ -16,7 +15,6 @@ from tests.gateway.conftest import Stack, build_request
 from zerolane.cli.gateway import build_app
 from zerolane.gateway.config import load_gateway_config
 from zerolane.gateway.http import GatewayApp
-from zerolane.gateway.http.app import token_expiry
 
 Message = dict[str, Any]
 
@@ -94,27 +92,6 @@ def test_a_client_leaving_a_long_download_stops_it(stack: Stack) -> None:
             assert sock.recv(1024).startswith(b"HTTP/1.1 200")
         assert task.request("GET", stack.url("/finance/reports/q3")).status_code == 200
     assert httpx.get(stack.url("/healthz")).status_code == 200
-
-
-def _token(claims: object) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    return f"e30.{payload}.sig"
-
-
-@pytest.mark.parametrize(
-    ("token", "expected"),
-    [
-        (_token({"exp": 1800000000}), 1800000000.0),
-        (_token({"exp": "1800000000"}), 0.0),
-        (_token({"exp": True}), 0.0),
-        (_token({}), 0.0),
-        (_token([1]), 0.0),
-        ("no-dots", 0.0),
-        ("a.!!!.c", 0.0),
-    ],
-)
-def test_token_expiry_fails_closed(token: str, expected: float) -> None:
-    assert token_expiry(token) == expected
 
 
 class _BrokenDecider:

@@ -630,3 +630,14 @@ def test_no_request_outside_the_granted_scope_is_ever_allowed(
             assert not in_scope or used >= max_calls or egress, decision.reasons
     assert world.task(opened.task.task_id).calls_used == used
     world.deployment.lifecycle.complete(opened.task.task_id, AGENT, opened.task.task_id)
+
+
+def test_a_decision_carries_the_verified_token_expiry(world: World, agent: Agent) -> None:
+    """Credentials an enforcement point mints for the call may not outlive the token."""
+    opened = world.open(agent)
+    allowed = world.ask(agent, opened.token)
+    assert allowed.allowed
+    assert allowed.expires_at == opened.task.expires_at
+    anonymous = world.ask(agent, "not-a-token")
+    assert not anonymous.allowed
+    assert anonymous.expires_at is None

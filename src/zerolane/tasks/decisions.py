@@ -11,6 +11,7 @@ recorded is a deny.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,12 @@ class Decision:
     task_id: str | None
     #: what an enforcement point should answer on deny: 401 (credential), 403, 503
     status: int
+    #: the verified task token's ``exp`` (what a credential minted for the call may last)
+    expires_at: float | None = None
+
+    def failed_closed(self, reason: str) -> Decision:
+        """This decision turned into a 503 deny (an audit event could not be recorded)."""
+        return dataclasses.replace(self, allowed=False, reasons=(reason,), status=503)
 
 
 class _Deny(Exception):
@@ -182,6 +189,7 @@ class Decider:
             policies=tuple(policies),
             task_id=holder.claims.task_id if holder else None,
             status=200 if allowed else status,
+            expires_at=float(holder.claims.expires_at) if holder else None,
         )
         return self._record(decision, holder, facts, request)
 
@@ -254,12 +262,5 @@ class Decider:
                 details=details,
             )
         except Unavailable:
-            return Decision(
-                decision.decision_id,
-                False,
-                ("audit.write",),
-                decision.policies,
-                decision.task_id,
-                503,
-            )
+            return decision.failed_closed("audit.write")
         return decision

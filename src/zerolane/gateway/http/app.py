@@ -11,9 +11,6 @@ removed and the upstream's credential and ``X-Zerolane-Task`` added.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -40,18 +37,6 @@ TASK_HEADER = "X-Zerolane-Task"
 DECISION_HEADER = "X-Zerolane-Decision"
 _HEALTH = b'{"status":"ok"}'
 _JSON = [(b"content-type", b"application/json")]
-
-
-def token_expiry(token: str) -> float:
-    """The ``exp`` of a token the decider has just verified (0 if unreadable: the
-    credential minted from it is then already expired, failing closed)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp = claims["exp"]
-        return float(exp) if isinstance(exp, int) and not isinstance(exp, bool) else 0.0
-    except (IndexError, KeyError, TypeError, ValueError, binascii.Error):
-        return 0.0
 
 
 def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes]]:
@@ -182,9 +167,7 @@ class GatewayApp:
         if not decision.allowed:
             await self._deny(send, decision, close=has_body)
             return upstream.name
-        out = self._outgoing(
-            upstream, method, rest, query, headers, decision, token, declared, chunked
-        )
+        out = self._outgoing(upstream, method, rest, query, headers, decision, declared, chunked)
         await self._forwarder.forward(out, receive, send)
         return upstream.name
 
@@ -218,7 +201,6 @@ class GatewayApp:
         query: str,
         headers: list[tuple[bytes, bytes]],
         decision: Decision,
-        token: str,
         declared: int | None,
         chunked: bool,
     ) -> Outgoing:
@@ -226,7 +208,8 @@ class GatewayApp:
         forwarded = request_headers(headers, drop=self._drop[upstream.name])
         source = self._credentials.get(upstream.name)
         if source is not None:
-            forwarded.append(source.header_for(task_id, token_expiry(token)))
+            # expired (0) when unknown: a credential never outlives its verified token
+            forwarded.append(source.header_for(task_id, decision.expires_at or 0.0))
         forwarded.append((TASK_HEADER, task_id))
         forwarded.append((DECISION_HEADER, decision.decision_id))
         if declared:

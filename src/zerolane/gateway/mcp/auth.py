@@ -227,12 +227,5 @@ class Enforcer:
                 details=details,
             )
         except Unavailable:
-            return Decision(
-                decision.decision_id,
-                False,
-                ("audit.write",),
-                decision.policies,
-                decision.task_id,
-                503,
-            )
+            return decision.failed_closed("audit.write")
         return decision
