@@ -428,6 +428,27 @@ def test_a_sensitive_read_racing_an_egress_is_seen_by_the_retry(
     assert world.ask(agent, fresh.token, **post_slack).allowed
 
 
+def test_an_enforcement_points_details_join_the_decision_event_but_never_override_it(
+    world: World, agent: Agent
+) -> None:
+    opened = world.open(agent)
+    url = f"https://{FINANCE}/finance/q3"
+    extra = {"tool": "read_report", "decision": "allow", "reasons": [], "api_key": "s3cr3t"}
+    denied = world.deployment.decider.decide(
+        opened.token,
+        world.proof(agent.key, "POST", url, opened.token),
+        DecideInput("POST", url, action="delete", resource="finance/q3", details=extra),
+    )
+    assert (denied.allowed, denied.subject) == (False, AGENT)
+    event = world.events("decision")[-1]["details"]
+    assert event["tool"] == "read_report"
+    assert (event["decision"], event["reasons"]) == ("deny", ["scope.action"])
+    assert "s3cr3t" not in str(event)  # the audit log masks secret-looking fields
+    # the twin: an allowed decision names its subject as well
+    assert world.ask(agent, opened.token).subject == AGENT
+    assert world.ask(agent, "not-a-token").subject is None
+
+
 def test_a_compare_and_set_that_never_succeeds_denies(
     world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -44,8 +44,10 @@ _BAD_PATH = ("..", "%", "//", "\\", ";")
 @dataclass(frozen=True, slots=True)
 class DecideInput:
     """The request to decide: the method and URL the proof was made for, and optionally
-    the action, resource, destination and sensitivity an enforcement point mapped, and
-    the MCP tool call it carries (``context.request.mcp``)."""
+    the action, resource, destination and sensitivity an enforcement point mapped, the
+    MCP tool call it carries (``context.request.mcp``), and ``details`` the enforcement
+    point wants in the decision's audit event (e.g. a tool call's bounded arguments;
+    they never override the decision's own fields, and the audit log masks secrets)."""
 
     method: str
     url: str
@@ -55,6 +57,7 @@ class DecideInput:
     sensitivity: str | None = None
     audience: str | None = None
     mcp: McpFacts | None = None
+    details: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ class Decision:
     status: int
     #: the verified task token's ``exp`` (what a credential minted for the call may last)
     expires_at: float | None = None
+    #: the verified workload (SPIFFE ID) that holds the token, when it was verified
+    subject: str | None = None
 
     def failed_closed(self, reason: str) -> Decision:
         """This decision turned into a 503 deny (an audit event could not be recorded)."""
@@ -190,6 +195,7 @@ class Decider:
             task_id=holder.claims.task_id if holder else None,
             status=200 if allowed else status,
             expires_at=float(holder.claims.expires_at) if holder else None,
+            subject=holder.claims.subject if holder else None,
         )
         return self._record(decision, holder, facts, request)
 
@@ -235,7 +241,8 @@ class Decider:
         request: DecideInput,
     ) -> Decision:
         parts = urlsplit(request.url)
-        details: dict[str, object] = {
+        details: dict[str, object] = dict(request.details or {})
+        details |= {
             "decision_id": decision.decision_id,
             "decision": "allow" if decision.allowed else "deny",
             "reasons": list(decision.reasons),
