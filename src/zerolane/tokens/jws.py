@@ -11,12 +11,17 @@ fingerprint (CVE-2017-15361) are refused.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jwt
 from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
+from jwt.exceptions import DecodeError
 from jwt.types import SigOptions
 
 from zerolane.errors import Unauthenticated
@@ -34,9 +39,42 @@ MIN_RSA_BITS = 2048
 _OPTIONS: SigOptions = {"verify_signature": True, "enforce_minimum_key_length": True}
 
 
+#: a base64url segment: the alphabet, then at most two '=' (accepted as PyJWT does)
+_SEGMENT = re.compile(rb"([A-Za-z0-9_-]*)(={0,2})")
+#: distinct verification keys kept parsed (a proof's key is parsed once per agent key)
+KEY_CACHE_SIZE = 4096
+
+
+class _Jws(jwt.PyJWS):
+    """PyJWT's JWS with its base64url segment check done by one regular expression.
+
+    PyJWT checks each character of every segment in a Python loop, which made reading
+    a DPoP proof cost more than verifying its signature. This accepts and refuses
+    exactly what PyJWT's ``_decode_base64url_segment`` does (alphabet, at most two
+    ``=`` of padding only where the length needs it, canonical encoding), and is
+    tested against it.
+    """
+
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        match = _SEGMENT.fullmatch(segment)
+        if match is None:
+            raise DecodeError(f"Invalid {name} padding")
+        stripped, padding = match.group(1), match.group(2)
+        if (padding and len(segment) % 4 != 0) or len(stripped) % 4 == 1:
+            raise DecodeError(f"Invalid {name} padding")
+        try:
+            decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
+        except (TypeError, binascii.Error) as err:
+            raise DecodeError(f"Invalid {name} padding") from err
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
+            raise DecodeError(f"Invalid {name} padding")
+        return decoded
+
+
 def _verifier() -> jwt.PyJWS:
     """A PyJWS that knows only our algorithms (PyJWT's others are unregistered)."""
-    verifier = jwt.PyJWS(algorithms=[])
+    verifier = _Jws(algorithms=[])
     for name, (*_, algorithm) in _ALGORITHMS.items():
         verifier.register_algorithm(name, algorithm)
     return verifier
@@ -59,7 +97,7 @@ class VerifiedJws:
 def unverified_header(token: str) -> dict[str, Any]:
     """Read a compact JWS header without trusting it (for ``kid`` selection)."""
     try:
-        header = jwt.get_unverified_header(token)
+        header = _jws.get_unverified_header(token)
     except (jwt.PyJWTError, RecursionError) as err:
         raise JwsError("jws.malformed", "the token is not a compact JWS") from err
     if not isinstance(header, dict):
@@ -100,11 +138,22 @@ def _is_roca(modulus: int) -> bool:
     return all(modulus % p in residues for p, residues in _ROCA)
 
 
-def _public_key(jwk: Mapping[str, Any], alg: str) -> Any:
-    kty, crv, members, algorithm = _ALGORITHMS[alg]
-    if not all(isinstance(jwk.get(m), str) for m in members):
+def public_key(jwk: Mapping[str, Any], alg: str) -> Any:
+    """The verification key ``jwk`` holds for ``alg``: only its public members, checked
+    (on the curve; RSA size and ROCA), parsed once per distinct key and kept in a
+    bounded cache. Raises :class:`JwsError` (``jws.bad_key``, ``jws.weak_key``)."""
+    _, _, members, _ = _ALGORITHMS[alg]
+    values = tuple(v for m in members if isinstance(v := jwk.get(m), str))
+    if len(values) != len(members):
         raise JwsError("jws.bad_key", "the verification key is malformed")
-    public = {"kty": kty, **({"crv": crv} if crv else {}), **{m: jwk[m] for m in members}}
+    return _parsed_key(alg, values)
+
+
+@lru_cache(maxsize=KEY_CACHE_SIZE)
+def _parsed_key(alg: str, values: tuple[str, ...]) -> Any:
+    kty, crv, members, algorithm = _ALGORITHMS[alg]
+    public = {"kty": kty, **({"crv": crv} if crv else {})}
+    public.update(zip(members, values, strict=True))
     try:
         key = algorithm.from_jwk(public)
     except (jwt.PyJWTError, ValueError, TypeError) as err:
@@ -144,7 +193,7 @@ def verify(
     for jwk in candidates:
         try:
             decoded = _jws.decode_complete(
-                token, key=_public_key(jwk, alg), algorithms=[alg], options=_OPTIONS
+                token, key=public_key(jwk, alg), algorithms=[alg], options=_OPTIONS
             )
         except jwt.InvalidSignatureError:
             continue

@@ -169,10 +169,9 @@ def _header_key(header: Mapping[str, Any], alg: str) -> dict[str, str]:
     if not all(isinstance(jwk.get(m), str) for m in members):
         raise DpopError("dpop.jwk", "the proof's jwk is malformed")
     public = {"kty": kty, "crv": crv, **{m: jwk[m] for m in members}}
-    loader = ECAlgorithm if kty == "EC" else OKPAlgorithm
-    try:  # parsing checks the point is on the curve
-        loader.from_jwk(public)
-    except (jwt.PyJWTError, ValueError, TypeError) as err:
+    try:  # parsing checks the point is on the curve (once per key: jws caches it)
+        jws.public_key(public, alg)
+    except jws.JwsError as err:
         raise DpopError("dpop.jwk", "the proof's jwk is not a valid public key") from err
     return public
 
