@@ -8,15 +8,19 @@ to the audit chain) are single methods here, never read-then-write in the core.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from zerolane.store.records import (
     AdminCredential,
     AuditRecord,
+    BusHealth,
     ConsumeResult,
     FederatedBundle,
     JoinToken,
+    LeaseRecord,
+    LeaseState,
     PlaybookRecord,
+    RevocationEvent,
     TaskRecord,
     Workload,
 )
@@ -87,6 +91,28 @@ class PlaybookStore(Protocol):
         """All playbooks, ordered by name."""
 
 
+@runtime_checkable
+class RecordedSpendStore(Protocol):
+    """A store that can spend a call and append its audit events in one durable write
+    (one transaction, one commit): a decision's spend and its event are then stored
+    together or not at all, and the request waits for one commit instead of two."""
+
+    def spend_call_recorded(
+        self,
+        task_id: str,
+        *,
+        expected_calls_used: int,
+        touched: int,
+        now: float,
+        events: Sequence[dict[str, object]],
+        seal: Sealer,
+        expected_max_calls: int | None = None,
+    ) -> TaskRecord | None:
+        """:meth:`TaskStore.spend_call`, and when it spends, append ``events`` to the
+        audit chain in the same transaction. When the spend fails nothing is appended;
+        when the append fails the spend is undone and the error raised."""
+
+
 class TaskStore(Protocol):
     def add_task(self, task: TaskRecord) -> None:
         """Store a new task; raise ``Conflict`` when the id exists."""
@@ -105,12 +131,47 @@ class TaskStore(Protocol):
         """
 
     def spend_call(
-        self, task_id: str, *, expected_calls_used: int, touched: int, now: float
+        self,
+        task_id: str,
+        *,
+        expected_calls_used: int,
+        touched: int,
+        now: float,
+        expected_max_calls: int | None = None,
     ) -> TaskRecord | None:
         """Spend one call, compare-and-set: only when the task is still active, unexpired
-        at ``now``, has calls left and ``calls_used == expected_calls_used``. Raises
-        ``touched`` to at least the given rank. Returns the updated task, or None when
-        any condition failed (the caller re-reads and decides again)."""
+        at ``now``, has calls left, ``calls_used == expected_calls_used`` and (when
+        given) ``max_calls == expected_max_calls`` (a delegation carves the budget by
+        lowering it). Raises ``touched`` to at least the given rank. Returns the
+        updated task, or None when any condition failed (the caller re-reads and
+        decides again)."""
+
+    # the delegation tree (parent_id / depth)
+    def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
+        """Store ``child`` under ``child.parent_id``, carving its budget, atomically.
+
+        Only when the parent is active, unexpired at ``now``, ends no earlier than the
+        child (``child.expires_at <= parent.expires_at``) and has at least
+        ``child.max_calls`` calls left (``max_calls - calls_used``): then the parent's
+        ``max_calls`` drops by ``child.max_calls`` and the child is inserted, together.
+        Returns the updated parent, or None (nothing written) when a condition failed.
+        Raises ``Conflict`` when the child's id exists. A child can therefore never
+        be added under a task that has ended: ending a tree and adding to it are
+        ordered, one before the other."""
+
+    def list_children(self, parent_id: str) -> list[TaskRecord]:
+        """The tasks whose ``parent_id`` is ``parent_id``, oldest first."""
+
+    def end_tree(
+        self, task_id: str, state: TaskState, at: float, reason: str, descendant_reason: str
+    ) -> list[TaskRecord]:
+        """End a task and every descendant, atomically (all or none is written).
+
+        The task moves to ``state`` with ``reason`` if it is live (active or
+        suspended); every live descendant (children, their children...) is revoked
+        with ``descendant_reason``, whether or not the task itself was still live.
+        Returns the tasks ended by this call: the task first when it was ended, then
+        its descendants. An unknown task gives ``[]``."""
 
 
 class ReplayCache(Protocol):
@@ -121,6 +182,45 @@ class ReplayCache(Protocol):
         """
 
 
+class LeaseStore(Protocol):
+    """Leases of downstream credentials (grants); state changes are compare-and-set."""
+
+    def add_lease(self, lease: LeaseRecord) -> None:
+        """Store a new lease; raise ``Conflict`` when the id exists."""
+
+    def get_lease(self, lease_id: str) -> LeaseRecord | None: ...
+
+    def list_leases(
+        self,
+        *,
+        task_id: str | None = None,
+        state: LeaseState | None = None,
+        due_before: float | None = None,
+        limit: int = 100,
+    ) -> list[LeaseRecord]:
+        """Leases, newest first, optionally of one task and/or in one state. With
+        ``due_before``: only leases whose ``next_attempt_at`` is set and <= it."""
+
+    def transition_lease(
+        self,
+        lease_id: str,
+        *,
+        expected: Sequence[LeaseState],
+        state: LeaseState,
+        at: float,
+        count_attempt: bool = False,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
+        end_reason: str | None = None,
+    ) -> LeaseRecord | None:
+        """Move the lease to ``state`` only if it is in one of ``expected`` (atomic).
+
+        Sets ``updated_at = at`` and ``next_attempt_at`` (None clears it); adds one to
+        ``attempts`` when ``count_attempt``; replaces ``last_error`` and ``end_reason``
+        when given. Returns the updated lease, or None when unknown or not in
+        ``expected`` (someone else moved it first)."""
+
+
 class Stores(
     WorkloadStore,
     JoinTokenStore,
@@ -129,6 +229,7 @@ class Stores(
     AuditStore,
     PlaybookStore,
     TaskStore,
+    LeaseStore,
     Protocol,
 ):
     """Everything one backend provides."""
@@ -140,3 +241,27 @@ class Stores(
 
 #: The hash that the first event of a chain links to.
 GENESIS_HASH = "0" * 64
+
+
+RevocationCallback = Callable[[RevocationEvent], None]
+
+
+class RevocationBus(Protocol):
+    """Pub/sub of revocation events between the processes of a deployment.
+
+    In-process now (:mod:`zerolane.store.memory.bus`); a network bus (Redis) later,
+    so events are small serializable records and delivery is at most once: a
+    subscriber learns it may have missed events from a gap in ``sequence`` or from
+    :meth:`health`, and enforcement fails closed past its grace window.
+    """
+
+    def publish(self, event: RevocationEvent) -> RevocationEvent:
+        """Send ``event`` to every subscriber; returns it with its ``sequence``.
+        Raises ``Unavailable`` when the bus cannot take it."""
+
+    def subscribe(self, callback: RevocationCallback) -> Callable[[], None]:
+        """Call ``callback`` with every event published from now on (in sequence
+        order, on a thread of the bus); returns the function that unsubscribes."""
+
+    def health(self) -> BusHealth:
+        """Whether this process is connected, and when the bus last proved reachable."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 
+from zerolane.errors import InvalidInput
 from zerolane.types import TaskState, WorkloadStatus
 
 
@@ -89,7 +91,8 @@ class TaskRecord:
 
     ``touched`` is the highest sensitivity rank the task has been allowed to touch so far
     (-1 before its first allowed request); ``calls_used`` doubles as the version for
-    compare-and-set spending.
+    compare-and-set spending. ``max_calls`` is what the task itself may still spend in
+    all: delegating a child carves the child's budget out of it.
     """
 
     task_id: str
@@ -112,4 +115,121 @@ class TaskRecord:
     parent_id: str | None = None
     depth: int = 0
     ended_at: float | None = None
+    end_reason: str | None = None
+    #: the person the task acts for, verified from an OIDC ID token (its ``sub`` and
+    #: ``iss``); a delegated task inherits it. Never from the free-text ``on_behalf_of``.
+    user_subject: str | None = None
+    user_issuer: str | None = None
+
+
+class RevocationKind(enum.StrEnum):
+    """What a revocation event says about its tasks."""
+
+    ENDED = "ended"  # completed or expired: nothing more is allowed
+    REVOKED = "revoked"  # ended by an admin, a detector or a cascade
+    SUSPENDED = "suspended"  # nothing is allowed until a later ``resumed``
+    RESUMED = "resumed"  # a suspension is lifted (never undoes ended/revoked)
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RevocationKind.ENDED, RevocationKind.REVOKED)
+
+
+#: bounds of one event on the wire (a network bus refuses anything bigger)
+MAX_EVENT_TASKS = 1000
+MAX_EVENT_TEXT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One message on the revocation bus: small, serializable, ordered by ``sequence``.
+
+    ``sequence`` is assigned by the bus on publish (0 before); a subscriber that sees a
+    gap in it has missed events and must not trust what it cached before the gap.
+    """
+
+    task_ids: tuple[str, ...]
+    kind: RevocationKind
+    reason: str
+    at: float
+    sequence: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": 1,
+                "seq": self.sequence,
+                "kind": self.kind.value,
+                "tasks": list(self.task_ids),
+                "reason": self.reason,
+                "at": self.at,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RevocationEvent:
+        """Parse and validate a message; ``InvalidInput`` (``revocation.malformed``)."""
+        try:
+            doc = json.loads(text)
+            if not isinstance(doc, dict) or doc.get("v") != 1:
+                raise ValueError("not a version 1 revocation event")
+            tasks, seq, at, reason = doc["tasks"], doc["seq"], doc["at"], doc["reason"]
+            if not (
+                isinstance(tasks, list)
+                and 0 < len(tasks) <= MAX_EVENT_TASKS
+                and all(isinstance(t, str) and 0 < len(t) <= MAX_EVENT_TEXT for t in tasks)
+            ):
+                raise ValueError("tasks must be a list of task ids")
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise ValueError("seq must be a non-negative integer")
+            if isinstance(at, bool) or not isinstance(at, int | float):
+                raise ValueError("at must be a number")
+            if not isinstance(reason, str) or len(reason) > MAX_EVENT_TEXT:
+                raise ValueError("reason must be a short string")
+            return cls(tuple(tasks), RevocationKind(doc["kind"]), reason, float(at), seq)
+        except (ValueError, KeyError, TypeError) as err:
+            raise InvalidInput("revocation.malformed", f"not a revocation event: {err}") from err
+
+
+@dataclass(frozen=True, slots=True)
+class BusHealth:
+    """How a subscriber's link to the revocation bus is doing.
+
+    ``last_seen`` is the last time the bus proved reachable (a message, a heartbeat or
+    a successful connect), None when it never has: past the grace window after it,
+    enforcement points fail closed.
+    """
+
+    connected: bool
+    last_seen: float | None
+
+
+class LeaseState(enum.StrEnum):
+    """Where a grant's lease is. ``failed`` is a revocation that did not succeed yet:
+    it is retried and stays listed until it does."""
+
+    ACTIVE = "active"
+    REVOKING = "revoking"
+    REVOKED = "revoked"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """One downstream credential minted for a task. ``handle`` names it at the broker
+    (a role name, a key id), never the secret itself."""
+
+    lease_id: str
+    task_id: str
+    broker: str
+    handle: str
+    state: LeaseState
+    created_at: float
+    expires_at: float
+    updated_at: float
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: float | None = None
     end_reason: str | None = None

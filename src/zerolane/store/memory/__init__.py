@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from zerolane.errors import Conflict
+from zerolane.store.memory.leases import MemoryLeases
 from zerolane.store.ports import GENESIS_HASH, Sealer
 from zerolane.store.records import (
     AdminCredential,
@@ -21,13 +22,14 @@ from zerolane.store.records import (
 )
 from zerolane.types import TaskState, WorkloadStatus
 
-SCHEMA_VERSION = 2  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 4  # the SQL schema version whose state this backend holds
 
 
-class MemoryStores:
+class MemoryStores(MemoryLeases):
     """Implements every port of :mod:`zerolane.store.ports` under one lock."""
 
     def __init__(self) -> None:
+        MemoryLeases.__init__(self)
         self._lock = threading.Lock()
         self._workloads: dict[str, Workload] = {}
         self._join_tokens: dict[str, JoinToken] = {}
@@ -36,6 +38,7 @@ class MemoryStores:
         self._events: list[AuditRecord] = []
         self._playbooks: dict[str, PlaybookRecord] = {}
         self._tasks: dict[str, TaskRecord] = {}
+        self._children: dict[str, list[str]] = {}  # parent id -> child ids, oldest first
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION
@@ -153,6 +156,8 @@ class MemoryStores:
             if task.task_id in self._tasks:
                 raise Conflict("task.exists", f"task {task.task_id} exists")
             self._tasks[task.task_id] = task
+            if task.parent_id is not None:
+                self._children.setdefault(task.parent_id, []).append(task.task_id)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self._lock:
@@ -180,7 +185,13 @@ class MemoryStores:
             return ended
 
     def spend_call(
-        self, task_id: str, *, expected_calls_used: int, touched: int, now: float
+        self,
+        task_id: str,
+        *,
+        expected_calls_used: int,
+        touched: int,
+        now: float,
+        expected_max_calls: int | None = None,
     ) -> TaskRecord | None:
         with self._lock:
             task = self._tasks.get(task_id)
@@ -188,6 +199,7 @@ class MemoryStores:
                 task is None
                 or task.state is not TaskState.ACTIVE
                 or task.calls_used != expected_calls_used
+                or (expected_max_calls is not None and task.max_calls != expected_max_calls)
                 or task.calls_used >= task.max_calls
                 or now >= task.expires_at
             ):
@@ -197,3 +209,56 @@ class MemoryStores:
             )
             self._tasks[task_id] = spent
             return spent
+
+    # the delegation tree
+    def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
+        with self._lock:
+            if child.task_id in self._tasks:
+                raise Conflict("task.exists", f"task {child.task_id} exists")
+            parent = self._tasks.get(child.parent_id) if child.parent_id else None
+            if (
+                parent is None
+                or parent.state is not TaskState.ACTIVE
+                or now >= parent.expires_at
+                or child.expires_at > parent.expires_at
+                or parent.max_calls - parent.calls_used < child.max_calls
+            ):
+                return None
+            carved = dataclasses.replace(parent, max_calls=parent.max_calls - child.max_calls)
+            self._tasks[parent.task_id] = carved
+            self._tasks[child.task_id] = child
+            self._children.setdefault(parent.task_id, []).append(child.task_id)
+            return carved
+
+    def list_children(self, parent_id: str) -> list[TaskRecord]:
+        with self._lock:
+            children = [self._tasks[c] for c in self._children.get(parent_id, ())]
+        children.sort(key=lambda t: (t.created_at, t.task_id))
+        return children
+
+    def end_tree(
+        self, task_id: str, state: TaskState, at: float, reason: str, descendant_reason: str
+    ) -> list[TaskRecord]:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return []
+            ended: list[TaskRecord] = []
+            if not task.state.ended:
+                ended.append(dataclasses.replace(task, state=state, ended_at=at, end_reason=reason))
+            pending = list(self._children.get(task_id, ()))
+            while pending:
+                child = self._tasks[pending.pop(0)]
+                pending.extend(self._children.get(child.task_id, ()))
+                if not child.state.ended:
+                    ended.append(
+                        dataclasses.replace(
+                            child,
+                            state=TaskState.REVOKED,
+                            ended_at=at,
+                            end_reason=descendant_reason,
+                        )
+                    )
+            for record in ended:
+                self._tasks[record.task_id] = record
+            return ended

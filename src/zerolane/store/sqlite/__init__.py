@@ -43,6 +43,7 @@ from zerolane.store.sqlite.group_commit import (
     WriteOp,
     WriterStats,
 )
+from zerolane.store.sqlite.leases import SqliteLeases
 from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
 from zerolane.types import TaskState, WorkloadStatus
 
@@ -92,7 +93,7 @@ def _join_token(row: Any) -> JoinToken:
 _TASK_COLUMNS = (
     "task_id, owner, playbook, playbook_version, intent, scope, authorization_details, jkt, "
     "audience, state, created_at, expires_at, max_calls, calls_used, touched, token_jti, "
-    "on_behalf_of, parent_id, depth, ended_at, end_reason"
+    "on_behalf_of, parent_id, depth, ended_at, end_reason, user_subject, user_issuer"
 )
 
 
@@ -119,6 +120,8 @@ def _task(row: Any) -> TaskRecord:
         depth=row.depth,
         ended_at=row.ended_at,
         end_reason=row.end_reason,
+        user_subject=row.user_subject,
+        user_issuer=row.user_issuer,
     )
 
 
@@ -135,7 +138,7 @@ def _audit(row: Any) -> AuditRecord:
     )
 
 
-class SqliteStores:
+class SqliteStores(SqliteLeases):
     """Implements every port of :mod:`zerolane.store.ports` on one SQLite file."""
 
     def __init__(self, path: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
@@ -174,15 +177,19 @@ class SqliteStores:
             "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
             "applied_at DOUBLE PRECISION NOT NULL)"
         )
-        current = conn.execute(text("SELECT MAX(version) FROM schema_migrations")).scalar()
-        current = current or 0
+        applied = {
+            int(row[0]) for row in conn.execute(text("SELECT version FROM schema_migrations"))
+        }
+        current = max(applied, default=0)
         if current > LATEST:
             raise InvalidInput(
                 "store.schema_too_new",
                 f"the database schema is version {current}; this zerolane knows {LATEST}",
             )
-        for version, description, statements in MIGRATIONS:
-            if version <= current:
+        # every version the database lacks, in version order: a migration numbered
+        # below one already applied (two appended at once) still runs
+        for version, description, statements in sorted(MIGRATIONS, key=lambda m: m[0]):
+            if version in applied:
                 continue
             for statement in statements:
                 conn.exec_driver_sql(statement)
@@ -425,29 +432,7 @@ class SqliteStores:
 
     # tasks
     def add_task(self, task: TaskRecord) -> None:
-        values = {
-            "task_id": task.task_id,
-            "owner": task.owner,
-            "playbook": task.playbook,
-            "playbook_version": task.playbook_version,
-            "intent": task.intent,
-            "scope": task.scope,
-            "authorization_details": task.authorization_details,
-            "jkt": task.jkt,
-            "audience": json.dumps(list(task.audience)),
-            "state": task.state.value,
-            "created_at": task.created_at,
-            "expires_at": task.expires_at,
-            "max_calls": task.max_calls,
-            "calls_used": task.calls_used,
-            "touched": task.touched,
-            "token_jti": task.token_jti,
-            "on_behalf_of": task.on_behalf_of,
-            "parent_id": task.parent_id,
-            "depth": task.depth,
-            "ended_at": task.ended_at,
-            "end_reason": task.end_reason,
-        }
+        values = _task_values(task)
         placeholders = ", ".join(f":{name}" for name in values)
         self._statement(
             f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({placeholders})",  # noqa: S608
@@ -486,12 +471,83 @@ class SqliteStores:
         )
 
     def spend_call(
-        self, task_id: str, *, expected_calls_used: int, touched: int, now: float
+        self,
+        task_id: str,
+        *,
+        expected_calls_used: int,
+        touched: int,
+        now: float,
+        expected_max_calls: int | None = None,
     ) -> TaskRecord | None:
-        params = {"t": task_id, "expected": expected_calls_used, "touched": touched, "now": now}
+        params = _spend_params(task_id, expected_calls_used, touched, now, expected_max_calls)
         return self._write(
             lambda conn: _task_or_none(conn.execute(_SPEND_CALL, params).first()), key=task_id
         )
+
+    def spend_call_recorded(
+        self,
+        task_id: str,
+        *,
+        expected_calls_used: int,
+        touched: int,
+        now: float,
+        events: Sequence[dict[str, object]],
+        seal: Sealer,
+        expected_max_calls: int | None = None,
+    ) -> TaskRecord | None:
+        params = _spend_params(task_id, expected_calls_used, touched, now, expected_max_calls)
+        append = _append_op(list(events), seal)
+
+        def op(conn: Connection) -> TaskRecord | None:
+            spent = _task_or_none(conn.execute(_SPEND_CALL, params).first())
+            if spent is not None and events:
+                append(conn)  # raising rolls this op (the spend too) back to its savepoint
+            return spent
+
+        return self._write(op, key=task_id)
+
+    # the delegation tree
+    def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
+        carve = {
+            "p": child.parent_id,
+            "calls": child.max_calls,
+            "now": now,
+            "child_expires": child.expires_at,
+        }
+        values = _task_values(child)
+
+        def op(conn: Connection) -> TaskRecord | None:
+            if child.parent_id is None:
+                return None
+            parent = conn.execute(_CARVE_PARENT, carve).first()
+            if parent is None:
+                return None
+            try:
+                conn.execute(_INSERT_TASK, values)
+            except IntegrityError as err:  # the op's savepoint rolls the carve back too
+                raise Conflict("task.exists", f"task {child.task_id} exists") from err
+            return _task(parent)
+
+        return self._write(op, key=child.parent_id)
+
+    def list_children(self, parent_id: str) -> list[TaskRecord]:
+        return [_task(r) for r in self._read(_CHILDREN.text, p=parent_id)]
+
+    def end_tree(
+        self, task_id: str, state: TaskState, at: float, reason: str, descendant_reason: str
+    ) -> list[TaskRecord]:
+        end = {"s": state.value, "at": at, "r": reason, "t": task_id}
+        below = {"at": at, "r": descendant_reason, "t": task_id}
+
+        def op(conn: Connection) -> list[TaskRecord]:
+            root = conn.execute(_END_TASK, end).first()
+            descendants = conn.execute(_END_DESCENDANTS, below).all()
+            ended = [_task(root)] if root is not None else []
+            return ended + sorted(
+                (_task(r) for r in descendants), key=lambda t: (t.depth, t.created_at, t.task_id)
+            )
+
+        return self._write(op, key=task_id)
 
 
 _SET_WORKLOAD_STATUS = text(
@@ -515,6 +571,7 @@ _SPEND_CALL = text(
     "UPDATE tasks SET calls_used = calls_used + 1, "  # noqa: S608
     "touched = CASE WHEN touched < :touched THEN :touched ELSE touched END "
     "WHERE task_id = :t AND state = 'active' AND calls_used = :expected "
+    "AND (:max IS NULL OR max_calls = :max) "
     "AND calls_used < max_calls AND expires_at > :now "
     f"RETURNING {_TASK_COLUMNS}"
 )
@@ -525,8 +582,71 @@ _AUDIT_INSERT = text(
 )
 
 
+def _spend_params(
+    task_id: str, expected: int, touched: int, now: float, max_calls: int | None
+) -> dict[str, Any]:
+    return {"t": task_id, "expected": expected, "touched": touched, "now": now, "max": max_calls}
+
+
 def _task_or_none(row: Any) -> TaskRecord | None:
     return _task(row) if row is not None else None
+
+
+def _task_values(task: TaskRecord) -> dict[str, Any]:
+    """The row of ``task``: one value per column of :data:`_TASK_COLUMNS`."""
+    return {
+        "task_id": task.task_id,
+        "owner": task.owner,
+        "playbook": task.playbook,
+        "playbook_version": task.playbook_version,
+        "intent": task.intent,
+        "scope": task.scope,
+        "authorization_details": task.authorization_details,
+        "jkt": task.jkt,
+        "audience": json.dumps(list(task.audience)),
+        "state": task.state.value,
+        "created_at": task.created_at,
+        "expires_at": task.expires_at,
+        "max_calls": task.max_calls,
+        "calls_used": task.calls_used,
+        "touched": task.touched,
+        "token_jti": task.token_jti,
+        "on_behalf_of": task.on_behalf_of,
+        "parent_id": task.parent_id,
+        "depth": task.depth,
+        "ended_at": task.ended_at,
+        "end_reason": task.end_reason,
+        "user_subject": task.user_subject,
+        "user_issuer": task.user_issuer,
+    }
+
+
+_INSERT_TASK = text(
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES "  # noqa: S608
+    f"({', '.join(':' + c.strip() for c in _TASK_COLUMNS.split(','))})"
+)
+_CARVE_PARENT = text(
+    "UPDATE tasks SET max_calls = max_calls - :calls "  # noqa: S608
+    "WHERE task_id = :p AND state = 'active' AND expires_at > :now "
+    "AND expires_at >= :child_expires AND max_calls - calls_used >= :calls "
+    f"RETURNING {_TASK_COLUMNS}"
+)
+#: every task below :t (children, their children...); UNION, so even a cycle ends
+_DESCENDANTS = (
+    "WITH RECURSIVE tree(id) AS ("
+    "SELECT task_id FROM tasks WHERE parent_id = :t "
+    "UNION SELECT tasks.task_id FROM tasks JOIN tree ON tasks.parent_id = tree.id) "
+)
+_END_DESCENDANTS = text(
+    f"{_DESCENDANTS}UPDATE tasks SET state = 'revoked', ended_at = :at, "  # noqa: S608
+    "end_reason = :r "
+    "WHERE task_id IN (SELECT id FROM tree) AND state IN ('active', 'suspended') "
+    f"RETURNING {_TASK_COLUMNS}"
+)
+_CHILDREN = text(
+    f"SELECT {_TASK_COLUMNS} FROM tasks WHERE parent_id = :p "  # noqa: S608
+    "ORDER BY created_at, task_id"
+)
 
 
 def _append_op(events: list[dict[str, object]], seal: Sealer) -> WriteOp[list[AuditRecord]]:

@@ -85,4 +85,39 @@ MIGRATIONS.append(
         ],
     )
 )
-LATEST = MIGRATIONS[-1][0]
+MIGRATIONS.append(
+    (
+        3,
+        "grant leases",
+        [
+            """CREATE TABLE leases (
+                lease_id TEXT PRIMARY KEY,
+                task_id TEXT NOT NULL,
+                broker TEXT NOT NULL,
+                handle TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                attempts INTEGER NOT NULL,
+                last_error TEXT,
+                next_attempt_at DOUBLE PRECISION,
+                end_reason TEXT)""",
+            "CREATE INDEX leases_task ON leases (task_id)",
+            "CREATE INDEX leases_state ON leases (state, next_attempt_at)",
+        ],
+    )
+)
+MIGRATIONS.append(
+    (
+        4,
+        "the person a task acts for (verified from an ID token)",
+        [
+            "ALTER TABLE tasks ADD COLUMN user_subject TEXT",
+            "ALTER TABLE tasks ADD COLUMN user_issuer TEXT",
+        ],
+    )
+)
+#: Migrations may be appended out of version order when two land at once: the loader
+#: applies every version the database lacks, in version order.
+LATEST = max(version for version, _, _ in MIGRATIONS)
