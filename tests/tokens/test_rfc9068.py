@@ -50,6 +50,7 @@ CLAIMS = TaskTokenClaims(
     authorization_details=DETAILS,
 )
 ACT = {"sub": "spiffe://example.org/helper", "act": {"sub": AGENT}}
+X5T = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"  # RFC 8705 section 3.1's example
 
 
 @dataclass
@@ -212,10 +213,22 @@ ATTACKS = [
         lambda w: (w.sign(body()), {}),
     ),
     Attack(
-        "cnf without jkt",
+        "cnf with neither jkt nor x5t#S256",
         "token.unbound",
-        lambda w: (w.sign(body(cnf={"x5t#S256": "abc"})), {}),
+        lambda w: (w.sign(body(cnf={"x5u": "https://example.org/cert"})), {}),
         plain,
+    ),
+    Attack(
+        "cnf.x5t#S256 not a SHA-256 thumbprint",
+        "token.claims",
+        lambda w: (w.sign(body(cnf={"x5t#S256": "abc"})), {}),
+        lambda w: (w.sign(body(cnf={"x5t#S256": X5T})), {}),
+    ),
+    Attack(
+        "cnf with both jkt and x5t#S256",
+        "token.claims",
+        lambda w: (w.sign(body(cnf={"jkt": CLAIMS.jkt, "x5t#S256": X5T})), {}),
+        lambda w: (w.sign(body(cnf={"jkt": CLAIMS.jkt})), {}),
     ),
     Attack(
         "cnf.jkt not a string", "token.claims", lambda w: (w.sign(body(cnf={"jkt": 1})), {}), plain

@@ -1,4 +1,4 @@
-"""``zerolane task``: list, show and revoke tasks."""
+"""``zerolane task``: list, show, revoke tasks and show their delegation trees."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.tree import Tree
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
@@ -79,3 +80,33 @@ def revoke(
     with opened(home) as deployment:
         deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
     console.print(f"Revoked [bold]{task_id}[/bold]")
+
+
+@app.command("tree")
+def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
+    """Show a task and the tasks delegated from it, as a tree (each with its holder,
+    state, calls and the person it acts for, when verified)."""
+    with opened(home) as deployment:
+        now = deployment.clock.now()
+        tasks = [task_out(t, now) for t in deployment.lifecycle.tree(task_id)]
+    if as_json:
+        print_json([t.model_dump() for t in tasks])
+        return
+    nodes: dict[str, Tree] = {}
+    root: Tree | None = None
+    for t in tasks:
+        user = f" for {t.user['subject']}" if t.user else ""
+        label = (
+            f"[bold]{t.task_id}[/] {t.owner} [{_STATE_STYLE.get(t.state, 'white')}]{t.state}[/]"
+            f" calls {t.calls_used}/{t.max_calls}{user}"
+            + (f" ({t.end_reason})" if t.end_reason and t.end_reason != t.state else "")
+        )
+        parent = nodes.get(t.parent_id) if t.parent_id else None
+        node = parent.add(label) if parent is not None else Tree(label)
+        root = root or node
+        nodes[t.task_id] = node
+    if root is not None:
+        console.print(root)
+
+
+_STATE_STYLE = {"active": "green", "completed": "blue", "revoked": "red", "expired": "yellow"}

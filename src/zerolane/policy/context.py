@@ -54,7 +54,33 @@ class TaskFacts:
     expires_at: float
     depth: int
     delegated: bool
-    on_behalf_of: str | None
+    on_behalf_of: str | None  # free text, never verified: for audit, not for decisions
+    user: UserFacts | None = None  # the person it acts for, verified (an ID token)
+
+
+@dataclass(frozen=True, slots=True)
+class UserFacts:
+    """A person a task acts for, verified from an OIDC ID token: its ``sub`` and ``iss``."""
+
+    subject: str
+    issuer: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParentFacts:
+    """The task a new task is delegated from (``context.parent`` of ``open_task``)."""
+
+    id: str
+    owner: str
+    playbook: str
+    depth: int
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    ceiling: Sensitivity
+    expires_at: float
+    calls_left: int
+    user: UserFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +146,9 @@ class OpenFacts:
     max_calls: int
     depth: int
     intent: str
-    on_behalf_of: str | None
+    on_behalf_of: str | None  # free text, never verified: for audit, not for decisions
+    user: UserFacts | None = None  # the person the new task will act for, verified
+    parent: ParentFacts | None = None  # set when the new task is delegated from it
 
 
 def is_internal(destination: str, patterns: tuple[str, ...] | list[str]) -> bool:
@@ -247,7 +275,7 @@ def _in_scope(task: TaskFacts, resource: str) -> bool:
 def request_context(task: TaskFacts, request: RequestFacts, now: float) -> dict[str, object]:
     """The context of ``Zerolane::Action::"request"``."""
     context: dict[str, object] = _clock(now)
-    context["task"] = {
+    task_record: dict[str, object] = {
         "id": task.id,
         "playbook": task.playbook,
         "intent": task.intent,
@@ -265,6 +293,9 @@ def request_context(task: TaskFacts, request: RequestFacts, now: float) -> dict[
         "delegated": task.delegated,
         "on_behalf_of": task.on_behalf_of or "",
     }
+    if task.user is not None:  # optional in the schema: policies test `has user`
+        task_record["user"] = _user_record(task.user)
+    context["task"] = task_record
     facts: dict[str, object] = {
         "action": request.action,
         "resource": request.resource,
@@ -297,7 +328,7 @@ def open_context(facts: OpenFacts, now: float) -> dict[str, object]:
         "max_ttl": facts.max_ttl,
         "max_calls": facts.playbook_max_calls,
     }
-    context["requested"] = {
+    requested: dict[str, object] = {
         "actions": list(facts.actions),
         "destinations": list(facts.destinations),
         "ceiling": int(facts.ceiling),
@@ -307,7 +338,34 @@ def open_context(facts: OpenFacts, now: float) -> dict[str, object]:
         "intent": facts.intent,
         "on_behalf_of": facts.on_behalf_of or "",
     }
+    if facts.user is not None:  # optional in the schema: policies test `has user`
+        requested["user"] = _user_record(facts.user)
+    context["requested"] = requested
+    if facts.parent is not None:  # optional: only when delegating (`context has parent`)
+        context["parent"] = _parent_record(facts.parent)
     return context
+
+
+def _user_record(user: UserFacts) -> dict[str, object]:
+    return {"subject": user.subject, "issuer": user.issuer}
+
+
+def _parent_record(parent: ParentFacts) -> dict[str, object]:
+    record: dict[str, object] = {
+        "id": parent.id,
+        "owner": parent.owner,
+        "playbook": parent.playbook,
+        "depth": parent.depth,
+        "actions": list(parent.actions),
+        "resources": list(parent.resources),
+        "destinations": list(parent.destinations),
+        "ceiling": int(parent.ceiling),
+        "expires_at": int(parent.expires_at // 1),
+        "calls_left": parent.calls_left,
+    }
+    if parent.user is not None:
+        record["user"] = _user_record(parent.user)
+    return record
 
 
 def request_policy_request(

@@ -24,8 +24,10 @@ from zerolane.policy.context import (
     NOTHING_TOUCHED,
     McpFacts,
     OpenFacts,
+    ParentFacts,
     RequestFacts,
     TaskFacts,
+    UserFacts,
     is_internal,
     open_policy_request,
     request_policy_request,
@@ -41,6 +43,7 @@ _CASE_KEYS = {"name", "task", "request", "open", "expect", "reasons", "principal
 _TASK_KEYS = {
     "id", "playbook", "intent", "state", "actions", "resources", "destinations", "ceiling",
     "touched", "calls_used", "max_calls", "expires_in", "depth", "delegated", "on_behalf_of",
+    "user",
 }  # fmt: skip
 _REQUEST_KEYS = {
     "action", "resource", "destination", "sensitivity", "method", "destination_internal", "mcp",
@@ -52,6 +55,12 @@ _PLAYBOOK_KEYS = {
 }  # fmt: skip
 _REQUESTED_KEYS = {
     "actions", "destinations", "ceiling", "ttl", "max_calls", "depth", "intent", "on_behalf_of",
+    "user",
+}  # fmt: skip
+_USER_KEYS = {"subject", "issuer"}
+_PARENT_KEYS = {
+    "id", "owner", "playbook", "depth", "actions", "resources", "destinations", "ceiling",
+    "expires_in", "calls_left", "user",
 }  # fmt: skip
 
 
@@ -117,6 +126,27 @@ def _task(f: Fields, now: float) -> TaskFacts:
         depth=f.integer("depth", 0),
         delegated=f.boolean("delegated", False),
         on_behalf_of=f.optional_text("on_behalf_of"),
+        user=_user(f.section("user", _USER_KEYS)) if f.has("user") else None,
+    )
+
+
+def _user(f: Fields) -> UserFacts:
+    return UserFacts(subject=f.text("subject"), issuer=f.text("issuer", "https://idp.test"))
+
+
+def _parent(f: Fields, now: float) -> ParentFacts:
+    return ParentFacts(
+        id=f.text("id", "task-parent"),
+        owner=f.text("owner", DEFAULT_PRINCIPAL),
+        playbook=f.text("playbook", "test"),
+        depth=f.integer("depth", 0),
+        actions=f.strings("actions"),
+        resources=f.strings("resources"),
+        destinations=f.strings("destinations"),
+        ceiling=f.sensitivity("ceiling", "internal"),
+        expires_at=now + f.integer("expires_in", 300),
+        calls_left=f.integer("calls_left", 100),
+        user=_user(f.section("user", _USER_KEYS)) if f.has("user") else None,
     )
 
 
@@ -153,7 +183,7 @@ def _request(f: Fields, internal: tuple[str, ...]) -> RequestFacts:
     )
 
 
-def _open(f: Fields, principal: str) -> OpenFacts:
+def _open(f: Fields, principal: str, now: float) -> OpenFacts:
     workload = f.section("workload", _WORKLOAD_KEYS)
     playbook = f.section("playbook", _PLAYBOOK_KEYS)
     asked = f.section("requested", _REQUESTED_KEYS)
@@ -177,6 +207,8 @@ def _open(f: Fields, principal: str) -> OpenFacts:
         depth=asked.integer("depth", 0),
         intent=asked.text("intent", "policy test"),
         on_behalf_of=asked.optional_text("on_behalf_of"),
+        user=_user(asked.section("user", _USER_KEYS)) if asked.has("user") else None,
+        parent=_parent(f.section("parent", _PARENT_KEYS), now) if f.has("parent") else None,
     )
 
 
@@ -195,7 +227,9 @@ def _case(
     if case.has("open"):
         if case.has("task") or case.has("request"):
             case.fail("open", "a case has either 'open' or 'task' + 'request', not both")
-        opened = _open(case.section("open", {"workload", "playbook", "requested"}), principal)
+        opened = _open(
+            case.section("open", {"workload", "playbook", "requested", "parent"}), principal, now
+        )
         request = open_policy_request(principal, opened, now)
     else:
         if not case.has("request"):

@@ -3,10 +3,17 @@
 A workload holds nothing until it opens a task from a playbook with a declared intent;
 the task token it then gets is valid only for the task window, bound to its key, and
 ends (everywhere, at the next decision) when the task is completed or revoked.
+
+Ending a task ends its whole delegation tree in one atomic store write (every live
+descendant is revoked with ``parent.completed`` / ``parent.revoked``), so a decision
+made after :meth:`TaskLifecycle.complete` or :meth:`TaskLifecycle.revoke` returned is
+denied for the task and every descendant: the decider's spend is a compare-and-set on
+the stored state. The ``on_ended`` hook then hears of every task ended.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,7 +23,8 @@ from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from zerolane.identity.keyring import Keyring
-from zerolane.policy.context import OpenFacts, open_policy_request
+from zerolane.identity.users import VerifiedUser
+from zerolane.policy.context import OpenFacts, UserFacts, open_policy_request
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import TaskStore
 from zerolane.store.records import TaskRecord
@@ -24,11 +32,35 @@ from zerolane.tasks.auth import WorkloadCaller
 from zerolane.tasks.playbook_registry import PlaybookRegistry
 from zerolane.tasks.playbooks import opener_matches
 from zerolane.tasks.scope import Scope, requested_scope
+from zerolane.tokens.rfc8693 import Actor as ChainActor
+from zerolane.tokens.rfc8693 import act_claim
 from zerolane.tokens.rfc9068 import TaskTokenClaims, issue_task_token
 from zerolane.types import Clock, Outcome, TaskState
 
 MAX_INTENT = 2000
 DEFAULT_TTL = 300
+#: the end reason of a single-use task (``one_shot`` playbook) after its one call
+SINGLE_USE = "task.single_use"
+log = logging.getLogger(__name__)
+#: reason of each descendant a task's end revokes, by the state the task ended in
+DESCENDANT_REASONS = {
+    TaskState.COMPLETED: "parent.completed",
+    TaskState.REVOKED: "parent.revoked",
+}
+
+#: told of every task the lifecycle ended (a task and its descendants), once stored
+EndedHook = Callable[[Sequence[TaskRecord]], None]
+
+
+def _nobody(_: Sequence[TaskRecord]) -> None:
+    return None
+
+
+def user_facts(task: TaskRecord) -> UserFacts | None:
+    """The verified person ``task`` acts for, as policies see it (None: nobody)."""
+    if task.user_subject is None or task.user_issuer is None:
+        return None
+    return UserFacts(subject=task.user_subject, issuer=task.user_issuer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +98,7 @@ class TaskLifecycle:
         engine: Callable[[], PolicyEngine],
         audit: AuditLog,
         clock: Clock,
+        on_ended: EndedHook = _nobody,
     ) -> None:
         self.issuer = f"spiffe://{trust_domain}"
         self._keyring = keyring
@@ -74,24 +107,39 @@ class TaskLifecycle:
         self._engine = engine
         self._audit = audit
         self._clock = clock
+        self._on_ended = on_ended
 
-    def open(self, caller: WorkloadCaller, request: OpenRequest) -> OpenedTask:
-        """Grant a task when the request is within the playbook and policy permits."""
+    def open(
+        self, caller: WorkloadCaller, request: OpenRequest, *, user: VerifiedUser | None = None
+    ) -> OpenedTask:
+        """Grant a task when the request is within the playbook and policy permits.
+
+        ``user``: the person the task acts for, verified from an ID token (never from
+        ``request.on_behalf_of``, which is free text kept for audit only).
+        """
         owner = caller.workload.spiffe_id
         try:
-            return self._open(caller, request)
+            return self._open(caller, request, user)
         except (InvalidInput, Forbidden, NotFound) as err:
+            details: dict[str, object] = {
+                "intent": request.intent[:MAX_INTENT],
+                "playbook": request.playbook,
+            }
+            if user is not None:
+                details["user"] = {"subject": user.subject, "issuer": user.issuer}
             self._audit.record(
                 "task.open",
                 actor=Actor("workload", owner),
                 subject=request.playbook[:200],
                 outcome=Outcome.DENIED,
                 reason=err.reason,
-                details={"intent": request.intent[:MAX_INTENT], "playbook": request.playbook},
+                details=details,
             )
             raise
 
-    def _open(self, caller: WorkloadCaller, request: OpenRequest) -> OpenedTask:
+    def _open(
+        self, caller: WorkloadCaller, request: OpenRequest, user: VerifiedUser | None
+    ) -> OpenedTask:
         if not request.intent.strip() or len(request.intent) > MAX_INTENT:
             raise InvalidInput("task.intent", f"intent is 1..{MAX_INTENT} characters of text")
         playbook = self._playbooks.get(request.playbook)
@@ -130,6 +178,7 @@ class TaskLifecycle:
             depth=0,
             intent=request.intent,
             on_behalf_of=request.on_behalf_of,
+            user=UserFacts(user.subject, user.issuer) if user is not None else None,
         )
         engine = self._engine()
         try:
@@ -143,7 +192,7 @@ class TaskLifecycle:
             raise Forbidden(
                 reason, f"policy does not let {workload.spiffe_id} open {playbook.name}"
             )
-        return self._grant(caller, request, scope, ttl, max_calls, now)
+        return self._grant(caller, request, scope, ttl, max_calls, now, user)
 
     def _grant(
         self,
@@ -153,6 +202,7 @@ class TaskLifecycle:
         ttl: int,
         calls: int,
         now: float,
+        user: VerifiedUser | None = None,
     ) -> OpenedTask:
         record = self._playbooks.record(request.playbook)
         audience = tuple(dict.fromkeys([self.issuer, *(request.audience or ())]))
@@ -160,6 +210,8 @@ class TaskLifecycle:
         jti = uuid.uuid4().hex
         issued_at = int(now)
         expires_at = issued_at + ttl
+        if caller.bound_until is not None:  # a certificate-bound token dies with its cert
+            expires_at = min(expires_at, int(caller.bound_until))
         claims = TaskTokenClaims(
             issuer=self.issuer,
             subject=caller.workload.spiffe_id,
@@ -168,9 +220,16 @@ class TaskLifecycle:
             not_before=issued_at,
             expires_at=expires_at,
             jti=jti,
-            jkt=caller.proof.jkt,
+            jkt=caller.jkt,
             task_id=task_id,
             authorization_details=tuple(scope.authorization_details()),
+            # acting for a person: the holder (current actor), then the person it acts for
+            act=act_claim(
+                [ChainActor(caller.workload.spiffe_id), ChainActor(user.subject, user.issuer)]
+            )
+            if user is not None
+            else None,
+            x5t=caller.x5t,  # RFC 8705: bound to the client certificate instead of a key
         )
         token = issue_task_token(self._keyring.sign, claims)
         task = TaskRecord(
@@ -181,7 +240,7 @@ class TaskLifecycle:
             intent=request.intent,
             scope=scope.to_json(),
             authorization_details=scope.details_json(),
-            jkt=caller.proof.jkt,
+            jkt=caller.binding,
             audience=audience,
             state=TaskState.ACTIVE,
             created_at=now,
@@ -191,6 +250,8 @@ class TaskLifecycle:
             touched=-1,
             token_jti=jti,
             on_behalf_of=request.on_behalf_of,
+            user_subject=user.subject if user is not None else None,
+            user_issuer=user.issuer if user is not None else None,
         )
         self._tasks.add_task(task)
         try:
@@ -209,6 +270,11 @@ class TaskLifecycle:
                     "jkt": task.jkt,
                     "token_id": jti,
                     "on_behalf_of": request.on_behalf_of,
+                    **(
+                        {"user": {"subject": user.subject, "issuer": user.issuer}}
+                        if user is not None
+                        else {}
+                    ),
                 },
             )
         except Unavailable:
@@ -231,28 +297,99 @@ class TaskLifecycle:
             raise Forbidden("task.not_yours", "only the task's owner may complete it")
         return self._end(task, TaskState.COMPLETED, "completed", Actor("workload", holder_sub))
 
+    def after_allowed(self, task: TaskRecord) -> TaskRecord | None:
+        """Told of the record an allowed request's spend returned (the decider's hook):
+        a single-use task (from a ``one_shot`` playbook) whose one call is now spent
+        ends ``completed`` with reason ``task.single_use``, with its grants and any
+        descendants, so a replay of its token is refused as ``task.completed``.
+
+        The spend already made that call the only one (``max_calls`` is 1 and spending
+        is a compare-and-set), so ending the task is for the record and the cleanup:
+        this never raises (the allow stands, and the budget refuses any other call).
+        Returns the ended record, or None when the task stays as it is.
+        """
+        if task.state is not TaskState.ACTIVE or task.calls_used < task.max_calls:
+            return None
+        try:
+            if not self._playbooks.get(task.playbook).one_shot:
+                return None
+            return self._end(task, TaskState.COMPLETED, SINGLE_USE, Actor("system", "single-use"))
+        except Conflict:
+            return None  # ended meanwhile (revoked, completed by its owner)
+        except Exception:  # the spend refuses every later call: log, never undo the allow
+            log.exception("ending single-use task %s failed", task.task_id)
+            return None
+
     def revoke(self, task_id: str, *, actor: Actor, reason: str = "revoked") -> TaskRecord:
         return self._end(self.get(task_id), TaskState.REVOKED, reason, actor)
 
     def _end(self, task: TaskRecord, state: TaskState, reason: str, actor: Actor) -> TaskRecord:
+        """End ``task`` and its whole tree atomically; tell the hook, then audit."""
         now = self._clock.now()
-        ended = self._tasks.end_task(task.task_id, state, now, reason)
-        if ended is None:
+        below = DESCENDANT_REASONS.get(state, "parent.revoked")
+        ended = self._tasks.end_tree(task.task_id, state, now, reason, below)
+        try:
+            if ended:
+                self._on_ended(ended)
+        finally:
+            self._record_ends(ended, task.task_id, state, reason, actor)
+        if not ended or ended[0].task_id != task.task_id:
             current = self.get(task.task_id)
             raise Conflict(
                 "task.ended", f"task {task.task_id} already ended ({current.state.value})"
             )
-        self._audit.record(
-            f"task.{state.value}",
-            actor=actor,
-            subject=task.task_id,
-            outcome=Outcome.SUCCESS,
-            reason=reason if reason != state.value else "ok",
-            details={"calls_used": ended.calls_used, "owner": ended.owner},
-        )
-        return ended
+        return ended[0]
+
+    def _record_ends(
+        self,
+        ended: Sequence[TaskRecord],
+        root_id: str,
+        state: TaskState,
+        reason: str,
+        actor: Actor,
+    ) -> None:
+        for record in ended:
+            details: dict[str, object] = {"calls_used": record.calls_used, "owner": record.owner}
+            if record.task_id != root_id:
+                details |= {"ended_with": root_id, "parent_id": record.parent_id}
+            self._audit.record(
+                f"task.{record.state.value}",
+                actor=actor,
+                subject=record.task_id,
+                outcome=Outcome.SUCCESS,
+                reason=record.end_reason
+                if record.end_reason and record.end_reason != record.state.value
+                else "ok",
+                details=details,
+            )
+
+    def tree(self, task_id: str, *, limit: int = 1000) -> list[TaskRecord]:
+        """``task_id`` and its descendants, parents before children (depth first, oldest
+        child first), at most ``limit`` tasks."""
+        found = [self.get(task_id)]
+        pending = [found[0]]
+        while pending and len(found) < limit:
+            children = self._tasks.list_children(pending.pop().task_id)[: limit - len(found)]
+            found.extend(children)
+            pending.extend(children)
+        return _depth_first(found)
 
     def list(
         self, *, owner: str | None = None, state: TaskState | None = None, limit: int = 100
     ) -> list[TaskRecord]:
         return self._tasks.list_tasks(owner=owner, state=state, limit=limit)
+
+
+def _depth_first(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+    """``tasks`` (a tree given root first) ordered parent, then each child's subtree."""
+    children: dict[str | None, list[TaskRecord]] = {}
+    for task in tasks[1:]:
+        children.setdefault(task.parent_id, []).append(task)
+    ordered: list[TaskRecord] = []
+    pending = [tasks[0]] if tasks else []
+    while pending:
+        task = pending.pop()
+        ordered.append(task)
+        kids = sorted(children.get(task.task_id, []), key=lambda t: (t.created_at, t.task_id))
+        pending.extend(reversed(kids))
+    return ordered

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from zerolane.errors import InvalidInput
+from zerolane.grants.broker import GrantTemplate, parse_template
 from zerolane.identity.selectors import parse_selector
 from zerolane.identity.spiffe_id import SCHEME, SpiffeId, parse_trust_domain, parse_workload_id
 from zerolane.policy.patterns import matches, parse_pattern
@@ -54,8 +55,10 @@ FIELDS = (
     "delegable",
     "max_depth",
     "openers",
+    "grants",
+    "one_shot",
 )
-OPTIONAL = frozenset({"delegable", "max_depth"})
+OPTIONAL = frozenset({"delegable", "max_depth", "grants", "one_shot"})
 OPENER_FIELDS = ("spiffe_ids", "selectors")
 
 
@@ -82,6 +85,15 @@ class Playbook:
     openers: Openers
     delegable: bool = False
     max_depth: int = 0
+    #: downstream credentials a task may ask for (one template per broker, by name)
+    grants: tuple[GrantTemplate, ...] = ()
+    #: single-use tasks: the token is good for one allowed request, then the task ends
+    #: (``completed``, ``task.single_use``); needs ``max_calls: 1``
+    one_shot: bool = False
+
+    def grant(self, broker: str) -> GrantTemplate | None:
+        """The template for ``broker``, None when this playbook grants none."""
+        return next((g for g in self.grants if g.broker == broker), None)
 
 
 class _Fields:
@@ -261,6 +273,22 @@ def _delegation(fields: _Fields, doc: Mapping[str, object]) -> tuple[bool, int]:
     return delegable, depth
 
 
+def _grants(fields: _Fields, value: object) -> tuple[GrantTemplate, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise fields.fail(
+            "field", "grants", f"must be a mapping of broker names, not {_kind(value)}"
+        )
+    templates: list[GrantTemplate] = []
+    for broker in sorted(value, key=str):
+        try:
+            templates.append(parse_template(str(broker), value[broker], "grants"))
+        except InvalidInput as err:
+            raise fields.fail("grants", f"grants.{broker}", err.message) from err
+    return tuple(templates)
+
+
 def parse_playbook(doc: Mapping[str, object], source: str) -> Playbook:
     """Validate a playbook document (as loaded from a file) and build the playbook.
 
@@ -280,6 +308,8 @@ def parse_playbook(doc: Mapping[str, object], source: str) -> Playbook:
     max_calls = fields.integer(doc["max_calls"], "max_calls", 1, MAX_CALLS)
     delegable, max_depth = _delegation(fields, doc)
     openers = _openers(fields, doc["openers"])
+    grants = _grants(fields, doc.get("grants"))
+    one_shot = _one_shot(fields, doc.get("one_shot", False), max_calls, delegable)
     return Playbook(
         name,
         description,
@@ -292,12 +322,26 @@ def parse_playbook(doc: Mapping[str, object], source: str) -> Playbook:
         openers,
         delegable,
         max_depth,
+        grants,
+        one_shot,
     )
+
+
+def _one_shot(fields: _Fields, value: object, max_calls: int, delegable: bool) -> bool:
+    if not isinstance(value, bool):
+        raise fields.fail("field", "one_shot", f"must be true or false, not {value!r}")
+    if value and max_calls != 1:
+        raise fields.fail(
+            "one_shot", "max_calls", f"must be 1 when one_shot is true, not {max_calls}"
+        )
+    if value and delegable:
+        raise fields.fail("one_shot", "delegable", "a one-shot task cannot delegate")
+    return value
 
 
 def playbook_as_dict(pb: Playbook) -> dict[str, object]:
     """The playbook as a document :func:`parse_playbook` accepts (TTL in seconds)."""
-    return {
+    doc: dict[str, object] = {
         "name": pb.name,
         "description": pb.description,
         "actions": list(pb.actions),
@@ -313,6 +357,11 @@ def playbook_as_dict(pb: Playbook) -> dict[str, object]:
             "selectors": list(pb.openers.selectors),
         },
     }
+    if pb.grants:  # only when present: older playbooks keep their canonical JSON
+        doc["grants"] = {g.broker: g.as_dict() for g in pb.grants}
+    if pb.one_shot:  # likewise
+        doc["one_shot"] = True
+    return doc
 
 
 def playbook_to_json(pb: Playbook) -> str:

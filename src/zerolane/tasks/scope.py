@@ -90,7 +90,12 @@ def _strings(entry: Mapping[str, Any], name: str, index: int) -> list[str] | Non
     return list(value)
 
 
-def _entry_scope(entry: object, index: int, playbook: Playbook) -> Scope:
+def playbook_scope(playbook: Playbook) -> Scope:
+    """The most a task of ``playbook`` may ask for."""
+    return Scope(playbook.actions, playbook.resources, playbook.destinations, playbook.data_ceiling)
+
+
+def _entry_scope(entry: object, index: int, bound: Scope) -> Scope:
     if not isinstance(entry, Mapping):
         raise InvalidInput(
             "authorization_details.field", f"authorization_details[{index}] must be an object"
@@ -106,8 +111,8 @@ def _entry_scope(entry: object, index: int, playbook: Playbook) -> Scope:
             "authorization_details.type",
             f"authorization_details[{index}].type must be {DETAILS_TYPE!r}",
         )
-    actions = _strings(entry, "actions", index) or list(playbook.actions)
-    destinations = _strings(entry, "locations", index) or list(playbook.destinations)
+    actions = _strings(entry, "actions", index) or list(bound.actions)
+    destinations = _strings(entry, "locations", index) or list(bound.destinations)
     resources = _strings(entry, "resources", index) or []
     identifier = entry.get("identifier")
     if identifier is not None:
@@ -126,42 +131,50 @@ def _entry_scope(entry: object, index: int, playbook: Playbook) -> Scope:
         parse_pattern(pattern)
     return Scope(
         actions=tuple(actions),
-        resources=tuple(resources or playbook.resources),
+        resources=tuple(resources or bound.resources),
         destinations=tuple(destinations),
-        ceiling=max(levels) if levels else playbook.data_ceiling,
+        ceiling=max(levels) if levels else bound.ceiling,
     )
 
 
-def _check_within(scope: Scope, playbook: Playbook) -> None:
+def _check_within(scope: Scope, bound: Scope, what: str) -> None:
+    """Refuse ``scope`` unless each dimension is within ``bound`` (``what`` names it:
+    ``playbook reports``, ``parent task tsk_...``)."""
     for action in scope.actions:
-        if action not in playbook.actions:
-            raise Forbidden("scope.action", f"action {action!r} is not in playbook {playbook.name}")
+        if action not in bound.actions:
+            raise Forbidden("scope.action", f"action {action!r} is not in {what}")
     for destination in scope.destinations:
-        if destination not in playbook.destinations:
-            raise Forbidden(
-                "scope.destination",
-                f"destination {destination!r} is not in playbook {playbook.name}",
-            )
+        if destination not in bound.destinations:
+            raise Forbidden("scope.destination", f"destination {destination!r} is not in {what}")
     for pattern in scope.resources:
-        if not any(is_within(pattern, outer) for outer in playbook.resources):
+        if not any(is_within(pattern, outer) for outer in bound.resources):
             raise Forbidden(
-                "scope.resource",
-                f"resources {pattern!r} are not within playbook {playbook.name}'s patterns",
+                "scope.resource", f"resources {pattern!r} are not within {what}'s patterns"
             )
-    if scope.ceiling > playbook.data_ceiling:
+    if scope.ceiling > bound.ceiling:
         raise Forbidden(
             "scope.sensitivity",
-            f"data up to {scope.ceiling.label} exceeds the playbook's ceiling "
-            f"({playbook.data_ceiling.label})",
+            f"data up to {scope.ceiling.label} exceeds the ceiling of {what} "
+            f"({bound.ceiling.label})",
         )
 
 
 def requested_scope(details: Sequence[object] | None, playbook: Playbook) -> Scope:
     """The scope a task asks for; refused (never narrowed) when wider than ``playbook``."""
+    return _requested(details, playbook_scope(playbook), f"playbook {playbook.name}")
+
+
+def requested_subscope(details: Sequence[object] | None, parent: Scope, parent_id: str) -> Scope:
+    """The scope a delegated child asks for, within its parent's (``parent``): each
+    dimension it leaves out takes the parent's value; anything wider is refused with
+    the same reasons as a task wider than its playbook (``scope.action``,
+    ``scope.resource``, ``scope.destination``, ``scope.sensitivity``)."""
+    return _requested(details, parent, f"parent task {parent_id}")
+
+
+def _requested(details: Sequence[object] | None, bound: Scope, what: str) -> Scope:
     if details is None:
-        return Scope(
-            playbook.actions, playbook.resources, playbook.destinations, playbook.data_ceiling
-        )
+        return bound
     if not isinstance(details, Sequence) or isinstance(details, str | bytes):
         raise InvalidInput(
             "authorization_details.field", "authorization_details must be a list of objects"
@@ -171,8 +184,8 @@ def requested_scope(details: Sequence[object] | None, playbook: Playbook) -> Sco
             "authorization_details.count",
             "give exactly one authorization_details entry (open one task per scope)",
         )
-    scope = _entry_scope(details[0], 0, playbook)
-    _check_within(scope, playbook)
+    scope = _entry_scope(details[0], 0, bound)
+    _check_within(scope, bound, what)
     return Scope(
         actions=tuple(sorted(set(scope.actions))),
         resources=tuple(sorted(set(scope.resources))),

@@ -1,11 +1,13 @@
 """Task tokens: JWT access tokens (RFC 9068) bound to the workload's DPoP key.
 
 A task token is ES256, ``typ: at+jwt``, and carries ``iss``, ``sub`` (the workload's
-SPIFFE ID), ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``client_id``, ``cnf.jkt``
-(RFC 9449), the ``task`` id, the granted ``authorization_details`` (RFC 9396) and, for
-a delegated task, the ``act`` chain (RFC 8693). Verification checks the signature and
-every claim; :class:`TaskTokenVerifier` caches the signature check by token hash while
-re-checking the claims and the time on every call.
+SPIFFE ID), ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``client_id``, ``cnf`` with
+exactly one of ``jkt`` (RFC 9449, the default) or ``x5t#S256`` (RFC 8705, a task
+opened over mutual TLS with an X.509-SVID), the ``task`` id, the granted
+``authorization_details`` (RFC 9396) and, for a delegated task, the ``act`` chain
+(RFC 8693). Verification checks the signature and every claim;
+:class:`TaskTokenVerifier` caches the signature check by token hash while re-checking
+the claims and the time on every call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from zerolane.errors import InvalidInput, Unauthenticated
 from zerolane.tokens import jws
+from zerolane.tokens.rfc8693 import Actor, parse_act
+from zerolane.tokens.rfc8705 import CNF_MEMBER, is_thumbprint
 
 TYP = "at+jwt"
 _TYPS = frozenset({"at+jwt", "application/at+jwt"})
@@ -42,11 +46,21 @@ class TaskTokenClaims:
     not_before: int
     expires_at: int
     jti: str
-    jkt: str
+    #: the DPoP key's RFC 7638 thumbprint; None for a certificate-bound token (``x5t``)
+    jkt: str | None
     task_id: str
     authorization_details: tuple[dict[str, Any], ...]
     act: dict[str, Any] | None = None
     client_id: str | None = None
+    #: RFC 8705 ``cnf.x5t#S256``: the client certificate's SHA-256 (instead of ``jkt``)
+    x5t: str | None = None
+
+    @property
+    def cnf(self) -> dict[str, str]:
+        """The confirmation claim: exactly one of ``jkt`` and ``x5t#S256``."""
+        if self.x5t is not None:
+            return {CNF_MEMBER: self.x5t}
+        return {"jkt": self.jkt or ""}
 
     def to_claims(self) -> dict[str, Any]:
         """The JWT claims set; ``client_id`` defaults to ``sub``, ``act`` only when set."""
@@ -59,7 +73,7 @@ class TaskTokenClaims:
             "exp": self.expires_at,
             "jti": self.jti,
             "client_id": self.client_id if self.client_id is not None else self.subject,
-            "cnf": {"jkt": self.jkt},
+            "cnf": self.cnf,
             "task": self.task_id,
             "authorization_details": [dict(d) for d in self.authorization_details],
         }
@@ -67,11 +81,19 @@ class TaskTokenClaims:
             claims["act"] = self.act
         return claims
 
+    @property
+    def actors(self) -> tuple[Actor, ...]:
+        """The ``act`` chain (RFC 8693), current actor first; ``()`` for a root task."""
+        return parse_act(self.act)
+
 
 def issue_task_token(sign: Callable[[dict[str, Any], str], str], claims: TaskTokenClaims) -> str:
     """Sign ``claims`` as an ``at+jwt`` with ``sign`` (the control plane's ``Keyring.sign``)."""
-    if not claims.audience or not claims.jkt or claims.expires_at <= claims.not_before:
-        raise InvalidInput("token.claims", "a task token needs an audience, a jkt and a window")
+    bound = (claims.jkt is not None) + (claims.x5t is not None)
+    if not claims.audience or claims.expires_at <= claims.not_before:
+        raise InvalidInput("token.claims", "a task token needs an audience and a window")
+    if bound != 1 or not (claims.jkt or is_thumbprint(claims.x5t)):
+        raise InvalidInput("token.claims", "a task token is bound by exactly one jkt or x5t#S256")
     return sign(claims.to_claims(), TYP)
 
 
@@ -109,14 +131,23 @@ def _audience(claims: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(auds)
 
 
-def _jkt(claims: Mapping[str, Any]) -> str:
+def _binding(claims: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(jkt, x5t)``: the token is bound by exactly one of them."""
     cnf = claims.get("cnf")
-    if cnf is None or (isinstance(cnf, dict) and "jkt" not in cnf):
+    members = {"jkt", CNF_MEMBER}.intersection(cnf) if isinstance(cnf, dict) else set()
+    if cnf is None or (isinstance(cnf, dict) and not members):
         raise TokenError("token.unbound", "the token is not bound to a key (no cnf.jkt)")
-    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-    if not isinstance(jkt, str) or not jkt:
-        raise TokenError("token.claims", "the token's cnf.jkt is not a string")
-    return jkt
+    if not isinstance(cnf, dict) or len(members) != 1:
+        raise TokenError("token.claims", "the token's cnf holds exactly one of jkt, x5t#S256")
+    if "jkt" in members:
+        jkt = cnf["jkt"]
+        if not isinstance(jkt, str) or not jkt:
+            raise TokenError("token.claims", "the token's cnf.jkt is not a string")
+        return jkt, None
+    x5t = cnf[CNF_MEMBER]
+    if not is_thumbprint(x5t):
+        raise TokenError("token.claims", "the token's cnf.x5t#S256 is not a SHA-256 thumbprint")
+    return None, str(x5t)
 
 
 def _details(claims: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -130,12 +161,13 @@ def _details(claims: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
 
 def _act(claims: Mapping[str, Any]) -> dict[str, Any] | None:
     act = claims.get("act")
-    level = act
-    while level is not None:  # each actor in the chain names its subject
-        if not isinstance(level, dict) or not isinstance(level.get("sub"), str):
-            raise TokenError("token.claims", "act is a chain of objects with a string 'sub'")
-        level = level.get("act")
-    return act
+    try:  # each actor in the chain names its subject; the chain is bounded
+        parse_act(act)
+    except ValueError as err:
+        raise TokenError(
+            "token.claims", f"act is a chain of objects with a string 'sub': {err}"
+        ) from err
+    return act if isinstance(act, dict) else None
 
 
 def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
@@ -146,6 +178,7 @@ def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
         raise TokenError("token.malformed", "the token's claims are not JSON") from err
     if not isinstance(claims, dict):
         raise TokenError("token.malformed", "the token's claims are not an object")
+    jkt, x5t = _binding(claims)
     parsed = TaskTokenClaims(
         issuer=_string(claims, "iss"),
         subject=_string(claims, "sub"),
@@ -154,11 +187,12 @@ def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
         not_before=_time(claims, "nbf"),
         expires_at=_time(claims, "exp"),
         jti=_string(claims, "jti"),
-        jkt=_jkt(claims),
+        jkt=jkt,
         task_id=_string(claims, "task"),
         authorization_details=_details(claims),
         act=_act(claims),
         client_id=_string(claims, "client_id") if "client_id" in claims else None,
+        x5t=x5t,
     )
     if parsed.issuer != issuer:
         raise TokenError("token.issuer", "the token is from another issuer")

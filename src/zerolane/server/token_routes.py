@@ -1,0 +1,155 @@
+"""``POST /v1/token``: OAuth 2.0 Token Exchange (RFC 8693) for delegation and for tasks
+opened on a person's behalf (see ``docs/delegation.md``).
+
+The body is ``application/x-www-form-urlencoded`` (RFC 8693 section 2.1); the caller
+sends one ``DPoP`` header, a proof by the key of the token that authorizes the
+exchange (the parent task token, or the agent's SVID for a person's task). Answers
+follow RFC 8693 section 2.2: the issued token (``token_type: DPoP``), or an RFC 6749
+section 5.2 error object with ``error``, ``error_description`` and our ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from zerolane.errors import ZerolaneError
+from zerolane.server.deployment import Deployment
+from zerolane.server.task_routes import TaskOut, task_out
+from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, FORM_TYPE, oauth_error, parse_exchange_form
+
+router = APIRouter()
+
+#: statuses a refusal may have here (RFC 6749 section 5.2: 400 unless said otherwise)
+_STATUS = {400: 400, 401: 401, 403: 403, 404: 400, 409: 400, 503: 503}
+
+
+class TokenOut(BaseModel):
+    """RFC 8693 section 2.2.1, plus the task it is for."""
+
+    access_token: str
+    issued_token_type: str = ACCESS_TOKEN_TYPE
+    token_type: str = "DPoP"  # noqa: S105 (the scheme name, not a secret)
+    expires_in: int
+    expires_at: int
+    task_id: str
+    authorization_details: list[dict[str, Any]]
+    task: TaskOut
+
+
+class OAuthErrorOut(BaseModel):
+    error: str
+    error_description: str
+    reason: str
+
+
+def oauth_error_response(status: int, reason: str, message: str) -> JSONResponse:
+    """An RFC 6749 section 5.2 error: ``error`` (the code), ``error_description``,
+    and our stable ``reason`` id."""
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'DPoP algs="ES256 EdDSA"'
+    return JSONResponse(
+        {"error": oauth_error(reason), "error_description": message, "reason": reason},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _url(request: Request, deployment: Deployment) -> str:
+    """The URL a DPoP proof must name: the configured public URL, else as requested."""
+    public = deployment.config.server.public_url
+    if public:
+        return public.rstrip("/") + request.url.path
+    return str(request.url.replace(query=None, fragment=None))
+
+
+@router.post(
+    "/v1/token",
+    response_model=TokenOut,
+    tags=["tasks"],
+    responses={
+        400: {"model": OAuthErrorOut},
+        401: {"model": OAuthErrorOut},
+        403: {"model": OAuthErrorOut},
+        503: {"model": OAuthErrorOut},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                FORM_TYPE: {
+                    "schema": {
+                        "type": "object",
+                        "required": [
+                            "grant_type",
+                            "subject_token",
+                            "subject_token_type",
+                            "actor_token",
+                            "actor_token_type",
+                        ],
+                        "properties": {
+                            name: {"type": "string"}
+                            for name in (
+                                "grant_type",
+                                "subject_token",
+                                "subject_token_type",
+                                "actor_token",
+                                "actor_token_type",
+                                "requested_token_type",
+                                "authorization_details",
+                                "audience",
+                                "ttl",
+                                "max_calls",
+                                "intent",
+                                "playbook",
+                            )
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def token_exchange(request: Request) -> JSONResponse:
+    """Exchange a parent task token (delegation) or a person's ID token (a task on their
+    behalf) for a task token; see docs/delegation.md."""
+    deployment: Deployment = request.app.state.deployment
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != FORM_TYPE:
+        return oauth_error_response(400, "exchange.content_type", f"send the body as {FORM_TYPE}")
+    proofs = request.headers.getlist("dpop")
+    if len(proofs) > 1:
+        return oauth_error_response(400, "dpop.malformed", "send exactly one DPoP header")
+    body = await request.body()
+    url = _url(request, deployment)
+    try:
+        parsed = parse_exchange_form(body)
+        exchanged = await run_in_threadpool(
+            deployment.exchange.exchange, parsed, proofs[0] if proofs else None, url=url
+        )
+    except ZerolaneError as err:
+        return oauth_error_response(_STATUS.get(err.status, 400), err.reason, err.message)
+    now = deployment.clock.now()
+    task = exchanged.task
+    out = TokenOut(
+        access_token=exchanged.token,
+        expires_in=max(0, int(task.expires_at - now)),
+        expires_at=int(task.expires_at),
+        task_id=task.task_id,
+        authorization_details=list(_details(task.authorization_details)),
+        task=task_out(task, now),
+    )
+    return JSONResponse(
+        out.model_dump(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
+
+
+def _details(stored: str) -> list[dict[str, Any]]:
+    value = json.loads(stored)
+    return [d for d in value if isinstance(d, dict)] if isinstance(value, list) else []
