@@ -15,6 +15,8 @@ from pathlib import Path
 
 from zerolane.errors import InvalidInput, Unauthenticated
 from zerolane.grants.base import read_private_file, render_format
+from zerolane.grants.broker import GrantSecret, GrantTemplate
+from zerolane.store.records import TaskRecord
 from zerolane.tokens.rfc7638 import b64url
 from zerolane.types import Clock, SystemClock
 
@@ -100,3 +102,41 @@ class HmacKeys:
     ) -> HmacKeys:
         """The key in ``path`` (mode 0600 or refused; at least 32 bytes)."""
         return cls(read_private_file(path), header=header, fmt=fmt, ttl=ttl, clock=clock)
+
+
+class HmacKeyBroker:
+    """A grant broker handing a task its own API key, valid until the task ends or
+    ``ttl`` seconds pass, whichever is first.
+
+    The keys are stateless (checked with the shared key), so :meth:`revoke` cannot
+    recall one: it stops verifying at its ``exp``. Keep ``ttl`` short, or let the
+    gateway inject a fresh key per allowed request (:class:`HmacKeys`) instead.
+    """
+
+    name = "hmac"
+    legacy = False
+
+    def __init__(self, key: bytes, *, ttl: int = DEFAULT_TTL, clock: Clock | None = None) -> None:
+        if ttl <= 0:
+            raise InvalidInput("grant.ttl", "an HMAC key ttl is a positive number of seconds")
+        self._key = _check_key(key)
+        self._ttl = ttl
+        self._clock = clock or SystemClock()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"HmacKeyBroker(ttl={self._ttl})"
+
+    def new_handle(self, task: TaskRecord) -> str:
+        return f"{PREFIX}{task.task_id}"  # the key's public part: which task it names
+
+    def issue(
+        self, handle: str, task: TaskRecord, template: GrantTemplate, expires_at: float
+    ) -> GrantSecret:
+        ttl = min(template.ttl or self._ttl, self._ttl)
+        exp = min(math.floor(expires_at), math.floor(self._clock.now()) + ttl)
+        return GrantSecret(
+            {"api_key": mint_api_key(self._key, task.task_id, exp), "expires_at": str(exp)}
+        )
+
+    def revoke(self, handle: str) -> None:
+        return None  # stateless: the key lapses at its exp (at most ttl seconds)

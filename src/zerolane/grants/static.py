@@ -12,6 +12,8 @@ from pathlib import Path
 
 from zerolane.errors import InvalidInput
 from zerolane.grants.base import check_header_value, read_private_file, render_format
+from zerolane.grants.broker import GrantSecret, GrantTemplate
+from zerolane.store.records import TaskRecord
 
 logger = logging.getLogger("zerolane.grants")
 
@@ -53,3 +55,33 @@ class StaticSecret:
             name,
         )
         return cls(header, render_format(fmt, secret), origin=f"environment variable {name}")
+
+
+class StaticSecretBroker:
+    """Legacy: the same static secret for every task, tracked as a lease per task.
+
+    Nothing is minted and nothing can be revoked (the secret outlives every task), so
+    it is flagged ``legacy`` for posture findings and never handed to an agent by the
+    API; only the gateway injects it.
+    """
+
+    name = "static"
+    legacy = True
+
+    def __init__(self, secret: StaticSecret) -> None:
+        self._secret = secret
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"StaticSecretBroker({self._secret!r})"
+
+    def new_handle(self, task: TaskRecord) -> str:
+        return f"static:{self._secret.header}"
+
+    def issue(
+        self, handle: str, task: TaskRecord, template: GrantTemplate, expires_at: float
+    ) -> GrantSecret:
+        header, value = self._secret.header_for(task.task_id, expires_at)
+        return GrantSecret({"header": header, "value": value})
+
+    def revoke(self, handle: str) -> None:
+        return None  # a static secret cannot be revoked per task: rotate it at the source

@@ -1,0 +1,116 @@
+"""``zerolane grant``: list the leases of downstream credentials, retry failed revocations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from zerolane.audit.events import Actor
+from zerolane.cli.common import HomeOption, JsonOption, console, err_console, opened, print_json
+from zerolane.grants.leases import SweepResult
+from zerolane.store.records import LeaseRecord, LeaseState
+
+app = typer.Typer(
+    help="Leases of downstream credentials (grants): list them, retry failed revocations.",
+    no_args_is_help=True,
+)
+ADMIN = Actor("admin", "cli")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def lease_json(lease: LeaseRecord) -> dict[str, object]:
+    return {
+        "lease_id": lease.lease_id,
+        "task_id": lease.task_id,
+        "broker": lease.broker,
+        "handle": lease.handle,
+        "state": lease.state.value,
+        "created_at": lease.created_at,
+        "expires_at": lease.expires_at,
+        "updated_at": lease.updated_at,
+        "attempts": lease.attempts,
+        "last_error": lease.last_error,
+        "next_attempt_at": lease.next_attempt_at,
+        "end_reason": lease.end_reason,
+    }
+
+
+def _table(leases: list[LeaseRecord]) -> Table:
+    table = Table("lease", "task", "broker", "handle", "state", "expires", "attempts", "error")
+    for lease in leases:
+        table.add_row(
+            lease.lease_id,
+            lease.task_id,
+            lease.broker,
+            lease.handle,
+            lease.state.value,
+            _when(lease.expires_at),
+            str(lease.attempts),
+            (lease.last_error or "")[:60],
+        )
+    return table
+
+
+@app.command("list")
+def list_leases(
+    home: HomeOption = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only leases whose revocation failed")
+    ] = False,
+    task: Annotated[str | None, typer.Option("--task", help="Only this task's leases")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List grant leases, newest first (a failed revocation stays listed until it works)."""
+    with opened(home) as deployment:
+        leases = deployment.grants.list(
+            task_id=task, state=LeaseState.FAILED if failed else None, limit=limit
+        )
+    if as_json:
+        print_json([lease_json(lease) for lease in leases])
+        return
+    console.print(_table(leases))
+
+
+def _report(result: SweepResult) -> None:
+    for lease in result.revoked:
+        console.print(f"revoked {lease.lease_id} ({lease.broker} {lease.handle})", highlight=False)
+    for lease in result.failed:
+        err_console.print(
+            f"still failing {lease.lease_id} ({lease.broker} {lease.handle}): {lease.last_error}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@app.command("retry")
+def retry(
+    home: HomeOption = None,
+    lease: Annotated[
+        str | None, typer.Option("--lease", help="Only this lease (revoked now, if active)")
+    ] = None,
+) -> None:
+    """Retry failed revocations now (ignoring their backoff), and revoke leases whose task
+    has ended or expired. Exits 1 while any revocation still fails."""
+    with opened(home) as deployment:
+        if lease is not None:
+            done = deployment.grants.revoke(lease, actor=ADMIN, reason="admin.retry")
+            result = SweepResult(
+                revoked=(done,) if done.state is LeaseState.REVOKED else (),
+                failed=() if done.state is LeaseState.REVOKED else (done,),
+            )
+        else:
+            result = deployment.grants.sweep(force=True)
+    _report(result)
+    if not result.revoked and not result.failed:
+        console.print("nothing to retry")
+    if result.failed:
+        raise typer.Exit(1)
