@@ -66,7 +66,7 @@ def test_join_token_attestation_end_to_end(tmp_path: Path, server_factory: type[
 
     bundle = httpx.get(f"{server.url}/.well-known/spiffe-bundle").json()
     assert bundle["spiffe_sequence"] == 1
-    assert [k["use"] for k in bundle["keys"]] == ["jwt-svid"]
+    assert [k["use"] for k in bundle["keys"]] == ["jwt-svid", "x509-svid"]  # + the X.509 CA
     assert httpx.get(f"{server.url}/readyz").status_code == 200
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'zerolane_attestations_total{outcome="denied",reason="join_token.used"} 1.0' in metrics

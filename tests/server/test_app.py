@@ -78,8 +78,8 @@ def test_key_sets_publish_only_public_members(api: Api) -> None:
     jwks = api.client.get("/.well-known/jwks.json").json()
     bundle = api.client.get("/.well-known/spiffe-bundle").json()
     for key in jwks["keys"] + bundle["keys"]:
-        assert set(key) <= {"kty", "crv", "x", "y", "kid", "alg", "use"}
-    assert {k["use"] for k in bundle["keys"]} == {"jwt-svid"}
+        assert set(key) <= {"kty", "crv", "x", "y", "kid", "alg", "use", "x5c"}
+    assert {k["use"] for k in bundle["keys"]} == {"jwt-svid", "x509-svid"}  # + the X.509 CA
     assert bundle["spiffe_sequence"] == 1
 
 

@@ -493,7 +493,7 @@ def test_budget_is_spent_per_allowed_request(tapi: TaskApi) -> None:
 
 
 def test_expiry_is_enforced_at_decision_time(tapi: TaskApi) -> None:
-    task = tapi.opened(ttl=1, on_behalf_of="alice@example.org")
+    task = tapi.opened(ttl=3, on_behalf_of="alice@example.org")
     assert tapi.decide(task, "GET", REPORT, **READ)["decision"] == "allow"
     time.sleep(max(0.0, task.body["expires_at"] - time.time()) + 0.05)
     late = tapi.decide(task, "GET", REPORT, **READ)  # the token is still within its leeway

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         ],
         home: HomeOption = None,
     ) -> None:
-        """Create a zerolane home: ES256 signing key, config, SQLite database, admin credential.
+        """Create a zerolane home: ES256 signing key, X.509 CA, config, SQLite database,
+        admin credential.
 
         The admin credential is printed once and stored only as a hash. Refuses (exit 2)
         when the folder already holds a zerolane home.
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"Initialized zerolane home [bold]{path}[/bold]")
         console.print(f"  trust domain   spiffe://{deployment.config.trust_domain}")
         console.print(f"  signing key    {kid} (ES256)")
+        console.print(f"  X.509 CA       {deployment.x509_ca.cert_path} (X.509-SVIDs)")
         err_console.print(
             "Admin credential (shown once, store it in a secret manager):", highlight=False
         )

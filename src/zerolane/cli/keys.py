@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.serialization import Encoding
 from rich.table import Table
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.tokens.rfc8705 import cert_thumbprint
+from zerolane.types import Outcome
 
-app = typer.Typer(help="Signing keys: list and rotate.", no_args_is_help=True)
+app = typer.Typer(
+    help="Signing keys: list and rotate; the X.509 CA of X.509-SVIDs.", no_args_is_help=True
+)
 
 
 def _when(ts: float | None) -> str:
@@ -60,3 +66,45 @@ def list_keys(home: HomeOption = None, as_json: JsonOption = False) -> None:
             _when(i.publish_until),
         )
     console.print(table)
+
+
+@app.command("ca")
+def ca(
+    home: HomeOption = None,
+    pem: Annotated[bool, typer.Option("--pem", help="Print the CA certificate (PEM).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the X.509 CA that signs X.509-SVIDs, creating it first in a home made
+    before it existed. --pem prints its certificate: the client CA for TLS servers
+    and proxies that verify X.509-SVIDs (nginx ssl_client_certificate)."""
+    with opened(home) as deployment:
+        cert, created = deployment.x509_ca.ensure()
+        if created:
+            deployment.audit.record(
+                "x509_ca.created",
+                actor=Actor("admin", "cli"),
+                subject=f"spiffe://{deployment.config.trust_domain}",
+                outcome=Outcome.SUCCESS,
+                details={"serial": format(cert.serial_number, "x")},
+            )
+        path = deployment.x509_ca.cert_path
+    if pem:
+        typer.echo(cert.public_bytes(Encoding.PEM).decode("ascii"), nl=False)
+        return
+    info: dict[str, object] = {
+        "certificate": str(path),
+        "created": created,
+        "serial": format(cert.serial_number, "x"),
+        "sha256": cert_thumbprint(cert.public_bytes(Encoding.DER)),
+        "not_before": cert.not_valid_before_utc.timestamp(),
+        "not_after": cert.not_valid_after_utc.timestamp(),
+    }
+    if as_json:
+        print_json(info)
+        return
+    state = "created" if created else "exists"
+    console.print(f"X.509 CA ({state}): {path}")
+    console.print(f"  serial     {info['serial']}")
+    console.print(f"  x5t#S256   {info['sha256']}")
+    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+    console.print(f"  valid      {_when(start)} .. {_when(end)}")

@@ -1,4 +1,11 @@
-"""Attestation: evidence in, a JWT-SVID out, every step audited."""
+"""Attestation: evidence in, a JWT-SVID out (and an X.509-SVID for a CSR), every step
+audited.
+
+With a ``csr`` the workload also gets an X.509-SVID from the trust domain's CA
+(:mod:`zerolane.identity.ca`): its SPIFFE ID is the attested one, never anything the
+CSR names; the CSR only contributes its public key, whose possession its signature
+proves. The CSR is checked before the evidence, so a bad CSR burns no join token.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from zerolane.config import SvidConfig
 from zerolane.errors import Forbidden, InvalidInput, ZerolaneError
 from zerolane.identity import svid
 from zerolane.identity.attestors.base import AttestationError, Attested, Attestor
+from zerolane.identity.ca import IssuedX509Svid, PublicKey, X509Authority, parse_csr
 from zerolane.identity.keyring import Keyring
 from zerolane.identity.selectors import matches
 from zerolane.identity.spiffe_id import parse_spiffe_id
@@ -31,6 +39,16 @@ class AttestRequest:
     audience: Sequence[str] | None = None
     ttl: int | None = None
     spiffe_id: str | None = None
+    #: a PEM PKCS#10 request: also issue an X.509-SVID for its key
+    csr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """What one attestation issued: the JWT-SVID, and the X.509-SVID asked for by a CSR."""
+
+    svid: svid.IssuedSvid
+    x509: IssuedX509Svid | None = None
 
 
 class IdentityService:
@@ -44,6 +62,7 @@ class IdentityService:
         audit: AuditLog,
         clock: Clock,
         svid_config: SvidConfig,
+        x509_ca: X509Authority | None = None,
     ) -> None:
         self.trust_domain = trust_domain
         self._keyring = keyring
@@ -52,12 +71,18 @@ class IdentityService:
         self._audit = audit
         self._clock = clock
         self._svid = svid_config
+        self._x509 = x509_ca
 
     @property
     def evidence_fields(self) -> tuple[str, ...]:
         return tuple(self._attestors)
 
     def attest(self, request: AttestRequest) -> svid.IssuedSvid:
+        """Attest and return the JWT-SVID (see :meth:`attest_all` for a CSR's X.509-SVID)."""
+        return self.attest_all(request).svid
+
+    def attest_all(self, request: AttestRequest) -> Attestation:
+        """Attest; issue a JWT-SVID, plus an X.509-SVID when ``request.csr`` is set."""
         present = [f for f in self._attestors if request.evidence.get(f) is not None]
         method = present[0] if len(present) == 1 else "unknown"
         try:
@@ -72,6 +97,7 @@ class IdentityService:
             jkt = key_thumbprint(request.public_jwk) if request.public_jwk is not None else None
             audience = self._audience(request.audience)
             ttl = self._ttl(request.ttl)
+            csr_key = self._csr(request.csr)
             attested = attestor.attest(request.evidence[present[0]])
             workload = self._match(attested, request.spiffe_id)
             issued = svid.issue(
@@ -81,6 +107,11 @@ class IdentityService:
                 audience=audience,
                 ttl=ttl,
                 jkt=jkt,
+            )
+            x509_svid = (
+                self._issue_x509(csr_key, workload.spiffe_id, request.ttl)
+                if csr_key is not None
+                else None
             )
         except ZerolaneError as err:
             self._audit.record(
@@ -93,6 +124,22 @@ class IdentityService:
             )
             raise
         actor = Actor("workload", workload.spiffe_id)
+        x509_events = []
+        if x509_svid is not None:
+            x509_events.append(
+                self._audit.event(
+                    "x509_svid.issued",
+                    Actor("system", "zerolane"),
+                    workload.spiffe_id,
+                    Outcome.SUCCESS,
+                    details={
+                        "serial": x509_svid.serial,
+                        "x5t#S256": x509_svid.thumbprint,
+                        "exp": x509_svid.expires_at,
+                        "method": method,
+                    },
+                )
+            )
         self._audit.record_all(
             [
                 self._audit.event(
@@ -120,9 +167,32 @@ class IdentityService:
                         "method": method,
                     },
                 ),
+                *x509_events,
             ]
         )
-        return issued
+        return Attestation(issued, x509_svid)
+
+    def _csr(self, csr: str | None) -> PublicKey | None:
+        if csr is None:
+            return None
+        if self._x509 is None:
+            raise InvalidInput("attest.x509", "this control plane issues no X.509-SVIDs")
+        return parse_csr(csr)
+
+    def _issue_x509(self, key: PublicKey, spiffe_id: str, requested: int | None) -> IssuedX509Svid:
+        assert self._x509 is not None  # _csr refused the CSR otherwise
+        _, created = self._x509.ensure()
+        if created:
+            self._audit.record(
+                "x509_ca.created",
+                actor=Actor("system", "zerolane"),
+                subject=f"spiffe://{self.trust_domain}",
+                outcome=Outcome.SUCCESS,
+                details={"reason": "first X.509-SVID of this trust domain"},
+            )
+        cap = self._svid.x509_ttl
+        ttl = cap if requested is None else min(max(requested, 1), cap)
+        return self._x509.issue(key, spiffe_id, ttl)
 
     def _match(self, attested: Attested, requested: str | None) -> Workload:
         if attested.spiffe_id is not None:

@@ -28,6 +28,12 @@ class AttestBody(Strict):
     audience: StrictStr | list[StrictStr] | None = None
     ttl: StrictInt | None = Field(None, gt=0, description="requested SVID lifetime, seconds")
     spiffe_id: StrictStr | None = Field(None, max_length=2048)
+    csr: StrictStr | None = Field(
+        None,
+        max_length=16384,
+        description="PEM PKCS#10 request: also issue an X.509-SVID for its key (the SPIFFE "
+        "ID is the attested one; the CSR's names are ignored)",
+    )
 
 
 class AttestResponse(BaseModel):
@@ -36,6 +42,11 @@ class AttestResponse(BaseModel):
     audience: list[str]
     expires_at: int
     expires_in: int
+    #: with a ``csr``: the X.509-SVID (PEM, leaf first), the trust domain's X.509
+    #: authorities (PEM) and when the certificate expires
+    x509_svid: str | None = None
+    x509_bundle: str | None = None
+    x509_expires_at: int | None = None
 
 
 class RegisterBody(Strict):

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from zerolane.errors import InvalidInput
+from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
 from zerolane.server.security import Admin
 from zerolane.store.records import TaskRecord
-from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput
 from zerolane.tasks.lifecycle import OpenRequest, effective_state
 from zerolane.tasks.playbooks import parse_playbook, playbook_to_json
@@ -52,6 +53,11 @@ class TaskOut(BaseModel):
     on_behalf_of: str | None
     ended_at: float | None
     end_reason: str | None
+    #: the delegation tree: the parent task (None for a root task) and hops from the root
+    parent_id: str | None = None
+    depth: int = 0
+    #: the verified person the task acts for (from an ID token): ``subject`` and ``issuer``
+    user: dict[str, str] | None = None
 
 
 class OpenedOut(BaseModel):
@@ -93,6 +99,15 @@ def _deployment(request: Request) -> Deployment:
     return deployment
 
 
+def client_cert(request: Request, deployment: Deployment) -> bytes | None:
+    """The request's client certificate (DER): this connection's own (TLS served here),
+    or a trusted proxy's header (``[tls]``); never a header from anyone else."""
+    source = getattr(request.app.state, "client_certs", None)
+    if not isinstance(source, ClientCertSource):
+        source = request.app.state.client_certs = ClientCertSource(deployment.config.tls)
+    return source.from_scope(request.scope)
+
+
 def _url(request: Request, deployment: Deployment) -> str:
     """The URL a DPoP proof must name: the configured public URL, else as requested."""
     public = deployment.config.server.public_url
@@ -123,6 +138,11 @@ def task_out(task: TaskRecord, now: float) -> TaskOut:
         on_behalf_of=task.on_behalf_of,
         ended_at=task.ended_at,
         end_reason=task.end_reason,
+        parent_id=task.parent_id,
+        depth=task.depth,
+        user={"subject": task.user_subject, "issuer": task.user_issuer}
+        if task.user_subject is not None and task.user_issuer is not None
+        else None,
     )
 
 
@@ -133,11 +153,17 @@ def open_task(
     authorization: Annotated[str | None, Header()] = None,
     dpop: Annotated[str | None, Header()] = None,
 ) -> OpenedOut:
-    """Open a task: JWT-SVID (``Authorization: DPoP <svid>``) plus a DPoP proof."""
+    """Open a task: JWT-SVID (``Authorization: DPoP <svid>``) plus a DPoP proof; or,
+    with no ``Authorization``, the X.509-SVID of a mutual-TLS connection, and then the
+    token is bound to that certificate (RFC 8705 ``cnf.x5t#S256``, ``token_type`` Bearer)."""
     deployment = _deployment(request)
-    caller = deployment.authenticator.workload(
-        authorization, dpop, method="POST", url=_url(request, deployment)
-    )
+    certificate = client_cert(request, deployment)
+    if authorization is None and certificate is not None:
+        caller = deployment.authenticator.workload_by_certificate(certificate)
+    else:
+        caller = deployment.authenticator.workload(
+            authorization, dpop, method="POST", url=_url(request, deployment)
+        )
     opened = deployment.lifecycle.open(
         caller,
         OpenRequest(
@@ -154,6 +180,7 @@ def open_task(
     return OpenedOut(
         task_id=opened.task.task_id,
         token=opened.token,
+        token_type="Bearer" if caller.x5t is not None else "DPoP",
         expires_at=int(opened.task.expires_at),
         expires_in=int(opened.task.expires_at - now),
         scope=task_out(opened.task, now).scope,
@@ -167,10 +194,16 @@ def complete_task(
     authorization: Annotated[str | None, Header()] = None,
     dpop: Annotated[str | None, Header()] = None,
 ) -> TaskOut:
-    """Complete a task (its owner: task token plus DPoP proof). Its token is dead after."""
+    """Complete a task (its owner: task token plus DPoP proof, or plus the client
+    certificate a certificate-bound token names). Its token is dead after."""
     deployment = _deployment(request)
+    certificate = client_cert(request, deployment)
     holder = deployment.authenticator.task_holder(
-        bearer_of(authorization), dpop, method="POST", url=_url(request, deployment)
+        token_of(authorization, client_cert=certificate),
+        dpop,
+        method="POST",
+        url=_url(request, deployment),
+        client_cert=certificate,
     )
     ended = deployment.lifecycle.complete(task_id, holder.claims.subject, holder.claims.task_id)
     return task_out(ended, deployment.clock.now())
@@ -182,6 +215,8 @@ def decide(body: DecideBody, request: Request) -> DecisionOut:
 
     Always 200 with ``decision`` allow or deny; ``status`` says what the enforcement
     point should answer on deny (401 credential problem, 403 refused, 503 fail-closed).
+    A certificate-bound token is checked against the client certificate of this very
+    request (its connection, or a trusted proxy's header), never one in the body.
     """
     deployment = _deployment(request)
     r = body.request
@@ -196,6 +231,7 @@ def decide(body: DecideBody, request: Request) -> DecisionOut:
             destination=r.destination,
             sensitivity=r.sensitivity,
             audience=body.audience,
+            client_cert=client_cert(request, deployment),
         ),
     )
     return DecisionOut(
@@ -236,6 +272,20 @@ def list_tasks(
 def show_task(task_id: str, request: Request, _: Admin) -> TaskOut:
     deployment = _deployment(request)
     return task_out(deployment.lifecycle.get(task_id), deployment.clock.now())
+
+
+@router.get("/v1/admin/tasks/{task_id}/tree", response_model=list[TaskOut], tags=["admin"])
+def task_tree(
+    task_id: str,
+    request: Request,
+    _: Admin,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[TaskOut]:
+    """The task and its delegated descendants, parents before children (``parent_id``
+    and ``depth`` give the shape)."""
+    deployment = _deployment(request)
+    now = deployment.clock.now()
+    return [task_out(t, now) for t in deployment.lifecycle.tree(task_id, limit=limit)]
 
 
 @router.post("/v1/admin/tasks/{task_id}/revoke", response_model=TaskOut, tags=["admin"])

@@ -1,23 +1,41 @@
-"""Who is calling: a workload (JWT-SVID + DPoP proof) or a task holder (task token + proof).
+"""Who is calling: a workload (JWT-SVID + DPoP proof, or its X.509-SVID over mutual TLS)
+or a task holder (task token + proof, or task token + the client certificate).
 
 Every token zerolane accepts here is sender-constrained: the proof must be signed by the
-key the token is bound to (``cnf.jkt``), for this method and URL, once.
+key the token is bound to (``cnf.jkt``), for this method and URL, once; or, for a token
+bound to a certificate (RFC 8705 ``cnf.x5t#S256``), the request must come over a
+connection authenticated with that very certificate. A ``jkt`` token always needs its
+proof (a certificate does not replace it); an ``x5t#S256`` token needs its certificate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from cryptography import x509
 
 from zerolane.errors import Forbidden, Unauthenticated
 from zerolane.identity import svid
 from zerolane.identity.keyring import Keyring
+from zerolane.identity.x509_svid import VerifiedX509Svid, validate
 from zerolane.store.ports import ReplayCache, WorkloadStore
 from zerolane.store.records import Workload
+from zerolane.tokens.rfc8705 import (
+    CNF_MEMBER,
+    MtlsError,
+    cert_thumbprint,
+    check_binding,
+    der_of,
+    load_certificate,
+)
 from zerolane.tokens.rfc9068 import TaskTokenClaims, TaskTokenVerifier
 from zerolane.tokens.rfc9449 import VerifiedProof, verify_proof
 from zerolane.types import Clock, WorkloadStatus
 
 SCHEME = "dpop"
+#: RFC 8705 tokens travel as ``Bearer`` (RFC 6750); accepted only with a client certificate
+BEARER = "bearer"
 
 
 def bearer_of(authorization: str | None) -> str:
@@ -35,17 +53,73 @@ def bearer_of(authorization: str | None) -> str:
     return token
 
 
+def token_of(authorization: str | None, *, client_cert: bytes | None) -> str:
+    """The token of ``Authorization: DPoP <token>``, or of ``Bearer <token>`` when the
+    request carries a client certificate (a certificate-bound token, RFC 8705).
+
+    The scheme grants nothing: what the token is bound to decides what must come with it.
+    """
+    if client_cert and authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == BEARER and token.strip():
+            return token.strip()
+    return bearer_of(authorization)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadCaller:
+    """An authenticated workload: by its JWT-SVID and a DPoP proof (``svid``, ``proof``),
+    or by its X.509-SVID as the client certificate of a mutual-TLS connection
+    (``certificate``). What it is given is bound to the same: ``cnf.jkt`` or
+    ``cnf.x5t#S256``."""
+
+    workload: Workload
+    svid: svid.VerifiedSvid | None
+    proof: VerifiedProof | None
+    certificate: VerifiedX509Svid | None = None
+    #: RFC 8705 ``x5t#S256`` of the client certificate (with ``certificate``)
+    x5t: str | None = None
+
+    @property
+    def jkt(self) -> str | None:
+        """The DPoP key thumbprint a task token is bound to (None: bound to ``x5t``)."""
+        return self.proof.jkt if self.proof is not None else None
+
+    @property
+    def binding(self) -> str:
+        """What the task record keeps as its binding: the ``jkt``, or ``x5t#S256:<x5t>``."""
+        if self.x5t is not None:
+            return f"{CNF_MEMBER}:{self.x5t}"
+        if self.proof is None:
+            raise Unauthenticated("auth.unbound", "the caller proved no key")
+        return self.proof.jkt
+
+    @property
+    def bound_until(self) -> float | None:
+        """When the binding ends (the certificate's ``notAfter``); None for a DPoP key."""
+        if self.certificate is None:
+            return None
+        return self.certificate.leaf.not_valid_after_utc.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Delegate:
+    """A workload named by its key-bound JWT-SVID that another party presented (the
+    actor token of a delegation): not authenticated by a proof here, but whatever is
+    issued to it is bound to its key (``svid.jkt``), so only it can use that."""
+
     workload: Workload
     svid: svid.VerifiedSvid
-    proof: VerifiedProof
+    jkt: str
 
 
 @dataclass(frozen=True, slots=True)
 class TaskHolder:
+    """The holder of a task token: proven by a DPoP ``proof`` (``cnf.jkt``), or by the
+    client certificate of its connection (``cnf.x5t#S256``, then ``proof`` is None)."""
+
     claims: TaskTokenClaims
-    proof: VerifiedProof
+    proof: VerifiedProof | None
     token: str
 
 
@@ -58,8 +132,11 @@ class Authenticator:
         workloads: WorkloadStore,
         replay: ReplayCache,
         clock: Clock,
+        x509_roots: Callable[[], Sequence[x509.Certificate]] | None = None,
     ) -> None:
         self.audience = f"spiffe://{trust_domain}"
+        self.trust_domain = trust_domain
+        self._x509_roots = x509_roots
         self._keyring = keyring
         self._workloads = workloads
         self._replay = replay
@@ -81,11 +158,8 @@ class Authenticator:
             expected_jkt=jkt,
         )
 
-    def workload(
-        self, authorization: str | None, proof: str | None, *, method: str, url: str
-    ) -> WorkloadCaller:
-        """A workload presenting its JWT-SVID, bound to the key that signed ``proof``."""
-        token = bearer_of(authorization)
+    def _svid(self, token: str) -> tuple[svid.VerifiedSvid, str]:
+        """A verified JWT-SVID and the thumbprint of the key it is bound to."""
         verified = svid.verify(
             token, self._keyring.public_keys(), audience=self.audience, clock=self._clock
         )
@@ -93,13 +167,44 @@ class Authenticator:
             raise Unauthenticated(
                 "svid.unbound", "the SVID is not bound to a key: attest with a public_jwk"
             )
-        checked = self._proof(proof, method, url, token, verified.jkt)
-        workload = self._workloads.get_workload(verified.spiffe_id)
+        return verified, verified.jkt
+
+    def _enabled(self, spiffe_id: str) -> Workload:
+        workload = self._workloads.get_workload(spiffe_id)
         if workload is None:
-            raise Forbidden("workload.unknown", f"{verified.spiffe_id} is not registered")
+            raise Forbidden("workload.unknown", f"{spiffe_id} is not registered")
         if workload.status is not WorkloadStatus.ENABLED:
             raise Forbidden("workload.disabled", f"{workload.spiffe_id} is disabled")
-        return WorkloadCaller(workload, verified, checked)
+        return workload
+
+    def workload(
+        self, authorization: str | None, proof: str | None, *, method: str, url: str
+    ) -> WorkloadCaller:
+        """A workload presenting its JWT-SVID, bound to the key that signed ``proof``."""
+        token = bearer_of(authorization)
+        verified, jkt = self._svid(token)
+        checked = self._proof(proof, method, url, token, jkt)
+        return WorkloadCaller(self._enabled(verified.spiffe_id), verified, checked)
+
+    def workload_by_certificate(self, client_cert: bytes | None) -> WorkloadCaller:
+        """A workload presenting its X.509-SVID as the client certificate (DER) of a
+        mutual-TLS connection: the TLS handshake proved its key; here the certificate
+        is validated as an X.509-SVID of this trust domain (our CA, valid now)."""
+        if not client_cert:
+            raise MtlsError("mtls.cert_missing", "present an X.509-SVID over mutual TLS")
+        leaf = load_certificate(client_cert)
+        roots = list(self._x509_roots()) if self._x509_roots is not None else []
+        verified = validate([leaf], roots, trust_domain=self.trust_domain, at=self._clock.now())
+        workload = self._enabled(str(verified.spiffe_id))
+        return WorkloadCaller(
+            workload, None, None, certificate=verified, x5t=cert_thumbprint(der_of(leaf))
+        )
+
+    def delegate(self, token: str) -> Delegate:
+        """The registered, enabled workload a key-bound JWT-SVID names, without a proof
+        of its key (see :class:`Delegate`)."""
+        verified, jkt = self._svid(token)
+        return Delegate(self._enabled(verified.spiffe_id), verified, jkt)
 
     def task_holder(
         self,
@@ -109,8 +214,12 @@ class Authenticator:
         method: str,
         url: str,
         audience: str | None = None,
+        client_cert: bytes | None = None,
     ) -> TaskHolder:
-        """The holder of a task token, bound to the key that signed ``proof``."""
+        """The holder of a task token, bound to the key that signed ``proof``; or, for a
+        certificate-bound token (``cnf.x5t#S256``), to ``client_cert`` (DER, the
+        connection's verified client certificate), and then ``proof`` is not needed.
+        A ``cnf.jkt`` token ignores ``client_cert``: it always needs its proof."""
         claims = self._tokens.verify(
             token,
             self._keyring.public_keys(),
@@ -119,5 +228,10 @@ class Authenticator:
             audience=audience or self.audience,
             now=self._clock.now(),
         )
+        if claims.x5t is not None:
+            check_binding(claims.x5t, client_cert)
+            return TaskHolder(claims, None, token)
+        if claims.jkt is None:  # the verifier never lets an unbound token through
+            raise Unauthenticated("token.unbound", "the token is not bound to a key")
         checked = self._proof(proof, method, url, token, claims.jkt)
         return TaskHolder(claims, checked, token)

@@ -1,0 +1,270 @@
+"""Certificate-bound task tokens (RFC 8705) end to end, the two documented ways:
+
+- **TLS served here**: the control plane and a gateway served by uvicorn over TLS with
+  client certificates checked against the home's X.509 CA; the agent (SDK) attests with
+  a CSR, opens its task over mutual TLS and calls the gateway over it, with no DPoP;
+- **a TLS-terminating proxy**: a plain-HTTP gateway believing ``X-Client-Cert`` only
+  from its trusted proxy (loopback), and one that trusts another address (so the same
+  header, from loopback, is a client's and is ignored).
+
+Attack rows with twins. The allows need the decider to take the request's certificate
+(``DecideInput.client_cert``).
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.gateway.conftest import ADMIN, AGENT, AUDIENCE, PLAYBOOK, TD, EchoUpstream, gateway_toml
+from tests.identity.x509_issuer import server_cert
+from zerolane.cli.background import free_port
+from zerolane.cli.gateway import build_app, tls_options, uvicorn_config
+from zerolane.config import TlsConfig
+from zerolane.gateway.config import load_gateway_config
+from zerolane.gateway.http import GatewayApp
+from zerolane.identity.x509_svid import parse_chain
+from zerolane.sdk import Agent
+from zerolane.server.app import create_app
+from zerolane.server.deployment import Deployment, init_home
+from zerolane.server.tls import uvicorn_tls
+from zerolane.tasks.playbooks import parse_playbook
+
+pytestmark = pytest.mark.e2e
+REPORT = "/finance/reports/q3"
+
+
+class Served:
+    """A uvicorn server in a daemon thread."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class MtlsStack:
+    api_url: str
+    server_ca: str  # the TLS servers' certificate (what clients verify)
+    direct: str  # the gateway served over TLS
+    behind_proxy: str  # plain HTTP, trusting X-Client-Cert from loopback
+    untrusting: str  # plain HTTP, trusting X-Client-Cert only from 192.0.2.1
+    upstream: EchoUpstream
+    deployment: Deployment
+
+    def verify(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.server_ca)
+
+    def agent(self) -> Agent:
+        token = self.deployment.join_tokens.create(AGENT, ttl=300, actor=ADMIN).token
+        http = httpx.Client(verify=self.verify(), timeout=10)
+        agent = Agent.attest(self.api_url, join_token=token, x509=True, http=http)
+        agent.enable_mtls(verify=self.server_ca)
+        return agent
+
+
+def _gateway(
+    base: Path, name: str, upstream: EchoUpstream, tls: str, deployment: Deployment
+) -> tuple[GatewayApp, int, dict[str, Any]]:
+    port = free_port()
+    path = gateway_toml(base / name, upstream.port, port)
+    text = path.read_text()
+    if "cert_file" in tls:
+        text = text.replace(f'"http://127.0.0.1:{port}"', f'"https://127.0.0.1:{port}"', 1)
+    path.write_text(text + tls)
+    config = load_gateway_config(path)
+    return build_app(config, deployment), port, tls_options(config, deployment)
+
+
+@pytest.fixture(scope="module")
+def mtls(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsStack]:
+    base = tmp_path_factory.mktemp("mtls")
+    deployment, _ = init_home(base / "home", TD)
+    deployment.registry.register(AGENT, selectors=[], owner="tests", actor=ADMIN)
+    deployment.playbooks.apply(parse_playbook(PLAYBOOK, "tests"), ADMIN)
+    cert_file, key_file = server_cert(base / "server")
+    served = f'\n[tls]\ncert_file = "{cert_file}"\nkey_file = "{key_file}"\n'
+    header = '\n[tls]\nclient_cert_header = "X-Client-Cert"\ntrusted_proxies = ["{}"]\n'
+    gateway_deployment = Deployment.open(base / "home")
+    gateways = [
+        _gateway(base, "direct", upstream, served, gateway_deployment),
+        _gateway(base, "proxy", upstream, header.format("127.0.0.1/32"), gateway_deployment),
+        _gateway(base, "untrusting", upstream, header.format("192.0.2.1/32"), gateway_deployment),
+    ]
+    api_port = free_port()
+    api_tls = uvicorn_tls(
+        TlsConfig(cert_file=str(cert_file), key_file=str(key_file)),
+        base=Path("/"),
+        ca=deployment.x509_ca,
+    )
+    api = uvicorn.Config(
+        create_app(deployment), host="127.0.0.1", port=api_port, log_level="warning", **api_tls
+    )
+    servers = [Served(api)] + [
+        Served(uvicorn_config(app, "127.0.0.1", port, "warning", tls))
+        for app, port, tls in gateways
+    ]
+    for server in servers:
+        server.__enter__()
+    try:
+        yield MtlsStack(
+            api_url=f"https://127.0.0.1:{api_port}",
+            server_ca=str(cert_file),
+            direct=f"https://127.0.0.1:{gateways[0][1]}",
+            behind_proxy=f"http://127.0.0.1:{gateways[1][1]}",
+            untrusting=f"http://127.0.0.1:{gateways[2][1]}",
+            upstream=upstream,
+            deployment=deployment,
+        )
+    finally:
+        for server in servers:
+            server.__exit__()
+        gateway_deployment.close()
+        deployment.close()
+
+
+def _reason(response: httpx.Response) -> str:
+    return str(response.json()["reason"])
+
+
+def _escaped(agent: Agent) -> dict[str, str]:
+    """The agent's certificate as nginx passes it (``$ssl_client_escaped_cert``)."""
+    assert agent.x509 is not None
+    leaf = parse_chain(agent.x509.chain_pem)[0]
+    return {"X-Client-Cert": quote(leaf.public_bytes(Encoding.PEM).decode(), safe="")}
+
+
+def test_direct_tls_token_bound_to_the_agents_certificate(mtls: MtlsStack) -> None:
+    with mtls.agent() as agent:
+        task = agent.open_task(
+            playbook="tool-user", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+        )
+        assert task.grant.token_type == "Bearer"
+        before = mtls.upstream.count()
+        response = task.request("GET", mtls.direct + REPORT)  # over mutual TLS, no proof
+        assert response.status_code == 200, response.text
+        assert mtls.upstream.count() == before + 1
+        echo = response.json()
+        sent = {name.lower() for name, _ in echo["headers"]}
+        assert not sent & {"authorization", "dpop", "x-client-cert"}
+        task.complete()
+        assert task.request("GET", mtls.direct + REPORT).json()["reason"] == "task.completed"
+
+
+def test_direct_tls_another_certificate_or_none_is_refused(mtls: MtlsStack) -> None:
+    with mtls.agent() as agent, mtls.agent() as thief:
+        task = agent.open_task(
+            playbook="tool-user", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+        )
+        bearer = {"Authorization": f"Bearer {task.token}"}
+        stolen = thief.mtls_http.get(mtls.direct + REPORT, headers=bearer)  # cert B
+        assert (stolen.status_code, _reason(stolen)) == (401, "mtls.cert_mismatch")
+        challenge = stolen.headers["www-authenticate"]
+        assert challenge == 'Bearer error="invalid_token", error_description="mtls.cert_mismatch"'
+        plain = httpx.get(mtls.direct + REPORT, headers=bearer, verify=mtls.verify())
+        assert (plain.status_code, _reason(plain)) == (401, "auth.scheme")  # no cert: no Bearer
+        as_dpop = httpx.get(
+            mtls.direct + REPORT,
+            headers={"Authorization": f"DPoP {task.token}"},
+            verify=mtls.verify(),
+        )
+        assert (as_dpop.status_code, _reason(as_dpop)) == (401, "mtls.cert_missing")
+        allowed = agent.mtls_http.get(mtls.direct + REPORT, headers=bearer)  # cert A: the twin
+        assert allowed.status_code == 200, allowed.text
+        task.complete()
+
+
+def test_proxy_header_from_the_trusted_proxy_binds(mtls: MtlsStack) -> None:
+    with mtls.agent() as agent, mtls.agent() as thief:
+        task = agent.open_task(
+            playbook="tool-user", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+        )
+        bearer = {"Authorization": f"Bearer {task.token}"}
+        other = httpx.get(mtls.behind_proxy + REPORT, headers=bearer | _escaped(thief))
+        assert (other.status_code, _reason(other)) == (401, "mtls.cert_mismatch")
+        missing = httpx.get(
+            mtls.behind_proxy + REPORT, headers={"Authorization": f"DPoP {task.token}"}
+        )
+        assert (missing.status_code, _reason(missing)) == (401, "mtls.cert_missing")
+        allowed = httpx.get(mtls.behind_proxy + REPORT, headers=bearer | _escaped(agent))
+        assert allowed.status_code == 200, allowed.text
+        sent = {name.lower() for name, _ in allowed.json()["headers"]}
+        assert "x-client-cert" not in sent  # never forwarded upstream
+        task.complete()
+
+
+def test_client_sent_header_from_an_untrusted_peer_is_ignored(mtls: MtlsStack) -> None:
+    with mtls.agent() as agent:
+        task = agent.open_task(
+            playbook="tool-user", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+        )
+        headers = {"Authorization": f"Bearer {task.token}"} | _escaped(agent)
+        before = mtls.upstream.count()
+        ignored = httpx.get(mtls.untrusting + REPORT, headers=headers)
+        assert (ignored.status_code, _reason(ignored)) == (401, "auth.scheme")
+        dpop = {"Authorization": f"DPoP {task.token}"} | _escaped(agent)
+        ignored = httpx.get(mtls.untrusting + REPORT, headers=dpop)
+        assert (ignored.status_code, _reason(ignored)) == (401, "mtls.cert_missing")
+        assert mtls.upstream.count() == before
+        trusted = httpx.get(mtls.behind_proxy + REPORT, headers=headers)  # the twin
+        assert trusted.status_code == 200, trusted.text
+        task.complete()
+
+
+def test_dpop_tokens_still_work_and_ignore_certificates(mtls: MtlsStack) -> None:
+    with mtls.agent() as agent:
+        task = agent.open_task(playbook="tool-user", intent="DPoP", audience=[AUDIENCE])
+        assert task.grant.token_type == "DPoP"
+        url = mtls.behind_proxy + REPORT
+        with_cert = httpx.get(
+            url, headers={"Authorization": f"DPoP {task.token}"} | _escaped(agent)
+        )
+        assert (with_cert.status_code, _reason(with_cert)) == (401, "dpop.missing")
+        response = task.request("GET", url)  # the twin: with its proof
+        assert response.status_code == 200, response.text
+        task.complete()
+
+
+def test_sdk_opens_and_completes_a_certificate_bound_task(mtls: MtlsStack) -> None:
+    """The control plane's own side, over TLS it serves: no gateway, no decider."""
+    with mtls.agent() as agent:
+        assert agent.x509 is not None
+        leaf = parse_chain(agent.x509.chain_pem)[0]
+        assert leaf.public_key() == agent.key.public_key()
+        task = agent.open_task(playbook="tool-user", intent="mTLS", binding="mtls")
+        assert task.grant.token_type == "Bearer"
+        assert task.headers("GET", mtls.direct) == {"Authorization": f"Bearer {task.token}"}
+        url = f"{mtls.api_url}/v1/tasks/{task.task_id}/complete"
+        stolen = httpx.post(  # the token without the certificate: refused
+            url, headers=task.headers("POST", url), verify=mtls.verify()
+        )
+        assert (stolen.status_code, _reason(stolen)) == (401, "auth.scheme")
+        task.complete()  # the twin, over mutual TLS
+        stored = mtls.deployment.lifecycle.get(task.task_id)
+        assert stored.state.value == "completed"
+        with Agent(mtls.api_url) as bare, pytest.raises(RuntimeError):
+            bare.open_task(playbook="tool-user", intent="x", binding="mtls")  # no X.509-SVID

@@ -1,0 +1,204 @@
+"""The API side of X.509-SVIDs and certificate-bound tokens: attestation with a CSR, the
+CA in the SPIFFE bundle, and tasks opened and completed with a client certificate taken
+from a trusted proxy's header (never from anyone else's). Attack rows with twins."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from fastapi.testclient import TestClient
+
+from tests.identity.x509_issuer import csr_for, issue
+from zerolane.audit.events import Actor
+from zerolane.config import CONFIG_NAME
+from zerolane.identity.bundle import parse_bundle
+from zerolane.identity.ca import X509Authority
+from zerolane.identity.x509_svid import parse_chain, validate
+from zerolane.server.app import create_app
+from zerolane.server.deployment import Deployment, init_home
+from zerolane.tasks.playbooks import parse_playbook
+from zerolane.tokens.rfc8705 import cert_thumbprint
+
+TD = "example.org"
+AGENT = f"spiffe://{TD}/agents/a1"
+ADMIN = Actor("admin", "t")
+PROXY = ("127.0.0.1", 50000)
+STRANGER = ("10.9.8.7", 50000)
+PLAYBOOK = {
+    "name": "reports",
+    "description": "Read reports.",
+    "actions": ["read"],
+    "resources": ["finance/*"],
+    "destinations": [f"finance.{TD}"],
+    "data_ceiling": "internal",
+    "max_ttl": 900,
+    "max_calls": 5,
+    "openers": {"spiffe_ids": [f"spiffe://{TD}/agents/*"]},
+}
+TLS = """
+[tls]
+client_cert_header = "X-Client-Cert"
+trusted_proxies = ["127.0.0.1/32", "::1/128"]
+"""
+
+
+@dataclass
+class Held:
+    key: ec.EllipticCurvePrivateKey
+    chain_pem: str
+    bundle_pem: str
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return parse_chain(self.chain_pem)[0]
+
+    @property
+    def header(self) -> dict[str, str]:
+        """What nginx sends: ``$ssl_client_escaped_cert``."""
+        return {"X-Client-Cert": quote(self.leaf.public_bytes(Encoding.PEM).decode(), safe="")}
+
+
+@dataclass
+class Api:
+    deployment: Deployment
+    proxy: TestClient  # requests arriving from the trusted proxy
+    stranger: TestClient  # requests from anyone else
+
+    def attest(self, csr: str | None = None) -> dict[str, object]:
+        join = self.deployment.join_tokens.create(AGENT, ttl=600, actor=ADMIN).token
+        body: dict[str, object] = {"join_token": join}
+        if csr is not None:
+            body["csr"] = csr
+        reply = self.stranger.post("/v1/attest", json=body)
+        assert reply.status_code == 200, reply.text
+        answer: dict[str, object] = reply.json()
+        return answer
+
+    def held(self) -> Held:
+        key = ec.generate_private_key(ec.SECP256R1())
+        answer = self.attest(csr_for(key))
+        return Held(key, str(answer["x509_svid"]), str(answer["x509_bundle"]))
+
+    def open(self, client: TestClient, headers: dict[str, str]) -> object:
+        body = {"intent": "Read Q3", "playbook": "reports"}
+        return client.post("/v1/tasks", json=body, headers=headers)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    home = tmp_path / "home"
+    made, _ = init_home(home, TD)
+    made.close()
+    with (home / CONFIG_NAME).open("a") as config:
+        config.write(TLS)
+    deployment = Deployment.open(home)
+    deployment.registry.register(AGENT, selectors=[], owner=None, actor=ADMIN)
+    deployment.playbooks.apply(parse_playbook(PLAYBOOK, "tests"), ADMIN)
+    app = create_app(deployment)
+    with (
+        TestClient(app, raise_server_exceptions=False, client=PROXY) as proxy,
+        TestClient(app, raise_server_exceptions=False, client=STRANGER) as stranger,
+    ):
+        yield Api(deployment, proxy, stranger)
+    deployment.close()
+
+
+# issuance
+def test_attest_with_a_csr_returns_an_x509_svid_and_the_bundle(api: Api) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    answer = api.attest(csr_for(key, uris=(f"spiffe://{TD}/admin",)))
+    chain = parse_chain(answer["x509_svid"])
+    roots = x509.load_pem_x509_certificates(str(answer["x509_bundle"]).encode())
+    verified = validate(chain, roots, trust_domain=TD, at=api.deployment.clock.now())
+    assert str(verified.spiffe_id) == AGENT  # attested, never the CSR's
+    assert chain[0].public_key() == key.public_key()
+    assert answer["x509_expires_at"] == int(chain[0].not_valid_after_utc.timestamp())
+    assert isinstance(answer["svid"], str)  # the JWT-SVID as before
+
+
+def test_attest_without_a_csr_is_unchanged(api: Api) -> None:
+    answer = api.attest()
+    assert (answer["x509_svid"], answer["x509_bundle"]) == (None, None)
+
+
+def test_a_bad_csr_is_a_400_and_keeps_the_join_token(api: Api) -> None:
+    join = api.deployment.join_tokens.create(AGENT, ttl=600, actor=ADMIN).token
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = csr_for(key).replace("A", "B", 1)
+    reply = api.stranger.post("/v1/attest", json={"join_token": join, "csr": csr})
+    assert reply.status_code == 400
+    assert reply.json()["reason"].startswith("csr.")
+    again = api.stranger.post("/v1/attest", json={"join_token": join, "csr": csr_for(key)})
+    assert again.status_code == 200
+
+
+def test_the_spiffe_bundle_publishes_the_ca(api: Api) -> None:
+    document = api.stranger.get("/.well-known/spiffe-bundle").text
+    bundle = parse_bundle(document)  # our own strict parser accepts it
+    assert list(bundle.x509_authorities) == api.deployment.x509_ca.roots()
+    keys = api.stranger.get("/.well-known/spiffe-bundle").json()["keys"]
+    x509_keys = [k for k in keys if k["use"] == "x509-svid"]
+    assert len(x509_keys) == 1
+    der = api.deployment.x509_ca.certificate().public_bytes(Encoding.DER)
+    assert x509_keys[0]["x5c"] == [base64.b64encode(der).decode()]
+
+
+# tasks by certificate
+def test_certificate_header_from_an_untrusted_peer_is_ignored(api: Api) -> None:
+    held = api.held()
+    refused = api.open(api.stranger, held.header)  # a client-sent header: binds nothing
+    assert refused.status_code == 401
+    assert refused.json()["reason"] == "auth.missing"
+    opened = api.open(api.proxy, held.header)  # the twin: from the trusted proxy
+    assert opened.status_code == 201, opened.text
+    body = opened.json()
+    assert body["token_type"] == "Bearer"
+    cnf = jwt.decode(body["token"], options={"verify_signature": False})["cnf"]
+    assert cnf == {"x5t#S256": _x5t(held)}
+
+
+def test_complete_needs_the_bound_certificate(api: Api) -> None:
+    held, other = api.held(), api.held()
+    body = api.open(api.proxy, held.header).json()
+    url = f"/v1/tasks/{body['task_id']}/complete"
+    bearer = {"Authorization": f"Bearer {body['token']}"}
+    for client, headers, reason in (
+        (api.proxy, bearer, "auth.scheme"),  # no certificate: Bearer is not accepted
+        (api.stranger, bearer | held.header, "auth.scheme"),  # its header is ignored
+        (api.proxy, {"Authorization": f"DPoP {body['token']}"}, "mtls.cert_missing"),
+        (api.proxy, bearer | other.header, "mtls.cert_mismatch"),
+    ):
+        refused = client.post(url, headers=headers)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["reason"] == reason
+    done = api.proxy.post(url, headers=bearer | held.header)
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "completed"
+
+
+def test_a_malformed_header_from_the_proxy_fails_closed(api: Api) -> None:
+    refused = api.open(api.proxy, {"X-Client-Cert": "not-a-certificate"})
+    assert refused.status_code == 401
+    assert refused.json()["reason"] == "mtls.cert_malformed"
+
+
+def test_an_x509_svid_of_another_ca_opens_nothing(api: Api, tmp_path: Path) -> None:
+    impostor = issue(X509Authority(tmp_path / "impostor", TD, api.deployment.clock), AGENT)
+    forged = {"X-Client-Cert": quote(impostor.issued.leaf.public_bytes(Encoding.PEM).decode())}
+    refused = api.open(api.proxy, forged)
+    assert refused.status_code == 401
+    assert refused.json()["reason"] == "x509.chain"
+    assert api.open(api.proxy, api.held().header).status_code == 201
+
+
+def _x5t(held: Held) -> str:
+    return cert_thumbprint(held.leaf.public_bytes(Encoding.DER))
