@@ -27,6 +27,7 @@ from zerolane.identity.service import AttestRequest
 from zerolane.policy.defaults import install_defaults
 from zerolane.server.deployment import Deployment
 from zerolane.store.memory import MemoryStores
+from zerolane.store.ports import Stores
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import WorkloadCaller
 from zerolane.tasks.decisions import DecideInput, Decision
@@ -88,13 +89,18 @@ class World:
         assert isinstance(stores, MemoryStores)
         return stores
 
+    @property
+    def any_stores(self) -> Stores:
+        """The stores, whatever their backend."""
+        return self.deployment.stores
+
     # identities
     def agent(
         self, spiffe_id: str = AGENT, *, bound: bool = True, selectors: tuple[str, ...] = ()
     ) -> Agent:
         """Register ``spiffe_id`` (once) and attest it with a fresh key."""
         deployment = self.deployment
-        if self.stores.get_workload(spiffe_id) is None:
+        if self.any_stores.get_workload(spiffe_id) is None:
             deployment.registry.register(spiffe_id, selectors=selectors, owner="team", actor=ADMIN)
         key = ec.generate_private_key(ec.SECP256R1())
         join = deployment.join_tokens.create(spiffe_id, ttl=600, actor=ADMIN).token
@@ -171,14 +177,14 @@ class World:
 
     def task(self, task_id: str) -> TaskRecord:
         """The task as stored right now."""
-        task = self.stores.get_task(task_id)
+        task = self.any_stores.get_task(task_id)
         assert task is not None
         return task
 
     # audit
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Every audit event recorded so far (of ``kind``), as its JSON body."""
-        bodies = [json.loads(r.body) for r in self.stores.read_events(0, 100_000)]
+        bodies = [json.loads(r.body) for r in self.any_stores.read_events(0, 100_000)]
         return [b for b in bodies if kind is None or b["kind"] == kind]
 
 
@@ -187,14 +193,15 @@ def details(**fields: Any) -> list[dict[str, Any]]:
     return [{"type": "zerolane_task", **fields}]
 
 
-def build_world(home: Path) -> World:
-    """A home over memory stores with the default policies, opened at a fixed time."""
+def build_world(home: Path, store_url: str = "memory://") -> World:
+    """A home over memory stores (or ``store_url``) with the default policies, opened at
+    a fixed time."""
     clock = FixedClock()
     ensure_private_dir(home)
     Keyring(home / "keys", clock).create()
     config = Config(
         trust_domain=TD,
-        store_url="memory://",
+        store_url=store_url,
         tasks=TasksConfig(internal_destinations=(TD, f"*.{TD}")),
     )
     install_defaults(home / config.policy_dir)

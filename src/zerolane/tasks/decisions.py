@@ -7,6 +7,13 @@ scope and the request's context. An allow spends one call atomically (compare-an
 so two concurrent requests can't both spend the last call or race a sensitive read
 past the egress rule); every decision is an audit event, and one that cannot be
 recorded is a deny.
+
+Hot path: the decider keeps the last known record of busy tasks and serializes one
+task's decisions in this process (:mod:`zerolane.tasks.task_cache`: the
+compare-and-set makes a stale record harmless); over a store that can
+(:class:`~zerolane.store.ports.RecordedSpendStore`, SQLite), an allow's spend and its
+audit event are one write and one commit, so both are durable before the answer, or
+neither is.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import urlsplit
 
+from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Unauthenticated, Unavailable, ZerolaneError
@@ -28,11 +37,13 @@ from zerolane.policy.context import (
     request_policy_request,
 )
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.ports import TaskStore
+from zerolane.store.ports import RecordedSpendStore, TaskStore
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import Authenticator, TaskHolder
-from zerolane.tasks.lifecycle import effective_state
+from zerolane.tasks.lifecycle import effective_state, user_facts
+from zerolane.tasks.revocation import RevocationWatch
 from zerolane.tasks.scope import Scope
+from zerolane.tasks.task_cache import DEFAULT_CAPACITY, StripedLocks, TaskCache
 from zerolane.types import Clock, Outcome, Sensitivity, TaskState
 
 #: A compare-and-set loses only when another request spent a call in between; retries
@@ -58,6 +69,9 @@ class DecideInput:
     audience: str | None = None
     mcp: McpFacts | None = None
     details: Mapping[str, object] | None = None
+    #: the verified client certificate (DER) of the request's connection, which a
+    #: certificate-bound token (RFC 8705 ``cnf.x5t#S256``) is checked against
+    client_cert: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +94,53 @@ class Decision:
 
 
 class _Deny(Exception):
-    def __init__(self, reasons: Sequence[str], policies: Sequence[str] = ()) -> None:
+    def __init__(
+        self, reasons: Sequence[str], policies: Sequence[str] = (), *, status: int = 403
+    ) -> None:
         super().__init__(reasons[0])
         self.reasons = tuple(reasons)
         self.policies = tuple(policies)
+        self.status = status
+
+
+class _EventFields(TypedDict):
+    kind: str
+    actor: Actor
+    subject: str
+    outcome: Outcome
+    reason: str
+    details: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A request being decided: authenticated and mapped, not yet answered."""
+
+    decision_id: str
+    holder: TaskHolder
+    facts: RequestFacts
+    request: DecideInput
+
+
+def _decision(
+    decision_id: str,
+    holder: TaskHolder | None,
+    reasons: Sequence[str],
+    policies: Sequence[str],
+    status: int,
+) -> Decision:
+    """A decision: an allow when ``status`` is 200 (and there are no reasons)."""
+    claims = holder.claims if holder else None
+    return Decision(
+        decision_id=decision_id,
+        allowed=status == 200,
+        reasons=tuple(reasons),
+        policies=tuple(policies),
+        task_id=claims.task_id if claims else None,
+        status=status,
+        expires_at=float(claims.expires_at) if claims else None,
+        subject=claims.subject if claims else None,
+    )
 
 
 def _map(request: DecideInput, default_sensitivity: Sensitivity) -> RequestFacts:
@@ -134,7 +191,8 @@ def task_facts(task: TaskRecord, state: TaskState) -> TaskFacts:
         expires_at=task.expires_at,
         depth=task.depth,
         delegated=task.parent_id is not None,
-        on_behalf_of=task.on_behalf_of,
+        on_behalf_of=task.on_behalf_of,  # free text: policies must not decide on it
+        user=user_facts(task),  # the verified person, from an ID token
     )
 
 
@@ -149,6 +207,9 @@ class Decider:
         clock: Clock,
         internal_destinations: Sequence[str],
         default_sensitivity: Sensitivity = Sensitivity.INTERNAL,
+        cache_capacity: int = DEFAULT_CAPACITY,
+        revocations: RevocationWatch | None = None,
+        on_allowed: Callable[[TaskRecord], object] | None = None,
     ) -> None:
         self._auth = authenticator
         self._tasks = tasks
@@ -157,15 +218,27 @@ class Decider:
         self._clock = clock
         self._internal = tuple(internal_destinations)
         self._default_sensitivity = default_sensitivity
+        self._cache = TaskCache(cache_capacity)
+        self._locks = StripedLocks()
+        self._revocations = revocations
+        self._on_allowed = on_allowed
+        self._epoch = revocations.epoch if revocations is not None else 0
+        # one write for a spend and its event, unless the audit log queues decision events
+        recorded = tasks if isinstance(tasks, RecordedSpendStore) else None
+        self._recorded = recorded if audit.mode == "sync" else None
 
     def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
         decision_id = uuid.uuid4().hex
         holder: TaskHolder | None = None
         facts: RequestFacts | None = None
-        status = 403
         try:
             holder = self._auth.task_holder(
-                token, proof, method=request.method, url=request.url, audience=request.audience
+                token,
+                proof,
+                method=request.method,
+                url=request.url,
+                audience=request.audience,
+                client_cert=request.client_cert,
             )
             mapped = _map(request, self._default_sensitivity)
             facts = RequestFacts(
@@ -177,61 +250,139 @@ class Decider:
                 destination_internal=is_internal(mapped.destination, self._internal),
                 mcp=request.mcp,
             )
-            policies = self._decide(holder, facts)
-            reasons: tuple[str, ...] = ()
-            allowed = True
+            return self._decide(_Pending(decision_id, holder, facts, request))
         except _Deny as deny:
-            allowed, reasons, policies = False, deny.reasons, deny.policies
+            decision = _decision(decision_id, holder, deny.reasons, deny.policies, deny.status)
         except Unauthenticated as err:
-            allowed, reasons, policies, status = False, (err.reason,), (), 401
+            decision = _decision(decision_id, holder, (err.reason,), (), 401)
         except ZerolaneError as err:
-            allowed, reasons, policies = False, (err.reason,), ()
             status = err.status if err.status >= 400 else 403
-        decision = Decision(
-            decision_id=decision_id,
-            allowed=allowed,
-            reasons=reasons,
-            policies=tuple(policies),
-            task_id=holder.claims.task_id if holder else None,
-            status=200 if allowed else status,
-            expires_at=float(holder.claims.expires_at) if holder else None,
-            subject=holder.claims.subject if holder else None,
-        )
+            decision = _decision(decision_id, holder, (err.reason,), (), status)
         return self._record(decision, holder, facts, request)
 
-    def _decide(self, holder: TaskHolder, facts: RequestFacts) -> tuple[str, ...]:
-        claims = holder.claims
-        for _ in range(MAX_ATTEMPTS):
-            now = self._clock.now()
-            task = self._tasks.get_task(claims.task_id)
-            if task is None:
-                raise _Deny(["task.unknown"])
-            if task.owner != claims.subject or task.token_jti != claims.jti:
-                raise _Deny(["token.task_mismatch"])
-            state = effective_state(task, now)
-            if state is not TaskState.ACTIVE:
-                raise _Deny([f"task.{state.value}"])
-            if task.calls_used >= task.max_calls:
-                raise _Deny(["task.budget_exhausted"])
-            request = request_policy_request(task.owner, task_facts(task, state), facts, now)
-            engine = self._engine()
-            try:
-                result = engine.decide(request)
-            except Exception:  # fail closed: an engine that raises denies, never allows
-                raise _Deny(["policy.error"]) from None
-            if result.errors:
-                raise _Deny(["policy.error"], result.policy_ids)
-            if not result.allowed:
-                raise _Deny(list(result.policy_ids) or ["policy.no_permit"], result.policy_ids)
+    def _decide(self, pending: _Pending) -> Decision:
+        """Decide on the task as last known, spend with a compare-and-set; re-read when
+        the spend loses or the answer is a deny (see :mod:`zerolane.tasks.task_cache`).
+        An allow is returned once its spend and its audit event are stored."""
+        task_id = pending.holder.claims.task_id
+        with self._locks.of(task_id):
+            task = self._cache.get(task_id) if self._revocations_allow_cache() else None
+            fresh = task is None
+            for _ in range(MAX_ATTEMPTS):
+                if task is None:
+                    task, fresh = self._tasks.get_task(task_id), True
+                    if task is None:
+                        self._cache.discard(task_id)
+                        raise _Deny(["task.unknown"])
+                if self._revoked(task):
+                    if not fresh:
+                        task = None  # the bus heard it end: decide on what is stored
+                        continue
+                    if task.state is TaskState.ACTIVE:  # heard, not yet in the store
+                        self._cache.discard(task_id)
+                        raise _Deny(["task.revoked"])
+                now = self._clock.now()
+                try:
+                    policies = self._evaluate(pending.holder, task, pending.facts, now)
+                except _Deny:
+                    if fresh:
+                        self._cache.put(task)
+                        raise
+                    task = None  # decided on a guess: decide again on what is stored
+                    continue
+                allowed = _decision(pending.decision_id, pending.holder, (), policies, 200)
+                spent = self._spend(task, pending, allowed, now)
+                if spent is not None:
+                    self._cache.put(spent)
+                    if self._on_allowed is not None:  # e.g. a one-shot task ends here
+                        self._on_allowed(spent)
+                    return allowed
+                task = None  # another request spent first (or the task ended): re-read
+            self._cache.discard(task_id)
+            raise _Deny(["task.contention"])
+
+    def _revocations_allow_cache(self) -> bool:
+        """False (and the cache emptied) when the watch may have missed a revocation."""
+        if self._revocations is None:
+            return True
+        epoch = self._revocations.epoch
+        if epoch != self._epoch:
+            self._cache.clear()
+            self._epoch = epoch
+            return False
+        return True
+
+    def _revoked(self, task: TaskRecord) -> bool:
+        """Whether the revocation bus announced the end of ``task`` or its parent.
+
+        Raises :class:`Unavailable` (``revocation.unreachable``) when the bus has been
+        out of reach for longer than its grace window: enforcement fails closed.
+        """
+        if self._revocations is None:
+            return False
+        ids = (task.task_id,) if task.parent_id is None else (task.task_id, task.parent_id)
+        return self._revocations.check_all(ids) is not None
+
+    def _spend(
+        self, task: TaskRecord, pending: _Pending, allowed: Decision, now: float
+    ) -> TaskRecord | None:
+        """Spend one call; with a store that can, store the allow's event in the same
+        write. A spend that lost its compare-and-set stores nothing and returns None."""
+        touched = int(pending.facts.sensitivity)
+        if self._recorded is None:
             spent = self._tasks.spend_call(
                 task.task_id,
                 expected_calls_used=task.calls_used,
-                touched=int(facts.sensitivity),
+                expected_max_calls=task.max_calls,
+                touched=touched,
                 now=now,
             )
             if spent is not None:
-                return result.policy_ids
-        raise _Deny(["task.contention"])
+                try:
+                    self._audit.record(
+                        **self._event(allowed, pending.holder, pending.facts, pending.request)
+                    )
+                except Unavailable:
+                    raise _Deny(["audit.write"], status=503) from None
+            return spent
+        event = self._audit.event(
+            **self._event(allowed, pending.holder, pending.facts, pending.request)
+        )
+        try:
+            return self._recorded.spend_call_recorded(
+                task.task_id,
+                expected_calls_used=task.calls_used,
+                expected_max_calls=task.max_calls,
+                touched=touched,
+                now=now,
+                events=[event.unsealed()],
+                seal=seal,
+            )
+        except Exception:  # nothing of it was stored (the write is undone as a whole)
+            raise _Deny(["audit.write"], status=503) from None
+
+    def _evaluate(
+        self, holder: TaskHolder, task: TaskRecord, facts: RequestFacts, now: float
+    ) -> tuple[str, ...]:
+        """The checks in code, then the policies; the determining policies of an allow."""
+        claims = holder.claims
+        if task.owner != claims.subject or task.token_jti != claims.jti:
+            raise _Deny(["token.task_mismatch"])
+        state = effective_state(task, now)
+        if state is not TaskState.ACTIVE:
+            raise _Deny([f"task.{state.value}"])
+        if task.calls_used >= task.max_calls:
+            raise _Deny(["task.budget_exhausted"])
+        request = request_policy_request(task.owner, task_facts(task, state), facts, now)
+        try:
+            result = self._engine().decide(request)
+        except Exception:  # fail closed: an engine that raises denies, never allows
+            raise _Deny(["policy.error"]) from None
+        if result.errors:
+            raise _Deny(["policy.error"], result.policy_ids)
+        if not result.allowed:
+            raise _Deny(list(result.policy_ids) or ["policy.no_permit"], result.policy_ids)
+        return result.policy_ids
 
     def _record(
         self,
@@ -240,6 +391,20 @@ class Decider:
         facts: RequestFacts | None,
         request: DecideInput,
     ) -> Decision:
+        try:
+            self._audit.record(**self._event(decision, holder, facts, request))
+        except Unavailable:
+            return decision.failed_closed("audit.write")
+        return decision
+
+    @staticmethod
+    def _event(
+        decision: Decision,
+        holder: TaskHolder | None,
+        facts: RequestFacts | None,
+        request: DecideInput,
+    ) -> _EventFields:
+        """The fields of a decision's audit event (for ``AuditLog.record``/``event``)."""
         parts = urlsplit(request.url)
         details: dict[str, object] = dict(request.details or {})
         details |= {
@@ -258,16 +423,11 @@ class Decider:
                 destination_internal=facts.destination_internal,
                 sensitivity=facts.sensitivity.label,
             )
-        actor = Actor("workload", holder.claims.subject if holder else "unauthenticated")
-        try:
-            self._audit.record(
-                "decision",
-                actor=actor,
-                subject=decision.task_id or "unknown",
-                outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
-                reason=decision.reasons[0] if decision.reasons else "ok",
-                details=details,
-            )
-        except Unavailable:
-            return decision.failed_closed("audit.write")
-        return decision
+        return {
+            "kind": "decision",
+            "actor": Actor("workload", holder.claims.subject if holder else "unauthenticated"),
+            "subject": decision.task_id or "unknown",
+            "outcome": Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
+            "reason": decision.reasons[0] if decision.reasons else "ok",
+            "details": details,
+        }

@@ -266,19 +266,22 @@ class GroupCommitWriter:
         """Run the batch in one transaction; raise if it could not be committed."""
         conn = self._connection()
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # savepoints go straight to the driver: two per op, on the hot path
+        driver = conn.connection.driver_connection
+        assert driver is not None
         outcomes: list[tuple[bool, Any]] = []
         for pending in batch:
-            conn.exec_driver_sql("SAVEPOINT op")
+            driver.execute("SAVEPOINT op")
             try:
                 result = pending.op(conn)
             except Exception as err:
                 # undo this op only; if even that fails, the transaction is gone and
                 # the exception ends the whole batch
-                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT op")
-                conn.exec_driver_sql("RELEASE SAVEPOINT op")
+                driver.execute("ROLLBACK TO SAVEPOINT op")
+                driver.execute("RELEASE SAVEPOINT op")
                 outcomes.append((False, err))
             else:
-                conn.exec_driver_sql("RELEASE SAVEPOINT op")
+                driver.execute("RELEASE SAVEPOINT op")
                 outcomes.append((True, result))
         conn.commit()
         return outcomes

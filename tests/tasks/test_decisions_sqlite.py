@@ -1,0 +1,179 @@
+"""Decisions over SQLite: an allow's spend and its audit event are one durable write."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import zerolane.tasks.decisions as decisions
+from tests.tasks.conftest import AGENT, FINANCE, SLACK, Agent, World, build_world
+from zerolane.audit.log import AuditLog
+from zerolane.store.ports import RecordedSpendStore
+from zerolane.store.sqlite import SqliteStores
+from zerolane.tasks.decisions import Decider
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    built = build_world(tmp_path / "home", "sqlite:///zerolane.db")
+    yield built
+    built.deployment.close()
+
+
+@pytest.fixture
+def agent(world: World) -> Agent:
+    return world.agent(AGENT)
+
+
+def sqlite(world: World) -> SqliteStores:
+    stores = world.deployment.stores
+    assert isinstance(stores, SqliteStores)
+    return stores
+
+
+def test_an_allow_is_one_write_holding_the_spend_and_its_event(world: World, agent: Agent) -> None:
+    assert isinstance(world.deployment.stores, RecordedSpendStore)
+    opened = world.open(agent)
+    before = sqlite(world).writer_stats().ops
+    allowed = world.ask(agent, opened.token)
+    assert allowed.allowed
+    assert sqlite(world).writer_stats().ops == before + 1
+    assert world.task(opened.task.task_id).calls_used == 1
+    event = world.events("decision")[-1]
+    assert (event["outcome"], event["details"]["decision_id"]) == ("success", allowed.decision_id)
+    assert world.deployment.audit.verify()[1] is None  # the chain links through it
+
+    # the twin: a deny spends nothing and is still its own event
+    denied = world.ask(agent, opened.token, action="delete")
+    assert (denied.allowed, denied.reasons) == (False, ("scope.action",))
+    assert world.task(opened.task.task_id).calls_used == 1
+    assert world.events("decision")[-1]["details"]["decision_id"] == denied.decision_id
+
+
+def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = world.open(agent)
+
+    def broken(*args: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(decisions, "seal", broken)
+    monkeypatch.setattr("zerolane.audit.log.seal", broken)
+    denied = world.ask(agent, opened.token)
+    assert (denied.allowed, denied.reasons, denied.status) == (False, ("audit.write",), 503)
+    assert world.task(opened.task.task_id).calls_used == 0  # the spend was undone with it
+    monkeypatch.undo()
+    assert world.ask(agent, opened.token).allowed
+    assert world.task(opened.task.task_id).calls_used == 1
+
+
+def test_concurrent_allows_spend_the_budget_exactly_and_audit_each(
+    world: World, agent: Agent
+) -> None:
+    opened = world.open(agent, max_calls=5)
+    url = f"https://{FINANCE}/finance/q3"
+    proofs = [world.proof(agent.key, "GET", url, opened.token) for _ in range(12)]
+    start = threading.Barrier(len(proofs))
+    allowed: list[str] = []
+
+    def one(proof: str) -> None:
+        start.wait()
+        decision = world.ask(agent, opened.token, proof=proof)
+        if decision.allowed:
+            allowed.append(decision.decision_id)
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in proofs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(allowed) == 5
+    assert world.task(opened.task.task_id).calls_used == 5
+    events = world.events("decision")
+    assert sorted(e["details"]["decision_id"] for e in events if e["outcome"] == "success") == (
+        sorted(allowed)
+    )
+    assert [e["reason"] for e in events if e["outcome"] == "denied"] == [
+        "task.budget_exhausted"
+    ] * 7
+
+
+def test_a_stale_cached_task_never_lets_a_request_through(world: World, agent: Agent) -> None:
+    """Another process (here: a second decider over the same database) spends a
+    confidential read; this decider's cached record is stale, its compare-and-set fails,
+    and the re-read sees the read: the egress is denied."""
+    opened = world.open(agent)
+    assert world.ask(agent, opened.token).allowed  # cached here with touched=internal
+    deployment = world.deployment
+    other = Decider(
+        authenticator=deployment.authenticator,
+        tasks=deployment.stores,
+        engine=deployment.decider._engine,
+        audit=AuditLog(deployment.stores, world.clock),
+        clock=world.clock,
+        internal_destinations=("example.org", "*.example.org"),
+    )
+    url = f"https://{FINANCE}/finance/q3"
+    proof = world.proof(agent.key, "GET", url, opened.token)
+    from zerolane.tasks.decisions import DecideInput
+
+    read = other.decide(
+        opened.token,
+        proof,
+        DecideInput(
+            "GET",
+            url,
+            action="read",
+            resource="finance/q3",
+            destination=FINANCE,
+            sensitivity="confidential",
+        ),
+    )
+    assert read.allowed
+    egress = world.ask(
+        agent, opened.token, action="write", resource="wiki/status", destination=SLACK
+    )
+    assert (egress.allowed, egress.reasons) == (False, ("flow.egress_after_sensitive_read",))
+
+    # the twin: a task without the confidential read may post
+    fresh = world.open(agent)
+    assert world.ask(
+        agent, fresh.token, action="write", resource="wiki/status", destination=SLACK
+    ).allowed
+
+
+def test_a_policy_on_the_budget_sees_a_carve_made_elsewhere(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decider caches the task; a child carved out of it (lowering ``max_calls``)
+    by another process must be seen by budget-reading policies, not the cached value."""
+    opened = world.open(agent, max_calls=6)
+    assert world.ask(agent, opened.token).allowed  # cached with max_calls 6
+    parent = world.task(opened.task.task_id)
+    child = dataclasses.replace(
+        parent,
+        task_id="tsk_carved_elsewhere",
+        token_jti="jti-carved",
+        parent_id=parent.task_id,
+        depth=1,
+        max_calls=4,
+        calls_used=0,
+    )
+    assert world.any_stores.add_child_task(child, now=world.clock.now()) is not None
+    seen: list[int] = []
+    task_facts = decisions.task_facts
+
+    def spy(task: Any, state: Any) -> Any:
+        seen.append(task.max_calls)
+        return task_facts(task, state)
+
+    monkeypatch.setattr(decisions, "task_facts", spy)
+    assert world.ask(agent, opened.token).allowed
+    assert seen == [6, 2]  # the stale guess lost its spend; decided again on 6 - 4
+    assert world.task(opened.task.task_id).calls_used == 2
