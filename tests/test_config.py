@@ -10,6 +10,7 @@ import pytest
 from zerolane.config import (
     CONFIG_NAME,
     Config,
+    GatewayEntry,
     JwtIssuerConfig,
     ServerConfig,
     SvidConfig,
@@ -255,5 +256,92 @@ def test_rendered_config_loads_back(tmp_path: Path) -> None:
 
 def test_rendered_default_config_loads_back(tmp_path: Path) -> None:
     config = Config(trust_domain="example.org")
+    (tmp_path / CONFIG_NAME).write_text(render_config(config))
+    assert load_config(tmp_path) == config
+
+
+# [[gateways]]: what ``zerolane up`` serves beside the API
+
+
+def test_gateways_default_to_none() -> None:
+    assert parse_config({"trust_domain": "example.org"}).gateways == ()
+
+
+def test_gateways_are_read() -> None:
+    config = parse_config(
+        {
+            "trust_domain": "example.org",
+            "gateways": [
+                {"kind": "http", "config": "gateways/tools.toml"},
+                {"kind": "mcp", "config": "/etc/zerolane/mcp.toml", "name": "reports"},
+                {"kind": "http", "config": "old.yaml", "enabled": False},
+            ],
+        }
+    )
+    assert config.gateways == (
+        GatewayEntry("http", "gateways/tools.toml", "tools"),
+        GatewayEntry("mcp", "/etc/zerolane/mcp.toml", "reports"),
+        GatewayEntry("http", "old.yaml", "old", enabled=False),
+    )
+
+
+def test_gateway_files_are_relative_to_the_home(tmp_path: Path) -> None:
+    relative, absolute = (
+        GatewayEntry("http", "gateways/tools.toml", "tools"),
+        GatewayEntry("mcp", "/etc/zerolane/mcp.toml", "mcp"),
+    )
+    assert relative.config_path(tmp_path) == tmp_path / "gateways" / "tools.toml"
+    assert absolute.config_path(tmp_path) == Path("/etc/zerolane/mcp.toml")
+
+
+@pytest.mark.parametrize(
+    ("gateways", "reason", "named"),
+    [
+        ({"kind": "http"}, "config.type", "gateways"),
+        (["gateways/tools.toml"], "config.type", "gateways[0]"),
+        (
+            [{"kind": "http", "config": "a.toml", "port": 1}],
+            "config.unknown_key",
+            "gateways[0].port",
+        ),
+        ([{"kind": "http", "file": "a.toml"}], "config.unknown_key", "gateways[0].file"),
+        ([{"config": "a.toml"}], "config.missing", "gateways[0].kind"),
+        ([{"kind": "http"}], "config.missing", "gateways[0].config"),
+        ([{"kind": "http", "config": ""}], "config.missing", "gateways[0].config"),
+        ([{"kind": "grpc", "config": "a.toml"}], "config.gateway_kind", "gateways[0].kind"),
+        ([{"kind": "HTTP", "config": "a.toml"}], "config.gateway_kind", "gateways[0].kind"),
+        ([{"kind": "http", "config": 5}], "config.type", "gateways[0].config"),
+        ([{"kind": "http", "config": "a.toml", "enabled": "yes"}], "config.type", "enabled"),
+        ([{"kind": "http", "config": "a.toml", "enabled": 1}], "config.type", "enabled"),
+        ([{"kind": "http", "config": "a.toml", "name": "a b"}], "config.gateway_name", "name"),
+        ([{"kind": "http", "config": "a.toml", "name": ""}], "config.gateway_name", "name"),
+        ([{"kind": "http", "config": "my tools.toml"}], "config.gateway_name", "gateways[0]"),
+        (
+            [{"kind": "http", "config": "a/tools.toml"}, {"kind": "mcp", "config": "b/tools.toml"}],
+            "config.gateway_name",
+            "gateways[1].name 'tools' is also the name of gateways[0]",
+        ),
+    ],
+)
+def test_a_bad_gateway_entry_is_refused_naming_it(gateways: Any, reason: str, named: str) -> None:
+    error = refused({"trust_domain": "example.org", "gateways": gateways})
+    assert error.reason == reason
+    assert named in error.message
+
+
+def test_gateway_entries_are_not_consumed() -> None:
+    entry = {"kind": "http", "config": "a.toml"}
+    parse_config({"trust_domain": "example.org", "gateways": [entry]})
+    assert entry == {"kind": "http", "config": "a.toml"}
+
+
+def test_rendered_gateways_load_back(tmp_path: Path) -> None:
+    config = Config(
+        trust_domain="example.org",
+        gateways=(
+            GatewayEntry("http", "gateways/tools.toml", "tools"),
+            GatewayEntry("mcp", "/etc/zerolane/mcp.toml", "reports", enabled=False),
+        ),
+    )
     (tmp_path / CONFIG_NAME).write_text(render_config(config))
     assert load_config(tmp_path) == config

@@ -6,9 +6,11 @@ silently turns a setting off.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import tomli_w
@@ -26,10 +28,87 @@ class ServerConfig:
     public_url: str | None = None
 
 
+DEFAULT_X509_TTL = 3600
+
+
 @dataclass(frozen=True, slots=True)
 class SvidConfig:
     default_ttl: int = 300
     max_ttl: int = 3600
+    #: the longest an X.509-SVID lives (seconds; the CA's own validity caps it too)
+    x509_ttl: int = DEFAULT_X509_TTL
+
+
+TLS_CLIENT_CERT = ("none", "optional", "required")
+_TLS_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+#: headers a client certificate can never be read from
+_TLS_RESERVED = frozenset({"authorization", "dpop", "host", "content-length", "cookie"})
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``[tls]``: TLS served directly, and where a request's client certificate comes
+    from (RFC 8705 certificate-bound tokens; docs/deployment.md)."""
+
+    #: serve HTTPS directly: the server's certificate (chain) and key files
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: CA certificates a client certificate must chain to [default: the home's X.509 CA]
+    client_ca_file: str | None = None
+    #: whether the TLS server asks for a client certificate: none, optional, required
+    client_cert: str = "optional"
+    #: behind a TLS-terminating proxy: the header it puts the verified certificate in...
+    client_cert_header: str | None = None
+    #: ...believed only from these peers (CIDRs); from anyone else it is ignored
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.cert_file is not None
+
+
+def parse_tls(raw: object, where: str = "tls.") -> TlsConfig:
+    """A ``[tls]`` table (of ``zerolane.toml`` or a gateway's file), checked strictly."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("config.type", f"{where[:-1]} must be a table")
+    table = dict(raw)
+    tls = TlsConfig(
+        cert_file=_take(table, "cert_file", str, where, None),
+        key_file=_take(table, "key_file", str, where, None),
+        client_ca_file=_take(table, "client_ca_file", str, where, None),
+        client_cert=_take(table, "client_cert", str, where, "optional"),
+        client_cert_header=_take(table, "client_cert_header", str, where, None),
+        trusted_proxies=tuple(_take(table, "trusted_proxies", list, where, [])),
+    )
+    _no_extra(table, where)
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise InvalidInput("config.tls", f"{where}cert_file and {where}key_file go together")
+    if tls.client_cert not in TLS_CLIENT_CERT:
+        raise InvalidInput("config.tls", f"{where}client_cert is one of none, optional, required")
+    header = tls.client_cert_header
+    if header is not None and (
+        not _TLS_HEADER.fullmatch(header) or header.lower() in _TLS_RESERVED
+    ):
+        raise InvalidInput("config.tls", f"{where}client_cert_header is not a usable header name")
+    for proxy in tls.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except (TypeError, ValueError) as err:
+            raise InvalidInput(
+                "config.tls", f"{where}trusted_proxies holds {proxy!r}, not an address or CIDR"
+            ) from err
+    if (header is None) != (not tls.trusted_proxies):
+        raise InvalidInput(
+            "config.tls",
+            f"{where}client_cert_header and {where}trusted_proxies go together: a certificate "
+            "header is believed only from the proxies listed",
+        )
+    return tls
+
+
+def render_tls(tls: TlsConfig) -> dict[str, Any]:
+    values = {k: getattr(tls, k) for k in tls.__dataclass_fields__}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +141,91 @@ class AuditConfig:
     mode: str = "sync"
 
 
+#: what ``[[gateways]]`` entries may be: ``zerolane gateway run`` / ``mcp-gateway run``
+GATEWAY_KINDS = ("http", "mcp")
+_GATEWAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEntry:
+    """A gateway that ``zerolane up`` serves beside the API (one ``[[gateways]]`` table)."""
+
+    #: ``http`` (the HTTP gateway) or ``mcp`` (the MCP gateway)
+    kind: str
+    #: the gateway's own configuration file; a relative path is relative to the home
+    config: str
+    #: how ``up`` names it in its output and errors [default: the file's stem]
+    name: str
+    enabled: bool = True
+
+    def config_path(self, home: Path) -> Path:
+        """The configuration file: ``config`` as written, or taken from ``home``."""
+        return home / self.config
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationConfig:
+    #: seconds an enforcement point tolerates an unreachable revocation bus before it
+    #: fails closed (``revocation.unreachable``); see docs/deployment.md
+    grace_seconds: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresGrantConfig:
+    """``[grants.postgres]``: one PostgreSQL role per task (docs/grants.md)."""
+
+    #: the admin connection (a role with CREATEROLE); no password in it
+    url: str
+    #: the admin password, from a 0600 file or an environment variable (else libpq's own)
+    password_file: str | None = None
+    password_env: str | None = None
+    #: where agents connect (host, port, database, options) [default: url]
+    agent_url: str | None = None
+    role_prefix: str = "zl_"
+    #: template roles playbooks may name (empty: any that passes the broker's checks)
+    templates: tuple[str, ...] = ()
+    connect_timeout: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class HmacGrantConfig:
+    """``[grants.hmac]``: task-long HMAC API keys."""
+
+    key_file: str
+    ttl: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class StaticGrantConfig:
+    """``[grants.static]``: a legacy static secret, tracked as leases."""
+
+    secret_file: str | None = None
+    secret_env: str | None = None
+    header: str = "Authorization"
+    format: str = "Bearer {secret}"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantsConfig:
+    #: seconds between background sweeps of ``zerolane up`` (failed revocations, expiry)
+    retry_interval: int = 30
+    postgres: PostgresGrantConfig | None = None
+    hmac: HmacGrantConfig | None = None
+    static: StaticGrantConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsersConfig:
+    """``[[users.issuers]]``: who may vouch for a person a task acts for.
+
+    Each issuer is an OpenID provider whose ID tokens (``iss`` exact, ``aud``
+    containing ``audience``, signed by a key of its JWKS file or URL, unexpired) prove
+    a person; the same shape as ``[[jwt_issuers]]`` without ``claims``.
+    """
+
+    issuers: tuple[JwtIssuerConfig, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     trust_domain: str
@@ -74,6 +238,14 @@ class Config:
     policy_dir: str = "policies"
     tasks: TasksConfig = field(default_factory=TasksConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    #: gateways ``zerolane up`` starts with the API (``[[gateways]]``)
+    gateways: tuple[GatewayEntry, ...] = ()
+    revocation: RevocationConfig = field(default_factory=RevocationConfig)
+    grants: GrantsConfig = field(default_factory=GrantsConfig)
+    #: issuers of people's OIDC ID tokens, for tasks opened on a person's behalf
+    users: UsersConfig = field(default_factory=UsersConfig)
+    #: TLS for the API and where client certificates come from (``[tls]``)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
 
 def _take(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
@@ -93,10 +265,10 @@ def _no_extra(table: dict[str, Any], where: str) -> None:
         raise InvalidInput("config.unknown_key", f"unknown configuration key(s): {names}")
 
 
-def _issuer(raw: object, index: int) -> JwtIssuerConfig:
-    where = f"jwt_issuers[{index}]."
+def _issuer(raw: object, index: int, section: str = "jwt_issuers") -> JwtIssuerConfig:
+    where = f"{section}[{index}]."
     if not isinstance(raw, dict):
-        raise InvalidInput("config.type", f"jwt_issuers[{index}] must be a table")
+        raise InvalidInput("config.type", f"{section}[{index}] must be a table")
     table = dict(raw)
     name = _take(table, "name", str, where, None)
     issuer = _take(table, "issuer", str, where, None)
@@ -121,6 +293,144 @@ def _issuer(raw: object, index: int) -> JwtIssuerConfig:
     )
 
 
+def _users(table: dict[str, Any]) -> UsersConfig:
+    users = dict(table)
+    raw = _take(users, "issuers", list, "users.", [])
+    _no_extra(users, "users.")
+    issuers = tuple(_issuer(item, i, "users.issuers") for i, item in enumerate(raw))
+    for index, issuer in enumerate(issuers):
+        if issuer.claims:
+            raise InvalidInput(
+                "config.unknown_key", f"unknown configuration key(s): users.issuers[{index}].claims"
+            )
+    return UsersConfig(issuers)
+
+
+def _gateway(raw: object, index: int) -> GatewayEntry:
+    where = f"gateways[{index}]."
+    if not isinstance(raw, dict):
+        raise InvalidInput("config.type", f"gateways[{index}] must be a table")
+    table = dict(raw)
+    kind = _take(table, "kind", str, where, None)
+    path = _take(table, "config", str, where, None)
+    name = _take(table, "name", str, where, None)
+    enabled = _take(table, "enabled", bool, where, True)
+    _no_extra(table, where)
+    if kind is None or not path:
+        raise InvalidInput("config.missing", f"{where}kind and {where}config are required")
+    if kind not in GATEWAY_KINDS:
+        raise InvalidInput(
+            "config.gateway_kind", f'{where}kind must be "http" or "mcp", not {kind!r}'
+        )
+    if name is None:
+        name = PurePath(path).stem
+        if not _GATEWAY_NAME.fullmatch(name):
+            raise InvalidInput(
+                "config.gateway_name",
+                f"gateways[{index}]: the file name {path!r} is no usable name: set {where}name",
+            )
+    elif not _GATEWAY_NAME.fullmatch(name):
+        raise InvalidInput(
+            "config.gateway_name",
+            f"{where}name must be 1-64 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit",
+        )
+    return GatewayEntry(kind, path, name, enabled)
+
+
+def _gateways(raw: list[Any]) -> tuple[GatewayEntry, ...]:
+    """``[[gateways]]``: each entry valid, names unique (they name it in logs and errors)."""
+    entries = tuple(_gateway(item, i) for i, item in enumerate(raw))
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        if entry.name in seen:
+            raise InvalidInput(
+                "config.gateway_name",
+                f"gateways[{index}].name {entry.name!r} is also the name of "
+                f"gateways[{seen[entry.name]}]: give each gateway its own name",
+            )
+        seen[entry.name] = index
+    return entries
+
+
+def _revocation(raw: dict[str, Any]) -> RevocationConfig:
+    table = dict(raw)
+    grace = _take(table, "grace_seconds", int, "revocation.", 5)
+    _no_extra(table, "revocation.")
+    if not 0 <= grace <= 3600:
+        raise InvalidInput("config.revocation", "revocation.grace_seconds must be 0..3600")
+    return RevocationConfig(grace)
+
+
+def _one_secret(table: dict[str, Any], where: str, file_key: str, env_key: str) -> None:
+    if file_key in table and env_key in table:
+        raise InvalidInput("config.secret", f"{where}: set at most one of {file_key}, {env_key}")
+
+
+def _grants(raw: dict[str, Any]) -> GrantsConfig:
+    table = dict(raw)
+    interval = _take(table, "retry_interval", int, "grants.", 30)
+    if not 1 <= interval <= 86400:
+        raise InvalidInput("config.grants", "grants.retry_interval must be 1..86400 seconds")
+    postgres = hmac = static = None
+    if "postgres" in table:
+        t = dict(_take(table, "postgres", dict, "grants.", {}))
+        w = "grants.postgres."
+        _one_secret(t, w[:-1], "password_file", "password_env")
+        url = _take(t, "url", str, w, "")
+        if not url:
+            raise InvalidInput("config.missing", f"{w}url is required")
+        templates = _take(t, "templates", list, w, [])
+        if not all(isinstance(x, str) and x for x in templates):
+            raise InvalidInput("config.type", f"{w}templates must be a list of role names")
+        postgres = PostgresGrantConfig(
+            url=url,
+            password_file=_take(t, "password_file", str, w, None),
+            password_env=_take(t, "password_env", str, w, None),
+            agent_url=_take(t, "agent_url", str, w, None),
+            role_prefix=_take(t, "role_prefix", str, w, "zl_"),
+            templates=tuple(templates),
+            connect_timeout=_take(t, "connect_timeout", int, w, 5),
+        )
+        _no_extra(t, w)
+    if "hmac" in table:
+        t = dict(_take(table, "hmac", dict, "grants.", {}))
+        key_file = _take(t, "key_file", str, "grants.hmac.", "")
+        if not key_file:
+            raise InvalidInput("config.missing", "grants.hmac.key_file is required")
+        hmac = HmacGrantConfig(key_file, _take(t, "ttl", int, "grants.hmac.", 300))
+        _no_extra(t, "grants.hmac.")
+    if "static" in table:
+        t = dict(_take(table, "static", dict, "grants.", {}))
+        w = "grants.static."
+        _one_secret(t, w[:-1], "secret_file", "secret_env")
+        static = StaticGrantConfig(
+            secret_file=_take(t, "secret_file", str, w, None),
+            secret_env=_take(t, "secret_env", str, w, None),
+            header=_take(t, "header", str, w, "Authorization"),
+            format=_take(t, "format", str, w, "Bearer {secret}"),
+        )
+        _no_extra(t, w)
+        if static.secret_file is None and static.secret_env is None:
+            raise InvalidInput("config.missing", f"{w}secret_file or {w}secret_env is required")
+    _no_extra(table, "grants.")
+    return GrantsConfig(interval, postgres, hmac, static)
+
+
+def _render_grants(grants: GrantsConfig) -> dict[str, Any]:
+    doc: dict[str, Any] = {"retry_interval": grants.retry_interval}
+    for name in ("postgres", "hmac", "static"):
+        section = getattr(grants, name)
+        if section is not None:
+            values = {k: getattr(section, k) for k in section.__dataclass_fields__}
+            doc[name] = {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in values.items()
+                if v is not None
+            }
+    return doc
+
+
 def parse_config(doc: dict[str, Any]) -> Config:
     table = dict(doc)
     td = _take(table, "trust_domain", str, "", None)
@@ -139,8 +449,11 @@ def parse_config(doc: dict[str, Any]) -> Config:
     svid = SvidConfig(
         default_ttl=_take(svid_t, "default_ttl", int, "svid.", 300),
         max_ttl=_take(svid_t, "max_ttl", int, "svid.", 3600),
+        x509_ttl=_take(svid_t, "x509_ttl", int, "svid.", DEFAULT_X509_TTL),
     )
     _no_extra(svid_t, "svid.")
+    if not 0 < svid.x509_ttl <= 365 * 86400:
+        raise InvalidInput("config.svid_ttl", "svid.x509_ttl is 1 second to 365 days")
     if not 0 < svid.default_ttl <= svid.max_ttl <= lifetime:
         raise InvalidInput(
             "config.svid_ttl", "need 0 < svid.default_ttl <= svid.max_ttl <= max_token_lifetime"
@@ -170,8 +483,28 @@ def parse_config(doc: dict[str, Any]) -> Config:
     _no_extra(audit_t, "audit.")
     if audit.mode not in ("sync", "async"):
         raise InvalidInput("config.audit_mode", "audit.mode is one of sync, async")
+    gateways = _gateways(_take(table, "gateways", list, "", []))
+    revocation = _revocation(_take(table, "revocation", dict, "", {}))
+    grants = _grants(_take(table, "grants", dict, "", {}))
+    users = _users(_take(table, "users", dict, "", {}))
+    tls = parse_tls(_take(table, "tls", dict, "", {}))
     _no_extra(table, "")
-    return Config(td, store_url, server, svid, lifetime, issuers, policy_dir, tasks, audit)
+    return Config(
+        td,
+        store_url,
+        server,
+        svid,
+        lifetime,
+        issuers,
+        policy_dir,
+        tasks,
+        audit,
+        gateways=gateways,
+        revocation=revocation,
+        grants=grants,
+        users=users,
+        tls=tls,
+    )
 
 
 def load_config(home: Path) -> Config:
@@ -205,7 +538,28 @@ def render_config(config: Config) -> str:
         doc["server"]["public_url"] = config.server.public_url
     if config.jwt_issuers:
         doc["jwt_issuers"] = [_render_issuer(issuer) for issuer in config.jwt_issuers]
+    if config.gateways:
+        doc["gateways"] = [_render_gateway(entry) for entry in config.gateways]
+    if config.users.issuers:
+        issuers = [_render_issuer(issuer) for issuer in config.users.issuers]
+        doc["users"] = {"issuers": [{k: v for k, v in i.items() if k != "claims"} for i in issuers]}
+    doc["revocation"] = {"grace_seconds": config.revocation.grace_seconds}
+    if config.grants != GrantsConfig():
+        doc["grants"] = _render_grants(config.grants)
+    if config.svid.x509_ttl != DEFAULT_X509_TTL:
+        doc["svid"]["x509_ttl"] = config.svid.x509_ttl
+    if config.tls != TlsConfig():
+        doc["tls"] = render_tls(config.tls)
     return tomli_w.dumps(doc)
+
+
+def _render_gateway(entry: GatewayEntry) -> dict[str, Any]:
+    return {
+        "kind": entry.kind,
+        "name": entry.name,
+        "config": entry.config,
+        "enabled": entry.enabled,
+    }
 
 
 def _render_issuer(issuer: JwtIssuerConfig) -> dict[str, Any]:

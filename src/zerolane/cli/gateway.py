@@ -42,9 +42,18 @@ def build_app(config: GatewayConfig, deployment: Deployment) -> GatewayApp:
     return GatewayApp(config, deployment.decider, build_credentials(config, deployment.clock))
 
 
-def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
-    """How the gateway is served: no proxy-header trust, no added headers, lifespan on."""
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    tls: dict[str, Any] | None = None,
+) -> uvicorn.Config:
+    """How the gateway is served: no proxy-header trust, no added headers, lifespan on;
+    ``tls``: :func:`zerolane.server.tls.uvicorn_tls` of the gateway's ``[tls]``."""
     import uvicorn
+
+    from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol
 
     return uvicorn.Config(
         app,
@@ -56,7 +65,15 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
         date_header=False,
         proxy_headers=False,
         lifespan="on",
+        **{**(tls or {}), "http": RawTargetHttpToolsProtocol},  # it passes certs on too
     )
+
+
+def tls_options(config: GatewayConfig, deployment: Deployment) -> dict[str, Any]:
+    """The uvicorn TLS options of the gateway's ``[tls]`` (its files already absolute)."""
+    from zerolane.server.tls import uvicorn_tls
+
+    return uvicorn_tls(config.tls, base=Path("/"), ca=deployment.x509_ca)
 
 
 class BackgroundGateway:
@@ -114,6 +131,7 @@ def run(
         return
     try:
         gateway = build_app(gateway_config, deployment)
+        tls = tls_options(gateway_config, deployment)
         _watch_policies(deployment)
     except ZerolaneError as err:
         deployment.close()
@@ -123,12 +141,14 @@ def run(
     bind_port = port if port is not None else gateway_config.listen.port
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit cleanly on it instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    scheme = "https" if tls else "http"
     typer.echo(
-        f"zerolane gateway on http://{bind_host}:{bind_port} (public {gateway_config.public_url})",
+        f"zerolane gateway on {scheme}://{bind_host}:{bind_port} "
+        f"(public {gateway_config.public_url})",
         err=True,
     )
     try:
-        uvicorn.Server(uvicorn_config(gateway, bind_host, bind_port, log_level)).run()
+        uvicorn.Server(uvicorn_config(gateway, bind_host, bind_port, log_level, tls)).run()
     finally:
         deployment.close()
 

@@ -11,6 +11,7 @@ from zerolane.cli import (
     federation,
     forward_auth,
     gateway,
+    grant,
     home,
     keys,
     mcp_gateway,
@@ -42,6 +43,7 @@ app.add_typer(workload.app, name="workload")
 app.add_typer(workload.attest_app, name="attest")
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(task.app, name="task")
+app.add_typer(grant.app, name="grant")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(federation.app, name="federation")

@@ -5,14 +5,23 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, err_console
-from zerolane.gateway.mcp import Enforcement, create_gateway_app, load_gateway_config
+from zerolane.gateway.mcp import (
+    Enforcement,
+    GatewayConfig,
+    create_gateway_app,
+    load_gateway_config,
+)
 from zerolane.server.deployment import Deployment, resolve_home
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
 
 app = typer.Typer(
     help="The MCP gateway: an OAuth-protected MCP server deciding every tools/call.",
@@ -44,6 +53,28 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
     )
 
 
+def build_app(settings: GatewayConfig, deployment: Deployment) -> Starlette:
+    """The MCP gateway over ``deployment``'s decider, store and audit log."""
+    return create_gateway_app(settings, enforcement_of(deployment))
+
+
+def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
+    """How the MCP gateway is served: no proxy-header trust, no server header, and
+    lifespan on (its upstreams connect there: a failure stops the server starting)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        lifespan="on",
+    )
+
+
 def _watch_policies(deployment: Deployment) -> None:
     def on_change(ok: bool, detail: str) -> None:
         deployment.record_policy_reload(ok, detail, Actor("system", "mcp-gateway-policy-watch"))
@@ -65,7 +96,7 @@ def run(
     settings = load_gateway_config(config)
     deployment = Deployment.open(resolve_home(home))
     try:
-        gateway = create_gateway_app(settings, enforcement_of(deployment))
+        gateway = build_app(settings, deployment)
         _watch_policies(deployment)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         err_console.print(
@@ -73,13 +104,6 @@ def run(
             f"(public: {settings.endpoint}; {len(settings.servers)} upstream server(s))",
             highlight=False,
         )
-        uvicorn.run(
-            gateway,
-            host=settings.host,
-            port=settings.port,
-            log_level=log_level,
-            access_log=False,
-            server_header=False,
-        )
+        uvicorn.Server(uvicorn_config(gateway, settings.host, settings.port, log_level)).run()
     finally:
         deployment.close()

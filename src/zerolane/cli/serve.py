@@ -1,28 +1,43 @@
-"""``zerolane up``: serve the control plane."""
+"""``zerolane up``: serve the control plane, and the gateways the home's config lists."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from zerolane.audit.events import Actor
+from zerolane.cli import gateway as http_gateway
+from zerolane.cli import mcp_gateway
 from zerolane.cli.common import HomeOption, err_console
-from zerolane.errors import ZerolaneError
+from zerolane.cli.servers import ServerGroup, listen_url
+from zerolane.config import GatewayEntry
+from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.gateway import mcp
+from zerolane.gateway.config import load_gateway_config
+from zerolane.grants.leases import GrantSweeper
 from zerolane.server.deployment import Deployment, resolve_home
+from zerolane.server.tls import uvicorn_tls
+
+if TYPE_CHECKING:
+    import uvicorn
 
 PID_FILE = Path("run") / "zerolane.pid"
 RELOADER = Actor("system", "policy-reload")
 
 
 def _install_reload(deployment: Deployment) -> None:
-    """SIGHUP and changes to the policy folder reload policies (the old set stays on error)."""
+    """SIGHUP and changes to the policy folder reload policies (the old set stays on error).
+
+    Every server of the process decides with this one engine, so one watcher serves all.
+    """
 
     def reload(*_: object) -> None:
         try:
@@ -42,44 +57,200 @@ def _install_reload(deployment: Deployment) -> None:
     deployment.engine.watch(on_reload=on_change)
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A ``[[gateways]]`` entry, read and built: an ASGI app and where it listens."""
+
+    kind: str
+    where: str  # gateways[0] (http gateway "tools"): names it in errors
+    title: str  # http gateway "tools"
+    app: Any
+    host: str
+    port: int
+    path: str
+    public_url: str
+    #: uvicorn's TLS options of the gateway's ``[tls]`` (``{}``: plain HTTP)
+    tls: dict[str, Any] | None = None
+
+    def server_config(self, log_level: str) -> uvicorn.Config:
+        """Served as ``zerolane gateway run`` / ``zerolane mcp-gateway run`` serve it."""
+        if self.kind == "http":
+            return http_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
+        return mcp_gateway.uvicorn_config(self.app, self.host, self.port, log_level)
+
+
+def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) -> Gateway:
+    title = f'{entry.kind} gateway "{entry.name}"'
+    if entry.kind == "http":
+        config = load_gateway_config(path)
+        app = http_gateway.build_app(config, deployment)  # reads its credentials now
+        listen = config.listen
+        tls = http_gateway.tls_options(config, deployment)
+        return Gateway(
+            "http", where, title, app, listen.host, listen.port, "", config.public_url, tls
+        )
+    if entry.kind == "mcp":
+        settings = mcp.load_gateway_config(path)
+        mcp_app = mcp_gateway.build_app(settings, deployment)
+        return Gateway(
+            "mcp",
+            where,
+            title,
+            mcp_app,
+            settings.host,
+            settings.port,
+            settings.path,
+            settings.endpoint,
+        )
+    raise InvalidInput("config.gateway_kind", f"unknown gateway kind {entry.kind!r}")
+
+
+def load_gateways(deployment: Deployment) -> list[Gateway]:
+    """Every enabled ``[[gateways]]`` entry, its file read and its app built.
+
+    A problem is raised naming the entry (``gateways[1] (mcp gateway "tools"): ...``),
+    before anything listens.
+    """
+    built: list[Gateway] = []
+    for index, entry in enumerate(deployment.config.gateways):
+        if not entry.enabled:
+            continue
+        where = f'gateways[{index}] ({entry.kind} gateway "{entry.name}")'
+        path = entry.config_path(deployment.home)
+        try:
+            if not path.is_file():
+                raise InvalidInput(
+                    "config.gateway_file", f"no gateway configuration file at {path}"
+                )
+            built.append(_build(entry, where, path, deployment))
+        except ZerolaneError as err:
+            raise type(err)(err.reason, f"{where}: {err.message}") from err
+    return built
+
+
+def _serve(group: ServerGroup, stop: threading.Event, pid_file: Path, started: list[str]) -> None:
+    """Bind, start, announce and serve until ``stop`` (or until a server fails)."""
+    group.bind()
+    if not group.start(stop):
+        return  # stopped while starting
+    ensure_private_dir(pid_file.parent)
+    write_private(pid_file, f"{os.getpid()}\n".encode())
+    for line in started:
+        typer.echo(line, err=True)
+    group.wait(stop)
+
+
+def _remove_own(pid_file: Path) -> None:
+    """Remove ``pid_file`` if it names this process (never another ``up``'s)."""
+    with contextlib.suppress(OSError):
+        if pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(
         home: HomeOption = None,
         host: Annotated[
-            str | None, typer.Option(help="Address to listen on [default: config]")
+            str | None,
+            typer.Option(help="Address the API listens on \\[default: server.host, 127.0.0.1]"),
         ] = None,
         port: Annotated[
-            int | None, typer.Option(help="Port to listen on [default: config, 8700]")
+            int | None,
+            typer.Option(help="Port the API listens on \\[default: server.port, 8700]"),
         ] = None,
+        no_gateways: Annotated[
+            bool,
+            typer.Option(
+                "--no-gateways",
+                help="Serve only the API: start none of the gateways the config lists.",
+            ),
+        ] = False,
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
     ) -> None:
-        """Serve the control-plane API until stopped. SIGHUP reloads policies."""
+        """Serve the control-plane API, and the gateways the config lists, until stopped.
+
+        Each enabled \\[\\[gateways]] entry of zerolane.toml (kind "http" or "mcp", and
+        the gateway's own config file) is served in this process on the listen address
+        of its file, deciding with the API's store, keys and policies. Everything starts
+        or nothing does: a bad gateway entry or file exits 2, a port in use or a
+        gateway that fails to start exits 1, before anything serves.
+
+        SIGHUP reloads the policies; SIGTERM or Ctrl-C drains every server and exits 0.
+        """
         import uvicorn  # imported here so other commands start fast
 
         from zerolane.server.app import create_app
 
         path = resolve_home(home)
         deployment = Deployment.open(path)
+        try:
+            gateways = [] if no_gateways else load_gateways(deployment)
+            _install_reload(deployment)  # loads the policies: an invalid set stops here
+        except ZerolaneError:
+            deployment.close()
+            raise  # printed by main() as ``error <reason>: <message>``, exit 2 (or 1)
         bind_host = host or deployment.config.server.host
         bind_port = port if port is not None else deployment.config.server.port
-        ensure_private_dir(path / PID_FILE.parent)
-        write_private(path / PID_FILE, f"{os.getpid()}\n".encode())
-        _install_reload(deployment)
-        # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly on it so the
-        # pid file is removed and the stores are closed.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        typer.echo(f"zerolane control plane on http://{bind_host}:{bind_port}", err=True)
-        try:
-            uvicorn.run(
+        try:  # [tls]: HTTPS served here, client certificates against the trust domain's CA
+            tls = uvicorn_tls(deployment.config.tls, base=path, ca=deployment.x509_ca)
+        except ZerolaneError:
+            deployment.close()
+            raise
+        group = ServerGroup()
+        group.add(
+            "the control plane",
+            uvicorn.Config(
                 create_app(deployment),
                 host=bind_host,
                 port=bind_port,
                 log_level=log_level,
                 access_log=False,
                 server_header=False,
+                **tls,
+            ),
+        )
+        api_url = listen_url(bind_host, bind_port)
+        if tls:
+            api_url = api_url.replace("http://", "https://", 1)
+        started = [f"zerolane control plane on {api_url}"]
+        for gw in gateways:
+            group.add(gw.where, gw.server_config(log_level))
+            started.append(
+                f"zerolane {gw.title} on {listen_url(gw.host, gw.port, gw.path)} "
+                f"(public {gw.public_url})"
             )
+        configured = sum(1 for entry in deployment.config.gateways if entry.enabled)
+        if no_gateways and configured:
+            started.append(f"--no-gateways: {configured} configured gateway(s) not started")
+
+        stop = threading.Event()
+
+        def on_signal(signum: int, _: object) -> None:
+            if stop.is_set():
+                group.force()  # a second signal: stop without waiting for requests
+            else:
+                err_console.print(
+                    f"{signal.Signals(signum).name}: stopping, draining requests in flight",
+                    highlight=False,
+                )
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        pid_file = path / PID_FILE
+        failure: ZerolaneError | None = None
+        # retries failed grant revocations, revokes grants of ended or expired tasks
+        sweeper = GrantSweeper(deployment.grants, deployment.config.grants.retry_interval)
+        sweeper.start()
+        try:
+            _serve(group, stop, pid_file, started)
+        except ZerolaneError as err:
+            failure = type(err)(err.reason, f"{err.message}; nothing is serving")
         finally:
-            with contextlib.suppress(OSError):
-                (path / PID_FILE).unlink()
+            sweeper.stop()
+            group.stop()
+            _remove_own(pid_file)
             deployment.close()
+        if failure is not None:
+            raise failure

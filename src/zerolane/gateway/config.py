@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from zerolane.config import TlsConfig, parse_tls
 from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.gateway.normalize import HOP_BY_HOP, OWN, SPOOFABLE, SPOOFABLE_PREFIXES
 from zerolane.gateway.openapi import import_routes
@@ -87,6 +88,8 @@ class GatewayConfig:
     limits: Limits = Limits()
     normalization: Normalization = Normalization()
     metrics: bool = False
+    #: TLS served here, and where client certificates come from (RFC 8705)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     def upstream_for(self, path: str) -> tuple[Upstream, str] | None:
         """The upstream whose prefix ``path`` is under, and the rest of the path."""
@@ -307,6 +310,7 @@ def parse_gateway_config(doc: object, base: Path) -> GatewayConfig:
     normalization = Normalization(norm_t.take("allow_non_ascii", bool, False))
     norm_t.done()
     metrics = table.take("metrics", bool, False)
+    tls = _tls(table.take("tls", dict, {}), base)
     raw_upstreams = table.take("upstreams", list, _REQUIRED)
     table.done()
     upstreams = [_upstream(u, f"upstreams[{i}]", base) for i, u in enumerate(raw_upstreams)]
@@ -314,7 +318,22 @@ def parse_gateway_config(doc: object, base: Path) -> GatewayConfig:
         raise InvalidInput("config.missing", "upstreams must list at least one upstream")
     _check_prefixes(upstreams)
     return GatewayConfig(
-        public_url, audience, tuple(upstreams), listen, limits, normalization, metrics
+        public_url, audience, tuple(upstreams), listen, limits, normalization, metrics, tls
+    )
+
+
+def _tls(raw: dict[str, Any], base: Path) -> TlsConfig:
+    """``[tls]``, its files made absolute (relative to the configuration file)."""
+    tls = parse_tls(raw)
+
+    def absolute(value: str | None) -> str | None:
+        return str(base / value) if value is not None else None
+
+    return replace(
+        tls,
+        cert_file=absolute(tls.cert_file),
+        key_file=absolute(tls.key_file),
+        client_ca_file=absolute(tls.client_ca_file),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -15,8 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zerolane import __version__
 from zerolane.audit.log import event_json
 from zerolane.errors import ZerolaneError
+from zerolane.identity.bundle import X509_USE
+from zerolane.identity.bundle import public_jwk as certificate_jwk
 from zerolane.identity.service import AttestRequest
 from zerolane.server.deployment import Deployment
+from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
 from zerolane.server.metrics import Metrics
 from zerolane.server.schemas import (
@@ -30,7 +34,9 @@ from zerolane.server.schemas import (
 )
 from zerolane.server.security import Admin
 from zerolane.server.task_routes import router as task_router
+from zerolane.server.token_routes import router as token_router
 from zerolane.store.records import Workload
+from zerolane.tokens.rfc8705 import der_of
 
 BUNDLE_REFRESH_HINT = 300
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -100,6 +106,8 @@ def create_app(deployment: Deployment) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.include_router(task_router)
+    app.include_router(token_router)
+    app.include_router(grant_router)
 
     @app.middleware("http")
     async def _measure(
@@ -116,7 +124,8 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     @app.post("/v1/attest", response_model=AttestResponse, tags=["identity"])
     def attest(body: AttestBody) -> AttestResponse:
-        """Prove a workload's identity (join token, JWT or X.509-SVID); get a JWT-SVID."""
+        """Prove a workload's identity (join token, JWT or X.509-SVID); get a JWT-SVID,
+        and with a ``csr`` an X.509-SVID from this trust domain's CA."""
         evidence: dict[str, object] = {"join_token": body.join_token, "jwt": body.jwt}
         if body.x509_svid is not None:
             evidence["x509_svid"] = {"chain": body.x509_svid, "proof": body.x509_proof}
@@ -127,19 +136,24 @@ def create_app(deployment: Deployment) -> FastAPI:
             audience=audience,
             ttl=body.ttl,
             spiffe_id=body.spiffe_id,
+            csr=body.csr,
         )
         try:
-            issued = deployment.identity.attest(request)
+            attested = deployment.identity.attest_all(request)
         except ZerolaneError as err:
             metrics.attestations.labels("denied", err.reason).inc()
             raise
         metrics.attestations.labels("success", "ok").inc()
+        issued, x509_svid = attested.svid, attested.x509
         return AttestResponse(
             svid=issued.token,
             spiffe_id=issued.spiffe_id,
             audience=list(issued.audience),
             expires_at=issued.expires_at,
             expires_in=issued.expires_at - issued.issued_at,
+            x509_svid=x509_svid.chain_pem if x509_svid else None,
+            x509_bundle=x509_svid.bundle_pem if x509_svid else None,
+            x509_expires_at=x509_svid.expires_at if x509_svid else None,
         )
 
     @app.get("/.well-known/jwks.json", tags=["keys"])
@@ -149,13 +163,22 @@ def create_app(deployment: Deployment) -> FastAPI:
 
     @app.get("/.well-known/spiffe-bundle", tags=["keys"])
     def spiffe_bundle() -> dict[str, Any]:
-        """This trust domain's SPIFFE bundle (JWK Set with spiffe_sequence)."""
+        """This trust domain's SPIFFE bundle (JWK Set with spiffe_sequence): the JWT
+        authorities (``jwt-svid``) and, once it exists, the X.509 CA (``x509-svid``)."""
         keys = [
             {k: v for k, v in key.items() if k != "alg"} | {"use": "jwt-svid"}
             for key in deployment.keyring.public_keys()
         ]
+        roots = deployment.x509_ca.roots()
+        keys.extend(
+            certificate_jwk(cert)
+            | {"use": X509_USE, "x5c": [base64.b64encode(der_of(cert)).decode("ascii")]}
+            for cert in roots
+        )
         return {
             "keys": keys,
+            # grows with every key rotation (a CA created later in an older home is
+            # picked up at the next refresh, without a new sequence number)
             "spiffe_sequence": deployment.keyring.sequence(),
             "spiffe_refresh_hint": BUNDLE_REFRESH_HINT,
         }
@@ -169,6 +192,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         try:
             deployment.stores.schema_version()
             deployment.keyring.active_kid()
+            deployment.revocations.ensure_reachable()  # past its grace window: not ready
         except ZerolaneError as err:
             return _error(503, err.reason, err.message)
         except Exception:

@@ -7,8 +7,11 @@ core as ports; nothing below this layer knows which backend it runs on.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +20,13 @@ from zerolane.audit.log import AuditLog
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, render_config
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.grants.leases import LeaseManager
 from zerolane.identity.admin import create_admin_credential
 from zerolane.identity.attestors.base import Attestor
 from zerolane.identity.attestors.join_token import JoinTokenAttestor
 from zerolane.identity.attestors.jwt_issuer import JwtIssuerAttestor
 from zerolane.identity.attestors.x509_federation import X509FederationAttestor
+from zerolane.identity.ca import X509Authority
 from zerolane.identity.federation import Federation
 from zerolane.identity.join_tokens import JoinTokens
 from zerolane.identity.keyring import Keyring
@@ -29,18 +34,25 @@ from zerolane.identity.registry import WorkloadRegistry
 from zerolane.identity.rotation import rotate_keys
 from zerolane.identity.service import IdentityService
 from zerolane.identity.spiffe_id import parse_trust_domain
+from zerolane.identity.users import UserTokenVerifier
 from zerolane.policy.cedar import CedarEngine
 from zerolane.policy.defaults import install_defaults
+from zerolane.server.grant_brokers import build_brokers
+from zerolane.store.memory.bus import MemoryRevocationBus
 from zerolane.store.memory.replay import MemoryReplayCache
 from zerolane.store.open import open_stores
-from zerolane.store.ports import Stores
-from zerolane.store.records import Workload
+from zerolane.store.ports import RevocationBus, Stores
+from zerolane.store.records import TaskRecord, Workload
 from zerolane.tasks.auth import Authenticator
 from zerolane.tasks.decisions import Decider
+from zerolane.tasks.exchange import TokenExchange
 from zerolane.tasks.lifecycle import TaskLifecycle
 from zerolane.tasks.playbook_registry import PlaybookRegistry
+from zerolane.tasks.revocation import RevocationPublisher, RevocationWatch
+from zerolane.tasks.task_grants import TaskGrants
 from zerolane.types import Clock, Outcome, Sensitivity, SystemClock, TaskState, WorkloadStatus
 
+log = logging.getLogger(__name__)
 HOME_ENV = "ZEROLANE_HOME"
 DEFAULT_HOME = ".zerolane"
 
@@ -103,6 +115,16 @@ class Deployment:
     authenticator: Authenticator
     lifecycle: TaskLifecycle
     decider: Decider
+    #: the revocation bus (in-process; Redis when scaled out) and this process's watch
+    bus: RevocationBus
+    revocations: RevocationWatch
+    #: grant leases (``[grants]``) and the task-facing side of them
+    grants: LeaseManager
+    task_grants: TaskGrants
+    #: verifies people's ID tokens (``[[users.issuers]]``) for tasks opened on their behalf
+    users: UserTokenVerifier
+    #: the trust domain's X.509 CA (X.509-SVIDs); created on first use in an older home
+    x509_ca: X509Authority
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
@@ -113,6 +135,7 @@ class Deployment:
         keyring = Keyring(home / "keys", clock)
         audit = AuditLog(stores, clock, mode=config.audit.mode)
         td = config.trust_domain
+        x509_ca = X509Authority(home / "keys", td, clock)  # reads nothing until used
         registry = WorkloadRegistry(td, stores, stores, audit, clock)
         attestors = build_attestors(config, stores, clock, home)
         identity = IdentityService(
@@ -123,11 +146,39 @@ class Deployment:
             audit=audit,
             clock=clock,
             svid_config=config.svid,
+            x509_ca=x509_ca,
         )
         playbooks = PlaybookRegistry(stores, audit, clock)
         replay = MemoryReplayCache()
         authenticator = Authenticator(
-            trust_domain=td, keyring=keyring, workloads=stores, replay=replay, clock=clock
+            trust_domain=td,
+            keyring=keyring,
+            workloads=stores,
+            replay=replay,
+            clock=clock,
+            x509_roots=x509_ca.roots,
+        )
+
+        bus = MemoryRevocationBus(clock)
+        leases = LeaseManager(
+            leases=stores,
+            tasks=stores,
+            brokers=build_brokers(config.grants, home, clock),
+            audit=audit,
+            clock=clock,
+        )
+        on_ended = ended_hook(RevocationPublisher(bus, clock), leases)
+        revocations = RevocationWatch(bus, clock, grace_seconds=config.revocation.grace_seconds)
+        users = UserTokenVerifier(config.users.issuers, clock, base=home)  # checks the config
+        lifecycle = TaskLifecycle(
+            trust_domain=td,
+            keyring=keyring,
+            tasks=stores,
+            playbooks=playbooks,
+            engine=policies.get,
+            audit=audit,
+            clock=clock,
+            on_ended=on_ended,
         )
 
         return cls(
@@ -146,15 +197,7 @@ class Deployment:
             policies=policies,
             replay=replay,
             authenticator=authenticator,
-            lifecycle=TaskLifecycle(
-                trust_domain=td,
-                keyring=keyring,
-                tasks=stores,
-                playbooks=playbooks,
-                engine=policies.get,
-                audit=audit,
-                clock=clock,
-            ),
+            lifecycle=lifecycle,
             decider=Decider(
                 authenticator=authenticator,
                 tasks=stores,
@@ -163,7 +206,33 @@ class Deployment:
                 clock=clock,
                 internal_destinations=config.tasks.internal_destinations,
                 default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),
+                revocations=revocations,
+                on_allowed=lifecycle.after_allowed,
             ),
+            bus=bus,
+            revocations=revocations,
+            grants=leases,
+            task_grants=TaskGrants(
+                tasks=stores, playbooks=playbooks, leases=leases, audit=audit, clock=clock
+            ),
+            users=users,
+            x509_ca=x509_ca,
+        )
+
+    @functools.cached_property
+    def exchange(self) -> TokenExchange:
+        """Token exchange (``POST /v1/token``): delegation and tasks for a person."""
+        return TokenExchange(
+            trust_domain=self.config.trust_domain,
+            keyring=self.keyring,
+            authenticator=self.authenticator,
+            lifecycle=self.lifecycle,
+            tasks=self.stores,
+            playbooks=self.playbooks,
+            engine=self.policies.get,
+            audit=self.audit,
+            clock=self.clock,
+            users=self.users,
         )
 
     @property
@@ -211,8 +280,26 @@ class Deployment:
         return workload
 
     def close(self) -> None:
+        self.revocations.close()
         self.policies.stop()
         self.stores.close()
+
+
+def ended_hook(
+    publisher: RevocationPublisher, leases: LeaseManager
+) -> Callable[[Sequence[TaskRecord]], None]:
+    """The lifecycle's ``on_ended``: announce the ended tasks on the revocation bus,
+    then revoke their grants. Neither may undo the end the store already holds, so a
+    failure is logged; the grant sweeper finds leases a failure left active."""
+
+    def on_ended(tasks: Sequence[TaskRecord]) -> None:
+        publisher(tasks)  # logs and counts its own failures
+        try:
+            leases.on_ended(tasks)
+        except Exception:
+            log.exception("revoking the grants of %d ended task(s) failed", len(tasks))
+
+    return on_ended
 
 
 def init_home(home: Path, trust_domain: str, clock: Clock | None = None) -> tuple[Deployment, str]:
@@ -228,6 +315,7 @@ def init_home(home: Path, trust_domain: str, clock: Clock | None = None) -> tupl
         )
     ensure_private_dir(home)
     kid = Keyring(home / "keys", clock).create()
+    ca = X509Authority(home / "keys", trust_domain, clock).create()
     config = Config(
         trust_domain=trust_domain,
         tasks=TasksConfig(internal_destinations=(trust_domain, f"*.{trust_domain}")),
@@ -241,6 +329,10 @@ def init_home(home: Path, trust_domain: str, clock: Clock | None = None) -> tupl
         actor=Actor("admin", "cli"),
         subject=f"spiffe://{trust_domain}",
         outcome=Outcome.SUCCESS,
-        details={"kid": kid, "admin_credential_id": record.credential_id},
+        details={
+            "kid": kid,
+            "admin_credential_id": record.credential_id,
+            "x509_ca_serial": format(ca.serial_number, "x"),
+        },
     )
     return deployment, token

@@ -6,6 +6,12 @@ upstream route (403 ``route.unmapped`` if none); take the task token and DPoP pr
 gateway's own public URL of the request and the route's action, resource and
 sensitivity; deny with the decision's status, or forward with the agent's credentials
 removed and the upstream's credential and ``X-Zerolane-Task`` added.
+
+A certificate-bound task token (RFC 8705 ``cnf.x5t#S256``) is decided with the
+request's client certificate (:mod:`zerolane.gateway.client_cert`: the TLS connection's
+own, or a trusted proxy's header) and needs no DPoP proof; it may come as
+``Authorization: Bearer`` when there is a certificate. No certificate header is ever
+forwarded upstream.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections.abc import Mapping
 
 from zerolane.errors import InvalidInput, Unauthenticated
+from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.config import GatewayConfig, Upstream
 from zerolane.gateway.http.forward import Forwarder, Outgoing
 from zerolane.gateway.http.metrics import GatewayMetrics
@@ -29,7 +36,7 @@ from zerolane.gateway.http.responses import (
 )
 from zerolane.gateway.normalize import check_framing, check_path, check_query, request_headers
 from zerolane.grants import CredentialSource
-from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput, Decider, Decision
 
 logger = logging.getLogger("zerolane.gateway")
@@ -63,12 +70,14 @@ class GatewayApp:
         self._decider = decider
         self._credentials = dict(credentials or {})
         self._forwarder = Forwarder(config.limits, self.metrics)
+        self._certs = ClientCertSource(config.tls)
         self._drop = {
             u.name: frozenset(
                 {self._credentials[u.name].header.lower().encode()}
                 if u.name in self._credentials
                 else ()
             )
+            | self._certs.strip
             for u in config.upstreams
         }
 
@@ -146,7 +155,11 @@ class GatewayApp:
             await self._refuse(send, 400, "request.auth_repeated", close=True)
             return upstream.name
         try:
-            token = bearer_of(authorization[0].decode("latin-1") if authorization else None)
+            client_cert = self._certs.from_scope(scope)
+            token = token_of(
+                authorization[0].decode("latin-1") if authorization else None,
+                client_cert=client_cert,
+            )
         except Unauthenticated as err:
             await self._refuse(send, 401, err.reason, close=has_body)
             return upstream.name
@@ -162,6 +175,7 @@ class GatewayApp:
                 destination=upstream.destination,
                 sensitivity=route.sensitivity or upstream.default_sensitivity,
                 audience=self.config.audience,
+                client_cert=client_cert,
             ),
         )
         if not decision.allowed:

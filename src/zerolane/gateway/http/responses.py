@@ -16,7 +16,7 @@ ALGS = "ES256 EdDSA"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 MESSAGES = {
     400: "the request is malformed or ambiguous",
-    401: "a valid task token and DPoP proof are required",
+    401: "a valid task token and its proof (DPoP, or the client certificate) are required",
     403: "the request is not allowed for this task",
     413: "the request body is too large",
     502: "the upstream failed",
@@ -54,7 +54,12 @@ async def send_error(
 def www_authenticate(reason: str, *, credentials_sent: bool) -> tuple[bytes, bytes]:
     """The challenge for a 401: no error code when no usable credential was sent
     (RFC 6750 section 3.1), ``invalid_dpop_proof`` for proof problems (RFC 9449
-    section 7.1), else ``invalid_token``; the description is the reason id."""
+    section 7.1), else ``invalid_token``; the description is the reason id. A refused
+    certificate-bound token (``mtls.*``, RFC 8705) is challenged with ``Bearer``."""
+    if credentials_sent and reason.startswith("mtls."):
+        described = _UNSAFE.sub("_", reason)
+        value = f'Bearer error="invalid_token", error_description="{described}"'
+        return b"www-authenticate", value.encode()
     if not credentials_sent:
         value = f'DPoP algs="{ALGS}"'
     else:
