@@ -3,7 +3,9 @@ the zerolane gateway, same run; then an MCP ``tools/call`` direct vs through the
 
     .venv/bin/python bench/gateway.py [--seconds 5] [--light-seconds 3] [--concurrency 16]
         [--tasks 16] [--state 100,1000,100000] [--state-seconds 3] [--mcp-calls 300]
-        [--no-mcp] [--audit-mode sync|async]
+        [--only all|http|mcp] [--no-mcp] [--audit-mode sync|async]
+
+    .venv/bin/python bench/gateway.py --only mcp   # only the MCP part (about 15 s)
 
 Every server and every load generator is its own process (all on this machine's cores):
   upstream     a minimal aiohttp app: ``GET /api/reports/{id}`` answers a small JSON object
@@ -28,6 +30,9 @@ Then the gateway (``--tasks`` tasks busy) over homes holding 10x and 1000x more 
 audit events, and an MCP ``tools/call`` (the sample server over streamable HTTP) direct
 vs through ``zerolane mcp-gateway run``, one call at a time, from a separate process.
 ``--audit-mode async`` writes ``[audit] mode = "async"`` into the homes' configuration.
+``--only http`` (or ``--no-mcp``) leaves the MCP part out; ``--only mcp`` runs only it (one
+home, the first ``--state`` size) and checks that every allowed MCP call is one audited
+decision (and counts those holding the call's arguments).
 """
 
 from __future__ import annotations
@@ -348,6 +353,7 @@ class Home:
     tokens: list[str]  # HTTP tasks, all of one agent
     task_ids: list[str]
     mcp_token: str
+    mcp_task_id: str
 
 
 def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
@@ -395,7 +401,7 @@ def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
             return opened.task.task_id, opened.token
 
         opened = [open_task(AUDIENCE, ["read"]) for _ in range(tasks)]
-        _, mcp_token = open_task(mcp_audience, ["mcp:tools/read_report"])
+        mcp_task_id, mcp_token = open_task(mcp_audience, ["mcp:tools/read_report"])
         seed(home, deployment, state)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -404,7 +410,7 @@ def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
         ).decode()
     finally:
         deployment.close()
-    return Home(home, pem, [t for _, t in opened], [i for i, _ in opened], mcp_token)
+    return Home(home, pem, [t for _, t in opened], [i for i, _ in opened], mcp_token, mcp_task_id)
 
 
 def seed(home: Path, deployment: Any, count: int) -> None:
@@ -601,6 +607,32 @@ def audited(home: Home) -> tuple[int, int, bool]:
         deployment.close()
 
 
+def mcp_audited(home: Home) -> tuple[int, int, int, int]:
+    """For the MCP task: (allowed decisions, of them holding the call's arguments, separate
+    ``mcp.tool_call`` events, calls spent)."""
+    from zerolane.audit.log import event_json
+    from zerolane.server.deployment import Deployment
+
+    deployment = Deployment.open(home.path)
+    try:
+        allowed = with_arguments = tool_calls = 0
+        for record in deployment.audit.iter_records(page=5000):
+            if home.mcp_task_id not in record.body:
+                continue
+            event = event_json(record)
+            if event["subject"] != home.mcp_task_id:
+                continue
+            if record.kind == "mcp.tool_call":
+                tool_calls += 1
+            elif record.kind == "decision" and record.outcome == "success":
+                allowed += 1
+                with_arguments += event["details"].get("arguments") == {"name": "q3"}
+        task = deployment.stores.get_task(home.mcp_task_id)
+        return allowed, with_arguments, tool_calls, task.calls_used if task else -1
+    finally:
+        deployment.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput phase per path")
@@ -610,18 +642,23 @@ def main() -> None:
     parser.add_argument("--state-seconds", type=float, default=3.0)
     parser.add_argument("--mcp-calls", type=int, default=300)
     parser.add_argument("--tasks", type=int, default=16, help="tasks in the many-tasks row")
-    parser.add_argument("--no-mcp", action="store_true")
+    parser.add_argument(
+        "--only", choices=("all", "http", "mcp"), default="all", help="which part to run"
+    )
+    parser.add_argument("--no-mcp", action="store_true", help="the same as --only http")
     parser.add_argument(
         "--audit-mode", choices=("sync", "async"), default="sync", help="[audit] mode of the homes"
     )
     args = parser.parse_args()
+    if args.no_mcp:
+        args.only = "http"
     started = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="zl-bench-gw-"))
     sizes = [int(s) for s in args.state.split(",")]
-    up_port, proxy_port, gw_port, mcp_up_port, mcp_port = (free_port() for _ in range(5))
+    if args.only == "mcp":
+        sizes = sizes[:1]  # one home, the MCP gateway's
+    mcp_port = free_port()
     mcp_audience = f"http://127.0.0.1:{mcp_port}/mcp"
-    gw_url = f"http://127.0.0.1:{gw_port}"
-    sign_us = signing_cost()
 
     homes: dict[int, Home] = {}
     for size in sizes:
@@ -631,6 +668,38 @@ def main() -> None:
         if args.audit_mode != "sync":  # the default: leave the config as init wrote it
             set_audit_mode(homes[size], args.audit_mode)
         print(f"home with {size} extra tasks and events in {time.perf_counter() - seeding:.1f} s")
+    base = homes[sizes[0]]
+
+    if args.only != "mcp":
+        sign_us = signing_cost()
+        rows, state_rows = run_http(args, folder, homes, sizes)
+        allowed, spent, chain_ok = audited(base)
+        report(args, rows, state_rows, sizes, sign_us)
+        print(
+            f"\nbase home: {allowed} allowed decisions audited for its HTTP tasks, {spent} "
+            f"calls spent, audit chain verified: {chain_ok}"
+        )
+        if allowed != spent or not chain_ok:
+            raise SystemExit("every allowed request must have exactly one audit event")
+    if args.only != "http":
+        mcp = run_mcp(args, folder, base, mcp_port)
+        report_mcp(mcp)
+        allowed, with_arguments, tool_calls, spent = mcp_audited(base)
+        print(
+            f"MCP task: {allowed} allowed decisions audited ({with_arguments} holding the "
+            f"call's arguments), {tool_calls} separate mcp.tool_call events, {spent} calls spent"
+        )
+        if allowed != spent:
+            raise SystemExit("every allowed MCP call must have exactly one decision event")
+    print(f"(total {time.perf_counter() - started:.0f} s)")
+
+
+def run_http(
+    args: argparse.Namespace, folder: Path, homes: dict[int, Home], sizes: list[int]
+) -> tuple[dict[str, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Direct, bare proxy and gateway rows, then the gateway over each home (state rows)."""
+    up_port, proxy_port, gw_port = (free_port() for _ in range(3))
+    gw_url = f"http://127.0.0.1:{gw_port}"
     base = homes[sizes[0]]
     config = gateway_config(folder, gw_port, up_port)
     me = [sys.executable, __file__]
@@ -669,40 +738,37 @@ def main() -> None:
     for name, result in [*rows.items(), *((str(s), r) for s, r in state_rows.items())]:
         check_statuses(name, result["load"])
         check_statuses(name, result["light"])
+    return rows, state_rows
 
+
+def run_mcp(
+    args: argparse.Namespace, folder: Path, base: Home, mcp_port: int
+) -> dict[str, dict[str, Any]]:
+    """The sample MCP server over streamable HTTP: called direct, then through the gateway."""
     mcp: dict[str, dict[str, Any]] = {}
-    if not args.no_mcp:
-        mcp_up = f"http://127.0.0.1:{mcp_up_port}/mcp"
-        up_argv = [sys.executable, str(SAMPLE_MCP), "--http", "--port", str(mcp_up_port)]
-        with process(up_argv, mcp_up) as sample:
-            mcp["direct to the sample server"] = role(
+    mcp_up_port = free_port()
+    mcp_up = f"http://127.0.0.1:{mcp_up_port}/mcp"
+    up_argv = [sys.executable, str(SAMPLE_MCP), "--http", "--port", str(mcp_up_port)]
+    with process(up_argv, mcp_up) as sample:
+        mcp["direct to the sample server"] = role(
+            "mcp-load",
+            {"url": mcp_up, "server_pid": sample.pid, "calls": args.mcp_calls},
+        )
+        argv = [sys.executable, "-m", "zerolane", "mcp-gateway", "run"]
+        argv += ["--config", str(mcp_config(folder, mcp_port, mcp_up))]
+        argv += ["--home", str(base.path)]
+        with process(argv, f"http://127.0.0.1:{mcp_port}/healthz") as mgw:
+            mcp["through the MCP gateway"] = role(
                 "mcp-load",
-                {"url": mcp_up, "server_pid": sample.pid, "calls": args.mcp_calls},
+                {
+                    "url": f"http://127.0.0.1:{mcp_port}/mcp",
+                    "server_pid": mgw.pid,
+                    "calls": args.mcp_calls,
+                    "key_pem": base.key_pem,
+                    "tokens": [base.mcp_token],
+                },
             )
-            argv = [sys.executable, "-m", "zerolane", "mcp-gateway", "run"]
-            argv += ["--config", str(mcp_config(folder, mcp_port, mcp_up))]
-            argv += ["--home", str(base.path)]
-            with process(argv, f"http://127.0.0.1:{mcp_port}/healthz") as mgw:
-                mcp["through the MCP gateway"] = role(
-                    "mcp-load",
-                    {
-                        "url": mcp_audience,
-                        "server_pid": mgw.pid,
-                        "calls": args.mcp_calls,
-                        "key_pem": base.key_pem,
-                        "tokens": [base.mcp_token],
-                    },
-                )
-
-    allowed, spent, chain_ok = audited(base)
-    report(args, rows, state_rows, sizes, mcp, sign_us)
-    print(
-        f"\nbase home: {allowed} allowed decisions audited for its HTTP tasks, {spent} calls "
-        f"spent, audit chain verified: {chain_ok}"
-    )
-    if allowed != spent or not chain_ok:
-        raise SystemExit("every allowed request must have exactly one audit event")
-    print(f"(total {time.perf_counter() - started:.0f} s)")
+    return mcp
 
 
 def report(
@@ -710,7 +776,6 @@ def report(
     rows: dict[str, dict[str, Any]],
     state_rows: dict[int, dict[str, Any]],
     sizes: list[int],
-    mcp: dict[str, dict[str, Any]],
     sign_us: float,
 ) -> None:
     proxy = rows["bare aiohttp proxy (baseline)"]
@@ -760,18 +825,19 @@ def report(
             f"{refused(load):>8}"
         )
 
-    if mcp:
+
+def report_mcp(mcp: dict[str, dict[str, Any]]) -> None:
+    print(
+        f"\n{'MCP tools/call, one at a time':<34} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'+p50 ms':>8} {'cpu us/call':>11}"
+    )
+    direct_mcp = mcp["direct to the sample server"]
+    for name, result in mcp.items():
         print(
-            f"\n{'MCP tools/call, one at a time':<34} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7}"
-            f" {'+p50 ms':>8} {'cpu us/call':>11}"
+            f"{name:<34} {result['count']:>6} {result['p50'] * 1e3:>7.2f} "
+            f"{result['p99'] * 1e3:>7.2f} {(result['p50'] - direct_mcp['p50']) * 1e3:>8.2f} "
+            f"{result['server_cpu'] / result['count'] * 1e6:>11.0f}"
         )
-        direct_mcp = mcp["direct to the sample server"]
-        for name, result in mcp.items():
-            print(
-                f"{name:<34} {result['count']:>6} {result['p50'] * 1e3:>7.2f} "
-                f"{result['p99'] * 1e3:>7.2f} {(result['p50'] - direct_mcp['p50']) * 1e3:>8.2f} "
-                f"{result['server_cpu'] / result['count'] * 1e6:>11.0f}"
-            )
 
 
 if __name__ == "__main__":

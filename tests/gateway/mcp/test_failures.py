@@ -13,11 +13,10 @@ from mcp_types import CallToolRequestParams, Tool, ToolAnnotations
 from starlette.requests import Request
 
 from tests.gateway.mcp.conftest import Stack
-from zerolane.audit.log import AuditLog
 from zerolane.cli.mcp_gateway import enforcement_of
-from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.auth import Enforcer, audited_arguments
 from zerolane.gateway.mcp.catalog import Catalog
+from zerolane.gateway.mcp.config import UpstreamConfig
 from zerolane.gateway.mcp.listing import callable_routes
 from zerolane.gateway.mcp.mapping import ToolRoute, route_for
 from zerolane.gateway.mcp.messages import ToolCallMessage
@@ -25,7 +24,7 @@ from zerolane.gateway.mcp.proxy import FORBIDDEN, UPSTREAM_UNAVAILABLE, GatewayH
 from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
 from zerolane.gateway.mcp.upstream import Upstream
 from zerolane.policy.engine import PolicyEngine, PolicyRequest, PolicyResult
-from zerolane.tasks.decisions import Decision
+from zerolane.tasks.decisions import DecideInput, Decider, Decision
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 
 READ = Tool(
@@ -125,28 +124,84 @@ def test_a_failing_engine_lists_nothing(stack: Stack) -> None:
         assert callable_routes(broken, claims, [route(stack)]) == []
 
 
-class RefusingAudit(AuditLog):
-    def record(self, *args: Any, **kwargs: Any) -> Any:
-        raise Unavailable("audit.write", "the sink refused")
+class RecordingDecider:
+    """Stands in for the decider: keeps what it is asked, answers as told."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.asked: list[DecideInput] = []
+
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        self.asked.append(request)
+        return self.decision
 
 
-def test_a_call_whose_arguments_cannot_be_audited_is_not_forwarded(stack: Stack) -> None:
+def enforcer_with(stack: Stack, decider: RecordingDecider) -> Enforcer:
     enforcement = dataclasses.replace(
-        enforcement_of(stack.deployment),
-        audit=RefusingAudit(stack.deployment.stores, stack.deployment.clock),
+        enforcement_of(stack.deployment), decider=cast(Decider, decider)
     )
-    enforcer = Enforcer(
+    return Enforcer(
         cast(Any, None), config=stack.config, enforcement=enforcement, catalog=Catalog([])
     )
-    with stack.agent() as agent, stack.task(agent) as task:
-        proof = task.headers("POST", stack.url)["DPoP"]
-        message = ToolCallMessage(1, "read_report", {"name": "q3"})
-        decision = enforcer._decide_sync(task.token, proof, message, route(stack))
-        assert (decision.allowed, decision.reasons, decision.status) == (
-            False,
-            ("audit.write",),
-            503,
-        )
+
+
+def test_the_decision_records_the_call_in_its_own_audit_event(stack: Stack) -> None:
+    """One decision per call, asked to record the call (tool, bounded arguments, what
+    the tool is) in its own event: no second event, no store read of the gateway's."""
+    decider = RecordingDecider(ALLOW)
+    enforcer = enforcer_with(stack, decider)
+    called = ToolCallMessage(1, "read_report", {"name": "q3"})
+    assert enforcer._decide_sync("token", "proof", called, route(stack)) is ALLOW
+    unknown = ToolCallMessage(2, "drop_database", {"table": "x" * 9000})
+    enforcer._decide_sync("token", "proof", unknown, None)
+    known, unmapped = decider.asked
+    assert known.details == {
+        "tool": "read_report",
+        "arguments": {"name": "q3"},
+        "server": "tools",
+        "upstream_tool": "read_report",
+        "read_only": True,
+        "destructive": False,
+    }
+    assert known.mcp is not None
+    assert known.mcp.arguments == ("name=q3",)
+    assert (known.action, known.resource) == ("mcp:tools/read_report", "mcp/tools/read_report")
+    assert unmapped.details == {
+        "tool": "drop_database",
+        "arguments": {"truncated": True, "bytes": 9013},  # {"table": "xx…"}
+    }
+    assert (unmapped.action, unmapped.resource) == ("mcp:?/drop_database", "")
+
+
+class CountingUpstream:
+    """An upstream that counts the calls that reach it."""
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.tools = (READ,)
+        self.calls: list[str] = []
+
+    async def call_tool(self, name: str, *_: Any) -> Any:
+        self.calls.append(name)
+        raise AssertionError("a refused call reached the upstream")
+
+
+def test_a_call_whose_decision_could_not_be_audited_never_reaches_the_upstream(
+    stack: Stack,
+) -> None:
+    """The decider turns a decision it could not audit into a 503 deny (``audit.write``):
+    the call is refused with it, and the upstream never sees it."""
+    upstream = CountingUpstream(stack.config.servers[0])
+    failed = ALLOW.failed_closed("audit.write")
+    state = RequestState("tsk_1", call=ToolCall(1, "read_report", route(stack), failed))
+    error = refusal(handlers(stack, cast(Upstream, upstream)), context(state), "read_report")
+    assert (error.code, error.data["reasons"], error.data["status"]) == (
+        FORBIDDEN,
+        ["audit.write"],
+        503,
+    )
+    assert upstream.calls == []
 
 
 def test_large_arguments_are_audited_by_size() -> None:

@@ -12,7 +12,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from tests.gateway.mcp.conftest import Stack
+from tests.gateway.mcp.conftest import AGENT, Stack
 from tests.gateway.mcp.harness import calls, mcp_session, read_log
 from zerolane.gateway.mcp.proxy import DECISION_META, FORBIDDEN, TASK_META
 from zerolane.sdk import Task
@@ -131,12 +131,24 @@ def test_a_call_outside_the_task_is_refused_and_never_reaches_upstream(stack: St
         # its legitimate twin on the same server goes through
         assert "Q3 revenue" in text_of(call(stack, task, "read_report", {"name": "q3"}))
     assert calls(stack.stdio_log, "delete_report") == []
-    tool_calls = [e for e in stack.events("mcp.tool_call") if e["subject"] == task.task_id]
-    denied = next(e for e in tool_calls if e["details"]["tool"] == "delete_report")
+    # one event per call, the decision's: it holds the call too, allowed or denied
+    decisions = [e for e in stack.events("decision") if e["subject"] == task.task_id]
+    assert [e["details"]["tool"] for e in decisions] == ["delete_report", "read_report"]
+    denied, allowed = decisions
     assert denied["outcome"] == "denied"
+    assert denied["actor"] == {"type": "workload", "id": AGENT}
+    assert denied["details"]["decision_id"] == error.data["decision_id"]
+    assert denied["details"]["reasons"] == ["scope.action"]
+    assert denied["details"]["action"] == "mcp:tools/delete_report"
     assert denied["details"]["arguments"] == {"name": "q3"}
     assert denied["details"]["destructive"] is True
-    assert denied["details"]["decision_id"] == error.data["decision_id"]
+    assert denied["details"]["read_only"] is False
+    assert denied["details"]["server"] == "tools"
+    assert denied["details"]["upstream_tool"] == "delete_report"
+    assert allowed["outcome"] == "success"
+    assert allowed["details"]["arguments"] == {"name": "q3"}
+    assert allowed["details"]["read_only"] is True
+    assert not [e for e in stack.events("mcp.tool_call") if e["subject"] == task.task_id]
 
 
 def raw_post(stack: Stack, task: Task, body: object, **headers: str) -> httpx2.Response:

@@ -1,7 +1,8 @@
 """The gateway as one ASGI app: metadata, the enforced MCP endpoint, a health check.
 
-Its lifespan connects the upstreams (each in its own task, reconnected when lost) and
-runs the SDK's streamable HTTP session manager.
+Its lifespan connects the upstreams (one long-lived session each, in its own task,
+reconnected when lost, closed on shutdown) and runs the SDK's streamable HTTP session
+manager.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.metadata import metadata_routes
 from zerolane.gateway.mcp.proxy import build_server
-from zerolane.gateway.mcp.upstream import Upstream
+from zerolane.gateway.mcp.upstream import STOP_SECONDS, Upstream
 
 
 def _security(config: GatewayConfig) -> TransportSecuritySettings:
@@ -52,6 +53,7 @@ def create_gateway_app(
         app=build_server(enforcement, catalog),
         security_settings=_security(config),
         max_request_body_size=config.max_body_bytes,
+        json_response=True,
     )
     endpoint = Enforcer(
         StreamableHTTPASGIApp(manager),
@@ -71,7 +73,9 @@ def create_gateway_app(
                 await group.start(upstream.run)
             async with manager.run():
                 yield
-            group.cancel_scope.cancel()
+            for upstream in upstreams:  # close each session cleanly, within a bound
+                upstream.stop()
+            group.cancel_scope.deadline = anyio.current_time() + STOP_SECONDS
 
     routes = [
         *metadata_routes(config),

@@ -3,12 +3,14 @@
 Every request must carry ``Authorization: DPoP <task token>`` and one DPoP proof for
 its method and the gateway's public endpoint URL (never the ``Host`` it arrived with).
 A POST that carries a ``tools/call`` is one decision: the decider verifies the token
-and proof, checks the task and the policies, spends a call and audits, and the
-decision travels with the request to the handler, which forwards only an allow. The
-policies see the call as ``context.request.mcp`` (server, tool, annotations, flattened
-arguments). Any other request (initialize, tools/list, notifications, the GET stream,
-DELETE) is authenticated the same way, against a live task. The MCP session is bound to
-the task that opened it. Without credentials: 401 and the RFC 9728 metadata URL.
+and proof, checks the task and the policies, spends a call and audits it in one event
+(the decision's, which also holds the tool and its bounded arguments, allowed or
+denied), and the decision travels with the request to the handler, which forwards only
+an allow. The policies see the call as ``context.request.mcp`` (server, tool,
+annotations, flattened arguments). Any other request (initialize, tools/list,
+notifications, the GET stream, DELETE) is authenticated the same way, against a live
+task. The MCP session is bound to the task that opened it. Without credentials: 401 and
+the RFC 9728 metadata URL.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from zerolane.types import Outcome
 
 log = logging.getLogger(__name__)
 
-MAX_ARGUMENT_BYTES = 8 * 1024  # arguments kept in the audit event; larger ones by digest
+MAX_ARGUMENT_BYTES = 8 * 1024  # arguments kept in the audit event; larger ones by size
 
 
 class _Refused(Exception):
@@ -182,6 +184,8 @@ class Enforcer:
     def _decide_sync(
         self, token: str, proof: str | None, message: ToolCallMessage, route: ToolRoute | None
     ) -> Decision:
+        """One decision, whose own audit event also records the call (its arguments too,
+        allowed or denied): an event that cannot be written denies (``audit.write``)."""
         request = DecideInput(
             method="POST",
             url=self._url,
@@ -191,41 +195,22 @@ class Enforcer:
             sensitivity=route.sensitivity.label if route else None,
             audience=self._audience,
             mcp=route.mcp_facts(message.arguments) if route else None,
+            details=call_details(message, route),
         )
-        decision = self._core.decider.decide(token, proof, request)
-        if decision.status == 401 or decision.task_id is None:
-            return decision
-        return self._record_call(decision, message, route)
+        return self._core.decider.decide(token, proof, request)
 
-    def _record_call(
-        self, decision: Decision, message: ToolCallMessage, route: ToolRoute | None
-    ) -> Decision:
-        """The call's arguments join the audit trail before anything is forwarded."""
-        details: dict[str, object] = {
-            "decision_id": decision.decision_id,
-            "decision": "allow" if decision.allowed else "deny",
-            "tool": message.name[:256],
-            "arguments": audited_arguments(message.arguments),
-        }
-        if route is not None:
-            details.update(
-                server=route.server,
-                upstream_tool=route.tool.name,
-                read_only=route.read_only,
-                destructive=route.destructive,
-                sensitivity=route.sensitivity.label,
-            )
-        task_id = decision.task_id or "unknown"
-        task = self._core.tasks.get_task(task_id)
-        try:
-            self._core.audit.record(
-                "mcp.tool_call",
-                actor=Actor("workload", task.owner if task else "unknown"),
-                subject=task_id,
-                outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
-                reason=decision.reasons[0] if decision.reasons else "ok",
-                details=details,
-            )
-        except Unavailable:
-            return decision.failed_closed("audit.write")
-        return decision
+
+def call_details(message: ToolCallMessage, route: ToolRoute | None) -> dict[str, object]:
+    """What the decision's audit event records of a ``tools/call`` besides the decision."""
+    details: dict[str, object] = {
+        "tool": message.name[:256],
+        "arguments": audited_arguments(message.arguments),
+    }
+    if route is not None:
+        details.update(
+            server=route.server,
+            upstream_tool=route.tool.name,
+            read_only=route.read_only,
+            destructive=route.destructive,
+        )
+    return details

@@ -9,7 +9,7 @@ task and decision ids in ``_meta``, and nothing of the agent's credentials.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -77,11 +77,7 @@ class GatewayHandlers:
         if not decision.allowed or call.route is None:
             reasons = ", ".join(decision.reasons) or "denied"
             raise MCPError(FORBIDDEN, f"zerolane denied {params.name}: {reasons}", data)
-        # an open map (extra keys are allowed at run time); typed as the SDK declares it
-        meta = cast(
-            types.RequestParamsMeta,
-            {TASK_META: decision.task_id, DECISION_META: decision.decision_id},
-        )
+        meta = {TASK_META: decision.task_id, DECISION_META: decision.decision_id}
         upstream = self._catalog.upstream(call.route)
         try:
             return await upstream.call_tool(call.route.tool.name, params.arguments, meta)

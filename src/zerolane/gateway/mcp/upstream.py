@@ -1,34 +1,142 @@
-"""One upstream MCP server: a client session the gateway owns, reconnected when lost.
+"""One upstream MCP server: one long-lived client session the gateway owns and shares.
 
-The session is opened with the gateway's own transport (a stdio subprocess, or a
-streamable HTTP client with no credentials of the agent's: no token pass-through) and
-lives in one task, :meth:`Upstream.run`, so its cancel scopes are entered and left in
-the same task. A call that finds the connection gone marks it lost; the run loop then
-reconnects with backoff while callers wait (bounded) for the new session.
+The session is opened with the gateway's own transport (a streamable HTTP session of
+:mod:`~zerolane.gateway.mcp.streamable` over a keep-alive connection pool, or a stdio
+subprocess through the MCP SDK's client) and carries none of the agent's credentials
+(no token pass-through). It lives in one task, :meth:`Upstream.run`, so its cancel
+scopes are entered and left in the same task. Every call reuses it, concurrent calls
+share it. A call that finds the session dead marks it lost; the run loop then
+reconnects (at once, then with backoff) while callers wait, bounded, for the new
+session. :meth:`Upstream.stop` ends the session cleanly (the HTTP session is deleted
+upstream, a stdio server is stopped).
+
+A call is sent a second time, on a new session, only when it provably never reached
+the upstream: the stdio session was already closed when its message was written, the
+HTTP connection for it could not be made, or the HTTP server answered 404 for the
+session (MCP: it no longer knows it, and processed nothing). Any other failure fails
+closed: the call may have run upstream, so it is never sent twice.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, cast
 
 import anyio
 import mcp_types as types
 from anyio.abc import TaskStatus
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
+from zerolane.gateway.mcp.streamable import HttpSession, NotDelivered, http_session
 
 log = logging.getLogger(__name__)
 
 CLIENT_INFO = types.Implementation(name="zerolane-mcp-gateway", version="1")
 MAX_PAGES = 50  # tools/list pages read from one upstream
 MAX_BACKOFF = 30.0
+STOP_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+class Session(Protocol):
+    """What the gateway asks of an upstream session."""
+
+    async def list_tools(self, cursor: str | None = None) -> types.ListToolsResult: ...
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None, meta: Mapping[str, Any] | None
+    ) -> types.CallToolResult: ...
+
+
+class _Written:
+    """Whether the message of one stdio request was handed to the transport."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+#: the stdio request the current task is making
+_WRITTEN: ContextVar[_Written | None] = ContextVar("zerolane_mcp_written", default=None)
+
+
+class _Outbound:
+    """A stdio session's write stream: notes whether a request's message was written.
+
+    Only the first message written for a request is the request itself (the SDK may
+    send others in the same task, e.g. a ``tools/list`` to validate a result).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def send(self, item: SessionMessage, /) -> None:
+        written = _WRITTEN.get()
+        mine = written if written is not None and not written.sent else None
+        if mine is not None:
+            mine.sent = True  # a cancelled send may still have handed the item over
+        try:
+            await self._inner.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if mine is not None:
+                mine.sent = False  # the transport is gone: nothing was handed over
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _Outbound:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _StdioSession:
+    """The MCP SDK's client session over stdio, raising :class:`NotDelivered` for a
+    request the closed session never wrote."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self._session = session
+
+    async def _send(self, request: Callable[[], Awaitable[T]]) -> T:
+        written = _Written()
+        token = _WRITTEN.set(written)
+        try:
+            return await request()
+        except MCPError as err:
+            if err.code == types.CONNECTION_CLOSED and not written.sent:
+                raise NotDelivered("closed", "the stdio session had ended") from err
+            raise
+        finally:
+            _WRITTEN.reset(token)
+
+    async def list_tools(self, cursor: str | None = None) -> types.ListToolsResult:
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        return await self._send(lambda: self._session.list_tools(params=params))
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None, meta: Mapping[str, Any] | None
+    ) -> types.CallToolResult:
+        args = dict(arguments) if arguments is not None else None
+        # an open map (extra keys are allowed at run time); typed as the SDK declares it
+        request_meta = cast(types.RequestParamsMeta, dict(meta)) if meta else None
+        return await self._send(lambda: self._session.call_tool(name, args, meta=request_meta))
 
 
 class Upstream:
@@ -38,52 +146,62 @@ class Upstream:
         self.config = config
         self.tools: tuple[types.Tool, ...] = ()
         self._wait = wait_seconds
-        self._session: ClientSession | None = None
+        self._session: Session | None = None
         self._ready = anyio.Event()
         self._lost = anyio.Event()
+        self._stopping = False
+        self._stopped = anyio.Event()
+        #: sessions opened so far
+        self.sessions_opened = 0
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @asynccontextmanager
-    async def _open(self) -> AsyncIterator[ClientSession]:
+    async def _open(self) -> AsyncIterator[Session]:
         async with AsyncExitStack() as stack:
             if self.config.url is not None:
-                streams = streamable_http_client(self.config.url)
-            else:
-                assert self.config.command is not None
-                params = StdioServerParameters(
-                    command=self.config.command,
-                    args=list(self.config.args),
-                    env=dict(self.config.env) or None,
-                    cwd=self.config.cwd,
-                )
-                streams = stdio_client(params, errlog=sys.stderr)
-            read, write = await stack.enter_async_context(streams)
-            session = await stack.enter_async_context(
-                ClientSession(read, write, client_info=CLIENT_INFO)
+                http = await stack.enter_async_context(http_session())
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                session = HttpSession(self.config.url, http, tasks, CLIENT_INFO)
+                stack.push_async_callback(session.close)
+                await session.initialize()
+                yield session
+                return
+            assert self.config.command is not None
+            params = StdioServerParameters(
+                command=self.config.command,
+                args=list(self.config.args),
+                env=dict(self.config.env) or None,
+                cwd=self.config.cwd,
             )
-            await session.initialize()
-            yield session
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=sys.stderr))
+            client = await stack.enter_async_context(
+                ClientSession(read, _Outbound(write), client_info=CLIENT_INFO)
+            )
+            await client.initialize()
+            yield _StdioSession(client)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Keep a session open until cancelled; ``started`` after the first attempt."""
+        """Keep a session open until stopped; ``started`` after the first attempt."""
         started = False
-        delay = 0.5
-        while True:
+        delay = 0.0
+        while not self._stopping:
             try:
                 async with self._open() as session:
                     self.tools = await _list_all(session)
                     self._session = session
+                    self.sessions_opened += 1
                     self._ready.set()
-                    delay = 0.5
+                    delay = 0.0  # a session that worked is reopened at once when lost
                     if not started:
                         started = True
                         task_status.started()
                     await self._lost.wait()
             except Exception as err:  # an upstream that fails is retried, never fatal
                 log.warning("MCP upstream %s: %s", self.name, _describe(err))
+                delay = min(max(delay * 2, 0.5), MAX_BACKOFF)
             finally:  # no await in here: a set _ready always means a live _session
                 self._session = None
                 if self._ready.is_set():
@@ -92,60 +210,74 @@ class Upstream:
             if not started:
                 started = True
                 task_status.started()
-            await anyio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+            if delay and not self._stopping:
+                with anyio.move_on_after(delay):
+                    await self._stopped.wait()
 
-    async def session(self) -> ClientSession:
+    def stop(self) -> None:
+        """End the session (cleanly, in :meth:`run`) and refuse further calls."""
+        self._stopping = True
+        self._stopped.set()
+        self._lost.set()
+        self._ready.set()  # wake waiting callers: they find no session and give up
+
+    async def session(self) -> Session:
         """The live session, waiting (bounded) for a reconnect in progress."""
         with anyio.move_on_after(self._wait):
-            while self._session is None:
+            while self._session is None and not self._stopping:
                 await self._ready.wait()
         if self._session is None:
             raise Unavailable("upstream.unavailable", f"MCP server {self.name} is not connected")
         return self._session
 
-    def _mark_lost(self, session: ClientSession) -> None:
+    def _mark_lost(self, session: Session) -> None:
         if self._session is session:
             self._session = None
             self._ready = anyio.Event()
             self._lost.set()
 
+    async def _request(self, send: Callable[[Session], Awaitable[T]]) -> T:
+        """``send`` on the live session; once more, on a new session, if it never got
+        there. A transport failure marks the session lost and raises :class:`Unavailable`;
+        an error the upstream answered is raised as it is (an :class:`MCPError`)."""
+        for retry in (False, True):
+            session = await self.session()
+            try:
+                return await send(session)
+            except NotDelivered as err:
+                self._mark_lost(session)
+                if retry:
+                    raise Unavailable("upstream.unavailable", f"{self.name}: {err}") from err
+                log.info("MCP upstream %s: request not delivered (%s), again", self.name, err)
+            except MCPError as err:
+                if err.code == types.CONNECTION_CLOSED:
+                    self._mark_lost(session)
+                raise
+            except Exception as err:  # a transport failure after sending: may have run
+                self._mark_lost(session)
+                raise Unavailable("upstream.unavailable", f"{self.name}: {_describe(err)}") from err
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def refresh(self) -> tuple[types.Tool, ...]:
         """List the upstream's tools again (all pages)."""
-        session = await self.session()
         try:
-            self.tools = await _list_all(session)
+            self.tools = await self._request(_list_all)
         except MCPError as err:
-            if err.code == types.CONNECTION_CLOSED:
-                self._mark_lost(session)
-            raise Unavailable("upstream.error", f"{self.name}: {err.message}") from err
-        except Exception as err:
-            self._mark_lost(session)
-            raise Unavailable("upstream.unavailable", f"{self.name}: {_describe(err)}") from err
+            raise Unavailable("upstream.error", f"{self.name}: {err.error.message}") from err
         return self.tools
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any] | None, meta: types.RequestParamsMeta
+        self, name: str, arguments: Mapping[str, Any] | None, meta: Mapping[str, Any] | None
     ) -> types.CallToolResult:
-        """Call ``name`` upstream; transport failures mark the session lost."""
-        session = await self.session()
-        try:
-            return await session.call_tool(name, arguments, meta=meta)
-        except MCPError as err:
-            if err.code == types.CONNECTION_CLOSED:
-                self._mark_lost(session)
-            raise
-        except Exception as err:
-            self._mark_lost(session)
-            raise Unavailable("upstream.unavailable", f"{self.name}: {_describe(err)}") from err
+        """Call ``name`` upstream (see :meth:`_request` for what a failure raises)."""
+        return await self._request(lambda session: session.call_tool(name, arguments, meta))
 
 
-async def _list_all(session: ClientSession) -> tuple[types.Tool, ...]:
+async def _list_all(session: Session) -> tuple[types.Tool, ...]:
     tools: list[types.Tool] = []
     cursor: str | None = None
     for _ in range(MAX_PAGES):
-        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        page = await session.list_tools(params=params)
+        page = await session.list_tools(cursor)
         tools.extend(page.tools)
         cursor = page.next_cursor
         if not cursor:
