@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/svid.py
 	$(BIN)/python bench/pdp.py
 	$(BIN)/python bench/task_open.py
+	$(BIN)/python bench/exchange.py
 	$(BIN)/python bench/gateway.py
 
 clean:

@@ -20,12 +20,17 @@ from zerolane.sdk.common import (
     decide_body,
     decision_of,
     dpop_headers,
+    exchange_body,
+    exchange_headers,
+    exchanged_grant_of,
     grant_of,
     new_key,
     open_body,
     svid_of,
 )
 from zerolane.sdk.mcp_auth import McpAuth
+from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE
+from zerolane.tokens.rfc9449 import make_proof
 
 if TYPE_CHECKING:
     from zerolane.gateway.inproc import InprocDecider, TaskCredentials
@@ -89,6 +94,40 @@ class AsyncTask:
         from zerolane.sdk.guard import guard_context  # that module imports this one
 
         return guard_context(self, decider=decider)
+
+    async def delegate(
+        self,
+        *,
+        delegate_svid: str,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        ttl: int | None = None,
+        max_calls: int | None = None,
+        audience: Sequence[str] | None = None,
+        intent: str | None = None,
+    ) -> TaskGrant:
+        """Hand a narrower child of this task to another workload (RFC 8693 token
+        exchange at ``POST /v1/token``), proving this task's key.
+
+        ``delegate_svid`` is the delegate's key-bound JWT-SVID. The child is at most
+        this task's scope, window and remaining calls (its ``max_calls`` are carved out
+        of this task's; default: all of them). The grant returned is bound to the
+        delegate's key: give it to the delegate, which uses it with
+        ``agent.adopt(grant)``; this agent cannot use it.
+        """
+        url = self._agent.url("/v1/token")
+        form = exchange_body(
+            subject_token=self.token,
+            subject_token_type=ACCESS_TOKEN_TYPE,
+            actor_token=delegate_svid,
+            authorization_details=authorization_details,
+            audience=audience,
+            ttl=ttl,
+            max_calls=max_calls,
+            intent=intent,
+        )
+        proof = make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
+        response = await self._agent.http.post(url, content=form, headers=exchange_headers(proof))
+        return exchanged_grant_of(check(response))
 
     async def complete(self) -> None:
         if self.completed:
@@ -208,6 +247,43 @@ class AsyncAgent:
     def task(self, **kwargs: Any) -> _OpenTask:
         """``async with agent.task(playbook=..., intent=...) as task:`` completes on exit."""
         return _OpenTask(self, kwargs)
+
+    def adopt(self, grant: TaskGrant) -> AsyncTask:
+        """A task another workload delegated to this agent (:meth:`AsyncTask.delegate`):
+        its token is bound to this agent's key, so only this agent can use it."""
+        return AsyncTask(self, grant)
+
+    async def open_task_for_user(
+        self,
+        *,
+        id_token: str,
+        playbook: str,
+        intent: str,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        ttl: int | None = None,
+        max_calls: int | None = None,
+        audience: Sequence[str] | None = None,
+    ) -> AsyncTask:
+        """Open a task acting for the person of ``id_token`` (an OIDC ID token from an
+        issuer the control plane trusts), by RFC 8693 token exchange; the task records
+        the verified person and policies see it as ``context.task.user``."""
+        if self.svid is None:
+            raise RuntimeError("attest first: a task is opened with the agent's SVID")
+        url = self.url("/v1/token")
+        form = exchange_body(
+            subject_token=id_token,
+            subject_token_type=ID_TOKEN_TYPE,
+            actor_token=self.svid.token,
+            authorization_details=authorization_details,
+            audience=audience,
+            ttl=ttl,
+            max_calls=max_calls,
+            intent=intent,
+            playbook=playbook,
+        )
+        proof = make_proof(self.key, method="POST", url=url, access_token=self.svid.token)
+        response = await self.http.post(url, content=form, headers=exchange_headers(proof))
+        return AsyncTask(self, exchanged_grant_of(check(response)))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,24 +16,35 @@ from zerolane.sdk.common import (
     DecisionResult,
     Svid,
     TaskGrant,
+    X509Svid,
     attest_body,
+    bearer_headers,
     check,
+    client_tls_context,
+    csr_pem,
     decide_body,
     decision_of,
     dpop_headers,
+    exchange_body,
+    exchange_headers,
+    exchanged_grant_of,
     grant_of,
     new_key,
     open_body,
     svid_of,
+    x509_of,
 )
 from zerolane.sdk.mcp_auth import McpAuth
+from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE
+from zerolane.tokens.rfc9449 import make_proof
 
 if TYPE_CHECKING:
     from zerolane.gateway.inproc import InprocDecider, TaskCredentials
 
 
 class Task:
-    """An open task: its token, and requests made with fresh DPoP proofs.
+    """An open task: its token, and requests made with fresh DPoP proofs (or, for a
+    certificate-bound token, over the agent's mutual-TLS client, with no proof).
 
     As a context manager it completes the task on exit, exceptions included.
     """
@@ -51,13 +63,22 @@ class Task:
         return self.grant.token
 
     def headers(self, method: str, url: str) -> dict[str, str]:
-        """Headers for one request to an enforcement point (token plus a fresh proof)."""
+        """Headers for one request to an enforcement point (token plus a fresh proof;
+        ``Authorization: Bearer`` alone for a certificate-bound token)."""
+        if self.grant.certificate_bound:
+            return bearer_headers(self.token)
         return dpop_headers(self._agent.key, self.token, method, url)
+
+    @property
+    def http(self) -> httpx.Client:
+        """The client this task's requests go through (the mutual-TLS one when the
+        token is bound to the agent's certificate)."""
+        return self._agent.mtls_http if self.grant.certificate_bound else self._agent.http
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request through an enforcement point with this task's credentials."""
         headers = {**kwargs.pop("headers", {}), **self.headers(method, url)}
-        return self._agent.http.request(method, url, headers=headers, **kwargs)
+        return self.http.request(method, url, headers=headers, **kwargs)
 
     def decide(
         self,
@@ -77,8 +98,16 @@ class Task:
             "destination": destination,
             "sensitivity": sensitivity,
         }
-        body = decide_body(self._agent.key, self.token, method, url, mapping, audience)
-        return decision_of(check(self._agent.http.post(self._agent.url("/v1/decide"), json=body)))
+        body = decide_body(
+            self._agent.key,
+            self.token,
+            method,
+            url,
+            mapping,
+            audience,
+            proof=not self.grant.certificate_bound,
+        )
+        return decision_of(check(self.http.post(self._agent.url("/v1/decide"), json=body)))
 
     def mcp_auth(self) -> McpAuth:
         """An ``httpx2.Auth`` signing each request of an MCP client with this task's token
@@ -95,12 +124,46 @@ class Task:
 
         return guard_context(self, decider=decider)
 
+    def delegate(
+        self,
+        *,
+        delegate_svid: str,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        ttl: int | None = None,
+        max_calls: int | None = None,
+        audience: Sequence[str] | None = None,
+        intent: str | None = None,
+    ) -> TaskGrant:
+        """Hand a narrower child of this task to another workload (RFC 8693 token
+        exchange at ``POST /v1/token``), proving this task's key.
+
+        ``delegate_svid`` is the delegate's key-bound JWT-SVID. The child is at most
+        this task's scope, window and remaining calls (its ``max_calls`` are carved out
+        of this task's; default: all of them). The grant returned is bound to the
+        delegate's key: give it to the delegate, which uses it with
+        ``agent.adopt(grant)``; this agent cannot use it.
+        """
+        url = self._agent.url("/v1/token")
+        form = exchange_body(
+            subject_token=self.token,
+            subject_token_type=ACCESS_TOKEN_TYPE,
+            actor_token=delegate_svid,
+            authorization_details=authorization_details,
+            audience=audience,
+            ttl=ttl,
+            max_calls=max_calls,
+            intent=intent,
+        )
+        proof = make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
+        response = self._agent.http.post(url, content=form, headers=exchange_headers(proof))
+        return exchanged_grant_of(check(response))
+
     def complete(self) -> None:
         """End the task; its token is refused everywhere from the next request on."""
         if self.completed:
             return
         url = self._agent.url(f"/v1/tasks/{self.task_id}/complete")
-        check(self._agent.http.post(url, headers=self.headers("POST", url)))
+        check(self.http.post(url, headers=self.headers("POST", url)))
         self.completed = True
 
     def __enter__(self) -> Task:
@@ -135,9 +198,37 @@ class Agent:
         self.key = key or new_key()
         self.http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
         self.svid: Svid | None = None
+        #: the X.509-SVID (``attest(..., x509=True)``) and its mutual-TLS client
+        self.x509: X509Svid | None = None
+        self._mtls: httpx.Client | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def enable_mtls(
+        self, *, verify: bool | str | ssl.SSLContext = True, http: httpx.Client | None = None
+    ) -> httpx.Client:
+        """Make the mutual-TLS client that presents this agent's X.509-SVID (attest
+        with ``x509=True`` first); tasks opened with ``binding="mtls"`` use it.
+
+        ``verify`` checks the server (a CA file, an ``ssl.SSLContext``, True for the
+        system's CAs); ``http``: bring your own client instead (already presenting it).
+        """
+        if http is None:
+            if self.x509 is None:
+                raise RuntimeError("attest with x509=True first: no X.509-SVID to present")
+            context = client_tls_context(self.key, self.x509, verify)
+            http = httpx.Client(timeout=DEFAULT_TIMEOUT, verify=context)
+        if self._mtls is not None:
+            self._mtls.close()
+        self._mtls = http
+        return http
+
+    @property
+    def mtls_http(self) -> httpx.Client:
+        if self._mtls is None:
+            raise RuntimeError("call enable_mtls() first: no mutual-TLS client")
+        return self._mtls
 
     @classmethod
     def attest(
@@ -149,12 +240,18 @@ class Agent:
         ttl: int | None = None,
         spiffe_id: str | None = None,
         http: httpx.Client | None = None,
+        x509: bool = False,
     ) -> Agent:
-        """Make a key, attest with a join token, and keep the key-bound SVID."""
+        """Make a key, attest with a join token, and keep the key-bound SVID; with
+        ``x509`` also get an X.509-SVID for the same key (then :meth:`enable_mtls`)."""
         agent = cls(base_url, http=http)
         body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
+        if x509:
+            body["csr"] = csr_pem(agent.key)
         try:
-            agent.svid = svid_of(check(agent.http.post(agent.url("/v1/attest"), json=body)))
+            answer = check(agent.http.post(agent.url("/v1/attest"), json=body))
+            agent.svid = svid_of(answer)
+            agent.x509 = x509_of(answer)
         except BaseException:
             if http is None:  # the caller never sees this agent: close the client we made
                 agent.close()
@@ -177,14 +274,22 @@ class Agent:
         max_calls: int | None = None,
         on_behalf_of: str | None = None,
         audience: Sequence[str] | None = None,
+        binding: Literal["dpop", "mtls"] = "dpop",
     ) -> Task:
-        """Open a task (SVID plus DPoP proof); prefer :meth:`task` to complete it surely."""
-        if self.svid is None:
-            raise RuntimeError("attest first: a task is opened with the agent's SVID")
+        """Open a task (SVID plus DPoP proof); prefer :meth:`task` to complete it surely.
+
+        ``binding="mtls"``: open it over the mutual-TLS client (:meth:`enable_mtls`),
+        authenticated by the X.509-SVID; the token is bound to that certificate (RFC
+        8705) and the task's requests go over that client with no DPoP proof.
+        """
         url = self.url("/v1/tasks")
         body = open_body(
             playbook, intent, authorization_details, ttl, max_calls, on_behalf_of, audience
         )
+        if binding == "mtls":
+            return Task(self, grant_of(check(self.mtls_http.post(url, json=body))))
+        if self.svid is None:
+            raise RuntimeError("attest first: a task is opened with the agent's SVID")
         headers = dpop_headers(self.key, self.svid.token, "POST", url)
         return Task(self, grant_of(check(self.http.post(url, json=body, headers=headers))))
 
@@ -192,8 +297,47 @@ class Agent:
         """``with agent.task(playbook=..., intent=...) as task:`` completes on exit."""
         return self.open_task(**kwargs)
 
+    def adopt(self, grant: TaskGrant) -> Task:
+        """A task another workload delegated to this agent (:meth:`Task.delegate`):
+        its token is bound to this agent's key, so only this agent can use it."""
+        return Task(self, grant)
+
+    def open_task_for_user(
+        self,
+        *,
+        id_token: str,
+        playbook: str,
+        intent: str,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        ttl: int | None = None,
+        max_calls: int | None = None,
+        audience: Sequence[str] | None = None,
+    ) -> Task:
+        """Open a task acting for the person of ``id_token`` (an OIDC ID token from an
+        issuer the control plane trusts), by RFC 8693 token exchange; the task records
+        the verified person and policies see it as ``context.task.user``."""
+        if self.svid is None:
+            raise RuntimeError("attest first: a task is opened with the agent's SVID")
+        url = self.url("/v1/token")
+        form = exchange_body(
+            subject_token=id_token,
+            subject_token_type=ID_TOKEN_TYPE,
+            actor_token=self.svid.token,
+            authorization_details=authorization_details,
+            audience=audience,
+            ttl=ttl,
+            max_calls=max_calls,
+            intent=intent,
+            playbook=playbook,
+        )
+        proof = make_proof(self.key, method="POST", url=url, access_token=self.svid.token)
+        response = self.http.post(url, content=form, headers=exchange_headers(proof))
+        return Task(self, exchanged_grant_of(check(response)))
+
     def close(self) -> None:
         self.http.close()
+        if self._mtls is not None:
+            self._mtls.close()
 
     def __enter__(self) -> Agent:
         return self

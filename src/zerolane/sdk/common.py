@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import ssl
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from zerolane.tokens.rfc8693 import FORM_TYPE, JWT_TYPE, ExchangeRequest, exchange_form
 from zerolane.tokens.rfc9449 import make_proof, proof_jwk
 
 DEFAULT_TIMEOUT = 10.0
@@ -47,6 +55,80 @@ class TaskGrant:
     token: str
     expires_at: int
     scope: Mapping[str, Any]
+    #: ``DPoP`` (bound to the agent's key) or ``Bearer`` (bound to its client
+    #: certificate, RFC 8705: sent over mutual TLS, with no proof)
+    token_type: str = "DPoP"  # noqa: S105 (the scheme name, not a secret)
+
+    @property
+    def certificate_bound(self) -> bool:
+        return self.token_type.lower() == "bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class X509Svid:
+    """An X.509-SVID issued to this agent: its chain (PEM, leaf first), the trust
+    domain's X.509 authorities (PEM) and its expiry. The key is the agent's own."""
+
+    chain_pem: str
+    bundle_pem: str
+    expires_at: int
+
+
+def csr_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    """A PKCS#10 request for ``key`` (its names are ignored: the SPIFFE ID is attested)."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def x509_of(body: Mapping[str, Any]) -> X509Svid | None:
+    chain = body.get("x509_svid")
+    if not isinstance(chain, str) or not chain:
+        return None
+    return X509Svid(chain, str(body.get("x509_bundle") or ""), int(body["x509_expires_at"]))
+
+
+def client_tls_context(
+    key: ec.EllipticCurvePrivateKey,
+    svid: X509Svid,
+    verify: bool | str | ssl.SSLContext = True,
+) -> ssl.SSLContext:
+    """A TLS context presenting ``svid`` (with ``key``) as the client certificate.
+
+    ``verify``: an ``ssl.SSLContext`` to start from, a CA file for the server's
+    certificate, True (the system's CAs) or False (no server check: tests only).
+    """
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif isinstance(verify, str):
+        context = ssl.create_default_context(cafile=verify)
+    else:
+        context = ssl.create_default_context()
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # ssl loads a client certificate only from files: a private folder, removed at once
+    with tempfile.TemporaryDirectory(prefix="zerolane-mtls-") as folder:
+        cert_file, key_file = Path(folder) / "svid.pem", Path(folder) / "svid.key"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        cert_file.write_text(svid.chain_pem)
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def bearer_headers(token: str) -> dict[str, str]:
+    """``Authorization: Bearer <token>`` for a certificate-bound token (no proof)."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -65,7 +147,8 @@ def check(response: httpx.Response) -> dict[str, Any]:
         raise ZerolaneApiError(
             response.status_code,
             str(fields.get("reason", "http.error")),
-            str(fields.get("error", response.text[:200])),
+            # an OAuth error (POST /v1/token) puts the message in error_description
+            str(fields.get("error_description") or fields.get("error", response.text[:200])),
         )
     if not isinstance(body, dict):
         raise ZerolaneApiError(response.status_code, "response.invalid", "expected a JSON object")
@@ -116,7 +199,56 @@ def open_body(
 
 def grant_of(body: Mapping[str, Any]) -> TaskGrant:
     return TaskGrant(
-        str(body["task_id"]), str(body["token"]), int(body["expires_at"]), body["scope"]
+        str(body["task_id"]),
+        str(body["token"]),
+        int(body["expires_at"]),
+        body["scope"],
+        str(body.get("token_type") or "DPoP"),
+    )
+
+
+def exchange_body(
+    *,
+    subject_token: str,
+    subject_token_type: str,
+    actor_token: str,
+    authorization_details: Sequence[Mapping[str, Any]] | None = None,
+    audience: Sequence[str] | None = None,
+    ttl: int | None = None,
+    max_calls: int | None = None,
+    intent: str | None = None,
+    playbook: str | None = None,
+) -> bytes:
+    """The form body of an RFC 8693 token exchange at ``POST /v1/token``."""
+    request = ExchangeRequest(
+        subject_token=subject_token,
+        subject_token_type=subject_token_type,
+        actor_token=actor_token,
+        actor_token_type=JWT_TYPE,
+        authorization_details=[dict(d) for d in authorization_details]
+        if authorization_details
+        else None,
+        audience=tuple(audience or ()),
+        ttl=ttl,
+        max_calls=max_calls,
+        intent=intent,
+        playbook=playbook,
+    )
+    return urlencode(exchange_form(request)).encode()
+
+
+def exchange_headers(proof: str) -> dict[str, str]:
+    """The headers of a token exchange (the body is a form) with its DPoP ``proof``."""
+    return {"Content-Type": FORM_TYPE, "DPoP": proof}
+
+
+def exchanged_grant_of(body: Mapping[str, Any]) -> TaskGrant:
+    """The task grant of an RFC 8693 token response (``POST /v1/token``)."""
+    return TaskGrant(
+        str(body["task_id"]),
+        str(body["access_token"]),
+        int(body["expires_at"]),
+        body["task"]["scope"],
     )
 
 
@@ -137,14 +269,15 @@ def decide_body(
     url: str,
     mapping: Mapping[str, str | None],
     audience: str | None,
+    *,
+    proof: bool = True,
 ) -> dict[str, Any]:
+    """``proof`` False: a certificate-bound token (the connection carries the cert)."""
     request: dict[str, Any] = {"method": method.upper(), "url": url}
     request.update({k: v for k, v in mapping.items() if v is not None})
-    body: dict[str, Any] = {
-        "token": token,
-        "dpop": make_proof(key, method=method, url=url, access_token=token),
-        "request": request,
-    }
+    body: dict[str, Any] = {"token": token, "request": request}
+    if proof:
+        body["dpop"] = make_proof(key, method=method, url=url, access_token=token)
     if audience is not None:
         body["audience"] = audience
     return body
