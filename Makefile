@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/pdp.py
 	$(BIN)/python bench/task_open.py
 	$(BIN)/python bench/exchange.py
+	$(BIN)/python bench/replay_cache.py
 	$(BIN)/python bench/gateway.py
 
 clean:
