@@ -15,6 +15,7 @@ from rich.panel import Panel
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer
 from zerolane.cli.common import console
+from zerolane.cli.demo_delegation import DelegationStoryFailed, delegation_story
 from zerolane.cli.demo_gateways import (
     GatewayStoryFailed,
     examples_present,
@@ -217,6 +218,10 @@ def _story(home: Path) -> None:
         _ok(f"control plane up at {server.url}")
         agent = _identity_story(deployment, server)
         _task_story(agent, server)
+        try:
+            delegation_story(deployment, agent, server, PLAYBOOK, _step, _ok, _refused)
+        except DelegationStoryFailed as err:
+            raise DemoFailed(str(err)) from err
         if examples_present():
             try:
                 gateway_story(deployment, agent, _step, _ok, _refused)
