@@ -384,3 +384,32 @@ def test_the_group_serves_until_stopped() -> None:
     waiter.join(5)
     group.stop()
     assert _refused(f"http://127.0.0.1:{port}/")
+
+
+def test_the_control_plane_believes_no_forwarded_for_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: uvicorn's proxy-header middleware (on by default, trusting loopback or
+    FORWARDED_ALLOW_IPS) would rewrite the peer address from ``X-Forwarded-For``, so a
+    caller on loopback claiming to be a ``[tls] trusted_proxies`` address would have its
+    own client-certificate header believed: a stolen certificate-bound token, or a
+    workload's public certificate, used without its key. The peer is the TCP peer."""
+    import zerolane.cli.serve as serve
+
+    home, _ = _home(tmp_path)
+    configs: list[uvicorn.Config] = []
+
+    class Group:
+        def add(self, _label: str, config: uvicorn.Config) -> None:
+            configs.append(config)
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(serve, "ServerGroup", Group)
+    monkeypatch.setattr(serve, "_serve", lambda *_: None)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+    result = CliRunner().invoke(app, ["up", "--home", str(home), "--no-gateways"])
+    assert result.exit_code == 0, result.output
+    (config,) = configs
+    assert config.proxy_headers is False

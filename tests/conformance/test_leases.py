@@ -62,6 +62,18 @@ def test_leases_are_listed_newest_first_and_filtered(stores: Stores) -> None:
     assert stores.list_leases(task_id="tsk_none") == []
 
 
+def test_leases_are_paged_with_before(stores: Stores) -> None:
+    stores.add_lease(lease("lse_a", at=NOW))
+    stores.add_lease(lease("lse_b", at=NOW + 1))
+    stores.add_lease(lease("lse_c", at=NOW + 1))  # same time: the id breaks the tie
+    stores.add_lease(lease("lse_d", at=NOW + 2))
+    first = stores.list_leases(limit=2)
+    assert [x.lease_id for x in first] == ["lse_d", "lse_c"]
+    cursor = (first[-1].created_at, first[-1].lease_id)
+    assert [x.lease_id for x in stores.list_leases(limit=2, before=cursor)] == ["lse_b", "lse_a"]
+    assert stores.list_leases(before=(NOW, "lse_a")) == []
+
+
 def test_transition_is_compare_and_set(stores: Stores) -> None:
     stores.add_lease(lease())
     claimed = stores.transition_lease(

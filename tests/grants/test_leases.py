@@ -340,6 +340,33 @@ def test_sweep_revokes_leases_of_expired_or_vanished_tasks(env: Env) -> None:
     assert env.lease(long.lease_id).state is LeaseState.ACTIVE  # the twin
 
 
+def test_sweep_reaches_old_leases_behind_a_full_batch_of_live_ones(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More active leases than one batch: the oldest (the likeliest to have expired, or
+    whose task ended without its hook) are still revoked, as are failures due."""
+    monkeypatch.setattr("zerolane.grants.leases.SWEEP_BATCH", 3)
+    expired = env.manager.issue(env.task("tsk_old", ttl=60), TEMPLATE, actor=AGENT).lease
+    ended = env.manager.issue(env.task("tsk_ended"), TEMPLATE, actor=AGENT).lease
+    env.end("tsk_ended", TaskState.REVOKED)  # the hook never ran
+    env.broker.fail_revoke = [Unavailable("grant.test", "down")]
+    failing = env.manager.issue(env.task("tsk_failing"), TEMPLATE, actor=AGENT).lease
+    env.manager.revoke_task("tsk_failing", reason="task.completed")
+    assert env.lease(failing.lease_id).state is LeaseState.FAILED
+    for n in range(4):  # newer and live: a full batch and more
+        env.clock.t += 1
+        env.manager.issue(env.task(f"tsk_live_{n}"), TEMPLATE, actor=AGENT)
+    env.clock.t += 60
+    result = env.manager.sweep()
+    assert {x.lease_id for x in result.revoked} == {
+        expired.lease_id,
+        ended.lease_id,
+        failing.lease_id,
+    }
+    live = env.stores.list_leases(state=LeaseState.ACTIVE, limit=100)
+    assert len(live) == 4  # the twins
+
+
 def test_sweep_takes_over_a_revocation_abandoned_midway(env: Env) -> None:
     lease = env.manager.issue(env.task(), TEMPLATE, actor=AGENT).lease
     env.stores.transition_lease(

@@ -245,7 +245,7 @@ def test_after_revocation_the_role_is_gone_its_sessions_ended_and_login_fails(
     broker.revoke(user)  # idempotent: a role already gone is done
 
 
-def test_what_the_task_role_created_is_kept_by_the_admin(
+def test_what_the_task_role_created_is_kept_by_its_template(
     db: Fixture, broker: PostgresRoleBroker
 ) -> None:
     db.run("GRANT USAGE, CREATE ON SCHEMA {} TO {}", db.schema, db.reader)
@@ -257,7 +257,60 @@ def test_what_the_task_role_created_is_kept_by_the_admin(
         "SELECT tableowner FROM pg_tables WHERE schemaname = %s AND tablename = 'summary'",
         (db.schema,),
     ).fetchone()
-    assert owner == ("postgres",)  # REASSIGN OWNED: the work survives, the role does not
+    assert owner == (db.reader,)  # REASSIGN OWNED: the work survives, the role does not
+
+
+def test_an_object_left_behind_never_runs_with_the_admins_privileges(
+    db: Fixture, broker: PostgresRoleBroker
+) -> None:
+    """Attack: a task role plants a view over a table it cannot read (views run as their
+    owner) and a SECURITY DEFINER function; if revocation handed them to the admin, the
+    next task would read payroll (and run SQL as the admin). Twin: the view still reads
+    what the template may read."""
+    db.run("GRANT USAGE, CREATE ON SCHEMA {} TO {}", db.schema, db.reader)
+    planted = grant(broker, db.reader)
+    schema, payroll = sql.Identifier(db.schema), sql.Identifier(db.payroll)
+    with psycopg.connect(planted.values["dsn"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE VIEW {}.leak AS SELECT * FROM {}").format(schema, payroll))
+        conn.execute(
+            sql.SQL("CREATE VIEW {}.twin AS SELECT * FROM {}").format(
+                schema, sql.Identifier(db.reports)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}.whoami() RETURNS text LANGUAGE sql SECURITY DEFINER "
+                "AS 'SELECT current_user::text'"
+            ).format(schema)
+        )
+        conn.execute(sql.SQL("GRANT SELECT ON {}.leak, {}.twin TO PUBLIC").format(schema, schema))
+    broker.revoke(planted.values["user"])
+    later = grant(broker, db.reader, task_record("tsk_later"))
+    with psycopg.connect(later.values["dsn"], autocommit=True) as conn:
+        assert conn.execute(sql.SQL("SELECT * FROM {}.twin").format(schema)).fetchall() == [
+            ("q3", 42)
+        ]
+        assert conn.execute(sql.SQL("SELECT {}.whoami()").format(schema)).fetchone() == (db.reader,)
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(sql.SQL("SELECT * FROM {}.leak").format(schema))
+    assert caught.value.sqlstate == "42501"  # insufficient_privilege
+
+
+def test_a_createrole_admin_that_is_no_superuser_can_revoke(db: Fixture) -> None:
+    """The documented admin (LOGIN CREATEROLE, no superuser) drops a task role whose
+    session is open and which created objects."""
+    admin = db.role("adm", "LOGIN CREATEROLE")
+    db.run("GRANT USAGE, CREATE ON SCHEMA {} TO {}", db.schema, db.reader)
+    broker = PostgresRoleBroker(f"postgresql://{admin}@127.0.0.1:5432/test", role_prefix=db.prefix)
+    secret = grant(broker, db.reader)
+    user = secret.values["user"]
+    session = psycopg.connect(secret.values["dsn"], autocommit=True)
+    session.execute(sql.SQL("CREATE TABLE {}.mine (x int)").format(sql.Identifier(db.schema)))
+    broker.revoke(user)
+    assert role_row(db.admin, user) is None
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    session.close()
 
 
 # templates that would hand out too much

@@ -181,3 +181,16 @@ def test_xfcc_with_two_certificates_is_refused(cert_a: HeldSvid, cert_b: HeldSvi
         forwarded_cert(f'Cert="{one}",Cert="{two}"')
     assert refused.value.reason == "mtls.cert_malformed"
     assert forwarded_cert(f'Cert="{two}"') == cert_b.der  # the twin: one element
+
+
+@pytest.mark.parametrize("encoded", [True, False], ids=["url-encoded", "raw"])
+def test_a_header_with_two_pem_certificates_is_refused(
+    cert_a: HeldSvid, cert_b: HeldSvid, encoded: bool
+) -> None:
+    """Which one would be meant is a guess: the leaf a proxy forwards is one certificate.
+    (The twin, one PEM, is test_forwarded_certificate_forms.)"""
+    both = _pem(cert_a) + _pem(cert_b)
+    value = quote(both, safe="") if encoded else both.replace("\n", " ")
+    with pytest.raises(MtlsError) as refused:
+        forwarded_cert(value)
+    assert refused.value.reason == "mtls.cert_malformed"

@@ -29,7 +29,11 @@ class BackgroundServer:
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(
-            create_app(deployment), host=host, port=self.port, log_level="warning"
+            create_app(deployment),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            proxy_headers=False,  # as zerolane up: no client address from a header
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -58,7 +62,9 @@ class BackgroundApp:
 
         self.url = f"http://127.0.0.1:{port}"
         self._health = health
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

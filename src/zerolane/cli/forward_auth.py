@@ -80,6 +80,7 @@ def run(
             log_level=log_level,
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # the proxy's headers are read by the app, never trusted here
         )
     finally:
         deployment.close()

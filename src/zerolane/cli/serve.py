@@ -207,6 +207,9 @@ def register(app: typer.Typer) -> None:
                 log_level=log_level,
                 access_log=False,
                 server_header=False,
+                # the peer is the TCP peer: X-Forwarded-For would let a caller pose as
+                # one of [tls] trusted_proxies (and have its certificate header believed)
+                proxy_headers=False,
                 **tls,
             ),
         )

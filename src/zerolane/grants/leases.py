@@ -315,20 +315,32 @@ class LeaseManager:
     def retry_failed(self, *, force: bool = False) -> SweepResult:
         """Retry the failed revocations that are due (all of them with ``force``)."""
         now = self._clock.now()
-        due = self._leases.list_leases(
-            state=LeaseState.FAILED, due_before=None if force else now, limit=SWEEP_BATCH
-        )
+        due = self._pages(LeaseState.FAILED, due_before=None if force else now)
         return self._tally(
             self._revoke(lease, claim_from=(LeaseState.FAILED,), reason=lease.end_reason or "retry")
             for lease in due
         )
+
+    def _pages(self, state: LeaseState, due_before: float | None = None) -> list[LeaseRecord]:
+        """Every lease in ``state`` (page by page: a full page of live leases must not
+        hide the older ones behind it)."""
+        found: list[LeaseRecord] = []
+        before: tuple[float, str] | None = None
+        while True:
+            page = self._leases.list_leases(
+                state=state, due_before=due_before, limit=SWEEP_BATCH, before=before
+            )
+            found.extend(page)
+            if len(page) < SWEEP_BATCH:
+                return found
+            before = (page[-1].created_at, page[-1].lease_id)
 
     def sweep(self, *, force: bool = False) -> SweepResult:
         """Revoke what should no longer be: active leases past their expiry or of a task
         that is no longer active, revocations abandoned mid-way, and due failures."""
         now = self._clock.now()
         results: list[LeaseRecord] = []
-        for lease in self._leases.list_leases(state=LeaseState.ACTIVE, limit=SWEEP_BATCH):
+        for lease in self._pages(LeaseState.ACTIVE):
             task = self._tasks.get_task(lease.task_id)
             if now >= lease.expires_at or not _live(task, now):
                 if task is None:
@@ -338,7 +350,7 @@ class LeaseManager:
                 else:
                     reason = f"task.{task.state.value}"
                 results.append(self._revoke(lease, claim_from=(LeaseState.ACTIVE,), reason=reason))
-        for lease in self._leases.list_leases(state=LeaseState.REVOKING, limit=SWEEP_BATCH):
+        for lease in self._pages(LeaseState.REVOKING):
             if now - lease.updated_at >= STALE_REVOKING:
                 results.append(
                     self._revoke(

@@ -14,7 +14,9 @@ lets ``SET ROLE`` reach those). The password is random, hashed to a SCRAM verifi
 this side (so the server's statement log never sees it) and returned once.
 
 ``revoke`` is idempotent: ``ALTER ROLE .. NOLOGIN`` (refuses new sessions at once,
-whatever pg_hba says), terminates the role's sessions, then ``REASSIGN OWNED`` /
+whatever pg_hba says), makes the admin a member of the role (a CREATEROLE admin needs
+its privileges), terminates the role's sessions, then ``REASSIGN OWNED`` to the template
+role (never to the admin: a view or ``SECURITY DEFINER`` function runs as its owner) /
 ``DROP OWNED`` / ``DROP ROLE`` in one transaction. A role already gone is done.
 
 Every identifier and literal goes through :mod:`psycopg.sql`; nothing untrusted is
@@ -62,6 +64,15 @@ WITH RECURSIVE up(oid) AS (
 SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolcreatedb,
        r.rolreplication, r.rolbypassrls
 FROM up JOIN pg_roles r ON r.oid = up.oid
+"""
+
+#: the roles granted to a task role by someone else (the broker grants its template)
+_GRANTED_TEMPLATES = """
+SELECT g.rolname
+FROM pg_auth_members m
+JOIN pg_roles g ON g.oid = m.roleid
+JOIN pg_roles r ON r.oid = m.member
+WHERE r.rolname = %(role)s AND m.grantor <> r.oid
 """
 
 
@@ -226,6 +237,9 @@ class PostgresRoleBroker:
                     return  # already dropped
                 # autocommit: no new session from here on, whatever pg_hba allows
                 conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
+                # a CREATEROLE admin that is no superuser needs the role's privileges to
+                # end its sessions and to reassign or drop what it owns
+                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
                 conn.execute(
                     "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                     "WHERE usename = %s AND pid <> pg_backend_pid()",
@@ -237,7 +251,16 @@ class PostgresRoleBroker:
                             sql.Literal(_STATEMENT_TIMEOUT)
                         )
                     )
-                    cur.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(ident))
+                    # What the role created goes to its template, never to the admin: a
+                    # view or SECURITY DEFINER function runs with its owner's privileges.
+                    cur.execute(_GRANTED_TEMPLATES, {"role": handle})
+                    templates = [str(row[0]) for row in cur.fetchall()]
+                    if len(templates) == 1:
+                        cur.execute(
+                            sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                                ident, sql.Identifier(templates[0])
+                            )
+                        )
                     cur.execute(sql.SQL("DROP OWNED BY {}").format(ident))
                     cur.execute(sql.SQL("DROP ROLE {}").format(ident))
             except psycopg.Error as err:

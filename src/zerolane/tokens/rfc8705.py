@@ -108,9 +108,11 @@ def forwarded_cert(value: str) -> bytes:
             )
         text = elements[0]
     raw = unquote_to_bytes(text) if "%" in text else text.encode("ascii", "replace")
-    pem = _PEM.search(raw)
-    if pem is not None:
-        body = pem.group(0)
+    pems = _PEM.findall(raw)
+    if len(pems) > 1:
+        raise MtlsError("mtls.cert_malformed", "the client certificate header holds several")
+    if pems:
+        body = pems[0]
         inner = body[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
         compact = b"".join(inner.split())
         return der_of(load_certificate(_pem_lines(compact)))

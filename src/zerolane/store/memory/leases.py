@@ -34,6 +34,7 @@ class MemoryLeases:
         state: LeaseState | None = None,
         due_before: float | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[LeaseRecord]:
         with self._lease_lock:
             leases = [
@@ -45,6 +46,7 @@ class MemoryLeases:
                     due_before is None
                     or (lease.next_attempt_at is not None and lease.next_attempt_at <= due_before)
                 )
+                and (before is None or (lease.created_at, lease.lease_id) < before)
             ]
         leases.sort(key=lambda lease: (lease.created_at, lease.lease_id), reverse=True)
         return leases[:limit]

@@ -97,15 +97,19 @@ class SqliteLeases:
         state: LeaseState | None = None,
         due_before: float | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[LeaseRecord]:
         rows = self._read(
             f"SELECT {_LEASE_COLUMNS} FROM leases "  # noqa: S608
             "WHERE (:t IS NULL OR task_id = :t) AND (:s IS NULL OR state = :s) "
             "AND (:due IS NULL OR (next_attempt_at IS NOT NULL AND next_attempt_at <= :due)) "
+            "AND (:bc IS NULL OR created_at < :bc OR (created_at = :bc AND lease_id < :bi)) "
             "ORDER BY created_at DESC, lease_id DESC LIMIT :n",
             t=task_id,
             s=state.value if state is not None else None,
             due=due_before,
+            bc=before[0] if before is not None else None,
+            bi=before[1] if before is not None else None,
             n=limit,
         )
         return [_lease(r) for r in rows]
