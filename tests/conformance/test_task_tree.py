@@ -80,6 +80,21 @@ def test_a_child_is_stored_and_its_budget_carved_from_the_parent(stores: Stores)
     assert stored(stores, child.task_id) == child
 
 
+def test_a_child_inherits_what_the_parent_read_as_of_the_carve(stores: Stores) -> None:
+    """Regression: a child built before the parent's sensitive read was stored untouched
+    (the egress rule then let the child send out what the parent had just read)."""
+    root = task(max_calls=10)
+    stores.add_task(root)
+    child = task("tsk_child", parent=root, max_calls=2)  # built while the root is untouched
+    assert stores.spend_call(root.task_id, expected_calls_used=0, touched=2, now=NOW)
+    assert stores.add_child_task(child, now=NOW) is not None
+    assert stored(stores, child.task_id).touched == 2
+    # the twin: a child that starts higher than its parent keeps its own
+    higher = dataclasses.replace(task("tsk_other", parent=root, max_calls=1), touched=3)
+    assert stores.add_child_task(higher, now=NOW) is not None
+    assert stored(stores, "tsk_other").touched == 3
+
+
 def test_the_parents_whole_remaining_budget_can_be_carved(stores: Stores) -> None:
     root = task(max_calls=10)
     stores.add_task(root)
@@ -289,3 +304,38 @@ def test_a_spend_decided_before_a_carve_loses_its_compare_and_set(stores: Stores
     )
     assert fresh is not None
     assert (fresh.calls_used, fresh.max_calls) == (1, 6)
+
+
+def test_what_one_task_of_a_tree_reads_the_whole_tree_has(stores: Stores) -> None:
+    """A spend that raises ``touched`` raises it for the root and every descendant in
+    the same write; a spend decided on the old value loses its compare-and-set."""
+    root = task(max_calls=20)
+    stores.add_task(root)
+    child = task("tsk_child", parent=root, max_calls=5)
+    assert stores.add_child_task(child, now=NOW)
+    grandchild = task("tsk_grandchild", parent=child, max_calls=2)
+    grandchild = dataclasses.replace(grandchild, depth=2)
+    assert stores.add_child_task(grandchild, now=NOW)
+    sibling = task("tsk_sibling", parent=root, max_calls=5)
+    assert stores.add_child_task(sibling, now=NOW)
+    other = task("tsk_other_tree")
+    stores.add_task(other)
+
+    read = stores.spend_call(
+        grandchild.task_id, expected_calls_used=0, expected_touched=-1, touched=2, now=NOW
+    )
+    assert read is not None
+    assert read.touched == 2
+    for member in (root, child, sibling):
+        assert stored(stores, member.task_id).touched == 2
+    assert stored(stores, other.task_id).touched == -1  # another tree is not touched
+
+    stale = stores.spend_call(
+        sibling.task_id, expected_calls_used=0, expected_touched=-1, touched=0, now=NOW
+    )
+    assert stale is None  # decided before the read was known: must decide again
+    fresh = stores.spend_call(
+        sibling.task_id, expected_calls_used=0, expected_touched=2, touched=0, now=NOW
+    )
+    assert fresh is not None
+    assert fresh.touched == 2

@@ -458,6 +458,47 @@ def test_a_child_cannot_pose_as_its_parent(team: World, agent: Agent) -> None:
     )
 
 
+@pytest.mark.parametrize("delegate_id", [AGENT, PEER])
+def test_a_child_inherits_what_its_parent_already_read(
+    team: World, agent: Agent, delegate_id: str
+) -> None:
+    """Regression: a child started untouched, so a task that had read confidential data
+    could delegate (even to itself) and post it outside through the child."""
+    delegate = agent if delegate_id == AGENT else team.agent(delegate_id)
+    post_slack = {"action": "write", "resource": "wiki/status", "destination": SLACK}
+    # the twin: a child of an untouched parent may post outside
+    clean = team.open(agent, playbook="team", max_calls=10)
+    clean_child = exchange(team, agent, clean.token, delegate, max_calls=2)
+    assert read(team, delegate, clean_child.token, **post_slack) == []
+
+    parent = team.open(agent, playbook="team", max_calls=10)
+    assert read(team, agent, parent.token, sensitivity="confidential") == []
+    assert read(team, agent, parent.token, **post_slack) == ["flow.egress_after_sensitive_read"]
+    child = exchange(team, agent, parent.token, delegate, max_calls=2)
+    assert child.task.touched == team.task(parent.task.task_id).touched
+    assert read(team, delegate, child.token, **post_slack) == ["flow.egress_after_sensitive_read"]
+    assert read(team, delegate, child.token) == []  # an internal read still works
+
+
+def test_a_sensitive_read_anywhere_in_a_tree_stops_egress_in_the_whole_tree(
+    team: World, agent: Agent
+) -> None:
+    post_slack = {"action": "write", "resource": "wiki/status", "destination": SLACK}
+    parent = team.open(agent, playbook="team", max_calls=10)
+    child = exchange(team, agent, parent.token, agent, max_calls=4)  # made before the read
+    assert read(team, agent, child.token, **post_slack) == []  # the twin: nothing read yet
+    assert read(team, agent, parent.token, sensitivity="confidential") == []
+    assert read(team, agent, child.token, **post_slack) == ["flow.egress_after_sensitive_read"]
+    other = team.open(agent, playbook="team", max_calls=10)
+    reader = exchange(team, agent, other.token, agent, max_calls=4)
+    assert read(team, agent, other.token, **post_slack) == []  # cached by the decider
+    assert read(team, agent, reader.token, sensitivity="confidential") == []
+    assert read(team, agent, other.token, **post_slack) == ["flow.egress_after_sensitive_read"]
+    # the twin: a task of another tree is untouched by it
+    unrelated = team.open(agent, playbook="team", max_calls=10)
+    assert read(team, agent, unrelated.token, **post_slack) == []
+
+
 def test_a_delegate_that_is_not_an_opener_of_the_playbook_is_refused(
     team: World, agent: Agent
 ) -> None:

@@ -166,11 +166,26 @@ def test_empty_values_count_as_omitted() -> None:
         (form(ttl="1.5"), "exchange.ttl"),
         (form(max_calls="lots"), "exchange.max_calls"),
         (form(max_calls="\u0663"), "exchange.max_calls"),  # an Arabic-Indic digit
+        # regression: more digits than int() converts raised ValueError (a 500)
+        (form(ttl="1" * 5000), "exchange.ttl"),
+        (form(max_calls="0" * 4400 + "5"), "exchange.max_calls"),
         (form(intent="x" * 2001), "exchange.intent"),
         (form(subject_token="x" * (32 * 1024 + 1)), "exchange.token_size"),
         (form([("audience", f"gw{i}") for i in range(9)]), "exchange.audience"),
         (form(authorization_details="{not json"), "authorization_details.json"),
         (form(authorization_details='{"type": "zerolane_task"}'), "authorization_details.field"),
+        # regression: nesting the JSON parser takes but the audit log could not record
+        # (the refusal, of a stolen token say, went unaudited as a 503)
+        (form(authorization_details="[" * 700 + "]" * 700), "authorization_details.field"),
+        (
+            form(
+                authorization_details='[{"type":"zerolane_task","actions":'
+                + "[" * 40
+                + "]" * 40
+                + "}]"
+            ),
+            "authorization_details.field",
+        ),
         (b"\xff\xfe", "exchange.malformed"),
         (b"a=1&&&=", "exchange.malformed"),
     ],

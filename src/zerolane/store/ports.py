@@ -107,6 +107,7 @@ class RecordedSpendStore(Protocol):
         events: Sequence[dict[str, object]],
         seal: Sealer,
         expected_max_calls: int | None = None,
+        expected_touched: int | None = None,
     ) -> TaskRecord | None:
         """:meth:`TaskStore.spend_call`, and when it spends, append ``events`` to the
         audit chain in the same transaction. When the spend fails nothing is appended;
@@ -138,13 +139,17 @@ class TaskStore(Protocol):
         touched: int,
         now: float,
         expected_max_calls: int | None = None,
+        expected_touched: int | None = None,
     ) -> TaskRecord | None:
         """Spend one call, compare-and-set: only when the task is still active, unexpired
         at ``now``, has calls left, ``calls_used == expected_calls_used`` and (when
         given) ``max_calls == expected_max_calls`` (a delegation carves the budget by
-        lowering it). Raises ``touched`` to at least the given rank. Returns the
-        updated task, or None when any condition failed (the caller re-reads and
-        decides again)."""
+        lowering it) and ``touched == expected_touched`` (another task of its tree may
+        have raised it). Raises ``touched`` to at least the given rank, and with it,
+        in the same write, the ``touched`` of every task of its delegation tree (the
+        root and all its descendants): what one task of a tree has read, the whole
+        tree has. Returns the updated task, or None when any condition failed (the
+        caller re-reads and decides again)."""
 
     # the delegation tree (parent_id / depth)
     def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
@@ -154,6 +159,8 @@ class TaskStore(Protocol):
         child (``child.expires_at <= parent.expires_at``) and has at least
         ``child.max_calls`` calls left (``max_calls - calls_used``): then the parent's
         ``max_calls`` drops by ``child.max_calls`` and the child is inserted, together.
+        The child is stored with ``touched`` at least the parent's (as of this write),
+        so a sensitive read by the parent stops the child's egress too.
         Returns the updated parent, or None (nothing written) when a condition failed.
         Raises ``Conflict`` when the child's id exists. A child can therefore never
         be added under a task that has ended: ending a tree and adding to it are
@@ -197,9 +204,12 @@ class LeaseStore(Protocol):
         state: LeaseState | None = None,
         due_before: float | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[LeaseRecord]:
         """Leases, newest first, optionally of one task and/or in one state. With
-        ``due_before``: only leases whose ``next_attempt_at`` is set and <= it."""
+        ``due_before``: only leases whose ``next_attempt_at`` is set and <= it. With
+        ``before`` (the ``(created_at, lease_id)`` of the last lease of a page): the
+        next page, the leases older than it."""
 
     def transition_lease(
         self,

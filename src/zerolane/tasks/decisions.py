@@ -334,6 +334,7 @@ class Decider:
                 task.task_id,
                 expected_calls_used=task.calls_used,
                 expected_max_calls=task.max_calls,
+                expected_touched=task.touched,
                 touched=touched,
                 now=now,
             )
@@ -353,6 +354,7 @@ class Decider:
                 task.task_id,
                 expected_calls_used=task.calls_used,
                 expected_max_calls=task.max_calls,
+                expected_touched=task.touched,
                 touched=touched,
                 now=now,
                 events=[event.unsealed()],

@@ -195,7 +195,7 @@ class TokenExchange:
             expires_at=float(token_claims.expires_at),
             max_calls=child.max_calls,
             calls_used=0,
-            touched=-1,
+            touched=parent.touched,  # what the parent read, the child may not send out
             token_jti=jti,
             on_behalf_of=parent.on_behalf_of,
             parent_id=parent.task_id,

@@ -42,6 +42,9 @@ MAX_TOKEN_CHARS = 32 * 1024
 MAX_AUDIENCES = 8
 MAX_AUDIENCE_CHARS = 2048
 MAX_DETAILS_CHARS = 64 * 1024
+#: arrays and objects nested in ``authorization_details`` (ours nest 3: list, entry,
+#: list); deeper JSON is refused so a refusal's audit event can always record it
+MAX_DETAILS_DEPTH = 8
 MAX_INTENT = 2000
 MAX_PLAYBOOK = 64
 MAX_NUMBER = 10**9
@@ -157,7 +160,8 @@ def _number(params: Mapping[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_NUMBER:
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_NUMBER))
+    if not digits or not 0 < int(raw) <= MAX_NUMBER:  # int() of 4301+ digits raises
         raise _bad(f"exchange.{name}", f"{name} is a positive whole number")
     return int(raw)
 
@@ -182,7 +186,24 @@ def _details(raw: str | None) -> list[object] | None:
         ) from err
     if not isinstance(value, list):
         raise _bad("authorization_details.field", "authorization_details is a JSON array")
+    if _depth(value) > MAX_DETAILS_DEPTH:
+        raise _bad(
+            "authorization_details.field",
+            f"authorization_details nests deeper than {MAX_DETAILS_DEPTH} levels",
+        )
     return value
+
+
+def _depth(value: object) -> int:
+    """How deep arrays and objects nest in ``value`` (iteratively: no recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _form(body: bytes) -> tuple[dict[str, str], list[str]]:

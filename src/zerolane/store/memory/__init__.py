@@ -192,6 +192,7 @@ class MemoryStores(MemoryLeases):
         touched: int,
         now: float,
         expected_max_calls: int | None = None,
+        expected_touched: int | None = None,
     ) -> TaskRecord | None:
         with self._lock:
             task = self._tasks.get(task_id)
@@ -200,6 +201,7 @@ class MemoryStores(MemoryLeases):
                 or task.state is not TaskState.ACTIVE
                 or task.calls_used != expected_calls_used
                 or (expected_max_calls is not None and task.max_calls != expected_max_calls)
+                or (expected_touched is not None and task.touched != expected_touched)
                 or task.calls_used >= task.max_calls
                 or now >= task.expires_at
             ):
@@ -208,7 +210,24 @@ class MemoryStores(MemoryLeases):
                 task, calls_used=task.calls_used + 1, touched=max(task.touched, touched)
             )
             self._tasks[task_id] = spent
-            return spent
+            if spent.touched > task.touched:
+                self._taint_tree(spent)
+            return self._tasks[task_id]
+
+    def _taint_tree(self, task: TaskRecord) -> None:
+        """Raise ``touched`` across ``task``'s delegation tree (the lock is held)."""
+        root = task
+        while root.parent_id is not None and root.parent_id in self._tasks:
+            root = self._tasks[root.parent_id]
+        tree, frontier = {root.task_id}, [root.task_id]
+        while frontier:
+            parents = set(frontier)
+            frontier = [t.task_id for t in self._tasks.values() if t.parent_id in parents]
+            tree.update(frontier)
+        for task_id in tree:
+            member = self._tasks[task_id]
+            if member.touched < task.touched:
+                self._tasks[task_id] = dataclasses.replace(member, touched=task.touched)
 
     # the delegation tree
     def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
@@ -226,7 +245,9 @@ class MemoryStores(MemoryLeases):
                 return None
             carved = dataclasses.replace(parent, max_calls=parent.max_calls - child.max_calls)
             self._tasks[parent.task_id] = carved
-            self._tasks[child.task_id] = child
+            # the child inherits what the parent has read, as of this write
+            touched = max(child.touched, parent.touched)
+            self._tasks[child.task_id] = dataclasses.replace(child, touched=touched)
             self._children.setdefault(parent.task_id, []).append(child.task_id)
             return carved
 

@@ -478,11 +478,12 @@ class SqliteStores(SqliteLeases):
         touched: int,
         now: float,
         expected_max_calls: int | None = None,
+        expected_touched: int | None = None,
     ) -> TaskRecord | None:
-        params = _spend_params(task_id, expected_calls_used, touched, now, expected_max_calls)
-        return self._write(
-            lambda conn: _task_or_none(conn.execute(_SPEND_CALL, params).first()), key=task_id
+        params = _spend_params(
+            task_id, expected_calls_used, touched, now, expected_max_calls, expected_touched
         )
+        return self._write(lambda conn: _spend(conn, params), key=task_id)
 
     def spend_call_recorded(
         self,
@@ -494,12 +495,15 @@ class SqliteStores(SqliteLeases):
         events: Sequence[dict[str, object]],
         seal: Sealer,
         expected_max_calls: int | None = None,
+        expected_touched: int | None = None,
     ) -> TaskRecord | None:
-        params = _spend_params(task_id, expected_calls_used, touched, now, expected_max_calls)
+        params = _spend_params(
+            task_id, expected_calls_used, touched, now, expected_max_calls, expected_touched
+        )
         append = _append_op(list(events), seal)
 
         def op(conn: Connection) -> TaskRecord | None:
-            spent = _task_or_none(conn.execute(_SPEND_CALL, params).first())
+            spent = _spend(conn, params)
             if spent is not None and events:
                 append(conn)  # raising rolls this op (the spend too) back to its savepoint
             return spent
@@ -522,8 +526,8 @@ class SqliteStores(SqliteLeases):
             parent = conn.execute(_CARVE_PARENT, carve).first()
             if parent is None:
                 return None
-            try:
-                conn.execute(_INSERT_TASK, values)
+            try:  # the child inherits what the parent has read, as of this write
+                conn.execute(_INSERT_TASK, values | {"touched": max(child.touched, parent.touched)})
             except IntegrityError as err:  # the op's savepoint rolls the carve back too
                 raise Conflict("task.exists", f"task {child.task_id} exists") from err
             return _task(parent)
@@ -571,7 +575,7 @@ _SPEND_CALL = text(
     "UPDATE tasks SET calls_used = calls_used + 1, "  # noqa: S608
     "touched = CASE WHEN touched < :touched THEN :touched ELSE touched END "
     "WHERE task_id = :t AND state = 'active' AND calls_used = :expected "
-    "AND (:max IS NULL OR max_calls = :max) "
+    "AND (:max IS NULL OR max_calls = :max) AND (:et IS NULL OR touched = :et) "
     "AND calls_used < max_calls AND expires_at > :now "
     f"RETURNING {_TASK_COLUMNS}"
 )
@@ -583,9 +587,33 @@ _AUDIT_INSERT = text(
 
 
 def _spend_params(
-    task_id: str, expected: int, touched: int, now: float, max_calls: int | None
+    task_id: str,
+    expected: int,
+    touched: int,
+    now: float,
+    max_calls: int | None,
+    expected_touched: int | None,
 ) -> dict[str, Any]:
-    return {"t": task_id, "expected": expected, "touched": touched, "now": now, "max": max_calls}
+    return {
+        "t": task_id,
+        "expected": expected,
+        "touched": touched,
+        "now": now,
+        "max": max_calls,
+        "et": expected_touched,
+    }
+
+
+def _spend(conn: Connection, params: dict[str, Any]) -> TaskRecord | None:
+    """The spend's compare-and-set; when it raised ``touched`` (or may have: no
+    expected value given), the rest of the task's delegation tree is raised with it."""
+    spent = _task_or_none(conn.execute(_SPEND_CALL, params).first())
+    if spent is None:
+        return None
+    expected = params["et"]
+    if expected is None or spent.touched > expected:
+        conn.execute(_TAINT_TREE, {"t": spent.task_id, "touched": spent.touched})
+    return spent
 
 
 def _task_or_none(row: Any) -> TaskRecord | None:
@@ -642,6 +670,16 @@ _END_DESCENDANTS = text(
     "end_reason = :r "
     "WHERE task_id IN (SELECT id FROM tree) AND state IN ('active', 'suspended') "
     f"RETURNING {_TASK_COLUMNS}"
+)
+_TAINT_TREE = text(
+    "WITH RECURSIVE up(id, parent) AS ("
+    "SELECT task_id, parent_id FROM tasks WHERE task_id = :t "
+    "UNION SELECT tasks.task_id, tasks.parent_id FROM tasks JOIN up ON tasks.task_id = up.parent"
+    "), down(id) AS ("
+    "SELECT id FROM up WHERE parent IS NULL "
+    "UNION SELECT tasks.task_id FROM tasks JOIN down ON tasks.parent_id = down.id) "
+    "UPDATE tasks SET touched = :touched "
+    "WHERE task_id IN (SELECT id FROM down) AND touched < :touched"
 )
 _CHILDREN = text(
     f"SELECT {_TASK_COLUMNS} FROM tasks WHERE parent_id = :p "  # noqa: S608
