@@ -647,7 +647,7 @@ class Idp:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.jwk = {**ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True), "kid": "idp-1"}
 
-    def id_token(self, sub: str = "alice", **changes: Any) -> str:
+    def id_token(self, sub: str = "alice", typ: str | None = None, **changes: Any) -> str:
         now = int(self.clock.now())
         claims = {
             "iss": self.issuer,
@@ -659,7 +659,8 @@ class Idp:
             **changes,
         }
         claims = {k: v for k, v in claims.items() if v is not None}
-        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "idp-1"})
+        headers = {"kid": "idp-1", **({"typ": typ} if typ is not None else {})}
+        return jwt.encode(claims, self.key, algorithm="ES256", headers=headers)
 
 
 @pytest.fixture
@@ -767,6 +768,17 @@ def test_an_id_token_that_proves_no_person_here_is_refused(
     [event] = world.events("task.open")
     assert (event["reason"], event["actor"]["id"]) == (reason, AGENT)
     assert for_user(world, agent, idp.id_token())  # the twin
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+JWT", "dpop+jwt", "logout+jwt"])
+def test_an_access_token_of_the_idp_is_no_id_token(people: tuple[World, Idp], typ: str) -> None:
+    """An OAuth access token (RFC 9068 ``typ: at+jwt``) or any other explicitly typed
+    JWT of the same issuer and audience does not prove a person's login."""
+    world, idp = people
+    agent = world.agent(AGENT)
+    refused(Unauthenticated, "id_token.typ", for_user, world, agent, idp.id_token(typ=typ))
+    assert for_user(world, agent, idp.id_token(typ="JWT"))  # the twins: plain JWTs
+    assert for_user(world, agent, idp.id_token())
 
 
 def test_an_id_token_signed_by_another_key_is_refused(people: tuple[World, Idp]) -> None:

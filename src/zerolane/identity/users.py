@@ -9,7 +9,7 @@ in the future (no leeway), ``nbf``/``iat`` not in the future. It must also name 
 person: a non-empty string ``sub``.
 
 Refusals are ``Unauthenticated`` with reasons ``id_token.<check>``
-(``id_token.unknown_issuer``, ``id_token.audience``, ``id_token.expired``,
+(``id_token.typ``, ``id_token.unknown_issuer``, ``id_token.audience``, ``id_token.expired``,
 ``id_token.signature``, ``id_token.subject``...). The free-text ``on_behalf_of`` of a
 task is never a substitute: only a :class:`VerifiedUser` from here sets a task's user.
 """
@@ -25,9 +25,13 @@ from zerolane.errors import Unauthenticated
 from zerolane.identity.attestors.base import AttestationError
 from zerolane.identity.attestors.jwt_issuer import JwtIssuerAttestor
 from zerolane.identity.attestors.jwt_issuer.jwks import Fetch, fetch_jwks
+from zerolane.tokens import jws
 from zerolane.types import Clock
 
 MAX_SUBJECT = 256
+#: an ID token has no ``typ`` or a plain JWT one; any other (an access token's
+#: ``at+jwt``, a DPoP proof, a logout token) is another kind of token of the issuer
+ID_TOKEN_TYPES = frozenset({"jwt", "application/jwt"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,12 @@ class UserTokenVerifier:
             raise Unauthenticated(
                 "id_token.unknown_issuer", "no ID token issuer is configured ([[users.issuers]])"
             )
+        try:
+            typ = jws.unverified_header(id_token).get("typ")
+        except jws.JwsError as err:
+            raise Unauthenticated("id_token.malformed", "the ID token is not a JWS") from err
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in ID_TOKEN_TYPES):
+            raise Unauthenticated("id_token.typ", "the token is typed as another kind of JWT")
         try:
             attested = self._checker.attest(id_token)
         except AttestationError as err:
