@@ -348,6 +348,18 @@ def test_unmappable_requests_are_denied(
     assert denied.reasons == (reason,)
 
 
+@pytest.mark.parametrize("resource", ["finance/../hr/salaries", "finance/./q3", "..", "finance/.."])
+def test_a_resource_with_dot_segments_is_denied_whoever_mapped_it(
+    world: World, agent: Agent, resource: str
+) -> None:
+    """An enforcement point may pass the resource itself (``/v1/decide``); a ``..``
+    segment would let ``finance/**`` reach outside finance wherever the upstream
+    normalizes paths."""
+    opened = world.open(agent)
+    assert world.ask(agent, opened.token, resource=resource).reasons == ("request.resource",)
+    assert world.ask(agent, opened.token, resource="finance/..q3").allowed  # the twin
+
+
 def test_every_decision_is_an_audit_event(world: World, agent: Agent) -> None:
     opened = world.open(agent)
     allowed = world.ask(agent, opened.token)

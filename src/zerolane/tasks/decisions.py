@@ -156,6 +156,9 @@ def _map(request: DecideInput, default_sensitivity: Sensitivity) -> RequestFacts
         resource = path.strip("/")
     if not resource or not destination:
         raise _Deny(["request.unmapped"])
+    if any(segment in (".", "..") for segment in resource.split("/")):
+        # a pattern like finance/** must not match finance/../hr/x, whoever mapped it
+        raise _Deny(["request.resource"])
     try:
         sensitivity = (
             Sensitivity.parse(request.sensitivity) if request.sensitivity else default_sensitivity
