@@ -21,8 +21,7 @@ def register(app: typer.Typer) -> None:
         ],
         home: HomeOption = None,
     ) -> None:
-        """Create a zerolane home: ES256 signing key, X.509 CA, config, SQLite database,
-        admin credential.
+        """Create a zerolane home: signing key, X.509 CA, config, database, admin credential.
 
         The admin credential is printed once and stored only as a hash. Refuses (exit 2)
         when the folder already holds a zerolane home.

@@ -15,7 +15,7 @@ from zerolane.errors import InvalidInput
 from zerolane.server.task_routes import task_out
 from zerolane.types import TaskState
 
-app = typer.Typer(help="List, show and revoke tasks.", no_args_is_help=True)
+app = typer.Typer(help="List, show and revoke tasks; show a delegation tree.", no_args_is_help=True)
 TaskIdArg = Annotated[str, typer.Argument(help="The task id (tsk_...)", show_default=False)]
 
 
