@@ -8,11 +8,13 @@
   header, from loopback, is a client's and is ignored).
 
 Attack rows with twins. The allows need the decider to take the request's certificate
-(``DecideInput.client_cert``).
+(``DecideInput.client_cert``). The sync and the asyncio SDK both; delegation from a
+certificate-bound task (``POST /v1/token`` over mutual TLS, no proof) too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 import time
@@ -23,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import jwt
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -35,11 +38,14 @@ from zerolane.config import TlsConfig
 from zerolane.gateway.config import load_gateway_config
 from zerolane.gateway.http import GatewayApp
 from zerolane.identity.x509_svid import parse_chain
-from zerolane.sdk import Agent
+from zerolane.sdk import Agent, AsyncAgent
 from zerolane.server.app import create_app
 from zerolane.server.deployment import Deployment, init_home
 from zerolane.server.tls import uvicorn_tls
 from zerolane.tasks.playbooks import parse_playbook
+from zerolane.tokens.rfc7638 import thumbprint
+from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, GRANT_TYPE, JWT_TYPE
+from zerolane.tokens.rfc9449 import proof_jwk
 
 pytestmark = pytest.mark.e2e
 REPORT = "/finance/reports/q3"
@@ -268,3 +274,129 @@ def test_sdk_opens_and_completes_a_certificate_bound_task(mtls: MtlsStack) -> No
         assert stored.state.value == "completed"
         with Agent(mtls.api_url) as bare, pytest.raises(RuntimeError):
             bare.open_task(playbook="tool-user", intent="x", binding="mtls")  # no X.509-SVID
+
+
+# the asyncio SDK, the same way (each test drives its own event loop)
+HELPER = f"spiffe://{TD}/agents/helper"
+TEAM = {**PLAYBOOK, "name": "tool-team", "delegable": True, "max_depth": 1}
+
+
+async def _async_agent(mtls: MtlsStack, spiffe_id: str = AGENT, *, x509: bool = True) -> AsyncAgent:
+    token = mtls.deployment.join_tokens.create(spiffe_id, ttl=300, actor=ADMIN).token
+    http = httpx.AsyncClient(verify=mtls.verify(), timeout=10)
+    agent = await AsyncAgent.attest(mtls.api_url, join_token=token, x509=x509, http=http)
+    if x509:
+        await agent.enable_mtls(verify=mtls.server_ca)
+    return agent
+
+
+def test_async_sdk_certificate_bound_task_end_to_end(mtls: MtlsStack) -> None:
+    async def main() -> None:
+        async with await _async_agent(mtls) as agent, await _async_agent(mtls) as thief:
+            assert agent.x509 is not None
+            leaf = parse_chain(agent.x509.chain_pem)[0]
+            assert leaf.public_key() == agent.key.public_key()
+            task = await agent.open_task(
+                playbook="tool-user", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+            )
+            assert task.grant.token_type == "Bearer"
+            assert task.headers("GET", mtls.direct) == {"Authorization": f"Bearer {task.token}"}
+            before = mtls.upstream.count()
+            response = await task.request("GET", mtls.direct + REPORT)  # mutual TLS, no proof
+            assert response.status_code == 200, response.text
+            assert mtls.upstream.count() == before + 1
+            sent = {name.lower() for name, _ in response.json()["headers"]}
+            assert not sent & {"authorization", "dpop", "x-client-cert"}
+            bearer = {"Authorization": f"Bearer {task.token}"}
+            stolen = await thief.mtls_http.get(mtls.direct + REPORT, headers=bearer)  # cert B
+            assert (stolen.status_code, _reason(stolen)) == (401, "mtls.cert_mismatch")
+            plain = await agent.http.get(mtls.direct + REPORT, headers=bearer)  # no cert
+            assert (plain.status_code, _reason(plain)) == (401, "auth.scheme")
+            decision = await task.decide(  # POST /v1/decide over mutual TLS, no proof
+                "GET",
+                mtls.direct + REPORT,
+                action="read",
+                resource="finance/reports/q3",
+                destination="finance-api.internal",
+            )
+            assert decision.allowed, decision.reasons
+            url = f"{mtls.api_url}/v1/tasks/{task.task_id}/complete"
+            refused = await agent.http.post(url, headers=bearer)  # the token alone
+            assert (refused.status_code, _reason(refused)) == (401, "auth.scheme")
+            await task.complete()  # the twin, over mutual TLS
+            assert mtls.deployment.lifecycle.get(task.task_id).state.value == "completed"
+            after = await task.request("GET", mtls.direct + REPORT)
+            assert _reason(after) == "task.completed"
+
+    asyncio.run(main())
+
+
+def test_async_sdk_without_an_x509_svid_has_no_mtls(mtls: MtlsStack) -> None:
+    async def main() -> None:
+        async with await _async_agent(mtls, x509=False) as agent:
+            assert agent.x509 is None
+            with pytest.raises(RuntimeError):
+                await agent.enable_mtls(verify=mtls.server_ca)
+            with pytest.raises(RuntimeError):
+                await agent.open_task(playbook="tool-user", intent="x", binding="mtls")
+            task = await agent.open_task(playbook="tool-user", intent="DPoP")  # the twin
+            assert task.grant.token_type == "DPoP"
+            await task.complete()
+
+    asyncio.run(main())
+
+
+def test_sdk_delegates_from_a_certificate_bound_task(mtls: MtlsStack) -> None:
+    """Sync and async: the parent proves itself by its certificate (no proof); the child
+    is bound to the delegate's key and used with DPoP."""
+    mtls.deployment.playbooks.apply(parse_playbook(TEAM, "tests"), ADMIN)
+    mtls.deployment.registry.register(HELPER, selectors=[], owner="tests", actor=ADMIN)
+
+    async def main() -> None:
+        async with (
+            await _async_agent(mtls) as agent,
+            await _async_agent(mtls) as thief,
+            await _async_agent(mtls, HELPER, x509=False) as helper,
+        ):
+            assert helper.svid is not None
+            task = await agent.open_task(
+                playbook="tool-team", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+            )
+            form = {
+                "grant_type": GRANT_TYPE,
+                "subject_token": task.token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "actor_token": helper.svid.token,
+                "actor_token_type": JWT_TYPE,
+            }
+            url = f"{mtls.api_url}/v1/token"
+            for client, reason in (
+                (agent.http, "mtls.cert_missing"),  # the token, no certificate
+                (thief.mtls_http, "mtls.cert_mismatch"),  # another certificate
+            ):
+                refused = await client.post(url, data=form)
+                assert (refused.status_code, _reason(refused)) == (401, reason)
+            grant = await task.delegate(delegate_svid=helper.svid.token, max_calls=2)
+            assert grant.token_type == "DPoP"
+            cnf = jwt.decode(grant.token, options={"verify_signature": False})["cnf"]
+            assert cnf == {"jkt": thumbprint(proof_jwk(helper.key))}
+            child = helper.adopt(grant)
+            response = await child.request("GET", mtls.behind_proxy + REPORT)  # DPoP
+            assert response.status_code == 200, response.text
+            await child.complete()
+            await task.complete()
+
+    asyncio.run(main())
+    with mtls.agent() as agent:  # the sync client, the same way
+        helper_token = mtls.deployment.join_tokens.create(HELPER, ttl=300, actor=ADMIN).token
+        with Agent.attest(
+            mtls.api_url, join_token=helper_token, http=httpx.Client(verify=mtls.verify())
+        ) as helper:
+            assert helper.svid is not None
+            task = agent.open_task(
+                playbook="tool-team", intent="mTLS", audience=[AUDIENCE], binding="mtls"
+            )
+            grant = task.delegate(delegate_svid=helper.svid.token, max_calls=1)
+            response = helper.adopt(grant).request("GET", mtls.behind_proxy + REPORT)
+            assert response.status_code == 200, response.text
+            task.complete()

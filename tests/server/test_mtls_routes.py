@@ -1,6 +1,7 @@
 """The API side of X.509-SVIDs and certificate-bound tokens: attestation with a CSR, the
-CA in the SPIFFE bundle, and tasks opened and completed with a client certificate taken
-from a trusted proxy's header (never from anyone else's). Attack rows with twins."""
+CA in the SPIFFE bundle, tasks opened and completed, and delegated (``POST /v1/token``),
+with a client certificate taken from a trusted proxy's header (never from anyone
+else's). Attack rows with twins."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ from zerolane.identity.x509_svid import parse_chain, validate
 from zerolane.server.app import create_app
 from zerolane.server.deployment import Deployment, init_home
 from zerolane.tasks.playbooks import parse_playbook
+from zerolane.tokens.rfc7638 import thumbprint
+from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, GRANT_TYPE, JWT_TYPE
 from zerolane.tokens.rfc8705 import cert_thumbprint
+from zerolane.tokens.rfc9449 import make_proof, proof_jwk
 
 TD = "example.org"
 AGENT = f"spiffe://{TD}/agents/a1"
@@ -202,3 +206,149 @@ def test_an_x509_svid_of_another_ca_opens_nothing(api: Api, tmp_path: Path) -> N
 
 def _x5t(held: Held) -> str:
     return cert_thumbprint(held.leaf.public_bytes(Encoding.DER))
+
+
+# delegation from a certificate-bound parent (POST /v1/token)
+HELPER = f"spiffe://{TD}/agents/helper"
+TEAM = {**PLAYBOOK, "name": "team", "delegable": True, "max_depth": 2}
+TOKEN_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@dataclass
+class Helper:
+    """The delegate: a workload with a key-bound JWT-SVID (the actor token)."""
+
+    key: ec.EllipticCurvePrivateKey
+    svid: str
+
+
+def _team(api: Api) -> Helper:
+    api.deployment.playbooks.apply(parse_playbook(TEAM, "tests"), ADMIN)
+    api.deployment.registry.register(HELPER, selectors=[], owner=None, actor=ADMIN)
+    key = ec.generate_private_key(ec.SECP256R1())
+    join = api.deployment.join_tokens.create(HELPER, ttl=600, actor=ADMIN).token
+    reply = api.stranger.post("/v1/attest", json={"join_token": join, "public_jwk": proof_jwk(key)})
+    assert reply.status_code == 200, reply.text
+    return Helper(key, reply.json()["svid"])
+
+
+def _open_team(api: Api, held: Held) -> str:
+    body = {"intent": "Read Q3", "playbook": "team", "max_calls": 4}
+    reply = api.proxy.post("/v1/tasks", json=body, headers=held.header)
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["token_type"] == "Bearer"
+    return str(reply.json()["token"])
+
+
+def _delegation(parent: str, helper: Helper) -> dict[str, str]:
+    return {
+        "grant_type": GRANT_TYPE,
+        "subject_token": parent,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+        "actor_token": helper.svid,
+        "actor_token_type": JWT_TYPE,
+        "max_calls": "2",
+    }
+
+
+def _exchange(client: TestClient, form: dict[str, str], headers: dict[str, str]) -> object:
+    return client.post("/v1/token", data=form, headers=TOKEN_FORM | headers)
+
+
+def test_a_certificate_bound_parent_delegates_with_its_certificate(api: Api) -> None:
+    helper, held = _team(api), api.held()
+    parent = _open_team(api, held)
+    reply = _exchange(api.proxy, _delegation(parent, helper), held.header)  # no proof
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["token_type"] == "DPoP"
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["cnf"] == {"jkt": thumbprint(proof_jwk(helper.key))}  # the delegate's key
+    assert claims["sub"] == HELPER
+    assert claims["act"]["act"]["sub"] == AGENT
+    child = api.deployment.lifecycle.get(body["task_id"])
+    assert (child.parent_id, child.max_calls) == (_task_id(parent), 2)
+    # the child is the delegate's: its proof is accepted, no certificate is needed
+    target = f"https://finance.{TD}/reports/q3"
+    token = body["access_token"]
+    decide = {
+        "token": token,
+        "dpop": make_proof(helper.key, method="GET", url=target, access_token=token),
+        "request": {
+            "method": "GET",
+            "url": target,
+            "action": "read",
+            "resource": "finance/q3",
+            "destination": f"finance.{TD}",
+        },
+    }
+    allowed = api.stranger.post("/v1/decide", json=decide)
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["decision"] == "allow", allowed.text
+    decide["dpop"] = make_proof(held.key, method="GET", url=target, access_token=token)
+    stolen = api.proxy.post("/v1/decide", json=decide, headers=held.header)
+    assert stolen.json()["reasons"][0].startswith("dpop."), stolen.text  # not the parent's
+
+
+def test_delegating_a_certificate_bound_parent_without_its_certificate_is_refused(
+    api: Api,
+) -> None:
+    helper, held, other = _team(api), api.held(), api.held()
+    parent = _open_team(api, held)
+    form = _delegation(parent, helper)
+    url = "http://testserver/v1/token"
+    proof = {"DPoP": make_proof(held.key, method="POST", url=url, access_token=parent)}
+    for client, headers, reason in (
+        (api.proxy, {}, "mtls.cert_missing"),  # no certificate at all
+        (api.proxy, proof, "mtls.cert_missing"),  # a proof by its key never replaces it
+        (api.stranger, held.header, "mtls.cert_missing"),  # a client-sent header: ignored
+        (api.proxy, other.header, "mtls.cert_mismatch"),  # another workload's certificate
+    ):
+        refused = _exchange(client, form, headers)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["reason"] == reason
+        assert refused.headers["www-authenticate"] == (
+            f'Bearer error="invalid_token", error_description="{reason}"'
+        )
+    events = [
+        e
+        for e in api.deployment.audit.iter_records()
+        if '"task.delegate"' in e.body and '"denied"' in e.body
+    ]
+    assert len(events) == 4
+    granted = _exchange(api.proxy, form, held.header)  # the twin
+    assert granted.status_code == 200, granted.text
+
+
+def test_a_dpop_parent_still_needs_its_proof_whatever_certificate_comes(api: Api) -> None:
+    helper, held = _team(api), api.held()
+    key = held.key
+    join = api.deployment.join_tokens.create(AGENT, ttl=600, actor=ADMIN).token
+    attested = api.stranger.post(
+        "/v1/attest", json={"join_token": join, "public_jwk": proof_jwk(key)}
+    )
+    svid = attested.json()["svid"]
+    url = "http://testserver/v1/tasks"
+    opened = api.stranger.post(
+        "/v1/tasks",
+        json={"intent": "Read Q3", "playbook": "team", "max_calls": 4},
+        headers={
+            "Authorization": f"DPoP {svid}",
+            "DPoP": make_proof(key, method="POST", url=url, access_token=svid),
+        },
+    )
+    assert opened.status_code == 201, opened.text
+    parent = opened.json()["token"]
+    assert "jkt" in jwt.decode(parent, options={"verify_signature": False})["cnf"]
+    form = _delegation(parent, helper)
+    refused = _exchange(api.proxy, form, held.header)  # the certificate, no proof
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["reason"] == "dpop.missing"
+    token_url = "http://testserver/v1/token"
+    proof = {"DPoP": make_proof(key, method="POST", url=token_url, access_token=parent)}
+    granted = _exchange(api.proxy, form, proof | held.header)  # the twin: with its proof
+    assert granted.status_code == 200, granted.text
+
+
+def _task_id(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["task"])

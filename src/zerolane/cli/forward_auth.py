@@ -48,7 +48,9 @@ def run(
     """Serve the forward-auth endpoint, deciding with this home's tasks and policies.
 
     Only the proxy may reach it: it trusts the proxy's X-Original-* / X-Forwarded-* headers.
-    SIGHUP and policy file changes reload policies.
+    A client-certificate header ([tls] client_cert_header, for certificate-bound tokens)
+    is believed only from [tls] trusted_proxies. SIGHUP and policy file changes reload
+    policies.
     """
     import uvicorn  # imported here so other commands start fast
 
@@ -80,7 +82,9 @@ def run(
             log_level=log_level,
             access_log=False,
             server_header=False,
-            proxy_headers=False,  # the proxy's headers are read by the app, never trusted here
+            # the proxy's headers are read by the app, never trusted here: the ASGI client
+            # stays the TCP peer, which [tls] trusted_proxies is checked against
+            proxy_headers=False,
         )
     finally:
         deployment.close()

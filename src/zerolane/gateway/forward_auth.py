@@ -17,6 +17,12 @@ private interface), and only the configured proxy's convention is read. The orig
 request is mapped with a route table (method, path template -> action, resource
 template, sensitivity; unmapped -> deny) onto ``public_url`` and decided: the DPoP
 proof must name ``public_url`` + the original path, exactly as the proxy forwards it.
+
+A certificate-bound task token (RFC 8705 ``cnf.x5t#S256``) is decided with the client
+certificate the proxy verified and passes in a header (``[tls] client_cert_header``),
+believed **only** when the check request comes from one of ``[tls] trusted_proxies``
+(:class:`~zerolane.gateway.client_cert.ClientCertSource`, the HTTP gateway's rules):
+from anyone else the header is ignored, so the token is refused (``mtls.cert_missing``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import re
 import tomllib
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -41,9 +47,11 @@ from starlette.types import Receive, Scope, Send
 
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
+from zerolane.config import TlsConfig, parse_tls
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable
+from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.inproc import RequestDecider
-from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9449 import DpopError, normalize_htu
 from zerolane.types import Outcome, Sensitivity
@@ -54,6 +62,9 @@ _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"[\x21-\x7e]+")
 _BAD_IN_SEGMENT = ("/", "\\", "%", ";", "*")
 _ALGS = 'algs="ES256 EdDSA"'
+#: the ``[tls]`` keys forward-auth reads: it serves plain HTTP to its proxy, which
+#: terminates TLS and passes the client certificate it verified in a header
+_TLS_KEYS = frozenset({"client_cert_header", "trusted_proxies"})
 log = logging.getLogger(__name__)
 
 
@@ -106,6 +117,8 @@ class ForwardAuthConfig:
     audience: str | None = None
     host: str = "127.0.0.1"
     port: int = 8790
+    #: ``client_cert_header`` and ``trusted_proxies``: where a client certificate comes from
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     @property
     def origin(self) -> str:
@@ -181,10 +194,30 @@ def parse_config(doc: Mapping[str, Any]) -> ForwardAuthConfig:
     raw_routes = table.pop("routes", None)
     if not isinstance(raw_routes, list) or not raw_routes:
         raise InvalidInput("forward_auth.config", "routes must be a non-empty list")
+    tls = _tls(table.pop("tls", {}))
     if table:
         raise InvalidInput("forward_auth.config", f"unknown key(s): {sorted(table)}")
     routes = tuple(_rule(raw, i) for i, raw in enumerate(raw_routes))
-    return ForwardAuthConfig(public_url, destination, routes, proxy, endpoint, audience, host, port)
+    return ForwardAuthConfig(
+        public_url, destination, routes, proxy, endpoint, audience, host, port, tls
+    )
+
+
+def _tls(raw: object) -> TlsConfig:
+    """``[tls]``: only ``client_cert_header`` and ``trusted_proxies`` (both or neither)."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("forward_auth.config", "tls must be a table")
+    unknown = sorted(set(raw) - _TLS_KEYS)
+    if unknown:
+        raise InvalidInput(
+            "forward_auth.config",
+            f"unknown key(s) in tls: {unknown} (forward-auth serves plain HTTP to its proxy: "
+            "only client_cert_header and trusted_proxies)",
+        )
+    try:
+        return parse_tls(raw)
+    except InvalidInput as err:
+        raise InvalidInput("forward_auth.config", err.message) from None
 
 
 def load_config(path: Path) -> ForwardAuthConfig:
@@ -242,9 +275,12 @@ def _one(request: Request, name: str) -> str:
 
 
 def _challenge(reason: str) -> str:
-    """``WWW-Authenticate`` for a 401 (RFC 6750 section 3, RFC 9449 section 7.1)."""
+    """``WWW-Authenticate`` for a 401 (RFC 6750 section 3, RFC 9449 section 7.1); a
+    refused certificate-bound token (``mtls.*``, RFC 8705) is challenged with Bearer."""
     if reason == "auth.missing":
         return f"DPoP {_ALGS}"
+    if reason.startswith("mtls."):
+        return f'Bearer error="invalid_token", error_description="{reason}"'
     if reason.startswith("dpop."):
         error = "invalid_dpop_proof"
     elif reason.startswith("auth."):
@@ -285,6 +321,7 @@ class ForwardAuth:
         self._decider = decider
         self._audit = audit
         self._expected_origin = normalize_htu(config.origin + "/")
+        self._certs = ClientCertSource(config.tls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -327,11 +364,13 @@ class ForwardAuth:
                 raise _Refused("forward_auth.headers")
             if len(request.headers.getlist("authorization")) > 1:
                 raise Unauthenticated("auth.multiple", "one Authorization header")
-            token = bearer_of(request.headers.get("authorization"))
+            # the proxy's header, only from a trusted proxy (mtls.cert_malformed: refused)
+            client_cert = self._certs.from_scope(request.scope)
+            token = token_of(request.headers.get("authorization"), client_cert=client_cert)
             proofs = request.headers.getlist("dpop")
             if len(proofs) > 1:
                 raise Unauthenticated("dpop.multiple", "one DPoP header")
-            request_input = self._map(method, url, segments)
+            request_input = self._map(method, url, segments, client_cert)
         except _Refused as refused:
             return await self._refuse(refused.reason, refused.status, method, url)
         except Unauthenticated as err:
@@ -347,7 +386,9 @@ class ForwardAuth:
             return _allow(decision)
         return _deny(decision.status, decision.reasons or ("decision.deny",), decision.decision_id)
 
-    def _map(self, method: str, url: str, segments: Sequence[str]) -> DecideInput:
+    def _map(
+        self, method: str, url: str, segments: Sequence[str], client_cert: bytes | None
+    ) -> DecideInput:
         for rule in self.config.routes:
             values = rule.match(method, segments)
             if values is not None:
@@ -359,6 +400,7 @@ class ForwardAuth:
                     destination=self.config.destination,
                     sensitivity=rule.sensitivity,
                     audience=self.config.audience,
+                    client_cert=client_cert,
                 )
         raise _Refused("route.unmapped")
 

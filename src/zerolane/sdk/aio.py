@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,8 +16,12 @@ from zerolane.sdk.common import (
     DecisionResult,
     Svid,
     TaskGrant,
+    X509Svid,
     attest_body,
+    bearer_headers,
     check,
+    client_tls_context,
+    csr_pem,
     decide_body,
     decision_of,
     dpop_headers,
@@ -27,6 +32,7 @@ from zerolane.sdk.common import (
     new_key,
     open_body,
     svid_of,
+    x509_of,
 )
 from zerolane.sdk.mcp_auth import McpAuth
 from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE
@@ -37,7 +43,11 @@ if TYPE_CHECKING:
 
 
 class AsyncTask:
-    """An open task; ``async with`` completes it on exit, exceptions included."""
+    """An open task: its token, and requests made with fresh DPoP proofs (or, for a
+    certificate-bound token, over the agent's mutual-TLS client, with no proof).
+
+    ``async with`` completes it on exit, exceptions included.
+    """
 
     def __init__(self, agent: AsyncAgent, grant: TaskGrant) -> None:
         self._agent = agent
@@ -53,11 +63,22 @@ class AsyncTask:
         return self.grant.token
 
     def headers(self, method: str, url: str) -> dict[str, str]:
+        """Headers for one request to an enforcement point (token plus a fresh proof;
+        ``Authorization: Bearer`` alone for a certificate-bound token)."""
+        if self.grant.certificate_bound:
+            return bearer_headers(self.token)
         return dpop_headers(self._agent.key, self.token, method, url)
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client this task's requests go through (the mutual-TLS one when the
+        token is bound to the agent's certificate)."""
+        return self._agent.mtls_http if self.grant.certificate_bound else self._agent.http
+
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request through an enforcement point with this task's credentials."""
         headers = {**kwargs.pop("headers", {}), **self.headers(method, url)}
-        return await self._agent.http.request(method, url, headers=headers, **kwargs)
+        return await self.http.request(method, url, headers=headers, **kwargs)
 
     async def decide(
         self,
@@ -76,8 +97,16 @@ class AsyncTask:
             "destination": destination,
             "sensitivity": sensitivity,
         }
-        body = decide_body(self._agent.key, self.token, method, url, mapping, audience)
-        response = await self._agent.http.post(self._agent.url("/v1/decide"), json=body)
+        body = decide_body(
+            self._agent.key,
+            self.token,
+            method,
+            url,
+            mapping,
+            audience,
+            proof=not self.grant.certificate_bound,
+        )
+        response = await self.http.post(self._agent.url("/v1/decide"), json=body)
         return decision_of(check(response))
 
     def mcp_auth(self) -> McpAuth:
@@ -112,7 +141,9 @@ class AsyncTask:
         this task's scope, window and remaining calls (its ``max_calls`` are carved out
         of this task's; default: all of them). The grant returned is bound to the
         delegate's key: give it to the delegate, which uses it with
-        ``agent.adopt(grant)``; this agent cannot use it.
+        ``agent.adopt(grant)``; this agent cannot use it. A certificate-bound task
+        proves itself by its certificate instead (the call goes over the mutual-TLS
+        client, with no proof).
         """
         url = self._agent.url("/v1/token")
         form = exchange_body(
@@ -125,15 +156,20 @@ class AsyncTask:
             max_calls=max_calls,
             intent=intent,
         )
-        proof = make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
-        response = await self._agent.http.post(url, content=form, headers=exchange_headers(proof))
+        proof = (
+            None
+            if self.grant.certificate_bound
+            else make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
+        )
+        response = await self.http.post(url, content=form, headers=exchange_headers(proof))
         return exchanged_grant_of(check(response))
 
     async def complete(self) -> None:
+        """End the task; its token is refused everywhere from the next request on."""
         if self.completed:
             return
         url = self._agent.url(f"/v1/tasks/{self.task_id}/complete")
-        check(await self._agent.http.post(url, headers=self.headers("POST", url)))
+        check(await self.http.post(url, headers=self.headers("POST", url)))
         self.completed = True
 
     async def __aenter__(self) -> AsyncTask:
@@ -180,6 +216,8 @@ class _OpenTask:
 
 
 class AsyncAgent:
+    """A workload's asyncio client: its in-memory key, its SVID, and its tasks."""
+
     def __init__(
         self,
         base_url: str,
@@ -191,9 +229,41 @@ class AsyncAgent:
         self.key = key or new_key()
         self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
         self.svid: Svid | None = None
+        #: the X.509-SVID (``attest(..., x509=True)``) and its mutual-TLS client
+        self.x509: X509Svid | None = None
+        self._mtls: httpx.AsyncClient | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    async def enable_mtls(
+        self,
+        *,
+        verify: bool | str | ssl.SSLContext = True,
+        http: httpx.AsyncClient | None = None,
+    ) -> httpx.AsyncClient:
+        """Make the mutual-TLS client that presents this agent's X.509-SVID (attest
+        with ``x509=True`` first); tasks opened with ``binding="mtls"`` use it.
+
+        ``verify`` checks the server (a CA file, an ``ssl.SSLContext``, True for the
+        system's CAs); ``http``: bring your own client instead (already presenting it).
+        A client made before is closed.
+        """
+        if http is None:
+            if self.x509 is None:
+                raise RuntimeError("attest with x509=True first: no X.509-SVID to present")
+            context = client_tls_context(self.key, self.x509, verify)
+            http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, verify=context)
+        if self._mtls is not None:
+            await self._mtls.aclose()
+        self._mtls = http
+        return http
+
+    @property
+    def mtls_http(self) -> httpx.AsyncClient:
+        if self._mtls is None:
+            raise RuntimeError("call enable_mtls() first: no mutual-TLS client")
+        return self._mtls
 
     @classmethod
     async def attest(
@@ -205,12 +275,18 @@ class AsyncAgent:
         ttl: int | None = None,
         spiffe_id: str | None = None,
         http: httpx.AsyncClient | None = None,
+        x509: bool = False,
     ) -> AsyncAgent:
+        """Make a key, attest with a join token, and keep the key-bound SVID; with
+        ``x509`` also get an X.509-SVID for the same key (then :meth:`enable_mtls`)."""
         agent = cls(base_url, http=http)
         body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
+        if x509:
+            body["csr"] = csr_pem(agent.key)
         try:
-            response = await agent.http.post(agent.url("/v1/attest"), json=body)
-            agent.svid = svid_of(check(response))
+            answer = check(await agent.http.post(agent.url("/v1/attest"), json=body))
+            agent.svid = svid_of(answer)
+            agent.x509 = x509_of(answer)
         except BaseException:
             if http is None:  # the caller never sees this agent: close the client we made
                 await agent.aclose()
@@ -233,13 +309,23 @@ class AsyncAgent:
         max_calls: int | None = None,
         on_behalf_of: str | None = None,
         audience: Sequence[str] | None = None,
+        binding: Literal["dpop", "mtls"] = "dpop",
     ) -> AsyncTask:
-        if self.svid is None:
-            raise RuntimeError("attest first: a task is opened with the agent's SVID")
+        """Open a task (SVID plus DPoP proof); prefer :meth:`task` to complete it surely.
+
+        ``binding="mtls"``: open it over the mutual-TLS client (:meth:`enable_mtls`),
+        authenticated by the X.509-SVID; the token is bound to that certificate (RFC
+        8705) and the task's requests go over that client with no DPoP proof.
+        """
         url = self.url("/v1/tasks")
         body = open_body(
             playbook, intent, authorization_details, ttl, max_calls, on_behalf_of, audience
         )
+        if binding == "mtls":
+            response = await self.mtls_http.post(url, json=body)
+            return AsyncTask(self, grant_of(check(response)))
+        if self.svid is None:
+            raise RuntimeError("attest first: a task is opened with the agent's SVID")
         headers = dpop_headers(self.key, self.svid.token, "POST", url)
         response = await self.http.post(url, json=body, headers=headers)
         return AsyncTask(self, grant_of(check(response)))
@@ -287,6 +373,8 @@ class AsyncAgent:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self._mtls is not None:
+            await self._mtls.aclose()
 
     async def __aenter__(self) -> AsyncAgent:
         return self

@@ -141,7 +141,9 @@ class Task:
         this task's scope, window and remaining calls (its ``max_calls`` are carved out
         of this task's; default: all of them). The grant returned is bound to the
         delegate's key: give it to the delegate, which uses it with
-        ``agent.adopt(grant)``; this agent cannot use it.
+        ``agent.adopt(grant)``; this agent cannot use it. A certificate-bound task
+        proves itself by its certificate instead (the call goes over the mutual-TLS
+        client, with no proof).
         """
         url = self._agent.url("/v1/token")
         form = exchange_body(
@@ -154,8 +156,12 @@ class Task:
             max_calls=max_calls,
             intent=intent,
         )
-        proof = make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
-        response = self._agent.http.post(url, content=form, headers=exchange_headers(proof))
+        proof = (
+            None
+            if self.grant.certificate_bound
+            else make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
+        )
+        response = self.http.post(url, content=form, headers=exchange_headers(proof))
         return exchanged_grant_of(check(response))
 
     def complete(self) -> None:

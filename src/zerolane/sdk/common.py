@@ -237,9 +237,13 @@ def exchange_body(
     return urlencode(exchange_form(request)).encode()
 
 
-def exchange_headers(proof: str) -> dict[str, str]:
-    """The headers of a token exchange (the body is a form) with its DPoP ``proof``."""
-    return {"Content-Type": FORM_TYPE, "DPoP": proof}
+def exchange_headers(proof: str | None) -> dict[str, str]:
+    """The headers of a token exchange (the body is a form) with its DPoP ``proof``;
+    ``None`` for a certificate-bound parent token (the connection carries the cert)."""
+    headers = {"Content-Type": FORM_TYPE}
+    if proof is not None:
+        headers["DPoP"] = proof
+    return headers
 
 
 def exchanged_grant_of(body: Mapping[str, Any]) -> TaskGrant:

@@ -3,7 +3,9 @@ opened on a person's behalf (see ``docs/delegation.md``).
 
 The body is ``application/x-www-form-urlencoded`` (RFC 8693 section 2.1); the caller
 sends one ``DPoP`` header, a proof by the key of the token that authorizes the
-exchange (the parent task token, or the agent's SVID for a person's task). Answers
+exchange (the parent task token, or the agent's SVID for a person's task); a parent
+task token bound to a client certificate (RFC 8705) needs no proof but that very
+certificate on the connection (TLS served here, or a trusted proxy's header). Answers
 follow RFC 8693 section 2.2: the issued token (``token_type: DPoP``), or an RFC 6749
 section 5.2 error object with ``error``, ``error_description`` and our ``reason``.
 """
@@ -20,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from zerolane.errors import ZerolaneError
 from zerolane.server.deployment import Deployment
-from zerolane.server.task_routes import TaskOut, task_out
+from zerolane.server.task_routes import TaskOut, client_cert, task_out
 from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, FORM_TYPE, oauth_error, parse_exchange_form
 
 router = APIRouter()
@@ -52,7 +54,9 @@ def oauth_error_response(status: int, reason: str, message: str) -> JSONResponse
     """An RFC 6749 section 5.2 error: ``error`` (the code), ``error_description``,
     and our stable ``reason`` id."""
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    if status == 401:
+    if status == 401 and reason.startswith("mtls."):  # a certificate-bound parent (RFC 8705)
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{reason}"'
+    elif status == 401:
         headers["WWW-Authenticate"] = 'DPoP algs="ES256 EdDSA"'
     return JSONResponse(
         {"error": oauth_error(reason), "error_description": message, "reason": reason},
@@ -130,8 +134,13 @@ async def token_exchange(request: Request) -> JSONResponse:
     url = _url(request, deployment)
     try:
         parsed = parse_exchange_form(body)
+        certificate = client_cert(request, deployment)  # never one in the form
         exchanged = await run_in_threadpool(
-            deployment.exchange.exchange, parsed, proofs[0] if proofs else None, url=url
+            deployment.exchange.exchange,
+            parsed,
+            proofs[0] if proofs else None,
+            url=url,
+            client_cert=certificate,
         )
     except ZerolaneError as err:
         return oauth_error_response(_STATUS.get(err.status, 400), err.reason, err.message)

@@ -3,11 +3,16 @@
 **Delegation** (``subject_token`` = the parent task token): the parent's holder asks
 for a child task for another workload, the delegate, named by its key-bound JWT-SVID
 (``actor_token``). The caller proves possession of the **parent's** key with a DPoP
-proof for this request whose ``ath`` is the parent token's hash: a stolen parent token
-alone mints nothing, and the parent itself states exactly what it hands on. The child
-token is bound to the **delegate's** key (the SVID's ``cnf.jkt``): the parent cannot
-use it, and the delegate needs nothing from the parent to use it. See
-``docs/delegation.md`` for why the parent, not the delegate, makes the call.
+proof for this request whose ``ath`` is the parent token's hash; or, for a parent
+bound to a client certificate (RFC 8705 ``cnf.x5t#S256``), by making the request over
+a connection authenticated with that very certificate (no proof). The rule is the
+decider's: a ``cnf.jkt`` parent needs its proof whatever certificate comes, a
+``cnf.x5t#S256`` parent needs its certificate whatever proof comes. A stolen parent
+token alone mints nothing, and the parent itself states exactly what it hands on. The
+child token is bound to the **delegate's** key (the SVID's ``cnf.jkt``), whatever the
+parent was bound to: the parent cannot use it, and the delegate needs nothing from the
+parent to use it. See ``docs/delegation.md`` for why the parent, not the delegate,
+makes the call.
 
 The child is refused, with the reason, unless it is within its parent in every
 dimension: actions, resources, destinations, data ceiling (``scope.*``), audience
@@ -107,22 +112,41 @@ class TokenExchange:
         self._clock = clock
         self._users = users
 
-    def exchange(self, request: ExchangeRequest, proof: str | None, *, url: str) -> Exchanged:
-        """Grant ``request`` (made to ``url`` with the DPoP ``proof``), or raise with the
+    def exchange(
+        self,
+        request: ExchangeRequest,
+        proof: str | None,
+        *,
+        url: str,
+        client_cert: bytes | None = None,
+    ) -> Exchanged:
+        """Grant ``request`` (made to ``url`` with the DPoP ``proof``, over a connection
+        with the client certificate ``client_cert``, DER, if any), or raise with the
         reason; see the module docstring for who must prove what."""
         if request.for_user:
             return self.open_for_user(request, proof, url=url)
-        return self.delegate(request, proof, url=url)
+        return self.delegate(request, proof, url=url, client_cert=client_cert)
 
     # delegation -----------------------------------------------------------------------
 
-    def delegate(self, request: ExchangeRequest, proof: str | None, *, url: str) -> Exchanged:
+    def delegate(
+        self,
+        request: ExchangeRequest,
+        proof: str | None,
+        *,
+        url: str,
+        client_cert: bytes | None = None,
+    ) -> Exchanged:
         """A child of the task of ``request.subject_token`` for the workload of
-        ``request.actor_token``; ``proof`` must be by the parent's key."""
+        ``request.actor_token``; ``proof`` must be by the parent's key, or, for a
+        certificate-bound parent, ``client_cert`` (the connection's verified client
+        certificate, DER) must be the one it is bound to."""
         holder: TaskHolder | None = None
         delegate: Delegate | None = None
         try:
-            holder = self._auth.task_holder(request.subject_token, proof, method=METHOD, url=url)
+            holder = self._auth.task_holder(
+                request.subject_token, proof, method=METHOD, url=url, client_cert=client_cert
+            )
             delegate = self._auth.delegate(request.actor_token)
             return self._delegate(holder, delegate, request)
         except Unavailable:
