@@ -58,10 +58,20 @@ def build_app(settings: GatewayConfig, deployment: Deployment) -> Starlette:
     return create_gateway_app(settings, enforcement_of(deployment))
 
 
-def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    tls: dict[str, Any] | None = None,
+) -> uvicorn.Config:
     """How the MCP gateway is served: no proxy-header trust, no server header, and
-    lifespan on (its upstreams connect there: a failure stops the server starting)."""
+    lifespan on (its upstreams connect there: a failure stops the server starting);
+    ``tls``: :func:`tls_options`. The HTTP gateway's protocol class hands the client
+    certificate of a TLS connection to the app (the ASGI TLS extension)."""
     import uvicorn
+
+    from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol
 
     return uvicorn.Config(
         app,
@@ -72,7 +82,16 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str = "warning") -
         server_header=False,
         proxy_headers=False,
         lifespan="on",
+        **{**(tls or {}), "http": RawTargetHttpToolsProtocol},  # it passes certs on too
     )
+
+
+def tls_options(settings: GatewayConfig, deployment: Deployment) -> dict[str, Any]:
+    """The uvicorn TLS options of the gateway's ``[tls]`` (its files already absolute);
+    client certificates chain to the home's X.509 CA unless ``client_ca_file`` says."""
+    from zerolane.server.tls import uvicorn_tls
+
+    return uvicorn_tls(settings.tls, base=Path("/"), ca=deployment.x509_ca)
 
 
 def _watch_policies(deployment: Deployment) -> None:
@@ -97,13 +116,16 @@ def run(
     deployment = Deployment.open(resolve_home(home))
     try:
         gateway = build_app(settings, deployment)
+        tls = tls_options(settings, deployment)
         _watch_policies(deployment)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        scheme = "https" if tls else "http"
         err_console.print(
-            f"zerolane MCP gateway on http://{settings.host}:{settings.port}{settings.path} "
+            f"zerolane MCP gateway on {scheme}://{settings.host}:{settings.port}{settings.path} "
             f"(public: {settings.endpoint}; {len(settings.servers)} upstream server(s))",
             highlight=False,
         )
-        uvicorn.Server(uvicorn_config(gateway, settings.host, settings.port, log_level)).run()
+        served = uvicorn_config(gateway, settings.host, settings.port, log_level, tls)
+        uvicorn.Server(served).run()
     finally:
         deployment.close()

@@ -76,7 +76,7 @@ class Gateway:
         """Served as ``zerolane gateway run`` / ``zerolane mcp-gateway run`` serve it."""
         if self.kind == "http":
             return http_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
-        return mcp_gateway.uvicorn_config(self.app, self.host, self.port, log_level)
+        return mcp_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
 
 
 def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) -> Gateway:
@@ -101,6 +101,7 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
             settings.port,
             settings.path,
             settings.endpoint,
+            mcp_gateway.tls_options(settings, deployment),
         )
     raise InvalidInput("config.gateway_kind", f"unknown gateway kind {entry.kind!r}")
 
@@ -219,10 +220,10 @@ def register(app: typer.Typer) -> None:
         started = [f"zerolane control plane on {api_url}"]
         for gw in gateways:
             group.add(gw.where, gw.server_config(log_level))
-            started.append(
-                f"zerolane {gw.title} on {listen_url(gw.host, gw.port, gw.path)} "
-                f"(public {gw.public_url})"
-            )
+            gw_url = listen_url(gw.host, gw.port, gw.path)
+            if gw.tls:
+                gw_url = gw_url.replace("http://", "https://", 1)
+            started.append(f"zerolane {gw.title} on {gw_url} (public {gw.public_url})")
         configured = sum(1 for entry in deployment.config.gateways if entry.enabled)
         if no_gateways and configured:
             started.append(f"--no-gateways: {configured} configured gateway(s) not started")

@@ -310,7 +310,7 @@ def parse_gateway_config(doc: object, base: Path) -> GatewayConfig:
     normalization = Normalization(norm_t.take("allow_non_ascii", bool, False))
     norm_t.done()
     metrics = table.take("metrics", bool, False)
-    tls = _tls(table.take("tls", dict, {}), base)
+    tls = parse_gateway_tls(table.take("tls", dict, {}), base)
     raw_upstreams = table.take("upstreams", list, _REQUIRED)
     table.done()
     upstreams = [_upstream(u, f"upstreams[{i}]", base) for i, u in enumerate(raw_upstreams)]
@@ -322,8 +322,9 @@ def parse_gateway_config(doc: object, base: Path) -> GatewayConfig:
     )
 
 
-def _tls(raw: dict[str, Any], base: Path) -> TlsConfig:
-    """``[tls]``, its files made absolute (relative to the configuration file)."""
+def parse_gateway_tls(raw: dict[str, Any], base: Path) -> TlsConfig:
+    """A gateway's ``[tls]`` (HTTP or MCP), its files made absolute (relative to ``base``,
+    the configuration file's folder)."""
     tls = parse_tls(raw)
 
     def absolute(value: str | None) -> str | None:

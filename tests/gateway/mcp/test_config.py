@@ -142,3 +142,36 @@ def test_load_reads_toml_and_refuses_missing_or_broken_files(tmp_path: Path) -> 
         '[[servers]]\nname = "s"\ncommand = "python"\ndestination = "d"\ncwd = "."\n'
     )
     assert load_gateway_config(path).servers[0].cwd == str(tmp_path.resolve())
+
+
+def test_tls_files_are_relative_to_the_config_file() -> None:
+    tls = {"cert_file": "tls/gw.pem", "key_file": "tls/gw.key", "client_cert": "required"}
+    config = parse_gateway_config(doc(tls=tls), Path("/etc/zerolane"))
+    assert (config.tls.cert_file, config.tls.key_file) == (
+        "/etc/zerolane/tls/gw.pem",
+        "/etc/zerolane/tls/gw.key",
+    )
+    assert config.tls.client_cert == "required"
+    assert config.client_certificates
+    assert not parse_gateway_config(doc(), Path("/etc/zerolane")).client_certificates
+    no_client_auth = tls | {"client_cert": "none"}
+    assert not parse_gateway_config(doc(tls=no_client_auth)).client_certificates
+    header = {"client_cert_header": "X-Client-Cert", "trusted_proxies": ["10.0.0.1/32"]}
+    proxied = parse_gateway_config(doc(tls=header))
+    assert proxied.client_certificates
+    assert proxied.tls.trusted_proxies == ("10.0.0.1/32",)
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [
+        {"cert_file": "gw.pem"},  # without key_file
+        {"client_cert_header": "X-Client-Cert"},  # without trusted_proxies
+        {"trusted_proxies": ["10.0.0.1"]},  # without a header
+        {"client_cert_header": "X-Client-Cert", "trusted_proxies": ["not an address"]},
+        {"client_cert": "sometimes"},
+        {"ca_file": "x.pem"},  # unknown key
+    ],
+)
+def test_tls_is_checked_strictly(tls: dict[str, Any]) -> None:
+    assert refusal(doc(tls=tls)).reason.startswith("config.")

@@ -293,3 +293,13 @@ def test_oversized_bodies_and_duplicate_proofs_are_refused(stack: Stack) -> None
         ]
         reply = httpx2.post(stack.url, json=INITIALIZE, headers=headers)
         assert (reply.status_code, reply.json()["reason"]) == (401, "dpop.multiple")
+        twice = [
+            *MCP_HEADERS.items(),
+            ("Authorization", first["Authorization"]),
+            ("Authorization", "DPoP another-token"),
+            ("DPoP", second["DPoP"]),
+        ]
+        reply = httpx2.post(stack.url, json=INITIALIZE, headers=twice)
+        assert (reply.status_code, reply.json()["reason"]) == (401, "auth.multiple")
+        once = [*MCP_HEADERS.items(), *task.headers("POST", stack.url).items()]
+        assert httpx2.post(stack.url, json=INITIALIZE, headers=once).status_code == 200

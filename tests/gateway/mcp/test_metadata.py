@@ -36,6 +36,18 @@ def test_the_document_names_resource_servers_and_dpop() -> None:
     }
 
 
+def test_certificate_bound_tokens_are_advertised_where_certificates_are_read() -> None:
+    header = {"client_cert_header": "X-Client-Cert", "trusted_proxies": ["10.0.0.1/32"]}
+    served = {"cert_file": "gw.pem", "key_file": "gw.key"}
+    for tls in (header, served):
+        document = resource_metadata(config(tls=tls))
+        assert document["tls_client_certificate_bound_access_tokens"] is True
+        assert document["dpop_bound_access_tokens_required"] is False  # not the only way
+    plain = resource_metadata(config(tls=served | {"client_cert": "none"}))
+    assert "tls_client_certificate_bound_access_tokens" not in plain
+    assert plain["dpop_bound_access_tokens_required"] is True
+
+
 def test_an_audience_in_a_non_canonical_spelling_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
         resource_metadata(config(audience="https://MCP.example.org:443/mcp"))
@@ -62,6 +74,11 @@ def test_challenges() -> None:
     _, dpop = (value.decode() for _, value in challenges(url, "dpop.replayed", 'a "quoted"\n'))
     assert 'error="invalid_dpop_proof"' in dpop
     assert "error_description=\"a 'quoted''\"" in dpop
+    bearer, dpop = (value.decode() for _, value in challenges(url, "mtls.cert_mismatch", "x"))
+    assert bearer == (
+        f'Bearer resource_metadata="{url}", error="invalid_token", error_description="x"'
+    )
+    assert dpop == f'DPoP algs="ES256 EdDSA", resource_metadata="{url}"'  # not its error
 
 
 @pytest.mark.parametrize(
@@ -71,6 +88,8 @@ def test_challenges() -> None:
         ("dpop.htu", "invalid_dpop_proof"),
         ("token.expired", "invalid_token"),
         ("auth.scheme", "invalid_token"),
+        ("mtls.cert_missing", "invalid_token"),
+        ("mtls.cert_malformed", "invalid_token"),
     ],
 )
 def test_oauth_errors(reason: str, error: str | None) -> None:

@@ -11,6 +11,12 @@ annotations, flattened arguments). Any other request (initialize, tools/list,
 notifications, the GET stream, DELETE) is authenticated the same way, against a live
 task. The MCP session is bound to the task that opened it. Without credentials: 401 and
 the RFC 9728 metadata URL.
+
+A certificate-bound task token (RFC 8705 ``cnf.x5t#S256``) is checked against the
+request's client certificate (:mod:`zerolane.gateway.client_cert`: the TLS connection
+the gateway serves itself, or a trusted proxy's header, as ``[tls]`` configures) and
+needs no DPoP proof; it may come as ``Authorization: Bearer`` when there is a
+certificate. A ``cnf.jkt`` token always needs its proof, whatever certificate comes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from zerolane.audit.events import Actor
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.core import Enforcement, live_task
@@ -42,7 +49,7 @@ from zerolane.gateway.mcp.messages import (
 )
 from zerolane.gateway.mcp.metadata import challenges, metadata_url, send_json
 from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
-from zerolane.tasks.auth import bearer_of
+from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
@@ -79,6 +86,7 @@ class Enforcer:
         self._audience = config.audience
         self._metadata_url = metadata_url(config)
         self._max_body = config.max_body_bytes
+        self._certs = ClientCertSource(config.tls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,7 +95,12 @@ class Enforcer:
         method = str(scope["method"]).upper()
         headers = Headers(scope=scope)
         try:
-            token = bearer_of(headers.get("authorization"))
+            # the connection's certificate, or a trusted proxy's header (else none)
+            cert = self._certs.from_scope(scope)
+            authorizations = headers.getlist("authorization")
+            if len(authorizations) > 1:
+                raise Unauthenticated("auth.multiple", "send exactly one Authorization header")
+            token = token_of(authorizations[0] if authorizations else None, client_cert=cert)
             proofs = headers.getlist("dpop")
             if len(proofs) > 1:
                 raise Unauthenticated("dpop.multiple", "send exactly one DPoP proof")
@@ -95,9 +108,9 @@ class Enforcer:
             body = await read_body(receive, self._max_body) if method == "POST" else b""
             message = tool_call_of(body) if method == "POST" else None
             if message is None:
-                state = await self._authenticate(token, proof, method)
+                state = await self._authenticate(token, proof, method, cert)
             else:
-                state = await self._decide(token, proof, message)
+                state = await self._decide(token, proof, message, cert)
         except Unauthenticated as err:
             await send_json(
                 send,
@@ -133,16 +146,25 @@ class Enforcer:
         scope["auth"] = AuthCredentials([])
         await self.app(scope, replaying(body, receive) if method == "POST" else receive, send)
 
-    async def _authenticate(self, token: str, proof: str | None, method: str) -> RequestState:
-        claims = await anyio.to_thread.run_sync(self._holder, token, proof, method)
+    async def _authenticate(
+        self, token: str, proof: str | None, method: str, cert: bytes | None
+    ) -> RequestState:
+        claims = await anyio.to_thread.run_sync(self._holder, token, proof, method, cert)
         return RequestState(task_id=claims.task_id, claims=claims)
 
-    def _holder(self, token: str, proof: str | None, method: str) -> TaskTokenClaims:
+    def _holder(
+        self, token: str, proof: str | None, method: str, cert: bytes | None
+    ) -> TaskTokenClaims:
         core = self._core
         subject = "unauthenticated"
         try:
             holder = core.authenticator.task_holder(
-                token, proof, method=method, url=self._url, audience=self._audience
+                token,
+                proof,
+                method=method,
+                url=self._url,
+                audience=self._audience,
+                client_cert=cert,
             )
             subject = holder.claims.subject
             if method != "DELETE":  # ending a session is allowed after the task ended
@@ -168,13 +190,16 @@ class Enforcer:
             log.warning("MCP refusal %s could not be audited", err.reason)
 
     async def _decide(
-        self, token: str, proof: str | None, message: ToolCallMessage
+        self, token: str, proof: str | None, message: ToolCallMessage, cert: bytes | None
     ) -> RequestState:
         route = self._catalog.routes().get(message.name)
-        decision = await anyio.to_thread.run_sync(self._decide_sync, token, proof, message, route)
+        decision = await anyio.to_thread.run_sync(
+            self._decide_sync, token, proof, message, route, cert
+        )
         if decision.status == 401:
             reason = decision.reasons[0] if decision.reasons else "auth.invalid"
-            raise Unauthenticated(reason, "the task token or its DPoP proof was refused")
+            refused = "client certificate" if reason.startswith("mtls.") else "DPoP proof"
+            raise Unauthenticated(reason, f"the task token or its {refused} was refused")
         if decision.task_id is None:
             reason = decision.reasons[0] if decision.reasons else "decision.deny"
             raise _Refused(decision.status, reason, "refused")
@@ -182,7 +207,12 @@ class Enforcer:
         return RequestState(task_id=decision.task_id, call=call)
 
     def _decide_sync(
-        self, token: str, proof: str | None, message: ToolCallMessage, route: ToolRoute | None
+        self,
+        token: str,
+        proof: str | None,
+        message: ToolCallMessage,
+        route: ToolRoute | None,
+        cert: bytes | None = None,
     ) -> Decision:
         """One decision, whose own audit event also records the call (its arguments too,
         allowed or denied): an event that cannot be written denies (``audit.write``)."""
@@ -196,6 +226,7 @@ class Enforcer:
             audience=self._audience,
             mcp=route.mcp_facts(message.arguments) if route else None,
             details=call_details(message, route),
+            client_cert=cert,
         )
         return self._core.decider.decide(token, proof, request)
 

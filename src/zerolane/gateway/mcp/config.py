@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from zerolane.config import TlsConfig
 from zerolane.errors import InvalidInput
+from zerolane.gateway.config import parse_gateway_tls
 from zerolane.types import Sensitivity
 
 #: server names and prefixes become part of actions and resources: keep them plain
@@ -64,11 +66,21 @@ class GatewayConfig:
     audience: str = ""
     resource_name: str = "zerolane MCP gateway"
     max_body_bytes: int = DEFAULT_MAX_BODY
+    #: TLS served here, and where client certificates come from (RFC 8705)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     @property
     def endpoint(self) -> str:
         """The URL agents POST to (and name in their DPoP proofs)."""
         return self.public_url + self.path
+
+    @property
+    def client_certificates(self) -> bool:
+        """True when requests can carry a client certificate (certificate-bound tokens):
+        TLS served here asking for one, or a trusted proxy's header."""
+        tls = self.tls
+        served = tls.serves_tls and tls.client_cert != "none"
+        return served or tls.client_cert_header is not None
 
 
 class _Table:
@@ -197,7 +209,8 @@ def _servers(value: object, base: Path) -> tuple[UpstreamConfig, ...]:
 
 
 def parse_gateway_config(doc: object, base: Path | None = None) -> GatewayConfig:
-    """Validate a parsed TOML document; relative ``cwd`` values are taken from ``base``."""
+    """Validate a parsed TOML document; relative ``cwd`` values and ``[tls]`` files are
+    taken from ``base``."""
     table = _Table(doc, "")
     listen = _Table(table.take("listen", dict, {}), "listen.")
     host = listen.take("host", str, "127.0.0.1")
@@ -218,16 +231,19 @@ def parse_gateway_config(doc: object, base: Path | None = None) -> GatewayConfig
     max_body = table.take("max_body_bytes", int, DEFAULT_MAX_BODY)
     if not 1024 <= max_body <= 64 * 1024 * 1024:
         raise InvalidInput("config.max_body_bytes", "max_body_bytes must be 1 KiB..64 MiB")
+    base = base or Path.cwd()
+    tls = parse_gateway_tls(table.take("tls", dict, {}), base)
     config = GatewayConfig(
         public_url=public_url,
         authorization_servers=servers,
-        servers=_servers(table.doc.pop("servers", None), base or Path.cwd()),
+        servers=_servers(table.doc.pop("servers", None), base),
         host=host,
         port=port,
         path=path,
         audience=audience,
         resource_name=table.take("resource_name", str, "zerolane MCP gateway"),
         max_body_bytes=max_body,
+        tls=tls,
     )
     table.done()
     return config

@@ -3,7 +3,9 @@
 Per the MCP authorization spec, a client that calls without (valid) credentials gets a
 401 whose ``WWW-Authenticate`` names the metadata URL; the metadata names the resource
 (the audience its tokens must carry, RFC 8707) and the authorization servers (the
-zerolane control plane), and says tokens must be DPoP-bound (RFC 9449).
+zerolane control plane), and says tokens must be sender-constrained: DPoP-bound
+(RFC 9449), or, where the gateway reads client certificates (``[tls]``), bound to the
+client certificate instead (RFC 8705, ``tls_client_certificate_bound_access_tokens``).
 """
 
 from __future__ import annotations
@@ -32,14 +34,18 @@ def resource_metadata(config: GatewayConfig) -> dict[str, object]:
     """The RFC 9728 document, validated by the SDK's model, with URLs as configured.
 
     An audience the model would spell differently (case, default port) is refused:
-    clients compare it with the resource they asked tokens for.
+    clients compare it with the resource they asked tokens for. Where the gateway reads
+    client certificates, certificate-bound tokens are accepted too (RFC 9728 section 2):
+    DPoP is then no longer the only binding (``dpop_bound_access_tokens_required``).
     """
+    mtls = config.client_certificates
     metadata = ProtectedResourceMetadata(
         resource=AnyHttpUrl(config.audience),
         authorization_servers=[AnyHttpUrl(url) for url in config.authorization_servers],
         bearer_methods_supported=["header"],
         dpop_signing_alg_values_supported=list(ALGORITHMS),
-        dpop_bound_access_tokens_required=True,
+        dpop_bound_access_tokens_required=not mtls,
+        tls_client_certificate_bound_access_tokens=True if mtls else None,
         authorization_details_types_supported=[DETAILS_TYPE],
         resource_name=config.resource_name,
     )
@@ -71,7 +77,8 @@ def metadata_routes(config: GatewayConfig) -> list[Route]:
 
 
 def oauth_error(reason: str) -> str | None:
-    """The RFC 6750 / RFC 9449 error code of a credential refusal (None: none was sent)."""
+    """The RFC 6750 / RFC 9449 error code of a credential refusal (None: none was sent);
+    ``mtls.*`` (a certificate-bound token, RFC 8705) is ``invalid_token``."""
     if reason == "auth.missing":
         return None
     if reason.startswith("dpop."):
@@ -84,13 +91,18 @@ def _quoted(text: str) -> str:
 
 
 def challenges(url: str, reason: str, description: str) -> list[tuple[bytes, bytes]]:
-    """``WWW-Authenticate`` headers: Bearer (what MCP clients look for) and DPoP."""
+    """``WWW-Authenticate`` headers: Bearer (what MCP clients look for) and DPoP.
+
+    A certificate-bound token's refusal (``mtls.*``) is a Bearer token's (RFC 8705 tokens
+    travel as Bearer): the error goes on the Bearer challenge only.
+    """
     params = [f"resource_metadata={_quoted(url)}"]
     error = oauth_error(reason)
     if error is not None:
         params += [f"error={_quoted(error)}", f"error_description={_quoted(description)}"]
+    dpop = params[:1] if reason.startswith("mtls.") else params
     algs = _quoted(" ".join(ALGORITHMS))
-    values = [f"Bearer {', '.join(params)}", f"DPoP algs={algs}, {', '.join(params)}"]
+    values = [f"Bearer {', '.join(params)}", f"DPoP algs={algs}, {', '.join(dpop)}"]
     return [(b"www-authenticate", value.encode()) for value in values]
 
 
