@@ -214,3 +214,81 @@ def test_sse_data_lines_join_and_other_events_are_skipped() -> None:
     stream = b"id: 1\ndata:x\ndata: y\n\nevent: ping\ndata: no\n\nretry: 5\n: c\n\ndata: z\n\n"
     assert messages(stream) == [b"x\ny", b"z"]
     assert messages(b"data: unfinished") == []  # no blank line: never dispatched
+
+
+def test_a_reply_to_the_servers_ping_that_cannot_connect_is_not_not_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The call reached the server (its stream is open): a failure to send the answer to
+    the server's own ping must not make the call look never delivered (sent again)."""
+    post = HttpSession._post
+
+    async def no_connection_for_replies(
+        self: HttpSession, message: dict[str, Any]
+    ) -> aiohttp.ClientResponse:
+        if "method" not in message:
+            raise NotDelivered("connect", "refused")
+        return await post(self, message)
+
+    monkeypatch.setattr(HttpSession, "_post", no_connection_for_replies)
+
+    async def on_call(request: StubRequest) -> StubReply:
+        ping = {"jsonrpc": "2.0", "id": "srv-1", "method": "ping"}
+        return StubReply(chunks=[*sse(ping), *sse(answered(request))])
+
+    async def use(session: HttpSession) -> None:
+        await session.call_tool("read_report", {}, None)
+
+    with pytest.raises(MCPError, match="reply to the upstream failed") as caught:
+        run(on_call, use)
+    assert not isinstance(caught.value, NotDelivered)
+    assert caught.value.code == CONNECTION_CLOSED  # the session is renewed, the call not
+
+
+def test_an_sse_event_of_empty_data_lines_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty ``data:`` lines grow the event too (each adds a line feed): no endless growth."""
+    monkeypatch.setattr("zerolane.gateway.mcp.streamable.MAX_MESSAGE_BYTES", 1000)
+    with pytest.raises(MCPError, match="too large"):
+        messages(b"data:\n" * 2000)
+
+
+def test_a_reply_to_the_server_waits_for_a_connection_only_so_long() -> None:
+    """The stream holds a connection while the reply needs another: with the pool full
+    (here of one; of 100 under load) the reply must not wait for ever, holding the pool."""
+
+    async def on_call(request: StubRequest) -> StubReply:
+        ping = {"jsonrpc": "2.0", "id": "srv-1", "method": "ping"}
+        return StubReply(chunks=[*sse(ping), *sse(answered(request))], end_after=30)
+
+    async def main() -> Any:
+        async with StubUpstream(stub_mcp(on_call)) as stub:
+            connector = aiohttp.TCPConnector(limit=1)
+            async with (
+                aiohttp.ClientSession(connector=connector) as http,
+                anyio.create_task_group() as tasks,
+            ):
+                session = HttpSession(stub.url, http, tasks, CLIENT_INFO)
+                await session.initialize()
+                with anyio.fail_after(5):
+                    result = await session.call_tool("read_report", {}, None)
+            return result
+
+    assert text(anyio.run(main)) == "Q3 revenue"
+
+
+def test_the_answer_to_a_notification_is_read_only_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body answering a notification is bounded like any answer (no endless buffering)."""
+    monkeypatch.setattr("zerolane.gateway.mcp.streamable.MAX_MESSAGE_BYTES", 1000)
+    inner = stub_mcp(lambda request: pytest.fail("no call is made"))
+
+    async def handle(request: StubRequest) -> StubReply | None:
+        if request.message.get("method") == "notifications/initialized":
+            return StubReply(status=202, body=b"x" * 5000)
+        return await inner(request)
+
+    async def main() -> None:
+        async with StubUpstream(handle) as stub:
+            await with_session(stub.url, lambda session: session.list_tools())
+
+    with pytest.raises(MCPError, match="too large"):
+        anyio.run(main)

@@ -150,7 +150,7 @@ class HttpSession:
         if params is not None:
             message["params"] = params
         async with await self._post(message) as response:
-            await response.read()
+            await _read(response)
             if response.status >= 400:
                 raise MCPError(types.INTERNAL_ERROR, f"{method} refused: HTTP {response.status}")
 
@@ -236,8 +236,19 @@ class HttpSession:
             reply["result"] = {}
         else:
             reply["error"] = {"code": types.METHOD_NOT_FOUND, "message": "not supported"}
-        async with await self._post(reply) as response:
-            await response.read()
+        # best effort and bounded: the stream holds a connection of the pool, and the
+        # reply may wait for another one (a pool full of such streams never frees one)
+        with anyio.move_on_after(CANCEL_SECONDS) as bounded:
+            try:
+                posted = await self._post(reply)
+            except NotDelivered as err:  # the reply's, not the request's: that one got there
+                raise MCPError(
+                    types.CONNECTION_CLOSED, f"a reply to the upstream failed: {err}"
+                ) from err
+            async with posted as response:
+                await _read(response)
+        if bounded.cancelled_caught:
+            log.info("MCP upstream %s: reply to its request %r not sent", self._url, request["id"])
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:
@@ -287,7 +298,7 @@ async def sse_messages(chunks: AsyncIterable[bytes]) -> AsyncGenerator[bytes, No
             field, _, value = line.partition(b":")
             value = value[1:] if value.startswith(b" ") else value
             if field == b"data":
-                size += len(value)
+                size += len(value) + 1  # its line feed: empty data lines grow it too
                 if size > MAX_MESSAGE_BYTES:
                     raise MCPError(types.INTERNAL_ERROR, "an upstream SSE event is too large")
                 data.append(value)
