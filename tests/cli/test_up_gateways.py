@@ -310,6 +310,48 @@ def test_a_gateway_port_in_use_stops_up_and_no_gateways_serves_the_api(tmp_path:
     assert not (home / PID_FILE).exists()
 
 
+def test_a_second_up_on_a_served_home_is_refused_and_a_stale_pid_file_is_not(
+    tmp_path: Path,
+) -> None:
+    home, _ = _home(tmp_path)
+    first = _up(home, free_port(), "--no-gateways")
+    try:
+        _wait_up(first, home)
+        second = _up(home, free_port(), "--no-gateways")
+        _, stderr = second.communicate(timeout=60)
+        assert second.returncode == 2, stderr
+        assert f"server.running: zerolane up (pid {first.pid}) already serves" in stderr
+        assert (home / PID_FILE).read_text().strip() == str(first.pid)  # left alone
+    finally:
+        code, stderr = _terminate(first)
+    assert code == 0, stderr
+    # the twin: a pid file left by a process that is gone does not stop the next up
+    with subprocess.Popen(["true"]) as gone:
+        gone.wait()
+    (home / PID_FILE).parent.mkdir(exist_ok=True)
+    (home / PID_FILE).write_text(f"{gone.pid}\n")
+    again = _up(home, free_port(), "--no-gateways")
+    try:
+        _wait_up_as(again, home)
+    finally:
+        code, stderr = _terminate(again)
+    assert code == 0, stderr
+
+
+def _wait_up_as(process: subprocess.Popen[str], home: Path) -> None:
+    """Until the pid file names ``process`` (a stale one may be there before)."""
+    deadline = time.monotonic() + 30
+    while not (
+        (home / PID_FILE).exists() and (home / PID_FILE).read_text().strip() == str(process.pid)
+    ):
+        if process.poll() is not None:
+            raise AssertionError(f"up exited {process.returncode}: {process.communicate()[1]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"zerolane up did not start: {process.communicate()[1]}")
+        time.sleep(0.05)
+
+
 def test_up_help_names_the_gateway_options() -> None:
     result = CliRunner().invoke(app, ["up", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 0

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from zerolane.cli.common import HomeOption, console
+from zerolane.cli.pidfile import server_pid
 from zerolane.config import CONFIG_NAME, load_config
 from zerolane.errors import ZerolaneError
 from zerolane.policy.cedar import CedarEngine
@@ -27,7 +28,6 @@ from zerolane.server.deployment import resolve_home
 app = typer.Typer(help="Check, test and reload Cedar policies.", no_args_is_help=True)
 
 POLICIES = "policies"
-PID_FILE = Path("run") / "zerolane.pid"
 
 DirArg = Annotated[
     Path, typer.Argument(help="Folder with schema.cedarschema and *.cedar", show_default=False)
@@ -110,23 +110,6 @@ def run_tests(
         raise typer.Exit(1)
 
 
-def _server_pid(home: Path) -> int | None:
-    """The pid in ``<home>/run/zerolane.pid`` if that process is alive."""
-    try:
-        pid = int((home / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid  # alive, but another user's: the SIGHUP below reports it
-    return pid
-
-
 def _home_policies(root: Path) -> Path:
     """``<home>/policies``, or the ``policy_dir`` the home's config names."""
     if not (root / CONFIG_NAME).is_file():
@@ -145,7 +128,7 @@ def reload(home: HomeOption = None) -> None:
     """
     root = resolve_home(home)
     snapshot = _load(_home_policies(root))
-    pid = _server_pid(root)
+    pid = server_pid(root)
     if pid is None:
         typer.echo(f"ok: {_summary(snapshot)}; no running server, they load at next start")
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -16,10 +15,10 @@ from zerolane.audit.events import Actor
 from zerolane.cli import gateway as http_gateway
 from zerolane.cli import mcp_gateway
 from zerolane.cli.common import HomeOption, err_console
+from zerolane.cli.pidfile import remove_own, server_pid, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
 from zerolane.config import GatewayEntry
-from zerolane.errors import InvalidInput, ZerolaneError
-from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.gateway import mcp
 from zerolane.gateway.config import load_gateway_config
 from zerolane.grants.leases import GrantSweeper
@@ -29,7 +28,6 @@ from zerolane.server.tls import uvicorn_tls
 if TYPE_CHECKING:
     import uvicorn
 
-PID_FILE = Path("run") / "zerolane.pid"
 RELOADER = Actor("system", "policy-reload")
 
 
@@ -129,23 +127,15 @@ def load_gateways(deployment: Deployment) -> list[Gateway]:
     return built
 
 
-def _serve(group: ServerGroup, stop: threading.Event, pid_file: Path, started: list[str]) -> None:
+def _serve(group: ServerGroup, stop: threading.Event, home: Path, started: list[str]) -> None:
     """Bind, start, announce and serve until ``stop`` (or until a server fails)."""
     group.bind()
     if not group.start(stop):
         return  # stopped while starting
-    ensure_private_dir(pid_file.parent)
-    write_private(pid_file, f"{os.getpid()}\n".encode())
+    write_own(home)
     for line in started:
         typer.echo(line, err=True)
     group.wait(stop)
-
-
-def _remove_own(pid_file: Path) -> None:
-    """Remove ``pid_file`` if it names this process (never another ``up``'s)."""
-    with contextlib.suppress(OSError):
-        if pid_file.read_text().strip() == str(os.getpid()):
-            pid_file.unlink()
 
 
 def register(app: typer.Typer) -> None:
@@ -184,6 +174,12 @@ def register(app: typer.Typer) -> None:
         from zerolane.server.app import create_app
 
         path = resolve_home(home)
+        running = server_pid(path)
+        if running is not None and running != os.getpid():
+            raise Conflict(
+                "server.running",
+                f"zerolane up (pid {running}) already serves {path}: stop it first",
+            )
         deployment = Deployment.open(path)
         try:
             gateways = [] if no_gateways else load_gateways(deployment)
@@ -242,19 +238,18 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        pid_file = path / PID_FILE
         failure: ZerolaneError | None = None
         # retries failed grant revocations, revokes grants of ended or expired tasks
         sweeper = GrantSweeper(deployment.grants, deployment.config.grants.retry_interval)
         sweeper.start()
         try:
-            _serve(group, stop, pid_file, started)
+            _serve(group, stop, path, started)
         except ZerolaneError as err:
             failure = type(err)(err.reason, f"{err.message}; nothing is serving")
         finally:
             sweeper.stop()
             group.stop()
-            _remove_own(pid_file)
+            remove_own(path)
             deployment.close()
         if failure is not None:
             raise failure
