@@ -56,6 +56,8 @@ def test_defaults() -> None:
     assert reports.destructive_sensitivity is Sensitivity.CONFIDENTIAL
     assert chat.url == "https://chat.example.org/mcp"
     assert chat.prefix == "chat_"
+    assert reports.call_timeout == chat.call_timeout == 300.0
+    assert parse_gateway_config(server(call_timeout=2.5), Path("/x")).servers[0].call_timeout == 2.5
 
 
 def test_every_setting_is_read() -> None:
@@ -119,6 +121,10 @@ def test_every_setting_is_read() -> None:
         (server(1, prefix=""), "config.duplicate", "prefix"),
         (server(1, url="ftp://chat.example.org/"), "config.url", "url"),
         (server(env={"A": 1}), "config.type", "env.A"),
+        (server(call_timeout=0), "config.range", "call_timeout"),
+        (server(call_timeout=86400), "config.range", "call_timeout"),
+        (server(call_timeout="5m"), "config.type", "call_timeout"),
+        (server(call_timeout=True), "config.type", "call_timeout"),
         (doc(servers=[{"name": "x", "command": "y"}]), "config.missing", "destination"),
     ],
 )

@@ -229,3 +229,48 @@ def test_the_gateway_opens_its_upstream_sessions_at_start_and_ends_them_on_shutd
     assert during == ["POST", "POST", "POST"]  # initialize, initialized, tools/list
     assert [r.method for r in stub.requests] == [*during, "DELETE"]
     assert stub.requests[-1].headers["mcp-session-id"] == SESSION
+
+
+def test_a_call_the_upstream_trickles_forever_is_cut_off_at_its_deadline() -> None:
+    """A server that keeps the answer's stream open (a slow-loris upstream) would hold
+    the call and a pooled connection for ever: past ``call_timeout`` the call fails
+    closed, is never sent again, and the next call gets a fresh session."""
+    stalled: list[int] = []
+
+    async def on_call(request: StubRequest) -> StubReply | None:
+        if not stalled:
+            stalled.append(1)
+            keepalive = b": still working\n\n"
+            return StubReply(chunks=[keepalive] * 3, end_after=30)  # never answers
+        return StubReply(
+            chunks=sse({"jsonrpc": "2.0", "id": request.message["id"], "result": {"content": []}})
+        )
+
+    async def main() -> tuple[StubUpstream, Upstream, float]:
+        async with StubUpstream(stub_mcp(on_call)) as stub:
+            config = UpstreamConfig(name="stub", destination="stub", url=stub.url, call_timeout=0.5)
+            upstream = Upstream(config)
+            elapsed = 0.0
+
+            async def body() -> None:
+                nonlocal elapsed
+                started = anyio.current_time()
+                with pytest.raises(Unavailable) as cut:
+                    await upstream.call_tool("read_report", {}, {})
+                elapsed = anyio.current_time() - started
+                assert cut.value.reason == "upstream.timeout"
+                # the twin: an upstream that answers is answered within the deadline
+                assert (await upstream.call_tool("read_report", {}, {})).content == []
+
+            async with anyio.create_task_group() as group:
+                await group.start(upstream.run)
+                try:
+                    await body()
+                finally:
+                    upstream.stop()
+            return stub, upstream, elapsed
+
+    stub, upstream, elapsed = anyio.run(main)
+    assert 0.4 < elapsed < 5
+    assert len(stub.calls("tools/call")) == 2  # the stalled one once, never again
+    assert upstream.sessions_opened == 2

@@ -26,6 +26,8 @@ PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 DESTINATION = re.compile(r"[A-Za-z0-9._:-]{1,256}")
 DEFAULT_PATH = "/mcp"
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+DEFAULT_CALL_TIMEOUT = 300.0
+MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 0.1, 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,9 @@ class UpstreamConfig:
     destructive_sensitivity: Sensitivity = Sensitivity.CONFIDENTIAL
     #: prepended to the server's tool names in the gateway's tools/list
     prefix: str = ""
+    #: the longest a tools/call may take upstream, start to answer (a server that
+    #: trickles its answer, or never ends it, is cut off and the call fails closed)
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
     tools: dict[str, ToolConfig] = field(default_factory=dict)
 
 
@@ -161,6 +166,17 @@ def _tools(doc: object, where: str) -> dict[str, ToolConfig]:
     return tools
 
 
+def _call_timeout(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("config.type", f"{where} is a number of seconds")
+    if not MIN_CALL_TIMEOUT <= value <= MAX_CALL_TIMEOUT:
+        raise InvalidInput(
+            "config.range",
+            f"{where} is {MIN_CALL_TIMEOUT:g}..{MAX_CALL_TIMEOUT:g} seconds, not {value!r}",
+        )
+    return float(value)
+
+
 def _server(doc: object, index: int, base: Path) -> UpstreamConfig:
     table = _Table(doc, f"servers[{index}].")
     name = _match(SERVER_NAME, table.take("name", str, required=True), table.name("name"))
@@ -187,6 +203,9 @@ def _server(doc: object, index: int, base: Path) -> UpstreamConfig:
         default_sensitivity=default,
         destructive_sensitivity=max(default, destructive),
         prefix=_match(PREFIX, table.take("prefix", str, ""), table.name("prefix")),
+        call_timeout=_call_timeout(
+            table.take("call_timeout", object, DEFAULT_CALL_TIMEOUT), table.name("call_timeout")
+        ),
         tools=_tools(table.take("tools", dict, {}), table.name("tools.")),
     )
     if command is None and server.args:

@@ -269,8 +269,24 @@ class Upstream:
     async def call_tool(
         self, name: str, arguments: Mapping[str, Any] | None, meta: Mapping[str, Any] | None
     ) -> types.CallToolResult:
-        """Call ``name`` upstream (see :meth:`_request` for what a failure raises)."""
-        return await self._request(lambda session: session.call_tool(name, arguments, meta))
+        """Call ``name`` upstream (see :meth:`_request` for what a failure raises), within
+        the server's ``call_timeout``: past it the call is cut off, the session is
+        renewed (the call may still run there) and :class:`Unavailable` is raised."""
+        session: Session | None = None
+
+        async def call(live: Session) -> types.CallToolResult:
+            nonlocal session
+            session = live
+            return await live.call_tool(name, arguments, meta)
+
+        with anyio.move_on_after(self.config.call_timeout):
+            return await self._request(call)
+        if session is not None:
+            self._mark_lost(session)
+        raise Unavailable(
+            "upstream.timeout",
+            f"{self.name}: no answer to {name} within {self.config.call_timeout:g} s",
+        )
 
 
 async def _list_all(session: Session) -> tuple[types.Tool, ...]:
