@@ -7,7 +7,7 @@ through the same group-committing writer as every other write.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -46,22 +46,23 @@ def _lease(row: Any) -> LeaseRecord:
     )
 
 
-class SqliteLeases:
-    """Implements :class:`zerolane.store.ports.LeaseStore`."""
+class _Backend(Protocol):
+    """What the lease methods use of :class:`~zerolane.store.sqlite.SqliteStores`."""
 
-    # provided by SqliteStores
-    def _read(self, sql: str, **params: Any) -> list[Any]:
-        raise NotImplementedError
+    def _read(self, sql: str, **params: Any) -> list[Any]: ...
 
-    def _write(self, op: WriteOp[T], *, key: str | None = None) -> T:
-        raise NotImplementedError
+    def _write(self, op: WriteOp[T], *, key: str | None = None) -> T: ...
 
     def _statement(
         self, sql: str, params: dict[str, Any], conflict: tuple[str, str] | None = None
-    ) -> int:
-        raise NotImplementedError
+    ) -> int: ...
 
-    def add_lease(self, lease: LeaseRecord) -> None:
+
+class SqliteLeases:
+    """Implements :class:`zerolane.store.ports.LeaseStore` on the backend it is mixed into
+    (its methods take that backend, a :class:`_Backend`, as ``self``)."""
+
+    def add_lease(self: _Backend, lease: LeaseRecord) -> None:
         self._statement(
             f"INSERT INTO leases ({_LEASE_COLUMNS}) VALUES (:lease_id, :task_id, "  # noqa: S608
             ":broker, :handle, :state, :created_at, :expires_at, :updated_at, :attempts, "
@@ -83,7 +84,7 @@ class SqliteLeases:
             ("lease.exists", f"lease {lease.lease_id} exists"),
         )
 
-    def get_lease(self, lease_id: str) -> LeaseRecord | None:
+    def get_lease(self: _Backend, lease_id: str) -> LeaseRecord | None:
         rows = self._read(
             f"SELECT {_LEASE_COLUMNS} FROM leases WHERE lease_id = :i",  # noqa: S608
             i=lease_id,
@@ -91,7 +92,7 @@ class SqliteLeases:
         return _lease(rows[0]) if rows else None
 
     def list_leases(
-        self,
+        self: _Backend,
         *,
         task_id: str | None = None,
         state: LeaseState | None = None,
@@ -115,7 +116,7 @@ class SqliteLeases:
         return [_lease(r) for r in rows]
 
     def transition_lease(
-        self,
+        self: _Backend,
         lease_id: str,
         *,
         expected: Sequence[LeaseState],
