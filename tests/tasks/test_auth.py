@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.tasks.conftest import ADMIN, AGENT, ISSUER, OPEN_URL, TD, Agent, World
 from zerolane.errors import Forbidden, Unauthenticated
 from zerolane.identity import svid
-from zerolane.tasks.auth import TaskHolder, WorkloadCaller, bearer_of
+from zerolane.tasks.auth import TaskHolder, WorkloadCaller, bearer_of, request_credentials
 from zerolane.tokens.rfc9068 import DEFAULT_LEEWAY
 from zerolane.types import WorkloadStatus
 
@@ -251,3 +251,23 @@ def test_an_expired_task_token_is_refused(world: World, agent: Agent) -> None:
     with pytest.raises(Unauthenticated) as refused:
         _holder(world, opened.token, world.proof(agent.key, "POST", COMPLETE_URL, opened.token))
     assert refused.value.reason == "token.expired"
+
+
+@pytest.mark.parametrize(
+    ("authorizations", "proofs", "reason"),
+    [
+        (["DPoP a", "DPoP b"], ["p"], "auth.multiple"),
+        (["DPoP a"], ["p", "q"], "dpop.multiple"),
+        ([], [], "auth.missing"),
+        (["Bearer a"], ["p"], "auth.scheme"),  # Bearer only with a client certificate
+    ],
+)
+def test_a_request_carries_at_most_one_token_and_one_proof(
+    authorizations: list[str], proofs: list[str], reason: str
+) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        request_credentials(authorizations, proofs, client_cert=None)
+    assert refused.value.reason == reason
+    # the twins
+    assert request_credentials(["DPoP a"], ["p"], client_cert=None) == ("a", "p")
+    assert request_credentials(["Bearer a"], [], client_cert=b"der") == ("a", None)

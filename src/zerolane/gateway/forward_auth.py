@@ -51,7 +51,7 @@ from zerolane.config import TlsConfig, parse_tls
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.inproc import RequestDecider
-from zerolane.tasks.auth import token_of
+from zerolane.tasks.auth import request_credentials
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9449 import DpopError, normalize_htu
 from zerolane.types import Outcome, Sensitivity
@@ -362,23 +362,20 @@ class ForwardAuth:
             url = self.config.origin + path
             if not _METHOD.fullmatch(method):
                 raise _Refused("forward_auth.headers")
-            if len(request.headers.getlist("authorization")) > 1:
-                raise Unauthenticated("auth.multiple", "one Authorization header")
             # the proxy's header, only from a trusted proxy (mtls.cert_malformed: refused)
             client_cert = self._certs.from_scope(request.scope)
-            token = token_of(request.headers.get("authorization"), client_cert=client_cert)
-            proofs = request.headers.getlist("dpop")
-            if len(proofs) > 1:
-                raise Unauthenticated("dpop.multiple", "one DPoP header")
+            token, proof = request_credentials(
+                request.headers.getlist("authorization"),
+                request.headers.getlist("dpop"),
+                client_cert=client_cert,
+            )
             request_input = self._map(method, url, segments, client_cert)
         except _Refused as refused:
             return await self._refuse(refused.reason, refused.status, method, url)
         except Unauthenticated as err:
             return await self._refuse(err.reason, 401, method, url)
         try:
-            decision = await run_in_threadpool(
-                self._decider.decide, token, proofs[0] if proofs else None, request_input
-            )
+            decision = await run_in_threadpool(self._decider.decide, token, proof, request_input)
         except Exception:  # fail closed: a decider that raises denies
             log.exception("forward-auth: the decider failed")
             return _deny(503, ["decide.error"], None)

@@ -66,6 +66,20 @@ def token_of(authorization: str | None, *, client_cert: bytes | None) -> str:
     return bearer_of(authorization)
 
 
+def request_credentials(
+    authorizations: Sequence[str], proofs: Sequence[str], *, client_cert: bytes | None
+) -> tuple[str, str | None]:
+    """The task token and the DPoP proof (if any) of a request's ``Authorization`` and
+    ``DPoP`` header values: one of each at most (``auth.multiple``, ``dpop.multiple``),
+    the token as :func:`token_of` reads it."""
+    if len(authorizations) > 1:
+        raise Unauthenticated("auth.multiple", "send exactly one Authorization header")
+    if len(proofs) > 1:
+        raise Unauthenticated("dpop.multiple", "send exactly one DPoP proof")
+    token = token_of(authorizations[0] if authorizations else None, client_cert=client_cert)
+    return token, proofs[0] if proofs else None
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadCaller:
     """An authenticated workload: by its JWT-SVID and a DPoP proof (``svid``, ``proof``),

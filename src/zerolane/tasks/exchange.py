@@ -53,6 +53,7 @@ from zerolane.tasks.lifecycle import (
     OpenRequest,
     TaskLifecycle,
     effective_state,
+    live_task,
     user_facts,
 )
 from zerolane.tasks.playbook_registry import PlaybookRegistry
@@ -171,7 +172,7 @@ class TokenExchange:
     ) -> Exchanged:
         claims = holder.claims
         now = self._clock.now()
-        parent = self._live_parent(holder, now)
+        parent = live_task(self._tasks, claims, now)  # the subject token's live task
         playbook = self._playbooks.get(parent.playbook)  # its current delegation rules
         if not playbook.delegable:
             raise Forbidden(
@@ -255,19 +256,6 @@ class TokenExchange:
             self._tasks.end_tree(task_id, TaskState.REVOKED, now, "audit.write", "parent.revoked")
             raise
         return Exchanged(record, token)
-
-    def _live_parent(self, holder: TaskHolder, now: float) -> TaskRecord:
-        """The parent task, when the token is its live token."""
-        claims = holder.claims
-        parent = self._tasks.get_task(claims.task_id)
-        if parent is None:
-            raise Forbidden("task.unknown", "the subject token's task does not exist")
-        if parent.owner != claims.subject or parent.token_jti != claims.jti:
-            raise Forbidden("token.task_mismatch", "the subject token is not its task's token")
-        state = effective_state(parent, now)
-        if state is not TaskState.ACTIVE:
-            raise Forbidden(f"task.{state.value}", f"the parent task is {state.value}")
-        return parent
 
     def _child(
         self, parent: TaskRecord, request: ExchangeRequest, depth: int, now: float

@@ -80,6 +80,19 @@ class OpenedTask:
     token: str
 
 
+def live_task(tasks: TaskStore, claims: TaskTokenClaims, now: float) -> TaskRecord:
+    """The task a verified token is for, when it is still active; else :class:`Forbidden`."""
+    task = tasks.get_task(claims.task_id)
+    if task is None:
+        raise Forbidden("task.unknown", "the token's task does not exist")
+    if task.owner != claims.subject or task.token_jti != claims.jti:
+        raise Forbidden("token.task_mismatch", "the token was not issued for this task")
+    state = effective_state(task, now)
+    if state is not TaskState.ACTIVE:
+        raise Forbidden(f"task.{state.value}", f"task {task.task_id} is {state.value}")
+    return task
+
+
 def effective_state(task: TaskRecord, now: float) -> TaskState:
     """The state a decision sees: an active task past its window is expired."""
     if task.state is TaskState.ACTIVE and now >= task.expires_at:

@@ -37,7 +37,7 @@ from zerolane.errors import InvalidInput, Unauthenticated, Unavailable, Zerolane
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.config import GatewayConfig
-from zerolane.gateway.mcp.core import Enforcement, live_task
+from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.gateway.mcp.messages import (
     Disconnected,
@@ -49,8 +49,9 @@ from zerolane.gateway.mcp.messages import (
 )
 from zerolane.gateway.mcp.metadata import challenges, metadata_url, send_json
 from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
-from zerolane.tasks.auth import token_of
+from zerolane.tasks.auth import request_credentials
 from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tasks.lifecycle import live_task
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
 
@@ -97,14 +98,9 @@ class Enforcer:
         try:
             # the connection's certificate, or a trusted proxy's header (else none)
             cert = self._certs.from_scope(scope)
-            authorizations = headers.getlist("authorization")
-            if len(authorizations) > 1:
-                raise Unauthenticated("auth.multiple", "send exactly one Authorization header")
-            token = token_of(authorizations[0] if authorizations else None, client_cert=cert)
-            proofs = headers.getlist("dpop")
-            if len(proofs) > 1:
-                raise Unauthenticated("dpop.multiple", "send exactly one DPoP proof")
-            proof = proofs[0] if proofs else None
+            token, proof = request_credentials(
+                headers.getlist("authorization"), headers.getlist("dpop"), client_cert=cert
+            )
             body = await read_body(receive, self._max_body) if method == "POST" else b""
             message = tool_call_of(body) if method == "POST" else None
             if message is None:

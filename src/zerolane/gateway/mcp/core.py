@@ -10,15 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from zerolane.audit.log import AuditLog
-from zerolane.errors import Forbidden
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import TaskStore
-from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import Authenticator
 from zerolane.tasks.decisions import Decider
-from zerolane.tasks.lifecycle import effective_state
-from zerolane.tokens.rfc9068 import TaskTokenClaims
-from zerolane.types import Clock, TaskState
+from zerolane.types import Clock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,16 +26,3 @@ class Enforcement:
     audit: AuditLog
     clock: Clock
     internal_destinations: tuple[str, ...] = ()
-
-
-def live_task(tasks: TaskStore, claims: TaskTokenClaims, now: float) -> TaskRecord:
-    """The task a verified token is for, when it is still active; else :class:`Forbidden`."""
-    task = tasks.get_task(claims.task_id)
-    if task is None:
-        raise Forbidden("task.unknown", "the token's task does not exist")
-    if task.owner != claims.subject or task.token_jti != claims.jti:
-        raise Forbidden("token.task_mismatch", "the token was not issued for this task")
-    state = effective_state(task, now)
-    if state is not TaskState.ACTIVE:
-        raise Forbidden(f"task.{state.value}", f"task {task.task_id} is {state.value}")
-    return task

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from zerolane.errors import ZerolaneError
-from zerolane.gateway.mcp.core import Enforcement, live_task
+from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.policy.context import RequestFacts, is_internal, request_policy_request
 from zerolane.tasks.decisions import task_facts
+from zerolane.tasks.lifecycle import live_task
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import TaskState
 
