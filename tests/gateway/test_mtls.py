@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import uvicorn
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.gateway.conftest import ADMIN, AGENT, AUDIENCE, PLAYBOOK, TD, EchoUpstream, gateway_toml
+from tests.gateway.served import Served
 from tests.identity.x509_issuer import server_cert
 from zerolane.cli.background import free_port
 from zerolane.cli.gateway import build_app, tls_options, uvicorn_config
@@ -49,27 +48,6 @@ from zerolane.tokens.rfc9449 import proof_jwk
 
 pytestmark = pytest.mark.e2e
 REPORT = "/finance/reports/q3"
-
-
-class Served:
-    """A uvicorn server in a daemon thread."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @dataclass

@@ -25,8 +25,7 @@ from zerolane.sdk.common import (
     decide_body,
     decision_of,
     dpop_headers,
-    exchange_body,
-    exchange_headers,
+    exchange_request,
     exchanged_grant_of,
     grant_of,
     new_key,
@@ -36,7 +35,6 @@ from zerolane.sdk.common import (
 )
 from zerolane.sdk.mcp_auth import McpAuth
 from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE
-from zerolane.tokens.rfc9449 import make_proof
 
 if TYPE_CHECKING:
     from zerolane.gateway.inproc import InprocDecider, TaskCredentials
@@ -146,22 +144,20 @@ class Task:
         client, with no proof).
         """
         url = self._agent.url("/v1/token")
-        form = exchange_body(
+        form, headers = exchange_request(
+            url,
+            self._agent.key,
             subject_token=self.token,
             subject_token_type=ACCESS_TOKEN_TYPE,
             actor_token=delegate_svid,
+            proven_token=None if self.grant.certificate_bound else self.token,
             authorization_details=authorization_details,
             audience=audience,
             ttl=ttl,
             max_calls=max_calls,
             intent=intent,
         )
-        proof = (
-            None
-            if self.grant.certificate_bound
-            else make_proof(self._agent.key, method="POST", url=url, access_token=self.token)
-        )
-        response = self.http.post(url, content=form, headers=exchange_headers(proof))
+        response = self.http.post(url, content=form, headers=headers)
         return exchanged_grant_of(check(response))
 
     def complete(self) -> None:
@@ -325,10 +321,13 @@ class Agent:
         if self.svid is None:
             raise RuntimeError("attest first: a task is opened with the agent's SVID")
         url = self.url("/v1/token")
-        form = exchange_body(
+        form, headers = exchange_request(
+            url,
+            self.key,
             subject_token=id_token,
             subject_token_type=ID_TOKEN_TYPE,
             actor_token=self.svid.token,
+            proven_token=self.svid.token,
             authorization_details=authorization_details,
             audience=audience,
             ttl=ttl,
@@ -336,8 +335,7 @@ class Agent:
             intent=intent,
             playbook=playbook,
         )
-        proof = make_proof(self.key, method="POST", url=url, access_token=self.svid.token)
-        response = self.http.post(url, content=form, headers=exchange_headers(proof))
+        response = self.http.post(url, content=form, headers=headers)
         return Task(self, exchanged_grant_of(check(response)))
 
     def close(self) -> None:

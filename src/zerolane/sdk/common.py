@@ -207,19 +207,25 @@ def grant_of(body: Mapping[str, Any]) -> TaskGrant:
     )
 
 
-def exchange_body(
+def exchange_request(
+    url: str,
+    key: ec.EllipticCurvePrivateKey,
     *,
     subject_token: str,
     subject_token_type: str,
     actor_token: str,
+    proven_token: str | None,
     authorization_details: Sequence[Mapping[str, Any]] | None = None,
     audience: Sequence[str] | None = None,
     ttl: int | None = None,
     max_calls: int | None = None,
     intent: str | None = None,
     playbook: str | None = None,
-) -> bytes:
-    """The form body of an RFC 8693 token exchange at ``POST /v1/token``."""
+) -> tuple[bytes, dict[str, str]]:
+    """The form body and headers of an RFC 8693 token exchange at ``url``
+    (``POST /v1/token``). The DPoP proof is by ``key`` and bound to ``proven_token``
+    (the parent task token, or the agent's SVID); ``None`` for a certificate-bound
+    parent token, which the connection's certificate proves instead."""
     request = ExchangeRequest(
         subject_token=subject_token,
         subject_token_type=subject_token_type,
@@ -234,16 +240,10 @@ def exchange_body(
         intent=intent,
         playbook=playbook,
     )
-    return urlencode(exchange_form(request)).encode()
-
-
-def exchange_headers(proof: str | None) -> dict[str, str]:
-    """The headers of a token exchange (the body is a form) with its DPoP ``proof``;
-    ``None`` for a certificate-bound parent token (the connection carries the cert)."""
     headers = {"Content-Type": FORM_TYPE}
-    if proof is not None:
-        headers["DPoP"] = proof
-    return headers
+    if proven_token is not None:
+        headers["DPoP"] = make_proof(key, method="POST", url=url, access_token=proven_token)
+    return urlencode(exchange_form(request)).encode(), headers
 
 
 def exchanged_grant_of(body: Mapping[str, Any]) -> TaskGrant:

@@ -15,8 +15,6 @@ token still needs its proof whatever certificate comes with it.
 from __future__ import annotations
 
 import ssl
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.gateway.mcp.conftest import ACTIONS, ADMIN, AGENT, PLAYBOOK, TD
 from tests.gateway.mcp.harness import HttpUpstream, calls, read_log
 from tests.gateway.mcp.test_gateway_e2e import INITIALIZE, MCP_HEADERS, text_of
+from tests.gateway.served import Served
 from tests.identity.x509_issuer import server_cert
 from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import build_app, tls_options, uvicorn_config
@@ -59,27 +58,6 @@ TOOL_CALL = {
 }
 #: what the playbook and ACTIONS let a task call: never delete_report
 CALLABLE = ["post_message", "read_report"]
-
-
-class Served:
-    """A uvicorn server in a daemon thread (started: its lifespan connected upstreams)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 @dataclass
