@@ -329,16 +329,15 @@ def test_a_disk_write_failure_at_commit_is_unavailable(
     store: SqliteStores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.add_workload(workload(0))  # the writer has its connection now
-    conn = writer_of(store)._conn
-    assert conn is not None
+    writer = writer_of(store)
 
-    def failing_commit() -> None:
+    def failing_commit(_conn: object) -> None:
         raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
 
     entered, release = threading.Event(), threading.Event()
     held = writer_of(store).submit(lambda _: entered.set() or release.wait(WAIT))
     assert entered.wait(WAIT)
-    monkeypatch.setattr(conn, "commit", failing_commit)
+    monkeypatch.setattr(writer, "_commit", failing_commit)
     ops = [
         in_thread(lambda: store.add_workload(workload(1))),
         in_thread(lambda: store.append_events([unsealed(1)], seal)),

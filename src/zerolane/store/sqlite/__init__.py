@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import threading
+from collections import namedtuple
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -234,11 +236,15 @@ class SqliteStores(SqliteLeases):
     def _write(self, op: WriteOp[T], *, key: str | None = None) -> T:
         """Run ``op`` in the writer's next batch; return once that batch committed.
         ``key``: the task the op changes (see :meth:`get_task`)."""
+        return self._wait(self._writer.submit(op, key=key))
+
+    def _wait(self, future: Future[T]) -> T:
+        """:meth:`_write`'s answer for a write submitted apart."""
         try:
-            return self._writer.run(op, key=key)
+            return self._writer.wait(future)
         except IntegrityError:
             raise
-        except SQLAlchemyError as err:
+        except (SQLAlchemyError, sqlite3.Error) as err:
             raise Unavailable("store.write", "the database could not be written") from err
 
     def _statement(
@@ -367,7 +373,7 @@ class SqliteStores(SqliteLeases):
             return []
         try:
             return self._writer.run(_append_op(list(events), seal))
-        except (SQLAlchemyError, Unavailable) as err:
+        except (SQLAlchemyError, sqlite3.Error, Unavailable) as err:
             raise Unavailable("audit.write", "the audit event could not be recorded") from err
 
     def append_events_later(self, events: Sequence[dict[str, object]], seal: Sealer) -> None:
@@ -485,7 +491,7 @@ class SqliteStores(SqliteLeases):
         )
         return self._write(lambda conn: _spend(conn, params), key=task_id)
 
-    def spend_call_recorded(
+    def submit_spend_call_recorded(
         self,
         task_id: str,
         *,
@@ -496,7 +502,7 @@ class SqliteStores(SqliteLeases):
         seal: Sealer,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
-    ) -> TaskRecord | None:
+    ) -> _Pending[TaskRecord | None]:
         params = _spend_params(
             task_id, expected_calls_used, touched, now, expected_max_calls, expected_touched
         )
@@ -508,7 +514,7 @@ class SqliteStores(SqliteLeases):
                 append(conn)  # raising rolls this op (the spend too) back to its savepoint
             return spent
 
-        return self._write(op, key=task_id)
+        return _Pending(self, self._writer.submit(op, key=task_id))
 
     # the delegation tree
     def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
@@ -554,6 +560,19 @@ class SqliteStores(SqliteLeases):
         return self._write(op, key=task_id)
 
 
+class _Pending(Generic[T]):
+    """A queued write of this store (see :class:`~zerolane.store.ports.PendingWrite`)."""
+
+    __slots__ = ("_future", "_store")
+
+    def __init__(self, store: SqliteStores, future: Future[T]) -> None:
+        self._store = store
+        self._future = future
+
+    def result(self) -> T:
+        return self._store._wait(self._future)
+
+
 _SET_WORKLOAD_STATUS = text(
     "UPDATE workloads SET status = :st, updated_at = :at WHERE spiffe_id = :s "  # noqa: S608
     f"RETURNING {_WORKLOAD_COLUMNS}"
@@ -571,7 +590,10 @@ _END_TASK = text(
     "WHERE task_id = :t AND state IN ('active', 'suspended') "
     f"RETURNING {_TASK_COLUMNS}"
 )
-_SPEND_CALL = text(
+# The statements of an allowed request's write (the spend and its audit event) are
+# plain strings run on the driver's connection (:func:`_driver`): SQLAlchemy's execution
+# machinery cost more CPU than SQLite's own work on this path.
+_SPEND_CALL = (
     "UPDATE tasks SET calls_used = calls_used + 1, "  # noqa: S608
     "touched = CASE WHEN touched < :touched THEN :touched ELSE touched END "
     "WHERE task_id = :t AND state = 'active' AND calls_used = :expected "
@@ -579,8 +601,8 @@ _SPEND_CALL = text(
     "AND calls_used < max_calls AND expires_at > :now "
     f"RETURNING {_TASK_COLUMNS}"
 )
-_AUDIT_HEAD = text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-_AUDIT_INSERT = text(
+_AUDIT_HEAD = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+_AUDIT_INSERT = (
     f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES "  # noqa: S608
     "(:seq, :event_id, :time, :kind, :outcome, :body, :prev_hash, :hash)"
 )
@@ -604,15 +626,29 @@ def _spend_params(
     }
 
 
+def _driver(conn: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under the writer's SQLAlchemy connection (same transaction)."""
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, sqlite3.Connection):  # pragma: no cover - never pooled so
+        raise Unavailable("store.write", "the write connection is not a sqlite3 connection")
+    return driver
+
+
+#: a task row as the driver returns it, read by name like SQLAlchemy's rows
+_TaskRow = namedtuple("_TaskRow", _TASK_COLUMNS)  # type: ignore[misc]
+
+
 def _spend(conn: Connection, params: dict[str, Any]) -> TaskRecord | None:
     """The spend's compare-and-set; when it raised ``touched`` (or may have: no
     expected value given), the rest of the task's delegation tree is raised with it."""
-    spent = _task_or_none(conn.execute(_SPEND_CALL, params).first())
-    if spent is None:
+    driver = _driver(conn)
+    row = driver.execute(_SPEND_CALL, params).fetchone()
+    if row is None:
         return None
+    spent = _task(_TaskRow._make(row))
     expected = params["et"]
     if expected is None or spent.touched > expected:
-        conn.execute(_TAINT_TREE, {"t": spent.task_id, "touched": spent.touched})
+        driver.execute(_TAINT_TREE, {"t": spent.task_id, "touched": spent.touched})
     return spent
 
 
@@ -671,7 +707,7 @@ _END_DESCENDANTS = text(
     "WHERE task_id IN (SELECT id FROM tree) AND state IN ('active', 'suspended') "
     f"RETURNING {_TASK_COLUMNS}"
 )
-_TAINT_TREE = text(
+_TAINT_TREE = (
     "WITH RECURSIVE up(id, parent) AS ("
     "SELECT task_id, parent_id FROM tasks WHERE task_id = :t "
     "UNION SELECT tasks.task_id, tasks.parent_id FROM tasks JOIN up ON tasks.task_id = up.parent"
@@ -695,15 +731,16 @@ def _append_op(events: list[dict[str, object]], seal: Sealer) -> WriteOp[list[Au
     """
 
     def op(conn: Connection) -> list[AuditRecord]:
-        head = conn.execute(_AUDIT_HEAD).first()
-        seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        driver = _driver(conn)
+        head = driver.execute(_AUDIT_HEAD).fetchone()
+        seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
         sealed: list[AuditRecord] = []
         for unsealed in events:
             seq += 1
             record = seal(unsealed, seq, prev_hash)
             sealed.append(record)
             prev_hash = record.hash
-        conn.execute(
+        driver.executemany(
             _AUDIT_INSERT,
             [
                 {

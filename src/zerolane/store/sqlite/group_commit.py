@@ -151,7 +151,11 @@ class GroupCommitWriter:
 
     def run(self, op: WriteOp[T], *, key: str | None = None) -> T:
         """Run ``op`` in the next batch and return its result (or raise its error)."""
-        future = self.submit(op, key=key)
+        return self.wait(self.submit(op, key=key))
+
+    def wait(self, future: Future[T]) -> T:
+        """The result of a submitted op once its batch committed (or its error);
+        ``Unavailable`` (``store.timeout``) after ``wait_seconds``."""
         try:
             return future.result(timeout=self._wait)
         except TimeoutError:
@@ -265,10 +269,14 @@ class GroupCommitWriter:
     def _execute(self, batch: list[_Pending[Any]]) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction; raise if it could not be committed."""
         conn = self._connection()
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-        # savepoints go straight to the driver: two per op, on the hot path
+        # BEGIN, the savepoints (two per op) and COMMIT go straight to the driver: they
+        # are on every allowed request's path. SQLite runs in autocommit mode
+        # (isolation_level None), so SQLAlchemy begins nothing of its own; an op that
+        # used SQLAlchemy's execution leaves it holding a transaction, and then its
+        # commit() (which COMMITs on the driver) also closes its own bookkeeping.
         driver = conn.connection.driver_connection
         assert driver is not None
+        driver.execute("BEGIN IMMEDIATE")
         outcomes: list[tuple[bool, Any]] = []
         for pending in batch:
             driver.execute("SAVEPOINT op")
@@ -283,8 +291,18 @@ class GroupCommitWriter:
             else:
                 driver.execute("RELEASE SAVEPOINT op")
                 outcomes.append((True, result))
-        conn.commit()
+        self._commit(conn)
         return outcomes
+
+    @staticmethod
+    def _commit(conn: Connection) -> None:
+        """COMMIT the batch (through SQLAlchemy when an op left it a transaction)."""
+        if conn.in_transaction():
+            conn.commit()
+            return
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("COMMIT")
 
     def _abandon(self) -> None:
         """Roll back what is left of a failed batch; reconnect next time if that fails."""
