@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import zerolane.tasks.decisions as decisions
+from tests.store.test_group_commit import WAIT, holding, in_thread, queued
 from tests.tasks.conftest import AGENT, FINANCE, SLACK, Agent, World, build_world
 from zerolane.audit.log import AuditLog
 from zerolane.store.ports import RecordedSpendStore
@@ -177,3 +178,62 @@ def test_a_policy_on_the_budget_sees_a_carve_made_elsewhere(
     assert world.ask(agent, opened.token).allowed
     assert seen == [6, 2]  # the stale guess lost its spend; decided again on 6 - 4
     assert world.task(opened.task.task_id).calls_used == 2
+
+
+def test_requests_of_one_task_queue_their_spends_behind_one_in_flight(
+    world: World, agent: Agent
+) -> None:
+    """While one allow's write waits for its commit, the task's next requests are
+    decided on the record as it will be and queued behind it: the three writes are
+    queued together (before, each waited for the one ahead to commit), and all three
+    commit in one batch with the budget and the audit chain exact."""
+    opened = world.open(agent, max_calls=3)
+    url = f"https://{FINANCE}/finance/q3"
+    proofs = [world.proof(agent.key, "GET", url, opened.token) for _ in range(4)]
+    store = sqlite(world)
+    with holding(store):
+        asks = [in_thread(lambda p=p: world.ask(agent, opened.token, proof=p)) for p in proofs[:3]]
+        queued(store, 3)
+        assert not any(ask.done() for ask in asks)  # nothing answered before its commit
+    assert all(ask.result(WAIT).allowed for ask in asks)
+    assert world.task(opened.task.task_id).calls_used == 3
+    successes = [e for e in world.events("decision") if e["outcome"] == "success"]
+    assert len(successes) == 3
+    assert world.deployment.audit.verify()[1] is None
+    # the budget still holds: the fourth is refused
+    last = world.ask(agent, opened.token, proof=proofs[3])
+    assert (last.allowed, last.reasons) == (False, ("task.budget_exhausted",))
+
+
+def test_a_request_queued_behind_a_write_that_fails_is_decided_again(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first allow's event cannot be stored (its write is undone: 503); the second
+    request, decided on the record as the first would have left it, loses its
+    compare-and-set and is decided again on what is stored: allowed, one call spent."""
+    opened = world.open(agent)
+    url = f"https://{FINANCE}/finance/q3"
+    first_proof, second_proof = (world.proof(agent.key, "GET", url, opened.token) for _ in "12")
+    calls = [0]
+    real_seal = decisions.seal
+
+    def seal_failing_once(*args: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise OSError("disk full")
+        return real_seal(*args)
+
+    monkeypatch.setattr(decisions, "seal", seal_failing_once)
+    store = sqlite(world)
+    with holding(store):
+        first = in_thread(lambda: world.ask(agent, opened.token, proof=first_proof))
+        queued(store, 1)
+        second = in_thread(lambda: world.ask(agent, opened.token, proof=second_proof))
+        queued(store, 2)  # decided on the first's outcome, before it is known
+    failed, allowed = first.result(WAIT), second.result(WAIT)
+    assert (failed.allowed, failed.reasons, failed.status) == (False, ("audit.write",), 503)
+    assert allowed.allowed
+    assert world.task(opened.task.task_id).calls_used == 1
+    [success] = [e for e in world.events("decision") if e["outcome"] == "success"]
+    assert success["details"]["decision_id"] == allowed.decision_id
+    assert world.deployment.audit.verify()[1] is None

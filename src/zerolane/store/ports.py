@@ -8,7 +8,7 @@ to the audit chain) are single methods here, never read-then-write in the core.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from zerolane.store.records import (
     AdminCredential,
@@ -25,6 +25,8 @@ from zerolane.store.records import (
     Workload,
 )
 from zerolane.types import TaskState, WorkloadStatus
+
+T_co = TypeVar("T_co", covariant=True)
 
 #: Seals one event: given its unsealed JSON object, the sequence number it gets and the
 #: previous record's hash, returns the record to store. Supplied by the audit layer.
@@ -91,13 +93,26 @@ class PlaybookStore(Protocol):
         """All playbooks, ordered by name."""
 
 
+class PendingWrite(Protocol[T_co]):
+    """A write handed to the store and not yet known to be durable."""
+
+    def result(self) -> T_co:
+        """Wait until it committed and return its result, or raise its error;
+        ``Unavailable`` (``store.timeout``) when the store does not answer in time."""
+        ...
+
+
 @runtime_checkable
 class RecordedSpendStore(Protocol):
     """A store that can spend a call and append its audit events in one durable write
     (one transaction, one commit): a decision's spend and its event are then stored
-    together or not at all, and the request waits for one commit instead of two."""
+    together or not at all, and the request waits for one commit instead of two.
 
-    def spend_call_recorded(
+    The write is queued and the caller waits on it apart, so a decider can decide the
+    next request of the same task while this one's commit is under way (its
+    compare-and-set then expects this spend to have happened)."""
+
+    def submit_spend_call_recorded(
         self,
         task_id: str,
         *,
@@ -108,10 +123,13 @@ class RecordedSpendStore(Protocol):
         seal: Sealer,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
-    ) -> TaskRecord | None:
-        """:meth:`TaskStore.spend_call`, and when it spends, append ``events`` to the
-        audit chain in the same transaction. When the spend fails nothing is appended;
-        when the append fails the spend is undone and the error raised."""
+    ) -> PendingWrite[TaskRecord | None]:
+        """Queue :meth:`TaskStore.spend_call` and, when it spends, the append of
+        ``events`` to the audit chain in the same transaction. Writes queued for the same
+        task run in the order they were queued. When the spend fails nothing is
+        appended (the result is None); when the append fails the spend is undone and
+        the error raised by ``result()``."""
+        ...
 
 
 class TaskStore(Protocol):

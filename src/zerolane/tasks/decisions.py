@@ -13,7 +13,8 @@ task's decisions in this process (:mod:`zerolane.tasks.task_cache`: the
 compare-and-set makes a stale record harmless); over a store that can
 (:class:`~zerolane.store.ports.RecordedSpendStore`, SQLite), an allow's spend and its
 audit event are one write and one commit, so both are durable before the answer, or
-neither is.
+neither is; the task's next request is decided while that write commits and its own
+write queued behind it (see :meth:`Decider._decide`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from zerolane.policy.context import (
     request_policy_request,
 )
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.ports import RecordedSpendStore, TaskStore
+from zerolane.store.ports import PendingWrite, RecordedSpendStore, TaskStore
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import Authenticator, TaskHolder
 from zerolane.tasks.lifecycle import effective_state, user_facts
@@ -199,6 +200,13 @@ def task_facts(task: TaskRecord, state: TaskState) -> TaskFacts:
     )
 
 
+def _after_spend(task: TaskRecord, sensitivity: Sensitivity) -> TaskRecord:
+    """``task`` as the store will hold it once a call of ``sensitivity`` is spent."""
+    return dataclasses.replace(
+        task, calls_used=task.calls_used + 1, touched=max(task.touched, int(sensitivity))
+    )
+
+
 class Decider:
     def __init__(
         self,
@@ -266,43 +274,75 @@ class Decider:
     def _decide(self, pending: _Pending) -> Decision:
         """Decide on the task as last known, spend with a compare-and-set; re-read when
         the spend loses or the answer is a deny (see :mod:`zerolane.tasks.task_cache`).
-        An allow is returned once its spend and its audit event are stored."""
+        An allow is returned once its spend and its audit event are stored.
+
+        Over a store that queues the spend apart (:class:`RecordedSpendStore`), the
+        task's lock is held only until the spend is queued, and the cache then holds
+        the record as it will be once the spend commits: the task's next request is
+        decided on that record and its compare-and-set queued behind this one, so
+        requests of one busy task share commits instead of waiting for each other's.
+        A spend that loses (or fails) empties the task's cache entry, so a request
+        decided on a guess that proved wrong loses its compare-and-set too and is
+        decided again on what is stored."""
         task_id = pending.holder.claims.task_id
-        with self._locks.of(task_id):
-            task = self._cache.get(task_id) if self._revocations_allow_cache() else None
-            fresh = task is None
-            for _ in range(MAX_ATTEMPTS):
-                if task is None:
-                    task, fresh = self._tasks.get_task(task_id), True
-                    if task is None:
+        for _ in range(MAX_ATTEMPTS):
+            with self._locks.of(task_id):
+                task, allowed, now = self._decided(pending)
+                if self._recorded is None:
+                    spent = self._spend(task, pending, allowed, now)
+                    if spent is None:  # another request spent first (or the task ended)
                         self._cache.discard(task_id)
-                        raise _Deny(["task.unknown"])
-                if self._revoked(task):
-                    if not fresh:
-                        task = None  # the bus heard it end: decide on what is stored
                         continue
-                    if task.state is TaskState.ACTIVE:  # heard, not yet in the store
-                        self._cache.discard(task_id)
-                        raise _Deny(["task.revoked"])
-                now = self._clock.now()
-                try:
-                    policies = self._evaluate(pending.holder, task, pending.facts, now)
-                except _Deny:
-                    if fresh:
-                        self._cache.put(task)
-                        raise
-                    task = None  # decided on a guess: decide again on what is stored
-                    continue
-                allowed = _decision(pending.decision_id, pending.holder, (), policies, 200)
-                spent = self._spend(task, pending, allowed, now)
-                if spent is not None:
                     self._cache.put(spent)
-                    if self._on_allowed is not None:  # e.g. a one-shot task ends here
-                        self._on_allowed(spent)
+                    self._allowed(spent)
                     return allowed
-                task = None  # another request spent first (or the task ended): re-read
-            self._cache.discard(task_id)
-            raise _Deny(["task.contention"])
+                write = self._submit(task, pending, allowed, now)
+                self._cache.put(_after_spend(task, pending.facts.sensitivity))
+            try:
+                spent = write.result()
+            except Exception:  # nothing of it was stored (the write is undone as a whole)
+                self._cache.discard(task_id)
+                raise _Deny(["audit.write"], status=503) from None
+            if spent is not None:
+                self._allowed(spent)
+                return allowed
+            self._cache.discard(task_id)  # the guess was wrong: the next one reads
+        self._cache.discard(task_id)
+        raise _Deny(["task.contention"])
+
+    def _decided(self, pending: _Pending) -> tuple[TaskRecord, Decision, float]:
+        """An allow decided on the task as last known, or on a fresh read when there is
+        none or the known record says deny; raises :class:`_Deny`. Under the task's lock."""
+        task_id = pending.holder.claims.task_id
+        task = self._cache.get(task_id) if self._revocations_allow_cache() else None
+        fresh = False
+        while True:
+            if task is None:
+                task, fresh = self._tasks.get_task(task_id), True
+                if task is None:
+                    self._cache.discard(task_id)
+                    raise _Deny(["task.unknown"])
+            if self._revoked(task):
+                if not fresh:
+                    task = None  # the bus heard it end: decide on what is stored
+                    continue
+                if task.state is TaskState.ACTIVE:  # heard, not yet in the store
+                    self._cache.discard(task_id)
+                    raise _Deny(["task.revoked"])
+            now = self._clock.now()
+            try:
+                policies = self._evaluate(pending.holder, task, pending.facts, now)
+            except _Deny:
+                if fresh:
+                    self._cache.put(task)
+                    raise
+                task = None  # decided on a guess: decide again on what is stored
+                continue
+            return task, _decision(pending.decision_id, pending.holder, (), policies, 200), now
+
+    def _allowed(self, spent: TaskRecord) -> None:
+        if self._on_allowed is not None:  # e.g. a one-shot task ends here
+            self._on_allowed(spent)
 
     def _revocations_allow_cache(self) -> bool:
         """False (and the cache emptied) when the watch may have missed a revocation."""
@@ -329,41 +369,46 @@ class Decider:
     def _spend(
         self, task: TaskRecord, pending: _Pending, allowed: Decision, now: float
     ) -> TaskRecord | None:
-        """Spend one call; with a store that can, store the allow's event in the same
-        write. A spend that lost its compare-and-set stores nothing and returns None."""
-        touched = int(pending.facts.sensitivity)
-        if self._recorded is None:
-            spent = self._tasks.spend_call(
-                task.task_id,
-                expected_calls_used=task.calls_used,
-                expected_max_calls=task.max_calls,
-                expected_touched=task.touched,
-                touched=touched,
-                now=now,
-            )
-            if spent is not None:
-                try:
-                    self._audit.record(
-                        **self._event(allowed, pending.holder, pending.facts, pending.request)
-                    )
-                except Unavailable:
-                    raise _Deny(["audit.write"], status=503) from None
-            return spent
+        """Spend one call, then record the allow's event (a store that cannot do both
+        in one write, or an audit log that queues decision events). A spend that lost
+        its compare-and-set records nothing and returns None."""
+        spent = self._tasks.spend_call(
+            task.task_id,
+            expected_calls_used=task.calls_used,
+            expected_max_calls=task.max_calls,
+            expected_touched=task.touched,
+            touched=int(pending.facts.sensitivity),
+            now=now,
+        )
+        if spent is not None:
+            try:
+                self._audit.record(
+                    **self._event(allowed, pending.holder, pending.facts, pending.request)
+                )
+            except Unavailable:
+                raise _Deny(["audit.write"], status=503) from None
+        return spent
+
+    def _submit(
+        self, task: TaskRecord, pending: _Pending, allowed: Decision, now: float
+    ) -> PendingWrite[TaskRecord | None]:
+        """Queue the spend and the allow's event as one write (``_recorded`` is set)."""
+        assert self._recorded is not None
         event = self._audit.event(
             **self._event(allowed, pending.holder, pending.facts, pending.request)
         )
         try:
-            return self._recorded.spend_call_recorded(
+            return self._recorded.submit_spend_call_recorded(
                 task.task_id,
                 expected_calls_used=task.calls_used,
                 expected_max_calls=task.max_calls,
                 expected_touched=task.touched,
-                touched=touched,
+                touched=int(pending.facts.sensitivity),
                 now=now,
                 events=[event.unsealed()],
                 seal=seal,
             )
-        except Exception:  # nothing of it was stored (the write is undone as a whole)
+        except Exception:  # not even queued (the store is closed): nothing was stored
             raise _Deny(["audit.write"], status=503) from None
 
     def _evaluate(

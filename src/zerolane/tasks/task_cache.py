@@ -12,7 +12,10 @@ before it is final, so a stale record cannot refuse a request either.
 The locks serialize one task's decisions within this process (requests of one agent
 racing for the same budget would otherwise mostly lose their compare-and-sets); they
 are re-entrant, and striped so memory stays bounded whatever the number of tasks.
-Other processes' races are still settled by the compare-and-set.
+A decider may hold a lock only until its spend is queued and cache the record as the
+spend will leave it: the next request's compare-and-set is then queued behind, and
+fails (and is decided again) if that spend does not happen. Other processes' races
+are still settled by the compare-and-set.
 """
 
 from __future__ import annotations
