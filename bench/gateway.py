@@ -19,8 +19,10 @@ Every server and every load generator is its own process (all on this machine's 
                ``--seconds`` (throughput), then one connection for ``--light-seconds``
                (latency at light load). For the gateway each request carries the task token
                and a proof signed for it with the agent's key (RFC 9449 proofs are one-time,
-               so a fixed header replay, as wrk would send, is refused). Signing is the
-               client's cost, reported apart: it is excluded from the latencies.
+               so a fixed header replay, as wrk would send, is refused). The proofs of a
+               phase are signed before it starts (3,000 a second of the phase, valid for
+               the proofs' 60 s window): signing is the agent's cost, and on two cores
+               signing during the phase would take CPU from the server under test.
 The gateway is loaded twice: every connection under one task (its requests race for
 the same call budget, a compare-and-set on one row), then connection i under task
 i mod ``--tasks`` (independent tasks, as many agents would be).
@@ -79,6 +81,8 @@ PLAYBOOK: dict[str, Any] = {
     "openers": {"spiffe_ids": [f"spiffe://{TD}/agents/*"]},
 }
 INTENT = "Summarize the quarter's reports"
+#: proofs signed ahead per second of a phase (more than one gateway process answers)
+PROOF_RATE = 3000
 
 
 # --- the processes: upstream, bare proxy, load generators ----------------------------------
@@ -142,10 +146,16 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:
-    """Throughput with ``concurrency`` connections, then latency with one (role ``load``)."""
+    """Throughput with ``concurrency`` connections, then latency with one (role ``load``).
+
+    For the gateway, each phase first signs its proofs (``proof_rate`` a second of the
+    phase, per connection's task), then sends them: signing is the agent's cost and, on
+    a machine of two cores, signing during the phase would take CPU from the server
+    under test. A connection stops when its task's proofs run out (reported as
+    ``ran_dry``; the rate is still answers over elapsed time)."""
     import aiohttp
 
-    signer = None
+    sign = None
     if spec.get("key_pem"):
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -154,31 +164,44 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
         key = load_pem_private_key(spec["key_pem"].encode(), password=None)
         tokens, public = spec["tokens"], spec["public_url"] + PATH
 
-        def signer(worker: int) -> dict[str, str]:
-            token = tokens[worker % len(tokens)]  # connection i works under task i mod K
+        def sign(token: str) -> dict[str, str]:
             proof = make_proof(key, method="GET", url=public, access_token=token)  # type: ignore[arg-type]
             return {"Authorization": f"DPoP {token}", "DPoP": proof}
 
     url = spec["url"] + PATH
 
+    def presign(concurrency: int, seconds: float) -> tuple[list[list[dict[str, str]]], float]:
+        """One pool of signed headers per task; connection i draws from task i mod K."""
+        if sign is None:
+            return [], 0.0
+        used = min(concurrency, len(tokens))
+        per_task = int(spec["proof_rate"] * seconds / used) + 8
+        started = time.perf_counter()
+        pools = [[sign(tokens[k]) for _ in range(per_task)] for k in range(used)]
+        return pools, time.perf_counter() - started
+
     async def phase(concurrency: int, seconds: float) -> dict[str, Any]:
         latencies: list[float] = []
-        signing = [0.0]
         statuses: dict[str, int] = {}
+        dry = [0]
+        pools, signing = presign(concurrency, seconds)
         connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
         async with aiohttp.ClientSession(connector=connector) as session:
             for _ in range(3):  # warm up: connections, first decision, caches
-                async with session.get(url, headers=signer(0) if signer else None) as r:
+                headers = pools[0].pop() if pools else None
+                async with session.get(url, headers=headers) as r:
                     await r.read()
             deadline = time.perf_counter() + seconds
 
             async def worker(number: int) -> None:
+                pool = pools[number % len(pools)] if pools else None
                 while time.perf_counter() < deadline:
                     headers = None
-                    if signer is not None:
-                        started = time.perf_counter()
-                        headers = signer(number)
-                        signing[0] += time.perf_counter() - started
+                    if pool is not None:
+                        if not pool:
+                            dry[0] += 1
+                            return
+                        headers = pool.pop()
                     started = time.perf_counter()
                     async with session.get(url, headers=headers) as response:
                         await response.read()
@@ -201,7 +224,9 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
             "p99": percentile(latencies, 0.99),
             "server_cpu": cpu1 - cpu0,
             "client_cpu": client_cpu,
-            "signing": signing[0],
+            "signing": signing,
+            "signed": sum(len(pool) for pool in pools),
+            "ran_dry": dry[0],
         }
 
     result: dict[str, Any] = {"load": asyncio.run(phase(spec["concurrency"], spec["seconds"]))}
@@ -550,6 +575,7 @@ def load_spec(
         "concurrency": concurrency,
         "seconds": seconds,
         "light_seconds": light,
+        "proof_rate": PROOF_RATE,
     }
     if home is not None:
         spec.update(key_pem=home.key_pem, tokens=home.tokens[:tasks], public_url=url)
@@ -805,11 +831,20 @@ def report(
         f"gateway vs bare proxy at light load: +{added_p50:.2f} ms p50, "
         f"+{added_p99:.2f} ms p99\n"
         f"client side: signing one DPoP proof {sign_us:.0f} us (measured alone); the load "
-        f"process spent {gw['load']['signing'] / gw['load']['count'] * 1e6:.0f} us/request "
-        f"signing and {gw['load']['client_cpu'] / gw['load']['count'] * 1e6:.0f} us/request "
-        f"CPU in all (direct path: "
+        f"process signed each phase's proofs before it ({gw['load']['signing']:.1f} s for "
+        f"the 1-task phase, not timed) and spent "
+        f"{gw['load']['client_cpu'] / gw['load']['count'] * 1e6:.0f} us/request CPU during "
+        f"it (direct path: "
         f"{direct['load']['client_cpu'] / direct['load']['count'] * 1e6:.0f} us/request)"
     )
+    dry = {
+        name: result[part]["ran_dry"]
+        for name, result in rows.items()
+        for part in ("load", "light")
+        if result[part].get("ran_dry")
+    }
+    if dry:
+        print(f"(connections that ran out of signed proofs before the end: {dry})")
 
     print(
         f"\n{'tasks + events stored (load: ' + str(args.tasks) + ' tasks)':<36} {'req/s':>8} "
