@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.identity.attestors.cases import FixedClock
 from zerolane.errors import InvalidInput, Unavailable
-from zerolane.identity.keyring import Keyring, public_jwk
+from zerolane.identity.keyring import RECHECK_EVERY, Keyring, public_jwk
 from zerolane.tokens.rfc7638 import thumbprint
 
 PUBLIC_MEMBERS = {"kty", "crv", "x", "y", "kid", "alg"}
@@ -145,23 +146,74 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_published(
     assert (keys_dir / f"{new}.pem").exists()
 
 
+class Ticker:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_another_instance_sees_a_rotation(keyring: Keyring, keys_dir: Path) -> None:
-    other = Keyring(keys_dir, FixedClock())  # as another process would open it
+    ticker = Ticker()
+    other = Keyring(keys_dir, FixedClock(), monotonic=ticker)  # as another process would
     first = other.active_kid()
     assert first == keyring.active_kid()
 
     _, new = keyring.rotate(publish_for=100)
+    ticker.t += RECHECK_EVERY - 0.01
+    assert other.active_kid() == first  # the manifest is not looked at again yet
+    ticker.t += 0.01
     assert other.active_kid() == new
     assert other.sequence() == 2
     assert jwt.get_unverified_header(other.sign({"sub": "x"}))["kid"] == new
     assert {k["kid"] for k in other.public_keys()} == {first, new}
 
 
-def test_rotation_by_another_instance_is_seen(keyring: Keyring, keys_dir: Path) -> None:
+def test_rotation_by_another_instance_is_seen_once_rechecked(
+    keyring: Keyring, keys_dir: Path
+) -> None:
     first = keyring.active_kid()
     _, new = Keyring(keys_dir, FixedClock()).rotate(publish_for=100)
+    keyring.recheck()  # what a verifier does for a token naming a key it was not given
     assert keyring.active_kid() == new
     assert {k["kid"] for k in keyring.public_keys()} == {first, new}
+
+
+def test_a_rotation_here_is_seen_at_once(keys_dir: Path, clock: FixedClock) -> None:
+    ring = Keyring(keys_dir, clock, monotonic=Ticker())  # time never moves on
+    first = ring.create()
+    assert ring.published() == (1, ring.public_keys())
+    _, new = ring.rotate(publish_for=100)
+    assert ring.active_kid() == new
+    sequence, keys = ring.published()
+    assert (sequence, {k["kid"] for k in keys}) == (2, {first, new})
+
+
+def test_the_manifest_is_looked_at_once_per_interval(
+    keyring: Keyring, keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticker = Ticker()
+    ring = Keyring(keys_dir, FixedClock(), monotonic=ticker)
+    looks: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(path) == ring.manifest_path:
+            looks.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for _ in range(10):
+        ring.published()
+        ring.sign({"sub": "x"})
+    assert len(looks) == 1
+    ticker.t += RECHECK_EVERY
+    ring.public_keys()
+    ring.recheck()  # looks whenever asked
+    assert len(looks) == 3
 
 
 def test_missing_keyring_is_unavailable(keys_dir: Path, clock: FixedClock) -> None:

@@ -14,7 +14,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.tasks.conftest import ADMIN, AGENT, ISSUER, OPEN_URL, TD, Agent, World
 from zerolane.errors import Forbidden, Unauthenticated
 from zerolane.identity import svid
-from zerolane.tasks.auth import TaskHolder, WorkloadCaller, bearer_of, request_credentials
+from zerolane.identity.keyring import Keyring
+from zerolane.store.memory.replay import MemoryReplayCache
+from zerolane.tasks.auth import (
+    Authenticator,
+    TaskHolder,
+    WorkloadCaller,
+    bearer_of,
+    request_credentials,
+)
 from zerolane.tokens.rfc9068 import DEFAULT_LEEWAY
 from zerolane.types import WorkloadStatus
 
@@ -251,6 +259,90 @@ def test_an_expired_task_token_is_refused(world: World, agent: Agent) -> None:
     with pytest.raises(Unauthenticated) as refused:
         _holder(world, opened.token, world.proof(agent.key, "POST", COMPLETE_URL, opened.token))
     assert refused.value.reason == "token.expired"
+
+
+def test_a_cached_task_token_is_refused_once_it_expires(world: World, agent: Agent) -> None:
+    opened = world.open(agent)
+    for _ in range(2):  # the second is answered from the verified-token cache
+        proof = world.proof(agent.key, "POST", COMPLETE_URL, opened.token)
+        assert _holder(world, opened.token, proof).claims.task_id == opened.task.task_id
+    world.clock.t = opened.task.expires_at + DEFAULT_LEEWAY
+    with pytest.raises(Unauthenticated) as refused:
+        _holder(world, opened.token, world.proof(agent.key, "POST", COMPLETE_URL, opened.token))
+    assert refused.value.reason == "token.expired"
+
+
+def test_a_cached_task_token_is_refused_once_its_key_is_no_longer_published(
+    world: World, agent: Agent
+) -> None:
+    opened = world.open(agent)
+    _holder(world, opened.token, world.proof(agent.key, "POST", COMPLETE_URL, opened.token))
+    world.deployment.keyring.rotate(publish_for=60)
+    world.clock.t += 59  # the retired key is still published
+    _holder(world, opened.token, world.proof(agent.key, "POST", COMPLETE_URL, opened.token))
+    world.clock.t += 1
+    assert world.clock.t < opened.task.expires_at
+    with pytest.raises(Unauthenticated) as refused:
+        _holder(world, opened.token, world.proof(agent.key, "POST", COMPLETE_URL, opened.token))
+    assert refused.value.reason == "token.unknown_key"
+
+
+def _looking_only_when_asked(world: World) -> tuple[Keyring, Authenticator]:
+    """An authenticator whose keyring never looks at the disk again on its own (as if
+    the next look were always far away), as in a gateway process while another
+    process rotates the keys."""
+    keyring = Keyring(world.deployment.home / "keys", world.clock, monotonic=lambda: 0.0)
+    authenticator = Authenticator(
+        trust_domain=TD,
+        keyring=keyring,
+        workloads=world.stores,
+        replay=MemoryReplayCache(),
+        clock=world.clock,
+    )
+    return keyring, authenticator
+
+
+def test_a_task_token_signed_by_a_key_rotated_in_elsewhere_is_accepted_at_once(
+    world: World, agent: Agent
+) -> None:
+    keyring, authenticator = _looking_only_when_asked(world)
+    before = world.open(agent)
+    proof = world.proof(agent.key, "POST", COMPLETE_URL, before.token)
+    authenticator.task_holder(before.token, proof, method="POST", url=COMPLETE_URL)
+    old, new = world.deployment.keyring.rotate(publish_for=600)  # "another process"
+    assert [k["kid"] for k in keyring.public_keys()] == [old]  # not looked at since
+    opened = world.open(agent)
+    assert jwt.get_unverified_header(opened.token)["kid"] == new
+    proof = world.proof(agent.key, "POST", COMPLETE_URL, opened.token)
+    holder = authenticator.task_holder(opened.token, proof, method="POST", url=COMPLETE_URL)
+    assert holder.claims.task_id == opened.task.task_id
+    assert {k["kid"] for k in keyring.public_keys()} == {old, new}
+
+
+def test_an_svid_signed_by_a_key_rotated_in_elsewhere_is_accepted_at_once(
+    world: World, agent: Agent
+) -> None:
+    keyring, authenticator = _looking_only_when_asked(world)
+    proof = world.proof(agent.key, "POST", OPEN_URL, agent.svid)
+    authenticator.workload(f"DPoP {agent.svid}", proof, method="POST", url=OPEN_URL)
+    old, new = world.deployment.keyring.rotate(publish_for=600)  # "another process"
+    newcomer = world.agent(f"spiffe://{TD}/agents/newcomer")
+    assert jwt.get_unverified_header(newcomer.svid)["kid"] == new
+    assert [k["kid"] for k in keyring.public_keys()] == [old]
+    proof = world.proof(newcomer.key, "POST", OPEN_URL, newcomer.svid)
+    caller = authenticator.workload(f"DPoP {newcomer.svid}", proof, method="POST", url=OPEN_URL)
+    assert caller.workload.spiffe_id == newcomer.spiffe_id
+
+
+def test_a_task_token_naming_an_unknown_key_is_refused(world: World, agent: Agent) -> None:
+    opened = world.open(agent)
+    _, payload, signature = opened.token.split(".")
+    other = {**jwt.get_unverified_header(opened.token), "kid": "not-a-published-kid"}
+    renamed = jwt.utils.base64url_encode(json.dumps(other).encode()).decode()
+    token = f"{renamed}.{payload}.{signature}"
+    with pytest.raises(Unauthenticated) as refused:
+        _holder(world, token, world.proof(agent.key, "POST", COMPLETE_URL, token))
+    assert refused.value.reason == "token.unknown_key"
 
 
 @pytest.mark.parametrize(

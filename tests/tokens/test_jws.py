@@ -66,3 +66,75 @@ def test_a_key_is_parsed_once_and_a_bad_key_is_never_cached() -> None:
         with pytest.raises(jws.JwsError) as refused:
             jws.public_key(off_curve, "ES256")
         assert refused.value.reason == "jws.bad_key"
+
+
+# a JWS parsed once and handed on is verified exactly as its compact form
+
+_KEY = ec.generate_private_key(ec.SECP256R1())
+_JWK = {**json.loads(ECAlgorithm.to_jwk(_KEY.public_key())), "kid": "k1"}
+_STRANGER = ec.generate_private_key(ec.SECP256R1())
+_PAYLOAD = b'{"sub":"x"}'
+
+
+def _b64(data: bytes) -> str:
+    return jwt.utils.base64url_encode(data).decode()
+
+
+def _signed(key: ec.EllipticCurvePrivateKey = _KEY, **header: object) -> str:
+    """An ES256 JWS with exactly ``header`` over the defaults (None drops a member),
+    built by hand: PyJWT would refuse to encode some of these headers."""
+    fields = {k: v for k, v in {"alg": "ES256", "kid": "k1", **header}.items() if v is not None}
+    signing_input = f"{_b64(json.dumps(fields).encode())}.{_b64(_PAYLOAD)}"
+    signature = ECAlgorithm(ECAlgorithm.SHA256).sign(signing_input.encode(), key)
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def _detached(token: str) -> str:
+    head, _, signature = token.split(".")
+    return f"{head}..{signature}"
+
+
+def _tampered() -> str:
+    head, _, signature = _signed().split(".")
+    return ".".join((head, _b64(b'{"sub":"y"}'), signature))
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (_signed(), None),
+        (_signed(kid=None), None),  # no kid: each usable key is tried
+        (_signed(_STRANGER), "jws.signature"),
+        (_tampered(), "jws.signature"),
+        (_signed(kid="k2"), "jws.unknown_key"),
+        (_signed(kid=7), "jws.malformed"),
+        (_signed(crit=["b64"], b64=True), "jws.crit"),
+        (_signed(b64="no"), "jws.b64"),
+        (_signed(b64=False), "jws.malformed"),  # PyJWT: a b64=false payload is detached
+        (_detached(_signed(b64=False)), "jws.b64"),
+        (_signed() + "!", "jws.malformed"),
+        ("a.b", "jws.malformed"),
+        (jwt.encode({"sub": "x"}, None, algorithm="none"), "jws.algorithm"),
+    ],
+)
+def test_a_parsed_jws_is_verified_as_its_compact_form(token: str, reason: str | None) -> None:
+    def outcome(verify: Callable[[], jws.VerifiedJws]) -> object:
+        try:
+            verified = verify()
+        except jws.JwsError as err:
+            return err.reason
+        return (verified.header, verified.payload, verified.key)
+
+    whole = outcome(lambda: jws.verify(token, [_JWK]))
+    if reason == "jws.malformed":
+        with pytest.raises(jws.JwsError) as refused:
+            jws.parse(token)
+        assert (refused.value.reason, whole) == ("jws.malformed", reason)
+        return
+    parsed = jws.parse(token)
+    assert parsed.header == jws.unverified_header(token)
+    assert outcome(lambda: jws.verify(parsed, [_JWK])) == whole
+    if reason is None:
+        assert whole == (parsed.header, _PAYLOAD, _JWK)
+    else:
+        assert whole == reason

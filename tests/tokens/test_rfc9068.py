@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.identity.attestors.cases import FixedClock
 from zerolane.errors import InvalidInput, Unauthenticated
 from zerolane.identity.keyring import Keyring
+from zerolane.tokens import jws
 from zerolane.tokens.rfc7638 import b64url
 from zerolane.tokens.rfc9068 import (
     TaskTokenClaims,
@@ -58,6 +59,7 @@ class World:
     keyring: Keyring
     other_domain: Keyring
     key: ec.EllipticCurvePrivateKey
+    clock: FixedClock
 
     def keys(self) -> list[dict[str, str]]:
         return self.keyring.public_keys()
@@ -84,7 +86,7 @@ def world(tmp_path: Path) -> World:
     pem = (tmp_path / "home" / "keys" / f"{rings[0].active_kid()}.pem").read_bytes()
     key = serialization.load_pem_private_key(pem, None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return World(rings[0], rings[1], key)
+    return World(rings[0], rings[1], key, clock)
 
 
 def verify(world: World, token: str, **kwargs: Any) -> TaskTokenClaims:
@@ -342,43 +344,100 @@ def cached(world: World) -> Cached:
     return Cached()
 
 
-def test_cache_returns_the_same_claims(world: World) -> None:
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The jti of each token whose signature was checked (a cache hit checks none)."""
+    checked: list[str] = []
+    real = jws.verify
+
+    def counting(token: Any, *args: Any, **kwargs: Any) -> jws.VerifiedJws:
+        verified = real(token, *args, **kwargs)
+        checked.append(json.loads(verified.payload)["jti"])
+        return verified
+
+    monkeypatch.setattr(jws, "verify", counting)
+    return checked
+
+
+def test_cache_returns_the_same_claims(world: World, signature_checks: list[str]) -> None:
     verifier, token = cached(world), world.issue()
     first = verifier.verify(token, world.keys(), keys_version="1", now=NOW)
     assert len(verifier) == 1
-    # a hit: the keys are not consulted again, the claims are identical
-    assert verifier.verify(token, [], keys_version="1", now=NOW + 10) == first
+    # a hit: the signature is not checked again, the claims are identical
+    assert verifier.verify(token, world.keys(), keys_version="1", now=NOW + 10) == first
+    assert len(signature_checks) == 1
     assert first == verify(world, token)
 
 
 def test_cache_hands_out_independent_claims(world: World) -> None:
-    verifier, token = cached(world), world.issue()
+    verifier, token = cached(world), world.issue(replace(CLAIMS, act=ACT))
     first = verifier.verify(token, world.keys(), keys_version="1", now=NOW)
     first.authorization_details[0]["actions"].append("delete")
+    assert first.act is not None
+    first.act["sub"] = "spiffe://example.org/mallory"
     again = verifier.verify(token, world.keys(), keys_version="1", now=NOW)
-    assert again.authorization_details == DETAILS
+    again.authorization_details[0]["datatypes"].clear()
+    third = verifier.verify(token, world.keys(), keys_version="1", now=NOW)
+    assert third.authorization_details == DETAILS
+    assert third.act == ACT
 
 
-def test_cached_token_refused_once_expired(world: World) -> None:
+def test_cached_token_refused_once_expired(world: World, signature_checks: list[str]) -> None:
     verifier, token = cached(world), world.issue()
     verifier.verify(token, world.keys(), keys_version="1", now=NOW)
-    with pytest.raises(TokenError) as refused:
+    with pytest.raises(TokenError) as refused:  # a hit: the clock moved past exp + leeway
         verifier.verify(token, world.keys(), keys_version="1", now=NOW + 305)
     assert refused.value.reason == "token.expired"
+    assert verifier.verify(token, world.keys(), keys_version="1", now=NOW + 304.9).jti == "t-1"
     early = world.issue(replace(CLAIMS, not_before=NOW + 100, jti="t-2"))
     verifier.verify(early, world.keys(), keys_version="1", now=NOW + 100)
     with pytest.raises(TokenError) as refused:
         verifier.verify(early, world.keys(), keys_version="1", now=NOW)
     assert refused.value.reason == "token.not_yet_valid"
+    assert len(signature_checks) == 2  # the refusals were hits, still refused
 
 
 def test_another_keys_version_misses_the_cache(world: World) -> None:
     verifier, token = cached(world), world.issue()
     verifier.verify(token, world.keys(), keys_version="1", now=NOW)
     with pytest.raises(TokenError) as refused:  # key set "2" no longer holds the key
-        verifier.verify(token, [], keys_version="2", now=NOW)
+        verifier.verify(token, world.other_domain.public_keys(), keys_version="2", now=NOW)
     assert refused.value.reason == "token.unknown_key"
-    assert verifier.verify(token, [], keys_version="1", now=NOW).jti == CLAIMS.jti
+    assert verifier.verify(token, world.keys(), keys_version="1", now=NOW).jti == CLAIMS.jti
+
+
+def test_a_hit_needs_the_verifying_key_still_given(world: World) -> None:
+    verifier, token = cached(world), world.issue()
+    verifier.verify(token, world.keys(), keys_version="1", now=NOW)
+    for keys in ([], world.other_domain.public_keys()):  # same version, key gone
+        with pytest.raises(TokenError) as refused:
+            verifier.verify(token, keys, keys_version="1", now=NOW)
+        assert refused.value.reason == "token.unknown_key"
+    assert len(verifier) == 0
+    assert verifier.verify(token, world.keys(), keys_version="1", now=NOW).jti == CLAIMS.jti
+
+
+def test_a_cached_token_is_refused_once_its_key_is_no_longer_published(
+    world: World, signature_checks: list[str]
+) -> None:
+    """A retired key stops being published by time alone: the keyring's sequence does
+    not change, yet a token it signed is refused from then on."""
+    verifier, token = cached(world), world.issue()
+    keyring, clock = world.keyring, world.clock
+    sequence, keys = keyring.published()
+    verifier.verify(token, keys, keys_version=str(sequence), now=clock.now())
+    keyring.rotate(publish_for=100)
+    sequence, keys = keyring.published()  # a new version: a miss, the old key still verifies
+    verifier.verify(token, keys, keys_version=str(sequence), now=clock.now())
+    clock.t += 99
+    assert keyring.published()[0] == sequence
+    verifier.verify(token, keyring.public_keys(), keys_version=str(sequence), now=clock.now())
+    assert len(signature_checks) == 2
+    clock.t += 1  # publish_until: the old key is gone, the token (exp NOW + 300) is not
+    assert keyring.published()[0] == sequence
+    with pytest.raises(TokenError) as refused:
+        verifier.verify(token, keyring.public_keys(), keys_version=str(sequence), now=clock.now())
+    assert refused.value.reason == "token.unknown_key"
 
 
 def test_refusals_are_not_cached(world: World) -> None:
@@ -390,28 +449,42 @@ def test_refusals_are_not_cached(world: World) -> None:
     assert len(verifier) == 0
 
 
-def test_cache_is_bounded_lru(world: World) -> None:
+def test_cache_is_bounded_lru(world: World, signature_checks: list[str]) -> None:
     verifier = Cached(max_entries=2)
     tokens = [world.issue(replace(CLAIMS, jti=f"t-{i}")) for i in range(3)]
     verifier.verify(tokens[0], world.keys(), keys_version="1", now=NOW)
     verifier.verify(tokens[1], world.keys(), keys_version="1", now=NOW)
-    verifier.verify(tokens[0], [], keys_version="1", now=NOW)  # touch: tokens[1] is now oldest
+    verifier.verify(tokens[0], world.keys(), keys_version="1", now=NOW)  # touch: [1] is oldest
     verifier.verify(tokens[2], world.keys(), keys_version="1", now=NOW)
+    assert signature_checks == ["t-0", "t-1", "t-2"]
     assert len(verifier) == 2
-    assert verifier.verify(tokens[0], [], keys_version="1", now=NOW).jti == "t-0"
-    with pytest.raises(TokenError) as refused:
-        verifier.verify(tokens[1], [], keys_version="1", now=NOW)
-    assert refused.value.reason == "token.unknown_key"
+    assert verifier.verify(tokens[0], world.keys(), keys_version="1", now=NOW).jti == "t-0"
+    assert verifier.verify(tokens[1], world.keys(), keys_version="1", now=NOW).jti == "t-1"
+    assert signature_checks[3:] == ["t-1"]  # tokens[1] was evicted; tokens[0] was not
+    assert len(verifier) == 2
+
+
+def test_cache_holds_at_most_max_entries(world: World) -> None:
+    verifier = Cached(max_entries=5)
+    for i in range(12):
+        verifier.verify(
+            world.issue(replace(CLAIMS, jti=f"t-{i}")), world.keys(), keys_version="1", now=NOW
+        )
+        assert len(verifier) == min(i + 1, 5)
 
 
 def test_cache_hit_checks_issuer_and_audience_again(world: World) -> None:
     verifier, token = cached(world), world.issue()
     verifier.verify(token, world.keys(), keys_version="1", now=NOW)
     with pytest.raises(TokenError) as refused:
-        verifier.verify(token, [], keys_version="1", now=NOW, audience="spiffe://example.org/db")
+        verifier.verify(
+            token, world.keys(), keys_version="1", now=NOW, audience="spiffe://example.org/db"
+        )
     assert refused.value.reason == "token.audience"
     with pytest.raises(TokenError) as refused:
-        verifier.verify(token, [], keys_version="1", now=NOW, issuer="spiffe://other.org")
+        verifier.verify(token, world.keys(), keys_version="1", now=NOW, issuer="spiffe://other.org")
     assert refused.value.reason == "token.issuer"
     mcp = "spiffe://example.org/mcp"
-    assert verifier.verify(token, [], keys_version="1", now=NOW, audience=mcp).jti == CLAIMS.jti
+    assert (
+        verifier.verify(token, world.keys(), keys_version="1", now=NOW, audience=mcp).jti == "t-1"
+    )

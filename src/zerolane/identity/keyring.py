@@ -4,6 +4,13 @@
 thumbprint) and ``keyring.json`` (0600): which key signs now, and until when each
 retired key stays published. A key is retired by rotation; its public part stays in
 the published key set until every token it signed has expired, then it is pruned.
+
+Another process (``zerolane keys rotate``) may rotate the keys, so the manifest is
+looked at again (one ``stat``), but at most once every :data:`RECHECK_EVERY` seconds:
+looking on every use cost each request two system calls. A rotation made here is seen
+at once; one made by another process within that time, or at once after
+:meth:`Keyring.recheck`, which a verifier calls when a token names a key it was not
+given.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,8 @@ from zerolane.types import Clock
 
 ALGORITHM = "ES256"
 _PUBLIC_MEMBERS = ("kty", "crv", "x", "y")
+#: seconds between two looks at the manifest on disk (see the module docstring)
+RECHECK_EVERY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +62,37 @@ def public_jwk(private_key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
     return {name: full[name] for name in _PUBLIC_MEMBERS}
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One reading of the manifest and its keys, replaced whole so that a reader never
+    pairs a manifest with another manifest's keys."""
+
+    manifest: Manifest
+    #: the manifest file's (mtime_ns, inode) when it was read
+    stamp: tuple[int, int]
+    private: dict[str, ec.EllipticCurvePrivateKey]
+    published: tuple[dict[str, str], ...]
+
+
 class Keyring:
     """Loads, uses and rotates the signing keys kept under ``<home>/keys``."""
 
-    def __init__(self, directory: Path, clock: Clock) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        clock: Clock,
+        *,
+        recheck_every: float = RECHECK_EVERY,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.directory = directory
         self._clock = clock
+        self._recheck_every = recheck_every
+        #: a monotonic clock (not ``clock``, which may stand still or jump) for rechecks
+        self._monotonic = monotonic
+        self._next_check = float("-inf")
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._manifest: Manifest | None = None
-        self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
-        self._published: list[dict[str, str]] = []
+        self._loaded: _Loaded | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -95,7 +126,7 @@ class Keyring:
             keys.append(KeyInfo(kid, ALGORITHM, now))
             kept = self._prune(keys, now)
             self._save(Manifest(active=kid, sequence=manifest.sequence + 1, keys=tuple(kept)))
-            self._stamp = None
+            self._loaded, self._next_check = None, float("-inf")
             return manifest.active, kid
 
     def _new_key(self) -> str:
@@ -138,56 +169,80 @@ class Keyring:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise Unavailable("keys.unreadable", f"cannot read {self.manifest_path}") from err
 
-    def _refresh(self) -> Manifest:
-        """Reload from disk when the manifest changed (another process rotated)."""
+    def _refresh(self) -> _Loaded:
+        """The loaded keyring; looked for on disk again once ``recheck_every`` seconds
+        have passed since the last look."""
+        loaded = self._loaded
+        if loaded is not None and self._monotonic() < self._next_check:
+            return loaded
+        return self._reload()
+
+    def recheck(self) -> None:
+        """Look at the manifest on disk now, however recently it was looked at: for a
+        caller holding a token that names a key not among :meth:`public_keys` (another
+        process may just have rotated)."""
+        self._reload()
+
+    def _reload(self) -> _Loaded:
+        """Load from disk when the manifest changed since it was last loaded."""
+        checked_at = self._monotonic()
         try:
             st = os.stat(self.manifest_path)
         except OSError as err:
             raise Unavailable("keys.unreadable", f"cannot read {self.manifest_path}") from err
         stamp = (st.st_mtime_ns, st.st_ino)
         with self._lock:
-            if self._manifest is not None and stamp == self._stamp:
-                return self._manifest
-            manifest = self._load_manifest()
-            private: dict[str, ec.EllipticCurvePrivateKey] = {}
-            for info in manifest.keys:
-                path = self.directory / f"{info.kid}.pem"
-                try:
-                    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-                except (OSError, ValueError) as err:
-                    raise Unavailable("keys.unreadable", f"cannot load key {info.kid}") from err
-                if not isinstance(key, ec.EllipticCurvePrivateKey):
-                    raise Unavailable("keys.unreadable", f"key {info.kid} is not an EC key")
-                private[info.kid] = key
-            self._manifest, self._private, self._stamp = manifest, private, stamp
-            self._published = [
-                {**public_jwk(private[i.kid]), "kid": i.kid, "alg": i.alg} for i in manifest.keys
-            ]
-            return manifest
+            loaded = self._loaded
+            if loaded is None or loaded.stamp != stamp:
+                loaded = self._loaded = self._load(stamp)
+            self._next_check = checked_at + self._recheck_every
+            return loaded
+
+    def _load(self, stamp: tuple[int, int]) -> _Loaded:
+        manifest = self._load_manifest()
+        private: dict[str, ec.EllipticCurvePrivateKey] = {}
+        for info in manifest.keys:
+            path = self.directory / f"{info.kid}.pem"
+            try:
+                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            except (OSError, ValueError) as err:
+                raise Unavailable("keys.unreadable", f"cannot load key {info.kid}") from err
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise Unavailable("keys.unreadable", f"key {info.kid} is not an EC key")
+            private[info.kid] = key
+        published = tuple(
+            {**public_jwk(private[i.kid]), "kid": i.kid, "alg": i.alg} for i in manifest.keys
+        )
+        return _Loaded(manifest, stamp, private, published)
 
     # use
     def active_kid(self) -> str:
-        return self._refresh().active
+        return self._refresh().manifest.active
 
     def sequence(self) -> int:
-        return self._refresh().sequence
+        return self._refresh().manifest.sequence
 
     def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
         """Sign ``claims`` with the active key; headers are exactly alg, kid, typ."""
-        manifest = self._refresh()
-        key = self._private[manifest.active]
+        loaded = self._refresh()
+        active = loaded.manifest.active
         return jwt.encode(
-            claims, key, algorithm=ALGORITHM, headers={"kid": manifest.active, "typ": typ}
+            claims, loaded.private[active], algorithm=ALGORITHM, headers={"kid": active, "typ": typ}
         )
 
     def public_keys(self) -> list[dict[str, str]]:
         """Public JWKs still published (active and retired-but-unexpired keys)."""
-        self._refresh()
+        return self.published()[1]
+
+    def published(self) -> tuple[int, list[dict[str, str]]]:
+        """The manifest's sequence with :meth:`public_keys`, from one reading: a cache
+        of verifications keyed by the sequence must not pair it with other keys."""
+        loaded = self._refresh()
         now = self._clock.now()
-        manifest = self._manifest
-        assert manifest is not None
-        live = {i.kid for i in manifest.keys if i.publish_until is None or i.publish_until > now}
-        return [dict(k) for k in self._published if k["kid"] in live]
+        live = {
+            i.kid for i in loaded.manifest.keys if i.publish_until is None or i.publish_until > now
+        }
+        return loaded.manifest.sequence, [dict(k) for k in loaded.published if k["kid"] in live]
 
     def infos(self) -> tuple[KeyInfo, ...]:
-        return self._refresh().keys
+        return self._refresh().manifest.keys

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography import x509
 
@@ -36,6 +37,9 @@ from zerolane.types import Clock, WorkloadStatus
 SCHEME = "dpop"
 #: RFC 8705 tokens travel as ``Bearer`` (RFC 6750); accepted only with a client certificate
 BEARER = "bearer"
+#: refusals of a token naming a key that is not among the keys it was checked against
+_UNKNOWN_KEY = frozenset({"jws.unknown_key", "token.unknown_key"})
+_T = TypeVar("_T")
 
 
 def bearer_of(authorization: str | None) -> str:
@@ -172,10 +176,27 @@ class Authenticator:
             expected_jkt=jkt,
         )
 
+    def _with_published_keys(self, verify: Callable[[int, list[dict[str, str]]], _T]) -> _T:
+        """``verify(sequence, keys)`` against the published keys. The keyring looks at
+        its manifest on disk only now and then; when ``verify`` refuses a token for
+        naming a key it was not given, the keyring looks now (another process may just
+        have rotated) and, if the keys changed, ``verify`` runs once more."""
+        sequence, keys = self._keyring.published()
+        try:
+            return verify(sequence, keys)
+        except Unauthenticated as err:
+            if err.reason not in _UNKNOWN_KEY:
+                raise
+            self._keyring.recheck()
+            fresh = self._keyring.published()
+            if fresh[1] == keys:
+                raise
+        return verify(*fresh)
+
     def _svid(self, token: str) -> tuple[svid.VerifiedSvid, str]:
         """A verified JWT-SVID and the thumbprint of the key it is bound to."""
-        verified = svid.verify(
-            token, self._keyring.public_keys(), audience=self.audience, clock=self._clock
+        verified = self._with_published_keys(
+            lambda _, keys: svid.verify(token, keys, audience=self.audience, clock=self._clock)
         )
         if verified.jkt is None:
             raise Unauthenticated(
@@ -234,13 +255,16 @@ class Authenticator:
         certificate-bound token (``cnf.x5t#S256``), to ``client_cert`` (DER, the
         connection's verified client certificate), and then ``proof`` is not needed.
         A ``cnf.jkt`` token ignores ``client_cert``: it always needs its proof."""
-        claims = self._tokens.verify(
-            token,
-            self._keyring.public_keys(),
-            keys_version=str(self._keyring.sequence()),
-            issuer=self.audience,
-            audience=audience or self.audience,
-            now=self._clock.now(),
+        now = self._clock.now()
+        claims = self._with_published_keys(
+            lambda sequence, keys: self._tokens.verify(
+                token,
+                keys,
+                keys_version=str(sequence),
+                issuer=self.audience,
+                audience=audience or self.audience,
+                now=now,
+            )
         )
         if claims.x5t is not None:
             check_binding(claims.x5t, client_cert)

@@ -71,8 +71,25 @@ class _Jws(jwt.PyJWS):
             raise DecodeError(f"Invalid {name} padding")
         return decoded
 
+    def parse(self, token: str) -> ParsedJws:
+        """The first half of ``decode_complete`` (split, decode, check the header)."""
+        payload, signing_input, header, signature = self._load(token)
+        self._validate_headers(header)
+        return ParsedJws(header, payload, signing_input, signature)
 
-def _verifier() -> jwt.PyJWS:
+    def signature_verifies(self, parsed: ParsedJws, key: Any, alg: str) -> bool:
+        """The second half of ``decode_complete``: False when the signature does not
+        verify with ``key``; PyJWT's other errors propagate."""
+        try:
+            self._verify_signature(
+                parsed.signing_input, parsed.header, parsed.signature, key, [alg], options=_OPTIONS
+            )
+        except jwt.InvalidSignatureError:
+            return False
+        return True
+
+
+def _verifier() -> _Jws:
     """A PyJWS that knows only our algorithms (PyJWT's others are unregistered)."""
     verifier = _Jws(algorithms=[])
     for name, (*_, algorithm) in _ALGORITHMS.items():
@@ -88,21 +105,39 @@ class JwsError(Unauthenticated):
 
 
 @dataclass(frozen=True, slots=True)
+class ParsedJws:
+    """A compact JWS split and decoded once, nothing in it trusted yet: callers read the
+    header to choose keys and checks, then hand this to :func:`verify`, so no token is
+    decoded twice."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class VerifiedJws:
     header: dict[str, Any]
     payload: bytes
     key: Mapping[str, Any]
 
 
-def unverified_header(token: str) -> dict[str, Any]:
-    """Read a compact JWS header without trusting it (for ``kid`` selection)."""
+def parse(token: str) -> ParsedJws:
+    """Split and decode a compact JWS without trusting it (PyJWT's checks of the
+    segments and header). Raises :class:`JwsError` (``jws.malformed``)."""
     try:
-        header = _jws.get_unverified_header(token)
+        parsed = _jws.parse(token)
     except (jwt.PyJWTError, RecursionError) as err:
         raise JwsError("jws.malformed", "the token is not a compact JWS") from err
-    if not isinstance(header, dict):
+    if not isinstance(parsed.header, dict):
         raise JwsError("jws.malformed", "the JWS header is not an object")
-    return header
+    return parsed
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """Read a compact JWS header without trusting it (for ``kid`` selection)."""
+    return parse(token).header
 
 
 def _key_allows(jwk: Mapping[str, Any], alg: str) -> bool:
@@ -164,19 +199,21 @@ def _parsed_key(alg: str, values: tuple[str, ...]) -> Any:
 
 
 def verify(
-    token: str,
+    token: str | ParsedJws,
     keys: Iterable[Mapping[str, Any]],
     *,
     algorithms: Collection[str] = ("ES256",),
 ) -> VerifiedJws:
-    """Verify a compact JWS against ``keys`` (JWKs); return header and payload.
+    """Verify a compact JWS (or one :func:`parse` already split) against ``keys`` (JWKs);
+    return header, payload and the key that verified it.
 
     Only algorithms both in ``algorithms`` and supported here are accepted. The key is
     chosen by ``kid`` when the header names one; without a ``kid`` each usable key is
     tried. Raises :class:`JwsError` on any failure.
     """
     allowed = SUPPORTED_ALGORITHMS.intersection(algorithms)
-    header = unverified_header(token)
+    parsed = token if isinstance(token, ParsedJws) else parse(token)
+    header = parsed.header
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed:
         raise JwsError("jws.algorithm", f"algorithm {alg!r} is not accepted")
@@ -192,12 +229,9 @@ def verify(
         raise JwsError("jws.unknown_key", "no usable key for this token")
     for jwk in candidates:
         try:
-            decoded = _jws.decode_complete(
-                token, key=public_key(jwk, alg), algorithms=[alg], options=_OPTIONS
-            )
-        except jwt.InvalidSignatureError:
-            continue
-        except (jwt.PyJWTError, RecursionError) as err:
+            verifies = _jws.signature_verifies(parsed, public_key(jwk, alg), alg)
+        except jwt.PyJWTError as err:
             raise JwsError("jws.malformed", "the token is not a valid JWS") from err
-        return VerifiedJws(header=decoded["header"], payload=decoded["payload"], key=jwk)
+        if verifies:
+            return VerifiedJws(header=header, payload=parsed.payload, key=jwk)
     raise JwsError("jws.signature", "the signature does not verify")

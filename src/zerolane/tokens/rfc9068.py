@@ -6,8 +6,8 @@ exactly one of ``jkt`` (RFC 9449, the default) or ``x5t#S256`` (RFC 8705, a task
 opened over mutual TLS with an X.509-SVID), the ``task`` id, the granted
 ``authorization_details`` (RFC 9396) and, for a delegated task, the ``act`` chain
 (RFC 8693). Verification checks the signature and every claim;
-:class:`TaskTokenVerifier` caches the signature check by token hash while re-checking
-the claims and the time on every call.
+:class:`TaskTokenVerifier` caches verified claims by token hash and key set, and
+re-checks issuer, audience, the verifying key's publication and the time on every call.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from zerolane.errors import InvalidInput, Unauthenticated
@@ -97,14 +97,15 @@ def issue_task_token(sign: Callable[[dict[str, Any], str], str], claims: TaskTok
     return sign(claims.to_claims(), TYP)
 
 
-def _signed_payload(token: str, keys: Sequence[Mapping[str, Any]]) -> bytes:
+def _signed(token: str, keys: Sequence[Mapping[str, Any]]) -> jws.VerifiedJws:
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
         raise TokenError("token.malformed", "a task token is a compact JWS of at most 32 KiB")
     try:
-        typ = jws.unverified_header(token).get("typ")
+        parsed = jws.parse(token)
+        typ = parsed.header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in _TYPS:
             raise TokenError("token.typ", f"a task token has typ {TYP}")
-        return jws.verify(token, keys, algorithms=ALGORITHMS).payload
+        return jws.verify(parsed, keys, algorithms=ALGORITHMS)
     except jws.JwsError as err:
         raise TokenError(_JWS_REASONS.get(err.reason, "token.signature"), err.message) from err
 
@@ -170,8 +171,9 @@ def _act(claims: Mapping[str, Any]) -> dict[str, Any] | None:
     return act if isinstance(act, dict) else None
 
 
-def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
-    """The claims of a signature-checked payload, checked except for the time."""
+def _parse(payload: bytes) -> TaskTokenClaims:
+    """The claims of a signature-checked payload, checked except for issuer, audience
+    and time (which depend on the caller and the moment)."""
     try:
         claims = json.loads(payload)
     except (ValueError, RecursionError) as err:
@@ -179,7 +181,7 @@ def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
     if not isinstance(claims, dict):
         raise TokenError("token.malformed", "the token's claims are not an object")
     jkt, x5t = _binding(claims)
-    parsed = TaskTokenClaims(
+    return TaskTokenClaims(
         issuer=_string(claims, "iss"),
         subject=_string(claims, "sub"),
         audience=_audience(claims),
@@ -194,11 +196,14 @@ def _parse(payload: bytes, *, issuer: str, audience: str) -> TaskTokenClaims:
         client_id=_string(claims, "client_id") if "client_id" in claims else None,
         x5t=x5t,
     )
-    if parsed.issuer != issuer:
+
+
+def _check_for(claims: TaskTokenClaims, *, issuer: str, audience: str) -> TaskTokenClaims:
+    if claims.issuer != issuer:
         raise TokenError("token.issuer", "the token is from another issuer")
-    if audience not in parsed.audience:
+    if audience not in claims.audience:
         raise TokenError("token.audience", "the token is not meant for this audience")
-    return parsed
+    return claims
 
 
 def _check_time(claims: TaskTokenClaims, now: float, leeway: float) -> TaskTokenClaims:
@@ -219,28 +224,58 @@ def verify_task_token(
     leeway: float = DEFAULT_LEEWAY,
 ) -> TaskTokenClaims:
     """Verify a task token's signature (ES256 against ``keys``), claims and time."""
-    payload = _signed_payload(token, keys)
-    return _check_time(_parse(payload, issuer=issuer, audience=audience), now, leeway)
+    claims = _parse(_signed(token, keys).payload)
+    return _check_time(_check_for(claims, issuer=issuer, audience=audience), now, leeway)
+
+
+#: the claims that are immutable values, copied by reference out of the cache
+_SHARED_FIELDS = tuple(
+    f.name for f in fields(TaskTokenClaims) if f.name not in ("authorization_details", "act")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A cached verification: what :func:`_parse` returned, and the published key
+    whose signature check passed (a hit counts only while that key is still given)."""
+
+    shared: dict[str, Any]
+    #: ``[authorization_details, act]`` as JSON: decoded afresh for every caller, so no
+    #: caller can change what another is handed
+    mutable_json: str
+    key: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, claims: TaskTokenClaims, key: Mapping[str, Any]) -> _Verified:
+        shared = {name: getattr(claims, name) for name in _SHARED_FIELDS}
+        mutable = [list(claims.authorization_details), claims.act]
+        return cls(shared, json.dumps(mutable), dict(key))
+
+    def claims(self) -> TaskTokenClaims:
+        details, act = json.loads(self.mutable_json)
+        return TaskTokenClaims(**self.shared, authorization_details=tuple(details), act=act)
 
 
 class TaskTokenVerifier:
-    """:func:`verify_task_token` with a bounded LRU cache of signature checks.
+    """:func:`verify_task_token` with a bounded LRU cache of verified tokens.
 
-    The cache key is SHA-256(token) plus ``keys_version``: callers must change the
-    version whenever the key set changes. A hit skips only the signature check: the
-    claims are parsed afresh (each caller gets its own objects), issuer and audience
-    are checked, and ``exp``/``nbf`` are compared with ``now`` on every call. Only
-    tokens that passed every check are cached.
+    A task's token comes with every request of the task, and checking its signature
+    and parsing its claims again each time was most of the cost of reading it. The
+    cache key is SHA-256(token) plus ``keys_version``: callers change the version
+    whenever the key set changes. A hit counts only while the key that verified the
+    signature is still among ``keys`` (a key stops being published by time, without a
+    new version); then issuer and audience are checked, and ``exp``/``nbf`` compared
+    with ``now``, on every call. Only tokens that passed every check are cached.
     """
 
-    def __init__(self, *, leeway: float = DEFAULT_LEEWAY, max_entries: int = 10_000) -> None:
+    def __init__(self, *, leeway: float = DEFAULT_LEEWAY, max_entries: int = 4096) -> None:
         self.leeway = leeway
         self._max = max_entries
-        self._payloads: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()
+        self._verified: OrderedDict[tuple[bytes, str], _Verified] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._payloads)
+        return len(self._verified)
 
     def verify(
         self,
@@ -253,17 +288,22 @@ class TaskTokenVerifier:
         now: float,
     ) -> TaskTokenClaims:
         digest = hashlib.sha256(token.encode("utf-8")).digest() if isinstance(token, str) else b""
-        key = (digest, keys_version)
+        cache_key = (digest, keys_version)
         with self._lock:
-            payload = self._payloads.get(key)
-            if payload is not None:
-                self._payloads.move_to_end(key)
-        if payload is not None:
-            return _check_time(_parse(payload, issuer=issuer, audience=audience), now, self.leeway)
-        payload = _signed_payload(token, keys)
-        claims = _check_time(_parse(payload, issuer=issuer, audience=audience), now, self.leeway)
+            cached = self._verified.get(cache_key)
+            if cached is not None and cached.key not in keys:
+                del self._verified[cache_key]
+                cached = None
+            if cached is not None:
+                self._verified.move_to_end(cache_key)
+        if cached is not None:
+            claims = _check_for(cached.claims(), issuer=issuer, audience=audience)
+            return _check_time(claims, now, self.leeway)
+        signed = _signed(token, keys)
+        claims = _check_for(_parse(signed.payload), issuer=issuer, audience=audience)
+        _check_time(claims, now, self.leeway)
         with self._lock:
-            self._payloads[key] = payload
-            while len(self._payloads) > self._max:
-                self._payloads.popitem(last=False)
+            self._verified[cache_key] = _Verified.of(claims, signed.key)
+            while len(self._verified) > self._max:
+                self._verified.popitem(last=False)
         return claims

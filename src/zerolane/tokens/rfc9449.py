@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -181,9 +182,10 @@ def _signed_claims(proof: str) -> tuple[dict[str, str], dict[str, Any]]:
     if not isinstance(proof, str) or not proof or len(proof) > MAX_PROOF_CHARS:
         raise DpopError("dpop.malformed", "a proof is a compact JWS of at most 8 KiB")
     try:
-        header = jws.unverified_header(proof)
+        parsed = jws.parse(proof)
     except jws.JwsError as err:
         raise DpopError("dpop.malformed", "the proof is not a compact JWS") from err
+    header = parsed.header
     if header.get("typ") != TYP:
         raise DpopError("dpop.typ", f"a proof has typ {TYP}")
     alg = header.get("alg")
@@ -192,7 +194,7 @@ def _signed_claims(proof: str) -> tuple[dict[str, str], dict[str, Any]]:
     public = _header_key(header, alg)
     candidate = {**public, **({"kid": header["kid"]} if "kid" in header else {})}
     try:
-        verified = jws.verify(proof, [candidate], algorithms=ALGORITHMS)
+        verified = jws.verify(parsed, [candidate], algorithms=ALGORITHMS)
     except jws.JwsError as err:
         raise DpopError(_JWS_REASONS.get(err.reason, "dpop.malformed"), err.message) from err
     try:
@@ -216,6 +218,13 @@ def _iat(claims: Mapping[str, Any]) -> int:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 2**53:
         raise DpopError("dpop.claims", "the proof lacks a numeric 'iat'")
     return math.floor(value)
+
+
+@lru_cache(maxsize=jws.KEY_CACHE_SIZE)
+def _thumbprint(public: tuple[tuple[str, str], ...]) -> str:
+    """The RFC 7638 thumbprint of a proof key, computed once per key: an agent signs
+    every proof with the same key, and hashing it cost as much as reading the proof."""
+    return thumbprint(dict(public))
 
 
 def _same(a: str, b: str) -> bool:
@@ -250,7 +259,8 @@ def verify_proof(
         raise DpopError("dpop.claims", f"the proof's jti is longer than {MAX_JTI_CHARS}")
     if htm != method.upper():
         raise DpopError("dpop.htm", "the proof is for another HTTP method")
-    if normalize_htu(htu) != normalize_htu(url):
+    proof_htu = normalize_htu(htu)  # once: a client sends htu as the URL it requests
+    if proof_htu != (proof_htu if url == htu else normalize_htu(url)):
         raise DpopError("dpop.htu", "the proof is for another URL")
     if now - iat >= window or iat - now > window:
         raise DpopError("dpop.iat", "the proof is too old or from the future")
@@ -258,9 +268,9 @@ def verify_proof(
         ath = claims.get("ath")
         if not isinstance(ath, str) or not _same(ath, access_token_hash(access_token)):
             raise DpopError("dpop.ath", "the proof is not bound to this access token")
-    jkt = thumbprint(public)
+    jkt = _thumbprint(tuple(public.items()))
     if expected_jkt is not None and not _same(jkt, expected_jkt):
         raise DpopError("dpop.key_mismatch", "the proof is signed by another key than the token's")
     if not replay.first_use(f"{jkt}:{jti}", iat + window, now):
         raise DpopError("dpop.replayed", "the proof was already used (or cannot be remembered)")
-    return VerifiedProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=normalize_htu(htu))
+    return VerifiedProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu)
