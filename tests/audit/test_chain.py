@@ -162,3 +162,38 @@ def test_inserted_event_with_renumbered_successors_is_caught() -> None:
     assert broken is not None
     assert (broken.seq, broken.event_id) == (4, original[2].event_id)
     assert "link" in broken.problem
+
+
+def test_the_hashed_bytes_are_those_of_json_dumps_so_stored_chains_still_verify() -> None:
+    """``canonical`` reuses one encoder; its bytes (and so every stored hash) must stay
+    exactly ``json.dumps(sort_keys, compact separators, ensure_ascii=False)``."""
+    event: dict[str, object] = {
+        "schema_version": 1,
+        "event_id": "0" * 32,
+        "time": "2027-01-15T08:00:00.000Z",
+        "kind": "decision",
+        "actor": {"type": "workload", "id": "spiffe://example.org/agent"},
+        "subject": "tsk_a",
+        "outcome": "success",
+        "reason": "ok",
+        "details": {
+            "url": "http://gw/ünïcode/✓",
+            "reasons": [],
+            "n": 3,
+            "ratio": 0.5,
+            "flag": True,
+            "none": None,
+            "quote": 'a"b\\c\n\u2028',
+        },
+    }
+    record = seal(event, 7, "ab" * 32)
+    as_before = json.dumps(
+        {**event, "seq": 7, "prev_hash": "ab" * 32},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    assert record.body == as_before
+    # sealed by the code before the encoder was reused: a stored chain's hash
+    assert record.hash == "57e13f840b4d261350a9a06988357dbb374b645c6bfc9a6990e4780e030643f8"
+    assert verify([seal(event, 1, GENESIS_HASH)]) == (1, None)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 
 import pytest
 
 from tests.audit.conftest import NOW, make_event
 from zerolane.audit.chain import seal
-from zerolane.audit.events import SCHEMA_VERSION, SYSTEM, Actor, Event, rfc3339
+from zerolane.audit.events import SCHEMA_VERSION, SYSTEM, Actor, Event, rfc3339, uuid4_hex
 from zerolane.audit.log import event_json
 from zerolane.audit.masking import mask_value
 from zerolane.store.ports import GENESIS_HASH
@@ -107,6 +108,19 @@ def test_event_ids_are_unique_hex() -> None:
     ids = {make_event(1).event_id for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+def test_event_ids_are_random_uuid4s() -> None:
+    """What ``uuid.uuid4().hex`` gives: version 4, RFC 4122 variant, 122 random bits."""
+    ids = [uuid.UUID(hex=uuid4_hex()) for _ in range(256)]
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i.hex) for i in ids)
+    fixed = (0xC000 << 48) | (0xF000 << 64)  # the version and variant bits
+    ones = zeros = 0
+    for i in ids:
+        ones |= i.int
+        zeros |= ~i.int & ((1 << 128) - 1)
+    assert ones & zeros == ((1 << 128) - 1) & ~fixed  # every other bit takes both values
 
 
 def test_details_are_masked() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import pytest
 
+from zerolane.audit import masking
 from zerolane.audit.masking import fingerprint, mask, mask_value
 
 JWT = (
@@ -155,3 +157,104 @@ def test_bytes_are_decoded_and_masked_when_secret() -> None:
 
 def test_non_string_keys_are_stringified() -> None:
     assert mask({1: "one"}) == {"1": "one"}
+
+
+def reference_mask(data: object, secret: bool = False) -> object:
+    """The masking as first written (a regex on every key and every string): the
+    memoized key verdicts and the substring pre-checks must give exactly this."""
+    secret_keys = re.compile(
+        r"(token|secret|password|passwd|credential|authorization|private|assertion|"
+        r"jwt|svid|cookie|api[_-]?key|^d$|^k$|dpop)",
+        re.IGNORECASE,
+    )
+    jwt = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+    pem = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+    safe = {"token_id", "jti", "svid_expires_at", "svid_id", "svid_kid"}
+
+    def secret_key(key: str) -> bool:
+        return bool(key) and key not in safe and bool(secret_keys.search(key))
+
+    if isinstance(data, Mapping):
+        return {str(k): reference_mask(v, secret or secret_key(str(k))) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [reference_mask(v, secret) for v in data]
+    if isinstance(data, str | bytes):
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        return mask_value(text) if secret or jwt.search(text) or pem.search(text) else text
+    return data
+
+
+LOOKALIKES = [
+    JWT,
+    PEM,
+    f"see {JWT} here",
+    "-----BEGIN EC PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----\nMII",
+    "x-----BEGIN PRIVATE KEY-----",
+    "eyJ.a.b",
+    "eyJa.b",  # one dot: not a JWT
+    "eyJ",
+    "eyj.a.b",  # lowercase: not the shape
+    "EYJ.a.b",
+    "xeyJhbG.ciOi.Jsig",
+    "-----BEGIN PUBLIC KEY-----",
+    "-----BEGIN CERTIFICATE-----",
+    "-----begin private key-----",
+    "-----BEGIN  PRIVATE KEY-----",
+    "-----BEGINPRIVATE KEY-----",
+    "",
+    "plain",
+    "spiffe://example.org/agent",
+    "https://gw/api/reports/q3",
+]
+
+
+@pytest.mark.parametrize("value", LOOKALIKES)
+def test_masking_is_unchanged_for_lookalikes_anywhere(value: str) -> None:
+    keys = ["note", "url", "token", "jti", "d", "dk", "Api-Key", "x" * 200, "x" * 200 + "token"]
+    for _ in range(2):  # the second time under keys whose verdict is kept
+        for key in keys:
+            data = {
+                key: value,
+                "list": [value, {key: value}],
+                "tuple": (value, b"raw " + value.encode()),
+                "deep": {"deeper": [{key: [value]}], "n": 1, "f": 0.5, "b": True, "z": None},
+                3: value,
+            }
+            assert mask(data) == reference_mask(data)
+            assert mask(value, key) == reference_mask({key: value})[key]  # type: ignore[index]
+            assert mask([value]) == reference_mask([value])
+
+
+def test_a_secret_under_a_key_seen_with_plain_values_is_still_masked() -> None:
+    assert mask({"note": "plain", "resource": "reports/q3"}) == {
+        "note": "plain",
+        "resource": "reports/q3",
+    }
+    masked = mask({"note": JWT, "resource": {"inner": PEM}, "x": [f"Bearer {JWT}"]})
+    assert masked == {
+        "note": mask_value(JWT),
+        "resource": {"inner": mask_value(PEM)},
+        "x": [mask_value(f"Bearer {JWT}")],
+    }
+    assert JWT not in repr(masked)
+    assert "PRIVATE" not in repr(masked)
+
+
+def test_key_verdicts_are_kept_for_a_bounded_number_of_short_names() -> None:
+    kept = masking._memoized_key_verdict
+    kept.cache_clear()  # only a memo: clearing it changes no verdict
+    mask({})  # keeps the verdict of "" (the key of the top level)
+    before = kept.cache_info().currsize
+    long_secret = "x" * (masking._KEY_VERDICT_CHARS + 1) + "_password"
+    long_plain = "y" * (masking._KEY_VERDICT_CHARS + 1)
+    assert mask({long_secret: "s", long_plain: "p"}) == {
+        long_secret: mask_value("s"),
+        long_plain: "p",
+    }
+    assert kept.cache_info().currsize == before  # long names are tested, not kept
+    assert kept.cache_info().maxsize == masking._KEY_VERDICTS
+    fields = {f"field_{n}": "v" for n in range(masking._KEY_VERDICTS + 100)}
+    assert mask(fields | {"password": "p"}) == fields | {"password": mask_value("p")}
+    assert kept.cache_info().currsize == masking._KEY_VERDICTS
+    assert mask({"field_0": "v", "password": "p"}) == {"field_0": "v", "password": mask_value("p")}

@@ -172,3 +172,43 @@ def test_response_headers_drop_hop_by_hop_and_keep_repeats() -> None:
         (b"set-cookie", b"a=1"),
         (b"set-cookie", b"b=2"),
     ]
+
+
+def test_a_long_plain_path_is_checked_to_its_last_byte() -> None:
+    plain = "/" + "/".join(["abcXYZ019-._~!$&'()*+,=:@"] * 40)
+    assert check_path(plain.encode()) == plain
+    for tail, message in [
+        ("%2e", "encoded dot"),
+        ("%", "'%' not followed"),
+        ("\\", "backslash"),
+        (";x", "path parameter"),
+        ("\x00", "control"),
+        ("/..", "'..' segment"),
+        ("//x", "empty segment"),
+    ]:
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            check_path((plain + tail).encode())
+
+
+def test_each_upstream_drops_its_own_credential_header() -> None:
+    sent = [
+        (b"connection", b"x-listed"),
+        (b"x-listed", b"1"),
+        (b"x-api-key", b"forged"),
+        (b"x-token", b"forged"),
+        (b"accept", b"*/*"),
+    ]
+    for _ in range(2):
+        assert request_headers(sent, drop=frozenset({b"x-api-key"})) == [
+            ("x-token", "forged"),
+            ("accept", "*/*"),
+        ]
+        assert request_headers(sent, drop=frozenset({b"x-token"})) == [
+            ("x-api-key", "forged"),
+            ("accept", "*/*"),
+        ]
+        assert request_headers(sent[2:]) == [
+            ("x-api-key", "forged"),
+            ("x-token", "forged"),
+            ("accept", "*/*"),
+        ]

@@ -10,7 +10,7 @@ import pytest
 
 from tests.identity.attestors.cases import FixedClock
 from zerolane.errors import InvalidInput, Unauthenticated
-from zerolane.grants import HmacKeys, mint_api_key, verify_api_key
+from zerolane.grants import HmacKeys, hmac_keys, mint_api_key, verify_api_key
 
 KEY = bytes(range(32))
 OTHER = bytes(range(1, 33))
@@ -123,3 +123,97 @@ def test_the_key_file_must_be_private(tmp_path: Path, caplog: pytest.LogCaptureF
         HmacKeys.from_file(path, header="X-Api-Key", fmt="{secret}", ttl=60)
     assert caught.value.reason == "grant.file_mode"
     assert KEY.decode("latin-1") not in caplog.text
+
+
+@pytest.fixture
+def mints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every key the sources actually mint: (task id, exp)."""
+    minted: list[tuple[str, int]] = []
+
+    def counting(key: bytes, task_id: str, exp: int) -> str:
+        minted.append((task_id, exp))
+        return mint_api_key(key, task_id, exp)
+
+    monkeypatch.setattr(hmac_keys, "mint_api_key", counting)
+    return minted
+
+
+def test_a_task_gets_the_key_minting_gives_now_minted_once_a_second(
+    mints: list[tuple[str, int]],
+) -> None:
+    clock = FixedClock(NOW + 0.1)
+    source = HmacKeys(KEY, ttl=300, clock=clock)
+    values = {source.header_for(TASK, NOW + 3600)[1] for _ in range(50)}
+    clock.t = NOW + 0.9
+    values.add(source.header_for(TASK, NOW + 3600)[1])
+    assert values == {mint_api_key(KEY, TASK, NOW + 300)}
+    assert mints == [(TASK, NOW + 300)]
+    clock.t = NOW + 1.0  # the next second: exp counts from it, a new key
+    assert source.header_for(TASK, NOW + 3600)[1] == mint_api_key(KEY, TASK, NOW + 301)
+    assert mints == [(TASK, NOW + 300), (TASK, NOW + 301)]
+
+
+def test_a_kept_key_never_outlives_the_token_it_is_given_for(
+    mints: list[tuple[str, int]],
+) -> None:
+    source = HmacKeys(KEY, ttl=300, clock=FixedClock(NOW))
+    long = source.header_for(TASK, NOW + 3600)[1]
+    short = source.header_for(TASK, NOW + 60.5)[1]  # the same task, a token ending sooner
+    assert long.split(".")[1] == str(NOW + 300)
+    assert short == mint_api_key(KEY, TASK, NOW + 60)
+    with pytest.raises(Unauthenticated):
+        verify_api_key(KEY, short, NOW + 60)
+
+
+def test_a_key_ending_with_its_task_is_kept_until_then_and_never_after(
+    mints: list[tuple[str, int]],
+) -> None:
+    clock = FixedClock(NOW)
+    source = HmacKeys(KEY, ttl=300, clock=clock)
+    ends = NOW + 10.7  # the task ends before now + ttl: every request's exp is its end
+    first = source.header_for(TASK, ends)[1]
+    clock.t = NOW + 9.99
+    assert source.header_for(TASK, ends)[1] == first == mint_api_key(KEY, TASK, NOW + 10)
+    assert len(mints) == 1
+    for now in (NOW + 10, NOW + 10.5, NOW + 400):  # expired: minted each time, never kept
+        clock.t = now
+        value = source.header_for(TASK, ends)[1]
+        with pytest.raises(Unauthenticated) as caught:
+            verify_api_key(KEY, value, now)
+        assert caught.value.reason == "api_key.expired"
+    assert len(mints) == 4
+    assert source.header_for(TASK, 0.0)[1] == mint_api_key(KEY, TASK, 0)  # exp unknown
+    assert len(mints) == 5
+
+
+def test_a_key_is_never_given_to_another_task_or_upstream(
+    mints: list[tuple[str, int]],
+) -> None:
+    clock = FixedClock(NOW)
+    finance = HmacKeys(KEY, ttl=300, clock=clock)
+    wiki = HmacKeys(OTHER, ttl=300, clock=clock)
+    other_task = "tsk_someoneelse0000000000"
+    for _ in range(3):
+        assert verify_api_key(KEY, finance.header_for(TASK, NOW + 3600)[1], NOW) == TASK
+        assert verify_api_key(KEY, finance.header_for(other_task, NOW + 3600)[1], NOW) == (
+            other_task
+        )
+        assert verify_api_key(OTHER, wiki.header_for(TASK, NOW + 3600)[1], NOW) == TASK
+    assert finance.header_for(TASK, NOW + 3600) != wiki.header_for(TASK, NOW + 3600)
+    # one each: finance's for either task, wiki's own for TASK
+    assert sorted(mints) == sorted([(TASK, NOW + 300), (other_task, NOW + 300), (TASK, NOW + 300)])
+
+
+def test_the_kept_keys_are_bounded(
+    mints: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hmac_keys, "KEPT_KEYS", 8)
+    source = HmacKeys(KEY, ttl=300, clock=FixedClock(NOW))
+    tasks = [f"tsk_{n}" for n in range(20)]
+    for task in tasks:
+        source.header_for(task, NOW + 3600)
+    source.header_for(tasks[-1], NOW + 3600)  # recently used: still kept
+    assert len(mints) == 20
+    source.header_for(tasks[0], NOW + 3600)  # the least recently used went first
+    assert len(mints) == 21
+    assert source._kept.cache_info().currsize == 8

@@ -10,9 +10,15 @@ from dataclasses import dataclass
 from zerolane.store.ports import GENESIS_HASH
 from zerolane.store.records import AuditRecord
 
+#: ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, built
+#: once: ``dumps`` makes the same encoder anew on every call, inside the writer's turn
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 def canonical(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The hashed form: keys sorted, no spaces, UTF-8 as is (never change it: stored
+    chains are verified against these exact bytes)."""
+    return _CANONICAL.encode(obj)
 
 
 def seal(unsealed: dict[str, object], seq: int, prev_hash: str) -> AuditRecord:

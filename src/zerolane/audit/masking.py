@@ -3,10 +3,15 @@
 Values under secret-looking keys, and any value that looks like a JWT or PEM key
 wherever it appears, are replaced by ``"***"`` plus a short SHA-256 fingerprint, so an
 investigation can still correlate two events about the same secret without it.
+
+Every decision is masked on the request path, so the tests are kept cheap: a key name's
+verdict is memoized (the same few names recur), and a string is only searched with a
+regex when it holds the literal that each secret shape starts with.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -18,8 +23,17 @@ _SECRET_KEYS = re.compile(
 )
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 _PEM_SHAPE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+#: the literal each shape above starts with: no match is possible without it
+_JWT_START = "eyJ"
+_PEM_START = "-----BEGIN "
 #: Keys whose values are identifiers safe to keep even though their name matches.
 _SAFE_KEYS = frozenset({"token_id", "jti", "svid_expires_at", "svid_id", "svid_kid"})
+#: how many key names keep their verdict, and the longest name kept (bounded memory,
+#: whatever keys untrusted input brings)
+_KEY_VERDICTS = 4096
+_KEY_VERDICT_CHARS = 128
+#: exact types that hold nothing to mask
+_PLAIN: frozenset[type] = frozenset({int, float, bool, type(None)})
 
 
 def fingerprint(secret: str | bytes) -> str:
@@ -32,11 +46,22 @@ def mask_value(value: str) -> str:
 
 
 def _looks_secret(value: str) -> bool:
-    return bool(_JWT_SHAPE.search(value) or _PEM_SHAPE.search(value))
+    return (_JWT_START in value and _JWT_SHAPE.search(value) is not None) or (
+        _PEM_START in value and _PEM_SHAPE.search(value) is not None
+    )
+
+
+def _key_verdict(key: str) -> bool:
+    return bool(key) and key not in _SAFE_KEYS and bool(_SECRET_KEYS.search(key))
+
+
+_memoized_key_verdict = functools.lru_cache(maxsize=_KEY_VERDICTS)(_key_verdict)
 
 
 def _secret_key(key: str) -> bool:
-    return bool(key) and key not in _SAFE_KEYS and bool(_SECRET_KEYS.search(key))
+    if len(key) <= _KEY_VERDICT_CHARS:
+        return _memoized_key_verdict(key)
+    return _key_verdict(key)
 
 
 def mask(data: object, key: str = "") -> object:
@@ -49,7 +74,14 @@ def mask(data: object, key: str = "") -> object:
 
 
 def _mask(data: object, secret: bool) -> object:
-    if isinstance(data, Mapping):
+    # exact built-in types first: the common cases skip the slower Mapping (ABC) check
+    if type(data) is str:
+        return mask_value(data) if secret or _looks_secret(data) else data
+    if type(data) in _PLAIN:
+        return data
+    if type(data) is list:
+        return [_mask(v, secret) for v in data]
+    if isinstance(data, dict | Mapping):
         return {str(k): _mask(v, secret or _secret_key(str(k))) for k, v in data.items()}
     if isinstance(data, list | tuple):
         return [_mask(v, secret) for v in data]

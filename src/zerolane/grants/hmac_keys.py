@@ -1,12 +1,13 @@
 """Per-task API keys: ``zlk_<task id>.<exp>.<b64url(HMAC-SHA256(key, "<task id>|<exp>"))>``.
 
-The gateway mints one for each allowed request; the upstream checks it with
+The gateway gives one to each allowed request; the upstream checks it with
 :func:`verify_api_key` and the shared key, and learns which task is calling and until
 when the key holds. A key expires with its task (or sooner, after ``ttl`` seconds).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -23,6 +24,9 @@ from zerolane.types import Clock, SystemClock
 PREFIX = "zlk_"
 MIN_KEY_BYTES = 32
 DEFAULT_TTL = 300
+#: how many minted keys :class:`HmacKeys` keeps to hand out again (the least recently
+#: used goes first): a few per busy task
+KEPT_KEYS = 4096
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -69,7 +73,14 @@ def verify_api_key(key_material: bytes, presented: str, now: float) -> str:
 
 
 class HmacKeys:
-    """Mints a fresh per-task key into ``header`` for every allowed request."""
+    """Injects a per-task key into ``header`` for every allowed request.
+
+    A request's key is a function of its task and ``exp`` alone, and ``exp`` counts
+    whole seconds, so the requests of one task within a second (or, once the task ends
+    before ``now + ttl``, until it ends) get the same key: it is minted once and kept,
+    not recomputed per request. A kept key is byte for byte the key minting would give
+    now (a cache, not a longer life), and an expired one is never kept.
+    """
 
     def __init__(
         self,
@@ -88,10 +99,17 @@ class HmacKeys:
         self._fmt = fmt
         self._ttl = ttl
         self._clock = clock or SystemClock()
+        self._kept = functools.lru_cache(maxsize=KEPT_KEYS)(self._render)
+
+    def _render(self, task_id: str, exp: int) -> str:
+        return render_format(self._fmt, mint_api_key(self._key, task_id, exp))
 
     def header_for(self, task_id: str, expires_at: float) -> tuple[str, str]:
-        exp = min(math.floor(expires_at), math.floor(self._clock.now()) + self._ttl)
-        return self.header, render_format(self._fmt, mint_api_key(self._key, task_id, exp))
+        now = math.floor(self._clock.now())
+        exp = min(math.floor(expires_at), now + self._ttl)
+        if exp <= now:  # expired already (the token's exp is unknown or past): not kept
+            return self.header, self._render(task_id, exp)
+        return self.header, self._kept(task_id, exp)
 
     def __repr__(self) -> str:  # never show the key
         return f"HmacKeys(header={self.header!r}, ttl={self._ttl})"

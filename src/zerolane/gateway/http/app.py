@@ -116,11 +116,11 @@ class GatewayApp:
             return
         started = time.perf_counter()
         upstream = await self._handle(scope, raw_path, receive, send)
-        self.metrics.request_seconds.labels(upstream).observe(time.perf_counter() - started)
+        self.metrics.served(upstream).observe(time.perf_counter() - started)
 
     async def _refuse(self, send: Send, status: int, reason: str, *, close: bool = False) -> None:
         """Refuse before any decision (nothing usable to decide on): counted, not audited."""
-        self.metrics.decisions.labels("refused", reason).inc()
+        self.metrics.decided("refused", reason).inc()
         challenge = [www_authenticate(reason, credentials_sent=False)] if status == 401 else None
         await send_error(send, status, reason, close=close, extra=challenge)
 
@@ -195,9 +195,7 @@ class GatewayApp:
             decision = Decision("", False, ("decision.error",), (), None, 503)
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
         outcome = "allow" if decision.allowed else "deny"
-        self.metrics.decisions.labels(
-            outcome, decision.reasons[0] if decision.reasons else "ok"
-        ).inc()
+        self.metrics.decided(outcome, decision.reasons[0] if decision.reasons else "ok").inc()
         return decision
 
     async def _deny(self, send: Send, decision: Decision, *, close: bool) -> None:
