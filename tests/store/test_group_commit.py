@@ -102,7 +102,7 @@ def holding(store: SqliteStores) -> Iterator[threading.Event]:
         entered.set()
         release.wait(WAIT)
 
-    held = writer_of(store).submit(hold)
+    held = writer_of(store).submit(hold, wake=True)
     assert entered.wait(WAIT)
     try:
         yield release
@@ -130,7 +130,7 @@ def queued(store: SqliteStores, count: int) -> None:
     writer = writer_of(store)
     deadline = threading.Event()
     for _ in range(int(WAIT / 0.005)):
-        if writer._queue.qsize() >= count:
+        if len(writer._items) >= count:
             return
         deadline.wait(0.005)
     raise AssertionError(f"fewer than {count} writes were queued")
@@ -150,6 +150,43 @@ def test_writes_queued_together_commit_as_one_batch(store: SqliteStores) -> None
     assert after.batches - before.batches == 2  # the held batch, then all twenty at once
     assert after.largest_batch == 20
     assert len(store.list_workloads()) == 20
+
+
+def test_a_lone_write_commits_on_its_callers_thread(store: SqliteStores) -> None:
+    """No hand-off to another thread and back for a write nobody else is committing:
+    the caller leads its own batch (that hop cost more CPU than SQLite's work)."""
+    ran_on: list[threading.Thread] = []
+    writer_of(store).run(lambda _: ran_on.append(threading.current_thread()))
+    assert ran_on == [threading.current_thread()]
+
+    # the twin: a write queued while another batch commits is committed after it, in
+    # the next batch, by one of the callers waiting (never before the held one ends)
+    with holding(store) as release:
+        waiting = in_thread(
+            lambda: writer_of(store).run(lambda _: ran_on.append(threading.current_thread()))
+        )
+        queued(store, 1)
+        assert not waiting.done()
+        release.set()
+        waiting.result(WAIT)
+    assert len(ran_on) == 2
+    assert ran_on[1] is not threading.current_thread()
+
+
+def test_a_write_nobody_waits_for_is_still_committed(store: SqliteStores) -> None:
+    """``wake=True`` (the audit log's async mode) hands the write to the background
+    thread at once; a write queued without it and never waited for is committed by
+    that thread within its poll interval, so nothing queued is left behind."""
+    woken = writer_of(store).submit(lambda conn: store_marker(conn, "woken"), wake=True)
+    left = writer_of(store).submit(lambda conn: store_marker(conn, "left"))
+    assert woken.result(WAIT) is None
+    assert left.result(WAIT) is None  # never waited with wait(): the thread took it
+    assert sorted(r[0] for r in raw(store.path, "SELECT name FROM marker")) == ["left", "woken"]
+
+
+def store_marker(conn: Connection, name: str) -> None:
+    conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS marker (name TEXT)")
+    conn.exec_driver_sql("INSERT INTO marker VALUES (?)", (name,))
 
 
 def test_a_lone_write_is_its_own_batch(store: SqliteStores) -> None:
@@ -335,7 +372,7 @@ def test_a_disk_write_failure_at_commit_is_unavailable(
         raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
 
     entered, release = threading.Event(), threading.Event()
-    held = writer_of(store).submit(lambda _: entered.set() or release.wait(WAIT))
+    held = writer_of(store).submit(lambda _: entered.set() or release.wait(WAIT), wake=True)
     assert entered.wait(WAIT)
     monkeypatch.setattr(writer, "_commit", failing_commit)
     ops = [

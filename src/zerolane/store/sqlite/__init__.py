@@ -247,6 +247,15 @@ class SqliteStores(SqliteLeases):
         except (SQLAlchemyError, sqlite3.Error) as err:
             raise Unavailable("store.write", "the database could not be written") from err
 
+    async def _wait_async(self, future: Future[T]) -> T:
+        """:meth:`_wait` for an event loop (the writer's thread commits)."""
+        try:
+            return await self._writer.wait_async(future)
+        except IntegrityError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error) as err:
+            raise Unavailable("store.write", "the database could not be written") from err
+
     def _statement(
         self, sql: str, params: dict[str, Any], conflict: tuple[str, str] | None = None
     ) -> int:
@@ -387,7 +396,7 @@ class SqliteStores(SqliteLeases):
         if not events:
             return
         count = len(events)
-        future = self._writer.submit(_append_op(list(events), seal))
+        future = self._writer.submit(_append_op(list(events), seal), wake=True)
 
         def done(finished: Future[list[AuditRecord]]) -> None:
             error = finished.exception()
@@ -571,6 +580,9 @@ class _Pending(Generic[T]):
 
     def result(self) -> T:
         return self._store._wait(self._future)
+
+    async def result_async(self) -> T:
+        return await self._store._wait_async(self._future)
 
 
 _SET_WORKLOAD_STATUS = text(

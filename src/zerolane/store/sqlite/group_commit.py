@@ -1,11 +1,17 @@
-"""Group commit: one thread owns SQLite's write connection and commits writes in batches.
+"""Group commit: writes to SQLite's one write connection commit in batches.
 
 SQLite has one writer at a time, and with ``synchronous=FULL`` every commit waits for an
 ``fsync``. Callers therefore hand their write to :class:`GroupCommitWriter` as a small
-function of the connection (an *op*) and wait on a future. The writer thread takes
-whatever is queued when it wakes (at most ``max_batch`` ops; it never waits for more, so
-a lone write pays no added latency), opens one ``BEGIN IMMEDIATE`` transaction, runs
-each op inside its own ``SAVEPOINT`` and commits once: one ``fsync`` for the batch.
+function of the connection (an *op*) and wait for it. Whoever waits and finds no batch
+being committed becomes the *leader*: it takes whatever is queued (at most
+``max_batch`` ops; it never waits for more, so a lone write pays no added latency),
+opens one ``BEGIN IMMEDIATE`` transaction, runs each op inside its own ``SAVEPOINT`` and
+commits once: one ``fsync`` for the batch. Writes queued meanwhile wait for that commit
+and form the next batch, led by one of their callers. A lone write thus commits on its
+caller's own thread, without a hand-off to another thread and back (which cost more
+CPU than SQLite's work for a decision's write); a background thread commits the writes
+nobody waits for (queued with ``wake=True``, e.g. the audit log's ``async`` mode) and,
+within :data:`POLL_SECONDS`, any left behind.
 
 - A write is acknowledged only after its batch committed: no future resolves before the
   ``COMMIT`` returned.
@@ -14,7 +20,8 @@ each op inside its own ``SAVEPOINT`` and commits once: one ``fsync`` for the bat
 - When ``BEGIN`` or ``COMMIT`` fails, nothing of the batch is durable: every op of it
   fails with :class:`~zerolane.errors.Unavailable` (callers fail closed).
 - Ops run in submission order, so later ops see what earlier ones wrote (the audit
-  chain's head is read inside the batch's transaction).
+  chain's head is read inside the batch's transaction): batches are taken from the
+  queue's head and committed under one lock.
 - A write may name the row it changes (a task id): :meth:`GroupCommitWriter.settle`
   lets a read of that row first wait for the writes to it already queued, so a
   compare-and-set loop re-reads the value its competitor just wrote instead of a
@@ -25,9 +32,11 @@ each op inside its own ``SAVEPOINT`` and commits once: one ``fsync`` for the bat
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,6 +55,8 @@ DEFAULT_MAX_BATCH = 256
 #: how long a caller waits for its batch before failing closed (the store's busy
 #: timeout, waiting for another process's write lock, is 10 s per attempt)
 DEFAULT_WAIT_SECONDS = 60.0
+#: how often the background thread looks for queued writes nobody leads
+POLL_SECONDS = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +113,6 @@ class WriterStats:
     largest_batch: int
 
 
-class _Stop:
-    """The sentinel :meth:`GroupCommitWriter.close` queues behind the last write."""
-
-
-_STOP = _Stop()
-
-
 class GroupCommitWriter:
     """Runs write ops on one connection, a transaction (and one commit) per batch."""
 
@@ -125,7 +129,13 @@ class GroupCommitWriter:
         self._connect = connect
         self._max_batch = max_batch
         self._wait = wait_seconds
-        self._queue: queue.SimpleQueue[_Pending[Any] | _Stop] = queue.SimpleQueue()
+        self._items: deque[_Pending[Any]] = deque()
+        self._cv = threading.Condition()  # guards _items, _urgent, _stopping
+        self._urgent = False  # a write nobody waits for was queued: the thread commits it
+        self._stopping = False
+        #: held while a batch is taken and committed (by a leader or the thread); it
+        #: also guards the connection and the counters
+        self._leading = threading.Lock()
         self._closing = False
         self._admit = threading.Lock()  # a submit and close() never interleave
         self._conn: Connection | None = None
@@ -135,10 +145,12 @@ class GroupCommitWriter:
         self._thread.start()
 
     # callers
-    def submit(self, op: WriteOp[T], *, key: str | None = None) -> Future[T]:
+    def submit(self, op: WriteOp[T], *, key: str | None = None, wake: bool = False) -> Future[T]:
         """Queue ``op``; the future resolves once its batch committed (or failed).
 
-        ``key`` names the row the op writes (a task id), for :meth:`settle`.
+        The caller then waits with :meth:`wait` (which may commit the batch itself);
+        ``wake=True`` is for a write nobody will wait for: the background thread
+        commits it. ``key`` names the row the op writes (a task id), for :meth:`settle`.
         """
         future: Future[T] = Future()
         with self._admit:
@@ -146,7 +158,10 @@ class GroupCommitWriter:
                 raise Unavailable("store.closed", "the store is closed")
             if key is not None:
                 self._fence.queued(key)
-            self._queue.put(_Pending(op, future, key))
+            with self._cv:
+                self._items.append(_Pending(op, future, key))
+        if wake:
+            self.wake()
         return future
 
     def run(self, op: WriteOp[T], *, key: str | None = None) -> T:
@@ -155,13 +170,40 @@ class GroupCommitWriter:
 
     def wait(self, future: Future[T]) -> T:
         """The result of a submitted op once its batch committed (or its error);
-        ``Unavailable`` (``store.timeout``) after ``wait_seconds``."""
+        ``Unavailable`` (``store.timeout``) after ``wait_seconds``.
+
+        While the op is still queued, the caller commits the queue's next batch itself
+        as soon as no other batch is being committed (it leads)."""
+        deadline = time.monotonic() + self._wait
+        while not future.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._leading.acquire(timeout=remaining):
+                raise Unavailable(
+                    "store.timeout", f"the write did not commit within {self._wait:.0f} s"
+                )
+            try:
+                if not future.done():
+                    self._lead()
+            finally:
+                self._leading.release()
+        return future.result()
+
+    async def wait_async(self, future: Future[T]) -> T:
+        """:meth:`wait` for an event loop: the background thread commits the queue (the
+        loop never blocks on a commit) and the loop is woken when the future is done."""
+        self.wake()
         try:
-            return future.result(timeout=self._wait)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self._wait)
         except TimeoutError:
             raise Unavailable(
                 "store.timeout", f"the write did not commit within {self._wait:.0f} s"
             ) from None
+
+    def wake(self) -> None:
+        """Have the background thread commit what is queued now."""
+        with self._cv:
+            self._urgent = True
+            self._cv.notify()
 
     def settle(self, key: str) -> None:
         """Wait until the writes of ``key`` queued so far have committed or failed.
@@ -178,51 +220,53 @@ class GroupCommitWriter:
     def close(self) -> None:
         """Commit what is queued, then stop the thread and close the connection."""
         with self._admit:
-            if not self._closing:
-                self._closing = True
-                self._queue.put(_STOP)
+            self._closing = True
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
-    # the writer thread
+    # batches
+    def _lead(self) -> None:
+        """Take the queue's next batch and commit it (``_leading`` is held)."""
+        with self._cv:
+            count = min(len(self._items), self._max_batch)
+            batch = [self._items.popleft() for _ in range(count)]
+        if batch:
+            self._commit_batch(batch)
+
+    def _queued(self) -> bool:
+        with self._cv:
+            return bool(self._items)
+
+    # the background thread
     def _loop(self) -> None:
         try:
             while True:
-                batch, stop = self._take()
-                if batch:
-                    self._commit_batch(batch)
-                if stop:
+                with self._cv:
+                    self._cv.wait_for(lambda: self._urgent or self._stopping, POLL_SECONDS)
+                    self._urgent = False
+                    stopping = self._stopping
+                while self._queued():
+                    with self._leading:
+                        self._lead()
+                if stopping:
                     return
         finally:
             with self._admit:
                 self._closing = True
-            self._refuse_queued()
-            self._disconnect()
+            with self._leading:
+                self._refuse_queued()
+                self._disconnect()
 
     def _refuse_queued(self) -> None:
         """Fail what is still queued when the thread ends early (never after a close())."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, _Pending):
-                self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
-
-    def _take(self) -> tuple[list[_Pending[Any]], bool]:
-        """Block for one item, then take whatever else is queued, up to ``max_batch``."""
-        batch: list[_Pending[Any]] = []
-        item = self._queue.get()
-        while True:
-            if isinstance(item, _Stop):
-                return batch, True
-            batch.append(item)
-            if len(batch) >= self._max_batch:
-                return batch, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, False
+        with self._cv:
+            left = list(self._items)
+            self._items.clear()
+        for item in left:
+            self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
 
     def _connection(self) -> Connection:
         if self._conn is None:
