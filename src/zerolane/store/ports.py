@@ -98,7 +98,13 @@ class PendingWrite(Protocol[T_co]):
 
     def result(self) -> T_co:
         """Wait until it committed and return its result, or raise its error;
-        ``Unavailable`` (``store.timeout``) when the store does not answer in time."""
+        ``Unavailable`` (``store.timeout``) when the store does not answer in time.
+        The waiting thread may commit the write itself."""
+        ...
+
+    async def result_async(self) -> T_co:
+        """:meth:`result` for an event loop: the store commits the write on a thread of
+        its own while the loop goes on."""
         ...
 
 

@@ -19,6 +19,7 @@ write queued behind it (see :meth:`Decider._decide`).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -94,11 +95,13 @@ class Decision:
         return dataclasses.replace(self, allowed=False, reasons=(reason,), status=503)
 
 
-class _Deny(Exception):
+class _Deny(ZerolaneError):
+    """A deny decided here: its reasons, the determining policies, the status hint."""
+
     def __init__(
         self, reasons: Sequence[str], policies: Sequence[str] = (), *, status: int = 403
     ) -> None:
-        super().__init__(reasons[0])
+        super().__init__(reasons[0], reasons[0])
         self.reasons = tuple(reasons)
         self.policies = tuple(policies)
         self.status = status
@@ -142,6 +145,16 @@ def _decision(
         expires_at=float(claims.expires_at) if claims else None,
         subject=claims.subject if claims else None,
     )
+
+
+def _refusal(decision_id: str, holder: TaskHolder | None, err: ZerolaneError) -> Decision:
+    """The deny a refusal raised while deciding becomes (401 for a credential)."""
+    if isinstance(err, _Deny):
+        return _decision(decision_id, holder, err.reasons, err.policies, err.status)
+    if isinstance(err, Unauthenticated):
+        return _decision(decision_id, holder, (err.reason,), (), 401)
+    status = err.status if err.status >= 400 else 403
+    return _decision(decision_id, holder, (err.reason,), (), status)
 
 
 def _map(request: DecideInput, default_sensitivity: Sensitivity) -> RequestFacts:
@@ -243,33 +256,69 @@ class Decider:
         holder: TaskHolder | None = None
         facts: RequestFacts | None = None
         try:
-            holder = self._auth.task_holder(
-                token,
-                proof,
-                method=request.method,
-                url=request.url,
-                audience=request.audience,
-                client_cert=request.client_cert,
-            )
-            mapped = _map(request, self._default_sensitivity)
-            facts = RequestFacts(
-                action=mapped.action,
-                resource=mapped.resource,
-                destination=mapped.destination,
-                sensitivity=mapped.sensitivity,
-                method=mapped.method,
-                destination_internal=is_internal(mapped.destination, self._internal),
-                mcp=request.mcp,
-            )
+            holder = self._holder(token, proof, request)
+            facts = self._facts(request)
             return self._decide(_Pending(decision_id, holder, facts, request))
-        except _Deny as deny:
-            decision = _decision(decision_id, holder, deny.reasons, deny.policies, deny.status)
-        except Unauthenticated as err:
-            decision = _decision(decision_id, holder, (err.reason,), (), 401)
-        except ZerolaneError as err:
-            status = err.status if err.status >= 400 else 403
-            decision = _decision(decision_id, holder, (err.reason,), (), status)
+        except ZerolaneError as err:  # _Deny included
+            decision = _refusal(decision_id, holder, err)
         return self._record(decision, holder, facts, request)
+
+    async def decide_async(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        """:meth:`decide` for an event loop: the same decision, made on the loop's thread
+        with no hand-off to a worker thread and back (which cost an enforcement point
+        more CPU than the decision's own write). Only the allow's write is waited for
+        apart: the store's writer commits it (with whatever else is queued) and the
+        loop goes on serving other requests meanwhile. A refusal's audit event, and
+        every decision over a store that cannot queue the spend, are handed to a worker
+        thread, so a flood of refused requests never holds the loop on commits.
+
+        The CPU of the decision runs on the loop (a task read, when the decider does not
+        know the task yet, too: a point read, which may first wait for that task's
+        queued writes); nothing is awaited while the task's lock is held."""
+        loop = asyncio.get_running_loop()
+        if self._recorded is None:
+            return await loop.run_in_executor(None, self.decide, token, proof, request)
+        decision_id = uuid.uuid4().hex
+        holder: TaskHolder | None = None
+        facts: RequestFacts | None = None
+        try:
+            holder = self._holder(token, proof, request)
+            facts = self._facts(request)
+            pending = _Pending(decision_id, holder, facts, request)
+            for _ in range(MAX_ATTEMPTS):
+                allowed, write = self._queued(pending)
+                try:
+                    spent = await write.result_async()
+                except Exception:  # nothing of it was stored (undone as a whole)
+                    self._cache.discard(holder.claims.task_id)
+                    raise _Deny(["audit.write"], status=503) from None
+                if spent is not None:
+                    self._allowed(spent)  # a one-shot task's end is one more write here
+                    return allowed
+                self._cache.discard(holder.claims.task_id)
+            self._cache.discard(holder.claims.task_id)
+            raise _Deny(["task.contention"])
+        except ZerolaneError as err:  # _Deny included
+            decision = _refusal(decision_id, holder, err)
+        return await loop.run_in_executor(None, self._record, decision, holder, facts, request)
+
+    def _holder(self, token: str, proof: str | None, request: DecideInput) -> TaskHolder:
+        return self._auth.task_holder(
+            token,
+            proof,
+            method=request.method,
+            url=request.url,
+            audience=request.audience,
+            client_cert=request.client_cert,
+        )
+
+    def _facts(self, request: DecideInput) -> RequestFacts:
+        mapped = _map(request, self._default_sensitivity)
+        return dataclasses.replace(
+            mapped,
+            destination_internal=is_internal(mapped.destination, self._internal),
+            mcp=request.mcp,
+        )
 
     def _decide(self, pending: _Pending) -> Decision:
         """Decide on the task as last known, spend with a compare-and-set; re-read when
@@ -286,9 +335,9 @@ class Decider:
         decided again on what is stored."""
         task_id = pending.holder.claims.task_id
         for _ in range(MAX_ATTEMPTS):
-            with self._locks.of(task_id):
-                task, allowed, now = self._decided(pending)
-                if self._recorded is None:
+            if self._recorded is None:
+                with self._locks.of(task_id):
+                    task, allowed, now = self._decided(pending)
                     spent = self._spend(task, pending, allowed, now)
                     if spent is None:  # another request spent first (or the task ended)
                         self._cache.discard(task_id)
@@ -296,8 +345,7 @@ class Decider:
                     self._cache.put(spent)
                     self._allowed(spent)
                     return allowed
-                write = self._submit(task, pending, allowed, now)
-                self._cache.put(_after_spend(task, pending.facts.sensitivity))
+            allowed, write = self._queued(pending)
             try:
                 spent = write.result()
             except Exception:  # nothing of it was stored (the write is undone as a whole)
@@ -309,6 +357,15 @@ class Decider:
             self._cache.discard(task_id)  # the guess was wrong: the next one reads
         self._cache.discard(task_id)
         raise _Deny(["task.contention"])
+
+    def _queued(self, pending: _Pending) -> tuple[Decision, PendingWrite[TaskRecord | None]]:
+        """Decide, and queue the allow's spend and event (``_recorded`` is set); the cache
+        then holds the task as the spend will leave it. Raises :class:`_Deny`."""
+        with self._locks.of(pending.holder.claims.task_id):
+            task, allowed, now = self._decided(pending)
+            write = self._submit(task, pending, allowed, now)
+            self._cache.put(_after_spend(task, pending.facts.sensitivity))
+        return allowed, write
 
     def _decided(self, pending: _Pending) -> tuple[TaskRecord, Decision, float]:
         """An allow decided on the task as last known, or on a fresh read when there is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any, cast
 
@@ -131,7 +132,7 @@ class RecordingDecider:
         self.decision = decision
         self.asked: list[DecideInput] = []
 
-    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+    async def decide_async(self, token: str, proof: str | None, request: DecideInput) -> Decision:
         self.asked.append(request)
         return self.decision
 
@@ -151,10 +152,13 @@ def test_the_decision_records_the_call_in_its_own_audit_event(stack: Stack) -> N
     decider = RecordingDecider(ALLOW)
     enforcer = enforcer_with(stack, decider)
     called = ToolCallMessage(1, "read_report", {"name": "q3"})
-    assert enforcer._decide_sync("token", "proof", called, route(stack)) is ALLOW
+    known = enforcer._request(called, route(stack), None)
     unknown = ToolCallMessage(2, "drop_database", {"table": "x" * 9000})
-    enforcer._decide_sync("token", "proof", unknown, None)
-    known, unmapped = decider.asked
+    state = asyncio.run(enforcer._decide("token", "proof", unknown, None))  # no such tool here
+    assert state.call is not None
+    assert state.call.decision is ALLOW  # answered as the decider told
+    [unmapped] = decider.asked
+    assert unmapped == enforcer._request(unknown, None, None)
     assert known.details == {
         "tool": "read_report",
         "arguments": {"name": "q3"},

@@ -16,7 +16,6 @@ forwarded upstream.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -187,9 +186,8 @@ class GatewayApp:
 
     async def _decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            decision = await loop.run_in_executor(None, self._decider.decide, token, proof, request)
+            decision = await self._decider.decide_async(token, proof, request)
         except Exception as err:  # a bug or an unwrapped store error: refuse, never allow
             logger.error("the decision failed: %s", type(err).__name__)
             decision = Decision("", False, ("decision.error",), (), None, 503)

@@ -50,7 +50,7 @@ from zerolane.gateway.mcp.messages import (
 from zerolane.gateway.mcp.metadata import challenges, metadata_url, send_json
 from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
 from zerolane.tasks.auth import request_credentials
-from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tasks.decisions import DecideInput
 from zerolane.tasks.lifecycle import live_task
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
@@ -189,9 +189,8 @@ class Enforcer:
         self, token: str, proof: str | None, message: ToolCallMessage, cert: bytes | None
     ) -> RequestState:
         route = self._catalog.routes().get(message.name)
-        decision = await anyio.to_thread.run_sync(
-            self._decide_sync, token, proof, message, route, cert
-        )
+        request = self._request(message, route, cert)
+        decision = await self._core.decider.decide_async(token, proof, request)
         if decision.status == 401:
             reason = decision.reasons[0] if decision.reasons else "auth.invalid"
             refused = "client certificate" if reason.startswith("mtls.") else "DPoP proof"
@@ -202,17 +201,13 @@ class Enforcer:
         call = ToolCall(message.request_id, message.name, route, decision)
         return RequestState(task_id=decision.task_id, call=call)
 
-    def _decide_sync(
-        self,
-        token: str,
-        proof: str | None,
-        message: ToolCallMessage,
-        route: ToolRoute | None,
-        cert: bytes | None = None,
-    ) -> Decision:
-        """One decision, whose own audit event also records the call (its arguments too,
-        allowed or denied): an event that cannot be written denies (``audit.write``)."""
-        request = DecideInput(
+    def _request(
+        self, message: ToolCallMessage, route: ToolRoute | None, cert: bytes | None
+    ) -> DecideInput:
+        """The call as a decision's input; the decision's own audit event also records
+        the call (its arguments too, allowed or denied): an event that cannot be written
+        denies (``audit.write``)."""
+        return DecideInput(
             method="POST",
             url=self._url,
             action=route.action if route else f"mcp:?/{message.name[:128]}",
@@ -224,7 +219,6 @@ class Enforcer:
             details=call_details(message, route),
             client_cert=cert,
         )
-        return self._core.decider.decide(token, proof, request)
 
 
 def call_details(message: ToolCallMessage, route: ToolRoute | None) -> dict[str, object]:

@@ -1,0 +1,153 @@
+"""``Decider.decide_async``: the same decisions as ``decide``, made on an event loop that
+is never held while an allow's write commits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import zerolane.tasks.decisions as decisions
+from tests.store.test_group_commit import WAIT, holding, queued
+from tests.tasks.conftest import AGENT, FINANCE, Agent, World, build_world
+from zerolane.store.sqlite import SqliteStores
+from zerolane.tasks.decisions import DecideInput, Decision
+
+URL = f"https://{FINANCE}/finance/q3"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    built = build_world(tmp_path / "home", "sqlite:///zerolane.db")
+    yield built
+    built.deployment.close()
+
+
+@pytest.fixture
+def agent(world: World) -> Agent:
+    return world.agent(AGENT)
+
+
+def request(action: str = "read") -> DecideInput:
+    return DecideInput(
+        method="GET",
+        url=URL,
+        action=action,
+        resource="finance/q3",
+        destination=FINANCE,
+        sensitivity="internal",
+    )
+
+
+async def ask(
+    world: World, agent: Agent, token: str, action: str = "read", proof: str | None = None
+) -> Decision:
+    proof = proof or world.proof(agent.key, "GET", URL, token)
+    return await world.deployment.decider.decide_async(token, proof, request(action))
+
+
+def test_an_allow_and_its_twin_deny_are_decided_and_audited(world: World, agent: Agent) -> None:
+    opened = world.open(agent)
+    allowed = asyncio.run(ask(world, agent, opened.token))
+    assert allowed.allowed
+    assert world.task(opened.task.task_id).calls_used == 1
+    denied = asyncio.run(ask(world, agent, opened.token, action="delete"))
+    assert (denied.allowed, denied.reasons) == (False, ("scope.action",))
+    assert world.task(opened.task.task_id).calls_used == 1
+    events = world.events("decision")
+    assert [(e["outcome"], e["details"]["decision_id"]) for e in events[-2:]] == [
+        ("success", allowed.decision_id),
+        ("denied", denied.decision_id),
+    ]
+    assert world.deployment.audit.verify()[1] is None
+
+
+def test_a_bad_credential_is_a_401_and_audited(world: World, agent: Agent) -> None:
+    opened = world.open(agent)
+    refused = asyncio.run(ask(world, agent, opened.token, proof="not-a-proof"))
+    assert (refused.allowed, refused.status) == (False, 401)
+    assert world.events("decision")[-1]["details"]["decision_id"] == refused.decision_id
+
+
+def test_concurrent_requests_on_one_loop_spend_the_budget_exactly(
+    world: World, agent: Agent
+) -> None:
+    opened = world.open(agent, max_calls=5)
+
+    async def twelve() -> list[Decision]:
+        return list(await asyncio.gather(*(ask(world, agent, opened.token) for _ in range(12))))
+
+    answers = asyncio.run(twelve())
+    assert sum(a.allowed for a in answers) == 5
+    assert {a.reasons for a in answers if not a.allowed} == {("task.budget_exhausted",)}
+    assert world.task(opened.task.task_id).calls_used == 5
+    successes = [e for e in world.events("decision") if e["outcome"] == "success"]
+    assert sorted(e["details"]["decision_id"] for e in successes) == sorted(
+        a.decision_id for a in answers if a.allowed
+    )
+    assert world.deployment.audit.verify()[1] is None
+
+
+def test_the_loop_goes_on_while_an_allow_commits(world: World, agent: Agent) -> None:
+    """With the writer held inside a batch, the allow waits for its commit but the loop
+    keeps running other work; released, the allow completes (and only then)."""
+    opened = world.open(agent)
+    stores = world.deployment.stores
+    assert isinstance(stores, SqliteStores)
+
+    async def scenario() -> tuple[int, bool, Decision]:
+        with holding(stores) as release:
+            decision = asyncio.ensure_future(ask(world, agent, opened.token))
+            ticks = 0
+            for _ in range(int(WAIT / 0.001)):  # the loop turns while the write waits
+                await asyncio.sleep(0.001)
+                ticks += 1
+                if len(stores._writer._items) >= 1 and ticks >= 20:
+                    break
+            queued(stores, 1)
+            pending = not decision.done()
+            release.set()
+            return ticks, pending, await decision
+
+    ticks, pending, decision = asyncio.run(scenario())
+    assert ticks >= 20
+    assert pending  # not answered before its write committed
+    assert decision.allowed
+    assert world.task(opened.task.task_id).calls_used == 1
+
+
+def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = world.open(agent)
+
+    def broken(*args: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(decisions, "seal", broken)
+    monkeypatch.setattr("zerolane.audit.log.seal", broken)
+    denied = asyncio.run(ask(world, agent, opened.token))
+    assert (denied.allowed, denied.reasons, denied.status) == (False, ("audit.write",), 503)
+    assert world.task(opened.task.task_id).calls_used == 0
+    monkeypatch.undo()
+    assert asyncio.run(ask(world, agent, opened.token)).allowed
+    assert world.task(opened.task.task_id).calls_used == 1
+
+
+def test_over_a_store_that_cannot_queue_the_spend_it_decides_in_a_worker(
+    tmp_path: Path,
+) -> None:
+    """Memory stores: the same decision, made by ``decide`` on a worker thread."""
+    memory = build_world(tmp_path / "memory")
+    try:
+        agent = memory.agent(AGENT)
+        opened = memory.open(agent)
+        assert asyncio.run(ask(memory, agent, opened.token)).allowed
+        denied = asyncio.run(ask(memory, agent, opened.token, action="delete"))
+        assert denied.reasons == ("scope.action",)
+        assert memory.task(opened.task.task_id).calls_used == 1
+    finally:
+        memory.deployment.close()
