@@ -341,19 +341,24 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -
 
 @contextmanager
 def process(argv: list[str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_http(ready_url, proc)
-        yield proc
-    finally:
-        proc.terminate()
+    # stderr to a file, not a pipe nobody reads while the server runs: a server that
+    # logs more than a pipe holds would block on its next line
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        if proc.returncode not in (0, -15):
-            sys.stderr.write(err.decode(errors="replace")[-2000:])
+            wait_http(ready_url, proc)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.seek(0)
+            err = log.read().decode(errors="replace")
+            if proc.returncode not in (0, -15) or "Traceback" in err or "ERROR" in err:
+                sys.stderr.write(f"--- {argv[2:4]} logged:\n{err[-3000:]}\n")
 
 
 def role(name: str, spec: dict[str, Any]) -> dict[str, Any]:
