@@ -184,6 +184,19 @@ def test_a_write_nobody_waits_for_is_still_committed(store: SqliteStores) -> Non
     assert sorted(r[0] for r in raw(store.path, "SELECT name FROM marker")) == ["left", "woken"]
 
 
+def test_a_write_cancelled_before_its_batch_never_runs(store: SqliteStores) -> None:
+    """A future cancelled while queued (its waiter gave up) drops the write; the writes
+    around it commit, and the row it names no longer holds back a read of it."""
+    with holding(store):
+        dropped = writer_of(store).submit(lambda conn: store_marker(conn, "dropped"), key="k")
+        kept = in_thread(lambda: writer_of(store).run(lambda conn: store_marker(conn, "kept")))
+        queued(store, 2)
+        assert dropped.cancel()
+    kept.result(WAIT)
+    writer_of(store).settle("k")  # returns at once: nothing of "k" is queued any more
+    assert [r[0] for r in raw(store.path, "SELECT name FROM marker")] == ["kept"]
+
+
 def store_marker(conn: Connection, name: str) -> None:
     conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS marker (name TEXT)")
     conn.exec_driver_sql("INSERT INTO marker VALUES (?)", (name,))

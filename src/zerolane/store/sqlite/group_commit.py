@@ -192,8 +192,8 @@ class GroupCommitWriter:
         """:meth:`wait` for an event loop: the background thread commits the queue (the
         loop never blocks on a commit) and the loop is woken when the future is done."""
         self.wake()
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self._wait)
+        try:  # shielded: a cancelled or timed-out wait leaves the write to its batch
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self._wait)
         except TimeoutError:
             raise Unavailable(
                 "store.timeout", f"the write did not commit within {self._wait:.0f} s"
@@ -229,12 +229,19 @@ class GroupCommitWriter:
 
     # batches
     def _lead(self) -> None:
-        """Take the queue's next batch and commit it (``_leading`` is held)."""
+        """Take the queue's next batch and commit it (``_leading`` is held). A write
+        whose future was cancelled before its batch (nobody waits for it) is dropped."""
         with self._cv:
             count = min(len(self._items), self._max_batch)
-            batch = [self._items.popleft() for _ in range(count)]
+            taken = [self._items.popleft() for _ in range(count)]
+        batch = [p for p in taken if p.future.set_running_or_notify_cancel() or self._drop(p)]
         if batch:
             self._commit_batch(batch)
+
+    def _drop(self, pending: _Pending[Any]) -> bool:
+        if pending.key is not None:
+            self._fence.finished(pending.key)
+        return False
 
     def _queued(self) -> bool:
         with self._cv:
@@ -266,7 +273,8 @@ class GroupCommitWriter:
             left = list(self._items)
             self._items.clear()
         for item in left:
-            self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
+            if item.future.set_running_or_notify_cancel() or self._drop(item):
+                self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
 
     def _connection(self) -> Connection:
         if self._conn is None:
