@@ -4,6 +4,8 @@ is never held while an allow's write commits."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,13 @@ import pytest
 
 import zerolane.tasks.decisions as decisions
 from tests.store.test_group_commit import WAIT, holding, queued
-from tests.tasks.conftest import AGENT, FINANCE, Agent, World, build_world
+from tests.tasks.conftest import ADMIN, AGENT, FINANCE, Agent, World, build_world
+from tests.tasks.test_single_use import ONE_SHOT
+from zerolane.store.records import TaskRecord
 from zerolane.store.sqlite import SqliteStores
 from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tasks.playbooks import parse_playbook
+from zerolane.types import TaskState
 
 URL = f"https://{FINANCE}/finance/q3"
 
@@ -151,3 +157,99 @@ def test_over_a_store_that_cannot_queue_the_spend_it_decides_in_a_worker(
         assert memory.task(opened.task.task_id).calls_used == 1
     finally:
         memory.deployment.close()
+
+
+def test_a_deny_on_the_guess_reads_the_task_off_the_loop(world: World, agent: Agent) -> None:
+    """The store is slow (its writer held for a second): the task's last call is being
+    committed and the next request, refused on the guessed record, must be decided again
+    on the stored task. That read waits for the commit, on a worker thread: the loop
+    keeps turning meanwhile (before, it stood still for as long as the commit took)."""
+    opened = world.open(agent, max_calls=1)
+    stores = world.deployment.stores
+    assert isinstance(stores, SqliteStores)
+
+    async def scenario() -> tuple[float, Decision, Decision]:
+        with holding(stores) as release:
+            first = asyncio.ensure_future(ask(world, agent, opened.token))
+            for _ in range(int(WAIT / 0.005)):
+                if stores._writer._items:
+                    break
+                await asyncio.sleep(0.005)
+            threading.Timer(1.0, release.set).start()
+            gaps: list[float] = []
+
+            async def ticker() -> None:
+                last = time.monotonic()
+                for _ in range(60):
+                    await asyncio.sleep(0.01)
+                    gaps.append(time.monotonic() - last)
+                    last = time.monotonic()
+
+            ticking = asyncio.ensure_future(ticker())
+            second = await ask(world, agent, opened.token)
+            await ticking
+            return max(gaps), await first, second
+
+    worst, first, second = asyncio.run(scenario())
+    assert worst < 0.5, f"the loop stood still for {worst:.2f} s"
+    assert first.allowed
+    assert (second.allowed, second.reasons) == (False, ("task.budget_exhausted",))
+
+
+def test_a_one_shot_task_ends_off_the_loop(world: World, agent: Agent) -> None:
+    """Ending a task (its tree's write, grant revocations, audit events) is told to the
+    hook on a worker thread, never on the loop; the allow still waits for it."""
+    world.deployment.playbooks.apply(parse_playbook(ONE_SHOT, "tests"), ADMIN)
+    opened = world.open(agent, playbook="one-shot")
+    decider = world.deployment.decider
+    hook = decider._on_last_call
+    assert hook is not None
+    on_loop: list[bool] = []
+
+    def spy(task: TaskRecord) -> object:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return hook(task)
+
+    decider._on_last_call = spy
+    assert asyncio.run(ask(world, agent, opened.token)).allowed
+    assert on_loop == [False]
+    assert world.task(opened.task.task_id).state is TaskState.COMPLETED
+    replay = asyncio.run(ask(world, agent, opened.token))
+    assert (replay.allowed, replay.reasons) == (False, ("task.completed",))
+
+
+def test_a_task_lock_held_by_a_worker_thread_is_waited_for_off_the_loop(
+    world: World, agent: Agent
+) -> None:
+    """A thread (a synchronous ``decide``) holds the task's lock: the request waits for
+    it on a worker thread, the loop keeps turning, and the request is then decided."""
+    opened = world.open(agent)
+    lock = world.deployment.decider._locks.of(opened.task.task_id)
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            release.wait(WAIT)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert taken.wait(WAIT)
+
+    async def scenario() -> tuple[int, bool, Decision]:
+        decision = asyncio.ensure_future(ask(world, agent, opened.token))
+        ticks = 0
+        while ticks < 30:  # the loop turns while the lock is held elsewhere
+            await asyncio.sleep(0.005)
+            ticks += 1
+        waiting = not decision.done()
+        release.set()
+        return ticks, waiting, await decision
+
+    ticks, waiting, decision = asyncio.run(scenario())
+    assert (ticks, waiting) == (30, True)
+    assert decision.allowed
+    assert world.task(opened.task.task_id).calls_used == 1

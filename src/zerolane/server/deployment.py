@@ -207,7 +207,7 @@ class Deployment:
                 internal_destinations=config.tasks.internal_destinations,
                 default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),
                 revocations=revocations,
-                on_allowed=lifecycle.after_allowed,
+                on_last_call=lifecycle.after_allowed,
             ),
             bus=bus,
             revocations=revocations,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,18 @@ class _Deny(ZerolaneError):
         self.reasons = tuple(reasons)
         self.policies = tuple(policies)
         self.status = status
+
+
+class _NeedsRead(Exception):
+    """The decision needs the task as stored, and must not read it here (the loop)."""
+
+
+class _LockBusy(Exception):
+    """Another thread holds the task's lock: the loop must not wait for it."""
+
+
+#: the task as just read from the store (None: no such task)
+_Read = tuple[TaskRecord | None]
 
 
 class _EventFields(TypedDict):
@@ -233,7 +246,7 @@ class Decider:
         default_sensitivity: Sensitivity = Sensitivity.INTERNAL,
         cache_capacity: int = DEFAULT_CAPACITY,
         revocations: RevocationWatch | None = None,
-        on_allowed: Callable[[TaskRecord], object] | None = None,
+        on_last_call: Callable[[TaskRecord], object] | None = None,
     ) -> None:
         self._auth = authenticator
         self._tasks = tasks
@@ -245,7 +258,7 @@ class Decider:
         self._cache = TaskCache(cache_capacity)
         self._locks = StripedLocks()
         self._revocations = revocations
-        self._on_allowed = on_allowed
+        self._on_last_call = on_last_call
         self._epoch = revocations.epoch if revocations is not None else 0
         # one write for a spend and its event, unless the audit log queues decision events
         recorded = tasks if isinstance(tasks, RecordedSpendStore) else None
@@ -267,14 +280,17 @@ class Decider:
         """:meth:`decide` for an event loop: the same decision, made on the loop's thread
         with no hand-off to a worker thread and back (which cost an enforcement point
         more CPU than the decision's own write). Only the allow's write is waited for
-        apart: the store's writer commits it (with whatever else is queued) and the
-        loop goes on serving other requests meanwhile. A refusal's audit event, and
-        every decision over a store that cannot queue the spend, are handed to a worker
-        thread, so a flood of refused requests never holds the loop on commits.
+        apart: the store's thread commits it (with whatever else is queued) while the
+        loop serves other requests.
 
-        The CPU of the decision runs on the loop (a task read, when the decider does not
-        know the task yet, too: a point read, which may first wait for that task's
-        queued writes); nothing is awaited while the task's lock is held."""
+        The loop never waits on the store or on another thread: reading the task (when
+        the decider does not know it, or must decide a deny again on what is stored, a
+        read that may wait for the task's queued writes), a task whose lock a worker
+        thread holds, a refusal's audit event, the hook told of a task's last call (a
+        one-shot task ends: writes), and every decision over a store that cannot queue
+        the spend, go to a worker thread. So a flood of refused requests, or a slow
+        disk, delays those requests, never the loop. Nothing is awaited while the
+        task's lock is held."""
         loop = asyncio.get_running_loop()
         if self._recorded is None:
             return await loop.run_in_executor(None, self.decide, token, proof, request)
@@ -285,18 +301,29 @@ class Decider:
             holder = self._holder(token, proof, request)
             facts = self._facts(request)
             pending = _Pending(decision_id, holder, facts, request)
+            task_id = holder.claims.task_id
+            read: _Read | None = None
             for _ in range(MAX_ATTEMPTS):
-                allowed, write = self._queued(pending)
+                try:
+                    allowed, write = self._queued(pending, read, on_loop=True)
+                except _NeedsRead:  # the task as stored, read off the loop
+                    read = (await loop.run_in_executor(None, self._tasks.get_task, task_id),)
+                    continue
+                except _LockBusy:  # a worker thread decides this task: wait there
+                    queue = functools.partial(self._queued, pending, read, on_loop=False)
+                    allowed, write = await loop.run_in_executor(None, queue)
+                read = None
                 try:
                     spent = await write.result_async()
                 except Exception:  # nothing of it was stored (undone as a whole)
-                    self._cache.discard(holder.claims.task_id)
+                    self._cache.discard(task_id)
                     raise _Deny(["audit.write"], status=503) from None
                 if spent is not None:
-                    self._allowed(spent)  # a one-shot task's end is one more write here
+                    if self._last_call(spent):  # e.g. a one-shot task ends: writes
+                        await loop.run_in_executor(None, self._allowed, spent)
                     return allowed
-                self._cache.discard(holder.claims.task_id)
-            self._cache.discard(holder.claims.task_id)
+                self._cache.discard(task_id)
+            self._cache.discard(task_id)
             raise _Deny(["task.contention"])
         except ZerolaneError as err:  # _Deny included
             decision = _refusal(decision_id, holder, err)
@@ -358,23 +385,50 @@ class Decider:
         self._cache.discard(task_id)
         raise _Deny(["task.contention"])
 
-    def _queued(self, pending: _Pending) -> tuple[Decision, PendingWrite[TaskRecord | None]]:
+    def _queued(
+        self, pending: _Pending, read: _Read | None = None, *, on_loop: bool = False
+    ) -> tuple[Decision, PendingWrite[TaskRecord | None]]:
         """Decide, and queue the allow's spend and event (``_recorded`` is set); the cache
-        then holds the task as the spend will leave it. Raises :class:`_Deny`."""
-        with self._locks.of(pending.holder.claims.task_id):
-            task, allowed, now = self._decided(pending)
+        then holds the task as the spend will leave it. Raises :class:`_Deny`.
+
+        ``read``: the task as just read from the store (decide on it). ``on_loop``: never
+        block: raise :class:`_LockBusy` when another thread holds the task's lock and
+        :class:`_NeedsRead` when the decision needs the stored task (a read may wait for
+        the task's queued writes to commit)."""
+        lock = self._locks.of(pending.holder.claims.task_id)
+        if not lock.acquire(blocking=not on_loop):
+            raise _LockBusy
+        try:
+            task, allowed, now = self._decided(pending, read, may_read=not on_loop)
             write = self._submit(task, pending, allowed, now)
             self._cache.put(_after_spend(task, pending.facts.sensitivity))
+        finally:
+            lock.release()
         return allowed, write
 
-    def _decided(self, pending: _Pending) -> tuple[TaskRecord, Decision, float]:
+    def _decided(
+        self, pending: _Pending, read: _Read | None = None, *, may_read: bool = True
+    ) -> tuple[TaskRecord, Decision, float]:
         """An allow decided on the task as last known, or on a fresh read when there is
-        none or the known record says deny; raises :class:`_Deny`. Under the task's lock."""
+        none or the known record says deny; raises :class:`_Deny` (or :class:`_NeedsRead`
+        when a read is needed and ``may_read`` is False). Under the task's lock.
+
+        A record read before the lock was taken counts as fresh: a task's stored state
+        only moves toward refusal (calls spent, data touched, ended, budget carved), so a
+        deny decided on it stands, and an allow is still checked by the compare-and-set."""
         task_id = pending.holder.claims.task_id
-        task = self._cache.get(task_id) if self._revocations_allow_cache() else None
-        fresh = False
+        if read is not None:
+            task, fresh = read[0], True
+        else:
+            task = self._cache.get(task_id) if self._revocations_allow_cache() else None
+            fresh = False
         while True:
+            if task is None and fresh:
+                self._cache.discard(task_id)
+                raise _Deny(["task.unknown"])
             if task is None:
+                if not may_read:
+                    raise _NeedsRead
                 task, fresh = self._tasks.get_task(task_id), True
                 if task is None:
                     self._cache.discard(task_id)
@@ -397,9 +451,13 @@ class Decider:
                 continue
             return task, _decision(pending.decision_id, pending.holder, (), policies, 200), now
 
+    def _last_call(self, spent: TaskRecord) -> bool:
+        """Whether an allow spent its task's last call and the hook must hear of it."""
+        return self._on_last_call is not None and spent.calls_used >= spent.max_calls
+
     def _allowed(self, spent: TaskRecord) -> None:
-        if self._on_allowed is not None:  # e.g. a one-shot task ends here
-            self._on_allowed(spent)
+        if self._on_last_call is not None and self._last_call(spent):
+            self._on_last_call(spent)  # e.g. a one-shot task ends here
 
     def _revocations_allow_cache(self) -> bool:
         """False (and the cache emptied) when the watch may have missed a revocation."""

@@ -311,10 +311,11 @@ class TaskLifecycle:
         return self._end(task, TaskState.COMPLETED, "completed", Actor("workload", holder_sub))
 
     def after_allowed(self, task: TaskRecord) -> TaskRecord | None:
-        """Told of the record an allowed request's spend returned (the decider's hook):
-        a single-use task (from a ``one_shot`` playbook) whose one call is now spent
-        ends ``completed`` with reason ``task.single_use``, with its grants and any
-        descendants, so a replay of its token is refused as ``task.completed``.
+        """Told of the record an allowed request's spend returned when it spent the
+        task's last call (the decider's ``on_last_call`` hook): a single-use task (from
+        a ``one_shot`` playbook) whose one call is now spent ends ``completed`` with
+        reason ``task.single_use``, with its grants and any descendants, so a replay of
+        its token is refused as ``task.completed``.
 
         The spend already made that call the only one (``max_calls`` is 1 and spending
         is a compare-and-set), so ending the task is for the record and the cleanup:
