@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import pickle
 import socket
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -21,6 +22,7 @@ from zerolane.gateway.inproc import (
     RemoteDecider,
     ToolDenied,
     current_task,
+    decide_on_loop,
     guard,
     inproc_url,
     safe_resource,
@@ -415,3 +417,37 @@ def test_tool_denied_pickles_and_defaults() -> None:
 )
 def test_safe_resource(resource: str, safe: bool) -> None:
     assert safe_resource(resource) is safe
+
+
+class _SyncOnly:
+    """A decider with only ``decide`` (a remote client, a test double)."""
+
+    def __init__(self, answer: Decision) -> None:
+        self.answer = answer
+        self.threads: list[str] = []
+
+    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        self.threads.append(threading.current_thread().name)
+        return self.answer
+
+
+class _OnLoop(_SyncOnly):
+    """A decider that decides on the event loop (as ``Decider.decide_async`` does)."""
+
+    async def decide_async(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+        self.threads.append(threading.current_thread().name)
+        return self.answer
+
+
+def test_async_tools_decide_on_the_loop_when_the_decider_can() -> None:
+    """No worker thread and back for a decider that decides on the loop without
+    blocking it; a decider that can only block is still kept off the loop."""
+    answer = Decision("d1", True, (), ("task.request",), "tsk_1", 200)
+    request = DecideInput("POST", "https://tools.invalid/x", action="x", resource="x")
+    on_loop, sync_only = _OnLoop(answer), _SyncOnly(answer)
+    loop_thread = threading.current_thread().name
+    assert asyncio.run(decide_on_loop(on_loop, "t", "p", request)) is answer
+    assert asyncio.run(EmbeddedDecider(on_loop).adecide("t", "p", request)) is answer
+    assert on_loop.threads == [loop_thread, loop_thread]
+    assert asyncio.run(decide_on_loop(sync_only, "t", "p", request)) is answer
+    assert sync_only.threads[0] != loop_thread

@@ -50,7 +50,7 @@ from zerolane.audit.log import AuditLog
 from zerolane.config import TlsConfig, parse_tls
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable
 from zerolane.gateway.client_cert import ClientCertSource
-from zerolane.gateway.inproc import RequestDecider
+from zerolane.gateway.inproc import RequestDecider, decide_on_loop
 from zerolane.tasks.auth import request_credentials
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9449 import DpopError, normalize_htu
@@ -375,7 +375,7 @@ class ForwardAuth:
         except Unauthenticated as err:
             return await self._refuse(err.reason, 401, method, url)
         try:
-            decision = await run_in_threadpool(self._decider.decide, token, proof, request_input)
+            decision = await decide_on_loop(self._decider, token, proof, request_input)
         except Exception:  # fail closed: a decider that raises denies
             log.exception("forward-auth: the decider failed")
             return _deny(503, ["decide.error"], None)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -79,6 +79,26 @@ class RequestDecider(Protocol):
     def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision: ...
 
 
+@runtime_checkable
+class LoopDecider(Protocol):
+    """A decider that can decide on an event loop without blocking it
+    (:meth:`~zerolane.tasks.decisions.Decider.decide_async`)."""
+
+    async def decide_async(
+        self, token: str, proof: str | None, request: DecideInput
+    ) -> Decision: ...
+
+
+async def decide_on_loop(
+    decider: RequestDecider, token: str, proof: str | None, request: DecideInput
+) -> Decision:
+    """Decide from a coroutine: on the loop when the decider can do so without blocking
+    it, else on a worker thread (a decision writes its audit event durably)."""
+    if isinstance(decider, LoopDecider):
+        return await decider.decide_async(token, proof, request)
+    return await asyncio.to_thread(decider.decide, token, proof, request)
+
+
 class InprocDecider(RequestDecider, Protocol):
     """A decider usable from sync and async tool functions."""
 
@@ -93,13 +113,16 @@ class EmbeddedDecider:
         self._audience = audience
 
     def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
-        if request.audience is None and self._audience is not None:
-            request = replace(request, audience=self._audience)
-        return self._decider.decide(token, proof, request)
+        return self._decider.decide(token, proof, self._addressed(request))
 
     async def adecide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
-        # the decision writes its audit event durably: keep that off the event loop
-        return await asyncio.to_thread(self.decide, token, proof, request)
+        return await decide_on_loop(self._decider, token, proof, self._addressed(request))
+
+    def _addressed(self, request: DecideInput) -> DecideInput:
+        """``request`` with this guard's audience, unless it names one."""
+        if request.audience is None and self._audience is not None:
+            return replace(request, audience=self._audience)
+        return request
 
 
 class RemoteDecider:
