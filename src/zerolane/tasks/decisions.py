@@ -170,8 +170,11 @@ def _refusal(decision_id: str, holder: TaskHolder | None, err: ZerolaneError) ->
     return _decision(decision_id, holder, (err.reason,), (), status)
 
 
-def _map(request: DecideInput, default_sensitivity: Sensitivity) -> RequestFacts:
-    """Turn a request into (action, resource, destination, sensitivity)."""
+def _map(
+    request: DecideInput, default_sensitivity: Sensitivity, internal: tuple[str, ...]
+) -> RequestFacts:
+    """Turn a request into the facts policies see (action, resource, destination, whether
+    it is inside the trust boundary, sensitivity, the MCP call it carries)."""
     parts = urlsplit(request.url)
     action = request.action or f"http:{request.method.upper()}"
     destination = request.destination or (parts.hostname or "")
@@ -198,7 +201,8 @@ def _map(request: DecideInput, default_sensitivity: Sensitivity) -> RequestFacts
         destination=destination,
         sensitivity=sensitivity,
         method=request.method.upper(),
-        destination_internal=False,
+        destination_internal=is_internal(destination, internal),
+        mcp=request.mcp,
     )
 
 
@@ -270,7 +274,7 @@ class Decider:
         facts: RequestFacts | None = None
         try:
             holder = self._holder(token, proof, request)
-            facts = self._facts(request)
+            facts = _map(request, self._default_sensitivity, self._internal)
             return self._decide(_Pending(decision_id, holder, facts, request))
         except ZerolaneError as err:  # _Deny included
             decision = _refusal(decision_id, holder, err)
@@ -299,7 +303,7 @@ class Decider:
         facts: RequestFacts | None = None
         try:
             holder = self._holder(token, proof, request)
-            facts = self._facts(request)
+            facts = _map(request, self._default_sensitivity, self._internal)
             pending = _Pending(decision_id, holder, facts, request)
             task_id = holder.claims.task_id
             read: _Read | None = None
@@ -337,14 +341,6 @@ class Decider:
             url=request.url,
             audience=request.audience,
             client_cert=request.client_cert,
-        )
-
-    def _facts(self, request: DecideInput) -> RequestFacts:
-        mapped = _map(request, self._default_sensitivity)
-        return dataclasses.replace(
-            mapped,
-            destination_internal=is_internal(mapped.destination, self._internal),
-            mcp=request.mcp,
         )
 
     def _decide(self, pending: _Pending) -> Decision:
@@ -456,8 +452,9 @@ class Decider:
         return self._on_last_call is not None and spent.calls_used >= spent.max_calls
 
     def _allowed(self, spent: TaskRecord) -> None:
-        if self._on_last_call is not None and self._last_call(spent):
-            self._on_last_call(spent)  # e.g. a one-shot task ends here
+        hook = self._on_last_call
+        if hook is not None and spent.calls_used >= spent.max_calls:
+            hook(spent)  # e.g. a one-shot task ends here
 
     def _revocations_allow_cache(self) -> bool:
         """False (and the cache emptied) when the watch may have missed a revocation."""
