@@ -81,7 +81,7 @@ def _gateway(
         text = text.replace(f'"http://127.0.0.1:{port}"', f'"https://127.0.0.1:{port}"', 1)
     path.write_text(text + tls)
     config = load_gateway_config(path)
-    return build_app(config, deployment), port, tls_options(config, deployment)
+    return build_app(config, deployment), port, tls_options(config.tls, deployment)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import typer
 from zerolane.audit.events import Actor
 from zerolane.cli.background import free_port
 from zerolane.cli.common import HomeOption, err_console, fail
+from zerolane.config import TlsConfig
 from zerolane.errors import ZerolaneError
 from zerolane.gateway.config import GatewayConfig, load_gateway_config
 from zerolane.gateway.credentials import build_credentials
@@ -49,8 +50,11 @@ def uvicorn_config(
     log_level: str = "warning",
     tls: dict[str, Any] | None = None,
 ) -> uvicorn.Config:
-    """How the gateway is served: no proxy-header trust, no added headers, lifespan on;
-    ``tls``: :func:`zerolane.server.tls.uvicorn_tls` of the gateway's ``[tls]``."""
+    """How an enforcement point (the HTTP or the MCP gateway) is served: no proxy-header
+    trust, no added headers, lifespan on (the MCP gateway's upstreams connect there: a
+    failure stops the server starting); ``tls``: :func:`tls_options`. The protocol class
+    keeps the raw request target and hands the client certificate of a TLS connection
+    to the app (the ASGI TLS extension)."""
     import uvicorn
 
     from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol
@@ -69,11 +73,12 @@ def uvicorn_config(
     )
 
 
-def tls_options(config: GatewayConfig, deployment: Deployment) -> dict[str, Any]:
-    """The uvicorn TLS options of the gateway's ``[tls]`` (its files already absolute)."""
+def tls_options(tls: TlsConfig, deployment: Deployment) -> dict[str, Any]:
+    """The uvicorn TLS options of a gateway's ``[tls]`` (its files already absolute);
+    client certificates chain to the home's X.509 CA unless ``client_ca_file`` says."""
     from zerolane.server.tls import uvicorn_tls
 
-    return uvicorn_tls(config.tls, base=Path("/"), ca=deployment.x509_ca)
+    return uvicorn_tls(tls, base=Path("/"), ca=deployment.x509_ca)
 
 
 class BackgroundGateway:
@@ -131,7 +136,7 @@ def run(
         return
     try:
         gateway = build_app(gateway_config, deployment)
-        tls = tls_options(gateway_config, deployment)
+        tls = tls_options(gateway_config.tls, deployment)
         _watch_policies(deployment)
     except ZerolaneError as err:
         deployment.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, err_console
+from zerolane.cli.gateway import tls_options, uvicorn_config
 from zerolane.gateway.mcp import (
     Enforcement,
     GatewayConfig,
@@ -20,7 +21,6 @@ from zerolane.gateway.mcp import (
 from zerolane.server.deployment import Deployment, resolve_home
 
 if TYPE_CHECKING:
-    import uvicorn
     from starlette.applications import Starlette
 
 app = typer.Typer(
@@ -58,42 +58,6 @@ def build_app(settings: GatewayConfig, deployment: Deployment) -> Starlette:
     return create_gateway_app(settings, enforcement_of(deployment))
 
 
-def uvicorn_config(
-    app: Any,
-    host: str,
-    port: int,
-    log_level: str = "warning",
-    tls: dict[str, Any] | None = None,
-) -> uvicorn.Config:
-    """How the MCP gateway is served: no proxy-header trust, no server header, and
-    lifespan on (its upstreams connect there: a failure stops the server starting);
-    ``tls``: :func:`tls_options`. The HTTP gateway's protocol class hands the client
-    certificate of a TLS connection to the app (the ASGI TLS extension)."""
-    import uvicorn
-
-    from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol
-
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        lifespan="on",
-        **{**(tls or {}), "http": RawTargetHttpToolsProtocol},  # it passes certs on too
-    )
-
-
-def tls_options(settings: GatewayConfig, deployment: Deployment) -> dict[str, Any]:
-    """The uvicorn TLS options of the gateway's ``[tls]`` (its files already absolute);
-    client certificates chain to the home's X.509 CA unless ``client_ca_file`` says."""
-    from zerolane.server.tls import uvicorn_tls
-
-    return uvicorn_tls(settings.tls, base=Path("/"), ca=deployment.x509_ca)
-
-
 def _watch_policies(deployment: Deployment) -> None:
     def on_change(ok: bool, detail: str) -> None:
         deployment.record_policy_reload(ok, detail, Actor("system", "mcp-gateway-policy-watch"))
@@ -116,7 +80,7 @@ def run(
     deployment = Deployment.open(resolve_home(home))
     try:
         gateway = build_app(settings, deployment)
-        tls = tls_options(settings, deployment)
+        tls = tls_options(settings.tls, deployment)
         _watch_policies(deployment)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         scheme = "https" if tls else "http"

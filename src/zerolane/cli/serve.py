@@ -72,9 +72,7 @@ class Gateway:
 
     def server_config(self, log_level: str) -> uvicorn.Config:
         """Served as ``zerolane gateway run`` / ``zerolane mcp-gateway run`` serve it."""
-        if self.kind == "http":
-            return http_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
-        return mcp_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
+        return http_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
 
 
 def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) -> Gateway:
@@ -83,7 +81,7 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
         config = load_gateway_config(path)
         app = http_gateway.build_app(config, deployment)  # reads its credentials now
         listen = config.listen
-        tls = http_gateway.tls_options(config, deployment)
+        tls = http_gateway.tls_options(config.tls, deployment)
         return Gateway(
             "http", where, title, app, listen.host, listen.port, "", config.public_url, tls
         )
@@ -99,7 +97,7 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
             settings.port,
             settings.path,
             settings.endpoint,
-            mcp_gateway.tls_options(settings, deployment),
+            http_gateway.tls_options(settings.tls, deployment),
         )
     raise InvalidInput("config.gateway_kind", f"unknown gateway kind {entry.kind!r}")
 

@@ -115,7 +115,7 @@ def _gateway(
     config = parse_gateway_config(doc, base)
     app = build_app(config, deployment)
     return Served(
-        uvicorn_config(app, "127.0.0.1", port, "warning", tls_options(config, deployment))
+        uvicorn_config(app, "127.0.0.1", port, "warning", tls_options(config.tls, deployment))
     )
 
 
