@@ -26,23 +26,6 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def lease_json(lease: LeaseRecord) -> dict[str, object]:
-    return {
-        "lease_id": lease.lease_id,
-        "task_id": lease.task_id,
-        "broker": lease.broker,
-        "handle": lease.handle,
-        "state": lease.state.value,
-        "created_at": lease.created_at,
-        "expires_at": lease.expires_at,
-        "updated_at": lease.updated_at,
-        "attempts": lease.attempts,
-        "last_error": lease.last_error,
-        "next_attempt_at": lease.next_attempt_at,
-        "end_reason": lease.end_reason,
-    }
-
-
 def _table(leases: list[LeaseRecord]) -> Table:
     table = Table("lease", "task", "broker", "handle", "state", "expires", "attempts", "error")
     for lease in leases:
@@ -75,7 +58,7 @@ def list_leases(
             task_id=task, state=LeaseState.FAILED if failed else None, limit=limit
         )
     if as_json:
-        print_json([lease_json(lease) for lease in leases])
+        print_json([lease.as_dict() for lease in leases])
         return
     console.print(_table(leases))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from zerolane.errors import InvalidInput
 from zerolane.types import TaskState, WorkloadStatus
@@ -233,3 +233,7 @@ class LeaseRecord:
     last_error: str | None = None
     next_attempt_at: float | None = None
     end_reason: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """Every field by name, the state as its value (a stored row, a JSON listing)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"state": self.state.value}

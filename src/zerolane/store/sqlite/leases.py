@@ -67,20 +67,7 @@ class SqliteLeases:
             f"INSERT INTO leases ({_LEASE_COLUMNS}) VALUES (:lease_id, :task_id, "  # noqa: S608
             ":broker, :handle, :state, :created_at, :expires_at, :updated_at, :attempts, "
             ":last_error, :next_attempt_at, :end_reason)",
-            {
-                "lease_id": lease.lease_id,
-                "task_id": lease.task_id,
-                "broker": lease.broker,
-                "handle": lease.handle,
-                "state": lease.state.value,
-                "created_at": lease.created_at,
-                "expires_at": lease.expires_at,
-                "updated_at": lease.updated_at,
-                "attempts": lease.attempts,
-                "last_error": lease.last_error,
-                "next_attempt_at": lease.next_attempt_at,
-                "end_reason": lease.end_reason,
-            },
+            lease.as_dict(),
             ("lease.exists", f"lease {lease.lease_id} exists"),
         )
 
