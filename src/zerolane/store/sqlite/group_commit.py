@@ -234,14 +234,20 @@ class GroupCommitWriter:
         with self._cv:
             count = min(len(self._items), self._max_batch)
             taken = [self._items.popleft() for _ in range(count)]
-        batch = [p for p in taken if p.future.set_running_or_notify_cancel() or self._drop(p)]
+        batch = self._live(taken)
         if batch:
             self._commit_batch(batch)
 
-    def _drop(self, pending: _Pending[Any]) -> bool:
-        if pending.key is not None:
-            self._fence.finished(pending.key)
-        return False
+    def _live(self, taken: list[_Pending[Any]]) -> list[_Pending[Any]]:
+        """The writes someone still waits for (marked running: no longer cancellable);
+        a cancelled one is dropped, and its row no longer holds back reads."""
+        live = []
+        for pending in taken:
+            if pending.future.set_running_or_notify_cancel():
+                live.append(pending)
+            elif pending.key is not None:
+                self._fence.finished(pending.key)
+        return live
 
     def _queued(self) -> bool:
         with self._cv:
@@ -272,9 +278,8 @@ class GroupCommitWriter:
         with self._cv:
             left = list(self._items)
             self._items.clear()
-        for item in left:
-            if item.future.set_running_or_notify_cancel() or self._drop(item):
-                self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
+        for item in self._live(left):
+            self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
 
     def _connection(self) -> Connection:
         if self._conn is None:
