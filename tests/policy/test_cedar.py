@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,9 +15,11 @@ import pytest
 
 from tests.policy import factories as f
 from tests.policy.conftest import PERMIT, write_set
+from zerolane.policy import loader
 from zerolane.policy.cedar import CedarEngine
 from zerolane.policy.context import request_policy_request
 from zerolane.policy.engine import PolicyLoadError, PolicyRequest
+from zerolane.policy.loader import load_snapshot
 from zerolane.types import TaskState
 
 OVERFLOW = (
@@ -175,3 +179,113 @@ def test_watch_survives_a_failing_callback(
     finally:
         engine.stop()
     assert "callback failed" in caplog.text
+
+
+ONLY_LEVEL_0 = (
+    '@id("base")\npermit (principal, action, resource) when { context.task.level == 0 };\n'
+)
+REQUESTS_PERMIT = '@id("requests.allow")\npermit (principal, action, resource);\n'
+REQUESTS_FULL = REQUESTS_PERMIT + (
+    '@id("requests.deny_level_1")\n'
+    "forbid (principal, action, resource) when { context.task.level == 1 };\n"
+)
+LEVEL_1: dict[str, object] = {"now": 1, "task": {"state": "active", "level": 1}}
+
+
+class _Sampler:
+    """Decides a level-1 request in a loop; remembers every version and allow it saw."""
+
+    def __init__(self, engine: CedarEngine) -> None:
+        self.engine = engine
+        self.versions: set[str] = set()
+        self.allowed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.versions.add(self.engine.version)
+            self.allowed += self.engine.decide(_ask(LEVEL_1)).allowed
+            time.sleep(0.001)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def test_watch_never_loads_a_half_written_file(tmp_path: Path) -> None:
+    folder = write_set(tmp_path / "p", {"base.cedar": ONLY_LEVEL_0})
+    base = {"base.cedar": ONLY_LEVEL_0}
+    partial = load_snapshot(write_set(tmp_path / "v1", base | {"requests.cedar": REQUESTS_PERMIT}))
+    full = load_snapshot(write_set(tmp_path / "v2", base | {"requests.cedar": REQUESTS_FULL}))
+    engine = CedarEngine(folder)
+    assert not engine.decide(_ask(LEVEL_1)).allowed
+    events: queue.Queue[tuple[bool, str]] = queue.Queue()
+    engine.watch(interval=0.01, settle=0.4, on_reload=lambda ok, m: events.put((ok, m)))
+    try:
+        with _Sampler(engine) as sampler, (folder / "requests.cedar").open("w") as out:
+            out.write(REQUESTS_PERMIT)  # the permit is on disk, the forbid not yet
+            out.flush()
+            time.sleep(0.2)  # a slow writer, pausing for less than the settle time
+            out.write(REQUESTS_FULL[len(REQUESTS_PERMIT) :])
+            out.close()
+            ok, version = events.get(timeout=5)
+    finally:
+        engine.stop()
+    assert (ok, version) == (True, full.version)
+    assert events.empty()  # one reload, of the whole file
+    assert partial.version not in sampler.versions
+    assert sampler.allowed == 0  # no level-1 request was ever allowed
+    assert engine.version == full.version
+    assert not engine.decide(_ask(LEVEL_1)).allowed
+    assert engine.decide(_ask(CTX | {"task": {"state": "active", "level": 2}})).allowed
+
+
+def test_watch_loads_an_atomic_replacement_within_settle_and_interval(tmp_path: Path) -> None:
+    folder = write_set(tmp_path / "p", {"base.cedar": ONLY_LEVEL_0})
+    full = load_snapshot(
+        write_set(tmp_path / "v2", {"base.cedar": ONLY_LEVEL_0, "requests.cedar": REQUESTS_FULL})
+    )
+    engine = CedarEngine(folder)
+    events: queue.Queue[tuple[bool, str]] = queue.Queue()
+    engine.watch(interval=0.05, settle=0.2, on_reload=lambda ok, m: events.put((ok, m)))
+    try:
+        temporary = folder / ".requests.cedar.tmp"  # not *.cedar: never read
+        temporary.write_text(REQUESTS_FULL)
+        start = time.monotonic()
+        os.replace(temporary, folder / "requests.cedar")
+        ok, version = events.get(timeout=5)
+        elapsed = time.monotonic() - start
+    finally:
+        engine.stop()
+    assert (ok, version) == (True, full.version)
+    assert elapsed < 0.05 + 2 * 0.2 + 0.5  # a look, the settle wait, and slack for a busy CI
+    assert not engine.decide(_ask(LEVEL_1)).allowed
+
+
+def test_explicit_reload_refuses_a_read_that_overlaps_a_write(
+    policy_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = CedarEngine(policy_dir)
+    before = engine.version
+    real = loader._read
+
+    def read(path: Path) -> str:
+        (policy_dir / "zz.cedar").write_text(
+            '@id("deny.all")\nforbid (principal, action, resource);\n'
+        )
+        return real(path)
+
+    monkeypatch.setattr(loader, "_read", read)
+    with pytest.raises(PolicyLoadError) as caught:
+        engine.reload()
+    assert caught.value.reason == "policy.changing"
+    assert engine.version == before
+    assert _allowed(engine)
+    monkeypatch.setattr(loader, "_read", real)
+    assert engine.reload() != before  # the twin: the finished file loads
+    assert not _allowed(engine)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.policy.conftest import PERMIT, TINY_SCHEMA, write_set
+from zerolane.policy import loader
 from zerolane.policy.defaults import DEFAULT_POLICY_DIR
 from zerolane.policy.engine import PolicyLoadError
 from zerolane.policy.loader import load_snapshot
@@ -166,3 +167,48 @@ def test_default_set_loads() -> None:
     snapshot = load_snapshot(DEFAULT_POLICY_DIR)
     assert snapshot.files == ("grant.cedar", "requests.cedar")
     assert "flow.egress_after_sensitive_read" in snapshot.policy_ids
+
+
+def _write_during_read(monkeypatch: pytest.MonkeyPatch, target: Path, times: int = 1) -> None:
+    """Make the loader's next ``times`` file reads each append to ``target`` first."""
+    real = loader._read
+    left = [times]
+
+    def read(path: Path) -> str:
+        if left[0] > 0:
+            left[0] -= 1
+            with target.open("a") as out:
+                out.write("\n// more\n")
+        return real(path)
+
+    monkeypatch.setattr(loader, "_read", read)
+
+
+def test_a_read_that_overlaps_a_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_set(tmp_path / "p", {"a.cedar": PERMIT, "b.cedar": ""})
+    _write_during_read(monkeypatch, folder / "b.cedar")
+    with pytest.raises(PolicyLoadError) as caught:
+        loader.read_directory(folder)
+    assert caught.value.reason == "policy.changing"
+    # the twin: once the writer is done, the same folder reads and loads
+    reading = loader.read_directory(folder)
+    assert dict(reading.texts)["b.cedar"] == "\n// more\n"
+    assert load_snapshot(folder).version == reading.version
+
+
+def test_a_file_replaced_during_the_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_set(tmp_path / "p", {"a.cedar": PERMIT})
+    real = loader._read
+
+    def read(path: Path) -> str:  # the folder gains a file between listing and reading
+        (folder / "z.cedar").write_text(FORBID.format(id="late", cond="true"))
+        return real(path)
+
+    monkeypatch.setattr(loader, "_read", read)
+    with pytest.raises(PolicyLoadError) as caught:
+        loader.read_directory(folder)
+    assert caught.value.reason == "policy.changing"

@@ -9,15 +9,15 @@ previous set deciding.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cedarpy
 
 from zerolane.policy.engine import PolicyLoadError, PolicyRequest, PolicyResult
-from zerolane.policy.loader import POLICY_SUFFIX, SCHEMA_NAME, Snapshot, load_snapshot
+from zerolane.policy.loader import Reading, Snapshot, parse, read_directory, stamps
 
 WORKLOAD_TYPE = "Zerolane::Workload"
 ACTION_TYPE = "Zerolane::Action"
@@ -26,25 +26,33 @@ NO_ENTITIES = cedarpy.Entities.from_json_str("[]")  # all facts travel in the co
 _ALLOW = cedarpy.Decision.Allow
 
 ReloadCallback = Callable[[bool, str], None]
-Fingerprint = tuple[tuple[str, int, int], ...]
 logger = logging.getLogger(__name__)
 
+POLL_INTERVAL = 1.0  # seconds between two looks at the folder
+SETTLE = 1.0  # seconds the files must hold still before a change is loaded
 
-def fingerprint(directory: Path) -> Fingerprint:
-    """Names, mtimes and sizes of the files a load reads (empty if unreadable)."""
+
+@dataclass(frozen=True, slots=True)
+class _Look:
+    """One look at the policy folder: what was read, or why nothing usable was.
+
+    ``key`` is equal for two looks only when they saw the same files with the same
+    sizes, mtimes, inodes and content; it is None when a file changed during the read.
+    """
+
+    key: object
+    reading: Reading | None
+    error: PolicyLoadError | None
+
+
+def _look(directory: Path) -> _Look:
     try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return ()
-    found = []
-    for entry in entries:
-        if entry.name == SCHEMA_NAME or entry.name.endswith(POLICY_SUFFIX):
-            try:
-                stat = entry.stat()
-            except OSError:
-                continue
-            found.append((entry.name, stat.st_mtime_ns, stat.st_size))
-    return tuple(sorted(found))
+        reading = read_directory(directory)
+    except PolicyLoadError as err:
+        if err.reason == "policy.changing":
+            return _Look(None, None, err)
+        return _Look(("refused", stamps(directory), err.reason, err.message), None, err)
+    return _Look((reading.stamps, reading.version), reading, None)
 
 
 class CedarEngine:
@@ -59,8 +67,12 @@ class CedarEngine:
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
         self._watcher: threading.Thread | None = None
-        self._fingerprint = fingerprint(directory)
-        self._snapshot = load_snapshot(directory)
+        first = _look(directory)
+        if first.reading is None:
+            raise first.error or PolicyLoadError("policy.unreadable", [f"{directory}"])
+        self._snapshot = parse(first.reading)
+        self._seen = first.key  # the files the deciding (or last refused) set came from
+        self._generation = 0  # bumped whenever _seen changes
 
     @property
     def directory(self) -> Path:
@@ -106,17 +118,38 @@ class CedarEngine:
         return PolicyResult(allowed, ids, ())
 
     def reload(self) -> str:
-        """Load the directory again and swap it in; on refusal raise, keeping the old set."""
+        """Load the directory now and swap it in; on refusal raise, keeping the old set.
+
+        For an explicit reload (SIGHUP, the admin API): the files are read once, as
+        they are; a read that overlaps a write is refused (``policy.changing``).
+        """
         with self._lock:
-            seen = fingerprint(self._directory)
-            snapshot = load_snapshot(self._directory)
-            self._snapshot = snapshot
-            self._fingerprint = seen
+            look = _look(self._directory)
+            if look.reading is None:
+                raise look.error or PolicyLoadError("policy.unreadable", [f"{self._directory}"])
+            snapshot = parse(look.reading)
+            self._swap(snapshot, look.key)
             return snapshot.version
 
-    def watch(self, interval: float = 1.0, on_reload: ReloadCallback | None = None) -> None:
-        """Poll the directory in a daemon thread; reload when a file changes.
+    def _swap(self, snapshot: Snapshot | None, key: object) -> None:
+        if snapshot is not None:
+            self._snapshot = snapshot
+        self._seen = key
+        self._generation += 1
 
+    def watch(
+        self,
+        interval: float = POLL_INTERVAL,
+        on_reload: ReloadCallback | None = None,
+        settle: float = SETTLE,
+    ) -> None:
+        """Look at the directory every ``interval`` seconds in a daemon thread; load a
+        change once the files have held still for ``settle`` seconds.
+
+        A change is loaded only when two looks ``settle`` seconds apart saw the same
+        files (names, sizes, mtimes, inodes and content) and neither overlapped a
+        write, so a file still being written is not loaded, even when its first half
+        parses (a ``permit`` written before the ``forbid`` that narrows it).
         ``on_reload(ok, version_or_error)`` is called after each attempt.
         """
         if self._watcher is not None:
@@ -125,7 +158,7 @@ class CedarEngine:
         self._stop = stop
         self._watcher = threading.Thread(
             target=self._poll,
-            args=(interval, on_reload, stop),
+            args=(interval, settle, on_reload, stop),
             name="zerolane-policy-watch",
             daemon=True,
         )
@@ -139,21 +172,28 @@ class CedarEngine:
         self._stop = self._watcher = None
 
     def _poll(
-        self, interval: float, on_reload: ReloadCallback | None, stop: threading.Event
+        self,
+        interval: float,
+        settle: float,
+        on_reload: ReloadCallback | None,
+        stop: threading.Event,
     ) -> None:
-        seen = self._fingerprint
         while not stop.wait(interval):
-            current = fingerprint(self._directory)
-            if current == seen:
+            generation = self._generation
+            look = _look(self._directory)
+            if look.key == self._seen:
                 continue
-            seen = current
-            try:
-                ok, message = True, self.reload()
-                seen = self._fingerprint
-            except PolicyLoadError as err:
-                ok, message = False, f"{err.reason}: {err.message}"
-            except Exception as err:
-                ok, message = False, f"{type(err).__name__}: {err}"
+            while True:  # until two looks `settle` apart agree: the files hold still
+                if stop.wait(settle):
+                    return
+                again = _look(self._directory)
+                if again.key is not None and again.key == look.key:
+                    break
+                look = again
+            outcome = self._apply(look, generation)
+            if outcome is None:
+                continue
+            ok, message = outcome
             if not ok:
                 logger.warning("policy reload refused, the previous set stays active: %s", message)
             if on_reload is not None:
@@ -161,3 +201,23 @@ class CedarEngine:
                     on_reload(ok, message)
                 except Exception:
                     logger.exception("policy reload callback failed")
+
+    def _apply(self, look: _Look, generation: int) -> tuple[bool, str] | None:
+        """Swap in a settled look; None when there is nothing to report."""
+        with self._lock:
+            if generation != self._generation or look.key == self._seen:
+                return None  # reloaded meanwhile (SIGHUP, admin API), or back as it was
+            if look.reading is None:
+                self._swap(None, look.key)
+                err = look.error
+                return False, f"{err.reason}: {err.message}" if err else "policy.unreadable"
+            try:
+                snapshot = parse(look.reading)
+            except PolicyLoadError as err:
+                self._swap(None, look.key)
+                return False, f"{err.reason}: {err.message}"
+            except Exception as err:  # a refusal, never a half-applied set
+                self._swap(None, look.key)
+                return False, f"{type(err).__name__}: {err}"
+            self._swap(snapshot, look.key)
+            return True, snapshot.version

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import cedarpy
 
@@ -33,9 +35,45 @@ class Snapshot:
     files: tuple[str, ...]
 
 
+Stamps = tuple[tuple[str, int, int, int], ...]  # (name, size, mtime_ns, inode), by name
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The texts of a policy directory, read while none of its files changed."""
+
+    directory: Path
+    schema: str
+    texts: tuple[tuple[str, str], ...]  # (file name, text) of every *.cedar file, by name
+    stamps: Stamps  # of the schema and the *.cedar files, the same before and after the read
+    version: str  # sha256 of the schema and of every file's name and text
+
+
 def policy_files(directory: Path) -> list[Path]:
     """The ``*.cedar`` files of ``directory`` (not its subfolders), sorted by name."""
     return sorted(p for p in directory.glob(f"*{POLICY_SUFFIX}") if p.is_file())
+
+
+def stamps(directory: Path) -> Stamps:
+    """Size, mtime and inode of each file a load reads (empty if the folder is unreadable).
+
+    Symbolic links are followed, so swapping a link to a new folder (as a Kubernetes
+    ConfigMap does) changes the stamps too.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return ()
+    found = []
+    for entry in entries:
+        if entry.name == SCHEMA_NAME or entry.name.endswith(POLICY_SUFFIX):
+            try:
+                stat = entry.stat()
+            except OSError:  # gone since the listing: the next look sees it gone
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((entry.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return tuple(sorted(found))
 
 
 def _read(path: Path) -> str:
@@ -45,17 +83,48 @@ def _read(path: Path) -> str:
         raise PolicyLoadError("policy.unreadable", [f"{path}: {err}"]) from None
 
 
-def _load_schema(directory: Path) -> tuple[str, cedarpy.Schema]:
-    path = directory / SCHEMA_NAME
+def _changing(directory: Path) -> PolicyLoadError:
+    return PolicyLoadError(
+        "policy.changing",
+        [f"{directory}: files changed while they were read; nothing was loaded"],
+    )
+
+
+def read_directory(directory: Path) -> Reading:
+    """Read the schema and the ``*.cedar`` files, refusing a read that overlapped a write.
+
+    The files' stamps are taken before and after reading them; if they differ (a file
+    was written, added, removed or replaced meanwhile) the read raises
+    :class:`PolicyLoadError` ``policy.changing`` instead of returning a mix. A read
+    that does not overlap a write can still find a file half written: only waiting
+    until the files hold still (the watcher) or replacing them atomically avoids that.
+    """
     if not directory.is_dir():
         raise PolicyLoadError("policy.no_directory", [f"{directory}: not a directory"])
-    if not path.is_file():
-        raise PolicyLoadError("policy.schema_missing", [f"{path}: no schema file"])
-    text = _read(path)
+    before = stamps(directory)
     try:
-        return text, cedarpy.Schema.from_str(text)
+        path = directory / SCHEMA_NAME
+        if not path.is_file():
+            raise PolicyLoadError("policy.schema_missing", [f"{path}: no schema file"])
+        schema = _read(path)
+        texts = tuple((p.name, _read(p)) for p in policy_files(directory))
+    except PolicyLoadError:
+        if stamps(directory) != before:
+            raise _changing(directory) from None
+        raise
+    if stamps(directory) != before:
+        raise _changing(directory)
+    digest = hashlib.sha256(b"schema\0" + schema.encode() + b"\0")
+    for name, text in texts:
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return Reading(directory, schema, texts, before, digest.hexdigest())
+
+
+def _parse_schema(text: str) -> cedarpy.Schema:
+    try:
+        return cedarpy.Schema.from_str(text)
     except ValueError as err:
-        raise PolicyLoadError("policy.schema_invalid", [f"{path.name}: {err}"]) from None
+        raise PolicyLoadError("policy.schema_invalid", [f"{SCHEMA_NAME}: {err}"]) from None
 
 
 def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str]]:
@@ -91,29 +160,28 @@ def _validation_errors(name: str, text: str, schema: cedarpy.Schema) -> list[str
 
 def load_snapshot(directory: Path) -> Snapshot:
     """Read, check and parse ``directory``; raise :class:`PolicyLoadError` on any problem."""
-    schema_text, schema = _load_schema(directory)
-    digest = hashlib.sha256(b"schema\0" + schema_text.encode() + b"\0")
-    files = policy_files(directory)
-    texts: list[str] = []
+    return parse(read_directory(directory))
+
+
+def parse(reading: Reading) -> Snapshot:
+    """Check and parse what was read; raise :class:`PolicyLoadError` on any problem."""
+    schema = _parse_schema(reading.schema)
     all_ids: list[str] = []
     seen: dict[str, str] = {}
     missing: list[str] = []
     duplicates: list[str] = []
     invalid: list[str] = []
-    for path in files:
-        text = _read(path)
-        digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
-        ids, no_id, problems = _annotated_ids(path.name, text)
+    for name, text in reading.texts:
+        ids, no_id, problems = _annotated_ids(name, text)
         missing += no_id
         invalid += problems
         for policy_id in ids:
             if policy_id in seen:
                 first = seen[policy_id]
-                duplicates.append(f"{path.name}: @id({policy_id!r}) is also used in {first}")
-            seen.setdefault(policy_id, path.name)
+                duplicates.append(f"{name}: @id({policy_id!r}) is also used in {first}")
+            seen.setdefault(policy_id, name)
         if not problems:
-            invalid += _validation_errors(path.name, text, schema)
-        texts.append(text)
+            invalid += _validation_errors(name, text, schema)
         all_ids += ids
     problems = invalid + missing + duplicates  # every problem is reported, the first names it
     if problems:
@@ -122,14 +190,18 @@ def load_snapshot(directory: Path) -> Snapshot:
             reason = "policy.duplicate_id"
         raise PolicyLoadError(reason, problems)
     if not all_ids:
-        raise PolicyLoadError("policy.empty", [f"{directory}: no policies in *.cedar files"])
-    policies = cedarpy.PolicySet.from_str("\n".join(texts))
+        raise PolicyLoadError(
+            "policy.empty", [f"{reading.directory}: no policies in *.cedar files"]
+        )
+    policies = cedarpy.PolicySet.from_str("\n".join(text for _, text in reading.texts))
     if len(policies) != len(all_ids):  # the joined text must parse to exactly these policies
-        raise PolicyLoadError("policy.invalid", [f"{directory}: files do not concatenate cleanly"])
+        raise PolicyLoadError(
+            "policy.invalid", [f"{reading.directory}: files do not concatenate cleanly"]
+        )
     return Snapshot(
         policies=policies,
         schema=schema,
-        version=digest.hexdigest(),
+        version=reading.version,
         policy_ids=tuple(all_ids),
-        files=tuple(p.name for p in files),
+        files=tuple(name for name, _ in reading.texts),
     )
