@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
+from zerolane.store.changes import Change
 from zerolane.store.records import (
     AdminCredential,
     AuditRecord,
@@ -27,6 +28,7 @@ from zerolane.store.records import (
 from zerolane.types import TaskState, WorkloadStatus
 
 T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
 
 #: Seals one event: given its unsealed JSON object, the sequence number it gets and the
 #: previous record's hash, returns the record to store. Supplied by the audit layer.
@@ -255,6 +257,24 @@ class LeaseStore(Protocol):
         ``expected`` (someone else moved it first)."""
 
 
+#: The events that record a change, given its result (unsealed JSON objects, in order;
+#: none: nothing is appended). Called inside the change's write: quick and pure.
+EventsOf = Callable[[R], Sequence[dict[str, object]]]
+
+
+class RecordedWrites(Protocol):
+    """Apply a state change and append the audit events that record it in one durable
+    write (see :mod:`zerolane.store.changes`): both are stored or neither is."""
+
+    def write_recorded(self, change: Change[R], events: EventsOf[R], seal: Sealer) -> R:
+        """Apply ``change``, then append ``events(result)`` sealed by ``seal``, in one
+        transaction; return the change's result once durable. When the change raises
+        (``Conflict``...) nothing is written and its error is raised; when building,
+        sealing or appending the events fails the change is undone too and
+        ``Unavailable`` (``audit.write``, or ``store.write``) is raised."""
+        ...
+
+
 class Stores(
     WorkloadStore,
     JoinTokenStore,
@@ -264,6 +284,7 @@ class Stores(
     PlaybookStore,
     TaskStore,
     LeaseStore,
+    RecordedWrites,
     Protocol,
 ):
     """Everything one backend provides."""

@@ -5,10 +5,25 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
+from typing import Any, TypeVar, cast
 
-from zerolane.errors import Conflict
+from zerolane.errors import Conflict, Unavailable, ZerolaneError
+from zerolane.store.changes import (
+    AddAdminCredential,
+    AddChildTask,
+    AddJoinToken,
+    AddTask,
+    AddWorkload,
+    Change,
+    ConsumeJoinToken,
+    EndTree,
+    ExpireTree,
+    PutBundle,
+    PutPlaybook,
+    SetWorkloadStatus,
+)
 from zerolane.store.memory.leases import MemoryLeases
-from zerolane.store.ports import GENESIS_HASH, Sealer
+from zerolane.store.ports import GENESIS_HASH, EventsOf, Sealer
 from zerolane.store.records import (
     AdminCredential,
     AuditRecord,
@@ -22,6 +37,8 @@ from zerolane.store.records import (
 )
 from zerolane.types import TaskState, WorkloadStatus
 
+R = TypeVar("R")
+
 SCHEMA_VERSION = 4  # the SQL schema version whose state this backend holds
 
 
@@ -30,7 +47,7 @@ class MemoryStores(MemoryLeases):
 
     def __init__(self) -> None:
         MemoryLeases.__init__(self)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: see write_recorded
         self._workloads: dict[str, Workload] = {}
         self._join_tokens: dict[str, JoinToken] = {}
         self._bundles: dict[str, FederatedBundle] = {}
@@ -283,3 +300,97 @@ class MemoryStores(MemoryLeases):
             for record in ended:
                 self._tasks[record.task_id] = record
             return ended
+
+    # changes recorded with their audit events (RecordedWrites)
+    def write_recorded(self, change: Change[R], events: EventsOf[R], seal: Sealer) -> R:
+        with self._lock:  # re-entrant: the change's own method takes it again
+            saved = self._save()
+            result = self._apply(change)
+            try:
+                unsealed = list(events(result))
+                if unsealed:
+                    self.append_events(unsealed, seal)
+            except Exception as err:
+                self._restore(saved)  # neither the change nor any event is kept
+                if isinstance(err, ZerolaneError):
+                    raise
+                raise Unavailable("audit.write", "the audit event could not be recorded") from err
+            return result
+
+    def _apply(self, change: Change[R]) -> R:
+        """Apply ``change`` with the method it mirrors (the lock is held)."""
+        result: object
+        match change:
+            case AddTask(task):
+                result = self.add_task(task)
+            case AddChildTask(child, now):
+                result = self.add_child_task(child, now=now)
+            case EndTree(task_id, state, at, reason, below):
+                result = self.end_tree(task_id, state, at, reason, below)
+            case ExpireTree(task_id, at):
+                result = self._expire_tree(task_id, at)
+            case AddWorkload(workload):
+                result = self.add_workload(workload)
+            case SetWorkloadStatus(spiffe_id, status, at):
+                result = self.set_workload_status(spiffe_id, status, at)
+            case AddJoinToken(token):
+                result = self.add_join_token(token)
+            case ConsumeJoinToken(token_hash, now):
+                result = self.consume_join_token(token_hash, now)
+            case PutPlaybook(playbook):
+                result = self.put_playbook(playbook)
+            case PutBundle(bundle):
+                result = self.put_bundle(bundle)
+            case AddAdminCredential(credential):
+                result = self.add_admin_credential(credential)
+            case _:
+                raise TypeError(f"unknown change {type(change).__name__}")
+        return cast("R", result)
+
+    def _expire_tree(self, task_id: str, at: float) -> list[TaskRecord]:
+        """:class:`ExpireTree` (the lock is held)."""
+        if task_id not in self._tasks:
+            return []
+        subtree, pending = [task_id], list(self._children.get(task_id, ()))
+        while pending:
+            child_id = pending.pop(0)
+            subtree.append(child_id)
+            pending.extend(self._children.get(child_id, ()))
+        expired = [
+            dataclasses.replace(
+                task, state=TaskState.EXPIRED, ended_at=task.expires_at, end_reason="expired"
+            )
+            for task in (self._tasks[i] for i in subtree)
+            if not task.state.ended and task.expires_at <= at
+        ]
+        for record in expired:
+            self._tasks[record.task_id] = record
+        root = [t for t in expired if t.task_id == task_id]
+        rest = [t for t in expired if t.task_id != task_id]
+        return root + sorted(rest, key=lambda t: (t.depth, t.created_at, t.task_id))
+
+    def _save(self) -> tuple[object, ...]:
+        """What a recorded change may alter, to put back when its events fail."""
+        return (
+            dict(self._tasks),
+            {k: list(v) for k, v in self._children.items()},
+            dict(self._workloads),
+            dict(self._join_tokens),
+            dict(self._bundles),
+            list(self._admins),
+            dict(self._playbooks),
+            len(self._events),  # events are only ever appended
+        )
+
+    def _restore(self, saved: tuple[object, ...]) -> None:
+        (
+            self._tasks,
+            self._children,
+            self._workloads,
+            self._join_tokens,
+            self._bundles,
+            self._admins,
+            self._playbooks,
+            events,
+        ) = cast("tuple[Any, ...]", saved)
+        del self._events[events:]

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -26,8 +26,22 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from zerolane.errors import Conflict, InvalidInput, Unavailable
-from zerolane.store.ports import GENESIS_HASH, Sealer
+from zerolane.errors import Conflict, InvalidInput, Unavailable, ZerolaneError
+from zerolane.store.changes import (
+    AddAdminCredential,
+    AddChildTask,
+    AddJoinToken,
+    AddTask,
+    AddWorkload,
+    Change,
+    ConsumeJoinToken,
+    EndTree,
+    ExpireTree,
+    PutBundle,
+    PutPlaybook,
+    SetWorkloadStatus,
+)
+from zerolane.store.ports import GENESIS_HASH, EventsOf, Sealer
 from zerolane.store.records import (
     AdminCredential,
     AuditRecord,
@@ -50,6 +64,7 @@ from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
 from zerolane.types import TaskState, WorkloadStatus
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 _AUDIT_COLUMNS = "seq, event_id, time, kind, outcome, body, prev_hash, hash"
@@ -275,19 +290,7 @@ class SqliteStores(SqliteLeases):
 
     # workloads
     def add_workload(self, workload: Workload) -> None:
-        self._statement(
-            f"INSERT INTO workloads ({_WORKLOAD_COLUMNS}) VALUES "  # noqa: S608
-            "(:spiffe_id, :selectors, :owner, :status, :created_at, :updated_at)",
-            {
-                "spiffe_id": workload.spiffe_id,
-                "selectors": json.dumps(list(workload.selectors)),
-                "owner": workload.owner,
-                "status": workload.status.value,
-                "created_at": workload.created_at,
-                "updated_at": workload.updated_at,
-            },
-            ("workload.exists", f"{workload.spiffe_id} is already registered"),
-        )
+        self._write(_change_op(AddWorkload(workload)))
 
     def get_workload(self, spiffe_id: str) -> Workload | None:
         rows = self._read("SELECT * FROM workloads WHERE spiffe_id = :s", s=spiffe_id)
@@ -299,57 +302,18 @@ class SqliteStores(SqliteLeases):
     def set_workload_status(
         self, spiffe_id: str, status: WorkloadStatus, at: float
     ) -> Workload | None:
-        params = {"st": status.value, "at": at, "s": spiffe_id}
-
-        def op(conn: Connection) -> Workload | None:
-            row = conn.execute(_SET_WORKLOAD_STATUS, params).first()
-            return _workload(row) if row is not None else None
-
-        return self._write(op)
+        return self._write(_change_op(SetWorkloadStatus(spiffe_id, status, at)))
 
     # join tokens
     def add_join_token(self, token: JoinToken) -> None:
-        self._statement(
-            f"INSERT INTO join_tokens ({_JOIN_TOKEN_COLUMNS}) "  # noqa: S608
-            "VALUES (:h, :s, :c, :e, :u)",
-            {
-                "h": token.token_hash,
-                "s": token.spiffe_id,
-                "c": token.created_at,
-                "e": token.expires_at,
-                "u": token.used_at,
-            },
-            ("join_token.exists", "a join token with this hash exists"),
-        )
+        self._write(_change_op(AddJoinToken(token)))
 
     def consume_join_token(self, token_hash: str, now: float) -> ConsumeResult:
-        def op(conn: Connection) -> ConsumeResult:
-            consumed = conn.execute(_CONSUME_JOIN_TOKEN, {"now": now, "h": token_hash}).first()
-            if consumed is not None:
-                return ConsumeResult(ConsumeStatus.CONSUMED, _join_token(consumed))
-            row = conn.execute(_GET_JOIN_TOKEN, {"h": token_hash}).first()
-            if row is None:
-                return ConsumeResult(ConsumeStatus.UNKNOWN, None)
-            token = _join_token(row)
-            if token.used_at is not None:
-                return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
-            return ConsumeResult(ConsumeStatus.EXPIRED, token)
-
-        return self._write(op)
+        return self._write(_change_op(ConsumeJoinToken(token_hash, now)))
 
     # federation bundles
     def put_bundle(self, bundle: FederatedBundle) -> None:
-        self._statement(
-            "INSERT INTO federated_bundles VALUES (:td, :b, :seq, :at) "
-            "ON CONFLICT (trust_domain) DO UPDATE SET bundle_json = excluded.bundle_json, "
-            "sequence = excluded.sequence, updated_at = excluded.updated_at",
-            {
-                "td": bundle.trust_domain,
-                "b": bundle.bundle_json,
-                "seq": bundle.sequence,
-                "at": bundle.updated_at,
-            },
-        )
+        self._write(_change_op(PutBundle(bundle)))
 
     def get_bundle(self, trust_domain: str) -> FederatedBundle | None:
         rows = self._read(
@@ -363,14 +327,7 @@ class SqliteStores(SqliteLeases):
 
     # admin credentials
     def add_admin_credential(self, credential: AdminCredential) -> None:
-        self._statement(
-            "INSERT INTO admin_credentials VALUES (:i, :h, :c)",
-            {
-                "i": credential.credential_id,
-                "h": credential.credential_hash,
-                "c": credential.created_at,
-            },
-        )
+        self._write(_change_op(AddAdminCredential(credential)))
 
     def list_admin_credentials(self) -> list[AdminCredential]:
         rows = self._read("SELECT * FROM admin_credentials ORDER BY created_at")
@@ -426,17 +383,7 @@ class SqliteStores(SqliteLeases):
 
     # playbooks
     def put_playbook(self, playbook: PlaybookRecord) -> None:
-        self._statement(
-            "INSERT INTO playbooks VALUES (:n, :d, :v, :at) ON CONFLICT (name) DO UPDATE SET "
-            "document = excluded.document, version = excluded.version, "
-            "updated_at = excluded.updated_at",
-            {
-                "n": playbook.name,
-                "d": playbook.document,
-                "v": playbook.version,
-                "at": playbook.updated_at,
-            },
-        )
+        self._write(_change_op(PutPlaybook(playbook)))
 
     def get_playbook(self, name: str) -> PlaybookRecord | None:
         rows = self._read("SELECT * FROM playbooks WHERE name = :n", n=name)
@@ -447,13 +394,7 @@ class SqliteStores(SqliteLeases):
 
     # tasks
     def add_task(self, task: TaskRecord) -> None:
-        values = _task_values(task)
-        placeholders = ", ".join(f":{name}" for name in values)
-        self._statement(
-            f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({placeholders})",  # noqa: S608
-            values,
-            ("task.exists", f"task {task.task_id} exists"),
-        )
+        self._write(_change_op(AddTask(task)))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         # First let this process's queued spends and ends of the task commit: a decider
@@ -527,27 +468,7 @@ class SqliteStores(SqliteLeases):
 
     # the delegation tree
     def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
-        carve = {
-            "p": child.parent_id,
-            "calls": child.max_calls,
-            "now": now,
-            "child_expires": child.expires_at,
-        }
-        values = _task_values(child)
-
-        def op(conn: Connection) -> TaskRecord | None:
-            if child.parent_id is None:
-                return None
-            parent = conn.execute(_CARVE_PARENT, carve).first()
-            if parent is None:
-                return None
-            try:  # the child inherits what the parent has read, as of this write
-                conn.execute(_INSERT_TASK, values | {"touched": max(child.touched, parent.touched)})
-            except IntegrityError as err:  # the op's savepoint rolls the carve back too
-                raise Conflict("task.exists", f"task {child.task_id} exists") from err
-            return _task(parent)
-
-        return self._write(op, key=child.parent_id)
+        return self._write(_change_op(AddChildTask(child, now)), key=child.parent_id)
 
     def list_children(self, parent_id: str) -> list[TaskRecord]:
         return [_task(r) for r in self._read(_CHILDREN.text, p=parent_id)]
@@ -555,18 +476,26 @@ class SqliteStores(SqliteLeases):
     def end_tree(
         self, task_id: str, state: TaskState, at: float, reason: str, descendant_reason: str
     ) -> list[TaskRecord]:
-        end = {"s": state.value, "at": at, "r": reason, "t": task_id}
-        below = {"at": at, "r": descendant_reason, "t": task_id}
+        change = EndTree(task_id, state, at, reason, descendant_reason)
+        return self._write(_change_op(change), key=task_id)
 
-        def op(conn: Connection) -> list[TaskRecord]:
-            root = conn.execute(_END_TASK, end).first()
-            descendants = conn.execute(_END_DESCENDANTS, below).all()
-            ended = [_task(root)] if root is not None else []
-            return ended + sorted(
-                (_task(r) for r in descendants), key=lambda t: (t.depth, t.created_at, t.task_id)
-            )
+    # changes recorded with their audit events (RecordedWrites)
+    def write_recorded(self, change: Change[R], events: EventsOf[R], seal: Sealer) -> R:
+        apply = _change_op(change)
 
-        return self._write(op, key=task_id)
+        def op(conn: Connection) -> R:
+            result = apply(conn)
+            try:
+                unsealed = list(events(result))
+                if unsealed:  # raising rolls this op (the change too) back to its savepoint
+                    _append_op(unsealed, seal)(conn)
+            except (ZerolaneError, SQLAlchemyError, sqlite3.Error):
+                raise
+            except Exception as err:  # a sealer or event builder that fails: a refusal
+                raise Unavailable("audit.write", "the audit event could not be recorded") from err
+            return result
+
+        return self._write(op, key=_change_key(change))
 
 
 class _Pending(Generic[T]):
@@ -771,3 +700,182 @@ def _append_op(events: list[dict[str, object]], seal: Sealer) -> WriteOp[list[Au
         return sealed
 
     return op
+
+
+# The write of each change (:mod:`zerolane.store.changes`): the port's write methods
+# run them alone, ``write_recorded`` with the append of their audit events.
+_INSERT_WORKLOAD = text(
+    f"INSERT INTO workloads ({_WORKLOAD_COLUMNS}) VALUES "  # noqa: S608
+    "(:spiffe_id, :selectors, :owner, :status, :created_at, :updated_at)"
+)
+_INSERT_JOIN_TOKEN = text(
+    f"INSERT INTO join_tokens ({_JOIN_TOKEN_COLUMNS}) VALUES (:h, :s, :c, :e, :u)"  # noqa: S608
+)
+_PUT_BUNDLE = text(
+    "INSERT INTO federated_bundles VALUES (:td, :b, :seq, :at) "
+    "ON CONFLICT (trust_domain) DO UPDATE SET bundle_json = excluded.bundle_json, "
+    "sequence = excluded.sequence, updated_at = excluded.updated_at"
+)
+_INSERT_ADMIN = text("INSERT INTO admin_credentials VALUES (:i, :h, :c)")
+_PUT_PLAYBOOK = text(
+    "INSERT INTO playbooks VALUES (:n, :d, :v, :at) ON CONFLICT (name) DO UPDATE SET "
+    "document = excluded.document, version = excluded.version, "
+    "updated_at = excluded.updated_at"
+)
+#: :t and every task below it whose window is over at :at (see ``ExpireTree``)
+_EXPIRE_TREE = text(
+    "WITH RECURSIVE tree(id) AS (SELECT :t "  # noqa: S608
+    "UNION SELECT tasks.task_id FROM tasks JOIN tree ON tasks.parent_id = tree.id) "
+    "UPDATE tasks SET state = 'expired', ended_at = expires_at, "
+    "end_reason = 'expired' "
+    "WHERE task_id IN (SELECT id FROM tree) AND state IN ('active', 'suspended') "
+    f"AND expires_at <= :at RETURNING {_TASK_COLUMNS}"
+)
+
+
+def _change_key(change: Change[Any]) -> str | None:
+    """The task a change writes (see ``GroupCommitWriter.settle``), if any."""
+    match change:
+        case AddChildTask(child, _):
+            return child.parent_id
+        case EndTree(task_id=task_id) | ExpireTree(task_id=task_id):
+            return task_id
+    return None
+
+
+def _insert(
+    conn: Connection, statement: Any, params: dict[str, Any], conflict: tuple[str, str]
+) -> None:
+    """Insert one row; a unique constraint violation is ``Conflict(*conflict)``."""
+    try:
+        conn.execute(statement, params)
+    except IntegrityError as err:
+        raise Conflict(*conflict) from err
+
+
+def _change_op(change: Change[T]) -> WriteOp[T]:
+    """The write of ``change``: a function of the writer's connection."""
+
+    def op(conn: Connection) -> Any:
+        match change:
+            case AddTask(task):
+                conflict = ("task.exists", f"task {task.task_id} exists")
+                return _insert(conn, _INSERT_TASK, _task_values(task), conflict)
+            case AddChildTask(child, now):
+                return _add_child(conn, child, now)
+            case EndTree(task_id, state, at, reason, below):
+                return _end_tree(conn, task_id, state, at, reason, below)
+            case ExpireTree(task_id, at):
+                return _expire_tree(conn, task_id, at)
+            case AddWorkload(workload):
+                conflict = ("workload.exists", f"{workload.spiffe_id} is already registered")
+                return _insert(conn, _INSERT_WORKLOAD, _workload_values(workload), conflict)
+            case SetWorkloadStatus(spiffe_id, status, at):
+                params = {"st": status.value, "at": at, "s": spiffe_id}
+                row = conn.execute(_SET_WORKLOAD_STATUS, params).first()
+                return _workload(row) if row is not None else None
+            case AddJoinToken(token):
+                params = {
+                    "h": token.token_hash,
+                    "s": token.spiffe_id,
+                    "c": token.created_at,
+                    "e": token.expires_at,
+                    "u": token.used_at,
+                }
+                conflict = ("join_token.exists", "a join token with this hash exists")
+                return _insert(conn, _INSERT_JOIN_TOKEN, params, conflict)
+            case ConsumeJoinToken(token_hash, now):
+                return _consume_join_token(conn, token_hash, now)
+            case PutBundle(bundle):
+                params = {
+                    "td": bundle.trust_domain,
+                    "b": bundle.bundle_json,
+                    "seq": bundle.sequence,
+                    "at": bundle.updated_at,
+                }
+                conn.execute(_PUT_BUNDLE, params)
+                return None
+            case AddAdminCredential(credential):
+                params = {
+                    "i": credential.credential_id,
+                    "h": credential.credential_hash,
+                    "c": credential.created_at,
+                }
+                conn.execute(_INSERT_ADMIN, params)
+                return None
+            case PutPlaybook(playbook):
+                params = {
+                    "n": playbook.name,
+                    "d": playbook.document,
+                    "v": playbook.version,
+                    "at": playbook.updated_at,
+                }
+                conn.execute(_PUT_PLAYBOOK, params)
+                return None
+        raise TypeError(f"unknown change {type(change).__name__}")
+
+    return op
+
+
+def _workload_values(workload: Workload) -> dict[str, Any]:
+    return {
+        "spiffe_id": workload.spiffe_id,
+        "selectors": json.dumps(list(workload.selectors)),
+        "owner": workload.owner,
+        "status": workload.status.value,
+        "created_at": workload.created_at,
+        "updated_at": workload.updated_at,
+    }
+
+
+def _consume_join_token(conn: Connection, token_hash: str, now: float) -> ConsumeResult:
+    consumed = conn.execute(_CONSUME_JOIN_TOKEN, {"now": now, "h": token_hash}).first()
+    if consumed is not None:
+        return ConsumeResult(ConsumeStatus.CONSUMED, _join_token(consumed))
+    row = conn.execute(_GET_JOIN_TOKEN, {"h": token_hash}).first()
+    if row is None:
+        return ConsumeResult(ConsumeStatus.UNKNOWN, None)
+    token = _join_token(row)
+    if token.used_at is not None:
+        return ConsumeResult(ConsumeStatus.ALREADY_USED, token)
+    return ConsumeResult(ConsumeStatus.EXPIRED, token)
+
+
+def _add_child(conn: Connection, child: TaskRecord, now: float) -> TaskRecord | None:
+    if child.parent_id is None:
+        return None
+    carve = {
+        "p": child.parent_id,
+        "calls": child.max_calls,
+        "now": now,
+        "child_expires": child.expires_at,
+    }
+    parent = conn.execute(_CARVE_PARENT, carve).first()
+    if parent is None:
+        return None
+    values = _task_values(child)
+    try:  # the child inherits what the parent has read, as of this write
+        conn.execute(_INSERT_TASK, values | {"touched": max(child.touched, parent.touched)})
+    except IntegrityError as err:  # the op's savepoint rolls the carve back too
+        raise Conflict("task.exists", f"task {child.task_id} exists") from err
+    return _task(parent)
+
+
+def _end_tree(
+    conn: Connection, task_id: str, state: TaskState, at: float, reason: str, below: str
+) -> list[TaskRecord]:
+    end = {"s": state.value, "at": at, "r": reason, "t": task_id}
+    root = conn.execute(_END_TASK, end).first()
+    descendants = conn.execute(_END_DESCENDANTS, {"at": at, "r": below, "t": task_id}).all()
+    ended = [_task(root)] if root is not None else []
+    return ended + _by_depth(_task(r) for r in descendants)
+
+
+def _expire_tree(conn: Connection, task_id: str, at: float) -> list[TaskRecord]:
+    expired = [_task(r) for r in conn.execute(_EXPIRE_TREE, {"t": task_id, "at": at}).all()]
+    root = [t for t in expired if t.task_id == task_id]
+    return root + _by_depth(t for t in expired if t.task_id != task_id)
+
+
+def _by_depth(tasks: Iterable[TaskRecord]) -> list[TaskRecord]:
+    return sorted(tasks, key=lambda t: (t.depth, t.created_at, t.task_id))

@@ -1,0 +1,127 @@
+"""State changes a store applies together with their audit events, in one transaction.
+
+A change is a small frozen record naming one write of a port (insert a task, end a
+tree...); :meth:`zerolane.store.ports.RecordedWrites.write_recorded` applies it, asks
+the caller for the events that record what it did (built from its result, inside the
+write) and appends them to the audit chain in the same transaction: the change and its
+events are durable together or not at all. A crash between the two can therefore no
+longer leave, say, an active task without its ``task.opened`` event.
+
+Each change's result is the result of the port method it mirrors (its type parameter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from zerolane.store.records import (
+    AdminCredential,
+    ConsumeResult,
+    FederatedBundle,
+    JoinToken,
+    PlaybookRecord,
+    TaskRecord,
+    Workload,
+)
+from zerolane.types import TaskState, WorkloadStatus
+
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Change(Generic[R_co]):
+    """A write whose result is of type ``R_co`` (the base of every change)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddTask(Change[None]):
+    """:meth:`~zerolane.store.ports.TaskStore.add_task` (``Conflict`` when the id exists)."""
+
+    task: TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class AddChildTask(Change[TaskRecord | None]):
+    """:meth:`~zerolane.store.ports.TaskStore.add_child_task`: the carved parent, or None
+    (nothing written, and then no event either) when a condition failed."""
+
+    child: TaskRecord
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndTree(Change[list[TaskRecord]]):
+    """:meth:`~zerolane.store.ports.TaskStore.end_tree`: the tasks it ended."""
+
+    task_id: str
+    state: TaskState
+    at: float
+    reason: str
+    descendant_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireTree(Change[list[TaskRecord]]):
+    """Record that the window of ``task_id`` (and so of every descendant, whose window
+    ends no later) is over: every live (active or suspended) task of the subtree whose
+    ``expires_at <= at`` moves to ``expired`` with reason ``expired``, its
+    ``ended_at`` being its ``expires_at``. A task whose window is not over at ``at`` is
+    left alone. Returns the tasks expired by this write: ``task_id`` first when it was,
+    then its descendants (by depth, then age)."""
+
+    task_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AddWorkload(Change[None]):
+    """:meth:`~zerolane.store.ports.WorkloadStore.add_workload`."""
+
+    workload: Workload
+
+
+@dataclass(frozen=True, slots=True)
+class SetWorkloadStatus(Change[Workload | None]):
+    """:meth:`~zerolane.store.ports.WorkloadStore.set_workload_status`."""
+
+    spiffe_id: str
+    status: WorkloadStatus
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AddJoinToken(Change[None]):
+    """:meth:`~zerolane.store.ports.JoinTokenStore.add_join_token`."""
+
+    token: JoinToken
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeJoinToken(Change[ConsumeResult]):
+    """:meth:`~zerolane.store.ports.JoinTokenStore.consume_join_token`."""
+
+    token_hash: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class PutPlaybook(Change[None]):
+    """:meth:`~zerolane.store.ports.PlaybookStore.put_playbook`."""
+
+    playbook: PlaybookRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PutBundle(Change[None]):
+    """:meth:`~zerolane.store.ports.BundleStore.put_bundle`."""
+
+    bundle: FederatedBundle
+
+
+@dataclass(frozen=True, slots=True)
+class AddAdminCredential(Change[None]):
+    """:meth:`~zerolane.store.ports.AdminStore.add_admin_credential`."""
+
+    credential: AdminCredential
