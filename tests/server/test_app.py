@@ -173,3 +173,34 @@ def test_audit_endpoint_lists_masked_events(api: Api) -> None:
     events = api.client.get("/v1/admin/audit", headers=api.auth).json()["events"]
     assert [e["kind"] for e in events][-2:] == ["attestation", "svid.issued"]
     assert token not in json.dumps(events)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"after": str(2**63)},  # one past SQLite's largest integer
+        {"after": str(10**40)},
+        {"after": "-1"},
+        {"after": "1.5"},
+        {"limit": str(2**63)},
+        {"limit": "0"},
+        {"limit": "-5"},
+    ],
+)
+def test_audit_query_out_of_range_is_a_400(api: Api, params: dict[str, str]) -> None:
+    reply = api.client.get("/v1/admin/audit", params=params, headers=api.auth)
+    assert reply.status_code == 400, reply.text
+    body = reply.json()
+    assert body["reason"] == "request.invalid"
+    assert body["error"] == "the request is invalid"
+    assert [d["field"] for d in body["details"]] == list(params)
+
+
+def test_audit_query_at_the_edges_of_the_range_is_answered(api: Api) -> None:
+    api.client.post("/v1/attest", json={"join_token": api.join_token()})
+    for after, limit in ((str(2**63 - 1), "1000"), ("0", "1")):
+        reply = api.client.get(
+            "/v1/admin/audit", params={"after": after, "limit": limit}, headers=api.auth
+        )
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["events"]) == (0 if after != "0" else 1)

@@ -39,6 +39,7 @@ from zerolane.store.records import Workload
 from zerolane.tokens.rfc8705 import der_of
 
 BUNDLE_REFRESH_HINT = 300
+MAX_SEQ = 2**63 - 1  # audit sequence numbers are SQLite integers: signed 64-bit
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody},
     401: {"model": ErrorBody},
@@ -82,7 +83,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         details = [
             {"field": ".".join(str(x) for x in p["loc"][1:]), "problem": p["msg"]} for p in problems
         ]
-        return _error(400, "request.invalid", "the request body is invalid", details=details)
+        where = "request body" if all(p["loc"][:1] == ("body",) for p in problems) else "request"
+        return _error(400, "request.invalid", f"the {where} is invalid", details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -239,7 +241,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     @app.get("/v1/admin/audit", tags=["admin"])
     def audit(
         _: Admin,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         records = deployment.stores.read_events(after, limit)
