@@ -4,7 +4,7 @@ SSE, the server's own requests, errors, and what counts as never delivered."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,7 @@ from tests.gateway.mcp.harness import (
     stub_mcp,
 )
 from zerolane.cli.background import free_port
-from zerolane.gateway.mcp.streamable import HttpSession, NotDelivered, http_session, sse_messages
+from zerolane.gateway.mcp.streamable import HttpSession, NotDelivered, http_session
 from zerolane.gateway.mcp.upstream import CLIENT_INFO
 
 RESULT = {"content": [{"type": "text", "text": "Q3 revenue"}], "isError": False}
@@ -189,33 +189,6 @@ def test_an_answer_for_another_request_is_refused() -> None:
         run(on_call, use)
 
 
-async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
-
-
-def messages(*parts: bytes) -> list[bytes]:
-    async def main() -> list[bytes]:
-        return [data async for data in sse_messages(chunks_of(*parts))]
-
-    return anyio.run(main)
-
-
-def test_sse_lines_end_with_crlf_lf_or_cr() -> None:
-    assert messages(b"data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: d\r", b"\n\r\n") == [
-        b"a",
-        b"b",
-        b"c",
-        b"d",
-    ]
-
-
-def test_sse_data_lines_join_and_other_events_are_skipped() -> None:
-    stream = b"id: 1\ndata:x\ndata: y\n\nevent: ping\ndata: no\n\nretry: 5\n: c\n\ndata: z\n\n"
-    assert messages(stream) == [b"x\ny", b"z"]
-    assert messages(b"data: unfinished") == []  # no blank line: never dispatched
-
-
 def test_a_reply_to_the_servers_ping_that_cannot_connect_is_not_not_delivered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -243,13 +216,6 @@ def test_a_reply_to_the_servers_ping_that_cannot_connect_is_not_not_delivered(
         run(on_call, use)
     assert not isinstance(caught.value, NotDelivered)
     assert caught.value.code == CONNECTION_CLOSED  # the session is renewed, the call not
-
-
-def test_an_sse_event_of_empty_data_lines_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Empty ``data:`` lines grow the event too (each adds a line feed): no endless growth."""
-    monkeypatch.setattr("zerolane.gateway.mcp.streamable.MAX_MESSAGE_BYTES", 1000)
-    with pytest.raises(MCPError, match="too large"):
-        messages(b"data:\n" * 2000)
 
 
 def test_a_reply_to_the_server_waits_for_a_connection_only_so_long() -> None:
@@ -292,3 +258,202 @@ def test_the_answer_to_a_notification_is_read_only_so_far(monkeypatch: pytest.Mo
 
     with pytest.raises(MCPError, match="too large"):
         anyio.run(main)
+
+
+# --- resumable streams (2025-11-25): priming events, resuming with Last-Event-ID ------
+
+
+def event(message: dict[str, Any], event_id: str) -> bytes:
+    return f"event: message\nid: {event_id}\ndata: {json.dumps(message)}\n\n".encode()
+
+
+def priming(event_id: str, retry_ms: int | None = 10) -> bytes:
+    """What a resumable server sends first on a stream (an id and empty data)."""
+    retry = f"retry: {retry_ms}\n" if retry_ms is not None else ""
+    return f"id: {event_id}\n{retry}data: \n\n".encode()
+
+
+class BrokenReply(StubReply):
+    """Its chunks are sent, then the connection breaks (the stream never ends)."""
+
+
+class BreakingUpstream(StubUpstream):
+    @staticmethod
+    async def _answer(writer: Any, reply: StubReply) -> None:
+        if not isinstance(reply, BrokenReply):
+            await StubUpstream._answer(writer, reply)
+            return
+        head = "HTTP/1.1 200 X\r\ncontent-type: text/event-stream\r\n"
+        writer.write(f"{head}transfer-encoding: chunked\r\n\r\n".encode())
+        for chunk in reply.chunks or []:
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        await writer.drain()
+        writer.close()
+
+
+StubHandler = Callable[[StubRequest], Awaitable[StubReply | None]]
+
+
+def run_resumable(on_call: StubHandler, on_get: StubHandler, use: Any) -> Any:
+    """Like :func:`run`, the server's GETs (resuming a stream) answered by ``on_get``."""
+    inner = stub_mcp(on_call)
+
+    async def handle(request: StubRequest) -> StubReply | None:
+        return await (on_get if request.method == "GET" else inner)(request)
+
+    async def main() -> tuple[Any, StubUpstream]:
+        async with BreakingUpstream(handle) as stub:
+            failed: Exception | None = None
+            try:
+                outcome = await with_session(stub.url, use)
+            except Exception as err:
+                failed, outcome = err, None
+            return (failed or outcome), stub
+
+    return anyio.run(main)
+
+
+def call_once(session: HttpSession) -> Any:
+    return session.call_tool("read_report", {}, None)
+
+
+def gets(stub: StubUpstream) -> list[StubRequest]:
+    return [r for r in stub.requests if r.method == "GET"]
+
+
+async def no_get(request: StubRequest) -> StubReply:
+    raise AssertionError("no GET is made")
+
+
+def test_a_priming_event_before_the_answer_is_no_message() -> None:
+    """The bug: the priming event was parsed as a message ("invalid JSON") for ever."""
+
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming("p1"), event(answered(request), "p2")])
+
+    result, stub = run_resumable(on_call, no_get, call_once)
+    assert text(result) == "Q3 revenue"
+    assert gets(stub) == []
+
+
+def test_a_stream_closed_after_its_priming_event_is_resumed_never_sent_again() -> None:
+    """The server closes the call's stream early (SEP-1699 polling): the gateway waits the
+    server's ``retry``, then resumes with a GET and ``Last-Event-ID`` (again when that
+    stream is closed early too); the call is not sent again (a tool never runs twice)."""
+    sent: list[tuple[float, StubRequest]] = []
+    asked: list[float] = []
+
+    async def on_call(request: StubRequest) -> StubReply:
+        sent.append((anyio.current_time(), request))
+        return StubReply(chunks=[priming("p1", retry_ms=300)])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        asked.append(anyio.current_time())
+        if request.headers["last-event-id"] == "p1":  # polling: closed again, no answer yet
+            return StubReply(chunks=[priming("p2", retry_ms=10)])
+        return StubReply(chunks=[event(answered(sent[0][1]), "p3")])
+
+    result, stub = run_resumable(on_call, on_get, call_once)
+    assert text(result) == "Q3 revenue"
+    assert len(stub.calls("tools/call")) == 1
+    resumed = gets(stub)
+    assert [r.headers["last-event-id"] for r in resumed] == ["p1", "p2"]
+    for get in resumed:
+        assert get.headers["mcp-session-id"] == SESSION
+        assert get.headers["mcp-protocol-version"] == "2025-06-18"
+        assert get.headers["accept"] == "text/event-stream"
+        assert get.body == b""
+    assert asked[0] - sent[0][0] >= 0.3  # the server's retry was honoured
+
+
+def test_a_stream_broken_after_an_event_id_is_resumed() -> None:
+    """Not only a stream the server ends: one whose connection breaks is resumed too."""
+    sent: list[StubRequest] = []
+
+    async def on_call(request: StubRequest) -> StubReply:
+        sent.append(request)
+        note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}
+        return BrokenReply(chunks=[priming("p1"), event(note, "p2")])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        assert request.headers["last-event-id"] == "p2"  # after the last whole event
+        return StubReply(chunks=[event(answered(sent[0]), "p3")])
+
+    result, stub = run_resumable(on_call, on_get, call_once)
+    assert text(result) == "Q3 revenue"
+    assert len(stub.calls("tools/call")) == 1
+    assert len(gets(stub)) == 1
+
+
+def test_a_stream_the_server_will_not_resume_fails_closed_without_sending_again() -> None:
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming("p1")])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        return StubReply(status=405, headers={"allow": "POST, DELETE"})
+
+    failed, stub = run_resumable(on_call, on_get, call_once)
+    assert isinstance(failed, MCPError)
+    assert not isinstance(failed, NotDelivered)
+    assert failed.code == CONNECTION_CLOSED
+    assert "refused to resume the response stream (HTTP 405" in failed.error.message
+    assert len(stub.calls("tools/call")) == 1
+    assert len(gets(stub)) == 1
+
+
+def test_a_session_gone_while_resuming_is_a_closed_connection_not_undelivered() -> None:
+    """The call reached the server before its session ended: it may have run."""
+
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming("p1")])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        return StubReply(status=404)
+
+    failed, stub = run_resumable(on_call, on_get, call_once)
+    assert isinstance(failed, MCPError)
+    assert not isinstance(failed, NotDelivered)
+    assert failed.code == CONNECTION_CLOSED
+    assert "no longer knows the session" in failed.error.message
+    assert len(stub.calls("tools/call")) == 1
+
+
+def test_a_retry_longer_than_the_bound_is_not_waited_for() -> None:
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming("p1", retry_ms=3_600_000)])
+
+    async def use(session: HttpSession) -> Any:
+        with anyio.fail_after(5):
+            return await call_once(session)
+
+    failed, stub = run_resumable(on_call, no_get, use)
+    assert isinstance(failed, MCPError)
+    assert failed.code == CONNECTION_CLOSED
+    assert "asks to wait 3600 s" in failed.error.message
+    assert gets(stub) == []
+
+
+def test_resuming_gives_up_after_attempts_that_bring_nothing_new() -> None:
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming("p1")])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[b": nothing new\n\n"])  # ends again, no new event
+
+    failed, stub = run_resumable(on_call, on_get, call_once)
+    assert isinstance(failed, MCPError)
+    assert failed.code == CONNECTION_CLOSED
+    assert "could not be resumed (3 attempts)" in failed.error.message
+    assert [r.headers["last-event-id"] for r in gets(stub)] == ["p1"] * 3
+    assert len(stub.calls("tools/call")) == 1
+
+
+def test_an_event_id_that_cannot_be_a_header_is_not_sent_back() -> None:
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=["id: caf\u00e9\ndata:\n\n".encode()])
+
+    failed, stub = run_resumable(on_call, no_get, call_once)
+    assert isinstance(failed, MCPError)
+    assert failed.code == CONNECTION_CLOSED
+    assert "cannot be sent back" in failed.error.message
+    assert gets(stub) == []

@@ -4,6 +4,7 @@ when it dies, a call sent again only when it never got there, closed on shutdown
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -274,3 +275,95 @@ def test_a_call_the_upstream_trickles_forever_is_cut_off_at_its_deadline() -> No
     assert 0.4 < elapsed < 5
     assert len(stub.calls("tools/call")) == 2  # the stalled one once, never again
     assert upstream.sessions_opened == 2
+
+
+def primed(handler: Callable[[StubRequest], Awaitable[StubReply | None]]) -> Any:
+    """``handler`` as a resumable server answers: every JSON answer becomes an SSE stream
+    opened with a priming event (an id and empty data), as the MCP SDKs send them."""
+
+    async def handle(request: StubRequest) -> StubReply | None:
+        reply = await handler(request)
+        if reply is None or reply.headers.get("content-type") != "application/json":
+            return reply
+        headers = {k: v for k, v in reply.headers.items() if k != "content-type"}
+        opening = b"id: s1-0\nretry: 10\ndata: \n\n"
+        return StubReply(
+            headers=headers, chunks=[opening, b"id: s1-1\ndata: " + reply.body + b"\n\n"]
+        )
+
+    return handle
+
+
+def test_an_upstream_that_primes_its_streams_is_connected() -> None:
+    """The bug: the priming event was taken for a message (invalid JSON) on ``initialize``,
+    so the upstream was never connected and its tools never listed."""
+
+    async def on_call(request: StubRequest) -> StubReply:
+        answer = {"jsonrpc": "2.0", "id": request.message["id"], "result": {"content": []}}
+        return StubReply(chunks=[b"id: c-0\ndata:\n\n", *sse(answer)])
+
+    async def main() -> tuple[StubUpstream, Upstream, Any]:
+        async with StubUpstream(primed(stub_mcp(on_call))) as stub:
+            config = UpstreamConfig(name="stub", destination="stub", url=stub.url)
+            upstream = Upstream(config, wait_seconds=2)
+            result = running_async(upstream, lambda: upstream.call_tool("read_report", {}, {}))
+            return stub, upstream, await result
+
+    stub, upstream, result = anyio.run(main)
+    assert result.content == []
+    assert [tool.name for tool in upstream.tools] == ["read_report"]
+    assert upstream.sessions_opened == 1
+    assert len(stub.calls("tools/call")) == 1
+    assert all(r.method != "GET" for r in stub.requests)  # nothing to resume
+
+
+def test_a_call_whose_stream_cannot_be_resumed_fails_closed_and_is_not_sent_again() -> None:
+    """The server closes the call's stream after its priming event but refuses to resume
+    it: the call fails (``upstream.closed``, saying why), is never sent again, and the next
+    call gets a new session; its twin, a stream that can be resumed, is answered."""
+    sent: list[StubRequest] = []
+
+    async def on_call(request: StubRequest) -> StubReply:
+        sent.append(request)
+        return StubReply(chunks=[b"id: c-0\nretry: 10\ndata: \n\n"])  # closed at once
+
+    inner = stub_mcp(on_call)
+    resumable: list[bool] = [False]
+
+    async def handle(request: StubRequest) -> StubReply | None:
+        if request.method != "GET":
+            return await inner(request)
+        if not resumable[0]:
+            return StubReply(status=405)
+        answer = {"jsonrpc": "2.0", "id": sent[-1].message["id"], "result": {"content": []}}
+        return StubReply(chunks=[b"id: c-1\ndata: " + json.dumps(answer).encode() + b"\n\n"])
+
+    async def main() -> tuple[StubUpstream, Upstream]:
+        async with StubUpstream(handle) as stub:
+            upstream = Upstream(UpstreamConfig(name="stub", destination="stub", url=stub.url))
+
+            async def body() -> None:
+                with pytest.raises(Unavailable) as caught:
+                    await upstream.call_tool("read_report", {}, {})
+                assert caught.value.reason == "upstream.closed"
+                assert "refused to resume the response stream" in caught.value.message
+                resumable[0] = True
+                assert (await upstream.call_tool("read_report", {}, {})).content == []
+
+            await running_async(upstream, body)
+            return stub, upstream
+
+    stub, upstream = anyio.run(main)
+    assert len(stub.calls("tools/call")) == 2  # one each: the refused one never again
+    assert [r.headers["last-event-id"] for r in stub.requests if r.method == "GET"] == ["c-0"] * 2
+    assert upstream.sessions_opened == 2
+
+
+async def running_async(upstream: Upstream, body: Callable[[], Awaitable[Any]]) -> Any:
+    """:func:`running` inside a running event loop."""
+    async with anyio.create_task_group() as group:
+        await group.start(upstream.run)
+        try:
+            return await body()
+        finally:
+            upstream.stop()

@@ -7,9 +7,15 @@ It speaks the handshake protocol revisions (2024-11-05 to 2025-11-25) and only w
 the gateway needs: ``tools/list`` and ``tools/call`` requests, answered as JSON or as
 an SSE stream. In a stream, the server's notifications are ignored, its ``ping`` is
 answered and its other requests (sampling, elicitation, roots) are refused: the
-gateway does not relay them. No GET stream is opened, redirects are not followed and
-nothing is taken from the environment (no proxy, no netrc): the connection is the
-gateway's own and carries none of the agent's credentials.
+gateway does not relay them. Redirects are not followed and nothing is taken from the
+environment (no proxy, no netrc): the connection is the gateway's own and carries none
+of the agent's credentials.
+
+A server that can resume its streams (2025-11-25) opens them with a priming event (an
+id, no data) and may close a request's stream before its answer: the stream is then
+resumed with a GET carrying ``Last-Event-ID`` (after the server's ``retry``), never by
+sending the request again, and within bounds (see :meth:`HttpSession._resume`). No
+other GET stream is opened.
 
 A request that provably never reached the server raises :class:`NotDelivered` (the
 connection could not be made, or the server answered 404 for the session: it no
@@ -22,7 +28,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Mapping
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -32,10 +39,13 @@ from anyio.abc import TaskGroup
 from mcp import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
+from zerolane.gateway.mcp.sse import EventStream
+
 log = logging.getLogger(__name__)
 
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
 #: the largest JSON body or SSE event read from an upstream
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: how long the rest of an SSE stream is read after its answer, to keep the connection
@@ -44,6 +54,16 @@ DRAIN_SECONDS = 1.0
 #: request is rarely sent on a connection the server is closing
 KEEPALIVE_SECONDS = 2.0
 CANCEL_SECONDS = 1.0
+#: resuming a response stream the server closed before its answer: the wait when the
+#: server gave no ``retry`` (as the MCP SDKs), the longest ``retry`` honoured, the
+#: connections made at most, and how many in a row may bring no new event
+DEFAULT_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 60.0
+MAX_RESUMES = 1000
+MAX_RESUME_FAILURES = 3
+#: the longest event id sent back as ``Last-Event-ID`` (visible ASCII and spaces only)
+MAX_EVENT_ID_CHARS = 1024
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")
 
 
 class NotDelivered(Exception):
@@ -213,15 +233,96 @@ class HttpSession:
             raise MCPError(types.INTERNAL_ERROR, f"the upstream answered HTTP {response.status}")
         if kind != "text/event-stream":
             raise MCPError(types.INTERNAL_ERROR, f"unexpected content type {kind!r}")
-        async with contextlib.aclosing(sse_messages(response.content.iter_any())) as events:
-            async for data in events:
-                message = _parse(data)
-                if message.get("id") == request_id and "method" not in message:
-                    self._drain_later(response)
-                    return message
-                if "method" in message and "id" in message:  # a request of the server's
-                    await self._refuse(message)
-        raise MCPError(types.CONNECTION_CLOSED, "the response stream ended without an answer")
+        stream = EventStream(MAX_MESSAGE_BYTES)
+        answer = await self._read_stream(response, stream, request_id)
+        if answer is None:
+            response.close()  # ended or broken: its connection is not reused
+            answer = await self._resume(stream, request_id)
+        return answer
+
+    async def _read_stream(
+        self, response: aiohttp.ClientResponse, stream: EventStream, request_id: int
+    ) -> dict[str, Any] | None:
+        """The answer to ``request_id`` in one connection of ``stream``; None when the
+        connection ended (or broke) without it and ``stream`` may be resumed."""
+        try:
+            async with contextlib.aclosing(stream.messages(response.content.iter_any())) as events:
+                async for data in events:
+                    message = _parse(data)
+                    if message.get("id") == request_id and "method" not in message:
+                        self._drain_later(response)
+                        return message
+                    if "method" in message and "id" in message:  # a request of the server's
+                        await self._refuse(message)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as err:
+            if not stream.last_event_id:
+                raise  # not resumable: the caller sees the transport failure
+            log.info("MCP upstream %s: response stream broke (%s), resuming", self._url, err)
+        return None
+
+    async def _resume(self, stream: EventStream, request_id: int) -> dict[str, Any]:
+        """The answer to ``request_id``, read from ``stream`` resumed (2025-11-25: a GET
+        with ``Last-Event-ID``, after the server's ``retry``) until it comes.
+
+        The request itself is never sent again. Resumption is bounded: at most
+        :data:`MAX_RESUMES` connections, :data:`MAX_RESUME_FAILURES` in a row that brought
+        no new event, a ``retry`` of at most :data:`MAX_RETRY_SECONDS`; past a bound, or
+        when the server cannot resume (no event id, refused, session gone), the request
+        fails with ``CONNECTION_CLOSED``.
+        """
+        failures = 0
+        for _ in range(MAX_RESUMES):
+            last_id = stream.last_event_id
+            if not last_id:
+                raise _lost("the response stream ended without an answer")
+            if len(last_id) > MAX_EVENT_ID_CHARS or not _HEADER_SAFE.fullmatch(last_id):
+                raise _lost("the response stream ended and its event id cannot be sent back")
+            wait = DEFAULT_RETRY_SECONDS if stream.retry_ms is None else stream.retry_ms / 1000
+            if wait > MAX_RETRY_SECONDS:
+                raise _lost(
+                    f"the response stream ended and the server asks to wait {wait:g} s before"
+                    f" resuming it (at most {MAX_RETRY_SECONDS:g} s)"
+                )
+            await anyio.sleep(wait)
+            answer = await self._resume_once(stream, request_id)
+            if answer is not None:
+                return answer
+            failures = 0 if stream.last_event_id != last_id else failures + 1
+            if failures >= MAX_RESUME_FAILURES:
+                raise _lost(f"the response stream could not be resumed ({failures} attempts)")
+        raise _lost(f"the response stream was resumed {MAX_RESUMES} times without an answer")
+
+    async def _resume_once(self, stream: EventStream, request_id: int) -> dict[str, Any] | None:
+        """One GET resuming ``stream``: the answer, or None (no answer on it: again)."""
+        headers = self._headers()
+        del headers["Content-Type"]
+        headers["Accept"] = "text/event-stream"
+        headers[LAST_EVENT_ID_HEADER] = stream.last_event_id
+        try:
+            response = await self._http.get(self._url, headers=headers, allow_redirects=False)
+        except (aiohttp.ClientConnectionError, OSError) as err:
+            log.info("MCP upstream %s: resuming a response stream failed: %s", self._url, err)
+            return None
+        try:
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if response.status >= 500:
+                log.info("MCP upstream %s: resuming: HTTP %d", self._url, response.status)
+                response.close()
+                return None
+            if response.status == 404:
+                raise _lost("the server no longer knows the session; the answer is lost")
+            if response.status != 200 or kind != "text/event-stream":
+                raise _lost(
+                    f"the server refused to resume the response stream (HTTP {response.status},"
+                    f" {kind or 'no content type'})"
+                )
+            answer = await self._read_stream(response, stream, request_id)
+        except BaseException:
+            response.close()
+            raise
+        if answer is None:
+            response.close()
+        return answer
 
     def _drain_later(self, response: aiohttp.ClientResponse) -> None:
         try:
@@ -262,6 +363,11 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+def _lost(why: str) -> MCPError:
+    """The answer cannot be read any more (the request was sent: never sent again)."""
+    return MCPError(types.CONNECTION_CLOSED, why)
+
+
 def _parse(data: bytes) -> dict[str, Any]:
     try:
         message = json.loads(data)
@@ -270,57 +376,6 @@ def _parse(data: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise MCPError(types.PARSE_ERROR, "the upstream sent a batch or a non-object")
     return message
-
-
-async def sse_messages(chunks: AsyncIterable[bytes]) -> AsyncGenerator[bytes, None]:
-    """The data of each ``message`` event of an SSE stream read in ``chunks``
-    (text/event-stream rules: lines end with CRLF, LF or CR; ``data`` lines join with
-    LF; comments, ``id`` and ``retry`` skipped; an event without data is no message)."""
-    pending = bytearray()
-    data: list[bytes] = []
-    event = b""
-    size = 0
-    async for chunk in chunks:
-        pending += chunk
-        start = 0
-        while True:
-            end = _line_end(pending, start)
-            if end is None:
-                break
-            line_end, next_start = end
-            line = bytes(pending[start:line_end])
-            start = next_start
-            if not line:  # a blank line dispatches the event
-                if data and event in (b"", b"message"):
-                    yield b"\n".join(data)
-                data, event, size = [], b"", 0
-                continue
-            field, _, value = line.partition(b":")
-            value = value[1:] if value.startswith(b" ") else value
-            if field == b"data":
-                size += len(value) + 1  # its line feed: empty data lines grow it too
-                if size > MAX_MESSAGE_BYTES:
-                    raise MCPError(types.INTERNAL_ERROR, "an upstream SSE event is too large")
-                data.append(value)
-            elif field == b"event":
-                event = value
-        del pending[:start]
-        if len(pending) > MAX_MESSAGE_BYTES:
-            raise MCPError(types.INTERNAL_ERROR, "an upstream SSE line is too long")
-
-
-def _line_end(buffer: bytearray, start: int) -> tuple[int, int] | None:
-    """Where the line from ``start`` ends and the next begins (None: not complete yet;
-    a CR at the very end waits for the next chunk, which may begin with its LF)."""
-    lf = buffer.find(b"\n", start)
-    cr = buffer.find(b"\r", start, lf if lf >= 0 else len(buffer))
-    if cr >= 0:
-        if cr + 1 == len(buffer):
-            return None
-        return cr, cr + 2 if buffer[cr + 1] == 0x0A else cr + 1
-    if lf >= 0:
-        return lf, lf + 1
-    return None
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:

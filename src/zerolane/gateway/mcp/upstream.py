@@ -238,8 +238,10 @@ class Upstream:
 
     async def _request(self, send: Callable[[Session], Awaitable[T]]) -> T:
         """``send`` on the live session; once more, on a new session, if it never got
-        there. A transport failure marks the session lost and raises :class:`Unavailable`;
-        an error the upstream answered is raised as it is (an :class:`MCPError`)."""
+        there. A transport failure, or an answer that can no longer come (the connection
+        closed, a response stream that could not be resumed), marks the session lost and
+        raises :class:`Unavailable`; an error the upstream answered is raised as it is (an
+        :class:`MCPError`)."""
         for retry in (False, True):
             session = await self.session()
             try:
@@ -250,9 +252,11 @@ class Upstream:
                     raise Unavailable("upstream.unavailable", f"{self.name}: {err}") from err
                 log.info("MCP upstream %s: request not delivered (%s), again", self.name, err)
             except MCPError as err:
-                if err.code == types.CONNECTION_CLOSED:
-                    self._mark_lost(session)
-                raise
+                if err.code != types.CONNECTION_CLOSED:
+                    raise
+                self._mark_lost(session)  # the request got there: it is not sent again
+                log.warning("MCP upstream %s: %s", self.name, err.error.message)
+                raise Unavailable("upstream.closed", f"{self.name}: {err.error.message}") from err
             except Exception as err:  # a transport failure after sending: may have run
                 self._mark_lost(session)
                 raise Unavailable("upstream.unavailable", f"{self.name}: {_describe(err)}") from err
