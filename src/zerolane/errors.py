@@ -49,3 +49,11 @@ class Unavailable(ZerolaneError):
     """A dependency (store, audit sink) failed; the request fails closed (HTTP 503)."""
 
     status = 503
+
+
+class ProofReplayed(Unauthenticated):
+    """A one-time proof was already spent, here or by another process of the
+    deployment (or before a restart): the write that wanted to spend it is undone."""
+
+    def __init__(self) -> None:
+        super().__init__("dpop.replayed", "the proof was already used")

@@ -6,15 +6,17 @@ Every refusal here has its legitimate twin accepted in the same test.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.tasks.conftest import ADMIN, AGENT, ISSUER, OPEN_URL, TD, Agent, World
+from tests.tasks.conftest import ADMIN, AGENT, ISSUER, OPEN_URL, TD, Agent, World, build_world
 from zerolane.errors import Forbidden, Unauthenticated
 from zerolane.identity import svid
 from zerolane.identity.keyring import Keyring
+from zerolane.server.deployment import Deployment
 from zerolane.store.memory.replay import MemoryReplayCache
 from zerolane.tasks.auth import (
     Authenticator,
@@ -297,6 +299,7 @@ def _looking_only_when_asked(world: World) -> tuple[Keyring, Authenticator]:
         keyring=keyring,
         workloads=world.stores,
         replay=MemoryReplayCache(),
+        proofs=world.stores,
         clock=world.clock,
     )
     return keyring, authenticator
@@ -363,3 +366,27 @@ def test_a_request_carries_at_most_one_token_and_one_proof(
     # the twins
     assert request_credentials(["DPoP a"], ["p"], client_cert=None) == ("a", "p")
     assert request_credentials(["Bearer a"], [], client_cert=b"der") == ("a", None)
+
+
+def test_a_workload_proof_is_spent_for_every_process_and_restart(tmp_path: Path) -> None:
+    """A control-plane request (open a task, delegate, ask for a grant) replayed at
+    another process of the deployment, or after a restart, is refused: the proof is
+    spent in the store, not only in this process's cache."""
+    sqlite_world = build_world(tmp_path / "sqlite-home", "sqlite:///zerolane.db")
+    try:
+        caller = sqlite_world.agent(AGENT)
+        proof = sqlite_world.proof(caller.key, "POST", OPEN_URL, caller.svid)
+        first = sqlite_world.deployment.authenticator
+        assert first.workload(f"DPoP {caller.svid}", proof, method="POST", url=OPEN_URL)
+        restarted = Deployment.open(sqlite_world.deployment.home, sqlite_world.clock)
+        try:
+            again = restarted.authenticator
+            with pytest.raises(Unauthenticated) as refused:
+                again.workload(f"DPoP {caller.svid}", proof, method="POST", url=OPEN_URL)
+            assert refused.value.reason == "dpop.replayed"
+            fresh = sqlite_world.proof(caller.key, "POST", OPEN_URL, caller.svid)
+            assert again.workload(f"DPoP {caller.svid}", fresh, method="POST", url=OPEN_URL)
+        finally:
+            restarted.close()
+    finally:
+        sqlite_world.deployment.close()

@@ -155,6 +155,7 @@ class Deployment:
             keyring=keyring,
             workloads=stores,
             replay=replay,
+            proofs=stores,
             clock=clock,
             x509_roots=x509_ca.roots,
         )

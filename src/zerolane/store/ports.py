@@ -22,6 +22,7 @@ from zerolane.store.records import (
     LeaseState,
     PlaybookRecord,
     RevocationEvent,
+    SpentProof,
     TaskRecord,
     Workload,
 )
@@ -131,9 +132,10 @@ class RecordedSpendStore(Protocol):
         seal: Sealer,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
+        proof: SpentProof | None = None,
     ) -> PendingWrite[TaskRecord | None]:
-        """Queue :meth:`TaskStore.spend_call` and, when it spends, the append of
-        ``events`` to the audit chain in the same transaction. Writes queued for the same
+        """Queue :meth:`TaskStore.spend_call` (with ``proof``) and, when it spends, the
+        append of ``events`` to the audit chain in the same transaction. Writes queued for the same
         task run in the order they were queued. When the spend fails nothing is
         appended (the result is None); when the append fails the spend is undone and
         the error raised by ``result()``."""
@@ -166,6 +168,7 @@ class TaskStore(Protocol):
         now: float,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
+        proof: SpentProof | None = None,
     ) -> TaskRecord | None:
         """Spend one call, compare-and-set: only when the task is still active, unexpired
         at ``now``, has calls left, ``calls_used == expected_calls_used`` and (when
@@ -175,7 +178,9 @@ class TaskStore(Protocol):
         in the same write, the ``touched`` of every task of its delegation tree (the
         root and all its descendants): what one task of a tree has read, the whole
         tree has. Returns the updated task, or None when any condition failed (the
-        caller re-reads and decides again)."""
+        caller re-reads and decides again). With ``proof``, the request's one-time
+        proof is spent in the same write (:meth:`SpentProofStore.spend_proof`): when it
+        was spent before, nothing is written and ``ProofReplayed`` is raised."""
 
     # the delegation tree (parent_id / depth)
     def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
@@ -205,6 +210,18 @@ class TaskStore(Protocol):
         with ``descendant_reason``, whether or not the task itself was still live.
         Returns the tasks ended by this call: the task first when it was ended, then
         its descendants. An unknown task gives ``[]``."""
+
+
+class SpentProofStore(Protocol):
+    """One-time proofs spent by any process of the deployment, durably: a proof spent
+    before a restart, or at another enforcement point over the same store, is still
+    spent. Decisions spend their proof in the same write as the call they spend
+    (``proof=`` of :meth:`TaskStore.spend_call` and of the recorded spend)."""
+
+    def spend_proof(self, proof: SpentProof, now: float) -> bool:
+        """Remember ``proof`` until its ``expires_at``; True only the first time it is
+        spent (by anyone), False when it was spent before or has already expired.
+        Raises ``Unavailable`` when it cannot be stored: the caller refuses."""
 
 
 class ReplayCache(Protocol):
@@ -284,6 +301,7 @@ class Stores(
     PlaybookStore,
     TaskStore,
     LeaseStore,
+    SpentProofStore,
     RecordedWrites,
     Protocol,
 ):

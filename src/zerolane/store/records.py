@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from dataclasses import dataclass, fields
 
@@ -29,6 +30,20 @@ class JoinToken:
     created_at: float
     expires_at: float
     used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpentProof:
+    """A one-time proof (a DPoP proof's ``jkt:jti``) as the stores remember it: a
+    128-bit BLAKE2b digest of its key, and when it may be forgotten (the proof is too
+    old to be accepted anywhere by then)."""
+
+    digest: bytes
+    expires_at: float
+
+    @classmethod
+    def of(cls, key: str, expires_at: float) -> SpentProof:
+        return cls(hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest(), expires_at)
 
 
 class ConsumeStatus(enum.StrEnum):

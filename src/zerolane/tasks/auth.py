@@ -10,18 +10,19 @@ proof (a certificate does not replace it); an ``x5t#S256`` token needs its certi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cryptography import x509
 
-from zerolane.errors import Forbidden, Unauthenticated
+from zerolane.errors import Forbidden, Unauthenticated, Unavailable
 from zerolane.identity import svid
 from zerolane.identity.keyring import Keyring
 from zerolane.identity.x509_svid import VerifiedX509Svid, validate
-from zerolane.store.ports import ReplayCache, WorkloadStore
-from zerolane.store.records import Workload
+from zerolane.store.ports import ReplayCache, SpentProofStore, WorkloadStore
+from zerolane.store.records import SpentProof, Workload
 from zerolane.tokens.rfc8705 import (
     CNF_MEMBER,
     MtlsError,
@@ -31,9 +32,10 @@ from zerolane.tokens.rfc8705 import (
     load_certificate,
 )
 from zerolane.tokens.rfc9068 import TaskTokenClaims, TaskTokenVerifier
-from zerolane.tokens.rfc9449 import VerifiedProof, verify_proof
+from zerolane.tokens.rfc9449 import DpopError, VerifiedProof, verify_proof
 from zerolane.types import Clock, WorkloadStatus
 
+log = logging.getLogger(__name__)
 SCHEME = "dpop"
 #: RFC 8705 tokens travel as ``Bearer`` (RFC 6750); accepted only with a client certificate
 BEARER = "bearer"
@@ -149,32 +151,62 @@ class Authenticator:
         keyring: Keyring,
         workloads: WorkloadStore,
         replay: ReplayCache,
+        proofs: SpentProofStore,
         clock: Clock,
         x509_roots: Callable[[], Sequence[x509.Certificate]] | None = None,
     ) -> None:
+        """``replay``: this process's cache of spent proofs (refuses a replay without
+        touching the store); ``proofs``: the proofs spent by every process of the
+        deployment, durably (a proof is usable once, everywhere, across restarts)."""
         self.audience = f"spiffe://{trust_domain}"
         self.trust_domain = trust_domain
         self._x509_roots = x509_roots
         self._keyring = keyring
         self._workloads = workloads
         self._replay = replay
+        self._proofs = proofs
         self._clock = clock
         self._tokens = TaskTokenVerifier()
 
     def _proof(
-        self, proof: str | None, method: str, url: str, token: str, jkt: str
+        self,
+        proof: str | None,
+        method: str,
+        url: str,
+        token: str,
+        jkt: str,
+        *,
+        spend_later: bool = False,
     ) -> VerifiedProof:
+        """The verified proof, spent in this process's cache and, unless
+        ``spend_later`` (the caller spends it in a write of its own, as a decision's
+        allow does), in the deployment's store."""
         if not proof:
             raise Unauthenticated("dpop.missing", "a DPoP proof header is required")
-        return verify_proof(
+        now = self._clock.now()
+        verified = verify_proof(
             proof,
             method=method,
             url=url,
             access_token=token,
             replay=self._replay,
-            now=self._clock.now(),
+            now=now,
             expected_jkt=jkt,
         )
+        if not spend_later and not self._proofs.spend_proof(verified.spent(), now):
+            raise DpopError("dpop.replayed", "the proof was already used")
+        return verified
+
+    def spend_proof(self, proof: SpentProof) -> bool:
+        """Spend ``proof`` in the deployment's store (for a proof verified with
+        ``spend_later``, when no write of the caller's spends it); False when it was
+        spent before. A store that cannot take it is logged and counts as unspent:
+        callers use this on a request they refuse anyway."""
+        try:
+            return self._proofs.spend_proof(proof, self._clock.now())
+        except Unavailable:
+            log.warning("a refused request's proof could not be recorded as spent")
+            return False
 
     def _with_published_keys(self, verify: Callable[[int, list[dict[str, str]]], _T]) -> _T:
         """``verify(sequence, keys)`` against the published keys. The keyring looks at
@@ -250,11 +282,16 @@ class Authenticator:
         url: str,
         audience: str | None = None,
         client_cert: bytes | None = None,
+        spend_later: bool = False,
     ) -> TaskHolder:
         """The holder of a task token, bound to the key that signed ``proof``; or, for a
         certificate-bound token (``cnf.x5t#S256``), to ``client_cert`` (DER, the
         connection's verified client certificate), and then ``proof`` is not needed.
-        A ``cnf.jkt`` token ignores ``client_cert``: it always needs its proof."""
+        A ``cnf.jkt`` token ignores ``client_cert``: it always needs its proof.
+
+        ``spend_later``: the proof is spent in this process's cache only, and the
+        caller must spend ``holder.proof.spent()`` in the deployment's store itself
+        (a decision does, in the write of its allow or with its deny)."""
         now = self._clock.now()
         claims = self._with_published_keys(
             lambda sequence, keys: self._tokens.verify(
@@ -271,5 +308,5 @@ class Authenticator:
             return TaskHolder(claims, None, token)
         if claims.jkt is None:  # the verifier never lets an unbound token through
             raise Unauthenticated("token.unbound", "the token is not bound to a key")
-        checked = self._proof(proof, method, url, token, claims.jkt)
+        checked = self._proof(proof, method, url, token, claims.jkt, spend_later=spend_later)
         return TaskHolder(claims, checked, token)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
-from zerolane.errors import Unauthenticated, Unavailable, ZerolaneError
+from zerolane.errors import ProofReplayed, Unauthenticated, Unavailable, ZerolaneError
 from zerolane.policy.context import (
     McpFacts,
     RequestFacts,
@@ -41,7 +41,7 @@ from zerolane.policy.context import (
 )
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import PendingWrite, RecordedSpendStore, TaskStore
-from zerolane.store.records import TaskRecord
+from zerolane.store.records import SpentProof, TaskRecord
 from zerolane.tasks.auth import Authenticator, TaskHolder
 from zerolane.tasks.lifecycle import effective_state, user_facts
 from zerolane.tasks.revocation import RevocationWatch
@@ -230,6 +230,11 @@ def task_facts(task: TaskRecord, state: TaskState) -> TaskFacts:
     )
 
 
+def _spent(holder: TaskHolder) -> SpentProof | None:
+    """The holder's proof as the store spends it (None: a certificate-bound token)."""
+    return holder.proof.spent() if holder.proof is not None else None
+
+
 def _after_spend(task: TaskRecord, sensitivity: Sensitivity) -> TaskRecord:
     """``task`` as the store will hold it once a call of ``sensitivity`` is spent."""
     return dataclasses.replace(
@@ -319,6 +324,9 @@ class Decider:
                 read = None
                 try:
                     spent = await write.result_async()
+                except ProofReplayed:  # spent before, elsewhere: nothing was stored
+                    self._cache.discard(task_id)
+                    raise
                 except Exception:  # nothing of it was stored (undone as a whole)
                     self._cache.discard(task_id)
                     raise _Deny(["audit.write"], status=503) from None
@@ -341,6 +349,7 @@ class Decider:
             url=request.url,
             audience=request.audience,
             client_cert=request.client_cert,
+            spend_later=True,  # with the allow's write, or with the deny (_record)
         )
 
     def _decide(self, pending: _Pending) -> Decision:
@@ -371,6 +380,9 @@ class Decider:
             allowed, write = self._queued(pending)
             try:
                 spent = write.result()
+            except ProofReplayed:  # spent before, elsewhere: nothing was stored
+                self._cache.discard(task_id)
+                raise
             except Exception:  # nothing of it was stored (the write is undone as a whole)
                 self._cache.discard(task_id)
                 raise _Deny(["audit.write"], status=503) from None
@@ -491,6 +503,7 @@ class Decider:
             expected_touched=task.touched,
             touched=int(pending.facts.sensitivity),
             now=now,
+            proof=_spent(pending.holder),
         )
         if spent is not None:
             try:
@@ -519,6 +532,7 @@ class Decider:
                 now=now,
                 events=[event.unsealed()],
                 seal=seal,
+                proof=_spent(pending.holder),
             )
         except Exception:  # not even queued (the store is closed): nothing was stored
             raise _Deny(["audit.write"], status=503) from None
@@ -553,6 +567,12 @@ class Decider:
         facts: RequestFacts | None,
         request: DecideInput,
     ) -> Decision:
+        """Record a refusal. A proof it verified is spent everywhere first (a refused
+        proof is no more usable than an allowed one), unless the refusal is that it
+        was spent: a deny stands whether or not that write succeeds."""
+        proof = _spent(holder) if holder is not None else None
+        if proof is not None and decision.reasons != ("dpop.replayed",):
+            self._auth.spend_proof(proof)
         try:
             self._audit.record(**self._event(decision, holder, facts, request))
         except Unavailable:

@@ -30,6 +30,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
 from zerolane.errors import InvalidInput, Unauthenticated
 from zerolane.store.ports import ReplayCache
+from zerolane.store.records import SpentProof
 from zerolane.tokens import jws
 from zerolane.tokens.rfc7638 import b64url, thumbprint
 
@@ -69,6 +70,17 @@ class VerifiedProof:
     iat: int
     htm: str
     htu: str
+    #: when no enforcement point accepts the proof any more (``iat`` + the window)
+    expires_at: float = 0.0
+
+    @property
+    def replay_key(self) -> str:
+        """What makes the proof one-time: its ``jti`` under its key's thumbprint."""
+        return f"{self.jkt}:{self.jti}"
+
+    def spent(self) -> SpentProof:
+        """The proof as the durable stores remember it once spent."""
+        return SpentProof.of(self.replay_key, self.expires_at)
 
 
 def normalize_htu(url: str) -> str:
@@ -271,6 +283,9 @@ def verify_proof(
     jkt = _thumbprint(tuple(public.items()))
     if expected_jkt is not None and not _same(jkt, expected_jkt):
         raise DpopError("dpop.key_mismatch", "the proof is signed by another key than the token's")
-    if not replay.first_use(f"{jkt}:{jti}", iat + window, now):
+    verified = VerifiedProof(
+        jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu, expires_at=iat + window
+    )
+    if not replay.first_use(verified.replay_key, verified.expires_at, now):
         raise DpopError("dpop.replayed", "the proof was already used (or cannot be remembered)")
-    return VerifiedProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=proof_htu)
+    return verified

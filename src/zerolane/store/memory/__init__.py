@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
-from zerolane.errors import Conflict, Unavailable, ZerolaneError
+from zerolane.errors import Conflict, ProofReplayed, Unavailable, ZerolaneError
 from zerolane.store.changes import (
     AddAdminCredential,
     AddChildTask,
@@ -23,6 +23,7 @@ from zerolane.store.changes import (
     SetWorkloadStatus,
 )
 from zerolane.store.memory.leases import MemoryLeases
+from zerolane.store.memory.proofs import MemorySpentProofs
 from zerolane.store.ports import GENESIS_HASH, EventsOf, Sealer
 from zerolane.store.records import (
     AdminCredential,
@@ -32,6 +33,7 @@ from zerolane.store.records import (
     FederatedBundle,
     JoinToken,
     PlaybookRecord,
+    SpentProof,
     TaskRecord,
     Workload,
 )
@@ -39,15 +41,17 @@ from zerolane.types import TaskState, WorkloadStatus
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 4  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 5  # the SQL schema version whose state this backend holds
 
 
-class MemoryStores(MemoryLeases):
+class MemoryStores(MemoryLeases, MemorySpentProofs):
     """Implements every port of :mod:`zerolane.store.ports` under one lock."""
 
     def __init__(self) -> None:
         MemoryLeases.__init__(self)
+        MemorySpentProofs.__init__(self)
         self._lock = threading.RLock()  # re-entrant: see write_recorded
+        self._proofs_lock = self._lock  # a spend and its proof change together
         self._workloads: dict[str, Workload] = {}
         self._join_tokens: dict[str, JoinToken] = {}
         self._bundles: dict[str, FederatedBundle] = {}
@@ -210,8 +214,11 @@ class MemoryStores(MemoryLeases):
         now: float,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
+        proof: SpentProof | None = None,
     ) -> TaskRecord | None:
         with self._lock:
+            if proof is not None and self._seen(proof, now):
+                raise ProofReplayed
             task = self._tasks.get(task_id)
             if (
                 task is None
@@ -227,6 +234,8 @@ class MemoryStores(MemoryLeases):
                 task, calls_used=task.calls_used + 1, touched=max(task.touched, touched)
             )
             self._tasks[task_id] = spent
+            if proof is not None:
+                self._spend_locked(proof, now)
             if spent.touched > task.touched:
                 self._taint_tree(spent)
             return self._tasks[task_id]

@@ -50,6 +50,7 @@ from zerolane.store.records import (
     FederatedBundle,
     JoinToken,
     PlaybookRecord,
+    SpentProof,
     TaskRecord,
     Workload,
 )
@@ -61,6 +62,7 @@ from zerolane.store.sqlite.group_commit import (
 )
 from zerolane.store.sqlite.leases import SqliteLeases
 from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
+from zerolane.store.sqlite.proofs import SpentProofs
 from zerolane.types import TaskState, WorkloadStatus
 
 T = TypeVar("T")
@@ -174,6 +176,7 @@ class SqliteStores(SqliteLeases):
         self._lost_lock = threading.Lock()
         self._lost_audit_events = 0
         self._closed = False
+        self._proofs = SpentProofs()
         # SQLite has one writer: one thread of ours owns it and commits queued writes
         # in batches (other processes still take turns through SQLite's lock).
         self._writer = GroupCommitWriter(self._engine.connect, max_batch=max_batch)
@@ -426,6 +429,9 @@ class SqliteStores(SqliteLeases):
             lambda conn: _task_or_none(conn.execute(_END_TASK, params).first()), key=task_id
         )
 
+    def spend_proof(self, proof: SpentProof, now: float) -> bool:
+        return self._write(lambda conn: self._proofs.spend(_driver(conn), proof, now))
+
     def spend_call(
         self,
         task_id: str,
@@ -435,11 +441,26 @@ class SqliteStores(SqliteLeases):
         now: float,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
+        proof: SpentProof | None = None,
     ) -> TaskRecord | None:
         params = _spend_params(
             task_id, expected_calls_used, touched, now, expected_max_calls, expected_touched
         )
-        return self._write(lambda conn: _spend(conn, params), key=task_id)
+        return self._write(self._spend_op(params, proof), key=task_id)
+
+    def _spend_op(
+        self, params: dict[str, Any], proof: SpentProof | None
+    ) -> WriteOp[TaskRecord | None]:
+        """The spend's compare-and-set and, when it spends, its proof (a proof spent
+        before raises ``ProofReplayed``, which undoes the spend with it)."""
+
+        def op(conn: Connection) -> TaskRecord | None:
+            spent = _spend(conn, params)
+            if spent is not None and proof is not None:
+                self._proofs.spend_or_raise(_driver(conn), proof, params["now"])
+            return spent
+
+        return op
 
     def submit_spend_call_recorded(
         self,
@@ -452,14 +473,16 @@ class SqliteStores(SqliteLeases):
         seal: Sealer,
         expected_max_calls: int | None = None,
         expected_touched: int | None = None,
+        proof: SpentProof | None = None,
     ) -> _Pending[TaskRecord | None]:
         params = _spend_params(
             task_id, expected_calls_used, touched, now, expected_max_calls, expected_touched
         )
+        spend = self._spend_op(params, proof)
         append = _append_op(list(events), seal)
 
         def op(conn: Connection) -> TaskRecord | None:
-            spent = _spend(conn, params)
+            spent = spend(conn)
             if spent is not None and events:
                 append(conn)  # raising rolls this op (the spend too) back to its savepoint
             return spent

@@ -118,6 +118,18 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        5,
+        "one-time proofs spent by any process (DPoP jti): usable once, across restarts",
+        [
+            """CREATE TABLE spent_proofs (
+                digest BLOB PRIMARY KEY,
+                expires_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX spent_proofs_expiry ON spent_proofs (expires_at)",
+        ],
+    )
+)
 #: Migrations may be appended out of version order when two land at once: the loader
 #: applies every version the database lacks, in version order.
 LATEST = max(version for version, _, _ in MIGRATIONS)

@@ -1,0 +1,55 @@
+"""Spent one-time proofs in SQLite (the :class:`SpentProofStore` of this backend).
+
+Every process that opens the same database shares them, and they outlive a restart:
+a DPoP proof spent at one enforcement point is spent at all of them. A decision's
+proof is inserted in the write that spends its call (same transaction), so the allow
+costs no extra commit; a proof spent before makes that write fail as a whole.
+Expired rows are deleted at most once a second, in a write that is made anyway.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from zerolane.errors import ProofReplayed
+from zerolane.store.records import SpentProof
+
+#: expired proofs are deleted at most this often (seconds)
+PURGE_EVERY = 1.0
+
+_INSERT = "INSERT INTO spent_proofs (digest, expires_at) VALUES (?, ?)"
+_PURGE = "DELETE FROM spent_proofs WHERE expires_at <= ?"
+
+
+class SpentProofs:
+    """The statements on the writer's connection; remembers when it last purged."""
+
+    def __init__(self) -> None:
+        self._purged_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def spend(self, driver: sqlite3.Connection, proof: SpentProof, now: float) -> bool:
+        """Insert ``proof``; False (nothing written) when it was spent or has expired."""
+        self._purge(driver, now)
+        if proof.expires_at <= now:
+            return False
+        try:
+            driver.execute(_INSERT, (proof.digest, proof.expires_at))
+        except sqlite3.IntegrityError:  # the primary key: spent before, by anyone
+            return False
+        return True
+
+    def spend_or_raise(self, driver: sqlite3.Connection, proof: SpentProof, now: float) -> None:
+        """:meth:`spend`, raising :class:`ProofReplayed` (the op's savepoint then
+        undoes the rest of its write) when the proof cannot be spent."""
+        if not self.spend(driver, proof, now):
+            raise ProofReplayed
+
+    def _purge(self, driver: sqlite3.Connection, now: float) -> None:
+        with self._lock:
+            due = now - self._purged_at >= PURGE_EVERY
+            if due:
+                self._purged_at = now
+        if due:
+            driver.execute(_PURGE, (now,))
