@@ -23,6 +23,7 @@ from zerolane.server.deployment import Deployment
 from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
 from zerolane.server.metrics import Metrics
+from zerolane.server.readiness import WriteReadiness
 from zerolane.server.schemas import (
     AttestBody,
     AttestResponse,
@@ -105,6 +106,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     metrics = Metrics()
     app.state.deployment = deployment
     app.state.metrics = metrics
+    app.state.readiness = WriteReadiness(deployment.stores)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.include_router(task_router)
@@ -195,6 +197,7 @@ def create_app(deployment: Deployment) -> FastAPI:
             deployment.stores.schema_version()
             deployment.keyring.active_kid()
             deployment.revocations.ensure_reachable()  # past its grace window: not ready
+            app.state.readiness.check()  # the store can write, the audit sink accepts
         except ZerolaneError as err:
             return _error(503, err.reason, err.message)
         except Exception:
