@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.audit.conftest import NOW, make_event
-from zerolane.audit.chain import seal
+from zerolane.audit.chain import seal, verify
 from zerolane.audit.events import SCHEMA_VERSION, SYSTEM, Actor, Event, rfc3339, uuid4_hex
 from zerolane.audit.log import event_json
 from zerolane.audit.masking import mask_value
@@ -42,7 +42,7 @@ def test_unsealed_event_has_exactly_the_schema_members() -> None:
     )
     body = event.unsealed()
     assert set(body) == UNSEALED_MEMBERS
-    assert body["schema_version"] == SCHEMA_VERSION == 1
+    assert body["schema_version"] == SCHEMA_VERSION == 2
     assert body["kind"] == "attestation"
     assert body["actor"] == {"type": "workload", "id": "spiffe://example.org/agent"}
     assert body["subject"] == "spiffe://example.org/agent"
@@ -152,3 +152,18 @@ def test_a_secret_echoed_as_subject_is_masked() -> None:
     )
     assert event.unsealed()["subject"] == mask_value(jwt_like)
     assert make_event(1).unsealed()["subject"] == "spiffe://example.org/w1"
+
+
+def test_a_chain_of_version_1_events_then_version_2_events_verifies_as_one() -> None:
+    """Version 2 changes what masking stores, not the members or the hash: a home that
+    recorded version 1 events before an upgrade keeps one verifiable chain."""
+    older = make_event(1).unsealed() | {
+        "schema_version": 1,
+        "details": {"requested": {"subject_token_type": mask_value("urn:x")}},
+    }
+    first = seal(older, 1, GENESIS_HASH)
+    second = seal(make_event(2).unsealed(), 2, first.hash)
+    assert (event_json(first)["schema_version"], event_json(second)["schema_version"]) == (1, 2)
+    assert verify([first, second]) == (2, None)
+    edited = seal(older | {"details": {}}, 1, GENESIS_HASH)
+    assert verify([edited, second])[1] is not None  # the twin: an edit still breaks it

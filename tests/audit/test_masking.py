@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import pytest
 
 from zerolane.audit import masking
-from zerolane.audit.masking import fingerprint, mask, mask_value
+from zerolane.audit.masking import fingerprint, mask, mask_details, mask_value
+from zerolane.audit.schema import EventFields
 
 JWT = (
     "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0"
@@ -91,6 +92,28 @@ def test_safe_identifier_keys_are_kept(key: str) -> None:
     assert mask({key: "abc123"}) == {key: "abc123"}
 
 
+@pytest.mark.parametrize(
+    ("kept", "masked"),
+    [
+        ("authorization_details", "authorization"),
+        ("subject_token_type", "subject_token"),
+        ("token_type", "token"),
+        ("dpop_jkt", "dpop"),
+        ("password_env", "password"),
+        ("password_file", "password"),
+        ("client_secret_id", "client_secret"),
+        ("private_key_id", "private_key"),
+        ("Api-Key-Id", "Api-Key"),
+        ("svid_kid", "svid"),
+    ],
+)
+def test_a_name_that_says_what_kind_where_or_which_secret_is_kept(kept: str, masked: str) -> None:
+    """Even where masking goes by key names (free-form data), ``password_env`` names a
+    variable and ``subject_token_type`` a type: kept. The secret itself is still masked."""
+    assert mask({kept: "value", masked: "value"}) == {kept: "value", masked: mask_value("value")}
+    assert mask({kept: JWT}) == {kept: mask_value(JWT)}  # the backstop still applies
+
+
 def test_safe_key_still_masks_a_secret_shaped_value() -> None:
     masked = mask({"jti": JWT})
     assert isinstance(masked, dict)
@@ -167,12 +190,18 @@ def reference_mask(data: object, secret: bool = False) -> object:
         r"jwt|svid|cookie|api[_-]?key|^d$|^k$|dpop)",
         re.IGNORECASE,
     )
+    safe_suffix = re.compile(r"[_-](type|details|env|file|id|kid|jkt)$", re.IGNORECASE)
     jwt = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
     pem = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
     safe = {"token_id", "jti", "svid_expires_at", "svid_id", "svid_kid"}
 
     def secret_key(key: str) -> bool:
-        return bool(key) and key not in safe and bool(secret_keys.search(key))
+        return (
+            bool(key)
+            and key not in safe
+            and bool(secret_keys.search(key))
+            and not safe_suffix.search(key)
+        )
 
     if isinstance(data, Mapping):
         return {str(k): reference_mask(v, secret or secret_key(str(k))) for k, v in data.items()}
@@ -211,7 +240,19 @@ LOOKALIKES = [
 
 @pytest.mark.parametrize("value", LOOKALIKES)
 def test_masking_is_unchanged_for_lookalikes_anywhere(value: str) -> None:
-    keys = ["note", "url", "token", "jti", "d", "dk", "Api-Key", "x" * 200, "x" * 200 + "token"]
+    keys = [
+        "note",
+        "url",
+        "token",
+        "jti",
+        "d",
+        "dk",
+        "Api-Key",
+        "token_type",
+        "x" * 200,
+        "x" * 200 + "token",
+        "x" * 200 + "token_type",
+    ]
     for _ in range(2):  # the second time under keys whose verdict is kept
         for key in keys:
             data = {
@@ -258,3 +299,148 @@ def test_key_verdicts_are_kept_for_a_bounded_number_of_short_names() -> None:
     assert mask(fields | {"password": "p"}) == fields | {"password": mask_value("p")}
     assert kept.cache_info().currsize == masking._KEY_VERDICTS
     assert mask({"field_0": "v", "password": "p"}) == {"field_0": "v", "password": mask_value("p")}
+
+
+# ---- masking by declared fields ------------------------------------------------------------
+
+
+def by_fields(fields: EventFields, details: Mapping[str, object]) -> object:
+    """``mask_details`` for an event kind declaring ``fields``."""
+    return masking._by_node(details, masking._compile(fields), "details")
+
+
+def declared(
+    clear: tuple[str, ...] = (), free: tuple[str, ...] = (), secret: tuple[str, ...] = ()
+) -> EventFields:
+    return EventFields(frozenset(clear), frozenset(free), frozenset(secret))
+
+
+def test_declared_secret_paths_are_masked_and_clear_ones_kept_whatever_their_names() -> None:
+    fields = declared(
+        clear=("details.authorization_details", "details.token_type", "details.note"),
+        secret=("details.code", "details.nested.value"),
+    )
+    details = {
+        "authorization_details": [{"type": "t", "actions": ["read"]}],
+        "token_type": "Bearer",
+        "note": "plain",
+        "code": "s3cret",  # no secret-looking name, but declared secret
+        "nested": {"value": "s3cret", "other": "plain", "password": "p"},
+    }
+    assert by_fields(fields, details) == {
+        "authorization_details": [{"type": "t", "actions": ["read"]}],
+        "token_type": "Bearer",
+        "note": "plain",
+        "code": mask_value("s3cret"),
+        # on the way to a secret path, undeclared members are free: names count
+        "nested": {"value": mask_value("s3cret"), "other": "plain", "password": mask_value("p")},
+    }
+
+
+def test_a_secret_path_below_a_clear_member_is_masked() -> None:
+    fields = declared(clear=("details.requested",), secret=("details.requested.actor_token",))
+    details = {"requested": {"actor_token": "t", "subject_token_type": "urn:x", "password": "p"}}
+    assert by_fields(fields, details) == {
+        "requested": {
+            "actor_token": mask_value("t"),
+            "subject_token_type": "urn:x",
+            "password": "p",  # declared clear: names do not count
+        }
+    }
+
+
+def test_a_secret_member_is_masked_whole_and_a_clear_one_is_walked_for_the_backstop() -> None:
+    fields = declared(clear=("details.scope",), secret=("details.credential",))
+    details = {
+        "credential": {"user": "u", "pass": "p", "ttl": 60, "list": ["a", b"b"]},
+        "scope": {"list": ["ok", JWT], "deep": {"pem": PEM, "n": 1}, "t": ("x", b"y")},
+    }
+    assert by_fields(fields, details) == {
+        "credential": {
+            "user": mask_value("u"),
+            "pass": mask_value("p"),
+            "ttl": 60,
+            "list": [mask_value("a"), mask_value("b")],
+        },
+        "scope": {
+            "list": ["ok", mask_value(JWT)],
+            "deep": {"pem": mask_value(PEM), "n": 1},
+            "t": ["x", "y"],
+        },
+    }
+
+
+def test_paths_go_through_lists() -> None:
+    fields = declared(clear=("details.entries",), secret=("details.entries.secret",))
+    details = {"entries": [{"secret": "s1", "id": "a"}, {"secret": "s2", "id": "b"}, "plain"]}
+    assert by_fields(fields, details) == {
+        "entries": [
+            {"secret": mask_value("s1"), "id": "a"},
+            {"secret": mask_value("s2"), "id": "b"},
+            "plain",
+        ]
+    }
+
+
+def test_free_and_undeclared_members_are_masked_by_names() -> None:
+    fields = declared(clear=("details.tool",), free=("details.arguments",))
+    details = {
+        "tool": "query",
+        "arguments": {"sql": "select 1", "password": "p", "auth": {"api_key": "k"}},
+        "api_key": "k",  # undeclared
+        "extra": "plain",  # undeclared
+        "client_secret": {"value": "v"},  # undeclared, everything under it
+    }
+    assert by_fields(fields, details) == {
+        "tool": "query",
+        "arguments": {
+            "sql": "select 1",
+            "password": mask_value("p"),
+            "auth": {"api_key": mask_value("k")},
+        },
+        "api_key": mask_value("k"),
+        "extra": "plain",
+        "client_secret": {"value": mask_value("v")},
+    }
+
+
+def test_an_undeclared_parent_named_like_a_secret_masks_its_whole_subtree() -> None:
+    fields = declared(clear=("details.client_secret.kind",))
+    assert by_fields(fields, {"client_secret": {"kind": "k", "value": "v"}}) == {
+        "client_secret": {"kind": mask_value("k"), "value": mask_value("v")}
+    }
+
+
+def test_a_kind_that_is_not_declared_is_masked_by_names_as_before() -> None:
+    details = {
+        "requested": {"subject_token": "t", "authorization": "a", "scope": ["read"]},
+        "password": "p",
+        "note": JWT,
+        "plain": "plain",
+    }
+    assert mask_details("no.such.kind", details) == mask(details)
+    assert mask_details("no.such.kind", details) == {
+        "requested": {
+            "subject_token": mask_value("t"),
+            "authorization": mask_value("a"),
+            "scope": ["read"],
+        },
+        "password": mask_value("p"),
+        "note": mask_value(JWT),
+        "plain": "plain",
+    }
+
+
+def test_the_details_are_copied_never_changed() -> None:
+    details: dict[object, object] = {"requested": {"subject_token": "t"}, "jkt": "j", 3: "x"}
+    masked = mask_details("task.delegate", details)  # type: ignore[arg-type]
+    assert masked == {"requested": {"subject_token": mask_value("t")}, "jkt": "j", "3": "x"}
+    assert details == {"requested": {"subject_token": "t"}, "jkt": "j", 3: "x"}
+
+
+@pytest.mark.parametrize(
+    "path", ["subject", "details", "details.", "details..x", "actor.id", "detailsx.y", ""]
+)
+def test_a_declared_field_outside_details_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="under 'details'"):
+        masking._compile(declared(clear=(path,)))

@@ -1,8 +1,8 @@
-"""The audit event schema, version 1.
+"""The audit event schema, version 2.
 
 An event is a JSON object with these members (OCSF-shaped where it fits):
 
-``schema_version``  int, 1
+``schema_version``  int, 2 (see below)
 ``event_id``        unique id (UUID4 hex)
 ``seq``             position in the chain (1, 2, ...), assigned when sealed
 ``time``            RFC 3339 UTC with milliseconds
@@ -12,9 +12,20 @@ An event is a JSON object with these members (OCSF-shaped where it fits):
 ``subject``         what it was done to (a SPIFFE ID, a key id ...)
 ``outcome``         ``success`` | ``failure`` | ``denied``; always given, never defaulted
 ``reason``          stable reason id; ``ok`` on success
-``details``         kind-specific members, secrets masked
+``details``         kind-specific members, declared per kind with their secret ones
+                    in :mod:`zerolane.audit.schema`; secrets masked
 ``prev_hash``       hash of the previous event (64 zeros for the first)
 ``hash``            SHA-256 over the canonical JSON of every member above but ``hash``
+
+Versions differ in what masking stores, never in the members or the hash, so a chain
+holding both verifies as one:
+
+1. ``details`` masked by key names: any member named like a secret (``token``,
+   ``authorization``, ``password``, ``dpop`` ...) was masked, which also hid
+   ``authorization_details``, ``subject_token_type``, ``dpop_jkt`` and the like.
+2. ``details`` masked by the declared secret fields of the event's kind (as OPA masks
+   by path), with the JWT/PEM backstop on every string; key names count only in
+   free-form members and for kinds that are not declared.
 """
 
 from __future__ import annotations
@@ -24,10 +35,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zerolane.audit.masking import mask
+from zerolane.audit.masking import mask, mask_details
 from zerolane.types import Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: the version (4) and variant (RFC 4122) bits of a random UUID
 _UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
 _UUID4_SET = (0x8000 << 48) | (4 << 76)
@@ -80,5 +91,5 @@ class Event:
             "subject": mask(self.subject),  # may echo untrusted input, e.g. a token
             "outcome": self.outcome.value,
             "reason": self.reason,
-            "details": mask(self.details),  # a masked copy: the one copy made
+            "details": mask_details(self.kind, self.details),  # the one copy made
         }
