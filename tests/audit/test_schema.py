@@ -34,6 +34,7 @@ from zerolane.audit.events import SYSTEM, Event
 from zerolane.audit.masking import mask_details, mask_value
 from zerolane.audit.schema import DETAILS, EVENT_FIELDS, EventFields
 from zerolane.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from zerolane.server.deployment import init_home
 from zerolane.tasks.playbooks import parse_playbook
 from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TYPE, ExchangeRequest
 from zerolane.types import Outcome, TaskState, WorkloadStatus
@@ -293,7 +294,9 @@ def test_a_refused_exchange_for_a_person_records_the_asked_scope_in_clear(world:
     assert JWT not in json.dumps(world.events())
 
 
-def test_the_events_of_the_real_code_paths_carry_only_declared_members(world: World) -> None:
+def test_the_events_of_the_real_code_paths_carry_only_declared_members(
+    world: World, tmp_path: Path
+) -> None:
     """A member added to an event without declaring it would be masked by its name
     only: this tour of the code paths finds any such member."""
     agent, helper = world.agent(AGENT), world.agent(PEER)  # registered, attested
@@ -314,8 +317,15 @@ def test_the_events_of_the_real_code_paths_carry_only_declared_members(world: Wo
     deployment.disable_workload(PEER, ADMIN)
     with pytest.raises(InvalidInput):
         deployment.playbooks.apply_file(Path("/nonexistent/playbook.yaml"), ADMIN)
+    initialized, _ = init_home(tmp_path / "new-home", "example.net")
+    try:
+        events = world.events() + [
+            json.loads(r.body) for r in initialized.stores.read_events(0, 1000)
+        ]
+    finally:
+        initialized.close()
     seen: dict[str, set[str]] = {}
-    for event in world.events():
+    for event in events:
         kind = event["kind"]
         assert kind in EVENT_FIELDS, kind
         declared = {p.split(".")[1] for p in EVENT_FIELDS[kind].paths()}
@@ -337,4 +347,7 @@ def test_the_events_of_the_real_code_paths_carry_only_declared_members(world: Wo
         "keys.rotated",
         "policy.reloaded",
         "workload.disabled",
+        "home.initialized",
     } <= set(seen)
+    [home] = [e for e in events if e["kind"] == "home.initialized"]
+    assert re.fullmatch(r"[0-9a-f]{32}", home["details"]["admin_credential_id"])  # kept
