@@ -457,3 +457,47 @@ def test_an_event_id_that_cannot_be_a_header_is_not_sent_back() -> None:
     assert failed.code == CONNECTION_CLOSED
     assert "cannot be sent back" in failed.error.message
     assert gets(stub) == []
+
+
+def test_a_server_that_keeps_closing_its_stream_is_resumed_only_so_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each resumed stream brings a new priming event and ends: polling, but never an
+    answer. The resumptions in all are bounded (here 4), the call is not sent again."""
+    monkeypatch.setattr("zerolane.gateway.mcp.streamable.MAX_RESUMES", 4)
+    ids = iter(range(2, 100))
+
+    async def on_call(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming("p1", retry_ms=0)])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        return StubReply(chunks=[priming(f"p{next(ids)}", retry_ms=0)])
+
+    failed, stub = run_resumable(on_call, on_get, call_once)
+    assert isinstance(failed, MCPError)
+    assert failed.code == CONNECTION_CLOSED
+    assert "resumed 4 times without an answer" in failed.error.message
+    assert [r.headers["last-event-id"] for r in gets(stub)] == ["p1", "p2", "p3", "p4"]
+    assert len(stub.calls("tools/call")) == 1
+
+
+def test_a_resuming_get_the_server_fails_is_tried_again() -> None:
+    """A 5xx (or no connection) for the GET is a failed attempt, tried again after the
+    wait; a 4xx is a refusal (above)."""
+    sent: list[StubRequest] = []
+    failed_once: list[StubRequest] = []
+
+    async def on_call(request: StubRequest) -> StubReply:
+        sent.append(request)
+        return StubReply(chunks=[priming("p1", retry_ms=0)])
+
+    async def on_get(request: StubRequest) -> StubReply:
+        if not failed_once:
+            failed_once.append(request)
+            return StubReply(status=503)
+        return StubReply(chunks=[event(answered(sent[0]), "p2")])
+
+    result, stub = run_resumable(on_call, on_get, call_once)
+    assert text(result) == "Q3 revenue"
+    assert [r.headers["last-event-id"] for r in gets(stub)] == ["p1", "p1"]
+    assert len(stub.calls("tools/call")) == 1
