@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.audit.kinds_in_source import recorded_kinds
 from tests.audit.test_masking import JWT, PEM, is_masked
@@ -34,9 +36,16 @@ from zerolane.audit.events import SYSTEM, Event
 from zerolane.audit.masking import mask_details, mask_value
 from zerolane.audit.schema import DETAILS, EVENT_FIELDS, EventFields
 from zerolane.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from zerolane.server.app import create_app
 from zerolane.server.deployment import init_home
 from zerolane.tasks.playbooks import parse_playbook
-from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TYPE, ExchangeRequest
+from zerolane.tokens.rfc8693 import (
+    ACCESS_TOKEN_TYPE,
+    GRANT_TYPE,
+    ID_TOKEN_TYPE,
+    JWT_TYPE,
+    ExchangeRequest,
+)
 from zerolane.types import Outcome, TaskState, WorkloadStatus
 
 KINDS = sorted(EVENT_FIELDS)
@@ -351,3 +360,37 @@ def test_the_events_of_the_real_code_paths_carry_only_declared_members(
     } <= set(seen)
     [home] = [e for e in events if e["kind"] == "home.initialized"]
     assert re.fullmatch(r"[0-9a-f]{32}", home["details"]["admin_credential_id"])  # kept
+
+
+def test_a_token_exchange_refused_over_http_records_the_asked_scope_in_clear(
+    world: World,
+) -> None:
+    """The same through ``POST /v1/token``: the form's asked scope reaches the event."""
+    agent, helper = world.agent(AGENT), world.agent(PEER)
+    parent = world.open(agent, details(actions=["read"]), playbook="team", max_calls=4)
+    url = "http://testserver/v1/token"  # what the TestClient's requests are made for
+    with TestClient(create_app(world.deployment), raise_server_exceptions=False) as client:
+
+        def post(asked: list[Any]) -> httpx.Response:
+            form = {
+                "grant_type": GRANT_TYPE,
+                "subject_token": parent.token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "actor_token": helper.svid,
+                "actor_token_type": JWT_TYPE,
+                "authorization_details": json.dumps(asked),
+                "max_calls": "1",
+            }
+            proof = world.proof(agent.key, "POST", url, parent.token)
+            return client.post("/v1/token", data=form, headers={"DPoP": proof})
+
+        wider = details(actions=["read", "write"])
+        refused = post(wider)
+        assert (refused.status_code, refused.json()["reason"]) == (403, "scope.action")
+        granted = post(details(actions=["read"]))  # the twin
+        assert granted.status_code == 200, granted.text
+    denied, delegated = world.events("task.delegate")
+    assert (denied["outcome"], delegated["outcome"]) == ("denied", "success")
+    assert denied["details"]["requested"]["authorization_details"] == wider
+    assert denied["details"]["requested"]["subject_token_type"] == ACCESS_TOKEN_TYPE
+    assert parent.token not in json.dumps(world.events())
