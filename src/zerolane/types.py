@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from typing import Protocol
 
@@ -15,11 +16,36 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
-class SystemClock:
-    """The real clock: seconds since the epoch."""
+class ForwardClock:
+    """``inner``, except that it never goes backwards: when ``inner`` steps back (an NTP
+    correction, an operator setting the date), it answers the latest time it has
+    answered until ``inner`` catches up. A task seen expired by this process therefore
+    stays expired to it, and tokens, windows and events are stamped in order."""
+
+    def __init__(self, inner: Clock) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._latest = float("-inf")
 
     def now(self) -> float:
+        current = self._inner.now()
+        with self._lock:
+            if current > self._latest:
+                self._latest = current
+            return self._latest
+
+
+class _WallClock:
+    def now(self) -> float:
         return time.time()
+
+
+class SystemClock(ForwardClock):
+    """The real clock: seconds since the epoch, never going backwards (a
+    :class:`ForwardClock` over the wall clock)."""
+
+    def __init__(self) -> None:
+        super().__init__(_WallClock())
 
 
 class Outcome(enum.StrEnum):

@@ -42,7 +42,7 @@ from zerolane.config import (
     UsersConfig,
     render_config,
 )
-from zerolane.errors import Forbidden, InvalidInput, Unauthenticated, ZerolaneError
+from zerolane.errors import Forbidden, InvalidInput, Unauthenticated, Unavailable, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.identity.keyring import Keyring
 from zerolane.policy.defaults import DEFAULT_POLICY_DIR, install_defaults
@@ -530,6 +530,55 @@ def test_no_child_from_a_parent_that_has_ended(team: World, agent: Agent, end: s
     # an expired parent token fails verification itself, after the leeway
     reason = f"task.{end}"
     refused(Forbidden, reason, exchange, team, agent, parent.token, helper, max_calls=1)
+
+
+def test_a_parent_found_expired_by_an_exchange_is_recorded_expired(
+    team: World, agent: Agent
+) -> None:
+    helper = team.agent(PEER)
+    parent = team.open(agent, playbook="team", max_calls=10, ttl=60)
+    team.clock.t += 60
+    refused(Forbidden, "task.expired", exchange, team, agent, parent.token, helper, max_calls=1)
+    assert team.task(parent.task.task_id).state is TaskState.EXPIRED
+    assert [e["subject"] for e in team.events("task.expired")] == [parent.task.task_id]
+    team.clock.t -= 10  # the clock steps back inside the window: still refused
+    refused(Forbidden, "task.expired", exchange, team, agent, parent.token, helper, max_calls=1)
+    assert team.stores.list_children(parent.task.task_id) == []
+
+
+def test_a_child_that_cannot_be_audited_is_not_stored_nor_carved(
+    team: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the child was stored (and the parent carved) before its
+    ``task.delegate`` event; an audit failure, or a crash, between the two left a child
+    with no event (or a revoked one)."""
+    helper = team.agent(PEER)
+    parent = team.open(agent, playbook="team", max_calls=10)
+    proof = team.proof(agent.key, "POST", TOKEN_URL, parent.token)  # before the outage
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(team.stores, "append_events", down)
+    refused(
+        Unavailable,
+        "audit.write",
+        exchange,
+        team,
+        agent,
+        parent.token,
+        helper,
+        proof=proof,
+        max_calls=4,
+    )
+    monkeypatch.undo()
+    assert team.stores.list_children(parent.task.task_id) == []
+    assert team.task(parent.task.task_id).max_calls == 10  # nothing carved
+    child = exchange(team, agent, parent.token, helper, max_calls=4)  # the twin
+    assert team.task(parent.task.task_id).max_calls == 6
+    [event] = [e for e in team.events("task.delegate") if e["outcome"] == "success"]
+    assert event["subject"] == child.task.task_id
+    assert event["details"]["parent_calls_left"] == 6
 
 
 # ---- cascading revocation ------------------------------------------------------------------

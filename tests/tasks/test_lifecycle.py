@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -243,9 +244,7 @@ def test_an_open_that_cannot_be_audited_leaves_no_live_task(
     with pytest.raises(Unavailable) as refused:
         world.deployment.lifecycle.open(caller, OpenRequest(intent=INTENT, playbook="reports"))
     assert refused.value.reason == "audit.write"
-    [task] = stores.list_tasks(owner=AGENT)
-    assert task.state is TaskState.REVOKED
-    assert task.end_reason == "audit.write"
+    assert stores.list_tasks(owner=AGENT) == []  # stored with its event, or not at all
     monkeypatch.undo()
     assert world.open(agent).task.state is TaskState.ACTIVE
 
@@ -347,9 +346,126 @@ def test_effective_state_expires_an_active_task_at_its_window_end(
     task = world.open(agent, ttl=60).task
     assert effective_state(task, task.expires_at - 0.001) is TaskState.ACTIVE
     assert effective_state(task, task.expires_at) is TaskState.EXPIRED
-    assert task.state is TaskState.ACTIVE  # nothing swept: the state is computed
+    assert task.state is TaskState.ACTIVE  # the record read before: computed from the window
     ended = world.deployment.lifecycle.revoke(task.task_id, actor=ADMIN)
     assert effective_state(ended, task.expires_at + 10) is TaskState.REVOKED
+
+
+# time only moves forward for a task
+
+
+def test_a_task_seen_expired_is_recorded_expired_with_its_event(world: World, agent: Agent) -> None:
+    task = world.open(agent, ttl=60).task
+    lifecycle = world.deployment.lifecycle
+    # the twin: inside its window, reading it records nothing
+    world.clock.t = task.expires_at - 1
+    assert lifecycle.get(task.task_id).state is TaskState.ACTIVE
+    assert world.events("task.expired") == []
+    world.clock.t = task.expires_at + 5
+    seen = lifecycle.get(task.task_id)
+    assert (seen.state, seen.end_reason, seen.ended_at) == (
+        TaskState.EXPIRED,
+        "expired",
+        task.expires_at,
+    )
+    assert world.task(task.task_id) == seen
+    [event] = world.events("task.expired")
+    assert (event["subject"], event["outcome"], event["actor"]["type"]) == (
+        task.task_id,
+        "success",
+        "system",
+    )
+    assert event["details"]["expires_at"] == task.expires_at
+    lifecycle.get(task.task_id)  # recorded once
+    assert len(world.events("task.expired")) == 1
+
+
+def test_an_expired_task_stays_expired_when_the_clock_steps_back(
+    world: World, agent: Agent
+) -> None:
+    """Regression: expiry was only compared with the clock, so a task seen expired came
+    back to life when the server's clock stepped back a few seconds."""
+    opened = world.open(agent, ttl=60)
+    task = opened.task
+    assert world.ask(agent, opened.token).allowed  # the twin: inside the window
+    world.clock.t = task.expires_at + 2
+    denied = world.ask(agent, opened.token)
+    assert denied.reasons == ("task.expired",)
+    world.deployment.lifecycle.mark_expired(world.task(task.task_id))  # as a decision does
+    world.clock.t = task.expires_at - 3  # the clock steps back inside the window
+    again = world.ask(agent, opened.token)
+    assert not again.allowed
+    assert again.reasons == ("task.expired",)
+    with pytest.raises(Conflict) as completed:
+        world.deployment.lifecycle.complete(task.task_id, AGENT, task.task_id)
+    assert completed.value.reason == "task.ended"
+    assert world.task(task.task_id).state is TaskState.EXPIRED
+
+
+def test_mark_expired_records_nothing_inside_the_window_and_never_raises(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = world.open(agent, ttl=60).task
+    lifecycle = world.deployment.lifecycle
+    assert lifecycle.mark_expired(task, now=task.expires_at - 0.5) == task
+    assert world.events("task.expired") == []
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(world.stores, "append_events", down)
+    # the audit sink is down: nothing is recorded, the task is still expired by its window
+    unrecorded = lifecycle.mark_expired(task, now=task.expires_at)
+    assert unrecorded.state is TaskState.ACTIVE
+    assert effective_state(unrecorded, task.expires_at) is TaskState.EXPIRED
+    monkeypatch.undo()
+    assert lifecycle.mark_expired(task, now=task.expires_at).state is TaskState.EXPIRED
+
+
+def test_an_expiry_expires_the_tree_and_tells_the_hook(world: World, agent: Agent) -> None:
+    task = world.open(agent, ttl=60).task
+    child = dataclasses.replace(
+        task,
+        task_id="tsk_child",
+        token_jti="jti-child",
+        parent_id=task.task_id,
+        depth=1,
+        max_calls=1,
+        expires_at=task.expires_at - 10,
+    )
+    assert world.stores.add_child_task(child, now=world.clock.now()) is not None
+    heard: list[str] = []
+    lifecycle = world.deployment.lifecycle
+    lifecycle._on_ended = lambda ended: heard.extend(t.task_id for t in ended)
+    expired = lifecycle.mark_expired(task, now=task.expires_at)
+    assert expired.state is TaskState.EXPIRED
+    assert world.task("tsk_child").state is TaskState.EXPIRED
+    assert heard == [task.task_id, "tsk_child"]
+    kids = world.events("task.expired")
+    assert [e["subject"] for e in kids] == [task.task_id, "tsk_child"]
+    assert kids[1]["details"]["ended_with"] == task.task_id
+
+
+def test_listing_records_expiries_so_an_expired_task_is_never_listed_active(
+    world: World, agent: Agent
+) -> None:
+    old = world.open(agent, ttl=60).task
+    world.clock.t += 30
+    young = world.open(agent, ttl=600).task
+    world.clock.t = old.expires_at + 1
+    lifecycle = world.deployment.lifecycle
+    assert [t.task_id for t in lifecycle.list(owner=AGENT, state=TaskState.ACTIVE)] == [
+        young.task_id
+    ]
+    assert [t.task_id for t in lifecycle.list(owner=AGENT, state=TaskState.EXPIRED)] == [
+        old.task_id
+    ]
+    world.clock.t = old.expires_at - 10  # stepped back: the record holds
+    assert [t.task_id for t in lifecycle.list(owner=AGENT, state=TaskState.ACTIVE)] == [
+        young.task_id
+    ]
+    states = {t.task_id: t.state for t in lifecycle.list(owner=AGENT)}
+    assert states == {old.task_id: TaskState.EXPIRED, young.task_id: TaskState.ACTIVE}
 
 
 def test_an_open_request_must_name_a_known_playbook_for_any_scope(

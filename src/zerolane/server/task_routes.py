@@ -22,8 +22,6 @@ from zerolane.tasks.scope import Scope
 from zerolane.types import TaskState
 
 router = APIRouter()
-#: stored-as-active tasks read to list the active or expired ones (newest first)
-MAX_SCAN = 10_000
 
 
 class OpenTaskBody(Strict):
@@ -258,13 +256,8 @@ def list_tasks(
     except ValueError:
         raise InvalidInput("task.state", f"unknown state {state!r}") from None
     now = deployment.clock.now()
-    if wanted in (TaskState.ACTIVE, TaskState.EXPIRED):
-        # expiry is never written (decisions compare the window), so an expired task is
-        # stored as active: filter on the state this endpoint shows, as decisions see it
-        stored = deployment.lifecycle.list(owner=owner, state=TaskState.ACTIVE, limit=MAX_SCAN)
-        tasks = [t for t in stored if effective_state(t, now) is wanted][:limit]
-    else:
-        tasks = deployment.lifecycle.list(owner=owner, state=wanted, limit=limit)
+    # the lifecycle records the expiries it finds first: stored states are shown states
+    tasks = deployment.lifecycle.list(owner=owner, state=wanted, limit=limit)
     return [task_out(t, now) for t in tasks]
 
 

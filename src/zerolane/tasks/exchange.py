@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Forbidden, InvalidInput, Unauthenticated, Unavailable, ZerolaneError
@@ -44,16 +45,16 @@ from zerolane.identity.keyring import Keyring
 from zerolane.identity.users import UserTokenVerifier
 from zerolane.policy.context import OpenFacts, ParentFacts, open_policy_request
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.ports import TaskStore
+from zerolane.store.changes import AddChildTask
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import Authenticator, Delegate, TaskHolder
 from zerolane.tasks.lifecycle import (
     DEFAULT_TTL,
     MAX_INTENT,
     OpenRequest,
+    RecordedTaskStore,
     TaskLifecycle,
     effective_state,
-    live_task,
     user_facts,
 )
 from zerolane.tasks.playbook_registry import PlaybookRegistry
@@ -95,7 +96,7 @@ class TokenExchange:
         keyring: Keyring,
         authenticator: Authenticator,
         lifecycle: TaskLifecycle,
-        tasks: TaskStore,
+        tasks: RecordedTaskStore,
         playbooks: PlaybookRegistry,
         engine: Callable[[], PolicyEngine],
         audit: AuditLog,
@@ -172,7 +173,7 @@ class TokenExchange:
     ) -> Exchanged:
         claims = holder.claims
         now = self._clock.now()
-        parent = live_task(self._tasks, claims, now)  # the subject token's live task
+        parent = self._lifecycle.live(claims, now=now)  # the subject token's live task
         playbook = self._playbooks.get(parent.playbook)  # its current delegation rules
         if not playbook.delegable:
             raise Forbidden(
@@ -228,15 +229,16 @@ class TokenExchange:
             user_subject=parent.user_subject,
             user_issuer=parent.user_issuer,
         )
-        carved = self._tasks.add_child_task(record, now=now)
-        if carved is None:
-            self._refused_carve(parent.task_id, record)
-        try:
-            self._audit.record(
+
+        def delegated(carved: TaskRecord | None) -> list[dict[str, object]]:
+            """The child's ``task.delegate`` event, stored in the write that adds it."""
+            if carved is None:
+                return []  # refused: nothing written, nothing to record
+            event = self._audit.event(
                 "task.delegate",
-                actor=Actor("workload", claims.subject),
-                subject=task_id,
-                outcome=Outcome.SUCCESS,
+                Actor("workload", claims.subject),
+                task_id,
+                Outcome.SUCCESS,
                 details={
                     "parent_id": parent.task_id,
                     "delegate": record.owner,
@@ -247,14 +249,16 @@ class TokenExchange:
                     "audience": list(record.audience),
                     "expires_at": token_claims.expires_at,
                     "max_calls": record.max_calls,
-                    "parent_calls_left": carved.max_calls - carved.calls_used if carved else None,
+                    "parent_calls_left": carved.max_calls - carved.calls_used,
                     "jkt": record.jkt,
                     "token_id": jti,
                 },
             )
-        except Unavailable:
-            self._tasks.end_tree(task_id, TaskState.REVOKED, now, "audit.write", "parent.revoked")
-            raise
+            return [event.unsealed()]
+
+        carved = self._tasks.write_recorded(AddChildTask(record, now), delegated, seal)
+        if carved is None:
+            self._refused_carve(parent, record)
         return Exchanged(record, token)
 
     def _child(
@@ -340,11 +344,12 @@ class TokenExchange:
                 reason, f"policy does not let {workload.spiffe_id} hold a child of {parent.task_id}"
             )
 
-    def _refused_carve(self, parent_id: str, child: TaskRecord) -> None:
+    def _refused_carve(self, read: TaskRecord, child: TaskRecord) -> None:
         """Why the store refused to add ``child`` (the parent changed since it was read)."""
-        parent = self._tasks.get_task(parent_id)
+        parent = self._tasks.get_task(read.task_id)
         if parent is None:
             raise Forbidden("task.unknown", "the parent task does not exist")
+        parent = self._lifecycle.mark_expired(parent)
         state = effective_state(parent, self._clock.now())
         if state is not TaskState.ACTIVE:
             raise Forbidden(f"task.{state.value}", f"the parent task is {state.value}")

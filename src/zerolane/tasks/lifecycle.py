@@ -9,6 +9,17 @@ descendant is revoked with ``parent.completed`` / ``parent.revoked``), so a deci
 made after :meth:`TaskLifecycle.complete` or :meth:`TaskLifecycle.revoke` returned is
 denied for the task and every descendant: the decider's spend is a compare-and-set on
 the stored state. The ``on_ended`` hook then hears of every task ended.
+
+Every state change is stored together with its audit event, in one transaction
+(:meth:`~zerolane.store.ports.RecordedWrites.write_recorded`): a task is never stored
+without its ``task.opened`` event, nor ended without its ``task.completed`` /
+``task.revoked`` / ``task.expired`` events, even when the process dies in between.
+
+Time only moves forward for a task: once a task is seen past its window (a read, a
+list, a delegation, or a decision through :meth:`TaskLifecycle.mark_expired`) its
+expiry is recorded (state ``expired`` and a ``task.expired`` event), so a clock stepped
+back later, in this process or another one opened on the same store, cannot bring it
+back to life: the stored state refuses it.
 """
 
 from __future__ import annotations
@@ -18,15 +29,18 @@ import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from zerolane.audit.events import Actor
+from zerolane.audit.chain import seal
+from zerolane.audit.events import SYSTEM, Actor, Event
 from zerolane.audit.log import AuditLog
-from zerolane.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from zerolane.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zerolane.identity.keyring import Keyring
 from zerolane.identity.users import VerifiedUser
 from zerolane.policy.context import OpenFacts, UserFacts, open_policy_request
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.ports import TaskStore
+from zerolane.store.changes import AddTask, EndTree, ExpireTree
+from zerolane.store.ports import RecordedWrites, TaskStore
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import WorkloadCaller
 from zerolane.tasks.playbook_registry import PlaybookRegistry
@@ -39,6 +53,8 @@ from zerolane.types import Clock, Outcome, TaskState
 
 MAX_INTENT = 2000
 DEFAULT_TTL = 300
+#: how many active tasks a listing by state looks at for expiries to record
+MAX_SWEEP = 10_000
 #: the end reason of a single-use task (``one_shot`` playbook) after its one call
 SINGLE_USE = "task.single_use"
 log = logging.getLogger(__name__)
@@ -54,6 +70,10 @@ EndedHook = Callable[[Sequence[TaskRecord]], None]
 
 def _nobody(_: Sequence[TaskRecord]) -> None:
     return None
+
+
+class RecordedTaskStore(TaskStore, RecordedWrites, Protocol):
+    """The task store the lifecycle writes through: each change with its events."""
 
 
 def user_facts(task: TaskRecord) -> UserFacts | None:
@@ -106,7 +126,7 @@ class TaskLifecycle:
         *,
         trust_domain: str,
         keyring: Keyring,
-        tasks: TaskStore,
+        tasks: RecordedTaskStore,
         playbooks: PlaybookRegistry,
         engine: Callable[[], PolicyEngine],
         audit: AuditLog,
@@ -266,40 +286,83 @@ class TaskLifecycle:
             user_subject=user.subject if user is not None else None,
             user_issuer=user.issuer if user is not None else None,
         )
-        self._tasks.add_task(task)
-        try:
-            self._audit.record(
-                "task.opened",
-                actor=Actor("workload", task.owner),
-                subject=task_id,
-                outcome=Outcome.SUCCESS,
-                details={
-                    "playbook": record.name,
-                    "playbook_version": record.version,
-                    "intent": request.intent,
-                    "scope": scope.to_json(),
-                    "expires_at": expires_at,
-                    "max_calls": calls,
-                    "jkt": task.jkt,
-                    "token_id": jti,
-                    "on_behalf_of": request.on_behalf_of,
-                    **(
-                        {"user": {"subject": user.subject, "issuer": user.issuer}}
-                        if user is not None
-                        else {}
-                    ),
-                },
-            )
-        except Unavailable:
-            self._tasks.end_task(task_id, TaskState.REVOKED, now, "audit.write")
-            raise
+        opened = self._audit.event(
+            "task.opened",
+            Actor("workload", task.owner),
+            task_id,
+            Outcome.SUCCESS,
+            details={
+                "playbook": record.name,
+                "playbook_version": record.version,
+                "intent": request.intent,
+                "scope": scope.to_json(),
+                "expires_at": expires_at,
+                "max_calls": calls,
+                "jkt": task.jkt,
+                "token_id": jti,
+                "on_behalf_of": request.on_behalf_of,
+                **(
+                    {"user": {"subject": user.subject, "issuer": user.issuer}}
+                    if user is not None
+                    else {}
+                ),
+            },
+        )
+        # the task and its event, in one write: never a stored task without its event
+        self._tasks.write_recorded(AddTask(task), lambda _: [opened.unsealed()], seal)
         return OpenedTask(task, token)
 
     def get(self, task_id: str) -> TaskRecord:
+        """The task as stored; one seen past its window is recorded expired first."""
         task = self._tasks.get_task(task_id)
         if task is None:
             raise NotFound("task.unknown", f"no task {task_id}")
-        return task
+        return self.mark_expired(task)
+
+    def live(self, claims: TaskTokenClaims, *, now: float | None = None) -> TaskRecord:
+        """:func:`live_task` at ``now`` (this lifecycle's clock by default); a task it
+        finds expired has its expiry recorded before the refusal (``task.expired``)."""
+        now = self._clock.now() if now is None else now
+        try:
+            return live_task(self._tasks, claims, now)
+        except Forbidden as err:
+            if err.reason == "task.expired":
+                task = self._tasks.get_task(claims.task_id)
+                if task is not None:
+                    self.mark_expired(task, now=now)
+            raise
+
+    def mark_expired(self, task: TaskRecord, *, now: float | None = None) -> TaskRecord:
+        """Record the expiry of ``task`` when its window is over (at ``now``, this
+        lifecycle's clock by default) and it is stored live: the task and every live
+        descendant (whose windows end no later) move to ``expired`` with a
+        ``task.expired`` event each, in one write, and the ``on_ended`` hook hears of
+        them. Returns the task as stored after it (``task`` itself when nothing was to
+        be recorded).
+
+        A decision that finds a task expired calls this, so that the expiry outlives
+        the clock: a decision at an earlier time (a clock stepped back, another process)
+        is refused by the stored state. It never raises: a failure to record is logged
+        and the task is still expired to whoever compares its window with the clock.
+        """
+        if task.state.ended:
+            return task
+        now = self._clock.now() if now is None else now
+        if now < task.expires_at:
+            return task
+        try:
+            expired = self._tasks.write_recorded(
+                ExpireTree(task.task_id, now),
+                lambda ended: self._end_events(ended, task.task_id, SYSTEM),
+                seal,
+            )
+        except Exception:  # the window comparison still refuses it: log, never raise
+            log.exception("recording the expiry of task %s failed", task.task_id)
+            return task
+        self._tell_ended(expired)
+        if expired and expired[0].task_id == task.task_id:
+            return expired[0]
+        return self._tasks.get_task(task.task_id) or task
 
     def complete(self, task_id: str, holder_sub: str, holder_task: str) -> TaskRecord:
         """The owner ends its task; its token is refused from the next decision on."""
@@ -338,44 +401,59 @@ class TaskLifecycle:
         return self._end(self.get(task_id), TaskState.REVOKED, reason, actor)
 
     def _end(self, task: TaskRecord, state: TaskState, reason: str, actor: Actor) -> TaskRecord:
-        """End ``task`` and its whole tree atomically; tell the hook, then audit."""
+        """End ``task`` and its whole tree, with their events, in one write; then tell
+        the hook."""
         now = self._clock.now()
+        if state is not TaskState.EXPIRED:
+            task = self.mark_expired(task, now=now)  # a task past its window has expired
         below = DESCENDANT_REASONS.get(state, "parent.revoked")
-        ended = self._tasks.end_tree(task.task_id, state, now, reason, below)
-        try:
-            if ended:
-                self._on_ended(ended)
-        finally:
-            self._record_ends(ended, task.task_id, state, reason, actor)
+        ended = self._tasks.write_recorded(
+            EndTree(task.task_id, state, now, reason, below),
+            lambda done: self._end_events(done, task.task_id, actor),
+            seal,
+        )
+        self._tell_ended(ended)
         if not ended or ended[0].task_id != task.task_id:
-            current = self.get(task.task_id)
+            current = self._tasks.get_task(task.task_id) or task
             raise Conflict(
                 "task.ended", f"task {task.task_id} already ended ({current.state.value})"
             )
         return ended[0]
 
-    def _record_ends(
-        self,
-        ended: Sequence[TaskRecord],
-        root_id: str,
-        state: TaskState,
-        reason: str,
-        actor: Actor,
-    ) -> None:
+    def _tell_ended(self, ended: Sequence[TaskRecord]) -> None:
+        """The ``on_ended`` hook, for tasks already ended (with their events) in the
+        store: its failure cannot undo that, so it is logged."""
+        if not ended:
+            return
+        try:
+            self._on_ended(ended)
+        except Exception:
+            log.exception("the on_ended hook failed for %d task(s)", len(ended))
+
+    def _end_events(
+        self, ended: Sequence[TaskRecord], root_id: str, actor: Actor
+    ) -> list[dict[str, object]]:
+        """The events of the tasks one write ended (``task.<state>`` each)."""
+        events: list[Event] = []
         for record in ended:
             details: dict[str, object] = {"calls_used": record.calls_used, "owner": record.owner}
             if record.task_id != root_id:
                 details |= {"ended_with": root_id, "parent_id": record.parent_id}
-            self._audit.record(
-                f"task.{record.state.value}",
-                actor=actor,
-                subject=record.task_id,
-                outcome=Outcome.SUCCESS,
-                reason=record.end_reason
-                if record.end_reason and record.end_reason != record.state.value
-                else "ok",
-                details=details,
+            if record.state is TaskState.EXPIRED:
+                details["expires_at"] = record.expires_at
+            events.append(
+                self._audit.event(
+                    f"task.{record.state.value}",
+                    actor,
+                    record.task_id,
+                    Outcome.SUCCESS,
+                    reason=record.end_reason
+                    if record.end_reason and record.end_reason != record.state.value
+                    else "ok",
+                    details=details,
+                )
             )
+        return [event.unsealed() for event in events]
 
     def tree(self, task_id: str, *, limit: int = 1000) -> list[TaskRecord]:
         """``task_id`` and its descendants, parents before children (depth first, oldest
@@ -384,6 +462,7 @@ class TaskLifecycle:
         pending = [found[0]]
         while pending and len(found) < limit:
             children = self._tasks.list_children(pending.pop().task_id)[: limit - len(found)]
+            children = [self.mark_expired(child) for child in children]
             found.extend(children)
             pending.extend(children)
         return _depth_first(found)
@@ -391,7 +470,20 @@ class TaskLifecycle:
     def list(
         self, *, owner: str | None = None, state: TaskState | None = None, limit: int = 100
     ) -> list[TaskRecord]:
-        return self._tasks.list_tasks(owner=owner, state=state, limit=limit)
+        """Tasks, newest first, optionally of one owner and/or in one state, as
+        decisions see them: an expiry not yet recorded is recorded first. Listing
+        ``active`` or ``expired`` tasks first records the expiry of every active task
+        (of ``owner``; the newest :data:`MAX_SWEEP`) past its window, so an expired task
+        is never listed as active and is listed as expired."""
+        now = self._clock.now()
+        if state in (TaskState.ACTIVE, TaskState.EXPIRED):
+            for task in self._tasks.list_tasks(
+                owner=owner, state=TaskState.ACTIVE, limit=MAX_SWEEP
+            ):
+                self.mark_expired(task, now=now)
+            return self._tasks.list_tasks(owner=owner, state=state, limit=limit)
+        listed = self._tasks.list_tasks(owner=owner, state=state, limit=limit)
+        return [self.mark_expired(task, now=now) for task in listed]
 
 
 def _depth_first(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
