@@ -111,6 +111,75 @@ def render_tls(tls: TlsConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
 
 
+KIB = 1 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """``[http]``: how much of a request head a listener reads, and for how long, before
+    it refuses the request (nginx's ``large_client_header_buffers 4 8k`` and
+    ``client_header_timeout`` are the model; docs/deployment.md). Sizes are bytes as
+    sent, line endings not included for one line."""
+
+    #: the request line (``GET /path?query HTTP/1.1``); longer: 414
+    max_request_line_bytes: int = 8 * KIB
+    #: one header line (``name: value``); longer: 431
+    max_header_line_bytes: int = 8 * KIB
+    #: all header lines together, each with its line ending; more: 431
+    max_headers_bytes: int = 32 * KIB
+    #: header lines in one request; more: 431
+    max_header_count: int = 100
+    #: seconds from a request head's first byte (or the connection's opening) until
+    #: its last; slower: 408 and the connection closed
+    header_timeout_seconds: float = 10.0
+
+
+#: the largest any ``[http]`` size may be set to (1 MiB)
+MAX_HTTP_LIMIT_BYTES = 1 << 20
+
+
+def parse_http_limits(raw: object, where: str = "http.") -> HttpLimits:
+    """An ``[http]`` table (of ``zerolane.toml`` or a gateway's file), checked strictly:
+    every size 1 byte to 1 MiB, a header line no longer than all headers together, at
+    most 10000 headers, the timeout over 0 and at most 3600 seconds."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("config.type", f"{where[:-1]} must be a table")
+    table = dict(raw)
+    default = HttpLimits()
+    sizes = {
+        key: _take(table, key, int, where, getattr(default, key))
+        for key in ("max_request_line_bytes", "max_header_line_bytes", "max_headers_bytes")
+    }
+    count = _take(table, "max_header_count", int, where, default.max_header_count)
+    timeout = table.pop("header_timeout_seconds", default.header_timeout_seconds)
+    _no_extra(table, where)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidInput("config.type", f"{where}header_timeout_seconds must be a number")
+    for key, value in sizes.items():
+        if not 0 < value <= MAX_HTTP_LIMIT_BYTES:
+            raise InvalidInput(
+                "config.http", f"{where}{key} is 1 to {MAX_HTTP_LIMIT_BYTES} bytes, not {value}"
+            )
+    if sizes["max_header_line_bytes"] > sizes["max_headers_bytes"]:
+        raise InvalidInput(
+            "config.http",
+            f"{where}max_header_line_bytes is larger than {where}max_headers_bytes: "
+            "a header that long could never be read",
+        )
+    if not 0 < count <= 10_000:
+        raise InvalidInput("config.http", f"{where}max_header_count is 1 to 10000, not {count}")
+    if not 0 < timeout <= 3600:
+        raise InvalidInput(
+            "config.http",
+            f"{where}header_timeout_seconds is over 0 and at most 3600, not {timeout}",
+        )
+    return HttpLimits(**sizes, max_header_count=count, header_timeout_seconds=float(timeout))
+
+
+def render_http_limits(limits: HttpLimits) -> dict[str, Any]:
+    return {k: getattr(limits, k) for k in limits.__dataclass_fields__}
+
+
 @dataclass(frozen=True, slots=True)
 class JwtIssuerConfig:
     """A trusted issuer of workload JWTs (Kubernetes service accounts, CI OIDC)."""
@@ -246,6 +315,8 @@ class Config:
     users: UsersConfig = field(default_factory=UsersConfig)
     #: TLS for the API and where client certificates come from (``[tls]``)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    #: how much of a request head the API's listener reads, and for how long (``[http]``)
+    http: HttpLimits = field(default_factory=HttpLimits)
 
 
 def _take(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
@@ -488,6 +559,7 @@ def parse_config(doc: dict[str, Any]) -> Config:
     grants = _grants(_take(table, "grants", dict, "", {}))
     users = _users(_take(table, "users", dict, "", {}))
     tls = parse_tls(_take(table, "tls", dict, "", {}))
+    http = parse_http_limits(_take(table, "http", dict, "", {}))
     _no_extra(table, "")
     return Config(
         td,
@@ -504,6 +576,7 @@ def parse_config(doc: dict[str, Any]) -> Config:
         grants=grants,
         users=users,
         tls=tls,
+        http=http,
     )
 
 
@@ -550,6 +623,8 @@ def render_config(config: Config) -> str:
         doc["svid"]["x509_ttl"] = config.svid.x509_ttl
     if config.tls != TlsConfig():
         doc["tls"] = render_tls(config.tls)
+    if config.http != HttpLimits():
+        doc["http"] = render_http_limits(config.http)
     return tomli_w.dumps(doc)
 
 

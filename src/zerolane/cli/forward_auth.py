@@ -54,6 +54,8 @@ def run(
     """
     import uvicorn  # imported here so other commands start fast
 
+    from zerolane.gateway.http.protocol import HeadLimitedHttpToolsProtocol, with_limits
+
     try:
         settings = load_config(config)
         deployment = Deployment.open(resolve_home(home))
@@ -85,6 +87,8 @@ def run(
             # the proxy's headers are read by the app, never trusted here: the ASGI client
             # stays the TCP peer, which [tls] trusted_proxies is checked against
             proxy_headers=False,
+            # request heads held to [http]: the proxy's forwarded headers must fit
+            http=with_limits(HeadLimitedHttpToolsProtocol, settings.http),
         )
     finally:
         deployment.close()

@@ -14,7 +14,7 @@ import typer
 from zerolane.audit.events import Actor
 from zerolane.cli.background import free_port
 from zerolane.cli.common import HomeOption, err_console, fail
-from zerolane.config import TlsConfig
+from zerolane.config import HttpLimits, TlsConfig
 from zerolane.errors import ZerolaneError
 from zerolane.gateway.config import GatewayConfig, load_gateway_config
 from zerolane.gateway.credentials import build_credentials
@@ -49,15 +49,19 @@ def uvicorn_config(
     port: int,
     log_level: str = "warning",
     tls: dict[str, Any] | None = None,
+    limits: HttpLimits | None = None,
 ) -> uvicorn.Config:
     """How an enforcement point (the HTTP or the MCP gateway) is served: no proxy-header
     trust, no added headers, lifespan on (the MCP gateway's upstreams connect there: a
     failure stops the server starting); ``tls``: :func:`tls_options`. The protocol class
-    keeps the raw request target and hands the client certificate of a TLS connection
-    to the app (the ASGI TLS extension)."""
+    holds request heads to ``limits`` (the gateway's ``[http]``), keeps the raw request
+    target and hands the client certificate of a TLS connection to the app (the ASGI
+    TLS extension)."""
     import uvicorn
 
-    from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol
+    from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol, with_limits
+
+    protocol = with_limits(RawTargetHttpToolsProtocol, limits or HttpLimits())
 
     return uvicorn.Config(
         app,
@@ -69,7 +73,7 @@ def uvicorn_config(
         date_header=False,
         proxy_headers=False,
         lifespan="on",
-        **{**(tls or {}), "http": RawTargetHttpToolsProtocol},  # it passes certs on too
+        **{**(tls or {}), "http": protocol},  # it passes certs on too
     )
 
 
@@ -153,7 +157,8 @@ def run(
         err=True,
     )
     try:
-        uvicorn.Server(uvicorn_config(gateway, bind_host, bind_port, log_level, tls)).run()
+        served = uvicorn_config(gateway, bind_host, bind_port, log_level, tls, gateway_config.http)
+        uvicorn.Server(served).run()
     finally:
         deployment.close()
 

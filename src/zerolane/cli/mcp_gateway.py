@@ -89,7 +89,9 @@ def run(
             f"(public: {settings.endpoint}; {len(settings.servers)} upstream server(s))",
             highlight=False,
         )
-        served = uvicorn_config(gateway, settings.host, settings.port, log_level, tls)
+        served = uvicorn_config(
+            gateway, settings.host, settings.port, log_level, tls, settings.http
+        )
         uvicorn.Server(served).run()
     finally:
         deployment.close()

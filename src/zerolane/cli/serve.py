@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +17,7 @@ from zerolane.cli import mcp_gateway
 from zerolane.cli.common import HomeOption, err_console
 from zerolane.cli.pidfile import remove_own, server_pid, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
-from zerolane.config import GatewayEntry
+from zerolane.config import GatewayEntry, HttpLimits
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.gateway import mcp
 from zerolane.gateway.config import load_gateway_config
@@ -69,10 +69,14 @@ class Gateway:
     public_url: str
     #: uvicorn's TLS options of the gateway's ``[tls]`` (``{}``: plain HTTP)
     tls: dict[str, Any] | None = None
+    #: the gateway's ``[http]``: how much of a request head its listener reads
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     def server_config(self, log_level: str) -> uvicorn.Config:
         """Served as ``zerolane gateway run`` / ``zerolane mcp-gateway run`` serve it."""
-        return http_gateway.uvicorn_config(self.app, self.host, self.port, log_level, self.tls)
+        return http_gateway.uvicorn_config(
+            self.app, self.host, self.port, log_level, self.tls, self.http
+        )
 
 
 def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) -> Gateway:
@@ -83,7 +87,16 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
         listen = config.listen
         tls = http_gateway.tls_options(config.tls, deployment)
         return Gateway(
-            "http", where, title, app, listen.host, listen.port, "", config.public_url, tls
+            "http",
+            where,
+            title,
+            app,
+            listen.host,
+            listen.port,
+            "",
+            config.public_url,
+            tls,
+            config.http,
         )
     if entry.kind == "mcp":
         settings = mcp.load_gateway_config(path)
@@ -98,6 +111,7 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
             settings.path,
             settings.endpoint,
             http_gateway.tls_options(settings.tls, deployment),
+            settings.http,
         )
     raise InvalidInput("config.gateway_kind", f"unknown gateway kind {entry.kind!r}")
 
@@ -169,6 +183,7 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn  # imported here so other commands start fast
 
+        from zerolane.gateway.http.protocol import TlsScopeHttpToolsProtocol, with_limits
         from zerolane.server.app import create_app
 
         path = resolve_home(home)
@@ -205,7 +220,8 @@ def register(app: typer.Typer) -> None:
                 # the peer is the TCP peer: X-Forwarded-For would let a caller pose as
                 # one of [tls] trusted_proxies (and have its certificate header believed)
                 proxy_headers=False,
-                **tls,
+                # request heads held to [http] (and the client certificate passed on)
+                **{**tls, "http": with_limits(TlsScopeHttpToolsProtocol, deployment.config.http)},
             ),
         )
         api_url = listen_url(bind_host, bind_port)

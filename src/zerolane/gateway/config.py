@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from zerolane.config import TlsConfig, parse_tls
+from zerolane.config import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.gateway.normalize import HOP_BY_HOP, OWN, SPOOFABLE, SPOOFABLE_PREFIXES
 from zerolane.gateway.openapi import import_routes
@@ -90,6 +90,8 @@ class GatewayConfig:
     metrics: bool = False
     #: TLS served here, and where client certificates come from (RFC 8705)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    #: how much of a request head the listener reads, and for how long (``[http]``)
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     def upstream_for(self, path: str) -> tuple[Upstream, str] | None:
         """The upstream whose prefix ``path`` is under, and the rest of the path."""
@@ -311,6 +313,7 @@ def parse_gateway_config(doc: object, base: Path) -> GatewayConfig:
     norm_t.done()
     metrics = table.take("metrics", bool, False)
     tls = parse_gateway_tls(table.take("tls", dict, {}), base)
+    http = parse_http_limits(table.take("http", dict, {}))
     raw_upstreams = table.take("upstreams", list, _REQUIRED)
     table.done()
     upstreams = [_upstream(u, f"upstreams[{i}]", base) for i, u in enumerate(raw_upstreams)]
@@ -318,7 +321,7 @@ def parse_gateway_config(doc: object, base: Path) -> GatewayConfig:
         raise InvalidInput("config.missing", "upstreams must list at least one upstream")
     _check_prefixes(upstreams)
     return GatewayConfig(
-        public_url, audience, tuple(upstreams), listen, limits, normalization, metrics, tls
+        public_url, audience, tuple(upstreams), listen, limits, normalization, metrics, tls, http
     )
 
 

@@ -47,7 +47,7 @@ from starlette.types import Receive, Scope, Send
 
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
-from zerolane.config import TlsConfig, parse_tls
+from zerolane.config import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.inproc import RequestDecider, decide_on_loop
@@ -119,6 +119,9 @@ class ForwardAuthConfig:
     port: int = 8790
     #: ``client_cert_header`` and ``trusted_proxies``: where a client certificate comes from
     tls: TlsConfig = field(default_factory=TlsConfig)
+    #: how much of a request head the listener reads, and for how long (``[http]``);
+    #: the proxy's forwarded headers must fit
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def origin(self) -> str:
@@ -195,11 +198,15 @@ def parse_config(doc: Mapping[str, Any]) -> ForwardAuthConfig:
     if not isinstance(raw_routes, list) or not raw_routes:
         raise InvalidInput("forward_auth.config", "routes must be a non-empty list")
     tls = _tls(table.pop("tls", {}))
+    try:
+        http = parse_http_limits(table.pop("http", {}))
+    except InvalidInput as err:
+        raise InvalidInput("forward_auth.config", err.message) from None
     if table:
         raise InvalidInput("forward_auth.config", f"unknown key(s): {sorted(table)}")
     routes = tuple(_rule(raw, i) for i, raw in enumerate(raw_routes))
     return ForwardAuthConfig(
-        public_url, destination, routes, proxy, endpoint, audience, host, port, tls
+        public_url, destination, routes, proxy, endpoint, audience, host, port, tls, http
     )
 
 

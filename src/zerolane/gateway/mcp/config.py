@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from zerolane.config import TlsConfig
+from zerolane.config import HttpLimits, TlsConfig, parse_http_limits
 from zerolane.errors import InvalidInput
 from zerolane.gateway.config import parse_gateway_tls
 from zerolane.types import Sensitivity
@@ -73,6 +73,8 @@ class GatewayConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     #: TLS served here, and where client certificates come from (RFC 8705)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    #: how much of a request head the listener reads, and for how long (``[http]``)
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def endpoint(self) -> str:
@@ -252,6 +254,7 @@ def parse_gateway_config(doc: object, base: Path | None = None) -> GatewayConfig
         raise InvalidInput("config.max_body_bytes", "max_body_bytes must be 1 KiB..64 MiB")
     base = base or Path.cwd()
     tls = parse_gateway_tls(table.take("tls", dict, {}), base)
+    http = parse_http_limits(table.take("http", dict, {}))
     config = GatewayConfig(
         public_url=public_url,
         authorization_servers=servers,
@@ -263,6 +266,7 @@ def parse_gateway_config(doc: object, base: Path | None = None) -> GatewayConfig
         resource_name=table.take("resource_name", str, "zerolane MCP gateway"),
         max_body_bytes=max_body,
         tls=tls,
+        http=http,
     )
     table.done()
     return config
