@@ -135,6 +135,12 @@ path = "/slow"
 action = "read"
 resource = "finance/slow"
 
+[[upstreams.routes]]
+method = "POST"
+path = "/early"
+action = "write"
+resource = "finance/early"
+
 [[upstreams]]
 name = "wiki"
 base_url = "{echo}/wiki"
@@ -196,6 +202,10 @@ class EchoUpstream:
 
     def count(self) -> int:
         return int(httpx.get(f"{self.url}/__count", timeout=5).json()["count"])
+
+    def complete(self) -> int:
+        """How many requests arrived with their whole body."""
+        return int(httpx.get(f"{self.url}/__count", timeout=5).json()["complete"])
 
     def stop(self) -> None:
         self.process.terminate()

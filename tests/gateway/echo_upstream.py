@@ -2,8 +2,10 @@
 
 Every request is answered with what arrived: method, raw path, query, headers, body
 length and SHA-256 (the body is read in chunks, never held). ``GET /__count`` (not
-counted) says how many requests arrived; ``.../download/<n>`` streams ``n`` bytes
-(``?chunked`` without a Content-Length); ``.../slow`` answers after 3 seconds.
+counted) says how many requests arrived, and how many of them with their whole body
+(``complete``); ``.../download/<n>`` streams ``n`` bytes
+(``?chunked`` without a Content-Length); ``.../slow`` answers after 3 seconds;
+``.../early`` starts its answer before reading the body and ends it 0.3 s later.
 
     python tests/gateway/echo_upstream.py PORT
 """
@@ -17,11 +19,11 @@ import sys
 from aiohttp import web
 
 CHUNK = 64 * 1024
-counter = {"requests": 0}
+counter = {"requests": 0, "complete": 0}
 
 
 async def count(_: web.Request) -> web.Response:
-    return web.json_response({"count": counter["requests"]})
+    return web.json_response({"count": counter["requests"], "complete": counter["complete"]})
 
 
 async def _download(request: web.Request, size: int) -> web.StreamResponse:
@@ -46,6 +48,14 @@ async def echo(request: web.Request) -> web.StreamResponse:
     last = path.rsplit("/", 2)
     if len(last) == 3 and last[1] == "download" and last[2].isdigit():
         return await _download(request, int(last[2]))
+    if path.endswith("/early"):  # answers before reading the body
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"early ")
+        await asyncio.sleep(0.3)
+        await response.write(b"late")
+        await response.write_eof()
+        return response
     if path.endswith("/slow"):
         await asyncio.sleep(3)
     digest = hashlib.sha256()
@@ -53,6 +63,7 @@ async def echo(request: web.Request) -> web.StreamResponse:
     async for chunk in request.content.iter_chunked(CHUNK):
         digest.update(chunk)
         length += len(chunk)
+    counter["complete"] += 1
     return web.json_response(
         {
             "method": request.method,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -22,7 +20,7 @@ from zerolane.identity.service import AttestRequest
 from zerolane.server.deployment import Deployment
 from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
-from zerolane.server.metrics import Metrics
+from zerolane.server.metrics import Measured, Metrics
 from zerolane.server.readiness import WriteReadiness
 from zerolane.server.schemas import (
     AttestBody,
@@ -109,22 +107,10 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.state.readiness = WriteReadiness(deployment.stores)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(Measured, metrics=metrics)  # outside BodyLimit: 413s are counted
     app.include_router(task_router)
     app.include_router(token_router)
     app.include_router(grant_router)
-
-    @app.middleware("http")
-    async def _measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.requests.labels(name, str(response.status_code)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - start)
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
     @app.post("/v1/attest", response_model=AttestResponse, tags=["identity"])
     def attest(body: AttestBody) -> AttestResponse:

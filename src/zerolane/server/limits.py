@@ -8,10 +8,12 @@ body is refused as soon as it passes the limit.
 from __future__ import annotations
 
 import json
+import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 64 * 1024
+logger = logging.getLogger("zerolane.server")
 
 
 async def _refuse(send: Send, limit: int) -> None:
@@ -55,7 +57,12 @@ class BodyLimit:
         size = 0
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # client went away
+            if message["type"] != "http.request":  # the client hung up: nobody to answer
+                logger.info(
+                    "client left before its request body was complete (%s %r): ignored",
+                    scope.get("method"),
+                    scope.get("path"),
+                )
                 return
             chunk = message.get("body", b"")
             size += len(chunk)

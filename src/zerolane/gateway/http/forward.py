@@ -54,6 +54,7 @@ class _BodyState:
     done: bool = False
     too_large: bool = False
     gone: bool = False
+    forwarding: bool = False  # the upstream request has started (a streamed body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,21 @@ class Outgoing:
     length: int | None
     upstream: str
     decision_id: str
+
+
+def _client_left(state: _BodyState, out: Outgoing) -> None:
+    """Log a client that hung up mid-upload: an ordinary event, so no traceback.
+
+    A body read before forwarding never went upstream; a streamed one did, and the
+    upstream request is cut off with it (aiohttp closes that connection), so the
+    upstream never sees a complete body. The decision, already audited, stands for
+    the call it spent.
+    """
+    logger.info(
+        "client left before its request body was complete: %s (decision %s)",
+        "the upstream request was cut off" if state.forwarding else "nothing forwarded",
+        out.decision_id,
+    )
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -111,6 +127,7 @@ class Forwarder:
         started = False
         try:
             data = await self._body(out.length, receive, state)
+            state.forwarding = True
             async with self._session.request(
                 out.method,
                 URL(out.url, encoded=True),
@@ -131,12 +148,16 @@ class Forwarder:
                 )
                 started = True
                 watch = state.done and (declared is None or declared > WATCH_AFTER)
-                await self._stream(response, receive, send, watch)
+                await self._stream(response, receive, send, watch, state)
         except Exception as err:
-            if started:
-                self._metrics.upstream_errors.labels(out.upstream, "aborted").inc()
-                raise UpstreamAborted(f"{out.upstream}: response cut off") from err
-            await self._fail(err, state, send, out)
+            if not state.gone:
+                if started:
+                    self._metrics.upstream_errors.labels(out.upstream, "aborted").inc()
+                    raise UpstreamAborted(f"{out.upstream}: response cut off") from err
+                await self._fail(err, state, send, out)
+                return
+        if state.gone:  # the client hung up mid-upload: nobody is left to answer
+            _client_left(state, out)
 
     async def _body(
         self, length: int | None, receive: Receive, state: _BodyState
@@ -168,7 +189,12 @@ class Forwarder:
                 return
 
     async def _stream(
-        self, response: aiohttp.ClientResponse, receive: Receive, send: Send, watch: bool
+        self,
+        response: aiohttp.ClientResponse,
+        receive: Receive,
+        send: Send,
+        watch: bool,
+        state: _BodyState,
     ) -> None:
         limit = self._limits.max_response_body
         sent = 0
@@ -178,7 +204,7 @@ class Forwarder:
                 sent += len(chunk)
                 if sent > limit:
                     raise _ResponseTooLarge
-                if gone is not None and gone.done():
+                if state.gone or (gone is not None and gone.done()):
                     return  # the client left: stop reading the upstream
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -187,8 +213,6 @@ class Forwarder:
                 gone.cancel()
 
     async def _fail(self, err: Exception, state: _BodyState, send: Send, out: Outgoing) -> None:
-        if state.gone or isinstance(err, _ClientGone):
-            return
         if state.too_large:
             await send_error(send, 413, "request.too_large", out.decision_id, close=True)
             return
