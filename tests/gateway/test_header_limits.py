@@ -502,3 +502,12 @@ def test_forward_auth_holds_its_http_limits(tmp_path: Path) -> None:
                 process.wait()
             assert process.stderr is not None
             process.stderr.close()
+
+
+@pytest.mark.e2e
+def test_the_background_control_plane_holds_the_limits_too(stack: Stack) -> None:
+    """The demo's and the tests' control plane (``cli.background``) serves as ``up`` does."""
+    big = build_request("GET", "/healthz", [("X-Note", "n" * (64 * 1024))])
+    _refused(raw_request(stack.control.port, big), 431, "request.headers_too_large")
+    twin = raw_request(stack.control.port, build_request("GET", "/healthz", [("X-Note", "n")]))
+    assert twin.status == 200

@@ -24,6 +24,7 @@ class BackgroundServer:
     def __init__(self, deployment: Deployment, host: str = "127.0.0.1") -> None:
         import uvicorn
 
+        from zerolane.gateway.http.protocol import TlsScopeHttpToolsProtocol, with_limits
         from zerolane.server.app import create_app
 
         self.port = free_port(host)
@@ -34,6 +35,7 @@ class BackgroundServer:
             port=self.port,
             log_level="warning",
             proxy_headers=False,  # as zerolane up: no client address from a header
+            http=with_limits(TlsScopeHttpToolsProtocol, deployment.config.http),  # as up: [http]
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -60,10 +62,17 @@ class BackgroundApp:
     def __init__(self, app: Any, *, port: int, health: str = "/healthz") -> None:
         import uvicorn
 
+        from zerolane.gateway.http.protocol import HeadLimitedHttpToolsProtocol
+
         self.url = f"http://127.0.0.1:{port}"
         self._health = health
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            proxy_headers=False,
+            http=HeadLimitedHttpToolsProtocol,  # request heads held to the default [http]
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
