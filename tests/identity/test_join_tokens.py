@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
+import zerolane.identity.join_tokens as join_tokens_module
 from tests.identity.attestors.cases import FixedClock
 from tests.identity.conftest import ADMIN, AGENT, audit_bodies
 from zerolane.audit.masking import fingerprint
-from zerolane.errors import Forbidden, InvalidInput, NotFound
+from zerolane.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from zerolane.identity.attestors.join_token import PREFIX, JoinTokenAttestor
 from zerolane.identity.join_tokens import MAX_JOIN_TOKEN_TTL, JoinTokens
 from zerolane.identity.registry import WorkloadRegistry
@@ -102,3 +104,34 @@ def test_ttl_out_of_range_is_refused(join_tokens: JoinTokens, registered: str, t
 def test_ttl_bounds_are_accepted(join_tokens: JoinTokens, registered: str, ttl: int) -> None:
     issued = join_tokens.create(registered, ttl=ttl, actor=ADMIN)
     assert issued.record.expires_at - issued.record.created_at == ttl
+
+
+def test_a_join_token_whose_event_cannot_be_stored_is_not_usable(
+    join_tokens: JoinTokens,
+    registered: str,
+    stores: MemoryStores,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The token and its ``join_token.created`` event are one write: no usable token
+    that the audit log does not account for."""
+    issued: list[str] = []
+    real = join_tokens_module.new_join_token
+
+    def remembered(*args: Any, **kwargs: Any) -> Any:
+        made = real(*args, **kwargs)
+        issued.append(made.record.token_hash)
+        return made
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(join_tokens_module, "new_join_token", remembered)
+    with monkeypatch.context() as outage:
+        outage.setattr(stores, "append_events", down)
+        with pytest.raises(Unavailable):
+            join_tokens.create(registered, ttl=600, actor=ADMIN)
+    [lost] = issued
+    assert stores.consume_join_token(lost, 0.0).status is ConsumeStatus.UNKNOWN
+    join_tokens.create(registered, ttl=600, actor=ADMIN)  # the twin
+    assert [e["kind"] for e in audit_bodies(stores)][-1] == "join_token.created"
+    assert stores.consume_join_token(issued[1], 0.0).status is ConsumeStatus.CONSUMED

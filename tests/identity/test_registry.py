@@ -6,7 +6,7 @@ import pytest
 
 from tests.identity.attestors.cases import FixedClock
 from tests.identity.conftest import ADMIN, AGENT, audit_bodies
-from zerolane.errors import Conflict, InvalidInput, NotFound
+from zerolane.errors import Conflict, InvalidInput, NotFound, Unavailable
 from zerolane.identity.registry import MAX_OWNER_LEN, WorkloadRegistry
 from zerolane.store.memory import MemoryStores
 from zerolane.store.records import FederatedBundle
@@ -142,3 +142,41 @@ def test_set_status_of_unknown_is_not_found(
         registry.set_status(AGENT, WorkloadStatus.DISABLED, actor=ADMIN)
     assert info.value.reason == "workload.unknown"
     assert audit_bodies(stores) == []
+
+
+def test_a_workload_whose_event_cannot_be_stored_is_not_registered(
+    registry: WorkloadRegistry, stores: MemoryStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workload and its ``workload.registered`` event are one write: an audit
+    failure (or a crash) between them can no longer leave an unaudited workload."""
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stores, "append_events", down)
+    with pytest.raises(Unavailable):
+        registry.register(AGENT, selectors=[], owner=None, actor=ADMIN)
+    assert stores.get_workload(AGENT) is None
+    monkeypatch.undo()
+    registry.register(AGENT, selectors=[], owner=None, actor=ADMIN)  # the twin
+    assert stores.get_workload(AGENT) is not None
+    assert [e["kind"] for e in audit_bodies(stores)] == ["workload.registered"]
+
+
+def test_a_status_change_whose_event_cannot_be_stored_is_undone(
+    registry: WorkloadRegistry, stores: MemoryStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register(AGENT, selectors=[], owner=None, actor=ADMIN)
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stores, "append_events", down)
+    with pytest.raises(Unavailable):
+        registry.set_status(AGENT, WorkloadStatus.DISABLED, actor=ADMIN)
+    assert registry.get(AGENT).status is WorkloadStatus.ENABLED
+    monkeypatch.undo()
+    assert registry.set_status(AGENT, WorkloadStatus.DISABLED, actor=ADMIN).status is (
+        WorkloadStatus.DISABLED
+    )
+    assert [e["kind"] for e in audit_bodies(stores)][-1] == "workload.disabled"

@@ -14,6 +14,7 @@ from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput, NotFound, Unavailable
 from zerolane.store.memory import MemoryStores
 from zerolane.store.records import PlaybookRecord
+from zerolane.tasks import playbook_registry as playbook_registry_module
 from zerolane.tasks.playbook_registry import PlaybookRegistry
 from zerolane.tasks.playbooks import Openers, Playbook, playbook_to_json
 from zerolane.types import Sensitivity
@@ -177,3 +178,21 @@ def test_unknown_names_are_not_found(registry: PlaybookRegistry) -> None:
         assert caught.value.reason == "playbook.unknown"
         assert "nope" in caught.value.message
     assert registry.list() == []
+
+
+def test_a_playbook_whose_event_cannot_be_stored_is_not_applied(
+    registry: PlaybookRegistry, stores: MemoryStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new version and its ``playbook.applied`` event are one write: no rules in
+    force that the audit log does not show."""
+
+    def failing(unsealed: dict[str, object], seq: int, prev_hash: str) -> object:
+        raise RuntimeError("the audit sink is down")
+
+    monkeypatch.setattr(playbook_registry_module, "seal", failing)
+    with pytest.raises(Unavailable):
+        registry.apply(REPORT, ADMIN)
+    assert stores.get_playbook("quarterly-report") is None
+    monkeypatch.undo()
+    assert registry.apply(REPORT, ADMIN).version == 1  # the twin
+    assert [e["kind"] for e in events(stores)][-1] == "playbook.applied"

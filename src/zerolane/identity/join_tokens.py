@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.audit.masking import fingerprint
 from zerolane.errors import Forbidden, InvalidInput
 from zerolane.identity.attestors.join_token import IssuedJoinToken, new_join_token
 from zerolane.identity.registry import WorkloadRegistry
-from zerolane.store.ports import JoinTokenStore
+from zerolane.store.changes import AddJoinToken
+from zerolane.store.ports import JoinTokenStore, RecordedWrites
 from zerolane.types import Clock, Outcome, WorkloadStatus
 
 MAX_JOIN_TOKEN_TTL = 7 * 86400
 
 
+class RecordedJoinTokenStore(JoinTokenStore, RecordedWrites, Protocol):
+    """The join token store, written to with each change's event."""
+
+
 class JoinTokens:
     def __init__(
-        self, store: JoinTokenStore, registry: WorkloadRegistry, audit: AuditLog, clock: Clock
+        self,
+        store: RecordedJoinTokenStore,
+        registry: WorkloadRegistry,
+        audit: AuditLog,
+        clock: Clock,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -34,12 +46,15 @@ class JoinTokens:
         if workload.status is not WorkloadStatus.ENABLED:
             raise Forbidden("workload.disabled", f"{spiffe_id} is disabled")
         issued = new_join_token(workload.spiffe_id, ttl, self._clock)
-        self._store.add_join_token(issued.record)
-        self._audit.record(
+        created = self._audit.event(
             "join_token.created",
-            actor=actor,
-            subject=workload.spiffe_id,
-            outcome=Outcome.SUCCESS,
+            actor,
+            workload.spiffe_id,
+            Outcome.SUCCESS,
             details={"token_id": fingerprint(issued.token), "expires_at": issued.record.expires_at},
+        )
+        # the token and its event in one write: no usable token nobody can account for
+        self._store.write_recorded(
+            AddJoinToken(issued.record), lambda _: [created.unsealed()], seal
         )
         return issued

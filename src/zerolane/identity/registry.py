@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
+from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput, NotFound, ZerolaneError
 from zerolane.identity.selectors import parse_selectors
 from zerolane.identity.spiffe_id import parse_workload_id
-from zerolane.store.ports import BundleStore, WorkloadStore
+from zerolane.store.changes import AddWorkload, SetWorkloadStatus
+from zerolane.store.ports import BundleStore, RecordedWrites, WorkloadStore
 from zerolane.store.records import Workload
 from zerolane.types import Clock, Outcome, WorkloadStatus
 
 MAX_OWNER_LEN = 256
 
 
+class RecordedWorkloadStore(WorkloadStore, RecordedWrites, Protocol):
+    """The workload store the registry writes through: each change with its event."""
+
+
 class WorkloadRegistry:
     def __init__(
         self,
         trust_domain: str,
-        workloads: WorkloadStore,
+        workloads: RecordedWorkloadStore,
         bundles: BundleStore,
         audit: AuditLog,
         clock: Clock,
@@ -55,7 +62,17 @@ class WorkloadRegistry:
                 raise InvalidInput("workload.owner", f"owner must be 1..{MAX_OWNER_LEN} chars")
             now = self._clock.now()
             workload = Workload(str(parsed), clean, owner, WorkloadStatus.ENABLED, now, now)
-            self._workloads.add_workload(workload)
+            registered = self._audit.event(
+                "workload.registered",
+                actor,
+                workload.spiffe_id,
+                Outcome.SUCCESS,
+                details={"selectors": list(clean), "owner": owner},
+            )
+            # the workload and its event in one write: never one without the other
+            self._workloads.write_recorded(
+                AddWorkload(workload), lambda _: [registered.unsealed()], seal
+            )
         except ZerolaneError as err:
             self._audit.record(
                 "workload.registered",
@@ -65,13 +82,6 @@ class WorkloadRegistry:
                 reason=err.reason,
             )
             raise
-        self._audit.record(
-            "workload.registered",
-            actor=actor,
-            subject=workload.spiffe_id,
-            outcome=Outcome.SUCCESS,
-            details={"selectors": list(clean), "owner": owner},
-        )
         return workload
 
     def get(self, spiffe_id: str) -> Workload:
@@ -84,13 +94,12 @@ class WorkloadRegistry:
         return self._workloads.list_workloads()
 
     def set_status(self, spiffe_id: str, status: WorkloadStatus, *, actor: Actor) -> Workload:
-        updated = self._workloads.set_workload_status(spiffe_id, status, self._clock.now())
+        changed = self._audit.event(f"workload.{status.value}", actor, spiffe_id, Outcome.SUCCESS)
+        updated = self._workloads.write_recorded(
+            SetWorkloadStatus(spiffe_id, status, self._clock.now()),
+            lambda done: [changed.unsealed()] if done is not None else [],
+            seal,
+        )
         if updated is None:
             raise NotFound("workload.unknown", f"no workload {spiffe_id} is registered")
-        self._audit.record(
-            f"workload.{status.value}",
-            actor=actor,
-            subject=spiffe_id,
-            outcome=Outcome.SUCCESS,
-        )
         return updated

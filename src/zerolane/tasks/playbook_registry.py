@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from os import PathLike
+from typing import Protocol
 
+from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import NotFound, ZerolaneError
-from zerolane.store.ports import PlaybookStore
+from zerolane.store.changes import PutPlaybook
+from zerolane.store.ports import PlaybookStore, RecordedWrites
 from zerolane.store.records import PlaybookRecord
 from zerolane.tasks.playbooks import (
     Playbook,
@@ -21,10 +24,14 @@ EVENT = "playbook.applied"
 MAX_SUBJECT = 256
 
 
+class RecordedPlaybookStore(PlaybookStore, RecordedWrites, Protocol):
+    """The playbook store, written to with each change's event."""
+
+
 class PlaybookRegistry:
     """Stores playbooks as canonical JSON; applying one again makes a new version."""
 
-    def __init__(self, store: PlaybookStore, audit: AuditLog, clock: Clock) -> None:
+    def __init__(self, store: RecordedPlaybookStore, audit: AuditLog, clock: Clock) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
@@ -45,22 +52,23 @@ class PlaybookRegistry:
                 version=previous.version + 1 if previous else 1,
                 updated_at=self._clock.now(),
             )
-            self._store.put_playbook(record)
+            applied = self._audit.event(
+                EVENT,
+                actor,
+                record.name,
+                Outcome.SUCCESS,
+                details={
+                    "name": record.name,
+                    "version": record.version,
+                    "ceiling": checked.data_ceiling.label,
+                    "actions": list(checked.actions),
+                },
+            )
+            # the new version and its event in one write: no unaudited rules in force
+            self._store.write_recorded(PutPlaybook(record), lambda _: [applied.unsealed()], seal)
         except ZerolaneError as err:
             self._refused(str(playbook.name), err, actor)
             raise
-        self._audit.record(
-            EVENT,
-            actor=actor,
-            subject=record.name,
-            outcome=Outcome.SUCCESS,
-            details={
-                "name": record.name,
-                "version": record.version,
-                "ceiling": checked.data_ceiling.label,
-                "actions": list(checked.actions),
-            },
-        )
         return record
 
     def apply_file(self, path: str | PathLike[str], actor: Actor) -> PlaybookRecord:
