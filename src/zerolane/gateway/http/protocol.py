@@ -9,6 +9,12 @@ longer than ``header_timeout_seconds`` 408, in JSON (``{"error", "reason"}``), a
 the connection is closed: the app never sees the request. :func:`with_limits` makes
 a protocol class with a listener's limits for ``uvicorn.Config(http=...)``.
 
+What this relies on in uvicorn's ``HttpToolsProtocol`` (0.54), beyond the parser
+callbacks it implements: ``data_received`` feeds the parser and answers an error it
+raises (one raised in a callback too) with ``send_400_response``; ``cycle`` is the
+request being answered; ``server_state.default_headers`` and ``STATUS_LINE``. Each is
+pinned by ``tests/gateway/test_header_limits.py`` (issue 11 revisits the protocol).
+
 uvicorn's httptools protocol parses the request target and keeps only its path: an
 absolute-form target (``GET http://other-host/x``) or one with a ``#fragment`` would
 reach the gateway looking like a plain path, and be decided as one. The gateway
