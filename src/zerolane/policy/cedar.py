@@ -3,7 +3,9 @@
 The loaded set is one immutable :class:`~zerolane.policy.loader.Snapshot` held in a
 single attribute: ``decide()`` reads it once, ``reload()`` replaces it with one
 assignment, so a decision always sees one whole set, and a refused reload leaves the
-previous set deciding.
+previous set deciding. ``watch()`` follows the folder and loads a change only once its
+files have held still for :data:`SETTLE` seconds: a file still being written, whose
+first half may parse (a ``permit`` before the ``forbid`` that narrows it), is not loaded.
 """
 
 from __future__ import annotations
