@@ -51,7 +51,7 @@ def _feed(meter: HeadMeter, data: bytes, step: int) -> None:
 def _refusal(data: bytes, limits: HttpLimits = SMALL) -> HeadRefused | None:
     """What the meter says of ``data``, fed in every split from whole to byte by byte."""
     found: list[HeadRefused | None] = []
-    for step in (len(data) or 1, 7, 1):
+    for step in (len(data) or 1, 2, 3, 7, 1):
         meter = HeadMeter(limits)
         try:
             _feed(meter, data, step)
@@ -103,6 +103,8 @@ def test_the_header_count_and_the_total_are_limits() -> None:
     assert "more than 3 headers" in too_many.message
     # 14 + 2, twice: 32 bytes with line endings; a third line passes 40
     assert _refusal(head + b"A: 12345678901\r\nB: 12345678901\r\n\r\n") is None
+    # exactly 40, however the final CR LF arrives
+    assert _refusal(head + b"A: 12345678901\r\nB: 12345678901\r\nC: 123\r\n\r\n") is None
     total = _refusal(head + b"A: 12345678901\r\nB: 12345678901\r\nC: 1234\r\n\r\n")
     assert total is not None
     assert "larger than 40 bytes together" in total.message

@@ -117,10 +117,12 @@ class HeadMeter:
             if self._length() > self._limits.max_request_line_bytes:
                 raise _line_too_long(self._limits)
             return
-        if self._length() > self._limits.max_header_line_bytes:
+        length = self._length()
+        if length > self._limits.max_header_line_bytes:
             raise _header_too_long(self._limits)
-        if self._headers_bytes + self._line + 1 > self._limits.max_headers_bytes:
-            raise _headers_too_large(self._limits)  # even if its LF is the next byte
+        # a header line (not the empty line ending the head) adds itself and its LF
+        if length and self._headers_bytes + self._line + 1 > self._limits.max_headers_bytes:
+            raise _headers_too_large(self._limits)
 
     def _end_line(self) -> None:
         length, ending = self._length(), self._line - self._length() + 1
