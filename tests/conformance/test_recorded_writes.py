@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from tests.conformance.test_leases import lease
 from tests.conformance.test_task_tree import NOW, stored, task
 from zerolane.audit.chain import seal, verify
 from zerolane.audit.events import SYSTEM, Event
@@ -24,6 +25,7 @@ from zerolane.store.changes import (
     PutBundle,
     PutPlaybook,
     SetWorkloadStatus,
+    TransitionLease,
 )
 from zerolane.store.ports import Stores
 from zerolane.store.records import (
@@ -32,6 +34,8 @@ from zerolane.store.records import (
     ConsumeStatus,
     FederatedBundle,
     JoinToken,
+    LeaseRecord,
+    LeaseState,
     PlaybookRecord,
     TaskRecord,
     Workload,
@@ -252,3 +256,29 @@ def test_a_status_change_and_a_consumed_join_token_are_undone_with_their_event(
     used = stores.write_recorded(consume, lambda _: [event("join_token.used")], seal)
     assert used.status is ConsumeStatus.CONSUMED  # it was still unused
     assert kinds(stores) == ["workload.disabled", "join_token.used"]
+
+
+def test_a_lease_transition_is_stored_with_its_event_or_not_at_all(stores: Stores) -> None:
+    stores.add_lease(lease())
+    revoking = TransitionLease(
+        "lse_1", (LeaseState.ACTIVE,), LeaseState.REVOKING, NOW + 1, count_attempt=True
+    )
+
+    def moved(done: LeaseRecord | None) -> list[dict[str, object]]:
+        return [event("grant.revoke", done.lease_id)] if done is not None else []
+
+    with pytest.raises(Unavailable):
+        stores.write_recorded(revoking, moved, failing_seal)
+    unchanged = stores.get_lease("lse_1")
+    assert unchanged == lease()
+    done = stores.write_recorded(revoking, moved, seal)  # the twin
+    assert done is not None
+    assert (done.state, done.attempts, done.updated_at) == (LeaseState.REVOKING, 1, NOW + 1)
+    assert stores.get_lease("lse_1") == done
+    # not in ``expected`` any more: nothing written, no event
+    assert stores.write_recorded(revoking, moved, seal) is None
+    assert kinds(stores) == ["grant.revoke"]
+    assert (
+        stores.write_recorded(TransitionLease("lse_1", (), LeaseState.REVOKED, NOW), moved, seal)
+        is None
+    )

@@ -15,7 +15,7 @@ from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Conflict, NotFound, Unavailable
 from zerolane.grants.broker import GrantSecret, GrantTemplate
-from zerolane.grants.leases import GrantSweeper, LeaseManager
+from zerolane.grants.leases import STALE_REVOKING, GrantSweeper, LeaseManager
 from zerolane.store.memory import MemoryStores
 from zerolane.store.ports import Sealer
 from zerolane.store.records import (
@@ -241,8 +241,35 @@ def test_an_issue_that_cannot_be_audited_is_revoked_and_refused(env: Env) -> Non
         env.manager.issue(task, TEMPLATE, actor=AGENT)
     assert caught.value.reason == "audit.write"
     [lease] = env.stores.list_leases()
-    assert lease.state is LeaseState.REVOKED
-    assert env.broker.created == set()
+    assert env.broker.created == set()  # the credential is revoked at once
+    # but the lease is only recorded revoked with its event: until the audit log takes
+    # it, the lease stays revoking, and the sweeper takes it over once it is stale
+    assert lease.state is LeaseState.REVOKING
+    assert env.events("grant.revoke") == []
+    env.stores.audit_down = False
+    env.clock.t += STALE_REVOKING
+    assert [x.lease_id for x in env.manager.sweep().revoked] == [lease.lease_id]
+    assert env.lease(lease.lease_id).state is LeaseState.REVOKED
+    [event] = env.events("grant.revoke")
+    assert event["subject"] == lease.lease_id
+
+
+def test_a_failed_revocation_that_cannot_be_audited_is_retried_by_the_sweeper(
+    env: Env,
+) -> None:
+    """A lease is never ``failed`` without its ``grant.revoke_failed`` event (nor
+    ``revoked`` without its ``grant.revoke``): one write holds both."""
+    lease = env.manager.issue(env.task(), TEMPLATE, actor=AGENT).lease
+    env.broker.fail_revoke = [Unavailable("broker.down", "the database is down")]
+    env.stores.audit_down = True
+    env.manager.revoke(lease.lease_id, actor=AGENT)
+    assert env.lease(lease.lease_id).state is LeaseState.REVOKING
+    env.stores.audit_down = False
+    env.clock.t += STALE_REVOKING
+    env.manager.sweep()
+    assert env.lease(lease.lease_id).state is LeaseState.REVOKED  # the broker is back
+    assert len(env.events("grant.revoke")) == 1
+    assert env.events("grant.revoke_failed") == []  # its failure was never recorded
 
 
 def test_ending_a_task_revokes_all_its_leases_and_no_others(env: Env) -> None:

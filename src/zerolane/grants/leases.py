@@ -14,6 +14,10 @@ task when the task ends (completed, revoked, expired, suspended). Its rules:
 - Every issue, revocation and failed revocation is audited (``grant.issue``,
   ``grant.revoke``, ``grant.revoke_failed``) with the lease, task, broker and handle,
   never the secret. An issue that cannot be audited is revoked and refused.
+- A lease becomes ``revoked`` or ``failed`` in the same write as its ``grant.revoke``
+  or ``grant.revoke_failed`` event: when the event cannot be stored the lease stays
+  ``revoking``, and the sweeper takes the revocation over (brokers revoke
+  idempotently) once it is stale, recording both together then.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from zerolane.audit.chain import seal
 from zerolane.audit.events import SYSTEM, Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Conflict, NotFound, Unavailable, ZerolaneError
 from zerolane.grants.broker import GrantBroker, GrantSecret, GrantTemplate
-from zerolane.store.ports import LeaseStore, TaskStore
+from zerolane.store.changes import TransitionLease
+from zerolane.store.ports import LeaseStore, RecordedWrites, TaskStore
 from zerolane.store.records import (
     LeaseRecord,
     LeaseState,
@@ -72,6 +79,10 @@ def describe(err: BaseException) -> str:
     return f"unexpected {type(err).__name__}"
 
 
+class RecordedLeaseStore(LeaseStore, RecordedWrites, Protocol):
+    """The lease store the manager writes through: a transition with its event."""
+
+
 def _live(task: TaskRecord | None, now: float) -> bool:
     return task is not None and task.state is TaskState.ACTIVE and now < task.expires_at
 
@@ -80,7 +91,7 @@ class LeaseManager:
     def __init__(
         self,
         *,
-        leases: LeaseStore,
+        leases: RecordedLeaseStore,
         tasks: TaskStore,
         brokers: Mapping[str, GrantBroker],
         audit: AuditLog,
@@ -234,12 +245,16 @@ class LeaseManager:
             broker.revoke(lease.handle)
         except Exception as err:
             return self._failed(claimed, err, actor, fail_from)
-        done = self._leases.transition_lease(
-            lease.lease_id, expected=(LeaseState.REVOKING,), state=LeaseState.REVOKED, at=now
-        )
+        revoked = TransitionLease(lease.lease_id, (LeaseState.REVOKING,), LeaseState.REVOKED, now)
+        try:
+            done = self._transition_recorded(
+                revoked, "grant.revoke", actor, Outcome.SUCCESS, reason, {}
+            )
+        except ZerolaneError as err:  # stays revoking: the sweeper redoes it once stale
+            log.error("could not record the revocation of grant %s: %s", lease.lease_id, err)
+            return self._leases.get_lease(lease.lease_id) or claimed
         if done is None:  # a concurrent revoker recorded a failure: it stands
             return self._leases.get_lease(lease.lease_id) or claimed
-        self._record("grant.revoke", actor, done, Outcome.SUCCESS, reason, {})
         return done
 
     def _failed(
@@ -252,14 +267,24 @@ class LeaseManager:
         now = self._clock.now()
         error = describe(err)
         delay = min(self._backoff_max, self._backoff_base * 2 ** max(0, claimed.attempts - 1))
-        failed = self._leases.transition_lease(
+        change = TransitionLease(
             claimed.lease_id,
-            expected=fail_from,
-            state=LeaseState.FAILED,
-            at=now,
+            tuple(fail_from),
+            LeaseState.FAILED,
+            now,
             error=error,
             next_attempt_at=now + delay,
         )
+        reason = err.reason if isinstance(err, ZerolaneError) else "grant.revoke_error"
+        extra = {"error": error, "attempts": claimed.attempts, "next_attempt_at": now + delay}
+        recorded = True
+        try:
+            failed = self._transition_recorded(
+                change, "grant.revoke_failed", actor, Outcome.FAILURE, reason, extra
+            )
+        except ZerolaneError as problem:  # stays revoking: the sweeper retries once stale
+            log.error("could not record the failure of grant %s: %s", claimed.lease_id, problem)
+            failed, recorded = None, False
         result = failed or self._leases.get_lease(claimed.lease_id) or claimed
         log.warning(
             "revoking grant %s (%s %s) failed, attempt %d, retry in %.0fs: %s",
@@ -270,15 +295,31 @@ class LeaseManager:
             delay,
             error,
         )
-        self._record(
-            "grant.revoke_failed",
-            actor,
-            result,
-            Outcome.FAILURE,
-            err.reason if isinstance(err, ZerolaneError) else "grant.revoke_error",
-            {"error": error, "attempts": claimed.attempts, "next_attempt_at": now + delay},
-        )
+        if failed is None and recorded:  # another revoker moved it: the attempt is audited
+            self._record("grant.revoke_failed", actor, result, Outcome.FAILURE, reason, extra)
         return result
+
+    def _transition_recorded(
+        self,
+        change: TransitionLease,
+        kind: str,
+        actor: Actor,
+        outcome: Outcome,
+        reason: str,
+        extra: Mapping[str, object],
+    ) -> LeaseRecord | None:
+        """Apply ``change`` and, when it moved the lease, store its ``kind`` event in the
+        same write. None when the lease was not in ``change.expected`` (nothing is
+        written); ``Unavailable`` when the event cannot be stored (nor the change)."""
+
+        def events(moved: LeaseRecord | None) -> list[dict[str, object]]:
+            if moved is None:
+                return []
+            details = {**self._details(moved), **extra}
+            event = self._audit.event(kind, actor, moved.lease_id, outcome, reason, details)
+            return [event.unsealed()]
+
+        return self._leases.write_recorded(change, events, seal)
 
     def _details(self, lease: LeaseRecord) -> dict[str, object]:
         return {

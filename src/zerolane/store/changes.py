@@ -20,6 +20,8 @@ from zerolane.store.records import (
     ConsumeResult,
     FederatedBundle,
     JoinToken,
+    LeaseRecord,
+    LeaseState,
     PlaybookRecord,
     TaskRecord,
     Workload,
@@ -125,3 +127,18 @@ class AddAdminCredential(Change[None]):
     """:meth:`~zerolane.store.ports.AdminStore.add_admin_credential`."""
 
     credential: AdminCredential
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionLease(Change[LeaseRecord | None]):
+    """:meth:`~zerolane.store.ports.LeaseStore.transition_lease`: the updated lease, or
+    None (nothing written, and then no event either) when it was not in ``expected``."""
+
+    lease_id: str
+    expected: tuple[LeaseState, ...]
+    state: LeaseState
+    at: float
+    count_attempt: bool = False
+    error: str | None = None
+    next_attempt_at: float | None = None
+    end_reason: str | None = None

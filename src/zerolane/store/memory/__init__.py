@@ -21,6 +21,7 @@ from zerolane.store.changes import (
     PutBundle,
     PutPlaybook,
     SetWorkloadStatus,
+    TransitionLease,
 )
 from zerolane.store.memory.leases import MemoryLeases
 from zerolane.store.memory.proofs import MemorySpentProofs
@@ -32,6 +33,7 @@ from zerolane.store.records import (
     ConsumeStatus,
     FederatedBundle,
     JoinToken,
+    LeaseRecord,
     PlaybookRecord,
     SpentProof,
     TaskRecord,
@@ -314,6 +316,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
     def write_recorded(self, change: Change[R], events: EventsOf[R], seal: Sealer) -> R:
         with self._lock:  # re-entrant: the change's own method takes it again
             saved = self._save()
+            lease = self._lease_before(change)
             result = self._apply(change)
             try:
                 unsealed = list(events(result))
@@ -321,6 +324,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
                     self.append_events(unsealed, seal)
             except Exception as err:
                 self._restore(saved)  # neither the change nor any event is kept
+                self._undo_lease(lease, result)
                 if isinstance(err, ZerolaneError):
                     raise
                 raise Unavailable("audit.write", "the audit event could not be recorded") from err
@@ -352,6 +356,17 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
                 result = self.put_bundle(bundle)
             case AddAdminCredential(credential):
                 result = self.add_admin_credential(credential)
+            case TransitionLease(lease_id, expected, state, at, count, error, due, reason):
+                result = self.transition_lease(
+                    lease_id,
+                    expected=expected,
+                    state=state,
+                    at=at,
+                    count_attempt=count,
+                    error=error,
+                    next_attempt_at=due,
+                    end_reason=reason,
+                )
             case _:
                 raise TypeError(f"unknown change {type(change).__name__}")
         return cast("R", result)
@@ -377,6 +392,19 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
         root = [t for t in expired if t.task_id == task_id]
         rest = [t for t in expired if t.task_id != task_id]
         return root + sorted(rest, key=lambda t: (t.depth, t.created_at, t.task_id))
+
+    def _lease_before(self, change: Change[Any]) -> LeaseRecord | None:
+        """The lease a :class:`TransitionLease` changes, as it was (leases have a lock
+        of their own: they are put back one by one, not restored wholesale)."""
+        return self.get_lease(change.lease_id) if isinstance(change, TransitionLease) else None
+
+    def _undo_lease(self, before: LeaseRecord | None, written: object) -> None:
+        """Put back ``before`` unless another write replaced ``written`` since."""
+        if before is None or not isinstance(written, LeaseRecord):
+            return
+        with self._lease_lock:
+            if self._leases.get(before.lease_id) is written:
+                self._leases[before.lease_id] = before
 
     def _save(self) -> tuple[object, ...]:
         """What a recorded change may alter, to put back when its events fail."""

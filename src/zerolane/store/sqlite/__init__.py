@@ -40,6 +40,7 @@ from zerolane.store.changes import (
     PutBundle,
     PutPlaybook,
     SetWorkloadStatus,
+    TransitionLease,
 )
 from zerolane.store.ports import GENESIS_HASH, EventsOf, Sealer
 from zerolane.store.records import (
@@ -49,6 +50,7 @@ from zerolane.store.records import (
     ConsumeStatus,
     FederatedBundle,
     JoinToken,
+    LeaseRecord,
     PlaybookRecord,
     SpentProof,
     TaskRecord,
@@ -60,7 +62,7 @@ from zerolane.store.sqlite.group_commit import (
     WriteOp,
     WriterStats,
 )
-from zerolane.store.sqlite.leases import SqliteLeases
+from zerolane.store.sqlite.leases import _TRANSITION, SqliteLeases, _lease
 from zerolane.store.sqlite.migrations import LATEST, MIGRATIONS
 from zerolane.store.sqlite.proofs import SpentProofs
 from zerolane.types import TaskState, WorkloadStatus
@@ -781,6 +783,8 @@ def _change_op(change: Change[T]) -> WriteOp[T]:
 
     def op(conn: Connection) -> Any:
         match change:
+            case TransitionLease():
+                return _transition_lease(conn, change)
             case AddTask(task):
                 conflict = ("task.exists", f"task {task.task_id} exists")
                 return _insert(conn, _INSERT_TASK, _task_values(task), conflict)
@@ -898,6 +902,23 @@ def _expire_tree(conn: Connection, task_id: str, at: float) -> list[TaskRecord]:
     expired = [_task(r) for r in conn.execute(_EXPIRE_TREE, {"t": task_id, "at": at}).all()]
     root = [t for t in expired if t.task_id == task_id]
     return root + _by_depth(t for t in expired if t.task_id != task_id)
+
+
+def _transition_lease(conn: Connection, change: TransitionLease) -> LeaseRecord | None:
+    if not change.expected:
+        return None
+    params = {
+        "state": change.state.value,
+        "at": change.at,
+        "inc": 1 if change.count_attempt else 0,
+        "error": change.error,
+        "next": change.next_attempt_at,
+        "reason": change.end_reason,
+        "id": change.lease_id,
+        "expected": [s.value for s in change.expected],
+    }
+    row = conn.execute(_TRANSITION, params).first()
+    return _lease(row) if row is not None else None
 
 
 def _by_depth(tasks: Iterable[TaskRecord]) -> list[TaskRecord]:
