@@ -52,11 +52,14 @@ def test_task_lifecycle_and_policy_reload(tmp_path: Path, server_factory: type[S
     run("workload", "register", AGENT, "--home", str(home))
     run("playbook", "apply", str(EXAMPLES / "quarterly-report.yaml"), "--home", str(home))
     token = run("attest", "join-token", AGENT, "--home", str(home)).stdout.strip()
+    edge = ("enforcement-point", "add", "finance-edge", "--url", "https://finance-api.internal")
+    point = run(*edge, "--home", str(home)).stdout.strip()
+    assert point.startswith("zlep_")
     server = server_factory(home)
     server.start()
     assert server.process is not None
 
-    with Agent.attest(server.url, join_token=token) as agent:
+    with Agent.attest(server.url, join_token=token, enforcement_point=point) as agent:
         with agent.task(playbook="quarterly-report", intent="Compile the Q3 report") as task:
             assert task.decide("GET", REPORT).allowed
             denied = task.decide("DELETE", REPORT)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.server.task_fixtures import add_test_point
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer
 from zerolane.sdk import Agent
@@ -43,6 +44,8 @@ INTENT = "Summarize the Q3 reports"
 class ControlPlane:
     deployment: Deployment
     server: BackgroundServer
+    #: the credential of an enforcement point serving the tests' URLs (the guard's too)
+    enforcement_point: str
 
     @property
     def url(self) -> str:
@@ -52,7 +55,9 @@ class ControlPlane:
         return self.deployment.join_tokens.create(AGENT, ttl=600, actor=ADMIN).token
 
     def agent(self) -> Agent:
-        return Agent.attest(self.url, join_token=self.join_token())
+        return Agent.attest(
+            self.url, join_token=self.join_token(), enforcement_point=self.enforcement_point
+        )
 
     def decisions(self) -> list[dict[str, Any]]:
         """The details of every ``decision`` audit event so far."""
@@ -66,7 +71,8 @@ def control_plane(home: Path) -> Iterator[ControlPlane]:
     try:
         deployment.registry.register(AGENT, selectors=[], owner="tools-team", actor=ADMIN)
         deployment.playbooks.apply(parse_playbook(PLAYBOOK, "tests/gateway"), ADMIN)
+        point = add_test_point(deployment)
         with BackgroundServer(deployment) as server:
-            yield ControlPlane(deployment, server)
+            yield ControlPlane(deployment, server, point)
     finally:
         deployment.close()

@@ -28,7 +28,7 @@ from zerolane.gateway.inproc import (
     safe_resource,
     task_context,
 )
-from zerolane.sdk import AsyncAgent, Task
+from zerolane.sdk import Agent, AsyncAgent, Task
 from zerolane.sdk.guard import guard_context, proof_signer
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9449 import normalize_htu
@@ -282,14 +282,16 @@ def test_remote_decider_sync(task: Task) -> None:
 
 def test_remote_decider_async(cp: ControlPlane) -> None:
     async def run() -> str:
-        agent = await AsyncAgent.attest(cp.url, join_token=cp.join_token())
+        agent = await AsyncAgent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token()
+        )
         async with agent, agent.task(playbook=TOOLS, intent=INTENT) as task:
             with guard_context(task):
                 result = await read_report("q3")
                 with pytest.raises(ToolDenied, match=r"scope\.action"):
                     await delete_report("q3")
                 # a remote decider without a client of its own opens one per call
-                own = RemoteDecider(cp.url)
+                own = RemoteDecider(cp.url, credential=cp.enforcement_point)
                 with task_context(task.token, proof_signer(task), decider=own):
                     assert await read_report("q4", lines=1) == "1 lines of q4"
             return result
@@ -299,10 +301,14 @@ def test_remote_decider_async(cp: ControlPlane) -> None:
 
 
 def test_remote_decider_with_its_own_clients_and_audience(cp: ControlPlane, task: Task) -> None:
-    own = RemoteDecider(cp.url + "/", audience="spiffe://example.org")
+    own = RemoteDecider(
+        cp.url + "/", audience="spiffe://example.org", credential=cp.enforcement_point
+    )
     with task_context(task.token, proof_signer(task), decider=own):
         assert read_file("y.txt")
-    wrong = RemoteDecider(cp.url, audience="https://elsewhere.example")
+    wrong = RemoteDecider(
+        cp.url, audience="https://elsewhere.example", credential=cp.enforcement_point
+    )
     with (
         task_context(task.token, proof_signer(task), decider=wrong),
         pytest.raises(ToolDenied) as denied,
@@ -451,3 +457,22 @@ def test_async_tools_decide_on_the_loop_when_the_decider_can() -> None:
     assert on_loop.threads == [loop_thread, loop_thread]
     assert asyncio.run(decide_on_loop(sync_only, "t", "p", request)) is answer
     assert sync_only.threads[0] != loop_thread
+
+
+def test_a_guard_that_is_no_enforcement_point_runs_nothing(cp: ControlPlane) -> None:
+    """``/v1/decide`` answers only registered enforcement points: a guard without the
+    credential of one is refused, and the tool never runs (fail closed)."""
+    with Agent.attest(cp.url, join_token=cp.join_token()) as agent:  # no credential
+        with (
+            agent.task(playbook=TOOLS, intent=INTENT) as task,
+            guard_context(task),
+            pytest.raises(ToolDenied) as denied,
+        ):
+            read_file("x.txt")
+        assert (denied.value.reason, denied.value.status) == ("enforcement_point.credential", 503)
+        assert calls == []
+        # the twin: the same agent's guard, as the registered point, is allowed
+        agent.enforcement_point = cp.enforcement_point
+        with agent.task(playbook=TOOLS, intent=INTENT) as task, guard_context(task):
+            assert read_file("x.txt")
+    assert calls == ["read x.txt"]

@@ -59,6 +59,8 @@ class MtlsStack:
     untrusting: str  # plain HTTP, trusting X-Client-Cert only from 192.0.2.1
     upstream: EchoUpstream
     deployment: Deployment
+    #: an enforcement point serving ``direct`` (what ``task.decide`` asks as)
+    enforcement_point: str = ""
 
     def verify(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.server_ca)
@@ -123,6 +125,9 @@ def mtls(upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> It
             untrusting=f"http://127.0.0.1:{gateways[2][1]}",
             upstream=upstream,
             deployment=deployment,
+            enforcement_point=deployment.enforcement_points.add(
+                "direct", [f"https://127.0.0.1:{gateways[0][1]}"], ADMIN
+            )[0],
         )
     finally:
         for server in servers:
@@ -262,7 +267,13 @@ TEAM = {**PLAYBOOK, "name": "tool-team", "delegable": True, "max_depth": 1}
 async def _async_agent(mtls: MtlsStack, spiffe_id: str = AGENT, *, x509: bool = True) -> AsyncAgent:
     token = mtls.deployment.join_tokens.create(spiffe_id, ttl=300, actor=ADMIN).token
     http = httpx.AsyncClient(verify=mtls.verify(), timeout=10)
-    agent = await AsyncAgent.attest(mtls.api_url, join_token=token, x509=x509, http=http)
+    agent = await AsyncAgent.attest(
+        mtls.api_url,
+        join_token=token,
+        x509=x509,
+        http=http,
+        enforcement_point=mtls.enforcement_point,
+    )
     if x509:
         await agent.enable_mtls(verify=mtls.server_ca)
     return agent

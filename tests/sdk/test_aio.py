@@ -41,7 +41,9 @@ def run_as_agent(cp: Served, body: Callable[[AsyncAgent], Awaitable[None]]) -> N
     """Attest an async agent, run ``body`` with it, and close its client, in one loop."""
 
     async def main() -> None:
-        agent = await AsyncAgent.attest(cp.url, join_token=cp.join_token())
+        agent = await AsyncAgent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token()
+        )
         async with agent:
             await body(agent)
 
@@ -203,7 +205,9 @@ def test_request_sends_the_task_credentials(cp: Served) -> None:
 
 def test_another_agent_cannot_use_a_stolen_task(cp: Served) -> None:
     async def body(agent: AsyncAgent) -> None:
-        thief = await AsyncAgent.attest(cp.url, join_token=cp.join_token(OTHER_AGENT))
+        thief = await AsyncAgent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(OTHER_AGENT)
+        )
         async with thief, agent.task(playbook=QUARTERLY, intent=INTENT) as task:
             stolen = AsyncTask(thief, task.grant)
             decision = await stolen.decide("GET", REPORT, **READ)
@@ -214,7 +218,7 @@ def test_another_agent_cannot_use_a_stolen_task(cp: Served) -> None:
 
 def test_open_before_attest_is_a_programming_error(cp: Served) -> None:
     async def main() -> None:
-        async with AsyncAgent(cp.url) as fresh:
+        async with AsyncAgent(cp.url, enforcement_point=cp.enforcement_point) as fresh:
             with pytest.raises(RuntimeError, match="attest first"):
                 await fresh.open_task(playbook=QUARTERLY, intent=INTENT)
 
@@ -235,7 +239,9 @@ def test_a_failed_attest_closes_the_client_it_made(
 
     async def main() -> None:
         with pytest.raises(ZerolaneApiError) as raised:
-            await AsyncAgent.attest(cp.url, join_token="zljt_unknown")
+            await AsyncAgent.attest(
+                cp.url, enforcement_point=cp.enforcement_point, join_token="zljt_unknown"
+            )
         assert (raised.value.status, raised.value.reason) == (401, "join_token.unknown")
 
     asyncio.run(main())
@@ -247,9 +253,19 @@ def test_attest_never_closes_a_client_it_was_given(cp: Served) -> None:
     async def main() -> None:
         async with httpx.AsyncClient() as http:
             with pytest.raises(ZerolaneApiError):
-                await AsyncAgent.attest(cp.url, join_token="zljt_unknown", http=http)
+                await AsyncAgent.attest(
+                    cp.url,
+                    enforcement_point=cp.enforcement_point,
+                    join_token="zljt_unknown",
+                    http=http,
+                )
             assert not http.is_closed
-            agent = await AsyncAgent.attest(cp.url, join_token=cp.join_token(), http=http)
+            agent = await AsyncAgent.attest(
+                cp.url,
+                enforcement_point=cp.enforcement_point,
+                join_token=cp.join_token(),
+                http=http,
+            )
             assert agent.http is http
             async with agent.task(playbook=QUARTERLY, intent=INTENT) as task:
                 assert (await task.decide("GET", REPORT, **READ)).allowed
@@ -270,7 +286,7 @@ def test_an_awaited_task_is_its_own_context_manager(cp: Served) -> None:
 
 def test_spiffe_id_before_attest_is_a_programming_error(cp: Served) -> None:
     async def main() -> None:
-        async with AsyncAgent(cp.url) as fresh:
+        async with AsyncAgent(cp.url, enforcement_point=cp.enforcement_point) as fresh:
             with pytest.raises(RuntimeError, match="attest first"):
                 _ = fresh.spiffe_id
 

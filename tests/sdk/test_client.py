@@ -40,7 +40,9 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def agent(cp: Served) -> Iterator[Agent]:
-    with Agent.attest(cp.url, join_token=cp.join_token()) as attested:
+    with Agent.attest(
+        cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token()
+    ) as attested:
         yield attested
 
 
@@ -170,7 +172,9 @@ def test_request_sends_the_task_credentials(cp: Served, agent: Agent) -> None:
 
 def test_another_agent_cannot_use_a_stolen_task(cp: Served, agent: Agent) -> None:
     with (
-        Agent.attest(cp.url, join_token=cp.join_token(OTHER_AGENT)) as thief,
+        Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(OTHER_AGENT)
+        ) as thief,
         agent.task(playbook=QUARTERLY, intent=INTENT) as task,
     ):
         stolen = Task(thief, task.grant)
@@ -188,16 +192,19 @@ def test_another_agent_cannot_use_a_stolen_task(cp: Served, agent: Agent) -> Non
 
 
 def test_open_before_attest_is_a_programming_error(cp: Served) -> None:
-    with Agent(cp.url) as fresh, pytest.raises(RuntimeError, match="attest first"):
+    with (
+        Agent(cp.url, enforcement_point=cp.enforcement_point) as fresh,
+        pytest.raises(RuntimeError, match="attest first"),
+    ):
         fresh.open_task(playbook=QUARTERLY, intent=INTENT)
 
 
 def test_attest_with_a_used_join_token_raises(cp: Served) -> None:
     token = cp.join_token()
-    with Agent.attest(cp.url, join_token=token):
+    with Agent.attest(cp.url, enforcement_point=cp.enforcement_point, join_token=token):
         pass
     with pytest.raises(ZerolaneApiError) as raised:
-        Agent.attest(cp.url, join_token=token)
+        Agent.attest(cp.url, enforcement_point=cp.enforcement_point, join_token=token)
     assert (raised.value.status, raised.value.reason) == (401, "join_token.used")
 
 
@@ -213,7 +220,7 @@ def test_a_failed_attest_closes_the_client_it_made(
 
     monkeypatch.setattr(sdk_client.httpx, "Client", Tracked)
     with pytest.raises(ZerolaneApiError):
-        Agent.attest(cp.url, join_token="zljt_unknown")
+        Agent.attest(cp.url, enforcement_point=cp.enforcement_point, join_token="zljt_unknown")
     assert len(made) == 1
     assert made[0].is_closed
 
@@ -221,9 +228,13 @@ def test_a_failed_attest_closes_the_client_it_made(
 def test_attest_never_closes_a_client_it_was_given(cp: Served) -> None:
     with httpx.Client() as http:
         with pytest.raises(ZerolaneApiError):
-            Agent.attest(cp.url, join_token="zljt_unknown", http=http)
+            Agent.attest(
+                cp.url, enforcement_point=cp.enforcement_point, join_token="zljt_unknown", http=http
+            )
         assert not http.is_closed
-        agent = Agent.attest(cp.url, join_token=cp.join_token(), http=http)
+        agent = Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(), http=http
+        )
         assert agent.http is http
         assert agent.open_task(playbook=QUARTERLY, intent=INTENT).task_id
 
@@ -231,6 +242,7 @@ def test_attest_never_closes_a_client_it_was_given(cp: Served) -> None:
 def test_attest_passes_audience_ttl_and_id(cp: Served) -> None:
     with Agent.attest(
         cp.url,
+        enforcement_point=cp.enforcement_point,
         join_token=cp.join_token(),
         audience=["spiffe://example.org", "https://gw.example.org"],
         ttl=120,
@@ -243,7 +255,10 @@ def test_attest_passes_audience_ttl_and_id(cp: Served) -> None:
 
 
 def test_spiffe_id_before_attest_is_a_programming_error(cp: Served) -> None:
-    with Agent(cp.url) as fresh, pytest.raises(RuntimeError, match="attest first"):
+    with (
+        Agent(cp.url, enforcement_point=cp.enforcement_point) as fresh,
+        pytest.raises(RuntimeError, match="attest first"),
+    ):
         _ = fresh.spiffe_id
 
 

@@ -23,6 +23,7 @@ from tests.server.task_fixtures import (
     OTHER_AGENT,
     READ,
     Served,
+    add_test_point,
     claims_of,
     playbook,
     served,
@@ -50,8 +51,12 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 def test_a_planner_delegates_to_a_sub_agent(cp: Served) -> None:
     with (
-        Agent.attest(cp.url, join_token=cp.join_token(AGENT)) as planner,
-        Agent.attest(cp.url, join_token=cp.join_token(OTHER_AGENT)) as helper,
+        Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(AGENT)
+        ) as planner,
+        Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(OTHER_AGENT)
+        ) as helper,
     ):
         assert helper.svid is not None
         with planner.task(playbook=TEAM, intent=INTENT, max_calls=10) as task:
@@ -84,9 +89,15 @@ def test_a_sub_agent_delegates_further_and_completes_its_own_part(cp: Served) ->
     if cp.deployment.stores.get_workload(third) is None:
         cp.deployment.registry.register(third, selectors=[], owner=None, actor=ADMIN)
     with (
-        Agent.attest(cp.url, join_token=cp.join_token(AGENT)) as planner,
-        Agent.attest(cp.url, join_token=cp.join_token(OTHER_AGENT)) as helper,
-        Agent.attest(cp.url, join_token=cp.join_token(third)) as worker,
+        Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(AGENT)
+        ) as planner,
+        Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(OTHER_AGENT)
+        ) as helper,
+        Agent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(third)
+        ) as worker,
     ):
         assert helper.svid is not None
         assert worker.svid is not None
@@ -101,8 +112,12 @@ def test_a_sub_agent_delegates_further_and_completes_its_own_part(cp: Served) ->
 
 def test_the_async_agent_delegates_the_same_way(cp: Served) -> None:
     async def main() -> None:
-        planner = await AsyncAgent.attest(cp.url, join_token=cp.join_token(AGENT))
-        helper = await AsyncAgent.attest(cp.url, join_token=cp.join_token(OTHER_AGENT))
+        planner = await AsyncAgent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(AGENT)
+        )
+        helper = await AsyncAgent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token(OTHER_AGENT)
+        )
         async with planner, helper:
             assert helper.svid is not None
             async with planner.task(playbook=TEAM, intent=INTENT, max_calls=6) as task:
@@ -124,6 +139,7 @@ class Sso:
     url: str
     deployment: Deployment
     key: ec.EllipticCurvePrivateKey
+    enforcement_point: str
 
     def id_token(self, sub: str = "alice") -> str:
         now = int(time.time())
@@ -147,15 +163,16 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sso]:
     try:
         deployment.registry.register(AGENT, selectors=[], owner=None, actor=ADMIN)
         deployment.playbooks.apply(parse_playbook(playbook(), "t"), ADMIN)
+        point = add_test_point(deployment)
         with BackgroundServer(deployment) as server:
-            yield Sso(server.url, deployment, key)
+            yield Sso(server.url, deployment, key, point)
     finally:
         deployment.close()
 
 
 def test_an_agent_opens_a_task_for_a_person(sso: Sso) -> None:
     join = sso.deployment.join_tokens.create(AGENT, ttl=60, actor=ADMIN).token
-    with Agent.attest(sso.url, join_token=join) as agent:
+    with Agent.attest(sso.url, join_token=join, enforcement_point=sso.enforcement_point) as agent:
         quarterly = str(playbook()["name"])
         with agent.open_task_for_user(
             id_token=sso.id_token(), playbook=quarterly, intent=INTENT
@@ -171,7 +188,9 @@ def test_an_agent_opens_a_task_for_a_person(sso: Sso) -> None:
 def test_the_async_agent_opens_a_task_for_a_person(sso: Sso) -> None:
     async def main() -> None:
         join = sso.deployment.join_tokens.create(AGENT, ttl=60, actor=ADMIN).token
-        async with await AsyncAgent.attest(sso.url, join_token=join) as agent:
+        async with await AsyncAgent.attest(
+            sso.url, join_token=join, enforcement_point=sso.enforcement_point
+        ) as agent:
             task = await agent.open_task_for_user(
                 id_token=sso.id_token("bob"), playbook=str(playbook()["name"]), intent=INTENT
             )

@@ -74,7 +74,9 @@ def test_a_task_guards_with_the_decider_it_is_given(cp: ControlPlane) -> None:
 
 def test_an_async_task_guards_calls_made_in_its_context(cp: ControlPlane) -> None:
     async def main() -> str:
-        agent = await AsyncAgent.attest(cp.url, join_token=cp.join_token())
+        agent = await AsyncAgent.attest(
+            cp.url, enforcement_point=cp.enforcement_point, join_token=cp.join_token()
+        )
         async with agent, agent.task(playbook=TOOLS, intent=INTENT) as task:
             with task.guard_context() as credentials:
                 assert credentials.token == task.token

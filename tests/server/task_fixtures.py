@@ -31,6 +31,25 @@ OTHER_AGENT = "spiffe://example.org/agents/a2"
 JOB = "spiffe://example.org/jobs/nightly"  # registered, but not an opener of PLAYBOOK
 FINANCE = "https://finance.example.org"
 SLACK = "https://hooks.slack.com"
+#: the URLs the tests' enforcement point serves (``POST /v1/decide`` asks only about these)
+POINT_URLS = (
+    FINANCE,
+    SLACK,
+    "https://evil.example",
+    "https://finance-api.internal",
+    "https://inproc.invalid",
+    "https://tools.invalid",
+    "https://mcp.example.org",
+    "https://zerolane.example.org",
+    "http://attacker.example",
+)
+
+
+def add_test_point(deployment: Deployment) -> str:
+    """Register the tests' enforcement point; its credential."""
+    credential, _ = deployment.enforcement_points.add("tests", POINT_URLS, ADMIN)
+    return credential
+
 
 PLAYBOOK: dict[str, Any] = {
     "name": "quarterly-report",
@@ -95,10 +114,16 @@ class TaskApi:
         for spiffe_id in (OTHER_AGENT, JOB):
             self.deployment.registry.register(spiffe_id, selectors=[], owner=None, actor=ADMIN)
         self.apply_playbook(PLAYBOOK)
+        #: ``Authorization`` of the tests' enforcement point, for ``POST /v1/decide``
+        self.point = {"Authorization": f"Bearer {add_test_point(self.deployment)}"}
 
     @property
     def admin(self) -> dict[str, str]:
         return self.api.auth
+
+    @property
+    def admin_actor(self) -> Actor:
+        return ADMIN
 
     def apply_playbook(self, document: Mapping[str, Any]) -> None:
         self.deployment.playbooks.apply(parse_playbook(document, "test"), ADMIN)
@@ -160,7 +185,7 @@ class TaskApi:
             body["dpop"] = make_proof(task.holder.key, method=method, url=url, access_token=token)
         elif proof is not None:
             body["dpop"] = proof
-        reply = self.client.post("/v1/decide", json=body)
+        reply = self.client.post("/v1/decide", json=body, headers=self.point)
         assert reply.status_code == 200, reply.text
         decided: dict[str, Any] = reply.json()
         return decided
@@ -177,6 +202,8 @@ class Served:
 
     url: str
     deployment: Deployment
+    #: the credential of an enforcement point serving :data:`POINT_URLS`
+    enforcement_point: str
 
     def join_token(self, spiffe_id: str = AGENT) -> str:
         return self.deployment.join_tokens.create(spiffe_id, ttl=600, actor=ADMIN).token
@@ -190,7 +217,8 @@ def served(home: Path) -> Iterator[Served]:
         for spiffe_id in (AGENT, OTHER_AGENT):
             deployment.registry.register(spiffe_id, selectors=[], owner=None, actor=ADMIN)
         deployment.playbooks.apply(parse_playbook(PLAYBOOK, "test"), ADMIN)
+        point = add_test_point(deployment)
         with BackgroundServer(deployment) as server:
-            yield Served(server.url, deployment)
+            yield Served(server.url, deployment, point)
     finally:
         deployment.close()

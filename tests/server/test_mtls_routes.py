@@ -282,11 +282,15 @@ def test_a_certificate_bound_parent_delegates_with_its_certificate(api: Api) -> 
             "destination": f"finance.{TD}",
         },
     }
-    allowed = api.stranger.post("/v1/decide", json=decide)
+    credential, _ = api.deployment.enforcement_points.add(
+        "finance-proxy", [f"https://finance.{TD}"], Actor("admin", "t")
+    )
+    point = {"Authorization": f"Bearer {credential}"}
+    allowed = api.stranger.post("/v1/decide", json=decide, headers=point)
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["decision"] == "allow", allowed.text
     decide["dpop"] = make_proof(held.key, method="GET", url=target, access_token=token)
-    stolen = api.proxy.post("/v1/decide", json=decide, headers=held.header)
+    stolen = api.proxy.post("/v1/decide", json=decide, headers={**held.header, **point})
     assert stolen.json()["reasons"][0].startswith("dpop."), stolen.text  # not the parent's
 
 

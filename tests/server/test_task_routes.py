@@ -571,11 +571,13 @@ def test_decide_checks_the_audience_it_is_told(tapi: TaskApi) -> None:
         "request": {"method": "GET", "url": REPORT, **READ},
         "audience": "https://other-gateway.example.org",
     }
-    refused = tapi.client.post("/v1/decide", json=body).json()
+    refused = tapi.client.post("/v1/decide", json=body, headers=tapi.point).json()
     assert (refused["reasons"], refused["status"]) == (["token.audience"], 401)
     body["audience"] = "https://gateway.example.org"
     body["dpop"] = make_proof(task.holder.key, method="GET", url=REPORT, access_token=task.token)
-    assert tapi.client.post("/v1/decide", json=body).json()["decision"] == "allow"
+    assert tapi.client.post("/v1/decide", json=body, headers=tapi.point).json()["decision"] == (
+        "allow"
+    )
 
 
 @pytest.mark.parametrize(
@@ -590,7 +592,7 @@ def test_decide_checks_the_audience_it_is_told(tapi: TaskApi) -> None:
     ],
 )  # fmt: skip
 def test_malformed_decide_bodies_are_400(tapi: TaskApi, body: dict[str, Any], reason: str) -> None:
-    reply = tapi.client.post("/v1/decide", json=body)
+    reply = tapi.client.post("/v1/decide", json=body, headers=tapi.point)
     assert reply.status_code == 400
     assert reply.json()["reason"] == reason
 

@@ -87,8 +87,16 @@ def _identity_story(deployment: Deployment, server: BackgroundServer) -> Agent:
     token = deployment.join_tokens.create(AGENT, ttl=300, actor=ADMIN).token
     _ok(f"registered {AGENT}; playbook quarterly-report (ceiling: confidential)")
 
+    point, _ = deployment.enforcement_points.add("demo-edge", [FINANCE, WIKI, SLACK], ADMIN)
+    _ok(
+        "enforcement point demo-edge registered for the finance, wiki and Slack URLs: "
+        "only it may ask for decisions about them (POST /v1/decide)"
+    )
+
     _step("The agent attests with a one-time join token and its own key")
-    agent = Agent.attest(server.url, join_token=token)
+    # The decisions below are asked as demo-edge would ask them for the agent's requests
+    # (a gateway or forward-auth in front of those APIs does so in production).
+    agent = Agent.attest(server.url, join_token=token, enforcement_point=point)
     svid = agent.svid
     _expect(svid is not None, "no SVID")
     assert svid is not None
@@ -192,8 +200,15 @@ def _task_story(agent: Agent, server: BackgroundServer) -> None:
             "internal write denied",
         )
         body = decide_body(agent.key, task.token, "GET", f"{FINANCE}/reports/q3", read, None)
-        first = httpx.post(f"{server.url}/v1/decide", json=body).json()
-        second = httpx.post(f"{server.url}/v1/decide", json=body).json()
+        asking = f"{server.url}/v1/decide"
+        itself = httpx.post(asking, json=body).json()  # the agent, with no point's credential
+        _expect(itself.get("reason") == "enforcement_point.credential", "an agent was answered")
+        _refused(
+            "the agent asking /v1/decide itself: refused (enforcement_point.credential): "
+            "decisions are for enforcement points"
+        )
+        first = httpx.post(asking, json=body, headers=agent.decider_headers()).json()
+        second = httpx.post(asking, json=body, headers=agent.decider_headers()).json()
         _expect(first["decision"] == "allow" and second["reasons"] == ["dpop.replayed"], "replay")
         _refused("a captured request replayed (same DPoP proof): deny dpop.replayed")
         finished = task

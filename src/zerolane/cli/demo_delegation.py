@@ -47,7 +47,9 @@ def delegation_story(
     deployment.registry.register(helper_id, selectors=[], owner="reports-team", actor=ADMIN)
     deployment.playbooks.apply(parse_playbook(team, "demo"), ADMIN)
     join = deployment.join_tokens.create(helper_id, ttl=300, actor=ADMIN).token
-    with Agent.attest(server.url, join_token=join) as helper:
+    with Agent.attest(
+        server.url, join_token=join, enforcement_point=planner.enforcement_point
+    ) as helper:
         _expect(helper.svid is not None, "the sub-agent got no SVID")
         assert helper.svid is not None
         parent = planner.task(playbook="report-team", intent="Summarize Q3", max_calls=10)

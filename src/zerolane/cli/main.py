@@ -15,6 +15,7 @@ from zerolane.cli import (
     home,
     keys,
     mcp_gateway,
+    enforcement_point,
     playbook,
     policy,
     serve,
@@ -64,3 +65,4 @@ def main() -> None:
     except ZerolaneError as err:
         err_console.print(f"error {err.reason}: {err.message}", highlight=False, markup=False)
         raise SystemExit(exit_code(err)) from None
+app.add_typer(enforcement_point.app, name="enforcement-point")

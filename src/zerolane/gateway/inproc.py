@@ -125,8 +125,16 @@ class EmbeddedDecider:
         return request
 
 
+def decider_headers(credential: str | None) -> dict[str, str]:
+    """The headers with which an enforcement point asks ``POST /v1/decide``: its
+    credential (``zlep_...``); without one the control plane refuses to decide."""
+    return {"Authorization": f"Bearer {credential}"} if credential else {}
+
+
 class RemoteDecider:
-    """Decides through the control plane's ``POST /v1/decide`` (httpx; not a hot path).
+    """Decides through the control plane's ``POST /v1/decide`` (httpx; not a hot path),
+    as the enforcement point whose ``credential`` it holds (register the guard's URLs,
+    ``https://inproc.invalid/...``, with ``zerolane enforcement-point add``).
 
     Without a client given, each call opens and closes its own.
     """
@@ -136,11 +144,13 @@ class RemoteDecider:
         base_url: str,
         audience: str | None = None,
         *,
+        credential: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + "/v1/decide"
+        self._headers = decider_headers(credential)
         self._audience = audience
         self._timeout = timeout
         self._client = client
@@ -170,9 +180,9 @@ class RemoteDecider:
         body = self._body(token, proof, request)
         try:
             if self._client is not None:
-                return decision_of(self._client.post(self.url, json=body))
+                return decision_of(self._client.post(self.url, json=body, headers=self._headers))
             with httpx.Client(timeout=self._timeout) as client:
-                return decision_of(client.post(self.url, json=body))
+                return decision_of(client.post(self.url, json=body, headers=self._headers))
         except httpx.HTTPError as err:
             raise Unavailable("decide.unavailable", f"{self.url}: {err}") from err
 
@@ -180,9 +190,10 @@ class RemoteDecider:
         body = self._body(token, proof, request)
         try:
             if self._async_client is not None:
-                return decision_of(await self._async_client.post(self.url, json=body))
+                response = await self._async_client.post(self.url, json=body, headers=self._headers)
+                return decision_of(response)
             async with httpx.AsyncClient(timeout=self._timeout) as client:
-                return decision_of(await client.post(self.url, json=body))
+                return decision_of(await client.post(self.url, json=body, headers=self._headers))
         except httpx.HTTPError as err:
             raise Unavailable("decide.unavailable", f"{self.url}: {err}") from err
 
@@ -193,6 +204,10 @@ def decision_of(response: httpx.Response) -> Decision:
         body = response.json() if response.status_code == 200 else None
     except ValueError:
         body = None
+    if response.status_code != 200:
+        error = _error_of(response)
+        if error is not None:  # refused to decide (e.g. enforcement_point.credential)
+            raise Unavailable(*error)
     if not isinstance(body, dict) or body.get("decision") not in ("allow", "deny"):
         raise Unavailable("decide.response", f"/v1/decide answered {response.status_code}")
     reasons, policies = body.get("reasons"), body.get("policies")
@@ -207,6 +222,20 @@ def decision_of(response: httpx.Response) -> Decision:
         raise Unavailable("decide.response", "/v1/decide answered an unexpected body")
     allowed = body["decision"] == "allow"
     return Decision(decision_id, allowed, tuple(reasons), tuple(policies), task_id, status)
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str] | None:
+    """The ``reason`` and ``message`` of an error answer, when it has them."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    reason, message = body.get("reason"), body.get("message", body.get("error"))
+    if not isinstance(reason, str) or not isinstance(message, str):
+        return None
+    return reason[:128], f"/v1/decide answered {response.status_code}: {message[:512]}"
 
 
 def _strings(value: object) -> TypeGuard[list[str]]:

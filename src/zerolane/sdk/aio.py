@@ -104,7 +104,11 @@ class AsyncTask:
             audience,
             proof=not self.grant.certificate_bound,
         )
-        response = await self.http.post(self._agent.url("/v1/decide"), json=body)
+        response = await self.http.post(
+            self._agent.url("/v1/decide"),
+            json=body,
+            headers=self._agent.decider_headers(),
+        )
         return decision_of(check(response))
 
     def mcp_auth(self) -> McpAuth:
@@ -220,7 +224,12 @@ class AsyncAgent:
         *,
         key: ec.EllipticCurvePrivateKey | None = None,
         http: httpx.AsyncClient | None = None,
+        enforcement_point: str | None = None,
     ) -> None:
+        """``enforcement_point``: the credential (``zlep_...``) with which
+        :meth:`Task.decide` and the in-process guard ask ``POST /v1/decide``: only a
+        registered enforcement point may ask (``zerolane enforcement-point add``)."""
+        self.enforcement_point = enforcement_point
         self.base_url = base_url.rstrip("/")
         self.key = key or new_key()
         self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
@@ -231,6 +240,10 @@ class AsyncAgent:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def decider_headers(self) -> dict[str, str]:
+        """How this agent's enforcement point asks ``POST /v1/decide`` (its credential)."""
+        return bearer_headers(self.enforcement_point) if self.enforcement_point else {}
 
     async def enable_mtls(
         self,
@@ -272,10 +285,11 @@ class AsyncAgent:
         spiffe_id: str | None = None,
         http: httpx.AsyncClient | None = None,
         x509: bool = False,
+        enforcement_point: str | None = None,
     ) -> AsyncAgent:
         """Make a key, attest with a join token, and keep the key-bound SVID; with
         ``x509`` also get an X.509-SVID for the same key (then :meth:`enable_mtls`)."""
-        agent = cls(base_url, http=http)
+        agent = cls(base_url, http=http, enforcement_point=enforcement_point)
         body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
         if x509:
             body["csr"] = csr_pem(agent.key)

@@ -89,7 +89,10 @@ class Task:
         sensitivity: str | None = None,
         audience: str | None = None,
     ) -> DecisionResult:
-        """Ask the control plane to decide a request of this task (spends a call if allowed)."""
+        """Ask the control plane to decide a request of this task (spends a call if
+        allowed), as the enforcement point whose credential the agent was given: an
+        enforcement point asks this, for a request to one of its own URLs; an agent
+        sends its requests through one (a gateway, forward-auth, the guard)."""
         mapping = {
             "action": action,
             "resource": resource,
@@ -105,7 +108,9 @@ class Task:
             audience,
             proof=not self.grant.certificate_bound,
         )
-        return decision_of(check(self.http.post(self._agent.url("/v1/decide"), json=body)))
+        headers = self._agent.decider_headers()
+        response = self.http.post(self._agent.url("/v1/decide"), json=body, headers=headers)
+        return decision_of(check(response))
 
     def mcp_auth(self) -> McpAuth:
         """An ``httpx2.Auth`` signing each request of an MCP client with this task's token
@@ -195,7 +200,12 @@ class Agent:
         *,
         key: ec.EllipticCurvePrivateKey | None = None,
         http: httpx.Client | None = None,
+        enforcement_point: str | None = None,
     ) -> None:
+        """``enforcement_point``: the credential (``zlep_...``) with which
+        :meth:`Task.decide` and the in-process guard ask ``POST /v1/decide``: only a
+        registered enforcement point may ask (``zerolane enforcement-point add``)."""
+        self.enforcement_point = enforcement_point
         self.base_url = base_url.rstrip("/")
         self.key = key or new_key()
         self.http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
@@ -206,6 +216,10 @@ class Agent:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def decider_headers(self) -> dict[str, str]:
+        """How this agent's enforcement point asks ``POST /v1/decide`` (its credential)."""
+        return bearer_headers(self.enforcement_point) if self.enforcement_point else {}
 
     def enable_mtls(
         self, *, verify: bool | str | ssl.SSLContext = True, http: httpx.Client | None = None
@@ -243,10 +257,11 @@ class Agent:
         spiffe_id: str | None = None,
         http: httpx.Client | None = None,
         x509: bool = False,
+        enforcement_point: str | None = None,
     ) -> Agent:
         """Make a key, attest with a join token, and keep the key-bound SVID; with
         ``x509`` also get an X.509-SVID for the same key (then :meth:`enable_mtls`)."""
-        agent = cls(base_url, http=http)
+        agent = cls(base_url, http=http, enforcement_point=enforcement_point)
         body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
         if x509:
             body["csr"] = csr_pem(agent.key)

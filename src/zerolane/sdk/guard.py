@@ -38,11 +38,23 @@ def proof_signer(task: Task | AsyncTask) -> ProofSigner:
 
 
 def remote_decider(task: Task | AsyncTask, audience: str | None = None) -> RemoteDecider:
-    """Decide through the control plane the task was opened at, on the agent's client."""
+    """Decide through the control plane the task was opened at, on the agent's client,
+    as the enforcement point whose credential the agent holds."""
     if isinstance(task, AsyncTask):
         agent = task._agent
-        return RemoteDecider(agent.base_url, audience, async_client=agent.http)
-    return RemoteDecider(task._agent.base_url, audience, client=task._agent.http)
+        return RemoteDecider(
+            agent.base_url,
+            audience,
+            credential=agent.enforcement_point,
+            async_client=agent.http,
+        )
+    sync_agent = task._agent
+    return RemoteDecider(
+        sync_agent.base_url,
+        audience,
+        credential=sync_agent.enforcement_point,
+        client=sync_agent.http,
+    )
 
 
 def guard_context(

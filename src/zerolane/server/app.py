@@ -18,6 +18,7 @@ from zerolane.identity.bundle import X509_USE
 from zerolane.identity.bundle import public_jwk as certificate_jwk
 from zerolane.identity.service import AttestRequest
 from zerolane.server.deployment import Deployment
+from zerolane.server.enforcement_point_routes import router as enforcement_point_router
 from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
 from zerolane.server.metrics import Measured, Metrics
@@ -111,6 +112,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.include_router(task_router)
     app.include_router(token_router)
     app.include_router(grant_router)
+    app.include_router(enforcement_point_router)
 
     @app.post("/v1/attest", response_model=AttestResponse, tags=["identity"])
     def attest(body: AttestBody) -> AttestResponse:

@@ -27,6 +27,7 @@ from zerolane.identity.attestors.join_token import JoinTokenAttestor
 from zerolane.identity.attestors.jwt_issuer import JwtIssuerAttestor
 from zerolane.identity.attestors.x509_federation import X509FederationAttestor
 from zerolane.identity.ca import X509Authority
+from zerolane.identity.enforcement_points import EnforcementPoints
 from zerolane.identity.federation import Federation
 from zerolane.identity.join_tokens import JoinTokens
 from zerolane.identity.keyring import Keyring
@@ -235,6 +236,11 @@ class Deployment:
             clock=self.clock,
             users=self.users,
         )
+
+    @functools.cached_property
+    def enforcement_points(self) -> EnforcementPoints:
+        """Who may ask ``POST /v1/decide``, and about which URLs."""
+        return EnforcementPoints(self.stores, self.audit, self.clock)
 
     @property
     def engine(self) -> CedarEngine:

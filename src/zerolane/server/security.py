@@ -11,13 +11,17 @@ from zerolane.identity.admin import authenticate_admin
 from zerolane.server.deployment import Deployment
 
 
+def bearer_credential(authorization: str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer ...`` header (None without one)."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
 def admin_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
     """Authenticate the admin credential (``Authorization: Bearer zla_...``)."""
-    token = None
-    if authorization and authorization[:7].lower() == "bearer ":
-        token = authorization[7:].strip()
     deployment: Deployment = request.app.state.deployment
-    record = authenticate_admin(deployment.stores, token)
+    record = authenticate_admin(deployment.stores, bearer_credential(authorization))
     return Actor("admin", record.credential_id)
 
 

@@ -12,7 +12,7 @@ from zerolane.errors import InvalidInput
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
-from zerolane.server.security import Admin
+from zerolane.server.security import Admin, bearer_credential
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput
@@ -208,16 +208,27 @@ def complete_task(
 
 
 @router.post("/v1/decide", response_model=DecisionOut, tags=["decisions"])
-def decide(body: DecideBody, request: Request) -> DecisionOut:
-    """Decide one request of a task, for an external enforcement point (OPA-style).
+def decide(
+    body: DecideBody,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> DecisionOut:
+    """Decide one request of a task, for a registered enforcement point (OPA-style).
 
-    Always 200 with ``decision`` allow or deny; ``status`` says what the enforcement
-    point should answer on deny (401 credential problem, 403 refused, 503 fail-closed).
-    A certificate-bound token is checked against the client certificate of this very
-    request (its connection, or a trusted proxy's header), never one in the body.
+    Only an enforcement point asks (``Authorization: Bearer zlep_...``, from
+    ``zerolane enforcement-point add``), and only about a request to one of its own
+    URLs: 401 ``enforcement_point.credential`` or 403 ``enforcement_point.url``
+    otherwise, and nothing is decided or spent. Then always 200 with ``decision``
+    allow or deny; ``status`` says what the enforcement point should answer on deny
+    (401 credential problem, 403 refused, 503 fail-closed). A certificate-bound token
+    is checked against the client certificate of this very request (its connection,
+    or a trusted proxy's header), never one in the body.
     """
     deployment = _deployment(request)
+    points = deployment.enforcement_points
+    point = points.authenticate(bearer_credential(authorization))
     r = body.request
+    points.check_url(point, r.url)
     decision = deployment.decider.decide(
         body.token,
         body.dpop,
@@ -230,6 +241,7 @@ def decide(body: DecideBody, request: Request) -> DecisionOut:
             sensitivity=r.sensitivity,
             audience=body.audience,
             client_cert=client_cert(request, deployment),
+            details={"enforcement_point": point.name},
         ),
     )
     return DecisionOut(

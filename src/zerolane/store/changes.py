@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from zerolane.store.records import (
     AdminCredential,
     ConsumeResult,
+    EnforcementPoint,
     FederatedBundle,
     JoinToken,
     LeaseRecord,
@@ -142,3 +143,17 @@ class TransitionLease(Change[LeaseRecord | None]):
     error: str | None = None
     next_attempt_at: float | None = None
     end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddEnforcementPoint(Change[None]):
+    """:meth:`~zerolane.store.ports.EnforcementPointStore.add_enforcement_point`."""
+
+    point: EnforcementPoint
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveEnforcementPoint(Change[EnforcementPoint | None]):
+    """:meth:`~zerolane.store.ports.EnforcementPointStore.remove_enforcement_point`."""
+
+    name: str

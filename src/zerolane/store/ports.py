@@ -16,6 +16,7 @@ from zerolane.store.records import (
     AuditRecord,
     BusHealth,
     ConsumeResult,
+    EnforcementPoint,
     FederatedBundle,
     JoinToken,
     LeaseRecord,
@@ -74,6 +75,19 @@ class AdminStore(Protocol):
     def add_admin_credential(self, credential: AdminCredential) -> None: ...
 
     def list_admin_credentials(self) -> list[AdminCredential]: ...
+
+
+class EnforcementPointStore(Protocol):
+    """The enforcement points allowed to ask for decisions (``POST /v1/decide``)."""
+
+    def add_enforcement_point(self, point: EnforcementPoint) -> None:
+        """Store a new one; raise ``Conflict`` when the name exists."""
+
+    def list_enforcement_points(self) -> list[EnforcementPoint]:
+        """All of them, ordered by name."""
+
+    def remove_enforcement_point(self, name: str) -> EnforcementPoint | None:
+        """Remove it; the removed record, or None when unknown."""
 
 
 class AuditStore(Protocol):
@@ -302,6 +316,7 @@ class Stores(
     TaskStore,
     LeaseStore,
     SpentProofStore,
+    EnforcementPointStore,
     RecordedWrites,
     Protocol,
 ):

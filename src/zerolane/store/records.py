@@ -77,6 +77,19 @@ class AdminCredential:
 
 
 @dataclass(frozen=True, slots=True)
+class EnforcementPoint:
+    """An enforcement point that asks ``POST /v1/decide`` (a proxy's forward-auth, a
+    tool runtime's guard...): known by its credential (stored only as its SHA-256
+    hash), and allowed to ask only about requests to its own public ``urls`` (URL
+    prefixes, normalized as DPoP ``htu`` values are)."""
+
+    name: str
+    credential_hash: str
+    urls: tuple[str, ...]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One sealed audit event as stored: ``body`` is the canonical JSON that was hashed."""
 

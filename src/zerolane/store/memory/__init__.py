@@ -11,6 +11,7 @@ from zerolane.errors import Conflict, ProofReplayed, Unavailable, ZerolaneError
 from zerolane.store.changes import (
     AddAdminCredential,
     AddChildTask,
+    AddEnforcementPoint,
     AddJoinToken,
     AddTask,
     AddWorkload,
@@ -20,6 +21,7 @@ from zerolane.store.changes import (
     ExpireTree,
     PutBundle,
     PutPlaybook,
+    RemoveEnforcementPoint,
     SetWorkloadStatus,
     TransitionLease,
 )
@@ -31,6 +33,7 @@ from zerolane.store.records import (
     AuditRecord,
     ConsumeResult,
     ConsumeStatus,
+    EnforcementPoint,
     FederatedBundle,
     JoinToken,
     LeaseRecord,
@@ -43,7 +46,7 @@ from zerolane.types import TaskState, WorkloadStatus
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 5  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 6  # the SQL schema version whose state this backend holds
 
 
 class MemoryStores(MemoryLeases, MemorySpentProofs):
@@ -58,6 +61,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
         self._join_tokens: dict[str, JoinToken] = {}
         self._bundles: dict[str, FederatedBundle] = {}
         self._admins: list[AdminCredential] = []
+        self._points: dict[str, EnforcementPoint] = {}
         self._events: list[AuditRecord] = []
         self._playbooks: dict[str, PlaybookRecord] = {}
         self._tasks: dict[str, TaskRecord] = {}
@@ -138,6 +142,20 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             return list(self._admins)
 
     # audit
+    def add_enforcement_point(self, point: EnforcementPoint) -> None:
+        with self._lock:
+            if point.name in self._points:
+                raise Conflict("enforcement_point.exists", f"{point.name} exists")
+            self._points[point.name] = point
+
+    def list_enforcement_points(self) -> list[EnforcementPoint]:
+        with self._lock:
+            return [self._points[name] for name in sorted(self._points)]
+
+    def remove_enforcement_point(self, name: str) -> EnforcementPoint | None:
+        with self._lock:
+            return self._points.pop(name, None)
+
     def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
         with self._lock:
             prev = self._events[-1] if self._events else None
@@ -356,6 +374,10 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
                 result = self.put_bundle(bundle)
             case AddAdminCredential(credential):
                 result = self.add_admin_credential(credential)
+            case AddEnforcementPoint(point):
+                result = self.add_enforcement_point(point)
+            case RemoveEnforcementPoint(name):
+                result = self.remove_enforcement_point(name)
             case TransitionLease(lease_id, expected, state, at, count, error, due, reason):
                 result = self.transition_lease(
                     lease_id,
@@ -416,6 +438,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             dict(self._bundles),
             list(self._admins),
             dict(self._playbooks),
+            dict(self._points),
             len(self._events),  # events are only ever appended
         )
 
@@ -428,6 +451,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             self._bundles,
             self._admins,
             self._playbooks,
+            self._points,
             events,
         ) = cast("tuple[Any, ...]", saved)
         del self._events[events:]

@@ -30,6 +30,7 @@ from zerolane.errors import Conflict, InvalidInput, Unavailable, ZerolaneError
 from zerolane.store.changes import (
     AddAdminCredential,
     AddChildTask,
+    AddEnforcementPoint,
     AddJoinToken,
     AddTask,
     AddWorkload,
@@ -39,6 +40,7 @@ from zerolane.store.changes import (
     ExpireTree,
     PutBundle,
     PutPlaybook,
+    RemoveEnforcementPoint,
     SetWorkloadStatus,
     TransitionLease,
 )
@@ -55,6 +57,11 @@ from zerolane.store.records import (
     SpentProof,
     TaskRecord,
     Workload,
+)
+from zerolane.store.sqlite.enforcement_points import (
+    SqliteEnforcementPoints,
+    add_point,
+    remove_point,
 )
 from zerolane.store.sqlite.group_commit import (
     DEFAULT_MAX_BATCH,
@@ -159,7 +166,7 @@ def _audit(row: Any) -> AuditRecord:
     )
 
 
-class SqliteStores(SqliteLeases):
+class SqliteStores(SqliteLeases, SqliteEnforcementPoints):
     """Implements every port of :mod:`zerolane.store.ports` on one SQLite file."""
 
     def __init__(self, path: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
@@ -839,6 +846,10 @@ def _change_op(change: Change[T]) -> WriteOp[T]:
                 }
                 conn.execute(_PUT_PLAYBOOK, params)
                 return None
+            case AddEnforcementPoint():
+                return add_point(conn, change)
+            case RemoveEnforcementPoint():
+                return remove_point(conn, change)
         raise TypeError(f"unknown change {type(change).__name__}")
 
     return op

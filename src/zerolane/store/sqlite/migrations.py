@@ -130,6 +130,19 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        6,
+        "enforcement points allowed to ask for decisions (POST /v1/decide)",
+        [
+            """CREATE TABLE enforcement_points (
+                name TEXT PRIMARY KEY,
+                credential_hash TEXT NOT NULL,
+                urls TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+        ],
+    )
+)
 #: Migrations may be appended out of version order when two land at once: the loader
 #: applies every version the database lacks, in version order.
 LATEST = max(version for version, _, _ in MIGRATIONS)
