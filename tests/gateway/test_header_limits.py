@@ -513,3 +513,26 @@ def test_the_background_control_plane_holds_the_limits_too(stack: Stack) -> None
     _refused(raw_request(stack.control.port, big), 431, "request.headers_too_large")
     twin = raw_request(stack.control.port, build_request("GET", "/healthz", [("X-Note", "n")]))
     assert twin.status == 200
+
+
+def test_a_tls_listener_answers_the_refusal_too(tmp_path: Path) -> None:
+    """Over TLS the connection cannot be half-closed: the answer is sent, then closed."""
+    import ssl
+
+    from tests.identity.x509_issuer import server_cert
+
+    cert_file, key_file = server_cert(tmp_path)
+    port = free_port()
+    tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+    context = ssl.create_default_context(cafile=str(cert_file))
+    with Served(uvicorn_config(Recorder(), "127.0.0.1", port, "critical", tls)):
+        for header, expected in ((("X-Big", "a" * 9000), b"431"), (("X-Ok", "a"), b"200")):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+            ):
+                sock.sendall(_request(header))
+                received = bytearray()
+                while chunk := sock.recv(65536):
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 " + expected), received
