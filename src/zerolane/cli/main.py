@@ -8,6 +8,7 @@ from zerolane import __version__
 from zerolane.cli import (
     audit,
     demo,
+    enforcement_point,
     federation,
     forward_auth,
     gateway,
@@ -15,7 +16,6 @@ from zerolane.cli import (
     home,
     keys,
     mcp_gateway,
-    enforcement_point,
     playbook,
     policy,
     serve,
@@ -51,6 +51,7 @@ app.add_typer(federation.app, name="federation")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(mcp_gateway.app, name="mcp-gateway")
 app.add_typer(forward_auth.app, name="forward-auth")
+app.add_typer(enforcement_point.app, name="enforcement-point")
 
 
 @app.command("version")
@@ -65,4 +66,3 @@ def main() -> None:
     except ZerolaneError as err:
         err_console.print(f"error {err.reason}: {err.message}", highlight=False, markup=False)
         raise SystemExit(exit_code(err)) from None
-app.add_typer(enforcement_point.app, name="enforcement-point")
