@@ -59,13 +59,18 @@ class _Module:
         }
         #: each call and the innermost function holding it (or the module)
         self.calls: list[tuple[ast.Call, ast.AST]] = []
+        #: each function and the one it is nested in (or the module): closures
+        self.enclosing: dict[ast.AST, ast.AST] = {}
         self._collect(self.tree, self.tree)
 
     def _collect(self, node: ast.AST, owner: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Call):
                 self.calls.append((child, owner))
-            inner = child if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else owner
+            inner = owner
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.enclosing[child] = owner
+                inner = child
             self._collect(child, inner)
 
     def where(self, node: ast.AST) -> str:
@@ -110,19 +115,29 @@ class _Module:
             self.found.patterns.setdefault(pattern, []).append(where)
         elif isinstance(expr, ast.Name) and expr.id in self.constants:
             self.found.kinds.setdefault(self.constants[expr.id], []).append(where)
-        elif isinstance(expr, ast.Name) and depth < 3 and self._parameter(function, expr.id):
-            self._through_callers(function, expr.id, depth)
+        elif (
+            isinstance(expr, ast.Name)
+            and depth < 3
+            and (binding := self._binding(function, expr.id)) is not None
+        ):
+            self._through_callers(binding, expr.id, depth)  # a parameter, maybe a closure's
         else:
             self.found.unresolved.append(f"{where}: kind {ast.unparse(expr)}")
 
-    @staticmethod
-    def _parameter(function: ast.AST, name: str) -> bool:
-        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
-            return False
-        return name in [a.arg for a in function.args.args + function.args.kwonlyargs]
+    def _binding(
+        self, function: ast.AST, name: str
+    ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The function (this one, or one it is nested in) that has ``name`` as a
+        parameter."""
+        while isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            if name in [a.arg for a in function.args.args + function.args.kwonlyargs]:
+                return function
+            function = self.enclosing[function]
+        return None
 
-    def _through_callers(self, function: ast.AST, name: str, depth: int) -> None:
-        assert isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+    def _through_callers(
+        self, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str, depth: int
+    ) -> None:
         params = [a.arg for a in function.args.args]
         index = params.index(name) - (1 if params and params[0] == "self" else 0)
         callers = 0
