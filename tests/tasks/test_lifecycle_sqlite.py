@@ -4,6 +4,7 @@ expiry once recorded holds in a new process whose clock is earlier."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -17,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.identity.attestors.cases import FixedClock
-from tests.tasks.conftest import AGENT, World, build_world
+from tests.tasks.conftest import ADMIN, AGENT, World, build_world
 from zerolane.audit.chain import verify
+from zerolane.config import CONFIG_NAME, AuditConfig, load_config, render_config
+from zerolane.fsutil import write_private
 from zerolane.server.deployment import Deployment
 from zerolane.store.sqlite import SqliteStores
 from zerolane.types import TaskState
@@ -159,3 +162,34 @@ def test_a_recorded_expiry_holds_in_a_new_process_whose_clock_is_earlier(
     finally:
         reopened.deployment.close()
         world.deployment = Deployment.open(tmp_path / "home", clock)  # for the fixture
+
+
+def test_in_the_async_audit_mode_a_task_is_still_stored_with_its_event(
+    world: World, tmp_path: Path
+) -> None:
+    """The async mode queues decision events only: an opened task and its end are
+    stored with their events in one write before the call returns, as in sync mode."""
+    home = tmp_path / "home"
+    world.deployment.close()
+    config = load_config(home)
+    write_private(
+        home / CONFIG_NAME,
+        render_config(dataclasses.replace(config, audit=AuditConfig(mode="async"))).encode(),
+    )
+    world.deployment = Deployment.open(home, world.clock)
+    assert world.deployment.audit.mode == "async"
+    agent = world.agent(AGENT)
+    opened = world.open(agent, ttl=60)
+    tasks, events = check_home(home)  # another connection: what is durable now
+    assert opened.task.task_id in tasks
+    assert opened.task.task_id in events
+    world.deployment.lifecycle.revoke(opened.task.task_id, actor=ADMIN)
+    stores = SqliteStores(home / "zerolane.db")
+    try:
+        kinds = [r.kind for r in stores.read_events(0, 100_000)]
+        revoked = stores.get_task(opened.task.task_id)
+    finally:
+        stores.close()
+    assert revoked is not None
+    assert revoked.state is TaskState.REVOKED
+    assert kinds[-1] == "task.revoked"
