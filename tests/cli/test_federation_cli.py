@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from tests.identity.x509_factory import FakeSpire
 from zerolane.cli.main import app
-from zerolane.errors import ZerolaneError
 
 runner = CliRunner()
 
@@ -64,8 +63,8 @@ def test_add_a_pem_bundle_as_json(home: Path, tmp_path: Path) -> None:
 def test_then_a_federated_workload_can_be_registered(home: Path, tmp_path: Path) -> None:
     register = ["workload", "register", "spiffe://partner.org/agent", "--home", str(home)]
     before = runner.invoke(app, register)
-    assert isinstance(before.exception, ZerolaneError)
-    assert before.exception.reason == "spiffe_id.foreign_trust_domain"
+    assert before.exit_code == 2
+    assert "error spiffe_id.foreign_trust_domain: " in before.output
     bundle = _bundle(tmp_path, FakeSpire("partner.org").bundle_json())
     assert _add(home, "partner.org", bundle).exit_code == 0
     assert runner.invoke(app, register).exit_code == 0
@@ -84,9 +83,8 @@ def test_refusals_name_their_reason(
 ) -> None:
     bundle = _bundle(tmp_path, text or FakeSpire(td).bundle_json())
     result = _add(home, td, bundle)
-    assert result.exit_code != 0
-    assert isinstance(result.exception, ZerolaneError)
-    assert result.exception.reason == reason
+    assert result.exit_code == 2
+    assert f"error {reason}: " in result.output
     listed = runner.invoke(app, ["federation", "list", "--json", "--home", str(home)])
     assert json.loads(listed.output) == []
 

@@ -7,6 +7,7 @@ uvicorn and signal handlers are replaced so the command runs in the test process
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import uvicorn
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from zerolane.cli import forward_auth
+from zerolane.cli import forward_auth, servers
 from zerolane.server.deployment import init_home
 
 runner = CliRunner()
@@ -44,17 +45,30 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Record uvicorn.run calls (probing the app) and signal handlers instead of setting them."""
+    """Record what would be served (probing the app) instead of serving it: the address
+    asked for is recorded and a free loopback port bound in its place; signal handlers
+    are not set."""
     calls: list[dict[str, Any]] = []
+    asked: dict[int, int] = {}
     monkeypatch.setattr(signal, "signal", lambda *_: None)
 
-    def run(asgi: Any, **options: Any) -> None:
-        with TestClient(asgi) as client:
+    def listen(label: str, host: str, port: int) -> socket.socket:
+        sock = servers.bind("127.0.0.1", 0)
+        asked[sock.fileno()] = port
+        return sock
+
+    def run(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        config = server.config
+        options: dict[str, Any] = {"host": config.host, "port": config.port}
+        options["proxy_headers"] = config.proxy_headers
+        with TestClient(config.app) as client:
             options["healthz"] = client.get("/healthz").status_code
             options["unmapped"] = client.get("/forward-auth").status_code
         calls.append(options)
 
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(forward_auth, "listen", listen)
+    monkeypatch.setattr(forward_auth, "bound_port", lambda sock: asked[sock.fileno()])
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     return calls
 
 

@@ -7,12 +7,15 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from zerolane.audit.log import event_json
 from zerolane.cli.common import HomeOption, JsonOption, console, opened
 from zerolane.store.records import AuditRecord
 
 app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
+#: the most events ``tail -n`` prints (SQLite integers are 64-bit: bounded at parse time)
+MAX_LINES = 1_000_000
 _COLOURS = {"success": "green", "denied": "red", "failure": "yellow"}
 
 
@@ -25,9 +28,9 @@ def _line(record: AuditRecord, as_json: bool) -> None:
     actor = event.get("actor")
     actor_id = actor.get("id") if isinstance(actor, dict) else "?"
     console.print(
-        f"{record.seq:>6} {record.time} [bold]{record.kind:<22}[/bold] "
-        f"[{colour}]{record.outcome:<7}[/{colour}] {event.get('reason')} "
-        f"subject={event.get('subject')} actor={actor_id}",
+        f"{record.seq:>6} {record.time} [bold]{escape(f'{record.kind:<22}')}[/bold] "
+        f"[{colour}]{escape(f'{record.outcome:<7}')}[/{colour}] {escape(str(event.get('reason')))} "
+        f"subject={escape(str(event.get('subject')))} actor={escape(str(actor_id))}",
         highlight=False,
     )
 
@@ -35,7 +38,9 @@ def _line(record: AuditRecord, as_json: bool) -> None:
 @app.command("tail")
 def tail(
     home: HomeOption = None,
-    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many events")] = 20,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", min=1, max=MAX_LINES, help="How many events")
+    ] = 20,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events")
     ] = False,

@@ -7,16 +7,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from zerolane.errors import Unavailable, ZerolaneError
 from zerolane.server.deployment import Deployment, resolve_home
 
 console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+#: nothing printed on stderr is rich markup: messages carry user input (``[/y]``)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 HomeOption = Annotated[
     Path | None,
@@ -27,6 +29,29 @@ HomeOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+#: uvicorn's log levels: anything else is refused when the command line is parsed
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogLevelOption = Annotated[LogLevel, typer.Option("--log-level", help="uvicorn log level")]
+PORT_MAX = 65535
+#: the longest duration a CLI option takes (a join token's TTL): 366 days
+MAX_DURATION = 366 * 86400
+
+
+def port_option(help_text: str) -> Any:
+    """``--port``: 0..65535 checked at parse time (0: any free port, the one bound is printed)."""
+    return typer.Option("--port", min=0, max=PORT_MAX, help=help_text)
+
+
+def cells(*values: object) -> list[Text]:
+    """A table row of plain text: a cell is never read as rich markup."""
+    return [Text(str(value)) for value in values]
+
+
+def report(reason: str, message: str) -> None:
+    """Print ``error <reason>: <message>`` on stderr as one line; the message is text,
+    never rich markup (``[/y]`` in it prints as is)."""
+    line = Text.assemble(("error", "red"), " ", (reason, "bold"), ": ", " ".join(message.split()))
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def exit_code(err: ZerolaneError) -> int:
@@ -34,8 +59,8 @@ def exit_code(err: ZerolaneError) -> int:
     return 1 if isinstance(err, Unavailable) else 2
 
 
-def fail(err: ZerolaneError) -> None:
-    err_console.print(f"[red]error[/red] [bold]{err.reason}[/bold]: {err.message}", highlight=False)
+def fail(err: ZerolaneError) -> NoReturn:
+    report(err.reason, err.message)
     raise typer.Exit(exit_code(err))
 
 
@@ -52,13 +77,15 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def parse_duration(text: str) -> int:
-    """``90``, ``90s``, ``10m``, ``2h``, ``7d`` -> seconds."""
+def parse_duration(text: str, maximum: int = MAX_DURATION) -> int:
+    """``90``, ``90s``, ``10m``, ``2h``, ``7d`` -> seconds (at most ``maximum``)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     value = text.strip().lower()
     scale = 1
     if value and value[-1] in units:
         scale, value = units[value[-1]], value[:-1]
-    if not value.isdigit() or int(value) <= 0:
+    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
         raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m, 2h or 7d")
+    if len(value) > 12 or int(value) * scale > maximum:
+        raise typer.BadParameter(f"{text!r} is longer than the most allowed, {maximum} s")
     return int(value) * scale

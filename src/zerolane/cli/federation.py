@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
 from zerolane.identity.federation import describe
 
 app = typer.Typer(help="Import and list federated trust domain bundles.", no_args_is_help=True)
@@ -46,7 +47,7 @@ def add(
         return
     count = len(summary.x509_authorities)
     console.print(
-        f"Federated [bold]spiffe://{record.trust_domain}[/bold]: "
+        f"Federated [bold]spiffe://{escape(record.trust_domain)}[/bold]: "
         f"{count} X.509 authorit{'y' if count == 1 else 'ies'}, sequence {record.sequence}"
     )
 
@@ -63,9 +64,11 @@ def list_bundles(home: HomeOption = None, as_json: JsonOption = False) -> None:
     for s in summaries:
         updated = dt.datetime.fromtimestamp(s.updated_at, tz=dt.UTC)
         table.add_row(
-            s.trust_domain,
-            str(s.sequence),
-            " ".join(f[:16] for f in s.x509_authorities) or "-",
-            updated.isoformat(timespec="seconds"),
+            *cells(
+                s.trust_domain,
+                s.sequence,
+                " ".join(f[:16] for f in s.x509_authorities) or "-",
+                updated.isoformat(timespec="seconds"),
+            )
         )
     console.print(table)

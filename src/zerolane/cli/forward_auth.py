@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-from zerolane.cli.common import HomeOption, err_console, fail
+from zerolane.cli.common import HomeOption, LogLevelOption, err_console, fail, port_option
 from zerolane.cli.serve import _install_reload as install_policy_reload
+from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.errors import ZerolaneError
 from zerolane.gateway.forward_auth import create_app, load_config
 from zerolane.server.deployment import Deployment, resolve_home
@@ -42,8 +43,8 @@ def run(
     ],
     home: HomeOption = None,
     host: Annotated[str | None, typer.Option(help="Address [default: config]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: config]")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    port: Annotated[int | None, port_option("Port, 0 for any free one [default: config]")] = None,
+    log_level: LogLevelOption = "warning",
 ) -> None:
     """Serve the forward-auth endpoint, deciding with this home's tasks and policies.
 
@@ -63,7 +64,12 @@ def run(
         fail(err)
         return
     bind_host = host or settings.host
-    bind_port = port if port is not None else settings.port
+    try:  # bound here, so the port printed is the one listened on (port 0: a free one)
+        sock = listen("forward-auth", bind_host, port if port is not None else settings.port)
+    except ZerolaneError as err:
+        deployment.close()
+        fail(err)
+    bind_port = bound_port(sock)
     if not _loopback(bind_host):
         err_console.print(
             f"warning: listening on {bind_host}: make sure only the proxy can reach it",
@@ -73,11 +79,11 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     typer.echo(
         f"zerolane forward-auth ({settings.proxy}) on "
-        f"http://{bind_host}:{bind_port}{settings.endpoint} for {settings.origin}",
+        f"{listen_url(bind_host, bind_port, settings.endpoint)} for {settings.origin}",
         err=True,
     )
     try:
-        uvicorn.run(
+        served = uvicorn.Config(
             create_app(settings, deployment.decider, deployment.audit),
             host=bind_host,
             port=bind_port,
@@ -90,5 +96,7 @@ def run(
             # request heads held to [http]: the proxy's forwarded headers must fit
             http=with_limits(HeadLimitedHttpToolsProtocol, settings.http),
         )
+        uvicorn.Server(served).run(sockets=[sock])
     finally:
+        sock.close()
         deployment.close()

@@ -13,7 +13,8 @@ import typer
 
 from zerolane.audit.events import Actor
 from zerolane.cli.background import free_port
-from zerolane.cli.common import HomeOption, err_console, fail
+from zerolane.cli.common import HomeOption, LogLevelOption, err_console, fail, port_option
+from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.config import HttpLimits, TlsConfig
 from zerolane.errors import ZerolaneError
 from zerolane.gateway.config import GatewayConfig, load_gateway_config
@@ -126,8 +127,10 @@ def run(
     config: ConfigOption,
     home: HomeOption = None,
     host: Annotated[str | None, typer.Option(help="Address [default: config listen.host]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: config listen.port]")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    port: Annotated[
+        int | None, port_option("Port, 0 for any free one [default: config listen.port]")
+    ] = None,
+    log_level: LogLevelOption = "warning",
 ) -> None:
     """Serve the gateway until stopped, deciding with the home's policies and tasks."""
     import uvicorn
@@ -148,18 +151,22 @@ def run(
         return
     bind_host = host or gateway_config.listen.host
     bind_port = port if port is not None else gateway_config.listen.port
+    try:  # bound here, so the port printed is the one listened on (port 0: a free one)
+        sock = listen("the gateway", bind_host, bind_port)
+    except ZerolaneError as err:
+        deployment.close()
+        fail(err)
+    bind_port = bound_port(sock)
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit cleanly on it instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    scheme = "https" if tls else "http"
-    typer.echo(
-        f"zerolane gateway on {scheme}://{bind_host}:{bind_port} "
-        f"(public {gateway_config.public_url})",
-        err=True,
-    )
+    url = listen_url(bind_host, bind_port)
+    url = url.replace("http://", "https://", 1) if tls else url
+    typer.echo(f"zerolane gateway on {url} (public {gateway_config.public_url})", err=True)
     try:
         served = uvicorn_config(gateway, bind_host, bind_port, log_level, tls, gateway_config.http)
-        uvicorn.Server(served).run()
+        uvicorn.Server(served).run(sockets=[sock])
     finally:
+        sock.close()
         deployment.close()
 
 

@@ -9,7 +9,15 @@ import typer
 from rich.table import Table
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, console, err_console, opened, print_json
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    cells,
+    console,
+    err_console,
+    opened,
+    print_json,
+)
 from zerolane.grants.leases import SweepResult
 from zerolane.store.records import LeaseRecord, LeaseState
 
@@ -30,14 +38,16 @@ def _table(leases: list[LeaseRecord]) -> Table:
     table = Table("lease", "task", "broker", "handle", "state", "expires", "attempts", "error")
     for lease in leases:
         table.add_row(
-            lease.lease_id,
-            lease.task_id,
-            lease.broker,
-            lease.handle,
-            lease.state.value,
-            _when(lease.expires_at),
-            str(lease.attempts),
-            (lease.last_error or "")[:60],
+            *cells(
+                lease.lease_id,
+                lease.task_id,
+                lease.broker,
+                lease.handle,
+                lease.state.value,
+                _when(lease.expires_at),
+                lease.attempts,
+                (lease.last_error or "")[:60],
+            )
         )
     return table
 
@@ -65,7 +75,11 @@ def list_leases(
 
 def _report(result: SweepResult) -> None:
     for lease in result.revoked:
-        console.print(f"revoked {lease.lease_id} ({lease.broker} {lease.handle})", highlight=False)
+        console.print(
+            f"revoked {lease.lease_id} ({lease.broker} {lease.handle})",
+            highlight=False,
+            markup=False,
+        )
     for lease in result.failed:
         err_console.print(
             f"still failing {lease.lease_id} ({lease.broker} {lease.handle}): {lease.last_error}",

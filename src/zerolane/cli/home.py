@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from zerolane.cli.common import HomeOption, console, err_console
 from zerolane.server.deployment import init_home, resolve_home
@@ -32,10 +33,13 @@ def register(app: typer.Typer) -> None:
             kid = deployment.keyring.active_kid()
         finally:
             deployment.close()
-        console.print(f"Initialized zerolane home [bold]{path}[/bold]")
-        console.print(f"  trust domain   spiffe://{deployment.config.trust_domain}")
-        console.print(f"  signing key    {kid} (ES256)")
-        console.print(f"  X.509 CA       {deployment.x509_ca.cert_path} (X.509-SVIDs)")
+        console.print(f"Initialized zerolane home [bold]{escape(str(path))}[/bold]")
+        for line in (
+            f"  trust domain   spiffe://{deployment.config.trust_domain}",
+            f"  signing key    {kid} (ES256)",
+            f"  X.509 CA       {deployment.x509_ca.cert_path} (X.509-SVIDs)",
+        ):
+            console.print(line, markup=False)
         err_console.print(
             "Admin credential (shown once, store it in a secret manager):", highlight=False
         )

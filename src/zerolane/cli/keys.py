@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from rich.table import Table
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
 from zerolane.tokens.rfc8705 import cert_thumbprint
 from zerolane.types import Outcome
 
@@ -59,11 +59,13 @@ def list_keys(home: HomeOption = None, as_json: JsonOption = False) -> None:
     table = Table("kid", "alg", "state", "created", "published until")
     for r, i in zip(rows, infos, strict=True):
         table.add_row(
-            i.kid,
-            i.alg,
-            "active" if r["active"] else "retired",
-            _when(i.created_at),
-            _when(i.publish_until),
+            *cells(
+                i.kid,
+                i.alg,
+                "active" if r["active"] else "retired",
+                _when(i.created_at),
+                _when(i.publish_until),
+            )
         )
     console.print(table)
 
@@ -103,7 +105,7 @@ def ca(
         print_json(info)
         return
     state = "created" if created else "exists"
-    console.print(f"X.509 CA ({state}): {path}")
+    console.print(f"X.509 CA ({state}): {path}", markup=False)
     console.print(f"  serial     {info['serial']}")
     console.print(f"  x5t#S256   {info['sha256']}")
     start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()

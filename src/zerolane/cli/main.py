@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from zerolane import __version__
 from zerolane.cli import (
@@ -22,10 +29,65 @@ from zerolane.cli import (
     task,
     workload,
 )
-from zerolane.cli.common import err_console, exit_code
+from zerolane.cli.common import exit_code, report
 from zerolane.errors import ZerolaneError
 
+#: exit codes (docs/cli.md): 0 done, 1 a dependency failed or a check found a problem
+#: (or zerolane itself crashed), 2 bad input or a refusal (a usage error included)
+USAGE = 2
+CRASH = 1
+#: set to print the traceback of a crash (a bug in zerolane) after its one-line error
+DEBUG_ENV = "ZEROLANE_DEBUG"
+
+
+def _run(group: TyperGroup, args: Sequence[str] | None, **extra: Any) -> int:
+    """Run the command line; every failure ends as one line ``error <reason>: <message>``
+    on stderr and an exit code, never as a traceback or click's usage panel."""
+    try:
+        result = TyperGroup.main(group, args, standalone_mode=False, **extra)
+    except ZerolaneError as err:
+        report(err.reason, err.message)
+        return exit_code(err)
+    except typer.TyperException as err:  # click's usage errors (typer vendors click)
+        message = err.format_message()
+        if message:  # empty for a group run without a command: its help is printed
+            report("cli.usage" if err.exit_code == USAGE else "cli.error", message)
+        return err.exit_code
+    except typer.Abort:
+        report("cli.aborted", "aborted")
+        return CRASH
+    except UnicodeEncodeError as err:  # an argument of bytes that are not UTF-8 (argv)
+        report("cli.encoding", f"an argument is not valid UTF-8 text ({err.reason})")
+        return USAGE
+    except OSError as err:  # the system refused a file or a socket (a name too long...)
+        where = f": {err.filename}" if err.filename else ""
+        report(
+            f"os.{errno.errorcode.get(err.errno or 0, 'error').lower()}",
+            f"{err.strerror or err}{where}",
+        )
+        return CRASH
+    except Exception as err:  # a bug: still one line, the traceback only when asked
+        report("cli.internal", f"{type(err).__name__}: {err}")
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return CRASH
+    return result if isinstance(result, int) else 0
+
+
+class _Root(TyperGroup):
+    """The root command: :func:`_run` reports errors instead of click."""
+
+    def main(
+        self, args: Sequence[str] | None = None, *_: Any, standalone_mode: bool = True, **extra: Any
+    ) -> Any:
+        code = _run(self, args, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
+    cls=_Root,
     name="zerolane",
     help=(
         "Zero trust for the machine lane: workload identity, just-in-time task "
@@ -61,8 +123,4 @@ def version() -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except ZerolaneError as err:
-        err_console.print(f"error {err.reason}: {err.message}", highlight=False, markup=False)
-        raise SystemExit(exit_code(err)) from None
+    app()

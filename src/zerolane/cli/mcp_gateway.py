@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, err_console
+from zerolane.cli.common import HomeOption, LogLevelOption, err_console
 from zerolane.cli.gateway import tls_options, uvicorn_config
+from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.gateway.mcp import (
     Enforcement,
     GatewayConfig,
@@ -71,7 +72,7 @@ def _watch_policies(deployment: Deployment) -> None:
 def run(
     config: ConfigOption,
     home: HomeOption = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    log_level: LogLevelOption = "warning",
 ) -> None:
     """Serve the MCP gateway until stopped (policy file changes are picked up)."""
     import uvicorn  # imported here so other commands start fast
@@ -82,16 +83,22 @@ def run(
         gateway = build_app(settings, deployment)
         tls = tls_options(settings.tls, deployment)
         _watch_policies(deployment)
+        # bound here, so the port printed is the one listened on (port 0: a free one)
+        sock = listen("the MCP gateway", settings.host, settings.port)
+        port = bound_port(sock)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        scheme = "https" if tls else "http"
+        url = listen_url(settings.host, port, settings.path)
+        url = url.replace("http://", "https://", 1) if tls else url
         err_console.print(
-            f"zerolane MCP gateway on {scheme}://{settings.host}:{settings.port}{settings.path} "
+            f"zerolane MCP gateway on {url} "
             f"(public: {settings.endpoint}; {len(settings.servers)} upstream server(s))",
             highlight=False,
+            markup=False,
         )
-        served = uvicorn_config(
-            gateway, settings.host, settings.port, log_level, tls, settings.http
-        )
-        uvicorn.Server(served).run()
+        try:
+            served = uvicorn_config(gateway, settings.host, port, log_level, tls, settings.http)
+            uvicorn.Server(served).run(sockets=[sock])
+        finally:
+            sock.close()
     finally:
         deployment.close()

@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    cells,
     console,
-    err_console,
-    exit_code,
+    fail,
     opened,
     print_json,
 )
@@ -42,8 +43,7 @@ def _reported() -> Iterator[None]:
     try:
         yield
     except ZerolaneError as err:
-        err_console.print(f"error {err.reason}: {err.message}", highlight=False, markup=False)
-        raise typer.Exit(exit_code(err)) from None
+        fail(err)
 
 
 def _as_json(playbook: Playbook, record: PlaybookRecord) -> dict[str, object]:
@@ -71,7 +71,9 @@ def apply(
     if as_json:
         print_json(_as_json(playbook, record))
     else:
-        console.print(f"Applied playbook [bold]{record.name}[/bold] version {record.version}")
+        console.print(
+            f"Applied playbook [bold]{escape(record.name)}[/bold] version {record.version}"
+        )
 
 
 @app.command("list")
@@ -87,12 +89,14 @@ def list_playbooks(home: HomeOption = None, as_json: JsonOption = False) -> None
         table.add_column(column, no_wrap=column != "actions")  # only actions may wrap
     for p, r in entries:
         table.add_row(
-            p.name,
-            str(r.version),
-            p.data_ceiling.label,
-            " ".join(p.actions),
-            format_duration(p.max_ttl),
-            f"yes (depth {p.max_depth})" if p.delegable else "no",
+            *cells(
+                p.name,
+                r.version,
+                p.data_ceiling.label,
+                " ".join(p.actions),
+                format_duration(p.max_ttl),
+                f"yes (depth {p.max_depth})" if p.delegable else "no",
+            )
         )
     console.print(table)
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from zerolane.cli.common import HomeOption, console
 from zerolane.cli.pidfile import server_pid
 from zerolane.config import CONFIG_NAME, load_config
-from zerolane.errors import ZerolaneError
+from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.policy.cedar import CedarEngine
 from zerolane.policy.engine import PolicyLoadError
 from zerolane.policy.loader import SCHEMA_NAME, Snapshot, load_snapshot
@@ -42,11 +42,18 @@ def _refuse(err: ZerolaneError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _unreadable(path: Path, err: OSError) -> typer.Exit:
+    """A path the system refuses to look at (a name too long, no permission...): exit 2."""
+    return _refuse(InvalidInput("policy.path", f"cannot read {path}: {err.strerror or err}"))
+
+
 def _load(directory: Path) -> Snapshot:
     try:
         return load_snapshot(directory)
     except PolicyLoadError as err:
         raise _refuse(err) from None
+    except OSError as err:
+        raise _unreadable(directory, err) from None
 
 
 def _summary(snapshot: Snapshot) -> str:
@@ -82,7 +89,10 @@ def run_tests(
     ] = None,
 ) -> None:
     """Run policy test cases; exit 1 if any case fails, 2 on invalid input."""
-    folder = policies or _policy_dir(target)
+    try:
+        folder = policies or _policy_dir(target)
+    except OSError as err:
+        raise _unreadable(target, err) from None
     if folder is None:
         typer.echo(
             f"error policy_test.no_policies: no {SCHEMA_NAME} at or above {target}", err=True
@@ -93,6 +103,8 @@ def run_tests(
         results = run_path(engine, target)
     except ZerolaneError as err:
         raise _refuse(err) from None
+    except OSError as err:
+        raise _unreadable(target, err) from None
     table = Table("", "case", "expect", "got", "policies")
     for r in results:
         mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"

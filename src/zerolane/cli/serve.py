@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +15,7 @@ import typer
 from zerolane.audit.events import Actor
 from zerolane.cli import gateway as http_gateway
 from zerolane.cli import mcp_gateway
-from zerolane.cli.common import HomeOption, err_console
+from zerolane.cli.common import HomeOption, LogLevelOption, err_console, port_option
 from zerolane.cli.pidfile import remove_own, server_pid, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
 from zerolane.config import GatewayEntry, HttpLimits
@@ -78,6 +79,11 @@ class Gateway:
             self.app, self.host, self.port, log_level, self.tls, self.http
         )
 
+    def started_line(self, port: int) -> str:
+        """What ``zerolane up`` prints once it serves on ``port`` (the one it got for 0)."""
+        url = _url(self.host, port, self.path, bool(self.tls))
+        return f"zerolane {self.title} on {url} (public {self.public_url})"
+
 
 def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) -> Gateway:
     title = f'{entry.kind} gateway "{entry.name}"'
@@ -139,14 +145,32 @@ def load_gateways(deployment: Deployment) -> list[Gateway]:
     return built
 
 
-def _serve(group: ServerGroup, stop: threading.Event, home: Path, started: list[str]) -> None:
-    """Bind, start, announce and serve until ``stop`` (or until a server fails)."""
+#: a server of the group and its "started" line, given the port it listens on
+Announcement = tuple[str, Callable[[int], str]]
+
+
+def _url(host: str, port: int, path: str, tls: bool) -> str:
+    url = listen_url(host, port, path)
+    return url.replace("http://", "https://", 1) if tls else url
+
+
+def _serve(
+    group: ServerGroup,
+    stop: threading.Event,
+    home: Path,
+    announce: list[Announcement],
+    notes: list[str],
+) -> None:
+    """Bind, start, announce (each server on the port it got) and serve until ``stop``
+    (or until a server fails)."""
     group.bind()
     if not group.start(stop):
         return  # stopped while starting
     write_own(home)
-    for line in started:
-        typer.echo(line, err=True)
+    for label, line in announce:
+        typer.echo(line(group.port(label)), err=True)
+    for note in notes:
+        typer.echo(note, err=True)
     group.wait(stop)
 
 
@@ -160,7 +184,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         port: Annotated[
             int | None,
-            typer.Option(help="Port the API listens on \\[default: server.port, 8700]"),
+            port_option(
+                "Port the API listens on, 0 for any free one \\[default: server.port, 8700]"
+            ),
         ] = None,
         no_gateways: Annotated[
             bool,
@@ -169,7 +195,7 @@ def register(app: typer.Typer) -> None:
                 help="Serve only the API: start none of the gateways the config lists.",
             ),
         ] = False,
-        log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+        log_level: LogLevelOption = "warning",
     ) -> None:
         """Serve the control-plane API, and the gateways the config lists, until stopped.
 
@@ -208,8 +234,9 @@ def register(app: typer.Typer) -> None:
             deployment.close()
             raise
         group = ServerGroup()
+        api = "the control plane"
         group.add(
-            "the control plane",
+            api,
             uvicorn.Config(
                 create_app(deployment),
                 host=bind_host,
@@ -224,19 +251,16 @@ def register(app: typer.Typer) -> None:
                 **{**tls, "http": with_limits(TlsScopeHttpToolsProtocol, deployment.config.http)},
             ),
         )
-        api_url = listen_url(bind_host, bind_port)
-        if tls:
-            api_url = api_url.replace("http://", "https://", 1)
-        started = [f"zerolane control plane on {api_url}"]
+        announce: list[Announcement] = [
+            (api, lambda p: f"zerolane control plane on {_url(bind_host, p, '', bool(tls))}")
+        ]
         for gw in gateways:
             group.add(gw.where, gw.server_config(log_level))
-            gw_url = listen_url(gw.host, gw.port, gw.path)
-            if gw.tls:
-                gw_url = gw_url.replace("http://", "https://", 1)
-            started.append(f"zerolane {gw.title} on {gw_url} (public {gw.public_url})")
+            announce.append((gw.where, gw.started_line))
+        notes: list[str] = []
         configured = sum(1 for entry in deployment.config.gateways if entry.enabled)
         if no_gateways and configured:
-            started.append(f"--no-gateways: {configured} configured gateway(s) not started")
+            notes.append(f"--no-gateways: {configured} configured gateway(s) not started")
 
         stop = threading.Event()
 
@@ -257,7 +281,7 @@ def register(app: typer.Typer) -> None:
         sweeper = GrantSweeper(deployment.grants, deployment.config.grants.retry_interval)
         sweeper.start()
         try:
-            _serve(group, stop, path, started)
+            _serve(group, stop, path, announce, notes)
         except ZerolaneError as err:
             failure = type(err)(err.reason, f"{err.message}; nothing is serving")
         finally:

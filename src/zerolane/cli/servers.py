@@ -53,6 +53,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listen(label: str, host: str, port: int) -> socket.socket:
+    """:func:`bind`, or ``listen.failed`` naming ``label`` (port 0: any free port, see
+    :func:`bound_port`)."""
+    try:
+        return bind(host, port)
+    except (OSError, ValueError) as err:  # ValueError: a host name IDNA cannot encode
+        why = (err.strerror if isinstance(err, OSError) else None) or err
+        raise Unavailable(
+            "listen.failed", f"{label}: cannot listen on {listen_url(host, port)}: {why}"
+        ) from err
+
+
+def bound_port(sock: socket.socket) -> int:
+    """The port ``sock`` listens on (the one picked for port 0)."""
+    return int(sock.getsockname()[1])
+
+
 @dataclass(eq=False)
 class _Member:
     label: str
@@ -98,14 +115,17 @@ class ServerGroup:
         for member in self._members:
             config = member.server.config
             try:
-                member.sock = bind(config.host, config.port)
-            except OSError as err:
+                member.sock = listen(member.label, config.host, config.port)
+            except Unavailable:
                 self._close_sockets()
-                raise Unavailable(
-                    "listen.failed",
-                    f"{member.label}: cannot listen on {listen_url(config.host, config.port)}: "
-                    f"{err.strerror or err}",
-                ) from err
+                raise
+
+    def port(self, label: str) -> int:
+        """The port the server ``label`` listens on, once bound (the one picked for 0)."""
+        member = next(m for m in self._members if m.label == label)
+        if member.sock is None:
+            raise RuntimeError(f"{label} is not bound yet")
+        return bound_port(member.sock)
 
     def start(self, stop: threading.Event, timeout: float = START_SECONDS) -> bool:
         """Start every server: True once all have started, False when ``stop`` came first.

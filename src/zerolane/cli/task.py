@@ -6,11 +6,13 @@ import datetime as dt
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
 from zerolane.errors import InvalidInput
 from zerolane.server.task_routes import task_out
 from zerolane.types import TaskState
@@ -52,13 +54,15 @@ def list_tasks(
     table = Table("task", "owner", "playbook", "state", "calls", "expires", "intent")
     for t in tasks:
         table.add_row(
-            t.task_id,
-            t.owner,
-            t.playbook,
-            t.state,
-            f"{t.calls_used}/{t.max_calls}",
-            _when(t.expires_at),
-            t.intent[:40],
+            *cells(
+                t.task_id,
+                t.owner,
+                t.playbook,
+                t.state,
+                f"{t.calls_used}/{t.max_calls}",
+                _when(t.expires_at),
+                t.intent[:40],
+            )
         )
     console.print(table)
 
@@ -79,7 +83,7 @@ def revoke(
     """Revoke a task: every enforcement point denies its token from the next request on."""
     with opened(home) as deployment:
         deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
-    console.print(f"Revoked [bold]{task_id}[/bold]")
+    console.print(f"Revoked [bold]{escape(task_id)}[/bold]")
 
 
 @app.command("tree")
@@ -96,10 +100,12 @@ def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = Fals
     root: Tree | None = None
     for t in tasks:
         user = f" for {t.user['subject']}" if t.user else ""
-        label = (
-            f"[bold]{t.task_id}[/] {t.owner} [{_STATE_STYLE.get(t.state, 'white')}]{t.state}[/]"
-            f" calls {t.calls_used}/{t.max_calls}{user}"
-            + (f" ({t.end_reason})" if t.end_reason and t.end_reason != t.state else "")
+        ended = f" ({t.end_reason})" if t.end_reason and t.end_reason != t.state else ""
+        label = Text.assemble(
+            (t.task_id, "bold"),
+            f" {t.owner} ",
+            (t.state, _STATE_STYLE.get(t.state, "white")),
+            f" calls {t.calls_used}/{t.max_calls}{user}{ended}",
         )
         parent = nodes.get(t.parent_id) if t.parent_id else None
         node = parent.add(label) if parent is not None else Tree(label)

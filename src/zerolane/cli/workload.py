@@ -6,10 +6,19 @@ import dataclasses
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, parse_duration, print_json
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    cells,
+    console,
+    opened,
+    parse_duration,
+    print_json,
+)
 from zerolane.store.records import Workload
 
 app = typer.Typer(help="Register, list, show and disable workloads.", no_args_is_help=True)
@@ -45,7 +54,7 @@ def register(
     if as_json:
         print_json(_as_json(workload))
     else:
-        console.print(f"Registered [bold]{workload.spiffe_id}[/bold]")
+        console.print(f"Registered [bold]{escape(workload.spiffe_id)}[/bold]")
 
 
 @app.command("list")
@@ -58,7 +67,9 @@ def list_workloads(home: HomeOption = None, as_json: JsonOption = False) -> None
         return
     table = Table("SPIFFE ID", "status", "selectors", "owner")
     for w in workloads:
-        table.add_row(w.spiffe_id, w.status.value, " ".join(w.selectors) or "-", w.owner or "-")
+        table.add_row(
+            *cells(w.spiffe_id, w.status.value, " ".join(w.selectors) or "-", w.owner or "-")
+        )
     console.print(table)
 
 
@@ -74,7 +85,7 @@ def disable(spiffe_id: SpiffeIdArg, home: HomeOption = None) -> None:
     """Disable a workload: it can no longer attest, and its live tasks are revoked."""
     with opened(home) as deployment:
         deployment.disable_workload(spiffe_id, CLI_ADMIN)
-    console.print(f"Disabled [bold]{spiffe_id}[/bold]")
+    console.print(f"Disabled [bold]{escape(spiffe_id)}[/bold]")
 
 
 @attest_app.command("join-token")
