@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/task_open.py
 	$(BIN)/python bench/exchange.py
 	$(BIN)/python bench/replay_cache.py
+	$(BIN)/python bench/spent_proofs.py
 	$(BIN)/python bench/gateway.py
 
 clean:
