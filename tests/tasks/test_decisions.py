@@ -123,7 +123,7 @@ def test_expiry_is_enforced_at_decision_time_without_a_sweeper(world: World, age
     world.clock.t = end + 1  # the token itself is still within its leeway
     past = world.ask(agent, opened.token)
     assert (past.allowed, past.reasons, past.status) == (False, ("task.expired",), 403)
-    assert world.task(opened.task.task_id).state is TaskState.ACTIVE  # nothing swept it
+    assert world.task(opened.task.task_id).state is TaskState.EXPIRED  # the decision recorded it
 
     world.clock.t = end + DEFAULT_LEEWAY
     late = world.ask(agent, opened.token)

@@ -210,6 +210,7 @@ class Deployment:
                 default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),
                 revocations=revocations,
                 on_last_call=lifecycle.after_allowed,
+                on_expired=lambda task, now: lifecycle.mark_expired(task, now=now),
             ),
             bus=bus,
             revocations=revocations,

@@ -100,12 +100,19 @@ class _Deny(ZerolaneError):
     """A deny decided here: its reasons, the determining policies, the status hint."""
 
     def __init__(
-        self, reasons: Sequence[str], policies: Sequence[str] = (), *, status: int = 403
+        self,
+        reasons: Sequence[str],
+        policies: Sequence[str] = (),
+        *,
+        status: int = 403,
+        expired: tuple[TaskRecord, float] | None = None,
     ) -> None:
         super().__init__(reasons[0], reasons[0])
         self.reasons = tuple(reasons)
         self.policies = tuple(policies)
         self.status = status
+        #: a task stored live that this decision found past its window, and when
+        self.expired = expired
 
 
 class _NeedsRead(Exception):
@@ -256,7 +263,13 @@ class Decider:
         cache_capacity: int = DEFAULT_CAPACITY,
         revocations: RevocationWatch | None = None,
         on_last_call: Callable[[TaskRecord], object] | None = None,
+        on_expired: Callable[[TaskRecord, float], object] | None = None,
     ) -> None:
+        """``on_last_call``: told of an allow that spent its task's last call (a
+        one-shot task ends there). ``on_expired``: told of a task stored live that a
+        decision found past its window, with the decision's time, to record the expiry
+        (so a clock stepped back, or another process, cannot revive it); called off the
+        event loop, never raising into the decision."""
         self._auth = authenticator
         self._tasks = tasks
         self._engine = engine
@@ -268,6 +281,7 @@ class Decider:
         self._locks = StripedLocks()
         self._revocations = revocations
         self._on_last_call = on_last_call
+        self._on_expired = on_expired
         self._epoch = revocations.epoch if revocations is not None else 0
         # one write for a spend and its event, unless the audit log queues decision events
         recorded = tasks if isinstance(tasks, RecordedSpendStore) else None
@@ -283,6 +297,7 @@ class Decider:
             return self._decide(_Pending(decision_id, holder, facts, request))
         except ZerolaneError as err:  # _Deny included
             decision = _refusal(decision_id, holder, err)
+            self._record_expiry(err)
         return self._record(decision, holder, facts, request)
 
     async def decide_async(self, token: str, proof: str | None, request: DecideInput) -> Decision:
@@ -339,6 +354,8 @@ class Decider:
             raise _Deny(["task.contention"])
         except ZerolaneError as err:  # _Deny included
             decision = _refusal(decision_id, holder, err)
+            if isinstance(err, _Deny) and err.expired is not None:  # writes: off the loop
+                await loop.run_in_executor(None, self._record_expiry, err)
         return await loop.run_in_executor(None, self._record, decision, holder, facts, request)
 
     def _holder(self, token: str, proof: str | None, request: DecideInput) -> TaskHolder:
@@ -459,6 +476,14 @@ class Decider:
                 continue
             return task, _decision(pending.decision_id, pending.holder, (), policies, 200), now
 
+    def _record_expiry(self, err: ZerolaneError) -> None:
+        """Tell ``on_expired`` of a task this refusal found expired (see __init__)."""
+        if self._on_expired is None or not isinstance(err, _Deny) or err.expired is None:
+            return
+        task, now = err.expired
+        self._cache.discard(task.task_id)
+        self._on_expired(task, now)
+
     def _last_call(self, spent: TaskRecord) -> bool:
         """Whether an allow spent its task's last call and the hook must hear of it."""
         return self._on_last_call is not None and spent.calls_used >= spent.max_calls
@@ -545,6 +570,8 @@ class Decider:
         if task.owner != claims.subject or task.token_jti != claims.jti:
             raise _Deny(["token.task_mismatch"])
         state = effective_state(task, now)
+        if state is TaskState.EXPIRED and not task.state.ended:  # stored live: record it
+            raise _Deny(["task.expired"], expired=(task, now))
         if state is not TaskState.ACTIVE:
             raise _Deny([f"task.{state.value}"])
         if task.calls_used >= task.max_calls:
