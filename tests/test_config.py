@@ -215,6 +215,21 @@ def test_load_config_on_missing_home(tmp_path: Path) -> None:
     assert info.value.reason == "home.missing"
 
 
+def test_missing_home_says_where_it_looked_and_how_to_point_at_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a home made in another directory: the way out is --home or ZEROLANE_HOME, and the
+    # message names the absolute folder it looked in (a relative default says nothing)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInput) as info:
+        load_config(Path(".zerolane"))
+    message = info.value.message
+    assert str(tmp_path / ".zerolane") in message
+    assert "--home" in message
+    assert "ZEROLANE_HOME" in message
+    assert not message.endswith("(run 'zerolane init' first)")
+
+
 def test_load_config_on_broken_toml(tmp_path: Path) -> None:
     (tmp_path / CONFIG_NAME).write_text('trust_domain = "example.org\n')
     with pytest.raises(InvalidInput) as info:

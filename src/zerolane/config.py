@@ -586,7 +586,10 @@ def load_config(home: Path) -> Config:
         doc = tomllib.loads(path.read_text())
     except FileNotFoundError as err:
         raise InvalidInput(
-            "home.missing", f"no zerolane home at {home} (run 'zerolane init' first)"
+            "home.missing",
+            f"no zerolane home at {home.absolute()}: a command uses --home DIR, else"
+            " $ZEROLANE_HOME, else ./.zerolane in the current directory; point one of"
+            " them at the home 'zerolane init' made (or run 'zerolane init' to make one)",
         ) from err
     except tomllib.TOMLDecodeError as err:
         raise InvalidInput("config.syntax", f"{path}: {err}") from err
