@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import random
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +53,14 @@ from zerolane.types import Clock, Outcome, Sensitivity, TaskState
 
 #: A compare-and-set loses only when another request spent a call in between; retries
 #: are bounded so a storm of concurrent requests still ends in a decision.
-MAX_ATTEMPTS = 32
+MAX_ATTEMPTS = 64
+#: After its second lost compare-and-set in a row, a request waits a random moment
+#: before deciding again, up to this base doubled per loss (capped): the processes of a
+#: deployment that decide one busy task then stop losing to each other in lockstep,
+#: where each one's whole queue of guesses lost at once (``task.contention`` while
+#: budget remained).
+BACKOFF_BASE = 0.0005
+BACKOFF_CAP = 0.02
 _BAD_PATH = ("..", "%", "//", "\\", ";")
 
 
@@ -242,6 +251,15 @@ def _spent(holder: TaskHolder) -> SpentProof | None:
     return holder.proof.spent() if holder.proof is not None else None
 
 
+def backoff(losses: int) -> float:
+    """Seconds to wait after ``losses`` lost compare-and-sets in a row: none after the
+    first (usually a guess of this process's own that proved wrong), then a random
+    moment up to :data:`BACKOFF_BASE` doubled per loss, at most :data:`BACKOFF_CAP`."""
+    if losses < 2:
+        return 0.0
+    return random.uniform(0.0, min(BACKOFF_BASE * 2 ** (losses - 2), BACKOFF_CAP))  # noqa: S311
+
+
 def _after_spend(task: TaskRecord, sensitivity: Sensitivity) -> TaskRecord:
     """``task`` as the store will hold it once a call of ``sensitivity`` is spent."""
     return dataclasses.replace(
@@ -327,7 +345,8 @@ class Decider:
             pending = _Pending(decision_id, holder, facts, request)
             task_id = holder.claims.task_id
             read: _Read | None = None
-            for _ in range(MAX_ATTEMPTS):
+            losses = 0
+            while losses < MAX_ATTEMPTS:
                 try:
                     allowed, write = self._queued(pending, read, on_loop=True)
                 except _NeedsRead:  # the task as stored, read off the loop
@@ -350,6 +369,9 @@ class Decider:
                         await loop.run_in_executor(None, self._allowed, spent)
                     return allowed
                 self._cache.discard(task_id)
+                losses += 1
+                if delay := backoff(losses):
+                    await asyncio.sleep(delay)
             self._cache.discard(task_id)
             raise _Deny(["task.contention"])
         except ZerolaneError as err:  # _Deny included
@@ -383,17 +405,20 @@ class Decider:
         decided on a guess that proved wrong loses its compare-and-set too and is
         decided again on what is stored."""
         task_id = pending.holder.claims.task_id
-        for _ in range(MAX_ATTEMPTS):
+        for losses in range(1, MAX_ATTEMPTS + 1):
             if self._recorded is None:
                 with self._locks.of(task_id):
                     task, allowed, now = self._decided(pending)
                     spent = self._spend(task, pending, allowed, now)
-                    if spent is None:  # another request spent first (or the task ended)
+                    if spent is not None:
+                        self._cache.put(spent)
+                    else:  # another request spent first (or the task ended)
                         self._cache.discard(task_id)
-                        continue
-                    self._cache.put(spent)
-                    self._allowed(spent)
-                    return allowed
+                if spent is None:
+                    time.sleep(backoff(losses))  # not holding the task's lock
+                    continue
+                self._allowed(spent)
+                return allowed
             allowed, write = self._queued(pending)
             try:
                 spent = write.result()
@@ -407,6 +432,7 @@ class Decider:
                 self._allowed(spent)
                 return allowed
             self._cache.discard(task_id)  # the guess was wrong: the next one reads
+            time.sleep(backoff(losses))
         self._cache.discard(task_id)
         raise _Deny(["task.contention"])
 
