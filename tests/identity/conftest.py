@@ -79,7 +79,7 @@ def identity(
         trust_domain=TRUST_DOMAIN,
         keyring=keyring,
         workloads=stores,
-        attestors=[JoinTokenAttestor(stores, clock)],
+        attestors=[JoinTokenAttestor(stores, clock, audit)],
         audit=audit,
         clock=clock,
         svid_config=svid_config,

@@ -10,6 +10,7 @@ import pytest
 import zerolane.identity.join_tokens as join_tokens_module
 from tests.identity.attestors.cases import FixedClock
 from tests.identity.conftest import ADMIN, AGENT, audit_bodies
+from zerolane.audit.log import AuditLog
 from zerolane.audit.masking import fingerprint
 from zerolane.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from zerolane.identity.attestors.join_token import PREFIX, JoinTokenAttestor
@@ -49,7 +50,7 @@ def test_created_token_attests_its_workload(
     join_tokens: JoinTokens, stores: MemoryStores, clock: FixedClock, registered: str
 ) -> None:
     issued = join_tokens.create(registered, ttl=600, actor=ADMIN)
-    attested = JoinTokenAttestor(stores, clock).attest(issued.token)
+    attested = JoinTokenAttestor(stores, clock, AuditLog(stores, clock)).attest(issued.token)
     assert attested.spiffe_id == AGENT
 
 

@@ -131,6 +131,7 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
         "workload.registered": _fields(["selectors", "owner"]),
         **{f"workload.{status.value}": _fields() for status in WorkloadStatus},
         "join_token.created": _fields(["token_id", "expires_at"], secret=["join_token"]),
+        "join_token.used": _fields(["token_id", "expires_at"], secret=["join_token"]),
         "federation.bundle_added": _fields(["sequence", "x509_authorities", "key_ids"]),
         # configuration
         "policy.reloaded": _fields(["version", "error", "active_version"]),

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.audit.masking import fingerprint
 from zerolane.errors import Forbidden, InvalidInput
-from zerolane.identity.attestors.join_token import IssuedJoinToken, new_join_token
+from zerolane.identity.attestors.join_token import (
+    IssuedJoinToken,
+    RecordedJoinTokenStore,
+    new_join_token,
+)
 from zerolane.identity.registry import WorkloadRegistry
 from zerolane.store.changes import AddJoinToken
-from zerolane.store.ports import JoinTokenStore, RecordedWrites
 from zerolane.types import Clock, Outcome, WorkloadStatus
 
 MAX_JOIN_TOKEN_TTL = 7 * 86400
-
-
-class RecordedJoinTokenStore(JoinTokenStore, RecordedWrites, Protocol):
-    """The join token store, written to with each change's event."""
 
 
 class JoinTokens:

@@ -66,8 +66,10 @@ def resolve_home(home: Path | None) -> Path:
     return Path(env) if env else Path(DEFAULT_HOME)
 
 
-def build_attestors(config: Config, stores: Stores, clock: Clock, home: Path) -> list[Attestor]:
-    attestors: list[Attestor] = [JoinTokenAttestor(stores, clock)]
+def build_attestors(
+    config: Config, stores: Stores, clock: Clock, home: Path, audit: AuditLog
+) -> list[Attestor]:
+    attestors: list[Attestor] = [JoinTokenAttestor(stores, clock, audit)]
     if config.jwt_issuers:
         attestors.append(JwtIssuerAttestor(config.jwt_issuers, clock, base=home))
     attestors.append(
@@ -138,7 +140,7 @@ class Deployment:
         td = config.trust_domain
         x509_ca = X509Authority(home / "keys", td, clock)  # reads nothing until used
         registry = WorkloadRegistry(td, stores, stores, audit, clock)
-        attestors = build_attestors(config, stores, clock, home)
+        attestors = build_attestors(config, stores, clock, home, audit)
         identity = IdentityService(
             trust_domain=td,
             keyring=keyring,

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from tests.identity.x509_factory import FakeSpire, make_proof
+from zerolane.audit.log import AuditLog
 from zerolane.config import JwtIssuerConfig
 from zerolane.identity.attestors.base import Attestor
 from zerolane.identity.attestors.join_token import JoinTokenAttestor, new_join_token
@@ -61,7 +62,7 @@ def join_token_case(clock: Clock) -> AttestorCase:
     now = clock.now()
     stores.add_join_token(replace(past.record, created_at=now - 1200, expires_at=now - 600))
     return AttestorCase(
-        attestor=JoinTokenAttestor(stores, clock),
+        attestor=JoinTokenAttestor(stores, clock, AuditLog(stores, clock)),
         good=good,
         bad=[unknown, past.token, unknown.upper()],
         spiffe_id=spiffe_id,

@@ -21,6 +21,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 
 from tests.identity.attestors.cases import FixedClock
+from zerolane.audit.log import AuditLog
 from zerolane.config import Config, JwtIssuerConfig
 from zerolane.errors import InvalidInput
 from zerolane.identity.attestors.base import AttestationError, Attested
@@ -446,10 +447,13 @@ def test_deployment_adds_the_attestor_only_when_issuers_are_configured(
     tmp_path: Path, clock: FixedClock
 ) -> None:
     stores = MemoryStores()
+    audit = AuditLog(stores, clock)
     plain = Config(trust_domain="example.org")
-    assert "jwt_issuer" not in [a.method for a in build_attestors(plain, stores, clock, tmp_path)]
+    assert "jwt_issuer" not in [
+        a.method for a in build_attestors(plain, stores, clock, tmp_path, audit)
+    ]
     with_issuer = replace(plain, jwt_issuers=(k8s_issuer(),))
-    methods = [a.method for a in build_attestors(with_issuer, stores, clock, tmp_path)]
+    methods = [a.method for a in build_attestors(with_issuer, stores, clock, tmp_path, audit)]
     assert methods.count("jwt_issuer") == 1
 
 
