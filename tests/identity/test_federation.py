@@ -8,16 +8,19 @@ from pathlib import Path
 
 import pytest
 
+import zerolane.identity.federation as federation_module
 from tests.identity.attestors.cases import FixedClock
 from tests.identity.x509_factory import NOW, FakeSpire, new_key
 from zerolane.audit.events import Actor
-from zerolane.errors import InvalidInput, ZerolaneError
+from zerolane.audit.log import AuditLog
+from zerolane.errors import InvalidInput, Unavailable, ZerolaneError
 from zerolane.identity import svid
 from zerolane.identity.attestors.base import AttestationError
 from zerolane.identity.bundle import parse_bundle
-from zerolane.identity.federation import describe
+from zerolane.identity.federation import Federation, describe
 from zerolane.identity.service import AttestRequest
 from zerolane.server.deployment import Deployment, init_home
+from zerolane.store.memory import MemoryStores
 
 ADMIN = Actor("admin", "test")
 AUD = "spiffe://example.org"
@@ -159,3 +162,54 @@ def test_an_unregistered_federated_id_gets_no_svid(
     with pytest.raises(AttestationError) as info:
         deployment.identity.attest(AttestRequest(evidence={"x509_svid": evidence}))
     assert info.value.reason == "attestation.no_workload"
+
+
+def _failing_seal(*args: object) -> object:
+    raise OSError("audit sink gone")
+
+
+def test_no_bundle_is_stored_when_its_event_cannot_be_sealed(
+    deployment: Deployment, spire: FakeSpire, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundle and its event are one write (SQLite here): a bundle trusted without a
+    record of its import would be an unaudited change of who we trust."""
+    deployment.federation.add("partner.org", spire.bundle_json(4), ADMIN)
+    rotated = FakeSpire("partner.org")
+    before = len(list(deployment.audit.iter_records()))
+    with monkeypatch.context() as outage:
+        outage.setattr(federation_module, "seal", _failing_seal)
+        with pytest.raises(Unavailable) as refused:
+            deployment.federation.add("partner.org", rotated.bundle_json(5), ADMIN)
+        with pytest.raises(Unavailable):
+            deployment.federation.add("zeta.org", FakeSpire("zeta.org").bundle_json(), ADMIN)
+    assert refused.value.reason == "audit.write"
+    # neither the rotation nor the new trust domain happened (the failure events were
+    # recorded: the log itself still works)
+    assert [b.trust_domain for b in deployment.federation.list()] == ["partner.org"]
+    assert deployment.federation.get("partner.org").sequence == 4
+    failures = [json.loads(r.body) for r in deployment.audit.iter_records(before)]
+    assert [(e["outcome"], e["reason"]) for e in failures] == [("failure", "audit.write")] * 2
+    # the twin: once it can be sealed, the same rotation is stored with its event
+    assert deployment.federation.add("partner.org", rotated.bundle_json(5), ADMIN).sequence == 5
+    assert (_last_event(deployment)["outcome"], _last_event(deployment)["subject"]) == (
+        "success",
+        "spiffe://partner.org",
+    )
+
+
+def test_no_bundle_is_stored_when_the_audit_store_fails(spire: FakeSpire) -> None:
+    stores = MemoryStores()
+    clock = FixedClock(NOW)
+    federation = Federation(stores, AuditLog(stores, clock), clock, "example.org")
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("audit disk full")
+
+    with pytest.MonkeyPatch.context() as outage:
+        outage.setattr(stores, "append_events", down)
+        with pytest.raises(Unavailable):
+            federation.add("partner.org", spire.bundle_json(), ADMIN)
+    assert federation.list() == []
+    assert stores.read_events() == []
+    assert federation.add("partner.org", spire.bundle_json(), ADMIN).trust_domain == "partner.org"
+    assert [json.loads(r.body)["kind"] for r in stores.read_events()] == ["federation.bundle_added"]

@@ -3,26 +3,36 @@
 Once a trust domain's bundle is imported, workloads may be registered under it and
 attest with X509-SVIDs it issued. A bundle replaces the stored one only when its
 ``spiffe_sequence`` is not lower (a PEM bundle has sequence 0). Every import,
-accepted or refused, is audited as ``federation.bundle_added``.
+accepted or refused, is audited as ``federation.bundle_added``; an accepted bundle is
+stored in the same write as its event (``PutBundle`` through
+:meth:`~zerolane.store.ports.RecordedWrites.write_recorded`), so a trust domain is never
+trusted, or its roots replaced, without a record of it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput, NotFound, ZerolaneError
 from zerolane.identity.bundle import TrustBundle, parse_bundle, render_bundle
 from zerolane.identity.spiffe_id import parse_trust_domain
-from zerolane.store.ports import BundleStore
+from zerolane.store.changes import PutBundle
+from zerolane.store.ports import BundleStore, RecordedWrites
 from zerolane.store.records import FederatedBundle
 from zerolane.types import Clock, Outcome
 
 EVENT = "federation.bundle_added"
+
+
+class RecordedBundleStore(BundleStore, RecordedWrites, Protocol):
+    """The bundle store, written to with each change's event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,7 @@ class Federation:
     """The federated trust domains of this deployment and their bundles."""
 
     def __init__(
-        self, bundles: BundleStore, audit: AuditLog, clock: Clock, our_trust_domain: str
+        self, bundles: RecordedBundleStore, audit: AuditLog, clock: Clock, our_trust_domain: str
     ) -> None:
         self._bundles = bundles
         self._audit = audit
@@ -103,19 +113,20 @@ class Federation:
             record = FederatedBundle(
                 name, render_bundle(bundle), bundle.sequence, self._clock.now()
             )
-            self._bundles.put_bundle(record)
+            added = self._audit.event(
+                EVENT,
+                actor,
+                subject,
+                Outcome.SUCCESS,
+                details=_summarize(name, bundle, record.updated_at).audit_details(),
+            )
+            # the bundle and its event in one write: no trust imported without a record
+            self._bundles.write_recorded(PutBundle(record), lambda _: [added.unsealed()], seal)
         except ZerolaneError as err:
             self._audit.record(
                 EVENT, actor=actor, subject=subject, outcome=Outcome.FAILURE, reason=err.reason
             )
             raise
-        self._audit.record(
-            EVENT,
-            actor=actor,
-            subject=subject,
-            outcome=Outcome.SUCCESS,
-            details=_summarize(name, bundle, record.updated_at).audit_details(),
-        )
         return record
 
     def get(self, trust_domain: str) -> FederatedBundle:
