@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/replay_cache.py
 	$(BIN)/python bench/spent_proofs.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/cli_start.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from zerolane.audit.log import event_json
 from zerolane.cli.common import HomeOption, JsonOption, console, opened
-from zerolane.store.records import AuditRecord
+
+if TYPE_CHECKING:
+    from zerolane.store.records import AuditRecord
 
 app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
 #: the most events ``tail -n`` prints (SQLite integers are 64-bit: bounded at parse time)
@@ -20,6 +21,8 @@ _COLOURS = {"success": "green", "denied": "red", "failure": "yellow"}
 
 
 def _line(record: AuditRecord, as_json: bool) -> None:
+    from zerolane.audit.log import event_json
+
     event = event_json(record)
     if as_json:
         typer.echo(json.dumps(event, sort_keys=True))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from zerolane.server.deployment import Deployment
+if TYPE_CHECKING:
+    from zerolane.server.deployment import Deployment
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,6 +40,8 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> BackgroundServer:
+        import httpx
+
         self._thread.start()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -78,6 +79,8 @@ class BackgroundApp:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> BackgroundApp:
+        import httpx
+
         self._thread.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

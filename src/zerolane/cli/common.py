@@ -7,14 +7,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from zerolane.errors import Unavailable, ZerolaneError
-from zerolane.server.deployment import Deployment, resolve_home
+
+if TYPE_CHECKING:
+    from zerolane.server.deployment import Deployment
 
 console = Console()
 #: nothing printed on stderr is rich markup: messages carry user input (``[/y]``)
@@ -66,6 +68,8 @@ def fail(err: ZerolaneError) -> NoReturn:
 
 @contextmanager
 def opened(home: Path | None) -> Iterator[Deployment]:
+    from zerolane.server.deployment import Deployment, resolve_home
+
     deployment = Deployment.open(resolve_home(home))
     try:
         yield deployment

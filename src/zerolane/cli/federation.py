@@ -12,7 +12,6 @@ from rich.table import Table
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
-from zerolane.identity.federation import describe
 
 app = typer.Typer(help="Import and list federated trust domain bundles.", no_args_is_help=True)
 CLI_ADMIN = Actor("admin", "cli")
@@ -38,6 +37,8 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Import (or update) a trust domain's bundle; refuses a lower spiffe_sequence."""
+    from zerolane.identity.federation import describe
+
     text = bundle_file.read_bytes()
     with opened(home) as deployment:
         record = deployment.federation.add(trust_domain, text, CLI_ADMIN)
@@ -55,6 +56,8 @@ def add(
 @app.command("list")
 def list_bundles(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """List federated trust domains and their bundles."""
+    from zerolane.identity.federation import describe
+
     with opened(home) as deployment:
         summaries = [describe(b) for b in deployment.federation.list()]
     if as_json:

@@ -14,8 +14,6 @@ from zerolane.cli.common import HomeOption, LogLevelOption, err_console, fail, p
 from zerolane.cli.serve import _install_reload as install_policy_reload
 from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.errors import ZerolaneError
-from zerolane.gateway.forward_auth import create_app, load_config
-from zerolane.server.deployment import Deployment, resolve_home
 
 app = typer.Typer(
     help="Forward-auth: a proxy you run (nginx, Traefik, Envoy) enforces, zerolane decides.",
@@ -55,7 +53,9 @@ def run(
     """
     import uvicorn  # imported here so other commands start fast
 
+    from zerolane.gateway.forward_auth import create_app, load_config
     from zerolane.gateway.http.protocol import HeadLimitedHttpToolsProtocol, with_limits
+    from zerolane.server.deployment import Deployment, resolve_home
 
     try:
         settings = load_config(config)

@@ -17,14 +17,13 @@ from zerolane.cli.common import HomeOption, LogLevelOption, err_console, fail, p
 from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.config import HttpLimits, TlsConfig
 from zerolane.errors import ZerolaneError
-from zerolane.gateway.config import GatewayConfig, load_gateway_config
-from zerolane.gateway.credentials import build_credentials
-from zerolane.server.deployment import Deployment, resolve_home
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from zerolane.gateway.config import GatewayConfig
     from zerolane.gateway.http import GatewayApp
+    from zerolane.server.deployment import Deployment
 
 app = typer.Typer(
     help="The HTTP gateway: decides every request of a task, injects credentials, forwards.",
@@ -39,6 +38,7 @@ RELOADER = Actor("system", "gateway-policy-watch")
 
 def build_app(config: GatewayConfig, deployment: Deployment) -> GatewayApp:
     """The gateway over ``deployment``'s decider; credentials are read now (fail fast)."""
+    from zerolane.gateway.credentials import build_credentials
     from zerolane.gateway.http import GatewayApp
 
     return GatewayApp(config, deployment.decider, build_credentials(config, deployment.clock))
@@ -135,6 +135,9 @@ def run(
     """Serve the gateway until stopped, deciding with the home's policies and tasks."""
     import uvicorn
 
+    from zerolane.gateway.config import load_gateway_config
+    from zerolane.server.deployment import Deployment, resolve_home
+
     try:
         gateway_config = load_gateway_config(config)
         deployment = Deployment.open(resolve_home(home))
@@ -173,6 +176,9 @@ def run(
 @app.command("check")
 def check(config: ConfigOption) -> None:
     """Validate a gateway configuration (and read its credentials); exit 2 if invalid."""
+    from zerolane.gateway.config import load_gateway_config
+    from zerolane.gateway.credentials import build_credentials
+
     try:
         parsed = load_gateway_config(config)
         sources = build_credentials(parsed)

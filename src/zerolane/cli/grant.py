@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,8 +18,10 @@ from zerolane.cli.common import (
     opened,
     print_json,
 )
-from zerolane.grants.leases import SweepResult
 from zerolane.store.records import LeaseRecord, LeaseState
+
+if TYPE_CHECKING:
+    from zerolane.grants.leases import SweepResult
 
 app = typer.Typer(
     help="Leases of downstream credentials (grants): list them, retry failed revocations.",
@@ -97,6 +99,8 @@ def retry(
 ) -> None:
     """Retry failed revocations now (ignoring their backoff), and revoke leases whose task
     has ended or expired. Exits 1 while any revocation still fails."""
+    from zerolane.grants.leases import SweepResult
+
     with opened(home) as deployment:
         if lease is not None:
             done = deployment.grants.revoke(lease, actor=ADMIN, reason="admin.retry")

@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 
 from zerolane.cli.common import HomeOption, console, err_console
-from zerolane.server.deployment import init_home, resolve_home
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +26,8 @@ def register(app: typer.Typer) -> None:
         The admin credential is printed once and stored only as a hash. Refuses (exit 2)
         when the folder already holds a zerolane home.
         """
+        from zerolane.server.deployment import init_home, resolve_home
+
         path = resolve_home(home)
         deployment, token = init_home(path, trust_domain)
         try:

@@ -6,12 +6,10 @@ import datetime as dt
 from typing import Annotated
 
 import typer
-from cryptography.hazmat.primitives.serialization import Encoding
 from rich.table import Table
 
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
-from zerolane.tokens.rfc8705 import cert_thumbprint
 from zerolane.types import Outcome
 
 app = typer.Typer(
@@ -79,6 +77,10 @@ def ca(
     """Show the X.509 CA that signs X.509-SVIDs, creating it first in a home made
     before it existed. --pem prints its certificate: the client CA for TLS servers
     and proxies that verify X.509-SVIDs (nginx ssl_client_certificate)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from zerolane.tokens.rfc8705 import cert_thumbprint
+
     with opened(home) as deployment:
         cert, created = deployment.x509_ca.ensure()
         if created:

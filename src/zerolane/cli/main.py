@@ -6,7 +6,7 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -14,7 +14,6 @@ from typer.core import TyperGroup
 from zerolane import __version__
 from zerolane.cli import (
     audit,
-    demo,
     enforcement_point,
     federation,
     forward_auth,
@@ -100,7 +99,27 @@ app = typer.Typer(
 )
 home.register(app)
 serve.register(app)
-demo.register(app)
+
+
+@app.command("demo")
+def demo(
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit 0 after the story (for make demo and CI).")
+    ] = False,
+) -> None:
+    """Run the end-to-end story in a throwaway home, narrated."""
+    # cli.demo imports the SDK, the server and the gateways: only this command needs them
+    from zerolane.cli import demo as story
+
+    command = typer.Typer()
+    story.register(command)
+    code = typer.main.get_command(command).main(
+        ["--once"] if once else [], prog_name="zerolane demo", standalone_mode=False
+    )
+    if code:
+        raise typer.Exit(code)
+
+
 app.add_typer(keys.app, name="keys")
 app.add_typer(workload.app, name="workload")
 app.add_typer(workload.attest_app, name="attest")

@@ -13,16 +13,12 @@ from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, LogLevelOption, err_console
 from zerolane.cli.gateway import tls_options, uvicorn_config
 from zerolane.cli.servers import bound_port, listen, listen_url
-from zerolane.gateway.mcp import (
-    Enforcement,
-    GatewayConfig,
-    create_gateway_app,
-    load_gateway_config,
-)
-from zerolane.server.deployment import Deployment, resolve_home
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+
+    from zerolane.gateway.mcp import Enforcement, GatewayConfig
+    from zerolane.server.deployment import Deployment
 
 app = typer.Typer(
     help="The MCP gateway: an OAuth-protected MCP server deciding every tools/call.",
@@ -43,6 +39,8 @@ ConfigOption = Annotated[
 
 def enforcement_of(deployment: Deployment) -> Enforcement:
     """The core services of an opened deployment, as the gateway uses them."""
+    from zerolane.gateway.mcp import Enforcement
+
     return Enforcement(
         decider=deployment.decider,
         authenticator=deployment.authenticator,
@@ -56,6 +54,8 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
 
 def build_app(settings: GatewayConfig, deployment: Deployment) -> Starlette:
     """The MCP gateway over ``deployment``'s decider, store and audit log."""
+    from zerolane.gateway.mcp import create_gateway_app
+
     return create_gateway_app(settings, enforcement_of(deployment))
 
 
@@ -76,6 +76,9 @@ def run(
 ) -> None:
     """Serve the MCP gateway until stopped (policy file changes are picked up)."""
     import uvicorn  # imported here so other commands start fast
+
+    from zerolane.gateway.mcp import load_gateway_config
+    from zerolane.server.deployment import Deployment, resolve_home
 
     settings = load_gateway_config(config)
     deployment = Deployment.open(resolve_home(home))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,13 +22,10 @@ from zerolane.cli.common import (
     print_json,
 )
 from zerolane.errors import ZerolaneError
-from zerolane.store.records import PlaybookRecord
-from zerolane.tasks.playbooks import (
-    Playbook,
-    format_duration,
-    playbook_as_dict,
-    playbook_from_json,
-)
+
+if TYPE_CHECKING:
+    from zerolane.store.records import PlaybookRecord
+    from zerolane.tasks.playbooks import Playbook
 
 app = typer.Typer(
     help="Apply, list and show playbooks: the most a task of each kind may do.",
@@ -47,6 +44,8 @@ def _reported() -> Iterator[None]:
 
 
 def _as_json(playbook: Playbook, record: PlaybookRecord) -> dict[str, object]:
+    from zerolane.tasks.playbooks import playbook_as_dict
+
     return {
         "name": record.name,
         "version": record.version,
@@ -65,6 +64,8 @@ def apply(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a playbook file and store it as the playbook's next version."""
+    from zerolane.tasks.playbooks import playbook_from_json
+
     with _reported(), opened(home) as deployment:
         record = deployment.playbooks.apply_file(file, CLI_ADMIN)
     playbook = playbook_from_json(record.document)
@@ -79,6 +80,8 @@ def apply(
 @app.command("list")
 def list_playbooks(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """List playbooks with their version, data ceiling and limits."""
+    from zerolane.tasks.playbooks import format_duration
+
     with _reported(), opened(home) as deployment:
         entries = deployment.playbooks.list()
     if as_json:
@@ -107,6 +110,8 @@ def show(
     home: HomeOption = None,
 ) -> None:
     """Show one playbook, its version and when it was applied (JSON)."""
+    from zerolane.tasks.playbooks import playbook_from_json
+
     with _reported(), opened(home) as deployment:
         record = deployment.playbooks.record(name)
         playbook = playbook_from_json(record.document, f"stored playbook {name!r}")

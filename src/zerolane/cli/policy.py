@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,11 +19,10 @@ from zerolane.cli.common import HomeOption, console
 from zerolane.cli.pidfile import server_pid
 from zerolane.config import CONFIG_NAME, load_config
 from zerolane.errors import InvalidInput, ZerolaneError
-from zerolane.policy.cedar import CedarEngine
 from zerolane.policy.engine import PolicyLoadError
-from zerolane.policy.loader import SCHEMA_NAME, Snapshot, load_snapshot
-from zerolane.policy.testing import run_path
-from zerolane.server.deployment import resolve_home
+
+if TYPE_CHECKING:
+    from zerolane.policy.loader import Snapshot
 
 app = typer.Typer(help="Check, test and reload Cedar policies.", no_args_is_help=True)
 
@@ -48,6 +47,8 @@ def _unreadable(path: Path, err: OSError) -> typer.Exit:
 
 
 def _load(directory: Path) -> Snapshot:
+    from zerolane.policy.loader import load_snapshot
+
     try:
         return load_snapshot(directory)
     except PolicyLoadError as err:
@@ -57,6 +58,8 @@ def _load(directory: Path) -> Snapshot:
 
 
 def _summary(snapshot: Snapshot) -> str:
+    from zerolane.policy.loader import SCHEMA_NAME
+
     return (
         f"{len(snapshot.policy_ids)} policies in {len(snapshot.files)} files valid "
         f"against {SCHEMA_NAME} (version {snapshot.version[:12]})"
@@ -71,6 +74,8 @@ def check(directory: DirArg) -> None:
 
 def _policy_dir(target: Path) -> Path | None:
     """The folder holding a schema at or above ``target``."""
+    from zerolane.policy.loader import SCHEMA_NAME
+
     start = target if target.is_dir() else target.parent
     for folder in (start, *start.parents):
         if (folder / SCHEMA_NAME).is_file():
@@ -89,6 +94,10 @@ def run_tests(
     ] = None,
 ) -> None:
     """Run policy test cases; exit 1 if any case fails, 2 on invalid input."""
+    from zerolane.policy.cedar import CedarEngine
+    from zerolane.policy.loader import SCHEMA_NAME
+    from zerolane.policy.testing import run_path
+
     try:
         folder = policies or _policy_dir(target)
     except OSError as err:
@@ -138,6 +147,8 @@ def reload(home: HomeOption = None) -> None:
 
     Exit 2 (nothing signalled) when the policies are refused.
     """
+    from zerolane.server.deployment import resolve_home
+
     root = resolve_home(home)
     snapshot = _load(_home_policies(root))
     pid = server_pid(root)

@@ -20,14 +20,11 @@ from zerolane.cli.pidfile import remove_own, server_pid, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
 from zerolane.config import GatewayEntry, HttpLimits
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
-from zerolane.gateway import mcp
-from zerolane.gateway.config import load_gateway_config
-from zerolane.grants.leases import GrantSweeper
-from zerolane.server.deployment import Deployment, resolve_home
-from zerolane.server.tls import uvicorn_tls
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from zerolane.server.deployment import Deployment
 
 RELOADER = Actor("system", "policy-reload")
 
@@ -86,6 +83,9 @@ class Gateway:
 
 
 def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) -> Gateway:
+    from zerolane.gateway import mcp
+    from zerolane.gateway.config import load_gateway_config
+
     title = f'{entry.kind} gateway "{entry.name}"'
     if entry.kind == "http":
         config = load_gateway_config(path)
@@ -210,7 +210,10 @@ def register(app: typer.Typer) -> None:
         import uvicorn  # imported here so other commands start fast
 
         from zerolane.gateway.http.protocol import TlsScopeHttpToolsProtocol, with_limits
+        from zerolane.grants.leases import GrantSweeper
         from zerolane.server.app import create_app
+        from zerolane.server.deployment import Deployment, resolve_home
+        from zerolane.server.tls import uvicorn_tls
 
         path = resolve_home(home)
         running = server_pid(path)

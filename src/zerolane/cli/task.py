@@ -14,7 +14,6 @@ from rich.tree import Tree
 from zerolane.audit.events import Actor
 from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
 from zerolane.errors import InvalidInput
-from zerolane.server.task_routes import task_out
 from zerolane.types import TaskState
 
 app = typer.Typer(help="List, show and revoke tasks; show a delegation tree.", no_args_is_help=True)
@@ -38,6 +37,8 @@ def list_tasks(
     as_json: JsonOption = False,
 ) -> None:
     """List tasks, newest first (an active task past its window shows as expired)."""
+    from zerolane.server.task_routes import task_out
+
     try:
         wanted = TaskState(state) if state else None
     except ValueError:
@@ -70,6 +71,8 @@ def list_tasks(
 @app.command("show")
 def show(task_id: TaskIdArg, home: HomeOption = None) -> None:
     """Show one task as JSON."""
+    from zerolane.server.task_routes import task_out
+
     with opened(home) as deployment:
         print_json(task_out(deployment.lifecycle.get(task_id), deployment.clock.now()).model_dump())
 
@@ -90,6 +93,8 @@ def revoke(
 def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show a task and the tasks delegated from it, as a tree (each with its holder,
     state, calls and the person it acts for, when verified)."""
+    from zerolane.server.task_routes import task_out
+
     with opened(home) as deployment:
         now = deployment.clock.now()
         tasks = [task_out(t, now) for t in deployment.lifecycle.tree(task_id)]

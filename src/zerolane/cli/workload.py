@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,7 +19,9 @@ from zerolane.cli.common import (
     parse_duration,
     print_json,
 )
-from zerolane.store.records import Workload
+
+if TYPE_CHECKING:
+    from zerolane.store.records import Workload
 
 app = typer.Typer(help="Register, list, show and disable workloads.", no_args_is_help=True)
 attest_app = typer.Typer(help="Credentials a workload uses to attest.", no_args_is_help=True)
