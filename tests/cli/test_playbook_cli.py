@@ -68,6 +68,9 @@ def test_apply_list_show(home: Path, tmp_path: Path) -> None:
     assert (applied["name"], applied["version"]) == ("nightly-backup", 1)
     assert applied["playbook"]["max_ttl"] == 7200
     assert _run(home, "apply", str(EXAMPLES / "quarterly-report.yaml")).exit_code == 0
+    unchanged = _run(home, "apply", str(path))  # the same file again: nothing changes
+    assert "nightly-backup version 1" in unchanged.output
+    _write(tmp_path, "backup.yaml", VALID.replace("max_calls: 10", "max_calls: 12"))
     again = _run(home, "apply", str(path))
     assert "Applied playbook nightly-backup version 2" in again.output
 
@@ -102,7 +105,7 @@ def test_the_shown_document_applies_as_a_json_file(home: Path, tmp_path: Path) -
     result = _run(home, "apply", str(path), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["playbook"] == shown["playbook"]
-    assert json.loads(result.output)["version"] == 2
+    assert json.loads(result.output)["version"] == 1  # the very same playbook: unchanged
 
 
 @pytest.mark.parametrize(

@@ -83,9 +83,23 @@ def test_applying_again_makes_the_next_version(
     wider = dataclasses.replace(REPORT, max_calls=80)
     second = registry.apply(wider, ADMIN)
     assert (second.version, second.updated_at) == (2, NOW + 60)
-    assert registry.apply(wider, ADMIN).version == 3
-    assert registry.get("quarterly-report").max_calls == 80
+    narrower = dataclasses.replace(REPORT, max_calls=10)
+    assert registry.apply(narrower, ADMIN).version == 3
+    assert registry.get("quarterly-report").max_calls == 10
     assert [e["details"]["version"] for e in events(stores)] == [1, 2, 3]  # type: ignore[index]
+
+
+def test_reapplying_an_unchanged_playbook_keeps_its_version(
+    registry: PlaybookRegistry, stores: MemoryStores, clock: FixedClock
+) -> None:
+    first = registry.apply(REPORT, ADMIN)
+    clock.t += 60
+    again = registry.apply(dataclasses.replace(REPORT), ADMIN)
+    assert again == first  # same version, same time: nothing was written
+    assert len(events(stores)) == 1
+    # the twin: any change makes the next version
+    changed = registry.apply(dataclasses.replace(REPORT, max_calls=REPORT.max_calls + 1), ADMIN)
+    assert changed.version == 2
 
 
 def test_versions_are_per_name(registry: PlaybookRegistry) -> None:
@@ -167,7 +181,7 @@ def test_apply_file_stores_a_valid_file(registry: PlaybookRegistry, tmp_path: Pa
     path = tmp_path / "pb.json"
     path.write_text(playbook_to_json(REPORT))
     assert registry.apply_file(path, ADMIN).version == 1
-    assert registry.apply_file(str(path), ADMIN).version == 2
+    assert registry.apply_file(str(path), ADMIN).version == 1  # unchanged: same version
     assert registry.get("quarterly-report") == REPORT
 
 

@@ -481,6 +481,9 @@ def test_cache_hit_checks_issuer_and_audience_again(world: World) -> None:
             token, world.keys(), keys_version="1", now=NOW, audience="spiffe://example.org/db"
         )
     assert refused.value.reason == "token.audience"
+    # the message says which audience was expected, and which the token names
+    assert "expected 'spiffe://example.org/db'" in refused.value.message
+    assert repr(CLAIMS.audience[0]) in refused.value.message
     with pytest.raises(TokenError) as refused:
         verifier.verify(token, world.keys(), keys_version="1", now=NOW, issuer="spiffe://other.org")
     assert refused.value.reason == "token.issuer"

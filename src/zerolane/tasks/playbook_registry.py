@@ -39,13 +39,17 @@ class PlaybookRegistry:
     def apply(self, playbook: Playbook, actor: Actor) -> PlaybookRecord:
         """Validate and store ``playbook`` as version previous + 1 (or 1), audited.
 
-        A refusal (an invalid playbook, a store failure) is audited as a failure with
-        its reason, then raised.
+        Re-applying a playbook identical to the stored one changes nothing: its version
+        stays (tasks opened under it keep naming the version in force) and nothing is
+        written. A refusal (an invalid playbook, a store failure) is audited as a
+        failure with its reason, then raised.
         """
         try:
             # the round trip validates a Playbook built in code as strictly as a file
             checked = playbook_from_json(playbook_to_json(playbook), f"playbook {playbook.name!r}")
             previous = self._store.get_playbook(checked.name)
+            if previous is not None and previous.document == playbook_to_json(checked):
+                return previous
             record = PlaybookRecord(
                 name=checked.name,
                 document=playbook_to_json(checked),

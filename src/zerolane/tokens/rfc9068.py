@@ -202,7 +202,11 @@ def _check_for(claims: TaskTokenClaims, *, issuer: str, audience: str) -> TaskTo
     if claims.issuer != issuer:
         raise TokenError("token.issuer", "the token is from another issuer")
     if audience not in claims.audience:
-        raise TokenError("token.audience", "the token is not meant for this audience")
+        raise TokenError(
+            "token.audience",
+            f"the token is not meant for this audience: expected {audience!r}, "
+            f"the token is for {', '.join(repr(a) for a in claims.audience[:8])}",
+        )
     return claims
 
 
