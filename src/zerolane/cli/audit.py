@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from zerolane.cli.common import HomeOption, JsonOption, console, opened
+from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
 
 if TYPE_CHECKING:
     from zerolane.store.records import AuditRecord
@@ -65,10 +65,16 @@ def tail(
 
 
 @app.command("verify")
-def verify(home: HomeOption = None) -> None:
+def verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Check the hash chain; exit 1 naming the first broken link."""
     with opened(home) as deployment:
         count, broken = deployment.audit.verify()
+    if as_json:
+        where = None
+        if broken is not None:
+            where = {"seq": broken.seq, "event_id": broken.event_id, "problem": broken.problem}
+        print_json({"intact": broken is None, "verified": count, "broken": where})
+        raise typer.Exit(0 if broken is None else 1)
     if broken is not None:
         typer.echo(
             f"BROKEN at event {broken.seq} ({broken.event_id}): {broken.problem}; "

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
@@ -49,10 +50,19 @@ def cells(*values: object) -> list[Text]:
     return [Text(str(value)) for value in values]
 
 
+#: set for a command line with ``--json``: its errors are printed as JSON too
+json_errors: ContextVar[bool] = ContextVar("json_errors", default=False)
+
+
 def report(reason: str, message: str) -> None:
     """Print ``error <reason>: <message>`` on stderr as one line; the message is text,
-    never rich markup (``[/y]`` in it prints as is)."""
-    line = Text.assemble(("error", "red"), " ", (reason, "bold"), ": ", " ".join(message.split()))
+    never rich markup (``[/y]`` in it prints as is). Under ``--json`` the line is
+    ``{"reason": ..., "message": ...}`` (the API's error body)."""
+    text = " ".join(message.split())
+    if json_errors.get():
+        sys.stderr.write(json.dumps({"reason": reason, "message": text}) + "\n")
+        return
+    line = Text.assemble(("error", "red"), " ", (reason, "bold"), ": ", text)
     err_console.print(line, highlight=False, soft_wrap=True)
 
 

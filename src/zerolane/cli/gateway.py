@@ -13,7 +13,15 @@ import typer
 
 from zerolane.audit.events import Actor
 from zerolane.cli.background import free_port
-from zerolane.cli.common import HomeOption, LogLevelOption, err_console, fail, port_option
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    LogLevelOption,
+    err_console,
+    fail,
+    port_option,
+    print_json,
+)
 from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.config import HttpLimits, TlsConfig
 from zerolane.errors import ZerolaneError
@@ -174,7 +182,7 @@ def run(
 
 
 @app.command("check")
-def check(config: ConfigOption) -> None:
+def check(config: ConfigOption, as_json: JsonOption = False) -> None:
     """Validate a gateway configuration (and read its credentials); exit 2 if invalid."""
     from zerolane.gateway.config import load_gateway_config
     from zerolane.gateway.credentials import build_credentials
@@ -184,6 +192,29 @@ def check(config: ConfigOption) -> None:
         sources = build_credentials(parsed)
     except ZerolaneError as err:
         fail(err)
+    if as_json:
+        upstreams = []
+        for upstream in parsed.upstreams:
+            credential = sources.get(upstream.name)
+            upstreams.append(
+                {
+                    "name": upstream.name,
+                    "prefix": upstream.prefix,
+                    "base_url": upstream.base_url,
+                    "destination": upstream.destination,
+                    "routes": len(upstream.routes),
+                    "injects": credential.header if credential else None,
+                }
+            )
+        audience = parsed.audience
+        print_json(
+            {
+                "ok": True,
+                "public_url": parsed.public_url,
+                "audience": audience,
+                "upstreams": upstreams,
+            }
+        )
         return
     typer.echo(f"gateway config OK: public URL {parsed.public_url}, audience {parsed.audience}")
     for upstream in parsed.upstreams:

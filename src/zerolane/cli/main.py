@@ -28,7 +28,7 @@ from zerolane.cli import (
     task,
     workload,
 )
-from zerolane.cli.common import exit_code, report
+from zerolane.cli.common import JsonOption, exit_code, json_errors, print_json, report
 from zerolane.errors import ZerolaneError
 
 #: exit codes (docs/cli.md): 0 done, 1 a dependency failed or a check found a problem
@@ -42,6 +42,16 @@ DEBUG_ENV = "ZEROLANE_DEBUG"
 def _run(group: TyperGroup, args: Sequence[str] | None, **extra: Any) -> int:
     """Run the command line; every failure ends as one line ``error <reason>: <message>``
     on stderr and an exit code, never as a traceback or click's usage panel."""
+    words = list(sys.argv[1:] if args is None else args)
+    options = words[: words.index("--")] if "--" in words else words
+    token = json_errors.set("--json" in options)
+    try:
+        return _outcome(group, words, **extra)
+    finally:
+        json_errors.reset(token)
+
+
+def _outcome(group: TyperGroup, args: list[str], **extra: Any) -> int:
     try:
         result = TyperGroup.main(group, args, standalone_mode=False, **extra)
     except ZerolaneError as err:
@@ -94,9 +104,28 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     rich_markup_mode="rich",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 home.register(app)
 serve.register(app)
 
@@ -136,9 +165,12 @@ app.add_typer(enforcement_point.app, name="enforcement-point")
 
 
 @app.command("version")
-def version() -> None:
+def version(as_json: JsonOption = False) -> None:
     """Print the zerolane version."""
-    typer.echo(__version__)
+    if as_json:
+        print_json({"version": __version__})
+    else:
+        typer.echo(__version__)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zerolane.cli.common import HomeOption, console
+from zerolane.cli.common import HomeOption, JsonOption, console, print_json, report
 from zerolane.cli.pidfile import server_pid
 from zerolane.config import CONFIG_NAME, load_config
 from zerolane.errors import InvalidInput, ZerolaneError
@@ -23,6 +23,7 @@ from zerolane.policy.engine import PolicyLoadError
 
 if TYPE_CHECKING:
     from zerolane.policy.loader import Snapshot
+    from zerolane.policy.testing import CaseResult
 
 app = typer.Typer(help="Check, test and reload Cedar policies.", no_args_is_help=True)
 
@@ -37,7 +38,7 @@ def _refuse(err: ZerolaneError) -> typer.Exit:
     """Print every error line of ``err`` on its own line (stderr); exit code 2."""
     lines = err.errors if isinstance(err, PolicyLoadError) else (err.message,)
     for line in lines:
-        typer.echo(f"error {err.reason}: {line}", err=True)
+        report(err.reason, line)
     return typer.Exit(2)
 
 
@@ -67,9 +68,33 @@ def _summary(snapshot: Snapshot) -> str:
 
 
 @app.command("check")
-def check(directory: DirArg) -> None:
+def check(directory: DirArg, as_json: JsonOption = False) -> None:
     """Validate a policy folder strictly against its schema (exit 2 on any error)."""
-    typer.echo(f"ok: {_summary(_load(directory))}")
+    snapshot = _load(directory)
+    if as_json:
+        print_json(
+            {
+                "ok": True,
+                "policies": list(snapshot.policy_ids),
+                "files": list(snapshot.files),
+                "version": snapshot.version,
+            }
+        )
+        return
+    typer.echo(f"ok: {_summary(snapshot)}")
+
+
+def _case_json(r: CaseResult) -> dict[str, object]:
+    return {
+        "file": r.case.file,
+        "index": r.case.index,
+        "name": r.case.name,
+        "expect": "allow" if r.case.expect_allow else "deny",
+        "got": r.actual,
+        "passed": r.passed,
+        "policies": list(r.result.policy_ids),
+        "detail": None if r.passed else r.detail,
+    }
 
 
 def _policy_dir(target: Path) -> Path | None:
@@ -92,8 +117,15 @@ def run_tests(
         Path | None,
         typer.Option(help="Policy folder [default: the folder with a schema at or above TARGET]"),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print every case, not only failures.")
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Run policy test cases; exit 1 if any case fails, 2 on invalid input."""
+    """Run policy test cases; exit 1 if any case fails, 2 on invalid input.
+
+    Prints the failed cases and a summary; -v prints every case.
+    """
     from zerolane.policy.cedar import CedarEngine
     from zerolane.policy.loader import SCHEMA_NAME
     from zerolane.policy.testing import run_path
@@ -103,9 +135,7 @@ def run_tests(
     except OSError as err:
         raise _unreadable(target, err) from None
     if folder is None:
-        typer.echo(
-            f"error policy_test.no_policies: no {SCHEMA_NAME} at or above {target}", err=True
-        )
+        report("policy_test.no_policies", f"no {SCHEMA_NAME} at or above {target}")
         raise typer.Exit(2)
     try:
         engine = CedarEngine(folder)
@@ -114,15 +144,24 @@ def run_tests(
         raise _refuse(err) from None
     except OSError as err:
         raise _unreadable(target, err) from None
-    table = Table("", "case", "expect", "got", "policies")
-    for r in results:
-        mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
-        expected = "allow" if r.case.expect_allow else "deny"
-        table.add_row(
-            mark, escape(r.case.name), expected, r.actual, escape(" ".join(r.result.policy_ids))
-        )
-    console.print(table)
     failed = [r for r in results if not r.passed]
+    if as_json:
+        cases = [_case_json(r) for r in results]
+        print_json({"passed": len(results) - len(failed), "failed": len(failed), "cases": cases})
+        raise typer.Exit(1 if failed else 0)
+    if verbose:
+        table = Table("", "case", "expect", "got", "policies")
+        for r in results:
+            mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+            expected = "allow" if r.case.expect_allow else "deny"
+            table.add_row(
+                mark,
+                escape(r.case.name),
+                expected,
+                r.actual,
+                escape(" ".join(r.result.policy_ids)),
+            )
+        console.print(table)
     for r in failed:
         where = f"{r.case.file} cases[{r.case.index}] {r.case.name}"
         typer.echo(f"FAIL {where}: {r.detail}", err=True)

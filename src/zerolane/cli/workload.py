@@ -97,9 +97,13 @@ def join_token(
         str, typer.Option(help="How long the token stays usable (90s, 10m, 2h)")
     ] = "10m",
     home: HomeOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print a one-time join token for a registered workload (stored only hashed)."""
     seconds = parse_duration(ttl)
     with opened(home) as deployment:
         issued = deployment.join_tokens.create(spiffe_id, ttl=seconds, actor=CLI_ADMIN)
-    typer.echo(issued.token)
+    if as_json:
+        print_json({"spiffe_id": spiffe_id, "token": issued.token, "ttl": seconds})
+    else:
+        typer.echo(issued.token)
