@@ -47,9 +47,9 @@ def test_check_invalid_lists_each_error(policies: Path) -> None:
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("error policy.invalid: yy.cedar: syntax error")
-    assert lines[1].startswith("error policy.invalid: zz.cedar [bad]: ")
-    assert "zz.cedar: policy policy1 has no @id" in lines[2]
+    assert lines[0].startswith("error policy.invalid: yy.cedar:1:1: syntax error")
+    assert lines[1].startswith("error policy.invalid: zz.cedar:1:1: [bad] ")
+    assert "zz.cedar:4:1: a policy has no @id" in lines[2]
 
 
 def test_check_missing_folder(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def test_refused_reload_keeps_the_old_set_deciding(policy_dir: Path) -> None:
     with pytest.raises(PolicyLoadError) as caught:
         engine.reload()
     assert caught.value.reason == "policy.invalid"
-    assert "zz.cedar [bad]" in caught.value.message
+    assert "zz.cedar:1:1: [bad]" in caught.value.message
     assert engine.version == before
     assert _allowed(engine)  # a forbid that errored at evaluation would have been skipped anyway
     good = '@id("deny.all")\nforbid (principal, action, resource);\n'

@@ -21,13 +21,13 @@ REFUSED = [
         "String compared to Long",
         {"a.cedar": PERMIT + FORBID.format(id="bad.cmp", cond="context.task.state > 3")},
         "policy.invalid",
-        "a.cedar [bad.cmp]",
+        "a.cedar:3:1: [bad.cmp]",
     ),
     (
         "unknown attribute",
         {"a.cedar": PERMIT + FORBID.format(id="bad.attr", cond="context.task.nope == 1")},
         "policy.invalid",
-        "a.cedar [bad.attr]",
+        "a.cedar:3:1: [bad.attr]",
     ),
     (
         "unknown entity type",
@@ -212,3 +212,25 @@ def test_a_file_replaced_during_the_read_is_refused(
     with pytest.raises(PolicyLoadError) as caught:
         loader.read_directory(folder)
     assert caught.value.reason == "policy.changing"
+
+
+def test_errors_name_file_line_column_and_the_policys_own_id(tmp_path: Path) -> None:
+    """A person opens the file at the line the error names, and sees the @id there,
+    not the binding's own ``policyN``."""
+    text = (
+        PERMIT
+        + '\n// a comment with a ; and a "quote\n'
+        + FORBID.format(id="ok.first", cond='context.task.state == "active"')
+        + FORBID.format(id="bad.attr", cond="context.task.nope == 1")
+    )
+    with pytest.raises(PolicyLoadError) as caught:
+        load_snapshot(write_set(tmp_path / "p", {"a.cedar": text}))
+    line = text[: text.index('@id("bad.attr")')].count("\n") + 1
+    assert caught.value.message.startswith(f"a.cedar:{line}:1: [bad.attr] attribute")
+    assert "policy" + "2" not in caught.value.message  # no binding-made id
+
+    broken = PERMIT + '\n@id("bad.syntax")\nforbid (principal, action, resource)\nwhen { 1 + };\n'
+    with pytest.raises(PolicyLoadError) as caught:
+        load_snapshot(write_set(tmp_path / "q", {"a.cedar": broken}))
+    line = broken[: broken.index('@id("bad.syntax")')].count("\n") + 1
+    assert caught.value.message.startswith(f"a.cedar:{line}:1: syntax error")

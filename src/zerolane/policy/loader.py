@@ -19,6 +19,11 @@ from stat import S_ISREG
 import cedarpy
 
 from zerolane.policy.engine import PolicyLoadError
+from zerolane.policy.locations import (
+    policy_position,
+    syntax_error_position,
+    without_policy_reference,
+)
 
 SCHEMA_NAME = "schema.cedarschema"
 POLICY_SUFFIX = ".cedar"
@@ -127,12 +132,26 @@ def _parse_schema(text: str) -> cedarpy.Schema:
         raise PolicyLoadError("policy.schema_invalid", [f"{SCHEMA_NAME}: {err}"]) from None
 
 
+def _parses(text: str) -> bool:
+    try:
+        cedarpy.policies_to_json_str(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _where(name: str, position: tuple[int, int] | None) -> str:
+    """``file:line:column`` (just ``file`` when the position is unknown)."""
+    return f"{name}:{position[0]}:{position[1]}" if position else name
+
+
 def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str]]:
     """The policies' @ids in order, plus missing-id and other syntax problems."""
     try:
         est = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as err:
-        return [], [], [f"{name}: syntax error: {err}"]
+        where = _where(name, syntax_error_position(text, _parses))
+        return [], [], [f"{where}: syntax error: {err}"]
     problems = [f"{name}: {pid}: templates are not supported" for pid in est.get("templates", {})]
     ids: list[str] = []
     missing: list[str] = []
@@ -141,7 +160,8 @@ def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str
         if annotation:
             ids.append(annotation)
         else:
-            missing.append(f'{name}: policy {pid} has no @id("...") annotation')
+            where = _where(name, policy_position(text, pid))
+            missing.append(f'{where}: a policy has no @id("...") annotation')
     return ids, missing, problems
 
 
@@ -152,9 +172,10 @@ def _validation_errors(name: str, text: str, schema: cedarpy.Schema) -> list[str
     names = result.id_annotations_by_policy_id
     errors = []
     for error in result.errors:
-        label = names.get(error.policy_id) or error.policy_id
-        where = f"{name} [{label}]" if label else name
-        errors.append(f"{where}: {error.error}")
+        where = _where(name, policy_position(text, error.policy_id))
+        label = names.get(error.policy_id)
+        message = without_policy_reference(error.error) if label else error.error
+        errors.append(f"{where}: [{label}] {message}" if label else f"{where}: {message}")
     return errors or [f"{name}: validation failed"]
 
 
