@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import secrets
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
+import zerolane
 from zerolane.audit import masking
-from zerolane.audit.masking import fingerprint, mask, mask_details, mask_value
+from zerolane.audit.masking import (
+    CREDENTIAL_PREFIXES,
+    fingerprint,
+    mask,
+    mask_details,
+    mask_value,
+)
 from zerolane.audit.schema import EventFields
+from zerolane.grants.hmac_keys import mint_api_key
+from zerolane.identity import admin, enforcement_points
+from zerolane.identity.attestors import join_token
+from zerolane.types import SystemClock
 
 JWT = (
     "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0"
@@ -193,6 +207,7 @@ def reference_mask(data: object, secret: bool = False) -> object:
     safe_suffix = re.compile(r"[_-](type|details|env|file|id|kid|jkt)$", re.IGNORECASE)
     jwt = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
     pem = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+    own = re.compile(r"(?:zljt_|zla_|zlep_|zlk_)[A-Za-z0-9_.-]{16,}")
     safe = {"token_id", "jti", "svid_expires_at", "svid_id", "svid_kid"}
 
     def secret_key(key: str) -> bool:
@@ -209,7 +224,8 @@ def reference_mask(data: object, secret: bool = False) -> object:
         return [reference_mask(v, secret) for v in data]
     if isinstance(data, str | bytes):
         text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-        return mask_value(text) if secret or jwt.search(text) or pem.search(text) else text
+        shaped = jwt.search(text) or pem.search(text) or own.search(text)
+        return mask_value(text) if secret or shaped else text
     return data
 
 
@@ -235,6 +251,16 @@ LOOKALIKES = [
     "plain",
     "spiffe://example.org/agent",
     "https://gw/api/reports/q3",
+    "zla_" + "A" * 43,
+    "Authorization: Bearer zlep_" + "b" * 43,
+    "zljt_abcdefghijklmnop",  # 16 characters: the shortest masked
+    "zljt_abcdefghijklmno",  # 15: kept
+    "zlk_t1.1800000000." + "c" * 43,
+    "ZLA_" + "A" * 43,  # uppercase: not how they are minted
+    "zl_3f9a0c1b2d4e5f607182",  # a PostgreSQL grant's role name
+    "puzzle",
+    "zlib_compression_level_nine",
+    "zla_",
 ]
 
 
@@ -444,3 +470,78 @@ def test_the_details_are_copied_never_changed() -> None:
 def test_a_declared_field_outside_details_is_refused(path: str) -> None:
     with pytest.raises(ValueError, match="under 'details'"):
         masking._compile(declared(clear=(path,)))
+
+
+def minted_credentials() -> list[str]:
+    """One credential of each kind zerolane mints, as it mints them."""
+    clock = SystemClock()
+    return [
+        join_token.new_join_token("spiffe://example.org/agent", 600, clock).token,
+        admin.PREFIX + secrets.token_urlsafe(32),
+        enforcement_points.PREFIX + secrets.token_urlsafe(32),
+        mint_api_key(b"k" * 32, "tsk_" + secrets.token_urlsafe(16), 1_800_000_000),
+        mint_api_key(b"k" * 32, "t", 1_800_000_000),  # the shortest task id
+    ]
+
+
+@pytest.mark.parametrize("credential", minted_credentials())
+def test_zerolane_credentials_are_masked_even_in_clear_fields(credential: str) -> None:
+    fields = declared(clear=("details.url", "details.note", "details.list"))
+    details = {
+        "url": f"https://gw.example/hook?key={credential}",
+        "note": credential,
+        "list": ["plain", f"Bearer {credential}"],
+    }
+    masked = by_fields(fields, details)
+    assert masked == {
+        "url": mask_value(details["url"]),  # type: ignore[arg-type]
+        "note": mask_value(credential),
+        "list": ["plain", mask_value(f"Bearer {credential}")],
+    }
+    assert credential not in repr(masked)
+    # and wherever else masking runs: an event's subject, a log line's data
+    assert is_masked(mask(credential))
+    assert is_masked(mask({"note": [credential]})["note"][0])  # type: ignore[index]
+    # a declared kind's clear member too (a decision's URL)
+    decision = mask_details("decision", {"url": f"https://gw.example/?k={credential}"})
+    assert is_masked(decision["url"])  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "puzzle",
+        "dazzling zlatan",
+        "zlib_compression_level_nine",  # letters after zl, but no credential prefix
+        "zl_3f9a0c1b2d4e5f607182",  # a PostgreSQL grant's role name (not a credential)
+        "zla_",
+        "zljt_short",
+        "ZLA_" + "A" * 43,
+        "the zlep_ prefix marks an enforcement point credential",
+    ],
+)
+def test_ordinary_text_with_zl_is_kept_in_clear_fields(kept: str) -> None:
+    fields = declared(clear=("details.note",))
+    assert by_fields(fields, {"note": kept}) == {"note": kept}
+    assert mask(kept) == kept
+
+
+def test_every_credential_prefix_minted_under_src_is_masked() -> None:
+    """A new ``PREFIX = "zl<letters>_"`` (a credential zerolane mints) must be added to
+    :data:`CREDENTIAL_PREFIXES`, or its credentials would reach the audit log."""
+    src = Path(zerolane.__file__).parent
+    minted: dict[str, str] = {}
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)):
+                continue
+            value = node.value.value
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if (
+                isinstance(value, str)
+                and re.fullmatch(r"zl[a-z]+_", value)
+                and any(n.endswith("PREFIX") for n in names)
+            ):
+                minted[value] = str(path.relative_to(src))
+    assert set(minted) >= {"zljt_", "zla_", "zlep_", "zlk_"}  # the scan finds them
+    assert set(minted) <= set(CREDENTIAL_PREFIXES), minted

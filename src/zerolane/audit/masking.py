@@ -4,10 +4,11 @@ An event's ``details`` are masked by the declared fields of its kind
 (:mod:`zerolane.audit.schema`, :func:`mask_details`): its ``secret`` paths are masked,
 its ``clear`` ones kept, and ``free`` or undeclared members (and every member of a kind
 not declared) masked under secret-looking key names, as :func:`mask` does. Everywhere,
-a string that looks like a JWT/JWS compact serialization or a PEM private key is masked
-too (the backstop). A masked string becomes ``"***"`` plus a short SHA-256
-fingerprint, so an investigation can still correlate two events about the same secret
-without it.
+a string that holds a JWT/JWS compact serialization, a PEM private key or one of
+zerolane's own credentials (:data:`CREDENTIAL_PREFIXES`: join tokens, admin and
+enforcement point credentials, per-task API keys) is masked too (the backstop). A
+masked string becomes ``"***"`` plus a short SHA-256 fingerprint, so an investigation
+can still correlate two events about the same secret without it.
 
 Every decision is masked on the request path, so the tests are kept cheap: the declared
 fields are compiled once into a tree looked up by member name, a key name's verdict is
@@ -33,9 +34,22 @@ _SECRET_KEYS = re.compile(
 )
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 _PEM_SHAPE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+#: The prefixes zerolane mints its own credentials with: join tokens
+#: (``identity.attestors.join_token``), admin credentials (``identity.admin``),
+#: enforcement point credentials (``identity.enforcement_points``) and per-task HMAC API
+#: keys (``grants.hmac_keys``). ``tests/audit/test_masking.py`` checks that every
+#: ``PREFIX = "zl<letters>_"`` under ``src`` is listed here.
+CREDENTIAL_PREFIXES = ("zljt_", "zla_", "zlep_", "zlk_")
+#: one of them and at least 16 credential characters (a minted one has 43 random ones,
+#: an API key its task id, expiry and MAC): ``zla_`` alone or a ``zl_`` role name is not
+#: a credential
+_CREDENTIAL_SHAPE = re.compile(
+    "(?:" + "|".join(re.escape(p) for p in CREDENTIAL_PREFIXES) + r")[A-Za-z0-9_.-]{16,}"
+)
 #: the literal each shape above starts with: no match is possible without it
 _JWT_START = "eyJ"
 _PEM_START = "-----BEGIN "
+_CREDENTIAL_START = "zl"
 #: Keys whose values are identifiers safe to keep even though their name matches.
 _SAFE_KEYS = frozenset({"token_id", "jti", "svid_expires_at", "svid_id", "svid_kid"})
 #: Names that say what kind of thing, where or which one, not the secret itself
@@ -60,8 +74,10 @@ def mask_value(value: str) -> str:
 
 
 def _looks_secret(value: str) -> bool:
-    return (_JWT_START in value and _JWT_SHAPE.search(value) is not None) or (
-        _PEM_START in value and _PEM_SHAPE.search(value) is not None
+    return (
+        (_JWT_START in value and _JWT_SHAPE.search(value) is not None)
+        or (_PEM_START in value and _PEM_SHAPE.search(value) is not None)
+        or (_CREDENTIAL_START in value and _CREDENTIAL_SHAPE.search(value) is not None)
     )
 
 
@@ -201,7 +217,9 @@ def _members(data: Mapping[object, object], node: _Node) -> dict[str, object]:
             continue
         rule = default if step is None else step.rule
         if rule is _CLEAR and type(v) is str:
-            out[name] = mask_value(v) if _looks_secret(v) else v
+            # the shapes' literals tested inline: an ordinary string costs no call
+            shaped = _JWT_START in v or _PEM_START in v or _CREDENTIAL_START in v
+            out[name] = mask_value(v) if shaped and _looks_secret(v) else v
         elif rule is _CLEAR and type(v) in _PLAIN:
             out[name] = v
         else:

@@ -8,8 +8,9 @@ would be masked however it were named. Each kind declares its ``details`` member
 dotted paths from the event (``details.jkt``), in three sets:
 
 ``clear``
-    Identifiers, scopes, times, counts, reasons: kept as they are. A JWT, JWS or PEM
-    private key found in one is still masked (the pattern backstop, for every string).
+    Identifiers, scopes, times, counts, reasons: kept as they are. A JWT, JWS, PEM
+    private key or zerolane credential (``zljt_``, ``zla_``, ``zlep_``, ``zlk_``) found
+    in one is still masked (the pattern backstop, for every string).
 ``free``
     Free-form content that comes from outside and has no schema here (an MCP tool
     call's arguments, an enforcement point's extra members): inside it a member named
