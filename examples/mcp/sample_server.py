@@ -1,7 +1,7 @@
 """A sample MCP server for the zerolane MCP gateway: a few report and chat tools.
 
-    python examples/mcp/sample_server.py                      # stdio (the gateway starts it)
-    python examples/mcp/sample_server.py --http --port 9100   # streamable HTTP on /mcp
+    .venv/bin/python examples/mcp/sample_server.py                   # stdio (a gateway starts it)
+    .venv/bin/python examples/mcp/sample_server.py --http --port 9200   # streamable HTTP, /mcp
 
 ``--log FILE`` appends one JSON line per HTTP request it receives (with its headers)
 and per tool call (with its arguments and ``_meta``), so a test can see what reached
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP on /mcp")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--log", type=Path, help="append requests and calls to this file")
     options = parser.parse_args()
     log_path = options.log
