@@ -123,3 +123,24 @@ def test_gateway_check_json(tmp_path: Path) -> None:
     assert data["ok"] is True
     injects = {u["prefix"]: u["injects"] for u in data["upstreams"]}
     assert injects["/finance"] == "X-Api-Key"
+
+
+def test_the_commands_that_change_state_print_json(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    created = _run("init", "--trust-domain", TD, "--home", str(home), "--json")
+    assert created.exit_code == 0, created.output
+    data = json.loads(created.stdout)
+    assert (data["trust_domain"], data["home"]) == (TD, str(home))
+    assert data["admin_credential"]
+    rotated = json.loads(_run("keys", "rotate", "--json", "--home", str(home)).stdout)
+    assert rotated["kid"] != data["signing_key"]
+    assert _run("workload", "register", AGENT, "--home", str(home)).exit_code == 0
+    disabled = _run("workload", "disable", AGENT, "--json", "--home", str(home))
+    assert json.loads(disabled.stdout)["status"] == "disabled"
+    retried = _run("grant", "retry", "--json", "--home", str(home))
+    assert json.loads(retried.stdout) == {"revoked": [], "failed": []}
+    reloaded = json.loads(_run("policy", "reload", "--json", "--home", str(home)).stdout)
+    assert (reloaded["ok"], reloaded["signalled_pid"]) == (True, None)
+    unknown = _run("task", "revoke", "tsk_nope", "--json", "--home", str(home))
+    assert unknown.exit_code == 2
+    assert json.loads(unknown.stderr)["reason"] == "task.unknown"

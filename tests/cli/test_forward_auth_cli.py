@@ -6,6 +6,7 @@ uvicorn and signal handlers are replaced so the command runs in the test process
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 from pathlib import Path
@@ -118,3 +119,19 @@ def test_help_lists_run() -> None:
     result = runner.invoke(app, ["forward-auth", "--help"])
     assert result.exit_code == 0
     assert "run" in result.output
+
+
+def test_check_accepts_a_valid_config_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    config = tmp_path / "fa.toml"
+    config.write_text(CONFIG)
+    result = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "forward-auth config OK: nginx asks http://127.0.0.1:9123/forward-auth" in result.output
+    assert "GET /reports/{name} -> read reports/{name}" in result.output
+    as_json = runner.invoke(app, ["forward-auth", "check", "--config", str(config), "--json"])
+    data = json.loads(as_json.output)
+    assert (data["ok"], data["destination"], len(data["routes"])) == (True, "reports-api", 1)
+    config.write_text('proxy = "haproxy"\n' + CONFIG)
+    refused = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
+    assert refused.exit_code == 2
+    assert "forward_auth.config" in refused.output

@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from zerolane.cli.common import HomeOption, LogLevelOption, err_console, fail, port_option
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    LogLevelOption,
+    err_console,
+    fail,
+    port_option,
+    print_json,
+)
 from zerolane.cli.serve import _install_reload as install_policy_reload
 from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.errors import ZerolaneError
@@ -100,3 +108,46 @@ def run(
     finally:
         sock.close()
         deployment.close()
+
+
+@app.command("check")
+def check(
+    config: Annotated[
+        Path,
+        typer.Option("--config", help="Forward-auth config (TOML, YAML or JSON)", exists=True),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a forward-auth configuration; exit 2 naming the problem."""
+    from zerolane.gateway.forward_auth import load_config
+
+    try:
+        settings = load_config(config)
+    except ZerolaneError as err:
+        fail(err)
+    routes = [
+        {"method": r.method, "path": r.path, "action": r.action, "resource": r.resource}
+        for r in settings.routes
+    ]
+    if as_json:
+        print_json(
+            {
+                "ok": True,
+                "proxy": settings.proxy,
+                "endpoint": settings.endpoint,
+                "listen": listen_url(settings.host, settings.port, settings.endpoint),
+                "origin": settings.origin,
+                "audience": settings.audience,
+                "destination": settings.destination,
+                "routes": routes,
+            }
+        )
+        return
+    typer.echo(
+        f"forward-auth config OK: {settings.proxy} asks "
+        f"{listen_url(settings.host, settings.port, settings.endpoint)} about "
+        f"{settings.origin} (destination {settings.destination}, "
+        f"audience {settings.audience or 'the default'})"
+    )
+    for r in routes:
+        typer.echo(f"  {r['method']} {r['path']} -> {r['action']} {r['resource']}")

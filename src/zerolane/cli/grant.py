@@ -96,6 +96,7 @@ def retry(
     lease: Annotated[
         str | None, typer.Option("--lease", help="Only this lease (revoked now, if active)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Retry failed revocations now (ignoring their backoff), and revoke leases whose task
     has ended or expired. Exits 1 while any revocation still fails."""
@@ -110,6 +111,14 @@ def retry(
             )
         else:
             result = deployment.grants.sweep(force=True)
+    if as_json:
+        print_json(
+            {
+                "revoked": [lease.as_dict() for lease in result.revoked],
+                "failed": [lease.as_dict() for lease in result.failed],
+            }
+        )
+        raise typer.Exit(1 if result.failed else 0)
     _report(result)
     if not result.revoked and not result.failed:
         console.print("nothing to retry")

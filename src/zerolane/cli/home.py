@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from zerolane.cli.common import HomeOption, console, err_console
+from zerolane.cli.common import HomeOption, JsonOption, console, err_console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         home: HomeOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Create a zerolane home: signing key, X.509 CA, config, database, admin credential.
 
@@ -34,6 +35,17 @@ def register(app: typer.Typer) -> None:
             kid = deployment.keyring.active_kid()
         finally:
             deployment.close()
+        if as_json:  # the admin credential is in it: the one time it is shown
+            print_json(
+                {
+                    "home": str(path),
+                    "trust_domain": deployment.config.trust_domain,
+                    "signing_key": kid,
+                    "x509_ca": str(deployment.x509_ca.cert_path),
+                    "admin_credential": token,
+                }
+            )
+            return
         console.print(f"Initialized zerolane home [bold]{escape(str(path))}[/bold]")
         for line in (
             f"  trust domain   spiffe://{deployment.config.trust_domain}",

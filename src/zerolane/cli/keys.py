@@ -26,11 +26,14 @@ def _when(ts: float | None) -> str:
 
 
 @app.command("rotate")
-def rotate(home: HomeOption = None) -> None:
+def rotate(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Make a new key sign from now on. The old public key stays published until
     every token it signed has expired (max_token_lifetime), then it is pruned."""
     with opened(home) as deployment:
         kid = deployment.rotate_keys(Actor("admin", "cli"))
+    if as_json:
+        print_json({"kid": kid})
+        return
     console.print(f"Rotated: new signing key [bold]{kid}[/bold]")
 
 

@@ -25,6 +25,7 @@ from zerolane.cli import (
     playbook,
     policy,
     serve,
+    status,
     task,
     workload,
 )
@@ -128,6 +129,7 @@ def _root(
 
 home.register(app)
 serve.register(app)
+status.register(app)
 
 
 @app.command("demo")

@@ -181,7 +181,7 @@ def _home_policies(root: Path) -> Path:
 
 
 @app.command("reload")
-def reload(home: HomeOption = None) -> None:
+def reload(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Validate <home>/policies, then ask the running server to load them (SIGHUP).
 
     Exit 2 (nothing signalled) when the policies are refused.
@@ -191,12 +191,15 @@ def reload(home: HomeOption = None) -> None:
     root = resolve_home(home)
     snapshot = _load(_home_policies(root))
     pid = server_pid(root)
-    if pid is None:
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as err:
+            report("policy.signal", f"cannot signal pid {pid}: {err}")
+            raise typer.Exit(1) from None
+    if as_json:
+        print_json({"ok": True, "version": snapshot.version, "signalled_pid": pid})
+    elif pid is None:
         typer.echo(f"ok: {_summary(snapshot)}; no running server, they load at next start")
-        return
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except OSError as err:
-        typer.echo(f"error policy.signal: cannot signal pid {pid}: {err}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"ok: {_summary(snapshot)}; sent SIGHUP to the server (pid {pid})")
+    else:
+        typer.echo(f"ok: {_summary(snapshot)}; sent SIGHUP to the server (pid {pid})")

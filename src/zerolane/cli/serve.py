@@ -16,7 +16,7 @@ from zerolane.audit.events import Actor
 from zerolane.cli import gateway as http_gateway
 from zerolane.cli import mcp_gateway
 from zerolane.cli.common import HomeOption, LogLevelOption, err_console, port_option
-from zerolane.cli.pidfile import remove_own, server_pid, write_own
+from zerolane.cli.pidfile import remove_own, server_pid, write_listeners, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
 from zerolane.config import GatewayEntry, HttpLimits
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
@@ -167,6 +167,7 @@ def _serve(
     if not group.start(stop):
         return  # stopped while starting
     write_own(home)
+    write_listeners(home, group.listeners())
     for label, line in announce:
         typer.echo(line(group.port(label)), err=True)
     for note in notes:

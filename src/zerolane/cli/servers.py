@@ -120,6 +120,16 @@ class ServerGroup:
                 self._close_sockets()
                 raise
 
+    def listeners(self) -> dict[str, str]:
+        """Each bound server's base URL (``https://`` when it serves TLS), by label."""
+        urls = {}
+        for member in self._members:
+            if member.sock is not None:
+                config = member.server.config
+                url = listen_url(config.host, bound_port(member.sock))
+                urls[member.label] = url.replace("http://", "https://", 1) if config.is_ssl else url
+        return urls
+
     def port(self, label: str) -> int:
         """The port the server ``label`` listens on, once bound (the one picked for 0)."""
         member = next(m for m in self._members if m.label == label)

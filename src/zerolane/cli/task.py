@@ -82,10 +82,17 @@ def revoke(
     task_id: TaskIdArg,
     reason: Annotated[str, typer.Option(help="Recorded in the audit log")] = "revoked",
     home: HomeOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Revoke a task: every enforcement point denies its token from the next request on."""
+    from zerolane.server.task_routes import task_out
+
     with opened(home) as deployment:
         deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
+        revoked = task_out(deployment.lifecycle.get(task_id), deployment.clock.now())
+    if as_json:
+        print_json(revoked.model_dump())
+        return
     console.print(f"Revoked [bold]{escape(task_id)}[/bold]")
 
 

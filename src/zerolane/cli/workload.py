@@ -83,10 +83,14 @@ def show(spiffe_id: SpiffeIdArg, home: HomeOption = None) -> None:
 
 
 @app.command("disable")
-def disable(spiffe_id: SpiffeIdArg, home: HomeOption = None) -> None:
+def disable(spiffe_id: SpiffeIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Disable a workload: it can no longer attest, and its live tasks are revoked."""
     with opened(home) as deployment:
         deployment.disable_workload(spiffe_id, CLI_ADMIN)
+        workload = deployment.registry.get(spiffe_id)
+    if as_json:
+        print_json(_as_json(workload))
+        return
     console.print(f"Disabled [bold]{escape(spiffe_id)}[/bold]")
 
 

@@ -1,0 +1,71 @@
+"""``zerolane status``: the health of the ``zerolane up`` serving a home."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.cli.test_serve import _Served
+from zerolane.cli.background import free_port
+from zerolane.cli.main import app
+from zerolane.cli.pidfile import PID_FILE, write_listeners, write_own
+from zerolane.server.deployment import init_home
+
+runner = CliRunner()
+
+
+def _status(home: Path, *extra: str) -> Result:
+    return runner.invoke(app, ["status", "--home", str(home), *extra])
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    init_home(tmp_path / "home", "status.example")[0].close()
+    return tmp_path / "home"
+
+
+def test_a_home_nobody_serves_is_not_running(home: Path) -> None:
+    result = _status(home)
+    assert result.exit_code == 1
+    assert "not running" in result.output
+    data = json.loads(_status(home, "--json").output)
+    assert (data["pid"], data["healthy"], data["servers"]) == (None, False, [])
+
+
+def test_no_home_exits_2(tmp_path: Path) -> None:
+    result = _status(tmp_path / "none")
+    assert result.exit_code == 2
+    assert "home.missing" in result.output
+
+
+def test_a_server_that_does_not_answer_is_unhealthy(home: Path) -> None:
+    """A live pid (this test's) whose recorded server is gone: exit 1 naming it."""
+    write_own(home)
+    try:
+        write_listeners(home, {"the control plane": f"http://127.0.0.1:{free_port()}"})
+        result = _status(home, "--timeout", "1")
+        assert result.exit_code == 1
+        assert f"UNHEALTHY: zerolane up (pid {os.getpid()})" in result.output
+        assert "FAIL" in result.output
+    finally:
+        (home / PID_FILE).unlink()
+
+
+def test_a_running_up_is_healthy_then_not_running(home: Path) -> None:
+    up = _Served("up", "--home", str(home), "--port", "0", "--no-gateways")
+    try:
+        port = up.wait_for(r"control plane on http://127\.0\.0\.1:(\d+)").group(1)
+        result = _status(home, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["healthy"] is True
+        [server] = data["servers"]
+        assert server["url"] == f"http://127.0.0.1:{port}"  # the port it got for 0
+        assert _status(home).output.startswith("healthy: zerolane up (pid ")
+    finally:
+        assert up.stop() == 0
+    assert _status(home).exit_code == 1
