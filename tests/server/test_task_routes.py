@@ -702,23 +702,29 @@ def test_admin_applies_and_lists_playbooks_through_the_api(tapi: TaskApi) -> Non
     doc = playbook(name="wiki-cleanup", actions=["read"], max_calls=5, max_ttl="1m")
     created = tapi.client.post("/v1/admin/playbooks", json=doc, headers=tapi.admin)
     assert created.status_code == 201, created.text
-    assert created.json() == {"name": "wiki-cleanup", "version": 1}
+    assert created.json() == {"name": "wiki-cleanup", "version": 1, "warnings": []}
+    again = tapi.client.post("/v1/admin/playbooks", json=doc, headers=tapi.admin)
+    assert again.json()["version"] == 1  # unchanged: the same version
     updated = tapi.client.post(
-        "/v1/admin/playbooks", json={**doc, "max_calls": 3}, headers=tapi.admin
+        "/v1/admin/playbooks",
+        json={**doc, "max_calls": 3, "actions": ["read", "GET"]},
+        headers=tapi.admin,
     )
-    assert updated.json() == {"name": "wiki-cleanup", "version": 2}
+    assert updated.json()["version"] == 2
+    [warning] = updated.json()["warnings"]  # applied, with the likely mistake said
+    assert warning.startswith("actions: 'GET' is a bare HTTP method")
 
     listed = tapi.client.get("/v1/admin/playbooks", headers=tapi.admin).json()
     by_name = {p["name"]: p for p in listed}
     assert set(by_name) == {"quarterly-report", "wiki-cleanup"}
     assert by_name["wiki-cleanup"]["version"] == 2
     assert by_name["wiki-cleanup"]["max_calls"] == 3
-    assert by_name["wiki-cleanup"]["actions"] == ["read"]
+    assert by_name["wiki-cleanup"]["actions"] == ["GET", "read"]
     assert by_name["quarterly-report"]["version"] == 1
 
     agent = tapi.attest()
     task = tapi.opened(agent, playbook="wiki-cleanup")
-    assert task.body["scope"]["actions"] == ["read"]
+    assert task.body["scope"]["actions"] == ["GET", "read"]
     shown = tapi.client.get(f"/v1/admin/tasks/{task.task_id}", headers=tapi.admin).json()
     assert (shown["playbook_version"], shown["max_calls"]) == (2, 3)
     over = tapi.open(agent, _body(playbook="wiki-cleanup", max_calls=4))

@@ -487,3 +487,34 @@ def test_playbook_is_frozen() -> None:
     with pytest.raises(AttributeError):
         pb.name = "other"  # type: ignore[misc]
     assert re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", pb.name)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    bad = doc(
+        name="Bad Name",
+        resources=[],
+        data_ceiling="secretish",
+        max_ttl="-5m",
+        max_calls=0,
+        extra_key=1,
+        openers={"spiffe_ids": ["spiffe://example.org/a"], "colour": "red"},
+        description=None,
+    )
+    with pytest.raises(InvalidInput) as refused:
+        parse_playbook(bad, SOURCE)
+    lines = refused.value.message.splitlines()
+    assert refused.value.reason == "playbook.unknown_key"  # the first problem names it
+    fields = [line.split(": ")[1] for line in lines]
+    assert fields == [
+        "extra_key",
+        "description",
+        "name",
+        "resources",
+        "data_ceiling",
+        "max_ttl",
+        "max_calls",
+        "openers.colour",
+    ]
+    assert all(line.startswith(f"{SOURCE}: ") for line in lines)
+    # the twin: the valid document parses
+    assert parse_playbook(doc(), SOURCE).name == "quarterly-report"

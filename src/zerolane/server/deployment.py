@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zerolane.audit.events import Actor
+from zerolane.audit.events import Actor, Event
 from zerolane.audit.log import AuditLog
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, render_config
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
@@ -43,15 +43,25 @@ from zerolane.store.memory.bus import MemoryRevocationBus
 from zerolane.store.memory.replay import MemoryReplayCache
 from zerolane.store.open import open_stores
 from zerolane.store.ports import RevocationBus, Stores
-from zerolane.store.records import TaskRecord, Workload
+from zerolane.store.records import AdminCredential, TaskRecord, Workload
 from zerolane.tasks.auth import Authenticator
 from zerolane.tasks.decisions import Decider
 from zerolane.tasks.exchange import TokenExchange
 from zerolane.tasks.lifecycle import TaskLifecycle
 from zerolane.tasks.playbook_registry import PlaybookRegistry
+from zerolane.tasks.playbook_warnings import AttestationFacts, playbook_warnings
+from zerolane.tasks.playbooks import Playbook
 from zerolane.tasks.revocation import RevocationPublisher, RevocationWatch
 from zerolane.tasks.task_grants import TaskGrants
-from zerolane.types import Clock, Outcome, Sensitivity, SystemClock, TaskState, WorkloadStatus
+from zerolane.types import (
+    Clock,
+    ForwardClock,
+    Outcome,
+    Sensitivity,
+    SystemClock,
+    TaskState,
+    WorkloadStatus,
+)
 
 log = logging.getLogger(__name__)
 HOME_ENV = "ZEROLANE_HOME"
@@ -64,6 +74,15 @@ def resolve_home(home: Path | None) -> Path:
         return home
     env = os.environ.get(HOME_ENV)
     return Path(env) if env else Path(DEFAULT_HOME)
+
+
+def forward_clock(clock: Clock | None) -> ForwardClock:
+    """``clock`` (the system clock when None) as a clock that never goes backwards
+    within this process: a deployment stamps tokens, windows and events with it, and a
+    task this process saw expired stays expired to it whatever the clock given does."""
+    if clock is None:
+        return SystemClock()
+    return clock if isinstance(clock, ForwardClock) else ForwardClock(clock)
 
 
 def build_attestors(
@@ -131,7 +150,9 @@ class Deployment:
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
-        clock = clock or SystemClock()
+        """Open ``home``; every service gets ``clock`` (the system clock by default)
+        wrapped so that it never goes backwards (:func:`forward_clock`)."""
+        clock = forward_clock(clock)
         config = load_config(home)
         policies = PolicyHolder(home / config.policy_dir)
         stores = open_stores(config.store_url, base=home)
@@ -245,6 +266,18 @@ class Deployment:
         """Who may ask ``POST /v1/decide``, and about which URLs."""
         return EnforcementPoints(self.stores, self.audit, self.clock)
 
+    def playbook_warnings(self, playbook: Playbook) -> list[str]:
+        """Likely mistakes in ``playbook`` for this home (its trust domain, federations
+        and JWT issuers): one line each, none when it looks right."""
+        issuers = self.config.jwt_issuers
+        facts = AttestationFacts(
+            trust_domain=self.config.trust_domain,
+            federated=[bundle.trust_domain for bundle in self.federation.list()],
+            issuers=[issuer.name for issuer in issuers],
+            selector_types={kind for issuer in issuers for kind in issuer.claims.values()},
+        )
+        return playbook_warnings(playbook, facts)
+
     @property
     def engine(self) -> CedarEngine:
         """The policy engine (loaded, and validated, on first use)."""
@@ -317,7 +350,7 @@ def init_home(home: Path, trust_domain: str, clock: Clock | None = None) -> tupl
 
     Refuses (``home.exists``) when ``home`` already holds a zerolane home or keys.
     """
-    clock = clock or SystemClock()
+    clock = forward_clock(clock)  # one clock for the keys, the CA and the deployment
     trust_domain = parse_trust_domain(trust_domain)
     if (home / CONFIG_NAME).exists() or (home / "keys").exists():
         raise InvalidInput(
@@ -333,16 +366,23 @@ def init_home(home: Path, trust_domain: str, clock: Clock | None = None) -> tupl
     install_defaults(home / config.policy_dir)
     write_private(home / CONFIG_NAME, render_config(config).encode())
     deployment = Deployment.open(home, clock)
-    token, record = create_admin_credential(deployment.stores, clock)
-    deployment.audit.record(
-        "home.initialized",
-        actor=Actor("admin", "cli"),
-        subject=f"spiffe://{trust_domain}",
-        outcome=Outcome.SUCCESS,
-        details={
-            "kid": kid,
-            "admin_credential_id": record.credential_id,
-            "x509_ca_serial": format(ca.serial_number, "x"),
-        },
-    )
+
+    def initialized(credential: AdminCredential) -> Event:
+        return deployment.audit.event(
+            "home.initialized",
+            Actor("admin", "cli"),
+            f"spiffe://{trust_domain}",
+            Outcome.SUCCESS,
+            details={
+                "kid": kid,
+                "admin_credential_id": credential.credential_id,
+                "x509_ca_serial": format(ca.serial_number, "x"),
+            },
+        )
+
+    try:  # the credential and home.initialized in one write: no unaudited admin
+        token, _ = create_admin_credential(deployment.stores, deployment.clock, initialized)
+    except BaseException:
+        deployment.close()
+        raise
     return deployment, token

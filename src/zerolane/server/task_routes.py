@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from zerolane.errors import InvalidInput
+from zerolane.gateway.access_log import record_decision, record_task
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
@@ -174,6 +175,7 @@ def open_task(
             audience=body.audience,
         ),
     )
+    record_task(request.scope, opened.task.task_id)
     now = deployment.clock.now()
     return OpenedOut(
         task_id=opened.task.task_id,
@@ -203,6 +205,7 @@ def complete_task(
         url=_url(request, deployment),
         client_cert=certificate,
     )
+    record_task(request.scope, holder.claims.task_id)
     ended = deployment.lifecycle.complete(task_id, holder.claims.subject, holder.claims.task_id)
     return task_out(ended, deployment.clock.now())
 
@@ -244,6 +247,7 @@ def decide(
             details={"enforcement_point": point.name},
         ),
     )
+    record_decision(request.scope, decision)
     return DecisionOut(
         decision="allow" if decision.allowed else "deny",
         reasons=list(decision.reasons),
@@ -302,10 +306,16 @@ def revoke_task(task_id: str, request: Request, actor: Admin) -> TaskOut:
 
 @router.post("/v1/admin/playbooks", status_code=201, tags=["admin"])
 def apply_playbook(document: dict[str, Any], request: Request, actor: Admin) -> dict[str, Any]:
-    """Register or update a playbook (the same document as a playbook file, as JSON)."""
+    """Register or update a playbook (the same document as a playbook file, as JSON).
+
+    ``warnings`` lists likely mistakes (a bare HTTP method as an action, an opener
+    outside this home's trust domain, a selector no attestor here proves): the playbook
+    is applied all the same. Re-applying an unchanged playbook keeps its version."""
     deployment = _deployment(request)
-    record = deployment.playbooks.apply(parse_playbook(document, "request body"), actor)
-    return {"name": record.name, "version": record.version}
+    playbook = parse_playbook(document, "request body")
+    record = deployment.playbooks.apply(playbook, actor)
+    warnings = deployment.playbook_warnings(playbook)
+    return {"name": record.name, "version": record.version, "warnings": warnings}
 
 
 @router.get("/v1/admin/playbooks", tags=["admin"])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -28,6 +28,7 @@ from zerolane.policy.patterns import matches, parse_pattern
 from zerolane.types import Sensitivity
 
 # Used with ``fullmatch``: ``$`` would also match before a trailing newline.
+_T = TypeVar("_T")
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 ACTION = re.compile(r"[A-Za-z0-9_.:/-]+")
 DESTINATION = re.compile(r"[A-Za-z0-9._:-]+")
@@ -97,10 +98,29 @@ class Playbook:
 
 
 class _Fields:
-    """Reads fields of one document, naming the source and dotted field on refusal."""
+    """Reads fields of one document, naming the source and dotted field on refusal.
+
+    Every problem is kept (:meth:`each`), so one refusal lists them all, one line
+    each; its reason is the first problem's."""
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.problems: list[InvalidInput] = []
+
+    def each(self, read: Callable[[], _T]) -> _T | None:
+        """``read()``, or None with its refusal kept for :meth:`refuse`."""
+        try:
+            return read()
+        except InvalidInput as err:
+            self.problems.append(err)
+            return None
+
+    def refuse(self) -> None:
+        """Raise every problem kept so far as one refusal (nothing when none)."""
+        if self.problems:
+            first = self.problems[0]
+            lines = "\n".join(problem.message for problem in self.problems)
+            raise InvalidInput(first.reason, lines)
 
     def fail(self, reason: str, field: str, detail: str) -> InvalidInput:
         where = f"{field}: " if field else ""
@@ -112,16 +132,14 @@ class _Fields:
         """``doc`` itself, once it is a mapping with every required and no unknown key."""
         if not isinstance(doc, Mapping):
             raise self.fail("document", field, f"must be a mapping, not {_kind(doc)}")
-        unknown = sorted((k for k in doc if k not in known), key=str)
-        if unknown:
-            raise self.fail(
-                "unknown_key",
-                _dotted(field, unknown[0]),
-                f"unknown key (known: {', '.join(known)})",
+        for key in sorted((k for k in doc if k not in known), key=str):
+            self.problems.append(
+                self.fail(
+                    "unknown_key", _dotted(field, key), f"unknown key (known: {', '.join(known)})"
+                )
             )
-        missing = [k for k in known if k not in doc and k not in optional]
-        if missing:
-            raise self.fail("missing", _dotted(field, missing[0]), "is required")
+        for key in (k for k in known if k not in doc and k not in optional):
+            self.problems.append(self.fail("missing", _dotted(field, key), "is required"))
         return doc
 
     def integer(self, value: object, field: str, low: int, high: int) -> int:
@@ -252,6 +270,8 @@ def _text(fields: _Fields, value: object, field: str, pattern: re.Pattern[str] |
 
 def _openers(fields: _Fields, value: object) -> Openers:
     doc = fields.keys(value, "openers", OPENER_FIELDS, frozenset({"selectors"}))
+    if "spiffe_ids" not in doc:  # a problem :meth:`_Fields.keys` kept already
+        return Openers(())
     spiffe_ids = fields.strings(doc["spiffe_ids"], "openers.spiffe_ids", fields.spiffe_pattern)
     raw = doc.get("selectors", [])
     if isinstance(raw, list | tuple) and not raw:
@@ -296,35 +316,54 @@ def parse_playbook(doc: Mapping[str, object], source: str) -> Playbook:
     """
     fields = _Fields(source)
     doc = fields.keys(doc, "", FIELDS, OPTIONAL)
-    name = _text(fields, doc["name"], "name", NAME)
-    description = _text(fields, doc["description"], "description", None)
-    actions = fields.strings(doc["actions"], "actions", fields.matching(ACTION, "an action"))
-    resources = fields.strings(doc["resources"], "resources", fields.resource)
-    destinations = fields.strings(
-        doc["destinations"], "destinations", fields.matching(DESTINATION, "a destination")
+    each = fields.each
+
+    def field(key: str, read: Callable[[object], _T]) -> _T | None:
+        """A required field read, or None when it is missing (already a problem)."""
+        return each(lambda: read(doc[key])) if key in doc else None
+
+    name = field("name", lambda v: _text(fields, v, "name", NAME))
+    description = field("description", lambda v: _text(fields, v, "description", None))
+    action = fields.matching(ACTION, "an action")
+    actions = field("actions", lambda v: fields.strings(v, "actions", action))
+    resources = field("resources", lambda v: fields.strings(v, "resources", fields.resource))
+    destination = fields.matching(DESTINATION, "a destination")
+    destinations = field("destinations", lambda v: fields.strings(v, "destinations", destination))
+    ceiling = field("data_ceiling", lambda v: _ceiling(fields, v))
+    max_ttl = field("max_ttl", lambda v: _ttl(fields, v))
+    max_calls = field("max_calls", lambda v: fields.integer(v, "max_calls", 1, MAX_CALLS))
+    delegation = each(lambda: _delegation(fields, doc))
+    openers = field("openers", lambda v: _openers(fields, v))
+    grants = each(lambda: _grants(fields, doc.get("grants")))
+    one_shot = each(
+        lambda: _one_shot(
+            fields, doc.get("one_shot", False), max_calls or 1, bool(delegation and delegation[0])
+        )
     )
-    ceiling = _ceiling(fields, doc["data_ceiling"])
-    max_ttl = _ttl(fields, doc["max_ttl"])
-    max_calls = fields.integer(doc["max_calls"], "max_calls", 1, MAX_CALLS)
-    delegable, max_depth = _delegation(fields, doc)
-    openers = _openers(fields, doc["openers"])
-    grants = _grants(fields, doc.get("grants"))
-    one_shot = _one_shot(fields, doc.get("one_shot", False), max_calls, delegable)
+    fields.refuse()  # past here every field was read (a None would have been a problem)
+    delegable, max_depth = _read(delegation)
     return Playbook(
-        name,
-        description,
-        actions,
-        resources,
-        destinations,
-        ceiling,
-        max_ttl,
-        max_calls,
-        openers,
+        _read(name),
+        _read(description),
+        _read(actions),
+        _read(resources),
+        _read(destinations),
+        _read(ceiling),
+        _read(max_ttl),
+        _read(max_calls),
+        _read(openers),
         delegable,
         max_depth,
-        grants,
-        one_shot,
+        _read(grants),
+        _read(one_shot),
     )
+
+
+def _read(value: _T | None) -> _T:
+    """A field :func:`parse_playbook` read (it refuses before any is None)."""
+    if value is None:
+        raise InvalidInput("playbook.field", "a field could not be read")
+    return value
 
 
 def _one_shot(fields: _Fields, value: object, max_calls: int, delegable: bool) -> bool:
