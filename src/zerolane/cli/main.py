@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from zerolane import __version__
 from zerolane.cli import (
     audit,
+    decide,
     enforcement_point,
     federation,
     forward_auth,
@@ -130,6 +131,7 @@ def _root(
 home.register(app)
 serve.register(app)
 status.register(app)
+decide.register(app)
 
 
 @app.command("demo")

@@ -170,7 +170,7 @@ def run_tests(
         raise typer.Exit(1)
 
 
-def _home_policies(root: Path) -> Path:
+def home_policies(root: Path) -> Path:
     """``<home>/policies``, or the ``policy_dir`` the home's config names."""
     if not (root / CONFIG_NAME).is_file():
         return root / POLICIES
@@ -189,7 +189,7 @@ def reload(home: HomeOption = None, as_json: JsonOption = False) -> None:
     from zerolane.server.deployment import resolve_home
 
     root = resolve_home(home)
-    snapshot = _load(_home_policies(root))
+    snapshot = _load(home_policies(root))
     pid = server_pid(root)
     if pid is not None:
         try:
