@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+
 import pytest
 
 from tests.e2e.conftest import run
+from zerolane.cli.demo_reasons import REASON_WORDS
 
 pytestmark = pytest.mark.e2e
 
@@ -30,3 +34,17 @@ def test_demo_runs_the_story_and_exits_0() -> None:
         "chain intact",
     ):
         assert line in out, f"missing from the demo: {line!r}\n{out}"
+
+
+def test_every_refusal_is_explained_and_the_hints_run_as_printed() -> None:
+    out = run("demo", "--once").stdout
+    refusals = [line for line in out.splitlines() if line.lstrip().startswith("✘")]
+    assert len(refusals) >= 10
+    for line in refusals:
+        assert " — " in line, f"a refusal without its words: {line!r}"
+        assert line.split(" — ", 1)[1] in REASON_WORDS.values()
+    hints = [line.split(":", 1)[1].strip() for line in out.splitlines() if "it: " in line]
+    assert len(hints) == 2
+    for hint in hints:  # each command runs as printed, from anywhere
+        done = subprocess.run(shlex.split(hint), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (hint, done.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from zerolane.cli.demo_gateways import (
     gateway_story,
     mcp_story,
 )
+from zerolane.cli.demo_reasons import explained, self_command
 from zerolane.sdk import Agent, Task
 from zerolane.sdk.common import TaskGrant, decide_body
 from zerolane.server.deployment import Deployment, init_home
@@ -47,7 +49,7 @@ def _ok(text: str) -> None:
 
 
 def _refused(text: str) -> None:
-    console.print(f"  [red]✘[/red] {text}", highlight=False)
+    console.print(f"  [red]✘[/red] {explained(text)}", highlight=False)
 
 
 def _expect(condition: bool, what: str) -> None:
@@ -203,10 +205,7 @@ def _task_story(agent: Agent, server: BackgroundServer) -> None:
         asking = f"{server.url}/v1/decide"
         itself = httpx.post(asking, json=body).json()  # the agent, with no point's credential
         _expect(itself.get("reason") == "enforcement_point.credential", "an agent was answered")
-        _refused(
-            "the agent asking /v1/decide itself: refused (enforcement_point.credential): "
-            "decisions are for enforcement points"
-        )
+        _refused("the agent asking /v1/decide itself: refused (enforcement_point.credential)")
         first = httpx.post(asking, json=body, headers=agent.decider_headers()).json()
         second = httpx.post(asking, json=body, headers=agent.decider_headers()).json()
         _expect(first["decision"] == "allow" and second["reasons"] == ["dpop.replayed"], "replay")
@@ -294,8 +293,9 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"\n[bold green]Done[/bold green] in {time.perf_counter() - started:.1f} s. "
             f"Audit log: {home / 'zerolane.db'}\n"
-            f"  inspect it: zerolane audit tail --home {home}\n"
-            f"  verify it:  zerolane audit verify --home {home}"
+            f"  inspect it: {self_command()} audit tail --home {shlex.quote(str(home))}\n"
+            f"  verify it:  {self_command()} audit verify --home {shlex.quote(str(home))}",
+            soft_wrap=True,  # commands stay whole, to be copied as printed
         )
         if not once:
             _serve_until_interrupted(home)
