@@ -59,8 +59,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL = {"sh", "bash", "console"}
 DOC_PORTS = (8700, 8800, 8801, 9100, 9200)
 CONTROL_PLANE = 8700
-#: the most command blocks the pages may leave unrun, all pages together
-MAX_NOT_RUN = 8
+#: the command blocks the pages may leave unrun, all pages together (today: make test,
+#: a production layout and its `up`, a delegation by hand): raise it only with a reason
+MAX_NOT_RUN = 4
 #: the longest one page's blocks may take, in seconds
 PAGE_TIMEOUT = 90.0
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<why>\S.*?)\s*-->$")
@@ -284,6 +285,13 @@ def stop_group(group: int) -> None:
             time.sleep(0.05)
 
 
+def unprinted(page: Path, stdout: str) -> list[str]:
+    """The lines of the page's ``<!-- output -->`` blocks that the commands did not print."""
+    printed = set(stdout.splitlines())
+    shown = [text for b in blocks(page) if b.output for text in b.body.splitlines() if text]
+    return [text for text in shown if text not in printed]
+
+
 RUNNABLE = [
     page for page in PAGES if any(b.lang in SHELL and b.not_run is None for b in blocks(page))
 ]
@@ -297,11 +305,8 @@ def test_shell_blocks_run_as_written(page: Path, clone: Path) -> None:
         f"{page.name}: a block failed (exit {result.returncode})\n"
         f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
-    printed = set(result.stdout.splitlines())
-    for block in blocks(page):
-        if block.output:
-            missing = [text for text in block.body.splitlines() if text and text not in printed]
-            assert missing == [], f"{block.where}: not printed: {missing}\n{result.stdout}"
+    missing = unprinted(page, result.stdout)
+    assert missing == [], f"{page.name}: shown as output, not printed: {missing}\n{result.stdout}"
     if page.name == "README.md":  # the other pages' commands run in a deployment too
         left = git(clone, "status", "--porcelain", "--untracked-files=all")
         assert left == "", f"{page.name}: the blocks left files git does not ignore:\n{left}"
@@ -372,3 +377,10 @@ def test_a_page_that_never_ends_is_cut_off(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(sys.modules[__name__], "PAGE_TIMEOUT", 1.0)
     with pytest.raises(AssertionError, match="still running"):
         run_page(page_of(tmp_path, "sleep 30"), make_clone(tmp_path), home=False)
+
+
+def test_output_shown_must_be_printed(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```sh\necho GET allow\n```\n\n<!-- output -->\n```text\nGET allow\n```\n")
+    assert unprinted(page, "GET allow\n") == []
+    assert unprinted(page, "GET deny scope.action\n") == ["GET allow"]
