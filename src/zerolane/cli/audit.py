@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json, printable
 
 if TYPE_CHECKING:
     from zerolane.store.records import AuditRecord
@@ -18,6 +18,11 @@ app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
 #: the most events ``tail -n`` prints (SQLite integers are 64-bit: bounded at parse time)
 MAX_LINES = 1_000_000
 _COLOURS = {"success": "green", "denied": "red", "failure": "yellow"}
+
+
+def _shown(value: object) -> str:
+    """A stored value in a rich line: printable, and never read as markup."""
+    return escape(printable(str(value)))
 
 
 def _line(record: AuditRecord, as_json: bool) -> None:
@@ -31,9 +36,9 @@ def _line(record: AuditRecord, as_json: bool) -> None:
     actor = event.get("actor")
     actor_id = actor.get("id") if isinstance(actor, dict) else "?"
     console.print(
-        f"{record.seq:>6} {record.time} [bold]{escape(f'{record.kind:<22}')}[/bold] "
-        f"[{colour}]{escape(f'{record.outcome:<7}')}[/{colour}] {escape(str(event.get('reason')))} "
-        f"subject={escape(str(event.get('subject')))} actor={escape(str(actor_id))}",
+        f"{record.seq:>6} {record.time} [bold]{_shown(f'{record.kind:<22}')}[/bold] "
+        f"[{colour}]{_shown(f'{record.outcome:<7}')}[/{colour}] {_shown(event.get('reason'))} "
+        f"subject={_shown(event.get('subject'))} actor={_shown(actor_id)}",
         highlight=False,
     )
 

@@ -45,9 +45,22 @@ def port_option(help_text: str) -> Any:
     return typer.Option("--port", min=0, max=PORT_MAX, help=help_text)
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: control characters (an ESC starting a
+    terminal escape sequence, a bidi override turning text around) are shown as
+    ``\\x1b`` / ``\\u202e`` instead of acting. Data from agents and requests (task
+    intents, audit subjects, error messages) goes through it."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def cells(*values: object) -> list[Text]:
-    """A table row of plain text: a cell is never read as rich markup."""
-    return [Text(str(value)) for value in values]
+    """A table row of plain, printable text: a cell is never read as rich markup."""
+    return [Text(printable(str(value))) for value in values]
 
 
 #: set for a command line with ``--json``: its errors are printed as JSON too
@@ -58,7 +71,8 @@ def report(reason: str, message: str) -> None:
     """Print ``error <reason>: <message>`` on stderr as one line; the message is text,
     never rich markup (``[/y]`` in it prints as is). Under ``--json`` the line is
     ``{"reason": ..., "message": ...}`` (the API's error body)."""
-    text = " ".join(message.split())
+    text = printable(" ".join(message.split()))
+    reason = printable(reason)
     if json_errors.get():
         sys.stderr.write(json.dumps({"reason": reason, "message": text}) + "\n")
         return

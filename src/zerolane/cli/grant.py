@@ -17,6 +17,7 @@ from zerolane.cli.common import (
     err_console,
     opened,
     print_json,
+    printable,
 )
 from zerolane.store.records import LeaseRecord, LeaseState
 
@@ -78,13 +79,16 @@ def list_leases(
 def _report(result: SweepResult) -> None:
     for lease in result.revoked:
         console.print(
-            f"revoked {lease.lease_id} ({lease.broker} {lease.handle})",
+            printable(f"revoked {lease.lease_id} ({lease.broker} {lease.handle})"),
             highlight=False,
             markup=False,
         )
     for lease in result.failed:
         err_console.print(
-            f"still failing {lease.lease_id} ({lease.broker} {lease.handle}): {lease.last_error}",
+            printable(
+                f"still failing {lease.lease_id} ({lease.broker} {lease.handle}): "
+                f"{lease.last_error}"
+            ),
             highlight=False,
             markup=False,
         )

@@ -20,6 +20,7 @@ from zerolane.cli.common import (
     fail,
     opened,
     print_json,
+    printable,
 )
 from zerolane.errors import ZerolaneError
 
@@ -72,9 +73,8 @@ def apply(
     if as_json:
         print_json(_as_json(playbook, record))
     else:
-        console.print(
-            f"Applied playbook [bold]{escape(record.name)}[/bold] version {record.version}"
-        )
+        name = escape(printable(record.name))
+        console.print(f"Applied playbook [bold]{name}[/bold] version {record.version}")
 
 
 @app.command("list")

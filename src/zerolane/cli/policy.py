@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zerolane.cli.common import HomeOption, JsonOption, console, print_json, report
+from zerolane.cli.common import HomeOption, JsonOption, console, print_json, printable, report
 from zerolane.cli.pidfile import server_pid
 from zerolane.config import CONFIG_NAME, load_config
 from zerolane.errors import InvalidInput, ZerolaneError
@@ -156,7 +156,7 @@ def run_tests(
             expected = "allow" if r.case.expect_allow else "deny"
             table.add_row(
                 mark,
-                escape(r.case.name),
+                escape(printable(r.case.name)),
                 expected,
                 r.actual,
                 escape(" ".join(r.result.policy_ids)),
@@ -164,7 +164,7 @@ def run_tests(
         console.print(table)
     for r in failed:
         where = f"{r.case.file} cases[{r.case.index}] {r.case.name}"
-        typer.echo(f"FAIL {where}: {r.detail}", err=True)
+        typer.echo(printable(f"FAIL {where}: {r.detail}"), err=True)
     typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise typer.Exit(1)

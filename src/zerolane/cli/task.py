@@ -12,7 +12,15 @@ from rich.text import Text
 from rich.tree import Tree
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    cells,
+    console,
+    opened,
+    print_json,
+    printable,
+)
 from zerolane.errors import InvalidInput
 from zerolane.types import TaskState
 
@@ -93,7 +101,7 @@ def revoke(
     if as_json:
         print_json(revoked.model_dump())
         return
-    console.print(f"Revoked [bold]{escape(task_id)}[/bold]")
+    console.print(f"Revoked [bold]{escape(printable(task_id))}[/bold]")
 
 
 @app.command("tree")
@@ -114,10 +122,10 @@ def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = Fals
         user = f" for {t.user['subject']}" if t.user else ""
         ended = f" ({t.end_reason})" if t.end_reason and t.end_reason != t.state else ""
         label = Text.assemble(
-            (t.task_id, "bold"),
-            f" {t.owner} ",
+            (printable(t.task_id), "bold"),
+            f" {printable(t.owner)} ",
             (t.state, _STATE_STYLE.get(t.state, "white")),
-            f" calls {t.calls_used}/{t.max_calls}{user}{ended}",
+            printable(f" calls {t.calls_used}/{t.max_calls}{user}{ended}"),
         )
         parent = nodes.get(t.parent_id) if t.parent_id else None
         node = parent.add(label) if parent is not None else Tree(label)

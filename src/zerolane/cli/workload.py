@@ -18,6 +18,7 @@ from zerolane.cli.common import (
     opened,
     parse_duration,
     print_json,
+    printable,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def register(
     if as_json:
         print_json(_as_json(workload))
     else:
-        console.print(f"Registered [bold]{escape(workload.spiffe_id)}[/bold]")
+        console.print(f"Registered [bold]{escape(printable(workload.spiffe_id))}[/bold]")
 
 
 @app.command("list")
@@ -91,7 +92,7 @@ def disable(spiffe_id: SpiffeIdArg, home: HomeOption = None, as_json: JsonOption
     if as_json:
         print_json(_as_json(workload))
         return
-    console.print(f"Disabled [bold]{escape(spiffe_id)}[/bold]")
+    console.print(f"Disabled [bold]{escape(printable(spiffe_id))}[/bold]")
 
 
 @attest_app.command("join-token")
