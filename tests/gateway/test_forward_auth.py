@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from tests.gateway.access_lines import access_lines
 from tests.gateway.task_home import API, INTENT, PLAYBOOK, ControlPlane, control_plane
 from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput
@@ -392,3 +393,42 @@ def test_bad_configs_are_refused(change: dict[str, Any]) -> None:
 def test_split_path_keeps_the_raw_path_and_decodes_segments() -> None:
     assert split_path("/reports/q%2D3?x=1") == ("/reports/q%2D3", ("reports", "q-3"))
     assert split_path("/?x") == ("/", ())
+
+
+def test_each_check_has_an_access_line_allow_and_deny(cp: ControlPlane, task: Task) -> None:
+    with access_lines() as lines, client_for(cp, "nginx") as nginx:
+        allowed_headers = nginx_headers(task, "GET", "/reports/q3?token=query-secret")
+        assert check(nginx, allowed_headers).status_code == 200
+        denied_headers = nginx_headers(task, "DELETE", "/reports/q3")
+        assert check(nginx, denied_headers).status_code == 403  # the twin: out of scope
+        assert check(nginx, {"X-Original-Method": "GET"}).status_code == 403  # no URI
+    allow, deny, refused = lines.fields()
+    assert {k: allow[k] for k in ("listener", "method", "path", "status")} == {
+        "listener": "forward-auth",
+        "method": "GET",
+        "path": "/forward-auth",
+        "status": 200,
+    }
+    assert (allow["decision"], allow["task"], allow["reason"]) == ("allow", task.task_id, None)
+    assert (deny["status"], deny["decision"], deny["task"], deny["reason"]) == (
+        403,
+        "deny",
+        task.task_id,
+        "scope.action",
+    )
+    assert (refused["decision"], refused["reason"]) == ("deny", "forward_auth.headers")
+    for line in lines.rendered():
+        assert "query-secret" not in line
+        assert allowed_headers["DPoP"] not in line
+        assert allowed_headers["Authorization"].split()[-1] not in line
+
+
+def test_an_unrecorded_refusal_is_logged_as_audit_write(task: Task) -> None:
+    broken = AuditLog(_NoStore(), SystemClock())  # type: ignore[arg-type]
+    with (
+        access_lines() as lines,
+        TestClient(create_app(settings("nginx"), _Raising(), broken)) as client,
+    ):
+        assert check(client, nginx_headers(task, "GET", "/admin")).status_code == 503
+    (line,) = lines.fields()
+    assert (line["status"], line["decision"], line["reason"]) == (503, "deny", "audit.write")

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+from tests.gateway.access_lines import access_lines
 from tests.server.conftest import AGENT, Api
+from tests.server.task_fixtures import FINANCE, READ, TaskApi
+from zerolane.tokens.rfc9449 import make_proof
 
 
 def test_attest_with_join_token(api: Api) -> None:
@@ -204,3 +207,50 @@ def test_audit_query_at_the_edges_of_the_range_is_answered(api: Api) -> None:
         )
         assert reply.status_code == 200, reply.text
         assert len(reply.json()["events"]) == (0 if after != "0" else 1)
+
+
+def test_access_lines_for_decide_allow_deny_and_errors(api: Api) -> None:
+    tapi = TaskApi(api)
+    task = tapi.opened()
+    url = f"{FINANCE}/reports/q3"
+    with access_lines() as lines:
+        proof = make_proof(task.holder.key, method="GET", url=url, access_token=task.token)
+        body = {
+            "token": task.token,
+            "dpop": proof,
+            "request": {"method": "GET", "url": url, **READ},
+        }
+        allowed = tapi.client.post("/v1/decide?point=secret-q", json=body, headers=tapi.point)
+        assert allowed.json()["decision"] == "allow"
+        # the twin: the same task, an action outside its scope
+        proof2 = make_proof(task.holder.key, method="GET", url=url, access_token=task.token)
+        other = {**body, "dpop": proof2, "request": {**body["request"], "action": "delete"}}
+        denied = tapi.client.post("/v1/decide", json=other, headers=tapi.point)
+        assert denied.json()["decision"] == "deny"
+        unknown = tapi.client.post("/v1/decide", json=body)  # no enforcement point
+        assert unknown.status_code == 401
+        assert tapi.client.get("/nowhere").status_code == 404
+    allow, deny, refused, missing = lines.fields()
+    assert {k: allow[k] for k in ("listener", "method", "path", "status", "decision")} == {
+        "listener": "api",
+        "method": "POST",
+        "path": "/v1/decide",
+        "status": 200,
+        "decision": "allow",
+    }
+    assert (allow["task"], allow["reason"]) == (task.task_id, None)
+    assert (deny["status"], deny["decision"], deny["task"], deny["reason"]) == (
+        200,
+        "deny",
+        task.task_id,
+        denied.json()["reasons"][0],
+    )
+    assert (refused["status"], refused["decision"], refused["reason"]) == (
+        401,
+        "none",
+        "enforcement_point.credential",
+    )
+    assert (missing["status"], missing["reason"]) == (404, "request.not_found")
+    credential = tapi.point["Authorization"].split()[-1]
+    for line in lines.rendered():
+        assert not any(s in line for s in (task.token, proof, proof2, credential, "secret-q"))

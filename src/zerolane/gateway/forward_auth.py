@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -49,6 +50,12 @@ from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.config import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable
+from zerolane.gateway.access_log import (
+    AccessLog,
+    record_decision,
+    record_error,
+    record_refusal,
+)
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.inproc import RequestDecider, decide_on_loop
 from zerolane.tasks.auth import request_credentials
@@ -363,6 +370,7 @@ class ForwardAuth:
         try:
             original = self._original(request, raw_path)
             if original is None:
+                record_error(request.scope, "not_found")
                 return JSONResponse({"error": "not found", "reason": "not_found"}, 404)
             method, target = original
             path, segments = split_path(target)
@@ -378,14 +386,16 @@ class ForwardAuth:
             )
             request_input = self._map(method, url, segments, client_cert)
         except _Refused as refused:
-            return await self._refuse(refused.reason, refused.status, method, url)
+            return await self._refuse(request.scope, refused.reason, refused.status, method, url)
         except Unauthenticated as err:
-            return await self._refuse(err.reason, 401, method, url)
+            return await self._refuse(request.scope, err.reason, 401, method, url)
         try:
             decision = await decide_on_loop(self._decider, token, proof, request_input)
         except Exception:  # fail closed: a decider that raises denies
             log.exception("forward-auth: the decider failed")
+            record_refusal(request.scope, "decide.error")
             return _deny(503, ["decide.error"], None)
+        record_decision(request.scope, decision)
         if decision.allowed:
             return _allow(decision)
         return _deny(decision.status, decision.reasons or ("decision.deny",), decision.decision_id)
@@ -408,8 +418,11 @@ class ForwardAuth:
                 )
         raise _Refused("route.unmapped")
 
-    async def _refuse(self, reason: str, status: int, method: str, url: str) -> Response:
+    async def _refuse(
+        self, scope: Scope, reason: str, status: int, method: str, url: str
+    ) -> Response:
         """Deny before any decision; recorded as a decision event when an audit log is set."""
+        record_refusal(scope, reason)
         if self._audit is None:
             return _deny(status, [reason], None)
         decision_id = uuid.uuid4().hex
@@ -433,6 +446,7 @@ class ForwardAuth:
                 details=details,
             )
         except Unavailable:
+            record_refusal(scope, "audit.write")
             return _deny(503, ["audit.write"], decision_id)
         return _deny(status, [reason], decision_id)
 
@@ -442,13 +456,20 @@ async def _healthz(_: Request) -> Response:
 
 
 def create_app(
-    config: ForwardAuthConfig, decider: RequestDecider, audit: AuditLog | None = None
+    config: ForwardAuthConfig,
+    decider: RequestDecider,
+    audit: AuditLog | None = None,
+    *,
+    listener: str = "forward-auth",
 ) -> Starlette:
-    """The forward-auth ASGI app: ``GET /healthz`` and the check endpoint."""
+    """The forward-auth ASGI app: ``GET /healthz`` and the check endpoint; one access
+    line per check (the check request's own method and path, never the original's
+    query), named ``listener``."""
     check = ForwardAuth(config, decider, audit)
     return Starlette(
         routes=[
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/{path:path}", check),
-        ]
+        ],
+        middleware=[Middleware(AccessLog, listener=listener)],
     )

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zerolane import __version__
 from zerolane.audit.log import event_json
 from zerolane.errors import ZerolaneError
+from zerolane.gateway.access_log import AccessLog, record_error
 from zerolane.identity.bundle import X509_USE
 from zerolane.identity.bundle import public_jwk as certificate_jwk
 from zerolane.identity.service import AttestRequest
@@ -69,29 +70,33 @@ def _workload_out(w: Workload) -> WorkloadOut:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ZerolaneError)
-    async def _zerolane(_: Request, err: ZerolaneError) -> JSONResponse:
+    async def _zerolane(request: Request, err: ZerolaneError) -> JSONResponse:
+        record_error(request.scope, err.reason)
         return _error(err.status, err.reason, err.message)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
         problems = err.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
+            record_error(request.scope, "request.malformed_json")
             return _error(400, "request.malformed_json", "the body is not valid JSON")
         if any(p.get("type") == "extra_forbidden" for p in problems):
             names = [".".join(str(x) for x in p["loc"][1:]) for p in problems]
+            record_error(request.scope, "request.unknown_field")
             return _error(400, "request.unknown_field", f"unknown field(s): {', '.join(names)}")
         details = [
             {"field": ".".join(str(x) for x in p["loc"][1:]), "problem": p["msg"]} for p in problems
         ]
         where = "request body" if all(p["loc"][:1] == ("body",) for p in problems) else "request"
+        record_error(request.scope, "request.invalid")
         return _error(400, "request.invalid", f"the {where} is invalid", details=details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         reasons = {404: "request.not_found", 405: "request.method_not_allowed"}
-        return _error(
-            err.status_code, reasons.get(err.status_code, "request.http"), str(err.detail)
-        )
+        reason = reasons.get(err.status_code, "request.http")
+        record_error(request.scope, reason)
+        return _error(err.status_code, reason, str(err.detail))
 
 
 def create_app(deployment: Deployment) -> FastAPI:
@@ -109,6 +114,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(Measured, metrics=metrics)  # outside BodyLimit: 413s are counted
+    app.add_middleware(AccessLog, listener="api")  # outermost: one line per request
     app.include_router(task_router)
     app.include_router(token_router)
     app.include_router(grant_router)

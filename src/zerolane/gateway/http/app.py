@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 
 from zerolane.errors import InvalidInput, Unauthenticated
+from zerolane.gateway.access_log import AccessLog, record_decision, record_refusal
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.config import GatewayConfig, Upstream
 from zerolane.gateway.http.forward import Forwarder, Outgoing
@@ -63,6 +64,8 @@ class GatewayApp:
         config: GatewayConfig,
         decider: Decider,
         credentials: Mapping[str, CredentialSource] | None = None,
+        *,
+        listener: str = "gateway",
     ) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
@@ -79,10 +82,12 @@ class GatewayApp:
             | self._certs.strip
             for u in config.upstreams
         }
+        #: every HTTP request, through the access log (one line once answered)
+        self._served = AccessLog(self._http, listener)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._served(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "websocket":
@@ -117,9 +122,12 @@ class GatewayApp:
         upstream = await self._handle(scope, raw_path, receive, send)
         self.metrics.served(upstream).observe(time.perf_counter() - started)
 
-    async def _refuse(self, send: Send, status: int, reason: str, *, close: bool = False) -> None:
+    async def _refuse(
+        self, scope: Scope, send: Send, status: int, reason: str, *, close: bool = False
+    ) -> None:
         """Refuse before any decision (nothing usable to decide on): counted, not audited."""
         self.metrics.decided("refused", reason).inc()
+        record_refusal(scope, reason)
         challenge = [www_authenticate(reason, credentials_sent=False)] if status == 401 else None
         await send_error(send, status, reason, close=close, extra=challenge)
 
@@ -135,7 +143,7 @@ class GatewayApp:
             path = check_path(raw_path, allow_non_ascii=self.config.normalization.allow_non_ascii)
             query = check_query(scope.get("query_string", b""))
         except InvalidInput as err:
-            await self._refuse(send, 400, err.reason, close=True)
+            await self._refuse(scope, send, 400, err.reason, close=True)
             return "-"
         chunked = declared is None and any(n == b"transfer-encoding" for n, _ in headers)
         has_body = chunked or bool(declared)
@@ -143,15 +151,15 @@ class GatewayApp:
         method: str = scope["method"]
         matched = found[0].routes.match(method, found[1]) if found else None
         if found is None or matched is None:
-            await self._refuse(send, 403, "route.unmapped", close=has_body)
+            await self._refuse(scope, send, 403, "route.unmapped", close=has_body)
             return found[0].name if found else "-"
         upstream, rest = found
         if declared is not None and declared > self.config.limits.max_request_body:
-            await self._refuse(send, 413, "request.too_large", close=True)
+            await self._refuse(scope, send, 413, "request.too_large", close=True)
             return upstream.name
         authorization, proofs = _credentials(headers)
         if len(authorization) > 1 or len(proofs) > 1:
-            await self._refuse(send, 400, "request.auth_repeated", close=True)
+            await self._refuse(scope, send, 400, "request.auth_repeated", close=True)
             return upstream.name
         try:
             client_cert = self._certs.from_scope(scope)
@@ -160,7 +168,7 @@ class GatewayApp:
                 client_cert=client_cert,
             )
         except Unauthenticated as err:
-            await self._refuse(send, 401, err.reason, close=has_body)
+            await self._refuse(scope, send, 401, err.reason, close=has_body)
             return upstream.name
         route, values = matched
         decision = await self._decide(
@@ -177,6 +185,7 @@ class GatewayApp:
                 client_cert=client_cert,
             ),
         )
+        record_decision(scope, decision)
         if not decision.allowed:
             await self._deny(send, decision, close=has_body)
             return upstream.name

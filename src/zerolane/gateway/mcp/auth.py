@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from zerolane.audit.events import Actor
 from zerolane.errors import InvalidInput, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.gateway.access_log import record_decision, record_refusal, record_task
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.config import GatewayConfig
@@ -108,6 +109,7 @@ class Enforcer:
             else:
                 state = await self._decide(token, proof, message, cert)
         except Unauthenticated as err:
+            record_refusal(scope, err.reason)
             await send_json(
                 send,
                 401,
@@ -116,9 +118,11 @@ class Enforcer:
             )
             return
         except _Refused as err:
+            record_refusal(scope, err.reason)
             await send_json(send, err.status, {"error": err.message, "reason": err.reason})
             return
         except InvalidInput as err:  # malformed JSON-RPC: nothing reaches the SDK
+            record_refusal(scope, err.reason)
             await send_json(
                 send,
                 400,
@@ -127,13 +131,19 @@ class Enforcer:
             return
         except ZerolaneError as err:  # anything else failed: closed, with its reason
             status = err.status if err.status >= 400 else 503
+            record_refusal(scope, err.reason)
             await send_json(send, status, {"error": err.message, "reason": err.reason})
             return
         except TooLarge:
+            record_refusal(scope, "request.too_large")
             await send_json(send, 413, {"error": "body too large", "reason": "request.too_large"})
             return
         except Disconnected:
             return
+        if state.call is not None:
+            record_decision(scope, state.call.decision)
+        else:
+            record_task(scope, state.task_id)
         scope[SCOPE_KEY] = state
         # The SDK binds each MCP session to this principal: one task, one session.
         scope["user"] = AuthenticatedUser(

@@ -15,9 +15,11 @@ import anyio
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
 
 from zerolane import __version__
 from zerolane.errors import Unavailable
+from zerolane.gateway.access_log import record_error
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.listing import callable_routes
@@ -28,6 +30,12 @@ FORBIDDEN = -32003
 UPSTREAM_UNAVAILABLE = -32004
 TASK_META = "dev.zerolane/task"
 DECISION_META = "dev.zerolane/decision"
+
+
+def _noted(ctx: ServerRequestContext[Any], reason: str) -> None:
+    """The access line of the HTTP request carrying this call says why it failed."""
+    if isinstance(ctx.request, Request):
+        record_error(ctx.request.scope, reason)
 
 
 def _state(ctx: ServerRequestContext[Any]) -> RequestState:
@@ -82,9 +90,11 @@ class GatewayHandlers:
         try:
             return await upstream.call_tool(call.route.tool.name, params.arguments, meta)
         except Unavailable as err:
+            _noted(ctx, err.reason)
             raise MCPError(UPSTREAM_UNAVAILABLE, f"zerolane: {err.message}", data) from err
         except MCPError as err:
             if err.code == types.CONNECTION_CLOSED:
+                _noted(ctx, "upstream.closed")
                 raise MCPError(UPSTREAM_UNAVAILABLE, "zerolane: the upstream closed", data) from err
             raise
 

@@ -20,7 +20,6 @@ closed: the call may have run upstream, so it is never sent twice.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
@@ -35,6 +34,7 @@ from mcp.shared.message import SessionMessage
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
+from zerolane.gateway.mcp.stderr import StderrRelay
 from zerolane.gateway.mcp.streamable import HttpSession, NotDelivered, http_session
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,20 @@ CLIENT_INFO = types.Implementation(name="zerolane-mcp-gateway", version="1")
 MAX_PAGES = 50  # tools/list pages read from one upstream
 MAX_BACKOFF = 30.0
 STOP_SECONDS = 5.0
+#: the longest an upstream may take to start and answer ``initialize``
+CONNECT_SECONDS = 30.0
+#: how long a process that failed to start is given to finish writing its stderr
+STDERR_WAIT = 2.0
 
 T = TypeVar("T")
+
+
+class NotServing(Exception):
+    """An upstream could not be started or did not initialize; the message says why."""
+
+    def __init__(self, name: str, cause: str) -> None:
+        super().__init__(f"MCP upstream {name} is not serving: {cause}")
+        self.name, self.cause = name, cause
 
 
 class Session(Protocol):
@@ -142,10 +154,20 @@ class _StdioSession:
 class Upstream:
     """The gateway's client connection to one configured MCP server."""
 
-    def __init__(self, config: UpstreamConfig, *, wait_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        *,
+        wait_seconds: float = 10.0,
+        connect_seconds: float = CONNECT_SECONDS,
+    ) -> None:
         self.config = config
         self.tools: tuple[types.Tool, ...] = ()
+        #: why the last attempt to open a session failed (``None``: it did not)
+        self.failure: str | None = None
+        self._logged: str | None = None
         self._wait = wait_seconds
+        self._connect = connect_seconds
         self._session: Session | None = None
         self._ready = anyio.Event()
         self._lost = anyio.Event()
@@ -158,33 +180,75 @@ class Upstream:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def serving(self) -> bool:
+        """Whether a session is open now."""
+        return self._session is not None
+
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[Session]:
+        """A new initialized session; :class:`NotServing` when there is none to be had."""
         async with AsyncExitStack() as stack:
             if self.config.url is not None:
-                http = await stack.enter_async_context(http_session())
-                tasks = await stack.enter_async_context(anyio.create_task_group())
-                session = HttpSession(self.config.url, http, tasks, CLIENT_INFO)
-                stack.push_async_callback(session.close)
-                await session.initialize()
+                try:
+                    http = await stack.enter_async_context(http_session())
+                    tasks = await stack.enter_async_context(anyio.create_task_group())
+                    session = HttpSession(self.config.url, http, tasks, CLIENT_INFO)
+                    stack.push_async_callback(session.close)
+                    with anyio.fail_after(self._connect):
+                        await session.initialize()
+                except Exception as err:
+                    await stack.aclose()
+                    raise NotServing(self.name, _describe(err)) from err
                 yield session
                 return
-            assert self.config.command is not None
-            params = StdioServerParameters(
-                command=self.config.command,
-                args=list(self.config.args),
-                env=dict(self.config.env) or None,
-                cwd=self.config.cwd,
-            )
-            read, write = await stack.enter_async_context(stdio_client(params, errlog=sys.stderr))
-            client = await stack.enter_async_context(
-                ClientSession(read, _Outbound(write), client_info=CLIENT_INFO)
-            )
-            await client.initialize()
+            relay = StderrRelay(self.name)
+            stack.callback(relay.release)
+            try:
+                client = await self._stdio(stack, relay)
+            except Exception as err:
+                await stack.aclose()  # the process is stopped: its stderr ends
+                said = await anyio.to_thread.run_sync(relay.last_line, STDERR_WAIT)
+                raise NotServing(self.name, _cause(err, said)) from err
+            relay.serving()
             yield _StdioSession(client)
 
+    async def _stdio(self, stack: AsyncExitStack, relay: StderrRelay) -> ClientSession:
+        """Start the stdio server (its stderr into ``relay``) and initialize its session."""
+        assert self.config.command is not None
+        params = StdioServerParameters(
+            command=self.config.command,
+            args=list(self.config.args),
+            env=dict(self.config.env) or None,
+            cwd=self.config.cwd,
+        )
+        try:
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=relay.file))
+        finally:
+            relay.release()  # the process holds its own copy: EOF once it has exited
+        client = await stack.enter_async_context(
+            ClientSession(read, _Outbound(write), client_info=CLIENT_INFO)
+        )
+        with anyio.fail_after(self._connect):
+            await client.initialize()
+        return client
+
+    async def probe(self) -> tuple[types.Tool, ...]:
+        """Open a session, list the tools, close it: what ``mcp-gateway check`` asks of
+        each upstream. Raises :class:`NotServing` naming the upstream and the cause."""
+        async with self._open() as session:
+            try:
+                with anyio.fail_after(self._connect):
+                    return await _list_all(session)
+            except Exception as err:
+                raise NotServing(self.name, f"tools/list failed: {_describe(err)}") from err
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Keep a session open until stopped; ``started`` after the first attempt."""
+        """Keep a session open until stopped; ``started`` after the first attempt.
+
+        A failure is logged once (a warning with its cause) and retried with backoff
+        (0.5 s doubling to :data:`MAX_BACKOFF`); the same failure again is logged at
+        debug only, a different one or the recovery at warning/info."""
         started = False
         delay = 0.0
         while not self._stopping:
@@ -194,14 +258,15 @@ class Upstream:
                     self._session = session
                     self.sessions_opened += 1
                     self._ready.set()
+                    self._served()
                     delay = 0.0  # a session that worked is reopened at once when lost
                     if not started:
                         started = True
                         task_status.started()
                     await self._lost.wait()
             except Exception as err:  # an upstream that fails is retried, never fatal
-                log.warning("MCP upstream %s: %s", self.name, _describe(err))
                 delay = min(max(delay * 2, 0.5), MAX_BACKOFF)
+                self._failed(err, delay)
             finally:  # no await in here: a set _ready always means a live _session
                 self._session = None
                 if self._ready.is_set():
@@ -213,6 +278,28 @@ class Upstream:
             if delay and not self._stopping:
                 with anyio.move_on_after(delay):
                     await self._stopped.wait()
+
+    def _failed(self, err: Exception, delay: float) -> None:
+        cause = err.cause if isinstance(err, NotServing) else _describe(err)
+        self.failure = cause
+        if cause == self._logged:
+            log.debug("MCP upstream %s still not serving: %s", self.name, cause)
+            return
+        self._logged = cause
+        log.warning(
+            "MCP upstream %s is not serving: %s (retrying in %g s, backing off to %g s)",
+            self.name,
+            cause,
+            delay,
+            MAX_BACKOFF,
+        )
+
+    def _served(self) -> None:
+        if self._logged is not None:
+            log.warning("MCP upstream %s is serving again (%d tools)", self.name, len(self.tools))
+        else:
+            log.info("MCP upstream %s is serving (%d tools)", self.name, len(self.tools))
+        self.failure = self._logged = None
 
     def stop(self) -> None:
         """End the session (cleanly, in :meth:`run`) and refuse further calls."""
@@ -303,6 +390,17 @@ async def _list_all(session: Session) -> tuple[types.Tool, ...]:
         if not cursor:
             break
     return tuple(tools)
+
+
+def _cause(err: BaseException, stderr: str | None) -> str:
+    """Why a stdio server did not start: the error, and the last line it wrote."""
+    if isinstance(err, MCPError) and err.code == types.CONNECTION_CLOSED:
+        cause = "the process exited before initializing"
+    elif isinstance(err, TimeoutError):
+        cause = "no answer to initialize in time"
+    else:
+        cause = _describe(err)
+    return f"{cause} (stderr: {stderr})" if stderr else cause
 
 
 def _describe(err: BaseException) -> str:
