@@ -59,7 +59,9 @@ def _decide_for_a_while(
 
 def test_processes_deciding_one_task_see_no_false_contention(tmp_path: Path) -> None:
     world = build_world(tmp_path / "home", "sqlite:///zerolane.db")
+    world.deployment.close()  # a deployment's clock never goes back: reopen at the new time
     world.clock.t = time.time()  # the processes below decide on the system clock
+    world.deployment = Deployment.open(tmp_path / "home", world.clock)
     agent = world.agent(AGENT)
     opened = world.open(agent)
     world.deployment.close()
