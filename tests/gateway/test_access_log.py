@@ -230,3 +230,14 @@ def test_json_lines_parse(stack: Stack) -> None:
     assert doc["decision"] == "none"
     assert doc["time"].endswith("Z")
     assert isinstance(doc["latency_ms"], float)
+
+
+def test_no_answer_is_a_line_without_status() -> None:
+    async def silent(scope: Scope, receive: Receive, send: Send) -> None:
+        return None  # the client left: nothing was answered
+
+    with access_lines() as lines:
+        _serve(AccessLog(silent, "gw"), _scope())
+    (line,) = lines.fields()
+    assert line["status"] is None
+    assert '"GET /v1/things" - none' in lines.rendered()[0]

@@ -35,6 +35,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 #: uvicorn's log levels: anything else is refused when the command line is parsed
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LogLevelOption = Annotated[LogLevel, typer.Option("--log-level", help="uvicorn log level")]
+#: how a server writes its log lines (:func:`zerolane.logs.configure_logging`)
+LogFormatOption = Annotated[
+    Literal["text", "json"],
+    typer.Option("--log-format", help="Log lines as readable text or one JSON object each."),
+]
 PORT_MAX = 65535
 #: the longest duration a CLI option takes (a join token's TTL): 366 days
 MAX_DURATION = 366 * 86400

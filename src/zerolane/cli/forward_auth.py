@@ -13,6 +13,7 @@ import typer
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    LogFormatOption,
     LogLevelOption,
     err_console,
     fail,
@@ -51,6 +52,7 @@ def run(
     host: Annotated[str | None, typer.Option(help="Address [default: config]")] = None,
     port: Annotated[int | None, port_option("Port, 0 for any free one [default: config]")] = None,
     log_level: LogLevelOption = "warning",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve the forward-auth endpoint, deciding with this home's tasks and policies.
 
@@ -63,8 +65,10 @@ def run(
 
     from zerolane.gateway.forward_auth import create_app, load_config
     from zerolane.gateway.http.protocol import HeadLimitedHttpToolsProtocol, with_limits
+    from zerolane.logs import configure_logging
     from zerolane.server.deployment import Deployment, resolve_home
 
+    configure_logging(log_level, log_format)
     try:
         settings = load_config(config)
         deployment = Deployment.open(resolve_home(home))
@@ -96,6 +100,7 @@ def run(
             host=bind_host,
             port=bind_port,
             log_level=log_level,
+            log_config=None,  # zerolane.logs.configure_logging: one handler, one format
             access_log=False,
             server_header=False,
             # the proxy's headers are read by the app, never trusted here: the ASGI client

@@ -16,6 +16,7 @@ from zerolane.cli.background import free_port
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    LogFormatOption,
     LogLevelOption,
     err_console,
     fail,
@@ -44,12 +45,16 @@ ConfigOption = Annotated[
 RELOADER = Actor("system", "gateway-policy-watch")
 
 
-def build_app(config: GatewayConfig, deployment: Deployment) -> GatewayApp:
-    """The gateway over ``deployment``'s decider; credentials are read now (fail fast)."""
+def build_app(
+    config: GatewayConfig, deployment: Deployment, *, listener: str = "gateway"
+) -> GatewayApp:
+    """The gateway over ``deployment``'s decider; credentials are read now (fail fast);
+    its access lines name ``listener``."""
     from zerolane.gateway.credentials import build_credentials
     from zerolane.gateway.http import GatewayApp
 
-    return GatewayApp(config, deployment.decider, build_credentials(config, deployment.clock))
+    credentials = build_credentials(config, deployment.clock)
+    return GatewayApp(config, deployment.decider, credentials, listener=listener)
 
 
 def uvicorn_config(
@@ -77,6 +82,7 @@ def uvicorn_config(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # zerolane.logs.configure_logging: one handler, one format
         access_log=False,
         server_header=False,
         date_header=False,
@@ -139,9 +145,14 @@ def run(
         int | None, port_option("Port, 0 for any free one [default: config listen.port]")
     ] = None,
     log_level: LogLevelOption = "warning",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve the gateway until stopped, deciding with the home's policies and tasks."""
     import uvicorn
+
+    from zerolane.logs import configure_logging
+
+    configure_logging(log_level, log_format)
 
     from zerolane.gateway.config import load_gateway_config
     from zerolane.server.deployment import Deployment, resolve_home

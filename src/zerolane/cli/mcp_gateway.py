@@ -1,4 +1,4 @@
-"""``zerolane mcp-gateway run``: serve the MCP gateway in front of upstream MCP servers."""
+"""``zerolane mcp-gateway run|check``: the MCP gateway in front of upstream MCP servers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, LogLevelOption, err_console
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    LogFormatOption,
+    LogLevelOption,
+    err_console,
+    fail,
+    print_json,
+)
 from zerolane.cli.gateway import tls_options, uvicorn_config
 from zerolane.cli.servers import bound_port, listen, listen_url
+from zerolane.errors import ZerolaneError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -52,11 +61,14 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
     )
 
 
-def build_app(settings: GatewayConfig, deployment: Deployment) -> Starlette:
-    """The MCP gateway over ``deployment``'s decider, store and audit log."""
+def build_app(
+    settings: GatewayConfig, deployment: Deployment, *, listener: str = "mcp-gateway"
+) -> Starlette:
+    """The MCP gateway over ``deployment``'s decider, store and audit log; its access
+    lines name ``listener``."""
     from zerolane.gateway.mcp import create_gateway_app
 
-    return create_gateway_app(settings, enforcement_of(deployment))
+    return create_gateway_app(settings, enforcement_of(deployment), listener=listener)
 
 
 def _watch_policies(deployment: Deployment) -> None:
@@ -73,11 +85,19 @@ def run(
     config: ConfigOption,
     home: HomeOption = None,
     log_level: LogLevelOption = "warning",
+    log_format: LogFormatOption = "text",
 ) -> None:
-    """Serve the MCP gateway until stopped (policy file changes are picked up)."""
+    """Serve the MCP gateway until stopped (policy file changes are picked up).
+
+    Once every upstream server has had its first attempt, a log line says which serve
+    (only those that initialized count); one that cannot start is logged once with its
+    cause and retried with backoff. ``mcp-gateway check`` tries them all first."""
     import uvicorn  # imported here so other commands start fast
 
     from zerolane.gateway.mcp import load_gateway_config
+    from zerolane.logs import configure_logging
+
+    configure_logging(log_level, log_format)
     from zerolane.server.deployment import Deployment, resolve_home
 
     settings = load_gateway_config(config)
@@ -93,8 +113,7 @@ def run(
         url = listen_url(settings.host, port, settings.path)
         url = url.replace("http://", "https://", 1) if tls else url
         err_console.print(
-            f"zerolane MCP gateway on {url} "
-            f"(public: {settings.endpoint}; {len(settings.servers)} upstream server(s))",
+            f"zerolane MCP gateway on {url} (public: {settings.endpoint})",
             highlight=False,
             markup=False,
         )
@@ -105,3 +124,24 @@ def run(
             sock.close()
     finally:
         deployment.close()
+
+
+@app.command("check")
+def check(config: ConfigOption, as_json: JsonOption = False) -> None:
+    """Start every upstream server, initialize it, list its tools and stop it; exit 1
+    naming each one that cannot start (and why), 2 if the config is invalid."""
+    from zerolane.gateway.mcp import load_gateway_config
+    from zerolane.gateway.mcp.check import check_upstreams
+
+    try:
+        settings = load_gateway_config(config)
+        checks = check_upstreams(settings)
+    except ZerolaneError as err:
+        fail(err)
+    if as_json:
+        upstreams = [{"name": c.name, "tools": list(c.tools)} for c in checks]
+        print_json({"ok": True, "endpoint": settings.endpoint, "upstreams": upstreams})
+        return
+    typer.echo(f"MCP gateway config OK: endpoint {settings.endpoint}")
+    for checked in checks:
+        typer.echo(f"  {checked.name}: serving, {len(checked.tools)} tool(s)")

@@ -15,7 +15,13 @@ import typer
 from zerolane.audit.events import Actor
 from zerolane.cli import gateway as http_gateway
 from zerolane.cli import mcp_gateway
-from zerolane.cli.common import HomeOption, LogLevelOption, err_console, port_option
+from zerolane.cli.common import (
+    HomeOption,
+    LogFormatOption,
+    LogLevelOption,
+    err_console,
+    port_option,
+)
 from zerolane.cli.pidfile import remove_own, server_pid, write_listeners, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
 from zerolane.config import GatewayEntry, HttpLimits
@@ -89,7 +95,8 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
     title = f'{entry.kind} gateway "{entry.name}"'
     if entry.kind == "http":
         config = load_gateway_config(path)
-        app = http_gateway.build_app(config, deployment)  # reads its credentials now
+        # reads its credentials now
+        app = http_gateway.build_app(config, deployment, listener=f"gateway:{entry.name}")
         listen = config.listen
         tls = http_gateway.tls_options(config.tls, deployment)
         return Gateway(
@@ -106,7 +113,7 @@ def _build(entry: GatewayEntry, where: str, path: Path, deployment: Deployment) 
         )
     if entry.kind == "mcp":
         settings = mcp.load_gateway_config(path)
-        mcp_app = mcp_gateway.build_app(settings, deployment)
+        mcp_app = mcp_gateway.build_app(settings, deployment, listener=f"mcp-gateway:{entry.name}")
         return Gateway(
             "mcp",
             where,
@@ -197,6 +204,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         log_level: LogLevelOption = "warning",
+        log_format: LogFormatOption = "text",
     ) -> None:
         """Serve the control-plane API, and the gateways the config lists, until stopped.
 
@@ -212,10 +220,12 @@ def register(app: typer.Typer) -> None:
 
         from zerolane.gateway.http.protocol import TlsScopeHttpToolsProtocol, with_limits
         from zerolane.grants.leases import GrantSweeper
+        from zerolane.logs import configure_logging
         from zerolane.server.app import create_app
         from zerolane.server.deployment import Deployment, resolve_home
         from zerolane.server.tls import uvicorn_tls
 
+        configure_logging(log_level, log_format)
         path = resolve_home(home)
         running = server_pid(path)
         if running is not None and running != os.getpid():
@@ -246,6 +256,7 @@ def register(app: typer.Typer) -> None:
                 host=bind_host,
                 port=bind_port,
                 log_level=log_level,
+                log_config=None,  # zerolane.logs.configure_logging: one handler, one format
                 access_log=False,
                 server_header=False,
                 # the peer is the TCP peer: X-Forwarded-For would let a caller pose as

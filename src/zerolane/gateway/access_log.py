@@ -145,7 +145,7 @@ class AccessLog:
             "listener": self.listener,
             "method": method,
             "path": path,
-            "status": status,
+            "status": status or None,  # None: the client left before any answer
             "task": note.task_id,
             "decision": note.decision,
             "reason": note.reason,

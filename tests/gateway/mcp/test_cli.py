@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +18,9 @@ import pytest
 import tomli_w
 from typer.testing import CliRunner
 
+from tests.gateway.mcp.broken_servers import MISSING_MODULE
 from tests.gateway.mcp.conftest import ADMIN, AGENT, PLAYBOOK, TD, gateway_config
-from tests.gateway.mcp.harness import HttpUpstream, calls, mcp_session
+from tests.gateway.mcp.harness import SAMPLE, HttpUpstream, calls, mcp_session
 from zerolane.cli.background import BackgroundServer, free_port
 from zerolane.cli.mcp_gateway import app
 from zerolane.sdk import Agent
@@ -115,3 +118,109 @@ def test_a_bad_config_is_refused_with_its_key(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, Exception)
     assert "authorization_servers" in str(result.exception)
+
+
+def _config_with_broken_upstream(tmp_path: Path, *, broken: bool = True) -> Path:
+    """The test gateway's config, its HTTP upstream replaced by a stdio server whose
+    module fails to import (or, for the twin, a second copy of the sample server)."""
+    doc = gateway_config(free_port(), "http://127.0.0.1:1", "http://unused", tmp_path / "s.jsonl")
+    script = tmp_path / "broken_server.py"
+    script.write_text(f"import {MISSING_MODULE}\n")
+    second = [str(script)] if broken else [str(SAMPLE)]
+    doc["servers"][1] = {
+        "name": "broken",
+        "command": sys.executable,
+        "args": second,
+        "destination": f"broken.{TD}",
+        "prefix": "b_",
+    }
+    config = tmp_path / "gateway.toml"
+    config.write_text(tomli_w.dumps(doc))
+    return config
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", RUN_APP, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_fails_naming_an_upstream_that_cannot_start(tmp_path: Path) -> None:
+    done = _cli("check", "--config", str(_config_with_broken_upstream(tmp_path)))
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error mcp.upstream: 1 of 2 MCP upstream server(s) cannot start:")
+    assert "upstream 'broken': the process exited before initializing" in line
+    assert f"ModuleNotFoundError: No module named '{MISSING_MODULE}'" in line
+    assert "Traceback" not in done.stderr + done.stdout
+    missing = _config_with_broken_upstream(tmp_path)
+    missing.write_text(missing.read_text().replace(sys.executable, str(tmp_path / "nope")))
+    absent = _cli("check", "--config", str(missing))
+    assert absent.returncode == 1
+    assert "FileNotFoundError" in absent.stderr
+    assert "Traceback" not in absent.stderr
+
+
+def test_check_passes_when_every_upstream_starts(tmp_path: Path) -> None:
+    done = _cli("check", "--config", str(_config_with_broken_upstream(tmp_path, broken=False)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "  tools: serving, 3 tool(s)",
+        "  broken: serving, 3 tool(s)",
+    ]
+    as_json = _cli(
+        "check", "--json", "--config", str(_config_with_broken_upstream(tmp_path, broken=False))
+    )
+    assert json.loads(as_json.stdout)["upstreams"][0] == {
+        "name": "tools",
+        "tools": ["read_report", "delete_report", "post_message"],
+    }
+
+
+def test_run_counts_only_serving_upstreams_in_json_log_lines(tmp_path: Path) -> None:
+    init_home(tmp_path / "home", TD)[0].close()
+    config = _config_with_broken_upstream(tmp_path)
+    port = tomllib.loads(config.read_text())["listen"]["port"]
+    argv = ["run", "--config", str(config), "--home", str(tmp_path / "home")]
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_APP, *argv, "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(base, process)
+        assert httpx.post(f"{base}/mcp?access_token=leaked", json={}).status_code == 401
+        time.sleep(1.8)  # the broken upstream is retried meanwhile (0.5 s, then 1 s)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    text = err.decode()
+    assert process.returncode == 0, text
+    assert "Traceback" not in text
+    assert "leaked" not in text
+    lines = text.splitlines()
+    assert lines[0].startswith("zerolane MCP gateway on http://127.0.0.1:")
+    assert "upstream server(s)" not in lines[0]  # counted once they started, below
+    records = [json.loads(line) for line in lines[1:]]
+    messages = [r["message"] for r in records]
+    assert "1 of 2 upstream server(s) serving (tools); not serving: broken" in messages
+    failures = [m for m in messages if m.startswith("MCP upstream broken is not serving")]
+    assert len(failures) == 1  # once, though retried
+    assert MISSING_MODULE in failures[0]
+    access_lines = [r for r in records if r["logger"] == "zerolane.access"]
+    assert {r["path"] for r in access_lines} == {"/healthz", "/mcp"}  # the polls, the POST
+    (access,) = [r for r in access_lines if r["path"] == "/mcp"]
+    assert {k: access[k] for k in ("listener", "method", "path", "status", "decision")} == {
+        "listener": "mcp-gateway",
+        "method": "POST",
+        "path": "/mcp",
+        "status": 401,
+        "decision": "deny",
+    }
+    assert access["reason"] == "auth.missing"
