@@ -57,6 +57,7 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
         engine=deployment.policies.get,
         audit=deployment.audit,
         clock=deployment.clock,
+        lifecycle=deployment.lifecycle,
         internal_destinations=tuple(deployment.config.tasks.internal_destinations),
     )
 

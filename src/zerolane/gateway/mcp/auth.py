@@ -52,7 +52,6 @@ from zerolane.gateway.mcp.metadata import challenges, metadata_url, send_json
 from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
 from zerolane.tasks.auth import request_credentials
 from zerolane.tasks.decisions import DecideInput
-from zerolane.tasks.lifecycle import live_task
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
 
@@ -174,7 +173,8 @@ class Enforcer:
             )
             subject = holder.claims.subject
             if method != "DELETE":  # ending a session is allowed after the task ended
-                live_task(core.tasks, holder.claims, core.clock.now())
+                # a task found expired has its expiry recorded (task.expired) first
+                core.lifecycle.live(holder.claims, now=core.clock.now())
             return holder.claims
         except ZerolaneError as err:
             self._record_refusal(method, subject, err)

@@ -14,6 +14,7 @@ from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import TaskStore
 from zerolane.tasks.auth import Authenticator
 from zerolane.tasks.decisions import Decider
+from zerolane.tasks.lifecycle import TaskLifecycle
 from zerolane.types import Clock
 
 
@@ -25,4 +26,6 @@ class Enforcement:
     engine: Callable[[], PolicyEngine]
     audit: AuditLog
     clock: Clock
+    #: checks a request's task is live, recording the expiry of one it finds expired
+    lifecycle: TaskLifecycle
     internal_destinations: tuple[str, ...] = ()

@@ -3,7 +3,8 @@
 Each candidate tool is put to the policy engine exactly as its call would be (same
 action, resource, destination, sensitivity, ``request.mcp`` record and task facts) with
 no arguments, but through the engine directly: nothing is spent, nothing is audited,
-nothing is allowed. A tool listed here can still be refused when called (the budget ran
+nothing is allowed (only a task found expired has its expiry recorded, ``task.expired``,
+as wherever a task is checked). A tool listed here can still be refused when called (the budget ran
 out, a sensitive read happened in between, a policy on its arguments); a tool left out
 would be refused now when called without arguments.
 """
@@ -17,7 +18,6 @@ from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.policy.context import RequestFacts, is_internal, request_policy_request
 from zerolane.tasks.decisions import task_facts
-from zerolane.tasks.lifecycle import live_task
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import TaskState
 
@@ -30,7 +30,7 @@ def callable_routes(
     """The routes the task of ``claims`` would be allowed to call right now."""
     now = enforcement.clock.now()
     try:
-        task = live_task(enforcement.tasks, claims, now)
+        task = enforcement.lifecycle.live(claims, now=now)  # an expiry seen is recorded
         engine = enforcement.engine()
     except ZerolaneError:
         return []
