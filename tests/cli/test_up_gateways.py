@@ -218,6 +218,14 @@ def test_up_serves_the_api_and_the_configured_gateways(tool_api: tuple[Path, str
     assert f'zerolane http gateway "tools" on {gateway} (public {gateway})' in stderr
     assert f'zerolane mcp gateway "reports" on {mcp}/mcp (public {mcp}/mcp)' in stderr
     assert '"off"' not in stderr
+    # one access line per request, named after its listener; the MCP upstreams counted
+    tid = task.task_id
+    assert f'gateway:tools "GET /finance/reports/q3" 200 allow task={tid} reason=-' in stderr
+    assert f'"DELETE /finance/reports/q3" 403 deny task={tid} reason=scope.action' in stderr
+    assert 'gateway:tools "GET /finance/reports/q3" 401 deny task=- reason=auth.missing' in stderr
+    assert 'mcp-gateway:reports "POST /mcp" 401 deny task=- reason=auth.missing' in stderr
+    assert 'api "GET /healthz" 200 none task=- reason=-' in stderr
+    assert "1 of 1 upstream server(s) serving (reports)" in stderr
     assert not (home / PID_FILE).exists()
     assert all(_refused(f"{url}/healthz") for url in (api, gateway, mcp))
 
