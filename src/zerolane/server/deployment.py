@@ -92,7 +92,9 @@ def build_attestors(
     if config.jwt_issuers:
         attestors.append(JwtIssuerAttestor(config.jwt_issuers, clock, base=home))
     attestors.append(
-        X509FederationAttestor(stores, clock, audience=f"spiffe://{config.trust_domain}")
+        X509FederationAttestor(
+            stores, clock, audience=f"spiffe://{config.trust_domain}", proofs=stores
+        )
     )
     return attestors
 

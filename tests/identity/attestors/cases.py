@@ -118,7 +118,7 @@ def x509_svid_case(clock: Clock) -> AttestorCase:
         return svid.evidence(audience, iat=clock.now())
 
     return AttestorCase(
-        attestor=X509FederationAttestor(stores, clock, audience),
+        attestor=X509FederationAttestor(stores, clock, audience, proofs=stores),
         good=good,
         bad=[
             stolen.evidence(audience, iat=now),  # chains to another CA

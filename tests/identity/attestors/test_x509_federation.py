@@ -31,7 +31,7 @@ class World:
         self.stores = MemoryStores()
         self.spire = FakeSpire(TD)
         self.trust(self.spire)
-        self.attestor = X509FederationAttestor(self.stores, self.clock, AUD)
+        self.attestor = X509FederationAttestor(self.stores, self.clock, AUD, proofs=self.stores)
 
     def trust(self, spire: FakeSpire) -> None:
         text = render_bundle(parse_bundle(spire.bundle_json()))
@@ -162,6 +162,18 @@ def test_a_replayed_proof_is_refused(world: World) -> None:
     assert world.refused(evidence) == "x509.proof_stale"
 
 
+def test_a_proof_spent_by_another_process_or_before_a_restart_is_refused(world: World) -> None:
+    """Another attestor over the same store (another process of the deployment, or this
+    one restarted: its in-memory cache is empty) refuses a proof already spent."""
+    evidence = world.spire.svid().evidence(AUD, jti="shared")
+    assert world.attest(evidence)
+    restarted = X509FederationAttestor(world.stores, world.clock, AUD, proofs=world.stores)
+    with pytest.raises(AttestationError) as info:
+        restarted.attest(evidence)
+    assert info.value.reason == "x509.proof_replayed"
+    assert restarted.attest(world.spire.svid().evidence(AUD, jti="fresh"))  # the twin
+
+
 def test_jtis_are_per_spiffe_id(world: World) -> None:
     assert world.attest(world.spire.svid("/a").evidence(AUD, jti="same"))
     assert world.attest(world.spire.svid("/b").evidence(AUD, jti="same"))
@@ -171,7 +183,9 @@ def test_jtis_are_per_spiffe_id(world: World) -> None:
 
 
 def test_a_full_replay_cache_fails_closed(world: World) -> None:
-    attestor = X509FederationAttestor(world.stores, world.clock, AUD, max_proofs=2)
+    attestor = X509FederationAttestor(
+        world.stores, world.clock, AUD, proofs=world.stores, max_proofs=2
+    )
     svid = world.spire.svid()
     attestor.attest(svid.evidence(AUD))
     attestor.attest(svid.evidence(AUD))

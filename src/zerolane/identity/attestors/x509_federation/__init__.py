@@ -12,8 +12,10 @@ shows possession of the leaf's private key:
 - ``iat`` within ±60 s of our clock; a ``jti`` seen in that window (for the same
   SPIFFE ID) is refused as a replay.
 
-The replay cache is in memory, per process and bounded; when it is full of live
-entries new proofs are refused (fail closed) until entries age out.
+A proof is usable once, everywhere, across restarts: each process refuses a replay
+from a bounded in-memory cache (full of live entries, it refuses new proofs until
+entries age out: fail closed), then the proof is spent in the deployment's store, which
+every process shares and which outlives a restart.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from zerolane.identity.attestors.base import AttestationError, Attested
 from zerolane.identity.bundle import BundleError, parse_bundle, public_jwk
 from zerolane.identity.x509_svid import leaf_spiffe_id, parse_chain, validate
-from zerolane.store.ports import BundleStore
+from zerolane.store.ports import BundleStore, SpentProofStore
+from zerolane.store.records import SpentProof
 from zerolane.tokens import jws
 from zerolane.types import Clock
 
@@ -97,9 +100,16 @@ class X509FederationAttestor:
     evidence_field = "x509_svid"
 
     def __init__(
-        self, bundles: BundleStore, clock: Clock, audience: str, *, max_proofs: int = 100_000
+        self,
+        bundles: BundleStore,
+        clock: Clock,
+        audience: str,
+        *,
+        proofs: SpentProofStore,
+        max_proofs: int = 100_000,
     ) -> None:
         self._bundles = bundles
+        self._proofs = proofs
         self._clock = clock
         self._audience = audience
         self._replay = ReplayCache(max_proofs)
@@ -125,6 +135,10 @@ class X509FederationAttestor:
         iat = self._check_claims(claims, now)
         spiffe_id = str(svid.spiffe_id)
         self._replay.add((spiffe_id, str(claims["jti"])), iat + MAX_SKEW, now)
+        # accepted up to iat + MAX_SKEW inclusive: remembered a second longer than that
+        spent = SpentProof.of(f"x509:{spiffe_id}:{claims['jti']}", iat + MAX_SKEW + 1)
+        if not self._proofs.spend_proof(spent, now):  # by another process, or before a restart
+            raise _fail("proof_replayed", "this proof (jti) was already used")
         selectors = [f"x509_svid:trust_domain:{trust_domain}"]
         if len(spiffe_id) <= 480:  # a selector is at most 512 characters
             selectors.append(f"x509_svid:spiffe_id:{spiffe_id}")
