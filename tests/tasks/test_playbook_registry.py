@@ -167,12 +167,12 @@ def test_apply_file_audits_an_invalid_file(
     path.write_text("name: x\nmax_call: 5\n")
     with pytest.raises(InvalidInput) as caught:
         registry.apply_file(path, ADMIN)
-    assert caught.value.reason == "playbook.unknown_key"
+    assert caught.value.reason == "playbook.invalid"  # a typo, and required keys missing
     [event] = events(stores)
     assert (event["subject"], event["outcome"], event["reason"]) == (
         str(path),
         "failure",
-        "playbook.unknown_key",
+        "playbook.invalid",
     )
     assert "max_call" in str(event["details"])
 

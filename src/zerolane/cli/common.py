@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from zerolane.errors import Unavailable, ZerolaneError
@@ -32,6 +33,15 @@ HomeOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WideOption = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="Never shorten ids or text (always so when the output is not a terminal).",
+    ),
+]
+#: a cell of a listing on a terminal is shortened to this many characters (not --wide)
+SHORT_CELL = 40
 #: uvicorn's log levels: anything else is refused when the command line is parsed
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LogLevelOption = Annotated[LogLevel, typer.Option("--log-level", help="uvicorn log level")]
@@ -68,21 +78,51 @@ def cells(*values: object) -> list[Text]:
     return [Text(printable(str(value))) for value in values]
 
 
+def is_wide(wide: bool) -> bool:
+    """Whether a listing shows everything in full: asked for, or printed to something
+    other than a terminal (a pipe, a file: ids there are to be used, not read)."""
+    return wide or not console.is_terminal
+
+
+def shortened(text: str, wide: bool) -> str:
+    """``text``, cut to :data:`SHORT_CELL` characters on a terminal unless ``wide``."""
+    if is_wide(wide) or len(text) <= SHORT_CELL:
+        return text
+    return text[: SHORT_CELL - 1] + "…"
+
+
+def print_table(table: Table, *, empty: str, wide: bool) -> None:
+    """Print a listing: ``empty`` (e.g. "no tasks") when it has no row, and, when
+    :func:`is_wide`, every cell in full (nothing folded or cut, whatever the width)."""
+    if not table.rows:
+        console.print(empty, highlight=False)
+        return
+    if is_wide(wide):
+        for column in table.columns:
+            column.no_wrap, column.overflow = True, "ignore"
+        Console(width=1_000_000, soft_wrap=True).print(table)
+        return
+    console.print(table)
+
+
 #: set for a command line with ``--json``: its errors are printed as JSON too
 json_errors: ContextVar[bool] = ContextVar("json_errors", default=False)
 
 
 def report(reason: str, message: str) -> None:
-    """Print ``error <reason>: <message>`` on stderr as one line; the message is text,
-    never rich markup (``[/y]`` in it prints as is). Under ``--json`` the line is
-    ``{"reason": ..., "message": ...}`` (the API's error body)."""
-    text = printable(" ".join(message.split()))
+    """Print ``error <reason>: <message>`` on stderr, one line per line of a message
+    that lists several problems; the message is text, never rich markup (``[/y]`` in it
+    prints as is). Under ``--json`` the line is ``{"reason": ..., "message": ...}``
+    (the API's error body)."""
+    lines = [printable(" ".join(line.split())) for line in message.splitlines()]
+    lines = [line for line in lines if line] or [""]
     reason = printable(reason)
     if json_errors.get():
-        sys.stderr.write(json.dumps({"reason": reason, "message": text}) + "\n")
+        sys.stderr.write(json.dumps({"reason": reason, "message": "\n".join(lines)}) + "\n")
         return
-    line = Text.assemble(("error", "red"), " ", (reason, "bold"), ": ", text)
-    err_console.print(line, highlight=False, soft_wrap=True)
+    for text in lines:  # a refusal naming several problems: one line each
+        line = Text.assemble(("error", "red"), " ", (reason, "bold"), ": ", text)
+        err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def exit_code(err: ZerolaneError) -> int:

@@ -9,7 +9,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    WideOption,
+    cells,
+    console,
+    opened,
+    print_json,
+    print_table,
+)
 from zerolane.store.records import EnforcementPoint
 
 app = typer.Typer(
@@ -57,20 +66,19 @@ def add(
 
 
 @app.command("list")
-def list_points(home: HomeOption = None, as_json: JsonOption = False) -> None:
+def list_points(
+    home: HomeOption = None, as_json: JsonOption = False, wide: WideOption = False
+) -> None:
     """List the registered enforcement points and the URLs each may ask about."""
     with opened(home) as deployment:
         points = deployment.enforcement_points.list()
     if as_json:
         print_json([_as_json(p) for p in points])
         return
-    if not points:
-        console.print("no enforcement points")
-        return
     table = Table("name", "URLs")
     for point in points:
-        table.add_row(escape(point.name), escape(" ".join(point.urls)))
-    console.print(table)
+        table.add_row(*cells(point.name, " ".join(point.urls)))
+    print_table(table, empty="no enforcement points", wide=wide)
 
 
 @app.command("remove")

@@ -11,7 +11,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from zerolane.audit.events import Actor
-from zerolane.cli.common import HomeOption, JsonOption, cells, console, opened, print_json
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    WideOption,
+    cells,
+    console,
+    is_wide,
+    opened,
+    print_json,
+    print_table,
+)
 
 app = typer.Typer(help="Import and list federated trust domain bundles.", no_args_is_help=True)
 CLI_ADMIN = Actor("admin", "cli")
@@ -54,7 +64,9 @@ def add(
 
 
 @app.command("list")
-def list_bundles(home: HomeOption = None, as_json: JsonOption = False) -> None:
+def list_bundles(
+    home: HomeOption = None, as_json: JsonOption = False, wide: WideOption = False
+) -> None:
     """List federated trust domains and their bundles."""
     from zerolane.identity.federation import describe
 
@@ -70,8 +82,8 @@ def list_bundles(home: HomeOption = None, as_json: JsonOption = False) -> None:
             *cells(
                 s.trust_domain,
                 s.sequence,
-                " ".join(f[:16] for f in s.x509_authorities) or "-",
+                " ".join(f if is_wide(wide) else f[:16] for f in s.x509_authorities) or "-",
                 updated.isoformat(timespec="seconds"),
             )
         )
-    console.print(table)
+    print_table(table, empty="no federated trust domains", wide=wide)

@@ -12,12 +12,15 @@ from zerolane.audit.events import Actor
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    WideOption,
     cells,
     console,
     err_console,
     opened,
     print_json,
+    print_table,
     printable,
+    shortened,
 )
 from zerolane.store.records import LeaseRecord, LeaseState
 
@@ -37,7 +40,7 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _table(leases: list[LeaseRecord]) -> Table:
+def _table(leases: list[LeaseRecord], wide: bool = False) -> Table:
     table = Table("lease", "task", "broker", "handle", "state", "expires", "attempts", "error")
     for lease in leases:
         table.add_row(
@@ -49,7 +52,7 @@ def _table(leases: list[LeaseRecord]) -> Table:
                 lease.state.value,
                 _when(lease.expires_at),
                 lease.attempts,
-                (lease.last_error or "")[:60],
+                shortened(lease.last_error or "", wide),
             )
         )
     return table
@@ -64,6 +67,7 @@ def list_leases(
     task: Annotated[str | None, typer.Option("--task", help="Only this task's leases")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
     as_json: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
     """List grant leases, newest first (a failed revocation stays listed until it works)."""
     with opened(home) as deployment:
@@ -73,7 +77,7 @@ def list_leases(
     if as_json:
         print_json([lease.as_dict() for lease in leases])
         return
-    console.print(_table(leases))
+    print_table(_table(leases, wide), empty="no leases", wide=wide)
 
 
 def _report(result: SweepResult) -> None:

@@ -15,11 +15,14 @@ from zerolane.audit.events import Actor
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    WideOption,
     cells,
     console,
+    err_console,
     fail,
     opened,
     print_json,
+    print_table,
     printable,
 )
 from zerolane.errors import ZerolaneError
@@ -69,16 +72,21 @@ def apply(
 
     with _reported(), opened(home) as deployment:
         record = deployment.playbooks.apply_file(file, CLI_ADMIN)
-    playbook = playbook_from_json(record.document)
-    if as_json:
-        print_json(_as_json(playbook, record))
-    else:
-        name = escape(printable(record.name))
-        console.print(f"Applied playbook [bold]{name}[/bold] version {record.version}")
+        playbook = playbook_from_json(record.document)
+        warnings = deployment.playbook_warnings(playbook)
+    if as_json:  # the warnings are in the document
+        print_json({**_as_json(playbook, record), "warnings": warnings})
+        return
+    for warning in warnings:  # applied all the same: likely mistakes, said once each
+        err_console.print(f"warning: {printable(warning)}", highlight=False)
+    name = escape(printable(record.name))
+    console.print(f"Applied playbook [bold]{name}[/bold] version {record.version}")
 
 
 @app.command("list")
-def list_playbooks(home: HomeOption = None, as_json: JsonOption = False) -> None:
+def list_playbooks(
+    home: HomeOption = None, as_json: JsonOption = False, wide: WideOption = False
+) -> None:
     """List playbooks with their version, data ceiling and limits."""
     from zerolane.tasks.playbooks import format_duration
 
@@ -101,7 +109,7 @@ def list_playbooks(home: HomeOption = None, as_json: JsonOption = False) -> None
                 f"yes (depth {p.max_depth})" if p.delegable else "no",
             )
         )
-    console.print(table)
+    print_table(table, empty="no playbooks", wide=wide)
 
 
 @app.command("show")

@@ -15,11 +15,14 @@ from zerolane.audit.events import Actor
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    WideOption,
     cells,
     console,
     opened,
     print_json,
+    print_table,
     printable,
+    shortened,
 )
 from zerolane.errors import InvalidInput
 from zerolane.types import TaskState
@@ -43,6 +46,7 @@ def list_tasks(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
     """List tasks, newest first (an active task past its window shows as expired)."""
     from zerolane.server.task_routes import task_out
@@ -70,10 +74,10 @@ def list_tasks(
                 t.state,
                 f"{t.calls_used}/{t.max_calls}",
                 _when(t.expires_at),
-                t.intent[:40],
+                shortened(t.intent, wide),
             )
         )
-    console.print(table)
+    print_table(table, empty="no tasks", wide=wide)
 
 
 @app.command("show")

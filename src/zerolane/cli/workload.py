@@ -13,11 +13,13 @@ from zerolane.audit.events import Actor
 from zerolane.cli.common import (
     HomeOption,
     JsonOption,
+    WideOption,
     cells,
     console,
     opened,
     parse_duration,
     print_json,
+    print_table,
     printable,
 )
 
@@ -61,7 +63,9 @@ def register(
 
 
 @app.command("list")
-def list_workloads(home: HomeOption = None, as_json: JsonOption = False) -> None:
+def list_workloads(
+    home: HomeOption = None, as_json: JsonOption = False, wide: WideOption = False
+) -> None:
     """List registered workloads."""
     with opened(home) as deployment:
         workloads = deployment.registry.list()
@@ -73,7 +77,7 @@ def list_workloads(home: HomeOption = None, as_json: JsonOption = False) -> None
         table.add_row(
             *cells(w.spiffe_id, w.status.value, " ".join(w.selectors) or "-", w.owner or "-")
         )
-    console.print(table)
+    print_table(table, empty="no workloads", wide=wide)
 
 
 @app.command("show")

@@ -101,7 +101,7 @@ class _Fields:
     """Reads fields of one document, naming the source and dotted field on refusal.
 
     Every problem is kept (:meth:`each`), so one refusal lists them all, one line
-    each; its reason is the first problem's."""
+    each; its reason is theirs when they share one, else ``playbook.invalid``."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -118,9 +118,10 @@ class _Fields:
     def refuse(self) -> None:
         """Raise every problem kept so far as one refusal (nothing when none)."""
         if self.problems:
-            first = self.problems[0]
+            reasons = {problem.reason for problem in self.problems}
+            reason = reasons.pop() if len(reasons) == 1 else "playbook.invalid"
             lines = "\n".join(problem.message for problem in self.problems)
-            raise InvalidInput(first.reason, lines)
+            raise InvalidInput(reason, lines)
 
     def fail(self, reason: str, field: str, detail: str) -> InvalidInput:
         where = f"{field}: " if field else ""
