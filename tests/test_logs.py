@@ -114,3 +114,17 @@ def test_configure_logging_again_replaces_its_handler() -> None:
     assert first.getvalue() == ""
     (line,) = second.getvalue().splitlines()
     assert line.endswith("DEBUG zerolane.gateway: now shown")
+
+
+@pytest.mark.usefixtures("restored")
+def test_stderr_is_the_one_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run in-process under a test runner swaps stderr, then closes it: later
+    records go to the stderr of their moment, never to the closed one."""
+    swapped, later = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", swapped)
+    configure_logging("warning", "text")
+    logging.getLogger("zerolane.access").info("first")
+    swapped.close()
+    monkeypatch.setattr("sys.stderr", later)
+    logging.getLogger("zerolane.access").info("second")
+    assert later.getvalue().endswith("INFO zerolane.access: second\n")

@@ -72,6 +72,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record comes (a test runner, or anything
+    else that swaps it, never leaves the handler writing to a closed stream)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
+
+
 def formatter(fmt: LogFormat) -> logging.Formatter:
     """The formatter of ``fmt`` (``text`` or ``json``)."""
     if fmt == "json":
@@ -84,7 +97,7 @@ def formatter(fmt: LogFormat) -> logging.Formatter:
 def configure_logging(
     level: str = "warning", fmt: LogFormat = "text", stream: TextIO | None = None
 ) -> logging.Handler:
-    """Send every log record of the process to ``stream`` (stderr) in ``fmt``.
+    """Send every log record of the process to ``stream`` (else stderr) in ``fmt``.
 
     ``level`` (uvicorn's names) is the root's and uvicorn's; zerolane's loggers stay at
     ``info`` or below, so access lines and upstream state are always written. Called
@@ -96,7 +109,7 @@ def configure_logging(
     if numeric is None:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
     logging.addLevelName(LEVELS["trace"], "TRACE")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(formatter(fmt))
     setattr(handler, _MARK, True)
     root = logging.getLogger()
