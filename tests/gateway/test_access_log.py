@@ -241,3 +241,20 @@ def test_no_answer_is_a_line_without_status() -> None:
     (line,) = lines.fields()
     assert line["status"] is None
     assert '"GET /v1/things" - none' in lines.rendered()[0]
+
+
+def test_an_allowed_request_whose_upstream_fails_says_why(stack: Stack) -> None:
+    with access_lines() as lines, stack.task() as task:
+        reply = task.request("GET", stack.url("/dead/x"))
+        assert reply.status_code == 502
+        dead = _gateway_line(lines, "/dead/x")
+        # the twin: the same task, an upstream that answers
+        assert task.request("GET", stack.url("/finance/reports/q3")).status_code == 200
+        served = _gateway_line(lines, "/finance/reports/q3")
+    assert (dead["status"], dead["decision"], dead["task"], dead["reason"]) == (
+        502,
+        "allow",
+        task.task_id,
+        "upstream.error",
+    )
+    assert (served["status"], served["reason"]) == (200, None)

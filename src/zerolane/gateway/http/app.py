@@ -21,7 +21,13 @@ import time
 from collections.abc import Mapping
 
 from zerolane.errors import InvalidInput, Unauthenticated
-from zerolane.gateway.access_log import AccessLog, record_decision, record_refusal
+from zerolane.gateway.access_log import (
+    AccessLog,
+    AccessNote,
+    note_of,
+    record_decision,
+    record_refusal,
+)
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.config import GatewayConfig, Upstream
 from zerolane.gateway.http.forward import Forwarder, Outgoing
@@ -189,7 +195,9 @@ class GatewayApp:
         if not decision.allowed:
             await self._deny(send, decision, close=has_body)
             return upstream.name
-        out = self._outgoing(upstream, method, rest, query, headers, decision, declared, chunked)
+        out = self._outgoing(
+            upstream, method, rest, query, headers, decision, declared, chunked, note_of(scope)
+        )
         await self._forwarder.forward(out, receive, send)
         return upstream.name
 
@@ -222,6 +230,7 @@ class GatewayApp:
         decision: Decision,
         declared: int | None,
         chunked: bool,
+        note: AccessNote | None = None,
     ) -> Outgoing:
         task_id = decision.task_id or ""
         forwarded = request_headers(headers, drop=self._drop[upstream.name])
@@ -235,4 +244,4 @@ class GatewayApp:
             forwarded.append(("Content-Length", str(declared)))
         url = upstream.base_url + rest + (f"?{query}" if query else "")
         length = declared if declared is not None else (None if chunked else 0)
-        return Outgoing(method, url, forwarded, length, upstream.name, decision.decision_id)
+        return Outgoing(method, url, forwarded, length, upstream.name, decision.decision_id, note)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from zerolane.gateway.access_log import AccessNote
 from zerolane.gateway.config import Limits
 from zerolane.gateway.http.metrics import GatewayMetrics
 from zerolane.gateway.http.responses import Receive, Send, send_error
@@ -68,6 +69,8 @@ class Outgoing:
     length: int | None
     upstream: str
     decision_id: str
+    #: the request's access line (its reason, when forwarding fails)
+    note: AccessNote | None = None
 
 
 def _client_left(state: _BodyState, out: Outgoing) -> None:
@@ -214,6 +217,8 @@ class Forwarder:
 
     async def _fail(self, err: Exception, state: _BodyState, send: Send, out: Outgoing) -> None:
         if state.too_large:
+            if out.note is not None:
+                out.note.reason = "request.too_large"
             await send_error(send, 413, "request.too_large", out.decision_id, close=True)
             return
         if isinstance(err, _ResponseTooLarge):
@@ -225,4 +230,6 @@ class Forwarder:
             if not isinstance(err, aiohttp.ClientError):
                 logger.warning("forwarding to %s failed: %s", out.upstream, type(err).__name__)
         self._metrics.upstream_errors.labels(out.upstream, kind).inc()
+        if out.note is not None:
+            out.note.reason = reason
         await send_error(send, status, reason, out.decision_id, close=not state.done)
