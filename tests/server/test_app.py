@@ -254,3 +254,14 @@ def test_access_lines_for_decide_allow_deny_and_errors(api: Api) -> None:
     credential = tapi.point["Authorization"].split()[-1]
     for line in lines.rendered():
         assert not any(s in line for s in (task.token, proof, proof2, credential, "secret-q"))
+
+
+def test_an_oversized_body_has_its_reason_in_the_access_line(api: Api) -> None:
+    with access_lines() as lines:
+        big = api.client.post("/v1/attest", content=b"x" * (64 * 1024 + 1))
+        assert big.status_code == 413
+        small = api.client.post("/v1/attest", json={"join_token": api.join_token()})
+        assert small.status_code == 200  # the twin
+    refused, attested = lines.fields()
+    assert (refused["status"], refused["reason"]) == (413, "request.too_large")
+    assert (attested["status"], attested["reason"]) == (200, None)

@@ -12,11 +12,14 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zerolane.gateway.access_log import record_error
+
 MAX_BODY = 64 * 1024
 logger = logging.getLogger("zerolane.server")
 
 
-async def _refuse(send: Send, limit: int) -> None:
+async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+    record_error(scope, "request.too_large")
     body = json.dumps(
         {"error": f"request bodies are limited to {limit} bytes", "reason": "request.too_large"}
     ).encode()
@@ -51,7 +54,7 @@ class BodyLimit:
             return
         declared = _declared_length(scope)
         if declared is not None and not 0 <= declared <= self.limit:
-            await _refuse(send, self.limit)
+            await _refuse(scope, send, self.limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -67,7 +70,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await _refuse(send, self.limit)
+                await _refuse(scope, send, self.limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
