@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -282,11 +283,11 @@ def register(app: typer.Typer) -> None:
         def on_signal(signum: int, _: object) -> None:
             if stop.is_set():
                 group.force()  # a second signal: stop without waiting for requests
-            else:
-                err_console.print(
-                    f"{signal.Signals(signum).name}: stopping, draining requests in flight",
-                    highlight=False,
-                )
+            else:  # a plain write: a handler must not import (rich would, lazily), as a
+                # second signal interrupting an import left an ImportError behind
+                name = signal.Signals(signum).name
+                sys.stderr.write(f"{name}: stopping, draining requests in flight\n")
+                sys.stderr.flush()
             stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
