@@ -14,20 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.tasks.conftest import AGENT, FINANCE, build_world
+from tests.tasks.conftest import AGENT, build_world
+from tests.tasks.sqlite_world import READ
+from tests.tasks.sqlite_world import READ_URL as URL
 from zerolane.server.deployment import Deployment
-from zerolane.tasks.decisions import BACKOFF_CAP, DecideInput, backoff
+from zerolane.tasks.decisions import BACKOFF_CAP, backoff
 from zerolane.tokens.rfc9449 import make_proof
 
-URL = f"https://{FINANCE}/finance/q3"
-READ = DecideInput(
-    method="GET",
-    url=URL,
-    action="read",
-    resource="finance/q3",
-    destination=FINANCE,
-    sensitivity="internal",
-)
 PROCESSES, CONCURRENCY, SECONDS = 3, 24, 2.0
 
 

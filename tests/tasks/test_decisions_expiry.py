@@ -5,44 +5,20 @@ cannot bring it back to life."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.identity.attestors.cases import FixedClock
-from tests.tasks.conftest import AGENT, FINANCE, Agent, World, build_world
+from tests.tasks.conftest import Agent, World
+from tests.tasks.sqlite_world import (  # the fixtures: agent, mode, world
+    READ,
+    agent_fixture,  # noqa: F401
+    mode_fixture,  # noqa: F401
+    sqlite_world_fixture,  # noqa: F401
+)
+from tests.tasks.sqlite_world import READ_URL as URL
 from zerolane.server.deployment import Deployment
-from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tasks.decisions import Decision
 from zerolane.tokens.rfc9449 import make_proof
 from zerolane.types import TaskState
-
-URL = f"https://{FINANCE}/finance/q3"
-READ = DecideInput(
-    method="GET",
-    url=URL,
-    action="read",
-    resource="finance/q3",
-    destination=FINANCE,
-    sensitivity="internal",
-)
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    built = build_world(tmp_path / "home", "sqlite:///zerolane.db")
-    yield built
-    built.deployment.close()
-
-
-@pytest.fixture
-def agent(world: World) -> Agent:
-    return world.agent(AGENT)
 
 
 def _ask(

@@ -6,41 +6,19 @@ enforcement point, or after a crash, is refused while a fresh proof is allowed."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.tasks.conftest import AGENT, FINANCE, Agent, World, build_world
-from zerolane.server.deployment import Deployment
-from zerolane.tasks.decisions import DecideInput, Decision
-
-URL = f"https://{FINANCE}/finance/q3"
-READ = DecideInput(
-    method="GET",
-    url=URL,
-    action="read",
-    resource="finance/q3",
-    destination=FINANCE,
-    sensitivity="internal",
+from tests.tasks.conftest import Agent, World
+from tests.tasks.sqlite_world import (  # the fixtures: agent, mode, world
+    READ,
+    agent_fixture,  # noqa: F401
+    mode_fixture,  # noqa: F401
+    sqlite_world_fixture,  # noqa: F401
 )
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    built = build_world(tmp_path / "home", "sqlite:///zerolane.db")
-    yield built
-    built.deployment.close()
-
-
-@pytest.fixture
-def agent(world: World) -> Agent:
-    return world.agent(AGENT)
+from tests.tasks.sqlite_world import READ_URL as URL
+from zerolane.server.deployment import Deployment
+from zerolane.tasks.decisions import Decision
 
 
 def _decide(deployment: Deployment, mode: str, token: str, proof: str) -> Decision:
