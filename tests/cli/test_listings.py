@@ -92,3 +92,18 @@ def test_apply_lists_every_problem_one_line_each(home: Path, tmp_path: Path) -> 
     lines = result.stderr.strip().splitlines()
     assert [line.split(": ")[2] for line in lines] == ["max_call", "max_calls", "max_ttl"]
     assert all(line.startswith("error playbook.invalid: ") for line in lines)
+
+
+def test_enforcement_points_are_added_listed_and_removed_with_json(home: Path) -> None:
+    added = _run(home, "enforcement-point", "add", "edge", "--url", "https://a.example", "--json")
+    assert added.exit_code == 0, added.output
+    assert '"credential": "zlep_' in added.stdout
+    listed = _run(home, "enforcement-point", "list", "--json")
+    assert '"name": "edge"' in listed.stdout
+    assert "zlep_" not in listed.stdout  # the credential is shown once, never listed
+    removed = _run(home, "enforcement-point", "remove", "edge", "--json")
+    assert removed.exit_code == 0, removed.output
+    assert '"urls": [\n    "https://a.example/"\n  ]' in removed.stdout
+    again = _run(home, "enforcement-point", "remove", "edge", "--json")
+    assert again.exit_code == 2
+    assert '"reason": "enforcement_point.unknown"' in again.stderr

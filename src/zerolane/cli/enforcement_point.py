@@ -18,6 +18,7 @@ from zerolane.cli.common import (
     opened,
     print_json,
     print_table,
+    printable,
 )
 from zerolane.store.records import EnforcementPoint
 
@@ -82,8 +83,11 @@ def list_points(
 
 
 @app.command("remove")
-def remove(name: NameArg, home: HomeOption = None) -> None:
+def remove(name: NameArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Remove an enforcement point: its credential is refused from the next request on."""
     with opened(home) as deployment:
-        deployment.enforcement_points.remove(name, CLI_ADMIN)
-    console.print(f"Removed [bold]{escape(name)}[/bold]")
+        removed = deployment.enforcement_points.remove(name, CLI_ADMIN)
+    if as_json:
+        print_json(_as_json(removed))
+    else:
+        console.print(f"Removed [bold]{escape(printable(name))}[/bold]")
