@@ -49,7 +49,7 @@ def list_tasks(
     wide: WideOption = False,
 ) -> None:
     """List tasks, newest first (an active task past its window shows as expired)."""
-    from zerolane.server.task_routes import task_out
+    from zerolane.server.task_views import task_out
 
     try:
         wanted = TaskState(state) if state else None
@@ -83,7 +83,7 @@ def list_tasks(
 @app.command("show")
 def show(task_id: TaskIdArg, home: HomeOption = None) -> None:
     """Show one task as JSON."""
-    from zerolane.server.task_routes import task_out
+    from zerolane.server.task_views import task_out
 
     with opened(home) as deployment:
         print_json(task_out(deployment.lifecycle.get(task_id), deployment.clock.now()).model_dump())
@@ -97,7 +97,7 @@ def revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a task: every enforcement point denies its token from the next request on."""
-    from zerolane.server.task_routes import task_out
+    from zerolane.server.task_views import task_out
 
     with opened(home) as deployment:
         deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
@@ -112,7 +112,7 @@ def revoke(
 def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show a task and the tasks delegated from it, as a tree (each with its holder,
     state, calls and the person it acts for, when verified)."""
-    from zerolane.server.task_routes import task_out
+    from zerolane.server.task_views import task_out
 
     with opened(home) as deployment:
         now = deployment.clock.now()

@@ -14,12 +14,11 @@ from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
 from zerolane.server.security import Admin, bearer_credential
-from zerolane.store.records import TaskRecord
+from zerolane.server.task_views import TaskOut, task_out
 from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput
-from zerolane.tasks.lifecycle import OpenRequest, effective_state
+from zerolane.tasks.lifecycle import OpenRequest
 from zerolane.tasks.playbooks import parse_playbook, playbook_to_json
-from zerolane.tasks.scope import Scope
 from zerolane.types import TaskState
 
 router = APIRouter()
@@ -35,28 +34,6 @@ class OpenTaskBody(Strict):
     max_calls: StrictInt | None = Field(None, gt=0)
     on_behalf_of: StrictStr | None = Field(None, max_length=256)
     audience: list[StrictStr] | None = Field(None, max_length=8)
-
-
-class TaskOut(BaseModel):
-    task_id: str
-    owner: str
-    playbook: str
-    playbook_version: int
-    intent: str
-    state: str
-    scope: dict[str, Any]
-    created_at: float
-    expires_at: float
-    max_calls: int
-    calls_used: int
-    on_behalf_of: str | None
-    ended_at: float | None
-    end_reason: str | None
-    #: the delegation tree: the parent task (None for a root task) and hops from the root
-    parent_id: str | None = None
-    depth: int = 0
-    #: the verified person the task acts for (from an ID token): ``subject`` and ``issuer``
-    user: dict[str, str] | None = None
 
 
 class OpenedOut(BaseModel):
@@ -113,36 +90,6 @@ def _url(request: Request, deployment: Deployment) -> str:
     if public:
         return public.rstrip("/") + request.url.path
     return str(request.url.replace(query=None, fragment=None))
-
-
-def task_out(task: TaskRecord, now: float) -> TaskOut:
-    scope = Scope.from_json(task.scope)
-    return TaskOut(
-        task_id=task.task_id,
-        owner=task.owner,
-        playbook=task.playbook,
-        playbook_version=task.playbook_version,
-        intent=task.intent,
-        state=effective_state(task, now).value,
-        scope={
-            "actions": list(scope.actions),
-            "resources": list(scope.resources),
-            "destinations": list(scope.destinations),
-            "data_ceiling": scope.ceiling.label,
-        },
-        created_at=task.created_at,
-        expires_at=task.expires_at,
-        max_calls=task.max_calls,
-        calls_used=task.calls_used,
-        on_behalf_of=task.on_behalf_of,
-        ended_at=task.ended_at,
-        end_reason=task.end_reason,
-        parent_id=task.parent_id,
-        depth=task.depth,
-        user={"subject": task.user_subject, "issuer": task.user_issuer}
-        if task.user_subject is not None and task.user_issuer is not None
-        else None,
-    )
 
 
 @router.post("/v1/tasks", response_model=OpenedOut, status_code=201, tags=["tasks"])

@@ -22,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from zerolane.errors import ZerolaneError
 from zerolane.server.deployment import Deployment
-from zerolane.server.task_routes import TaskOut, client_cert, task_out
+from zerolane.server.task_routes import client_cert
+from zerolane.server.task_views import TaskOut, task_out
 from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, FORM_TYPE, oauth_error, parse_exchange_form
 
 router = APIRouter()
