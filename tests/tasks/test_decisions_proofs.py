@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from tests.identity.attestors.cases import FixedClock
 from tests.tasks.conftest import Agent, World
 from tests.tasks.sqlite_world import (  # the fixtures: agent, mode, world
     READ,
@@ -19,6 +20,7 @@ from tests.tasks.sqlite_world import (  # the fixtures: agent, mode, world
 from tests.tasks.sqlite_world import READ_URL as URL
 from zerolane.server.deployment import Deployment
 from zerolane.tasks.decisions import Decision
+from zerolane.tokens.rfc9449 import make_proof
 
 
 def _decide(deployment: Deployment, mode: str, token: str, proof: str) -> Decision:
@@ -121,3 +123,32 @@ def test_a_replay_within_one_process_never_reaches_the_store(
     task = world.deployment.stores.get_task(opened.task.task_id)
     assert task is not None
     assert task.calls_used == 1
+
+
+def test_a_proof_forgotten_by_a_clock_ahead_is_refused_by_one_behind(
+    world: World, agent: Agent, mode: str
+) -> None:
+    """Review finding (clock stepper): a proof purged once its window was over stays
+    refused by a process whose clock is behind the purger's (the clock stepped back
+    40 s, then a restart), while a fresh proof made at that clock is allowed."""
+    opened = world.open(agent)
+    start = world.clock.now()
+    captured = world.proof(agent.key, "GET", URL, opened.token)
+    assert _decide(world.deployment, mode, opened.token, captured).allowed
+    world.clock.t = start + 61  # the captured proof's window is over: the next write purges
+    later = world.proof(agent.key, "GET", URL, opened.token)
+    assert _decide(world.deployment, mode, opened.token, later).allowed
+    world.deployment.close()
+
+    stepped_back = FixedClock(start + 21)
+    restarted = Deployment.open(world.deployment.home, stepped_back)
+    try:
+        replayed = _decide(restarted, mode, opened.token, captured)
+        assert (replayed.allowed, replayed.reasons) == (False, ("dpop.replayed",))
+        fresh = make_proof(
+            agent.key, method="GET", url=URL, access_token=opened.token, iat=int(start + 21)
+        )
+        assert _decide(restarted, mode, opened.token, fresh).allowed
+    finally:
+        restarted.close()
+        world.deployment = Deployment.open(world.deployment.home, world.clock)

@@ -5,6 +5,11 @@ a DPoP proof spent at one enforcement point is spent at all of them. A decision'
 proof is inserted in the write that spends its call (same transaction), so the allow
 costs no extra commit; a proof spent before makes that write fail as a whole.
 Expired rows are deleted at most once a second, in a write that is made anyway.
+
+A deleted proof must stay refused even by a process whose clock is behind the one
+that deleted it (the clock stepped back, then a restart or a new process): the purge
+records the time it purged up to in a row of its own (:data:`FLOOR`), and a proof that
+expires by then cannot be spent, whatever the spender's clock says.
 """
 
 from __future__ import annotations
@@ -17,9 +22,17 @@ from zerolane.store.records import SpentProof
 
 #: expired proofs are deleted at most this often (seconds)
 PURGE_EVERY = 1.0
+#: the digest of the row holding the time proofs were purged up to (no BLAKE2b digest
+#: of a proof is 16 zero bytes but with probability 2**-128)
+FLOOR = bytes(16)
 
 _INSERT = "INSERT INTO spent_proofs (digest, expires_at) VALUES (?, ?)"
-_PURGE = "DELETE FROM spent_proofs WHERE expires_at <= ?"
+_PURGE = "DELETE FROM spent_proofs WHERE expires_at <= ? AND digest != ?"
+_RAISE_FLOOR = (
+    "INSERT INTO spent_proofs (digest, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (digest) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"
+)
+_FLOOR = "SELECT expires_at FROM spent_proofs WHERE digest = ?"
 
 
 class SpentProofs:
@@ -30,10 +43,14 @@ class SpentProofs:
         self._lock = threading.Lock()
 
     def spend(self, driver: sqlite3.Connection, proof: SpentProof, now: float) -> bool:
-        """Insert ``proof``; False (nothing written) when it was spent or has expired."""
+        """Insert ``proof``; False (nothing written) when it was spent or has expired
+        (by ``now``, or by the time any process purged proofs up to)."""
         self._purge(driver, now)
         if proof.expires_at <= now:
             return False
+        floor = driver.execute(_FLOOR, (FLOOR,)).fetchone()
+        if floor is not None and proof.expires_at <= floor[0]:
+            return False  # it may have been spent, then forgotten by a clock ahead of ours
         try:
             driver.execute(_INSERT, (proof.digest, proof.expires_at))
         except sqlite3.IntegrityError:  # the primary key: spent before, by anyone
@@ -52,4 +69,5 @@ class SpentProofs:
             if due:
                 self._purged_at = now
         if due:
-            driver.execute(_PURGE, (now,))
+            driver.execute(_RAISE_FLOOR, (FLOOR, now))
+            driver.execute(_PURGE, (now, FLOOR))
