@@ -138,6 +138,23 @@ def test_the_query_is_never_logged_and_a_path_cannot_forge_a_line() -> None:
         assert "\n" not in line
 
 
+def test_the_userinfo_and_fragment_of_a_raw_target_are_never_logged() -> None:
+    """Review finding: the gateway's protocol hands over the request target as sent
+    (RawTargetHttpToolsProtocol), so an absolute-form target's userinfo or a fragment
+    reached the access line; the plain path of the twin is logged whole."""
+    with access_lines() as lines:
+        absolute = b"http://alice:s3cret@api.example/x?q=1"
+        _serve(AccessLog(_answering(400), "gw"), _scope(absolute))
+        _serve(AccessLog(_answering(400), "gw"), _scope(b"/x#access_token=s3cret"))
+        _serve(AccessLog(_answering(200), "gw"), _scope(b"/files/a@b/c"))
+    absolute_line, fragment, twin = lines.fields()
+    assert absolute_line["path"] == "http://***@api.example/x"
+    assert fragment["path"] == "/x"
+    assert twin["path"] == "/files/a@b/c"
+    for line in lines.rendered():
+        assert "s3cret" not in line
+
+
 def test_a_failing_app_is_a_500_line_and_the_error_goes_on() -> None:
     async def broken(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("bug")

@@ -8,8 +8,9 @@ UTC), the listener, the method, the path, the status, the task id, the decision
 enforcement points fill the note where they decide (:func:`record_decision`), refuse
 before any decision (:func:`record_refusal`) or fail (:func:`record_error`).
 
-Never in the line: the query string (it may carry secrets), a header, a token, a
-proof. The path is the raw path (undecoded, no query), its control characters escaped
+Never in the line: the query string (it may carry secrets), a fragment, the
+userinfo of an absolute-form target, a header, a token, a proof. The path is the raw
+path (undecoded, no query), its control characters escaped
 and its length bounded, so a request cannot forge a line.
 """
 
@@ -90,12 +91,18 @@ def record_error(scope: Scope, reason: str) -> None:
 
 
 def safe_path(scope: Scope) -> str:
-    """The request's raw path without its query, printable and bounded."""
+    """The request's raw path without its query, fragment or userinfo, printable and
+    bounded."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes):
-        path = raw.split(b"?", 1)[0].decode("latin-1")
+        path = raw.split(b"?", 1)[0].split(b"#", 1)[0].decode("latin-1")
     else:
         path = str(scope.get("path", ""))
+    if not path.startswith("/"):  # an absolute-form target, as a raw-target server hands it
+        scheme, sep, rest = path.partition("://")
+        authority, slash, tail = rest.partition("/")
+        if sep and "@" in authority:  # its userinfo may be a password
+            path = f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{tail}"
     if len(path) > MAX_PATH:
         path = path[:MAX_PATH] + "..."
     if not path.isprintable() or '"' in path or "\\" in path:
