@@ -346,6 +346,39 @@ def test_a_head_arriving_behind_a_body_is_held_to_the_limits(
     assert len(app.seen) == before + 1
 
 
+_CHUNKED = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+
+
+def test_trailers_streamed_without_end_are_refused_before_they_end(
+    listener: tuple[int, Recorder],
+) -> None:
+    """Review finding: httptools buffers a trailer (the headers after a chunked body's
+    last chunk) whole before reporting it, and the meter did not look at the body's
+    bytes: a trailer that never ended grew in memory without bound. Trailers beyond
+    the headers' total are now refused while they arrive; a small one is served."""
+    port, app = listener
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(_CHUNKED + b"0\r\nX-Trailer: small\r\n\r\n" + _request())
+        received = bytearray()
+        while received.count(b"HTTP/1.1 200 OK") < 2:
+            received += sock.recv(65536)  # the twin, and a request kept alive behind it
+    before = len(app.seen)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(_CHUNKED + b"0\r\nX-Trailer: ")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")  # answered unread
+        answer = bytearray()
+        try:
+            for _ in range(64):  # 4 MiB at most, never ending the trailer
+                sock.sendall(b"a" * 65536)
+        except OSError:
+            pass  # closed while sending: the refusal is waiting
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer
+    assert b'"reason": "request.headers_too_large"' in answer
+    assert len(app.seen) == before + 1
+
+
 # -- the HTTP gateway ----------------------------------------------------------------
 
 MIB = 1 << 20

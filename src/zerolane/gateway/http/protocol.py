@@ -23,6 +23,12 @@ puts the raw target back (split at the first ``?`` as uvicorn's h11 protocol doe
 the gateway's path checks then refuse any target that is not a plain origin-form
 path.
 
+The trailers of a chunked body (headers after its last chunk) are buffered whole by
+httptools before it reports them, like a head's headers: the bytes of reads that fall
+inside a chunk's framing (after a chunk header, before its data, its end or the
+message's end) are counted, and past ``max_headers_bytes`` refused as 431 the same
+way, so a trailer that never ends cannot grow in memory.
+
 Served over TLS, the TLS protocols here also fill the ASGI TLS extension
 (``scope["extensions"]["tls"]``, spec version 0.2) with the client certificate the
 handshake verified, which uvicorn does not do itself: ``client_cert_chain`` holds the
@@ -41,7 +47,13 @@ from typing import Any, ClassVar, TypeVar, cast
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from zerolane.config import HttpLimits
-from zerolane.gateway.http.header_limits import HEADER_TIMEOUT, HeadCount, HeadMeter, HeadRefused
+from zerolane.gateway.http.header_limits import (
+    HEADER_TIMEOUT,
+    HEADERS_TOO_LARGE,
+    HeadCount,
+    HeadMeter,
+    HeadRefused,
+)
 
 #: how long a refused connection is still read (and what arrives dropped) before it closes
 LINGER_SECONDS = 1.0
@@ -64,6 +76,9 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     _head_started = False  # a byte of the current head arrived
     _head_timer: asyncio.TimerHandle | None = None
     _refusal: HeadRefused | None = None
+    _framing = False  # inside a chunk's framing: after its header, before data or end
+    _chunk_events = 0  # chunk headers, data and ends the parser reported so far
+    _framing_bytes = 0  # bytes of reads wholly inside the current framing (trailers)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -86,7 +101,32 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             except HeadRefused as refusal:
                 self._refuse(refusal)
                 return
+            super().data_received(data)
+            return
+        framing, events = self._framing, self._chunk_events
         super().data_received(data)
+        if framing and self._framing and events == self._chunk_events:
+            self._framing_bytes += len(data)  # a read that was trailers (or framing) only
+            if self._framing_bytes > self.limits.max_headers_bytes and self._refusal is None:
+                limit = self.limits.max_headers_bytes
+                self._refuse(
+                    HeadRefused(
+                        431, HEADERS_TOO_LARGE, f"the trailers are larger than {limit} bytes"
+                    )
+                )
+
+    def on_chunk_header(self) -> None:
+        self._framing, self._framing_bytes = True, 0
+        self._chunk_events += 1
+
+    def on_body(self, body: bytes) -> None:
+        self._framing = False
+        self._chunk_events += 1
+        super().on_body(body)
+
+    def on_chunk_complete(self) -> None:
+        self._framing = False
+        self._chunk_events += 1
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -109,6 +149,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._framing = False
         super().on_message_complete()
         self._in_head = True  # the next byte begins the next request's head
         self._meter.reset()
