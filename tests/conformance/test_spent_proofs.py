@@ -15,6 +15,7 @@ from zerolane.errors import ProofReplayed
 from zerolane.store.ports import RecordedSpendStore, Stores
 from zerolane.store.records import SpentProof, TaskRecord
 from zerolane.store.sqlite import SqliteStores
+from zerolane.store.sqlite.proofs import MAX_STEP_BACK
 from zerolane.types import Outcome, TaskState
 
 NOW = 1_000_000.0
@@ -154,3 +155,27 @@ def test_processes_over_one_database_share_what_was_spent(tmp_path: Path) -> Non
         assert second.spend_proof(SpentProof.of("jkt:fresh", NOW + 60), NOW)
     finally:
         second.close()
+
+
+def test_a_purged_proof_stays_refused_by_a_process_whose_clock_is_behind(
+    tmp_path: Path,
+) -> None:
+    """Review finding (clock stepper): once purged, a proof was new again to a store
+    opened later with an earlier clock (the clock stepped back, then a restart)."""
+    first = SqliteStores(tmp_path / "z.db")
+    captured = SpentProof.of("jkt:captured", NOW + 60)
+    try:
+        assert first.spend_proof(captured, NOW)
+        assert first.spend_proof(SpentProof.of("jkt:later", NOW + 121), NOW + 61)  # purges
+    finally:
+        first.close()
+    restarted = SqliteStores(tmp_path / "z.db")
+    try:
+        assert not restarted.spend_proof(captured, NOW + 21)  # 40 s behind the purge
+        # the twin: a proof made at the earlier clock is new
+        assert restarted.spend_proof(SpentProof.of("jkt:fresh", NOW + 81), NOW + 21)
+        # a clock far behind (set far ahead, then corrected): no lasting refusal
+        far = NOW + 61 - MAX_STEP_BACK - 60
+        assert restarted.spend_proof(SpentProof.of("jkt:far", far + 60), far)
+    finally:
+        restarted.close()

@@ -9,7 +9,11 @@ Expired rows are deleted at most once a second, in a write that is made anyway.
 A deleted proof must stay refused even by a process whose clock is behind the one
 that deleted it (the clock stepped back, then a restart or a new process): the purge
 records the time it purged up to in a row of its own (:data:`FLOOR`), and a proof that
-expires by then cannot be spent, whatever the spender's clock says.
+expires by then cannot be spent, whatever the spender's clock says. That refuses every
+proof while the clock is more than a proof's window behind the floor, as a running
+process (whose clock holds its latest reading) refuses them until the clock catches
+up; a floor more than :data:`MAX_STEP_BACK` ahead is not held against a proof, so a
+clock that was set far ahead and corrected does not stop the deployment for as long.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ PURGE_EVERY = 1.0
 #: the digest of the row holding the time proofs were purged up to (no BLAKE2b digest
 #: of a proof is 16 zero bytes but with probability 2**-128)
 FLOOR = bytes(16)
+#: a proof expiring more than this before the floor is not refused for it (seconds)
+MAX_STEP_BACK = 3600.0
 
 _INSERT = "INSERT INTO spent_proofs (digest, expires_at) VALUES (?, ?)"
 _PURGE = "DELETE FROM spent_proofs WHERE expires_at <= ? AND digest != ?"
@@ -49,7 +55,7 @@ class SpentProofs:
         if proof.expires_at <= now:
             return False
         floor = driver.execute(_FLOOR, (FLOOR,)).fetchone()
-        if floor is not None and proof.expires_at <= floor[0]:
+        if floor is not None and floor[0] - MAX_STEP_BACK < proof.expires_at <= floor[0]:
             return False  # it may have been spent, then forgotten by a clock ahead of ours
         try:
             driver.execute(_INSERT, (proof.digest, proof.expires_at))
