@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from tests.tasks.conftest import (
     details,
 )
 from zerolane.errors import Forbidden, InvalidInput
+from zerolane.gateway.inproc import TaskCredentials
 from zerolane.policy.context import is_internal
 from zerolane.policy.engine import PolicyRequest, PolicyResult
 from zerolane.policy.patterns import matches_any
@@ -674,3 +676,23 @@ def test_a_decision_carries_the_verified_token_expiry(world: World, agent: Agent
     anonymous = world.ask(agent, "not-a-token")
     assert not anonymous.allowed
     assert anonymous.expires_at is None
+
+
+def test_a_url_with_userinfo_never_reaches_the_audit_log(world: World, agent: Agent) -> None:
+    """A URL carrying ``user:password@`` is refused (a proof never names one), and its
+    refusal's event records the URL without it; the twin without userinfo is allowed."""
+    opened = world.open(agent)
+    url = f"https://reader:s3cret-pass@{FINANCE}/finance/q3"
+    proof = world.proof(agent.key, "GET", f"https://{FINANCE}/finance/q3", opened.token)
+    request = DecideInput(method="GET", url=url, action="read", sensitivity="internal")
+    refused = world.deployment.decider.decide(opened.token, proof, request)
+    assert not refused.allowed
+    event = world.events("decision")[-1]
+    assert "s3cret" not in json.dumps(event)
+    assert event["details"]["url"] == f"https://{FINANCE}/finance/q3"
+    assert world.ask(agent, opened.token).allowed
+
+
+def test_task_credentials_never_show_the_token_in_their_repr() -> None:
+    shown = repr(TaskCredentials("eyJ.secret-token.sig", lambda method, url: "proof"))
+    assert "secret-token" not in shown

@@ -24,7 +24,7 @@ import string
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
 from urllib.parse import quote
 
@@ -246,7 +246,7 @@ def _strings(value: object) -> TypeGuard[list[str]]:
 class TaskCredentials:
     """What a guarded call decides with: the task token, a proof signer, a decider."""
 
-    token: str
+    token: str = field(repr=False)  # a repr (a log line, a traceback) never shows it
     sign: ProofSigner
     decider: InprocDecider | None = None
 

@@ -648,7 +648,8 @@ class Decider:
             "reasons": list(decision.reasons),
             "policies": list(decision.policies),
             "method": request.method.upper(),
-            "url": f"{parts.scheme}://{parts.netloc}{parts.path}",  # query never logged
+            # neither the query nor a userinfo (user:password@) is ever recorded
+            "url": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}",
         }
         if facts is not None:
             details.update(
