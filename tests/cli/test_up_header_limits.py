@@ -3,11 +3,7 @@ process, spoken to over raw sockets, its peak memory read before and after."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +11,7 @@ import pytest
 
 from tests.gateway.conftest import build_request, raw_request
 from tests.gateway.huge_head import peak_rss_kib, stream_huge_header
+from tests.server_process import server_process
 from zerolane.cli.background import free_port
 from zerolane.server.deployment import init_home
 
@@ -30,35 +27,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
     with (home / "zerolane.toml").open("a") as config:
         config.write("\n[http]\nmax_header_count = 20\n")
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zerolane", "up", "--home", str(home), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"up exited: {process.communicate()[1]!r}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    argv = [sys.executable, "-m", "zerolane", "up", "--home", str(home), "--port", str(port)]
+    with server_process(argv, port) as process:
         yield port, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stderr is not None
-            process.stderr.close()
 
 
 def test_a_64_mib_header_is_431_within_a_memory_bound(api: tuple[int, int]) -> None:

@@ -10,9 +10,7 @@ slow enough) is served.
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -29,10 +27,10 @@ from tests.gateway.conftest import (
     gateway_command,
     gateway_toml,
     raw_request,
-    subprocess_env,
 )
 from tests.gateway.huge_head import peak_rss_kib, stream_huge_header
 from tests.gateway.served import Served
+from tests.server_process import server_process
 from zerolane.cli.background import free_port
 from zerolane.cli.gateway import uvicorn_config
 from zerolane.config import HttpLimits
@@ -418,21 +416,8 @@ def test_a_64_mib_header_to_a_gateway_process_is_cut_off_within_a_memory_bound(
     parser would hold all 64 MiB, and copy it while it grows)."""
     port = free_port()
     config = gateway_toml(tmp_path / "gw", stack.upstream.port, port)
-    process = subprocess.Popen(
-        gateway_command("run", "--config", str(config), "--home", str(stack.home)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=subprocess_env(),
-    )
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise AssertionError(f"gateway exited: {process.communicate()[1]!r}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    argv = gateway_command("run", "--config", str(config), "--home", str(stack.home))
+    with server_process(argv, port, stop_seconds=15) as process:
         baseline = peak_rss_kib(process.pid)
         answer = stream_huge_header(port).answer
         assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer
@@ -440,16 +425,6 @@ def test_a_64_mib_header_to_a_gateway_process_is_cut_off_within_a_memory_bound(
         growth = peak_rss_kib(process.pid) - baseline
         assert growth < RSS_BOUND_KIB, f"peak RSS grew by {growth} KiB"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stderr is not None
-            process.stderr.close()
 
 
 # -- every listener gets its own [http] ------------------------------------------------
@@ -508,35 +483,12 @@ def test_forward_auth_holds_its_http_limits(tmp_path: Path) -> None:
     config.write_text(FORWARD_AUTH_CONFIG.format(port=port))
     code = "from zerolane.cli.forward_auth import app; app()"
     home = str(tmp_path / "home")
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "run", "--config", str(config), "--home", home],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=subprocess_env(),
-    )
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise AssertionError(f"forward-auth exited: {process.communicate()[1]!r}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    argv = [sys.executable, "-c", code, "run", "--config", str(config), "--home", home]
+    with server_process(argv, port, stop_seconds=15):
         long = build_request("GET", "/forward-auth", [("X-Note", "n" * 1020)])
         _refused(raw_request(port, long), 431, "request.headers_too_large")
         twin = raw_request(port, build_request("GET", "/forward-auth", [("X-Note", "n" * 900)]))
         assert twin.status == 403, twin
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stderr is not None
-            process.stderr.close()
 
 
 @pytest.mark.e2e

@@ -4,20 +4,16 @@ process, spoken to over raw sockets (the limits themselves: tests/gateway/test_h
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 import tomli_w
 
 from tests.gateway.conftest import build_request, raw_request
 from tests.gateway.mcp.conftest import TD, gateway_config
 from tests.gateway.mcp.harness import HttpUpstream
+from tests.server_process import server_process
 from zerolane.cli.background import BackgroundServer, free_port
 from zerolane.server.deployment import init_home
 
@@ -35,25 +31,7 @@ def test_the_mcp_gateway_refuses_a_header_over_its_http_limit(tmp_path: Path) ->
             config = tmp_path / "gateway.toml"
             config.write_text(tomli_w.dumps(doc))
             argv = ["run", "--config", str(config), "--home", str(tmp_path / "home")]
-            process = subprocess.Popen(
-                [sys.executable, "-c", RUN_APP, *argv],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env={**os.environ, "NO_COLOR": "1"},
-            )
-            try:
-                deadline = time.monotonic() + 30
-                while True:
-                    if process.poll() is not None:
-                        raise AssertionError(f"the gateway exited {process.returncode}")
-                    try:
-                        healthz = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                        if healthz.status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
+            with server_process([sys.executable, "-c", RUN_APP, *argv], port) as process:
                 long = build_request("POST", "/mcp", [("X-Note", "n" * 1020)])
                 refused = raw_request(port, long)
                 assert refused.status == 431
@@ -62,9 +40,6 @@ def test_the_mcp_gateway_refuses_a_header_over_its_http_limit(tmp_path: Path) ->
                 # the twin reaches the gateway, which wants a token
                 twin = raw_request(port, build_request("POST", "/mcp", [("X-Note", "n" * 900)]))
                 assert twin.status == 401
-            finally:
-                process.send_signal(signal.SIGTERM)
-                _, err = process.communicate(timeout=20)
-                assert process.returncode == 0, err.decode()
+            assert process.returncode == 0  # stopped cleanly by SIGTERM
     finally:
         deployment.close()
