@@ -19,7 +19,8 @@ from tests.gateway.conftest import Stack, build_request
 from tests.gateway.task_home import API, control_plane
 from tests.server_logs import drop_upload, server_logs
 from zerolane.cli.background import BackgroundApp, free_port
-from zerolane.gateway.forward_auth import create_app, parse_config
+from zerolane.gateway.forward_auth import create_app
+from zerolane.gateway.forward_auth_config import parse_config
 
 pytestmark = pytest.mark.e2e
 

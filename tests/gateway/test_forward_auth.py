@@ -17,13 +17,8 @@ from tests.gateway.access_lines import access_lines
 from tests.gateway.task_home import API, INTENT, PLAYBOOK, ControlPlane, control_plane
 from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput
-from zerolane.gateway.forward_auth import (
-    ForwardAuthConfig,
-    create_app,
-    load_config,
-    parse_config,
-    split_path,
-)
+from zerolane.gateway.forward_auth import create_app, split_path
+from zerolane.gateway.forward_auth_config import ForwardAuthConfig, load_config, parse_config
 from zerolane.gateway.inproc import RequestDecider
 from zerolane.sdk import Task
 from zerolane.tasks.decisions import DecideInput, Decision

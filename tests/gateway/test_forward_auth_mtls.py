@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from tests.gateway.task_home import INTENT, PLAYBOOK, ControlPlane, control_plane
 from tests.gateway.test_forward_auth import PUBLIC, settings
 from zerolane.errors import InvalidInput
-from zerolane.gateway.forward_auth import create_app, parse_config
+from zerolane.gateway.forward_auth import create_app
+from zerolane.gateway.forward_auth_config import parse_config
 from zerolane.identity.x509_svid import parse_chain
 from zerolane.sdk import Agent
 from zerolane.tasks.lifecycle import OpenRequest

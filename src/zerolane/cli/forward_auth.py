@@ -63,7 +63,8 @@ def run(
     """
     import uvicorn  # imported here so other commands start fast
 
-    from zerolane.gateway.forward_auth import create_app, load_config
+    from zerolane.gateway.forward_auth import create_app
+    from zerolane.gateway.forward_auth_config import load_config
     from zerolane.gateway.http.protocol import HeadLimitedHttpToolsProtocol, with_limits
     from zerolane.logs import configure_logging
     from zerolane.server.deployment import Deployment, resolve_home
@@ -124,7 +125,7 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a forward-auth configuration; exit 2 naming the problem."""
-    from zerolane.gateway.forward_auth import load_config
+    from zerolane.gateway.forward_auth_config import load_config
 
     try:
         settings = load_config(config)
