@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
 from tests.audit.conftest import build_chain, make_event
 from zerolane.audit.chain import canonical, seal, verify
@@ -95,7 +96,8 @@ def test_each_column_is_covered_by_the_hash() -> None:
         ("outcome", "failure"),
     ]:
         chain = build_chain(3)
-        chain[1] = dataclasses.replace(chain[1], **{column: value})
+        changed: dict[str, Any] = {column: value}
+        chain[1] = dataclasses.replace(chain[1], **changed)
         count, broken = verify(chain)
         assert count == 1, column
         assert broken is not None

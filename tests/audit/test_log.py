@@ -32,10 +32,12 @@ def log(store: MemoryStores, clock: FixedClock) -> AuditLog:
 
 
 def record_n(log: AuditLog, count: int) -> list[AuditRecord]:
-    return [
-        log.record("test.event", actor=SYSTEM, subject=f"s{n}", outcome=Outcome.SUCCESS)
-        for n in range(1, count + 1)
-    ]
+    records = []
+    for n in range(1, count + 1):
+        record = log.record("test.event", actor=SYSTEM, subject=f"s{n}", outcome=Outcome.SUCCESS)
+        assert record is not None  # a sync log stores each event as it records it
+        records.append(record)
+    return records
 
 
 def test_record_stores_a_sealed_event(log: AuditLog, store: MemoryStores) -> None:
@@ -46,6 +48,7 @@ def test_record_stores_a_sealed_event(log: AuditLog, store: MemoryStores) -> Non
         outcome=Outcome.SUCCESS,
         details={"owner": "ops", "api_key": "k-123"},
     )
+    assert record is not None
     assert store.read_events() == [record]
     assert (record.seq, record.prev_hash) == (1, GENESIS_HASH)
     assert (record.kind, record.outcome) == ("workload.registered", "success")
@@ -60,6 +63,7 @@ def test_record_stores_a_sealed_event(log: AuditLog, store: MemoryStores) -> Non
 def test_record_uses_the_clock(log: AuditLog, clock: FixedClock) -> None:
     clock.t = NOW + 61.5
     record = log.record("x", actor=SYSTEM, subject="s", outcome=Outcome.FAILURE, reason="r.x")
+    assert record is not None
     assert record.time == "2027-01-15T08:01:01.500Z"
     assert json.loads(record.body)["reason"] == "r.x"
 

@@ -86,7 +86,7 @@ def _tokens(command: Any) -> st.SearchStrategy[list[str]]:
     options = sorted(
         {opt for param in command.params for opt in param.opts if opt.startswith("-")} - ENDLESS
     )
-    free_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40).filter(_safe)
+    free_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40).filter(_safe)
     drawn = [st.sampled_from(HOSTILE), st.integers().map(str), free_text]
     value = st.one_of(*drawn, *([st.sampled_from(options)] if options else []))
     return st.lists(value, max_size=6)

@@ -43,7 +43,7 @@ class FakeBroker:
         self.revoked: list[str] = []
         self.fail_issue: Exception | None = None
         self.fail_revoke: list[Exception] = []  # raised in order, one per revoke
-        self.during_issue: Callable[[], None] | None = None
+        self.during_issue: Callable[[], object] | None = None
         self.counter = 0
         self.lock = threading.Lock()
 
@@ -231,8 +231,10 @@ def test_an_issue_that_cannot_be_audited_is_revoked_and_refused(env: Env) -> Non
     task = env.task()
     original = env.broker.issue
 
-    def issue_then_break_audit(*args: object) -> GrantSecret:
-        secret = original(*args)  # type: ignore[arg-type]
+    def issue_then_break_audit(
+        handle: str, task: TaskRecord, template: GrantTemplate, expires_at: float
+    ) -> GrantSecret:
+        secret = original(handle, task, template, expires_at)
         env.stores.audit_down = True
         return secret
 

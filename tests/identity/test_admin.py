@@ -17,7 +17,6 @@ from zerolane.errors import Unauthenticated, Unavailable
 from zerolane.identity.admin import (
     PREFIX,
     CredentialEvent,
-    RecordedAdminStore,
     authenticate_admin,
     create_admin_credential,
 )
@@ -42,7 +41,7 @@ def recorded_by(audit: AuditLog) -> CredentialEvent:
     return event
 
 
-def create(stores: RecordedAdminStore, clock: Clock) -> tuple[str, AdminCredential]:
+def create(stores: MemoryStores | SqliteStores, clock: Clock) -> tuple[str, AdminCredential]:
     return create_admin_credential(stores, clock, recorded_by(AuditLog(stores, clock)))
 
 

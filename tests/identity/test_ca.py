@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.identity.attestors.cases import FixedClock
-from tests.identity.x509_issuer import csr_for, issue
+from tests.identity.x509_issuer import CsrKey, csr_for, issue
 from zerolane.audit.events import Actor
 from zerolane.config import load_config, render_config
 from zerolane.errors import InvalidInput, Unavailable
@@ -105,12 +106,13 @@ def test_no_ca_means_no_roots_and_no_issuance(tmp_path: Path, clock: FixedClock)
 
 @pytest.mark.parametrize("kind", ["p256", "p384", "rsa2048", "ed25519"])
 def test_leaf_follows_the_x509_svid_spec(ca: X509Authority, kind: str) -> None:
-    key = {
+    makers: dict[str, Callable[[], CsrKey]] = {
         "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
         "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
         "rsa2048": lambda: rsa.generate_private_key(65537, 2048),
         "ed25519": ed25519.Ed25519PrivateKey.generate,
-    }[kind]()
+    }
+    key = makers[kind]()
     issued = ca.issue(parse_csr(csr_for(key)), AGENT, 600)
     leaf = issued.leaf
     san = _ext(leaf, x509.SubjectAlternativeName).value
@@ -169,7 +171,7 @@ def _bad_signature_csr() -> str:
     ],
     ids=["empty", "garbage", "too large", "bad signature", "rsa 1024", "p-521", "secp256k1"],
 )
-def test_bad_csrs_are_refused(make: object, reason: str) -> None:
+def test_bad_csrs_are_refused(make: Callable[[], str], reason: str) -> None:
     with pytest.raises(CsrError) as refused:
         parse_csr(make())
     assert refused.value.reason == reason

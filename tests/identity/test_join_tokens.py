@@ -13,7 +13,7 @@ from tests.identity.conftest import ADMIN, AGENT, audit_bodies
 from zerolane.audit.log import AuditLog
 from zerolane.audit.masking import fingerprint
 from zerolane.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from zerolane.identity.attestors.join_token import PREFIX, JoinTokenAttestor
+from zerolane.identity.attestors.join_token import PREFIX, JoinTokenAttestor, new_join_token
 from zerolane.identity.join_tokens import MAX_JOIN_TOKEN_TTL, JoinTokens
 from zerolane.identity.registry import WorkloadRegistry
 from zerolane.store.memory import MemoryStores
@@ -116,7 +116,7 @@ def test_a_join_token_whose_event_cannot_be_stored_is_not_usable(
     """The token and its ``join_token.created`` event are one write: no usable token
     that the audit log does not account for."""
     issued: list[str] = []
-    real = join_tokens_module.new_join_token
+    real = new_join_token
 
     def remembered(*args: Any, **kwargs: Any) -> Any:
         made = real(*args, **kwargs)

@@ -197,7 +197,7 @@ def test_every_id_built_from_the_alphabets_parses_and_round_trips(td: str, path:
 
 outside = st.characters(
     blacklist_characters=PATH_ALPHABET + "/",
-    blacklist_categories=("Cs",),
+    blacklist_categories=["Cs"],
 )
 
 

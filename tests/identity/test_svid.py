@@ -222,7 +222,7 @@ def test_tampered_payload_is_refused(keyring: Keyring, clock: FixedClock) -> Non
 
 
 def test_alg_none_is_refused(keyring: Keyring, clock: FixedClock) -> None:
-    token = jwt.encode(claims(clock), None, algorithm="none", headers={"kid": keyring.active_kid()})
+    token = jwt.encode(claims(clock), "", algorithm="none", headers={"kid": keyring.active_kid()})
     assert refused(token, keyring, clock) == "jws.algorithm"
 
 

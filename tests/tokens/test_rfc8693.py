@@ -99,7 +99,7 @@ def test_the_chain_is_bounded() -> None:
 
 
 def test_a_delegation_request_is_read() -> None:
-    details = [{"type": "zerolane_task", "actions": ["read"]}]
+    details: list[object] = [{"type": "zerolane_task", "actions": ["read"]}]
     parsed = parse_exchange_form(
         form(
             [("audience", "gw-a"), ("audience", "gw-b"), ("audience", "gw-a")],

@@ -7,6 +7,7 @@ import base64
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import jwt
@@ -85,7 +86,7 @@ def test_a_garbled_expected_thumbprint_never_matches(cert_a: HeldSvid) -> None:
 
 
 # the task token
-def claims(**changes: object) -> TaskTokenClaims:
+def claims(**changes: Any) -> TaskTokenClaims:
     base = TaskTokenClaims(
         issuer=ISSUER,
         subject=AGENT,

@@ -263,7 +263,7 @@ ATTACKS = [
         lambda w: (
             jwt.encode(
                 body(),
-                None,
+                "",  # PyJWT's "none" takes no key
                 algorithm="none",
                 headers={"typ": "at+jwt", "kid": w.keyring.active_kid()},
             ),
@@ -279,6 +279,17 @@ ATTACKS = [
         lambda w: (w.sign(body(pad="x" * 20_000)), {}),
     ),
 ]
+
+
+def bad_claim(name: str, bad: object) -> Callable[[World], tuple[str, dict[str, Any]]]:
+    """The full claims signed with claim ``name`` set to ``bad`` (None: left out)."""
+
+    def attack(w: World) -> tuple[str, dict[str, Any]]:
+        return w.sign({**body(), name: bad} if bad is not None else body(**{name: None})), {}
+
+    return attack
+
+
 # A required claim missing or of the wrong type: token.claims, the full claims accepted.
 for name, bad in [
     ("iss", None), ("iss", 1), ("sub", None), ("sub", ""), ("aud", None), ("aud", []), ("aud", [1]),
@@ -294,10 +305,7 @@ for name, bad in [
         Attack(
             f"{name}={bad!r}",
             "token.claims",
-            lambda w, name=name, bad=bad: (
-                w.sign({**body(), name: bad} if bad is not None else body(**{name: None})),
-                {},
-            ),
+            bad_claim(name, bad),
             lambda w: (w.sign(body()), {}),
         )
     )

@@ -85,7 +85,7 @@ def jwt_issuer_case(clock: Clock) -> AttestorCase:
 
     def sign(signer: ec.EllipticCurvePrivateKey = key, **claims: object) -> str:
         now = clock.now()
-        body = {"iss": issuer.issuer, "aud": "zerolane", "sub": "repo:acme/app"}
+        body: dict[str, object] = {"iss": issuer.issuer, "aud": "zerolane", "sub": "repo:acme/app"}
         body |= {"repository": "acme/app", "iat": now, "exp": now + 600, **claims}
         return jwt.encode(body, signer, algorithm="ES256", headers={"kid": "ci-1"})
 

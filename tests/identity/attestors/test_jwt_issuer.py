@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -277,7 +277,7 @@ def test_hmac_signed_with_the_public_key_is_refused(
         token = compact(
             {"alg": "HS256", "typ": "JWT", "kid": "k1"},
             k8s_claims(clock),
-            lambda data, secret=secret: hmac.new(secret, data, hashlib.sha256).digest(),
+            partial(hmac.digest, secret, digest="sha256"),
         )
         assert refused(attestor, token) == "jwt.algorithm"
     attestor.attest(sign(rsa_key, k8s_claims(clock)))

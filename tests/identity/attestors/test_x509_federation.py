@@ -247,7 +247,7 @@ def test_unaccepted_proof_algorithms_are_refused(world: World) -> None:
     claims = {"aud": AUD, "iat": NOW, "jti": "x"}
     for proof in (
         jwt.encode(claims, "a-shared-secret-of-32-bytes-long!", algorithm="HS256"),
-        jwt.encode(claims, None, algorithm="none"),
+        jwt.encode(claims, "", algorithm="none"),
         make_proof(svid.key, AUD, headers={"kid": "leaf"}),
     ):
         assert world.refused({"chain": svid.pem, "proof": proof}) == "x509.proof_signature"
