@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -144,7 +144,7 @@ class TaskApi:
         body: Mapping[str, Any] | None = None,
         *,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """POST /v1/tasks with the workload's SVID and a fresh proof (unless ``headers``)."""
         sent = {"playbook": PLAYBOOK["name"], "intent": INTENT} if body is None else body
         if headers is None:
@@ -159,7 +159,9 @@ class TaskApi:
         doc = reply.json()
         return Opened(doc["task_id"], doc["token"], holder, doc)
 
-    def complete(self, task_id: str, token: str, key: ec.EllipticCurvePrivateKey) -> httpx.Response:
+    def complete(
+        self, task_id: str, token: str, key: ec.EllipticCurvePrivateKey
+    ) -> httpx2.Response:
         url = f"{BASE}/v1/tasks/{task_id}/complete"
         return self.client.post(
             f"/v1/tasks/{task_id}/complete", headers=dpop(key, token, "POST", url)

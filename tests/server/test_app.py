@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -58,7 +60,7 @@ def test_bodies_over_64_kib_are_refused(api: Api) -> None:
 
 
 def test_chunked_body_over_the_limit_is_refused(api: Api) -> None:
-    def chunks() -> object:
+    def chunks() -> Iterator[bytes]:
         yield b'{"join_token": "zljt_'
         for _ in range(80):
             yield b"a" * 1024
@@ -215,7 +217,7 @@ def test_access_lines_for_decide_allow_deny_and_errors(api: Api) -> None:
     url = f"{FINANCE}/reports/q3"
     with access_lines() as lines:
         proof = make_proof(task.holder.key, method="GET", url=url, access_token=task.token)
-        body = {
+        body: dict[str, Any] = {
             "token": task.token,
             "dpop": proof,
             "request": {"method": "GET", "url": url, **READ},

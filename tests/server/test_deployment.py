@@ -13,7 +13,7 @@ from zerolane.audit.events import Actor
 from zerolane.errors import Unavailable
 from zerolane.identity.admin import authenticate_admin
 from zerolane.server.deployment import Deployment, forward_clock, init_home
-from zerolane.types import ForwardClock, Outcome, SystemClock
+from zerolane.types import Clock, ForwardClock, Outcome, SystemClock
 
 ADMIN = Actor("admin", "test")
 START = 1_800_000_000.0
@@ -74,7 +74,7 @@ def test_a_forward_clock_is_not_wrapped_again() -> None:
     system = SystemClock()
     assert forward_clock(system) is system
     assert isinstance(forward_clock(None), SystemClock)
-    stepping = SteppingClock(START)
+    stepping: Clock = SteppingClock(START)
     wrapped = forward_clock(stepping)
     assert wrapped is not stepping
     assert forward_clock(wrapped) is wrapped

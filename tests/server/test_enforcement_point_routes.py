@@ -81,7 +81,9 @@ def test_a_proof_spent_at_a_gateway_is_refused_at_decide(tapi: TaskApi) -> None:
     gateway = Deployment.open(tapi.deployment.home, tapi.deployment.clock)
     try:
         decided = gateway.decider.decide(
-            body["token"], body["dpop"], DecideInput(method="GET", url=REPORT, **READ)
+            body["token"],
+            body["dpop"],
+            DecideInput("GET", REPORT, action=READ["action"], sensitivity=READ["sensitivity"]),
         )
         assert decided.allowed
     finally:

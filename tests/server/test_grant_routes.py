@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import psycopg
 import pytest
 from psycopg import sql
@@ -34,7 +34,7 @@ def tapi(api: Api) -> TaskApi:
     return tapi
 
 
-def ask(tapi: TaskApi, task: Opened, broker: str, *, task_id: str | None = None) -> httpx.Response:
+def ask(tapi: TaskApi, task: Opened, broker: str, *, task_id: str | None = None) -> httpx2.Response:
     target = task_id or task.task_id
     url = f"{BASE}/v1/tasks/{target}/grants"
     return tapi.client.post(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx2
 import jwt
 import pytest
 from cryptography import x509
@@ -92,7 +93,7 @@ class Api:
         answer = self.attest(csr_for(key))
         return Held(key, str(answer["x509_svid"]), str(answer["x509_bundle"]))
 
-    def open(self, client: TestClient, headers: dict[str, str]) -> object:
+    def open(self, client: TestClient, headers: dict[str, str]) -> httpx2.Response:
         body = {"intent": "Read Q3", "playbook": "reports"}
         return client.post("/v1/tasks", json=body, headers=headers)
 
@@ -251,7 +252,7 @@ def _delegation(parent: str, helper: Helper) -> dict[str, str]:
     }
 
 
-def _exchange(client: TestClient, form: dict[str, str], headers: dict[str, str]) -> object:
+def _exchange(client: TestClient, form: dict[str, str], headers: dict[str, str]) -> httpx2.Response:
     return client.post("/v1/token", data=form, headers=TOKEN_FORM | headers)
 
 

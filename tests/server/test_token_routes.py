@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -64,7 +64,7 @@ def post_token(
     *,
     proof: str | None = None,
     headers: dict[str, str] | None = None,
-) -> httpx.Response:
+) -> httpx2.Response:
     sent = {**FORM, **(headers or {})}
     if proof is not None:
         sent["DPoP"] = proof
@@ -91,7 +91,7 @@ def delegate(
     *,
     key: ec.EllipticCurvePrivateKey | None = None,
     **extra: Any,
-) -> httpx.Response:
+) -> httpx2.Response:
     """The parent's holder exchanges its token for a child for ``to``."""
     proof = make_proof(
         key or parent.holder.key, method="POST", url=TOKEN_URL, access_token=parent.token
@@ -99,13 +99,13 @@ def delegate(
     return post_token(tapi, delegation(parent, to, **extra), proof=proof)
 
 
-def child_of(reply: httpx.Response, holder: Workload) -> Opened:
+def child_of(reply: httpx2.Response, holder: Workload) -> Opened:
     assert reply.status_code == 200, reply.text
     doc = reply.json()
     return Opened(doc["task_id"], doc["access_token"], holder, doc)
 
 
-def error_of(reply: httpx.Response) -> tuple[int, str, str]:
+def error_of(reply: httpx2.Response) -> tuple[int, str, str]:
     doc = reply.json()
     assert set(doc) == {"error", "error_description", "reason"}, doc
     assert reply.headers["cache-control"] == "no-store"
@@ -296,7 +296,7 @@ def test_two_dpop_headers_are_refused(tapi: TaskApi) -> None:
     proof = make_proof(parent.holder.key, method="POST", url=TOKEN_URL, access_token=parent.token)
     reply = tapi.client.post(
         "/v1/token",
-        content=str(httpx.QueryParams(delegation(parent, helper))),
+        content=str(httpx2.QueryParams(delegation(parent, helper))),
         headers=[*FORM.items(), ("DPoP", proof), ("DPoP", proof)],
     )
     assert error_of(reply) == (400, "invalid_dpop_proof", "dpop.malformed")
@@ -363,7 +363,7 @@ def id_token(key: ec.EllipticCurvePrivateKey, **changes: Any) -> str:
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
 
 
-def for_person(tapi: TaskApi, agent: Workload, token: str, **extra: str) -> httpx.Response:
+def for_person(tapi: TaskApi, agent: Workload, token: str, **extra: str) -> httpx2.Response:
     form = {
         "grant_type": GRANT_TYPE,
         "subject_token": token,
