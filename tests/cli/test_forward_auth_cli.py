@@ -10,12 +10,13 @@ import json
 import signal
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import typer
 import uvicorn
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 from typer.testing import CliRunner
 
 from zerolane.cli import forward_auth, servers
@@ -62,7 +63,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         config = server.config
         options: dict[str, Any] = {"host": config.host, "port": config.port}
         options["proxy_headers"] = config.proxy_headers
-        with TestClient(config.app) as client:
+        with TestClient(cast(ASGIApp, config.app)) as client:
             options["healthz"] = client.get("/healthz").status_code
             options["unmapped"] = client.get("/forward-auth").status_code
         calls.append(options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from zerolane.cli.gateway import build_app
 from zerolane.gateway.config import load_gateway_config
 from zerolane.gateway.http import GatewayApp
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]  # starlette.types.Message: what an ASGI app sends
 
 
 def _run(app: GatewayApp, scope: dict[str, Any], incoming: list[Message]) -> list[Message]:

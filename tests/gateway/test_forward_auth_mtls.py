@@ -177,7 +177,7 @@ def test_a_bad_or_repeated_header_from_the_proxy_fails_closed(
         assert reason(bad) == (401, "mtls.cert_malformed")
         header = ("X-Client-Cert", bound.escaped["X-Client-Cert"])
         repeated = [*original().items(), *bound.bearer.items(), header, header]
-        twice = proxy.get("/forward-auth", headers=repeated)  # type: ignore[arg-type]
+        twice = proxy.get("/forward-auth", headers=repeated)
         assert reason(twice) == (401, "mtls.cert_malformed")
         recorded = cp.decisions()[-1]
         assert recorded["decision_id"] == twice.json()["decision_id"]

@@ -233,7 +233,7 @@ def test_a_context_without_decider_denies(task: Task, embedded: EmbeddedDecider)
 def test_context_reaches_asyncio_tasks(task: Task, embedded: EmbeddedDecider) -> None:
     async def run() -> list[str]:
         with guard_context(task, decider=embedded):
-            return await asyncio.gather(read_report("q1"), read_report("q2"))
+            return list(await asyncio.gather(read_report("q1"), read_report("q2")))
 
     assert asyncio.run(run()) == ["10 lines of q1", "10 lines of q2"]
 

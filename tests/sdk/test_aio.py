@@ -22,7 +22,6 @@ from tests.server.task_fixtures import (
     served,
 )
 from zerolane.sdk import AsyncAgent, AsyncTask, ZerolaneApiError
-from zerolane.sdk import aio as sdk_aio
 from zerolane.tokens.rfc7638 import thumbprint
 from zerolane.tokens.rfc9449 import proof_jwk
 from zerolane.types import TaskState
@@ -235,7 +234,7 @@ def test_a_failed_attest_closes_the_client_it_made(
             super().__init__(**kwargs)
             made.append(self)
 
-    monkeypatch.setattr(sdk_aio.httpx, "AsyncClient", Tracked)
+    monkeypatch.setattr(httpx, "AsyncClient", Tracked)  # the module the SDK calls it from
 
     async def main() -> None:
         with pytest.raises(ZerolaneApiError) as raised:

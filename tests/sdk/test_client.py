@@ -22,7 +22,6 @@ from tests.server.task_fixtures import (
     served,
 )
 from zerolane.sdk import Agent, Task, ZerolaneApiError
-from zerolane.sdk import client as sdk_client
 from zerolane.sdk.common import check
 from zerolane.tokens.rfc7638 import thumbprint
 from zerolane.tokens.rfc9449 import access_token_hash, normalize_htu, proof_jwk
@@ -218,7 +217,7 @@ def test_a_failed_attest_closes_the_client_it_made(
             super().__init__(**kwargs)
             made.append(self)
 
-    monkeypatch.setattr(sdk_client.httpx, "Client", Tracked)
+    monkeypatch.setattr(httpx, "Client", Tracked)  # the module the SDK calls it from
     with pytest.raises(ZerolaneApiError):
         Agent.attest(cp.url, enforcement_point=cp.enforcement_point, join_token="zljt_unknown")
     assert len(made) == 1

@@ -37,7 +37,8 @@ from tests.gateway.mcp.test_gateway_e2e import INITIALIZE, MCP_HEADERS, text_of
 from tests.gateway.served import Served
 from tests.identity.x509_issuer import server_cert
 from zerolane.cli.background import free_port
-from zerolane.cli.mcp_gateway import build_app, tls_options, uvicorn_config
+from zerolane.cli.gateway import tls_options, uvicorn_config
+from zerolane.cli.mcp_gateway import build_app
 from zerolane.config import TlsConfig
 from zerolane.gateway.mcp import parse_gateway_config
 from zerolane.identity.x509_svid import parse_chain

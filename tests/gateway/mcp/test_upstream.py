@@ -106,7 +106,7 @@ def test_a_restarted_http_upstream_gets_a_new_session_and_the_call_once(tmp_path
             with second:
                 texts.append(await read(upstream))
                 upstream.stop()
-            return texts
+        return texts
 
     assert all("Q3 revenue" in text for text in anyio.run(main))
     assert upstream.sessions_opened == 2
