@@ -319,7 +319,9 @@ def test_gateway_files_are_relative_to_the_home(tmp_path: Path) -> None:
             "config.unknown_key",
             "gateways[0].port",
         ),
-        ([{"kind": "http", "file": "a.toml"}], "config.unknown_key", "gateways[0].file"),
+        # two problems of two kinds, each on its line
+        ([{"kind": "http", "file": "a.toml"}], "config.invalid", "gateways[0].file: unknown key"),
+        ([{"kind": "http", "file": "a.toml"}], "config.invalid", "gateways[0].config: is required"),
         ([{"config": "a.toml"}], "config.missing", "gateways[0].kind"),
         ([{"kind": "http"}], "config.missing", "gateways[0].config"),
         ([{"kind": "http", "config": ""}], "config.missing", "gateways[0].config"),
@@ -360,3 +362,31 @@ def test_rendered_gateways_load_back(tmp_path: Path) -> None:
     )
     (tmp_path / CONFIG_NAME).write_text(render_config(config))
     assert load_config(tmp_path) == config
+
+
+def test_every_problem_of_a_file_is_refused_at_once_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_NAME).write_text(
+        'trust_domain = "example.org"\n'
+        '[server]\nport = "8700"\nhots = "x"\n'
+        '[audit]\nmode = "later"\n'
+    )
+    with pytest.raises(InvalidInput) as info:
+        load_config(tmp_path)
+    path = tmp_path / CONFIG_NAME
+    assert info.value.reason == "config.invalid"  # problems of several kinds
+    assert info.value.message.splitlines() == [
+        f"{path}: server.port: must be an integer, not str",
+        f"{path}: server.hots: unknown key",
+        f"{path}: audit.mode: must be one of 'sync' or 'async', not 'later'",
+    ]
+
+
+def test_problems_of_one_kind_keep_their_reason(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_NAME).write_text('trust_domain = "example.org"\nstore = 1\npolicy = 2\n')
+    with pytest.raises(InvalidInput) as info:
+        load_config(tmp_path)
+    assert info.value.reason == "config.unknown_key"
+    assert [line.split(": ")[1:] for line in info.value.message.splitlines()] == [
+        ["store", "unknown key"],
+        ["policy", "unknown key"],
+    ]

@@ -37,7 +37,7 @@ FORWARD_AUTH: dict[str, Any] = {
     "destination": "api",
     "routes": [{"method": "GET", "path": "/r", "action": "read", "resource": "r"}],
 }
-CUSTOM = {
+CUSTOM: dict[str, Any] = {
     "max_request_line_bytes": 4096,
     "max_header_line_bytes": 16384,
     "max_headers_bytes": 65536,
@@ -78,17 +78,20 @@ def test_http_round_trips_through_zerolane_toml() -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"max_header_line_bytes": 0}, "http.max_header_line_bytes is 1 to 1048576 bytes, not 0"),
-        ({"max_request_line_bytes": -1}, "http.max_request_line_bytes is 1 to 1048576 bytes"),
-        ({"max_headers_bytes": 2 << 20}, "http.max_headers_bytes is 1 to 1048576 bytes"),
-        ({"max_header_count": 0}, "http.max_header_count is 1 to 10000, not 0"),
-        ({"max_header_count": -5}, "http.max_header_count is 1 to 10000"),
-        ({"header_timeout_seconds": 0}, "http.header_timeout_seconds is over 0"),
-        ({"header_timeout_seconds": -1.5}, "http.header_timeout_seconds is over 0"),
+        (
+            {"max_header_line_bytes": 0},
+            "http.max_header_line_bytes: must be 1 to 1048576 bytes, not 0",
+        ),
+        ({"max_request_line_bytes": -1}, "http.max_request_line_bytes: must be 1 to 1048576 bytes"),
+        ({"max_headers_bytes": 2 << 20}, "http.max_headers_bytes: must be 1 to 1048576 bytes"),
+        ({"max_header_count": 0}, "http.max_header_count: must be 1 to 10000, not 0"),
+        ({"max_header_count": -5}, "http.max_header_count: must be 1 to 10000"),
+        ({"header_timeout_seconds": 0}, "http.header_timeout_seconds: must be over 0"),
+        ({"header_timeout_seconds": -1.5}, "http.header_timeout_seconds: must be over 0"),
         ({"header_timeout_seconds": 3601}, "at most 3600"),
         (
             {"max_header_line_bytes": 65536},
-            "http.max_header_line_bytes is larger than http.max_headers_bytes",
+            "http: max_header_line_bytes is larger than max_headers_bytes",
         ),
     ],
 )
@@ -110,8 +113,8 @@ def test_bad_values_are_refused_with_the_key(table: dict[str, Any], message: str
 @pytest.mark.parametrize(
     ("table", "reason", "message"),
     [
-        ({"max_header_count": "100"}, "config.type", "http.max_header_count must be an integer"),
-        ({"max_headers_bytes": True}, "config.type", "http.max_headers_bytes must be an integer"),
+        ({"max_header_count": "100"}, "config.type", "http.max_header_count: must be an integer"),
+        ({"max_headers_bytes": True}, "config.type", "http.max_headers_bytes: must be an integer"),
         ({"max_header_line_bytes": 8.5}, "config.type", "must be an integer"),
         ({"header_timeout_seconds": "10"}, "config.type", "must be a number"),
         ({"header_timeout_seconds": True}, "config.type", "must be a number"),
@@ -128,9 +131,9 @@ def test_wrong_types_and_unknown_keys_are_refused(
 
 
 def test_http_must_be_a_table() -> None:
-    with pytest.raises(InvalidInput, match="http must be of type dict"):
+    with pytest.raises(InvalidInput, match="http: must be a table"):
         parse_config({**BASE, "http": 5})
-    with pytest.raises(InvalidInput, match="http must be a table"):
+    with pytest.raises(InvalidInput, match="http: must be a table"):
         parse_http_limits([])
 
 

@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from zerolane.config import TlsConfig
+from zerolane.settings.listener import TlsConfig
 from zerolane.tokens.rfc8705 import MtlsError, der_of, forwarded_cert, load_certificate
 
 #: client-certificate headers of common proxies: never forwarded to an upstream

@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from zerolane.config import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.gateway.normalize import HOP_BY_HOP, OWN, SPOOFABLE, SPOOFABLE_PREFIXES
 from zerolane.gateway.openapi import import_routes
 from zerolane.gateway.routes import Route, RouteTable, check_sensitivity, make_route
+from zerolane.settings.listener import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.tokens.rfc9449 import normalize_htu
 
 MIB = 1 << 20

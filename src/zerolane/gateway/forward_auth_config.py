@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from zerolane.config import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.errors import InvalidInput
+from zerolane.settings.listener import HttpLimits, TlsConfig, parse_http_limits, parse_tls
 from zerolane.tokens.rfc9449 import DpopError, normalize_htu
 from zerolane.types import Sensitivity
 

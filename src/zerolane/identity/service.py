@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
-from zerolane.config import SvidConfig
 from zerolane.errors import Forbidden, InvalidInput, ZerolaneError
 from zerolane.identity import svid
 from zerolane.identity.attestors.base import AttestationError, Attested, Attestor
@@ -23,6 +22,7 @@ from zerolane.identity.keyring import Keyring
 from zerolane.identity.selectors import matches
 from zerolane.identity.spiffe_id import parse_spiffe_id
 from zerolane.identity.workload_key import key_thumbprint
+from zerolane.settings.identity import SvidConfig
 from zerolane.store.ports import WorkloadStore
 from zerolane.store.records import Workload
 from zerolane.types import Clock, Outcome, WorkloadStatus

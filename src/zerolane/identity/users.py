@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zerolane.config import JwtIssuerConfig
 from zerolane.errors import Unauthenticated
 from zerolane.identity.attestors.base import AttestationError
 from zerolane.identity.attestors.jwt_issuer import JwtIssuerAttestor
 from zerolane.identity.attestors.jwt_issuer.jwks import Fetch, fetch_jwks
+from zerolane.settings.identity import JwtIssuerConfig
 from zerolane.tokens import jws
 from zerolane.types import Clock
 

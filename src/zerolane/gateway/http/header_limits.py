@@ -17,7 +17,7 @@ line, 431 (``request.headers_too_large``) for the headers.
 
 from __future__ import annotations
 
-from zerolane.config import HttpLimits
+from zerolane.settings.listener import HttpLimits
 
 LINE_TOO_LONG = "request.line_too_long"
 HEADERS_TOO_LARGE = "request.headers_too_large"

@@ -46,7 +46,6 @@ from typing import Any, ClassVar, TypeVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from zerolane.config import HttpLimits
 from zerolane.gateway.http.header_limits import (
     HEADER_TIMEOUT,
     HEADERS_TOO_LARGE,
@@ -54,6 +53,7 @@ from zerolane.gateway.http.header_limits import (
     HeadMeter,
     HeadRefused,
 )
+from zerolane.settings.listener import HttpLimits
 
 #: how long a refused connection is still read (and what arrives dropped) before it closes
 LINGER_SECONDS = 1.0

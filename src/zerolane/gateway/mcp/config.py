@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from zerolane.config import HttpLimits, TlsConfig, parse_http_limits
 from zerolane.errors import InvalidInput
 from zerolane.gateway.config import parse_gateway_tls
+from zerolane.settings.listener import HttpLimits, TlsConfig, parse_http_limits
 from zerolane.types import Sensitivity
 
 #: server names and prefixes become part of actions and resources: keep them plain

@@ -22,7 +22,6 @@ from typing import Any, NoReturn
 
 from jwt.utils import base64url_decode
 
-from zerolane.config import JwtIssuerConfig
 from zerolane.errors import InvalidInput
 from zerolane.identity.attestors.base import AttestationError, Attested
 from zerolane.identity.attestors.jwt_issuer.claims import (
@@ -38,6 +37,7 @@ from zerolane.identity.attestors.jwt_issuer.jwks import (
     fetch_jwks,
 )
 from zerolane.identity.selectors import parse_selector
+from zerolane.settings.identity import JwtIssuerConfig
 from zerolane.tokens import jws
 from zerolane.types import Clock
 

@@ -1,0 +1,229 @@
+"""Reading a configuration document into its settings types, every problem at once.
+
+A document is parsed by its own library (``tomllib``, PyYAML, ``json``); its settings
+types are pydantic dataclasses built from the aliases here (:data:`Int`, :data:`Str`,
+... strict: ``"8700"`` is no port, ``true`` no number) with :data:`STRICT` (a key the
+type does not name is refused). :func:`validate` checks a whole document and refuses
+it once, listing every problem on a line of its own::
+
+    zerolane.toml: server.port: must be an integer, not str
+    zerolane.toml: svid.ttl: unknown key
+
+A problem's reason id is ``<scheme>.<kind>``: ``unknown_key``, ``missing`` or
+``type`` for the shape of the document, or the id a rule of the type names with
+:func:`refuse` (``config.tls``, ``config.url``...). A refusal listing problems of
+several kinds has the reason ``<scheme>.invalid``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from zerolane.errors import InvalidInput, ZerolaneError
+
+_T = TypeVar("_T")
+
+#: the pydantic config of every settings type: unknown keys are refused
+STRICT = ConfigDict(extra="forbid")
+#: strict scalars: no coercion from another type (``"5"`` is no ``Int``, ``true`` no ``Int``)
+Int = Annotated[int, Strict()]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
+#: a number: an integer or a float, never a boolean
+Float = Annotated[float, Strict()]
+#: a list of strings (a TOML array, a YAML sequence), held as a tuple
+Texts = tuple[Str, ...]
+
+#: what a document's value must be, by pydantic's error type
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "dict_type": "a table",
+    "dataclass_type": "a table",
+    "dataclass_exact_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "none_required": "empty",
+}
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+_MISSING = ("missing", "missing_argument", "missing_keyword_only_argument")
+
+
+def refuse(reason: str, message: str) -> PydanticCustomError:
+    """A rule's refusal, to ``raise`` in a settings type's validator: ``reason`` is the
+    full reason id (``config.tls``), ``message`` what is wrong (the problem's dotted
+    name and its file are put in front)."""
+    # the message is a template: braces in it (a path template's ``{var}``) stay as is
+    return PydanticCustomError(reason, message.replace("{", "{{").replace("}", "}}"), {})
+
+
+def reason(rid: str) -> WrapValidator:
+    """Annotates a type whose wrong values are refused as ``rid`` (a wrong type stays
+    ``<scheme>.type``): ``Annotated[Literal["sync", "async"], reason("config.audit_mode")]``."""
+
+    def wrap(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            if first["type"] in _EXPECTED or "." in first["type"]:
+                raise
+            raise refuse(rid, _wrong(first, value)) from None
+
+    return WrapValidator(wrap)
+
+
+_BOUNDS = {
+    "greater_than": "more than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than": "less than {lt}",
+    "less_than_equal": "at most {le}",
+}
+
+
+def _wrong(error: ErrorDetails, value: object) -> str:
+    """What a value in the right type but out of bounds must be."""
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    if error["type"] in ("literal_error", "enum") and "expected" in ctx:
+        return f"must be one of {ctx['expected']}, not {value!r}"
+    if error["type"] in _BOUNDS:
+        return f"must be {_BOUNDS[error['type']].format(**ctx)}, not {value!r}"
+    return error["msg"]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def within(rid: str, low: float, high: float, unit: str = "") -> AfterValidator:
+    """Annotates a number that must be ``low`` to ``high`` (both included), else is
+    refused as ``rid``."""
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise refuse(rid, f"must be {_number(low)} to {_number(high)}{unit}, not {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def refused(err: ZerolaneError) -> PydanticCustomError:
+    """A :class:`~zerolane.errors.ZerolaneError` a rule met, as its refusal."""
+    return refuse(err.reason, err.message)
+
+
+def dotted(loc: Sequence[int | str]) -> str:
+    """``('servers', 0, 'tools', 'x')`` -> ``servers[0].tools.x``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "table", list: "list", bool: "boolean"}.get(type(value), type(value).__name__)
+
+
+def _problem(error: ErrorDetails, scheme: str, at: Sequence[int | str]) -> tuple[str, str]:
+    """(reason id, ``dotted: what is wrong``) of one pydantic error, its location
+    under ``at``."""
+    kind, loc = error["type"], [*at, *(p for p in error["loc"] if not _is_branch(p))]
+    if kind in _UNKNOWN:
+        return f"{scheme}.unknown_key", f"{dotted(loc)}: unknown key"
+    if kind in _MISSING:
+        return f"{scheme}.missing", f"{dotted(loc)}: is required"
+    where = f"{dotted(loc)}: " if loc else ""
+    if kind in _EXPECTED:
+        return f"{scheme}.type", f"{where}must be {_EXPECTED[kind]}, not {_kind(error['input'])}"
+    if "." in kind:  # a rule's own refusal (:func:`refuse`)
+        return kind, f"{where}{error['msg']}"
+    return f"{scheme}.value", f"{where}{error['msg']}"
+
+
+def _is_branch(part: int | str) -> bool:
+    """A validator pydantic names in a location (``function-after[...]``)."""
+    return isinstance(part, str) and "[" in part and part.endswith("]")
+
+
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    """The adapter of ``kind``, made once (its schema is built on first use)."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    return adapter
+
+
+def validate(
+    kind: type[_T],
+    doc: object,
+    *,
+    source: str | None = None,
+    scheme: str = "config",
+    context: Mapping[str, object] | None = None,
+    at: Sequence[int | str] = (),
+) -> _T:
+    """``doc`` (as its library parsed it) as a ``kind``, or one
+    :class:`~zerolane.errors.InvalidInput` listing every problem, one line each, each
+    line naming ``source`` (the file) and the value's dotted name (under ``at``, where
+    ``doc`` is in its document: ``("tls",)``)."""
+    try:
+        value: _T = _adapter(kind).validate_python(doc, context=dict(context or {}))
+    except ValidationError as err:
+        raise problems(err, source=source, scheme=scheme, at=at) from None
+    return value
+
+
+def problems(
+    err: ValidationError, *, source: str | None, scheme: str, at: Sequence[int | str] = ()
+) -> InvalidInput:
+    """A pydantic refusal as one :class:`~zerolane.errors.InvalidInput`."""
+    found = [_problem(error, scheme, at) for error in err.errors(include_url=False)]
+    return combine(found, source=source, scheme=scheme)
+
+
+def combine(found: Sequence[tuple[str, str]], *, source: str | None, scheme: str) -> InvalidInput:
+    """One refusal of (reason, message) problems: their reason when they share one,
+    else ``<scheme>.invalid``; one line each, after ``source``."""
+    reasons = {reason for reason, _ in found}
+    reason = reasons.pop() if len(reasons) == 1 else f"{scheme}.invalid"
+    prefix = f"{source}: " if source else ""
+    return InvalidInput(reason, "\n".join(f"{prefix}{message}" for _, message in found))
+
+
+def each(
+    items: Sequence[_T], check: Callable[[int, _T], None], *, source: str | None, scheme: str
+) -> None:
+    """``check(index, item)`` for every item; the refusals of all as one."""
+    found: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        try:
+            check(index, item)
+        except InvalidInput as err:
+            found.extend((err.reason, line) for line in err.message.splitlines())
+    if found:
+        raise combine(found, source=source, scheme=scheme)
