@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import multiprocessing
+import multiprocessing.queues
 import sqlite3
 import time
 from pathlib import Path
@@ -25,8 +26,8 @@ PROCESSES, CONCURRENCY, SECONDS = 3, 24, 2.0
 
 
 def _decide_for_a_while(
-    home: str, token: str, key_pem: bytes, queue: multiprocessing.Queue
-) -> None:  # type: ignore[type-arg]
+    home: str, token: str, key_pem: bytes, queue: multiprocessing.queues.Queue[dict[str, int]]
+) -> None:
     """One enforcement point's process: CONCURRENCY requests in flight on its loop."""
     key = serialization.load_pem_private_key(key_pem, None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
