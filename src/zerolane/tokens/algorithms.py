@@ -16,20 +16,22 @@ from types import MappingProxyType
 
 @dataclass(frozen=True, slots=True)
 class KeyType:
-    """The JWK that may verify an algorithm: ``kty``, ``crv`` (None for RSA) and the
-    members that make up its public key."""
+    """The JWK that may verify an algorithm: ``kty``, ``crv`` (None for RSA), the
+    members that make up its public key and, for a curve, the exact size in bytes of
+    each coordinate (a shorter or longer encoding of the same point is refused)."""
 
     kty: str
     crv: str | None
     members: tuple[str, ...]
+    coordinate_bytes: int | None = None
 
 
 #: alg -> the key type that verifies it
 ALGORITHMS: Mapping[str, KeyType] = MappingProxyType(
     {
-        "ES256": KeyType("EC", "P-256", ("x", "y")),
-        "ES384": KeyType("EC", "P-384", ("x", "y")),
-        "EdDSA": KeyType("OKP", "Ed25519", ("x",)),
+        "ES256": KeyType("EC", "P-256", ("x", "y"), 32),
+        "ES384": KeyType("EC", "P-384", ("x", "y"), 48),
+        "EdDSA": KeyType("OKP", "Ed25519", ("x",), 32),
         "RS256": KeyType("RSA", None, ("n", "e")),
         "PS256": KeyType("RSA", None, ("n", "e")),
     }

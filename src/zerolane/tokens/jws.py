@@ -1,12 +1,18 @@
-"""Strict JWS verification over PyJWT, with our rules on algorithms and keys.
+"""Strict JWS verification over joserfc's public API, with our rules on algorithms and keys.
 
 zerolane issues and accepts only asymmetric signatures: ES256 for its own tokens,
 EdDSA where configured, and RS256, PS256 or ES384 when a caller verifying an external
-issuer passes them in ``algorithms``. A token with any other ``alg`` (``none``, HMAC,
-RS384...) is refused before a key is even looked at, so no algorithm-confusion trick
-applies. A JWK whose ``kty``/``crv``, ``use``, ``key_ops`` or ``alg`` says it is not
-for verifying this algorithm is never used; RSA keys under 2048 bits or with the ROCA
+issuer passes them in ``algorithms`` (the table is :mod:`zerolane.tokens.algorithms`).
+A token with any other ``alg`` (``none``, HMAC, RS384...) is refused before a key is
+even looked at, so no algorithm-confusion trick applies. A JWK whose ``kty``/``crv``,
+``use``, ``key_ops`` or ``alg`` says it is not for verifying this algorithm is never
+used; an EC coordinate of the wrong length, RSA keys under 2048 bits or with the ROCA
 fingerprint (CVE-2017-15361) are refused.
+
+joserfc splits and decodes the token (``jws.extract_compact``: base64url without
+padding, canonical, a JSON header naming an ``alg``), imports keys (``jwk``) and checks
+the signature (``jws.validate_compact``, with a registry that knows only our
+algorithms). Every refusal is a typed :class:`~zerolane.tokens.errors.JwsError`.
 """
 
 from __future__ import annotations
@@ -19,89 +25,95 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import jwt
-from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
-from jwt.exceptions import DecodeError
-from jwt.types import SigOptions
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from joserfc import jws as jose
+from joserfc.errors import JoseError, MissingAlgorithmError, MissingCritHeaderError
+from joserfc.jwa import EdDSAAlgorithm, ESAlgorithm, JWSAlgModel, RSAAlgorithm, RSAPSSAlgorithm
+from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
-from zerolane.errors import Unauthenticated
+from zerolane.tokens.algorithms import ALGORITHMS, SUPPORTED_ALGORITHMS
+from zerolane.tokens.errors import (
+    JwsAlgorithmRefused,
+    JwsBadKey,
+    JwsBadSignature,
+    JwsCriticalHeader,
+    JwsError,
+    JwsMalformed,
+    JwsUnencodedPayload,
+    JwsUnknownKey,
+    JwsWeakKey,
+)
 
-#: alg -> (kty, crv or None, JWK members of the public key, PyJWT algorithm)
-_ALGORITHMS: dict[str, tuple[str, str | None, tuple[str, ...], Algorithm]] = {
-    "ES256": ("EC", "P-256", ("x", "y"), ECAlgorithm(ECAlgorithm.SHA256)),
-    "ES384": ("EC", "P-384", ("x", "y"), ECAlgorithm(ECAlgorithm.SHA384)),
-    "EdDSA": ("OKP", "Ed25519", ("x",), OKPAlgorithm()),
-    "RS256": ("RSA", None, ("n", "e"), RSAAlgorithm(RSAAlgorithm.SHA256)),
-    "PS256": ("RSA", None, ("n", "e"), RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256)),
-}
-SUPPORTED_ALGORITHMS = frozenset(_ALGORITHMS)
+__all__ = [
+    "KEY_CACHE_SIZE",
+    "MIN_RSA_BITS",
+    "SUPPORTED_ALGORITHMS",
+    "JwsAlgorithmRefused",
+    "JwsBadKey",
+    "JwsBadSignature",
+    "JwsCriticalHeader",
+    "JwsError",
+    "JwsMalformed",
+    "JwsUnencodedPayload",
+    "JwsUnknownKey",
+    "JwsWeakKey",
+    "ParsedJws",
+    "SigningKey",
+    "VerifiedJws",
+    "parse",
+    "public_jwk",
+    "public_key",
+    "sign",
+    "unverified_header",
+    "verify",
+]
+
+SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 MIN_RSA_BITS = 2048
-_OPTIONS: SigOptions = {"verify_signature": True, "enforce_minimum_key_length": True}
-
-
-#: a base64url segment: the alphabet, then at most two '=' (accepted as PyJWT does)
-_SEGMENT = re.compile(rb"([A-Za-z0-9_-]*)(={0,2})")
+#: the base64url alphabet, no padding (RFC 7515 section 2)
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 #: distinct verification keys kept parsed (a proof's key is parsed once per agent key)
 KEY_CACHE_SIZE = 4096
+_KEY_CLASSES: dict[str, type[ECKey] | type[OKPKey] | type[RSAKey]] = {
+    "EC": ECKey,
+    "OKP": OKPKey,
+    "RSA": RSAKey,
+}
 
 
-class _Jws(jwt.PyJWS):
-    """PyJWT's JWS with its base64url segment check done by one regular expression.
+class _EdDSA(EdDSAAlgorithm):
+    """RFC 8037's ``EdDSA``, the name RFC 9449 proofs use. RFC 9864 deprecates it for
+    being polymorphic (Ed25519 or Ed448); here only an ``OKP``/``Ed25519`` key ever
+    reaches it (the algorithm table says so), which is what ``Ed25519`` specifies."""
 
-    PyJWT checks each character of every segment in a Python loop, which made reading
-    a DPoP proof cost more than verifying its signature. This accepts and refuses
-    exactly what PyJWT's ``_decode_base64url_segment`` does (alphabet, at most two
-    ``=`` of padding only where the length needs it, canonical encoding), and is
-    tested against it.
-    """
-
-    @staticmethod
-    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
-        match = _SEGMENT.fullmatch(segment)
-        if match is None:
-            raise DecodeError(f"Invalid {name} padding")
-        stripped, padding = match.group(1), match.group(2)
-        if (padding and len(segment) % 4 != 0) or len(stripped) % 4 == 1:
-            raise DecodeError(f"Invalid {name} padding")
-        try:
-            decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
-        except (TypeError, binascii.Error) as err:
-            raise DecodeError(f"Invalid {name} padding") from err
-        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
-            raise DecodeError(f"Invalid {name} padding")
-        return decoded
-
-    def parse(self, token: str) -> ParsedJws:
-        """The first half of ``decode_complete`` (split, decode, check the header)."""
-        payload, signing_input, header, signature = self._load(token)
-        self._validate_headers(header)
-        return ParsedJws(header, payload, signing_input, signature)
-
-    def signature_verifies(self, parsed: ParsedJws, key: Any, alg: str) -> bool:
-        """The second half of ``decode_complete``: False when the signature does not
-        verify with ``key``; PyJWT's other errors propagate."""
-        try:
-            self._verify_signature(
-                parsed.signing_input, parsed.header, parsed.signature, key, [alg], options=_OPTIONS
-            )
-        except jwt.InvalidSignatureError:
-            return False
-        return True
+    security_warning = None  # type: ignore[assignment]  # joserfc's base allows None
 
 
-def _verifier() -> _Jws:
-    """A PyJWS that knows only our algorithms (PyJWT's others are unregistered)."""
-    verifier = _Jws(algorithms=[])
-    for name, (*_, algorithm) in _ALGORITHMS.items():
-        verifier.register_algorithm(name, algorithm)
-    return verifier
+class _Registry(jose.JWSRegistry):
+    """Only our algorithms, whatever joserfc registers by default. Sizes are bounds on a
+    token's parts that no caller of ours comes near (entry points cap whole tokens at
+    8 to 32 KiB); an unknown header member is allowed (issuers add their own) while a
+    registered one must have its registered type."""
+
+    # joserfc keeps these on the class; ours are our own, not the default registry's
+    algorithms: dict[str, JWSAlgModel] = {}  # noqa: RUF012
+    recommended: list[str] = []  # noqa: RUF012
+    max_header_length = 64 * 1024
+    max_payload_length = 1024 * 1024
+    max_signature_length = 4 * 1024
 
 
-_jws = _verifier()
-
-
-class JwsError(Unauthenticated):
-    """A JWS failed verification; ``reason`` says which check."""
+#: joserfc's model of each algorithm in the table (a new row without one fails here)
+_MODELS: dict[str, JWSAlgModel] = {
+    "ES256": ESAlgorithm("ES256", "P-256", 256),
+    "ES384": ESAlgorithm("ES384", "P-384", 384),
+    "EdDSA": _EdDSA(),
+    "RS256": RSAAlgorithm(256),
+    "PS256": RSAPSSAlgorithm(256),
+}
+for _name in sorted(SUPPORTED_ALGORITHMS):
+    _Registry.register(_MODELS[_name])
+_REGISTRY = _Registry(algorithms=sorted(SUPPORTED_ALGORITHMS), strict_check_header=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +124,7 @@ class ParsedJws:
 
     header: dict[str, Any]
     payload: bytes
-    signing_input: bytes
-    signature: bytes
+    compact: jose.CompactSignature
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +135,40 @@ class VerifiedJws:
 
 
 def parse(token: str) -> ParsedJws:
-    """Split and decode a compact JWS without trusting it (PyJWT's checks of the
-    segments and header). Raises :class:`JwsError` (``jws.malformed``)."""
+    """Split and decode a compact JWS without trusting it. Raises :class:`JwsMalformed`;
+    :class:`JwsAlgorithmRefused` when the header names no ``alg`` and
+    :class:`JwsUnencodedPayload` when ``b64`` is false without ``crit`` (RFC 7797)."""
+    if not isinstance(token, str):
+        raise JwsMalformed("the token is not a compact JWS")
     try:
-        parsed = _jws.parse(token)
-    except (jwt.PyJWTError, RecursionError) as err:
-        raise JwsError("jws.malformed", "the token is not a compact JWS") from err
-    if not isinstance(parsed.header, dict):
-        raise JwsError("jws.malformed", "the JWS header is not an object")
-    return parsed
+        compact = jose.extract_compact(token.encode("utf-8"), registry=_REGISTRY)
+    except MissingAlgorithmError as err:
+        raise JwsAlgorithmRefused("the JWS header names no algorithm") from err
+    except MissingCritHeaderError as err:
+        raise JwsUnencodedPayload("unencoded payloads are not supported") from err
+    except (JoseError, ValueError, TypeError, LookupError, RecursionError) as err:
+        raise JwsMalformed("the token is not a compact JWS") from err
+    # joserfc reads the signature segment only when it verifies (an undecodable one does
+    # not verify); one that is not even base64url is malformed, like a bad header
+    if _base64url_bytes(token.rpartition(".")[2]) is None:
+        raise JwsMalformed("the JWS signature is not base64url")
+    header = compact.headers()
+    if not isinstance(header, dict):
+        raise JwsMalformed("the JWS header is not an object")
+    if not isinstance(header.get("kid", ""), str):
+        raise JwsMalformed("the JWS header's kid is not a string")
+    return ParsedJws(header, compact.payload, compact)
+
+
+def _base64url_bytes(segment: str) -> bytes | None:
+    """The bytes of canonical unpadded base64url, else None."""
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error:
+        return None
+    return decoded if base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment.encode() else None
 
 
 def unverified_header(token: str) -> dict[str, Any]:
@@ -141,8 +177,8 @@ def unverified_header(token: str) -> dict[str, Any]:
 
 
 def _key_allows(jwk: Mapping[str, Any], alg: str) -> bool:
-    kty, crv, _, _ = _ALGORITHMS[alg]
-    if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
+    spec = ALGORITHMS[alg]
+    if jwk.get("kty") != spec.kty or (spec.crv is not None and jwk.get("crv") != spec.crv):
         return False
     if "use" in jwk and jwk["use"] not in ("sig", "jwt-svid"):
         return False
@@ -173,29 +209,50 @@ def _is_roca(modulus: int) -> bool:
     return all(modulus % p in residues for p, residues in _ROCA)
 
 
-def public_key(jwk: Mapping[str, Any], alg: str) -> Any:
+def public_key(jwk: Mapping[str, Any], alg: str) -> Key:
     """The verification key ``jwk`` holds for ``alg``: only its public members, checked
-    (on the curve; RSA size and ROCA), parsed once per distinct key and kept in a
-    bounded cache. Raises :class:`JwsError` (``jws.bad_key``, ``jws.weak_key``)."""
-    _, _, members, _ = _ALGORITHMS[alg]
+    (on the curve, coordinates of the curve's size; RSA size and ROCA), parsed once per
+    distinct key and kept in a bounded cache. Raises :class:`JwsBadKey` or
+    :class:`JwsWeakKey`."""
+    members = ALGORITHMS[alg].members
     values = tuple(v for m in members if isinstance(v := jwk.get(m), str))
     if len(values) != len(members):
-        raise JwsError("jws.bad_key", "the verification key is malformed")
+        raise JwsBadKey("the verification key is malformed")
     return _parsed_key(alg, values)
 
 
+def _encoded_length(size: int) -> int:
+    """Characters of unpadded base64url for ``size`` bytes."""
+    return (4 * size + 2) // 3
+
+
 @lru_cache(maxsize=KEY_CACHE_SIZE)
-def _parsed_key(alg: str, values: tuple[str, ...]) -> Any:
-    kty, crv, members, algorithm = _ALGORITHMS[alg]
-    public = {"kty": kty, **({"crv": crv} if crv else {})}
-    public.update(zip(members, values, strict=True))
+def _parsed_key(alg: str, values: tuple[str, ...]) -> Key:
+    spec = ALGORITHMS[alg]
+    size = spec.coordinate_bytes
+    if size is not None and any(len(v) != _encoded_length(size) for v in values):
+        raise JwsBadKey(f"the verification key's coordinates are not {size} bytes")
+    public: dict[str, Any] = {"kty": spec.kty, **({"crv": spec.crv} if spec.crv else {})}
+    public.update(zip(spec.members, values, strict=True))
+    if spec.kty == "RSA":  # checked first: joserfc warns about small keys as it imports
+        modulus = _base64url_bytes(public["n"])
+        if modulus is None:
+            raise JwsBadKey("the verification key is malformed")
+        n = int.from_bytes(modulus, "big")
+        if n.bit_length() < MIN_RSA_BITS or _is_roca(n):
+            raise JwsWeakKey(f"RSA keys need {MIN_RSA_BITS}+ bits and no ROCA flaw")
     try:
-        key = algorithm.from_jwk(public)
-    except (jwt.PyJWTError, ValueError, TypeError) as err:
-        raise JwsError("jws.bad_key", "the verification key is malformed") from err
-    if kty == "RSA" and (key.key_size < MIN_RSA_BITS or _is_roca(key.public_numbers().n)):
-        raise JwsError("jws.weak_key", f"RSA keys need {MIN_RSA_BITS}+ bits and no ROCA flaw")
+        key = _KEY_CLASSES[spec.kty].import_key(public)
+    except (JoseError, ValueError, TypeError, LookupError) as err:
+        raise JwsBadKey("the verification key is malformed") from err
     return key
+
+
+def _signature_verifies(parsed: ParsedJws, key: Key) -> bool:
+    try:
+        return jose.validate_compact(parsed.compact, key, registry=_REGISTRY)
+    except (JoseError, ValueError, TypeError) as err:  # a registered header of the wrong type
+        raise JwsMalformed("the token is not a valid JWS") from err
 
 
 def verify(
@@ -209,29 +266,44 @@ def verify(
 
     Only algorithms both in ``algorithms`` and supported here are accepted. The key is
     chosen by ``kid`` when the header names one; without a ``kid`` each usable key is
-    tried. Raises :class:`JwsError` on any failure.
+    tried. Raises a :class:`JwsError` naming the first check that failed.
     """
     allowed = SUPPORTED_ALGORITHMS.intersection(algorithms)
     parsed = token if isinstance(token, ParsedJws) else parse(token)
     header = parsed.header
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed:
-        raise JwsError("jws.algorithm", f"algorithm {alg!r} is not accepted")
+        raise JwsAlgorithmRefused(f"algorithm {alg!r} is not accepted")
     if "crit" in header:
-        raise JwsError("jws.crit", "critical header extensions are not supported")
-    if header.get("b64", True) is not True:
-        raise JwsError("jws.b64", "unencoded payloads are not supported")
+        raise JwsCriticalHeader("critical header extensions are not supported")
+    if header.get("b64", True) is not True:  # joserfc refuses it without crit already
+        raise JwsUnencodedPayload("unencoded payloads are not supported")
     kid = header.get("kid")
     candidates = [k for k in keys if _key_allows(k, alg)]
     if kid is not None:
         candidates = [k for k in candidates if k.get("kid") == kid]
     if not candidates:
-        raise JwsError("jws.unknown_key", "no usable key for this token")
+        raise JwsUnknownKey("no usable key for this token")
     for jwk in candidates:
-        try:
-            verifies = _jws.signature_verifies(parsed, public_key(jwk, alg), alg)
-        except jwt.PyJWTError as err:
-            raise JwsError("jws.malformed", "the token is not a valid JWS") from err
-        if verifies:
+        if _signature_verifies(parsed, public_key(jwk, alg)):
             return VerifiedJws(header=header, payload=parsed.payload, key=jwk)
-    raise JwsError("jws.signature", "the signature does not verify")
+    raise JwsBadSignature("the signature does not verify")
+
+
+def _signing_key(private_key: SigningKey) -> ECKey | OKPKey:
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return ECKey.import_key(private_key)
+    return OKPKey.import_key(private_key)
+
+
+def public_jwk(private_key: SigningKey) -> dict[str, Any]:
+    """The public JWK (``kty``, ``crv`` and the public members) of ``private_key``."""
+    return dict(_signing_key(private_key).as_dict(private=False))
+
+
+def sign(header: Mapping[str, Any], payload: bytes, private_key: SigningKey) -> str:
+    """A compact JWS of ``payload`` under ``header`` (which names an ``alg`` of the table
+    that fits the key), signed with ``private_key``."""
+    return jose.serialize_compact(
+        dict(header), payload, _signing_key(private_key), registry=_REGISTRY
+    )

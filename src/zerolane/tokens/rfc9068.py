@@ -22,19 +22,28 @@ from typing import Any
 
 from zerolane.errors import InvalidInput, Unauthenticated
 from zerolane.tokens import jws
+from zerolane.tokens.algorithms import SIGNING_ALG
+from zerolane.tokens.errors import UnknownSigningKey
 from zerolane.tokens.rfc8693 import Actor, parse_act
 from zerolane.tokens.rfc8705 import CNF_MEMBER, is_thumbprint
 
 TYP = "at+jwt"
 _TYPS = frozenset({"at+jwt", "application/at+jwt"})
-ALGORITHMS = ("ES256",)
+ALGORITHMS = (SIGNING_ALG,)
 MAX_TOKEN_CHARS = 32 * 1024
 DEFAULT_LEEWAY = 5.0
-_JWS_REASONS = {"jws.malformed": "token.malformed", "jws.unknown_key": "token.unknown_key"}
 
 
 class TokenError(Unauthenticated):
     """A task token was refused; ``reason`` names the check."""
+
+
+class TokenUnknownKey(TokenError, UnknownSigningKey):
+    """The token names a signing key the verifier was not given (``token.unknown_key``):
+    the control plane may have rotated since the verifier fetched its keys."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("token.unknown_key", message)
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,12 @@ def _signed(token: str, keys: Sequence[Mapping[str, Any]]) -> jws.VerifiedJws:
         if not isinstance(typ, str) or typ.lower() not in _TYPS:
             raise TokenError("token.typ", f"a task token has typ {TYP}")
         return jws.verify(parsed, keys, algorithms=ALGORITHMS)
+    except jws.JwsMalformed as err:
+        raise TokenError("token.malformed", err.message) from err
+    except jws.JwsUnknownKey as err:
+        raise TokenUnknownKey(err.message) from err
     except jws.JwsError as err:
-        raise TokenError(_JWS_REASONS.get(err.reason, "token.signature"), err.message) from err
+        raise TokenError("token.signature", err.message) from err
 
 
 def _string(claims: Mapping[str, Any], name: str) -> str:

@@ -24,33 +24,23 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
 from zerolane.errors import InvalidInput, Unauthenticated
 from zerolane.store.ports import ReplayCache
 from zerolane.store.records import SpentProof
 from zerolane.tokens import jws
+from zerolane.tokens.algorithms import ALGORITHMS as _TABLE
+from zerolane.tokens.algorithms import DPOP_ALGS
 from zerolane.tokens.rfc7638 import b64url, thumbprint
 
 TYP = "dpop+jwt"
-ALGORITHMS = ("ES256", "EdDSA")
+#: the algorithms a proof may use (the ``algs`` of a ``DPoP`` challenge)
+ALGORITHMS = DPOP_ALGS
 MAX_PROOF_CHARS = 8 * 1024
 MAX_JTI_CHARS = 256
 DEFAULT_WINDOW = 60.0
 
-#: alg -> (kty, crv, public members) of the key that may sign it
-_KEY_TYPES = {
-    "ES256": ("EC", "P-256", ("x", "y")),
-    "EdDSA": ("OKP", "Ed25519", ("x",)),
-}
-_JWS_REASONS = {
-    "jws.signature": "dpop.signature",
-    "jws.algorithm": "dpop.alg",
-    "jws.bad_key": "dpop.jwk",
-    "jws.unknown_key": "dpop.jwk",
-}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -125,13 +115,9 @@ def access_token_hash(access_token: str) -> str:
 
 def proof_jwk(private_key: PrivateKey) -> dict[str, str]:
     """The public JWK (public members only) that proofs made with ``private_key`` carry."""
-    alg = _algorithm(private_key)
-    kty, crv, members = _KEY_TYPES[alg]
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        full = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    else:
-        full = OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    return {"kty": kty, "crv": crv, **{m: str(full[m]) for m in members}}
+    spec = _TABLE[_algorithm(private_key)]
+    full = jws.public_jwk(private_key)
+    return {"kty": spec.kty, "crv": str(spec.crv), **{m: str(full[m]) for m in spec.members}}
 
 
 def _algorithm(private_key: object) -> str:
@@ -165,8 +151,9 @@ def make_proof(
         claims["ath"] = access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
-    headers = {"typ": TYP, "jwk": proof_jwk(private_key)}
-    return jwt.encode(claims, private_key, algorithm=_algorithm(private_key), headers=headers)
+    header = {"alg": _algorithm(private_key), "typ": TYP, "jwk": proof_jwk(private_key)}
+    payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
+    return jws.sign(header, payload, private_key)
 
 
 def _header_key(header: Mapping[str, Any], alg: str) -> dict[str, str]:
@@ -176,12 +163,12 @@ def _header_key(header: Mapping[str, Any], alg: str) -> dict[str, str]:
         raise DpopError("dpop.jwk", "the proof carries no jwk header")
     if _PRIVATE_MEMBERS.intersection(jwk):
         raise DpopError("dpop.jwk", "the proof's jwk holds private key material")
-    kty, crv, members = _KEY_TYPES[alg]
-    if jwk.get("kty") != kty or jwk.get("crv") != crv:
-        raise DpopError("dpop.jwk", f"an {alg} proof needs an {kty} {crv} jwk")
-    if not all(isinstance(jwk.get(m), str) for m in members):
+    spec = _TABLE[alg]
+    if jwk.get("kty") != spec.kty or jwk.get("crv") != spec.crv:
+        raise DpopError("dpop.jwk", f"an {alg} proof needs an {spec.kty} {spec.crv} jwk")
+    if not all(isinstance(jwk.get(m), str) for m in spec.members):
         raise DpopError("dpop.jwk", "the proof's jwk is malformed")
-    public = {"kty": kty, "crv": crv, **{m: jwk[m] for m in members}}
+    public = {"kty": spec.kty, "crv": str(spec.crv), **{m: jwk[m] for m in spec.members}}
     try:  # parsing checks the point is on the curve (once per key: jws caches it)
         jws.public_key(public, alg)
     except jws.JwsError as err:
@@ -195,20 +182,28 @@ def _signed_claims(proof: str) -> tuple[dict[str, str], dict[str, Any]]:
         raise DpopError("dpop.malformed", "a proof is a compact JWS of at most 8 KiB")
     try:
         parsed = jws.parse(proof)
+    except jws.JwsAlgorithmRefused as err:  # the header names no alg
+        raise DpopError("dpop.alg", err.message) from err
     except jws.JwsError as err:
         raise DpopError("dpop.malformed", "the proof is not a compact JWS") from err
     header = parsed.header
     if header.get("typ") != TYP:
         raise DpopError("dpop.typ", f"a proof has typ {TYP}")
     alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in _KEY_TYPES:
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise DpopError("dpop.alg", f"algorithm {alg!r} is not accepted for proofs")
     public = _header_key(header, alg)
     candidate = {**public, **({"kid": header["kid"]} if "kid" in header else {})}
     try:
         verified = jws.verify(parsed, [candidate], algorithms=ALGORITHMS)
+    except jws.JwsBadSignature as err:
+        raise DpopError("dpop.signature", err.message) from err
+    except jws.JwsAlgorithmRefused as err:
+        raise DpopError("dpop.alg", err.message) from err
+    except (jws.JwsBadKey, jws.JwsUnknownKey) as err:
+        raise DpopError("dpop.jwk", err.message) from err
     except jws.JwsError as err:
-        raise DpopError(_JWS_REASONS.get(err.reason, "dpop.malformed"), err.message) from err
+        raise DpopError("dpop.malformed", err.message) from err
     try:
         claims = json.loads(verified.payload)
     except (ValueError, RecursionError) as err:

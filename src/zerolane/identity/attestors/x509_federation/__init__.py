@@ -36,13 +36,15 @@ from zerolane.identity.x509_svid import leaf_spiffe_id, parse_chain, validate
 from zerolane.store.ports import BundleStore, SpentProofStore
 from zerolane.store.records import SpentProof
 from zerolane.tokens import jws
+from zerolane.tokens.algorithms import DPOP_ALGS, algorithm_for_key
 from zerolane.types import Clock
 
 METHOD = "x509_svid"
 MAX_SKEW = 60.0
 MAX_PROOF_BYTES = 8 * 1024
 MAX_JTI_LEN = 128
-_ALGORITHMS = {("EC", "P-256"): "ES256", ("OKP", "Ed25519"): "EdDSA"}
+#: a proof is signed as a DPoP proof is: ES256 (P-256 leaf) or EdDSA (Ed25519 leaf)
+PROOF_ALGS = DPOP_ALGS
 
 
 def _fail(rule: str, message: str) -> AttestationError:
@@ -75,7 +77,8 @@ def _leaf_jwk(leaf: x509.Certificate) -> tuple[dict[str, Any], str]:
         jwk = public_jwk(leaf)
     except BundleError as err:
         raise _fail("proof_key", "the leaf's key type cannot sign a proof") from err
-    alg = _ALGORITHMS.get((str(jwk["kty"]), str(jwk.get("crv"))))
+    crv = jwk.get("crv")
+    alg = algorithm_for_key(str(jwk["kty"]), crv if isinstance(crv, str) else None, PROOF_ALGS)
     if alg is None:
         raise _fail("proof_key", "a proof needs a P-256 or Ed25519 leaf key")
     return jwk, alg
