@@ -78,7 +78,7 @@ TEAM: dict[str, Any] = {
     "openers": {"spiffe_ids": ["spiffe://bench.example/agents/*"]},
 }
 TOKEN_URL = "http://bench.local/v1/token"
-CHILD = [{"type": "zerolane_task", "actions": ["read"], "identifier": "reports/q3"}]
+CHILD: list[object] = [{"type": "zerolane_task", "actions": ["read"], "identifier": "reports/q3"}]
 PARENT = {"intent": INTENT, "playbook": TEAM["name"], "ttl": 86_400, "max_calls": 1_000_000}
 
 

@@ -53,7 +53,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -657,7 +657,8 @@ def mcp_audited(home: Home) -> tuple[int, int, int, int]:
                 tool_calls += 1
             elif record.kind == "decision" and record.outcome == "success":
                 allowed += 1
-                with_arguments += event["details"].get("arguments") == {"name": "q3"}
+                details = cast(dict[str, object], event["details"])
+                with_arguments += details.get("arguments") == {"name": "q3"}
         task = deployment.stores.get_task(home.mcp_task_id)
         return allowed, with_arguments, tool_calls, task.calls_used if task else -1
     finally:

@@ -79,6 +79,11 @@ def _fresh(prefix: str) -> Callable[[int], SpentProof]:
     return lambda i: SpentProof.of(f"{prefix}{i}", NOW + 60)
 
 
+def _spending(stores: SqliteStores, proofs: Callable[[int], SpentProof]) -> Callable[[int], object]:
+    """``fn(i)``: spend the ``i``-th proof of ``proofs`` alone (no task, no event)."""
+    return lambda i: stores.spend_proof(proofs(i), NOW)
+
+
 def measure(fn: Callable[[int], object], ops: int) -> tuple[float, float]:
     """Wall and CPU microseconds per call of ``fn(i)``."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -150,10 +155,8 @@ def run_size(size: int, ops: int, rounds: int) -> list[tuple[str, float, float]]
                 results["spend + event"].append(measure(allow(base, lambda i: None), ops))
                 fresh = _fresh(f"{r}:")
                 results["spend + event + proof"].append(measure(allow(with_proof, fresh), ops))
-                alone = _fresh(f"alone{r}:")
-                results["proof alone"].append(
-                    measure(lambda i, alone=alone: stores.spend_proof(alone(i), NOW), ops)
-                )
+                alone = _spending(stores, _fresh(f"alone{r}:"))
+                results["proof alone"].append(measure(alone, ops))
                 results["replayed proof (refused)"].append(measure(refused, ops))
             return [
                 (

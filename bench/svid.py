@@ -121,7 +121,7 @@ def attest_over_http(clients: int, per_client: int) -> float:
         elapsed = time.perf_counter() - start
         for p in procs:
             p.join()
-        ok = sum(r[0] for r in results)
+        ok: int = sum(r[0] for r in results)
         if ok != len(pool):
             raise SystemExit(f"only {ok} of {len(pool)} attestations succeeded")
         return ok / elapsed

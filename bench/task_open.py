@@ -126,7 +126,7 @@ def opener(deployment: Deployment, mode: str = "open") -> Callable[[], object]:
     """One in-process open; ``cycle``: then complete; ``authed``: both with DPoP checks."""
     who = caller(deployment, agent_id(0))
     key, svid = credentials(deployment, agent_id(0))
-    request = OpenRequest(intent=INTENT, playbook=PLAYBOOK["name"])
+    request = OpenRequest(intent=INTENT, playbook=str(PLAYBOOK["name"]))
     lifecycle, auth = deployment.lifecycle, deployment.authenticator
 
     def once() -> object:
@@ -181,7 +181,7 @@ def seed_record(template: TaskRecord, i: int, now: float) -> TaskRecord:
 def seed_tasks(home: Path, deployment: Deployment, count: int, via: str) -> None:
     """Put ``count`` tasks in the store: in one transaction, or one by one via the port."""
     template = deployment.lifecycle.open(
-        caller(deployment, agent_id(0)), OpenRequest(intent=INTENT, playbook=PLAYBOOK["name"])
+        caller(deployment, agent_id(0)), OpenRequest(intent=INTENT, playbook=str(PLAYBOOK["name"]))
     ).task
     now = time.time()
     records = (seed_record(template, i, now) for i in range(count))
