@@ -31,6 +31,7 @@ from zerolane.audit.log import AuditLog
 from zerolane.errors import ProofReplayed
 from zerolane.store.records import SpentProof, TaskRecord
 from zerolane.store.sqlite import SqliteStores
+from zerolane.store.sqlite.connection import connect
 from zerolane.types import Outcome, TaskState
 
 NOW = time.time()
@@ -64,12 +65,12 @@ def _task(task_id: str, calls: int) -> TaskRecord:
 
 def _fill(stores: SqliteStores, count: int) -> None:
     """``count`` live spent proofs, inserted in large transactions."""
-    conn = stores._engine.raw_connection()  # bench set-up only, not the code measured
+    conn = connect(stores.path)  # bench set-up only, not the code measured
     try:
-        cursor = conn.cursor()
         rows = ((SpentProof.of(f"fill:{i}", NOW + 600).digest, NOW + 600) for i in range(count))
-        cursor.executemany("INSERT INTO spent_proofs (digest, expires_at) VALUES (?, ?)", rows)
-        conn.commit()
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO spent_proofs (digest, expires_at) VALUES (?, ?)", rows)
+        conn.execute("COMMIT")
     finally:
         conn.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.store.reordered import reordered_store
 from zerolane.store.memory import MemoryStores
 from zerolane.store.ports import Stores
 from zerolane.store.sqlite import SqliteStores
@@ -18,6 +19,8 @@ from zerolane.store.sqlite import SqliteStores
 BACKENDS: dict[str, Callable[[Path], Stores]] = {
     "memory": lambda _tmp: MemoryStores(),
     "sqlite": lambda tmp: SqliteStores(tmp / "z.db"),
+    # columns in another order and one more: rows map to records by name
+    "sqlite-reordered": lambda tmp: reordered_store(tmp / "z.db"),
 }
 
 

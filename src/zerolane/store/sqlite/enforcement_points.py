@@ -4,55 +4,40 @@ Adding and removing go through ``write_recorded`` with their audit events."""
 
 from __future__ import annotations
 
-import json
+import sqlite3
 from typing import Any, Protocol, TypeVar
-
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
 
 from zerolane.errors import Conflict
 from zerolane.store.changes import AddEnforcementPoint, RemoveEnforcementPoint
 from zerolane.store.records import EnforcementPoint
+from zerolane.store.sqlite.connection import first_row
 from zerolane.store.sqlite.group_commit import WriteOp
+from zerolane.store.sqlite.tables import ENFORCEMENT_POINTS
 
 T = TypeVar("T")
 
-_COLUMNS = "name, credential_hash, urls, created_at"
-_INSERT = text(f"INSERT INTO enforcement_points ({_COLUMNS}) VALUES (:n, :h, :u, :c)")  # noqa: S608
-_DELETE = text(f"DELETE FROM enforcement_points WHERE name = :n RETURNING {_COLUMNS}")  # noqa: S608
+_COLUMNS = ENFORCEMENT_POINTS.columns_sql
+_INSERT = ENFORCEMENT_POINTS.insert()
+_DELETE = f"DELETE FROM enforcement_points WHERE name = :n RETURNING {_COLUMNS}"  # noqa: S608
 _LIST = f"SELECT {_COLUMNS} FROM enforcement_points ORDER BY name"  # noqa: S608
 
 
-def _point(row: Any) -> EnforcementPoint:
-    return EnforcementPoint(
-        name=row.name,
-        credential_hash=row.credential_hash,
-        urls=tuple(json.loads(row.urls)),
-        created_at=row.created_at,
-    )
-
-
-def add_point(conn: Connection, change: AddEnforcementPoint) -> None:
+def add_point(conn: sqlite3.Connection, change: AddEnforcementPoint) -> None:
     point = change.point
-    params = {
-        "n": point.name,
-        "h": point.credential_hash,
-        "u": json.dumps(list(point.urls)),
-        "c": point.created_at,
-    }
     try:
-        conn.execute(_INSERT, params)
-    except IntegrityError as err:
+        conn.execute(_INSERT, ENFORCEMENT_POINTS.values(point))
+    except sqlite3.IntegrityError as err:
         raise Conflict("enforcement_point.exists", f"{point.name} exists") from err
 
 
-def remove_point(conn: Connection, change: RemoveEnforcementPoint) -> EnforcementPoint | None:
-    row = conn.execute(_DELETE, {"n": change.name}).first()
-    return _point(row) if row is not None else None
+def remove_point(
+    conn: sqlite3.Connection, change: RemoveEnforcementPoint
+) -> EnforcementPoint | None:
+    return ENFORCEMENT_POINTS.from_row_or_none(first_row(conn, _DELETE, {"n": change.name}))
 
 
 class _Backend(Protocol):
-    def _read(self, sql: str, **params: Any) -> list[Any]: ...
+    def _read(self, sql: str, **params: Any) -> list[sqlite3.Row]: ...
 
     def _write(self, op: WriteOp[T], *, key: str | None = None) -> T: ...
 
@@ -63,7 +48,7 @@ class SqliteEnforcementPoints:
         self._write(lambda conn: add_point(conn, change))
 
     def list_enforcement_points(self: _Backend) -> list[EnforcementPoint]:
-        return [_point(row) for row in self._read(_LIST)]
+        return [ENFORCEMENT_POINTS.from_row(row) for row in self._read(_LIST)]
 
     def remove_enforcement_point(self: _Backend, name: str) -> EnforcementPoint | None:
         change = RemoveEnforcementPoint(name)

@@ -28,12 +28,31 @@ within :data:`POLL_SECONDS`, any left behind.
   snapshot from before the batch (which would make it lose again).
 - :meth:`GroupCommitWriter.close` commits what is already queued, then stops the
   thread; writes submitted after it are refused.
+
+Lock order (a lock is only ever taken while holding the ones before it, never the
+other way round, so no two threads can wait for each other):
+
+1. ``_admit`` (a submit against :meth:`~GroupCommitWriter.close`) and ``_leading`` (the
+   batch being committed; held by its leader, or the background thread, from taking
+   the batch to resolving its futures) are the outer locks, and are never held together.
+2. ``_cv`` (the queue) and the fence's condition (:class:`_KeyFence`) are taken under
+   either of them, one at a time, and nothing is acquired while holding them: the
+   background thread lets go of ``_cv`` before it takes ``_leading``.
+3. Under ``_leading``, inside the transaction: SQLite's own write lock (``BEGIN
+   IMMEDIATE``, waiting at most the busy timeout for another process), then whatever
+   an op takes (the spent proofs' purge clock) and a future's done-callbacks take (the
+   store's lost-events counter). Those are leaves: an op never submits or waits for a
+   write (it would wait for its own batch).
+
+Ops take none of their callers' locks, so a caller may hold its own (the decider's
+per-task locks) while it queues a write, or even while it waits for or leads a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -42,14 +61,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection
-
 from zerolane.errors import Unavailable
 
 T = TypeVar("T")
 
 #: A write: runs on the writer's connection inside the batch's transaction.
-WriteOp = Callable[[Connection], T]
+WriteOp = Callable[[sqlite3.Connection], T]
 
 DEFAULT_MAX_BATCH = 256
 #: how long a caller waits for its batch before failing closed (the store's busy
@@ -118,7 +135,7 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        connect: Callable[[], Connection],
+        connect: Callable[[], sqlite3.Connection],
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         wait_seconds: float = DEFAULT_WAIT_SECONDS,
@@ -130,6 +147,7 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._wait = wait_seconds
         self._items: deque[_Pending[Any]] = deque()
+        # the locks, in their order (module doc): _admit | _leading, then _cv | _fence
         self._cv = threading.Condition()  # guards _items, _urgent, _stopping
         self._urgent = False  # a write nobody waits for was queued: the thread commits it
         self._stopping = False
@@ -138,7 +156,7 @@ class GroupCommitWriter:
         self._leading = threading.Lock()
         self._closing = False
         self._admit = threading.Lock()  # a submit and close() never interleave
-        self._conn: Connection | None = None
+        self._conn: sqlite3.Connection | None = None
         self._fence = _KeyFence()
         self._batches = self._ops = self._failed_commits = self._largest = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -281,7 +299,7 @@ class GroupCommitWriter:
         for item in self._live(left):
             self._resolve(item, False, Unavailable("store.closed", "the store is closed"))
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = self._connect()
         return self._conn
@@ -326,40 +344,30 @@ class GroupCommitWriter:
     def _execute(self, batch: list[_Pending[Any]]) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction; raise if it could not be committed."""
         conn = self._connection()
-        # BEGIN, the savepoints (two per op) and COMMIT go straight to the driver: they
-        # are on every allowed request's path. SQLite runs in autocommit mode
-        # (isolation_level None), so SQLAlchemy begins nothing of its own; an op that
-        # used SQLAlchemy's execution leaves it holding a transaction, and then its
-        # commit() (which COMMITs on the driver) also closes its own bookkeeping.
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        driver.execute("BEGIN IMMEDIATE")
+        # the connection is in autocommit mode (isolation_level None): the driver
+        # begins nothing of its own, the transaction and savepoints are ours
+        conn.execute("BEGIN IMMEDIATE")
         outcomes: list[tuple[bool, Any]] = []
         for pending in batch:
-            driver.execute("SAVEPOINT op")
+            conn.execute("SAVEPOINT op")
             try:
                 result = pending.op(conn)
             except Exception as err:
                 # undo this op only; if even that fails, the transaction is gone and
                 # the exception ends the whole batch
-                driver.execute("ROLLBACK TO SAVEPOINT op")
-                driver.execute("RELEASE SAVEPOINT op")
+                conn.execute("ROLLBACK TO SAVEPOINT op")
+                conn.execute("RELEASE SAVEPOINT op")
                 outcomes.append((False, err))
             else:
-                driver.execute("RELEASE SAVEPOINT op")
+                conn.execute("RELEASE SAVEPOINT op")
                 outcomes.append((True, result))
         self._commit(conn)
         return outcomes
 
     @staticmethod
-    def _commit(conn: Connection) -> None:
-        """COMMIT the batch (through SQLAlchemy when an op left it a transaction)."""
-        if conn.in_transaction():
-            conn.commit()
-            return
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        driver.execute("COMMIT")
+    def _commit(conn: sqlite3.Connection) -> None:
+        """COMMIT the batch."""
+        conn.execute("COMMIT")
 
     def _abandon(self) -> None:
         """Roll back what is left of a failed batch; reconnect next time if that fails."""
@@ -367,10 +375,8 @@ class GroupCommitWriter:
         if conn is None:
             return
         try:
-            conn.rollback()
-            driver = conn.connection.driver_connection
-            if driver is not None and getattr(driver, "in_transaction", False):
-                driver.rollback()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
         except Exception:
             log.warning("rolling back a failed batch failed; reconnecting", exc_info=True)
             self._disconnect()

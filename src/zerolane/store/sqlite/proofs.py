@@ -54,8 +54,9 @@ class SpentProofs:
         self._purge(driver, now)
         if proof.expires_at <= now:
             return False
-        floor = driver.execute(_FLOOR, (FLOOR,)).fetchone()
-        if floor is not None and floor[0] - MAX_STEP_BACK < proof.expires_at <= floor[0]:
+        row = driver.execute(_FLOOR, (FLOOR,)).fetchone()
+        floor = row["expires_at"] if row is not None else None
+        if floor is not None and floor - MAX_STEP_BACK < proof.expires_at <= floor:
             return False  # it may have been spent, then forgotten by a clock ahead of ours
         try:
             driver.execute(_INSERT, (proof.digest, proof.expires_at))
