@@ -504,7 +504,8 @@ def seed(home: Path, deployment: Any, count: int) -> None:
 def set_audit_mode(home: Home, mode: str) -> None:
     from zerolane.config import AuditConfig, load_config, render_config
 
-    config = dataclasses.replace(load_config(home.path), audit=AuditConfig(mode))
+    audit = AuditConfig("async" if mode == "async" else "sync")
+    config = dataclasses.replace(load_config(home.path), audit=audit)
     (home.path / "zerolane.toml").write_text(render_config(config))
 
 

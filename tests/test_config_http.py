@@ -107,7 +107,10 @@ def test_bad_values_are_refused_with_the_key(table: dict[str, Any], message: str
         mcp.parse_gateway_config({**MCP, "http": table}, Path("/"))
     with pytest.raises(InvalidInput) as forward_auth:
         parse_forward_auth({**FORWARD_AUTH, "http": table})
-    assert forward_auth.value.reason == "forward_auth.config"
+    assert (forward_auth.value.reason, forward_auth.value.message) == (
+        "config.http",
+        refused.value.message,
+    )
 
 
 @pytest.mark.parametrize(

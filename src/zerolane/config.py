@@ -23,7 +23,7 @@ from pydantic import AfterValidator, model_validator
 from pydantic.dataclasses import dataclass
 
 from zerolane.errors import InvalidInput
-from zerolane.settings.identity import DEFAULT_X509_TTL, JwtIssuerConfig, Required, SvidConfig
+from zerolane.settings.identity import DEFAULT_X509_TTL, JwtIssuerConfig, SvidConfig
 from zerolane.settings.listener import (
     KIB,
     MAX_HTTP_LIMIT_BYTES,
@@ -39,6 +39,7 @@ from zerolane.settings.validate import (
     STRICT,
     Bool,
     Int,
+    Required,
     Str,
     Texts,
     reason,

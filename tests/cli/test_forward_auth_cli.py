@@ -112,7 +112,7 @@ def test_a_bad_config_exits_2(tmp_path: Path, home: Path, served: list[dict[str,
         app, ["forward-auth", "run", "--config", str(config), "--home", str(home)]
     )
     assert result.exit_code == 2
-    assert "forward_auth.config" in result.output
+    assert "error config.proxy: " in result.output
     assert served == []
 
 
@@ -135,4 +135,4 @@ def test_check_accepts_a_valid_config_and_refuses_a_bad_one(tmp_path: Path) -> N
     config.write_text('proxy = "haproxy"\n' + CONFIG)
     refused = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
     assert refused.exit_code == 2
-    assert "forward_auth.config" in refused.output
+    assert "error config.proxy: " in refused.output

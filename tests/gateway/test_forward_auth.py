@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from tests.gateway.access_lines import access_lines
 from tests.gateway.task_home import API, INTENT, PLAYBOOK, ControlPlane, control_plane
 from zerolane.audit.log import AuditLog
-from zerolane.errors import InvalidInput
+from zerolane.errors import InvalidInput, Refusal
 from zerolane.gateway.forward_auth import create_app, split_path
 from zerolane.gateway.forward_auth_config import ForwardAuthConfig, load_config, parse_config
 from zerolane.gateway.inproc import RequestDecider
@@ -108,7 +108,7 @@ def test_nginx_denies_out_of_scope_and_unmapped(
     denied = check(nginx, nginx_headers(task, "DELETE", "/reports/q3"))
     assert denied.status_code == 403
     body = denied.json()
-    assert (body["reason"], body["error"]) == ("scope.action", "denied")
+    assert (body["reason"], body["error"]) == ("scope.action", "forbidden")
     assert denied.headers["x-zerolane-reason"] == "scope.action"
     assert denied.headers["x-zerolane-decision"] == body["decision_id"]
     assert "www-authenticate" not in denied.headers
@@ -131,7 +131,7 @@ def test_nginx_token_problems_are_401_with_a_challenge(nginx: TestClient, task: 
     bearer = {**original, "Authorization": f"Bearer {task.token}"}
     scheme = check(nginx, bearer)
     assert scheme.status_code == 401
-    assert 'error="invalid_request"' in scheme.headers["www-authenticate"]
+    assert 'error="invalid_token"' in scheme.headers["www-authenticate"]
 
     no_proof = check(nginx, {**original, "Authorization": f"DPoP {task.token}"})
     assert no_proof.json()["reason"] == "dpop.missing"
@@ -195,7 +195,7 @@ def test_nginx_refuses_unsafe_paths(nginx: TestClient, task: Task, target: str) 
         "X-Original-URI": target,
     }
     reply = check(nginx, headers)
-    assert (reply.status_code, reply.json()["reason"]) == (403, "request.path")
+    assert (reply.status_code, reply.json()["reason"]) == (400, "request.path")
     assert check(nginx, nginx_headers(task, "GET", "/reports/q3")).status_code == 200
 
 
@@ -288,11 +288,11 @@ class _Raising:
 
 
 class _Fixed:
-    def __init__(self, status: int) -> None:
-        self.status = status
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
 
     def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
-        return Decision("d1", False, (), (), None, self.status)
+        return Decision("d1", False, (), (), None, self.refusal)
 
 
 class _NoStore:
@@ -304,9 +304,9 @@ class _NoStore:
     ("decider", "status", "reason"),
     [
         (_Raising(), 503, "decide.error"),
-        (_Fixed(503), 503, "decision.deny"),
-        (_Fixed(409), 403, "decision.deny"),
-        (_Fixed(401), 401, "decision.deny"),
+        (_Fixed(Refusal.UNAVAILABLE), 503, "decision.deny"),
+        (_Fixed(Refusal.CONFLICT), 403, "decision.deny"),
+        (_Fixed(Refusal.UNAUTHENTICATED), 401, "decision.deny"),
     ],
 )
 def test_decider_failures_fail_closed(
@@ -343,51 +343,72 @@ def test_load_config_from_toml_yaml_and_json(tmp_path: Path) -> None:
     (tmp_path / "fa.yaml").write_text("- a list\n")
     with pytest.raises(InvalidInput, match="expected a table"):
         load_config(tmp_path / "fa.yaml")
-    with pytest.raises(InvalidInput, match=r"forward_auth\.config"):
+    with pytest.raises(InvalidInput, match=r"config\.file"):  # as the gateways say it
         load_config(tmp_path / "missing.toml")
 
 
-BAD_CONFIGS: list[dict[str, Any]] = [
-    {"public_url": "https://api.example.org/base"},
-    {"public_url": "ftp://api.example.org"},
-    {"public_url": "https://api.example.org?x=1"},
-    {"public_url": "https://api.example.org#top"},
-    {"public_url": "https://api.example.org?"},
-    {"public_url": "https://user@api.example.org"},
-    {"public_url": "https://"},
-    {"proxy": "haproxy"},
-    {"endpoint": "/healthz"},
-    {"endpoint": "forward-auth"},
-    {"destination": ""},
-    {"audience": 3},
-    {"port": True},
-    {"port": 70000},
-    {"routes": []},
-    {"extra": 1},
-    {"routes": ["GET /"]},
-    {"routes": [{**ROUTES[0], "method": "GE T"}]},
-    {"routes": [{**ROUTES[0], "path": "reports/{name}"}]},
-    {"routes": [{**ROUTES[0], "path": "/reports/../{name}"}]},
-    {"routes": [{**ROUTES[0], "path": "/{name}/{name}"}]},
-    {"routes": [{**ROUTES[0], "resource": "reports/{other}"}]},
-    {"routes": [{**ROUTES[0], "resource": "reports {name}"}]},
-    {"routes": [{**ROUTES[0], "sensitivity": "secret"}]},
-    {"routes": [{**ROUTES[0], "extra": 1}]},
-    {"routes": [{**ROUTES[0], "action": ""}]},
+BAD_CONFIGS: list[tuple[dict[str, Any], str]] = [
+    ({"public_url": "https://api.example.org/base"}, "config.url"),
+    ({"public_url": "ftp://api.example.org"}, "config.url"),
+    ({"public_url": "https://api.example.org?x=1"}, "config.url"),
+    ({"public_url": "https://api.example.org#top"}, "config.url"),
+    ({"public_url": "https://api.example.org?"}, "config.url"),
+    ({"public_url": "https://user@api.example.org"}, "config.url"),
+    ({"public_url": "https://"}, "config.url"),
+    ({"proxy": "haproxy"}, "config.proxy"),
+    ({"endpoint": "/healthz"}, "config.path"),
+    ({"endpoint": "forward-auth"}, "config.path"),
+    ({"destination": ""}, "config.missing"),
+    ({"audience": 3}, "config.type"),
+    ({"port": True}, "config.type"),
+    ({"port": 70000}, "config.port"),
+    ({"routes": []}, "config.routes"),
+    ({"extra": 1}, "config.unknown_key"),
+    ({"routes": ["GET /"]}, "config.type"),
+    ({"routes": [{**ROUTES[0], "method": "GE T"}]}, "config.route_method"),
+    ({"routes": [{**ROUTES[0], "path": "reports/{name}"}]}, "config.route_path"),
+    ({"routes": [{**ROUTES[0], "path": "/reports/../{name}"}]}, "config.route_path"),
+    ({"routes": [{**ROUTES[0], "path": "/{name}/{name}"}]}, "config.route_path"),
+    ({"routes": [{**ROUTES[0], "resource": "reports/{other}"}]}, "config.route_resource"),
+    ({"routes": [{**ROUTES[0], "resource": "reports {name}"}]}, "config.route_resource"),
+    ({"routes": [{**ROUTES[0], "sensitivity": "secret"}]}, "config.sensitivity"),
+    ({"routes": [{**ROUTES[0], "extra": 1}]}, "config.unknown_key"),
+    ({"routes": [{**ROUTES[0], "action": ""}]}, "config.missing"),
 ]
 
 
-@pytest.mark.parametrize("change", BAD_CONFIGS)
-def test_bad_configs_are_refused(change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("change", "reason"), BAD_CONFIGS)
+def test_bad_configs_are_refused(change: dict[str, Any], reason: str) -> None:
+    """Refused with the reason ids of every configuration file, naming the key."""
     doc = {"public_url": PUBLIC, "destination": API, "routes": ROUTES, **change}
     with pytest.raises(InvalidInput) as err:
         parse_config(doc)
-    assert err.value.reason == "forward_auth.config"
+    assert err.value.reason == reason
+    assert next(iter(change)) in err.value.message
+
+
+def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "fa.yaml"
+    path.write_text(
+        f"public_url: {PUBLIC}\ndestination: api\nprxy: nginx\nport: '8790'\n"
+        "routes:\n- {method: GET, path: /r, action: read}\n"
+    )
+    with pytest.raises(InvalidInput) as err:
+        load_config(path)
+    assert err.value.reason == "config.invalid"
+    assert err.value.message.splitlines() == [
+        f"{path}: routes[0].resource: is required",
+        f"{path}: port: must be an integer, not str",
+        f"{path}: prxy: unknown key",
+    ]
 
 
 def test_split_path_keeps_the_raw_path_and_decodes_segments() -> None:
-    assert split_path("/reports/q%2D3?x=1") == ("/reports/q%2D3", ("reports", "q-3"))
+    assert split_path("/reports/q%403?x=1") == ("/reports/q%403", ("reports", "q@3"))
     assert split_path("/?x") == ("/", ())
+    # the one path rule, the HTTP gateway's: an encoded unreserved character is refused
+    with pytest.raises(Exception, match=r"request\.path"):
+        split_path("/reports/q%2D3")
 
 
 def test_each_check_has_an_access_line_allow_and_deny(cp: ControlPlane, task: Task) -> None:

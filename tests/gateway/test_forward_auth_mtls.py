@@ -222,21 +222,22 @@ def test_dpop_tokens_still_need_their_proof_whatever_certificate_comes(
 
 
 @pytest.mark.parametrize(
-    "tls",
+    ("tls", "reason"),
     [
-        {"client_cert_header": "X-Client-Cert"},  # without its proxies
-        {"trusted_proxies": ["127.0.0.1/32"]},  # without a header
-        {**TLS, "cert_file": "server.pem"},  # forward-auth serves plain HTTP
-        {**TLS, "client_cert_header": "Authorization"},
-        {**TLS, "trusted_proxies": ["not-an-address"]},
-        "X-Client-Cert",
+        ({"client_cert_header": "X-Client-Cert"}, "config.tls"),  # without its proxies
+        ({"trusted_proxies": ["127.0.0.1/32"]}, "config.tls"),  # without a header
+        ({**TLS, "cert_file": "server.pem"}, "config.unknown_key"),  # plain HTTP here
+        ({**TLS, "client_cert_header": "Authorization"}, "config.tls"),
+        ({**TLS, "trusted_proxies": ["not-an-address"]}, "config.tls"),
+        ("X-Client-Cert", "config.type"),
     ],
 )
-def test_bad_tls_tables_are_refused(tls: Any) -> None:
+def test_bad_tls_tables_are_refused(tls: Any, reason: str) -> None:
     doc = {"public_url": PUBLIC, "destination": "api", "routes": [dict(ROUTE)], "tls": tls}
     with pytest.raises(InvalidInput) as refused:
         parse_config(doc)
-    assert refused.value.reason == "forward_auth.config"
+    assert refused.value.reason == reason
+    assert "tls" in refused.value.message
 
 
 ROUTE = {"method": "GET", "path": "/reports/{name}", "action": "read", "resource": "r/{name}"}

@@ -13,7 +13,7 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, model_validator
 from pydantic.dataclasses import dataclass
 
-from zerolane.settings.validate import STRICT, Int, Str, Texts, refuse
+from zerolane.settings.validate import STRICT, Int, Required, Str, Texts, refuse
 
 DEFAULT_X509_TTL = 3600
 #: the longest an X.509-SVID may be set to live (365 days)
@@ -38,12 +38,6 @@ class SvidConfig:
         return self
 
 
-def _required(value: str) -> str:
-    if not value:
-        raise refuse("config.missing", "is required")
-    return value
-
-
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     """Algorithm names, none empty (an issuer with none is refused by the deployment's
     file and by the attestor, which also knows which are supported)."""
@@ -57,10 +51,6 @@ def _selector_types(claims: dict[str, str]) -> dict[str, str]:
         if not selector_type:
             raise refuse("config.type", f"{claim} must be a selector type, not empty")
     return claims
-
-
-#: a value that must be given and not be empty
-Required = Annotated[Str, AfterValidator(_required)]
 
 
 @dataclass(frozen=True, slots=True, config=STRICT)

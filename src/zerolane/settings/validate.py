@@ -22,6 +22,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     ConfigDict,
     Strict,
     TypeAdapter,
@@ -32,6 +33,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from zerolane.errors import InvalidInput, ZerolaneError
+from zerolane.types import Sensitivity
 
 _T = TypeVar("_T")
 
@@ -70,8 +72,8 @@ def refuse(reason: str, message: str) -> PydanticCustomError:
     """A rule's refusal, to ``raise`` in a settings type's validator: ``reason`` is the
     full reason id (``config.tls``), ``message`` what is wrong (the problem's dotted
     name and its file are put in front)."""
-    # the message is a template: braces in it (a path template's ``{var}``) stay as is
-    return PydanticCustomError(reason, message.replace("{", "{{").replace("}", "}}"), {})
+    # no context: the message is not formatted, a path template's ``{var}`` stays as is
+    return PydanticCustomError(reason, message)
 
 
 def reason(rid: str) -> WrapValidator:
@@ -122,6 +124,39 @@ def within(rid: str, low: float, high: float, unit: str = "") -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+def _label(value: str) -> str:
+    try:
+        Sensitivity.parse(value)
+    except ValueError as err:
+        raise refuse("config.sensitivity", str(err)) from None
+    return value
+
+
+def _level(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return Sensitivity.parse(value)
+        except ValueError as err:
+            raise refuse("config.sensitivity", str(err)) from None
+    return value
+
+
+#: a sensitivity label as written (``internal``), checked
+SensitivityLabel = Annotated[Str, AfterValidator(_label)]
+#: a sensitivity, written as its label
+Level = Annotated[Sensitivity, BeforeValidator(_level)]
+
+
+def _given(value: str) -> str:
+    if not value:
+        raise refuse("config.missing", "is required, not empty")
+    return value
+
+
+#: a string that must be given, not empty (``config.missing``)
+Required = Annotated[Str, AfterValidator(_given)]
 
 
 def refused(err: ZerolaneError) -> PydanticCustomError:
