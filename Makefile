@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/exchange.py
 	$(BIN)/python bench/replay_cache.py
 	$(BIN)/python bench/spent_proofs.py
+	$(BIN)/python bench/jws.py
 	$(BIN)/python bench/access_log.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/cli_start.py
