@@ -43,16 +43,19 @@ from zerolane.types import Clock
 
 METHOD = "jwt_issuer"
 MAX_TOKEN_CHARS = 16384
-_JWS_REASONS = {
-    "jws.malformed": "jwt.malformed",
-    "jws.algorithm": "jwt.algorithm",
-    "jws.crit": "jwt.malformed",
-    "jws.b64": "jwt.malformed",
-    "jws.unknown_key": "jwt.unknown_key",
-    "jws.bad_key": "jwt.bad_key",
-    "jws.weak_key": "jwt.bad_key",
-    "jws.signature": "jwt.signature",
-}
+
+
+def _jws_reason(err: jws.JwsError) -> str:
+    """This attestor's reason for a JWS refusal, by the refusal's type."""
+    if isinstance(err, jws.JwsAlgorithmRefused):
+        return "jwt.algorithm"
+    if isinstance(err, jws.JwsUnknownKey):
+        return "jwt.unknown_key"
+    if isinstance(err, jws.JwsBadKey):  # a weak RSA key too
+        return "jwt.bad_key"
+    if isinstance(err, jws.JwsBadSignature):
+        return "jwt.signature"
+    return "jwt.malformed"  # not a JWS, crit, b64
 
 
 def _malformed(message: str = "the evidence is not a compact JWT") -> AttestationError:
@@ -133,13 +136,12 @@ class JwtIssuerAttestor:
         try:
             header = jws.unverified_header(token)
             if header.get("alg") not in issuer.algorithms:
-                raise jws.JwsError("jws.algorithm", f"algorithm {header.get('alg')!r} refused")
+                raise jws.JwsAlgorithmRefused(f"algorithm {header.get('alg')!r} refused")
             kid = header.get("kid")
             keys = self._sources[issuer.issuer].keys(kid if isinstance(kid, str) else None)
             verified = jws.verify(token, keys, algorithms=issuer.algorithms)
         except jws.JwsError as err:
-            reason = _JWS_REASONS.get(err.reason, "jwt.signature")
-            raise AttestationError(reason, err.message) from err
+            raise AttestationError(_jws_reason(err), err.message) from err
         return _json_object(verified.payload)
 
 
