@@ -259,7 +259,7 @@ destination = "reports.internal"
             # the first gateway is fine, and still nothing starts
             '[[gateways]]\nkind = "http"\nconfig = "gateways/tools.toml"\n'
             '[[gateways]]\nkind = "mcp"\nconfig = "gateways/typo.toml"\n',
-            ['error config.unknown: gateways[1] (mcp gateway "typo"):', "listen_port"],
+            ['error config.unknown_key: gateways[1] (mcp gateway "typo"):', "listen_port"],
         ),
     ],
     ids=["missing-file", "invalid-gateway-file"],

@@ -149,7 +149,8 @@ def load_gateways(deployment: Deployment) -> list[Gateway]:
                 )
             built.append(_build(entry, where, path, deployment))
         except ZerolaneError as err:
-            raise type(err)(err.reason, f"{where}: {err.message}") from err
+            lines = err.message.splitlines() or [""]  # each problem of a file its line
+            raise type(err)(err.reason, "\n".join(f"{where}: {x}" for x in lines)) from err
     return built
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, model_validator
@@ -88,6 +89,21 @@ class TlsConfig:
 def parse_tls(raw: object, at: Sequence[int | str] = ("tls",)) -> TlsConfig:
     """A ``[tls]`` table (of ``zerolane.toml`` or a gateway's file), checked strictly."""
     return validate(TlsConfig, raw, at=at)
+
+
+def tls_under(tls: TlsConfig, base: Path) -> TlsConfig:
+    """``tls`` with its files taken from ``base`` (a gateway's configuration file's
+    folder) unless absolute."""
+
+    def absolute(value: str | None) -> str | None:
+        return str(base / value) if value is not None else None
+
+    return replace(
+        tls,
+        cert_file=absolute(tls.cert_file),
+        key_file=absolute(tls.key_file),
+        client_ca_file=absolute(tls.client_ca_file),
+    )
 
 
 def render_tls(tls: TlsConfig) -> dict[str, Any]:

@@ -18,6 +18,7 @@ several kinds has the reason ``<scheme>.invalid``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
     Strict,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
 )
@@ -157,6 +159,19 @@ def _given(value: str) -> str:
 
 #: a string that must be given, not empty (``config.missing``)
 Required = Annotated[Str, AfterValidator(_given)]
+
+
+def in_document(info: ValidationInfo) -> bool:
+    """True when a settings type is being read from a document (:func:`validate`), not
+    built in code: a document's own rules (a list that may not be empty, names unique
+    across entries, files relative to the document's folder) apply then only."""
+    return info.context is not None
+
+
+def base_of(info: ValidationInfo) -> Path | None:
+    """The folder relative file names in the document start from, if any."""
+    base = (info.context or {}).get("base")
+    return base if isinstance(base, Path) else None
 
 
 def refused(err: ZerolaneError) -> PydanticCustomError:

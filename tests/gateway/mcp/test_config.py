@@ -97,10 +97,14 @@ def test_every_setting_is_read() -> None:
 @pytest.mark.parametrize(
     ("document", "reason", "where"),
     [
-        (doc(listen_port=1), "config.unknown", "listen_port"),
-        (doc(listen={"port": 1, "tls": True}), "config.unknown", "listen.tls"),
-        (server(retries=3), "config.unknown", "servers.reports.retries"),
-        (server(tools={"read": {"sensitivty": "public"}}), "config.unknown", "sensitivty"),
+        (doc(listen_port=1), "config.unknown_key", "listen_port"),
+        (doc(listen={"port": 1, "tls": True}), "config.unknown_key", "listen.tls"),
+        (server(retries=3), "config.unknown_key", "servers[0].retries"),
+        (
+            server(tools={"read": {"sensitivty": "public"}}),
+            "config.unknown_key",
+            "servers[0].tools.read.sensitivty",
+        ),
         (doc(public_url="mcp.example.org"), "config.url", "public_url"),
         (doc(public_url="https://mcp.example.org/mcp"), "config.url", "public_url"),
         (doc(audience="urn:zerolane:mcp"), "config.url", "audience"),
@@ -132,6 +136,21 @@ def test_refusals_name_their_key(document: dict[str, Any], reason: str, where: s
     error = refusal(document)
     assert error.reason == reason
     assert where in error.message
+
+
+def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        'public_url = "https://mcp.example.org"\nauthorization_servers = []\n'
+        '[[servers]]\nname = "s"\ncommand = "python"\ndestination = "d"\nretries = 3\n'
+    )
+    with pytest.raises(InvalidInput) as caught:
+        load_gateway_config(path)
+    assert caught.value.reason == "config.invalid"
+    assert caught.value.message.splitlines() == [
+        f"{path}: authorization_servers: needs at least one entry",
+        f"{path}: servers[0].retries: unknown key",
+    ]
 
 
 def test_load_reads_toml_and_refuses_missing_or_broken_files(tmp_path: Path) -> None:
