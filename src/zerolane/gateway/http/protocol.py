@@ -9,11 +9,15 @@ longer than ``header_timeout_seconds`` 408, in JSON (``{"error", "reason"}``), a
 the connection is closed: the app never sees the request. :func:`with_limits` makes
 a protocol class with a listener's limits for ``uvicorn.Config(http=...)``.
 
-What this relies on in uvicorn's ``HttpToolsProtocol`` (0.54), beyond the parser
+What this relies on in uvicorn's private ``HttpToolsProtocol``, beyond the parser
 callbacks it implements: ``data_received`` feeds the parser and answers an error it
-raises (one raised in a callback too) with ``send_400_response``; ``cycle`` is the
-request being answered; ``server_state.default_headers`` and ``STATUS_LINE``. Each is
-pinned by ``tests/gateway/test_header_limits.py`` (issue 11 revisits the protocol).
+raises (one raised in a callback too) with ``send_400_response``; ``url`` is the raw
+target; ``cycle`` is the request being answered and holds the very ``scope`` dict;
+``server_state.default_headers`` and ``STATUS_LINE``. uvicorn offers no public hook
+for any of it, so pyproject.toml pins the range this was written against (0.54) and
+``tests/gateway/test_protocol.py`` drives each of these on a fake transport: an
+upgrade that changes one fails a test, not a listener
+(``tests/gateway/test_header_limits.py`` has the end-to-end behaviour).
 
 uvicorn's httptools protocol parses the request target and keeps only its path: an
 absolute-form target (``GET http://other-host/x``) or one with a ``#fragment`` would
