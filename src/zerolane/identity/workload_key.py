@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm
-from jwt.exceptions import PyJWTError
-
 from zerolane.errors import InvalidInput
+from zerolane.tokens import jws
+from zerolane.tokens.algorithms import DPOP_ALGS, algorithm_for_key
 from zerolane.tokens.rfc7638 import thumbprint
 
-_ACCEPTED = {("EC", "P-256"), ("OKP", "Ed25519")}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 
 
@@ -24,11 +21,13 @@ def key_thumbprint(jwk: object) -> str:
             "public_jwk.private_member",
             "public_jwk contains private key material; send only the public key",
         )
-    if (jwk.get("kty"), jwk.get("crv")) not in _ACCEPTED:
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    # the key signs the workload's DPoP proofs: a key type of the proof algorithms
+    alg = algorithm_for_key(kty, crv, DPOP_ALGS) if isinstance(kty, str) else None
+    if alg is None or not isinstance(crv, str):
         raise InvalidInput("public_jwk.kty", "public_jwk must be an EC P-256 or Ed25519 key")
-    loader = ECAlgorithm if jwk.get("kty") == "EC" else OKPAlgorithm
     try:  # parsing checks that the point is on the curve
-        loader.from_jwk(json.dumps(dict(jwk)))
-    except (PyJWTError, ValueError, TypeError) as err:
+        jws.public_key(jwk, alg)
+    except jws.JwsBadKey as err:
         raise InvalidInput("public_jwk.invalid", "public_jwk is not a valid public key") from err
     return thumbprint(jwk)
