@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
-from zerolane.tokens import jws
+import zerolane.tokens.jws as jws
 
 
 def _b64(data: bytes) -> str:
