@@ -77,7 +77,7 @@ REFUSALS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("public_url query", _set("public_url", "http://gw/?a"), "config.url", "public_url"),
     ("public_url userinfo", _set("public_url", "http://u@gw"), "config.url", "public_url"),
     ("wrong type", _set("metrics", "yes"), "config.type", "metrics"),
-    ("empty audience", _set("audience", " "), "config.type", "audience"),
+    ("empty audience", _set("audience", " "), "config.missing", "audience"),
     ("port range", _set("listen.port", 70000), "config.port", "listen.port"),
     ("port type", _set("listen.port", True), "config.type", "listen.port"),
     ("size unit", _set("limits.max_request_body", "10 MB"), "config.size", "max_request_body"),
@@ -391,3 +391,37 @@ def test_the_example_configuration_is_valid() -> None:
         )
         == "finance.key"
     )
+
+
+def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    doc = valid()
+    doc["listen"] = {"port": "8800"}
+    doc["metrcs"] = True
+    path = tmp_path / "gw.yaml"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InvalidInput) as caught:
+        load_gateway_config(path)
+    assert caught.value.reason == "config.invalid"
+    assert caught.value.message.splitlines() == [
+        f"{path}: listen.port: must be an integer, not str",
+        f"{path}: metrcs: unknown key",
+    ]
+
+
+def test_every_route_problem_is_refused_at_once(tmp_path: Path) -> None:
+    doc = valid()
+    doc["upstreams"][0]["routes"].append(
+        {"method": "GET", "path": "r/{id}", "action": "a", "resource": "f/{id}"}
+    )
+    doc["upstreams"].append({**copy.deepcopy(valid()["upstreams"][0]), "name": "b"})
+    path = tmp_path / "gw.yaml"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InvalidInput) as caught:
+        load_gateway_config(path)
+    assert caught.value.reason == "config.invalid"
+    lines = caught.value.message.splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "upstreams[0].routes[1].path must start with '/'",
+        "upstreams[1].prefix",
+    ]
+    assert all(line.startswith(f"{path}: ") for line in lines)
