@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from zerolane.audit.events import Actor
 from zerolane.server.app import create_app
 from zerolane.server.deployment import Deployment, init_home
+from zerolane.types import Clock
 
 AGENT = "spiffe://example.org/agents/a1"
 
@@ -30,10 +32,17 @@ class Api:
         ).token
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    deployment, admin = init_home(tmp_path / "home", "example.org")
+@contextmanager
+def serving(home: Path, clock: Clock | None = None) -> Iterator[Api]:
+    """A new home at ``home`` (on ``clock``; the system clock when None), served."""
+    deployment, admin = init_home(home, "example.org", clock)
     deployment.registry.register(AGENT, selectors=[], owner=None, actor=Actor("admin", "t"))
     with TestClient(create_app(deployment), raise_server_exceptions=False) as client:
         yield Api(client, deployment, admin)
     deployment.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    with serving(tmp_path / "home") as api:
+        yield api

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.clocks import AheadClock
 from tests.gateway.mcp.harness import SAMPLE, GatewayServer, HttpUpstream
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer, free_port
@@ -80,6 +81,8 @@ class Stack:
     config: GatewayConfig
     stdio_log: Path
     web_log: Path
+    #: the deployment's clock (and so the gateway's): set forward to end a task's window
+    clock: AheadClock
 
     @property
     def url(self) -> str:
@@ -122,7 +125,8 @@ class Stack:
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("mcp-gateway")
-    deployment, _admin = init_home(root / "home", TD)
+    clock = AheadClock()
+    deployment, _admin = init_home(root / "home", TD, clock)
     deployment.registry.register(AGENT, selectors=[], owner=None, actor=ADMIN)
     deployment.playbooks.apply(parse_playbook(PLAYBOOK, "test"), ADMIN)
     stdio_log, web_log = root / "stdio.jsonl", root / "web.jsonl"
@@ -131,6 +135,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             doc = gateway_config(free_port(), cp.url, web.url, stdio_log)
             config = parse_gateway_config(doc)
             with GatewayServer(config, enforcement_of(deployment)) as gateway:
-                yield Stack(deployment, cp.url, gateway, config, stdio_log, web_log)
+                yield Stack(deployment, cp.url, gateway, config, stdio_log, web_log, clock)
     finally:
         deployment.close()
