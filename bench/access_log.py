@@ -27,7 +27,7 @@ from zerolane.gateway.access_log import AccessLog, record_decision
 from zerolane.logs import JsonFormatter, TextFormatter
 from zerolane.tasks.decisions import Decision
 
-ALLOW = Decision("dec_0123456789abcdef", True, (), ("permit-read",), "tsk_0123456789abcdef", 200)
+ALLOW = Decision("dec_0123456789abcdef", True, (), ("permit-read",), "tsk_0123456789abcdef", None)
 START = {"type": "http.response.start", "status": 200, "headers": []}
 BODY = {"type": "http.response.body", "body": b"{}"}
 

@@ -1,17 +1,37 @@
-"""Error types carrying a stable reason id.
+"""Error types carrying a stable reason id and the kind of refusal they are.
 
 Every refusal in zerolane names a ``reason``: a short, stable, machine-readable id
 (``join_token.used``, ``spiffe_id.uppercase_trust_domain``...) that the API returns,
-the CLI prints and the audit log records.
+the CLI prints and the audit log records. Each error class has a :class:`Refusal`
+kind; what a kind becomes on the wire (an HTTP status, a JSON-RPC error, an exit code)
+is decided by the edges (:mod:`zerolane.gateway.edge`), never here.
 """
 
 from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class Refusal(enum.StrEnum):
+    """What kind of refusal an error or a deny is, independent of any protocol."""
+
+    #: the caller sent something malformed or ambiguous
+    INVALID = "invalid"
+    #: the caller could not be authenticated (no, a bad or an unproven credential)
+    UNAUTHENTICATED = "unauthenticated"
+    #: the caller is known but not allowed
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    #: a dependency (store, audit sink, decider) failed: refused, fail closed
+    UNAVAILABLE = "unavailable"
 
 
 class ZerolaneError(Exception):
     """Base error: ``reason`` is a stable id, ``message`` is for people."""
 
-    status = 400
+    kind: ClassVar[Refusal] = Refusal.INVALID
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
@@ -22,33 +42,33 @@ class ZerolaneError(Exception):
 class InvalidInput(ZerolaneError):
     """The caller sent something malformed (HTTP 400 / exit code 2)."""
 
-    status = 400
+    kind = Refusal.INVALID
 
 
 class Unauthenticated(ZerolaneError):
     """The caller could not be authenticated (HTTP 401)."""
 
-    status = 401
+    kind = Refusal.UNAUTHENTICATED
 
 
 class Forbidden(ZerolaneError):
     """The caller is known but not allowed (HTTP 403)."""
 
-    status = 403
+    kind = Refusal.FORBIDDEN
 
 
 class NotFound(ZerolaneError):
-    status = 404
+    kind = Refusal.NOT_FOUND
 
 
 class Conflict(ZerolaneError):
-    status = 409
+    kind = Refusal.CONFLICT
 
 
 class Unavailable(ZerolaneError):
     """A dependency (store, audit sink) failed; the request fails closed (HTTP 503)."""
 
-    status = 503
+    kind = Refusal.UNAVAILABLE
 
 
 class ProofReplayed(Unauthenticated):

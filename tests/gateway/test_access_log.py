@@ -13,6 +13,7 @@ import pytest
 
 from tests.gateway.access_lines import AccessLines, access_lines
 from tests.gateway.conftest import Stack
+from zerolane.errors import Refusal
 from zerolane.gateway.access_log import (
     AccessLog,
     Receive,
@@ -64,8 +65,8 @@ def _answering(status: int, then: Any = None) -> Any:
     return app
 
 
-ALLOW = Decision("d1", True, (), ("p",), "task-1", 200)
-DENY = Decision("d2", False, ("scope.action",), ("p",), "task-2", 403)
+ALLOW = Decision("d1", True, (), ("p",), "task-1", None)
+DENY = Decision("d2", False, ("scope.action",), ("p",), "task-2", Refusal.FORBIDDEN)
 
 
 def test_a_line_per_request_with_its_decision_after_the_answer() -> None:

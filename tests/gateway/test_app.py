@@ -109,8 +109,10 @@ def test_a_failing_decider_is_a_503_never_an_allow(stack: Stack) -> None:
         sent = _run(app, _scope(stack, headers=headers), [])
     assert sent[0]["status"] == 503
     assert json.loads(sent[1]["body"]) == {
-        "error": "the decision could not be made or recorded; refused",
+        "error": "unavailable",
         "reason": "decision.error",
+        "message": "the decision could not be made or recorded; refused",
+        "reasons": ["decision.error"],
         "decision_id": None,
     }
     assert stack.upstream.count() == before

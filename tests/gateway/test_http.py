@@ -28,7 +28,7 @@ def _denied(response: httpx.Response, status: int, reason: str) -> dict[str, Any
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body["reason"] == reason
-    assert set(body) == {"error", "reason", "decision_id"}
+    assert set(body) == {"error", "reason", "message", "reasons", "decision_id"}
     return body
 
 
@@ -106,7 +106,7 @@ def test_an_unmapped_route_is_denied(stack: Stack) -> None:
     ("headers", "reason", "challenge"),
     [
         ({}, "auth.missing", 'DPoP algs="ES256 EdDSA"'),
-        ({"Authorization": "Bearer abc"}, "auth.scheme", 'DPoP algs="ES256 EdDSA"'),
+        ({"Authorization": "Bearer abc"}, "auth.scheme", 'error="invalid_token"'),
         ({"Authorization": "DPoP not-a-token", "DPoP": "x"}, "token.malformed", "invalid_token"),
     ],
 )
@@ -130,7 +130,11 @@ def test_a_proof_problem_is_an_invalid_dpop_proof(stack: Stack) -> None:
         other_url = task.headers("GET", stack.url("/finance/reports/q4"))
         _denied(httpx.get(url, headers=other_url), 401, "dpop.htu")
         twice = [*task.headers("GET", url).items(), ("DPoP", "x")]
-        _denied(httpx.get(url, headers=twice), 400, "request.auth_repeated")
+        repeated = httpx.get(url, headers=twice)
+        _denied(repeated, 400, "dpop.multiple")
+        assert 'error="invalid_request"' in repeated.headers["www-authenticate"]
+        tokens = [*task.headers("GET", url).items(), ("Authorization", f"DPoP {task.token}")]
+        _denied(httpx.get(url, headers=tokens), 400, "auth.multiple")
 
 
 def test_a_replayed_request_is_refused(stack: Stack) -> None:

@@ -159,6 +159,7 @@ def test_resource_templates_out_of_scope_and_traversal(
             with pytest.raises(ToolDenied) as traversal:
                 read_file(attack)
             assert traversal.value.reason == "guard.resource"
+            assert traversal.value.status == 400  # as an unsafe path is everywhere
             assert traversal.value.decision_id is None
         assert read_file("a/b.txt")
     assert outside.value.reason == "scope.resource"
@@ -448,7 +449,7 @@ class _OnLoop(_SyncOnly):
 def test_async_tools_decide_on_the_loop_when_the_decider_can() -> None:
     """No worker thread and back for a decider that decides on the loop without
     blocking it; a decider that can only block is still kept off the loop."""
-    answer = Decision("d1", True, (), ("task.request",), "tsk_1", 200)
+    answer = Decision("d1", True, (), ("task.request",), "tsk_1", None)
     request = DecideInput("POST", "https://tools.invalid/x", action="x", resource="x")
     on_loop, sync_only = _OnLoop(answer), _SyncOnly(answer)
     loop_thread = threading.current_thread().name

@@ -14,6 +14,7 @@ import pytest
 
 from tests.policy.test_mcp_context import NO_PAYROLL
 from tests.tasks.conftest import ADMIN, AGENT, World, build_world
+from zerolane.errors import Refusal
 from zerolane.policy.context import McpFacts
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tasks.playbooks import parse_playbook
@@ -71,7 +72,11 @@ def test_a_rule_on_the_arguments_decides_an_mcp_call(world: World) -> None:
     task_id = opened.task.task_id
 
     payroll = decide(world, opened.token, {"report": "payroll"})
-    assert (payroll.allowed, payroll.reasons, payroll.status) == (False, ("mcp.no_payroll",), 403)
+    assert (payroll.allowed, payroll.reasons, payroll.refusal) == (
+        False,
+        ("mcp.no_payroll",),
+        Refusal.FORBIDDEN,
+    )
     assert world.task(task_id).calls_used == 0
 
     q3 = decide(world, opened.token, {"report": "q3", "options": {"format": "pdf"}})

@@ -197,7 +197,7 @@ def test_audit_query_out_of_range_is_a_400(api: Api, params: dict[str, str]) -> 
     assert reply.status_code == 400, reply.text
     body = reply.json()
     assert body["reason"] == "request.invalid"
-    assert body["error"] == "the request is invalid"
+    assert (body["error"], body["message"]) == ("invalid_request", "the request is invalid")
     assert [d["field"] for d in body["details"]] == list(params)
 
 

@@ -107,7 +107,16 @@ def child_of(reply: httpx2.Response, holder: Workload) -> Opened:
 
 def error_of(reply: httpx2.Response) -> tuple[int, str, str]:
     doc = reply.json()
-    assert set(doc) == {"error", "error_description", "reason"}, doc
+    # RFC 6749's members in the error object every refusal has
+    assert set(doc) == {
+        "error",
+        "error_description",
+        "reason",
+        "message",
+        "reasons",
+        "decision_id",
+    }, doc
+    assert doc["error_description"] == doc["message"]
     assert reply.headers["cache-control"] == "no-store"
     return reply.status_code, doc["error"], doc["reason"]
 
@@ -299,7 +308,7 @@ def test_two_dpop_headers_are_refused(tapi: TaskApi) -> None:
         content=str(httpx2.QueryParams(delegation(parent, helper))),
         headers=[*FORM.items(), ("DPoP", proof), ("DPoP", proof)],
     )
-    assert error_of(reply) == (400, "invalid_dpop_proof", "dpop.malformed")
+    assert error_of(reply) == (400, "invalid_dpop_proof", "dpop.multiple")
 
 
 # ---- cascading revocation through the API ------------------------------------------------

@@ -23,7 +23,6 @@ from zerolane.tasks.auth import (
     TaskHolder,
     WorkloadCaller,
     bearer_of,
-    request_credentials,
 )
 from zerolane.tokens.rfc9068 import DEFAULT_LEEWAY
 from zerolane.types import WorkloadStatus
@@ -346,26 +345,6 @@ def test_a_task_token_naming_an_unknown_key_is_refused(world: World, agent: Agen
     with pytest.raises(Unauthenticated) as refused:
         _holder(world, token, world.proof(agent.key, "POST", COMPLETE_URL, token))
     assert refused.value.reason == "token.unknown_key"
-
-
-@pytest.mark.parametrize(
-    ("authorizations", "proofs", "reason"),
-    [
-        (["DPoP a", "DPoP b"], ["p"], "auth.multiple"),
-        (["DPoP a"], ["p", "q"], "dpop.multiple"),
-        ([], [], "auth.missing"),
-        (["Bearer a"], ["p"], "auth.scheme"),  # Bearer only with a client certificate
-    ],
-)
-def test_a_request_carries_at_most_one_token_and_one_proof(
-    authorizations: list[str], proofs: list[str], reason: str
-) -> None:
-    with pytest.raises(Unauthenticated) as refused:
-        request_credentials(authorizations, proofs, client_cert=None)
-    assert refused.value.reason == reason
-    # the twins
-    assert request_credentials(["DPoP a"], ["p"], client_cert=None) == ("a", "p")
-    assert request_credentials(["Bearer a"], [], client_cert=b"der") == ("a", None)
 
 
 def test_a_workload_proof_is_spent_for_every_process_and_restart(tmp_path: Path) -> None:

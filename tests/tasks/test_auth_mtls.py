@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.identity.attestors.cases import FixedClock
 from tests.identity.x509_issuer import HeldSvid, csr_for, issue
 from tests.tasks.conftest import ADMIN, AGENT, FINANCE, PEER, TD, Agent, World
-from zerolane.errors import Forbidden, Unauthenticated
+from zerolane.errors import Forbidden, Refusal, Unauthenticated
 from zerolane.identity.ca import X509Authority
 from zerolane.identity.service import AttestRequest
 from zerolane.tasks.auth import WorkloadCaller, token_of
@@ -200,7 +200,11 @@ def test_decider_allows_the_bound_certificate_only(world: World, cert_a: HeldSvi
     opened = open_bound(world, cert_a)
     for cert, reason in ((None, "mtls.cert_missing"), (cert_b.der, "mtls.cert_mismatch")):
         refused = decide(world, opened.token, cert)
-        assert (refused.allowed, refused.status, refused.reasons) == (False, 401, (reason,))
+        assert (refused.allowed, refused.refusal, refused.reasons) == (
+            False,
+            Refusal.UNAUTHENTICATED,
+            (reason,),
+        )
     allowed = decide(world, opened.token, cert_a.der)  # no DPoP proof at all
     assert allowed.allowed, allowed.reasons
     assert world.task(opened.task.task_id).calls_used == 1

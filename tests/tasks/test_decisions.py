@@ -29,7 +29,7 @@ from tests.tasks.conftest import (
     build_world,
     details,
 )
-from zerolane.errors import Forbidden, InvalidInput
+from zerolane.errors import Forbidden, InvalidInput, Refusal
 from zerolane.gateway.inproc import TaskCredentials
 from zerolane.policy.context import is_internal
 from zerolane.policy.engine import PolicyRequest, PolicyResult
@@ -48,7 +48,7 @@ def test_an_svid_alone_is_no_task_token(world: World, agent: Agent) -> None:
     refused = world.ask(agent, agent.svid)
     assert not refused.allowed
     assert refused.reasons == ("token.typ",)
-    assert refused.status == 401
+    assert refused.refusal is Refusal.UNAUTHENTICATED
     assert refused.task_id is None
 
     opened = world.open(agent)
@@ -109,7 +109,7 @@ def test_an_ended_tasks_token_is_denied(world: World, agent: Agent, end: str) ->
     denied = world.ask(agent, opened.token)
     assert not denied.allowed
     assert denied.reasons == (f"task.{end}d",)
-    assert denied.status == 403
+    assert denied.refusal is Refusal.FORBIDDEN
     assert world.task(task_id).calls_used == 1
 
 
@@ -124,12 +124,16 @@ def test_expiry_is_enforced_at_decision_time_without_a_sweeper(world: World, age
     assert at_end.reasons == ("task.expired",)
     world.clock.t = end + 1  # the token itself is still within its leeway
     past = world.ask(agent, opened.token)
-    assert (past.allowed, past.reasons, past.status) == (False, ("task.expired",), 403)
+    assert (past.allowed, past.reasons, past.refusal) == (
+        False,
+        ("task.expired",),
+        Refusal.FORBIDDEN,
+    )
     assert world.task(opened.task.task_id).state is TaskState.EXPIRED  # the decision recorded it
 
     world.clock.t = end + DEFAULT_LEEWAY
     late = world.ask(agent, opened.token)
-    assert (late.reasons, late.status) == (("token.expired",), 401)
+    assert (late.reasons, late.refusal) == (("token.expired",), Refusal.UNAUTHENTICATED)
 
 
 # the default rules, each with its allowed twin
@@ -166,7 +170,7 @@ def test_each_scope_rule_denies_and_its_twin_is_allowed(
     assert not denied.allowed
     assert denied.reasons == (reason,)
     assert denied.policies == (reason,)
-    assert denied.status == 403
+    assert denied.refusal is Refusal.FORBIDDEN
     assert denied.task_id == opened.task.task_id
     assert world.task(opened.task.task_id).calls_used == 0  # a deny spends nothing
 
@@ -174,7 +178,7 @@ def test_each_scope_rule_denies_and_its_twin_is_allowed(
     assert allowed.allowed
     assert allowed.reasons == ()
     assert allowed.policies == ("task.request",)
-    assert allowed.status == 200
+    assert allowed.refusal is None
     assert world.task(opened.task.task_id).calls_used == 1
 
 
@@ -249,7 +253,11 @@ def test_a_proof_for_another_request_is_denied(
     opened = world.open(agent)
     other = world.proof(agent.key, method, url, opened.token)
     denied = world.ask(agent, opened.token, proof=other)
-    assert (denied.allowed, denied.reasons, denied.status) == (False, (reason,), 401)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        (reason,),
+        Refusal.UNAUTHENTICATED,
+    )
     right = world.proof(agent.key, "GET", f"https://{FINANCE}/finance/q3", opened.token)
     assert world.ask(agent, opened.token, proof=right).allowed
 
@@ -259,7 +267,11 @@ def test_a_replayed_proof_is_denied(world: World, agent: Agent) -> None:
     proof = world.proof(agent.key, "GET", f"https://{FINANCE}/finance/q3", opened.token)
     assert world.ask(agent, opened.token, proof=proof).allowed
     replayed = world.ask(agent, opened.token, proof=proof)
-    assert (replayed.allowed, replayed.reasons, replayed.status) == (False, ("dpop.replayed",), 401)
+    assert (replayed.allowed, replayed.reasons, replayed.refusal) == (
+        False,
+        ("dpop.replayed",),
+        Refusal.UNAUTHENTICATED,
+    )
     assert world.ask(agent, opened.token).allowed  # a fresh proof
     assert world.task(opened.task.task_id).calls_used == 2
 
@@ -269,7 +281,7 @@ def test_a_proof_signed_by_another_key_is_denied(world: World, agent: Agent) -> 
     thief = ec.generate_private_key(ec.SECP256R1())
     stolen = world.proof(thief, "GET", f"https://{FINANCE}/finance/q3", opened.token)
     denied = world.ask(agent, opened.token, proof=stolen)
-    assert (denied.reasons, denied.status) == (("dpop.key_mismatch",), 401)
+    assert (denied.reasons, denied.refusal) == (("dpop.key_mismatch",), Refusal.UNAUTHENTICATED)
     # the same workload, re-attested with a new key, still cannot use the old task's token
     rekeyed = world.agent(AGENT)
     assert world.ask(rekeyed, opened.token).reasons == ("dpop.key_mismatch",)
@@ -281,13 +293,17 @@ def test_a_missing_proof_is_denied(world: World, agent: Agent) -> None:
     denied = world.deployment.decider.decide(
         opened.token, None, DecideInput("GET", f"https://{FINANCE}/finance/q3", action="read")
     )
-    assert (denied.reasons, denied.status) == (("dpop.missing",), 401)
+    assert (denied.reasons, denied.refusal) == (("dpop.missing",), Refusal.UNAUTHENTICATED)
 
 
 def test_a_token_for_another_audience_is_denied(world: World, agent: Agent) -> None:
     opened = world.open(agent, audience=[GATEWAY])
     denied = world.ask(agent, opened.token, audience="https://other-gw.example.org")
-    assert (denied.allowed, denied.reasons, denied.status) == (False, ("token.audience",), 401)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("token.audience",),
+        Refusal.UNAUTHENTICATED,
+    )
     assert world.ask(agent, opened.token, audience=GATEWAY).allowed
     assert world.ask(agent, opened.token).allowed  # the control plane's own audience
     plain = world.open(agent)  # not issued for the gateway
@@ -475,7 +491,11 @@ def test_a_compare_and_set_that_never_succeeds_denies(
 
     monkeypatch.setattr(world.stores, "spend_call", lost)
     denied = world.ask(agent, opened.token)
-    assert (denied.allowed, denied.reasons, denied.status) == (False, ("task.contention",), 403)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("task.contention",),
+        Refusal.FORBIDDEN,
+    )
     assert len(attempts) == MAX_ATTEMPTS
     monkeypatch.undo()
     assert world.ask(agent, opened.token).allowed
@@ -494,9 +514,17 @@ def test_a_decision_that_cannot_be_audited_is_denied(
 
     monkeypatch.setattr(world.stores, "append_events", down)
     denied = world.ask(agent, opened.token)
-    assert (denied.allowed, denied.reasons, denied.status) == (False, ("audit.write",), 503)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("audit.write",),
+        Refusal.UNAVAILABLE,
+    )
     refused = world.ask(agent, opened.token, action="delete")
-    assert (refused.allowed, refused.reasons, refused.status) == (False, ("audit.write",), 503)
+    assert (refused.allowed, refused.reasons, refused.refusal) == (
+        False,
+        ("audit.write",),
+        Refusal.UNAVAILABLE,
+    )
     monkeypatch.undo()
     assert world.ask(agent, opened.token).allowed
 
@@ -529,7 +557,11 @@ def test_a_policy_engine_that_raises_denies_and_is_audited(
 
     monkeypatch.setattr(world.deployment.engine, "decide", raising)
     denied = world.ask(agent, opened.token)
-    assert (denied.allowed, denied.reasons, denied.status) == (False, ("policy.error",), 403)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("policy.error",),
+        Refusal.FORBIDDEN,
+    )
     assert world.events("decision")[-1]["reason"] == "policy.error"
     monkeypatch.undo()
     assert world.ask(agent, opened.token).allowed

@@ -16,6 +16,7 @@ import zerolane.tasks.decisions as decisions
 from tests.store.test_group_commit import WAIT, holding, queued
 from tests.tasks.conftest import ADMIN, AGENT, FINANCE, Agent, World, build_world
 from tests.tasks.test_single_use import ONE_SHOT
+from zerolane.errors import Refusal
 from zerolane.store.records import TaskRecord
 from zerolane.store.sqlite import SqliteStores
 from zerolane.tasks.decisions import DecideInput, Decision
@@ -74,7 +75,7 @@ def test_an_allow_and_its_twin_deny_are_decided_and_audited(world: World, agent:
 def test_a_bad_credential_is_a_401_and_audited(world: World, agent: Agent) -> None:
     opened = world.open(agent)
     refused = asyncio.run(ask(world, agent, opened.token, proof="not-a-proof"))
-    assert (refused.allowed, refused.status) == (False, 401)
+    assert (refused.allowed, refused.refusal) == (False, Refusal.UNAUTHENTICATED)
     assert world.events("decision")[-1]["details"]["decision_id"] == refused.decision_id
 
 
@@ -136,7 +137,11 @@ def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
     monkeypatch.setattr(decisions, "seal", broken)
     monkeypatch.setattr("zerolane.audit.log.seal", broken)
     denied = asyncio.run(ask(world, agent, opened.token))
-    assert (denied.allowed, denied.reasons, denied.status) == (False, ("audit.write",), 503)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("audit.write",),
+        Refusal.UNAVAILABLE,
+    )
     assert world.task(opened.task.task_id).calls_used == 0
     monkeypatch.undo()
     assert asyncio.run(ask(world, agent, opened.token)).allowed

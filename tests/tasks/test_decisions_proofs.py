@@ -18,6 +18,7 @@ from tests.tasks.sqlite_world import (  # the fixtures: agent, mode, world
     sqlite_world_fixture,  # noqa: F401
 )
 from tests.tasks.sqlite_world import READ_URL as URL
+from zerolane.errors import Refusal
 from zerolane.server.deployment import Deployment
 from zerolane.tasks.decisions import Decision
 from zerolane.tokens.rfc9449 import make_proof
@@ -46,10 +47,10 @@ def test_a_proof_spent_before_a_restart_is_refused_after_it(
     restarted = _other_process(world)
     try:
         replayed = _decide(restarted, mode, opened.token, proof)
-        assert (replayed.allowed, replayed.reasons, replayed.status) == (
+        assert (replayed.allowed, replayed.reasons, replayed.refusal) == (
             False,
             ("dpop.replayed",),
-            401,
+            Refusal.UNAUTHENTICATED,
         )
         task = restarted.stores.get_task(opened.task.task_id)
         assert task is not None

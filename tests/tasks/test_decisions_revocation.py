@@ -10,6 +10,7 @@ import pytest
 
 from tests.tasks.conftest import ADMIN, AGENT, Agent, World, build_world
 from tests.tasks.test_revocation import FakeBus, event
+from zerolane.errors import Refusal
 from zerolane.store.records import RevocationEvent, RevocationKind
 from zerolane.tasks.decisions import Decider
 from zerolane.tasks.revocation import RevocationWatch
@@ -97,10 +98,10 @@ def test_an_unreachable_bus_fails_closed_after_its_grace_window(
     assert world.ask(agent, opened.token).allowed  # within the grace window
     world.clock.t += 2
     denied = world.ask(agent, opened.token)
-    assert (denied.allowed, denied.reasons, denied.status) == (
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
         False,
         ("revocation.unreachable",),
-        503,
+        Refusal.UNAVAILABLE,
     )
     bus.connected = True  # back: requests go through again
     assert world.ask(agent, opened.token).allowed

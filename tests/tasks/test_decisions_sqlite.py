@@ -14,6 +14,7 @@ import zerolane.tasks.decisions as decisions
 from tests.store.test_group_commit import WAIT, holding, in_thread, queued
 from tests.tasks.conftest import AGENT, FINANCE, SLACK, Agent, World, build_world
 from zerolane.audit.log import AuditLog
+from zerolane.errors import Refusal
 from zerolane.store.ports import RecordedSpendStore
 from zerolane.store.sqlite import SqliteStores
 from zerolane.tasks.decisions import Decider
@@ -67,7 +68,11 @@ def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
     monkeypatch.setattr(decisions, "seal", broken)
     monkeypatch.setattr("zerolane.audit.log.seal", broken)
     denied = world.ask(agent, opened.token)
-    assert (denied.allowed, denied.reasons, denied.status) == (False, ("audit.write",), 503)
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("audit.write",),
+        Refusal.UNAVAILABLE,
+    )
     assert world.task(opened.task.task_id).calls_used == 0  # the spend was undone with it
     monkeypatch.undo()
     assert world.ask(agent, opened.token).allowed
@@ -231,7 +236,11 @@ def test_a_request_queued_behind_a_write_that_fails_is_decided_again(
         second = in_thread(lambda: world.ask(agent, opened.token, proof=second_proof))
         queued(store, 2)  # decided on the first's outcome, before it is known
     failed, allowed = first.result(WAIT), second.result(WAIT)
-    assert (failed.allowed, failed.reasons, failed.status) == (False, ("audit.write",), 503)
+    assert (failed.allowed, failed.reasons, failed.refusal) == (
+        False,
+        ("audit.write",),
+        Refusal.UNAVAILABLE,
+    )
     assert allowed.allowed
     assert world.task(opened.task.task_id).calls_used == 1
     [success] = [e for e in world.events("decision") if e["outcome"] == "success"]

@@ -42,7 +42,14 @@ from zerolane.config import (
     UsersConfig,
     render_config,
 )
-from zerolane.errors import Forbidden, InvalidInput, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.errors import (
+    Forbidden,
+    InvalidInput,
+    Refusal,
+    Unauthenticated,
+    Unavailable,
+    ZerolaneError,
+)
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.identity.keyring import Keyring
 from zerolane.policy.defaults import DEFAULT_POLICY_DIR, install_defaults
@@ -425,10 +432,10 @@ def test_a_child_token_presented_with_the_parents_key_is_refused(team: World, ag
     parent = team.open(agent, playbook="team", max_calls=10)
     child = exchange(team, agent, parent.token, helper, max_calls=3)
     decision = team.ask(agent, child.token)  # the parent's key signs the proof
-    assert (decision.allowed, decision.reasons, decision.status) == (
+    assert (decision.allowed, decision.reasons, decision.refusal) == (
         False,
         ("dpop.key_mismatch",),
-        401,
+        Refusal.UNAUTHENTICATED,
     )
     assert read(team, helper, child.token) == []
 

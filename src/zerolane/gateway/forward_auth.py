@@ -1,9 +1,13 @@
 """Forward-auth: a proxy you already run (nginx, Traefik, Envoy) enforces, zerolane decides.
 
 The proxy asks this endpoint about each request before forwarding it; the answer is 200
-(allow, with ``X-Zerolane-Task`` and ``X-Zerolane-Decision``) or 401/403/503 (deny, JSON
-``{error, reason, reasons, decision_id}``; ``WWW-Authenticate`` on 401). How the proxy
-names the original request depends on the proxy, chosen by ``proxy`` in the config:
+(allow, with ``X-Zerolane-Task`` and ``X-Zerolane-Decision``) or a refusal as every
+enforcement point renders it (:mod:`zerolane.gateway.edge.http`): 400 for an unsafe
+path or repeated credentials, 401, 403 or 503 for a deny, JSON ``{error, reason,
+message, reasons, decision_id}``, ``X-Zerolane-Reason``, ``WWW-Authenticate`` on 401.
+(nginx's ``auth_request`` passes 401 and 403 on and turns any other refusal into a
+500.) How the proxy names the original request depends on the proxy, chosen by
+``proxy`` in the config:
 
 ``nginx``    ``auth_request``: ``X-Original-Method`` and ``X-Original-URI`` (set with
              ``proxy_set_header`` in the auth location)
@@ -42,7 +46,7 @@ from starlette.types import Receive, Scope, Send
 
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
-from zerolane.errors import Unauthenticated, Unavailable
+from zerolane.errors import InvalidInput, Refusal, Unavailable, ZerolaneError
 from zerolane.gateway.access_log import (
     AccessLog,
     record_decision,
@@ -50,50 +54,68 @@ from zerolane.gateway.access_log import (
     record_refusal,
 )
 from zerolane.gateway.client_cert import ClientCertSource
+from zerolane.gateway.edge.http import (
+    allow_headers,
+    credentials_of,
+    denial,
+    refusal,
+    status_of,
+)
 from zerolane.gateway.forward_auth_config import METHOD as _METHOD
 from zerolane.gateway.forward_auth_config import PRINTABLE as _NAME
 from zerolane.gateway.forward_auth_config import ForwardAuthConfig
 from zerolane.gateway.forward_auth_config import safe_segment as _safe_segment
 from zerolane.gateway.inproc import RequestDecider, decide_on_loop
-from zerolane.tasks.auth import request_credentials
+from zerolane.paths import check_path
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9449 import DpopError, normalize_htu
 from zerolane.types import Outcome
 
-_ALGS = 'algs="ES256 EdDSA"'
 log = logging.getLogger(__name__)
+#: what each refusal made here before deciding says
+_MESSAGES = {
+    "request.path": "the original request's path is not safe to decide on",
+    "forward_auth.headers": "the proxy did not name the original request as configured",
+    "forward_auth.host": "the proxy named another origin than public_url",
+    "route.unmapped": "no route maps the original request",
+}
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str, status: int = 403) -> None:
+    def __init__(self, reason: str, status: int = 403, message: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.message = message or _MESSAGES.get(reason, "refused")
 
 
 def split_path(target: str) -> tuple[str, tuple[str, ...]]:
-    """The raw path of ``path[?query]`` and its decoded segments, or refused.
+    """The raw path of ``path[?query]`` and its decoded segments, or refused (400
+    ``request.path``).
 
-    Refused: no leading ``/``, non-printable or non-ASCII bytes, empty segments (``//``,
-    a trailing ``/``), ``;`` parameters, and segments that are, or decode to, ``.``,
-    ``..`` or anything with ``/``, ``\\``, ``%``, ``;`` or ``*`` (encoded slashes,
-    double encoding, traversal): the decision is on exactly what is forwarded.
+    Refused: what the one path rule refuses (:func:`zerolane.paths.check_path`, the
+    HTTP gateway's: traversal, encoded slashes, double or non-canonical encoding...),
+    and, for matching the route table's segments, non-printable or non-ASCII bytes,
+    a trailing ``/``, and segments that decode to anything with ``/``, ``\\``, ``%``,
+    ``;`` or ``*``: the decision is on exactly what is forwarded.
     """
     path = target.split("?", 1)[0]
-    if not path.startswith("/") or not _NAME.fullmatch(path):
-        raise _Refused("request.path")
+    try:
+        check_path(path.encode("latin-1"))
+    except InvalidInput as err:
+        raise _Refused("request.path", 400, err.message) from None
+    if not _NAME.fullmatch(path):
+        raise _Refused("request.path", 400)
     if path == "/":
         return path, ()
     decoded: list[str] = []
     for raw in path[1:].split("/"):
-        if ";" in raw:
-            raise _Refused("request.path")
         try:
             segment = unquote(raw, errors="strict")
         except UnicodeDecodeError:
-            raise _Refused("request.path") from None
+            raise _Refused("request.path", 400) from None
         if not _safe_segment(segment):
-            raise _Refused("request.path")
+            raise _Refused("request.path", 400)
         decoded.append(segment)
     return path, tuple(decoded)
 
@@ -105,40 +127,8 @@ def _one(request: Request, name: str) -> str:
     return values[0]
 
 
-def _challenge(reason: str) -> str:
-    """``WWW-Authenticate`` for a 401 (RFC 6750 section 3, RFC 9449 section 7.1); a
-    refused certificate-bound token (``mtls.*``, RFC 8705) is challenged with Bearer."""
-    if reason == "auth.missing":
-        return f"DPoP {_ALGS}"
-    if reason.startswith("mtls."):
-        return f'Bearer error="invalid_token", error_description="{reason}"'
-    if reason.startswith("dpop."):
-        error = "invalid_dpop_proof"
-    elif reason.startswith("auth."):
-        error = "invalid_request"
-    else:
-        error = "invalid_token"
-    return f'DPoP error="{error}", error_description="{reason}", {_ALGS}'
-
-
-def _deny(status: int, reasons: Sequence[str], decision_id: str | None) -> Response:
-    status = status if status in (401, 503) else 403
-    error = {401: "authentication required", 503: "decision unavailable"}.get(status, "denied")
-    headers = {"Cache-Control": "no-store", "X-Zerolane-Reason": reasons[0]}
-    if decision_id:
-        headers["X-Zerolane-Decision"] = decision_id
-    if status == 401:
-        headers["WWW-Authenticate"] = _challenge(reasons[0])
-    body = {"error": error, "reason": reasons[0], "reasons": list(reasons)}
-    return JSONResponse({**body, "decision_id": decision_id}, status, headers)
-
-
 def _allow(decision: Decision) -> Response:
-    headers = {
-        "Cache-Control": "no-store",
-        "X-Zerolane-Task": decision.task_id or "",
-        "X-Zerolane-Decision": decision.decision_id,
-    }
+    headers = {"Cache-Control": "no-store", **dict(allow_headers(decision))}
     return Response(status_code=200, headers=headers)
 
 
@@ -188,7 +178,7 @@ class ForwardAuth:
             original = self._original(request, raw_path)
             if original is None:
                 record_error(request.scope, "not_found")
-                return JSONResponse({"error": "not found", "reason": "not_found"}, 404)
+                return refusal(404, "not_found", "not the check endpoint").response()
             method, target = original
             path, segments = split_path(target)
             url = self.config.origin + path
@@ -196,26 +186,26 @@ class ForwardAuth:
                 raise _Refused("forward_auth.headers")
             # the proxy's header, only from a trusted proxy (mtls.cert_malformed: refused)
             client_cert = self._certs.from_scope(request.scope)
-            token, proof = request_credentials(
-                request.headers.getlist("authorization"),
-                request.headers.getlist("dpop"),
-                client_cert=client_cert,
-            )
+            token, proof = credentials_of(request.headers.raw, client_cert=client_cert)
             request_input = self._map(method, url, segments, client_cert)
         except _Refused as refused:
-            return await self._refuse(request.scope, refused.reason, refused.status, method, url)
-        except Unauthenticated as err:
-            return await self._refuse(request.scope, err.reason, 401, method, url)
+            return await self._refuse(
+                request.scope, refused.reason, refused.status, refused.message, method, url
+            )
+        except ZerolaneError as err:  # the credentials: 400 repeated, 401 missing
+            status = status_of(err.kind)
+            return await self._refuse(request.scope, err.reason, status, err.message, method, url)
         try:
             decision = await decide_on_loop(self._decider, token, proof, request_input)
         except Exception:  # fail closed: a decider that raises denies
             log.exception("forward-auth: the decider failed")
             record_refusal(request.scope, "decide.error")
-            return _deny(503, ["decide.error"], None)
+            failed = Decision("", False, ("decide.error",), (), None, Refusal.UNAVAILABLE)
+            return denial(failed).response()
         record_decision(request.scope, decision)
         if decision.allowed:
             return _allow(decision)
-        return _deny(decision.status, decision.reasons or ("decision.deny",), decision.decision_id)
+        return denial(decision).response()
 
     def _map(
         self, method: str, url: str, segments: Sequence[str], client_cert: bytes | None
@@ -236,12 +226,12 @@ class ForwardAuth:
         raise _Refused("route.unmapped")
 
     async def _refuse(
-        self, scope: Scope, reason: str, status: int, method: str, url: str
+        self, scope: Scope, reason: str, status: int, message: str, method: str, url: str
     ) -> Response:
         """Deny before any decision; recorded as a decision event when an audit log is set."""
         record_refusal(scope, reason)
         if self._audit is None:
-            return _deny(status, [reason], None)
+            return refusal(status, reason, message).response()
         decision_id = uuid.uuid4().hex
         details = {
             "decision_id": decision_id,
@@ -264,8 +254,9 @@ class ForwardAuth:
             )
         except Unavailable:
             record_refusal(scope, "audit.write")
-            return _deny(503, ["audit.write"], decision_id)
-        return _deny(status, [reason], decision_id)
+            failed = "the refusal could not be recorded; refused"
+            return refusal(503, "audit.write", failed, decision_id=decision_id).response()
+        return refusal(status, reason, message, decision_id=decision_id).response()
 
 
 async def _healthz(_: Request) -> Response:

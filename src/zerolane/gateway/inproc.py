@@ -7,7 +7,10 @@ The task's credentials come from a context the agent runtime sets around tool
 execution (:func:`task_context`, or :func:`zerolane.sdk.guard.guard_context`); the
 decision is made in-process (:class:`EmbeddedDecider`) or by the control plane
 (:class:`RemoteDecider`). A deny raises :class:`ToolDenied` and the function is not
-called; so does a missing task, an unsafe resource or an unreachable decider.
+called; so does a missing task, an unsafe resource or an unreachable decider. Its
+``reason``, ``reasons``, ``decision_id`` and ``status`` are what the other enforcement
+points answer for the same refusal (:mod:`zerolane.gateway.edge.http`): 401 for a
+credential, 403 for a deny, 503 when the decision failed closed.
 
 Each guarded call is decided as ``POST https://inproc.invalid/<destination>/<action>``
 (each part percent-encoded): the DPoP proof is signed for that method and URL (``.invalid``
@@ -30,7 +33,8 @@ from urllib.parse import quote
 
 import httpx
 
-from zerolane.errors import Unavailable, ZerolaneError
+from zerolane.errors import Refusal, Unavailable, ZerolaneError
+from zerolane.gateway.edge.http import decision_status, refusal_of_status, status_of
 from zerolane.tasks.decisions import DecideInput, Decision
 
 INPROC_ORIGIN = "https://inproc.invalid"
@@ -39,6 +43,7 @@ DEFAULT_TIMEOUT = 5.0
 MAX_RESOURCE_CHARS = 1024
 _SEGMENT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
 _UNSAFE = ("\\", "%", "*")
+_INVALID = status_of(Refusal.INVALID)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,7 +58,8 @@ def inproc_url(destination: str, action: str) -> str:
 
 
 class ToolDenied(PermissionError):
-    """A guarded tool call was refused; the function was not called."""
+    """A guarded tool call was refused; the function was not called. ``status``: what
+    an HTTP enforcement point would have answered for the same refusal."""
 
     def __init__(
         self,
@@ -221,7 +227,10 @@ def decision_of(response: httpx.Response) -> Decision:
     ):
         raise Unavailable("decide.response", "/v1/decide answered an unexpected body")
     allowed = body["decision"] == "allow"
-    return Decision(decision_id, allowed, tuple(reasons), tuple(policies), task_id, status)
+    refusal = refusal_of_status(status)
+    if allowed != (refusal is None):
+        raise Unavailable("decide.response", "/v1/decide answered a status its decision denies")
+    return Decision(decision_id, allowed, tuple(reasons), tuple(policies), task_id, refusal)
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str] | None:
@@ -334,9 +343,9 @@ class _Gate:
         try:
             resource = self.render(bound)
         except Exception as err:
-            raise ToolDenied("guard.resource") from err
+            raise ToolDenied("guard.resource", status=_INVALID) from err
         if not isinstance(resource, str) or not safe_resource(resource):
-            raise ToolDenied("guard.resource")
+            raise ToolDenied("guard.resource", status=_INVALID)  # as an unsafe path is
         return resource
 
     def prepare(
@@ -347,10 +356,10 @@ class _Gate:
         bound.apply_defaults()
         credentials = _CURRENT.get()
         if credentials is None:
-            raise ToolDenied("guard.no_task", status=401)
+            raise ToolDenied("guard.no_task", status=status_of(Refusal.UNAUTHENTICATED))
         decider = self.decider or credentials.decider
         if decider is None:
-            raise ToolDenied("guard.no_decider", status=503)
+            raise ToolDenied("guard.no_decider", status=status_of(Refusal.UNAVAILABLE))
         request = DecideInput(
             method=METHOD,
             url=self.url,
@@ -362,7 +371,7 @@ class _Gate:
         try:
             proof = credentials.sign(METHOD, self.url)
         except Exception as err:
-            raise ToolDenied("guard.proof", status=401) from err
+            raise ToolDenied("guard.proof", status=status_of(Refusal.UNAUTHENTICATED)) from err
         return decider, credentials.token, proof, request
 
     def check(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Decision:
@@ -384,15 +393,14 @@ class _Gate:
 
 def _unavailable(err: Exception) -> ToolDenied:
     reason = err.reason if isinstance(err, ZerolaneError) else "decide.error"
-    return ToolDenied(reason, status=503)
+    return ToolDenied(reason, status=status_of(Refusal.UNAVAILABLE))
 
 
 def _allowed(decision: Decision) -> Decision:
     if decision.allowed:
         return decision
     reasons = decision.reasons or ("decision.deny",)
-    status = decision.status if decision.status >= 400 else 403
-    raise ToolDenied(reasons[0], reasons, decision.decision_id, status)
+    raise ToolDenied(reasons[0], reasons, decision.decision_id, decision_status(decision))
 
 
 def guard(

@@ -147,8 +147,8 @@ def check(response: httpx.Response) -> dict[str, Any]:
         raise ZerolaneApiError(
             response.status_code,
             str(fields.get("reason", "http.error")),
-            # an OAuth error (POST /v1/token) puts the message in error_description
-            str(fields.get("error_description") or fields.get("error", response.text[:200])),
+            # every zerolane refusal has a message; a proxy's error may have neither
+            str(fields.get("message") or fields.get("error", response.text[:200])),
         )
     if not isinstance(body, dict):
         raise ZerolaneApiError(response.status_code, "response.invalid", "expected a JSON object")

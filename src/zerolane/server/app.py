@@ -15,6 +15,7 @@ from zerolane import __version__
 from zerolane.audit.log import event_json
 from zerolane.errors import ZerolaneError
 from zerolane.gateway.access_log import AccessLog, record_error
+from zerolane.gateway.edge.http import error_refusal, refusal
 from zerolane.identity.bundle import X509_USE
 from zerolane.identity.bundle import public_jwk as certificate_jwk
 from zerolane.identity.service import AttestRequest
@@ -50,11 +51,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(status: int, reason: str, message: str, **extra: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="zerolane"'} if status == 401 else None
-    return JSONResponse(
-        {"error": message, "reason": reason, **extra}, status_code=status, headers=headers
-    )
+def _error(status: int, reason: str, message: str, **extra: Any) -> Response:
+    """The enforcement edge's refusal (the same error object as every listener's)."""
+    return refusal(status, reason, message, extra=extra).response()
 
 
 def _workload_out(w: Workload) -> WorkloadOut:
@@ -70,12 +69,12 @@ def _workload_out(w: Workload) -> WorkloadOut:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ZerolaneError)
-    async def _zerolane(request: Request, err: ZerolaneError) -> JSONResponse:
+    async def _zerolane(request: Request, err: ZerolaneError) -> Response:
         record_error(request.scope, err.reason)
-        return _error(err.status, err.reason, err.message)
+        return error_refusal(err).response()
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, err: RequestValidationError) -> Response:
         problems = err.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
             record_error(request.scope, "request.malformed_json")
@@ -92,7 +91,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(400, "request.invalid", f"the {where} is invalid", details=details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, err: StarletteHTTPException) -> Response:
         reasons = {404: "request.not_found", 405: "request.method_not_allowed"}
         reason = reasons.get(err.status_code, "request.http")
         record_error(request.scope, reason)
@@ -104,7 +103,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app = FastAPI(
         title="zerolane control plane",
         version=__version__,
-        description="Workload identity, attestation and (soon) task decisions.",
+        description="Workload identity, attestation, tasks and their decisions.",
         responses=_ERRORS,
     )
     metrics = Metrics()
@@ -186,7 +185,7 @@ def create_app(deployment: Deployment) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
-    def readyz() -> JSONResponse:
+    def readyz() -> Response:
         try:
             deployment.stores.schema_version()
             deployment.keyring.active_kid()

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field, StrictStr
 
 from zerolane.errors import InvalidInput
+from zerolane.gateway.edge.http import credentials_of
 from zerolane.server.schemas import Strict
 from zerolane.server.security import Admin
 from zerolane.server.task_routes import _deployment, _url, client_cert
 from zerolane.store.records import LeaseRecord, LeaseState
-from zerolane.tasks.auth import token_of
 
 router = APIRouter()
 
@@ -80,9 +80,10 @@ def issue_grant(
     """
     deployment = _deployment(request)
     certificate = client_cert(request, deployment)  # a certificate-bound token's (RFC 8705)
+    token, proof = credentials_of(request.headers.raw, client_cert=certificate)
     holder = deployment.authenticator.task_holder(
-        token_of(authorization, client_cert=certificate),
-        dpop,
+        token,
+        proof,
         method="POST",
         url=_url(request, deployment),
         client_cert=certificate,

@@ -74,5 +74,10 @@ class WorkloadOut(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    error: str
-    reason: str
+    """Every refusal's error object (:func:`zerolane.gateway.edge.http.error_body`)."""
+
+    error: str = Field(description="a short code: invalid_request, invalid_token, forbidden...")
+    reason: str = Field(description="the stable reason id")
+    message: str = Field(description="what went wrong, for people")
+    reasons: list[str] = Field(description="every reason (a decision's), else [reason]")
+    decision_id: str | None = Field(None, description="the audited decision, if one was made")

@@ -11,11 +11,17 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from zerolane.errors import InvalidInput
 from zerolane.gateway.access_log import record_decision, record_task
 from zerolane.gateway.client_cert import ClientCertSource
+from zerolane.gateway.edge.http import (
+    bearer_credential,
+    credentials_of,
+    decision_status,
+    denial,
+    one_header,
+)
 from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
-from zerolane.server.security import Admin, bearer_credential
+from zerolane.server.security import Admin
 from zerolane.server.task_views import TaskOut, task_out
-from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput
 from zerolane.tasks.lifecycle import OpenRequest
 from zerolane.tasks.playbooks import parse_playbook, playbook_to_json
@@ -67,7 +73,12 @@ class DecisionOut(BaseModel):
     policies: list[str]
     task_id: str | None
     decision_id: str
+    #: what the enforcement point answers: 200, or 401, 403, 503
     status: int
+    #: on deny, the error object to answer with (every enforcement point's), else None
+    error: dict[str, Any] | None = None
+    #: on deny, the ``WWW-Authenticate`` values to answer with (a 401's), else none
+    www_authenticate: list[str] = Field(default_factory=list)
 
 
 def _deployment(request: Request) -> Deployment:
@@ -106,9 +117,10 @@ def open_task(
     certificate = client_cert(request, deployment)
     if authorization is None and certificate is not None:
         caller = deployment.authenticator.workload_by_certificate(certificate)
-    else:
+    else:  # an SVID is always DPoP-bound: no certificate lets a Bearer one through
+        token, proof = credentials_of(request.headers.raw, client_cert=None)
         caller = deployment.authenticator.workload(
-            authorization, dpop, method="POST", url=_url(request, deployment)
+            f"DPoP {token}", proof, method="POST", url=_url(request, deployment)
         )
     opened = deployment.lifecycle.open(
         caller,
@@ -145,9 +157,10 @@ def complete_task(
     certificate a certificate-bound token names). Its token is dead after."""
     deployment = _deployment(request)
     certificate = client_cert(request, deployment)
+    token, proof = credentials_of(request.headers.raw, client_cert=certificate)
     holder = deployment.authenticator.task_holder(
-        token_of(authorization, client_cert=certificate),
-        dpop,
+        token,
+        proof,
         method="POST",
         url=_url(request, deployment),
         client_cert=certificate,
@@ -169,14 +182,18 @@ def decide(
     ``zerolane enforcement-point add``), and only about a request to one of its own
     URLs: 401 ``enforcement_point.credential`` or 403 ``enforcement_point.url``
     otherwise, and nothing is decided or spent. Then always 200 with ``decision``
-    allow or deny; ``status`` says what the enforcement point should answer on deny
-    (401 credential problem, 403 refused, 503 fail-closed). A certificate-bound token
-    is checked against the client certificate of this very request (its connection,
-    or a trusted proxy's header), never one in the body.
+    allow or deny; ``status`` says what the enforcement point should answer (200 on
+    allow; on deny 401 credential problem, 403 refused, 503 fail-closed) and, on deny,
+    ``error`` and ``www_authenticate`` the body and challenges to answer with: what
+    every zerolane enforcement point answers (:mod:`zerolane.gateway.edge.http`).
+    A certificate-bound token is checked against the client certificate of this very
+    request (its connection, or a trusted proxy's header), never one in the body.
     """
     deployment = _deployment(request)
     points = deployment.enforcement_points
-    point = points.authenticate(bearer_credential(authorization))
+    point = points.authenticate(
+        bearer_credential(one_header(request.headers.raw, b"authorization"))
+    )
     r = body.request
     points.check_url(point, r.url)
     decision = deployment.decider.decide(
@@ -195,13 +212,18 @@ def decide(
         ),
     )
     record_decision(request.scope, decision)
+    denied = None if decision.allowed else denial(decision)
     return DecisionOut(
         decision="allow" if decision.allowed else "deny",
         reasons=list(decision.reasons),
         policies=list(decision.policies),
         task_id=decision.task_id,
         decision_id=decision.decision_id,
-        status=decision.status,
+        status=decision_status(decision),
+        error=dict(denied.body) if denied else None,
+        www_authenticate=[v for n, v in denied.headers if n == "WWW-Authenticate"]
+        if denied
+        else [],
     )
 
 

@@ -7,7 +7,9 @@ exchange (the parent task token, or the agent's SVID for a person's task); a par
 task token bound to a client certificate (RFC 8705) needs no proof but that very
 certificate on the connection (TLS served here, or a trusted proxy's header). Answers
 follow RFC 8693 section 2.2: the issued token (``token_type: DPoP``), or an RFC 6749
-section 5.2 error object with ``error``, ``error_description`` and our ``reason``.
+section 5.2 error object: ``error`` (the RFC's code) and ``error_description``, in the
+error object every refusal has (:mod:`zerolane.gateway.edge.http`: ``reason``,
+``message``, ``reasons``, ``decision_id``), with its ``WWW-Authenticate`` on a 401.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from zerolane.errors import ZerolaneError
+from zerolane.gateway.edge.http import proof_of, refusal, status_of
 from zerolane.server.deployment import Deployment
 from zerolane.server.task_routes import client_cert
 from zerolane.server.task_views import TaskOut, task_out
@@ -29,7 +32,7 @@ from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, FORM_TYPE, oauth_error, p
 router = APIRouter()
 
 #: statuses a refusal may have here (RFC 6749 section 5.2: 400 unless said otherwise)
-_STATUS = {400: 400, 401: 401, 403: 403, 404: 400, 409: 400, 503: 503}
+_STATUSES = frozenset({400, 401, 403, 503})
 
 
 class TokenOut(BaseModel):
@@ -49,21 +52,20 @@ class OAuthErrorOut(BaseModel):
     error: str
     error_description: str
     reason: str
+    message: str
+    reasons: list[str]
+    decision_id: str | None = None
 
 
-def oauth_error_response(status: int, reason: str, message: str) -> JSONResponse:
-    """An RFC 6749 section 5.2 error: ``error`` (the code), ``error_description``,
-    and our stable ``reason`` id."""
-    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    if status == 401 and reason.startswith("mtls."):  # a certificate-bound parent (RFC 8705)
-        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{reason}"'
-    elif status == 401:
-        headers["WWW-Authenticate"] = 'DPoP algs="ES256 EdDSA"'
-    return JSONResponse(
-        {"error": oauth_error(reason), "error_description": message, "reason": reason},
-        status_code=status,
-        headers=headers,
+def oauth_error_response(status: int, reason: str, message: str) -> Response:
+    """An RFC 6749 section 5.2 error: ``error`` (the code) and ``error_description``,
+    in the edge's error object, with its challenge on a 401."""
+    answer = refusal(
+        status, reason, message, error=oauth_error(reason), extra={"error_description": message}
     )
+    response = answer.response()
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def _url(request: Request, deployment: Deployment) -> str:
@@ -121,16 +123,17 @@ def _url(request: Request, deployment: Deployment) -> str:
         }
     },
 )
-async def token_exchange(request: Request) -> JSONResponse:
+async def token_exchange(request: Request) -> Response:
     """Exchange a parent task token (delegation) or a person's ID token (a task on their
     behalf) for a task token; see docs/delegation.md."""
     deployment: Deployment = request.app.state.deployment
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != FORM_TYPE:
         return oauth_error_response(400, "exchange.content_type", f"send the body as {FORM_TYPE}")
-    proofs = request.headers.getlist("dpop")
-    if len(proofs) > 1:
-        return oauth_error_response(400, "dpop.malformed", "send exactly one DPoP header")
+    try:
+        proof = proof_of(request.headers.raw)
+    except ZerolaneError as err:
+        return oauth_error_response(400, err.reason, err.message)
     body = await request.body()
     url = _url(request, deployment)
     try:
@@ -139,12 +142,13 @@ async def token_exchange(request: Request) -> JSONResponse:
         exchanged = await run_in_threadpool(
             deployment.exchange.exchange,
             parsed,
-            proofs[0] if proofs else None,
+            proof,
             url=url,
             client_cert=certificate,
         )
     except ZerolaneError as err:
-        return oauth_error_response(_STATUS.get(err.status, 400), err.reason, err.message)
+        status = status_of(err.kind)
+        return oauth_error_response(status if status in _STATUSES else 400, err.reason, err.message)
     now = deployment.clock.now()
     task = exchanged.task
     out = TokenOut(

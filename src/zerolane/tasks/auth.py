@@ -23,6 +23,7 @@ from zerolane.identity.keyring import Keyring
 from zerolane.identity.x509_svid import VerifiedX509Svid, validate
 from zerolane.store.ports import ReplayCache, SpentProofStore, WorkloadStore
 from zerolane.store.records import SpentProof, Workload
+from zerolane.tokens.errors import UnknownSigningKey
 from zerolane.tokens.rfc8705 import (
     CNF_MEMBER,
     MtlsError,
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 SCHEME = "dpop"
 #: RFC 8705 tokens travel as ``Bearer`` (RFC 6750); accepted only with a client certificate
 BEARER = "bearer"
-#: refusals of a token naming a key that is not among the keys it was checked against
-_UNKNOWN_KEY = frozenset({"jws.unknown_key", "token.unknown_key"})
 _T = TypeVar("_T")
 
 
@@ -64,26 +63,14 @@ def token_of(authorization: str | None, *, client_cert: bytes | None) -> str:
     request carries a client certificate (a certificate-bound token, RFC 8705).
 
     The scheme grants nothing: what the token is bound to decides what must come with it.
+    A request's headers are read (one ``Authorization``, one ``DPoP`` at most) by the
+    enforcement edge, :func:`zerolane.gateway.edge.http.credentials_of`.
     """
     if client_cert and authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == BEARER and token.strip():
             return token.strip()
     return bearer_of(authorization)
-
-
-def request_credentials(
-    authorizations: Sequence[str], proofs: Sequence[str], *, client_cert: bytes | None
-) -> tuple[str, str | None]:
-    """The task token and the DPoP proof (if any) of a request's ``Authorization`` and
-    ``DPoP`` header values: one of each at most (``auth.multiple``, ``dpop.multiple``),
-    the token as :func:`token_of` reads it."""
-    if len(authorizations) > 1:
-        raise Unauthenticated("auth.multiple", "send exactly one Authorization header")
-    if len(proofs) > 1:
-        raise Unauthenticated("dpop.multiple", "send exactly one DPoP proof")
-    token = token_of(authorizations[0] if authorizations else None, client_cert=client_cert)
-    return token, proofs[0] if proofs else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +203,7 @@ class Authenticator:
         sequence, keys = self._keyring.published()
         try:
             return verify(sequence, keys)
-        except Unauthenticated as err:
-            if err.reason not in _UNKNOWN_KEY:
-                raise
+        except UnknownSigningKey:
             self._keyring.recheck()
             fresh = self._keyring.published()
             if fresh[1] == keys:

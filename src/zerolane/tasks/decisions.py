@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
-from zerolane.errors import ProofReplayed, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.errors import InvalidInput, ProofReplayed, Refusal, Unavailable, ZerolaneError
+from zerolane.paths import check_path
 from zerolane.policy.context import (
     McpFacts,
     RequestFacts,
@@ -61,7 +62,8 @@ MAX_ATTEMPTS = 64
 #: budget remained).
 BACKOFF_BASE = 0.0005
 BACKOFF_CAP = 0.02
-_BAD_PATH = ("..", "%", "//", "\\", ";")
+#: the kinds a refusal raised while deciding keeps; any other is a plain deny
+_DENY_KINDS = frozenset({Refusal.UNAUTHENTICATED, Refusal.FORBIDDEN, Refusal.UNAVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,33 +95,38 @@ class Decision:
     reasons: tuple[str, ...]
     policies: tuple[str, ...]
     task_id: str | None
-    #: what an enforcement point should answer on deny: 401 (credential), 403, 503
-    status: int
+    #: what kind of refusal a deny is (None for an allow); each enforcement point's
+    #: edge renders it (:mod:`zerolane.gateway.edge`): a credential problem
+    #: (``UNAUTHENTICATED``), a refusal (``FORBIDDEN``), fail closed (``UNAVAILABLE``)
+    refusal: Refusal | None
     #: the verified task token's ``exp`` (what a credential minted for the call may last)
     expires_at: float | None = None
     #: the verified workload (SPIFFE ID) that holds the token, when it was verified
     subject: str | None = None
 
     def failed_closed(self, reason: str) -> Decision:
-        """This decision turned into a 503 deny (an audit event could not be recorded)."""
-        return dataclasses.replace(self, allowed=False, reasons=(reason,), status=503)
+        """This decision turned into a fail-closed deny (an audit event could not be
+        recorded)."""
+        return dataclasses.replace(
+            self, allowed=False, reasons=(reason,), refusal=Refusal.UNAVAILABLE
+        )
 
 
 class _Deny(ZerolaneError):
-    """A deny decided here: its reasons, the determining policies, the status hint."""
+    """A deny decided here: its reasons, the determining policies, its kind."""
 
     def __init__(
         self,
         reasons: Sequence[str],
         policies: Sequence[str] = (),
         *,
-        status: int = 403,
+        refusal: Refusal = Refusal.FORBIDDEN,
         expired: tuple[TaskRecord, float] | None = None,
     ) -> None:
         super().__init__(reasons[0], reasons[0])
         self.reasons = tuple(reasons)
         self.policies = tuple(policies)
-        self.status = status
+        self.refusal = refusal
         #: a task stored live that this decision found past its window, and when
         self.expired = expired
 
@@ -160,30 +167,29 @@ def _decision(
     holder: TaskHolder | None,
     reasons: Sequence[str],
     policies: Sequence[str],
-    status: int,
+    refusal: Refusal | None,
 ) -> Decision:
-    """A decision: an allow when ``status`` is 200 (and there are no reasons)."""
+    """A decision: an allow when ``refusal`` is None (and there are no reasons)."""
     claims = holder.claims if holder else None
     return Decision(
         decision_id=decision_id,
-        allowed=status == 200,
+        allowed=refusal is None,
         reasons=tuple(reasons),
         policies=tuple(policies),
         task_id=claims.task_id if claims else None,
-        status=status,
+        refusal=refusal,
         expires_at=float(claims.expires_at) if claims else None,
         subject=claims.subject if claims else None,
     )
 
 
 def _refusal(decision_id: str, holder: TaskHolder | None, err: ZerolaneError) -> Decision:
-    """The deny a refusal raised while deciding becomes (401 for a credential)."""
+    """The deny a refusal raised while deciding becomes: of the error's kind, except
+    that a request that cannot be decided is refused, never "not found" or "conflict"."""
     if isinstance(err, _Deny):
-        return _decision(decision_id, holder, err.reasons, err.policies, err.status)
-    if isinstance(err, Unauthenticated):
-        return _decision(decision_id, holder, (err.reason,), (), 401)
-    status = err.status if err.status >= 400 else 403
-    return _decision(decision_id, holder, (err.reason,), (), status)
+        return _decision(decision_id, holder, err.reasons, err.policies, err.refusal)
+    kind = err.kind if err.kind in _DENY_KINDS else Refusal.FORBIDDEN
+    return _decision(decision_id, holder, (err.reason,), (), kind)
 
 
 def _map(
@@ -196,9 +202,10 @@ def _map(
     destination = request.destination or (parts.hostname or "")
     resource = request.resource
     if resource is None:
-        path = parts.path
-        if any(bad in path for bad in _BAD_PATH):
-            raise _Deny(["request.path"])
+        try:  # the one path rule, the HTTP gateway's (encoded as the URL holds it)
+            path = check_path((parts.path or "/").encode("utf-8"))
+        except InvalidInput:
+            raise _Deny(["request.path"]) from None
         resource = path.strip("/")
     if not resource or not destination:
         raise _Deny(["request.unmapped"])
@@ -363,7 +370,7 @@ class Decider:
                     raise
                 except Exception:  # nothing of it was stored (undone as a whole)
                     self._cache.discard(task_id)
-                    raise _Deny(["audit.write"], status=503) from None
+                    raise _Deny(["audit.write"], refusal=Refusal.UNAVAILABLE) from None
                 if spent is not None:
                     if self._last_call(spent):  # e.g. a one-shot task ends: writes
                         await loop.run_in_executor(None, self._allowed, spent)
@@ -427,7 +434,7 @@ class Decider:
                 raise
             except Exception:  # nothing of it was stored (the write is undone as a whole)
                 self._cache.discard(task_id)
-                raise _Deny(["audit.write"], status=503) from None
+                raise _Deny(["audit.write"], refusal=Refusal.UNAVAILABLE) from None
             if spent is not None:
                 self._allowed(spent)
                 return allowed
@@ -500,7 +507,7 @@ class Decider:
                     raise
                 task = None  # decided on a guess: decide again on what is stored
                 continue
-            return task, _decision(pending.decision_id, pending.holder, (), policies, 200), now
+            return task, _decision(pending.decision_id, pending.holder, (), policies, None), now
 
     def _record_expiry(self, err: ZerolaneError) -> None:
         """Tell ``on_expired`` of a task this refusal found expired (see __init__)."""
@@ -562,7 +569,7 @@ class Decider:
                     **self._event(allowed, pending.holder, pending.facts, pending.request)
                 )
             except Unavailable:
-                raise _Deny(["audit.write"], status=503) from None
+                raise _Deny(["audit.write"], refusal=Refusal.UNAVAILABLE) from None
         return spent
 
     def _submit(
@@ -586,7 +593,7 @@ class Decider:
                 proof=_spent(pending.holder),
             )
         except Exception:  # not even queued (the store is closed): nothing was stored
-            raise _Deny(["audit.write"], status=503) from None
+            raise _Deny(["audit.write"], refusal=Refusal.UNAVAILABLE) from None
 
     def _evaluate(
         self, holder: TaskHolder, task: TaskRecord, facts: RequestFacts, now: float

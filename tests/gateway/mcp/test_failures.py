@@ -33,7 +33,7 @@ READ = Tool(
     input_schema={"type": "object"},
     annotations=ToolAnnotations(readOnlyHint=True),
 )
-ALLOW = Decision("d1", True, (), ("task.request",), "tsk_1", 200)
+ALLOW = Decision("d1", True, (), ("task.request",), "tsk_1", None)
 
 
 def context(state: RequestState | None, request_id: int = 1) -> ServerRequestContext[Any]:

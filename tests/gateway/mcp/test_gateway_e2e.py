@@ -292,7 +292,8 @@ def test_oversized_bodies_and_duplicate_proofs_are_refused(stack: Stack) -> None
             ("DPoP", second["DPoP"]),
         ]
         reply = httpx2.post(stack.url, json=INITIALIZE, headers=headers)
-        assert (reply.status_code, reply.json()["reason"]) == (401, "dpop.multiple")
+        assert (reply.status_code, reply.json()["reason"]) == (400, "dpop.multiple")
+        assert 'error="invalid_request"' in reply.headers["www-authenticate"]
         twice = [
             *MCP_HEADERS.items(),
             ("Authorization", first["Authorization"]),
@@ -300,6 +301,6 @@ def test_oversized_bodies_and_duplicate_proofs_are_refused(stack: Stack) -> None
             ("DPoP", second["DPoP"]),
         ]
         reply = httpx2.post(stack.url, json=INITIALIZE, headers=twice)
-        assert (reply.status_code, reply.json()["reason"]) == (401, "auth.multiple")
+        assert (reply.status_code, reply.json()["reason"]) == (400, "auth.multiple")
         once = [*MCP_HEADERS.items(), *task.headers("POST", stack.url).items()]
         assert httpx2.post(stack.url, json=INITIALIZE, headers=once).status_code == 200

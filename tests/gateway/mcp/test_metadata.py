@@ -1,4 +1,4 @@
-"""RFC 9728 metadata and the 401 challenges."""
+"""RFC 9728 metadata (the 401 challenges naming it: tests/gateway/edge/test_http.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ import pytest
 from tests.gateway.mcp.test_config import BASE
 from zerolane.errors import InvalidInput
 from zerolane.gateway.mcp import GatewayConfig, parse_gateway_config
-from zerolane.gateway.mcp.metadata import (
-    challenges,
-    metadata_routes,
-    metadata_url,
-    oauth_error,
-    resource_metadata,
-)
+from zerolane.gateway.mcp.metadata import metadata_routes, metadata_url, resource_metadata
 
 
 def config(**changes: Any) -> GatewayConfig:
@@ -64,33 +58,3 @@ def test_metadata_is_served_path_based_and_at_the_root() -> None:
         "/.well-known/oauth-protected-resource/v1/mcp",
         "/.well-known/oauth-protected-resource",
     ]
-
-
-def test_challenges() -> None:
-    url = "https://mcp.example.org/.well-known/oauth-protected-resource/mcp"
-    bearer, dpop = (value.decode() for _, value in challenges(url, "auth.missing", "x"))
-    assert bearer == f'Bearer resource_metadata="{url}"'
-    assert dpop == f'DPoP algs="ES256 EdDSA", resource_metadata="{url}"'
-    _, dpop = (value.decode() for _, value in challenges(url, "dpop.replayed", 'a "quoted"\n'))
-    assert 'error="invalid_dpop_proof"' in dpop
-    assert "error_description=\"a 'quoted''\"" in dpop
-    bearer, dpop = (value.decode() for _, value in challenges(url, "mtls.cert_mismatch", "x"))
-    assert bearer == (
-        f'Bearer resource_metadata="{url}", error="invalid_token", error_description="x"'
-    )
-    assert dpop == f'DPoP algs="ES256 EdDSA", resource_metadata="{url}"'  # not its error
-
-
-@pytest.mark.parametrize(
-    ("reason", "error"),
-    [
-        ("auth.missing", None),
-        ("dpop.htu", "invalid_dpop_proof"),
-        ("token.expired", "invalid_token"),
-        ("auth.scheme", "invalid_token"),
-        ("mtls.cert_missing", "invalid_token"),
-        ("mtls.cert_malformed", "invalid_token"),
-    ],
-)
-def test_oauth_errors(reason: str, error: str | None) -> None:
-    assert oauth_error(reason) == error

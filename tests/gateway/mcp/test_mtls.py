@@ -285,8 +285,8 @@ def test_direct_tls_another_certificate_or_none_is_refused(mtls: MtlsStack) -> N
             stolen = _post(thief.mtls_http, mtls.direct, body, bearer)  # certificate B
             assert _refusal(stolen) == (401, "mtls.cert_mismatch")
             challenge = stolen.headers.get_list("www-authenticate")[0]
-            assert challenge.startswith('Bearer resource_metadata="https://127.0.0.1:')
-            assert 'error="invalid_token"' in challenge
+            assert challenge.startswith('Bearer error="invalid_token"')
+            assert 'resource_metadata="https://127.0.0.1:' in challenge
             assert "/.well-known/oauth-protected-resource/mcp" in challenge
         with httpx.Client(verify=mtls.verify()) as plain:  # no certificate at all
             assert _refusal(_post(plain, mtls.direct, TOOL_CALL, bearer)) == (401, "auth.scheme")

@@ -2,10 +2,12 @@
 
 Per request: refuse ambiguous framing and unsafe paths (400); map the path to an
 upstream route (403 ``route.unmapped`` if none); take the task token and DPoP proof
-(401 when missing); decide in a worker thread (the decider is synchronous), on the
-gateway's own public URL of the request and the route's action, resource and
-sensitivity; deny with the decision's status, or forward with the agent's credentials
-removed and the upstream's credential and ``X-Zerolane-Task`` added.
+(:func:`~zerolane.gateway.edge.http.credentials_of`: 401 when missing, 400 when
+repeated); decide on the event loop (:meth:`~zerolane.tasks.decisions.Decider.decide_async`),
+on the gateway's own public URL of the request and the route's action, resource and
+sensitivity; deny as the enforcement edge renders the decision (401, 403 or 503), or
+forward with the agent's credentials removed and the upstream's credential,
+``X-Zerolane-Task`` and ``X-Zerolane-Decision`` added.
 
 A certificate-bound task token (RFC 8705 ``cnf.x5t#S256``) is decided with the
 request's client certificate (:mod:`zerolane.gateway.client_cert`: the TLS connection's
@@ -20,7 +22,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from zerolane.errors import InvalidInput, Unauthenticated
+from zerolane.errors import InvalidInput, Refusal, ZerolaneError
 from zerolane.gateway.access_log import (
     AccessLog,
     AccessNote,
@@ -30,36 +32,24 @@ from zerolane.gateway.access_log import (
 )
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.config import GatewayConfig, Upstream
+from zerolane.gateway.edge.http import (
+    allow_headers,
+    credentials_of,
+    denial,
+    refusal,
+    send_answer,
+    status_of,
+)
 from zerolane.gateway.http.forward import Forwarder, Outgoing
 from zerolane.gateway.http.metrics import GatewayMetrics
-from zerolane.gateway.http.responses import (
-    Receive,
-    Scope,
-    Send,
-    send_bytes,
-    send_error,
-    www_authenticate,
-)
+from zerolane.gateway.http.responses import MESSAGES, Receive, Scope, Send, send_bytes
 from zerolane.gateway.normalize import check_framing, check_path, check_query, request_headers
 from zerolane.grants import CredentialSource
-from zerolane.tasks.auth import token_of
 from zerolane.tasks.decisions import DecideInput, Decider, Decision
 
 logger = logging.getLogger("zerolane.gateway")
-TASK_HEADER = "X-Zerolane-Task"
-DECISION_HEADER = "X-Zerolane-Decision"
 _HEALTH = b'{"status":"ok"}'
 _JSON = [(b"content-type", b"application/json")]
-
-
-def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes]]:
-    authorization, dpop = [], []
-    for name, value in headers:
-        if name == b"authorization":
-            authorization.append(value)
-        elif name == b"dpop":
-            dpop.append(value)
-    return authorization, dpop
 
 
 class GatewayApp:
@@ -129,13 +119,20 @@ class GatewayApp:
         self.metrics.served(upstream).observe(time.perf_counter() - started)
 
     async def _refuse(
-        self, scope: Scope, send: Send, status: int, reason: str, *, close: bool = False
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        reason: str,
+        message: str | None = None,
+        *,
+        close: bool = False,
     ) -> None:
         """Refuse before any decision (nothing usable to decide on): counted, not audited."""
         self.metrics.decided("refused", reason).inc()
         record_refusal(scope, reason)
-        challenge = [www_authenticate(reason, credentials_sent=False)] if status == 401 else None
-        await send_error(send, status, reason, close=close, extra=challenge)
+        text = message or MESSAGES.get(status, "refused")
+        await send_answer(send, refusal(status, reason, text), close=close)
 
     async def _handle(
         self, scope: Scope, raw_path: bytes | None, receive: Receive, send: Send
@@ -149,7 +146,7 @@ class GatewayApp:
             path = check_path(raw_path, allow_non_ascii=self.config.normalization.allow_non_ascii)
             query = check_query(scope.get("query_string", b""))
         except InvalidInput as err:
-            await self._refuse(scope, send, 400, err.reason, close=True)
+            await self._refuse(scope, send, 400, err.reason, err.message, close=True)
             return "-"
         chunked = declared is None and any(n == b"transfer-encoding" for n, _ in headers)
         has_body = chunked or bool(declared)
@@ -163,23 +160,18 @@ class GatewayApp:
         if declared is not None and declared > self.config.limits.max_request_body:
             await self._refuse(scope, send, 413, "request.too_large", close=True)
             return upstream.name
-        authorization, proofs = _credentials(headers)
-        if len(authorization) > 1 or len(proofs) > 1:
-            await self._refuse(scope, send, 400, "request.auth_repeated", close=True)
-            return upstream.name
         try:
             client_cert = self._certs.from_scope(scope)
-            token = token_of(
-                authorization[0].decode("latin-1") if authorization else None,
-                client_cert=client_cert,
-            )
-        except Unauthenticated as err:
-            await self._refuse(scope, send, 401, err.reason, close=has_body)
+            token, proof = credentials_of(headers, client_cert=client_cert)
+        except ZerolaneError as err:
+            status = status_of(err.kind)
+            close = has_body or err.kind is Refusal.INVALID
+            await self._refuse(scope, send, status, err.reason, err.message, close=close)
             return upstream.name
         route, values = matched
         decision = await self._decide(
             token,
-            proofs[0].decode("latin-1") if proofs else None,
+            proof,
             DecideInput(
                 method=method,
                 url=self.config.public_url + path,
@@ -207,18 +199,14 @@ class GatewayApp:
             decision = await self._decider.decide_async(token, proof, request)
         except Exception as err:  # a bug or an unwrapped store error: refuse, never allow
             logger.error("the decision failed: %s", type(err).__name__)
-            decision = Decision("", False, ("decision.error",), (), None, 503)
+            decision = Decision("", False, ("decision.error",), (), None, Refusal.UNAVAILABLE)
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
         outcome = "allow" if decision.allowed else "deny"
         self.metrics.decided(outcome, decision.reasons[0] if decision.reasons else "ok").inc()
         return decision
 
     async def _deny(self, send: Send, decision: Decision, *, close: bool) -> None:
-        reason = decision.reasons[0] if decision.reasons else "denied"
-        status = decision.status if decision.status in (401, 403, 503) else 403
-        extra = [www_authenticate(reason, credentials_sent=True)] if status == 401 else None
-        decision_id = decision.decision_id or None
-        await send_error(send, status, reason, decision_id, close=close, extra=extra)
+        await send_answer(send, denial(decision), close=close)
 
     def _outgoing(
         self,
@@ -238,8 +226,7 @@ class GatewayApp:
         if source is not None:
             # expired (0) when unknown: a credential never outlives its verified token
             forwarded.append(source.header_for(task_id, decision.expires_at or 0.0))
-        forwarded.append((TASK_HEADER, task_id))
-        forwarded.append((DECISION_HEADER, decision.decision_id))
+        forwarded.extend(allow_headers(decision))
         if declared:
             forwarded.append(("Content-Length", str(declared)))
         url = upstream.base_url + rest + (f"?{query}" if query else "")

@@ -1,19 +1,19 @@
-"""The gateway's own responses: JSON errors, and 401s per RFC 6750 / RFC 9449."""
+"""The gateway's own responses over raw ASGI: bytes as they are, and refusals as the
+enforcement edge renders them (:mod:`zerolane.gateway.edge.http`)."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from zerolane.gateway.edge.http import refusal, send_answer
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-ALGS = "ES256 EdDSA"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+#: what a refusal the gateway makes of its own, before or after deciding, says
 MESSAGES = {
     400: "the request is malformed or ambiguous",
     401: "a valid task token and its proof (DPoP, or the client certificate) are required",
@@ -39,31 +39,10 @@ async def send_error(
     reason: str,
     decision_id: str | None = None,
     *,
+    message: str | None = None,
     close: bool = False,
-    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """``{"error", "reason", "decision_id"}`` with ``status``."""
-    body = {"error": MESSAGES.get(status, "refused"), "reason": reason, "decision_id": decision_id}
-    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-    if close:
-        headers.append((b"connection", b"close"))
-    headers.extend(extra or ())
-    await send_bytes(send, status, json.dumps(body).encode(), headers)
-
-
-def www_authenticate(reason: str, *, credentials_sent: bool) -> tuple[bytes, bytes]:
-    """The challenge for a 401: no error code when no usable credential was sent
-    (RFC 6750 section 3.1), ``invalid_dpop_proof`` for proof problems (RFC 9449
-    section 7.1), else ``invalid_token``; the description is the reason id. A refused
-    certificate-bound token (``mtls.*``, RFC 8705) is challenged with ``Bearer``."""
-    if credentials_sent and reason.startswith("mtls."):
-        described = _UNSAFE.sub("_", reason)
-        value = f'Bearer error="invalid_token", error_description="{described}"'
-        return b"www-authenticate", value.encode()
-    if not credentials_sent:
-        value = f'DPoP algs="{ALGS}"'
-    else:
-        error = "invalid_dpop_proof" if reason.startswith("dpop.") else "invalid_token"
-        described = _UNSAFE.sub("_", reason)
-        value = f'DPoP error="{error}", error_description="{described}", algs="{ALGS}"'
-    return b"www-authenticate", value.encode()
+    """The edge's refusal for ``status`` and ``reason`` (``message``: what it says,
+    else the status's own)."""
+    text = message or MESSAGES.get(status, "refused")
+    await send_answer(send, refusal(status, reason, text, decision_id=decision_id), close=close)

@@ -9,8 +9,11 @@ denied), and the decision travels with the request to the handler, which forward
 an allow. The policies see the call as ``context.request.mcp`` (server, tool,
 annotations, flattened arguments). Any other request (initialize, tools/list,
 notifications, the GET stream, DELETE) is authenticated the same way, against a live
-task. The MCP session is bound to the task that opened it. Without credentials: 401 and
-the RFC 9728 metadata URL.
+task. The MCP session is bound to the task that opened it. Refusals are the enforcement
+edge's (:mod:`zerolane.gateway.edge.http`, the other enforcement points' answers): 401
+with challenges naming the RFC 9728 metadata URL, 400 for repeated credentials, 403 or
+503 for a refused task; a malformed JSON-RPC message is a JSON-RPC error
+(:mod:`zerolane.gateway.edge.jsonrpc`).
 
 A certificate-bound task token (RFC 8705 ``cnf.x5t#S256``) is checked against the
 request's client certificate (:mod:`zerolane.gateway.client_cert`: the TLS connection
@@ -29,13 +32,22 @@ import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.authentication import AuthCredentials
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from zerolane.audit.events import Actor
-from zerolane.errors import InvalidInput, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.errors import InvalidInput, Refusal, Unauthenticated, Unavailable, ZerolaneError
 from zerolane.gateway.access_log import record_decision, record_refusal, record_task
 from zerolane.gateway.client_cert import ClientCertSource
+from zerolane.gateway.edge.http import (
+    Answer,
+    credentials_of,
+    denial,
+    error_refusal,
+    refusal,
+    send_answer,
+    status_of,
+)
+from zerolane.gateway.edge.jsonrpc import invalid_request
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.core import Enforcement
@@ -48,10 +60,9 @@ from zerolane.gateway.mcp.messages import (
     replaying,
     tool_call_of,
 )
-from zerolane.gateway.mcp.metadata import challenges, metadata_url, send_json
+from zerolane.gateway.mcp.metadata import metadata_url
 from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
-from zerolane.tasks.auth import request_credentials
-from zerolane.tasks.decisions import DecideInput
+from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
 
@@ -61,9 +72,11 @@ MAX_ARGUMENT_BYTES = 8 * 1024  # arguments kept in the audit event; larger ones 
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    """A request refused before it reaches the MCP layer, as the edge answers it."""
+
+    def __init__(self, reason: str, answer: Answer) -> None:
         super().__init__(reason)
-        self.status, self.reason, self.message = status, reason, message
+        self.reason, self.answer = reason, answer
 
 
 def audited_arguments(arguments: dict[str, Any]) -> object:
@@ -94,48 +107,38 @@ class Enforcer:
             await self.app(scope, receive, send)
             return
         method = str(scope["method"]).upper()
-        headers = Headers(scope=scope)
         try:
             # the connection's certificate, or a trusted proxy's header (else none)
             cert = self._certs.from_scope(scope)
-            token, proof = request_credentials(
-                headers.getlist("authorization"), headers.getlist("dpop"), client_cert=cert
-            )
+            token, proof = credentials_of(scope["headers"], client_cert=cert)
+        except ZerolaneError as err:  # 400 repeated, 401 missing (with the challenges)
+            record_refusal(scope, err.reason)
+            await send_answer(send, error_refusal(err, resource_metadata=self._metadata_url))
+            return
+        try:
             body = await read_body(receive, self._max_body) if method == "POST" else b""
             message = tool_call_of(body) if method == "POST" else None
             if message is None:
                 state = await self._authenticate(token, proof, method, cert)
             else:
                 state = await self._decide(token, proof, message, cert)
-        except Unauthenticated as err:
-            record_refusal(scope, err.reason)
-            await send_json(
-                send,
-                401,
-                {"error": "unauthorized", "reason": err.reason, "error_description": err.message},
-                challenges(self._metadata_url, err.reason, err.message),
-            )
-            return
         except _Refused as err:
             record_refusal(scope, err.reason)
-            await send_json(send, err.status, {"error": err.message, "reason": err.reason})
+            await send_answer(send, err.answer)
             return
         except InvalidInput as err:  # malformed JSON-RPC: nothing reaches the SDK
             record_refusal(scope, err.reason)
-            await send_json(
-                send,
-                400,
-                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": err.message}},
-            )
+            error = invalid_request(err.reason, err.message)
+            await send_answer(send, Answer(400, error, [("Cache-Control", "no-store")]))
             return
-        except ZerolaneError as err:  # anything else failed: closed, with its reason
-            status = err.status if err.status >= 400 else 503
+        except ZerolaneError as err:  # a credential refused, or anything else failed: closed
             record_refusal(scope, err.reason)
-            await send_json(send, status, {"error": err.message, "reason": err.reason})
+            await send_answer(send, error_refusal(err, resource_metadata=self._metadata_url))
             return
         except TooLarge:
             record_refusal(scope, "request.too_large")
-            await send_json(send, 413, {"error": "body too large", "reason": "request.too_large"})
+            too_large = refusal(413, "request.too_large", "the request body is too large")
+            await send_answer(send, too_large)
             return
         except Disconnected:
             return
@@ -180,7 +183,8 @@ class Enforcer:
             self._record_refusal(method, subject, err)
             if isinstance(err, Unauthenticated):
                 raise
-            raise _Refused(max(err.status, 403), err.reason, err.message) from None
+            status = max(status_of(err.kind), 403)  # a request is refused, never "invalid"
+            raise _Refused(err.reason, refusal(status, err.reason, err.message)) from None
 
     def _record_refusal(self, method: str, subject: str, err: ZerolaneError) -> None:
         try:
@@ -201,15 +205,16 @@ class Enforcer:
         route = self._catalog.routes().get(message.name)
         request = self._request(message, route, cert)
         decision = await self._core.decider.decide_async(token, proof, request)
-        if decision.status == 401:
-            reason = decision.reasons[0] if decision.reasons else "auth.invalid"
-            refused = "client certificate" if reason.startswith("mtls.") else "DPoP proof"
-            raise Unauthenticated(reason, f"the task token or its {refused} was refused")
-        if decision.task_id is None:
-            reason = decision.reasons[0] if decision.reasons else "decision.deny"
-            raise _Refused(decision.status, reason, "refused")
+        if decision.refusal is Refusal.UNAUTHENTICATED or decision.task_id is None:
+            raise self._denied(decision)
         call = ToolCall(message.request_id, message.name, route, decision)
         return RequestState(task_id=decision.task_id, call=call)
+
+    def _denied(self, decision: Decision) -> _Refused:
+        """A deny answered over HTTP, before the MCP layer: a credential refused (401,
+        with the challenges) or a call with no task to bind a session to."""
+        answer = denial(decision, resource_metadata=self._metadata_url)
+        return _Refused(answer.body["reason"], answer)
 
     def _request(
         self, message: ToolCallMessage, route: ToolRoute | None, cert: bytes | None

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from zerolane import __version__
 from zerolane.errors import Unavailable
 from zerolane.gateway.access_log import record_error
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN as FORBIDDEN
+from zerolane.gateway.edge.jsonrpc import UPSTREAM_UNAVAILABLE as UPSTREAM_UNAVAILABLE
+from zerolane.gateway.edge.jsonrpc import denied, refused, upstream_unavailable
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.listing import callable_routes
 from zerolane.gateway.mcp.state import RequestState, state_of
 
-#: JSON-RPC error code of a call the gateway refused (implementation-defined range)
-FORBIDDEN = -32003
-UPSTREAM_UNAVAILABLE = -32004
 TASK_META = "dev.zerolane/task"
 DECISION_META = "dev.zerolane/decision"
 
@@ -41,9 +41,7 @@ def _noted(ctx: ServerRequestContext[Any], reason: str) -> None:
 def _state(ctx: ServerRequestContext[Any]) -> RequestState:
     state = state_of(ctx.request)
     if state is None:  # not through the enforcement middleware: refuse
-        raise MCPError(
-            FORBIDDEN, "zerolane: unauthenticated request", {"reasons": ["auth.missing"]}
-        )
+        raise refused("auth.missing", "unauthenticated request")
     return state
 
 
@@ -59,7 +57,7 @@ class GatewayHandlers:
     ) -> types.ListToolsResult:
         state = _state(ctx)
         if state.claims is None:
-            raise MCPError(FORBIDDEN, "zerolane: no verified task", {"reasons": ["auth.missing"]})
+            raise refused("auth.missing", "no verified task")
         routes = list((await self._catalog.refresh()).values())
         allowed = await anyio.to_thread.run_sync(callable_routes, self._core, state.claims, routes)
         tools = [route.listed() for route in allowed]
@@ -70,32 +68,23 @@ class GatewayHandlers:
     ) -> types.CallToolResult:
         call = _state(ctx).call
         if call is None or call.name != params.name or call.request_id != ctx.request_id:
-            raise MCPError(
-                FORBIDDEN,
-                f"zerolane: no decision was made for this call of {params.name}",
-                {"reasons": ["decision.missing"]},
-            )
+            message = f"no decision was made for this call of {params.name}"
+            raise refused("decision.missing", message)
         decision = call.decision
-        data = {
-            "decision_id": decision.decision_id,
-            "reasons": list(decision.reasons),
-            "policies": list(decision.policies),
-            "status": decision.status,
-        }
         if not decision.allowed or call.route is None:
-            reasons = ", ".join(decision.reasons) or "denied"
-            raise MCPError(FORBIDDEN, f"zerolane denied {params.name}: {reasons}", data)
+            raise denied(decision, params.name)
         meta = {TASK_META: decision.task_id, DECISION_META: decision.decision_id}
         upstream = self._catalog.upstream(call.route)
         try:
             return await upstream.call_tool(call.route.tool.name, params.arguments, meta)
         except Unavailable as err:
             _noted(ctx, err.reason)
-            raise MCPError(UPSTREAM_UNAVAILABLE, f"zerolane: {err.message}", data) from err
+            raise upstream_unavailable(decision, err.reason, err.message) from err
         except MCPError as err:
             if err.code == types.CONNECTION_CLOSED:
                 _noted(ctx, "upstream.closed")
-                raise MCPError(UPSTREAM_UNAVAILABLE, "zerolane: the upstream closed", data) from err
+                closed = upstream_unavailable(decision, "upstream.closed", "the upstream closed")
+                raise closed from err
             raise
 
 
