@@ -351,12 +351,17 @@ def test_a_request_maps_from_method_and_url(world: World, agent: Agent) -> None:
         ("finance/../hr/salaries", None, "request.path"),
         ("finance/%2e%2e/hr", None, "request.path"),
         ("finance//q3", None, "request.path"),
+        ("finance/a%2Fb", None, "request.path"),  # the gateway's rule: an encoded slash
+        ("finance/q3;v=1", None, "request.path"),
+        ("finance/q%2D3", None, "request.path"),  # non-canonical: an encoded unreserved
         ("finance/q3", "secret", "request.sensitivity"),
     ],
 )
 def test_unmappable_requests_are_denied(
     world: World, agent: Agent, path: str, sensitivity: str | None, reason: str
 ) -> None:
+    """A path the HTTP gateway would refuse (:func:`zerolane.paths.check_path`, the one
+    rule) is refused here too, as a request that cannot be decided as sent."""
     opened = world.open(agent)
     url = f"https://{FINANCE}/{path}"
     proof = world.proof(agent.key, "GET", url, opened.token)
@@ -364,6 +369,13 @@ def test_unmappable_requests_are_denied(
         opened.token, proof, DecideInput("GET", url, action="read", sensitivity=sensitivity)
     )
     assert denied.reasons == (reason,)
+    kind = Refusal.INVALID if reason == "request.path" else Refusal.FORBIDDEN
+    assert denied.refusal is kind
+    twin = f"https://{FINANCE}/finance/q3"
+    proof = world.proof(agent.key, "GET", twin, opened.token)
+    assert world.deployment.decider.decide(
+        opened.token, proof, DecideInput("GET", twin, action="read")
+    ).allowed
 
 
 @pytest.mark.parametrize("resource", ["finance/../hr/salaries", "finance/./q3", "..", "finance/.."])

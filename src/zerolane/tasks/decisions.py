@@ -63,7 +63,9 @@ MAX_ATTEMPTS = 64
 BACKOFF_BASE = 0.0005
 BACKOFF_CAP = 0.02
 #: the kinds a refusal raised while deciding keeps; any other is a plain deny
-_DENY_KINDS = frozenset({Refusal.UNAUTHENTICATED, Refusal.FORBIDDEN, Refusal.UNAVAILABLE})
+_DENY_KINDS = frozenset(
+    {Refusal.INVALID, Refusal.UNAUTHENTICATED, Refusal.FORBIDDEN, Refusal.UNAVAILABLE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,8 @@ class Decision:
     task_id: str | None
     #: what kind of refusal a deny is (None for an allow); each enforcement point's
     #: edge renders it (:mod:`zerolane.gateway.edge`): a credential problem
-    #: (``UNAUTHENTICATED``), a refusal (``FORBIDDEN``), fail closed (``UNAVAILABLE``)
+    #: (``UNAUTHENTICATED``), a refusal (``FORBIDDEN``), fail closed (``UNAVAILABLE``),
+    #: a request that cannot be decided as sent (``INVALID``: an unsafe path)
     refusal: Refusal | None
     #: the verified task token's ``exp`` (what a credential minted for the call may last)
     expires_at: float | None = None
@@ -205,7 +208,7 @@ def _map(
         try:  # the one path rule, the HTTP gateway's (encoded as the URL holds it)
             path = check_path((parts.path or "/").encode("utf-8"))
         except InvalidInput:
-            raise _Deny(["request.path"]) from None
+            raise _Deny(["request.path"], refusal=Refusal.INVALID) from None
         resource = path.strip("/")
     if not resource or not destination:
         raise _Deny(["request.unmapped"])

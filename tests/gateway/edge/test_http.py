@@ -69,8 +69,9 @@ def test_each_kind_of_error_has_its_status(error: type[ZerolaneError], status: i
         (Refusal.UNAUTHENTICATED, 401),
         (Refusal.FORBIDDEN, 403),
         (Refusal.UNAVAILABLE, 503),
-        (Refusal.INVALID, 403),  # a decision never answers "malformed": it denies
-        (Refusal.NOT_FOUND, 403),
+        (Refusal.INVALID, 400),  # a path that cannot be decided on, as everywhere
+        (Refusal.NOT_FOUND, 403),  # a decision never answers "not found": it denies
+        (Refusal.CONFLICT, 403),
     ],
 )
 def test_a_decision_is_answered_200_401_403_or_503(
@@ -78,7 +79,7 @@ def test_a_decision_is_answered_200_401_403_or_503(
 ) -> None:
     decision = Decision("d", refusal_kind is None, (), (), None, refusal_kind)
     assert decision_status(decision) == status
-    if status in (200, 401, 403, 503):  # what /v1/decide names comes back as it was
+    if status in (200, 400, 401, 403, 503):  # what /v1/decide names comes back as it was
         expected = refusal_kind if status != 403 else Refusal.FORBIDDEN
         assert refusal_of_status(status) is expected
 

@@ -6,7 +6,7 @@ HTTP layer, the control plane's routes), so one refusal is one answer everywhere
 status
     from the refusal's kind (:class:`~zerolane.errors.Refusal`): invalid 400,
     unauthenticated 401, forbidden 403, not found 404, conflict 409, unavailable 503.
-    A decision's deny is 401, 403 or 503 (:func:`decision_status`). Refusals a
+    A decision's deny is 400, 401, 403 or 503 (:func:`decision_status`). Refusals a
     listener makes of its own (413, 414, 431, 502, 504) keep their status.
 body
     ``{"error", "reason", "message", "reasons", "decision_id"}`` (:func:`error_body`):
@@ -67,6 +67,7 @@ STATUS: Mapping[Refusal, int] = {
 }
 #: the kinds a decision's deny may be rendered as (any other: forbidden)
 _DENY_STATUS: Mapping[Refusal, int] = {
+    Refusal.INVALID: 400,
     Refusal.UNAUTHENTICATED: 401,
     Refusal.FORBIDDEN: 403,
     Refusal.UNAVAILABLE: 503,
@@ -90,6 +91,7 @@ _ERRORS: Mapping[int, str] = {
 }
 #: the message of a decision's deny (its reasons say why)
 _DENIED: Mapping[int, str] = {
+    400: "the request cannot be decided as it was sent",
     401: "the task token or its proof (DPoP, or the client certificate) was refused",
     403: "the request is not allowed for this task",
     503: "the decision could not be made or recorded; refused",
@@ -106,7 +108,8 @@ def status_of(kind: Refusal) -> int:
 
 
 def decision_status(decision: Decision) -> int:
-    """What an enforcement point answers for ``decision``: 200, or 401, 403, 503."""
+    """What an enforcement point answers for ``decision``: 200, or 400 (a request
+    that cannot be decided as sent), 401, 403, 503."""
     if decision.allowed:
         return 200
     return _DENY_STATUS.get(decision.refusal or Refusal.FORBIDDEN, 403)
@@ -117,7 +120,8 @@ def refusal_of_status(status: int) -> Refusal | None:
     anything unexpected is a plain deny."""
     if status == 200:
         return None
-    return {401: Refusal.UNAUTHENTICATED, 503: Refusal.UNAVAILABLE}.get(status, Refusal.FORBIDDEN)
+    kinds = {400: Refusal.INVALID, 401: Refusal.UNAUTHENTICATED, 503: Refusal.UNAVAILABLE}
+    return kinds.get(status, Refusal.FORBIDDEN)
 
 
 def credentials_of(
@@ -313,7 +317,7 @@ def error_refusal(
 
 
 def denial(decision: Decision, *, resource_metadata: str | None = None) -> Answer:
-    """The answer of a decision's deny: 401, 403 or 503 with every reason."""
+    """The answer of a decision's deny: 400, 401, 403 or 503 with every reason."""
     status = decision_status(decision)
     reasons = decision.reasons or ("decision.deny",)
     return refusal(
