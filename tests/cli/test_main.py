@@ -205,7 +205,7 @@ def test_a_crash_is_one_line_and_exit_1(home: Path, monkeypatch: pytest.MonkeyPa
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("boom [/y]")
 
-    monkeypatch.setattr("zerolane.cli.task.opened", boom)
+    monkeypatch.setattr("zerolane.cli.task.opened_stores", boom)
     monkeypatch.delenv("ZEROLANE_DEBUG", raising=False)
     result = _invoke(["task", "list"], home)
     assert result.exit_code == 1

@@ -51,10 +51,11 @@ def test_a_command_that_needs_one_still_imports_it(tmp_path: Path) -> None:
     assert "cedarpy" in loaded
 
 
-def test_task_list_imports_no_web_framework(tmp_path: Path) -> None:
-    """Listing tasks shows them without the server stack (the views live apart from the
-    routes); it opens the home, so the store and the policy binding are still loaded."""
+def test_task_list_imports_no_heavy_dependency(tmp_path: Path) -> None:
+    """Listing, showing and drawing tasks read the home's stores alone: neither the
+    server stack nor the policy engine (no deployment is built)."""
     init_home(tmp_path / "home", "imports.example")[0].close()
-    code, loaded = _loaded("task", "list", "--home", str(tmp_path / "home"))
-    assert code == 0
-    assert not set(loaded) & {"fastapi", "starlette", "uvicorn", "aiohttp", "mcp"}
+    for args in (["task", "list"], ["task", "list", "--state", "active", "--json"]):
+        code, loaded = _loaded(*args, "--home", str(tmp_path / "home"))
+        assert code == 0
+        assert loaded == []

@@ -16,9 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from zerolane.errors import Unavailable, ZerolaneError
+from zerolane.home import resolve_home
 
 if TYPE_CHECKING:
     from zerolane.server.deployment import Deployment
+    from zerolane.store.ports import Stores
 
 console = Console()
 #: nothing printed on stderr is rich markup: messages carry user input (``[/y]``)
@@ -137,13 +139,31 @@ def fail(err: ZerolaneError) -> NoReturn:
 
 @contextmanager
 def opened(home: Path | None) -> Iterator[Deployment]:
-    from zerolane.server.deployment import Deployment, resolve_home
+    """The whole deployment of a home: every service, for commands that change it."""
+    from zerolane.server.deployment import Deployment
 
     deployment = Deployment.open(resolve_home(home))
     try:
         yield deployment
     finally:
         deployment.close()
+
+
+@contextmanager
+def opened_stores(home: Path | None) -> Iterator[Stores]:
+    """Only a home's stores (its configuration read for their URL): for a command that
+    reads them, without building the deployment (keys, policies, brokers...) or
+    importing what it needs. Refused as :func:`opened` is for a missing home
+    (``home.missing``) or a bad configuration."""
+    from zerolane.config import load_config
+    from zerolane.store.open import open_stores
+
+    folder = resolve_home(home)
+    stores = open_stores(load_config(folder).store_url, base=folder)
+    try:
+        yield stores
+    finally:
+        stores.close()
 
 
 def print_json(data: Any) -> None:

@@ -1,9 +1,18 @@
-"""``zerolane task``: list, show, revoke tasks and show their delegation trees."""
+"""``zerolane task``: list, show, revoke tasks and show their delegation trees.
+
+``list``, ``show`` and ``tree`` read the home's stores alone (:func:`opened_stores`)
+and show tasks as :func:`~zerolane.tasks.views.task_view`: no deployment is built and
+neither the policy engine nor the server stack is imported. Tasks are shown as
+decisions see them: when one they would show is past its window but stored live, its
+expiry is recorded first, through the deployment's lifecycle (a ``task.expired``
+event, its grants revoked), which then lists it, exactly as before.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,22 +28,50 @@ from zerolane.cli.common import (
     cells,
     console,
     opened,
+    opened_stores,
     print_json,
     print_table,
     printable,
     shortened,
 )
 from zerolane.errors import InvalidInput
-from zerolane.types import TaskState
+from zerolane.store.records import TaskRecord
+from zerolane.tasks.views import MAX_SWEEP, TREE_LIMIT, expiry_due, task_view, tree_of
+from zerolane.types import SystemClock, TaskState
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from zerolane.server.deployment import Deployment
+    from zerolane.store.ports import Stores
 
 app = typer.Typer(help="List, show and revoke tasks; show a delegation tree.", no_args_is_help=True)
 TaskIdArg = Annotated[str, typer.Argument(help="The task id (tsk_...)", show_default=False)]
+#: what a read command shows: tasks, or None when the lifecycle must answer instead
+Read = Callable[["Stores", float], "list[TaskRecord] | None"]
 
 
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _shown(
+    home: Path | None, read: Read, lifecycle: Callable[[Deployment], list[TaskRecord]]
+) -> list[dict[str, Any]]:
+    """The views of the tasks ``read`` finds in the home's stores, when no expiry is due
+    among them (the lifecycle would then return the very same records); otherwise, or
+    when ``read`` finds nothing to show (an unknown task: the lifecycle's refusal),
+    those of ``lifecycle``, which records the expiries first."""
+    with opened_stores(home) as stores:
+        now = SystemClock().now()
+        tasks = read(stores, now)
+        if tasks is not None and not any(expiry_due(t, now) for t in tasks):
+            return [task_view(t, now) for t in tasks]
+    with opened(home) as deployment:
+        now = deployment.clock.now()
+        return [task_view(t, now) for t in lifecycle(deployment)]
 
 
 @app.command("list")
@@ -49,32 +86,37 @@ def list_tasks(
     wide: WideOption = False,
 ) -> None:
     """List tasks, newest first (an active task past its window shows as expired)."""
-    from zerolane.server.task_views import task_out
-
     try:
         wanted = TaskState(state) if state else None
     except ValueError:
         raise InvalidInput("task.state", f"unknown state {state!r}") from None
-    with opened(home) as deployment:
-        now = deployment.clock.now()
-        tasks = [
-            task_out(t, now)
-            for t in deployment.lifecycle.list(owner=owner, state=wanted, limit=limit)
-        ]
+
+    def read(stores: Stores, now: float) -> list[TaskRecord] | None:
+        if wanted in (TaskState.ACTIVE, TaskState.EXPIRED):  # the lifecycle's sweep
+            live = stores.list_tasks(owner=owner, state=TaskState.ACTIVE, limit=MAX_SWEEP)
+            if any(expiry_due(t, now) for t in live):
+                return None
+        return stores.list_tasks(owner=owner, state=wanted, limit=limit)
+
+    tasks = _shown(
+        home,
+        read,
+        lambda deployment: deployment.lifecycle.list(owner=owner, state=wanted, limit=limit),
+    )
     if as_json:
-        print_json([t.model_dump() for t in tasks])
+        print_json(tasks)
         return
     table = Table("task", "owner", "playbook", "state", "calls", "expires", "intent")
     for t in tasks:
         table.add_row(
             *cells(
-                t.task_id,
-                t.owner,
-                t.playbook,
-                t.state,
-                f"{t.calls_used}/{t.max_calls}",
-                _when(t.expires_at),
-                shortened(t.intent, wide),
+                t["task_id"],
+                t["owner"],
+                t["playbook"],
+                t["state"],
+                f"{t['calls_used']}/{t['max_calls']}",
+                _when(t["expires_at"]),
+                shortened(t["intent"], wide),
             )
         )
     print_table(table, empty="no tasks", wide=wide)
@@ -83,10 +125,13 @@ def list_tasks(
 @app.command("show")
 def show(task_id: TaskIdArg, home: HomeOption = None) -> None:
     """Show one task as JSON."""
-    from zerolane.server.task_views import task_out
 
-    with opened(home) as deployment:
-        print_json(task_out(deployment.lifecycle.get(task_id), deployment.clock.now()).model_dump())
+    def read(stores: Stores, _now: float) -> list[TaskRecord] | None:
+        task = stores.get_task(task_id)
+        return [task] if task is not None else None
+
+    [task] = _shown(home, read, lambda deployment: [deployment.lifecycle.get(task_id)])
+    print_json(task)
 
 
 @app.command("revoke")
@@ -97,13 +142,11 @@ def revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a task: every enforcement point denies its token from the next request on."""
-    from zerolane.server.task_views import task_out
-
     with opened(home) as deployment:
         deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
-        revoked = task_out(deployment.lifecycle.get(task_id), deployment.clock.now())
+        revoked = task_view(deployment.lifecycle.get(task_id), deployment.clock.now())
     if as_json:
-        print_json(revoked.model_dump())
+        print_json(revoked)
         return
     console.print(f"Revoked [bold]{escape(printable(task_id))}[/bold]")
 
@@ -112,29 +155,31 @@ def revoke(
 def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show a task and the tasks delegated from it, as a tree (each with its holder,
     state, calls and the person it acts for, when verified)."""
-    from zerolane.server.task_views import task_out
 
-    with opened(home) as deployment:
-        now = deployment.clock.now()
-        tasks = [task_out(t, now) for t in deployment.lifecycle.tree(task_id)]
+    def read(stores: Stores, _now: float) -> list[TaskRecord] | None:
+        root = stores.get_task(task_id)
+        return tree_of(stores, root, limit=TREE_LIMIT) if root is not None else None
+
+    tasks = _shown(home, read, lambda deployment: deployment.lifecycle.tree(task_id))
     if as_json:
-        print_json([t.model_dump() for t in tasks])
+        print_json(tasks)
         return
     nodes: dict[str, Tree] = {}
     root: Tree | None = None
     for t in tasks:
-        user = f" for {t.user['subject']}" if t.user else ""
-        ended = f" ({t.end_reason})" if t.end_reason and t.end_reason != t.state else ""
+        user = f" for {t['user']['subject']}" if t["user"] else ""
+        end_reason, state = t["end_reason"], t["state"]
+        ended = f" ({end_reason})" if end_reason and end_reason != state else ""
         label = Text.assemble(
-            (printable(t.task_id), "bold"),
-            f" {printable(t.owner)} ",
-            (t.state, _STATE_STYLE.get(t.state, "white")),
-            printable(f" calls {t.calls_used}/{t.max_calls}{user}{ended}"),
+            (printable(t["task_id"]), "bold"),
+            f" {printable(t['owner'])} ",
+            (state, _STATE_STYLE.get(state, "white")),
+            printable(f" calls {t['calls_used']}/{t['max_calls']}{user}{ended}"),
         )
-        parent = nodes.get(t.parent_id) if t.parent_id else None
+        parent = nodes.get(t["parent_id"]) if t["parent_id"] else None
         node = parent.add(label) if parent is not None else Tree(label)
         root = root or node
-        nodes[t.task_id] = node
+        nodes[t["task_id"]] = node
     if root is not None:
         console.print(root)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,9 @@ from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, rende
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.grants.leases import LeaseManager
+from zerolane.home import DEFAULT_HOME as DEFAULT_HOME  # re-exported: one rule
+from zerolane.home import HOME_ENV as HOME_ENV
+from zerolane.home import resolve_home as resolve_home
 from zerolane.identity.admin import create_admin_credential
 from zerolane.identity.attestors.base import Attestor
 from zerolane.identity.attestors.join_token import JoinTokenAttestor
@@ -64,16 +66,6 @@ from zerolane.types import (
 )
 
 log = logging.getLogger(__name__)
-HOME_ENV = "ZEROLANE_HOME"
-DEFAULT_HOME = ".zerolane"
-
-
-def resolve_home(home: Path | None) -> Path:
-    """``--home``, else ``$ZEROLANE_HOME``, else ``./.zerolane``."""
-    if home is not None:
-        return home
-    env = os.environ.get(HOME_ENV)
-    return Path(env) if env else Path(DEFAULT_HOME)
 
 
 def forward_clock(clock: Clock | None) -> ForwardClock:

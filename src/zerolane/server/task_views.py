@@ -1,5 +1,5 @@
-"""How a task is shown (the API's and the CLI's JSON): kept apart from the routes, so
-that the CLI shows tasks without importing the web framework."""
+"""How the API shows a task: :class:`TaskOut`, the model of :func:`~zerolane.tasks.views.task_view`
+(the CLI prints that view as it is, without pydantic or the web framework)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from zerolane.store.records import TaskRecord
-from zerolane.tasks.lifecycle import effective_state
-from zerolane.tasks.scope import Scope
+from zerolane.tasks.views import task_view
 
 
 class TaskOut(BaseModel):
@@ -35,30 +34,4 @@ class TaskOut(BaseModel):
 
 
 def task_out(task: TaskRecord, now: float) -> TaskOut:
-    scope = Scope.from_json(task.scope)
-    return TaskOut(
-        task_id=task.task_id,
-        owner=task.owner,
-        playbook=task.playbook,
-        playbook_version=task.playbook_version,
-        intent=task.intent,
-        state=effective_state(task, now).value,
-        scope={
-            "actions": list(scope.actions),
-            "resources": list(scope.resources),
-            "destinations": list(scope.destinations),
-            "data_ceiling": scope.ceiling.label,
-        },
-        created_at=task.created_at,
-        expires_at=task.expires_at,
-        max_calls=task.max_calls,
-        calls_used=task.calls_used,
-        on_behalf_of=task.on_behalf_of,
-        ended_at=task.ended_at,
-        end_reason=task.end_reason,
-        parent_id=task.parent_id,
-        depth=task.depth,
-        user={"subject": task.user_subject, "issuer": task.user_issuer}
-        if task.user_subject is not None and task.user_issuer is not None
-        else None,
-    )
+    return TaskOut(**task_view(task, now))

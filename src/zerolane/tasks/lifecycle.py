@@ -46,6 +46,9 @@ from zerolane.tasks.auth import WorkloadCaller
 from zerolane.tasks.playbook_registry import PlaybookRegistry
 from zerolane.tasks.playbooks import opener_matches
 from zerolane.tasks.scope import Scope, requested_scope
+from zerolane.tasks.views import MAX_SWEEP as MAX_SWEEP  # re-exported: the views' rules
+from zerolane.tasks.views import TREE_LIMIT, expiry_due, tree_of
+from zerolane.tasks.views import effective_state as effective_state
 from zerolane.tokens.rfc8693 import Actor as ChainActor
 from zerolane.tokens.rfc8693 import act_claim
 from zerolane.tokens.rfc9068 import TaskTokenClaims, issue_task_token
@@ -53,8 +56,6 @@ from zerolane.types import Clock, Outcome, TaskState
 
 MAX_INTENT = 2000
 DEFAULT_TTL = 300
-#: how many active tasks a listing by state looks at for expiries to record
-MAX_SWEEP = 10_000
 #: the end reason of a single-use task (``one_shot`` playbook) after its one call
 SINGLE_USE = "task.single_use"
 log = logging.getLogger(__name__)
@@ -111,13 +112,6 @@ def live_task(tasks: TaskStore, claims: TaskTokenClaims, now: float) -> TaskReco
     if state is not TaskState.ACTIVE:
         raise Forbidden(f"task.{state.value}", f"task {task.task_id} is {state.value}")
     return task
-
-
-def effective_state(task: TaskRecord, now: float) -> TaskState:
-    """The state a decision sees: an active task past its window is expired."""
-    if task.state is TaskState.ACTIVE and now >= task.expires_at:
-        return TaskState.EXPIRED
-    return task.state
 
 
 class TaskLifecycle:
@@ -345,10 +339,8 @@ class TaskLifecycle:
         is refused by the stored state. It never raises: a failure to record is logged
         and the task is still expired to whoever compares its window with the clock.
         """
-        if task.state.ended:
-            return task
         now = self._clock.now() if now is None else now
-        if now < task.expires_at:
+        if not expiry_due(task, now):
             return task
         try:
             expired = self._tasks.write_recorded(
@@ -455,17 +447,10 @@ class TaskLifecycle:
             )
         return [event.unsealed() for event in events]
 
-    def tree(self, task_id: str, *, limit: int = 1000) -> list[TaskRecord]:
+    def tree(self, task_id: str, *, limit: int = TREE_LIMIT) -> list[TaskRecord]:
         """``task_id`` and its descendants, parents before children (depth first, oldest
         child first), at most ``limit`` tasks."""
-        found = [self.get(task_id)]
-        pending = [found[0]]
-        while pending and len(found) < limit:
-            children = self._tasks.list_children(pending.pop().task_id)[: limit - len(found)]
-            children = [self.mark_expired(child) for child in children]
-            found.extend(children)
-            pending.extend(children)
-        return _depth_first(found)
+        return tree_of(self._tasks, self.get(task_id), limit=limit, seen=self.mark_expired)
 
     def list(
         self, *, owner: str | None = None, state: TaskState | None = None, limit: int = 100
@@ -484,18 +469,3 @@ class TaskLifecycle:
             return self._tasks.list_tasks(owner=owner, state=state, limit=limit)
         listed = self._tasks.list_tasks(owner=owner, state=state, limit=limit)
         return [self.mark_expired(task, now=now) for task in listed]
-
-
-def _depth_first(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
-    """``tasks`` (a tree given root first) ordered parent, then each child's subtree."""
-    children: dict[str | None, list[TaskRecord]] = {}
-    for task in tasks[1:]:
-        children.setdefault(task.parent_id, []).append(task)
-    ordered: list[TaskRecord] = []
-    pending = [tasks[0]] if tasks else []
-    while pending:
-        task = pending.pop()
-        ordered.append(task)
-        kids = sorted(children.get(task.task_id, []), key=lambda t: (t.created_at, t.task_id))
-        pending.extend(reversed(kids))
-    return ordered

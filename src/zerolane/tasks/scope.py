@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerolane.errors import Forbidden, InvalidInput
 from zerolane.policy.patterns import is_within, parse_pattern
-from zerolane.tasks.playbooks import Playbook
 from zerolane.types import Sensitivity
+
+if TYPE_CHECKING:  # parsing playbooks (YAML) is not needed to read a stored scope
+    from zerolane.tasks.playbooks import Playbook
 
 DETAILS_TYPE = "zerolane_task"
 _FIELDS = frozenset({"type", "actions", "locations", "datatypes", "identifier", "resources"})

@@ -50,7 +50,6 @@ per-task locks) while it queues a write, or even while it waits for or leads a b
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import threading
@@ -209,6 +208,8 @@ class GroupCommitWriter:
     async def wait_async(self, future: Future[T]) -> T:
         """:meth:`wait` for an event loop: the background thread commits the queue (the
         loop never blocks on a commit) and the loop is woken when the future is done."""
+        import asyncio  # here: a process that never awaits a write (the CLI) skips it
+
         self.wake()
         try:  # shielded: a cancelled or timed-out wait leaves the write to its batch
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self._wait)
