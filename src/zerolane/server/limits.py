@@ -7,12 +7,12 @@ body is refused as soon as it passes the limit.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zerolane.gateway.access_log import record_error
+from zerolane.gateway.edge.http import refusal, send_answer
 
 MAX_BODY = 64 * 1024
 logger = logging.getLogger("zerolane.server")
@@ -20,17 +20,8 @@ logger = logging.getLogger("zerolane.server")
 
 async def _refuse(scope: Scope, send: Send, limit: int) -> None:
     record_error(scope, "request.too_large")
-    body = json.dumps(
-        {"error": f"request bodies are limited to {limit} bytes", "reason": "request.too_large"}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    message = f"request bodies are limited to {limit} bytes"
+    await send_answer(send, refusal(413, "request.too_large", message), close=True)
 
 
 def _declared_length(scope: Scope) -> int | None:

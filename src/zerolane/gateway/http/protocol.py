@@ -50,6 +50,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from zerolane.gateway.edge.http import error_body
 from zerolane.gateway.http.header_limits import (
     HEADER_TIMEOUT,
     HEADERS_TOO_LARGE,
@@ -185,7 +186,8 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         """Answer ``refusal`` (unless a response is in flight) and close."""
         cycle = self.cycle
         if not self.transport.is_closing() and (cycle is None or cycle.response_complete):
-            body = json.dumps({"error": refusal.message, "reason": refusal.reason}).encode()
+            fields = error_body(refusal.status, refusal.reason, refusal.message)
+            body = json.dumps(fields).encode()
             head = [STATUS_LINE[refusal.status]]
             for name, value in self.server_state.default_headers:
                 head.extend([name, b": ", value, b"\r\n"])
