@@ -35,8 +35,6 @@ from zerolane.cli.common import (
     shortened,
 )
 from zerolane.errors import InvalidInput
-from zerolane.store.records import TaskRecord
-from zerolane.tasks.views import MAX_SWEEP, TREE_LIMIT, expiry_due, task_view, tree_of
 from zerolane.types import SystemClock, TaskState
 
 if TYPE_CHECKING:
@@ -44,6 +42,7 @@ if TYPE_CHECKING:
 
     from zerolane.server.deployment import Deployment
     from zerolane.store.ports import Stores
+    from zerolane.store.records import TaskRecord
 
 app = typer.Typer(help="List, show and revoke tasks; show a delegation tree.", no_args_is_help=True)
 TaskIdArg = Annotated[str, typer.Argument(help="The task id (tsk_...)", show_default=False)]
@@ -64,6 +63,8 @@ def _shown(
     among them (the lifecycle would then return the very same records); otherwise, or
     when ``read`` finds nothing to show (an unknown task: the lifecycle's refusal),
     those of ``lifecycle``, which records the expiries first."""
+    from zerolane.tasks.views import expiry_due, task_view
+
     with opened_stores(home) as stores:
         now = SystemClock().now()
         tasks = read(stores, now)
@@ -90,6 +91,8 @@ def list_tasks(
         wanted = TaskState(state) if state else None
     except ValueError:
         raise InvalidInput("task.state", f"unknown state {state!r}") from None
+
+    from zerolane.tasks.views import MAX_SWEEP, expiry_due
 
     def read(stores: Stores, now: float) -> list[TaskRecord] | None:
         if wanted in (TaskState.ACTIVE, TaskState.EXPIRED):  # the lifecycle's sweep
@@ -142,6 +145,8 @@ def revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a task: every enforcement point denies its token from the next request on."""
+    from zerolane.tasks.views import task_view
+
     with opened(home) as deployment:
         deployment.lifecycle.revoke(task_id, actor=Actor("admin", "cli"), reason=reason)
         revoked = task_view(deployment.lifecycle.get(task_id), deployment.clock.now())
@@ -155,6 +160,7 @@ def revoke(
 def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show a task and the tasks delegated from it, as a tree (each with its holder,
     state, calls and the person it acts for, when verified)."""
+    from zerolane.tasks.views import TREE_LIMIT, tree_of
 
     def read(stores: Stores, _now: float) -> list[TaskRecord] | None:
         root = stores.get_task(task_id)
