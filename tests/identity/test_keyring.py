@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from tests.identity.attestors.cases import FixedClock
 from zerolane.errors import InvalidInput, Unavailable
 from zerolane.identity.keyring import RECHECK_EVERY, Keyring, public_jwk
 from zerolane.tokens.rfc7638 import thumbprint
+from zerolane.tokens.rfc9068 import TaskTokenClaims, issue_task_token
 
 PUBLIC_MEMBERS = {"kty", "crv", "x", "y", "kid", "alg"}
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
@@ -94,6 +97,80 @@ def test_headers_are_exactly_alg_kid_typ(keyring: Keyring) -> None:
         "typ": "JWT",
     }
     assert jwt.get_unverified_header(keyring.sign({"sub": "x"}, typ="JOSE"))["typ"] == "JOSE"
+
+
+def _pyjwt_sign(keys_dir: Path, kid: str) -> Callable[[dict[str, Any], str], str]:
+    """How Keyring.sign signed until issue 11 (PyJWT), with the same key."""
+    key = load_key(keys_dir, kid)
+    return lambda claims, typ: jwt.encode(
+        claims, key, algorithm="ES256", headers={"kid": kid, "typ": typ}
+    )
+
+
+def _task_token_claims(clock: FixedClock, **changes: Any) -> TaskTokenClaims:
+    now = int(clock.now())
+    claims = TaskTokenClaims(
+        issuer="spiffe://example.org",
+        subject="spiffe://example.org/agent/reporter",
+        audience=("https://finance.example.org", "https://wiki.example.org"),
+        issued_at=now,
+        not_before=now,
+        expires_at=now + 900,
+        jti="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        jkt="NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+        task_id="task_3f2a",
+        authorization_details=(
+            {"type": "zerolane_task", "actions": ["read"], "locations": ["reports/*"]},
+            {"type": "zerolane_task", "purpose": "Résumé trimestriel ☃", "limit": 2.5},
+        ),
+    )
+    return replace(claims, **changes)
+
+
+def test_tokens_are_written_byte_for_byte_as_before(
+    keyring: Keyring, keys_dir: Path, clock: FixedClock
+) -> None:
+    """A task token and an SVID have the header and claims segments PyJWT wrote before
+    issue 11, byte for byte (sorted header members; compact claims in their order,
+    non-ASCII escaped); only the ECDSA signature, random each time, differs. PyJWT
+    verifies the new tokens."""
+    kid = keyring.active_kid()
+    before = _pyjwt_sign(keys_dir, kid)
+    delegated = _task_token_claims(
+        clock,
+        jkt=None,
+        x5t="x" * 43,
+        act={"sub": "spiffe://example.org/agent/planner"},
+        client_id="planner",
+    )
+    svid_claims: dict[str, Any] = {
+        "sub": "spiffe://example.org/agent/reporter",
+        "aud": ["spiffe://example.org"],
+        "iat": int(clock.now()),
+        "exp": int(clock.now()) + 300,
+        "jti": "5d1c",
+        "cnf": {"jkt": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"},
+    }
+    pairs = [
+        (issue_task_token(keyring.sign, c), issue_task_token(before, c))
+        for c in (_task_token_claims(clock), delegated)
+    ]
+    pairs.append((keyring.sign(svid_claims), before(svid_claims, "JWT")))
+    public = jwt.PyJWK(keyring.public_keys()[0]).key
+    signature_only: jwt.types.Options = {
+        "verify_aud": False,
+        "verify_exp": False,
+        "verify_iat": False,
+        "verify_nbf": False,
+    }
+    for now, then in pairs:
+        assert now.split(".")[:2] == then.split(".")[:2]
+        assert now.split(".")[2] != then.split(".")[2]
+        claims = jwt.decode(now, public, algorithms=["ES256"], options=signature_only)
+        assert claims == jwt.decode(then, public, algorithms=["ES256"], options=signature_only)
+    header = jwt.get_unverified_header(pairs[0][0])
+    assert list(header) == ["alg", "kid", "typ"]
+    assert header == {"alg": "ES256", "kid": kid, "typ": "at+jwt"}
 
 
 def test_public_keys_hold_no_private_member(keyring: Keyring) -> None:

@@ -24,17 +24,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
 
 from zerolane.errors import InvalidInput, Unavailable
 from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.tokens import jws
+from zerolane.tokens.algorithms import SIGNING_ALG
 from zerolane.tokens.rfc7638 import thumbprint
 from zerolane.types import Clock
 
-ALGORITHM = "ES256"
+ALGORITHM = SIGNING_ALG
 _PUBLIC_MEMBERS = ("kty", "crv", "x", "y")
 #: seconds between two looks at the manifest on disk (see the module docstring)
 RECHECK_EVERY = 0.25
@@ -58,8 +58,11 @@ class Manifest:
 
 def public_jwk(private_key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
     """The public JWK of an EC key with only its public members."""
-    full: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
-    return {name: full[name] for name in _PUBLIC_MEMBERS}
+    return _public_members(jws.public_jwk(private_key))
+
+
+def _public_members(full: dict[str, Any]) -> dict[str, str]:
+    return {name: str(full[name]) for name in _PUBLIC_MEMBERS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class _Loaded:
     manifest: Manifest
     #: the manifest file's (mtime_ns, inode) when it was read
     stamp: tuple[int, int]
-    private: dict[str, ec.EllipticCurvePrivateKey]
+    signers: dict[str, jws.Signer]
     published: tuple[dict[str, str], ...]
 
 
@@ -200,7 +203,7 @@ class Keyring:
 
     def _load(self, stamp: tuple[int, int]) -> _Loaded:
         manifest = self._load_manifest()
-        private: dict[str, ec.EllipticCurvePrivateKey] = {}
+        signers: dict[str, jws.Signer] = {}
         for info in manifest.keys:
             path = self.directory / f"{info.kid}.pem"
             try:
@@ -209,11 +212,12 @@ class Keyring:
                 raise Unavailable("keys.unreadable", f"cannot load key {info.kid}") from err
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise Unavailable("keys.unreadable", f"key {info.kid} is not an EC key")
-            private[info.kid] = key
+            signers[info.kid] = jws.Signer(key)
         published = tuple(
-            {**public_jwk(private[i.kid]), "kid": i.kid, "alg": i.alg} for i in manifest.keys
+            {**_public_members(signers[i.kid].public_jwk()), "kid": i.kid, "alg": i.alg}
+            for i in manifest.keys
         )
-        return _Loaded(manifest, stamp, private, published)
+        return _Loaded(manifest, stamp, signers, published)
 
     # use
     def active_kid(self) -> str:
@@ -223,12 +227,16 @@ class Keyring:
         return self._refresh().manifest.sequence
 
     def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
-        """Sign ``claims`` with the active key; headers are exactly alg, kid, typ."""
+        """Sign ``claims`` with the active key; headers are exactly alg, kid, typ.
+
+        The header's members are in that (sorted) order and the claims are compact JSON
+        in the order given, as zerolane has always written them (PyJWT's encoding).
+        """
         loaded = self._refresh()
         active = loaded.manifest.active
-        return jwt.encode(
-            claims, loaded.private[active], algorithm=ALGORITHM, headers={"kid": active, "typ": typ}
-        )
+        header = {"alg": ALGORITHM, "kid": active, "typ": typ}
+        payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
+        return loaded.signers[active].sign(header, payload)
 
     def public_keys(self) -> list[dict[str, str]]:
         """Public JWKs still published (active and retired-but-unexpired keys)."""

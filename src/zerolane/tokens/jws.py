@@ -13,6 +13,10 @@ joserfc splits and decodes the token (``jws.extract_compact``: base64url without
 padding, canonical, a JSON header naming an ``alg``), imports keys (``jwk``) and checks
 the signature (``jws.validate_compact``, with a registry that knows only our
 algorithms). Every refusal is a typed :class:`~zerolane.tokens.errors.JwsError`.
+
+Signing goes through joserfc too (:class:`Signer`, :func:`sign`): every token zerolane
+issues (SVIDs and task tokens by the keyring, DPoP proofs by agents) and every public
+JWK it publishes (:func:`public_jwk`) comes from here.
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ __all__ = [
     "JwsUnknownKey",
     "JwsWeakKey",
     "ParsedJws",
+    "Signer",
     "SigningKey",
     "VerifiedJws",
+    "b64url_decode",
     "parse",
     "public_jwk",
     "public_key",
@@ -150,7 +156,7 @@ def parse(token: str) -> ParsedJws:
         raise JwsMalformed("the token is not a compact JWS") from err
     # joserfc reads the signature segment only when it verifies (an undecodable one does
     # not verify); one that is not even base64url is malformed, like a bad header
-    if _base64url_bytes(token.rpartition(".")[2]) is None:
+    if b64url_decode(token.rpartition(".")[2]) is None:
         raise JwsMalformed("the JWS signature is not base64url")
     header = compact.headers()
     if not isinstance(header, dict):
@@ -160,8 +166,9 @@ def parse(token: str) -> ParsedJws:
     return ParsedJws(header, compact.payload, compact)
 
 
-def _base64url_bytes(segment: str) -> bytes | None:
-    """The bytes of canonical unpadded base64url, else None."""
+def b64url_decode(segment: str) -> bytes | None:
+    """The bytes of canonical unpadded base64url (RFC 7515 section 2), else None: no
+    padding, no character outside the alphabet, no unused bits set."""
     if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
         return None
     try:
@@ -235,7 +242,7 @@ def _parsed_key(alg: str, values: tuple[str, ...]) -> Key:
     public: dict[str, Any] = {"kty": spec.kty, **({"crv": spec.crv} if spec.crv else {})}
     public.update(zip(spec.members, values, strict=True))
     if spec.kty == "RSA":  # checked first: joserfc warns about small keys as it imports
-        modulus = _base64url_bytes(public["n"])
+        modulus = b64url_decode(public["n"])
         if modulus is None:
             raise JwsBadKey("the verification key is malformed")
         n = int.from_bytes(modulus, "big")
@@ -296,14 +303,37 @@ def _signing_key(private_key: SigningKey) -> ECKey | OKPKey:
     return OKPKey.import_key(private_key)
 
 
+class Signer:
+    """A private key made ready to sign, for a key that signs many tokens (the keyring's
+    keys): joserfc exports a key object's JWK the first time it signs (about 50 us, as
+    long as the ES256 signature itself), so the object is built once and kept here.
+    Its repr shows no key material."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, private_key: SigningKey) -> None:
+        self._key = _signing_key(private_key)
+
+    def __repr__(self) -> str:
+        return f"Signer({self._key.key_type})"
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public JWK (``kty``, ``crv`` and the public members) of the key."""
+        return dict(self._key.as_dict(private=False))
+
+    def sign(self, header: Mapping[str, Any], payload: bytes) -> str:
+        """A compact JWS of ``payload`` under ``header`` (exactly these members, in this
+        order; its ``alg`` is one of the table that fits the key)."""
+        return jose.serialize_compact(dict(header), payload, self._key, registry=_REGISTRY)
+
+
 def public_jwk(private_key: SigningKey) -> dict[str, Any]:
     """The public JWK (``kty``, ``crv`` and the public members) of ``private_key``."""
-    return dict(_signing_key(private_key).as_dict(private=False))
+    return Signer(private_key).public_jwk()
 
 
 def sign(header: Mapping[str, Any], payload: bytes, private_key: SigningKey) -> str:
     """A compact JWS of ``payload`` under ``header`` (which names an ``alg`` of the table
-    that fits the key), signed with ``private_key``."""
-    return jose.serialize_compact(
-        dict(header), payload, _signing_key(private_key), registry=_REGISTRY
-    )
+    that fits the key), signed with ``private_key``; see :class:`Signer` for a key that
+    signs many."""
+    return Signer(private_key).sign(header, payload)
