@@ -7,7 +7,12 @@ JWT authority: a public key with a ``kid``. A plain PEM file of CA certificates 
 ``spire-server bundle show -format pem`` prints) is accepted too, with sequence 0.
 
 Import is strict: anything we would not use as stated (private key members, a
-non-CA "authority", an unknown ``use``) refuses the whole document.
+non-CA "authority", an unknown ``use``) refuses the whole document. A JWT authority
+must be a public key of a type JWT-SVIDs are signed with: EC on P-256, P-384, P-521 or
+secp256k1 with coordinates of the curve's size, Ed25519 or Ed448, or RSA, its members
+in unpadded base64url (joserfc imports EC and OKP keys, on the curve; an RSA key is
+built by ``cryptography``, as joserfc warns about any under 2048 bits as it imports,
+and verifying with one is refused later by :mod:`zerolane.tokens.jws`, not here).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +28,12 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-from jwt.exceptions import PyJWTError
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey
 
 from zerolane.errors import InvalidInput
+from zerolane.tokens.jws import b64url_decode
+from zerolane.tokens.rfc7638 import b64url
 
 MAX_BYTES = 1 << 20
 MAX_INT = (1 << 63) - 1
@@ -35,7 +42,9 @@ JWT_USE = "jwt-svid"
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 #: members that define a public key, per ``kty`` (compared against the certificate)
 _KEY_MEMBERS = {"EC": ("crv", "x", "y"), "OKP": ("crv", "x"), "RSA": ("n", "e")}
-_LOADERS: dict[str, Any] = {"EC": ECAlgorithm, "OKP": OKPAlgorithm, "RSA": RSAAlgorithm}
+#: the curves a key may be on, with an EC key's coordinate size in bytes
+_EC_CURVES = {"P-256": 32, "P-384": 48, "P-521": 66, "secp256k1": 32}
+_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
 
 
 class BundleError(InvalidInput):
@@ -63,16 +72,28 @@ def public_jwk(cert: x509.Certificate) -> dict[str, Any]:
         key = cert.public_key()
     except (UnsupportedAlgorithm, ValueError) as err:
         raise _fail("key_type", "the certificate's public key cannot be read") from err
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        jwk: dict[str, Any] = ECAlgorithm.to_jwk(key, as_dict=True)
-    elif isinstance(key, rsa.RSAPublicKey):
-        jwk = RSAAlgorithm.to_jwk(key, as_dict=True)
-    elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        jwk = OKPAlgorithm.to_jwk(key, as_dict=True)
-    else:
-        raise _fail("key_type", "the certificate's key type cannot be used in a bundle")
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+    unusable = _fail("key_type", "the certificate's key type cannot be used in a bundle")
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            jwk = ECKey.import_key(key).as_dict(private=False)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            jwk = OKPKey.import_key(key).as_dict(private=False)
+        else:
+            raise unusable
+    except (JoseError, ValueError, LookupError) as err:  # a curve JOSE has no name for
+        raise unusable from err
+    if jwk.get("crv") not in (*_EC_CURVES, *_OKP_CURVES):
+        raise unusable
     kty = str(jwk["kty"])
     return {"kty": kty, **{m: jwk[m] for m in _KEY_MEMBERS[kty]}}
+
+
+def _uint(value: int) -> str:
+    """An unsigned integer as JWK writes one: big-endian, no leading zero byte."""
+    return b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
 
 
 def _require_ca(cert: x509.Certificate) -> x509.Certificate:
@@ -108,14 +129,52 @@ def _jwt_authority(key: Mapping[str, Any]) -> Mapping[str, Any]:
     kid = key.get("kid")
     if not isinstance(kid, str) or not kid:
         raise _fail("kid", "a jwt-svid key needs a 'kid'")
-    loader = _LOADERS.get(str(key.get("kty")))
-    if loader is None:
+    check = _KEY_CHECKS.get(str(key.get("kty")))
+    if check is None:
         raise _fail("key_type", "a jwt-svid key has an unsupported 'kty'")
+    members = {m: key.get(m) for m in _KEY_MEMBERS[str(key["kty"])]}
+    values = {m: v for m, v in members.items() if isinstance(v, str)}
     try:
-        loader.from_jwk(json.dumps(dict(key)))
-    except (PyJWTError, ValueError, TypeError) as err:
+        if len(values) != len(members):
+            raise ValueError("a public key member is missing or not a string")
+        check(values)
+    except (JoseError, ValueError, LookupError) as err:
         raise _fail("jwt_key", "a jwt-svid key is not a valid public key") from err
     return dict(key)
+
+
+def _decoded(values: Mapping[str, str], member: str) -> bytes:
+    decoded = b64url_decode(values[member])
+    if decoded is None:
+        raise ValueError(f"'{member}' is not unpadded base64url")
+    return decoded
+
+
+def _ec_key(values: Mapping[str, str]) -> None:
+    size = _EC_CURVES.get(values["crv"])
+    if size is None or not len(_decoded(values, "x")) == len(_decoded(values, "y")) == size:
+        raise ValueError("not a point of a supported curve")
+    ECKey.import_key({"kty": "EC", **values})  # refuses a point off the curve
+
+
+def _okp_key(values: Mapping[str, str]) -> None:
+    if values["crv"] not in _OKP_CURVES:
+        raise ValueError("not a signing curve")
+    OKPKey.import_key({"kty": "OKP", **values})  # refuses x not of the curve's size
+
+
+def _rsa_key(values: Mapping[str, str]) -> None:
+    n = int.from_bytes(_decoded(values, "n"), "big")
+    e = int.from_bytes(_decoded(values, "e"), "big")
+    rsa.RSAPublicNumbers(e, n).public_key()  # refuses an n or e no key can have
+
+
+#: the check of a jwt-svid key's public members, per ``kty``
+_KEY_CHECKS: dict[str, Callable[[Mapping[str, str]], None]] = {
+    "EC": _ec_key,
+    "OKP": _okp_key,
+    "RSA": _rsa_key,
+}
 
 
 def _optional_int(document: Mapping[str, Any], member: str) -> int | None:
