@@ -366,6 +366,25 @@ def test_oversized_or_non_json_tokens_are_malformed(
     attestor.attest(sign(rsa_key, k8s_claims(clock)))
 
 
+def test_a_claims_segment_not_in_canonical_base64url_is_malformed(
+    attestor: JwtIssuerAttestor, clock: FixedClock, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """The claims are read (for the issuer) as strictly as the JWS is verified: padding,
+    characters outside base64url, unused bits set are malformed, whoever the issuer."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for iss in (K8S, "https://evil.example"):
+        # claims padded to 2 bytes past a multiple of 3: one '=' would be valid base64, and
+        # the last character's 2 low bits are unused
+        tokens = (sign(rsa_key, k8s_claims(clock, iss=iss, pad="x" * n)) for n in range(3))
+        token = next(t for t in tokens if len(t.split(".")[1]) % 4 == 3)
+        header, body, signature = token.split(".")
+        unused_bit = alphabet[alphabet.index(body[-1]) ^ 1]
+        for bad in (body + "=", body[:5] + "+" + body[6:], body[:-1] + unused_bit):
+            assert refused(attestor, f"{header}.{bad}.{signature}") == "jwt.malformed", bad[-3:]
+        if iss == K8S:
+            attestor.attest(token)
+
+
 # --- the JWKS file ----------------------------------------------------------------------
 
 
