@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
-import jwt
 import typer
 from rich.panel import Panel
 
@@ -24,12 +23,14 @@ from zerolane.cli.demo_gateways import (
     mcp_story,
 )
 from zerolane.cli.demo_reasons import explained, self_command
+from zerolane.identity import svid as svids
 from zerolane.sdk import Agent, Task
 from zerolane.sdk.common import TaskGrant, decide_body
 from zerolane.server.deployment import Deployment, init_home
 from zerolane.tasks.playbooks import parse_playbook
 from zerolane.tokens.rfc7638 import thumbprint
 from zerolane.tokens.rfc9449 import proof_jwk
+from zerolane.types import SystemClock
 
 TD = "demo.zerolane.dev"
 AGENT = f"spiffe://{TD}/agents/report-writer"
@@ -103,14 +104,11 @@ def _identity_story(deployment: Deployment, server: BackgroundServer) -> Agent:
     _expect(svid is not None, "no SVID")
     assert svid is not None
     jwks = httpx.get(f"{server.url}/.well-known/jwks.json").json()
-    kid = jwt.get_unverified_header(svid.token)["kid"]
-    claims = jwt.decode(
-        svid.token,
-        jwt.PyJWKSet.from_dict(jwks)[kid].key,
-        algorithms=["ES256"],
-        audience=f"spiffe://{TD}",
+    # checked as any relying party would: the published keys, the audience, SPIFFE's rules
+    verified = svids.verify(
+        svid.token, jwks["keys"], audience=f"spiffe://{TD}", clock=SystemClock()
     )
-    _expect(claims["cnf"]["jkt"] == thumbprint(proof_jwk(agent.key)), "SVID not key-bound")
+    _expect(verified.jkt == thumbprint(proof_jwk(agent.key)), "SVID not key-bound")
     _ok(f"JWT-SVID for {svid.spiffe_id}, bound to the agent's key (cnf.jkt)")
     replay = httpx.post(f"{server.url}/v1/attest", json={"join_token": token})
     _expect(replay.json().get("reason") == "join_token.used", "a used join token was accepted")
