@@ -29,14 +29,15 @@ def test_every_problem_of_zerolane_toml_is_a_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["task", "list", "--home", str(home)])
     assert result.exit_code == 2
     path = home / CONFIG_NAME
-    assert result.output.splitlines() == [
-        f"error config.invalid: {path}: http.max_header_count: must be an integer, not str",
-        f"error config.invalid: {path}: limits: unknown key",
-    ]
+    first, second = result.output.splitlines()
+    assert first == (
+        f"error config.invalid: {path}: http.max_header_count: must be an integer, not str"
+    )
+    assert second.startswith(f"error config.invalid: {path}: limits: unknown key (known: ")
     as_json = runner.invoke(app, ["task", "list", "--home", str(home), "--json"])
     error = json.loads(as_json.output)
     assert (as_json.exit_code, error["reason"]) == (2, "config.invalid")
-    assert error["message"].splitlines()[1] == f"{path}: limits: unknown key"
+    assert error["message"].splitlines()[1].startswith(f"{path}: limits: unknown key")
 
 
 def test_one_kind_of_problem_keeps_its_reason_and_the_valid_twin_runs(tmp_path: Path) -> None:

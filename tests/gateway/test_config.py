@@ -404,7 +404,8 @@ def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
     assert caught.value.reason == "config.invalid"
     assert caught.value.message.splitlines() == [
         f"{path}: listen.port: must be an integer, not str",
-        f"{path}: metrcs: unknown key",
+        f"{path}: metrcs: unknown key (known: public_url, upstreams, audience, listen, limits, "
+        "normalization, metrics, tls, http)",
     ]
 
 

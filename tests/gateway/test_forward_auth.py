@@ -399,7 +399,8 @@ def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
     assert err.value.message.splitlines() == [
         f"{path}: routes[0].resource: is required",
         f"{path}: port: must be an integer, not str",
-        f"{path}: prxy: unknown key",
+        f"{path}: prxy: unknown key (known: public_url, destination, routes, proxy, endpoint, "
+        "audience, host, port, tls, http)",
     ]
 
 

@@ -39,6 +39,7 @@ from zerolane.settings.validate import (
     combine,
     reason,
     refuse,
+    up_to,
     validate,
     within,
 )
@@ -95,7 +96,7 @@ class Limits:
     max_request_body: Size = DEFAULT_MAX_REQUEST
     max_response_body: Size = DEFAULT_MAX_RESPONSE
     #: seconds to connect, and between two reads, before ``upstream.timeout``
-    upstream_timeout: Annotated[Float, within("config.limits", 0.001, 3600, " seconds")] = 30.0
+    upstream_timeout: Annotated[Float, up_to("config.limits", 3600, " seconds")] = 30.0
     #: keep-alive connections kept open to each upstream host
     upstream_connections: Annotated[Int, within("config.limits", 1, 10_000)] = 100
 

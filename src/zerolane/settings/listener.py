@@ -25,6 +25,7 @@ from zerolane.settings.validate import (
     Texts,
     reason,
     refuse,
+    up_to,
     validate,
     within,
 )
@@ -117,12 +118,6 @@ MAX_HTTP_LIMIT_BYTES = 1 << 20
 _HeadBytes = Annotated[Int, within("config.http", 1, MAX_HTTP_LIMIT_BYTES, " bytes")]
 
 
-def _timeout(seconds: float) -> float:
-    if not 0 < seconds <= 3600:
-        raise refuse("config.http", f"must be over 0 and at most 3600, not {seconds!r}")
-    return seconds
-
-
 @dataclass(frozen=True, slots=True, config=STRICT)
 class HttpLimits:
     """``[http]``: how much of a request head a listener reads, and for how long, before
@@ -142,7 +137,7 @@ class HttpLimits:
     max_header_count: Annotated[Int, within("config.http", 1, 10_000)] = 100
     #: seconds from a request head's first byte (or the connection's opening) until
     #: its last; slower: 408 and the connection closed
-    header_timeout_seconds: Annotated[Float, AfterValidator(_timeout)] = 10.0
+    header_timeout_seconds: Annotated[Float, up_to("config.http", 3600)] = 10.0
 
     @model_validator(mode="after")
     def _line_fits(self) -> Self:

@@ -17,9 +17,11 @@ several kinds has the reason ``<scheme>.invalid``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -34,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from zerolane.errors import InvalidInput, ZerolaneError
+from zerolane.errors import InvalidInput
 from zerolane.types import Sensitivity
 
 _T = TypeVar("_T")
@@ -128,6 +130,18 @@ def within(rid: str, low: float, high: float, unit: str = "") -> AfterValidator:
     return AfterValidator(check)
 
 
+def up_to(rid: str, high: float, unit: str = "") -> AfterValidator:
+    """Annotates a number that must be over 0 and at most ``high``, else is refused as
+    ``rid``."""
+
+    def check(value: float) -> float:
+        if not 0 < value <= high:
+            raise refuse(rid, f"must be over 0 and at most {_number(high)}{unit}, not {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _label(value: str) -> str:
     try:
         Sensitivity.parse(value)
@@ -174,11 +188,6 @@ def base_of(info: ValidationInfo) -> Path | None:
     return base if isinstance(base, Path) else None
 
 
-def refused(err: ZerolaneError) -> PydanticCustomError:
-    """A :class:`~zerolane.errors.ZerolaneError` a rule met, as its refusal."""
-    return refuse(err.reason, err.message)
-
-
 def dotted(loc: Sequence[int | str]) -> str:
     """``('servers', 0, 'tools', 'x')`` -> ``servers[0].tools.x``."""
     text = ""
@@ -196,19 +205,56 @@ def _kind(value: object) -> str:
     return {dict: "table", list: "list", bool: "boolean"}.get(type(value), type(value).__name__)
 
 
-def _problem(error: ErrorDetails, scheme: str, at: Sequence[int | str]) -> tuple[str, str]:
-    """(reason id, ``dotted: what is wrong``) of one pydantic error, its location
-    under ``at``."""
-    kind, loc = error["type"], [*at, *(p for p in error["loc"] if not _is_branch(p))]
-    if kind in _UNKNOWN:
-        return f"{scheme}.unknown_key", f"{dotted(loc)}: unknown key"
-    if kind in _MISSING:
+def _bare(hint: Any) -> Any:
+    """``hint`` without ``Annotated`` and ``| None``."""
+    while True:
+        if get_origin(hint) is Annotated:
+            hint = get_args(hint)[0]
+        elif get_origin(hint) in (Union, UnionType):
+            hint = next(arg for arg in get_args(hint) if arg is not type(None))
+        else:
+            return hint
+
+
+def _known(kind: Any, loc: Sequence[int | str]) -> str:
+    """`` (known: a, b)``: the keys of the table at ``loc`` in a ``kind``, when it is a
+    settings type."""
+    hint = _bare(kind)
+    for part in loc:
+        if dataclasses.is_dataclass(hint) and isinstance(part, str):
+            hints = get_type_hints(hint, include_extras=True)
+            if part not in hints:
+                return ""
+            hint = _bare(hints[part])
+        elif get_origin(hint) is tuple and isinstance(part, int):
+            hint = _bare(get_args(hint)[0])
+        elif get_origin(hint) is dict and isinstance(part, str):
+            hint = _bare(get_args(hint)[1])
+        else:
+            return ""
+    if not dataclasses.is_dataclass(hint):
+        return ""
+    return f" (known: {', '.join(f.name for f in dataclasses.fields(hint))})"
+
+
+def _problem(
+    error: ErrorDetails, scheme: str, at: Sequence[int | str], kind: Any = None
+) -> tuple[str, str]:
+    """(reason id, ``dotted: what is wrong``) of one pydantic error in a ``kind``, its
+    location under ``at``."""
+    own = [p for p in error["loc"] if not _is_branch(p)]
+    problem, loc = error["type"], [*at, *own]
+    if problem in _UNKNOWN:
+        known = _known(kind, own[:-1]) if kind is not None else ""
+        return f"{scheme}.unknown_key", f"{dotted(loc)}: unknown key{known}"
+    if problem in _MISSING:
         return f"{scheme}.missing", f"{dotted(loc)}: is required"
     where = f"{dotted(loc)}: " if loc else ""
-    if kind in _EXPECTED:
-        return f"{scheme}.type", f"{where}must be {_EXPECTED[kind]}, not {_kind(error['input'])}"
-    if "." in kind:  # a rule's own refusal (:func:`refuse`)
-        return kind, f"{where}{error['msg']}"
+    if problem in _EXPECTED:
+        expected = _EXPECTED[problem]
+        return f"{scheme}.type", f"{where}must be {expected}, not {_kind(error['input'])}"
+    if "." in problem:  # a rule's own refusal (:func:`refuse`)
+        return problem, f"{where}{error['msg']}"
     return f"{scheme}.value", f"{where}{error['msg']}"
 
 
@@ -244,15 +290,21 @@ def validate(
     try:
         value: _T = _adapter(kind).validate_python(doc, context=dict(context or {}))
     except ValidationError as err:
-        raise problems(err, source=source, scheme=scheme, at=at) from None
+        raise problems(err, source=source, scheme=scheme, at=at, kind=kind) from None
     return value
 
 
 def problems(
-    err: ValidationError, *, source: str | None, scheme: str, at: Sequence[int | str] = ()
+    err: ValidationError,
+    *,
+    source: str | None,
+    scheme: str,
+    at: Sequence[int | str] = (),
+    kind: Any = None,
 ) -> InvalidInput:
-    """A pydantic refusal as one :class:`~zerolane.errors.InvalidInput`."""
-    found = [_problem(error, scheme, at) for error in err.errors(include_url=False)]
+    """A pydantic refusal (of validating a ``kind``) as one
+    :class:`~zerolane.errors.InvalidInput`."""
+    found = [_problem(error, scheme, at, kind) for error in err.errors(include_url=False)]
     return combine(found, source=source, scheme=scheme)
 
 
@@ -263,17 +315,3 @@ def combine(found: Sequence[tuple[str, str]], *, source: str | None, scheme: str
     reason = reasons.pop() if len(reasons) == 1 else f"{scheme}.invalid"
     prefix = f"{source}: " if source else ""
     return InvalidInput(reason, "\n".join(f"{prefix}{message}" for _, message in found))
-
-
-def each(
-    items: Sequence[_T], check: Callable[[int, _T], None], *, source: str | None, scheme: str
-) -> None:
-    """``check(index, item)`` for every item; the refusals of all as one."""
-    found: list[tuple[str, str]] = []
-    for index, item in enumerate(items):
-        try:
-            check(index, item)
-        except InvalidInput as err:
-            found.extend((err.reason, line) for line in err.message.splitlines())
-    if found:
-        raise combine(found, source=source, scheme=scheme)
