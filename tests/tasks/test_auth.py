@@ -66,6 +66,8 @@ def test_a_workload_is_its_svid_bound_to_the_key_that_signed_the_proof(
 ) -> None:
     caller = world.caller(agent)
     assert caller.workload.spiffe_id == AGENT
+    assert caller.svid is not None
+    assert caller.proof is not None
     assert caller.svid.spiffe_id == AGENT
     assert caller.proof.jkt == agent.jkt == caller.svid.jkt
 
@@ -193,6 +195,7 @@ def test_a_task_holder_is_its_token_bound_to_the_key_that_signed_the_proof(
     )
     assert holder.claims.task_id == opened.task.task_id
     assert holder.claims.subject == AGENT
+    assert holder.proof is not None
     assert holder.proof.jkt == holder.claims.jkt == agent.jkt
     assert holder.token == opened.token
 
