@@ -11,9 +11,9 @@ import pytest
 
 from zerolane.config import HttpLimits, parse_config, parse_http_limits, render_config
 from zerolane.errors import InvalidInput
-from zerolane.gateway import mcp
 from zerolane.gateway.config import parse_gateway_config
 from zerolane.gateway.forward_auth_config import parse_config as parse_forward_auth
+from zerolane.gateway.mcp import config as mcp
 
 BASE: dict[str, Any] = {"trust_domain": "example.org"}
 GATEWAY: dict[str, Any] = {
