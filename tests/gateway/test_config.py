@@ -426,3 +426,16 @@ def test_every_route_problem_is_refused_at_once(tmp_path: Path) -> None:
         "upstreams[1].prefix",
     ]
     assert all(line.startswith(f"{path}: ") for line in lines)
+
+
+def test_a_key_that_is_no_name_is_an_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text(json.dumps(valid())[:-1] + ', "1": true}')  # a string that names nothing
+    with pytest.raises(InvalidInput) as caught:
+        load_gateway_config(path)
+    assert caught.value.message.startswith(f"{path}: 1: unknown key (known: public_url, ")
+    path.write_text(json.dumps(valid())[:-1] + ", 1: true}")  # YAML reads an integer key
+    with pytest.raises(InvalidInput) as caught:
+        load_gateway_config(path)
+    assert caught.value.reason == "config.unknown_key"
+    assert caught.value.message.startswith(f"{path}: [1]: unknown key (known: public_url, ")

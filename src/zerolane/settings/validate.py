@@ -68,7 +68,8 @@ _EXPECTED = {
     "tuple_type": "a list",
     "none_required": "empty",
 }
-_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+#: a key the type does not name (``invalid_key``: not even a string, a YAML ``1:``)
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument", "invalid_key")
 _MISSING = ("missing", "missing_argument", "missing_keyword_only_argument")
 
 
