@@ -1,14 +1,19 @@
 """SVIDs issued per second: through the API vs a raw ES256 sign loop, same run.
 
-    .venv/bin/python bench/svid.py [--seconds 3] [--clients 4]
+    .venv/bin/python bench/svid.py [--seconds 3] [--clients 4] [--before SRC --rounds 5]
 
 Rows:
   raw ES256 sign       cryptography's ECDSA P-256 sign of a 200-byte message (the floor)
-  keyring.sign         the JWT-SVID encode (PyJWT) with our keyring
+  keyring.sign         the JWT-SVID encode (tokens.jws on joserfc) with our keyring
   attest in-process    IdentityService.attest with a join token on SQLite (no HTTP)
   POST /v1/attest      the real API under uvicorn, load from separate processes
 Then the in-process attest again with 10x and 1000x more registered workloads and a
 longer audit chain, to show how cost grows with state.
+
+With ``--before SRC`` (an older zerolane's ``src/``, e.g. from ``git archive``) only
+keyring.sign is measured, in child processes alternating between that tree and this
+one for ``--rounds`` rounds, each child measuring the raw sign too: the table gives each
+tree's median rate, its ratio to its own raw sign and this tree over the older one.
 """
 
 from __future__ import annotations
@@ -151,12 +156,62 @@ def _wait(port: int) -> None:
     raise SystemExit("server did not start")
 
 
+def sign_rates(seconds: float) -> dict[str, float]:
+    """The raw ES256 sign and keyring.sign rates of the zerolane this process imports."""
+    from zerolane.identity.keyring import Keyring
+    from zerolane.types import SystemClock
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    message = os.urandom(200)
+    raw = rate(lambda: key.sign(message, ec.ECDSA(hashes.SHA256())), seconds)
+    keyring = Keyring(Path(tempfile.mkdtemp(prefix="zl-bench-")) / "keys", SystemClock())
+    keyring.create()
+    claims = {"sub": f"spiffe://{TD}/agents/a0", "aud": ["x"], "exp": 2**31, "iat": 0, "jti": "j"}
+    return {"raw": raw, "sign": rate(lambda: keyring.sign(dict(claims)), seconds)}
+
+
+def compare_sign(before: Path, rounds: int, seconds: float) -> None:
+    """keyring.sign of ``before`` (a src/ folder) and of this tree, alternating."""
+    trees = {"this tree": None, "before": before}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    for _ in range(rounds):
+        for name, src in trees.items():
+            env = dict(os.environ)
+            if src is not None:
+                env["PYTHONPATH"] = str(src)
+            command = [sys.executable, __file__, "--sign-only", "--seconds", str(seconds)]
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(out.stdout))
+
+    def median(name: str, row: str) -> float:
+        values = sorted(run[row] for run in runs[name])
+        return values[len(values) // 2]
+
+    print(f"\n{'keyring.sign, median of ' + str(rounds):<30} {'ops/s':>8} {'vs raw sign':>12}")
+    for name in trees:
+        sign = median(name, "sign")
+        print(f"{name:<30} {sign:>8.0f} {sign / median(name, 'raw'):>11.3f}x")
+    ratio = median("this tree", "sign") / median("before", "sign")
+    print(f"{'this tree / before':<30} {ratio:>8.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--per-client", type=int, default=500)
+    parser.add_argument("--before", type=Path, help="an older zerolane's src/ folder")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds, --before")
+    parser.add_argument("--sign-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sign_only:
+        print(json.dumps(sign_rates(args.seconds)))
+        return
+    if args.before is not None:
+        if not (args.before / "zerolane" / "__init__.py").is_file():
+            parser.error(f"--before {args.before}: no zerolane package there")
+        compare_sign(args.before, args.rounds, args.seconds)
+        return
 
     key = ec.generate_private_key(ec.SECP256R1())
     message = os.urandom(200)
