@@ -45,7 +45,7 @@ def _tree(home: Path) -> tuple[str, str]:
         key, svid = _svid(deployment, A)
         url = "https://cp.example.org/v1/tasks"
         caller = deployment.authenticator.workload(
-            f"DPoP {svid}",
+            svid,
             make_proof(key, method="POST", url=url, access_token=svid),
             method="POST",
             url=url,

@@ -125,7 +125,7 @@ class World:
         """The agent authenticated for ``POST /v1/tasks`` (SVID + proof)."""
         proof = self.proof(agent.key, "POST", OPEN_URL, agent.svid)
         return self.deployment.authenticator.workload(
-            f"DPoP {agent.svid}", proof, method="POST", url=OPEN_URL
+            agent.svid, proof, method="POST", url=OPEN_URL
         )
 
     # tasks

@@ -22,7 +22,6 @@ from zerolane.tasks.auth import (
     Authenticator,
     TaskHolder,
     WorkloadCaller,
-    bearer_of,
 )
 from zerolane.tokens.rfc9068 import DEFAULT_LEEWAY
 from zerolane.types import WorkloadStatus
@@ -30,35 +29,11 @@ from zerolane.types import WorkloadStatus
 COMPLETE_URL = f"https://cp.{TD}/v1/tasks/x/complete"
 
 
-@pytest.mark.parametrize(
-    ("header", "reason"),
-    [
-        (None, "auth.missing"),
-        ("", "auth.missing"),
-        ("DPoP", "auth.missing"),
-        ("DPoP    ", "auth.missing"),
-        ("Bearer abc", "auth.scheme"),
-        ("abc", "auth.scheme"),
-    ],
-)
-def test_bearer_of_refuses_anything_but_the_dpop_scheme(header: str | None, reason: str) -> None:
-    with pytest.raises(Unauthenticated) as refused:
-        bearer_of(header)
-    assert refused.value.reason == reason
-
-
-def test_bearer_of_takes_the_token_of_a_dpop_header() -> None:
-    assert bearer_of("DPoP abc.def.ghi") == "abc.def.ghi"
-    assert bearer_of("dpop  abc ") == "abc"
-
-
 def _workload(
     world: World, agent: Agent, proof: str | None, svid_token: str | None = None
 ) -> WorkloadCaller:
     token = svid_token or agent.svid
-    return world.deployment.authenticator.workload(
-        f"DPoP {token}", proof, method="POST", url=OPEN_URL
-    )
+    return world.deployment.authenticator.workload(token, proof, method="POST", url=OPEN_URL)
 
 
 def test_a_workload_is_its_svid_bound_to_the_key_that_signed_the_proof(
@@ -329,13 +304,13 @@ def test_an_svid_signed_by_a_key_rotated_in_elsewhere_is_accepted_at_once(
 ) -> None:
     keyring, authenticator = _looking_only_when_asked(world)
     proof = world.proof(agent.key, "POST", OPEN_URL, agent.svid)
-    authenticator.workload(f"DPoP {agent.svid}", proof, method="POST", url=OPEN_URL)
+    authenticator.workload(agent.svid, proof, method="POST", url=OPEN_URL)
     old, new = world.deployment.keyring.rotate(publish_for=600)  # "another process"
     newcomer = world.agent(f"spiffe://{TD}/agents/newcomer")
     assert jwt.get_unverified_header(newcomer.svid)["kid"] == new
     assert [k["kid"] for k in keyring.public_keys()] == [old]
     proof = world.proof(newcomer.key, "POST", OPEN_URL, newcomer.svid)
-    caller = authenticator.workload(f"DPoP {newcomer.svid}", proof, method="POST", url=OPEN_URL)
+    caller = authenticator.workload(newcomer.svid, proof, method="POST", url=OPEN_URL)
     assert caller.workload.spiffe_id == newcomer.spiffe_id
 
 
@@ -359,15 +334,15 @@ def test_a_workload_proof_is_spent_for_every_process_and_restart(tmp_path: Path)
         caller = sqlite_world.agent(AGENT)
         proof = sqlite_world.proof(caller.key, "POST", OPEN_URL, caller.svid)
         first = sqlite_world.deployment.authenticator
-        assert first.workload(f"DPoP {caller.svid}", proof, method="POST", url=OPEN_URL)
+        assert first.workload(caller.svid, proof, method="POST", url=OPEN_URL)
         restarted = Deployment.open(sqlite_world.deployment.home, sqlite_world.clock)
         try:
             again = restarted.authenticator
             with pytest.raises(Unauthenticated) as refused:
-                again.workload(f"DPoP {caller.svid}", proof, method="POST", url=OPEN_URL)
+                again.workload(caller.svid, proof, method="POST", url=OPEN_URL)
             assert refused.value.reason == "dpop.replayed"
             fresh = sqlite_world.proof(caller.key, "POST", OPEN_URL, caller.svid)
-            assert again.workload(f"DPoP {caller.svid}", fresh, method="POST", url=OPEN_URL)
+            assert again.workload(caller.svid, fresh, method="POST", url=OPEN_URL)
         finally:
             restarted.close()
     finally:

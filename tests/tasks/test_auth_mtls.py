@@ -21,7 +21,7 @@ from tests.tasks.conftest import ADMIN, AGENT, FINANCE, PEER, TD, Agent, World
 from zerolane.errors import Forbidden, Refusal, Unauthenticated
 from zerolane.identity.ca import X509Authority
 from zerolane.identity.service import AttestRequest
-from zerolane.tasks.auth import WorkloadCaller, token_of
+from zerolane.tasks.auth import WorkloadCaller
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tasks.lifecycle import OpenedTask, OpenRequest
 from zerolane.tokens.rfc8705 import cert_thumbprint
@@ -170,15 +170,6 @@ def test_no_certificate_no_caller(world: World) -> None:
     with pytest.raises(Unauthenticated) as refused:
         by_cert(world, None)
     assert refused.value.reason == "mtls.cert_missing"
-
-
-def test_bearer_scheme_only_with_a_certificate(cert_a: HeldSvid) -> None:
-    with pytest.raises(Unauthenticated) as refused:
-        token_of("Bearer abc", client_cert=None)
-    assert refused.value.reason == "auth.scheme"
-    assert token_of("Bearer abc", client_cert=cert_a.der) == "abc"
-    assert token_of("DPoP abc", client_cert=cert_a.der) == "abc"
-    assert token_of("DPoP abc", client_cert=None) == "abc"
 
 
 # through the Decider (DecideInput.client_cert, passed on to task_holder)

@@ -120,7 +120,7 @@ def open_task(
     else:  # an SVID is always DPoP-bound: no certificate lets a Bearer one through
         token, proof = credentials_of(request.headers.raw, client_cert=None)
         caller = deployment.authenticator.workload(
-            f"DPoP {token}", proof, method="POST", url=_url(request, deployment)
+            token, proof, method="POST", url=_url(request, deployment)
         )
     opened = deployment.lifecycle.open(
         caller,

@@ -6,6 +6,10 @@ key the token is bound to (``cnf.jkt``), for this method and URL, once; or, for 
 bound to a certificate (RFC 8705 ``cnf.x5t#S256``), the request must come over a
 connection authenticated with that very certificate. A ``jkt`` token always needs its
 proof (a certificate does not replace it); an ``x5t#S256`` token needs its certificate.
+
+The tokens and proofs come as the request carried them: reading them from its headers
+(one ``Authorization``, its scheme, one ``DPoP``) is the enforcement edge's
+(:func:`zerolane.gateway.edge.http.credentials_of`).
 """
 
 from __future__ import annotations
@@ -37,40 +41,7 @@ from zerolane.tokens.rfc9449 import DpopError, VerifiedProof, verify_proof
 from zerolane.types import Clock, WorkloadStatus
 
 log = logging.getLogger(__name__)
-SCHEME = "dpop"
-#: RFC 8705 tokens travel as ``Bearer`` (RFC 6750); accepted only with a client certificate
-BEARER = "bearer"
 _T = TypeVar("_T")
-
-
-def bearer_of(authorization: str | None) -> str:
-    """The token of an ``Authorization: DPoP <token>`` header."""
-    if not authorization:
-        raise Unauthenticated("auth.missing", "send 'Authorization: DPoP <token>' and a DPoP proof")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != SCHEME:
-        raise Unauthenticated(
-            "auth.scheme", "tokens here are sender-constrained: use the DPoP scheme, not Bearer"
-        )
-    token = token.strip()
-    if not token:
-        raise Unauthenticated("auth.missing", "the Authorization header carries no token")
-    return token
-
-
-def token_of(authorization: str | None, *, client_cert: bytes | None) -> str:
-    """The token of ``Authorization: DPoP <token>``, or of ``Bearer <token>`` when the
-    request carries a client certificate (a certificate-bound token, RFC 8705).
-
-    The scheme grants nothing: what the token is bound to decides what must come with it.
-    A request's headers are read (one ``Authorization``, one ``DPoP`` at most) by the
-    enforcement edge, :func:`zerolane.gateway.edge.http.credentials_of`.
-    """
-    if client_cert and authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == BEARER and token.strip():
-            return token.strip()
-    return bearer_of(authorization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +200,9 @@ class Authenticator:
             raise Forbidden("workload.disabled", f"{workload.spiffe_id} is disabled")
         return workload
 
-    def workload(
-        self, authorization: str | None, proof: str | None, *, method: str, url: str
-    ) -> WorkloadCaller:
-        """A workload presenting its JWT-SVID, bound to the key that signed ``proof``."""
-        token = bearer_of(authorization)
+    def workload(self, token: str, proof: str | None, *, method: str, url: str) -> WorkloadCaller:
+        """A workload presenting its JWT-SVID (``token``, as the enforcement edge read it
+        from ``Authorization: DPoP``), bound to the key that signed ``proof``."""
         verified, jkt = self._svid(token)
         checked = self._proof(proof, method, url, token, jkt)
         return WorkloadCaller(self._enabled(verified.spiffe_id), verified, checked)

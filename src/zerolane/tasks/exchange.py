@@ -366,7 +366,7 @@ class TokenExchange:
     def open_for_user(self, request: ExchangeRequest, proof: str | None, *, url: str) -> Exchanged:
         """A new root task for the person of ``request.subject_token`` (an ID token),
         opened by the workload of ``request.actor_token``; ``proof`` by its key."""
-        caller = self._auth.workload(f"DPoP {request.actor_token}", proof, method=METHOD, url=url)
+        caller = self._auth.workload(request.actor_token, proof, method=METHOD, url=url)
         try:
             if self._users is None:
                 raise Unauthenticated("id_token.unknown_issuer", "no ID token issuer is configured")

@@ -21,6 +21,7 @@ from zerolane.errors import (
 from zerolane.gateway.edge.http import (
     allow_headers,
     bearer_credential,
+    bearer_of,
     challenge_error,
     credentials_of,
     decision_status,
@@ -33,6 +34,7 @@ from zerolane.gateway.edge.http import (
     refusal_of_status,
     send_answer,
     status_of,
+    token_of,
     www_authenticate,
 )
 from zerolane.tasks.decisions import Decision
@@ -109,6 +111,37 @@ def test_a_request_carries_one_token_and_at_most_one_proof(
     assert credentials_of(one, client_cert=None) == ("a", "p")
     bearer = _headers(("Authorization", "Bearer a"))
     assert credentials_of(bearer, client_cert=b"der") == ("a", None)
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "auth.missing"),
+        ("", "auth.missing"),
+        ("DPoP", "auth.missing"),
+        ("DPoP    ", "auth.missing"),
+        ("Bearer abc", "auth.scheme"),
+        ("abc", "auth.scheme"),
+    ],
+)
+def test_bearer_of_refuses_anything_but_the_dpop_scheme(header: str | None, reason: str) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        bearer_of(header)
+    assert refused.value.reason == reason
+
+
+def test_bearer_of_takes_the_token_of_a_dpop_header() -> None:
+    assert bearer_of("DPoP abc.def.ghi") == "abc.def.ghi"
+    assert bearer_of("dpop  abc ") == "abc"
+
+
+def test_a_bearer_token_only_with_a_certificate() -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        token_of("Bearer abc", client_cert=None)
+    assert refused.value.reason == "auth.scheme"
+    assert token_of("Bearer abc", client_cert=b"der") == "abc"
+    assert token_of("DPoP abc", client_cert=b"der") == "abc"
+    assert token_of("DPoP abc", client_cert=None) == "abc"
 
 
 def test_single_headers_and_bearer_credentials() -> None:

@@ -45,13 +45,16 @@ from typing import Any
 
 from starlette.responses import Response
 
-from zerolane.errors import InvalidInput, Refusal, ZerolaneError
-from zerolane.tasks.auth import token_of
+from zerolane.errors import InvalidInput, Refusal, Unauthenticated, ZerolaneError
 from zerolane.tasks.decisions import Decision
 from zerolane.tokens.algorithms import DPOP_ALGS_HEADER
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+#: the scheme of a sender-constrained token (RFC 9449 section 7.1)
+SCHEME = "dpop"
+#: RFC 8705 tokens travel as ``Bearer`` (RFC 6750); accepted only with a client certificate
+BEARER = "bearer"
 TASK_HEADER = "X-Zerolane-Task"
 DECISION_HEADER = "X-Zerolane-Decision"
 REASON_HEADER = "X-Zerolane-Reason"
@@ -123,6 +126,35 @@ def refusal_of_status(status: int) -> Refusal | None:
         return None
     kinds = {400: Refusal.INVALID, 401: Refusal.UNAUTHENTICATED, 503: Refusal.UNAVAILABLE}
     return kinds.get(status, Refusal.FORBIDDEN)
+
+
+def bearer_of(authorization: str | None) -> str:
+    """The token of an ``Authorization: DPoP <token>`` header; ``auth.missing`` without
+    one, ``auth.scheme`` for another scheme."""
+    if not authorization:
+        raise Unauthenticated("auth.missing", "send 'Authorization: DPoP <token>' and a DPoP proof")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != SCHEME:
+        raise Unauthenticated(
+            "auth.scheme", "tokens here are sender-constrained: use the DPoP scheme, not Bearer"
+        )
+    token = token.strip()
+    if not token:
+        raise Unauthenticated("auth.missing", "the Authorization header carries no token")
+    return token
+
+
+def token_of(authorization: str | None, *, client_cert: bytes | None) -> str:
+    """The token of ``Authorization: DPoP <token>``, or of ``Bearer <token>`` when the
+    request carries a client certificate (a certificate-bound token, RFC 8705).
+
+    The scheme grants nothing: what the token is bound to decides what must come with it.
+    """
+    if client_cert and authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == BEARER and token.strip():
+            return token.strip()
+    return bearer_of(authorization)
 
 
 def credentials_of(
