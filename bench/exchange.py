@@ -92,7 +92,7 @@ def authenticate(
     deployment: Deployment, key: ec.EllipticCurvePrivateKey, svid: str
 ) -> WorkloadCaller:
     proof = make_proof(key, method="POST", url=OPEN_URL, access_token=svid)
-    return deployment.authenticator.workload(f"DPoP {svid}", proof, method="POST", url=OPEN_URL)
+    return deployment.authenticator.workload(svid, proof, method="POST", url=OPEN_URL)
 
 
 # --- in process ---------------------------------------------------------------------------

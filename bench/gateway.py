@@ -414,9 +414,7 @@ def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
 
         def open_task(audience: str, actions: list[str]) -> tuple[str, str]:
             proof = make_proof(key, method="POST", url=url, access_token=svid)
-            caller = deployment.authenticator.workload(
-                f"DPoP {svid}", proof, method="POST", url=url
-            )
+            caller = deployment.authenticator.workload(svid, proof, method="POST", url=url)
             details = [{"type": "zerolane_task", "actions": actions}]
             opened = deployment.lifecycle.open(
                 caller,

@@ -119,7 +119,7 @@ def caller(deployment: Deployment, spiffe_id: str) -> WorkloadCaller:
     """Attest ``spiffe_id`` with a key and authenticate it once, as the API would."""
     key, svid = credentials(deployment, spiffe_id)
     proof = make_proof(key, method="POST", url=OPEN_URL, access_token=svid)
-    return deployment.authenticator.workload(f"DPoP {svid}", proof, method="POST", url=OPEN_URL)
+    return deployment.authenticator.workload(svid, proof, method="POST", url=OPEN_URL)
 
 
 def opener(deployment: Deployment, mode: str = "open") -> Callable[[], object]:
@@ -133,7 +133,7 @@ def opener(deployment: Deployment, mode: str = "open") -> Callable[[], object]:
         if mode == "authed":
             proof = make_proof(key, method="POST", url=OPEN_URL, access_token=svid)
             opened = lifecycle.open(
-                auth.workload(f"DPoP {svid}", proof, method="POST", url=OPEN_URL), request
+                auth.workload(svid, proof, method="POST", url=OPEN_URL), request
             )
             task_id = opened.task.task_id
             url = f"{OPEN_URL}/{task_id}/complete"
