@@ -24,12 +24,12 @@ from zerolane.cli.common import (
     print_json,
 )
 from zerolane.cli.servers import bound_port, listen, listen_url
-from zerolane.config import HttpLimits, TlsConfig
 from zerolane.errors import ZerolaneError
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from zerolane.config import HttpLimits, TlsConfig
     from zerolane.gateway.config import GatewayConfig
     from zerolane.gateway.http import GatewayApp
     from zerolane.server.deployment import Deployment
@@ -73,6 +73,7 @@ def uvicorn_config(
     TLS extension)."""
     import uvicorn
 
+    from zerolane.config import HttpLimits
     from zerolane.gateway.http.protocol import RawTargetHttpToolsProtocol, with_limits
 
     protocol = with_limits(RawTargetHttpToolsProtocol, limits or HttpLimits())

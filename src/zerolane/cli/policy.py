@@ -17,7 +17,6 @@ from rich.table import Table
 
 from zerolane.cli.common import HomeOption, JsonOption, console, print_json, printable, report
 from zerolane.cli.pidfile import server_pid
-from zerolane.config import CONFIG_NAME, load_config
 from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.policy.engine import PolicyLoadError
 
@@ -172,6 +171,8 @@ def run_tests(
 
 def home_policies(root: Path) -> Path:
     """``<home>/policies``, or the ``policy_dir`` the home's config names."""
+    from zerolane.config import CONFIG_NAME, load_config
+
     if not (root / CONFIG_NAME).is_file():
         return root / POLICIES
     try:

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,12 +25,12 @@ from zerolane.cli.common import (
 )
 from zerolane.cli.pidfile import remove_own, server_pid, write_listeners, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
-from zerolane.config import GatewayEntry, HttpLimits
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from zerolane.config import GatewayEntry, HttpLimits
     from zerolane.server.deployment import Deployment
 
 RELOADER = Actor("system", "policy-reload")
@@ -74,8 +74,9 @@ class Gateway:
     public_url: str
     #: uvicorn's TLS options of the gateway's ``[tls]`` (``{}``: plain HTTP)
     tls: dict[str, Any] | None = None
-    #: the gateway's ``[http]``: how much of a request head its listener reads
-    http: HttpLimits = field(default_factory=HttpLimits)
+    #: the gateway's ``[http]``: how much of a request head its listener reads (None:
+    #: the defaults)
+    http: HttpLimits | None = None
 
     def server_config(self, log_level: str) -> uvicorn.Config:
         """Served as ``zerolane gateway run`` / ``zerolane mcp-gateway run`` serve it."""

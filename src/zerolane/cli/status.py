@@ -12,7 +12,6 @@ import typer
 
 from zerolane.cli.common import HomeOption, JsonOption, cells, console, print_json
 from zerolane.cli.pidfile import read_listeners, server_pid
-from zerolane.config import CONFIG_NAME
 from zerolane.errors import InvalidInput
 
 #: the most a probe may wait for an answer, in seconds
@@ -45,6 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Health of the zerolane up serving this home: exit 0 when every server it
         started answers /healthz, 1 when none runs or one does not answer."""
+        from zerolane.config import CONFIG_NAME
         from zerolane.server.deployment import resolve_home
 
         root = resolve_home(home)
