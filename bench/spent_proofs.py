@@ -29,7 +29,7 @@ from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.errors import ProofReplayed
-from zerolane.store.records import SpentProof, TaskRecord
+from zerolane.store.records import Spend, SpentProof, TaskRecord
 from zerolane.store.sqlite import SqliteStores
 from zerolane.store.sqlite.connection import connect
 from zerolane.types import Outcome, TaskState
@@ -61,6 +61,11 @@ def _task(task_id: str, calls: int) -> TaskRecord:
         touched=1,
         token_jti=f"jti-{task_id}",
     )
+
+
+def _spend(task_id: str, used: int, calls: int, proof: SpentProof | None) -> Spend:
+    """A decision's spend of one call of a :func:`_task` (touched stays 1)."""
+    return Spend(task_id, used, calls, 1, touched=1, now=NOW, proof=proof)
 
 
 def _fill(stores: SqliteStores, count: int) -> None:
@@ -114,15 +119,8 @@ def run_size(size: int, ops: int, rounds: int) -> list[tuple[str, float, float]]
             ) -> Callable[[int], object]:
                 def once(i: int) -> object:
                     event = log.event("decision", Actor("workload", "w"), task_id, Outcome.SUCCESS)
-                    spent = stores.submit_spend_call_recorded(
-                        task_id,
-                        expected_calls_used=used[task_id],
-                        touched=1,
-                        now=NOW,
-                        events=[event.unsealed()],
-                        seal=seal,
-                        proof=proof(i),
-                    ).result()
+                    spend = _spend(task_id, used[task_id], ops + 10, proof(i))
+                    spent = stores.commit_decision(spend, [event.unsealed()], seal).result()
                     assert spent is not None
                     used[task_id] += 1
                     return spent
@@ -132,15 +130,8 @@ def run_size(size: int, ops: int, rounds: int) -> list[tuple[str, float, float]]
             def refused(i: int) -> object:
                 event = log.event("decision", Actor("workload", "w"), "t", Outcome.SUCCESS)
                 try:
-                    stores.submit_spend_call_recorded(
-                        tasks[0],
-                        expected_calls_used=used[tasks[0]],
-                        touched=1,
-                        now=NOW,
-                        events=[event.unsealed()],
-                        seal=seal,
-                        proof=replayed,
-                    ).result()
+                    spend = _spend(tasks[0], used[tasks[0]], ops + 10, replayed)
+                    stores.commit_decision(spend, [event.unsealed()], seal).result()
                 except ProofReplayed:
                     return None
                 raise AssertionError("a spent proof was accepted")

@@ -1,5 +1,6 @@
 """Spent one-time proofs: every backend remembers them, and a decision's spend takes
-its proof in the same write (a proof spent before undoes the spend)."""
+its proof in the same write (a proof spent before undoes the spend; a decision's
+commit with its event: ``test_decision_commits``)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.identity.attestors.cases import FixedClock
-from zerolane.audit.chain import seal
-from zerolane.audit.events import Actor
-from zerolane.audit.log import AuditLog
 from zerolane.errors import ProofReplayed
-from zerolane.store.ports import RecordedSpendStore, Stores
+from zerolane.store.ports import Stores
 from zerolane.store.records import SpentProof, TaskRecord
 from zerolane.store.sqlite import SqliteStores
 from zerolane.store.sqlite.proofs import MAX_STEP_BACK
-from zerolane.types import Outcome, TaskState
+from zerolane.types import TaskState
 
 NOW = 1_000_000.0
 
@@ -101,40 +98,6 @@ def test_a_proof_spent_elsewhere_makes_the_spend_fail_whole(stores: Stores) -> N
     task = stores.get_task("t1")
     assert task is not None
     assert (task.calls_used, task.touched) == (0, 0)
-
-
-def test_a_recorded_spend_with_a_spent_proof_stores_neither_spend_nor_event(
-    tmp_path: Path,
-) -> None:
-    stores = SqliteStores(tmp_path / "z.db")
-    try:
-        assert isinstance(stores, RecordedSpendStore)
-        stores.add_task(_task())
-        proof = SpentProof.of("jkt:recorded", NOW + 60)
-        log = AuditLog(stores, FixedClock())
-
-        def submit(expected: int) -> TaskRecord | None:
-            event = log.event("decision", Actor("workload", "w"), "t1", Outcome.SUCCESS)
-            return stores.submit_spend_call_recorded(
-                "t1",
-                expected_calls_used=expected,
-                touched=1,
-                now=NOW,
-                events=[event.unsealed()],
-                seal=seal,
-                proof=proof,
-            ).result()
-
-        assert submit(0) is not None
-        events = len(stores.read_events())
-        with pytest.raises(ProofReplayed):
-            submit(1)
-        assert len(stores.read_events()) == events
-        task = stores.get_task("t1")
-        assert task is not None
-        assert task.calls_used == 1
-    finally:
-        stores.close()
 
 
 def test_processes_over_one_database_share_what_was_spent(tmp_path: Path) -> None:

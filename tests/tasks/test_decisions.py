@@ -34,8 +34,11 @@ from zerolane.gateway.inproc import TaskCredentials
 from zerolane.policy.context import is_internal
 from zerolane.policy.engine import PolicyRequest, PolicyResult
 from zerolane.policy.patterns import matches_any
-from zerolane.store.records import TaskRecord
-from zerolane.tasks.decisions import MAX_ATTEMPTS, DecideInput, Decision
+from zerolane.store.memory.done import Done
+from zerolane.store.ports import PendingWrite
+from zerolane.store.records import Spend, TaskRecord
+from zerolane.tasks.decision_core import MAX_ATTEMPTS
+from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tasks.scope import Scope
 from zerolane.tokens.rfc9068 import DEFAULT_LEEWAY, TaskTokenClaims, issue_task_token
 from zerolane.types import Sensitivity, TaskState
@@ -449,17 +452,17 @@ def test_a_sensitive_read_racing_an_egress_is_seen_by_the_retry(
     post's compare-and-set fails and its retry sees the read: denied, never both."""
     opened = world.open(agent)
     post_slack = {"action": "write", "resource": "wiki/status", "destination": SLACK}
-    spend = world.stores.spend_call
+    commit = world.stores.commit_decision
     raced: list[Decision] = []
     racing_now = threading.Event()
 
-    def racing(task_id: str, **kwargs: Any) -> TaskRecord | None:
+    def racing(spend: Spend, *args: Any) -> PendingWrite[TaskRecord | None]:
         if not racing_now.is_set():  # the post's spend: the read slips in before it
             racing_now.set()
             raced.append(world.ask(agent, opened.token, sensitivity="confidential"))
-        return spend(task_id, **kwargs)
+        return commit(spend, *args)
 
-    monkeypatch.setattr(world.stores, "spend_call", racing)
+    monkeypatch.setattr(world.stores, "commit_decision", racing)
     post = world.ask(agent, opened.token, **post_slack)
     assert raced[0].allowed
     assert (post.allowed, post.reasons) == (False, ("flow.egress_after_sensitive_read",))
@@ -497,11 +500,11 @@ def test_a_compare_and_set_that_never_succeeds_denies(
     opened = world.open(agent)
     attempts: list[str] = []
 
-    def lost(task_id: str, **kwargs: Any) -> TaskRecord | None:
-        attempts.append(task_id)
-        return None
+    def lost(spend: Spend, *args: Any) -> PendingWrite[TaskRecord | None]:
+        attempts.append(spend.task_id)
+        return Done(None)  # another request always spent first
 
-    monkeypatch.setattr(world.stores, "spend_call", lost)
+    monkeypatch.setattr(world.stores, "commit_decision", lost)
     denied = world.ask(agent, opened.token)
     assert (denied.allowed, denied.reasons, denied.refusal) == (
         False,

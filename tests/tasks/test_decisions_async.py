@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import zerolane.tasks.decisions as decisions
+import zerolane.audit.decision_log as decision_log
 from tests.store.test_group_commit import WAIT, holding, queued
 from tests.tasks.conftest import ADMIN, AGENT, FINANCE, Agent, World, build_world
 from tests.tasks.test_single_use import ONE_SHOT
@@ -134,8 +134,7 @@ def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
     def broken(*args: Any) -> Any:
         raise OSError("disk full")
 
-    monkeypatch.setattr(decisions, "seal", broken)
-    monkeypatch.setattr("zerolane.audit.log.seal", broken)
+    monkeypatch.setattr(decision_log, "seal", broken)
     denied = asyncio.run(ask(world, agent, opened.token))
     assert (denied.allowed, denied.reasons, denied.refusal) == (
         False,
@@ -148,10 +147,8 @@ def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
     assert world.task(opened.task.task_id).calls_used == 1
 
 
-def test_over_a_store_that_cannot_queue_the_spend_it_decides_in_a_worker(
-    tmp_path: Path,
-) -> None:
-    """Memory stores: the same decision, made by ``decide`` on a worker thread."""
+def test_over_the_memory_store_the_same_decisions_are_made(tmp_path: Path) -> None:
+    """Memory stores commit a decision when it is handed over: the same one path."""
     memory = build_world(tmp_path / "memory")
     try:
         agent = memory.agent(AGENT)

@@ -19,7 +19,7 @@ from tests.tasks.conftest import AGENT, build_world
 from tests.tasks.sqlite_world import READ
 from tests.tasks.sqlite_world import READ_URL as URL
 from zerolane.server.deployment import Deployment
-from zerolane.tasks.decisions import BACKOFF_CAP, backoff
+from zerolane.tasks.decision_core import BACKOFF_CAP, backoff
 from zerolane.tokens.rfc9449 import make_proof
 
 PROCESSES, CONCURRENCY, SECONDS = 3, 24, 2.0

@@ -10,6 +10,7 @@ import pytest
 
 from tests.tasks.conftest import ADMIN, AGENT, Agent, World, build_world
 from tests.tasks.test_revocation import FakeBus, event
+from zerolane.audit.decision_log import decision_log
 from zerolane.errors import Refusal
 from zerolane.store.records import RevocationEvent, RevocationKind
 from zerolane.tasks.decisions import Decider
@@ -43,7 +44,7 @@ def decider(world: World, bus: FakeBus) -> Decider:
         authenticator=deployment.authenticator,
         tasks=deployment.stores,
         engine=deployment.policies.get,
-        audit=deployment.audit,
+        decisions=decision_log(deployment.audit, deployment.stores),
         clock=world.clock,
         internal_destinations=deployment.config.tasks.internal_destinations,
         revocations=RevocationWatch(bus, world.clock, grace_seconds=GRACE),

@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import zerolane.tasks.decisions as decisions
+import zerolane.audit.chain as chain
+import zerolane.audit.decision_log as decision_log
+import zerolane.tasks.decision_core as decision_core
 from tests.store.test_group_commit import WAIT, holding, in_thread, queued
 from tests.tasks.conftest import AGENT, FINANCE, SLACK, Agent, World, build_world
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Refusal
-from zerolane.store.ports import RecordedSpendStore
 from zerolane.store.sqlite import SqliteStores
 from zerolane.tasks.decisions import Decider
 
@@ -39,7 +41,6 @@ def sqlite(world: World) -> SqliteStores:
 
 
 def test_an_allow_is_one_write_holding_the_spend_and_its_event(world: World, agent: Agent) -> None:
-    assert isinstance(world.deployment.stores, RecordedSpendStore)
     opened = world.open(agent)
     before = sqlite(world).writer_stats().ops
     allowed = world.ask(agent, opened.token)
@@ -65,8 +66,7 @@ def test_an_event_that_cannot_be_stored_undoes_the_spend_and_denies(
     def broken(*args: Any) -> Any:
         raise OSError("disk full")
 
-    monkeypatch.setattr(decisions, "seal", broken)
-    monkeypatch.setattr("zerolane.audit.log.seal", broken)
+    monkeypatch.setattr(decision_log, "seal", broken)
     denied = world.ask(agent, opened.token)
     assert (denied.allowed, denied.reasons, denied.refusal) == (
         False,
@@ -120,8 +120,10 @@ def test_a_stale_cached_task_never_lets_a_request_through(world: World, agent: A
     other = Decider(
         authenticator=deployment.authenticator,
         tasks=deployment.stores,
-        engine=deployment.decider._engine,
-        audit=AuditLog(deployment.stores, world.clock),
+        decisions=decision_log.decision_log(
+            AuditLog(deployment.stores, world.clock), deployment.stores
+        ),
+        engine=deployment.policies.get,
         clock=world.clock,
         internal_destinations=("example.org", "*.example.org"),
     )
@@ -173,13 +175,13 @@ def test_a_policy_on_the_budget_sees_a_carve_made_elsewhere(
     )
     assert world.any_stores.add_child_task(child, now=world.clock.now()) is not None
     seen: list[int] = []
-    task_facts = decisions.task_facts
+    task_facts = decision_core.task_facts
 
     def spy(task: Any, state: Any) -> Any:
         seen.append(task.max_calls)
         return task_facts(task, state)
 
-    monkeypatch.setattr(decisions, "task_facts", spy)
+    monkeypatch.setattr(decision_core, "task_facts", spy)
     assert world.ask(agent, opened.token).allowed
     assert seen == [6, 2]  # the stale guess lost its spend; decided again on 6 - 4
     assert world.task(opened.task.task_id).calls_used == 2
@@ -197,7 +199,7 @@ def test_requests_of_one_task_queue_their_spends_behind_one_in_flight(
     proofs = [world.proof(agent.key, "GET", url, opened.token) for _ in range(4)]
     store = sqlite(world)
     with holding(store):
-        asks = [in_thread(lambda p=p: world.ask(agent, opened.token, proof=p)) for p in proofs[:3]]
+        asks = [in_thread(partial(world.ask, agent, opened.token, proof=p)) for p in proofs[:3]]
         queued(store, 3)
         assert not any(ask.done() for ask in asks)  # nothing answered before its commit
     assert all(ask.result(WAIT).allowed for ask in asks)
@@ -220,7 +222,7 @@ def test_a_request_queued_behind_a_write_that_fails_is_decided_again(
     url = f"https://{FINANCE}/finance/q3"
     first_proof, second_proof = (world.proof(agent.key, "GET", url, opened.token) for _ in "12")
     calls = [0]
-    real_seal = decisions.seal
+    real_seal = chain.seal
 
     def seal_failing_once(*args: Any) -> Any:
         calls[0] += 1
@@ -228,7 +230,7 @@ def test_a_request_queued_behind_a_write_that_fails_is_decided_again(
             raise OSError("disk full")
         return real_seal(*args)
 
-    monkeypatch.setattr(decisions, "seal", seal_failing_once)
+    monkeypatch.setattr(decision_log, "seal", seal_failing_once)
     store = sqlite(world)
     with holding(store):
         first = in_thread(lambda: world.ask(agent, opened.token, proof=first_proof))

@@ -12,6 +12,10 @@ Two modes (``[audit] mode`` in the configuration):
     (:attr:`AuditLog.lost_events`), and nobody is refused for it. A crash loses the
     events still queued. Every other kind of event is recorded as in ``sync``. It needs
     a store that can queue appends (SQLite); over any other store the mode is ``sync``.
+
+How a decider commits an allow with its event in each mode (the spend and the event in
+one write, or the event queued after the spend) is chosen once, when the deployment is
+built: :mod:`zerolane.audit.decision_log`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zerolane.audit.decision_log import decision_log
 from zerolane.audit.events import Actor, Event
 from zerolane.audit.log import AuditLog
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, render_config
@@ -220,8 +221,8 @@ class Deployment:
             decider=Decider(
                 authenticator=authenticator,
                 tasks=stores,
+                decisions=decision_log(audit, stores),
                 engine=policies.get,
-                audit=audit,
                 clock=clock,
                 internal_destinations=config.tasks.internal_destinations,
                 default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),

@@ -8,7 +8,7 @@ to the audit chain) are single methods here, never read-then-write in the core.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar
 
 from zerolane.store.changes import Change
 from zerolane.store.records import (
@@ -23,6 +23,7 @@ from zerolane.store.records import (
     LeaseState,
     PlaybookRecord,
     RevocationEvent,
+    Spend,
     SpentProof,
     TaskRecord,
     Workload,
@@ -125,34 +126,28 @@ class PendingWrite(Protocol[T_co]):
         ...
 
 
-@runtime_checkable
-class RecordedSpendStore(Protocol):
-    """A store that can spend a call and append its audit events in one durable write
-    (one transaction, one commit): a decision's spend and its event are then stored
-    together or not at all, and the request waits for one commit instead of two.
+class DecisionStore(Protocol):
+    """Commits an allowed decision as a unit: the call's spend with its compare-and-set,
+    the request's spent proof and the decision's audit events are stored together in
+    one durable write, or nothing is. Every backend implements it; it is all a backend
+    implements for decisions (their reads are :meth:`TaskStore.get_task`).
 
-    The write is queued and the caller waits on it apart, so a decider can decide the
-    next request of the same task while this one's commit is under way (its
-    compare-and-set then expects this spend to have happened)."""
+    The write is handed over without waiting for it (the caller waits on the pending
+    write apart), so a decider can decide the next request of the same task while this
+    one commits: that request's compare-and-set then expects this spend to have
+    happened, and the writes of one task are applied in the order they were handed
+    over."""
 
-    def submit_spend_call_recorded(
-        self,
-        task_id: str,
-        *,
-        expected_calls_used: int,
-        touched: int,
-        now: float,
-        events: Sequence[dict[str, object]],
-        seal: Sealer,
-        expected_max_calls: int | None = None,
-        expected_touched: int | None = None,
-        proof: SpentProof | None = None,
+    def commit_decision(
+        self, spend: Spend, events: Sequence[dict[str, object]], seal: Sealer
     ) -> PendingWrite[TaskRecord | None]:
-        """Queue :meth:`TaskStore.spend_call` (with ``proof``) and, when it spends, the
-        append of ``events`` to the audit chain in the same transaction. Writes queued for the same
-        task run in the order they were queued. When the spend fails nothing is
-        appended (the result is None); when the append fails the spend is undone and
-        the error raised by ``result()``."""
+        """Hand over the write of ``spend`` (:meth:`TaskStore.spend_call`, with its
+        proof) and, when it spends, of ``events`` sealed onto the audit chain by
+        ``seal``. Never waits for the store. Its ``result()``: the task as the spend
+        left it; None when the compare-and-set lost (nothing is stored); raises
+        ``ProofReplayed`` when the proof was spent before (nothing is stored) and
+        ``Unavailable`` (``audit.write``, ``store.write``...) when the events or the
+        write fail (the spend is undone with them)."""
         ...
 
 
@@ -230,7 +225,8 @@ class SpentProofStore(Protocol):
     """One-time proofs spent by any process of the deployment, durably: a proof spent
     before a restart, or at another enforcement point over the same store, is still
     spent. Decisions spend their proof in the same write as the call they spend
-    (``proof=`` of :meth:`TaskStore.spend_call` and of the recorded spend)."""
+    (``proof=`` of :meth:`TaskStore.spend_call`, ``Spend.proof`` of
+    :meth:`DecisionStore.commit_decision`)."""
 
     def spend_proof(self, proof: SpentProof, now: float) -> bool:
         """Remember ``proof`` until its ``expires_at``; True only the first time it is
@@ -314,6 +310,7 @@ class Stores(
     AuditStore,
     PlaybookStore,
     TaskStore,
+    DecisionStore,
     LeaseStore,
     SpentProofStore,
     EnforcementPointStore,

@@ -46,6 +46,23 @@ class SpentProof:
         return cls(hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest(), expires_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One call of a task spent by an allowed decision, compare-and-set (see
+    :meth:`~zerolane.store.ports.TaskStore.spend_call`): only while the task is active,
+    unexpired at ``now``, has calls left and still holds the expected values."""
+
+    task_id: str
+    expected_calls_used: int
+    expected_max_calls: int
+    expected_touched: int
+    #: the sensitivity rank of the call (``touched`` is raised to at least it)
+    touched: int
+    now: float
+    #: the request's one-time proof, spent in the same write (None: none to spend)
+    proof: SpentProof | None = None
+
+
 class ConsumeStatus(enum.StrEnum):
     CONSUMED = "consumed"
     UNKNOWN = "unknown"

@@ -17,7 +17,7 @@ from zerolane.errors import ZerolaneError
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.policy.context import RequestFacts, is_internal, request_policy_request
-from zerolane.tasks.decisions import task_facts
+from zerolane.tasks.decision_core import task_facts
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import TaskState
 

@@ -25,9 +25,10 @@ from zerolane.store.changes import (
     SetWorkloadStatus,
     TransitionLease,
 )
+from zerolane.store.memory.done import Done, Failed
 from zerolane.store.memory.leases import MemoryLeases
 from zerolane.store.memory.proofs import MemorySpentProofs
-from zerolane.store.ports import GENESIS_HASH, EventsOf, Sealer
+from zerolane.store.ports import GENESIS_HASH, EventsOf, PendingWrite, Sealer
 from zerolane.store.records import (
     AdminCredential,
     AuditRecord,
@@ -38,6 +39,7 @@ from zerolane.store.records import (
     JoinToken,
     LeaseRecord,
     PlaybookRecord,
+    Spend,
     SpentProof,
     TaskRecord,
     Workload,
@@ -158,17 +160,22 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
 
     def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
         with self._lock:
-            prev = self._events[-1] if self._events else None
-            seq = prev.seq if prev else 0
-            prev_hash = prev.hash if prev else GENESIS_HASH
-            sealed: list[AuditRecord] = []
-            for event in events:
-                seq += 1
-                record = seal(event, seq, prev_hash)
-                sealed.append(record)
-                prev_hash = record.hash
+            sealed = self._sealed(events, seal)
             self._events.extend(sealed)
             return sealed
+
+    def _sealed(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
+        """``events`` sealed onto the chain's head, not yet appended (the lock is held)."""
+        prev = self._events[-1] if self._events else None
+        seq = prev.seq if prev else 0
+        prev_hash = prev.hash if prev else GENESIS_HASH
+        sealed: list[AuditRecord] = []
+        for event in events:
+            seq += 1
+            record = seal(event, seq, prev_hash)
+            sealed.append(record)
+            prev_hash = record.hash
+        return sealed
 
     def read_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
         with self._lock:
@@ -239,26 +246,75 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
         with self._lock:
             if proof is not None and self._seen(proof, now):
                 raise ProofReplayed
-            task = self._tasks.get(task_id)
-            if (
-                task is None
-                or task.state is not TaskState.ACTIVE
-                or task.calls_used != expected_calls_used
-                or (expected_max_calls is not None and task.max_calls != expected_max_calls)
-                or (expected_touched is not None and task.touched != expected_touched)
-                or task.calls_used >= task.max_calls
-                or now >= task.expires_at
-            ):
-                return None
-            spent = dataclasses.replace(
-                task, calls_used=task.calls_used + 1, touched=max(task.touched, touched)
+            task = self._spendable(
+                task_id, expected_calls_used, now, expected_max_calls, expected_touched
             )
-            self._tasks[task_id] = spent
-            if proof is not None:
-                self._spend_locked(proof, now)
-            if spent.touched > task.touched:
-                self._taint_tree(spent)
-            return self._tasks[task_id]
+            return None if task is None else self._spend(task, touched, proof, now)
+
+    def commit_decision(
+        self, spend: Spend, events: Sequence[dict[str, object]], seal: Sealer
+    ) -> PendingWrite[TaskRecord | None]:
+        """Done at once under the store's lock: the compare-and-set is checked, the
+        events appended, and only then is the call (and its proof) spent, so a failing
+        append stores nothing."""
+        with self._lock:
+            if spend.proof is not None and self._seen(spend.proof, spend.now):
+                return Failed(ProofReplayed())
+            task = self._spendable(
+                spend.task_id,
+                spend.expected_calls_used,
+                spend.now,
+                spend.expected_max_calls,
+                spend.expected_touched,
+            )
+            if task is None:
+                return Done(None)
+            if events:
+                try:
+                    self.append_events(events, seal)
+                except ZerolaneError as err:
+                    return Failed(err)
+                except Exception as err:  # a sink or sealer that fails: nothing stored
+                    failed = Unavailable("audit.write", "the audit event could not be recorded")
+                    failed.__cause__ = err
+                    return Failed(failed)
+            return Done(self._spend(task, spend.touched, spend.proof, spend.now))
+
+    def _spendable(
+        self,
+        task_id: str,
+        expected_calls_used: int,
+        now: float,
+        expected_max_calls: int | None,
+        expected_touched: int | None,
+    ) -> TaskRecord | None:
+        """The task when a call of it can be spent as expected (the lock is held)."""
+        task = self._tasks.get(task_id)
+        if (
+            task is None
+            or task.state is not TaskState.ACTIVE
+            or task.calls_used != expected_calls_used
+            or (expected_max_calls is not None and task.max_calls != expected_max_calls)
+            or (expected_touched is not None and task.touched != expected_touched)
+            or task.calls_used >= task.max_calls
+            or now >= task.expires_at
+        ):
+            return None
+        return task
+
+    def _spend(
+        self, task: TaskRecord, touched: int, proof: SpentProof | None, now: float
+    ) -> TaskRecord:
+        """Spend a call of ``task`` (checked by :meth:`_spendable`; the lock is held)."""
+        spent = dataclasses.replace(
+            task, calls_used=task.calls_used + 1, touched=max(task.touched, touched)
+        )
+        self._tasks[task.task_id] = spent
+        if proof is not None:
+            self._spend_locked(proof, now)
+        if spent.touched > task.touched:
+            self._taint_tree(spent)
+        return self._tasks[task.task_id]
 
     def _taint_tree(self, task: TaskRecord) -> None:
         """Raise ``touched`` across ``task``'s delegation tree (the lock is held)."""

@@ -40,6 +40,7 @@ from zerolane.store.records import (
     FederatedBundle,
     JoinToken,
     PlaybookRecord,
+    Spend,
     SpentProof,
     TaskRecord,
     Workload,
@@ -369,32 +370,36 @@ class SqliteStores(SqliteLeases, SqliteEnforcementPoints):
 
         return op
 
-    def submit_spend_call_recorded(
-        self,
-        task_id: str,
-        *,
-        expected_calls_used: int,
-        touched: int,
-        now: float,
-        events: Sequence[dict[str, object]],
-        seal: Sealer,
-        expected_max_calls: int | None = None,
-        expected_touched: int | None = None,
-        proof: SpentProof | None = None,
+    def commit_decision(
+        self, spend: Spend, events: Sequence[dict[str, object]], seal: Sealer
     ) -> _Pending[TaskRecord | None]:
+        """Queued for the writer's next batch (keyed by the task: :meth:`get_task`
+        waits for it), one op: a failing append rolls the spend back with it."""
         params = tasks.spend_params(
-            task_id, expected_calls_used, touched, now, expected_max_calls, expected_touched
+            spend.task_id,
+            spend.expected_calls_used,
+            spend.touched,
+            spend.now,
+            spend.expected_max_calls,
+            spend.expected_touched,
         )
-        spend = self._spend_op(params, proof)
-        append = append_op(list(events), seal)
+        apply = self._spend_op(params, spend.proof)
+        append = append_op(list(events), seal) if events else None
 
         def op(conn: sqlite3.Connection) -> TaskRecord | None:
-            spent = spend(conn)
-            if spent is not None and events:
-                append(conn)  # raising rolls this op (the spend too) back to its savepoint
+            spent = apply(conn)
+            if spent is not None and append is not None:
+                try:  # raising rolls this op (the spend too) back to its savepoint
+                    append(conn)
+                except (ZerolaneError, sqlite3.Error):
+                    raise
+                except Exception as err:  # a sealer that fails: nothing is stored
+                    raise Unavailable(
+                        "audit.write", "the audit event could not be recorded"
+                    ) from err
             return spent
 
-        return _Pending(self, self._writer.submit(op, key=task_id))
+        return _Pending(self, self._writer.submit(op, key=spend.task_id))
 
     # the delegation tree
     def add_child_task(self, child: TaskRecord, *, now: float) -> TaskRecord | None:
