@@ -1,6 +1,6 @@
 """The deployment's configuration file (``<home>/zerolane.toml``).
 
-``tomllib`` parses the file; :class:`Config` (pydantic dataclasses, strict) checks it:
+``tomllib`` parses the file; pydantic checks it against :class:`Config`, strictly:
 unknown keys, wrong types and values out of bounds are refused all at once, each on a
 line naming the file and the key's dotted name, so a typo never silently turns a
 setting off. The parts the core and the listeners receive are
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Self
 
 import tomli_w
 from pydantic import AfterValidator, model_validator
-from pydantic.dataclasses import dataclass
 
 from zerolane.errors import InvalidInput
 from zerolane.settings.identity import DEFAULT_X509_TTL, JwtIssuerConfig, SvidConfig
@@ -82,8 +81,10 @@ __all__ = [
 CONFIG_NAME = "zerolane.toml"
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
+    __pydantic_config__ = STRICT
+
     host: Str = "127.0.0.1"
     port: Int = 8700
     #: the URL clients use to reach the API (DPoP proofs name it); default: as requested
@@ -96,8 +97,10 @@ def _patterns(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class TasksConfig:
+    __pydantic_config__ = STRICT
+
     #: host patterns (fnmatch) of destinations inside the trust boundary; others are egress
     internal_destinations: Annotated[Texts, AfterValidator(_patterns)] = ()
     #: sensitivity of a request that names none
@@ -107,8 +110,10 @@ class TasksConfig:
     ] = "internal"
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class AuditConfig:
+    __pydantic_config__ = STRICT
+
     #: ``sync``: a decision's event is durable before the request goes on (fail closed);
     #: ``async``: decision events are queued, and lost on a crash (docs/deployment.md)
     mode: Annotated[Literal["sync", "async"], reason("config.audit_mode")] = "sync"
@@ -128,9 +133,11 @@ def _gateway_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class GatewayEntry:
     """A gateway that ``zerolane up`` serves beside the API (one ``[[gateways]]`` table)."""
+
+    __pydantic_config__ = STRICT
 
     #: ``http`` (the HTTP gateway) or ``mcp`` (the MCP gateway)
     kind: Annotated[Literal["http", "mcp"], reason("config.gateway_kind")]
@@ -159,8 +166,10 @@ class GatewayEntry:
         return home / self.config
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class RevocationConfig:
+    __pydantic_config__ = STRICT
+
     #: seconds an enforcement point tolerates an unreachable revocation bus before it
     #: fails closed (``revocation.unreachable``); see docs/deployment.md
     grace_seconds: Annotated[Int, within("config.revocation", 0, 3600, " seconds")] = 5
@@ -172,9 +181,11 @@ def _role_names(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class PostgresGrantConfig:
     """``[grants.postgres]``: one PostgreSQL role per task (docs/grants.md)."""
+
+    __pydantic_config__ = STRICT
 
     #: the admin connection (a role with CREATEROLE); no password in it
     url: Required
@@ -195,17 +206,21 @@ class PostgresGrantConfig:
         return self
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class HmacGrantConfig:
     """``[grants.hmac]``: task-long HMAC API keys."""
+
+    __pydantic_config__ = STRICT
 
     key_file: Required
     ttl: Int = 300
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class StaticGrantConfig:
     """``[grants.static]``: a legacy static secret, tracked as leases."""
+
+    __pydantic_config__ = STRICT
 
     secret_file: Str | None = None
     secret_env: Str | None = None
@@ -221,8 +236,10 @@ class StaticGrantConfig:
         return self
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class GrantsConfig:
+    __pydantic_config__ = STRICT
+
     #: seconds between background sweeps of ``zerolane up`` (failed revocations, expiry)
     retry_interval: Annotated[Int, within("config.grants", 1, 86400, " seconds")] = 30
     postgres: PostgresGrantConfig | None = None
@@ -230,7 +247,7 @@ class GrantsConfig:
     static: StaticGrantConfig | None = None
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class UsersConfig:
     """``[[users.issuers]]``: who may vouch for a person a task acts for.
 
@@ -238,6 +255,8 @@ class UsersConfig:
     containing ``audience``, signed by a key of its JWKS file or URL, unexpired) prove
     a person; the same shape as ``[[jwt_issuers]]`` without ``claims``.
     """
+
+    __pydantic_config__ = STRICT
 
     issuers: tuple[JwtIssuerConfig, ...] = ()
 
@@ -254,8 +273,10 @@ class UsersConfig:
         return data
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class Config:
+    __pydantic_config__ = STRICT
+
     trust_domain: Required
     store_url: Str = "sqlite:///zerolane.db"
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -281,13 +302,6 @@ class Config:
     def _coherent(self) -> Self:
         if self.svid.max_ttl > self.max_token_lifetime:
             raise refuse("config.svid_ttl", "need svid.max_ttl <= max_token_lifetime")
-        for section, issuers in (
-            ("jwt_issuers", self.jwt_issuers),
-            ("users.issuers", self.users.issuers),
-        ):
-            for index, issuer in enumerate(issuers):
-                if not issuer.algorithms:
-                    raise refuse("config.type", f"{section}[{index}].algorithms: name at least one")
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.gateways):  # names name them in logs and errors
             if entry.name in seen:

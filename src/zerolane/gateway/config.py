@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass as plain_dataclass
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, model_validator
-from pydantic.dataclasses import dataclass
 
 from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.gateway.normalize import HOP_BY_HOP, OWN, SPOOFABLE, SPOOFABLE_PREFIXES
@@ -85,14 +83,18 @@ def _positive_size(value: int) -> int:
 Size = Annotated[Int, BeforeValidator(_size), AfterValidator(_positive_size)]
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class Listen:
+    __pydantic_config__ = STRICT
+
     host: Text = "127.0.0.1"
     port: Annotated[Int, within("config.port", 1, 65535)] = 8800
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class Limits:
+    __pydantic_config__ = STRICT
+
     max_request_body: Size = DEFAULT_MAX_REQUEST
     max_response_body: Size = DEFAULT_MAX_RESPONSE
     #: seconds to connect, and between two reads, before ``upstream.timeout``
@@ -101,8 +103,10 @@ class Limits:
     upstream_connections: Annotated[Int, within("config.limits", 1, 10_000)] = 100
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class Normalization:
+    __pydantic_config__ = STRICT
+
     #: allow percent-encoded UTF-8 (NFKC, no controls) in paths; raw bytes never
     allow_non_ascii: Bool = False
 
@@ -117,12 +121,14 @@ def _header(header: str) -> str:
     return header
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class CredentialConfig:
     """``credential``: what the gateway adds to a forwarded request. ``static``: a
     secret (``secret_file`` or ``secret_env``), ``header`` default ``Authorization``
     (``format`` ``Bearer {secret}``); ``hmac``: task-long keys from ``key_file`` living
     ``ttl`` seconds, ``header`` default ``X-Api-Key`` (``format`` ``{secret}``)."""
+
+    __pydantic_config__ = STRICT
 
     type: Annotated[Literal["static", "hmac"], reason("config.credential")]
     #: [default: by ``type``]
@@ -202,10 +208,12 @@ def _upstream_name(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class RouteEntry:
     """One ``[[upstreams.routes]]`` table as written (:func:`make_route` checks the
     templates)."""
+
+    __pydantic_config__ = STRICT
 
     method: Text
     path: Text
@@ -214,10 +222,12 @@ class RouteEntry:
     sensitivity: Text | None = None
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class UpstreamEntry:
     """One ``[[upstreams]]`` table as written; its routes are built by
     :func:`parse_gateway_config`."""
+
+    __pydantic_config__ = STRICT
 
     name: Annotated[Text, AfterValidator(_upstream_name)]
     base_url: Annotated[Text, AfterValidator(_base_url)]
@@ -231,9 +241,11 @@ class UpstreamEntry:
     openapi: Text | None = None
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class GatewayFile:
     """The file as written: :class:`GatewayConfig` once its routes are built."""
+
+    __pydantic_config__ = STRICT
 
     public_url: Annotated[Text, AfterValidator(_base_url)]
     upstreams: tuple[UpstreamEntry, ...]
@@ -255,7 +267,7 @@ class GatewayFile:
         return self
 
 
-@plain_dataclass(frozen=True)
+@dataclass(frozen=True)
 class Upstream:
     name: str
     base_url: str
@@ -266,7 +278,7 @@ class Upstream:
     credential: CredentialConfig | None = None
 
 
-@plain_dataclass(frozen=True)
+@dataclass(frozen=True)
 class GatewayConfig:
     public_url: str
     audience: str

@@ -16,14 +16,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, model_validator
-from pydantic.dataclasses import dataclass
 
 from zerolane.errors import InvalidInput
 from zerolane.settings.listener import HttpLimits, TlsConfig
@@ -60,9 +59,11 @@ def _method(method: str) -> str:
     return method
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class RouteRule:
     """``method`` (or ``*``) and ``path`` (``{var}`` segments) -> what the request does."""
+
+    __pydantic_config__ = STRICT
 
     method: Annotated[Required, AfterValidator(_method)]
     path: Required
@@ -133,8 +134,10 @@ def _routes(routes: tuple[RouteRule, ...]) -> tuple[RouteRule, ...]:
     return routes
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class ForwardAuthConfig:
+    __pydantic_config__ = STRICT
+
     public_url: Annotated[Required, AfterValidator(_origin)]
     destination: Required
     routes: Annotated[tuple[RouteRule, ...], AfterValidator(_routes)]

@@ -3,7 +3,9 @@
 The core and the enforcement points receive these types and never read a configuration
 file themselves: :mod:`zerolane.config` (the deployment's ``zerolane.toml``), the
 gateways' and forward-auth's readers turn files into them. Each type is a frozen
-pydantic dataclass that refuses an unknown key, a wrong type or a value out of bounds;
+dataclass that pydantic checks a document against (its validator is built when a first
+document is read; built in code, it is not checked): an unknown key, a wrong type or a
+value out of bounds is refused;
 :func:`zerolane.settings.validate.validate` reports every problem of a document at
 once, one line each, with the file and the value's dotted name.
 

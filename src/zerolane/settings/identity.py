@@ -7,11 +7,10 @@ the deployment's file itself.
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, model_validator
-from pydantic.dataclasses import dataclass
 
 from zerolane.settings.validate import STRICT, Int, Required, Str, Texts, refuse
 
@@ -20,9 +19,11 @@ DEFAULT_X509_TTL = 3600
 MAX_X509_TTL = 365 * 86400
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class SvidConfig:
     """``[svid]``: how long SVIDs live (seconds); ``0 < default_ttl <= max_ttl``."""
+
+    __pydantic_config__ = STRICT
 
     default_ttl: Int = 300
     max_ttl: Int = 3600
@@ -39,10 +40,8 @@ class SvidConfig:
 
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:
-    """Algorithm names, none empty (an issuer with none is refused by the deployment's
-    file and by the attestor, which also knows which are supported)."""
-    if not all(values):
-        raise refuse("config.type", "must be a list of names")
+    if not values or not all(values):
+        raise refuse("config.type", "must be a list of names, at least one")
     return values
 
 
@@ -53,11 +52,13 @@ def _selector_types(claims: dict[str, str]) -> dict[str, str]:
     return claims
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class JwtIssuerConfig:
     """A trusted issuer of workload JWTs (Kubernetes service accounts, CI OIDC), or
     of people's ID tokens (``[[users.issuers]]``, without ``claims``); exactly one of
     ``jwks_file`` and ``jwks_url``."""
+
+    __pydantic_config__ = STRICT
 
     name: Required
     issuer: Required

@@ -10,12 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, model_validator
-from pydantic.dataclasses import dataclass
 
 from zerolane.settings.validate import (
     STRICT,
@@ -51,10 +50,12 @@ def _proxies(proxies: tuple[str, ...]) -> tuple[str, ...]:
     return proxies
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class TlsConfig:
     """``[tls]``: TLS served directly, and where a request's client certificate comes
     from (RFC 8705 certificate-bound tokens; docs/deployment.md)."""
+
+    __pydantic_config__ = STRICT
 
     #: serve HTTPS directly: the server's certificate (chain) and key files
     cert_file: Str | None = None
@@ -118,7 +119,7 @@ MAX_HTTP_LIMIT_BYTES = 1 << 20
 _HeadBytes = Annotated[Int, within("config.http", 1, MAX_HTTP_LIMIT_BYTES, " bytes")]
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class HttpLimits:
     """``[http]``: how much of a request head a listener reads, and for how long, before
     it refuses the request (nginx's ``large_client_header_buffers 4 8k`` and
@@ -126,6 +127,8 @@ class HttpLimits:
     sent, line endings not included for one line: each 1 byte to 1 MiB, a header line
     no longer than all headers together, at most 10000 headers, the timeout over 0 and
     at most 3600 seconds."""
+
+    __pydantic_config__ = STRICT
 
     #: the request line (``GET /path?query HTTP/1.1``); longer: 414
     max_request_line_bytes: _HeadBytes = 8 * KIB

@@ -1,18 +1,22 @@
 """Reading a configuration document into its settings types, every problem at once.
 
 A document is parsed by its own library (``tomllib``, PyYAML, ``json``); its settings
-types are pydantic dataclasses built from the aliases here (:data:`Int`, :data:`Str`,
-... strict: ``"8700"`` is no port, ``true`` no number) with :data:`STRICT` (a key the
-type does not name is refused). :func:`validate` checks a whole document and refuses
-it once, listing every problem on a line of its own::
+types are frozen dataclasses whose fields use the aliases here (:data:`Int`, :data:`Str`,
+... strict: ``"8700"`` is no port, ``true`` no number) and whose
+``__pydantic_config__`` is :data:`STRICT` (a key the type does not name is refused).
+:func:`validate` checks a whole document with pydantic and refuses it once, listing
+every problem on a line of its own::
 
     zerolane.toml: server.port: must be an integer, not str
     zerolane.toml: svid.ttl: unknown key
 
-A problem's reason id is ``<scheme>.<kind>``: ``unknown_key``, ``missing`` or
-``type`` for the shape of the document, or the id a rule of the type names with
-:func:`refuse` (``config.tls``, ``config.url``...). A refusal listing problems of
-several kinds has the reason ``<scheme>.invalid``.
+Built in code, a settings type is not checked (a test's deliberately bad playbook, a
+config made from parts): the rules are the documents'.
+
+A problem's reason id is ``<scheme>.<kind>``: ``unknown_key``, ``missing`` or ``type``
+for the shape of the document, or the id a rule of the type names with :func:`refuse`
+(``config.tls``, ``config.url``...). A refusal listing problems of several kinds has
+the reason ``<scheme>.invalid``.
 """
 
 from __future__ import annotations
@@ -176,13 +180,6 @@ def _given(value: str) -> str:
 Required = Annotated[Str, AfterValidator(_given)]
 
 
-def in_document(info: ValidationInfo) -> bool:
-    """True when a settings type is being read from a document (:func:`validate`), not
-    built in code: a document's own rules (a list that may not be empty, names unique
-    across entries, files relative to the document's folder) apply then only."""
-    return info.context is not None
-
-
 def base_of(info: ValidationInfo) -> Path | None:
     """The folder relative file names in the document start from, if any."""
     base = (info.context or {}).get("base")
@@ -239,10 +236,16 @@ def _known(kind: Any, loc: Sequence[int | str]) -> str:
 
 
 def _problem(
-    error: ErrorDetails, scheme: str, at: Sequence[int | str], kind: Any = None
+    error: ErrorDetails,
+    scheme: str,
+    at: Sequence[int | str],
+    kind: Any = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
     """(reason id, ``dotted: what is wrong``) of one pydantic error in a ``kind``, its
-    location under ``at``."""
+    location under ``at``; ``kinds`` renames the generic problems (``type``, ``table``:
+    a value that is no table, ``type`` unless named)."""
+    kinds = kinds or {}
     own = [p for p in error["loc"] if not _is_branch(p)]
     problem, loc = error["type"], [*at, *own]
     if problem in _UNKNOWN:
@@ -253,7 +256,12 @@ def _problem(
     where = f"{dotted(loc)}: " if loc else ""
     if problem in _EXPECTED:
         expected = _EXPECTED[problem]
-        return f"{scheme}.type", f"{where}must be {expected}, not {_kind(error['input'])}"
+        generic = kinds.get("type", "type")
+        if expected == "a table":
+            generic = kinds.get("table", generic)
+            if generic != "type":
+                expected = "a mapping"
+        return f"{scheme}.{generic}", f"{where}must be {expected}, not {_kind(error['input'])}"
     if "." in problem:  # a rule's own refusal (:func:`refuse`)
         return problem, f"{where}{error['msg']}"
     return f"{scheme}.value", f"{where}{error['msg']}"
@@ -283,6 +291,7 @@ def validate(
     scheme: str = "config",
     context: Mapping[str, object] | None = None,
     at: Sequence[int | str] = (),
+    kinds: Mapping[str, str] | None = None,
 ) -> _T:
     """``doc`` (as its library parsed it) as a ``kind``, or one
     :class:`~zerolane.errors.InvalidInput` listing every problem, one line each, each
@@ -291,7 +300,7 @@ def validate(
     try:
         value: _T = _adapter(kind).validate_python(doc, context=dict(context or {}))
     except ValidationError as err:
-        raise problems(err, source=source, scheme=scheme, at=at, kind=kind) from None
+        raise problems(err, source=source, scheme=scheme, at=at, kind=kind, kinds=kinds) from None
     return value
 
 
@@ -302,10 +311,12 @@ def problems(
     scheme: str,
     at: Sequence[int | str] = (),
     kind: Any = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> InvalidInput:
     """A pydantic refusal (of validating a ``kind``) as one
     :class:`~zerolane.errors.InvalidInput`."""
-    found = [_problem(error, scheme, at, kind) for error in err.errors(include_url=False)]
+    errors = err.errors(include_url=False)
+    found = [_problem(error, scheme, at, kind, kinds) for error in errors]
     return combine(found, source=source, scheme=scheme)
 
 

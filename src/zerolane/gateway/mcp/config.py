@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ValidationInfo, model_validator
-from pydantic.dataclasses import dataclass
 
 from zerolane.errors import InvalidInput
 from zerolane.settings.listener import HttpLimits, TlsConfig, tls_under
@@ -29,7 +28,6 @@ from zerolane.settings.validate import (
     Str,
     Texts,
     base_of,
-    in_document,
     refuse,
     validate,
     within,
@@ -105,16 +103,20 @@ def _call_timeout(seconds: float) -> float:
     return seconds
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class ToolConfig:
     """Per-tool settings of one upstream server."""
+
+    __pydantic_config__ = STRICT
 
     sensitivity: Level | None = None
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     """One upstream MCP server: a streamable HTTP ``url`` or a stdio ``command``."""
+
+    __pydantic_config__ = STRICT
 
     name: Annotated[Str, _matching(SERVER_NAME)]
     destination: Annotated[Str, _matching(DESTINATION)]
@@ -150,16 +152,20 @@ class UpstreamConfig:
         return self
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class Listen:
     """``[listen]``: where the gateway listens."""
+
+    __pydantic_config__ = STRICT
 
     host: Str = "127.0.0.1"
     port: Annotated[Int, within("config.port", 1, 65535)] = 8800
 
 
-@dataclass(frozen=True, slots=True, config=STRICT)
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
+    __pydantic_config__ = STRICT
+
     public_url: Annotated[Str, AfterValidator(_origin)]
     authorization_servers: Annotated[Texts, AfterValidator(_urls)]
     servers: tuple[UpstreamConfig, ...]
@@ -179,8 +185,6 @@ class GatewayConfig:
 
     @model_validator(mode="after")
     def _document(self, info: ValidationInfo) -> Self:
-        if not in_document(info):
-            return self
         if not self.servers:
             raise refuse("config.missing", "servers must list at least one [[servers]] table")
         for attribute in ("name", "prefix"):
