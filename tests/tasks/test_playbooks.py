@@ -505,15 +505,15 @@ def test_every_problem_is_reported_at_once() -> None:
     lines = refused.value.message.splitlines()
     assert refused.value.reason == "playbook.invalid"  # problems of several kinds
     fields = [line.split(": ")[1] for line in lines]
-    assert fields == [
-        "extra_key",
-        "description",
+    assert fields == [  # in the playbook's order, unknown keys last
         "name",
+        "description",
         "resources",
         "data_ceiling",
         "max_ttl",
         "max_calls",
         "openers.colour",
+        "extra_key",
     ]
     assert all(line.startswith(f"{SOURCE}: ") for line in lines)
     # the twin: the valid document parses

@@ -1,8 +1,10 @@
 """Playbooks: admin-registered intent templates, the most a task of one kind may do.
 
-A playbook file (YAML, TOML or JSON) is validated field by field; every refusal is an
-:class:`InvalidInput` whose reason is stable (``playbook.field``, ``playbook.ttl`` ...)
-and whose message names the file and the dotted field. Lists are de-duplicated and
+A playbook file (YAML, TOML or JSON) is parsed by its library and checked by
+:class:`Playbook`, a strict pydantic dataclass (:mod:`zerolane.settings`): every problem
+is refused at once as one :class:`InvalidInput`, one line each naming the file and the
+dotted field, each with a stable reason (``playbook.field``, ``playbook.ttl`` ...;
+``playbook.invalid`` for problems of several kinds). Lists are de-duplicated and
 sorted, so :func:`playbook_to_json` gives one canonical document per playbook.
 The format is documented in ``docs/playbooks.md``.
 """
@@ -13,22 +15,24 @@ import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from os import PathLike
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Self
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from zerolane.errors import InvalidInput
 from zerolane.grants.broker import GrantTemplate, parse_template
 from zerolane.identity.selectors import parse_selector
 from zerolane.identity.spiffe_id import SCHEME, SpiffeId, parse_trust_domain, parse_workload_id
 from zerolane.policy.patterns import matches, parse_pattern
+from zerolane.settings.validate import STRICT, refuse, validate
 from zerolane.types import Sensitivity
 
 # Used with ``fullmatch``: ``$`` would also match before a trailing newline.
-_T = TypeVar("_T")
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 ACTION = re.compile(r"[A-Za-z0-9_.:/-]+")
 DESTINATION = re.compile(r"[A-Za-z0-9._:-]+")
@@ -44,159 +48,225 @@ MAX_CALLS = 1_000_000
 MAX_DEPTH = 8
 MAX_FILE_BYTES = 1 << 20
 
-FIELDS = (
-    "name",
-    "description",
-    "actions",
-    "resources",
-    "destinations",
-    "data_ceiling",
-    "max_ttl",
-    "max_calls",
-    "delegable",
-    "max_depth",
-    "openers",
-    "grants",
-    "one_shot",
-)
-OPTIONAL = frozenset({"delegable", "max_depth", "grants", "one_shot"})
-OPENER_FIELDS = ("spiffe_ids", "selectors")
+
+def _fail(reason: str, detail: str) -> PydanticCustomError:
+    return refuse(f"playbook.{reason}", detail)
+
+
+def _text(pattern: re.Pattern[str] | None) -> BeforeValidator:
+    """A string (``pattern``: matching it; else 1..1000 characters, not blank)."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise _fail("field", f"must be a string, not {_kind(value)}")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise _fail("field", f"{value!r} must match {pattern.pattern}")
+        if pattern is None and not (value.strip() and len(value) <= MAX_DESCRIPTION):
+            raise _fail("field", f"must be 1..{MAX_DESCRIPTION} characters, not blank")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _list(low: int) -> BeforeValidator:
+    """A list of ``low``..256 entries."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, list | tuple) or not low <= len(value) <= MAX_ITEMS:
+            raise _fail("field", f"must be a list of {max(low, 1)}..{MAX_ITEMS} strings")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _item(check: Callable[[str], str]) -> BeforeValidator:
+    def read(value: object) -> str:
+        if not isinstance(value, str):
+            raise _fail("field", f"must be a string, not {_kind(value)}")
+        return check(value)
+
+    return BeforeValidator(read)
+
+
+def _matching(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(item: str) -> str:
+        if len(item) > MAX_ITEM_LEN or not regex.fullmatch(item):
+            raise _fail("field", f"{item!r} is not {what}")
+        return item
+
+    return check
+
+
+def _resource(item: str) -> str:
+    try:
+        parse_pattern(item)
+    except InvalidInput as err:
+        raise _fail("pattern", err.message) from err
+    return item
+
+
+def _spiffe_pattern(item: str) -> str:
+    try:
+        parse_spiffe_pattern(item)
+    except InvalidInput as err:
+        raise _fail("pattern", f"{err.message} ({err.reason})") from err
+    return item
+
+
+def _selector(item: str) -> str:
+    try:
+        return parse_selector(item)
+    except InvalidInput as err:
+        raise _fail("field", err.message) from err
+
+
+def _set(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(items)))
+
+
+def _integer(low: int, high: int) -> BeforeValidator:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _fail("field", f"must be an integer {low}..{high}, not {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail("field", f"must be true or false, not {value!r}")
+    return value
+
+
+def _ceiling(value: object) -> Sensitivity:
+    if isinstance(value, Sensitivity):
+        return value
+    labels = [s.label for s in Sensitivity]
+    if value not in labels:
+        raise _fail("field", f"must be one of {', '.join(labels)}")
+    return Sensitivity.parse(str(value))
+
+
+def _ttl(value: object) -> int:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as err:
+        raise _fail("ttl", str(err)) from err
+    if not 1 <= seconds <= MAX_TTL:
+        raise _fail("ttl", f"must be 1s..7d, not {value!r}")
+    return seconds
+
+
+def _grants(value: object) -> tuple[GrantTemplate, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, tuple):  # built in code
+        return value
+    if not isinstance(value, Mapping):
+        raise _fail("field", f"must be a mapping of broker names, not {_kind(value)}")
+    templates: list[GrantTemplate] = []
+    problems: list[InitErrorDetails] = []
+    for broker in sorted(value, key=str):
+        try:
+            templates.append(parse_template(str(broker), value[broker], "grants"))
+        except InvalidInput as err:  # named under grants.<broker>, every one
+            failure = _fail("grants", err.message)
+            problems.append({"type": failure, "loc": (str(broker),), "input": value[broker]})
+    if problems:
+        raise ValidationError.from_exception_data("grants", problems)
+    return tuple(templates)
+
+
+def _openers(value: object) -> object:
+    if not isinstance(value, Mapping | Openers):
+        raise _fail("document", f"must be a mapping, not {_kind(value)}")
+    return value
+
+
+Name = Annotated[str, _text(NAME)]
+Description = Annotated[str, _text(None)]
+# a list field: 1..256 strings (selectors: 0..256), each checked; de-duplicated, sorted
+Actions = Annotated[
+    tuple[Annotated[str, _item(_matching(ACTION, "an action"))], ...],
+    _list(1),
+    AfterValidator(_set),
+]
+Resources = Annotated[tuple[Annotated[str, _item(_resource)], ...], _list(1), AfterValidator(_set)]
+Destinations = Annotated[
+    tuple[Annotated[str, _item(_matching(DESTINATION, "a destination"))], ...],
+    _list(1),
+    AfterValidator(_set),
+]
+SpiffeIds = Annotated[
+    tuple[Annotated[str, _item(_spiffe_pattern)], ...], _list(1), AfterValidator(_set)
+]
+Selectors = Annotated[tuple[Annotated[str, _item(_selector)], ...], _list(0), AfterValidator(_set)]
 
 
 @dataclass(frozen=True, slots=True)
 class Openers:
     """Who may open a task from a playbook: a matching SPIFFE ID and all ``selectors``."""
 
-    spiffe_ids: tuple[str, ...]
-    selectors: tuple[str, ...] = ()
+    __pydantic_config__ = STRICT
+
+    spiffe_ids: SpiffeIds
+    selectors: Selectors = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Playbook:
-    """An intent template. Build it with :func:`parse_playbook`, which validates."""
+    """An intent template. :func:`parse_playbook` reads one from a document: every
+    problem at once, each with the source and the dotted field."""
 
-    name: str
-    description: str
-    actions: tuple[str, ...]
-    resources: tuple[str, ...]
-    destinations: tuple[str, ...]
-    data_ceiling: Sensitivity
-    max_ttl: int
-    max_calls: int
-    openers: Openers
-    delegable: bool = False
-    max_depth: int = 0
+    __pydantic_config__ = STRICT
+
+    name: Name
+    description: Description
+    actions: Actions
+    resources: Resources
+    destinations: Destinations
+    data_ceiling: Annotated[Sensitivity, BeforeValidator(_ceiling)]
+    max_ttl: Annotated[int, BeforeValidator(_ttl)]
+    max_calls: Annotated[int, _integer(1, MAX_CALLS)]
+    openers: Annotated[Openers, BeforeValidator(_openers)]
+    delegable: Annotated[bool, BeforeValidator(_flag)] = False
+    max_depth: Annotated[int, _integer(0, MAX_DEPTH)] = 0
     #: downstream credentials a task may ask for (one template per broker, by name)
-    grants: tuple[GrantTemplate, ...] = ()
+    grants: Annotated[tuple[GrantTemplate, ...], BeforeValidator(_grants)] = ()
     #: single-use tasks: the token is good for one allowed request, then the task ends
     #: (``completed``, ``task.single_use``); needs ``max_calls: 1``
-    one_shot: bool = False
+    one_shot: Annotated[bool, BeforeValidator(_flag)] = False
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.delegable != (self.max_depth > 0):
+            raise _fail(
+                "delegation",
+                f"max_depth: must be 1..{MAX_DEPTH} when delegable is true, 0 when it is "
+                f"false (got {self.max_depth})",
+            )
+        if self.one_shot and self.max_calls != 1:
+            raise _fail(
+                "one_shot", f"max_calls: must be 1 when one_shot is true, not {self.max_calls}"
+            )
+        if self.one_shot and self.delegable:
+            raise _fail("one_shot", "delegable: a one-shot task cannot delegate")
+        return self
 
     def grant(self, broker: str) -> GrantTemplate | None:
         """The template for ``broker``, None when this playbook grants none."""
         return next((g for g in self.grants if g.broker == broker), None)
 
 
-class _Fields:
-    """Reads fields of one document, naming the source and dotted field on refusal.
-
-    Every problem is kept (:meth:`each`), so one refusal lists them all, one line
-    each; its reason is theirs when they share one, else ``playbook.invalid``."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[InvalidInput] = []
-
-    def each(self, read: Callable[[], _T]) -> _T | None:
-        """``read()``, or None with its refusal kept for :meth:`refuse`."""
-        try:
-            return read()
-        except InvalidInput as err:
-            self.problems.append(err)
-            return None
-
-    def refuse(self) -> None:
-        """Raise every problem kept so far as one refusal (nothing when none)."""
-        if self.problems:
-            reasons = {problem.reason for problem in self.problems}
-            reason = reasons.pop() if len(reasons) == 1 else "playbook.invalid"
-            lines = "\n".join(problem.message for problem in self.problems)
-            raise InvalidInput(reason, lines)
-
-    def fail(self, reason: str, field: str, detail: str) -> InvalidInput:
-        where = f"{field}: " if field else ""
-        return InvalidInput(f"playbook.{reason}", f"{self.source}: {where}{detail}")
-
-    def keys(
-        self, doc: object, field: str, known: Sequence[str], optional: frozenset[str]
-    ) -> Mapping[str, object]:
-        """``doc`` itself, once it is a mapping with every required and no unknown key."""
-        if not isinstance(doc, Mapping):
-            raise self.fail("document", field, f"must be a mapping, not {_kind(doc)}")
-        for key in sorted((k for k in doc if k not in known), key=str):
-            self.problems.append(
-                self.fail(
-                    "unknown_key", _dotted(field, key), f"unknown key (known: {', '.join(known)})"
-                )
-            )
-        for key in (k for k in known if k not in doc and k not in optional):
-            self.problems.append(self.fail("missing", _dotted(field, key), "is required"))
-        return doc
-
-    def integer(self, value: object, field: str, low: int, high: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail("field", field, f"must be an integer {low}..{high}, not {value!r}")
-        return value
-
-    def strings(
-        self, value: object, field: str, check: Callable[[str, str], str]
-    ) -> tuple[str, ...]:
-        """A non-empty list of strings, each passed through ``check(item, dotted)``."""
-        if not isinstance(value, list | tuple) or not 0 < len(value) <= MAX_ITEMS:
-            raise self.fail("field", field, f"must be a list of 1..{MAX_ITEMS} strings")
-        items: set[str] = set()
-        for index, item in enumerate(value):
-            where = f"{field}[{index}]"
-            if not isinstance(item, str):
-                raise self.fail("field", where, f"must be a string, not {_kind(item)}")
-            items.add(check(item, where))
-        return tuple(sorted(items))
-
-    def matching(self, regex: re.Pattern[str], what: str) -> Callable[[str, str], str]:
-        def check(item: str, where: str) -> str:
-            if len(item) > MAX_ITEM_LEN or not regex.fullmatch(item):
-                raise self.fail("field", where, f"{item!r} is not {what}")
-            return item
-
-        return check
-
-    def resource(self, item: str, where: str) -> str:
-        try:
-            parse_pattern(item)
-        except InvalidInput as err:
-            raise self.fail("pattern", where, err.message) from err
-        return item
-
-    def spiffe_pattern(self, item: str, where: str) -> str:
-        try:
-            parse_spiffe_pattern(item)
-        except InvalidInput as err:
-            raise self.fail("pattern", where, f"{err.message} ({err.reason})") from err
-        return item
-
-    def selector(self, item: str, where: str) -> str:
-        try:
-            return parse_selector(item)
-        except InvalidInput as err:
-            raise self.fail("field", where, err.message) from err
+#: a playbook's fields, those it may leave out, and those of its ``openers``
+FIELDS = tuple(f.name for f in fields(Playbook))
+OPTIONAL = frozenset(f.name for f in fields(Playbook) if f.default is not MISSING)
+OPENER_FIELDS = tuple(f.name for f in fields(Openers))
 
 
 def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
-
-
-def _dotted(field: str, key: object) -> str:
-    return f"{field}.{key}" if field else str(key)
 
 
 def parse_duration(value: object) -> int:
@@ -242,141 +312,20 @@ def parse_spiffe_pattern(text: str) -> tuple[str, tuple[str, ...]]:
     return trust_domain, segments
 
 
-def _ceiling(fields: _Fields, value: object) -> Sensitivity:
-    labels = [s.label for s in Sensitivity]
-    if value not in labels:
-        raise fields.fail("field", "data_ceiling", f"must be one of {', '.join(labels)}")
-    return Sensitivity.parse(str(value))
-
-
-def _ttl(fields: _Fields, value: object) -> int:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as err:
-        raise fields.fail("ttl", "max_ttl", str(err)) from err
-    if not 1 <= seconds <= MAX_TTL:
-        raise fields.fail("ttl", "max_ttl", f"must be 1s..7d, not {value!r}")
-    return seconds
-
-
-def _text(fields: _Fields, value: object, field: str, pattern: re.Pattern[str] | None) -> str:
-    if not isinstance(value, str):
-        raise fields.fail("field", field, f"must be a string, not {_kind(value)}")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise fields.fail("field", field, f"{value!r} must match {pattern.pattern}")
-    if pattern is None and not (value.strip() and len(value) <= MAX_DESCRIPTION):
-        raise fields.fail("field", field, f"must be 1..{MAX_DESCRIPTION} characters, not blank")
-    return value
-
-
-def _openers(fields: _Fields, value: object) -> Openers:
-    doc = fields.keys(value, "openers", OPENER_FIELDS, frozenset({"selectors"}))
-    if "spiffe_ids" not in doc:  # a problem :meth:`_Fields.keys` kept already
-        return Openers(())
-    spiffe_ids = fields.strings(doc["spiffe_ids"], "openers.spiffe_ids", fields.spiffe_pattern)
-    raw = doc.get("selectors", [])
-    if isinstance(raw, list | tuple) and not raw:
-        return Openers(spiffe_ids)
-    return Openers(spiffe_ids, fields.strings(raw, "openers.selectors", fields.selector))
-
-
-def _delegation(fields: _Fields, doc: Mapping[str, object]) -> tuple[bool, int]:
-    delegable = doc.get("delegable", False)
-    if not isinstance(delegable, bool):
-        raise fields.fail("field", "delegable", f"must be true or false, not {delegable!r}")
-    depth = fields.integer(doc.get("max_depth", 0), "max_depth", 0, MAX_DEPTH)
-    if delegable != (depth > 0):
-        raise fields.fail(
-            "delegation",
-            "max_depth",
-            f"must be 1..{MAX_DEPTH} when delegable is true, 0 when it is false (got {depth})",
-        )
-    return delegable, depth
-
-
-def _grants(fields: _Fields, value: object) -> tuple[GrantTemplate, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Mapping):
-        raise fields.fail(
-            "field", "grants", f"must be a mapping of broker names, not {_kind(value)}"
-        )
-    templates: list[GrantTemplate] = []
-    for broker in sorted(value, key=str):
-        try:
-            templates.append(parse_template(str(broker), value[broker], "grants"))
-        except InvalidInput as err:
-            raise fields.fail("grants", f"grants.{broker}", err.message) from err
-    return tuple(templates)
-
-
 def parse_playbook(doc: Mapping[str, object], source: str) -> Playbook:
     """Validate a playbook document (as loaded from a file) and build the playbook.
 
-    ``source`` names where it came from (a file name) in every refusal's message.
+    ``source`` names where it came from (a file name) in every refusal's message; every
+    problem is refused at once, one line each (``playbook.invalid`` when they are of
+    several kinds).
     """
-    fields = _Fields(source)
-    doc = fields.keys(doc, "", FIELDS, OPTIONAL)
-    each = fields.each
-
-    def field(key: str, read: Callable[[object], _T]) -> _T | None:
-        """A required field read, or None when it is missing (already a problem)."""
-        return each(lambda: read(doc[key])) if key in doc else None
-
-    name = field("name", lambda v: _text(fields, v, "name", NAME))
-    description = field("description", lambda v: _text(fields, v, "description", None))
-    action = fields.matching(ACTION, "an action")
-    actions = field("actions", lambda v: fields.strings(v, "actions", action))
-    resources = field("resources", lambda v: fields.strings(v, "resources", fields.resource))
-    destination = fields.matching(DESTINATION, "a destination")
-    destinations = field("destinations", lambda v: fields.strings(v, "destinations", destination))
-    ceiling = field("data_ceiling", lambda v: _ceiling(fields, v))
-    max_ttl = field("max_ttl", lambda v: _ttl(fields, v))
-    max_calls = field("max_calls", lambda v: fields.integer(v, "max_calls", 1, MAX_CALLS))
-    delegation = each(lambda: _delegation(fields, doc))
-    openers = field("openers", lambda v: _openers(fields, v))
-    grants = each(lambda: _grants(fields, doc.get("grants")))
-    one_shot = each(
-        lambda: _one_shot(
-            fields, doc.get("one_shot", False), max_calls or 1, bool(delegation and delegation[0])
-        )
-    )
-    fields.refuse()  # past here every field was read (a None would have been a problem)
-    delegable, max_depth = _read(delegation)
-    return Playbook(
-        _read(name),
-        _read(description),
-        _read(actions),
-        _read(resources),
-        _read(destinations),
-        _read(ceiling),
-        _read(max_ttl),
-        _read(max_calls),
-        _read(openers),
-        delegable,
-        max_depth,
-        _read(grants),
-        _read(one_shot),
-    )
+    if not isinstance(doc, Mapping):
+        raise InvalidInput("playbook.document", f"{source}: must be a mapping, not {_kind(doc)}")
+    return validate(Playbook, dict(doc), source=source, scheme="playbook", kinds=_KINDS)
 
 
-def _read(value: _T | None) -> _T:
-    """A field :func:`parse_playbook` read (it refuses before any is None)."""
-    if value is None:
-        raise InvalidInput("playbook.field", "a field could not be read")
-    return value
-
-
-def _one_shot(fields: _Fields, value: object, max_calls: int, delegable: bool) -> bool:
-    if not isinstance(value, bool):
-        raise fields.fail("field", "one_shot", f"must be true or false, not {value!r}")
-    if value and max_calls != 1:
-        raise fields.fail(
-            "one_shot", "max_calls", f"must be 1 when one_shot is true, not {max_calls}"
-        )
-    if value and delegable:
-        raise fields.fail("one_shot", "delegable", "a one-shot task cannot delegate")
-    return value
+#: the playbook's reason for a value of the wrong type, and for a table that is not one
+_KINDS = {"type": "field", "table": "document"}
 
 
 def playbook_as_dict(pb: Playbook) -> dict[str, object]:
