@@ -16,7 +16,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.server.conftest import AGENT, Api
+from tests.clocks import AheadClock
+from tests.server.conftest import AGENT, Api, serving
 from tests.server.task_fixtures import (
     ADMIN,
     BASE,
@@ -463,7 +464,9 @@ def test_decide_denies_with_reasons(
     decision = tapi.decide(task, method, url, **mapping)
     assert decision["decision"] == "deny"
     assert reason in decision["reasons"]
-    assert decision["status"] == 403
+    # an unsafe path is 400 as at every enforcement point (the one path rule)
+    assert decision["status"] == (400 if reason == "request.path" else 403)
+    assert decision["error"]["reason"] == decision["reasons"][0]
     assert decision["task_id"] == task.task_id
     assert tapi.deployment.lifecycle.get(task.task_id).calls_used == 0
     # the allowed twin
@@ -492,14 +495,18 @@ def test_budget_is_spent_per_allowed_request(tapi: TaskApi) -> None:
     assert (spent["reasons"], spent["status"]) == (["task.budget_exhausted"], 403)
 
 
-def test_expiry_is_enforced_at_decision_time(tapi: TaskApi) -> None:
-    task = tapi.opened(ttl=3, on_behalf_of="alice@example.org")
-    assert tapi.decide(task, "GET", REPORT, **READ)["decision"] == "allow"
-    time.sleep(max(0.0, task.body["expires_at"] - time.time()) + 0.05)
-    late = tapi.decide(task, "GET", REPORT, **READ)  # the token is still within its leeway
-    assert (late["decision"], late["reasons"], late["status"]) == ("deny", ["task.expired"], 403)
-    shown = tapi.client.get(f"/v1/admin/tasks/{task.task_id}", headers=tapi.admin).json()
-    assert (shown["state"], shown["on_behalf_of"]) == ("expired", "alice@example.org")
+def test_expiry_is_enforced_at_decision_time(tmp_path: Path) -> None:
+    clock = AheadClock()
+    with serving(tmp_path / "home", clock) as api:
+        tapi = TaskApi(api)
+        task = tapi.opened(ttl=3, on_behalf_of="alice@example.org")
+        assert tapi.decide(task, "GET", REPORT, **READ)["decision"] == "allow"
+        clock.past(task.body["expires_at"])
+        late = tapi.decide(task, "GET", REPORT, **READ)  # the token is still within its leeway
+        assert (late["decision"], late["reasons"]) == ("deny", ["task.expired"])
+        assert late["status"] == 403
+        shown = tapi.client.get(f"/v1/admin/tasks/{task.task_id}", headers=tapi.admin).json()
+        assert (shown["state"], shown["on_behalf_of"]) == ("expired", "alice@example.org")
 
 
 Credentials = Callable[[Opened], tuple[str, str | None]]
@@ -797,7 +804,7 @@ def test_policy_reload_swaps_in_valid_policies_and_keeps_them_on_error(tapi: Tas
     refused = tapi.client.post("/v1/admin/policy/reload", headers=tapi.admin)
     assert refused.status_code == 400, refused.text
     assert refused.json()["reason"] == "policy.invalid"
-    assert "no_such_attribute" in refused.json()["error"]
+    assert "no_such_attribute" in refused.json()["message"]
     assert tapi.deployment.engine.version == version
     # decisions keep working with the last good set: same allows, same denials
     assert tapi.decide(task, "GET", REPORT, **READ)["decision"] == "allow"

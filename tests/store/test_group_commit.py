@@ -12,12 +12,12 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
+from functools import partial
 from pathlib import Path
+from sqlite3 import Connection
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
 
 from zerolane.audit.chain import seal, verify
 from zerolane.audit.events import SYSTEM, Event
@@ -142,7 +142,7 @@ def queued(store: SqliteStores, count: int) -> None:
 def test_writes_queued_together_commit_as_one_batch(store: SqliteStores) -> None:
     before = store.writer_stats()
     with holding(store):
-        futures = [in_thread(lambda i=i: store.add_workload(workload(i))) for i in range(20)]
+        futures = [in_thread(partial(store.add_workload, workload(i))) for i in range(20)]
         queued(store, 20)
     for future in futures:
         assert future.result(WAIT) is None
@@ -198,8 +198,8 @@ def test_a_write_cancelled_before_its_batch_never_runs(store: SqliteStores) -> N
 
 
 def store_marker(conn: Connection, name: str) -> None:
-    conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS marker (name TEXT)")
-    conn.exec_driver_sql("INSERT INTO marker VALUES (?)", (name,))
+    conn.execute("CREATE TABLE IF NOT EXISTS marker (name TEXT)")
+    conn.execute("INSERT INTO marker VALUES (?)", (name,))
 
 
 def test_a_lone_write_is_its_own_batch(store: SqliteStores) -> None:
@@ -215,7 +215,7 @@ def test_batches_are_bounded(db: Path) -> None:
     try:
         before = small.writer_stats()
         with holding(small):
-            futures = [in_thread(lambda i=i: small.add_workload(workload(i))) for i in range(10)]
+            futures = [in_thread(partial(small.add_workload, workload(i))) for i in range(10)]
             queued(small, 10)
         for future in futures:
             future.result(WAIT)
@@ -279,9 +279,7 @@ def test_concurrent_appends_chain_without_gaps(store: SqliteStores) -> None:
 
 def test_appends_in_one_batch_chain_through_each_other(store: SqliteStores) -> None:
     with holding(store):
-        futures = [
-            in_thread(lambda i=i: store.append_events([unsealed(i)], seal)) for i in range(8)
-        ]
+        futures = [in_thread(partial(store.append_events, [unsealed(i)], seal)) for i in range(8)]
         queued(store, 8)
     records = [f.result(WAIT)[0] for f in futures]
     assert sorted(r.seq for r in records) == list(range(1, 9))
@@ -331,8 +329,8 @@ def test_a_failing_op_does_not_affect_the_others_in_its_batch(store: SqliteStore
 
 def deferred_fk_tables(store: SqliteStores) -> None:
     def create(conn: Connection) -> None:
-        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-        conn.exec_driver_sql(
+        conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.execute(
             "CREATE TABLE child (parent_id INTEGER "
             "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
         )
@@ -345,7 +343,7 @@ def test_a_commit_that_fails_fails_every_op_of_the_batch(store: SqliteStores) ->
     deferred_fk_tables(store)
 
     def violate(conn: Connection) -> None:  # accepted now, refused by the COMMIT
-        conn.exec_driver_sql("INSERT INTO child VALUES (42)")
+        conn.execute("INSERT INTO child VALUES (42)")
 
     with holding(store):
         ops = [
@@ -382,10 +380,15 @@ def test_a_disk_write_failure_at_commit_is_unavailable(
     writer = writer_of(store)
 
     def failing_commit(_conn: object) -> None:
-        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+        raise sqlite3.OperationalError("disk I/O error")
 
     entered, release = threading.Event(), threading.Event()
-    held = writer_of(store).submit(lambda _: entered.set() or release.wait(WAIT), wake=True)
+
+    def hold_the_writer(_conn: object) -> bool:
+        entered.set()
+        return release.wait(WAIT)
+
+    held = writer_of(store).submit(hold_the_writer, wake=True)
     assert entered.wait(WAIT)
     monkeypatch.setattr(writer, "_commit", failing_commit)
     ops = [
@@ -407,8 +410,8 @@ def test_a_disk_write_failure_at_commit_is_unavailable(
 
 
 def test_an_op_error_is_the_callers_and_the_writer_goes_on(store: SqliteStores) -> None:
-    with pytest.raises(OperationalError, match="no such table"):
-        writer_of(store).run(lambda conn: conn.exec_driver_sql("SELECT * FROM missing"))
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        writer_of(store).run(lambda conn: conn.execute("SELECT * FROM missing"))
     store.add_workload(workload(1))
     assert len(store.list_workloads()) == 1
 
@@ -450,7 +453,7 @@ def test_a_task_read_waits_for_queued_writes_to_that_task(store: SqliteStores) -
 def test_close_commits_what_is_queued_then_refuses(db: Path) -> None:
     store = SqliteStores(db)
     with holding(store):
-        futures = [in_thread(lambda i=i: store.add_workload(workload(i))) for i in range(10)]
+        futures = [in_thread(partial(store.add_workload, workload(i))) for i in range(10)]
         queued(store, 10)
         closing_ = in_thread(store.close)
         for _ in range(200):
