@@ -1,12 +1,13 @@
-"""The synchronous agent client."""
+"""The synchronous agent client: the protocol of :mod:`zerolane.sdk.protocol` sent with
+an ``httpx.Client``."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,58 +15,31 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from zerolane.sdk.common import (
     DEFAULT_TIMEOUT,
     DecisionResult,
-    Svid,
     TaskGrant,
-    X509Svid,
-    attest_body,
-    bearer_headers,
-    check,
-    client_tls_context,
-    csr_pem,
-    decide_body,
-    decision_of,
-    dpop_headers,
-    exchange_request,
-    exchanged_grant_of,
-    grant_of,
-    new_key,
-    open_body,
-    svid_of,
-    x509_of,
 )
-from zerolane.sdk.mcp_auth import McpAuth
-from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE
+from zerolane.sdk.protocol import (
+    AgentCore,
+    Call,
+    Delegation,
+    Narrowing,
+    RequestFields,
+    TaskCore,
+    TaskOptions,
+    decided,
+    exchanged,
+    opened,
+)
 
 if TYPE_CHECKING:
     from zerolane.gateway.inproc import InprocDecider, TaskCredentials
 
 
-class Task:
+class Task(TaskCore["Agent"]):
     """An open task: its token, and requests made with fresh DPoP proofs (or, for a
     certificate-bound token, over the agent's mutual-TLS client, with no proof).
 
     As a context manager it completes the task on exit, exceptions included.
     """
-
-    def __init__(self, agent: Agent, grant: TaskGrant) -> None:
-        self._agent = agent
-        self.grant = grant
-        self.completed = False
-
-    @property
-    def task_id(self) -> str:
-        return self.grant.task_id
-
-    @property
-    def token(self) -> str:
-        return self.grant.token
-
-    def headers(self, method: str, url: str) -> dict[str, str]:
-        """Headers for one request to an enforcement point (token plus a fresh proof;
-        ``Authorization: Bearer`` alone for a certificate-bound token)."""
-        if self.grant.certificate_bound:
-            return bearer_headers(self.token)
-        return dpop_headers(self._agent.key, self.token, method, url)
 
     @property
     def http(self) -> httpx.Client:
@@ -78,45 +52,16 @@ class Task:
         headers = {**kwargs.pop("headers", {}), **self.headers(method, url)}
         return self.http.request(method, url, headers=headers, **kwargs)
 
-    def decide(
-        self,
-        method: str,
-        url: str,
-        *,
-        action: str | None = None,
-        resource: str | None = None,
-        destination: str | None = None,
-        sensitivity: str | None = None,
-        audience: str | None = None,
-    ) -> DecisionResult:
+    def decide(self, method: str, url: str, **fields: Unpack[RequestFields]) -> DecisionResult:
         """Ask the control plane to decide a request of this task (spends a call if
         allowed), as the enforcement point whose credential the agent was given: an
         enforcement point asks this, for a request to one of its own URLs; an agent
-        sends its requests through one (a gateway, forward-auth, the guard)."""
-        mapping = {
-            "action": action,
-            "resource": resource,
-            "destination": destination,
-            "sensitivity": sensitivity,
-        }
-        body = decide_body(
-            self._agent.key,
-            self.token,
-            method,
-            url,
-            mapping,
-            audience,
-            proof=not self.grant.certificate_bound,
-        )
-        headers = self._agent.decider_headers()
-        response = self.http.post(self._agent.url("/v1/decide"), json=body, headers=headers)
-        return decision_of(check(response))
+        sends its requests through one (a gateway, forward-auth, the guard).
 
-    def mcp_auth(self) -> McpAuth:
-        """An ``httpx2.Auth`` signing each request of an MCP client with this task's token
-        and a fresh DPoP proof: ``httpx2.AsyncClient(auth=task.mcp_auth())``, passed to
-        ``streamable_http_client(url, http_client=...)``."""
-        return McpAuth(self.headers)
+        ``fields``: the ``action``, ``resource``, ``destination`` and ``sensitivity``
+        the enforcement point mapped the request to, and the ``audience`` it decides for.
+        """
+        return decided(self._agent.send(self.decide_call(method, url, fields)))
 
     def guard_context(
         self, *, decider: InprocDecider | None = None
@@ -127,51 +72,26 @@ class Task:
 
         return guard_context(self, decider=decider)
 
-    def delegate(
-        self,
-        *,
-        delegate_svid: str,
-        authorization_details: Sequence[Mapping[str, Any]] | None = None,
-        ttl: int | None = None,
-        max_calls: int | None = None,
-        audience: Sequence[str] | None = None,
-        intent: str | None = None,
-    ) -> TaskGrant:
+    def delegate(self, *, delegate_svid: str, **options: Unpack[Delegation]) -> TaskGrant:
         """Hand a narrower child of this task to another workload (RFC 8693 token
         exchange at ``POST /v1/token``), proving this task's key.
 
-        ``delegate_svid`` is the delegate's key-bound JWT-SVID. The child is at most
-        this task's scope, window and remaining calls (its ``max_calls`` are carved out
-        of this task's; default: all of them). The grant returned is bound to the
-        delegate's key: give it to the delegate, which uses it with
-        ``agent.adopt(grant)``; this agent cannot use it. A certificate-bound task
+        ``delegate_svid`` is the delegate's key-bound JWT-SVID; ``options``:
+        ``authorization_details``, ``ttl``, ``max_calls``, ``audience``, ``intent``.
+        The child is at most this task's scope, window and remaining calls (its
+        ``max_calls`` are carved out of this task's; default: all of them). The grant
+        returned is bound to the delegate's key: give it to the delegate, which uses it
+        with ``agent.adopt(grant)``; this agent cannot use it. A certificate-bound task
         proves itself by its certificate instead (the call goes over the mutual-TLS
         client, with no proof).
         """
-        url = self._agent.url("/v1/token")
-        form, headers = exchange_request(
-            url,
-            self._agent.key,
-            subject_token=self.token,
-            subject_token_type=ACCESS_TOKEN_TYPE,
-            actor_token=delegate_svid,
-            proven_token=None if self.grant.certificate_bound else self.token,
-            authorization_details=authorization_details,
-            audience=audience,
-            ttl=ttl,
-            max_calls=max_calls,
-            intent=intent,
-        )
-        response = self.http.post(url, content=form, headers=headers)
-        return exchanged_grant_of(check(response))
+        return exchanged(self._agent.send(self.delegate_call(delegate_svid, options)))
 
     def complete(self) -> None:
         """End the task; its token is refused everywhere from the next request on."""
-        if self.completed:
-            return
-        url = self._agent.url(f"/v1/tasks/{self.task_id}/complete")
-        check(self.http.post(url, headers=self.headers("POST", url)))
-        self.completed = True
+        call = self.complete_call()
+        if call is not None:
+            self.completed_by(self._agent.send(call))
 
     def __enter__(self) -> Task:
         return self
@@ -188,10 +108,10 @@ class Task:
         try:
             self.complete()
         except Exception as complete_error:  # keep the original exception primary
-            exc.add_note(f"zerolane: completing task {self.task_id} also failed: {complete_error}")
+            self.note_complete_failure(exc, complete_error)
 
 
-class Agent:
+class Agent(AgentCore):
     """A workload's client: its in-memory key, its SVID, and its tasks."""
 
     def __init__(
@@ -205,21 +125,14 @@ class Agent:
         """``enforcement_point``: the credential (``zlep_...``) with which
         :meth:`Task.decide` and the in-process guard ask ``POST /v1/decide``: only a
         registered enforcement point may ask (``zerolane enforcement-point add``)."""
-        self.enforcement_point = enforcement_point
-        self.base_url = base_url.rstrip("/")
-        self.key = key or new_key()
+        super().__init__(base_url, key=key, enforcement_point=enforcement_point)
         self.http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
-        self.svid: Svid | None = None
-        #: the X.509-SVID (``attest(..., x509=True)``) and its mutual-TLS client
-        self.x509: X509Svid | None = None
         self._mtls: httpx.Client | None = None
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def decider_headers(self) -> dict[str, str]:
-        """How this agent's enforcement point asks ``POST /v1/decide`` (its credential)."""
-        return bearer_headers(self.enforcement_point) if self.enforcement_point else {}
+    def send(self, call: Call) -> httpx.Response:
+        """Make one call of the protocol, on the client it names."""
+        client = self.mtls_http if call.mtls else self.http
+        return client.post(call.url, headers=call.headers, json=call.json, content=call.content)
 
     def enable_mtls(
         self, *, verify: bool | str | ssl.SSLContext = True, http: httpx.Client | None = None
@@ -229,12 +142,10 @@ class Agent:
 
         ``verify`` checks the server (a CA file, an ``ssl.SSLContext``, True for the
         system's CAs); ``http``: bring your own client instead (already presenting it).
+        A client made before is closed.
         """
         if http is None:
-            if self.x509 is None:
-                raise RuntimeError("attest with x509=True first: no X.509-SVID to present")
-            context = client_tls_context(self.key, self.x509, verify)
-            http = httpx.Client(timeout=DEFAULT_TIMEOUT, verify=context)
+            http = httpx.Client(timeout=DEFAULT_TIMEOUT, verify=self.tls_context(verify))
         if self._mtls is not None:
             self._mtls.close()
         self._mtls = http
@@ -262,53 +173,25 @@ class Agent:
         """Make a key, attest with a join token, and keep the key-bound SVID; with
         ``x509`` also get an X.509-SVID for the same key (then :meth:`enable_mtls`)."""
         agent = cls(base_url, http=http, enforcement_point=enforcement_point)
-        body = attest_body(join_token, agent.key, audience, ttl, spiffe_id)
-        if x509:
-            body["csr"] = csr_pem(agent.key)
+        call = agent.attest_call(join_token, audience, ttl, spiffe_id, x509)
         try:
-            answer = check(agent.http.post(agent.url("/v1/attest"), json=body))
-            agent.svid = svid_of(answer)
-            agent.x509 = x509_of(answer)
+            agent.attested(agent.send(call))
         except BaseException:
             if http is None:  # the caller never sees this agent: close the client we made
                 agent.close()
             raise
         return agent
 
-    @property
-    def spiffe_id(self) -> str:
-        if self.svid is None:
-            raise RuntimeError("attest first")
-        return self.svid.spiffe_id
-
-    def open_task(
-        self,
-        *,
-        playbook: str,
-        intent: str,
-        authorization_details: Sequence[Mapping[str, Any]] | None = None,
-        ttl: int | None = None,
-        max_calls: int | None = None,
-        on_behalf_of: str | None = None,
-        audience: Sequence[str] | None = None,
-        binding: Literal["dpop", "mtls"] = "dpop",
-    ) -> Task:
+    def open_task(self, *, playbook: str, intent: str, **options: Unpack[TaskOptions]) -> Task:
         """Open a task (SVID plus DPoP proof); prefer :meth:`task` to complete it surely.
 
-        ``binding="mtls"``: open it over the mutual-TLS client (:meth:`enable_mtls`),
+        ``options``: ``authorization_details`` (an RFC 9396 ``zerolane_task`` entry
+        narrowing the playbook), ``ttl``, ``max_calls``, ``on_behalf_of``, ``audience``,
+        ``binding``. ``binding="mtls"``: open it over the mutual-TLS client (:meth:`enable_mtls`),
         authenticated by the X.509-SVID; the token is bound to that certificate (RFC
         8705) and the task's requests go over that client with no DPoP proof.
         """
-        url = self.url("/v1/tasks")
-        body = open_body(
-            playbook, intent, authorization_details, ttl, max_calls, on_behalf_of, audience
-        )
-        if binding == "mtls":
-            return Task(self, grant_of(check(self.mtls_http.post(url, json=body))))
-        if self.svid is None:
-            raise RuntimeError("attest first: a task is opened with the agent's SVID")
-        headers = dpop_headers(self.key, self.svid.token, "POST", url)
-        return Task(self, grant_of(check(self.http.post(url, json=body, headers=headers))))
+        return Task(self, opened(self.send(self.open_call(playbook, intent, options))))
 
     def task(self, **kwargs: Any) -> Task:
         """``with agent.task(playbook=..., intent=...) as task:`` completes on exit."""
@@ -320,38 +203,14 @@ class Agent:
         return Task(self, grant)
 
     def open_task_for_user(
-        self,
-        *,
-        id_token: str,
-        playbook: str,
-        intent: str,
-        authorization_details: Sequence[Mapping[str, Any]] | None = None,
-        ttl: int | None = None,
-        max_calls: int | None = None,
-        audience: Sequence[str] | None = None,
+        self, *, id_token: str, playbook: str, intent: str, **options: Unpack[Narrowing]
     ) -> Task:
         """Open a task acting for the person of ``id_token`` (an OIDC ID token from an
         issuer the control plane trusts), by RFC 8693 token exchange; the task records
-        the verified person and policies see it as ``context.task.user``."""
-        if self.svid is None:
-            raise RuntimeError("attest first: a task is opened with the agent's SVID")
-        url = self.url("/v1/token")
-        form, headers = exchange_request(
-            url,
-            self.key,
-            subject_token=id_token,
-            subject_token_type=ID_TOKEN_TYPE,
-            actor_token=self.svid.token,
-            proven_token=self.svid.token,
-            authorization_details=authorization_details,
-            audience=audience,
-            ttl=ttl,
-            max_calls=max_calls,
-            intent=intent,
-            playbook=playbook,
-        )
-        response = self.http.post(url, content=form, headers=headers)
-        return Task(self, exchanged_grant_of(check(response)))
+        the verified person and policies see it as ``context.task.user``. ``options``:
+        ``authorization_details``, ``ttl``, ``max_calls``, ``audience``."""
+        call = self.for_user_call(id_token, playbook, intent, options)
+        return Task(self, exchanged(self.send(call)))
 
     def close(self) -> None:
         self.http.close()
