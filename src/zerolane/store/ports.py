@@ -2,7 +2,8 @@
 
 A backend implements all of them (see ``memory`` and ``sqlite``). Every method is
 atomic on its own; methods that must be atomic together (consume a join token; append
-to the audit chain) are single methods here, never read-then-write in the core.
+to the audit chain; commit a decision's spend, proof and event) are single methods
+here, never read-then-write in the core.
 """
 
 from __future__ import annotations
