@@ -31,6 +31,7 @@ from zerolane.cli import (
     workload,
 )
 from zerolane.cli.common import JsonOption, exit_code, json_errors, print_json, report
+from zerolane.cli.extras import missing_extra
 from zerolane.errors import ZerolaneError
 
 #: exit codes (docs/cli.md): 0 done, 1 a dependency failed or a check found a problem
@@ -77,12 +78,23 @@ def _outcome(group: TyperGroup, args: list[str], **extra: Any) -> int:
             f"{err.strerror or err}{where}",
         )
         return CRASH
-    except Exception as err:  # a bug: still one line, the traceback only when asked
-        report("cli.internal", f"{type(err).__name__}: {err}")
-        if os.environ.get(DEBUG_ENV):
-            raise
+    except ModuleNotFoundError as err:  # an extra not installed: say which to install
+        missing = missing_extra(err)
+        if missing is None:
+            return _crashed(err)
+        report(*missing)
         return CRASH
+    except Exception as err:
+        return _crashed(err)
     return result if isinstance(result, int) else 0
+
+
+def _crashed(err: Exception) -> int:
+    """A bug: still one line, the traceback only when asked (``ZEROLANE_DEBUG``)."""
+    report("cli.internal", f"{type(err).__name__}: {err}")
+    if os.environ.get(DEBUG_ENV):
+        raise err
+    return CRASH
 
 
 class _Root(TyperGroup):

@@ -41,13 +41,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from starlette.responses import Response
+from typing import TYPE_CHECKING, Any
 
 from zerolane.errors import InvalidInput, Refusal, Unauthenticated, ZerolaneError
 from zerolane.tasks.decisions import Decision
 from zerolane.tokens.algorithms import DPOP_ALGS_HEADER
+
+if TYPE_CHECKING:  # imported by Answer.response: the in-process guard needs no web framework
+    from starlette.responses import Response
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -299,6 +300,8 @@ class Answer:
 
     def response(self) -> Response:
         """As a Starlette response (for the listeners built on Starlette)."""
+        from starlette.responses import Response  # the server extra's, not the SDK's
+
         response = Response(self.encoded(), self.status, media_type="application/json")
         response.raw_headers.extend(
             (name.lower().encode("latin-1"), value.encode("latin-1"))
