@@ -1,0 +1,69 @@
+"""The decision contract: what an enforcement point asks (:class:`DecideInput`) and what
+it is answered (:class:`Decision`).
+
+Every enforcement point speaks it, whoever decides: the decision core in this process
+(:class:`zerolane.tasks.decisions.Decider`) or the control plane over ``POST
+/v1/decide`` (:class:`zerolane.gateway.inproc.RemoteDecider`, which the agent SDK's
+in-process guard uses). So this module is small and imports nothing but the kinds of
+refusal (:mod:`zerolane.errors`): an agent that only guards its tools through a remote
+decider never loads the decision core, the policy engine or a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from zerolane.errors import Refusal
+
+if TYPE_CHECKING:  # only the MCP gateway builds one; the policy layer defines it
+    from zerolane.policy.context import McpFacts
+
+
+@dataclass(frozen=True, slots=True)
+class DecideInput:
+    """The request to decide: the method and URL the proof was made for, and optionally
+    the action, resource, destination and sensitivity an enforcement point mapped, the
+    MCP tool call it carries (``context.request.mcp``), and ``details`` the enforcement
+    point wants in the decision's audit event (e.g. a tool call's bounded arguments;
+    they never override the decision's own fields, and the audit log masks secrets)."""
+
+    method: str
+    url: str
+    action: str | None = None
+    resource: str | None = None
+    destination: str | None = None
+    sensitivity: str | None = None
+    audience: str | None = None
+    mcp: McpFacts | None = None
+    details: Mapping[str, object] | None = None
+    #: the verified client certificate (DER) of the request's connection, which a
+    #: certificate-bound token (RFC 8705 ``cnf.x5t#S256``) is checked against
+    client_cert: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision_id: str
+    allowed: bool
+    reasons: tuple[str, ...]
+    policies: tuple[str, ...]
+    task_id: str | None
+    #: what kind of refusal a deny is (None for an allow); each enforcement point's
+    #: edge renders it (:mod:`zerolane.gateway.edge`): a credential problem
+    #: (``UNAUTHENTICATED``), a refusal (``FORBIDDEN``), fail closed (``UNAVAILABLE``),
+    #: a request that cannot be decided as sent (``INVALID``: an unsafe path)
+    refusal: Refusal | None
+    #: the verified task token's ``exp`` (what a credential minted for the call may last)
+    expires_at: float | None = None
+    #: the verified workload (SPIFFE ID) that holds the token, when it was verified
+    subject: str | None = None
+
+    def failed_closed(self, reason: str) -> Decision:
+        """This decision turned into a fail-closed deny (an audit event could not be
+        recorded)."""
+        return dataclasses.replace(
+            self, allowed=False, reasons=(reason,), refusal=Refusal.UNAVAILABLE
+        )
