@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
@@ -99,16 +99,21 @@ class AsyncTask(TaskCore["AsyncAgent"]):
 class _OpenTask:
     """Awaitable and async context manager: ``async with agent.task(...) as t``."""
 
-    def __init__(self, agent: AsyncAgent, kwargs: dict[str, Any]) -> None:
+    def __init__(self, agent: AsyncAgent, playbook: str, intent: str, options: TaskOptions) -> None:
         self._agent = agent
-        self._kwargs = kwargs
+        self._opening = (playbook, intent, options)
         self._task: AsyncTask | None = None
 
-    def __await__(self) -> Any:
-        return self._agent.open_task(**self._kwargs).__await__()
+    async def _open(self) -> AsyncTask:
+        return await self._agent.open_task(
+            playbook=self._opening[0], intent=self._opening[1], **self._opening[2]
+        )
+
+    def __await__(self) -> Generator[Any, None, AsyncTask]:
+        return self._open().__await__()
 
     async def __aenter__(self) -> AsyncTask:
-        self._task = await self._agent.open_task(**self._kwargs)
+        self._task = await self._open()
         return self._task
 
     async def __aexit__(
@@ -197,9 +202,10 @@ class AsyncAgent(AgentCore):
         """As :meth:`zerolane.sdk.Agent.open_task`; prefer :meth:`task`."""
         return AsyncTask(self, opened(await self.send(self.open_call(playbook, intent, options))))
 
-    def task(self, **kwargs: Any) -> _OpenTask:
-        """``async with agent.task(playbook=..., intent=...) as task:`` completes on exit."""
-        return _OpenTask(self, kwargs)
+    def task(self, *, playbook: str, intent: str, **options: Unpack[TaskOptions]) -> _OpenTask:
+        """``async with agent.task(playbook=..., intent=...) as task:`` completes on exit
+        (``await agent.task(...)`` opens it, as :meth:`open_task`)."""
+        return _OpenTask(self, playbook, intent, options)
 
     def adopt(self, grant: TaskGrant) -> AsyncTask:
         """A task another workload delegated to this agent (:meth:`AsyncTask.delegate`):

@@ -193,9 +193,9 @@ class Agent(AgentCore):
         """
         return Task(self, opened(self.send(self.open_call(playbook, intent, options))))
 
-    def task(self, **kwargs: Any) -> Task:
+    def task(self, *, playbook: str, intent: str, **options: Unpack[TaskOptions]) -> Task:
         """``with agent.task(playbook=..., intent=...) as task:`` completes on exit."""
-        return self.open_task(**kwargs)
+        return self.open_task(playbook=playbook, intent=intent, **options)
 
     def adopt(self, grant: TaskGrant) -> Task:
         """A task another workload delegated to this agent (:meth:`Task.delegate`):
