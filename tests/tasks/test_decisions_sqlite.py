@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ import zerolane.tasks.decision_core as decision_core
 from tests.store.test_group_commit import WAIT, holding, in_thread, queued
 from tests.tasks.conftest import AGENT, FINANCE, SLACK, Agent, World, build_world
 from zerolane.audit.log import AuditLog
+from zerolane.config import CONFIG_NAME, AuditConfig, load_config, render_config
 from zerolane.errors import Refusal
+from zerolane.fsutil import write_private
+from zerolane.server.deployment import Deployment
 from zerolane.store.sqlite import SqliteStores
-from zerolane.tasks.decisions import Decider
+from zerolane.tasks.decisions import DecideInput, Decider
 
 
 @pytest.fixture
@@ -129,8 +133,6 @@ def test_a_stale_cached_task_never_lets_a_request_through(world: World, agent: A
     )
     url = f"https://{FINANCE}/finance/q3"
     proof = world.proof(agent.key, "GET", url, opened.token)
-    from zerolane.tasks.decisions import DecideInput
-
     read = other.decide(
         opened.token,
         proof,
@@ -248,3 +250,49 @@ def test_a_request_queued_behind_a_write_that_fails_is_decided_again(
     [success] = [e for e in world.events("decision") if e["outcome"] == "success"]
     assert success["details"]["decision_id"] == allowed.decision_id
     assert world.deployment.audit.verify()[1] is None
+
+
+def test_in_the_async_audit_mode_an_allow_waits_for_its_spend_and_its_event_follows(
+    world: World, agent: Agent
+) -> None:
+    """``[audit] mode = "async"``: the decider is given the queued decision log when the
+    deployment opens; an allow (on a thread or on a loop) is answered once its spend is
+    durable, its event queued behind it. The budget stays exact and every decision is
+    still recorded, in a chain that verifies."""
+    home = world.deployment.home
+    world.deployment.close()
+    config = load_config(home)
+    write_private(
+        home / CONFIG_NAME,
+        render_config(dataclasses.replace(config, audit=AuditConfig(mode="async"))).encode(),
+    )
+    world.deployment = Deployment.open(home, world.clock)
+    assert world.deployment.audit.mode == "async"
+    opened = world.open(agent, max_calls=2)
+    url = f"https://{FINANCE}/finance/q3"
+    first = world.ask(agent, opened.token)
+    request = DecideInput(
+        "GET",
+        url,
+        action="read",
+        resource="finance/q3",
+        destination=FINANCE,
+        sensitivity="internal",
+    )
+    proof = world.proof(agent.key, "GET", url, opened.token)
+    second = asyncio.run(world.deployment.decider.decide_async(opened.token, proof, request))
+    assert first.allowed
+    assert second.allowed
+    assert world.task(opened.task.task_id).calls_used == 2  # durable before the answers
+    third = world.ask(agent, opened.token)
+    assert (third.allowed, third.reasons) == (False, ("task.budget_exhausted",))
+    world.deployment.close()  # commits the queued events
+    world.deployment = Deployment.open(home, world.clock)
+    events = world.events("decision")
+    assert [(e["outcome"], e["details"]["decision_id"]) for e in events[-3:]] == [
+        ("success", first.decision_id),
+        ("success", second.decision_id),
+        ("denied", third.decision_id),
+    ]
+    assert world.deployment.audit.verify()[1] is None
+    assert world.deployment.audit.lost_events == 0

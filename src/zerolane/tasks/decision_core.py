@@ -7,6 +7,9 @@ on an event loop) do the I/O it names and nothing else:
 - :meth:`DecisionCore.decide`, under the task's lock: :class:`Allow` (commit this spend
   with its event), :class:`Deny` (with its reasons, policies and kind), or
   :data:`NEEDS_READ` (the decision needs the task as stored: read it and decide again);
+- :meth:`DecisionCore.handed_over`, once the allow's write is handed to the store
+  (still under the lock): the task's next request is decided on the task as that
+  write will leave it, its compare-and-set queued behind;
 - :meth:`DecisionCore.spent`, once the allow's write is known: :class:`Spent` (it is
   durable, and whether it was the task's last call), :class:`Retry` (the
   compare-and-set lost: back off, then decide again on what is stored) or
