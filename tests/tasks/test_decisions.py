@@ -534,6 +534,7 @@ def test_a_decision_that_cannot_be_audited_is_denied(
         ("audit.write",),
         Refusal.UNAVAILABLE,
     )
+    assert world.task(opened.task.task_id).calls_used == 0  # nothing of the allow stored
     refused = world.ask(agent, opened.token, action="delete")
     assert (refused.allowed, refused.reasons, refused.refusal) == (
         False,
@@ -542,6 +543,7 @@ def test_a_decision_that_cannot_be_audited_is_denied(
     )
     monkeypatch.undo()
     assert world.ask(agent, opened.token).allowed
+    assert world.task(opened.task.task_id).calls_used == 1
 
 
 @pytest.mark.parametrize("allowed", [True, False])
