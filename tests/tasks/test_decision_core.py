@@ -111,6 +111,24 @@ def test_the_next_request_is_decided_on_the_task_as_the_write_will_leave_it() ->
     assert decider.decide(holder(stored), FACTS, None) is NEEDS_READ
 
 
+def test_the_guess_keeps_every_other_field_of_the_task() -> None:
+    stored = task(
+        touched=1,
+        parent_id="t0",
+        depth=1,
+        on_behalf_of="alice",
+        user_subject="alice",
+        user_issuer="https://idp.example.org",
+    )
+    decider = core()
+    allow = decider.decide(holder(stored), FACTS, (stored,))
+    assert isinstance(allow, Allow)
+    decider.handed_over(allow)
+    guessed = decider.decide(holder(stored), FACTS, None)
+    assert isinstance(guessed, Allow)
+    assert guessed.task == dataclasses.replace(stored, calls_used=1, touched=CONFIDENTIAL)
+
+
 def test_a_deny_on_a_guess_is_never_final() -> None:
     engine = Engine()
     decider, stored = core(engine), task()

@@ -31,6 +31,7 @@ import enum
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Final, Literal
 
 from zerolane.errors import ProofReplayed, Refusal, ZerolaneError
@@ -149,11 +150,21 @@ def task_facts(task: TaskRecord, state: TaskState) -> TaskFacts:
     )
 
 
+#: a task record's values in field order, and where the two a spend changes sit: the
+#: hot path rebuilds the record from them (half the cost of ``dataclasses.replace``)
+_TASK_VALUES = attrgetter(*(f.name for f in dataclasses.fields(TaskRecord)))
+_CALLS_USED, _TOUCHED = (
+    [f.name for f in dataclasses.fields(TaskRecord)].index(name)
+    for name in ("calls_used", "touched")
+)
+
+
 def _after_spend(task: TaskRecord, sensitivity: int) -> TaskRecord:
     """``task`` as the store will hold it once a call of ``sensitivity`` is spent."""
-    return dataclasses.replace(
-        task, calls_used=task.calls_used + 1, touched=max(task.touched, sensitivity)
-    )
+    values = list(_TASK_VALUES(task))
+    values[_CALLS_USED] = task.calls_used + 1
+    values[_TOUCHED] = max(task.touched, sensitivity)
+    return TaskRecord(*values)
 
 
 class DecisionCore:
