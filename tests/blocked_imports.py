@@ -1,5 +1,6 @@
-"""Run Python code in a child process where some top-level modules cannot be imported, as
-on a machine where the extra that brings them is not installed."""
+"""Run Python code in a child process where some modules cannot be imported, as on a
+machine where the extra that brings them is not installed: a blocked name blocks its
+submodules too (``zerolane.tasks`` blocks ``zerolane.tasks.decisions``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ BLOCKED = frozenset({blocked!r})
 class Absent:
     @staticmethod
     def find_spec(name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
+        if any(name == blocked or name.startswith(blocked + ".") for blocked in BLOCKED):
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 
