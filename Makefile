@@ -14,8 +14,9 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# every extra (server, mcp, postgres): the demo and the tests use them all
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
 	touch $@
 
 install: $(VENV)/.synced
@@ -30,14 +31,17 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# mypy strict over src, tests and bench (pyproject.toml's [tool.mypy] files)
 types: install
 	$(BIN)/mypy
 
 contracts: install
 	$(BIN)/lint-imports
 
+# the tests, with branch coverage of src/zerolane (processes the tests start included);
+# below [tool.coverage.report] fail_under the run fails. Lines missed: coverage report -m
 unit: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term
 
 test: lint types contracts unit
 
@@ -54,4 +58,4 @@ bench: install
 	$(BIN)/python bench/cli_start.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*
