@@ -25,23 +25,27 @@ tasks and serializes one task's decisions in this process
 the task's lock is held only until the allow's write is handed over, and the cache then
 holds the task as that write will leave it, so the task's next request is decided while
 the write commits and its own write is queued behind it (see :meth:`Decider._step`).
+
+What an enforcement point asks and is answered (:class:`DecideInput`,
+:class:`Decision`) is the decision contract of :mod:`zerolane.decision`, re-exported.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from zerolane.audit.decision_log import DecisionEvent, DecisionLog
 from zerolane.audit.events import Actor
+from zerolane.decision import DecideInput as DecideInput  # the contract, re-exported
+from zerolane.decision import Decision as Decision
 from zerolane.errors import InvalidInput, Refusal, Unavailable, ZerolaneError
 from zerolane.paths import check_path
-from zerolane.policy.context import McpFacts, RequestFacts, is_internal
+from zerolane.policy.context import RequestFacts, is_internal
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import PendingWrite, TaskStore
 from zerolane.store.records import TaskRecord
@@ -58,53 +62,6 @@ from zerolane.tasks.decision_core import (
 from zerolane.tasks.revocation import RevocationWatch
 from zerolane.tasks.task_cache import DEFAULT_CAPACITY, StripedLocks, TaskCache
 from zerolane.types import Clock, Outcome, Sensitivity
-
-
-@dataclass(frozen=True, slots=True)
-class DecideInput:
-    """The request to decide: the method and URL the proof was made for, and optionally
-    the action, resource, destination and sensitivity an enforcement point mapped, the
-    MCP tool call it carries (``context.request.mcp``), and ``details`` the enforcement
-    point wants in the decision's audit event (e.g. a tool call's bounded arguments;
-    they never override the decision's own fields, and the audit log masks secrets)."""
-
-    method: str
-    url: str
-    action: str | None = None
-    resource: str | None = None
-    destination: str | None = None
-    sensitivity: str | None = None
-    audience: str | None = None
-    mcp: McpFacts | None = None
-    details: Mapping[str, object] | None = None
-    #: the verified client certificate (DER) of the request's connection, which a
-    #: certificate-bound token (RFC 8705 ``cnf.x5t#S256``) is checked against
-    client_cert: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    decision_id: str
-    allowed: bool
-    reasons: tuple[str, ...]
-    policies: tuple[str, ...]
-    task_id: str | None
-    #: what kind of refusal a deny is (None for an allow); each enforcement point's
-    #: edge renders it (:mod:`zerolane.gateway.edge`): a credential problem
-    #: (``UNAUTHENTICATED``), a refusal (``FORBIDDEN``), fail closed (``UNAVAILABLE``),
-    #: a request that cannot be decided as sent (``INVALID``: an unsafe path)
-    refusal: Refusal | None
-    #: the verified task token's ``exp`` (what a credential minted for the call may last)
-    expires_at: float | None = None
-    #: the verified workload (SPIFFE ID) that holds the token, when it was verified
-    subject: str | None = None
-
-    def failed_closed(self, reason: str) -> Decision:
-        """This decision turned into a fail-closed deny (an audit event could not be
-        recorded)."""
-        return dataclasses.replace(
-            self, allowed=False, reasons=(reason,), refusal=Refusal.UNAVAILABLE
-        )
 
 
 @dataclass(frozen=True, slots=True)
