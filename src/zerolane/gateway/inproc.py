@@ -33,9 +33,9 @@ from urllib.parse import quote
 
 import httpx
 
+from zerolane.decision import DecideInput, Decision
 from zerolane.errors import Refusal, Unavailable, ZerolaneError
 from zerolane.gateway.edge.http import decision_status, refusal_of_status, status_of
-from zerolane.tasks.decisions import DecideInput, Decision
 
 INPROC_ORIGIN = "https://inproc.invalid"
 METHOD = "POST"

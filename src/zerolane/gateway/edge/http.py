@@ -43,8 +43,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zerolane.decision import Decision
 from zerolane.errors import InvalidInput, Refusal, Unauthenticated, ZerolaneError
-from zerolane.tasks.decisions import Decision
 from zerolane.tokens.algorithms import DPOP_ALGS_HEADER
 
 if TYPE_CHECKING:  # imported by Answer.response: the in-process guard needs no web framework
