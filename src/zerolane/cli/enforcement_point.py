@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,7 +20,9 @@ from zerolane.cli.common import (
     print_table,
     printable,
 )
-from zerolane.store.records import EnforcementPoint
+
+if TYPE_CHECKING:
+    from zerolane.store.records import EnforcementPoint
 
 app = typer.Typer(
     help="Register the enforcement points that may ask for decisions (POST /v1/decide).",

@@ -22,10 +22,10 @@ from zerolane.cli.common import (
     printable,
     shortened,
 )
-from zerolane.store.records import LeaseRecord, LeaseState
 
 if TYPE_CHECKING:
     from zerolane.grants.leases import SweepResult
+    from zerolane.store.records import LeaseRecord
 
 app = typer.Typer(
     help="Leases of downstream credentials (grants): list them, retry failed revocations.",
@@ -70,6 +70,8 @@ def list_leases(
     wide: WideOption = False,
 ) -> None:
     """List grant leases, newest first (a failed revocation stays listed until it works)."""
+    from zerolane.store.records import LeaseState
+
     with opened(home) as deployment:
         leases = deployment.grants.list(
             task_id=task, state=LeaseState.FAILED if failed else None, limit=limit
@@ -109,6 +111,7 @@ def retry(
     """Retry failed revocations now (ignoring their backoff), and revoke leases whose task
     has ended or expired. Exits 1 while any revocation still fails."""
     from zerolane.grants.leases import SweepResult
+    from zerolane.store.records import LeaseState
 
     with opened(home) as deployment:
         if lease is not None:
