@@ -12,6 +12,7 @@ import typer
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.core import TyperGroup
 from typer.testing import CliRunner, Result
 
 from zerolane.cli import servers
@@ -24,13 +25,14 @@ ROOT = typer.main.get_command(app)
 
 
 def _leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Every runnable command under ``command`` with its path (``("task", "list")``)."""
-    children = getattr(command, "commands", None)
-    if children is None:
+    """Every runnable command under ``command`` with its path (``("task", "list")``),
+    found as click finds them (the root loads its groups when asked for them)."""
+    if not isinstance(command, TyperGroup):
         yield path, command
         return
-    for name, child in sorted(children.items()):
-        yield from _leaves(child, (*path, name))
+    ctx = typer.Context(command)
+    for name in sorted(command.list_commands(ctx)):
+        yield from _leaves(command.get_command(ctx, name), (*path, name))
 
 
 COMMANDS = dict(_leaves(ROOT))

@@ -59,3 +59,36 @@ def test_task_list_imports_no_heavy_dependency(tmp_path: Path) -> None:
         code, loaded = _loaded(*args, "--home", str(tmp_path / "home"))
         assert code == 0
         assert loaded == []
+
+
+#: runs ``python -m zerolane ARGS`` and, at exit, prints the CLI modules it imported
+CLI_PROBE = """
+import atexit, json, runpy, sys
+def report():
+    loaded = sorted(name for name in sys.modules if name.startswith("zerolane.cli."))
+    sys.__stderr__.write("CLI=" + json.dumps(loaded) + "\\n")
+atexit.register(report)
+sys.argv = ["zerolane", *sys.argv[1:]]
+runpy.run_module("zerolane", run_name="__main__")
+"""
+
+
+def _cli_modules(*args: str) -> set[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    argv = [sys.executable, "-c", CLI_PROBE, *args]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("CLI="))
+    return set(json.loads(line.removeprefix("CLI=")))
+
+
+def test_a_command_imports_its_own_group_only(tmp_path: Path) -> None:
+    """The command groups load when used: ``version`` imports none of them, ``task list``
+    the task group alone; ``--help`` lists them all (so it loads them), as before."""
+    groups = {"zerolane.cli.audit", "zerolane.cli.task", "zerolane.cli.grant"}
+    assert not _cli_modules("version") & groups
+    init_home(tmp_path / "home", "imports.example")[0].close()
+    listed = _cli_modules("task", "list", "--home", str(tmp_path / "home"))
+    assert "zerolane.cli.task" in listed
+    assert not listed & (groups - {"zerolane.cli.task"})
+    assert groups <= _cli_modules("--help")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -12,24 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from zerolane import __version__
-from zerolane.cli import (
-    audit,
-    decide,
-    enforcement_point,
-    federation,
-    forward_auth,
-    gateway,
-    grant,
-    home,
-    keys,
-    mcp_gateway,
-    playbook,
-    policy,
-    serve,
-    status,
-    task,
-    workload,
-)
+from zerolane.cli import decide, home, serve, status
 from zerolane.cli.common import JsonOption, exit_code, json_errors, print_json, report
 from zerolane.cli.extras import missing_extra
 from zerolane.errors import ZerolaneError
@@ -97,8 +81,47 @@ def _crashed(err: Exception) -> int:
     return CRASH
 
 
+#: the command groups, each built from its module when it is used (run, completed or
+#: listed in the root's help), so a command imports only its own group's module: name ->
+#: (module, its typer app), in the order the root's help lists them
+GROUPS = {
+    "keys": ("zerolane.cli.keys", "app"),
+    "workload": ("zerolane.cli.workload", "app"),
+    "attest": ("zerolane.cli.workload", "attest_app"),
+    "playbook": ("zerolane.cli.playbook", "app"),
+    "task": ("zerolane.cli.task", "app"),
+    "grant": ("zerolane.cli.grant", "app"),
+    "policy": ("zerolane.cli.policy", "app"),
+    "audit": ("zerolane.cli.audit", "app"),
+    "federation": ("zerolane.cli.federation", "app"),
+    "gateway": ("zerolane.cli.gateway", "app"),
+    "mcp-gateway": ("zerolane.cli.mcp_gateway", "app"),
+    "forward-auth": ("zerolane.cli.forward_auth", "app"),
+    "enforcement-point": ("zerolane.cli.enforcement_point", "app"),
+}
+
+
+def group(name: str) -> TyperGroup:
+    """The command group ``name`` of :data:`GROUPS`, built from its module."""
+    module, attribute = GROUPS[name]
+    built = typer.main.get_group(getattr(importlib.import_module(module), attribute))
+    built.name = name
+    return built
+
+
 class _Root(TyperGroup):
-    """The root command: :func:`_run` reports errors instead of click."""
+    """The root command: :func:`_run` reports errors instead of click; the command
+    groups are loaded when used (:data:`GROUPS`)."""
+
+    # click's Context and Command are typer's private vendored click: typed Any here
+    def list_commands(self, ctx: Any) -> list[str]:
+        own = super().list_commands(ctx)
+        return [*own[:-1], *GROUPS, *own[-1:]]  # version last, as it was added
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in GROUPS and cmd_name not in self.commands:
+            self.add_command(group(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def main(
         self, args: Sequence[str] | None = None, *_: Any, standalone_mode: bool = True, **extra: Any
@@ -163,21 +186,6 @@ def demo(
     )
     if code:
         raise typer.Exit(code)
-
-
-app.add_typer(keys.app, name="keys")
-app.add_typer(workload.app, name="workload")
-app.add_typer(workload.attest_app, name="attest")
-app.add_typer(playbook.app, name="playbook")
-app.add_typer(task.app, name="task")
-app.add_typer(grant.app, name="grant")
-app.add_typer(policy.app, name="policy")
-app.add_typer(audit.app, name="audit")
-app.add_typer(federation.app, name="federation")
-app.add_typer(gateway.app, name="gateway")
-app.add_typer(mcp_gateway.app, name="mcp-gateway")
-app.add_typer(forward_auth.app, name="forward-auth")
-app.add_typer(enforcement_point.app, name="enforcement-point")
 
 
 @app.command("version")
