@@ -357,6 +357,8 @@ def test_a_request_maps_from_method_and_url(world: World, agent: Agent) -> None:
         ("finance/a%2Fb", None, "request.path"),  # the gateway's rule: an encoded slash
         ("finance/q3;v=1", None, "request.path"),
         ("finance/q%2D3", None, "request.path"),  # non-canonical: an encoded unreserved
+        ("finance/q3%20report", None, "request.path"),  # a resource named by its URL
+        ("finance/%2A", None, "request.path"),  # holds no escape (it would sidestep a forbid)
         ("finance/q3", "secret", "request.sensitivity"),
     ],
 )

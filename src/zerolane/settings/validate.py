@@ -109,11 +109,23 @@ _BOUNDS = {
 }
 
 
+#: a refused string longer than this is not echoed in an error (it may be a secret
+#: written under the wrong key): its length is
+MAX_SHOWN = 32
+
+
+def _shown(value: object) -> str:
+    """A refused value as an error names it."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return f"a {len(value)}-character value"
+    return repr(value)
+
+
 def _wrong(error: ErrorDetails, value: object) -> str:
     """What a value in the right type but out of bounds must be."""
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
     if error["type"] in ("literal_error", "enum") and "expected" in ctx:
-        return f"must be one of {ctx['expected']}, not {value!r}"
+        return f"must be one of {ctx['expected']}, not {_shown(value)}"
     if error["type"] in _BOUNDS:
         return f"must be {_BOUNDS[error['type']].format(**ctx)}, not {value!r}"
     return error["msg"]
@@ -156,12 +168,18 @@ def _label(value: str) -> str:
 
 
 def _level(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return Sensitivity.parse(value)
-        except ValueError as err:
-            raise refuse("config.sensitivity", str(err)) from None
-    return value
+    """A sensitivity label, parsed; one built in code passes as it is. Anything else is
+    refused: pydantic's lax enum check would take ``false`` or ``0`` for ``public`` and
+    silently lower a tool's sensitivity."""
+    if isinstance(value, Sensitivity):
+        return value
+    if not isinstance(value, str):
+        labels = ", ".join(level.label for level in Sensitivity)
+        raise refuse("config.type", f"must be a sensitivity label ({labels}), not {_kind(value)}")
+    try:
+        return Sensitivity.parse(value)
+    except ValueError as err:
+        raise refuse("config.sensitivity", str(err)) from None
 
 
 #: a sensitivity label as written (``internal``), checked

@@ -118,6 +118,11 @@ def _map(
             path = check_path((parts.path or "/").encode("utf-8"))
         except InvalidInput:
             return Deny(("request.path",), refusal=Refusal.INVALID)
+        if "%" in path:
+            # a resource named by its URL is the path as written: an escape in it would
+            # let "secret%20report" sidestep a policy on "secret report" at an upstream
+            # that decodes (an enforcement point that decodes maps the resource itself)
+            return Deny(("request.path",), refusal=Refusal.INVALID)
         resource = path.strip("/")
     if not resource or not destination:
         return Deny(("request.unmapped",))

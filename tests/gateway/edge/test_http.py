@@ -287,3 +287,30 @@ def test_an_answer_is_sent_on_raw_asgi_and_as_a_starlette_response() -> None:
         v.encode() for v in www_authenticate("auth.missing", resource_metadata=METADATA)
     ]
     assert json.loads(bytes(response.body)) == answer.body
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "header"),
+    [
+        ("forbid-écrire-€", "forbid-_crire-_"),
+        ("forbid-x\r\nSet-Cookie: a=b", "forbid-x__Set-Cookie: a=b"),
+        ("forbid-payroll-export", "forbid-payroll-export"),  # the twin: sent as it is
+    ],
+)
+def test_a_deny_by_any_policy_id_is_answered(policy_id: str, header: str) -> None:
+    """A policy's @id may hold any character; it names the deny in X-Zerolane-Reason. The
+    header carries what a header can (no line break, Latin-1), the body the @id itself:
+    the answer is the 403, never a 500 from a value that cannot be sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    decision = Decision("d1", False, (policy_id,), (policy_id,), "tsk_1", Refusal.FORBIDDEN)
+    answer = denial(decision)
+    asyncio.run(send_answer(send, answer))
+    start, body = sent
+    assert start["status"] == 403
+    assert (b"x-zerolane-reason", header.encode()) in start["headers"]
+    assert json.loads(body["body"])["reason"] == policy_id
+    assert answer.response().status_code == 403

@@ -202,3 +202,25 @@ def test_tls_files_are_relative_to_the_config_file() -> None:
 )
 def test_tls_is_checked_strictly(tls: dict[str, Any]) -> None:
     assert refusal(doc(tls=tls)).reason.startswith("config.")
+
+
+@pytest.mark.parametrize("value", [False, True, 0, 3, 1.0], ids=repr)
+@pytest.mark.parametrize("key", ["default_sensitivity", "destructive_sensitivity", "tool"])
+def test_a_sensitivity_is_a_label_never_a_number_or_boolean(key: str, value: object) -> None:
+    """``sensitivity = false`` on a salary tool must not make its reads public (the
+    egress rule would never see the task tainted): refused, the label twin read."""
+
+    def with_level(level: object) -> dict[str, Any]:
+        if key == "tool":
+            return server(tools={"read_salaries": {"sensitivity": level}})
+        return server(0, **{key: level})
+
+    error = refusal(with_level(value))
+    assert error.reason == "config.type"
+    assert "must be a sensitivity label" in error.message
+    config = parse_gateway_config(with_level("confidential"), Path("/etc/zerolane"))
+    reports = config.servers[0]
+    if key == "tool":
+        assert reports.tools["read_salaries"].sensitivity is Sensitivity.CONFIDENTIAL
+    else:
+        assert getattr(reports, key) is Sensitivity.CONFIDENTIAL

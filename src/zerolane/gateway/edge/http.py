@@ -231,6 +231,17 @@ def _quoted(text: str) -> str:
     return '"' + _UNQUOTABLE.sub("_", text)[:_MAX_DESCRIPTION] + '"'
 
 
+#: what a header value may hold as it is: visible ASCII and spaces
+_UNSENDABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def header_value(text: str) -> str:
+    """``text`` as a header value can carry it: a reason may be a policy's ``@id``,
+    which Cedar lets hold any character, and a header is Latin-1 with no line breaks
+    (an answer that could not be encoded would be a 500 instead of the refusal)."""
+    return _UNSENDABLE.sub("_", text)[:_MAX_DESCRIPTION]
+
+
 def www_authenticate(reason: str, *, resource_metadata: str | None = None) -> list[str]:
     """The ``WWW-Authenticate`` values of a credential refusal for ``reason``.
 
@@ -324,7 +335,7 @@ def refusal(
     """The answer refusing a request with ``status`` for ``reason``: the error body,
     ``Cache-Control: no-store``, the ``X-Zerolane-*`` headers, and the challenge when
     one is due. ``extra``: more members of the body (a validation error's details)."""
-    headers = [("Cache-Control", "no-store"), (REASON_HEADER, reason)]
+    headers = [("Cache-Control", "no-store"), (REASON_HEADER, header_value(reason))]
     if decision_id:
         headers.append((DECISION_HEADER, decision_id))
     if challenged(status, reason):
