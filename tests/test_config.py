@@ -389,3 +389,38 @@ def test_problems_of_one_kind_keep_their_reason(tmp_path: Path) -> None:
     lines = [line.split(": ", 2)[1:] for line in info.value.message.splitlines()]
     assert [key for key, _ in lines] == ["store", "policy"]
     assert all(what.startswith("unknown key (known: trust_domain, ") for _, what in lines)
+
+
+BOUNDED_ISSUER = {"name": "a", "issuer": "https://i.example", "audience": "x", "jwks_file": "j"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason", "twin"),
+    [
+        ({"server": {"port": 65536}}, "config.port", {"server": {"port": 0}}),
+        ({"server": {"port": -1}}, "config.port", {"server": {"port": 65535}}),
+        (
+            {"grants": {"hmac": {"key_file": "k", "ttl": 0}}},
+            "config.grants",
+            {"grants": {"hmac": {"key_file": "k", "ttl": 1}}},
+        ),
+        (
+            {"grants": {"postgres": {"url": "postgresql://db/x", "connect_timeout": -5}}},
+            "config.grants",
+            {"grants": {"postgres": {"url": "postgresql://db/x", "connect_timeout": 300}}},
+        ),
+        (
+            {"users": {"issuers": [{**BOUNDED_ISSUER, "jwks_cache_seconds": -1}]}},
+            "config.jwt_issuer",
+            {"users": {"issuers": [{**BOUNDED_ISSUER, "jwks_cache_seconds": 0}]}},
+        ),
+    ],
+)
+def test_numbers_are_bounded(doc: dict[str, Any], reason: str, twin: dict[str, Any]) -> None:
+    """A port past 65535, a lease that never lives, a negative timeout or cache time are
+    refused when the file is read (not when a server first needs them); the bound
+    itself is accepted."""
+    with pytest.raises(InvalidInput) as caught:
+        parse_config({"trust_domain": "example.org", **doc})
+    assert caught.value.reason == reason
+    parse_config({"trust_domain": "example.org", **twin})

@@ -86,7 +86,8 @@ class ServerConfig:
     __pydantic_config__ = STRICT
 
     host: Str = "127.0.0.1"
-    port: Int = 8700
+    #: 0: any free port (``zerolane up`` prints the one it got)
+    port: Annotated[Int, within("config.port", 0, 65535)] = 8700
     #: the URL clients use to reach the API (DPoP proofs name it); default: as requested
     public_url: Str | None = None
 
@@ -197,7 +198,7 @@ class PostgresGrantConfig:
     role_prefix: Str = "zl_"
     #: template roles playbooks may name (empty: any that passes the broker's checks)
     templates: Annotated[Texts, AfterValidator(_role_names)] = ()
-    connect_timeout: Int = 5
+    connect_timeout: Annotated[Int, within("config.grants", 1, 300, " seconds")] = 5
 
     @model_validator(mode="after")
     def _one_password(self) -> Self:
@@ -213,7 +214,7 @@ class HmacGrantConfig:
     __pydantic_config__ = STRICT
 
     key_file: Required
-    ttl: Int = 300
+    ttl: Annotated[Int, within("config.grants", 1, 86400, " seconds")] = 300
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, model_validator
 
-from zerolane.settings.validate import STRICT, Int, Required, Str, Texts, refuse
+from zerolane.settings.validate import STRICT, Int, Required, Str, Texts, refuse, within
 
 DEFAULT_X509_TTL = 3600
 #: the longest an X.509-SVID may be set to live (365 days)
@@ -65,7 +65,7 @@ class JwtIssuerConfig:
     audience: Required
     jwks_file: Str | None = None
     jwks_url: Str | None = None
-    jwks_cache_seconds: Int = 300
+    jwks_cache_seconds: Annotated[Int, within("config.jwt_issuer", 0, 86400, " seconds")] = 300
     algorithms: Annotated[Texts, AfterValidator(_names)] = ("RS256", "ES256")
     #: claim name (dotted path for nested claims) -> selector type
     claims: Annotated[dict[Str, Str], AfterValidator(_selector_types)] = field(default_factory=dict)
