@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import zerolane
+import zerolane.identity.admin as admin
+import zerolane.identity.enforcement_points as enforcement_points
 from zerolane.audit import masking
 from zerolane.audit.masking import (
     CREDENTIAL_PREFIXES,
@@ -21,7 +23,6 @@ from zerolane.audit.masking import (
 )
 from zerolane.audit.schema import EventFields
 from zerolane.grants.hmac_keys import mint_api_key
-from zerolane.identity import admin, enforcement_points
 from zerolane.identity.attestors import join_token
 from zerolane.types import SystemClock
 
