@@ -161,9 +161,11 @@ def test_nginx_refuses_duplicated_or_missing_headers(nginx: TestClient, task: Ta
     lower = {**good, "X-Original-Method": "get"}
     assert check(nginx, lower).json()["reason"] == "forward_auth.headers"
     two_proofs = [*good.items(), ("DPoP", good["DPoP"])]
-    assert check(nginx, two_proofs).json()["reason"] == "dpop.multiple"
+    refused = check(nginx, two_proofs)
+    assert (refused.status_code, refused.json()["reason"]) == (403, "dpop.multiple")
     two_tokens = [*good.items(), ("Authorization", good["Authorization"])]
-    assert check(nginx, two_tokens).json()["reason"] == "auth.multiple"
+    refused = check(nginx, two_tokens)
+    assert (refused.status_code, refused.json()["reason"]) == (403, "auth.multiple")
     assert check(nginx, good).status_code == 200  # the twin, still unused
 
 
@@ -188,15 +190,31 @@ ATTACKS = [
 
 @pytest.mark.parametrize("target", ATTACKS)
 def test_nginx_refuses_unsafe_paths(nginx: TestClient, task: Task, target: str) -> None:
-    """Each attack carries a valid proof for its exact URL; the twin /reports/q3 passes."""
+    """Each attack carries a valid proof for its exact URL; the twin /reports/q3 passes.
+    nginx's auth_request relays only 401 and 403 (anything else becomes its 500), so the
+    refusal every enforcement point answers 400 is a 403 here, with the same reason."""
     headers = {
         **task.headers("GET", PUBLIC + "/" + target.lstrip("/")),
         "X-Original-Method": "GET",
         "X-Original-URI": target,
     }
     reply = check(nginx, headers)
-    assert (reply.status_code, reply.json()["reason"]) == (400, "request.path")
+    assert (reply.status_code, reply.json()["reason"]) == (403, "request.path")
+    assert reply.headers["x-zerolane-reason"] == "request.path"
     assert check(nginx, nginx_headers(task, "GET", "/reports/q3")).status_code == 200
+
+
+def test_traefik_and_envoy_answer_an_unsafe_path_400(cp: ControlPlane, task: Task) -> None:
+    """They relay the check's status as it is: the 400 every enforcement point answers."""
+    target = "/reports/%2e%2e/secrets"
+    with client_for(cp, "traefik") as traefik:
+        reply = check(traefik, traefik_headers(task, "GET", target))
+        assert (reply.status_code, reply.json()["reason"]) == (400, "request.path")
+        assert check(traefik, traefik_headers(task, "GET", "/reports/q3")).status_code == 200
+    with client_for(cp, "envoy") as envoy:
+        headers = task.headers("GET", PUBLIC + target)
+        reply = envoy.get("/forward-auth" + target, headers=headers)
+        assert (reply.status_code, reply.json()["reason"]) == (400, "request.path")
 
 
 def traefik_headers(

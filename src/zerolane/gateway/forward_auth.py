@@ -6,8 +6,9 @@ enforcement point renders it (:mod:`zerolane.gateway.edge.http`): 400 for an uns
 path or repeated credentials, 401, 403 or 503 for a deny, JSON ``{error, reason,
 message, reasons, decision_id}``, ``X-Zerolane-Reason``, ``WWW-Authenticate`` on 401.
 (nginx's ``auth_request`` passes 401 and 403 on and turns any other refusal into a
-500.) How the proxy names the original request depends on the proxy, chosen by
-``proxy`` in the config:
+500: with ``proxy = "nginx"`` a 400 is answered 403, same reason and body.) How the
+proxy names the original request depends on the proxy, chosen by ``proxy`` in the
+config:
 
 ``nginx``    ``auth_request``: ``X-Original-Method`` and ``X-Original-URI`` (set with
              ``proxy_set_header`` in the auth location)
@@ -55,6 +56,7 @@ from zerolane.gateway.access_log import (
 )
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.edge.http import (
+    Answer,
     allow_headers,
     credentials_of,
     denial,
@@ -201,11 +203,11 @@ class ForwardAuth:
             log.exception("forward-auth: the decider failed")
             record_refusal(request.scope, "decide.error")
             failed = Decision("", False, ("decide.error",), (), None, Refusal.UNAVAILABLE)
-            return denial(failed).response()
+            return self._sent(denial(failed))
         record_decision(request.scope, decision)
         if decision.allowed:
             return _allow(decision)
-        return denial(decision).response()
+        return self._sent(denial(decision))
 
     def _map(
         self, method: str, url: str, segments: Sequence[str], client_cert: bytes | None
@@ -231,7 +233,7 @@ class ForwardAuth:
         """Deny before any decision; recorded as a decision event when an audit log is set."""
         record_refusal(scope, reason)
         if self._audit is None:
-            return refusal(status, reason, message).response()
+            return self._sent(refusal(status, reason, message))
         decision_id = uuid.uuid4().hex
         details = {
             "decision_id": decision_id,
@@ -255,8 +257,17 @@ class ForwardAuth:
         except Unavailable:
             record_refusal(scope, "audit.write")
             failed = "the refusal could not be recorded; refused"
-            return refusal(503, "audit.write", failed, decision_id=decision_id).response()
-        return refusal(status, reason, message, decision_id=decision_id).response()
+            return self._sent(refusal(503, "audit.write", failed, decision_id=decision_id))
+        return self._sent(refusal(status, reason, message, decision_id=decision_id))
+
+    def _sent(self, answer: Answer) -> Response:
+        """A refusal as this proxy can pass it on: nginx's ``auth_request`` relays only 401
+        and 403 and turns anything else into a 500, so a request refused as invalid (400:
+        an unsafe path, repeated credentials) is answered 403 there, with the same
+        reason, body and headers; Traefik and Envoy relay the 400 as it is."""
+        if self.config.proxy == "nginx" and answer.status == 400:
+            answer = Answer(403, answer.body, answer.headers)
+        return answer.response()
 
 
 async def _healthz(_: Request) -> Response:
