@@ -115,8 +115,8 @@ class _Root(TyperGroup):
 
     # click's Context and Command are typer's private vendored click: typed Any here
     def list_commands(self, ctx: Any) -> list[str]:
-        own = super().list_commands(ctx)
-        return [*own[:-1], *GROUPS, *own[-1:]]  # version last, as it was added
+        own = [name for name in super().list_commands(ctx) if name != "version"]
+        return [*own, *GROUPS, "version"]  # the groups before version, whatever the order
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in GROUPS and cmd_name not in self.commands:
