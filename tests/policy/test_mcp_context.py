@@ -34,6 +34,20 @@ NOT_WHOLE = """
 forbid (principal, action == Zerolane::Action::"request", resource)
 when { context.request has mcp && context.request.mcp.arguments_truncated };
 """
+NO_FINANCE_FILES = """
+@id("mcp.no_finance_files")
+forbid (principal, action == Zerolane::Action::"request", resource)
+when {
+  context.request has mcp &&
+  ["resources/read", "resources/subscribe"].contains(context.request.mcp.method) &&
+  context.request.mcp.uri like "file:///finance/*"
+};
+"""
+NO_COMPLETION = """
+@id("mcp.no_completion")
+forbid (principal, action == Zerolane::Action::"request", resource)
+when { context.request has mcp && context.request.mcp.method == "completion/complete" };
+"""
 NO_DESTRUCTIVE = """
 @id("mcp.read_only_server")
 forbid (principal, action == Zerolane::Action::"request", resource)
@@ -191,12 +205,43 @@ def test_the_mcp_record() -> None:
     record = context["request"]["mcp"]  # type: ignore[index]
     assert record == {
         "server": "reports",
+        "method": "tools/call",
         "tool": "read_report",
+        "uri": "",
         "read_only": True,
         "destructive": False,
         "arguments": ["options.format=pdf", "report=q3"],
         "arguments_truncated": False,
     }
+
+
+def test_the_mcp_record_of_a_resource_read() -> None:
+    facts = McpFacts.of_call(
+        "docs",
+        "",
+        read_only=True,
+        destructive=False,
+        method="resources/read",
+        uri="file:///finance/q3.pdf",
+    )
+    context = request_context(f.task(), f.request(mcp=facts), f.NOW)
+    assert context["request"]["mcp"] == {  # type: ignore[index]
+        "server": "docs",
+        "method": "resources/read",
+        "tool": "",
+        "uri": "file:///finance/q3.pdf",
+        "read_only": True,
+        "destructive": False,
+        "arguments": [],
+        "arguments_truncated": False,
+    }
+
+
+def test_earlier_callers_get_a_tools_call() -> None:
+    """``method`` and ``uri`` have defaults: facts built as before are a tools/call."""
+    assert (call().method, call().uri) == ("tools/call", "")
+    positional = McpFacts("reports", "read_report", True, False)
+    assert (positional.method, positional.uri) == ("tools/call", "")
 
 
 @pytest.mark.parametrize("mcp", [None, call(), call({"report": "q3"}, read_only=False)])
@@ -244,3 +289,34 @@ def test_reading_mcp_without_has_is_refused_at_load(policy_dir: Path) -> None:
         CedarEngine(policy_dir)
     assert refused.value.reason == "policy.invalid"
     assert "optional attribute" in refused.value.message
+
+
+def read(uri: str, method: str = "resources/read") -> McpFacts:
+    return McpFacts.of_call("docs", "", read_only=True, destructive=False, method=method, uri=uri)
+
+
+def test_a_policy_on_the_method_and_uri(policy_dir: Path) -> None:
+    (policy_dir / "mcp.cedar").write_text(NO_FINANCE_FILES + NO_COMPLETION)
+    engine = CedarEngine(policy_dir)  # strict validation: the schema declares both
+    refused = decide(engine, read("file:///finance/q3.pdf"))
+    assert refused == PolicyResult(False, ("mcp.no_finance_files",), ())
+    subscribed = decide(engine, read("file:///finance/q3.pdf", "resources/subscribe"))
+    assert subscribed.policy_ids == ("mcp.no_finance_files",)
+    assert decide(engine, read("file:///public/prices.csv")).allowed
+    assert decide(engine, read("file://finance/q3.pdf")).allowed  # a host, not the folder
+    completing = decide(engine, read("file:///public/{name}", "completion/complete"))
+    assert completing.policy_ids == ("mcp.no_completion",)
+    prompt = McpFacts.of_call(
+        "docs", "summarize", read_only=True, destructive=False, method="prompts/get"
+    )
+    assert decide(engine, prompt).allowed
+    assert decide(engine, call({"report": "q3"})).allowed  # a tools/call: uri ""
+    assert decide(engine, None).allowed
+
+
+def test_reading_method_without_has_is_refused_at_load(policy_dir: Path) -> None:
+    unguarded = NO_COMPLETION.replace("context.request has mcp && ", "")
+    (policy_dir / "mcp.cedar").write_text(unguarded)
+    with pytest.raises(PolicyLoadError) as refused:
+        CedarEngine(policy_dir)
+    assert refused.value.reason == "policy.invalid"

@@ -5,9 +5,10 @@ the schema in ``default/schema.cedarschema`` declares the same shape. Times are 
 epoch seconds, rounded down: ``now >= expires_at`` then never says "not expired" when
 the exact times say expired. Sensitivities are ranks (public 0 .. restricted 3).
 
-An MCP ``tools/call`` adds the optional ``request.mcp`` record (:class:`McpFacts`):
-its arguments reach policies as a bounded set of ``path=value`` strings
-(:func:`flatten_arguments`), because Cedar can only test a set for exact members.
+A request the MCP gateway decides (a ``tools/call``, a resource read, a prompt get, or
+what is decided as one of them) adds the optional ``request.mcp`` record
+(:class:`McpFacts`): its arguments reach policies as a bounded set of ``path=value``
+strings (:func:`flatten_arguments`), because Cedar can only test a set for exact members.
 """
 
 from __future__ import annotations
@@ -85,8 +86,11 @@ class ParentFacts:
 
 @dataclass(frozen=True, slots=True)
 class McpFacts:
-    """One MCP ``tools/call`` (``context.request.mcp``): the upstream server, the tool's
-    name there, its annotations as the gateway reads them, and its flattened arguments.
+    """One MCP request the gateway decides (``context.request.mcp``): the upstream
+    server, the JSON-RPC ``method``, the tool's or prompt's name there (``""`` for a
+    resource), the resource's ``uri`` (``""`` otherwise), the annotations as the gateway
+    reads them (a resource read or prompt get is read-only, not destructive), and the
+    flattened arguments.
 
     Build it with :meth:`of_call`, which flattens the arguments.
     """
@@ -97,6 +101,8 @@ class McpFacts:
     destructive: bool
     arguments: tuple[str, ...] = ()  # "path=value" entries, see flatten_arguments
     arguments_truncated: bool = False  # entries were left out to keep within the bounds
+    method: str = "tools/call"  # resources/read, prompts/get, completion/complete, ...
+    uri: str = ""  # the resource's URI, as asked for (a resource read or subscribe)
 
     @classmethod
     def of_call(
@@ -107,9 +113,11 @@ class McpFacts:
         read_only: bool,
         destructive: bool,
         arguments: Mapping[str, object] | None = None,
+        method: str = "tools/call",
+        uri: str = "",
     ) -> McpFacts:
         entries, truncated = flatten_arguments(arguments or {})
-        return cls(server, tool, read_only, destructive, entries, truncated)
+        return cls(server, tool, read_only, destructive, entries, truncated, method, uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +130,7 @@ class RequestFacts:
     sensitivity: Sensitivity
     method: str = ""
     destination_internal: bool = False  # unknown means outside: the egress rule applies
-    mcp: McpFacts | None = None  # set for an MCP tools/call only
+    mcp: McpFacts | None = None  # set for a request the MCP gateway decides only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,7 +259,9 @@ def flatten_arguments(arguments: Mapping[str, object]) -> tuple[tuple[str, ...],
 def _mcp_record(mcp: McpFacts) -> dict[str, object]:
     return {
         "server": mcp.server,
+        "method": mcp.method,
         "tool": mcp.tool,
+        "uri": mcp.uri,
         "read_only": mcp.read_only,
         "destructive": mcp.destructive,
         "arguments": list(mcp.arguments),

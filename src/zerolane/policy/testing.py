@@ -2,7 +2,8 @@
 
 A file holds ``cases:`` (and optionally ``principal``, ``internal_destinations`` and
 ``now`` shared by its cases). A case has a ``name``, either ``task:`` + ``request:``
-(a request under a task, with an optional ``request.mcp:`` block for an MCP tool call)
+(a request under a task, with an optional ``request.mcp:`` block for a request the MCP
+gateway decides: a tool call, a resource read, a prompt get)
 or ``open:`` (opening a task), ``expect: allow|deny`` and optionally ``reasons:``, the
 exact policy ids expected. Unset facts take defaults that describe an ordinary, healthy
 task (see docs/policies.md). Any malformed file is refused with its file, case and
@@ -48,7 +49,16 @@ _TASK_KEYS = {
 _REQUEST_KEYS = {
     "action", "resource", "destination", "sensitivity", "method", "destination_internal", "mcp",
 }  # fmt: skip
-_MCP_KEYS = {"server", "tool", "read_only", "destructive", "arguments", "arguments_truncated"}
+_MCP_KEYS = {
+    "server", "method", "tool", "uri", "read_only", "destructive", "arguments",
+    "arguments_truncated",
+}  # fmt: skip
+#: the MCP methods the gateway decides (a typo in a case would otherwise test nothing)
+MCP_METHODS = (
+    "tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete",
+)  # fmt: skip
+#: what an ``mcp:<server>/<rest>`` action's ``<rest>`` names besides a tool
+_READ, _GET = "resources/read", "prompts/get"
 _WORKLOAD_KEYS = {"trust_domain", "selectors", "owner"}
 _PLAYBOOK_KEYS = {
     "name", "opener_matches", "delegable", "max_depth", "ceiling", "max_ttl", "max_calls",
@@ -150,18 +160,40 @@ def _parent(f: Fields, now: float) -> ParentFacts:
     )
 
 
-def _mcp(f: Fields, action: str) -> McpFacts:
-    """The ``mcp:`` block; server and tool default to those of an ``mcp:<server>/<tool>``
-    action, the arguments are flattened as the gateway flattens them."""
-    named, slash, tool = action.removeprefix("mcp:").partition("/")
+def _mcp(f: Fields, action: str, resource: str) -> McpFacts:
+    """The ``mcp:`` block, its defaults taken from an ``mcp:<server>/<rest>`` action.
+
+    ``mcp:<s>/resources/read`` is a resource read: method ``resources/read``, tool
+    ``""``, ``uri`` required, read-only. ``mcp:<s>/prompts/get`` is a prompt get: method
+    ``prompts/get``, tool the ``<name>`` of an ``mcp/<s>/prompts/<name>`` resource (else
+    required), read-only. Any other is a ``tools/call`` of tool ``<rest>``. Without an
+    ``mcp:`` action, ``server`` and ``tool`` are required. The arguments are flattened
+    as the gateway flattens them.
+    """
+    named, slash, rest = action.removeprefix("mcp:").partition("/")
     mcp_action = action.startswith("mcp:") and bool(slash)
-    read_only = f.boolean("read_only", False)
+    kind = rest if mcp_action and rest in (_READ, _GET) else "tools/call"
+    method = f.text("method", kind)
+    if method not in MCP_METHODS:
+        f.fail("method", f"must be one of {', '.join(MCP_METHODS)}")
+    if kind == _READ:
+        tool, uri = f.text("tool", ""), f.text("uri")
+    elif kind == _GET:
+        prompt = resource.removeprefix(f"mcp/{named}/prompts/")
+        simple = prompt != resource and prompt and "/" not in prompt and "*" not in prompt
+        tool, uri = f.text("tool", prompt) if simple else f.text("tool"), f.text("uri", "")
+    else:
+        tool = f.text("tool", rest) if mcp_action else f.text("tool")
+        uri = f.text("uri", "")
+    read_only = f.boolean("read_only", kind != "tools/call")
     facts = McpFacts.of_call(
         f.text("server", named) if mcp_action else f.text("server"),
-        f.text("tool", tool) if mcp_action else f.text("tool"),
+        tool,
         read_only=read_only,
         destructive=f.boolean("destructive", not read_only),
         arguments=f.mapping("arguments"),
+        method=method,
+        uri=uri,
     )
     if f.has("arguments_truncated"):
         truncated = f.boolean("arguments_truncated", False)
@@ -172,14 +204,15 @@ def _mcp(f: Fields, action: str) -> McpFacts:
 def _request(f: Fields, internal: tuple[str, ...]) -> RequestFacts:
     destination = f.text("destination")
     action = f.text("action")
+    resource = f.text("resource")
     return RequestFacts(
         action=action,
-        resource=f.text("resource"),
+        resource=resource,
         destination=destination,
         sensitivity=f.sensitivity("sensitivity", "internal"),
         method=f.text("method", ""),
         destination_internal=f.boolean("destination_internal", is_internal(destination, internal)),
-        mcp=_mcp(f.section("mcp", _MCP_KEYS), action) if f.has("mcp") else None,
+        mcp=_mcp(f.section("mcp", _MCP_KEYS), action, resource) if f.has("mcp") else None,
     )
 
 
