@@ -130,6 +130,30 @@ def test_every_setting_is_read() -> None:
         (server(call_timeout="5m"), "config.type", "call_timeout"),
         (server(call_timeout=True), "config.type", "call_timeout"),
         (doc(servers=[{"name": "x", "command": "y"}]), "config.missing", "destination"),
+        (
+            server(resources=[{"uri": "", "sensitivity": "public"}]),
+            "config.uri",
+            "resources[0].uri",
+        ),
+        (
+            server(resources=[{"uri": "x" * 1025, "sensitivity": "public"}]),
+            "config.uri",
+            "resources[0].uri",
+        ),
+        (server(resources=[{"uri": "file:///*"}]), "config.missing", "resources[0].sensitivity"),
+        (server(resources=[{"uri": 1, "sensitivity": "public"}]), "config.type", "uri"),
+        (
+            server(resources=[{"uri": "a", "sensitivity": "public", "scheme": "a"}]),
+            "config.unknown_key",
+            "servers[0].resources[0].scheme",
+        ),
+        (server(resources={"uri": "a", "sensitivity": "public"}), "config.type", "resources"),
+        (server(prompts={"a b": {}}), "config.name", "prompts"),
+        (
+            server(prompts={"p": {"sensitivty": "public"}}),
+            "config.unknown_key",
+            "servers[0].prompts.p.sensitivty",
+        ),
     ],
 )
 def test_refusals_name_their_key(document: dict[str, Any], reason: str, where: str) -> None:
@@ -151,7 +175,7 @@ def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
         f"{path}: authorization_servers: needs at least one entry",
         f"{path}: servers[0].retries: unknown key (known: name, destination, url, command, "
         "args, env, cwd, default_sensitivity, destructive_sensitivity, prefix, call_timeout, "
-        "tools)",
+        "tools, resources, prompts)",
     ]
 
 
@@ -205,7 +229,9 @@ def test_tls_is_checked_strictly(tls: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("value", [False, True, 0, 3, 1.0], ids=repr)
-@pytest.mark.parametrize("key", ["default_sensitivity", "destructive_sensitivity", "tool"])
+@pytest.mark.parametrize(
+    "key", ["default_sensitivity", "destructive_sensitivity", "tool", "resource", "prompt"]
+)
 def test_a_sensitivity_is_a_label_never_a_number_or_boolean(key: str, value: object) -> None:
     """``sensitivity = false`` on a salary tool must not make its reads public (the
     egress rule would never see the task tainted): refused, the label twin read."""
@@ -213,6 +239,10 @@ def test_a_sensitivity_is_a_label_never_a_number_or_boolean(key: str, value: obj
     def with_level(level: object) -> dict[str, Any]:
         if key == "tool":
             return server(tools={"read_salaries": {"sensitivity": level}})
+        if key == "resource":
+            return server(resources=[{"uri": "file:///salaries/*", "sensitivity": level}])
+        if key == "prompt":
+            return server(prompts={"read_salaries": {"sensitivity": level}})
         return server(0, **{key: level})
 
     error = refusal(with_level(value))
@@ -222,5 +252,33 @@ def test_a_sensitivity_is_a_label_never_a_number_or_boolean(key: str, value: obj
     reports = config.servers[0]
     if key == "tool":
         assert reports.tools["read_salaries"].sensitivity is Sensitivity.CONFIDENTIAL
+    elif key == "resource":
+        assert reports.resources[0].sensitivity is Sensitivity.CONFIDENTIAL
+    elif key == "prompt":
+        assert reports.prompts["read_salaries"].sensitivity is Sensitivity.CONFIDENTIAL
     else:
         assert getattr(reports, key) is Sensitivity.CONFIDENTIAL
+
+
+def test_resource_rules_and_prompts_are_read_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        'public_url = "https://mcp.example.org"\n'
+        'authorization_servers = ["https://zerolane.example.org"]\n'
+        '[[servers]]\nname = "docs"\ncommand = "python"\ndestination = "docs.int"\n'
+        '[[servers.resources]]\nuri = "file:///finance/*"\nsensitivity = "confidential"\n'
+        '[[servers.resources]]\nuri = "file:///*"\nsensitivity = "public"\n'
+        '[servers.prompts.summarize]\nsensitivity = "internal"\n'
+        "[servers.prompts.plain]\n"
+    )
+    (docs,) = load_gateway_config(path).servers
+    assert [(rule.uri, rule.sensitivity) for rule in docs.resources] == [
+        ("file:///finance/*", Sensitivity.CONFIDENTIAL),
+        ("file:///*", Sensitivity.PUBLIC),
+    ]
+    assert docs.resources[0].matches("file:///finance/q3/raw.csv")
+    assert not docs.resources[0].matches("file:///Finance/q3")  # case-sensitive
+    assert docs.prompts["summarize"].sensitivity is Sensitivity.INTERNAL
+    assert docs.prompts["plain"].sensitivity is None
+    (defaults,) = parse_gateway_config(doc(servers=[BASE["servers"][0]])).servers
+    assert (defaults.resources, defaults.prompts) == ((), {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 DESTINATION = re.compile(r"[A-Za-z0-9._:-]{1,256}")
+MAX_URI = 1024
 _PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 DEFAULT_PATH = "/mcp"
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -94,6 +96,12 @@ def _tools(tools: dict[str, ToolConfig]) -> dict[str, ToolConfig]:
     return tools
 
 
+def _uri_glob(value: str) -> str:
+    if not 1 <= len(value) <= MAX_URI:
+        raise refuse("config.uri", f"is 1..{MAX_URI} characters")
+    return value
+
+
 def _call_timeout(seconds: float) -> float:
     if not MIN_CALL_TIMEOUT <= seconds <= MAX_CALL_TIMEOUT:
         raise refuse(
@@ -110,6 +118,20 @@ class ToolConfig:
     __pydantic_config__ = STRICT
 
     sensitivity: Level | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRule:
+    """``[[servers.resources]]``: the sensitivity of the resources whose URI matches
+    ``uri``, an ``fnmatch`` glob on the whole URI (``*`` crosses ``/``; case-sensitive)."""
+
+    __pydantic_config__ = STRICT
+
+    uri: Annotated[Str, AfterValidator(_uri_glob)]
+    sensitivity: Level
+
+    def matches(self, uri: str) -> bool:
+        return fnmatchcase(uri, self.uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +158,10 @@ class UpstreamConfig:
     #: trickles its answer, or never ends it, is cut off and the call fails closed)
     call_timeout: Annotated[Float, AfterValidator(_call_timeout)] = DEFAULT_CALL_TIMEOUT
     tools: Annotated[dict[str, ToolConfig], AfterValidator(_tools)] = field(default_factory=dict)
+    #: resource sensitivities by URI: the first rule that matches wins, else the default
+    resources: tuple[ResourceRule, ...] = ()
+    #: per-prompt settings, by the prompt's name on the server (as ``tools``)
+    prompts: Annotated[dict[str, ToolConfig], AfterValidator(_tools)] = field(default_factory=dict)
 
     @model_validator(mode="after")
     def _runs(self, info: ValidationInfo) -> Self:

@@ -9,16 +9,26 @@ Annotations come from the upstream, so they can only raise a sensitivity, never 
 it below the server's default. The policies also see the call itself, as the optional
 ``context.request.mcp`` record (:meth:`ToolRoute.mcp_facts`): server, tool, annotations
 and the flattened arguments.
+
+Resources and prompts are decided the same way. Reading resource ``file:///a/b`` of
+server ``docs`` is action ``mcp:docs/resources/read`` on resource
+``mcp/docs/resources/file/-/a/b`` (:func:`resource_name`), at the sensitivity of the
+server's first ``resources`` rule whose glob matches the URI, else its default. Getting
+prompt ``summarize`` is action ``mcp:docs/prompts/get`` on ``mcp/docs/prompts/summarize``,
+at its configured sensitivity, else the server's default. Tool names never hold a
+``/``, so these actions never collide with a tool's. Both are read-only for the
+policies (``read_only`` true, ``destructive`` false).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mcp_types import Tool, ToolAnnotations
+from mcp_types import Prompt, Tool, ToolAnnotations
 
-from zerolane.gateway.mcp.config import TOOL_NAME, UpstreamConfig
+from zerolane.gateway.mcp.config import MAX_URI, TOOL_NAME, UpstreamConfig
 from zerolane.policy.context import McpFacts
 from zerolane.types import Sensitivity
 
@@ -94,4 +104,159 @@ def route_for(server: UpstreamConfig, tool: Tool) -> ToolRoute | None:
         exposed=server.prefix + tool.name,
         destination=server.destination,
         sensitivity=tool_sensitivity(server, tool),
+    )
+
+
+#: RFC 3986 scheme, then the rest: printable ASCII, no space (_UNSAFE refuses a few more)
+_URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):([\x21-\x7e]+)")
+_UNSAFE = frozenset("%*?#\\")
+#: stands for an empty authority (``file:///a``), which a segment cannot be
+EMPTY_AUTHORITY = "-"
+READ_RESOURCE = "resources/read"
+GET_PROMPT = "prompts/get"
+
+
+def resource_name(uri: str) -> str | None:
+    """The resource segments a URI is decided as, or None when it cannot map safely.
+
+    ``scheme://authority/p/a/t/h`` becomes ``scheme/authority/p/a/t/h``, an empty
+    authority written ``-`` (``file:///a/b`` is ``file/-/a/b``, ``file://a/b`` is
+    ``file/a/b``); ``scheme:opaque`` becomes ``scheme:/`` + the opaque part split on
+    ``/`` (``urn:x:y`` is ``urn:/x:y``). The scheme is lower-cased, nothing else is
+    changed: no decoding, no resolving. Refused, so that one name never stands for two
+    URIs and no URI dodges a pattern: anything but printable ASCII (spaces included),
+    ``%``, ``*``, ``\\``, a query or fragment (``?``, ``#``), an empty segment (a
+    trailing ``/`` included), a ``.`` or ``..`` segment, an authority that is itself
+    ``-``, and more than :data:`MAX_URI` characters. Template URIs (RFC 6570,
+    ``file:///{path}``) map the same way, their braces as literal characters.
+    """
+    if len(uri) > MAX_URI:
+        return None
+    parts = _URI.fullmatch(uri)
+    if parts is None or not _UNSAFE.isdisjoint(uri):
+        return None
+    scheme, rest = parts[1].lower(), parts[2]
+    if rest.startswith("//"):
+        authority, slash, path = rest[2:].partition("/")
+        if authority == EMPTY_AUTHORITY or not (authority or slash):
+            return None
+        segments = [scheme, authority or EMPTY_AUTHORITY, *([path] if slash else [])]
+        name = "/".join(segments)
+    else:
+        name = f"{scheme}:/{rest}"
+    if any(segment in ("", ".", "..") for segment in name.split("/")):
+        return None
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRoute:
+    """One resource URI of an upstream server, as the gateway decides reading it."""
+
+    server: str
+    uri: str  # as the client asked for it (and as it goes upstream)
+    destination: str
+    sensitivity: Sensitivity
+    name: str  # resource_name(uri)
+
+    @property
+    def action(self) -> str:
+        return f"mcp:{self.server}/{READ_RESOURCE}"
+
+    @property
+    def resource(self) -> str:
+        return f"mcp/{self.server}/resources/{self.name}"
+
+    def mcp_facts(self, *, method: str = READ_RESOURCE) -> McpFacts:
+        """``context.request.mcp`` for reading this resource (or for ``method``, such as
+        ``resources/subscribe`` or ``completion/complete``, decided as that read)."""
+        return McpFacts.of_call(
+            self.server, "", read_only=True, destructive=False, method=method, uri=self.uri
+        )
+
+
+def resource_sensitivity(server: UpstreamConfig, uri: str) -> Sensitivity:
+    """The first rule matching ``uri`` (as given, or with its scheme lower-cased), else
+    the server's default."""
+    candidates = {uri, _lower_scheme(uri)}
+    for rule in server.resources:
+        if any(rule.matches(candidate) for candidate in candidates):
+            return rule.sensitivity
+    return server.default_sensitivity
+
+
+def _lower_scheme(uri: str) -> str:
+    scheme, colon, rest = uri.partition(":")
+    return scheme.lower() + colon + rest
+
+
+def resource_route(server: UpstreamConfig, uri: str) -> ResourceRoute | None:
+    """The route of reading ``uri``, or None for a URI that cannot map safely."""
+    name = resource_name(uri)
+    if name is None:
+        return None
+    return ResourceRoute(
+        server=server.name,
+        uri=uri,
+        destination=server.destination,
+        sensitivity=resource_sensitivity(server, uri),
+        name=name,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRoute:
+    """One upstream prompt as the gateway exposes and decides it."""
+
+    server: str
+    prompt: Prompt  # as the upstream listed it
+    exposed: str  # the name agents see (the server's prefix + the prompt's name)
+    destination: str
+    sensitivity: Sensitivity
+
+    @property
+    def action(self) -> str:
+        return f"mcp:{self.server}/{GET_PROMPT}"
+
+    @property
+    def resource(self) -> str:
+        return f"mcp/{self.server}/prompts/{self.prompt.name}"
+
+    def mcp_facts(
+        self, arguments: Mapping[str, object] | None = None, *, method: str = GET_PROMPT
+    ) -> McpFacts:
+        """``context.request.mcp`` for getting this prompt with ``arguments`` (or for
+        ``method``, such as ``completion/complete``, decided as that get)."""
+        return McpFacts.of_call(
+            self.server,
+            self.prompt.name,
+            read_only=True,
+            destructive=False,
+            arguments=arguments,
+            method=method,
+        )
+
+    def listed(self) -> Prompt:
+        """The prompt as the gateway lists it: renamed, everything else as upstream."""
+        return self.prompt.model_copy(update={"name": self.exposed})
+
+
+def prompt_sensitivity(server: UpstreamConfig, prompt: Prompt) -> Sensitivity:
+    """Per-prompt override, else the server default."""
+    override = server.prompts.get(prompt.name)
+    if override is not None and override.sensitivity is not None:
+        return override.sensitivity
+    return server.default_sensitivity
+
+
+def prompt_route(server: UpstreamConfig, prompt: Prompt) -> PromptRoute | None:
+    """The route of ``prompt``, or None for a name that cannot map onto one resource."""
+    if not TOOL_NAME.fullmatch(prompt.name):
+        return None
+    return PromptRoute(
+        server=server.name,
+        prompt=prompt,
+        exposed=server.prefix + prompt.name,
+        destination=server.destination,
+        sensitivity=prompt_sensitivity(server, prompt),
     )
