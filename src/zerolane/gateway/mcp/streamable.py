@@ -2,25 +2,25 @@
 
 One session (``initialize`` once, then the ``Mcp-Session-Id`` and
 ``MCP-Protocol-Version`` headers on every request) over a pool of keep-alive
-connections, so concurrent calls share it and sequential calls reuse one connection.
-It speaks the handshake protocol revisions (2024-11-05 to 2025-11-25) and only what
-the gateway needs: ``tools/list`` and ``tools/call`` requests, answered as JSON or as
-an SSE stream. In a stream, the server's notifications are ignored, its ``ping`` is
-answered and its other requests (sampling, elicitation, roots) are refused: the
-gateway does not relay them. Redirects are not followed and nothing is taken from the
-environment (no proxy, no netrc): the connection is the gateway's own and carries none
-of the agent's credentials.
+connections, so concurrent requests share it and sequential ones reuse a connection.
+It speaks the handshake protocol revisions (2024-11-05 to 2025-11-25) and relays raw
+JSON-RPC messages (plain dicts: fields it does not know pass as they are). A request is
+answered as JSON or as an SSE stream; the other messages of that stream (progress,
+logging, the server's own requests) go to the request's caller in order, except the
+server's ``ping``, answered here. The session's GET stream (:meth:`HttpSession.listen`)
+carries what the server sends unrelated to a request. Redirects are not followed and
+nothing is taken from the environment (no proxy, no netrc): the connection is the
+gateway's own and carries none of the agent's credentials.
 
 A server that can resume its streams (2025-11-25) opens them with a priming event (an
 id, no data) and may close a request's stream before its answer: the stream is then
 resumed with a GET carrying ``Last-Event-ID`` (after the server's ``retry``), never by
-sending the request again, and within bounds (see :meth:`HttpSession._resume`). No
-other GET stream is opened.
+sending the request again, and within bounds (see :meth:`HttpSession._resume`).
 
 A request that provably never reached the server raises :class:`NotDelivered` (the
-connection could not be made, or the server answered 404 for the session: it no
-longer knows it and processed nothing); the caller may send it again on a new
-session. Any other failure may come after the server got the request.
+connection could not be made, the server answered 404 for the session: it no longer
+knows it and processed nothing, or the session had already ended); the caller may send
+it again on a new session. Any other failure may come after the server got the request.
 """
 
 from __future__ import annotations
@@ -37,8 +37,18 @@ import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
 from mcp import MCPError
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
+from zerolane.gateway.mcp.handshake import (
+    CANCELLED,
+    OnMessage,
+    accepted,
+    cancelled,
+    initialize_params,
+    is_answer,
+    is_ping,
+    pong,
+    result_of,
+)
 from zerolane.gateway.mcp.sse import EventStream
 
 log = logging.getLogger(__name__)
@@ -61,9 +71,12 @@ DEFAULT_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
 MAX_RESUMES = 1000
 MAX_RESUME_FAILURES = 3
+#: a GET stream open this long is no failed attempt when it ends without a message
+QUIET_SECONDS = 30.0
 #: the longest event id sent back as ``Last-Event-ID`` (visible ASCII and spaces only)
 MAX_EVENT_ID_CHARS = 1024
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]+")
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
 
 
 class NotDelivered(Exception):
@@ -74,17 +87,26 @@ class NotDelivered(Exception):
         self.reason = reason
 
 
-def http_session() -> aiohttp.ClientSession:
-    """The connection pool of one upstream (the MCP SDK's client timeouts)."""
+def http_session(limit: int = 100) -> aiohttp.ClientSession:
+    """The connection pool of one upstream (the MCP SDK's client timeouts), at most
+    ``limit`` connections."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=KEEPALIVE_SECONDS),
+        connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
         trust_env=False,
     )
 
 
 class HttpSession:
-    """One MCP session with a streamable HTTP server, shared by concurrent requests."""
+    """One MCP session with a streamable HTTP server, shared by concurrent requests.
+
+    :meth:`request` relays one raw JSON-RPC request and hands every other message of its
+    stream to the caller; :meth:`listen` reads the session's GET stream (the server's
+    unsolicited messages); :meth:`respond` and :meth:`notify` send the client's answers
+    and notifications. :meth:`initialize`, :meth:`list_tools` and :meth:`call_tool` are
+    what the gateway's own shared session asks (it declares no capabilities, so the
+    server's requests on it are refused).
+    """
 
     def __init__(
         self,
@@ -92,33 +114,46 @@ class HttpSession:
         http: aiohttp.ClientSession,
         tasks: TaskGroup,
         client_info: types.Implementation,
+        *,
+        name: str = "",
+        capabilities: Mapping[str, Any] | None = None,
     ) -> None:
         self._url = url
         self._http = http
         self._tasks = tasks  # background reads of finished SSE streams
         self._client_info = client_info
+        self._capabilities = dict(capabilities or {})
         self._next_id = 0
+        self._closed = False
+        #: the upstream's configured name
+        self.name = name or url
+        #: the upstream's raw ``InitializeResult`` (empty until initialized)
+        self.result: dict[str, Any] = {}
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        #: set once the session's GET stream is open (the server can send unprompted)
+        self.listening = anyio.Event()
+
+    @property
+    def closed(self) -> bool:
+        """The session is gone (closed, or the server no longer knows it)."""
+        return self._closed
+
+    async def open(self) -> dict[str, Any]:
+        """Initialize the session (then ``notifications/initialized``): the raw result."""
+        params = initialize_params(self._client_info, self._capabilities)
+        answer = await self.request("initialize", params, self._refuse, initializing=True)
+        raw = accepted(answer)
+        self.protocol_version = str(raw["protocolVersion"])
+        self.result = raw
+        await self.notify("notifications/initialized", None)
+        return raw
 
     async def initialize(self) -> types.InitializeResult:
-        params = {
-            "protocolVersion": LATEST_HANDSHAKE_VERSION,
-            "capabilities": {},
-            "clientInfo": self._client_info.model_dump(by_alias=True, exclude_none=True),
-        }
-        raw = await self._request("initialize", params, initializing=True)
-        result = types.InitializeResult.model_validate(raw)
-        if result.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            raise MCPError(
-                types.INVALID_REQUEST, f"unsupported protocol version {result.protocol_version}"
-            )
-        self.protocol_version = result.protocol_version
-        await self._notify("notifications/initialized", None)
-        return result
+        return types.InitializeResult.model_validate(await self.open())
 
     async def list_tools(self, cursor: str | None = None) -> types.ListToolsResult:
-        raw = await self._request("tools/list", {"cursor": cursor} if cursor else None)
+        raw = await self._call("tools/list", {"cursor": cursor} if cursor else None)
         return types.ListToolsResult.model_validate(raw)
 
     async def call_tool(
@@ -129,11 +164,12 @@ class HttpSession:
             params["arguments"] = arguments
         if meta:
             params["_meta"] = dict(meta)
-        raw = await self._request("tools/call", params)
+        raw = await self._call("tools/call", params)
         return types.CallToolResult.model_validate(raw)
 
     async def close(self) -> None:
         """End the session upstream (DELETE), best effort."""
+        self._closed = True
         if self.session_id is None:
             return
         with anyio.move_on_after(CANCEL_SECONDS):
@@ -142,6 +178,89 @@ class HttpSession:
                     pass
             except (aiohttp.ClientError, OSError) as err:
                 log.debug("MCP session %s not deleted: %s", self._url, err)
+
+    # --- relaying ---------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        on_message: OnMessage,
+        *,
+        initializing: bool = False,
+    ) -> dict[str, Any]:
+        """Send one request (the session's own id) and return the raw answer (``result``
+        or ``error``); every other message of its stream goes to ``on_message``, in order
+        (the server's ``ping`` is answered here). A caller cancelled (or failing) after
+        sending it tells the server with ``notifications/cancelled``."""
+        if self._closed:
+            raise NotDelivered("closed", "the session has ended")
+        self._next_id += 1
+        request_id = self._next_id
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        response: aiohttp.ClientResponse | None = None
+        try:
+            response = await self._post(message)
+            return await self._answer(response, request_id, on_message, initializing=initializing)
+        except NotDelivered:
+            if response is not None:
+                response.close()
+            raise
+        except BaseException:
+            if response is not None:
+                response.close()  # a body not read to its end: the connection is dropped
+            if method != "initialize":
+                await self._cancel(request_id)  # it may have got there (even mid-POST)
+            raise
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
+        """Send a client notification."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        await self._send(message, method)
+
+    async def respond(self, message: Mapping[str, Any]) -> None:
+        """Send the client's answer to a request of the server's (the server's id)."""
+        await self._send(message, "a response")
+
+    async def listen(self, on_message: OnMessage) -> None:
+        """Read the session's GET stream (the server's unsolicited messages) into
+        ``on_message`` until the session ends; a server that offers none (405) is fine.
+
+        A stream that ends is opened again with ``Last-Event-ID`` after the server's
+        ``retry``, within the bounds of a response stream's resumption (see
+        :meth:`_resume`): at most :data:`MAX_RESUMES` connections, and
+        :data:`MAX_RESUME_FAILURES` in a row that brought nothing new (no message, no
+        event id, open less than :data:`QUIET_SECONDS`)."""
+        stream = EventStream(MAX_MESSAGE_BYTES)
+        failures = 0
+        for _ in range(MAX_RESUMES):
+            if self._closed:
+                return
+            last_id = stream.last_event_id
+            opened = anyio.current_time()
+            heard = await self._listen_once(stream, on_message)
+            if heard is None:
+                return
+            # a stream that brought something, or stayed open a while (then timed out
+            # idle, or was closed by a proxy), is no failure
+            lasted = anyio.current_time() - opened >= QUIET_SECONDS
+            fresh = heard or lasted or stream.last_event_id != last_id
+            failures = 0 if fresh else failures + 1
+            if failures >= MAX_RESUME_FAILURES:
+                log.info("MCP upstream %s: its GET stream keeps ending, not reopened", self.name)
+                return
+            wait = DEFAULT_RETRY_SECONDS if stream.retry_ms is None else stream.retry_ms / 1000
+            if wait > MAX_RETRY_SECONDS:
+                log.info(
+                    "MCP upstream %s: asks to wait %g s to reopen its GET stream", self.name, wait
+                )
+                return
+            await anyio.sleep(wait)
+        log.info("MCP upstream %s: its GET stream was opened %d times", self.name, MAX_RESUMES)
 
     # --- the wire ---------------------------------------------------------------------
 
@@ -156,6 +275,14 @@ class HttpSession:
             headers[VERSION_HEADER] = self.protocol_version
         return headers
 
+    def _stream_headers(self, last_event_id: str) -> dict[str, str]:
+        headers = self._headers()
+        del headers["Content-Type"]
+        headers["Accept"] = "text/event-stream"
+        if last_event_id:
+            headers[LAST_EVENT_ID_HEADER] = last_event_id
+        return headers
+
     async def _post(self, message: Mapping[str, Any]) -> aiohttp.ClientResponse:
         body = json.dumps(message, separators=(",", ":")).encode()
         try:
@@ -165,63 +292,43 @@ class HttpSession:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
             raise NotDelivered("connect", str(err)) from err  # no connection: nothing sent
 
-    async def _notify(self, method: str, params: Mapping[str, Any] | None) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
+    async def _send(self, message: Mapping[str, Any], what: str) -> None:
+        """POST a message that is not a request (expecting 202 Accepted)."""
+        if self._closed:
+            raise NotDelivered("closed", "the session has ended")
         async with await self._post(message) as response:
             await _read(response)
+            if response.status == 404 and self.session_id is not None:
+                self._closed = True
+                raise NotDelivered("session", "the server no longer knows the session")
             if response.status >= 400:
-                raise MCPError(types.INTERNAL_ERROR, f"{method} refused: HTTP {response.status}")
+                raise MCPError(types.INTERNAL_ERROR, f"{what} refused: HTTP {response.status}")
 
-    async def _request(
-        self, method: str, params: Mapping[str, Any] | None, *, initializing: bool = False
-    ) -> dict[str, Any]:
-        self._next_id += 1
-        request_id = self._next_id
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
-        response = await self._post(message)
-        try:
-            answer = await self._answer(response, request_id, initializing=initializing)
-        except NotDelivered:
-            response.close()
-            raise
-        except BaseException:
-            response.close()  # a body not read to its end: the connection is dropped
-            if method != "initialize":
-                await self._cancel(request_id)
-            raise
-        if "error" in answer:
-            error = answer["error"] if isinstance(answer["error"], dict) else {}
-            code = error.get("code")
-            raise MCPError(
-                code if isinstance(code, int) else types.INTERNAL_ERROR,
-                str(error.get("message", "error")),
-                error.get("data"),
-            )
-        result = answer.get("result")
-        if not isinstance(result, dict):
-            raise MCPError(types.INTERNAL_ERROR, f"{method}: the answer holds no result object")
-        return result
+    async def _call(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The result of ``method`` (the server's requests refused); an error raised."""
+        return result_of(method, await self.request(method, params, self._refuse))
 
     async def _cancel(self, request_id: int) -> None:
         """Tell the server a request was abandoned (the caller was cancelled or failed)."""
-        params = {"requestId": request_id, "reason": "abandoned by the gateway"}
         failures = (aiohttp.ClientError, OSError, MCPError, NotDelivered)
         shield = anyio.CancelScope(shield=True)
         with shield, anyio.move_on_after(CANCEL_SECONDS), contextlib.suppress(*failures):
-            await self._notify("notifications/cancelled", params)
+            await self.notify(CANCELLED, cancelled(request_id))
 
     async def _answer(
-        self, response: aiohttp.ClientResponse, request_id: int, *, initializing: bool
+        self,
+        response: aiohttp.ClientResponse,
+        request_id: int,
+        on_message: OnMessage,
+        *,
+        initializing: bool,
     ) -> dict[str, Any]:
         """The JSON-RPC answer to ``request_id`` in ``response`` (JSON or SSE)."""
         if response.status == 404 and self.session_id is not None:
+            self._closed = True
             raise NotDelivered("session", "the server no longer knows the session")
         if initializing and response.status < 400:
-            self.session_id = response.headers.get(SESSION_HEADER)
+            self.session_id = _session_id(response.headers.get(SESSION_HEADER))
         kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             message = _parse(await _read(response))
@@ -234,14 +341,18 @@ class HttpSession:
         if kind != "text/event-stream":
             raise MCPError(types.INTERNAL_ERROR, f"unexpected content type {kind!r}")
         stream = EventStream(MAX_MESSAGE_BYTES)
-        answer = await self._read_stream(response, stream, request_id)
+        answer = await self._read_stream(response, stream, request_id, on_message)
         if answer is None:
             response.close()  # ended or broken: its connection is not reused
-            answer = await self._resume(stream, request_id)
+            answer = await self._resume(stream, request_id, on_message)
         return answer
 
     async def _read_stream(
-        self, response: aiohttp.ClientResponse, stream: EventStream, request_id: int
+        self,
+        response: aiohttp.ClientResponse,
+        stream: EventStream,
+        request_id: int,
+        on_message: OnMessage,
     ) -> dict[str, Any] | None:
         """The answer to ``request_id`` in one connection of ``stream``; None when the
         connection ended (or broke) without it and ``stream`` may be resumed."""
@@ -249,18 +360,22 @@ class HttpSession:
             async with contextlib.aclosing(stream.messages(response.content.iter_any())) as events:
                 async for data in events:
                     message = _parse(data)
-                    if message.get("id") == request_id and "method" not in message:
+                    if message.get("id") == request_id and is_answer(message):
                         self._drain_later(response)
                         return message
-                    if "method" in message and "id" in message:  # a request of the server's
-                        await self._refuse(message)
+                    if is_ping(message):
+                        await self._reply(pong(message))
+                    else:
+                        await on_message(message)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as err:
             if not stream.last_event_id:
                 raise  # not resumable: the caller sees the transport failure
             log.info("MCP upstream %s: response stream broke (%s), resuming", self._url, err)
         return None
 
-    async def _resume(self, stream: EventStream, request_id: int) -> dict[str, Any]:
+    async def _resume(
+        self, stream: EventStream, request_id: int, on_message: OnMessage
+    ) -> dict[str, Any]:
         """The answer to ``request_id``, read from ``stream`` resumed (2025-11-25: a GET
         with ``Last-Event-ID``, after the server's ``retry``) until it comes.
 
@@ -275,7 +390,7 @@ class HttpSession:
             last_id = stream.last_event_id
             if not last_id:
                 raise _lost("the response stream ended without an answer")
-            if len(last_id) > MAX_EVENT_ID_CHARS or not _HEADER_SAFE.fullmatch(last_id):
+            if not _sendable(last_id):
                 raise _lost("the response stream ended and its event id cannot be sent back")
             wait = DEFAULT_RETRY_SECONDS if stream.retry_ms is None else stream.retry_ms / 1000
             if wait > MAX_RETRY_SECONDS:
@@ -284,7 +399,7 @@ class HttpSession:
                     f" resuming it (at most {MAX_RETRY_SECONDS:g} s)"
                 )
             await anyio.sleep(wait)
-            answer = await self._resume_once(stream, request_id)
+            answer = await self._resume_once(stream, request_id, on_message)
             if answer is not None:
                 return answer
             failures = 0 if stream.last_event_id != last_id else failures + 1
@@ -292,12 +407,11 @@ class HttpSession:
                 raise _lost(f"the response stream could not be resumed ({failures} attempts)")
         raise _lost(f"the response stream was resumed {MAX_RESUMES} times without an answer")
 
-    async def _resume_once(self, stream: EventStream, request_id: int) -> dict[str, Any] | None:
+    async def _resume_once(
+        self, stream: EventStream, request_id: int, on_message: OnMessage
+    ) -> dict[str, Any] | None:
         """One GET resuming ``stream``: the answer, or None (no answer on it: again)."""
-        headers = self._headers()
-        del headers["Content-Type"]
-        headers["Accept"] = "text/event-stream"
-        headers[LAST_EVENT_ID_HEADER] = stream.last_event_id
+        headers = self._stream_headers(stream.last_event_id)
         try:
             response = await self._http.get(self._url, headers=headers, allow_redirects=False)
         except (aiohttp.ClientConnectionError, OSError) as err:
@@ -310,13 +424,14 @@ class HttpSession:
                 response.close()
                 return None
             if response.status == 404:
+                self._closed = True
                 raise _lost("the server no longer knows the session; the answer is lost")
             if response.status != 200 or kind != "text/event-stream":
                 raise _lost(
                     f"the server refused to resume the response stream (HTTP {response.status},"
                     f" {kind or 'no content type'})"
                 )
-            answer = await self._read_stream(response, stream, request_id)
+            answer = await self._read_stream(response, stream, request_id, on_message)
         except BaseException:
             response.close()
             raise
@@ -324,21 +439,72 @@ class HttpSession:
             response.close()
         return answer
 
+    async def _listen_once(self, stream: EventStream, on_message: OnMessage) -> bool | None:
+        """One connection of the GET stream: whether it brought a message; None when the
+        stream is not to be opened again (none offered, refused, the session gone)."""
+        if stream.last_event_id and not _sendable(stream.last_event_id):
+            log.info("MCP upstream %s: its GET stream's event id cannot be sent back", self.name)
+            return None
+        headers = self._stream_headers(stream.last_event_id)
+        try:
+            response = await self._http.get(self._url, headers=headers, allow_redirects=False)
+        except (aiohttp.ClientConnectionError, OSError) as err:
+            log.info("MCP upstream %s: opening its GET stream failed: %s", self.name, err)
+            return False
+        heard = False
+        try:
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if response.status == 405:
+                return None  # the server offers no GET stream
+            if response.status == 404:
+                self._closed = True
+                return None
+            if response.status >= 500:
+                log.info("MCP upstream %s: GET stream: HTTP %d", self.name, response.status)
+                return False
+            if response.status != 200 or kind != "text/event-stream":
+                log.info(
+                    "MCP upstream %s: GET stream refused (HTTP %d, %s)",
+                    self.name,
+                    response.status,
+                    kind or "no content type",
+                )
+                return None
+            self.listening.set()
+            with contextlib.suppress(aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                async with contextlib.aclosing(
+                    stream.messages(response.content.iter_any())
+                ) as events:
+                    async for data in events:
+                        heard = True
+                        message = _parse(data)
+                        if is_ping(message):
+                            await self._reply(pong(message))
+                        else:
+                            await on_message(message)
+        except MCPError as err:  # an unreadable message, or a ping not answered
+            log.warning("MCP upstream %s: GET stream: %s", self.name, err.error.message)
+        finally:
+            response.close()
+        return heard
+
     def _drain_later(self, response: aiohttp.ClientResponse) -> None:
         try:
             self._tasks.start_soon(_drain, response)
         except RuntimeError:  # the session is closing: no connection to keep
             response.close()
 
-    async def _refuse(self, request: dict[str, Any]) -> None:
-        """Answer a server's request: ``ping`` is answered, the rest refused."""
-        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
-        if request.get("method") == "ping":
-            reply["result"] = {}
-        else:
-            reply["error"] = {"code": types.METHOD_NOT_FOUND, "message": "not supported"}
-        # best effort and bounded: the stream holds a connection of the pool, and the
-        # reply may wait for another one (a pool full of such streams never frees one)
+    async def _refuse(self, message: dict[str, Any]) -> None:
+        """The server's messages to a session that relays none: its notifications are
+        dropped, its requests (sampling, elicitation, roots) refused."""
+        if "method" in message and "id" in message:
+            error = {"code": types.METHOD_NOT_FOUND, "message": "not supported"}
+            await self._reply({"jsonrpc": "2.0", "id": message["id"], "error": error})
+
+    async def _reply(self, reply: dict[str, Any]) -> None:
+        """Answer a request of the server's, from the session itself (best effort)."""
+        # bounded: the stream holds a connection of the pool, and the reply may wait for
+        # another one (a pool full of such streams never frees one)
         with anyio.move_on_after(CANCEL_SECONDS) as bounded:
             try:
                 posted = await self._post(reply)
@@ -349,7 +515,21 @@ class HttpSession:
             async with posted as response:
                 await _read(response)
         if bounded.cancelled_caught:
-            log.info("MCP upstream %s: reply to its request %r not sent", self._url, request["id"])
+            log.info("MCP upstream %s: reply to its request %r not sent", self._url, reply["id"])
+
+
+def _sendable(event_id: str) -> bool:
+    """Whether an event id may go back as ``Last-Event-ID`` (header hygiene)."""
+    return len(event_id) <= MAX_EVENT_ID_CHARS and _HEADER_SAFE.fullmatch(event_id) is not None
+
+
+def _session_id(value: str | None) -> str | None:
+    """The server's session id, refused unless visible ASCII (MCP) and short."""
+    if value is None:
+        return None
+    if len(value) > MAX_EVENT_ID_CHARS or not _VISIBLE.fullmatch(value):
+        raise MCPError(types.INTERNAL_ERROR, "the upstream's session id is not visible ASCII")
+    return value
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:

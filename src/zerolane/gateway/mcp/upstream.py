@@ -199,7 +199,7 @@ class Upstream:
                         await session.initialize()
                 except Exception as err:
                     await stack.aclose()
-                    raise NotServing(self.name, _describe(err)) from err
+                    raise NotServing(self.name, describe(err)) from err
                 yield session
                 return
             relay = StderrRelay(self.name)
@@ -209,7 +209,7 @@ class Upstream:
             except Exception as err:
                 await stack.aclose()  # the process is stopped: its stderr ends
                 said = await anyio.to_thread.run_sync(relay.last_line, STDERR_WAIT)
-                raise NotServing(self.name, _cause(err, said)) from err
+                raise NotServing(self.name, stdio_failure(err, said)) from err
             relay.serving()
             yield _StdioSession(client)
 
@@ -241,7 +241,7 @@ class Upstream:
                 with anyio.fail_after(self._connect):
                     return await _list_all(session)
             except Exception as err:
-                raise NotServing(self.name, f"tools/list failed: {_describe(err)}") from err
+                raise NotServing(self.name, f"tools/list failed: {describe(err)}") from err
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep a session open until stopped; ``started`` after the first attempt.
@@ -280,7 +280,7 @@ class Upstream:
                     await self._stopped.wait()
 
     def _failed(self, err: Exception, delay: float) -> None:
-        cause = err.cause if isinstance(err, NotServing) else _describe(err)
+        cause = err.cause if isinstance(err, NotServing) else describe(err)
         self.failure = cause
         if cause == self._logged:
             log.debug("MCP upstream %s still not serving: %s", self.name, cause)
@@ -346,7 +346,7 @@ class Upstream:
                 raise Unavailable("upstream.closed", f"{self.name}: {err.error.message}") from err
             except Exception as err:  # a transport failure after sending: may have run
                 self._mark_lost(session)
-                raise Unavailable("upstream.unavailable", f"{self.name}: {_describe(err)}") from err
+                raise Unavailable("upstream.unavailable", f"{self.name}: {describe(err)}") from err
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def refresh(self) -> tuple[types.Tool, ...]:
@@ -392,18 +392,18 @@ async def _list_all(session: Session) -> tuple[types.Tool, ...]:
     return tuple(tools)
 
 
-def _cause(err: BaseException, stderr: str | None) -> str:
+def stdio_failure(err: BaseException, stderr: str | None) -> str:
     """Why a stdio server did not start: the error, and the last line it wrote."""
     if isinstance(err, MCPError) and err.code == types.CONNECTION_CLOSED:
         cause = "the process exited before initializing"
     elif isinstance(err, TimeoutError):
         cause = "no answer to initialize in time"
     else:
-        cause = _describe(err)
+        cause = describe(err)
     return f"{cause} (stderr: {stderr})" if stderr else cause
 
 
-def _describe(err: BaseException) -> str:
+def describe(err: BaseException) -> str:
     if isinstance(err, BaseExceptionGroup) and err.exceptions:
-        return _describe(err.exceptions[0])
+        return describe(err.exceptions[0])
     return f"{type(err).__name__}: {err}"
