@@ -1,7 +1,7 @@
 """One refusal, one answer, at every enforcement point (issue 11 item 1).
 
 The same refused request is sent to the HTTP gateway, forward-auth, the MCP gateway's
-HTTP layer, the control plane (``POST /v1/decide``, ``POST /v1/tasks/{id}/complete``)
+endpoint, the control plane (``POST /v1/decide``, ``POST /v1/tasks/{id}/complete``)
 and, where it applies, the in-process guard: each answers the same status, reason,
 ``WWW-Authenticate`` and error object. Each refusal has its allowed twin at every
 listener. All over the gateway tests' stack (one home, one decider, one audit log).
@@ -20,14 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
 from tests.gateway.conftest import ADMIN, AUDIENCE, Stack
+from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import enforcement_of
 from zerolane.gateway.edge.http import www_authenticate
 from zerolane.gateway.forward_auth import create_app
 from zerolane.gateway.forward_auth_config import parse_config
 from zerolane.gateway.inproc import EmbeddedDecider, ToolDenied, guard, task_context
-from zerolane.gateway.mcp import parse_gateway_config
-from zerolane.gateway.mcp.auth import Enforcer
-from zerolane.gateway.mcp.catalog import Catalog
+from zerolane.gateway.mcp import create_gateway_app, parse_gateway_config
 from zerolane.gateway.mcp.metadata import metadata_url
 from zerolane.sdk import Task
 from zerolane.tokens.rfc9449 import make_proof
@@ -39,8 +38,9 @@ MCP = parse_gateway_config(
     {
         "public_url": MCP_PUBLIC,
         "authorization_servers": ["https://zerolane.example.org"],
+        # nothing listens there: a session opens with no upstream session, at once
         "servers": [
-            {"name": "tools", "command": "python", "args": ["s.py"], "destination": "x.int"}
+            {"name": "tools", "url": f"http://127.0.0.1:{free_port()}/mcp", "destination": "x.int"}
         ],
     }
 )
@@ -71,12 +71,6 @@ def _of(response: httpx.Response | httpx2.Response) -> Answer:
         response.headers.get_list("www-authenticate"),
         {k: body[k] for k in ERROR_OBJECT},
     )
-
-
-async def _inner(scope: Any, receive: Any, send: Any) -> None:
-    """What the MCP gateway hands an authenticated request to (the MCP layer's place)."""
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"{}"})
 
 
 @dataclass
@@ -155,11 +149,13 @@ def listeners(stack: Stack) -> Iterator[Listeners]:
             ],
         }
     )
-    enforcer = Enforcer(
-        _inner, config=MCP, enforcement=enforcement_of(deployment), catalog=Catalog([])
-    )
-    with TestClient(create_app(forward, deployment.decider, deployment.audit)) as forward_auth:
-        yield Listeners(stack, forward_auth, TestClient(enforcer), point)  # no lifespan
+    # the MCP gateway's own endpoint: an initialize it lets through opens a session (200)
+    mcp_app = create_gateway_app(MCP, enforcement_of(deployment), upstreams=[], connect_seconds=1)
+    with (
+        TestClient(create_app(forward, deployment.decider, deployment.audit)) as forward_auth,
+        TestClient(mcp_app, base_url=MCP_PUBLIC) as mcp,
+    ):
+        yield Listeners(stack, forward_auth, mcp, point)
 
 
 def _headers(task: Task, url: str, **extra: str) -> list[tuple[str, str]]:

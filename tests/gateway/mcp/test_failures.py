@@ -1,30 +1,38 @@
-"""Fail closed: no state, a mismatched decision, a broken engine, audit or upstream."""
+"""Fail closed: an undecided call, a broken engine, audit or upstream never let a call through."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import anyio
 import pytest
-from mcp.server import ServerRequestContext
-from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolRequestParams, Tool, ToolAnnotations
-from starlette.requests import Request
+from mcp_types import Tool, ToolAnnotations
+from starlette.testclient import TestClient
 
 from tests.gateway.mcp.conftest import Stack
+from tests.gateway.mcp.harness import calls
+from tests.gateway.mcp.test_gateway_e2e import INITIALIZE, MCP_HEADERS
+from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import enforcement_of
-from zerolane.gateway.mcp.auth import Enforcer, audited_arguments
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN, UPSTREAM_UNAVAILABLE
+from zerolane.gateway.mcp import create_gateway_app
+from zerolane.gateway.mcp.auth import Gate
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.config import UpstreamConfig
-from zerolane.gateway.mcp.listing import callable_routes
+from zerolane.gateway.mcp.core import Enforcement
+from zerolane.gateway.mcp.listing import callable_routes, permitted, request_facts
 from zerolane.gateway.mcp.mapping import ToolRoute, route_for
-from zerolane.gateway.mcp.messages import ToolCallMessage
-from zerolane.gateway.mcp.proxy import FORBIDDEN, UPSTREAM_UNAVAILABLE, GatewayHandlers
-from zerolane.gateway.mcp.state import SCOPE_KEY, RequestState, ToolCall
-from zerolane.gateway.mcp.upstream import Upstream
+from zerolane.gateway.mcp.messages import Message
+from zerolane.gateway.mcp.relay import Relay
+from zerolane.gateway.mcp.session import AgentSession, ClientFacts, Outbox
+from zerolane.gateway.mcp.targets import Target, audited_arguments, target_of
+from zerolane.gateway.mcp.view import View
 from zerolane.policy.engine import PolicyEngine, PolicyRequest, PolicyResult
+from zerolane.sdk import Task
 from zerolane.tasks.decisions import DecideInput, Decider, Decision
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 
@@ -34,20 +42,7 @@ READ = Tool(
     annotations=ToolAnnotations(readOnlyHint=True),
 )
 ALLOW = Decision("d1", True, (), ("task.request",), "tsk_1", None)
-
-
-def context(state: RequestState | None, request_id: int = 1) -> ServerRequestContext[Any]:
-    scope: dict[str, Any] = {"type": "http", "method": "POST", "headers": []}
-    if state is not None:
-        scope[SCOPE_KEY] = state
-    return ServerRequestContext(
-        session=cast(Any, None),
-        lifespan_context={},
-        protocol_version="2025-06-18",
-        method="tools/call",
-        request_id=request_id,
-        request=Request(scope),
-    )
+METHOD_NOT_FOUND = -32601
 
 
 def route(stack: Stack) -> ToolRoute:
@@ -56,48 +51,134 @@ def route(stack: Stack) -> ToolRoute:
     return found
 
 
-def handlers(stack: Stack, *upstreams: Upstream) -> GatewayHandlers:
-    return GatewayHandlers(enforcement_of(stack.deployment), Catalog(list(upstreams)))
+def claims_of(stack: Stack, token: str, proof: str) -> TaskTokenClaims:
+    holder = stack.deployment.authenticator.task_holder(
+        token, proof, method="POST", url=stack.url, audience=stack.config.audience
+    )
+    return holder.claims
 
 
-def refusal(handler: GatewayHandlers, ctx: ServerRequestContext[Any], name: str) -> MCPError:
-    params = CallToolRequestParams(name=name, arguments={"name": "q3"})
-
-    async def main() -> None:
-        await handler.call_tool(ctx, params)
-
-    with pytest.raises(MCPError) as caught:
-        anyio.run(main)
-    return caught.value
+def call(name: str, arguments: dict[str, Any], request_id: int = 1) -> Message:
+    params = {"name": name, "arguments": arguments}
+    return Message(
+        "request", {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+    )
 
 
-def test_a_call_without_the_middlewares_state_is_refused(stack: Stack) -> None:
-    error = refusal(handlers(stack), context(None), "read_report")
-    assert (error.code, error.data["reasons"]) == (FORBIDDEN, ["auth.missing"])
+def listed_view(servers: tuple[UpstreamConfig, ...]) -> View:
+    """A view in which the first server lists ``read_report``."""
+    view = View(servers)
+    view.set_tools({servers[0].name: [READ]})
+    return view
 
 
-@pytest.mark.parametrize(("name", "request_id"), [("delete_report", 1), ("read_report", 2)])
-def test_an_allow_for_another_call_is_not_used(stack: Stack, name: str, request_id: int) -> None:
-    state = RequestState("tsk_1", call=ToolCall(1, "read_report", route(stack), ALLOW))
-    error = refusal(handlers(stack), context(state, request_id), name)
-    assert error.data["reasons"] == ["decision.missing"]
+@contextmanager
+def agent_session(stack: Stack, *servers: UpstreamConfig) -> Iterator[AgentSession]:
+    with stack.agent() as agent, stack.task(agent) as task:
+        claims = claims_of(stack, task.token, task.headers("POST", stack.url)["DPoP"])
+        yield AgentSession(
+            "s1",
+            claims,
+            ClientFacts({}, "2025-11-25"),
+            servers=servers,
+            pools={},
+            may_read=cast(Any, None),
+            connect_seconds=0.5,
+        )
 
 
-def test_an_unreachable_upstream_is_an_error_not_a_hang(stack: Stack) -> None:
-    upstream = Upstream(stack.config.servers[0], wait_seconds=0.01)  # never connected
-    state = RequestState("tsk_1", call=ToolCall(1, "read_report", route(stack), ALLOW))
-    error = refusal(handlers(stack, upstream), context(state), "read_report")
-    assert error.code == UPSTREAM_UNAVAILABLE
-    assert error.data["decision_id"] == "d1"
+def relay_of(stack: Stack) -> Relay:
+    return Relay(enforcement_of(stack.deployment), Catalog([]))
 
 
-def test_listing_without_a_verified_task_is_refused(stack: Stack) -> None:
-    async def main() -> None:
-        await handlers(stack).list_tools(context(RequestState("tsk_1")), None)
+async def answered(
+    relay: Relay, session: AgentSession, message: Message, **decided: Any
+) -> dict[str, Any]:
+    """What the relay answers ``message`` within the session (bounded: never a hang)."""
+    async with anyio.create_task_group() as group:
+        await group.start(session.run)
+        outbox = Outbox()
+        try:
+            with anyio.fail_after(10):
+                answer = await relay.answer(session, message, outbox, **decided)
+        finally:
+            outbox.discard()
+            session.close()
+    assert answer is not None
+    return answer
 
-    with pytest.raises(MCPError) as caught:
-        anyio.run(main)
-    assert caught.value.code == FORBIDDEN
+
+# --- nothing is relayed without its decision -------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["nothing", "target", "decision"])
+def test_a_tools_call_without_its_decision_is_never_relayed(stack: Stack, given: str) -> None:
+    """Handed to the relay undecided, a tools/call is a method it does not relay: it
+    never reaches the upstream (which is live: relayed, it would be answered)."""
+    server = stack.config.servers[0]
+    with agent_session(stack, server) as session:
+        message = call("read_report", {"name": "q3"})
+        target = target_of(message, listed_view((server,)))
+        assert target.server == "tools"  # a call that would go somewhere, decided
+        options: dict[str, dict[str, Any]] = {
+            "nothing": {},
+            "target": {"target": target},
+            "decision": {"decision": ALLOW},
+        }
+        decided = options[given]
+        before = len(calls(stack.stdio_log, "read_report"))
+        answer = anyio.run(lambda: answered(relay_of(stack), session, message, **decided))
+        assert answer["id"] == 1
+        assert answer["error"]["code"] == METHOD_NOT_FOUND
+        assert "result" not in answer
+        assert len(calls(stack.stdio_log, "read_report")) == before
+
+
+def test_an_allowed_call_with_no_upstream_is_not_relayed(stack: Stack) -> None:
+    server = stack.config.servers[0]
+    with agent_session(stack, server) as session:
+        message = call("nowhere", {})
+        target = target_of(message, listed_view((server,)))
+        assert target.server is None
+        answer = anyio.run(
+            lambda: answered(relay_of(stack), session, message, target=target, decision=ALLOW)
+        )
+        assert "result" not in answer
+        assert answer["error"]["code"] != UPSTREAM_UNAVAILABLE
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["closed", "silent"])
+def test_an_unreachable_upstream_is_an_error_not_a_hang(stack: Stack, kind: str) -> None:
+    with silent_listener() as silent:
+        port = free_port() if kind == "closed" else silent
+        server = UpstreamConfig(
+            name="unreachable", destination="x.int", url=f"http://127.0.0.1:{port}/mcp"
+        )
+        with agent_session(stack, server) as session:
+            message = call("read_report", {"name": "q3"})
+            target = target_of(message, listed_view((server,)))
+            assert target.server == "unreachable"
+            answer = anyio.run(
+                lambda: answered(relay_of(stack), session, message, target=target, decision=ALLOW)
+            )
+    assert answer["id"] == 1
+    error = answer["error"]
+    assert error["code"] == UPSTREAM_UNAVAILABLE
+    assert error["data"]["decision_id"] == "d1"
+    assert error["data"]["status"] == 502
+    assert error["data"]["reason"].startswith("upstream.")
+
+
+# --- a failing engine lists nothing -----------------------------------------------------
 
 
 class Broken:
@@ -109,20 +190,19 @@ class Broken:
         raise RuntimeError("engine down")
 
 
-def claims_of(stack: Stack, token: str, proof: str) -> TaskTokenClaims:
-    holder = stack.deployment.authenticator.task_holder(
-        token, proof, method="POST", url=stack.url, audience=stack.config.audience
-    )
-    return holder.claims
-
-
 def test_a_failing_engine_lists_nothing(stack: Stack) -> None:
     with stack.agent() as agent, stack.task(agent) as task:
         claims = claims_of(stack, task.token, task.headers("POST", stack.url)["DPoP"])
         enforcement = enforcement_of(stack.deployment)
         assert callable_routes(enforcement, claims, [route(stack)]) == [route(stack)]
+        facts = [request_facts(enforcement, route(stack))] * 2
+        assert permitted(enforcement, claims, facts) == [True, True]
         broken = dataclasses.replace(enforcement, engine=lambda: cast(PolicyEngine, Broken()))
         assert callable_routes(broken, claims, [route(stack)]) == []
+        assert permitted(broken, claims, facts) == [False, False]
+
+
+# --- the decision's input records the call ---------------------------------------------
 
 
 class RecordingDecider:
@@ -137,29 +217,24 @@ class RecordingDecider:
         return self.decision
 
 
-def enforcer_with(stack: Stack, decider: RecordingDecider) -> Enforcer:
-    enforcement = dataclasses.replace(
-        enforcement_of(stack.deployment), decider=cast(Decider, decider)
-    )
-    return Enforcer(
-        cast(Any, None), config=stack.config, enforcement=enforcement, catalog=Catalog([])
-    )
+def deciding_with(stack: Stack, decider: RecordingDecider) -> Enforcement:
+    return dataclasses.replace(enforcement_of(stack.deployment), decider=cast(Decider, decider))
 
 
 def test_the_decision_records_the_call_in_its_own_audit_event(stack: Stack) -> None:
     """One decision per call, asked to record the call (tool, bounded arguments, what
     the tool is) in its own event: no second event, no store read of the gateway's."""
     decider = RecordingDecider(ALLOW)
-    enforcer = enforcer_with(stack, decider)
-    called = ToolCallMessage(1, "read_report", {"name": "q3"})
-    known = enforcer._request(called, route(stack), None)
-    unknown = ToolCallMessage(2, "drop_database", {"table": "x" * 9000})
-    state = asyncio.run(enforcer._decide("token", "proof", unknown, None))  # no such tool here
-    assert state.call is not None
-    assert state.call.decision is ALLOW  # answered as the decider told
+    gate = Gate(config=stack.config, enforcement=deciding_with(stack, decider))
+    view = listed_view(stack.config.servers)
+    known = gate._input(target_of(call("read_report", {"name": "q3"}), view), None)
+    unknown: Target = target_of(call("drop_database", {"table": "x" * 9000}, 2), view)
+    decision = anyio.run(gate.decide, "token", "proof", unknown, None)
+    assert decision is ALLOW  # answered as the decider told
     [unmapped] = decider.asked
-    assert unmapped == enforcer._request(unknown, None, None)
+    assert unmapped == gate._input(unknown, None)
     assert known.details == {
+        "method": "tools/call",
         "tool": "read_report",
         "arguments": {"name": "q3"},
         "server": "tools",
@@ -170,42 +245,72 @@ def test_the_decision_records_the_call_in_its_own_audit_event(stack: Stack) -> N
     assert known.mcp is not None
     assert known.mcp.arguments == ("name=q3",)
     assert (known.action, known.resource) == ("mcp:tools/read_report", "mcp/tools/read_report")
+    assert (known.method, known.url, known.audience) == (
+        "POST",
+        stack.config.endpoint,
+        stack.config.audience,
+    )
+    assert known.sensitivity == "internal"
     assert unmapped.details == {
+        "method": "tools/call",
         "tool": "drop_database",
         "arguments": {"truncated": True, "bytes": 9013},  # {"table": "xx…"}
     }
     assert (unmapped.action, unmapped.resource) == ("mcp:?/drop_database", "")
+    assert (unmapped.destination, unmapped.sensitivity, unmapped.mcp) == ("", None, None)
 
 
-class CountingUpstream:
-    """An upstream that counts the calls that reach it."""
+# --- a decision that failed closed ------------------------------------------------------
 
-    def __init__(self, config: UpstreamConfig) -> None:
-        self.config = config
-        self.name = config.name
-        self.tools = (READ,)
-        self.calls: list[str] = []
 
-    async def call_tool(self, name: str, *_: Any) -> Any:
-        self.calls.append(name)
-        raise AssertionError("a refused call reached the upstream")
+def _post(
+    client: TestClient, stack: Stack, task: Task, body: dict[str, Any], session: str | None
+) -> Any:
+    headers = {**MCP_HEADERS, **task.headers("POST", stack.config.endpoint)}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    return client.post(stack.config.path, json=body, headers=headers)
 
 
 def test_a_call_whose_decision_could_not_be_audited_never_reaches_the_upstream(
     stack: Stack,
 ) -> None:
     """The decider turns a decision it could not audit into a 503 deny (``audit.write``):
-    the call is refused with it, and the upstream never sees it."""
-    upstream = CountingUpstream(stack.config.servers[0])
-    failed = ALLOW.failed_closed("audit.write")
-    state = RequestState("tsk_1", call=ToolCall(1, "read_report", route(stack), failed))
-    error = refusal(handlers(stack, cast(Upstream, upstream)), context(state), "read_report")
-    assert (error.code, error.data["reasons"], error.data["status"]) == (
-        FORBIDDEN,
-        ["audit.write"],
-        503,
-    )
-    assert upstream.calls == []
+    through the gateway's own endpoint, the call is refused with it, and the upstream
+    never sees it; the same call allowed reaches it (the twin)."""
+    with stack.agent() as agent, stack.task(agent) as task:
+        allow = Decision("d1", True, (), ("task.request",), task.task_id, None)
+        decider = RecordingDecider(allow.failed_closed("audit.write"))
+        app = create_gateway_app(stack.config, deciding_with(stack, decider))
+        with TestClient(app, base_url=stack.config.public_url) as client:
+            opened = _post(client, stack, task, INITIALIZE, None)
+            assert opened.status_code == 200, opened.text
+            session = opened.headers["mcp-session-id"]
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            tools = _post(client, stack, task, listing, session).json()["result"]["tools"]
+            assert "read_report" in {tool["name"] for tool in tools}
+            before = len(calls(stack.stdio_log, "read_report"))
+            params = {"name": "read_report", "arguments": {"name": "q3"}}
+            message = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params}
+
+            refused = _post(client, stack, task, message, session).json()
+            assert refused["id"] == 3
+            error = refused["error"]
+            assert (error["code"], error["data"]["reasons"], error["data"]["status"]) == (
+                FORBIDDEN,
+                ["audit.write"],
+                503,
+            )
+            assert decider.asked[-1].action == "mcp:tools/read_report"  # it had somewhere to go
+            assert len(calls(stack.stdio_log, "read_report")) == before
+
+            decider.decision = allow  # the twin: the same call allowed reaches the upstream
+            answered = _post(client, stack, task, {**message, "id": 4}, session).json()
+            assert answered["id"] == 4
+            assert "result" in answered, answered
+            assert len(calls(stack.stdio_log, "read_report")) == before + 1
+            headers = {**task.headers("DELETE", stack.config.endpoint), "Mcp-Session-Id": session}
+            assert client.delete(stack.config.path, headers=headers).status_code == 200
 
 
 def test_large_arguments_are_audited_by_size() -> None:
