@@ -48,8 +48,14 @@ def test_only_upstreams_that_initialized_count_as_serving(
     app = create_gateway_app(config, NO_CORE)
     with TestClient(app) as client:
         health = client.get("/healthz").json()
+        ready = client.get("/readyz")
         time.sleep(1.8)  # retried meanwhile (0.5 s, then 1 s): the same cause, not logged again
     assert health["upstreams_with_tools"] == ["tools"]
+    # not ready while an upstream never connected: each named, with its cause
+    assert ready.status_code == 503
+    assert ready.json()["serving"] == ["tools"]
+    assert set(ready.json()["not_serving"]) == {"broken", "absent"}
+    assert "the process exited before initializing" in ready.json()["not_serving"]["broken"]
     assert _messages(caplog, "zerolane.gateway.mcp.app") == [
         "1 of 3 upstream server(s) serving (tools); not serving: broken, absent"
     ]
@@ -76,8 +82,9 @@ def test_only_upstreams_that_initialized_count_as_serving(
 
 def test_all_serving_is_an_info_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="zerolane.gateway.mcp")
-    with TestClient(create_gateway_app(_config(sample()), NO_CORE)):
-        pass
+    with TestClient(create_gateway_app(_config(sample()), NO_CORE)) as client:
+        ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["status"]) == (200, "ready")  # the twin
     (record,) = [r for r in caplog.records if r.name == "zerolane.gateway.mcp.app"]
     assert (record.levelno, record.getMessage()) == (
         logging.INFO,

@@ -10,11 +10,12 @@ from mcp import Client, MCPError
 from mcp.client.auth.utils import extract_resource_metadata_from_www_auth
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from tests.gateway.mcp.conftest import AGENT, Stack
 from tests.gateway.mcp.harness import calls, mcp_session, read_log
-from zerolane.gateway.mcp.proxy import DECISION_META, FORBIDDEN, TASK_META
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN
+from zerolane.gateway.mcp.relay import DECISION_META, TASK_META
 from zerolane.sdk import Task
 
 INITIALIZE = {
@@ -239,8 +240,12 @@ def test_an_mcp_session_belongs_to_the_task_that_opened_it(stack: Stack) -> None
         assert raw_post(stack, other, ping, **version).status_code == 404
 
 
-def test_the_modern_protocol_is_enforced_the_same_way(stack: Stack) -> None:
-    """``mcp.Client`` negotiates the 2026-07-28 protocol (per-request, no session)."""
+def test_a_client_asking_for_the_modern_protocol_is_served_the_handshake_one(
+    stack: Stack,
+) -> None:
+    """``mcp.Client`` first asks for the 2026-07-28 protocol (per request, no session);
+    the gateway relays sessions (2025-11-25), so the client falls back to the handshake
+    and is enforced the same way."""
 
     async def main(task: Task) -> tuple[str | None, list[str], str, MCPError]:
         async with (
@@ -258,7 +263,7 @@ def test_the_modern_protocol_is_enforced_the_same_way(stack: Stack) -> None:
 
     with stack.agent() as agent, stack.task(agent) as task:
         version, names, text, error = anyio.run(main, task)
-        assert version in MODERN_PROTOCOL_VERSIONS
+        assert version in HANDSHAKE_PROTOCOL_VERSIONS
         assert names == ["post_message", "read_report", "web_read_report"]
         assert "Q3 revenue" in text
         assert error.data["reasons"] == ["scope.action"]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from tests.gateway.mcp.conftest import Stack
 from tests.gateway.mcp.harness import calls
 from tests.gateway.mcp.test_gateway_e2e import call, listed, refused, text_of
-from zerolane.gateway.mcp.proxy import FORBIDDEN
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN
 
 NO_PAYROLL = """
 @id("mcp.no_payroll")

@@ -35,7 +35,7 @@ from tests.gateway.mcp.harness import GatewayServer, mcp_session
 from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import enforcement_of
 from zerolane.gateway.mcp import parse_gateway_config
-from zerolane.gateway.mcp.proxy import FORBIDDEN
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN
 from zerolane.sdk import Agent, Task
 from zerolane.server.deployment import Deployment
 from zerolane.tasks.playbooks import parse_playbook
@@ -252,7 +252,11 @@ def test_the_python_sdk_server_with_an_event_store_is_reached_and_resumed(stack:
     assert text_of(read) == "q3: revenue grew"
     assert refusal(delete).data["reasons"] == ["scope.action"]
     assert upstream.ran == [("read_report", "q3")]  # once; the refused call never reached it
-    resumed = [headers for method, headers in upstream.recorder.requests if method == "GET"]
+    resumed = [  # GETs resuming a stream (each agent session also opens its own GET stream)
+        headers
+        for method, headers in upstream.recorder.requests
+        if method == "GET" and "last-event-id" in headers
+    ]
     assert len(resumed) == 1  # the call's stream, closed early, was resumed
     assert resumed[0]["last-event-id"]
 

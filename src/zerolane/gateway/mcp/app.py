@@ -1,23 +1,23 @@
 """The gateway as one ASGI app: metadata, the enforced MCP endpoint, a health check.
 
-Its lifespan connects the upstreams (one long-lived session each, in its own task,
-reconnected when lost, closed on shutdown) and runs the SDK's streamable HTTP session
-manager. Once every upstream has had its first attempt, it says which serve
-(:func:`serving_line`: only those that initialized count); one that failed is retried
-with backoff, its cause logged once. Every HTTP request gets one access line
-(:class:`~zerolane.gateway.access_log.AccessLog`).
+Its lifespan connects the upstreams' catalog sessions (one long-lived session each,
+in its own task, reconnected when lost, closed on shutdown: the last known tools,
+health and the serving line come from them), opens each HTTP upstream's connection
+pool and holds the agent sessions (:mod:`zerolane.gateway.mcp.sessions`), each with
+its own upstream sessions, all ended on shutdown. Once every upstream has had its
+first attempt, it says which serve (:func:`serving_line`: only those that initialized
+count); one that failed is retried with backoff, its cause logged once; ``/readyz``
+answers 503 naming each upstream not serving and why. Every HTTP request gets one
+access line (:class:`~zerolane.gateway.access_log.AccessLog`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -25,13 +25,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from zerolane.gateway.access_log import AccessLog
-from zerolane.gateway.mcp.auth import Enforcer
+from zerolane.gateway.mcp.auth import Gate
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.core import Enforcement
+from zerolane.gateway.mcp.link import upstream_pool
 from zerolane.gateway.mcp.metadata import metadata_routes
-from zerolane.gateway.mcp.proxy import build_server
-from zerolane.gateway.mcp.upstream import STOP_SECONDS, Upstream
+from zerolane.gateway.mcp.relay import Relay
+from zerolane.gateway.mcp.sessions import Sessions
+from zerolane.gateway.mcp.transport import Endpoint
+from zerolane.gateway.mcp.upstream import CONNECT_SECONDS, STOP_SECONDS, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -46,46 +49,47 @@ def serving_line(upstreams: Sequence[Upstream]) -> str:
     return line + (f"; not serving: {', '.join(down)}" if down else "")
 
 
-def _security(config: GatewayConfig) -> TransportSecuritySettings:
-    """DNS-rebinding protection: only the public host and the listen address."""
-    public = urlsplit(config.public_url)
-    hosts = {public.netloc, f"{config.host}:{config.port}"}
-    if public.port is None:
-        hosts.add(f"{public.hostname}:{443 if public.scheme == 'https' else 80}")
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=sorted(hosts),
-        allowed_origins=[f"{public.scheme}://{public.netloc}"],
-    )
-
-
 def create_gateway_app(
     config: GatewayConfig,
     enforcement: Enforcement,
     upstreams: list[Upstream] | None = None,
     *,
     listener: str = "mcp-gateway",
+    connect_seconds: float = CONNECT_SECONDS,
 ) -> Starlette:
     """The MCP gateway app for ``config``, deciding with ``enforcement``; its access
     lines name ``listener``; ``app.state.upstreams`` holds its upstreams."""
     upstreams = upstreams if upstreams is not None else [Upstream(s) for s in config.servers]
     catalog = Catalog(upstreams)
-    manager = StreamableHTTPSessionManager(
-        app=build_server(enforcement, catalog),
-        security_settings=_security(config),
-        max_request_body_size=config.max_body_bytes,
-        json_response=True,
+    relay = Relay(enforcement, catalog)
+    sessions = Sessions(
+        enforcement,
+        config.servers,
+        may_read=relay.may_read,
+        connect_seconds=connect_seconds,
+        catalog=catalog.routes,
     )
-    endpoint = Enforcer(
-        StreamableHTTPASGIApp(manager),
+    endpoint = Endpoint(
         config=config,
-        enforcement=enforcement,
-        catalog=catalog,
+        gate=Gate(config=config, enforcement=enforcement),
+        relay=relay,
+        sessions=sessions,
     )
 
     async def healthz(_: Request) -> Response:
         connected = sorted(u.name for u in upstreams if u.tools)
         return JSONResponse({"status": "ok", "upstreams_with_tools": connected})
+
+    async def readyz(_: Request) -> Response:
+        """200 when every upstream serves; 503 naming each that does not, and why."""
+        down = {u.name: u.failure or "not connected yet" for u in upstreams if not u.serving}
+        body = {
+            "status": "not_ready" if down else "ready",
+            "serving": sorted(u.name for u in upstreams if u.serving),
+            "not_serving": down,
+            "sessions": len(sessions),
+        }
+        return JSONResponse(body, status_code=503 if down else 200)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -95,8 +99,16 @@ def create_gateway_app(
             if upstreams:
                 down = any(not u.serving for u in upstreams)
                 log.log(logging.WARNING if down else logging.INFO, "%s", serving_line(upstreams))
-            async with manager.run():
+            async with AsyncExitStack() as pools:
+                for server in config.servers:
+                    if server.url is not None:
+                        pool = await pools.enter_async_context(upstream_pool())
+                        sessions.pools[server.name] = pool
+                await group.start(sessions.run)
                 yield
+                sessions.stop()
+                with anyio.move_on_after(STOP_SECONDS):
+                    await sessions.stopped.wait()
             for upstream in upstreams:  # close each session cleanly, within a bound
                 upstream.stop()
             group.cancel_scope.deadline = anyio.current_time() + STOP_SECONDS
@@ -104,6 +116,7 @@ def create_gateway_app(
     routes = [
         *metadata_routes(config),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route(config.path, endpoint=endpoint, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(
@@ -112,4 +125,5 @@ def create_gateway_app(
         middleware=[Middleware(AccessLog, listener=listener)],
     )
     app.state.upstreams = upstreams
+    app.state.sessions = sessions
     return app

@@ -1,22 +1,26 @@
-"""Reading one MCP POST body before the SDK does, to find the ``tools/call`` in it.
+"""Reading one MCP POST body: a single JSON-RPC 2.0 message, checked before it is relayed.
 
-The middleware decides on exactly the bytes it then hands to the SDK, so the two must
-read them the same way: bodies are one JSON object (JSON-RPC batches are refused, so
-one proof never covers several calls), and duplicate keys are refused (parsers differ
-on which duplicate wins).
+The gateway decides on exactly the bytes it read, so they are read strictly: a body
+is one JSON object (JSON-RPC batches are refused, so one proof never covers several
+calls), duplicate keys are refused (parsers differ on which duplicate wins), and the
+message must be a request, a notification or a response as JSON-RPC 2.0 shapes them.
+The relay forwards the parsed message as a plain mapping, so fields it does not know
+pass through unchanged.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from starlette.types import Message, Receive
+from starlette.types import Receive
 
 from zerolane.errors import InvalidInput
 
 TOOLS_CALL = "tools/call"
+
+Kind = Literal["request", "notification", "response"]
 
 
 class Disconnected(Exception):
@@ -25,6 +29,30 @@ class Disconnected(Exception):
 
 class TooLarge(Exception):
     """The body is larger than the configured limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One JSON-RPC message as received: its kind and the raw object."""
+
+    kind: Kind
+    raw: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        """The method of a request or notification (``""`` for a response)."""
+        method = self.raw.get("method")
+        return method if isinstance(method, str) else ""
+
+    @property
+    def id(self) -> str | int | None:
+        found = self.raw.get("id")
+        return found if isinstance(found, str | int) and not isinstance(found, bool) else None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params = self.raw.get("params")
+        return params if isinstance(params, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +79,6 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that yields the already-read body once, then the client's events."""
-    pending = True
-
-    async def replay() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -74,25 +88,48 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def tool_call_of(body: bytes) -> ToolCallMessage | None:
-    """The ``tools/call`` request ``body`` carries; None when it carries none.
+def _valid_id(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
-    A body that is not one JSON object, has duplicate keys or a malformed
-    ``tools/call`` raises :class:`InvalidInput`: nothing unparsed reaches the SDK.
-    """
+
+def parse_message(body: bytes) -> Message:
+    """The one JSON-RPC message ``body`` holds; :class:`InvalidInput` for anything else
+    (not JSON, a batch, duplicate keys, not a JSON-RPC 2.0 request, notification or
+    response, params that are not an object)."""
     try:
         message = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):
         raise InvalidInput("jsonrpc.invalid", "the body is not valid JSON") from None
     if isinstance(message, list):
         raise InvalidInput("jsonrpc.batch", "JSON-RPC batches are not supported: send one message")
-    if not isinstance(message, dict) or message.get("method") != TOOLS_CALL:
-        return None
-    request_id = message.get("id")
-    params = message.get("params")
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise InvalidInput("jsonrpc.invalid", "the body is not a JSON-RPC 2.0 message")
+    if "method" in message:
+        if not isinstance(message["method"], str) or not message["method"]:
+            raise InvalidInput("jsonrpc.invalid", "method must be a non-empty string")
+        if "params" in message and not isinstance(message["params"], dict):
+            raise InvalidInput("jsonrpc.params", "params must be an object")
+        if "result" in message or "error" in message:
+            raise InvalidInput("jsonrpc.invalid", "a message is a request or a response, not both")
+        if "id" not in message:
+            return Message("notification", message)
+        if not _valid_id(message["id"]):
+            raise InvalidInput("jsonrpc.id", "a request id is a string or an integer")
+        return Message("request", message)
+    if not _valid_id(message.get("id")) or ("result" in message) == ("error" in message):
+        raise InvalidInput("jsonrpc.invalid", "a response has an id and a result or an error")
+    if "error" in message and not isinstance(message["error"], dict):
+        raise InvalidInput("jsonrpc.invalid", "a response's error is an object")
+    return Message("response", message)
+
+
+def tool_call_of(message: Message) -> ToolCallMessage:
+    """The ``tools/call`` request ``message`` is; :class:`InvalidInput` when malformed."""
+    request_id = message.id
+    params = message.params
+    if request_id is None:
         raise InvalidInput("jsonrpc.id", "a tools/call must be a request with an id")
-    if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+    if not isinstance(params.get("name"), str):
         raise InvalidInput("jsonrpc.params", "a tools/call needs params.name")
     arguments = params.get("arguments")
     if arguments is None:

@@ -1,0 +1,223 @@
+"""What a decided MCP request is about: the upstream it goes to and the decision's input.
+
+Five requests are each one decision (the others an agent may send are authenticated
+only, or answered by the gateway itself):
+
+- ``tools/call``: action ``mcp:<server>/<tool>``, resource ``mcp/<server>/<tool>``;
+- ``resources/read``: action ``mcp:<server>/resources/read``, resource
+  ``mcp/<server>/resources/<the URI mapped>`` (:func:`~zerolane.gateway.mcp.mapping.resource_name`);
+- ``resources/subscribe``: decided as a read of its URI;
+- ``prompts/get``: action ``mcp:<server>/prompts/get``, resource
+  ``mcp/<server>/prompts/<name>``;
+- ``completion/complete``: decided as the read of the prompt or resource it completes.
+
+A request whose name or URI routes to no upstream is still decided, with an empty
+resource: the decider denies it ``request.unmapped`` and audits it like any deny.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from zerolane.errors import InvalidInput
+from zerolane.gateway.mcp.mapping import ResourceRoute, resource_route
+from zerolane.gateway.mcp.messages import Message, tool_call_of
+from zerolane.gateway.mcp.view import View
+from zerolane.policy.context import McpFacts
+from zerolane.types import Sensitivity
+
+DECIDED = frozenset(
+    {"tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete"}
+)
+MAX_ARGUMENT_BYTES = 8 * 1024  # arguments kept in the audit event; larger ones by size
+MAX_NAME_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One decided request: where it goes (``server`` None: nowhere), what the decision
+    is asked, and the params sent upstream (names back to the upstream's own)."""
+
+    method: str
+    server: str | None
+    action: str
+    resource: str
+    destination: str
+    sensitivity: Sensitivity | None
+    mcp: McpFacts | None
+    details: dict[str, object]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def audited_arguments(arguments: dict[str, Any]) -> object:
+    """The arguments as the audit event keeps them (masked by the log, bounded here)."""
+    text = json.dumps(arguments, sort_keys=True, default=str)
+    if len(text.encode()) <= MAX_ARGUMENT_BYTES:
+        return arguments
+    return {"truncated": True, "bytes": len(text.encode())}
+
+
+def _text(params: dict[str, Any], key: str, method: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str):
+        raise InvalidInput("jsonrpc.params", f"a {method} needs params.{key} (a string)")
+    return value
+
+
+def _object(params: dict[str, Any], key: str, method: str) -> dict[str, Any]:
+    value = params.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("jsonrpc.params", f"{method} {key} must be an object")
+    return value
+
+
+def _unmapped(method: str, name: str, details: dict[str, object]) -> Target:
+    return Target(method, None, f"mcp:?/{name[:128]}", "", "", None, None, details)
+
+
+def target_of(message: Message, view: View) -> Target:
+    """The target of a decided request; :class:`InvalidInput` for malformed params."""
+    method = message.method
+    if method == "tools/call":
+        return _tool(message, view)
+    if method in ("resources/read", "resources/subscribe"):
+        return _resource(method, _text(message.params, "uri", method), message.params, view)
+    if method == "prompts/get":
+        return _prompt(message, view)
+    if method == "completion/complete":
+        return _completion(message, view)
+    raise InvalidInput("jsonrpc.method", f"{method} is not a decided request")  # pragma: no cover
+
+
+def _tool(message: Message, view: View) -> Target:
+    call = tool_call_of(message)
+    details: dict[str, object] = {
+        "method": "tools/call",
+        "tool": call.name[:MAX_NAME_CHARS],
+        "arguments": audited_arguments(call.arguments),
+    }
+    route = view.tools.get(call.name)
+    if route is None:
+        return _unmapped("tools/call", call.name, details)
+    details.update(
+        server=route.server,
+        upstream_tool=route.tool.name,
+        read_only=route.read_only,
+        destructive=route.destructive,
+    )
+    return Target(
+        "tools/call",
+        route.server,
+        route.action,
+        route.resource,
+        route.destination,
+        route.sensitivity,
+        route.mcp_facts(call.arguments),
+        details,
+        {**message.params, "name": route.tool.name},
+    )
+
+
+def _resource_route(uri: str, view: View) -> ResourceRoute | None:
+    server = view.server_of(uri)
+    config = view.servers.get(server) if server is not None else None
+    return resource_route(config, uri) if config is not None else None
+
+
+def _resource(method: str, uri: str, params: dict[str, Any], view: View) -> Target:
+    details: dict[str, object] = {"method": method, "uri": uri[:1024]}
+    route = _resource_route(uri, view)
+    if route is None:
+        return _unmapped(method, uri, details)
+    details.update(server=route.server)
+    facts = McpFacts.of_call(
+        route.server, "", read_only=True, destructive=False, method=method, uri=uri
+    )
+    return Target(
+        method,
+        route.server,
+        route.action,
+        route.resource,
+        route.destination,
+        route.sensitivity,
+        facts,
+        details,
+        dict(params),
+    )
+
+
+def _prompt(message: Message, view: View) -> Target:
+    name = _text(message.params, "name", "prompts/get")
+    arguments = _object(message.params, "arguments", "prompts/get")
+    details: dict[str, object] = {
+        "method": "prompts/get",
+        "prompt": name[:MAX_NAME_CHARS],
+        "arguments": audited_arguments(arguments),
+    }
+    route = view.prompts.get(name)
+    if route is None:
+        return _unmapped("prompts/get", name, details)
+    details.update(server=route.server, upstream_prompt=route.prompt.name)
+    return Target(
+        "prompts/get",
+        route.server,
+        route.action,
+        route.resource,
+        route.destination,
+        route.sensitivity,
+        route.mcp_facts(arguments),
+        details,
+        {**message.params, "name": route.prompt.name},
+    )
+
+
+def _completion(message: Message, view: View) -> Target:
+    method = "completion/complete"
+    ref = _object(message.params, "ref", method)
+    argument = _object(message.params, "argument", method)
+    kind = ref.get("type")
+    details: dict[str, object] = {"method": method, "ref": kind if isinstance(kind, str) else ""}
+    if isinstance(argument.get("name"), str):
+        details["argument"] = argument["name"][:MAX_NAME_CHARS]
+    if kind == "ref/prompt":
+        name = _text(ref, "name", method)
+        route = view.prompts.get(name)
+        details["prompt"] = name[:MAX_NAME_CHARS]
+        if route is None:
+            return _unmapped(method, name, details)
+        details.update(server=route.server, upstream_prompt=route.prompt.name)
+        facts = McpFacts.of_call(
+            route.server, route.prompt.name, read_only=True, destructive=False, method=method
+        )
+        upstream_ref = {**ref, "name": route.prompt.name}
+        return Target(
+            method,
+            route.server,
+            route.action,
+            route.resource,
+            route.destination,
+            route.sensitivity,
+            facts,
+            details,
+            {**message.params, "ref": upstream_ref},
+        )
+    if kind == "ref/resource":
+        target = _resource(method, _text(ref, "uri", method), message.params, view)
+        return Target(
+            method,
+            target.server,
+            target.action,
+            target.resource,
+            target.destination,
+            target.sensitivity,
+            target.mcp,
+            {**target.details, **details},
+            target.params,
+        )
+    raise InvalidInput(
+        "jsonrpc.params", "completion/complete ref.type is ref/prompt or ref/resource"
+    )

@@ -1,0 +1,433 @@
+"""The MCP endpoint agents talk to: the streamable HTTP transport (2025-11-25), enforced.
+
+Every request is checked before anything else reads it: the ``Host`` and ``Origin``
+(DNS-rebinding protection: only the public host and listen address, only the public
+origin; 421 and 403), the method (405), the media types (415 for a POST that is not
+JSON, 406 for an agent that does not accept JSON, or a GET that does not accept
+``text/event-stream``), a ``MCP-Protocol-Version`` the gateway does not speak (400),
+then the credentials (:mod:`zerolane.gateway.mcp.auth`).
+
+A POST carries one JSON-RPC message. ``initialize`` opens an agent session
+(:mod:`zerolane.gateway.mcp.sessions`) and answers with its ``Mcp-Session-Id``; any
+other message needs the session id of a session of the same task (400 without one, 404
+for another's or an ended one). A request is answered as JSON when nothing else comes
+before its answer, else as an SSE stream carrying what the upstream sends in between
+(progress, log messages, its requests to the agent) and then the answer.
+Notifications and answers are accepted with 202. A GET opens the session's stream for
+what the upstreams send outside any request (one at a time: 409); a DELETE ends the
+session and its upstream sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
+from starlette.types import Receive, Scope, Send
+
+from zerolane import __version__
+from zerolane.errors import InvalidInput, Unauthenticated, Unavailable, ZerolaneError
+from zerolane.gateway.access_log import record_decision, record_refusal, record_task
+from zerolane.gateway.client_cert import ClientCertSource
+from zerolane.gateway.edge.http import (
+    Answer,
+    credentials_of,
+    error_refusal,
+    one_header,
+    refusal,
+    send_answer,
+)
+from zerolane.gateway.edge.jsonrpc import denied, invalid_request
+from zerolane.gateway.mcp.auth import Gate, Refused
+from zerolane.gateway.mcp.config import GatewayConfig
+from zerolane.gateway.mcp.messages import Disconnected, Message, TooLarge, parse_message, read_body
+from zerolane.gateway.mcp.relay import Relay, capabilities_of, error_of
+from zerolane.gateway.mcp.session import AgentSession, ClientFacts, Outbox
+from zerolane.gateway.mcp.sessions import Sessions
+from zerolane.gateway.mcp.targets import DECIDED, target_of
+from zerolane.tokens.rfc9068 import TaskTokenClaims
+
+log = logging.getLogger(__name__)
+
+SESSION_HEADER = b"mcp-session-id"
+VERSION_HEADER = b"mcp-protocol-version"
+SERVER_INFO = {"name": "zerolane-mcp-gateway", "title": "zerolane MCP gateway"}
+#: capabilities the gateway relays, and the flags of each it relays
+RELAYED_CAPABILITIES = {
+    "tools": ("listChanged",),
+    "prompts": ("listChanged",),
+    "resources": ("subscribe", "listChanged"),
+    "completions": (),
+    "logging": (),
+}
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-store"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def allowed_hosts(config: GatewayConfig) -> frozenset[str]:
+    """The ``Host`` values accepted: the public host and the listen address."""
+    public = urlsplit(config.public_url)
+    hosts = {public.netloc, f"{config.host}:{config.port}"}
+    if public.port is None:
+        hosts.add(f"{public.hostname}:{443 if public.scheme == 'https' else 80}")
+    return frozenset(hosts)
+
+
+def merged_capabilities(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the agent is told the gateway offers: each relayed capability some upstream
+    offers, with a flag set when one upstream sets it; nothing else."""
+    merged: dict[str, Any] = {}
+    for result in results:
+        offered = capabilities_of(result)
+        for name, flags in RELAYED_CAPABILITIES.items():
+            if not isinstance(offered.get(name), dict):
+                continue
+            entry = merged.setdefault(name, {})
+            for flag in flags:
+                if offered[name].get(flag) is True:
+                    entry[flag] = True
+    return merged
+
+
+def _event(message: dict[str, Any]) -> bytes:
+    data = json.dumps(message, separators=(",", ":"))
+    return f"event: message\ndata: {data}\n\n".encode()
+
+
+def _plain(status: int, reason: str, message: str) -> Answer:
+    return refusal(status, reason, message)
+
+
+class Endpoint:
+    """The ASGI app of the gateway's MCP endpoint."""
+
+    def __init__(
+        self, *, config: GatewayConfig, gate: Gate, relay: Relay, sessions: Sessions
+    ) -> None:
+        self._gate = gate
+        self._relay = relay
+        self._sessions = sessions
+        self._max_body = config.max_body_bytes
+        self._certs = ClientCertSource(config.tls)
+        self._hosts = allowed_hosts(config)
+        public = urlsplit(config.public_url)
+        self._origin = f"{public.scheme}://{public.netloc}"
+        self._catalog_servers = config.servers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # pragma: no cover - routed for http only
+            return
+        method = str(scope["method"]).upper()
+        headers = scope["headers"]
+        refused = self._transport_refusal(method, headers)
+        if refused is not None:
+            record_refusal(scope, refused.body["reason"])
+            await send_answer(send, refused)
+            return
+        try:
+            cert = self._certs.from_scope(scope)
+            token, proof = credentials_of(headers, client_cert=cert)
+        except ZerolaneError as err:  # 400 repeated, 401 missing (with the challenges)
+            record_refusal(scope, err.reason)
+            await send_answer(send, error_refusal(err, resource_metadata=self._gate.metadata_url))
+            return
+        try:
+            if method == "POST":
+                await self._post(scope, receive, send, token, proof, cert)
+            elif method == "GET":
+                await self._get(scope, receive, send, token, proof, cert)
+            else:
+                await self._delete(scope, send, token, proof, cert)
+        except Refused as err:
+            record_refusal(scope, err.reason)
+            await send_answer(send, err.answer)
+        except InvalidInput as err:  # a malformed message: nothing is relayed
+            record_refusal(scope, err.reason)
+            error = invalid_request(err.reason, err.message)
+            await send_answer(send, Answer(400, error, [("Cache-Control", "no-store")]))
+        except (Unauthenticated, Unavailable) as err:
+            record_refusal(scope, err.reason)
+            await send_answer(send, error_refusal(err, resource_metadata=self._gate.metadata_url))
+        except TooLarge:
+            record_refusal(scope, "request.too_large")
+            await send_answer(
+                send, refusal(413, "request.too_large", "the request body is too large")
+            )
+        except Disconnected:
+            return
+
+    # --- checks of the transport ------------------------------------------------------
+
+    def _transport_refusal(self, method: str, headers: list[tuple[bytes, bytes]]) -> Answer | None:
+        if method not in ("GET", "POST", "DELETE"):
+            answer = _plain(405, "request.method", f"{method[:16]} is not served here")
+            return Answer(
+                answer.status, answer.body, [*answer.headers, ("Allow", "GET, POST, DELETE")]
+            )
+        host = one_header(headers, b"host")
+        if host is None or host not in self._hosts:
+            return _plain(421, "request.host", "this Host is not served here")
+        origin = one_header(headers, b"origin")
+        if origin is not None and origin != self._origin:
+            return _plain(403, "request.origin", "requests from this Origin are refused")
+        accept = (one_header(headers, b"accept") or "").lower()
+        if method == "POST":
+            kind = (one_header(headers, b"content-type") or "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return _plain(415, "request.content_type", "a POST carries application/json")
+            if "application/json" not in accept and "*/*" not in accept:
+                return _plain(406, "request.accept", "the agent must accept application/json")
+        if method == "GET" and "text/event-stream" not in accept:
+            return _plain(406, "request.accept", "a GET stream is text/event-stream")
+        version = one_header(headers, VERSION_HEADER)
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return _plain(
+                400, "mcp.protocol_version", f"protocol version {version[:32]!r} is not spoken here"
+            )
+        return None
+
+    def _session(self, scope: Scope, claims_task: str) -> AgentSession:
+        """The request's session; :class:`Refused` 400 without an id, 404 unknown."""
+        session_id = one_header(scope["headers"], SESSION_HEADER)
+        if session_id is None:
+            raise Refused(
+                "mcp.session_missing",
+                _plain(400, "mcp.session_missing", "the request needs an Mcp-Session-Id"),
+            )
+        session = self._sessions.get(session_id, claims_task)
+        if session is None:
+            raise Refused(
+                "mcp.session_unknown", _plain(404, "mcp.session_unknown", "no such MCP session")
+            )
+        return session
+
+    # --- POST -------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        token: str,
+        proof: str | None,
+        cert: bytes | None,
+    ) -> None:
+        message = parse_message(await read_body(receive, self._max_body))
+        if message.method == "initialize" and message.kind == "request":
+            await self._initialize(scope, send, message, token, proof, cert)
+            return
+        if message.kind == "request" and message.method in DECIDED:
+            await self._decided(scope, send, message, token, proof, cert)
+            return
+        claims = await self._gate.authenticate(token, proof, "POST", cert)
+        session = self._session(scope, claims.task_id)
+        session.touch(claims)
+        record_task(scope, claims.task_id)
+        if message.kind == "request":
+            await self._answer(send, session, message)
+            return
+        if message.kind == "response":
+            await session.agent_answered(message.raw)
+        else:
+            await self._notification(session, message)
+        await send(
+            {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _notification(self, session: AgentSession, message: Message) -> None:
+        if message.method == "notifications/cancelled":
+            session.cancel(message.params.get("requestId"))
+        elif message.method == "notifications/roots/list_changed":
+            await session.notify_all(message.method, message.params or None)
+
+    async def _initialize(
+        self,
+        scope: Scope,
+        send: Send,
+        message: Message,
+        token: str,
+        proof: str | None,
+        cert: bytes | None,
+    ) -> None:
+        claims = await self._gate.authenticate(token, proof, "POST", cert)
+        record_task(scope, claims.task_id)
+        if one_header(scope["headers"], SESSION_HEADER) is not None:
+            raise Refused(
+                "mcp.session_open",
+                _plain(
+                    400,
+                    "mcp.session_open",
+                    "initialize opens a session: send it without Mcp-Session-Id",
+                ),
+            )
+        params = message.params
+        asked = params.get("protocolVersion")
+        version = asked if asked in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
+        capabilities = params.get("capabilities")
+        info = params.get("clientInfo")
+        client = ClientFacts(
+            capabilities if isinstance(capabilities, dict) else {},
+            str(version),
+            info if isinstance(info, dict) else {},
+        )
+        session = await self._sessions.open(claims, client)
+        results = [link.result for link in session.links.values()]
+        offered = merged_capabilities(results)
+        if any(session.failure(s.name) for s in self._catalog_servers):
+            offered.setdefault("tools", {})  # a down upstream's last known tools stay listed
+        result = {
+            "protocolVersion": version,
+            "capabilities": offered,
+            "serverInfo": {**SERVER_INFO, "version": __version__},
+        }
+        answer = {"jsonrpc": "2.0", "id": message.raw["id"], "result": result}
+        await self._json(send, answer, ((SESSION_HEADER, session.id.encode()),))
+
+    async def _decided(
+        self,
+        scope: Scope,
+        send: Send,
+        message: Message,
+        token: str,
+        proof: str | None,
+        cert: bytes | None,
+    ) -> None:
+        session_id = one_header(scope["headers"], SESSION_HEADER)
+        # the decision verifies the caller: a session of another task is refused below,
+        # before anything is relayed
+        session = self._sessions.peek(session_id) if session_id is not None else None
+        if session is None:  # credentials first (a bad one is a 401), then the session
+            claims = await self._gate.authenticate(token, proof, "POST", cert)
+            record_task(scope, claims.task_id)
+            session = self._session(scope, claims.task_id)
+        await self._relay.prepare(session, message)
+        target = target_of(message, session.view)
+        decision = await self._gate.decide(token, proof, target, cert)
+        record_decision(scope, decision)
+        if decision.task_id != session.task_id:
+            raise Refused(
+                "mcp.session_unknown", _plain(404, "mcp.session_unknown", "no such MCP session")
+            )
+        session.touch()
+        if not decision.allowed or target.server is None:
+            name = str(message.params.get("name") or message.params.get("uri") or message.method)
+            error = denied(decision, name[:128])
+            answer = {"jsonrpc": "2.0", "id": message.raw["id"], "error": error_of(error)}
+            await self._json(send, answer)
+            return
+        await self._answer(send, session, message, target=target, decision=decision)
+
+    async def _answer(
+        self, send: Send, session: AgentSession, message: Message, **decided: Any
+    ) -> None:
+        """Relay a request; answer JSON when only the answer comes, else SSE."""
+        outbox = Outbox()
+        answer: dict[str, Any] | None = None
+
+        async def work() -> None:
+            nonlocal answer
+            try:
+                answer = await self._relay.answer(session, message, outbox, **decided)
+            finally:
+                outbox.close()
+
+        streaming = False
+        async with anyio.create_task_group() as group:
+            group.start_soon(work)
+            async with outbox.receive:
+                async for item in outbox.receive:
+                    if not streaming:
+                        await send(
+                            {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS}
+                        )
+                        streaming = True
+                    await send(
+                        {"type": "http.response.body", "body": _event(item), "more_body": True}
+                    )
+        if streaming:
+            final = _event(answer) if answer is not None else b""
+            await send({"type": "http.response.body", "body": final, "more_body": False})
+        elif answer is not None:
+            await self._json(send, answer)
+        else:  # cancelled by the agent: a stream that ends without an answer
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _json(
+        self, send: Send, message: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
+        body = json.dumps(message, separators=(",", ":")).encode()
+        start = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            *headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+        await send({"type": "http.response.body", "body": body})
+
+    # --- GET and DELETE ---------------------------------------------------------------
+
+    async def _get(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        token: str,
+        proof: str | None,
+        cert: bytes | None,
+    ) -> None:
+        claims = await self._gate.authenticate(token, proof, "GET", cert)
+        record_task(scope, claims.task_id)
+        session = self._session(scope, claims.task_id)
+        if session.stream is not None:
+            raise Refused(
+                "mcp.stream_open",
+                _plain(409, "mcp.stream_open", "the session's GET stream is already open"),
+            )
+        session.touch(claims)
+        outbox = Outbox()
+        session.stream = outbox
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+
+        async def until_gone() -> None:  # the agent went away: the stream ends
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            outbox.close()
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(until_gone)
+                async with outbox.receive:
+                    async for item in outbox.receive:
+                        await send(
+                            {"type": "http.response.body", "body": _event(item), "more_body": True}
+                        )
+                group.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the agent went away mid-write
+        finally:
+            outbox.discard()
+            if session.stream is outbox:
+                session.stream = None
+
+    async def _delete(
+        self, scope: Scope, send: Send, token: str, proof: str | None, cert: bytes | None
+    ) -> None:
+        claims: TaskTokenClaims = await self._gate.authenticate(token, proof, "DELETE", cert)
+        record_task(scope, claims.task_id)
+        session = self._session(scope, claims.task_id)
+        self._sessions.end(session)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
