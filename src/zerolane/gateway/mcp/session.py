@@ -23,7 +23,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
+from zerolane.gateway.mcp.events import StreamLogs
 from zerolane.gateway.mcp.link import Link, connect
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.gateway.mcp.upstream import NotServing
@@ -160,6 +161,7 @@ class AgentSession:
         self._ids = itertools.count(1)
         self.in_flight: dict[str, InFlight] = {}
         self.stream: Outbox | None = None  # the agent's GET stream, when open
+        self.logs = StreamLogs()  # its answers' SSE streams, resumable
         self._group: TaskGroup | None = None
         self._closed = anyio.Event()
 
@@ -199,6 +201,14 @@ class AgentSession:
             self.stream = None
         for flight in self.in_flight.values():
             flight.scope.cancel()
+        self.logs.end_all()
+
+    def spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` in the session (it outlives the HTTP request that started it,
+        not the session); :class:`Unavailable` once the session has ended."""
+        if self._group is None or self.closed:
+            raise Unavailable("mcp.session_ended", "the MCP session has ended")
+        self._group.start_soon(work)
 
     async def open_links(self) -> None:
         """Open a link to every upstream at once; one that fails is noted, retried on use."""

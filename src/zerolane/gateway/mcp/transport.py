@@ -44,6 +44,7 @@ from zerolane.gateway.edge.http import (
 from zerolane.gateway.edge.jsonrpc import denied, invalid_request
 from zerolane.gateway.mcp.auth import Gate, Refused
 from zerolane.gateway.mcp.config import GatewayConfig
+from zerolane.gateway.mcp.events import EventLog, message_event, priming_event
 from zerolane.gateway.mcp.messages import Disconnected, Message, TooLarge, parse_message, read_body
 from zerolane.gateway.mcp.relay import Relay, capabilities_of, error_of
 from zerolane.gateway.mcp.session import AgentSession, ClientFacts, Outbox
@@ -96,9 +97,59 @@ def merged_capabilities(results: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def prefers_sse(accept: str) -> bool:
+    """Whether ``accept`` ranks ``text/event-stream`` above ``application/json``: a
+    higher q-value, or the same one and listed first (SDK clients list JSON first and
+    get JSON answers, the cheaper for them; an SSE stream is used anyway whenever
+    something comes before the answer)."""
+    ranks: dict[str, tuple[float, int]] = {}
+    for position, item in enumerate(accept.lower().split(",")):
+        kind, _, rest = item.partition(";")
+        quality = 1.0
+        for param in rest.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranks.setdefault(kind.strip(), (quality, -position))
+    sse, json_rank = ranks.get("text/event-stream"), ranks.get("application/json")
+    return sse is not None and sse[0] > 0 and (json_rank is None or sse > json_rank)
+
+
 def _event(message: dict[str, Any]) -> bytes:
     data = json.dumps(message, separators=(",", ":"))
     return f"event: message\ndata: {data}\n\n".encode()
+
+
+async def _follow(send: Send, receive: Receive, log: EventLog, after: int) -> None:
+    """Send ``log``'s events after number ``after`` as they come, until the stream ends
+    (then the response ends) or the agent goes away (the stream stays resumable)."""
+    with anyio.CancelScope() as scope:
+
+        async def until_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(until_gone)
+            while True:
+                waiter = log.waiter()
+                events = log.after(after)
+                if events is None:  # dropped while this agent lagged: end, it may resume
+                    break
+                for number, message in events:
+                    body = message_event(log.event_id(number), message)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    after = number
+                if log.ended and not log.after(after):
+                    break
+                if not events:
+                    await waiter.wait()
+            group.cancel_scope.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _plain(status: int, reason: str, message: str) -> Answer:
@@ -224,14 +275,14 @@ class Endpoint:
             await self._initialize(scope, send, message, token, proof, cert)
             return
         if message.kind == "request" and message.method in DECIDED:
-            await self._decided(scope, send, message, token, proof, cert)
+            await self._decided(scope, receive, send, message, token, proof, cert)
             return
         claims = await self._gate.authenticate(token, proof, "POST", cert)
         session = self._session(scope, claims.task_id)
         session.touch(claims)
         record_task(scope, claims.task_id)
         if message.kind == "request":
-            await self._answer(send, session, message)
+            await self._answer(scope, send, receive, session, message)
             return
         if message.kind == "response":
             await session.agent_answered(message.raw)
@@ -294,6 +345,7 @@ class Endpoint:
     async def _decided(
         self,
         scope: Scope,
+        receive: Receive,
         send: Send,
         message: Message,
         token: str,
@@ -323,43 +375,70 @@ class Endpoint:
             answer = {"jsonrpc": "2.0", "id": message.raw["id"], "error": error_of(error)}
             await self._json(send, answer)
             return
-        await self._answer(send, session, message, target=target, decision=decision)
+        await self._answer(scope, send, receive, session, message, target=target, decision=decision)
 
     async def _answer(
-        self, send: Send, session: AgentSession, message: Message, **decided: Any
+        self,
+        scope: Scope,
+        send: Send,
+        receive: Receive,
+        session: AgentSession,
+        message: Message,
+        **decided: Any,
     ) -> None:
-        """Relay a request; answer JSON when only the answer comes, else SSE."""
+        """Relay a request; answer JSON when only the answer comes and the agent does not
+        prefer SSE, else a resumable SSE stream (:mod:`zerolane.gateway.mcp.events`).
+        The request runs in the session: an agent that goes away can resume its
+        stream, and a cancellation is its own notification."""
         outbox = Outbox()
-        answer: dict[str, Any] | None = None
+        done: list[dict[str, Any] | None] = []
+        prefer_sse = prefers_sse(one_header(scope["headers"], b"accept") or "")
 
         async def work() -> None:
-            nonlocal answer
             try:
-                answer = await self._relay.answer(session, message, outbox, **decided)
+                done.append(await self._relay.answer(session, message, outbox, **decided))
             finally:
                 outbox.close()
 
-        streaming = False
-        async with anyio.create_task_group() as group:
-            group.start_soon(work)
-            async with outbox.receive:
-                async for item in outbox.receive:
-                    if not streaming:
-                        await send(
-                            {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS}
-                        )
-                        streaming = True
-                    await send(
-                        {"type": "http.response.body", "body": _event(item), "more_body": True}
-                    )
-        if streaming:
-            final = _event(answer) if answer is not None else b""
-            await send({"type": "http.response.body", "body": final, "more_body": False})
-        elif answer is not None:
-            await self._json(send, answer)
-        else:  # cancelled by the agent: a stream that ends without an answer
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        session.spawn(work)
+        first: dict[str, Any] | None = None
+        if not prefer_sse:
+            try:
+                first = await outbox.receive.receive()
+            except anyio.EndOfStream:  # the answer came alone
+                outbox.receive.close()
+                answer = done[0] if done else None
+                if answer is not None:
+                    await self._json(send, answer)
+                    return
+                # cancelled by the agent: a stream that ends without an answer
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+        log = session.logs.open()
+        if first is not None:
+            log.append(first)
+
+        async def pump() -> None:
+            try:
+                async with outbox.receive:
+                    async for item in outbox.receive:
+                        log.append(item)
+                if done and done[0] is not None:
+                    log.append(done[0])
+            finally:
+                log.end()
+
+        session.spawn(pump)
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": priming_event(log.event_id(0)),
+                "more_body": True,
+            }
+        )
+        await _follow(send, receive, log, 0)
 
     async def _json(
         self, send: Send, message: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -388,6 +467,10 @@ class Endpoint:
         claims = await self._gate.authenticate(token, proof, "GET", cert)
         record_task(scope, claims.task_id)
         session = self._session(scope, claims.task_id)
+        last = one_header(scope["headers"], b"last-event-id")
+        if last is not None:
+            await self._resume(send, receive, session, last)
+            return
         if session.stream is not None:
             raise Refused(
                 "mcp.stream_open",
@@ -419,6 +502,26 @@ class Endpoint:
             outbox.discard()
             if session.stream is outbox:
                 session.stream = None
+
+    async def _resume(
+        self, send: Send, receive: Receive, session: AgentSession, last_event_id: str
+    ) -> None:
+        """Send a stream's events after ``last_event_id`` again, then the rest."""
+        found = session.logs.find(last_event_id)
+        if found is None:
+            raise Refused(
+                "mcp.event_unknown",
+                _plain(404, "mcp.event_unknown", "no stream of this session to resume there"),
+            )
+        log, after = found
+        if log.after(after) is None:
+            raise Refused(
+                "mcp.event_gone",
+                _plain(404, "mcp.event_gone", "the stream's events after this id are gone"),
+            )
+        session.touch()
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        await _follow(send, receive, log, after)
 
     async def _delete(
         self, scope: Scope, send: Send, token: str, proof: str | None, cert: bytes | None
