@@ -19,8 +19,9 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -36,8 +37,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.gateway.mcp.conftest import ADMIN, TD, Stack
 from tests.gateway.mcp.harness import GatewayServer
+from tests.gateway.mcp.test_resumable_e2e import CONFORMANCE, conformance_server
 from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import enforcement_of
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN
 from zerolane.gateway.mcp import parse_gateway_config
 from zerolane.sdk import Task
 from zerolane.tasks.playbooks import parse_playbook
@@ -340,3 +343,74 @@ async def eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
     with anyio.fail_after(seconds):
         while not check():  # noqa: ASYNC110 - no event to wait on across threads
             await anyio.sleep(0.02)
+
+
+@dataclass
+class Features:
+    """The upstreams and the gateway in front of them, on the stack's home."""
+
+    stack: Stack
+    gateway: GatewayServer
+    upstream: FeaturesServer
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def task(self) -> AbstractContextManager[Task]:
+        """A task of the playbook (its own agent's), completed on leaving."""
+        return open_task(self.stack, self.gateway)
+
+    def decisions(self, task: Task) -> list[dict[str, Any]]:
+        """The task's decisions, in order."""
+        return [e for e in self.stack.events("decision") if e["subject"] == task.task_id]
+
+
+@contextmanager
+def running(stack: Stack, workdir: Path) -> Iterator[Features]:
+    """Both upstreams and a gateway in front of them (the features one's tools prefixed
+    ``features_``), the playbook applied."""
+    assert CONFORMANCE.exists(), f"the conformance server is missing: {CONFORMANCE}"
+    apply_playbook(stack)
+    with (
+        conformance_server(workdir) as conformance_url,
+        FeaturesServer() as upstream,
+        gateway_to_all(
+            stack, {"conformance": (conformance_url, ""), "features": (upstream.url, "features_")}
+        ) as gateway,
+    ):
+        yield Features(stack, gateway, upstream)
+
+
+def refusal(outcome: object, reason: str = "scope.resource") -> MCPError:
+    assert isinstance(outcome, MCPError), outcome
+    assert outcome.code == FORBIDDEN, outcome
+    assert outcome.data["reasons"] == [reason], outcome.data
+    return outcome
+
+
+async def attempt(request: Any) -> Any:
+    """The awaited request's result, or the MCPError it was answered with."""
+    try:
+        return await request
+    except MCPError as err:
+        return err
+
+
+def text_of(result: types.CallToolResult | types.GetPromptResult) -> str:
+    if isinstance(result, types.GetPromptResult):
+        content: Any = result.messages[0].content
+    else:
+        content = result.content[0]
+    assert isinstance(content, types.TextContent), content
+    return content.text
+
+
+async def set_level(agent: Agent, level: types.LoggingLevel) -> None:
+    request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=level))
+    await agent.session.send_request(request, types.EmptyResult)
+
+
+async def subscribe(agent: Agent, uri: str) -> Any:
+    request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+    return await attempt(agent.session.send_request(request, types.EmptyResult))

@@ -1,29 +1,23 @@
-"""MCP beyond tools/call, end to end: the official Python SDK client, the gateway, and the
-conformance suite's reference server (plus a Python upstream for resource updates and a
-tool that runs until cancelled; see :mod:`tests.gateway.mcp.features`).
+"""Resources, subscriptions, prompts and completion through the MCP gateway, end to end:
+the official Python SDK client, the gateway, the conformance suite's reference server and
+a Python upstream (:mod:`tests.gateway.mcp.features`).
 
-The task may use part of each feature: one static resource and the template, two of
-the four prompts, some tools, and of the Python upstream's resources only the watched
-one. Each refusal is checked with its allowed twin, and a refused request is shown never
-to be relayed: its decision is a deny, nothing is spent, and the Python upstream never
-received it.
+The task may use part of each: one static resource and the template, two of the four
+prompts, and of the Python upstream's resources only the watched one. Each refusal is
+checked with its allowed twin, and a refused request is shown never to be relayed: its
+decision is a deny, nothing is spent, and the Python upstream never received it.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import MCPError
-from mcp.client.session import ClientRequestContext
 
 from tests.gateway.mcp.conftest import Stack
 from tests.gateway.mcp.features import (
@@ -31,87 +25,24 @@ from tests.gateway.mcp.features import (
     FEATURES_TOOLS,
     SECRET,
     WATCHED,
-    Agent,
-    FeaturesServer,
+    Features,
     agent_session,
-    apply_playbook,
+    attempt,
     eventually,
-    gateway_to_all,
-    open_task,
+    refusal,
+    running,
+    subscribe,
+    text_of,
 )
-from tests.gateway.mcp.harness import GatewayServer
-from tests.gateway.mcp.test_resumable_e2e import CONFORMANCE, conformance_server
-from zerolane.gateway.edge.jsonrpc import FORBIDDEN
 from zerolane.sdk import Task
 
 STATIC_TEXT = "This is the content of the static text resource."
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
-
-
-@dataclass
-class Features:
-    stack: Stack
-    gateway: GatewayServer
-    upstream: FeaturesServer
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-    def task(self) -> AbstractContextManager[Task]:
-        return open_task(self.stack, self.gateway)
-
-    def decisions(self, task: Task) -> list[dict[str, Any]]:
-        """The task's decisions, in order."""
-        return [e for e in self.stack.events("decision") if e["subject"] == task.task_id]
 
 
 @pytest.fixture(scope="module")
 def features(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Features]:
-    assert CONFORMANCE.exists(), f"the conformance server is missing: {CONFORMANCE}"
-    apply_playbook(stack)
-    with (
-        conformance_server(tmp_path_factory.mktemp("conformance")) as conformance_url,
-        FeaturesServer() as upstream,
-        gateway_to_all(
-            stack, {"conformance": (conformance_url, ""), "features": (upstream.url, "features_")}
-        ) as gateway,
-    ):
-        yield Features(stack, gateway, upstream)
-
-
-def refusal(outcome: object, reason: str = "scope.resource") -> MCPError:
-    assert isinstance(outcome, MCPError), outcome
-    assert outcome.code == FORBIDDEN, outcome
-    assert outcome.data["reasons"] == [reason], outcome.data
-    return outcome
-
-
-async def attempt(request: Any) -> Any:
-    """The awaited request's result, or the MCPError it was answered with."""
-    try:
-        return await request
-    except MCPError as err:
-        return err
-
-
-def text_of(result: types.CallToolResult | types.GetPromptResult) -> str:
-    if isinstance(result, types.GetPromptResult):
-        content: Any = result.messages[0].content
-    else:
-        content = result.content[0]
-    assert isinstance(content, types.TextContent), content
-    return content.text
-
-
-async def set_level(agent: Agent, level: types.LoggingLevel) -> None:
-    request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=level))
-    await agent.session.send_request(request, types.EmptyResult)
-
-
-async def subscribe(agent: Agent, uri: str) -> Any:
-    request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
-    return await attempt(agent.session.send_request(request, types.EmptyResult))
+    with running(stack, tmp_path_factory.mktemp("conformance")) as found:
+        yield found
 
 
 # --- resources --------------------------------------------------------------------------
@@ -311,271 +242,3 @@ def test_completion_is_decided_as_the_read_of_what_it_completes(features: Featur
     assert completions[1]["details"]["resource"] == (
         "mcp/conformance/prompts/test_prompt_with_embedded_resource"
     )
-
-
-# --- logging and progress ---------------------------------------------------------------
-
-
-def test_log_messages_of_a_call_reach_the_logging_callback(features: Features) -> None:
-    async def main(task: Task) -> tuple[str, list[str]]:
-        async with agent_session(features.url, task) as agent:
-            await set_level(agent, "debug")
-            result = await agent.session.call_tool("test_tool_with_logging", {})
-            return text_of(result), agent.log_texts()
-
-    with features.task() as task:
-        text, logs = anyio.run(main, task)
-    assert text == "Tool with logging executed successfully"
-    during = [line for line in logs if line.startswith("Tool ")]
-    assert during == ["Tool execution started", "Tool processing data", "Tool execution completed"]
-
-
-def test_progress_notifications_come_in_order_before_the_result(features: Features) -> None:
-    async def main(task: Task) -> list[tuple[object, ...]]:
-        seen: list[tuple[object, ...]] = []
-
-        async def progress(progress: float, total: float | None, message: str | None) -> None:
-            seen.append((progress, total, message))
-
-        async with agent_session(features.url, task) as agent:
-            result = await agent.session.call_tool(
-                "test_tool_with_progress", {}, progress_callback=progress
-            )
-            seen.append(("result", text_of(result)))
-        return seen
-
-    with features.task() as task:
-        seen = anyio.run(main, task)
-    assert seen[:3] == [
-        (0, 100, "Completed step 0 of 100"),
-        (50, 100, "Completed step 50 of 100"),
-        (100, 100, "Completed step 100 of 100"),
-    ]
-    assert len(seen) == 4
-    assert seen[3][0] == "result"
-
-
-# --- server requests --------------------------------------------------------------------
-
-
-def test_sampling_on_the_upstreams_get_stream_reaches_the_agent_and_is_answered(
-    features: Features,
-) -> None:
-    """The reference server asks on its GET stream, outside the call; the answer goes
-    back to it (it then judges the answer by its own schema, which wants a ``method``
-    in a sampling result: no client sends one, so it says so, with the path it missed)."""
-    asked: list[tuple[object, str]] = []
-
-    async def sample(
-        context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        content = params.messages[0].content
-        assert isinstance(content, types.TextContent)
-        asked.append((context.request_id, content.text))
-        return types.CreateMessageResult(
-            role="assistant", content=types.TextContent(text="four"), model="test-model"
-        )
-
-    async def main(task: Task) -> str:
-        async with agent_session(features.url, task, sampling=sample) as agent:
-            return text_of(await agent.session.call_tool("test_sampling", {"prompt": "2 + 2?"}))
-
-    with features.task() as task:
-        text = anyio.run(main, task)
-    assert len(asked) == 1
-    request_id, prompt = asked[0]
-    assert prompt == "2 + 2?"
-    assert isinstance(request_id, str)
-    assert request_id.startswith("zl-")  # the gateway's id
-    verdict = json.loads(text.removeprefix("Sampling not supported or error: "))
-    assert verdict[0]["path"] == ["method"]  # the agent's answer reached the upstream
-
-
-def test_sampling_and_elicitation_in_a_calls_stream_reach_the_agent(
-    features: Features,
-) -> None:
-    asked: list[str] = []
-
-    async def sample(
-        context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        content = params.messages[0].content
-        assert isinstance(content, types.TextContent)
-        asked.append(content.text)
-        return types.CreateMessageResult(
-            role="assistant", content=types.TextContent(text="four"), model="test-model"
-        )
-
-    async def elicit(
-        context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"send": True})
-
-    async def main(task: Task) -> types.CallToolResult:
-        async with agent_session(features.url, task, sampling=sample, elicitation=elicit) as agent:
-            return await agent.session.call_tool("features_ask_model", {"question": "2 + 2?"})
-
-    with features.task() as task:
-        result = anyio.run(main, task)
-    assert asked == ["2 + 2?", "Send it?"]
-    assert not result.is_error
-    assert text_of(result) == 'model: four; user: accept {"send": true}'
-
-
-def test_elicitation_is_relayed_to_an_agent_that_can_answer(features: Features) -> None:
-    asked: list[str] = []
-
-    async def elicit(
-        context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult:
-        asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"response": "yes"})
-
-    async def main(task: Task) -> str:
-        async with agent_session(features.url, task, elicitation=elicit) as agent:
-            result = await agent.session.call_tool("test_elicitation", {"message": "Proceed?"})
-            return text_of(result)
-
-    with features.task() as task:
-        text = anyio.run(main, task)
-    assert asked == ["Proceed?"]
-    assert text == 'User response: action=accept, content={"response":"yes"}'
-
-
-@pytest.mark.parametrize(
-    ("tool", "arguments", "method"),
-    [
-        ("test_sampling", {"prompt": "2 + 2?"}, "sampling/createMessage"),
-        ("test_elicitation", {"message": "Proceed?"}, "elicitation/create"),
-    ],
-)
-def test_a_server_request_the_agent_cannot_take_is_answered_at_once(
-    features: Features, tool: str, arguments: dict[str, Any], method: str
-) -> None:
-    """The agent declared neither sampling nor elicitation: the gateway answers the
-    upstream's request with an error itself, and the tool ends long before its timeout."""
-
-    async def main(task: Task) -> tuple[str, float]:
-        async with agent_session(features.url, task) as agent:
-            started = time.monotonic()
-            result = await agent.session.call_tool(tool, arguments, read_timeout_seconds=20)
-            return text_of(result), time.monotonic() - started
-
-    with features.task() as task:
-        text, seconds = anyio.run(main, task)
-    assert "not supported or error" in text
-    assert f"the agent does not take {method}" in text
-    assert seconds < 5
-
-
-def test_a_request_in_a_calls_stream_the_agent_cannot_take_is_answered_at_once(
-    features: Features,
-) -> None:
-    async def main(task: Task) -> tuple[types.CallToolResult, float]:
-        async with agent_session(features.url, task) as agent:
-            started = time.monotonic()
-            result = await agent.session.call_tool(
-                "features_ask_model", {"question": "2 + 2?"}, read_timeout_seconds=20
-            )
-            return result, time.monotonic() - started
-
-    with features.task() as task:
-        result, seconds = anyio.run(main, task)
-    assert result.is_error
-    assert text_of(result) == ("refused: zerolane: the agent does not take sampling/createMessage")
-    assert seconds < 5
-
-
-# --- sessions ---------------------------------------------------------------------------
-
-
-def raw_post(
-    features: Features, task: Task, session_id: str, message: dict[str, Any]
-) -> httpx2.Response:
-    """``message`` POSTed as ``task`` (fresh credentials) in session ``session_id``."""
-    headers = {
-        **MCP_HEADERS,
-        **task.headers("POST", features.url),
-        "mcp-protocol-version": "2025-11-25",
-        "mcp-session-id": session_id,
-    }
-    return httpx2.post(features.url, json=message, headers=headers, timeout=30)
-
-
-PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
-READ_WATCHED = {"jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": {"uri": WATCHED}}
-
-
-def test_two_agents_each_see_only_their_own_session(features: Features) -> None:
-    """Agent A sets a log level and subscribes; agent B, through the same gateway to the
-    same upstreams, gets none of it (the reference server logs the level it was set to,
-    the Python one sends updates to the subscriber's session only), and A's session is
-    not B's to use."""
-
-    async def main(task_a: Task, task_b: Task) -> None:
-        async with (
-            agent_session(features.url, task_a) as a,
-            agent_session(features.url, task_b) as b,
-        ):
-            await a.session.list_resources()
-            await b.session.list_resources()
-            await set_level(a, "debug")
-            assert (await subscribe(a, WATCHED)) == types.EmptyResult()
-            await eventually(lambda: WATCHED in a.updated())
-            await eventually(lambda: "Log level set to: debug" in a.log_texts())
-            await b.session.send_ping()
-            await anyio.sleep(0.5)
-            assert b.updated() == []
-            assert b.log_texts() == []
-            # B subscribes in turn: its own update comes, A gets no second one
-            assert (await subscribe(b, WATCHED)) == types.EmptyResult()
-            await eventually(lambda: WATCHED in b.updated())
-            await a.session.send_ping()
-            assert a.updated() == [WATCHED]
-            assert b.updated() == [WATCHED]
-            assert b.log_texts() == []
-            # a session id is its task's only: for a request relayed as it is and for a
-            # decided one (never relayed into the other's session)
-            assert raw_post(features, task_b, a.session_id, PING).status_code == 404
-            assert raw_post(features, task_a, b.session_id, PING).status_code == 404
-            reads = len(features.upstream.noted.read)
-            assert raw_post(features, task_b, a.session_id, READ_WATCHED).status_code == 404
-            assert len(features.upstream.noted.read) == reads
-            # the twins: each in its own session
-            assert raw_post(features, task_a, a.session_id, PING).status_code == 200
-            assert raw_post(features, task_b, b.session_id, PING).status_code == 200
-            read = raw_post(features, task_b, b.session_id, READ_WATCHED)
-            assert read.status_code == 200
-            assert read.json()["result"]["contents"][0]["text"] == f"{WATCHED}: v1"
-            assert len(features.upstream.noted.read) == reads + 1
-
-    with features.task() as task_a, features.task() as task_b:
-        anyio.run(main, task_a, task_b)
-
-
-def test_a_cancelled_call_is_cancelled_upstream_and_the_gateway_stays_usable(
-    features: Features,
-) -> None:
-    upstream = features.upstream
-
-    async def main(task: Task) -> str:
-        async with agent_session(features.url, task) as agent:
-            started = upstream.noted.slow_started
-            with anyio.move_on_after(10) as scope:
-                async with anyio.create_task_group() as group:
-                    group.start_soon(agent.session.call_tool, "features_slow_task", {})
-                    await eventually(lambda: upstream.noted.slow_started > started)
-                    group.cancel_scope.cancel()
-            assert not scope.cancelled_caught
-            await eventually(lambda: upstream.noted.slow_cancelled == upstream.noted.slow_started)
-            # the same session goes on
-            return text_of(await agent.session.call_tool("test_simple_text", {}))
-
-    with features.task() as task:
-        text = anyio.run(main, task)
-    assert text == "This is a simple text response for testing."
-    calls = upstream.recorder.methods("tools/call")
-    cancelled = upstream.recorder.methods("notifications/cancelled")
-    assert cancelled, "the upstream was not told"
-    assert cancelled[-1]["params"]["requestId"] == calls[-1]["id"]
