@@ -59,6 +59,7 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
         clock=deployment.clock,
         lifecycle=deployment.lifecycle,
         internal_destinations=tuple(deployment.config.tasks.internal_destinations),
+        sign=deployment.keyring.sign,
     )
 
 

@@ -175,7 +175,7 @@ def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
         f"{path}: authorization_servers: needs at least one entry",
         f"{path}: servers[0].retries: unknown key (known: name, destination, url, command, "
         "args, env, cwd, default_sensitivity, destructive_sensitivity, prefix, call_timeout, "
-        "tools, resources, prompts)",
+        "tools, resources, prompts, credential)",
     ]
 
 

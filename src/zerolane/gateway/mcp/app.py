@@ -13,6 +13,7 @@ access line (:class:`~zerolane.gateway.access_log.AccessLog`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -27,8 +28,9 @@ from starlette.routing import Route
 from zerolane.gateway.access_log import AccessLog
 from zerolane.gateway.mcp.auth import Gate
 from zerolane.gateway.mcp.catalog import Catalog
-from zerolane.gateway.mcp.config import GatewayConfig
+from zerolane.gateway.mcp.config import GatewayConfig, UpstreamConfig
 from zerolane.gateway.mcp.core import Enforcement
+from zerolane.gateway.mcp.credentials import UpstreamCredentials, person_in
 from zerolane.gateway.mcp.link import upstream_pool
 from zerolane.gateway.mcp.metadata import metadata_routes
 from zerolane.gateway.mcp.relay import Relay
@@ -49,6 +51,13 @@ def serving_line(upstreams: Sequence[Upstream]) -> str:
     return line + (f"; not serving: {', '.join(down)}" if down else "")
 
 
+def _upstream(server: UpstreamConfig, credentials: UpstreamCredentials | None) -> Upstream:
+    """The gateway's own session with ``server`` (its catalog), with its credential."""
+    if credentials is None or server.credential is None:
+        return Upstream(server)
+    return Upstream(server, credential=functools.partial(credentials.for_gateway, server))
+
+
 def create_gateway_app(
     config: GatewayConfig,
     enforcement: Enforcement,
@@ -59,7 +68,13 @@ def create_gateway_app(
 ) -> Starlette:
     """The MCP gateway app for ``config``, deciding with ``enforcement``; its access
     lines name ``listener``; ``app.state.upstreams`` holds its upstreams."""
-    upstreams = upstreams if upstreams is not None else [Upstream(s) for s in config.servers]
+    credentials = None
+    if any(server.credential is not None for server in config.servers):
+        credentials = UpstreamCredentials(
+            config.servers, person=person_in(enforcement.tasks), sign=enforcement.sign
+        )
+    if upstreams is None:
+        upstreams = [_upstream(server, credentials) for server in config.servers]
     catalog = Catalog(upstreams)
     relay = Relay(enforcement, catalog)
     sessions = Sessions(
@@ -68,6 +83,7 @@ def create_gateway_app(
         may_read=relay.may_read,
         connect_seconds=connect_seconds,
         catalog=catalog.routes,
+        credentials=credentials,
     )
     endpoint = Endpoint(
         config=config,
@@ -126,4 +142,5 @@ def create_gateway_app(
     )
     app.state.upstreams = upstreams
     app.state.sessions = sessions
+    app.state.credentials = credentials
     return app

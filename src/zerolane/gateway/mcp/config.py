@@ -9,17 +9,19 @@ relative to the configuration file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ValidationInfo, model_validator
 
 from zerolane.errors import InvalidInput
+from zerolane.gateway.normalize import HOP_BY_HOP, OWN, SPOOFABLE, SPOOFABLE_PREFIXES
 from zerolane.settings.listener import HttpLimits, TlsConfig, tls_under
 from zerolane.settings.validate import (
     STRICT,
@@ -29,6 +31,7 @@ from zerolane.settings.validate import (
     Str,
     Texts,
     base_of,
+    reason,
     refuse,
     validate,
     within,
@@ -46,6 +49,13 @@ _PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 DEFAULT_PATH = "/mcp"
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_CALL_TIMEOUT = 300.0
+#: what a credential may be injected as: a header name, an environment variable name
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+#: headers the upstream hop sets itself (never a credential's)
+_MCP_HEADERS = frozenset(
+    {b"mcp-session-id", b"mcp-protocol-version", b"last-event-id", b"content-type", b"accept"}
+)
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 0.1, 3600.0
 
 
@@ -111,6 +121,128 @@ def _call_timeout(seconds: float) -> float:
     return seconds
 
 
+def _credential_header(header: str) -> str:
+    name = header.lower().encode()
+    reserved = HOP_BY_HOP | SPOOFABLE | OWN | _MCP_HEADERS
+    if not _HEADER.fullmatch(header) or (
+        name != b"authorization" and (name in reserved or name.startswith(SPOOFABLE_PREFIXES))
+    ):
+        raise refuse("config.header", f"{header!r} cannot be injected")
+    return header
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise refuse("config.env", f"{value!r} must match {_ENV_NAME.pattern}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _endpoint(value: str) -> str:
+    """An authorization server's endpoint: https, or plain http to loopback only."""
+    parts = urlsplit(value)
+    if not parts.hostname or parts.fragment or parts.username or parts.password:
+        raise refuse("config.url", "must be an absolute URL without fragment or user info")
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        return value
+    raise refuse("config.url", "must be https (plain http only to a loopback address)")
+
+
+Endpoint = Annotated[Str, AfterValidator(_endpoint)]
+
+
+@dataclass(frozen=True, slots=True)
+class McpCredential:
+    """``[servers.credential]``: what the gateway injects on an upstream connection,
+    never seen by the agent. ``static``: one secret (``secret_file``, mode 0600, or
+    ``secret_env``); ``oauth``: an access token for this upstream from an external
+    authorization server (``client_credentials``, or ``token_exchange`` for the task's
+    verified person), cached per task. An HTTP upstream gets it as ``header`` (default
+    ``Authorization``, value ``format``: ``Bearer {secret}`` there, ``{secret}``
+    otherwise); a stdio upstream as environment variable ``env``."""
+
+    __pydantic_config__ = STRICT
+
+    type: Annotated[Literal["static", "oauth"], reason("config.credential")]
+    header: Annotated[Str, AfterValidator(_credential_header)] | None = None
+    env: Annotated[Str, AfterValidator(_env_name)] | None = None
+    #: [default: by ``header``]
+    format: Str = ""
+    secret_file: Path | None = None
+    secret_env: Annotated[Str, AfterValidator(_env_name)] | None = None
+    token_endpoint: Endpoint | None = None
+    #: RFC 7009: tokens of an ended task are revoked here
+    revocation_endpoint: Endpoint | None = None
+    client_id: Str | None = None
+    client_secret_file: Path | None = None
+    client_secret_env: Annotated[Str, AfterValidator(_env_name)] | None = None
+    grant: Annotated[Literal["client_credentials", "token_exchange"], reason("config.grant")] = (
+        "client_credentials"
+    )
+    #: the upstream the token is for: ``audience`` (RFC 8693) and/or ``resource`` (RFC 8707)
+    audience: Str | None = None
+    resource: Annotated[Str, AfterValidator(_url)] | None = None
+    scope: Str | None = None
+
+    @model_validator(mode="after")
+    def _kind(self, info: ValidationInfo) -> Self:
+        static = self.type == "static"
+        oauth_only = (
+            "token_endpoint",
+            "revocation_endpoint",
+            "client_id",
+            "client_secret_file",
+            "client_secret_env",
+            "audience",
+            "resource",
+            "scope",
+        )
+        for key in ("secret_file", "secret_env") if not static else oauth_only:
+            if getattr(self, key) is not None:
+                raise refuse("config.unknown_key", f"{key}: unknown key for a {self.type} one")
+        if static and (self.secret_file is None) == (self.secret_env is None):
+            raise refuse("config.credential", "set exactly one of secret_file, secret_env")
+        if not static:
+            if self.token_endpoint is None or not self.client_id:
+                raise refuse("config.missing", "an oauth one needs token_endpoint and client_id")
+            if (self.client_secret_file is None) == (self.client_secret_env is None):
+                raise refuse(
+                    "config.credential", "set exactly one of client_secret_file, client_secret_env"
+                )
+            if self.audience is None and self.resource is None:
+                raise refuse(
+                    "config.credential",
+                    "name the upstream the token is for: audience and/or resource",
+                )
+        if self.header is not None and self.env is not None:
+            raise refuse("config.credential", "set header (HTTP) or env (stdio), not both")
+        bearer = self.env is None and (self.header or "Authorization").lower() == "authorization"
+        fmt = self.format or ("Bearer {secret}" if bearer else "{secret}")
+        if fmt.count("{secret}") != 1 or fmt.replace("{secret}", "").count("{"):
+            raise refuse("config.format", "holds '{secret}' exactly once")
+        # frozen: the default format, and files under the document's folder, set once here
+        object.__setattr__(self, "format", fmt)
+        base = base_of(info)
+        for key in ("secret_file", "client_secret_file"):
+            value = getattr(self, key)
+            if base is not None and value is not None:
+                object.__setattr__(self, key, base / value)
+        return self
+
+    @property
+    def header_name(self) -> str:
+        """The header an HTTP upstream gets it in."""
+        return self.header or "Authorization"
+
+
 @dataclass(frozen=True, slots=True)
 class ToolConfig:
     """Per-tool settings of one upstream server."""
@@ -162,6 +294,8 @@ class UpstreamConfig:
     resources: tuple[ResourceRule, ...] = ()
     #: per-prompt settings, by the prompt's name on the server (as ``tools``)
     prompts: Annotated[dict[str, ToolConfig], AfterValidator(_tools)] = field(default_factory=dict)
+    #: injected on the upstream connection (a header, or the stdio server's environment)
+    credential: McpCredential | None = None
 
     @model_validator(mode="after")
     def _runs(self, info: ValidationInfo) -> Self:
@@ -169,6 +303,29 @@ class UpstreamConfig:
             raise refuse("config.server", f"server {self.name}: give exactly one of url or command")
         if self.command is None and self.args:
             raise refuse("config.server", f"server {self.name}: args need a command")
+        credential = self.credential
+        if credential is not None and self.url is not None and credential.env is not None:
+            raise refuse(
+                "config.credential",
+                f"server {self.name}: credential.env is for a stdio server: use header",
+            )
+        if credential is not None and self.command is not None:
+            if credential.header is not None:
+                raise refuse(
+                    "config.credential",
+                    f"server {self.name}: credential.header is for an HTTP server: use env",
+                )
+            if credential.env is None:
+                raise refuse(
+                    "config.missing",
+                    f"server {self.name}: credential.env names the variable a stdio server"
+                    " reads it from",
+                )
+            if credential.env in self.env:
+                raise refuse(
+                    "config.credential",
+                    f"server {self.name}: credential.env {credential.env} is also set in env",
+                )
         # frozen: the values the server runs with, set once here
         base = base_of(info)
         if base is not None and self.cwd is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from zerolane.audit.log import AuditLog
 from zerolane.policy.engine import PolicyEngine
@@ -29,3 +30,6 @@ class Enforcement:
     #: checks a request's task is live, recording the expiry of one it finds expired
     lifecycle: TaskLifecycle
     internal_destinations: tuple[str, ...] = ()
+    #: signs a JWT claims set with the deployment's active key (``Keyring.sign``): the
+    #: subject tokens of upstream token exchange (None: no upstream can use one)
+    sign: Callable[[dict[str, Any], str], str] | None = None

@@ -88,13 +88,17 @@ async def connect(
     capabilities: Mapping[str, Any],
     on_unsolicited: OnMessage,
     connect_seconds: float = CONNECT_SECONDS,
+    headers: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Link]:
     """A new initialized session with ``config``'s server, ended on leaving (HTTP: the
     session is deleted; stdio: the process is stopped), within bounded time.
 
-    HTTP links use ``pool`` (None: a pool of their own); a stdio link starts its own
-    process. Raises :class:`NotServing` with the cause when there is no session to be
-    had (the server does not start, answer or initialize within ``connect_seconds``).
+    HTTP links use ``pool`` (None: a pool of their own) and send ``headers`` (the
+    upstream's credential) on every request, read at each one; a stdio link starts its
+    own process, ``env`` merged over the configured environment. Raises
+    :class:`NotServing` with the cause when there is no session to be had (the server
+    does not start, answer or initialize within ``connect_seconds``).
     """
     if config.url is None:
         async with connect_stdio(
@@ -102,6 +106,7 @@ async def connect(
             capabilities=capabilities,
             on_unsolicited=on_unsolicited,
             connect_seconds=connect_seconds,
+            env=env,
         ) as link:
             yield link
         return
@@ -111,7 +116,13 @@ async def connect(
                 pool = await stack.enter_async_context(upstream_pool())
             tasks = await stack.enter_async_context(anyio.create_task_group())
             session = HttpSession(
-                config.url, pool, tasks, CLIENT_INFO, name=config.name, capabilities=capabilities
+                config.url,
+                pool,
+                tasks,
+                CLIENT_INFO,
+                name=config.name,
+                capabilities=capabilities,
+                headers=headers,
             )
             listener = anyio.CancelScope()
             stack.push_async_callback(_end, session, listener)

@@ -6,7 +6,8 @@ and bound to its task: a request for it under another task is answered as if it 
 not exist. Admission is bounded (all sessions, and per task). Every
 :data:`SWEEP_SECONDS`, sessions whose task is no longer live (completed, revoked,
 expired) or that were idle for ``idle_seconds`` are ended, and with them their
-upstream sessions.
+upstream sessions. Once a task's last session has ended, the upstream tokens held for
+it are dropped (:meth:`UpstreamCredentials.forget`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from zerolane.errors import Unavailable, ZerolaneError
 from zerolane.gateway.mcp.config import UpstreamConfig
 from zerolane.gateway.mcp.core import Enforcement
+from zerolane.gateway.mcp.credentials import UpstreamCredentials
 from zerolane.gateway.mcp.mapping import ToolRoute
 from zerolane.gateway.mcp.session import AgentSession, ClientFacts, MayRead
 from zerolane.tokens.rfc9068 import TaskTokenClaims
@@ -50,6 +52,7 @@ class Sessions:
         max_per_task: int = MAX_PER_TASK,
         idle_seconds: float = IDLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        credentials: UpstreamCredentials | None = None,
     ) -> None:
         self._core = enforcement
         self._servers = servers
@@ -60,6 +63,7 @@ class Sessions:
         self._max_per_task = max_per_task
         self._idle = idle_seconds
         self._clock = clock
+        self._credentials = credentials
         self._sessions: dict[str, AgentSession] = {}
         self._group: TaskGroup | None = None
         self._stopping = anyio.Event()
@@ -109,6 +113,7 @@ class Sessions:
             may_read=self._may_read,
             connect_seconds=self._connect_seconds,
             catalog=self._catalog,
+            credentials=self._credentials,
         )
         self._sessions[session.id] = session
         await self._group.start(session.run)
@@ -131,8 +136,14 @@ class Sessions:
         return None if session is None or session.closed else session
 
     def end(self, session: AgentSession) -> None:
-        self._sessions.pop(session.id, None)
+        if self._sessions.pop(session.id, None) is None:
+            session.close()
+            return
         session.close()
+        task = session.task_id
+        last = not any(other.task_id == task for other in self._sessions.values())
+        if last and self._credentials is not None and self._group is not None:
+            self._group.start_soon(self._credentials.forget, task)
 
     async def sweep(self) -> None:
         """End the sessions of tasks no longer live, and idle sessions."""

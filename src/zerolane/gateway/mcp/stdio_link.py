@@ -237,8 +237,10 @@ async def connect_stdio(
     capabilities: Mapping[str, Any],
     on_unsolicited: OnMessage,
     connect_seconds: float,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[StdioLink]:
-    """A new process of ``config``'s command, initialized; stopped on leaving.
+    """A new process of ``config``'s command (``env`` merged over its configured
+    environment), initialized; stopped on leaving.
     :class:`NotServing` (with the last line of its stderr) when it does not start."""
     assert config.command is not None
     relay = StderrRelay(config.name)
@@ -248,7 +250,7 @@ async def connect_stdio(
             params = StdioServerParameters(
                 command=config.command,
                 args=list(config.args),
-                env=dict(config.env) or None,
+                env={**config.env, **(env or {})} or None,
                 cwd=config.cwd,
             )
             try:

@@ -117,8 +117,11 @@ class HttpSession:
         *,
         name: str = "",
         capabilities: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._url = url
+        #: sent on every request, read at each (the gateway's credential for the upstream)
+        self._extra: Mapping[str, str] = headers if headers is not None else {}
         self._http = http
         self._tasks = tasks  # background reads of finished SSE streams
         self._client_info = client_info
@@ -266,6 +269,7 @@ class HttpSession:
 
     def _headers(self) -> dict[str, str]:
         headers = {
+            **self._extra,
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
         }

@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
@@ -34,6 +35,7 @@ from mcp.shared.message import SessionMessage
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
+from zerolane.gateway.mcp.credentials import Injection
 from zerolane.gateway.mcp.stderr import StderrRelay
 from zerolane.gateway.mcp.streamable import HttpSession, NotDelivered, http_session
 
@@ -49,6 +51,8 @@ CONNECT_SECONDS = 30.0
 STDERR_WAIT = 2.0
 
 T = TypeVar("T")
+#: what the gateway's own session with an upstream is opened with (its credential)
+Credential = Callable[[], Awaitable[Injection]]
 
 
 class NotServing(Exception):
@@ -160,8 +164,11 @@ class Upstream:
         *,
         wait_seconds: float = 10.0,
         connect_seconds: float = CONNECT_SECONDS,
+        credential: Credential | None = None,
     ) -> None:
         self.config = config
+        self._credential = credential
+        self._injection = Injection()
         self.tools: tuple[types.Tool, ...] = ()
         #: why the last attempt to open a session failed (``None``: it did not)
         self.failure: str | None = None
@@ -188,12 +195,20 @@ class Upstream:
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[Session]:
         """A new initialized session; :class:`NotServing` when there is none to be had."""
+        if self._credential is not None:
+            try:
+                self._injection = await self._credential()
+            except Unavailable as err:
+                raise NotServing(self.name, err.message) from err
         async with AsyncExitStack() as stack:
             if self.config.url is not None:
                 try:
                     http = await stack.enter_async_context(http_session())
                     tasks = await stack.enter_async_context(anyio.create_task_group())
-                    session = HttpSession(self.config.url, http, tasks, CLIENT_INFO)
+                    headers = self._injection.headers
+                    session = HttpSession(
+                        self.config.url, http, tasks, CLIENT_INFO, headers=headers
+                    )
                     stack.push_async_callback(session.close)
                     with anyio.fail_after(self._connect):
                         await session.initialize()
@@ -219,7 +234,7 @@ class Upstream:
         params = StdioServerParameters(
             command=self.config.command,
             args=list(self.config.args),
-            env=dict(self.config.env) or None,
+            env={**self.config.env, **self._injection.env} or None,
             cwd=self.config.cwd,
         )
         try:
@@ -315,6 +330,11 @@ class Upstream:
                 await self._ready.wait()
         if self._session is None:
             raise Unavailable("upstream.unavailable", f"MCP server {self.name} is not connected")
+        held = self._injection
+        if held.due() and held.headers and self._credential is not None:
+            fresh = await self._credential()  # renewed in place: the next request sends it
+            held.headers.update(fresh.headers)
+            self._injection = replace(fresh, headers=held.headers)
         return self._session
 
     def _mark_lost(self, session: Session) -> None:
