@@ -42,6 +42,10 @@ class DecideInput:
     #: the verified client certificate (DER) of the request's connection, which a
     #: certificate-bound token (RFC 8705 ``cnf.x5t#S256``) is checked against
     client_cert: bytes | None = None
+    #: the task the request must be made under (an enforcement point's binding, e.g.
+    #: the task an MCP session belongs to): a token of another task is denied
+    #: ``task.binding`` before anything is spent
+    task_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

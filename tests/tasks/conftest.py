@@ -155,8 +155,10 @@ class World:
         method: str | None = None,
         audience: str | None = None,
         proof: str | None = None,
+        bound_to: str | None = None,
     ) -> Decision:
-        """Decide one request made under ``token``, with a fresh proof unless given."""
+        """Decide one request made under ``token``, with a fresh proof unless given
+        (``bound_to``: the task the enforcement point binds the request to)."""
         method = method or ("GET" if action == "read" else "POST")
         url = f"https://{destination}/{resource}"
         if proof is None:
@@ -172,6 +174,7 @@ class World:
                 destination=destination,
                 sensitivity=sensitivity,
                 audience=audience,
+                task_id=bound_to,
             ),
         )
 

@@ -72,6 +72,20 @@ def test_one_tasks_token_does_not_reach_another_tasks_scope(world: World, agent:
     assert world.task(reader.task.task_id).calls_used == 0
 
 
+def test_a_request_bound_to_another_task_spends_nothing(world: World, agent: Agent) -> None:
+    """An enforcement point binding a request to a task (an MCP session's) has a token of
+    another task denied ``task.binding`` before anything is spent, and audited."""
+    mine, other = world.open(agent), world.open(agent)
+    refused = world.ask(agent, mine.token, bound_to=other.task.task_id)
+    assert (refused.allowed, refused.reasons) == (False, ("task.binding",))
+    assert refused.task_id == mine.task.task_id
+    assert world.task(mine.task.task_id).calls_used == 0
+    assert world.events("decision")[-1]["reason"] == "task.binding"
+    allowed = world.ask(agent, mine.token, bound_to=mine.task.task_id)  # the twin
+    assert allowed.allowed
+    assert world.task(mine.task.task_id).calls_used == 1
+
+
 def test_a_token_naming_another_task_is_refused(world: World, agent: Agent) -> None:
     """Even a validly signed token (a minting bug, a leaked key) that names a task it was
     not issued for is refused: the task record pins its owner and token id."""

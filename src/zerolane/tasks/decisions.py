@@ -103,6 +103,13 @@ def _decision(
     )
 
 
+def _bound(request: DecideInput, holder: TaskHolder) -> Deny | None:
+    """The deny of a request bound to another task than its token's."""
+    if request.task_id is not None and request.task_id != holder.claims.task_id:
+        return Deny(("task.binding",))
+    return None
+
+
 def _map(
     request: DecideInput, default_sensitivity: Sensitivity, internal: tuple[str, ...]
 ) -> RequestFacts | Deny:
@@ -197,7 +204,9 @@ class Decider:
         outcome: Decision | Deny
         try:
             holder = self._holder(token, proof, request)
-            mapped = _map(request, self._default_sensitivity, self._internal)
+            mapped = _bound(request, holder) or _map(
+                request, self._default_sensitivity, self._internal
+            )
             if isinstance(mapped, Deny):
                 outcome = mapped
             else:
@@ -231,7 +240,9 @@ class Decider:
         outcome: Decision | Deny
         try:
             holder = self._holder(token, proof, request)
-            mapped = _map(request, self._default_sensitivity, self._internal)
+            mapped = _bound(request, holder) or _map(
+                request, self._default_sensitivity, self._internal
+            )
             if isinstance(mapped, Deny):
                 outcome = mapped
             else:

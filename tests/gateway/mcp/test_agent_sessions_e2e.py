@@ -52,7 +52,7 @@ PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
 READ_WATCHED = {"jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": {"uri": WATCHED}}
 
 
-def test_two_agents_each_see_only_their_own_session(features: Features) -> None:
+def test_two_agents_each_see_only_their_own_session(features: Features, stack: Stack) -> None:
     """Agent A sets a log level and subscribes; agent B, through the same gateway to the
     same upstreams, gets none of it (the reference server logs the level it was set to,
     the Python one sends updates to the subscriber's session only), and A's session is
@@ -84,9 +84,12 @@ def test_two_agents_each_see_only_their_own_session(features: Features) -> None:
             # decided one (never relayed into the other's session)
             assert raw_post(features, task_b, a.session_id, PING).status_code == 404
             assert raw_post(features, task_a, b.session_id, PING).status_code == 404
-            reads = len(features.upstream.noted.read)
+            reads, spent = len(features.upstream.noted.read), stack.calls_used(task_b)
             assert raw_post(features, task_b, a.session_id, READ_WATCHED).status_code == 404
             assert len(features.upstream.noted.read) == reads
+            assert stack.calls_used(task_b) == spent  # bound to A's task: B spent nothing
+            bound = stack.events("decision")[-1]
+            assert (bound["subject"], bound["reason"]) == (task_b.task_id, "task.binding")
             # the twins: each in its own session
             assert raw_post(features, task_a, a.session_id, PING).status_code == 200
             assert raw_post(features, task_b, b.session_id, PING).status_code == 200

@@ -154,10 +154,12 @@ def test_a_dropped_stream_is_resumed_with_the_rest_and_the_answer(
             if event.get("data"):
                 break  # the first progress notification: then the agent goes away
     priming, first = seen
-    assert priming["data"] == "" and priming["retry"] == "1000"  # a point to resume from
+    assert priming["data"] == ""  # a point to resume from, not a message
+    assert priming["retry"] == "1000"
     assert json.loads(first["data"])["method"] == "notifications/progress"
     stream, _, number = first["id"].rpartition(":")
-    assert priming["id"] == f"{stream}:0" and number == "1"
+    assert priming["id"] == f"{stream}:0"
+    assert number == "1"
 
     resumed = agent.headers("GET", "text/event-stream")
     resumed["Last-Event-ID"] = first["id"]
@@ -174,7 +176,8 @@ def test_a_dropped_stream_is_resumed_with_the_rest_and_the_answer(
     resumed = {**agent.headers("GET", "text/event-stream"), "Last-Event-ID": f"{stream}:0"}
     with httpx.stream("GET", url, headers=resumed) as r:
         again = [json.loads(e["data"]) for e in events(r.iter_lines()) if e.get("data")]
-    assert len(again) == 3 and again[-1]["id"] == 7
+    assert len(again) == 3
+    assert again[-1]["id"] == 7
 
 
 def test_an_unknown_event_id_or_another_tasks_session_resumes_nothing(
@@ -207,7 +210,7 @@ def test_an_unknown_event_id_or_another_tasks_session_resumes_nothing(
 def test_a_json_first_agent_gets_json_unless_something_comes_first(
     slow_task: tuple[str, Task, list[str], GatewayServer],
 ) -> None:
-    url, task, _, gateway = slow_task
+    url, task, _, _ = slow_task
     agent = Agent(url, task)
     agent.open()
     listing = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}

@@ -17,8 +17,8 @@ from tests.gateway.mcp.harness import mcp_session
 from tests.gateway.mcp.test_failures import claims_of, route
 from tests.gateway.mcp.test_gateway_e2e import INITIALIZE, MCP_HEADERS
 from zerolane.cli.mcp_gateway import enforcement_of
-from zerolane.gateway.mcp.listing import callable_routes
 from zerolane.gateway.edge.jsonrpc import FORBIDDEN
+from zerolane.gateway.mcp.listing import callable_routes
 from zerolane.sdk import Task
 from zerolane.types import TaskState
 

@@ -234,7 +234,7 @@ def test_the_decision_records_the_call_in_its_own_audit_event(stack: Stack) -> N
     [unmapped] = decider.asked
     assert unmapped == gate._input(unknown, None)
     assert known.details == {
-        "method": "tools/call",
+        "mcp_method": "tools/call",
         "tool": "read_report",
         "arguments": {"name": "q3"},
         "server": "tools",
@@ -252,7 +252,7 @@ def test_the_decision_records_the_call_in_its_own_audit_event(stack: Stack) -> N
     )
     assert known.sensitivity == "internal"
     assert unmapped.details == {
-        "method": "tools/call",
+        "mcp_method": "tools/call",
         "tool": "drop_database",
         "arguments": {"truncated": True, "bytes": 9013},  # {"table": "xx…"}
     }

@@ -34,8 +34,8 @@ from tests.gateway.mcp.conftest import ADMIN, TD, Stack
 from tests.gateway.mcp.harness import GatewayServer, mcp_session
 from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import enforcement_of
-from zerolane.gateway.mcp import parse_gateway_config
 from zerolane.gateway.edge.jsonrpc import FORBIDDEN
+from zerolane.gateway.mcp import parse_gateway_config
 from zerolane.sdk import Agent, Task
 from zerolane.server.deployment import Deployment
 from zerolane.tasks.playbooks import parse_playbook

@@ -73,7 +73,7 @@ def test_a_tool_call_is_decided_as_its_tool_and_goes_upstream_under_its_own_name
     # the upstream's own name; everything else as the agent sent it
     assert found.params == {"name": "read", "arguments": {"q": "x"}, "_meta": {"progressToken": 5}}
     assert found.details == {
-        "method": "tools/call",
+        "mcp_method": "tools/call",
         "tool": "web_read",
         "arguments": {"q": "x"},
         "server": "web",
@@ -100,7 +100,7 @@ def test_a_tool_no_server_exposes_is_decided_unmapped_and_goes_nowhere() -> None
     assert found.server is None
     assert (found.action, found.resource, found.destination) == ("mcp:?/read_web", "", "")
     assert (found.sensitivity, found.mcp, found.params) == (None, None, {})
-    assert found.details == {"method": "tools/call", "tool": "read_web", "arguments": {"a": 1}}
+    assert found.details == {"mcp_method": "tools/call", "tool": "read_web", "arguments": {"a": 1}}
     long = target("tools/call", {"name": "x" * 1000})
     assert long.action == "mcp:?/" + "x" * 128
     assert long.details["tool"] == "x" * 256
@@ -117,7 +117,7 @@ def test_a_resource_is_decided_as_a_read_of_its_uri(method: str) -> None:
     assert found.resource == "mcp/files/resources/file/-/a.txt"
     assert (found.destination, found.sensitivity) == ("files.int", Sensitivity.INTERNAL)
     assert found.params == {"uri": "file:///a.txt"}
-    assert found.details == {"method": method, "uri": "file:///a.txt", "server": "files"}
+    assert found.details == {"mcp_method": method, "uri": "file:///a.txt", "server": "files"}
     assert found.mcp == McpFacts.of_call(
         "files", "", read_only=True, destructive=False, method=method, uri="file:///a.txt"
     )
@@ -150,7 +150,7 @@ def test_a_uri_that_routes_nowhere_is_decided_unmapped(uri: str) -> None:
     found = target_of(request("resources/read", {"uri": uri}), view)
     assert found.server is None
     assert (found.action, found.resource) == (f"mcp:?/{uri[:128]}", "")
-    assert found.details == {"method": "resources/read", "uri": uri}
+    assert found.details == {"mcp_method": "resources/read", "uri": uri}
 
 
 # --- prompts ----------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_a_prompt_is_decided_as_its_prompt_and_goes_upstream_under_its_own_name(
     )
     assert found.params == {"name": "brief", "arguments": {"topic": "q3"}}
     assert found.details == {
-        "method": "prompts/get",
+        "mcp_method": "prompts/get",
         "prompt": "web_brief",
         "arguments": {"topic": "q3"},
         "server": "web",
@@ -201,7 +201,7 @@ def test_a_prompt_completion_is_decided_as_getting_the_prompt() -> None:
     )
     assert found.params == {**params, "ref": {"type": "ref/prompt", "name": "brief"}}
     assert found.details == {
-        "method": "completion/complete",
+        "mcp_method": "completion/complete",
         "ref": "ref/prompt",
         "argument": "topic",
         "prompt": "web_brief",
@@ -226,7 +226,7 @@ def test_a_resource_completion_is_decided_as_reading_the_resource() -> None:
     assert found.resource == "mcp/web/resources/https/w/items/{id}"
     assert found.params == params  # a URI has no exposed name: sent as it came
     assert found.details == {
-        "method": "completion/complete",
+        "mcp_method": "completion/complete",
         "uri": "https://w/items/{id}",
         "server": "web",
         "ref": "ref/resource",
@@ -240,7 +240,7 @@ def test_a_completion_of_nothing_known_is_decided_unmapped() -> None:
     prompt = target("completion/complete", {"ref": {"type": "ref/prompt", "name": "nope"}})
     assert (prompt.server, prompt.action, prompt.resource) == (None, "mcp:?/nope", "")
     assert prompt.details == {
-        "method": "completion/complete",
+        "mcp_method": "completion/complete",
         "ref": "ref/prompt",
         "prompt": "nope",
     }

@@ -107,17 +107,23 @@ class Gate:
             log.warning("MCP refusal %s could not be audited", err.reason)
 
     async def decide(
-        self, token: str, proof: str | None, target: Target, cert: bytes | None
+        self,
+        token: str,
+        proof: str | None,
+        target: Target,
+        cert: bytes | None,
+        task_id: str | None = None,
     ) -> Decision:
         """The decision on ``target``; :class:`Refused` when it is answered over HTTP (a
         credential refused: 401 with the challenges; no task to bind a session to)."""
-        decision = await self._core.decider.decide_async(token, proof, self._input(target, cert))
+        request = self._input(target, cert, task_id)
+        decision = await self._core.decider.decide_async(token, proof, request)
         if decision.refusal is Refusal.UNAUTHENTICATED or decision.task_id is None:
             answer = denial(decision, resource_metadata=self.metadata_url)
             raise Refused(answer.body["reason"], answer)
         return decision
 
-    def _input(self, target: Target, cert: bytes | None) -> DecideInput:
+    def _input(self, target: Target, cert: bytes | None, task_id: str | None = None) -> DecideInput:
         """The request as a decision's input; the decision's own audit event also
         records what was asked (its arguments too, allowed or denied): an event that
         cannot be written denies (``audit.write``)."""
@@ -132,4 +138,5 @@ class Gate:
             mcp=target.mcp,
             details=target.details,
             client_cert=cert,
+            task_id=task_id,  # the session's: a token of another task spends nothing
         )

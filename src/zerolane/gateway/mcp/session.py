@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -34,7 +34,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
-from zerolane.gateway.mcp.credentials import Injection, UpstreamCredentials
 from zerolane.gateway.mcp.events import StreamLogs
 from zerolane.gateway.mcp.link import Link, connect
 from zerolane.gateway.mcp.mapping import ToolRoute
@@ -71,6 +70,19 @@ METHOD_NOT_FOUND = -32601
 OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
 #: whether the task may read a URI of a server (filters resources/updated)
 MayRead = Callable[["AgentSession", str, str], Awaitable[bool]]
+
+
+def _progress_token(message: dict[str, Any], *, key: str = "meta") -> str | None:
+    """The progress token of a request (``params._meta.progressToken``) or of a
+    progress notification (``params.progressToken``), as a dictionary key."""
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return None
+    holder = params.get("_meta") if key == "meta" else params
+    token = holder.get("progressToken") if isinstance(holder, dict) else None
+    return (
+        json.dumps(token) if isinstance(token, str | int) and not isinstance(token, bool) else None
+    )
 
 
 def id_key(value: object) -> str:
@@ -129,8 +141,6 @@ class ClientFacts:
 class _Held:
     link: Link
     stop: anyio.Event
-    #: the upstream credential it was opened with (HTTP: renewed in place)
-    injection: Injection = field(default_factory=Injection)
 
 
 class AgentSession:
@@ -147,7 +157,6 @@ class AgentSession:
         may_read: MayRead,
         connect_seconds: float,
         catalog: Callable[[], Mapping[str, ToolRoute]] = dict,
-        credentials: UpstreamCredentials | None = None,
     ) -> None:
         self.id = session_id
         self.claims = claims
@@ -158,12 +167,13 @@ class AgentSession:
         self._pools = pools
         self._may_read = may_read
         self._connect_seconds = connect_seconds
-        self._credentials = credentials
         self._held: dict[str, _Held] = {}
         self._locks = {name: anyio.Lock() for name in self._servers}
         self._failures: dict[str, str] = {}
         self._pending: dict[str, tuple[str, object]] = {}  # gateway id -> (server, its id)
         self._ids = itertools.count(1)
+        #: progress tokens of pending server requests -> (server, gateway id)
+        self._progress: dict[str, tuple[str, str]] = {}
         self.in_flight: dict[str, InFlight] = {}
         self.stream: Outbox | None = None  # the agent's GET stream, when open
         self.logs = StreamLogs()  # its answers' SSE streams, resumable
@@ -245,11 +255,11 @@ class AgentSession:
         """The open link to server ``name``, opened (again) when there is none;
         :class:`Unavailable` when it cannot be."""
         held = self._held.get(name)
-        if held is not None and not held.link.closed and not held.injection.due():
+        if held is not None and not held.link.closed:
             return held.link
         async with self._locks[name]:
             held = self._held.get(name)
-            if held is not None and not held.link.closed and await self._renewed(name, held):
+            if held is not None and not held.link.closed:
                 return held.link
             if held is not None:
                 held.stop.set()
@@ -264,26 +274,10 @@ class AgentSession:
             self._failures.pop(name, None)
             return link
 
-    async def _renewed(self, name: str, held: _Held) -> bool:
-        """Whether ``held`` serves on: its credential is not due, or was renewed in place
-        (HTTP headers). A stdio server's is fixed at its start: it is restarted, once no
-        request of the session is in flight to it."""
-        if not held.injection.due() or self._credentials is None:
-            return True
-        if not held.injection.headers:
-            return any(flight.server == name for flight in self.in_flight.values())
-        fresh = await self._credentials.for_link(self._servers[name], self.claims)
-        held.injection.headers.update(fresh.headers)
-        held.injection = replace(fresh, headers=held.injection.headers)
-        return True
-
     async def _hold(
         self, server: UpstreamConfig, *, task_status: TaskStatus[Link] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         stop = anyio.Event()
-        injection = Injection()
-        if self._credentials is not None:  # Unavailable (upstream.credential): no link
-            injection = await self._credentials.for_link(server, self.claims)
 
         async def unsolicited(message: dict[str, Any]) -> None:
             await self._from_upstream(server.name, message, None)
@@ -294,10 +288,8 @@ class AgentSession:
             capabilities=self.client.capabilities,
             on_unsolicited=unsolicited,
             connect_seconds=self._connect_seconds,
-            headers=injection.headers,
-            env=injection.env,
         ) as link:
-            self._held[server.name] = _Held(link, stop, injection)
+            self._held[server.name] = _Held(link, stop)
             task_status.started(link)
             await stop.wait()
 
@@ -369,6 +361,9 @@ class AgentSession:
             return
         gateway_id = f"zl-{next(self._ids)}"
         self._pending[gateway_id] = (server, message["id"])
+        token = _progress_token(message)
+        if token is not None:  # the agent's progress on it goes back to that server
+            self._progress[token] = (server, gateway_id)
         if not await stream.put({**message, "id": gateway_id}):
             del self._pending[gateway_id]
             await self._answer_upstream(
@@ -391,11 +386,32 @@ class AgentSession:
     async def agent_answered(self, message: dict[str, Any]) -> bool:
         """Relay the agent's answer to a server request; False for an id not pending."""
         pending = self._pending.pop(str(message.get("id")), None)
+        self._progress = {k: v for k, v in self._progress.items() if v[1] in self._pending}
         if pending is None or not isinstance(message.get("id"), str):
             return False
         server, upstream_id = pending
         answer = {key: value for key, value in message.items() if key != "id"}
         await self._respond(server, {**answer, "id": upstream_id})
+        return True
+
+    async def agent_progress(self, message: dict[str, Any]) -> bool:
+        """Relay the agent's progress on a server request to the server that asked
+        (matched by its progress token); False when no pending request has it."""
+        token = _progress_token(message, key="params")
+        found = self._progress.get(token) if token is not None else None
+        if found is None or found[1] not in self._pending:
+            return False
+        held = self._held.get(found[0])
+        if held is None or held.link.closed:
+            return False
+        params = message.get("params")
+        try:
+            await held.link.notify(
+                "notifications/progress", params if isinstance(params, dict) else None
+            )
+        except Exception as err:
+            log.info("MCP upstream %s: progress not relayed: %s", found[0], err)
+            return False
         return True
 
     async def notify_all(self, method: str, params: dict[str, Any] | None) -> None:

@@ -96,7 +96,7 @@ def target_of(message: Message, view: View) -> Target:
 def _tool(message: Message, view: View) -> Target:
     call = tool_call_of(message)
     details: dict[str, object] = {
-        "method": "tools/call",
+        "mcp_method": "tools/call",
         "tool": call.name[:MAX_NAME_CHARS],
         "arguments": audited_arguments(call.arguments),
     }
@@ -129,7 +129,7 @@ def _resource_route(uri: str, view: View) -> ResourceRoute | None:
 
 
 def _resource(method: str, uri: str, params: dict[str, Any], view: View) -> Target:
-    details: dict[str, object] = {"method": method, "uri": uri[:1024]}
+    details: dict[str, object] = {"mcp_method": method, "uri": uri[:1024]}
     route = _resource_route(uri, view)
     if route is None:
         return _unmapped(method, uri, details)
@@ -154,7 +154,7 @@ def _prompt(message: Message, view: View) -> Target:
     name = _text(message.params, "name", "prompts/get")
     arguments = _object(message.params, "arguments", "prompts/get")
     details: dict[str, object] = {
-        "method": "prompts/get",
+        "mcp_method": "prompts/get",
         "prompt": name[:MAX_NAME_CHARS],
         "arguments": audited_arguments(arguments),
     }
@@ -180,7 +180,10 @@ def _completion(message: Message, view: View) -> Target:
     ref = _object(message.params, "ref", method)
     argument = _object(message.params, "argument", method)
     kind = ref.get("type")
-    details: dict[str, object] = {"method": method, "ref": kind if isinstance(kind, str) else ""}
+    details: dict[str, object] = {
+        "mcp_method": method,
+        "ref": kind if isinstance(kind, str) else "",
+    }
     if isinstance(argument.get("name"), str):
         details["argument"] = argument["name"][:MAX_NAME_CHARS]
     if kind == "ref/prompt":

@@ -296,6 +296,8 @@ class Endpoint:
     async def _notification(self, session: AgentSession, message: Message) -> None:
         if message.method == "notifications/cancelled":
             session.cancel(message.params.get("requestId"))
+        elif message.method == "notifications/progress":  # on a server request
+            await session.agent_progress(message.raw)
         elif message.method == "notifications/roots/list_changed":
             await session.notify_all(message.method, message.params or None)
 
@@ -362,7 +364,7 @@ class Endpoint:
             session = self._session(scope, claims.task_id)
         await self._relay.prepare(session, message)
         target = target_of(message, session.view)
-        decision = await self._gate.decide(token, proof, target, cert)
+        decision = await self._gate.decide(token, proof, target, cert, session.task_id)
         record_decision(scope, decision)
         if decision.task_id != session.task_id:
             raise Refused(
