@@ -301,6 +301,25 @@ def test_static_secrets_are_read_at_startup(tmp_path: Path) -> None:
 
 def test_token_exchange_needs_the_deployments_key(auth: AuthServer, secret_file: Path) -> None:
     server = oauth(auth, secret_file, grant="token_exchange")
-    with pytest.raises(InvalidInput) as refused:
-        UpstreamCredentials((server,))
-    assert refused.value.reason == "config.credential"
+    with pytest.raises(Unavailable) as refused:
+        injected(UpstreamCredentials((server,)), server, "t1")
+    assert refused.value.reason == "upstream.credential"
+    assert auth.requests == []
+
+
+def test_the_gateways_own_session_gets_a_token_of_its_own_or_none(
+    auth: AuthServer, secret_file: Path, keyring: Keyring
+) -> None:
+    server = oauth(auth, secret_file)
+    credentials = UpstreamCredentials((server,))
+    mine = anyio.run(credentials.for_gateway, server)
+    issued = auth.introspect(bearer(mine))
+    assert issued is not None
+    assert issued.subject == CLIENT
+    assert credentials.held("") == []  # no task's
+    anyio.run(credentials.forget, "task-1")
+    assert auth.revocations == []
+    exchanged = oauth(auth, secret_file, grant="token_exchange")
+    with pytest.raises(Unavailable) as refused:
+        anyio.run(UpstreamCredentials((exchanged,), sign=keyring.sign).for_gateway, exchanged)
+    assert "exchanged for a task's person" in refused.value.message

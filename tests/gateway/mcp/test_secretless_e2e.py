@@ -17,6 +17,7 @@ plane's JWKS, and three upstreams behind one gateway:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -45,7 +46,8 @@ from zerolane.cli.background import BackgroundServer, free_port
 from zerolane.cli.mcp_gateway import enforcement_of
 from zerolane.config import CONFIG_NAME, parse_config, render_config
 from zerolane.gateway.edge.jsonrpc import UPSTREAM_UNAVAILABLE
-from zerolane.gateway.mcp import parse_gateway_config
+from zerolane.gateway.mcp import GatewayConfig, parse_gateway_config
+from zerolane.gateway.mcp.check import probe_upstreams
 from zerolane.sdk import Agent, Task
 from zerolane.server.deployment import Deployment, init_home
 from zerolane.tasks.playbooks import parse_playbook
@@ -132,6 +134,7 @@ class Secretless:
     crm: BearerGate
     files_seen: Path
     sso_key: ec.EllipticCurvePrivateKey
+    config: GatewayConfig
 
     def id_token(self, sub: str) -> str:
         now = int(time.time())
@@ -250,6 +253,7 @@ def secretless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secretless]
                         crm,
                         root / "files-seen.txt",
                         key,
+                        config,
                     )
     finally:
         deployment.close()
@@ -386,9 +390,20 @@ def test_the_token_is_dropped_and_revoked_when_the_task_completes(secretless: Se
                 assert issued.token not in stack.auth.revocations
                 await anyio.to_thread.run_sync(task.complete)
                 # the sweep ends the task's session, then its tokens are revoked
-                with anyio.fail_after(20):
-                    while issued.token not in stack.auth.revocations:
-                        await anyio.sleep(0.05)
+                revoked = functools.partial(
+                    eventually, lambda: issued.token in stack.auth.revocations
+                )
+                await anyio.to_thread.run_sync(revoked, 20.0)
                 assert stack.auth.introspect(issued.token) is None
 
         anyio.run(main)
+
+
+def test_check_asks_each_upstream_with_the_gateways_own_credential(secretless: Secretless) -> None:
+    crm, files, broken = anyio.run(probe_upstreams, secretless.config)
+    assert crm.failure is not None
+    assert "exchanged for a task's person" in crm.failure
+    assert (files.tools, files.failure) == (("has_credential",), None)
+    assert (broken.tools, broken.failure) == (("whoami",), None)
+    gateways = [i for i in secretless.auth.issued if i.subject == BROKEN]
+    assert gateways  # the check's token, the gateway's own

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from zerolane.errors import InvalidInput
 from zerolane.gateway.access_log import AccessLog
 from zerolane.gateway.mcp.auth import Gate
 from zerolane.gateway.mcp.catalog import Catalog
@@ -69,6 +70,12 @@ def create_gateway_app(
     """The MCP gateway app for ``config``, deciding with ``enforcement``; its access
     lines name ``listener``; ``app.state.upstreams`` holds its upstreams."""
     credentials = None
+    exchanged = [s.name for s in config.servers if s.credential and s.credential.grant_exchanges]
+    if exchanged and enforcement.sign is None:
+        raise InvalidInput(
+            "config.credential",
+            f"upstream {exchanged[0]}: token_exchange needs the deployment's signing key",
+        )
     if any(server.credential is not None for server in config.servers):
         credentials = UpstreamCredentials(
             config.servers, person=person_in(enforcement.tasks), sign=enforcement.sign

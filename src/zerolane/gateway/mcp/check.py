@@ -5,17 +5,21 @@ run, the HTTP server asked), initialized, asked for its tools and stopped, all o
 at once. An upstream that cannot start (a missing executable, a Python module that
 fails to import, a server that does not answer ``initialize``) fails the check with
 :class:`~zerolane.errors.Unavailable` (``mcp.upstream``) naming every such upstream
-and its cause.
+and its cause. An upstream with a credential is asked with the gateway's own (a static
+secret, a client-credentials token); one whose tokens are exchanged for a task's person
+cannot be asked without a task, and says so.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import anyio
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import GatewayConfig
+from zerolane.gateway.mcp.credentials import UpstreamCredentials
 from zerolane.gateway.mcp.upstream import CONNECT_SECONDS, NotServing, Upstream
 
 
@@ -33,6 +37,7 @@ async def probe_upstreams(
 ) -> list[UpstreamCheck]:
     """Start, initialize, list and stop every upstream of ``config`` (concurrently)."""
     results: dict[str, UpstreamCheck] = {}
+    credentials = UpstreamCredentials(config.servers)
 
     async def probe(upstream: Upstream) -> None:
         try:
@@ -47,7 +52,9 @@ async def probe_upstreams(
 
     async with anyio.create_task_group() as group:
         for server in config.servers:
-            group.start_soon(probe, Upstream(server, connect_seconds=connect_seconds))
+            credential = functools.partial(credentials.for_gateway, server)
+            upstream = Upstream(server, connect_seconds=connect_seconds, credential=credential)
+            group.start_soon(probe, upstream)
     return [results[server.name] for server in config.servers]
 
 

@@ -238,6 +238,11 @@ class McpCredential:
         return self
 
     @property
+    def grant_exchanges(self) -> bool:
+        """Its tokens are exchanged for a task's person (RFC 8693)."""
+        return self.type == "oauth" and self.grant == "token_exchange"
+
+    @property
     def header_name(self) -> str:
         """The header an HTTP upstream gets it in."""
         return self.header or "Authorization"

@@ -156,11 +156,6 @@ class UpstreamCredentials:
             assert credential.client_id is not None
             secret = _read_secret(credential.client_secret_file, credential.client_secret_env, what)
             self._clients[server.name] = ClientAuth(credential.client_id, secret)
-            if credential.grant == "token_exchange" and (person is None or sign is None):
-                raise InvalidInput(
-                    "config.credential",
-                    f"{what}: token_exchange needs the deployment's tasks and signing key",
-                )
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._locks: dict[tuple[str, str], anyio.Lock] = {}
 
@@ -279,9 +274,14 @@ class UpstreamCredentials:
         if credential.grant == "client_credentials":
             form = [("grant_type", "client_credentials")]
         else:
-            assert self._person is not None
             assert claims is not None
             assert credential.token_endpoint is not None
+            if self._person is None or self._sign is None:
+                raise Unavailable(
+                    REASON,
+                    f"upstream {server.name}: the gateway has not the deployment's signing"
+                    " key, so it cannot exchange tokens",
+                )
             person = await anyio.to_thread.run_sync(self._person, claims.task_id)
             if person is None:
                 raise Unavailable(
@@ -308,7 +308,7 @@ class UpstreamCredentials:
 
     def _subject_token(self, endpoint: str, person: UserFacts, claims: TaskTokenClaims) -> str:
         """A short-lived JWT naming the person, signed with the deployment's key."""
-        assert self._sign is not None
+        assert self._sign is not None  # checked by the caller
         now = int(time.time())
         body: dict[str, Any] = {
             "iss": claims.issuer,
