@@ -407,3 +407,41 @@ def test_check_asks_each_upstream_with_the_gateways_own_credential(secretless: S
     assert (broken.tools, broken.failure) == (("whoami",), None)
     gateways = [i for i in secretless.auth.issued if i.subject == BROKEN]
     assert gateways  # the check's token, the gateway's own
+
+
+def test_a_token_about_to_expire_is_renewed_within_the_agents_session(
+    secretless: Secretless,
+) -> None:
+    stack = secretless
+    files_before = [i.token for i in stack.auth.issued if i.audience == (FILES,)]
+    stack.auth.expires_in = 2  # renewed after 1 s (half its life: it is under 30 s)
+    try:
+        with stack.agent() as agent, stack.task(agent, "gina") as task:
+
+            async def main() -> None:
+                async with mcp_session(stack.gateway.url, task) as session:
+                    await session.list_tools()
+                    assert text_of(await call(session, "crm_whoami")) == "crm: you are known"
+                    await anyio.sleep(1.2)
+                    assert text_of(await call(session, "crm_whoami")) == "crm: you are known"
+                    assert text_of(await call(session, "has_credential")) == "credential: set"
+                    await anyio.sleep(1.2)
+                    assert text_of(await call(session, "has_credential")) == "credential: set"
+
+            anyio.run(main)
+    finally:
+        stack.auth.expires_in = 300
+    tokens = [issued.token for issued in stack.auth.of("gina")]
+    assert len(tokens) >= 2
+    # HTTP: one upstream session all along, its header renewed in place
+    posts = [s for s in stack.crm.seen if s.method == "POST" and s.bearer in tokens]
+    assert {s.bearer for s in posts} >= {tokens[0], tokens[-1]}
+    first = {s.headers.get("mcp-session-id") for s in posts if s.bearer == tokens[0]} - {None}
+    later = {s.headers.get("mcp-session-id") for s in posts if s.bearer != tokens[0]}
+    assert len(first) == 1
+    assert later == first
+    # stdio: the server restarted with a new token in its environment
+    files = [i.token for i in stack.auth.issued if i.audience == (FILES,)]
+    assert len(files) >= len(files_before) + 2
+    last = stack.files_seen.read_text().split()[-1]
+    assert last == hashlib.sha256(files[-1].encode()).hexdigest()
