@@ -156,7 +156,7 @@ def _endpoint(value: str) -> str:
     raise refuse("config.url", "must be https (plain http only to a loopback address)")
 
 
-Endpoint = Annotated[Str, AfterValidator(_endpoint)]
+OAuthEndpoint = Annotated[Str, AfterValidator(_endpoint)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +178,9 @@ class McpCredential:
     format: Str = ""
     secret_file: Path | None = None
     secret_env: Annotated[Str, AfterValidator(_env_name)] | None = None
-    token_endpoint: Endpoint | None = None
+    token_endpoint: OAuthEndpoint | None = None
     #: RFC 7009: tokens of an ended task are revoked here
-    revocation_endpoint: Endpoint | None = None
+    revocation_endpoint: OAuthEndpoint | None = None
     client_id: Str | None = None
     client_secret_file: Path | None = None
     client_secret_env: Annotated[Str, AfterValidator(_env_name)] | None = None
