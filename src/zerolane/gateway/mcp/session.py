@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
+from zerolane.gateway.mcp.credentials import Injection, UpstreamCredentials
 from zerolane.gateway.mcp.events import StreamLogs
 from zerolane.gateway.mcp.link import Link, connect
 from zerolane.gateway.mcp.mapping import ToolRoute
@@ -141,6 +142,8 @@ class ClientFacts:
 class _Held:
     link: Link
     stop: anyio.Event
+    #: the upstream credential it was opened with (HTTP: renewed in place)
+    injection: Injection = field(default_factory=Injection)
 
 
 class AgentSession:
@@ -157,6 +160,7 @@ class AgentSession:
         may_read: MayRead,
         connect_seconds: float,
         catalog: Callable[[], Mapping[str, ToolRoute]] = dict,
+        credentials: UpstreamCredentials | None = None,
     ) -> None:
         self.id = session_id
         self.claims = claims
@@ -167,6 +171,7 @@ class AgentSession:
         self._pools = pools
         self._may_read = may_read
         self._connect_seconds = connect_seconds
+        self._credentials = credentials
         self._held: dict[str, _Held] = {}
         self._locks = {name: anyio.Lock() for name in self._servers}
         self._failures: dict[str, str] = {}
@@ -255,11 +260,11 @@ class AgentSession:
         """The open link to server ``name``, opened (again) when there is none;
         :class:`Unavailable` when it cannot be."""
         held = self._held.get(name)
-        if held is not None and not held.link.closed:
+        if held is not None and not held.link.closed and not held.injection.due():
             return held.link
         async with self._locks[name]:
             held = self._held.get(name)
-            if held is not None and not held.link.closed:
+            if held is not None and not held.link.closed and await self._renewed(name, held):
                 return held.link
             if held is not None:
                 held.stop.set()
@@ -274,10 +279,26 @@ class AgentSession:
             self._failures.pop(name, None)
             return link
 
+    async def _renewed(self, name: str, held: _Held) -> bool:
+        """Whether ``held`` serves on: its credential is not due, or was renewed in place
+        (HTTP headers). A stdio server's is fixed at its start: it is restarted, once no
+        request of the session is in flight to it."""
+        if not held.injection.due() or self._credentials is None:
+            return True
+        if not held.injection.headers:
+            return any(flight.server == name for flight in self.in_flight.values())
+        fresh = await self._credentials.for_link(self._servers[name], self.claims)
+        held.injection.headers.update(fresh.headers)
+        held.injection = replace(fresh, headers=held.injection.headers)
+        return True
+
     async def _hold(
         self, server: UpstreamConfig, *, task_status: TaskStatus[Link] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         stop = anyio.Event()
+        injection = Injection()
+        if self._credentials is not None:  # Unavailable (upstream.credential): no link
+            injection = await self._credentials.for_link(server, self.claims)
 
         async def unsolicited(message: dict[str, Any]) -> None:
             await self._from_upstream(server.name, message, None)
@@ -288,8 +309,10 @@ class AgentSession:
             capabilities=self.client.capabilities,
             on_unsolicited=unsolicited,
             connect_seconds=self._connect_seconds,
+            headers=injection.headers,
+            env=injection.env,
         ) as link:
-            self._held[server.name] = _Held(link, stop)
+            self._held[server.name] = _Held(link, stop, injection)
             task_status.started(link)
             await stop.wait()
 
