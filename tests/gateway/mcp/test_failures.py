@@ -316,3 +316,43 @@ def test_a_call_whose_decision_could_not_be_audited_never_reaches_the_upstream(
 def test_large_arguments_are_audited_by_size() -> None:
     assert audited_arguments({"a": 1}) == {"a": 1}
     assert audited_arguments({"a": "x" * 10_000}) == {"truncated": True, "bytes": 10_009}
+
+
+def test_a_silent_upstream_does_not_hold_up_initialize(stack: Stack) -> None:
+    """An agent's initialize waits a bounded time for its upstream sessions: one that
+    never answers (within a 30 s connect bound) goes on opening in the session, the agent
+    is not kept waiting for it; an upstream that answers is usable (the twin)."""
+    good = stack.config.servers[0]
+    with (
+        silent_listener() as silent,
+        stack.agent() as agent,
+        stack.task(agent) as task,
+    ):
+        mute = UpstreamConfig(
+            name="mute", destination="x.int", url=f"http://127.0.0.1:{silent}/mcp"
+        )
+        claims = claims_of(stack, task.token, task.headers("POST", stack.url)["DPoP"])
+        session = AgentSession(
+            "s2",
+            claims,
+            ClientFacts({}, "2025-11-25"),
+            servers=(mute, good),
+            pools={},
+            may_read=cast(Any, None),
+            connect_seconds=30,
+        )
+
+        async def main() -> tuple[float, bool, str | None]:
+            async with anyio.create_task_group() as group:
+                await group.start(session.run)
+                started = anyio.current_time()
+                await session.open_links(wait_seconds=0.5)
+                waited = anyio.current_time() - started
+                usable = not (await session.link(good.name)).closed
+                session.close()
+            return waited, usable, session.failure("mute")
+
+        waited, usable, failure = anyio.run(main)
+    assert waited < 2  # not the mute upstream's 30 s
+    assert usable
+    assert failure is None  # it was still opening, not failed, when the agent went on

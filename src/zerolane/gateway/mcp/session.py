@@ -19,6 +19,7 @@ Notifications are relayed only when the gateway knows what they carry:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -63,6 +64,9 @@ RELAYED = frozenset(
         "notifications/elicitation/complete",
     }
 )
+#: how long an agent's initialize waits for its upstream sessions to open (the others
+#: go on opening; a request to one waits for it)
+OPEN_SECONDS = 5.0
 #: messages waiting for the agent on one stream; a stream full for this long drops
 MAX_QUEUED = 256
 PUT_SECONDS = 5.0
@@ -180,6 +184,7 @@ class AgentSession:
         #: progress tokens of pending server requests -> (server, gateway id)
         self._progress: dict[str, tuple[str, str]] = {}
         self.in_flight: dict[str, InFlight] = {}
+        self._opening: set[anyio.CancelScope] = set()  # links being opened at initialize
         self.stream: Outbox | None = None  # the agent's GET stream, when open
         self.logs = StreamLogs()  # its answers' SSE streams, resumable
         self._group: TaskGroup | None = None
@@ -221,6 +226,8 @@ class AgentSession:
             self.stream = None
         for flight in self.in_flight.values():
             flight.scope.cancel()
+        for scope in self._opening:
+            scope.cancel()
         self.logs.end_all()
 
     def spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -230,11 +237,29 @@ class AgentSession:
             raise Unavailable("mcp.session_ended", "the MCP session has ended")
         self._group.start_soon(work)
 
-    async def open_links(self) -> None:
-        """Open a link to every upstream at once; one that fails is noted, retried on use."""
-        async with anyio.create_task_group() as group:
-            for name in self._servers:
-                group.start_soon(self._try_link, name)
+    async def open_links(self, wait_seconds: float = OPEN_SECONDS) -> None:
+        """Open a link to every upstream at once, waiting at most ``wait_seconds`` for
+        them (a slow one goes on opening in the session); one that fails is noted and
+        opened again when used."""
+        left = len(self._servers)
+        opened = anyio.Event()
+
+        async def attempt(name: str) -> None:
+            nonlocal left
+            with anyio.CancelScope() as scope:  # the session's end cancels it
+                self._opening.add(scope)
+                try:
+                    await self._try_link(name)
+                finally:
+                    self._opening.discard(scope)
+                    left -= 1
+                    if not left:
+                        opened.set()
+
+        for name in self._servers:
+            self.spawn(functools.partial(attempt, name))
+        with anyio.move_on_after(wait_seconds):
+            await opened.wait()
         self.view.resource_servers = tuple(
             name
             for name, link in self.links.items()
