@@ -34,6 +34,7 @@ from zerolane.settings.listener import (
     render_http_limits,
     render_tls,
 )
+from zerolane.settings.oauth import LocalUserConfig, OAuthConfig
 from zerolane.settings.validate import (
     STRICT,
     Bool,
@@ -61,6 +62,8 @@ __all__ = [
     "HmacGrantConfig",
     "HttpLimits",
     "JwtIssuerConfig",
+    "LocalUserConfig",
+    "OAuthConfig",
     "PostgresGrantConfig",
     "RevocationConfig",
     "ServerConfig",
@@ -298,11 +301,18 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     #: how much of a request head the API's listener reads, and for how long (``[http]``)
     http: HttpLimits = field(default_factory=HttpLimits)
+    #: the authorization server of standard MCP clients (``[oauth]``, off by default)
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.svid.max_ttl > self.max_token_lifetime:
             raise refuse("config.svid_ttl", "need svid.max_ttl <= max_token_lifetime")
+        if self.oauth.enabled and not self.server.public_url:
+            raise refuse(
+                "config.oauth_issuer",
+                "[oauth] needs server.public_url: it is the issuer clients check",
+            )
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.gateways):  # names name them in logs and errors
             if entry.name in seen:
@@ -382,6 +392,10 @@ def render_config(config: Config) -> str:
         doc["tls"] = render_tls(config.tls)
     if config.http != HttpLimits():
         doc["http"] = render_http_limits(config.http)
+    if config.oauth != OAuthConfig():
+        oauth = asdict(config.oauth)
+        oauth["resources"] = list(config.oauth.resources)
+        doc["oauth"] = {k: v for k, v in oauth.items() if v is not None}
     return tomli_w.dumps(doc)
 
 

@@ -162,6 +162,11 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             ],
             secret=["token"],  # the task token it mints
         ),
+        # a standard MCP client's refresh (tasks.renewal) and the OAuth server's own
+        "task.token_renewed": _fields(["token_id", "expires_at", "jkt"], secret=["token"]),
+        "oauth.client_registered": _fields(["client_name", "redirect_uris"]),
+        "oauth.sign_in": _fields(),
+        "oauth.refresh_reused": _fields(["client_id", "task_id"], secret=["refresh_token"]),
         "task.delegate": _fields(
             [
                 "parent_id",

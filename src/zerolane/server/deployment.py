@@ -177,6 +177,8 @@ class Deployment:
             proofs=stores,
             clock=clock,
             x509_roots=x509_ca.roots,
+            # standard MCP clients that prove no key: only where [oauth] allows them
+            bearer_clients=config.oauth.enabled and config.oauth.allow_bearer_clients,
         )
 
         bus = MemoryRevocationBus(clock)

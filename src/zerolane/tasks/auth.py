@@ -7,6 +7,12 @@ bound to a certificate (RFC 8705 ``cnf.x5t#S256``), the request must come over a
 connection authenticated with that very certificate. A ``jkt`` token always needs its
 proof (a certificate does not replace it); an ``x5t#S256`` token needs its certificate.
 
+One exception, off unless the deployment turns it on (``[oauth] allow_bearer_clients``):
+a token issued to a standard MCP client that proved no key is unbound (marked
+``"bearer": true``, short-lived, for an MCP gateway's audience only); the authenticator
+refuses it (``token.bearer_refused``) unless built with ``bearer_clients``. Such a
+token is never an SVID: a workload's own credentials stay key-bound.
+
 The tokens and proofs come as the request carried them: reading them from its headers
 (one ``Authorization``, its scheme, one ``DPoP``) is the enforcement edge's
 (:func:`zerolane.gateway.edge.http.credentials_of`).
@@ -42,6 +48,8 @@ from zerolane.types import Clock, WorkloadStatus
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: what a task record keeps as the binding of an unbound (bearer client's) token
+BEARER_BINDING = "bearer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,9 @@ class WorkloadCaller:
     certificate: VerifiedX509Svid | None = None
     #: RFC 8705 ``x5t#S256`` of the client certificate (with ``certificate``)
     x5t: str | None = None
+    #: a standard MCP client that proved no key (``[oauth] allow_bearer_clients``): its
+    #: token is unbound, lives at most this many seconds and names only the gateway
+    bearer_ttl: int | None = None
 
     @property
     def jkt(self) -> str | None:
@@ -68,6 +79,8 @@ class WorkloadCaller:
         """What the task record keeps as its binding: the ``jkt``, or ``x5t#S256:<x5t>``."""
         if self.x5t is not None:
             return f"{CNF_MEMBER}:{self.x5t}"
+        if self.proof is None and self.bearer_ttl is not None:
+            return BEARER_BINDING
         if self.proof is None:
             raise Unauthenticated("auth.unbound", "the caller proved no key")
         return self.proof.jkt
@@ -112,8 +125,12 @@ class Authenticator:
         proofs: SpentProofStore,
         clock: Clock,
         x509_roots: Callable[[], Sequence[x509.Certificate]] | None = None,
+        bearer_clients: bool = False,
     ) -> None:
-        """``replay``: this process's cache of spent proofs (refuses a replay without
+        """``bearer_clients``: accept the unbound tokens of standard MCP clients that
+        prove no key (``[oauth] allow_bearer_clients``); refused otherwise.
+
+        ``replay``: this process's cache of spent proofs (refuses a replay without
         touching the store); ``proofs``: the proofs spent by every process of the
         deployment, durably (a proof is usable once, everywhere, across restarts)."""
         self.audience = f"spiffe://{trust_domain}"
@@ -125,6 +142,7 @@ class Authenticator:
         self._proofs = proofs
         self._clock = clock
         self._tokens = TaskTokenVerifier()
+        self.bearer_clients = bearer_clients
 
     def _proof(
         self,
@@ -259,6 +277,12 @@ class Authenticator:
         )
         if claims.x5t is not None:
             check_binding(claims.x5t, client_cert)
+            return TaskHolder(claims, None, token)
+        if claims.bearer:
+            if not self.bearer_clients:
+                raise Unauthenticated(
+                    "token.bearer_refused", "this deployment accepts no unbound (bearer) tokens"
+                )
             return TaskHolder(claims, None, token)
         if claims.jkt is None:  # the verifier never lets an unbound token through
             raise Unauthenticated("token.unbound", "the token is not bound to a key")

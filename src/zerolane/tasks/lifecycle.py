@@ -233,19 +233,26 @@ class TaskLifecycle:
     ) -> OpenedTask:
         record = self._playbooks.record(request.playbook)
         audience = tuple(dict.fromkeys([self.issuer, *(request.audience or ())]))
+        if caller.bearer_ttl is not None:  # unbound: for the gateway only, never for us
+            audience = tuple(dict.fromkeys(request.audience or ()))
+            if not audience:
+                raise InvalidInput("task.audience", "a bearer client's token names its gateway")
         task_id = "tsk_" + secrets.token_urlsafe(16)
         jti = uuid.uuid4().hex
         issued_at = int(now)
         expires_at = issued_at + ttl
         if caller.bound_until is not None:  # a certificate-bound token dies with its cert
             expires_at = min(expires_at, int(caller.bound_until))
+        token_expires = expires_at
+        if caller.bearer_ttl is not None:  # the task lives on; its unbound token does not
+            token_expires = min(expires_at, issued_at + caller.bearer_ttl)
         claims = TaskTokenClaims(
             issuer=self.issuer,
             subject=caller.workload.spiffe_id,
             audience=audience,
             issued_at=issued_at,
             not_before=issued_at,
-            expires_at=expires_at,
+            expires_at=token_expires,
             jti=jti,
             jkt=caller.jkt,
             task_id=task_id,
@@ -257,6 +264,7 @@ class TaskLifecycle:
             if user is not None
             else None,
             x5t=caller.x5t,  # RFC 8705: bound to the client certificate instead of a key
+            bearer=caller.bearer_ttl is not None,
         )
         token = issue_task_token(self._keyring.sign, claims)
         task = TaskRecord(

@@ -5,9 +5,17 @@ SPIFFE ID), ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``client_id``, ``cnf`` 
 exactly one of ``jkt`` (RFC 9449, the default) or ``x5t#S256`` (RFC 8705, a task
 opened over mutual TLS with an X.509-SVID), the ``task`` id, the granted
 ``authorization_details`` (RFC 9396) and, for a delegated task, the ``act`` chain
-(RFC 8693). Verification checks the signature and every claim;
-:class:`TaskTokenVerifier` caches verified claims by token hash and key set, and
-re-checks issuer, audience, the verifying key's publication and the time on every call.
+(RFC 8693).
+
+One kind is unbound: a token issued to a standard MCP client that proves no key
+(``[oauth] allow_bearer_clients``) has no ``cnf`` and says so with ``"bearer": true``;
+it is short-lived and meant for one MCP gateway only, and the authenticator accepts it
+only where the deployment allows bearer clients. A token without ``cnf`` and without
+that mark is refused (``token.unbound``), and one with both is malformed.
+
+Verification checks the signature and every claim; :class:`TaskTokenVerifier` caches
+verified claims by token hash and key set, and re-checks issuer, audience, the
+verifying key's publication and the time on every call.
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ class TaskTokenClaims:
     client_id: str | None = None
     #: RFC 8705 ``cnf.x5t#S256``: the client certificate's SHA-256 (instead of ``jkt``)
     x5t: str | None = None
+    #: unbound (no ``cnf``): a bearer client's token, marked ``"bearer": true``
+    bearer: bool = False
 
     @property
     def cnf(self) -> dict[str, str]:
@@ -82,10 +92,13 @@ class TaskTokenClaims:
             "exp": self.expires_at,
             "jti": self.jti,
             "client_id": self.client_id if self.client_id is not None else self.subject,
-            "cnf": self.cnf,
             "task": self.task_id,
             "authorization_details": [dict(d) for d in self.authorization_details],
         }
+        if self.bearer:
+            claims["bearer"] = True
+        else:
+            claims["cnf"] = self.cnf
         if self.act is not None:
             claims["act"] = self.act
         return claims
@@ -101,7 +114,10 @@ def issue_task_token(sign: Callable[[dict[str, Any], str], str], claims: TaskTok
     bound = (claims.jkt is not None) + (claims.x5t is not None)
     if not claims.audience or claims.expires_at <= claims.not_before:
         raise InvalidInput("token.claims", "a task token needs an audience and a window")
-    if bound != 1 or not (claims.jkt or is_thumbprint(claims.x5t)):
+    if claims.bearer:
+        if bound:
+            raise InvalidInput("token.claims", "a bearer token is bound to nothing")
+    elif bound != 1 or not (claims.jkt or is_thumbprint(claims.x5t)):
         raise InvalidInput("token.claims", "a task token is bound by exactly one jkt or x5t#S256")
     return sign(claims.to_claims(), TYP)
 
@@ -146,8 +162,14 @@ def _audience(claims: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _binding(claims: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """``(jkt, x5t)``: the token is bound by exactly one of them."""
+    """``(jkt, x5t)``: the token is bound by exactly one of them; ``(None, None)`` for
+    a token marked ``"bearer": true`` without ``cnf``."""
     cnf = claims.get("cnf")
+    marked = claims.get("bearer", False)
+    if marked is not False:
+        if marked is not True or cnf is not None:
+            raise TokenError("token.claims", "a bearer token has bearer true and no cnf")
+        return None, None
     members = {"jkt", CNF_MEMBER}.intersection(cnf) if isinstance(cnf, dict) else set()
     if cnf is None or (isinstance(cnf, dict) and not members):
         raise TokenError("token.unbound", "the token is not bound to a key (no cnf.jkt)")
@@ -208,6 +230,7 @@ def _parse(payload: bytes) -> TaskTokenClaims:
         act=_act(claims),
         client_id=_string(claims, "client_id") if "client_id" in claims else None,
         x5t=x5t,
+        bearer=claims.get("bearer") is True,
     )
 
 

@@ -37,6 +37,7 @@ request that repeats a parameter or uses more than one method to send a token).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -147,15 +148,36 @@ def bearer_of(authorization: str | None) -> str:
 
 def token_of(authorization: str | None, *, client_cert: bytes | None) -> str:
     """The token of ``Authorization: DPoP <token>``, or of ``Bearer <token>`` when the
-    request carries a client certificate (a certificate-bound token, RFC 8705).
+    request carries a client certificate (a certificate-bound token, RFC 8705) or the
+    token says it is unbound (``"bearer": true``: a standard MCP client's, which the
+    authenticator accepts only where the deployment allows bearer clients).
 
     The scheme grants nothing: what the token is bound to decides what must come with it.
+    A key-bound token sent as ``Bearer`` without a certificate stays ``auth.scheme``
+    (RFC 9449 section 7.2: no downgrade to a bearer token).
     """
-    if client_cert and authorization:
+    if authorization:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == BEARER and token.strip():
-            return token.strip()
+        token = token.strip()
+        if scheme.lower() == BEARER and token and (client_cert or _says_unbound(token)):
+            return token
     return bearer_of(authorization)
+
+
+_MAX_PEEK = 16 * 1024
+
+
+def _says_unbound(token: str) -> bool:
+    """Whether a compact JWS's (unverified) claims say ``"bearer": true``. Only which
+    scheme to read it under hangs on this: the authenticator verifies everything."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > _MAX_PEEK:
+        return False
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(claims, dict) and claims.get("bearer") is True
 
 
 def credentials_of(
