@@ -24,6 +24,8 @@ from zerolane.server.enforcement_point_routes import router as enforcement_point
 from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
 from zerolane.server.metrics import Measured, Metrics
+from zerolane.server.oauth_routes import router as oauth_router
+from zerolane.server.oauth_server import OAuthServer
 from zerolane.server.readiness import WriteReadiness
 from zerolane.server.schemas import (
     AttestBody,
@@ -118,6 +120,9 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.include_router(token_router)
     app.include_router(grant_router)
     app.include_router(enforcement_point_router)
+    if deployment.config.oauth.enabled:  # standard MCP clients' authorization server
+        app.state.oauth = OAuthServer(deployment)
+        app.include_router(oauth_router)
 
     @app.post("/v1/attest", response_model=AttestResponse, tags=["identity"])
     def attest(body: AttestBody) -> AttestResponse:

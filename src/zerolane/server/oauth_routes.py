@@ -1,0 +1,214 @@
+"""The OAuth endpoints of standard MCP clients (``[oauth] enabled``; see
+:mod:`zerolane.server.oauth_server` for the flow and ``docs/mcp-gateway.md``).
+
+``GET /.well-known/oauth-authorization-server`` (RFC 8414), ``POST /oauth/register``
+(RFC 7591), ``GET``/``POST /oauth/authorize`` (the sign-in and consent page, which
+answers with a redirect carrying a code), ``POST /oauth/token`` (RFC 6749 section 5:
+the token, or an error object with ``error`` and ``error_description``, never cached).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from zerolane.errors import ZerolaneError
+from zerolane.gateway.edge.http import proof_of, refusal
+from zerolane.server.oauth_clients import RegistrationError, registration_json
+from zerolane.server.oauth_page import consent_page, error_page
+from zerolane.server.oauth_page import headers as page_headers
+from zerolane.server.oauth_server import AuthorizeRefused, OAuthError, OAuthServer
+from zerolane.server.oauth_state import digest
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+FORM = "application/x-www-form-urlencoded"
+CSRF_COOKIE = "zl_oauth_csrf"
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_MAX_FORM = 64 * 1024
+
+
+def _server(request: Request) -> OAuthServer:
+    server: OAuthServer = request.app.state.oauth
+    return server
+
+
+def _oauth_error(err: OAuthError) -> Response:
+    answer = refusal(
+        err.status,
+        err.reason,
+        err.description,
+        error=err.error,
+        extra={"error_description": err.description},
+    )
+    response = answer.response()
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    """The request's urlencoded form; :class:`ValueError` for another body."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != FORM:
+        raise ValueError(f"send the body as {FORM}")
+    body = await request.body()
+    if len(body) > _MAX_FORM:
+        raise ValueError("the form is too large")
+    try:
+        return parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise ValueError("the form is not urlencoded ASCII") from None
+
+
+@router.get("/.well-known/oauth-authorization-server", tags=["oauth"])
+def metadata(request: Request) -> JSONResponse:
+    """RFC 8414 authorization server metadata, for standard MCP clients."""
+    return JSONResponse(
+        _server(request).metadata(), headers={"Cache-Control": "public, max-age=3600"}
+    )
+
+
+@router.post("/oauth/register", status_code=201, tags=["oauth"])
+async def register(request: Request) -> Response:
+    """RFC 7591 dynamic registration of a public client (``token_endpoint_auth_method``
+    none); 400 ``invalid_redirect_uri`` / ``invalid_client_metadata`` otherwise."""
+    try:
+        body: Any = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        body = None
+    try:
+        client = await run_in_threadpool(_server(request).register, body)
+    except RegistrationError as err:
+        return JSONResponse(
+            {"error": err.error, "error_description": err.description}, 400, headers=_NO_STORE
+        )
+    return JSONResponse(registration_json(client), 201, headers=_NO_STORE)
+
+
+@router.get("/oauth/authorize", tags=["oauth"])
+def authorize(request: Request) -> Response:
+    """The sign-in and consent page for an authorization request (HTML)."""
+    server = _server(request)
+    params = parse_qs(request.url.query, keep_blank_values=True)
+    csrf = secrets.token_urlsafe(32)
+    try:
+        client, authorization = server.authorization(params, csrf)
+    except AuthorizeRefused as err:
+        if err.redirect is None:
+            return error_page(400, err.message)
+        return RedirectResponse(err.redirect, 303, headers=page_headers())
+    choices = server.playbooks_for(client)
+    if not choices:
+        return error_page(403, "no playbook lets this app open a task: ask an administrator")
+    page_id = server.state.add_page(authorization)
+    page = consent_page(
+        client_name=client.client_name or "An MCP client",
+        client_id=client.client_id,
+        redirect_uri=authorization.redirect_uri,
+        resource=authorization.resource,
+        page_id=page_id,
+        csrf=csrf,
+        playbooks=choices,
+    )
+    page.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        max_age=600,
+        path="/oauth/authorize",
+        secure=server.issuer.startswith("https://"),
+        httponly=True,
+        samesite="strict",
+    )
+    return page
+
+
+def _one(form: dict[str, list[str]], name: str) -> str:
+    values = form.get(name, [])
+    return values[0] if len(values) == 1 else ""
+
+
+@router.post("/oauth/authorize", tags=["oauth"], response_model=None)
+async def consent(request: Request) -> Response:
+    """The consent form: sign in, pick a playbook, state the intent; answered with a
+    redirect to the client carrying a single-use code (or ``access_denied``)."""
+    server = _server(request)
+    try:
+        form = await _form(request)
+    except ValueError as err:
+        return error_page(400, str(err))
+    page_id = _one(form, "page")  # its record holds the request as checked
+    authorization = server.state.page(page_id, request.app.state.deployment.clock.now())
+    if authorization is None:
+        return error_page(400, "this sign-in page expired or was used: start again from the app")
+    csrf = _one(form, "csrf")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not (
+        csrf
+        and secrets.compare_digest(digest(csrf).encode(), authorization.csrf.encode())
+        and secrets.compare_digest(cookie.encode(), csrf.encode())
+    ):
+        return error_page(403, "the form did not come from this page: start again from the app")
+    client = server.state.client(authorization.client_id)
+    if client is None:
+        return error_page(400, "this app is no longer registered")
+    if _one(form, "decision") == "deny":
+        server.state.end_page(page_id)
+        return RedirectResponse(server.denied(authorization), 303, headers=page_headers())
+    username, password = _one(form, "username"), _one(form, "password")
+    intent = _one(form, "intent")
+    signed_in = await run_in_threadpool(server.local_user.check, username, password)
+
+    def again(status: int, message: str) -> Response:
+        return consent_page(
+            client_name=client.client_name or "An MCP client",
+            client_id=client.client_id,
+            redirect_uri=authorization.redirect_uri,
+            resource=authorization.resource,
+            page_id=page_id,
+            csrf=csrf,
+            playbooks=server.playbooks_for(client),
+            error=message,
+            status=status,
+            intent=intent,
+        )
+
+    if not signed_in:
+        await run_in_threadpool(server.sign_in_refused, client)
+        return again(401, "wrong username or password")
+    try:
+        redirect = await run_in_threadpool(
+            server.consent, authorization, client, _one(form, "playbook"), intent
+        )
+    except ValueError as err:
+        return again(400, str(err))
+    server.state.end_page(page_id)
+    response = RedirectResponse(redirect, 303, headers=page_headers(authorization.redirect_uri))
+    response.delete_cookie(CSRF_COOKIE, path="/oauth/authorize")
+    return response
+
+
+@router.post("/oauth/token", tags=["oauth"], response_model=None)
+async def token(request: Request) -> Response:
+    """Authorization code (PKCE) and refresh token grants: the task's token, DPoP-bound
+    to the key of the request's ``DPoP`` proof (or, where allowed, a short-lived
+    unbound one for a client that sends none)."""
+    server = _server(request)
+    try:
+        form = await _form(request)
+        proof = proof_of(request.headers.raw)
+    except (ValueError, ZerolaneError) as err:
+        if isinstance(err, ZerolaneError):
+            return _oauth_error(OAuthError(400, "invalid_request", err.reason, err.message))
+        return _oauth_error(OAuthError(400, "invalid_request", "oauth.request", str(err)))
+    try:
+        issued = await run_in_threadpool(server.token, form, proof)
+    except OAuthError as err:
+        return _oauth_error(err)
+    return JSONResponse(issued.json(), headers=_NO_STORE)
