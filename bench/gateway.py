@@ -3,9 +3,11 @@ the zerolane gateway, same run; then an MCP ``tools/call`` direct vs through the
 
     .venv/bin/python bench/gateway.py [--seconds 5] [--light-seconds 3] [--concurrency 16]
         [--tasks 16] [--state 100,1000,100000] [--state-seconds 3] [--mcp-calls 300]
+        [--mcp-opens 6] [--mcp-lists 6] [--mcp-rounds 3] [--mcp-tools 1000]
+        [--mcp-servers 100] [--mcp-profile DIR]
         [--only all|http|mcp] [--no-mcp] [--audit-mode sync|async]
 
-    .venv/bin/python bench/gateway.py --only mcp   # only the MCP part (about 15 s)
+    .venv/bin/python bench/gateway.py --only mcp   # only the MCP part (about 2 minutes)
 
 Every server and every load generator is its own process (all on this machine's cores):
   upstream     a minimal aiohttp app: ``GET /api/reports/{id}`` answers a small JSON object
@@ -30,7 +32,24 @@ CPU microseconds per request: user + system time of the server process (all its 
 from /proc/<pid>/stat) over the throughput phase, divided by the requests made.
 Then the gateway (``--tasks`` tasks busy) over homes holding 10x and 1000x more tasks and
 audit events, and an MCP ``tools/call`` (the sample server over streamable HTTP) direct
-vs through ``zerolane mcp-gateway run``, one call at a time, from a separate process.
+vs through ``zerolane mcp-gateway run``, one call at a time, by the MCP SDK's client in a
+separate process (through the gateway it signs a DPoP proof per request):
+  SSE / JSON   the sample server answering each POST as an SSE stream (its default; the
+               SDK's client then drops its connection) and as JSON (``--json``), each
+               direct and through a gateway of one server: the added p50 as a multiple
+               of the direct p50 (issue 12 item 6: at most 0.6x)
+  scale        through the gateway to a JSON upstream of ``--mcp-tools`` tools
+               (``--extra-tools``), and with ``--mcp-servers`` servers configured (all
+               the one JSON sample server, names and prefixes ``s001``..; the task calls
+               the last, ``tools``): p50 and gateway CPU per call against the 3-tool,
+               1-server row
+  sessions     per row, sessions opened (``initialize``: through the gateway, one
+               upstream session per configured server) and closed, and ``tools/list``
+               (the gateway lists every upstream and asks the policy engine per tool)
+All servers and gateways run for the whole part (each gateway on its own port, under its
+own MCP task); the rows are measured in ``--mcp-rounds`` interleaved rounds and pooled.
+``--mcp-profile DIR`` runs each MCP gateway under cProfile (``DIR/<row>.prof``; main
+thread; wall times, so not for the timed numbers).
 ``--audit-mode async`` writes ``[audit] mode = "async"`` into the homes' configuration.
 ``--only http`` (or ``--no-mcp``) leaves the MCP part out; ``--only mcp`` runs only it (one
 home, the first ``--state`` size) and checks that every allowed MCP call is one audited
@@ -51,7 +70,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -63,6 +82,8 @@ AGENT = f"spiffe://{TD}/agents/reader"
 AUDIENCE = "urn:zerolane:bench:gateway"
 DESTINATION = f"reports.{TD}"
 MCP_DESTINATION = f"mcp.{TD}"
+#: the sample server's own tools (``--extra-tools`` adds to them)
+SAMPLE_TOOLS = ("read_report", "delete_report", "post_message")
 PATH = "/api/reports/q3"
 BODY = json.dumps({"quarter": "Q3", "revenue": 1_410_000, "margin": 0.22}).encode()
 HOP_BY_HOP = frozenset(
@@ -235,7 +256,13 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_mcp_load(spec: dict[str, Any]) -> dict[str, Any]:
-    """``calls`` sequential ``tools/call`` of one MCP session (role ``mcp-load``)."""
+    """MCP sessions of the SDK's client (role ``mcp-load``): ``opens`` sessions opened
+    (``initialize``) and closed one after the other, timed; then one session that lists
+    the tools ``lists`` times and makes ``calls`` sequential ``tools/call``, timed one by
+    one. CPU: the server process's (``server_pid``), the upstream's behind it
+    (``upstream_pid``, when given) and this process's own."""
+    from contextlib import AsyncExitStack
+
     import anyio
     import httpx2
     from mcp import ClientSession
@@ -265,30 +292,70 @@ def run_mcp_load(spec: dict[str, Any]) -> dict[str, Any]:
                 yield request
 
         auth = Dpop()
+    pids = {"server": spec["server_pid"], "upstream": spec.get("upstream_pid")}
+
+    def cpu() -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        return {**out, "client": usage.ru_utime + usage.ru_stime}
+
+    def spent(before: dict[str, float]) -> dict[str, float]:
+        """CPU seconds by process since ``before``."""
+        after = cpu()
+        return {name: after[name] - before[name] for name in before}
+
+    async def session(stack: AsyncExitStack, http: httpx2.AsyncClient) -> ClientSession:
+        read, write = await stack.enter_async_context(
+            streamable_http_client(spec["url"], http_client=http)
+        )
+        client = await stack.enter_async_context(ClientSession(read, write))
+        await client.initialize()
+        return client
 
     async def calls() -> dict[str, Any]:
+        # one HTTP client for every session, as an agent would keep (making one loads
+        # the CA bundle: 25-100 ms, the client's own start, not a session's)
+        async with httpx2.AsyncClient(auth=auth, timeout=60) as http:
+            return await measure(http)
+
+    async def measure(http: httpx2.AsyncClient) -> dict[str, Any]:
+        opens: list[float] = []
+        closes: list[float] = []
+        before = cpu()
+        for _ in range(spec.get("opens", 0)):
+            started = time.perf_counter()
+            async with AsyncExitStack() as stack:
+                await session(stack, http)
+                opened = time.perf_counter()
+            closes.append(time.perf_counter() - opened)
+            opens.append(opened - started)
+        open_cpu = spent(before)
         latencies: list[float] = []
-        async with (
-            httpx2.AsyncClient(auth=auth, timeout=30) as http,
-            streamable_http_client(spec["url"], http_client=http) as (read, write),
-            ClientSession(read, write) as session,
-        ):
-            await session.initialize()
+        listings: list[float] = []
+        async with AsyncExitStack() as stack:
+            client = await session(stack, http)
+            for _ in range(spec.get("lists", 0)):
+                started = time.perf_counter()
+                listed = await client.list_tools()
+                listings.append(time.perf_counter() - started)
             for _ in range(5):
-                await session.call_tool("read_report", {"name": "q3"})
-            cpu0 = cpu_seconds(spec["server_pid"])
+                await client.call_tool("read_report", {"name": "q3"})
+            before = cpu()
             for _ in range(spec["calls"]):
                 started = time.perf_counter()
-                result = await session.call_tool("read_report", {"name": "q3"})
+                result = await client.call_tool("read_report", {"name": "q3"})
                 latencies.append(time.perf_counter() - started)
                 if result.is_error:
                     raise SystemExit(f"tools/call failed: {result.content}")
-            cpu1 = cpu_seconds(spec["server_pid"])
+            call_cpu = spent(before)
         return {
-            "count": len(latencies),
-            "p50": percentile(latencies, 0.50),
-            "p99": percentile(latencies, 0.99),
-            "server_cpu": cpu1 - cpu0,
+            "latencies": latencies,
+            "cpu": call_cpu,
+            "opens": opens,
+            "closes": closes,
+            "open_cpu": open_cpu,
+            "listings": listings,
+            "listed": len(listed.tools) if listings else 0,
         }
 
     return anyio.run(calls)
@@ -382,13 +449,14 @@ class Home:
     key_pem: str
     tokens: list[str]  # HTTP tasks, all of one agent
     task_ids: list[str]
-    mcp_token: str
-    mcp_task_id: str
+    mcp_tokens: list[str]  # MCP tasks, one per MCP gateway's audience
+    mcp_task_ids: list[str]
 
 
-def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
+def make_home(folder: Path, mcp_audiences: list[str], state: int, tasks: int) -> Home:
     """A home with the bench playbook, one agent, ``tasks`` HTTP tasks and an MCP task
-    for it; plus ``state`` extra tasks and ``state`` extra audit events already stored."""
+    for each MCP audience; plus ``state`` extra tasks and ``state`` extra audit events
+    already stored."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -429,7 +497,7 @@ def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
             return opened.task.task_id, opened.token
 
         opened = [open_task(AUDIENCE, ["read"]) for _ in range(tasks)]
-        mcp_task_id, mcp_token = open_task(mcp_audience, ["mcp:tools/read_report"])
+        mcp = [open_task(audience, ["mcp:tools/read_report"]) for audience in mcp_audiences]
         seed(home, deployment, state)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -438,7 +506,14 @@ def make_home(folder: Path, mcp_audience: str, state: int, tasks: int) -> Home:
         ).decode()
     finally:
         deployment.close()
-    return Home(home, pem, [t for _, t in opened], [i for i, _ in opened], mcp_token, mcp_task_id)
+    return Home(
+        home,
+        pem,
+        [t for _, t in opened],
+        [i for i, _ in opened],
+        [t for _, t in mcp],
+        [i for i, _ in mcp],
+    )
 
 
 def seed(home: Path, deployment: Any, count: int) -> None:
@@ -542,16 +617,26 @@ resource = "reports/{{id}}"
     return path
 
 
-def mcp_config(folder: Path, port: int, upstream_url: str) -> Path:
+def mcp_config(
+    folder: Path, port: int, upstream_url: str, servers: int = 1, name: str = "mcp"
+) -> Path:
+    """The MCP gateway's configuration: ``servers`` entries, all pointing at the one
+    upstream; the task calls server ``tools`` (the last, no prefix), the others are named
+    ``s001``.. with their name as prefix."""
     import tomli_w
 
+    entries: list[dict[str, str]] = [
+        {"name": f"s{n:03d}", "prefix": f"s{n:03d}_", "url": upstream_url}
+        for n in range(1, servers)
+    ]
+    entries.append({"name": "tools", "url": upstream_url})
     doc = {
         "listen": {"host": "127.0.0.1", "port": port},
         "public_url": f"http://127.0.0.1:{port}",
         "authorization_servers": ["http://127.0.0.1:9/"],
-        "servers": [{"name": "tools", "url": upstream_url, "destination": MCP_DESTINATION}],
+        "servers": [{**entry, "destination": MCP_DESTINATION} for entry in entries],
     }
-    path = folder / "mcp-gateway.toml"
+    path = folder / f"mcp-gateway-{name}.toml"
     path.write_text(tomli_w.dumps(doc))
     return path
 
@@ -638,7 +723,7 @@ def audited(home: Home) -> tuple[int, int, bool]:
 
 
 def mcp_audited(home: Home) -> tuple[int, int, int, int]:
-    """For the MCP task: (allowed decisions, of them holding the call's arguments, separate
+    """For the MCP tasks: (allowed decisions, of them holding the call's arguments, separate
     ``mcp.tool_call`` events, calls spent)."""
     from zerolane.audit.log import event_json
     from zerolane.server.deployment import Deployment
@@ -647,10 +732,10 @@ def mcp_audited(home: Home) -> tuple[int, int, int, int]:
     try:
         allowed = with_arguments = tool_calls = 0
         for record in deployment.audit.iter_records(page=5000):
-            if home.mcp_task_id not in record.body:
+            if not any(task_id in record.body for task_id in home.mcp_task_ids):
                 continue
             event = event_json(record)
-            if event["subject"] != home.mcp_task_id:
+            if event["subject"] not in home.mcp_task_ids:
                 continue
             if record.kind == "mcp.tool_call":
                 tool_calls += 1
@@ -658,8 +743,11 @@ def mcp_audited(home: Home) -> tuple[int, int, int, int]:
                 allowed += 1
                 details = cast(dict[str, object], event["details"])
                 with_arguments += details.get("arguments") == {"name": "q3"}
-        task = deployment.stores.get_task(home.mcp_task_id)
-        return allowed, with_arguments, tool_calls, task.calls_used if task else -1
+        spent = 0
+        for task_id in home.mcp_task_ids:
+            task = deployment.stores.get_task(task_id)
+            spent += task.calls_used if task else -(10**9)
+        return allowed, with_arguments, tool_calls, spent
     finally:
         deployment.close()
 
@@ -671,7 +759,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="connections under load")
     parser.add_argument("--state", default="100,1000,100000", help="tasks and events (first=base)")
     parser.add_argument("--state-seconds", type=float, default=3.0)
-    parser.add_argument("--mcp-calls", type=int, default=300)
+    parser.add_argument("--mcp-calls", type=int, default=300, help="timed MCP calls per row")
+    parser.add_argument(
+        "--mcp-opens", type=int, default=6, help="MCP sessions opened and closed per row, timed"
+    )
+    parser.add_argument("--mcp-lists", type=int, default=6, help="timed tools/list per row")
+    parser.add_argument(
+        "--mcp-rounds", type=int, default=3, help="rounds over the MCP rows (samples split)"
+    )
+    parser.add_argument(
+        "--mcp-tools", type=int, default=1000, help="tools on the large upstream (0: no row)"
+    )
+    parser.add_argument(
+        "--mcp-servers", type=int, default=100, help="servers configured in the many-servers row"
+    )
+    parser.add_argument(
+        "--mcp-profile", type=Path, help="run each MCP gateway under cProfile, files in this dir"
+    )
     parser.add_argument("--tasks", type=int, default=16, help="tasks in the many-tasks row")
     parser.add_argument(
         "--only", choices=("all", "http", "mcp"), default="all", help="which part to run"
@@ -688,14 +792,14 @@ def main() -> None:
     sizes = [int(s) for s in args.state.split(",")]
     if args.only == "mcp":
         sizes = sizes[:1]  # one home, the MCP gateway's
-    mcp_port = free_port()
-    mcp_audience = f"http://127.0.0.1:{mcp_port}/mcp"
+    mcp_ports = {name: free_port() for name in mcp_gateways(args)}
+    mcp_audiences = [f"http://127.0.0.1:{port}/mcp" for port in mcp_ports.values()]
 
     homes: dict[int, Home] = {}
     for size in sizes:
         seeding = time.perf_counter()
         (folder / str(size)).mkdir()
-        homes[size] = make_home(folder / str(size), mcp_audience, size, args.tasks)
+        homes[size] = make_home(folder / str(size), mcp_audiences, size, args.tasks)
         if args.audit_mode != "sync":  # the default: leave the config as init wrote it
             set_audit_mode(homes[size], args.audit_mode)
         print(f"home with {size} extra tasks and events in {time.perf_counter() - seeding:.1f} s")
@@ -713,11 +817,11 @@ def main() -> None:
         if allowed != spent or not chain_ok:
             raise SystemExit("every allowed request must have exactly one audit event")
     if args.only != "http":
-        mcp = run_mcp(args, folder, base, mcp_port)
-        report_mcp(mcp)
+        mcp = run_mcp(args, folder, base, mcp_ports)
+        report_mcp(args, mcp)
         allowed, with_arguments, tool_calls, spent = mcp_audited(base)
         print(
-            f"MCP task: {allowed} allowed decisions audited ({with_arguments} holding the "
+            f"MCP tasks: {allowed} allowed decisions audited ({with_arguments} holding the "
             f"call's arguments), {tool_calls} separate mcp.tool_call events, {spent} calls spent"
         )
         if allowed != spent:
@@ -770,36 +874,6 @@ def run_http(
         check_statuses(name, result["load"])
         check_statuses(name, result["light"])
     return rows, state_rows
-
-
-def run_mcp(
-    args: argparse.Namespace, folder: Path, base: Home, mcp_port: int
-) -> dict[str, dict[str, Any]]:
-    """The sample MCP server over streamable HTTP: called direct, then through the gateway."""
-    mcp: dict[str, dict[str, Any]] = {}
-    mcp_up_port = free_port()
-    mcp_up = f"http://127.0.0.1:{mcp_up_port}/mcp"
-    up_argv = [sys.executable, str(SAMPLE_MCP), "--http", "--port", str(mcp_up_port)]
-    with process(up_argv, mcp_up) as sample:
-        mcp["direct to the sample server"] = role(
-            "mcp-load",
-            {"url": mcp_up, "server_pid": sample.pid, "calls": args.mcp_calls},
-        )
-        argv = [sys.executable, "-m", "zerolane", "mcp-gateway", "run"]
-        argv += ["--config", str(mcp_config(folder, mcp_port, mcp_up))]
-        argv += ["--home", str(base.path)]
-        with process(argv, f"http://127.0.0.1:{mcp_port}/healthz") as mgw:
-            mcp["through the MCP gateway"] = role(
-                "mcp-load",
-                {
-                    "url": f"http://127.0.0.1:{mcp_port}/mcp",
-                    "server_pid": mgw.pid,
-                    "calls": args.mcp_calls,
-                    "key_pem": base.key_pem,
-                    "tokens": [base.mcp_token],
-                },
-            )
-    return mcp
 
 
 def report(
@@ -866,18 +940,222 @@ def report(
         )
 
 
-def report_mcp(mcp: dict[str, dict[str, Any]]) -> None:
+def mcp_gateways(args: argparse.Namespace) -> list[str]:
+    """The MCP gateways a run starts (each on its own port, for its own MCP task)."""
+    names = ["sse", "json"]
+    if args.mcp_servers > 1:
+        names.append("servers")
+    if args.mcp_tools > len(SAMPLE_TOOLS):
+        names.append("tools")
+    return names
+
+
+def run_mcp(
+    args: argparse.Namespace, folder: Path, base: Home, ports: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """The sample MCP server over streamable HTTP, called direct and through the gateway:
+    answering with SSE (its default), then with JSON; then through the gateway with
+    ``--mcp-tools`` tools on the server and with ``--mcp-servers`` servers configured.
+    Every server and gateway runs for the whole part; the rows are measured in
+    ``--mcp-rounds`` rounds, one row after the other in each round, and each row's
+    samples of all rounds pooled (so a noisy moment lands on every row, not on one).
+    Rows by key: ``<upstream>/<path>`` (``sse``, ``json``, ``tools``; ``direct``,
+    ``gateway``) and ``servers/gateway``."""
+    rounds = max(1, args.mcp_rounds)
+    load = {
+        "calls": -(-args.mcp_calls // rounds),
+        "opens": -(-args.mcp_opens // rounds),
+        "lists": -(-args.mcp_lists // rounds),
+    }
+    specs: dict[str, dict[str, Any]] = {}
+    tokens = dict(zip(ports, base.mcp_tokens, strict=True))
+
+    def sample(stack: ExitStack, *extra: str) -> tuple[str, int]:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/mcp"
+        argv = [sys.executable, str(SAMPLE_MCP), "--http", "--port", str(port), *extra]
+        return url, stack.enter_context(process(argv, url)).pid
+
+    def through(stack: ExitStack, name: str, url: str, upstream: int, servers: int = 1) -> None:
+        port = ports[name]
+        argv = [sys.executable, "-m", "zerolane", "mcp-gateway", "run"]
+        argv += ["--config", str(mcp_config(folder, port, url, servers, name))]
+        argv += ["--home", str(base.path)]
+        if args.mcp_profile:
+            args.mcp_profile.mkdir(parents=True, exist_ok=True)
+            argv[1:1] = ["-m", "cProfile", "-o", str(args.mcp_profile / f"{name}.prof")]
+        gateway_url = f"http://127.0.0.1:{port}"
+        gw = stack.enter_context(process(argv, f"{gateway_url}/healthz"))
+        wait_ready(f"{gateway_url}/readyz", gw)
+        specs[f"{name}/gateway"] = {
+            "url": f"{gateway_url}/mcp",
+            "server_pid": gw.pid,
+            "upstream_pid": upstream,
+            "key_pem": base.key_pem,
+            "tokens": [tokens[name]],
+        }
+
+    with ExitStack() as stack:
+        sse_url, sse = sample(stack)
+        json_url, json_pid = sample(stack, "--json")
+        specs["sse/direct"] = {"url": sse_url, "server_pid": sse}
+        through(stack, "sse", sse_url, sse)
+        specs["json/direct"] = {"url": json_url, "server_pid": json_pid}
+        through(stack, "json", json_url, json_pid)
+        if "servers" in ports:
+            through(stack, "servers", json_url, json_pid, args.mcp_servers)
+        if "tools" in ports:
+            extra = str(args.mcp_tools - len(SAMPLE_TOOLS))
+            tools_url, tools_pid = sample(stack, "--json", "--extra-tools", extra)
+            specs["tools/direct"] = {"url": tools_url, "server_pid": tools_pid}
+            through(stack, "tools", tools_url, tools_pid)
+        parts: dict[str, list[dict[str, Any]]] = {key: [] for key in specs}
+        for _ in range(rounds):
+            for key, spec in specs.items():
+                parts[key].append(role("mcp-load", {**load, **spec}))
+    return {key: pooled(results) for key, results in parts.items()}
+
+
+def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from its rounds: percentiles over every round's samples, CPU per call (per
+    session opened and closed) in microseconds over all of them, by process."""
+
+    def joined(name: str) -> list[float]:
+        return [value for result in results for value in result[name]]
+
+    def per(name: str, count: int) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for result in results:
+            for process_name, seconds in result[name].items():
+                total[process_name] = total.get(process_name, 0.0) + seconds
+        return {key: value / max(count, 1) * 1e6 for key, value in total.items()}
+
+    latencies, opens, closes = joined("latencies"), joined("opens"), joined("closes")
+    listings = joined("listings")
+    return {
+        "count": len(latencies),
+        "p50": percentile(latencies, 0.50),
+        "p99": percentile(latencies, 0.99),
+        "cpu": per("cpu", len(latencies)),
+        "opens": len(opens),
+        "open_p50": percentile(opens, 0.50),
+        "close_p50": percentile(closes, 0.50),
+        "open_cpu": per("open_cpu", len(opens)),
+        "lists": len(listings),
+        "list_p50": percentile(listings, 0.50),
+        "listed": results[0]["listed"],
+    }
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until ``url`` answers 200 (the MCP gateway's ``/readyz``: every upstream serves)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the gateway exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (loopback)
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not get ready in {timeout:.0f} s")
+
+
+def report_mcp(args: argparse.Namespace, mcp: dict[str, dict[str, Any]]) -> None:
+    def us(result: dict[str, Any], name: str, part: str = "cpu") -> str:
+        value = result[part].get(name)
+        return f"{value:.0f}" if value is not None else "-"
+
     print(
-        f"\n{'MCP tools/call, one at a time':<34} {'calls':>6} {'p50 ms':>7} {'p99 ms':>7}"
-        f" {'+p50 ms':>8} {'cpu us/call':>11}"
+        f"\nMCP tools/call, {args.mcp_calls} one at a time, the SDK's client "
+        f"(cpu: us per call of the gateway, the sample server, the client process)"
     )
-    direct_mcp = mcp["direct to the sample server"]
-    for name, result in mcp.items():
+    header = ("upstream answers", "path", "p50 ms", "p99 ms", "+p50 ms", "+p50/direct")
+    print("{:<17} {:<8} {:>7} {:>7} {:>8} {:>11}".format(*header), end="")
+    print(" {:>8} {:>9} {:>8}".format("gw cpu", "upstr cpu", "cli cpu"))
+    added: dict[str, float] = {}
+    for mode, label in (("sse", "SSE (default)"), ("json", "JSON (--json)")):
+        direct = mcp[f"{mode}/direct"]
+        for path in ("direct", "gateway"):
+            result = mcp[f"{mode}/{path}"]
+            plus = result["p50"] - direct["p50"]
+            if path == "gateway":
+                added[label] = plus / direct["p50"]
+            server, upstream = (
+                ("-", us(result, "server"))
+                if path == "direct"
+                else (us(result, "server"), us(result, "upstream"))
+            )
+            print(
+                f"{label:<17} {path:<8} {result['p50'] * 1e3:>7.2f} {result['p99'] * 1e3:>7.2f} "
+                f"{plus * 1e3:>8.2f} {plus / direct['p50']:>10.2f}x {server:>8} {upstream:>9} "
+                f"{us(result, 'client'):>8}"
+            )
+    verdict = ", ".join(
+        f"{label}: {ratio:.2f}x ({'met' if ratio <= 0.6 else 'not met'})"
+        for label, ratio in added.items()
+    )
+    print(f"goal (issue 12 item 6): the gateway adds at most 0.6x the direct p50; {verdict}")
+
+    base = mcp["json/gateway"]
+    scale = [("3 tools, 1 server (base)", base)]
+    if "tools/gateway" in mcp:
+        scale.append((f"{args.mcp_tools:,} tools, 1 server", mcp["tools/gateway"]))
+    if "servers/gateway" in mcp:
+        scale.append((f"3 tools, {args.mcp_servers} servers", mcp["servers/gateway"]))
+    print(
+        f"\n{'through the gateway, JSON upstream':<34} {'p50 ms':>7} {'vs base':>8} "
+        f"{'p99 ms':>7} {'gw cpu us/call':>14} {'vs base':>8} {'upstr cpu':>9}"
+    )
+    for name, result in scale:
         print(
-            f"{name:<34} {result['count']:>6} {result['p50'] * 1e3:>7.2f} "
-            f"{result['p99'] * 1e3:>7.2f} {(result['p50'] - direct_mcp['p50']) * 1e3:>8.2f} "
-            f"{result['server_cpu'] / result['count'] * 1e6:>11.0f}"
+            f"{name:<34} {result['p50'] * 1e3:>7.2f} {result['p50'] / base['p50']:>7.2f}x "
+            f"{result['p99'] * 1e3:>7.2f} {us(result, 'server'):>14} "
+            f"{result['cpu']['server'] / base['cpu']['server']:>7.2f}x "
+            f"{us(result, 'upstream'):>9}"
         )
+    if "tools/direct" in mcp:
+        tools = mcp["tools/direct"]
+        print(
+            f"(direct to the {args.mcp_tools:,}-tool server: p50 {tools['p50'] * 1e3:.2f} ms, "
+            f"its cpu {us(tools, 'server')} us/call)"
+        )
+
+    print(
+        f"\n{'sessions and listings':<34} {'open ms':>8} {'close ms':>8} {'gw cpu ms':>9} "
+        f"{'upstr ms':>8} {'list ms':>8} {'tools':>6}"
+    )
+    names = {
+        "sse/direct": "SSE direct",
+        "sse/gateway": "SSE gateway",
+        "json/direct": "JSON direct",
+        "json/gateway": "JSON gateway (base)",
+        "servers/gateway": f"JSON gateway, {args.mcp_servers} servers",
+        "tools/direct": f"JSON direct, {args.mcp_tools:,} tools",
+        "tools/gateway": f"JSON gateway, {args.mcp_tools:,} tools",
+    }
+    for key, name in names.items():
+        if key not in mcp:
+            continue
+        result = mcp[key]
+        gw_cpu, up_cpu = result["open_cpu"].get("upstream"), result["open_cpu"]["server"]
+        if gw_cpu is not None:
+            gw_cpu, up_cpu = up_cpu, gw_cpu
+        print(
+            f"{name:<34} {result['open_p50'] * 1e3:>8.1f} {result['close_p50'] * 1e3:>8.1f} "
+            f"{f'{gw_cpu / 1e3:.1f}' if gw_cpu is not None else '-':>9} "
+            f"{up_cpu / 1e3:>8.1f} {result['list_p50'] * 1e3:>8.1f} {result['listed']:>6}"
+        )
+    print(
+        f"(open: initialize of a new session, p50 of {args.mcp_opens}; close: its DELETE; "
+        f"cpu ms per open + close, gateway and sample server; list: tools/list p50 of "
+        f"{args.mcp_lists}, tools: how many it listed)"
+    )
 
 
 if __name__ == "__main__":

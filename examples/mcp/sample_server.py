@@ -3,6 +3,10 @@
     .venv/bin/python examples/mcp/sample_server.py                   # stdio (a gateway starts it)
     .venv/bin/python examples/mcp/sample_server.py --http --port 9200   # streamable HTTP, /mcp
 
+``--json`` answers each HTTP POST with one JSON body (the SDK's JSON response mode)
+instead of an SSE stream; ``--extra-tools N`` registers N more read-only tools,
+``tool_0001`` to ``tool_<N>`` (a listing of scale). Without them it serves as always.
+
 ``--log FILE`` appends one JSON line per HTTP request it receives (with its headers)
 and per tool call (with its arguments and ``_meta``), so a test can see what reached
 it, and what never did.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +71,25 @@ def post_message(channel: str, text: str, ctx: Context) -> str:
     return f"posted to #{channel}"
 
 
+def add_extra_tools(count: int) -> None:
+    """Register ``count`` read-only tools ``tool_0001``.. (each echoes its argument)."""
+
+    def echo_as(name: str) -> Callable[[str], str]:
+        def echo(text: str) -> str:
+            return f"{name}: {text}"
+
+        return echo
+
+    for number in range(1, count + 1):
+        name = f"tool_{number:04d}"
+        server.add_tool(
+            echo_as(name),
+            name=name,
+            description=f"Extra read-only tool number {number}.",
+            annotations=ToolAnnotations(readOnlyHint=True),
+        )
+
+
 class HeaderLog:
     """ASGI middleware recording each HTTP request's method, path and headers."""
 
@@ -86,14 +110,21 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--log", type=Path, help="append requests and calls to this file")
+    parser.add_argument(
+        "--json", action="store_true", help="answer HTTP POSTs with JSON, not an SSE stream"
+    )
+    parser.add_argument(
+        "--extra-tools", type=int, default=0, metavar="N", help="N more read-only tools"
+    )
     options = parser.parse_args()
     log_path = options.log
+    add_extra_tools(options.extra_tools)
     if not options.http:
         server.run("stdio")
         return
     import uvicorn
 
-    app = server.streamable_http_app(host=options.host)
+    app = server.streamable_http_app(host=options.host, json_response=options.json)
     uvicorn.run(HeaderLog(app), host=options.host, port=options.port, log_level="warning")
 
 
