@@ -7,6 +7,8 @@ import base64
 import hashlib
 import re
 import secrets
+import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from html import unescape
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import tomli_w
 
 from zerolane.audit.events import Actor
@@ -74,6 +77,37 @@ def oauth_home(
     write_private(path, tomli_w.dumps(doc).encode())
     write_private(home / "oauth-password", (hash_password(PASSWORD) + "\n").encode())
     return Deployment.open(home, clock)
+
+
+class ControlPlane:
+    """uvicorn serving the API on ``port`` in a daemon thread."""
+
+    def __init__(self, deployment: Deployment, port: int) -> None:
+        import uvicorn
+
+        from zerolane.server.app import create_app
+
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            create_app(deployment), host="127.0.0.1", port=port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> ControlPlane:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("the control plane did not start")
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
 
 
 def pkce() -> tuple[str, str]:

@@ -5,52 +5,17 @@ server, whose audience is the one resource clients may ask tokens for."""
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from tests.gateway.mcp.harness import SAMPLE, GatewayServer
-from tests.server.oauth_fixtures import TD, oauth_home
+from tests.server.oauth_fixtures import TD, ControlPlane, oauth_home
 from zerolane.cli.background import free_port
 from zerolane.cli.mcp_gateway import enforcement_of
 from zerolane.gateway.mcp import GatewayConfig, parse_gateway_config
 from zerolane.server.deployment import Deployment
-
-
-class ControlPlane:
-    """uvicorn serving the API on ``port`` in a daemon thread."""
-
-    def __init__(self, deployment: Deployment, port: int) -> None:
-        import uvicorn
-
-        from zerolane.server.app import create_app
-
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            create_app(deployment), host="127.0.0.1", port=port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> ControlPlane:
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("the control plane did not start")
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
 
 @dataclass
