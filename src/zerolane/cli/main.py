@@ -98,6 +98,7 @@ GROUPS = {
     "mcp-gateway": ("zerolane.cli.mcp_gateway", "app"),
     "forward-auth": ("zerolane.cli.forward_auth", "app"),
     "enforcement-point": ("zerolane.cli.enforcement_point", "app"),
+    "oauth": ("zerolane.cli.oauth", "app"),
 }
 
 
