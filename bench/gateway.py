@@ -309,8 +309,10 @@ def run_mcp_load(spec: dict[str, Any]) -> dict[str, Any]:
             streamable_http_client(spec["url"], http_client=http)
         )
         client = await stack.enter_async_context(ClientSession(read, write))
-        await client.initialize()
+        protocol.append((await client.initialize()).protocol_version)
         return client
+
+    protocol: list[str] = []
 
     async def calls() -> dict[str, Any]:
         # one HTTP client for every session, as an agent would keep (making one loads
@@ -356,6 +358,7 @@ def run_mcp_load(spec: dict[str, Any]) -> dict[str, Any]:
             "open_cpu": open_cpu,
             "listings": listings,
             "listed": len(listed.tools) if listings else 0,
+            "protocol": protocol[-1],
         }
 
     return anyio.run(calls)
@@ -1044,6 +1047,7 @@ def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
         "lists": len(listings),
         "list_p50": percentile(listings, 0.50),
         "listed": results[0]["listed"],
+        "protocol": results[0]["protocol"],
     }
 
 
@@ -1156,6 +1160,8 @@ def report_mcp(args: argparse.Namespace, mcp: dict[str, dict[str, Any]]) -> None
         f"cpu ms per open + close, gateway and sample server; list: tools/list p50 of "
         f"{args.mcp_lists}, tools: how many it listed)"
     )
+    versions = {f"{key} {result['protocol']}" for key, result in mcp.items()}
+    print(f"protocol versions the client negotiated: {', '.join(sorted(versions))}")
 
 
 if __name__ == "__main__":
