@@ -115,30 +115,37 @@ def test_an_allowed_resource_is_read_and_another_is_refused_before_the_upstream(
     assert used == 3  # the three reads allowed; the refused ones spent nothing
 
 
-def test_with_no_listing_first_reads_and_prompts_are_routed_and_decided_alike(
+def test_with_no_listing_first_prompts_are_routed_and_uris_need_a_listing(
     features: Features,
 ) -> None:
-    """An agent may read a URI or get a prompt it knows without listing first."""
+    """An agent may get a prompt it knows without listing first (routed by the servers'
+    prefixes, decided alike). A URI is routed only to a server that claims it: with two
+    servers offering resources, one not listed yet is refused ``request.unmapped``, and
+    read once listed (nothing is listed for the agent before its request is decided)."""
 
     async def main(task: Task) -> list[Any]:
         async with agent_session(features.url, task) as agent:
-            return [
-                await attempt(agent.session.read_resource("test://static-text")),
-                await attempt(agent.session.read_resource("test://static-binary")),
+            found = [
                 await attempt(agent.session.get_prompt("test_simple_prompt")),
                 await attempt(agent.session.get_prompt("test_prompt_with_image")),
+                await attempt(agent.session.read_resource("test://static-text")),
             ]
+            await agent.session.list_resources()
+            found.append(await attempt(agent.session.read_resource("test://static-text")))
+            found.append(await attempt(agent.session.read_resource("test://static-binary")))
+            return found
 
     with features.task() as task:
-        text, binary, simple, image = anyio.run(main, task)
+        simple, image, unlisted, text, binary = anyio.run(main, task)
+    assert isinstance(simple, types.GetPromptResult), simple
+    assert text_of(simple) == "This is a simple prompt for testing."
+    refusal(image)
+    refusal(unlisted, "request.unmapped")
     assert isinstance(text, types.ReadResourceResult), text
     content = text.contents[0]
     assert isinstance(content, types.TextResourceContents)
     assert content.text == STATIC_TEXT
     refusal(binary)
-    assert isinstance(simple, types.GetPromptResult), simple
-    assert text_of(simple) == "This is a simple prompt for testing."
-    refusal(image)
 
 
 def test_a_subscription_brings_updates_of_what_the_task_may_read_only(

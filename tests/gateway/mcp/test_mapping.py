@@ -121,13 +121,16 @@ def test_a_name_two_servers_expose_is_routed_to_neither() -> None:
         ("test://static-text", "test/static-text"),
         ("test://static/resource/1", "test/static/resource/1"),
         (
-            "https://user@docs.example.org:8443/guide/intro.md",
-            "https/user@docs.example.org:8443/guide/intro.md",
+            "https://docs.example.org:8443/guide/intro.md",
+            "https/docs.example.org:8443/guide/intro.md",
         ),
+        ("https://Docs.Example.ORG/a", "https/docs.example.org/a"),  # hosts are case-insensitive
+        ("file://localhost/a/b", "file/-/a/b"),  # RFC 8089: the same file as file:///a/b
+        ("FILE://LOCALHOST/a", "file/-/a"),
         ("urn:x:y", "urn:/x:y"),
         ("mailto:team@example.org", "mailto:/team@example.org"),
         ("note:a/b", "note:/a/b"),
-        ("FILE:///Finance/Q3", "file/-/Finance/Q3"),  # only the scheme is case-folded
+        ("FILE:///Finance/Q3", "file/-/Finance/Q3"),  # the path keeps its case
         ("git+ssh://host/repo.git", "git+ssh/host/repo.git"),
         ("file:///{path}", "file/-/{path}"),  # a template: braces are literal
         ("test://static/resource/{id}", "test/static/resource/{id}"),
@@ -164,6 +167,8 @@ def test_uris_map_onto_resource_segments(uri: str, name: str) -> None:
         "file:///a\x7f",
         "file:///a\\..\\b",  # a backslash the upstream may take for a separator
         "file:///a?x=1",
+        "https://user@docs.example.org/a",  # user info: another spelling of the host
+        "https://u:p@h/a",
         "file:///a#top",
         "https://h/p?",
         "file:///a/",  # a trailing '/': an empty segment
@@ -246,6 +251,9 @@ def test_the_first_matching_rule_sets_a_resource_sensitivity() -> None:
     assert level("FILE:///finance/q3") is Sensitivity.CONFIDENTIAL
     # the rest is compared as it is (matching is case-sensitive)
     assert level("file:///Finance/q3") is Sensitivity.RESTRICTED
+    # another spelling of the same file cannot dodge a rule either
+    assert level("file://localhost/finance/q3") is Sensitivity.CONFIDENTIAL
+    assert level("FILE://LOCALHOST/finance/q3") is Sensitivity.CONFIDENTIAL
 
 
 # ---- prompts ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from zerolane.gateway.mcp.view import (
     MAX_TEMPLATE_CHARS,
     View,
     build_prompts,
-    template_pattern,
+    template_of,
     uris_of,
 )
 
@@ -145,7 +145,7 @@ def test_the_same_server_listing_a_uri_twice_keeps_it() -> None:
 
 def test_a_uri_matching_one_servers_template_goes_to_it() -> None:
     seen = view()
-    seen.set_templates({"files": ["file:///{path}"], "web": ["https://w/{+rest}"]})
+    seen.set_templates({"files": ["file:///{dir}/{name}"], "web": ["https://w/{+rest}"]})
     assert seen.server_of("file:///docs/a.txt") == "files"
     assert seen.server_of("https://w/x/y") == "web"
     assert seen.server_of("file:///") is None  # an expression matches something
@@ -189,8 +189,14 @@ def test_listing_again_replaces_what_was_listed() -> None:
 @pytest.mark.parametrize(
     ("template", "uri", "matches"),
     [
-        ("file:///{path}", "file:///a/b/c", True),
+        ("file:///{path}", "file:///a", True),
+        ("file:///{path}", "file:///a/b/c", False),  # a simple expression is one segment
+        ("file:///{+path}", "file:///a/b/c", True),  # a reserved one may span segments
+        ("file:///{/path}", "file:///a/b", True),
         ("file:///{path}", "file:///", False),
+        ("db://{table}/rows/{id}.json", "db://users/rows/7.json", True),
+        ("db://{table}/rows/{id}.json", "db://users/rows/7.xml", False),
+        ("x://{a}{b}", "x://ab", True),  # adjacent expressions match as one
         ("db://{table}/rows/{id}", "db://users/rows/7", True),
         ("db://{table}/rows/{id}", "db://users/cols/7", False),
         ("a.b://{x}", "aXb://y", False),  # literal text is literal, dots included
@@ -201,14 +207,37 @@ def test_listing_again_replaces_what_was_listed() -> None:
     ],
 )
 def test_a_template_matches_what_it_expands_to(template: str, uri: str, matches: bool) -> None:
-    pattern = template_pattern(template)
-    assert pattern is not None
-    assert (pattern.fullmatch(uri) is not None) is matches
+    matcher = template_of(template)
+    assert matcher is not None
+    assert matcher.fullmatch(uri) is matches
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "x://{+a}/{b}",  # a segment-spanning expression must be the only one
+        "x://{+a}{+b}",
+        "x://{a}q{b}q{c}",  # three expressions in one segment
+        "x://a}b{c}",  # a stray brace
+    ],
+)
+def test_templates_that_could_match_slowly_route_nothing(template: str) -> None:
+    assert template_of(template) is None
+
+
+def test_an_agents_uri_is_matched_in_bounded_time() -> None:
+    """The templates an agent can have listed (its own upstream's) never make matching
+    its URI slow: no backtracking across segments, at most two expressions in one."""
+    worst = template_of("x://{a}q{b}/{c}q{d}/{e}q{f}/end")
+    assert worst is not None
+    uri = "x://" + "/".join(["q" * 300] * 3) + "/nope"
+    assert worst.fullmatch(uri) is False  # about 1 ms here; one regex over it took 10 s
+    assert worst.fullmatch("x://" + "q" * 2000) is False  # over the URI bound
 
 
 def test_a_template_too_long_is_not_used() -> None:
     long = "x://" + "a" * MAX_TEMPLATE_CHARS + "{b}"
-    assert template_pattern(long) is None
+    assert template_of(long) is None
     seen = view()
     seen.set_templates({"files": [long]})
     assert seen.server_of("x://" + "a" * MAX_TEMPLATE_CHARS + "c") is None

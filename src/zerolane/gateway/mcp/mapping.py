@@ -122,20 +122,20 @@ def resource_name(uri: str) -> str | None:
     ``scheme://authority/p/a/t/h`` becomes ``scheme/authority/p/a/t/h``, an empty
     authority written ``-`` (``file:///a/b`` is ``file/-/a/b``, ``file://a/b`` is
     ``file/a/b``); ``scheme:opaque`` becomes ``scheme:/`` + the opaque part split on
-    ``/`` (``urn:x:y`` is ``urn:/x:y``). The scheme is lower-cased, nothing else is
-    changed: no decoding, no resolving. Refused, so that one name never stands for two
-    URIs and no URI dodges a pattern: anything but printable ASCII (spaces included),
+    ``/`` (``urn:x:y`` is ``urn:/x:y``). No decoding, no resolving. Refused, so that
+    one name never stands for two URIs and no URI dodges a pattern: anything but
+    printable ASCII (spaces included),
     ``%``, ``*``, ``\\``, a query or fragment (``?``, ``#``), an empty segment (a
     trailing ``/`` included), a ``.`` or ``..`` segment, an authority that is itself
-    ``-``, and more than :data:`MAX_URI` characters. Template URIs (RFC 6570,
-    ``file:///{path}``) map the same way, their braces as literal characters.
+    ``-``, user info (``@`` in the authority), and more than :data:`MAX_URI`
+    characters. The scheme and authority are lower-cased and ``file://localhost/`` is
+    ``file:///`` (:func:`normalized_uri`). Template URIs (RFC 6570, ``file:///{path}``)
+    map the same way, their braces as literal characters.
     """
-    if len(uri) > MAX_URI:
+    normal = normalized_uri(uri)
+    if normal is None:
         return None
-    parts = _URI.fullmatch(uri)
-    if parts is None or not _UNSAFE.isdisjoint(uri):
-        return None
-    scheme, rest = parts[1].lower(), parts[2]
+    scheme, _, rest = normal.partition(":")
     if rest.startswith("//"):
         authority, slash, path = rest[2:].partition("/")
         if authority == EMPTY_AUTHORITY or not (authority or slash):
@@ -147,6 +147,28 @@ def resource_name(uri: str) -> str | None:
     if any(segment in ("", ".", "..") for segment in name.split("/")):
         return None
     return name
+
+
+def normalized_uri(uri: str) -> str | None:
+    """``uri`` as it is decided: the scheme and the authority lower-cased (hosts are
+    case-insensitive), ``file://localhost/`` written ``file:///`` (RFC 8089: the same
+    file); None for a URI that cannot map safely (see :func:`resource_name`), or one
+    with user info (``user@host``: two spellings of one host)."""
+    if len(uri) > MAX_URI:
+        return None
+    parts = _URI.fullmatch(uri)
+    if parts is None or not _UNSAFE.isdisjoint(uri):
+        return None
+    scheme, rest = parts[1].lower(), parts[2]
+    if not rest.startswith("//"):
+        return f"{scheme}:{rest}"
+    authority, slash, path = rest[2:].partition("/")
+    authority = authority.lower()
+    if "@" in authority:
+        return None
+    if scheme == "file" and authority == "localhost":
+        authority = ""
+    return f"{scheme}://{authority}{slash}{path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +198,10 @@ class ResourceRoute:
 
 
 def resource_sensitivity(server: UpstreamConfig, uri: str) -> Sensitivity:
-    """The first rule matching ``uri`` (as given, or with its scheme lower-cased), else
-    the server's default."""
-    candidates = {uri, _lower_scheme(uri)}
+    """The first rule matching ``uri`` (as given, or normalized: :func:`normalized_uri`),
+    else the server's default."""
+    normal = normalized_uri(uri)
+    candidates = {uri, _lower_scheme(uri), *([normal] if normal else [])}
     for rule in server.resources:
         if any(rule.matches(candidate) for candidate in candidates):
             return rule.sensitivity

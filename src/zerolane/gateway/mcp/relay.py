@@ -44,6 +44,8 @@ MAX_PAGES = 100
 #: how long a request other than tools/call may take upstream
 REQUEST_SECONDS = 60.0
 
+#: RFC 5424 severities, as MCP's logging/setLevel names them
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 #: listing method -> (the capability it needs, the result's list key)
 LISTINGS = {
     "tools/list": ("tools", "tools"),
@@ -108,27 +110,6 @@ class Relay:
             return {**answer, "error": result["error"]}
         return {**answer, "result": result.get("result", {})}
 
-    async def prepare(self, session: AgentSession, message: Message) -> None:
-        """List what a decided request names when the session has not yet: a prompt's
-        name, or (with several servers offering resources) a URI, is routed from the
-        session's own listing."""
-        ref = message.params.get("ref")
-        kind = ref.get("type") if isinstance(ref, dict) else None
-        prompt = message.method == "prompts/get" or kind == "ref/prompt"
-        if prompt and not session.view.prompts_listed:
-            await self._quietly(session, "prompts/list")
-            return
-        several = len(session.view.resource_servers) > 1
-        if not prompt and several and not session.view.resources_listed:
-            await self._quietly(session, "resources/list")
-            await self._quietly(session, "resources/templates/list")
-
-    async def _quietly(self, session: AgentSession, method: str) -> None:
-        try:
-            await self._listing(session, method)
-        except MCPError as err:  # nothing listed: the request is refused as unmapped
-            log.info("MCP session %s: %s failed: %s", session.id[:8], method, err)
-
     # --- requests relayed as they are -------------------------------------------------
 
     async def _undecided(
@@ -145,15 +126,21 @@ class Relay:
             return await self._set_level(session, message, outbox)
         if method == "resources/unsubscribe":
             uri = message.params.get("uri")
-            server = session.view.server_of(uri) if isinstance(uri, str) else None
-            if server is None:
-                raise MCPError(types.INVALID_PARAMS, "no upstream serves this resource URI")
-            return await self._relay(session, server, message, dict(message.params), outbox)
+            server = session.subscriptions.get(uri) if isinstance(uri, str) else None
+            if server is None or not isinstance(uri, str):
+                raise MCPError(types.INVALID_PARAMS, "this session is not subscribed to that URI")
+            answer = await self._relay(session, server, message, {"uri": uri}, outbox)
+            if answer is not None and "error" not in answer:
+                session.subscriptions.pop(uri, None)
+            return answer
         raise MCPError(METHOD_NOT_FOUND, f"method not relayed by the gateway: {method[:64]}")
 
     async def _set_level(
         self, session: AgentSession, message: Message, outbox: Outbox
     ) -> dict[str, Any]:
+        level = message.params.get("level")
+        if level not in LOG_LEVELS:
+            raise MCPError(types.INVALID_PARAMS, f"level is one of {', '.join(LOG_LEVELS)}")
         servers = [
             name
             for name, link in session.links.items()
@@ -165,7 +152,7 @@ class Relay:
 
         async def one(server: str) -> None:
             try:
-                answer = await self._relay(session, server, message, dict(message.params), outbox)
+                answer = await self._relay(session, server, message, {"level": level}, outbox)
             except Failed as err:
                 failures.append(f"{server}: {err.error.error.message}")
                 return
@@ -343,11 +330,16 @@ class Relay:
                 DECISION_META: decision.decision_id,
             }
         try:
-            return await self._relay(session, target.server, message, params, outbox)
+            answer = await self._relay(session, target.server, message, params, outbox)
         except Failed as err:
             data = err.error.error.data if isinstance(err.error.error.data, dict) else {}
             reason = str(data.get("reason", "upstream.unavailable"))
             raise upstream_unavailable(decision, reason, err.error.error.message) from err
+        uri = params.get("uri")
+        subscribed = target.method == "resources/subscribe" and answer and "error" not in answer
+        if subscribed and isinstance(uri, str):  # what the session may unsubscribe from
+            session.subscriptions[uri] = target.server
+        return answer
 
     async def _relay(
         self,

@@ -77,6 +77,23 @@ OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
 MayRead = Callable[["AgentSession", str, str], Awaitable[bool]]
 
 
+def client_capabilities(offered: object) -> dict[str, Any]:
+    """What upstreams are told of the agent's capabilities: ``sampling``,
+    ``elicitation`` and ``roots`` with only the flags the 2025-11-25 schema defines
+    (the gateway relays those requests; an agent's other keys are not a channel)."""
+    if not isinstance(offered, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for name, flags in (("sampling", ("context", "tools")), ("elicitation", ("form", "url"))):
+        value = offered.get(name)
+        if isinstance(value, dict):
+            kept[name] = {flag: {} for flag in flags if isinstance(value.get(flag), dict)}
+    roots = offered.get("roots")
+    if isinstance(roots, dict):
+        kept["roots"] = {"listChanged": True} if roots.get("listChanged") is True else {}
+    return kept
+
+
 def _progress_token(message: dict[str, Any], *, key: str = "meta") -> str | None:
     """The progress token of a request (``params._meta.progressToken``) or of a
     progress notification (``params.progressToken``), as a dictionary key."""
@@ -187,6 +204,8 @@ class AgentSession:
         self._opening: set[anyio.CancelScope] = set()  # links being opened at initialize
         self.stream: Outbox | None = None  # the agent's GET stream, when open
         self.logs = StreamLogs()  # its answers' SSE streams, resumable
+        #: the URIs this session subscribed to, and the server of each
+        self.subscriptions: dict[str, str] = {}
         self._group: TaskGroup | None = None
         self._closed = anyio.Event()
 
@@ -453,10 +472,10 @@ class AgentSession:
         if held is None or held.link.closed:
             return False
         params = message.get("params")
+        fields = ("progressToken", "progress", "total", "message")
+        kept = {k: params[k] for k in fields if isinstance(params, dict) and k in params}
         try:
-            await held.link.notify(
-                "notifications/progress", params if isinstance(params, dict) else None
-            )
+            await held.link.notify("notifications/progress", kept)
         except Exception as err:
             log.info("MCP upstream %s: progress not relayed: %s", found[0], err)
             return False

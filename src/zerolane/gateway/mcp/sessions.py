@@ -37,6 +37,21 @@ IDLE_SECONDS = 30 * 60.0
 SWEEP_SECONDS = 5.0
 
 
+def reachable(
+    servers: tuple[UpstreamConfig, ...], claims: TaskTokenClaims
+) -> tuple[UpstreamConfig, ...]:
+    """The servers a task's scope names an action of (``mcp:<server>/...``): the only
+    ones its sessions open upstream sessions to, so nothing of the agent (its
+    capabilities, log level, roots) reaches a server the task can do nothing on."""
+    actions = {
+        action
+        for detail in claims.authorization_details
+        for action in (detail.get("actions") or ())
+        if isinstance(action, str)
+    }
+    return tuple(s for s in servers if any(a.startswith(f"mcp:{s.name}/") for a in actions))
+
+
 class Sessions:
     """The live agent sessions by id."""
 
@@ -108,7 +123,7 @@ class Sessions:
             secrets.token_urlsafe(32),
             claims,
             client,
-            servers=self._servers,
+            servers=reachable(self._servers, claims),
             pools=self.pools,
             may_read=self._may_read,
             connect_seconds=self._connect_seconds,

@@ -75,6 +75,27 @@ def _object(params: dict[str, Any], key: str, method: str) -> dict[str, Any]:
     return value
 
 
+#: the params each decided request carries upstream (anything else the agent added is
+#: not relayed: a decided request is not a channel for data the decision did not see)
+RELAYED_PARAMS = {
+    "tools/call": ("name", "arguments"),
+    "resources/read": ("uri",),
+    "resources/subscribe": ("uri",),
+    "prompts/get": ("name", "arguments"),
+    "completion/complete": ("ref", "argument", "context"),
+}
+
+
+def relayed(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The params of a decided request as relayed: its method's own, and of ``_meta``
+    only the progress token."""
+    kept = {key: params[key] for key in RELAYED_PARAMS[method] if key in params}
+    meta = params.get("_meta")
+    if isinstance(meta, dict) and "progressToken" in meta:
+        kept["_meta"] = {"progressToken": meta["progressToken"]}
+    return kept
+
+
 def _unmapped(method: str, name: str, details: dict[str, object]) -> Target:
     return Target(method, None, f"mcp:?/{name[:128]}", "", "", None, None, details)
 
@@ -118,7 +139,7 @@ def _tool(message: Message, view: View) -> Target:
         route.sensitivity,
         route.mcp_facts(call.arguments),
         details,
-        {**message.params, "name": route.tool.name},
+        {**relayed("tools/call", message.params), "name": route.tool.name},
     )
 
 
@@ -146,7 +167,7 @@ def _resource(method: str, uri: str, params: dict[str, Any], view: View) -> Targ
         route.sensitivity,
         facts,
         details,
-        dict(params),
+        relayed(method, params),
     )
 
 
@@ -158,7 +179,7 @@ def _prompt(message: Message, view: View) -> Target:
         "prompt": name[:MAX_NAME_CHARS],
         "arguments": audited_arguments(arguments),
     }
-    route = view.prompts.get(name)
+    route = view.prompt(name)
     if route is None:
         return _unmapped("prompts/get", name, details)
     details.update(server=route.server, upstream_prompt=route.prompt.name)
@@ -171,7 +192,7 @@ def _prompt(message: Message, view: View) -> Target:
         route.sensitivity,
         route.mcp_facts(arguments),
         details,
-        {**message.params, "name": route.prompt.name},
+        {**relayed("prompts/get", message.params), "name": route.prompt.name},
     )
 
 
@@ -188,7 +209,7 @@ def _completion(message: Message, view: View) -> Target:
         details["argument"] = argument["name"][:MAX_NAME_CHARS]
     if kind == "ref/prompt":
         name = _text(ref, "name", method)
-        route = view.prompts.get(name)
+        route = view.prompt(name)
         details["prompt"] = name[:MAX_NAME_CHARS]
         if route is None:
             return _unmapped(method, name, details)
@@ -206,7 +227,7 @@ def _completion(message: Message, view: View) -> Target:
             route.sensitivity,
             facts,
             details,
-            {**message.params, "ref": upstream_ref},
+            {**relayed(method, message.params), "ref": upstream_ref},
         )
     if kind == "ref/resource":
         target = _resource(method, _text(ref, "uri", method), message.params, view)

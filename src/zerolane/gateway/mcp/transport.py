@@ -47,7 +47,7 @@ from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.events import EventLog, message_event, priming_event
 from zerolane.gateway.mcp.messages import Disconnected, Message, TooLarge, parse_message, read_body
 from zerolane.gateway.mcp.relay import Relay, capabilities_of, error_of
-from zerolane.gateway.mcp.session import AgentSession, ClientFacts, Outbox
+from zerolane.gateway.mcp.session import AgentSession, ClientFacts, Outbox, client_capabilities
 from zerolane.gateway.mcp.sessions import Sessions
 from zerolane.gateway.mcp.targets import DECIDED, target_of
 from zerolane.tokens.rfc9068 import TaskTokenClaims
@@ -299,7 +299,7 @@ class Endpoint:
         elif message.method == "notifications/progress":  # on a server request
             await session.agent_progress(message.raw)
         elif message.method == "notifications/roots/list_changed":
-            await session.notify_all(message.method, message.params or None)
+            await session.notify_all(message.method, None)  # nothing of the agent's params
 
     async def _initialize(
         self,
@@ -327,7 +327,7 @@ class Endpoint:
         capabilities = params.get("capabilities")
         info = params.get("clientInfo")
         client = ClientFacts(
-            capabilities if isinstance(capabilities, dict) else {},
+            client_capabilities(capabilities),
             str(version),
             info if isinstance(info, dict) else {},
         )
@@ -362,7 +362,6 @@ class Endpoint:
             claims = await self._gate.authenticate(token, proof, "POST", cert)
             record_task(scope, claims.task_id)
             session = self._session(scope, claims.task_id)
-        await self._relay.prepare(session, message)
         target = target_of(message, session.view)
         decision = await self._gate.decide(token, proof, target, cert, session.task_id)
         record_decision(scope, decision)

@@ -19,23 +19,75 @@ from typing import Any
 import mcp_types as types
 
 from zerolane.gateway.mcp.catalog import build_routes
-from zerolane.gateway.mcp.config import UpstreamConfig
+from zerolane.gateway.mcp.config import MAX_URI, UpstreamConfig
 from zerolane.gateway.mcp.mapping import PromptRoute, ToolRoute, prompt_route
 
 log = logging.getLogger(__name__)
 
 #: an RFC 6570 expression in a URI template (any operator): matched as one or more chars
-_EXPRESSION = re.compile(r"\{[^{}]*\}")
+_EXPRESSION = re.compile(r"\{([^{}]*)\}")
 MAX_TEMPLATE_CHARS = 1024
+#: expressions in one segment of a template at most (more: the template routes nothing)
+MAX_SEGMENT_EXPRESSIONS = 2
+#: the longest URI matched against templates (the mapping's own bound)
+MAX_URI_CHARS = MAX_URI
+#: RFC 6570 operators whose expansion may hold a '/' (reserved, fragment, path)
+_MULTI_SEGMENT = ("+", "#", "/")
 
 
-def template_pattern(template: str) -> re.Pattern[str] | None:
-    """A regular expression matching the URIs ``template`` expands to (an expression
-    matches any non-empty text); None for a template too long to use."""
+class Template:
+    """The URIs an RFC 6570 template expands to, matched in time linear in the
+    URI's length times a small constant (an agent's URI must not stall the loop).
+
+    A template whose one expression may span segments (``file:///{+path}``) matches
+    its literal prefix and suffix around one or more characters; any other template
+    matches segment by segment (split on ``/``, the same count), each expression one
+    or more characters other than ``/``, at most :data:`MAX_SEGMENT_EXPRESSIONS` per
+    segment. :func:`template_of` refuses the rest (None): such a template routes
+    nothing, and its URIs are routed only once listed.
+    """
+
+    def __init__(self, wide: tuple[str, str] | None, segments: tuple[re.Pattern[str], ...]):
+        self._wide = wide
+        self._segments = segments
+
+    def fullmatch(self, uri: str) -> bool:
+        if len(uri) > MAX_URI_CHARS:
+            return False
+        if self._wide is not None:
+            prefix, suffix = self._wide
+            middle = len(uri) - len(prefix) - len(suffix)
+            return middle > 0 and uri.startswith(prefix) and uri.endswith(suffix)
+        parts = uri.split("/")
+        if len(parts) != len(self._segments):
+            return False
+        return all(p.fullmatch(part) for p, part in zip(self._segments, parts, strict=True))
+
+
+def template_of(template: str) -> Template | None:
+    """The matcher of ``template`` (see :class:`Template`), or None."""
     if len(template) > MAX_TEMPLATE_CHARS:
         return None
-    parts = _EXPRESSION.split(template)
-    return re.compile(".+".join(re.escape(part) for part in parts), re.DOTALL)
+    parts = _EXPRESSION.split(template)  # literal, expression, literal, ...
+    operators = parts[1::2]
+    wide = [op for op in operators if op[:1] in _MULTI_SEGMENT]
+    if wide:
+        if len(operators) != 1 or any(b in parts[0] + parts[2] for b in "{}"):
+            return None
+        return Template((parts[0], parts[2]), ())
+    segments: list[re.Pattern[str]] = []
+    for segment in template.split("/"):
+        pieces = _EXPRESSION.split(segment)
+        literal = "".join(pieces[::2])
+        if len(pieces) // 2 > MAX_SEGMENT_EXPRESSIONS or "{" in literal or "}" in literal:
+            return None
+        regex = re.escape(pieces[0])
+        for index in range(1, len(pieces), 2):
+            if not regex.endswith("[^/]+") or pieces[index - 1]:
+                regex += "[^/]+"  # adjacent expressions match as one
+            regex += re.escape(pieces[index + 1])
+        segments.append(re.compile(regex, re.DOTALL))
+    return Template(None, tuple(segments))
 
 
 def build_prompts(
@@ -74,16 +126,18 @@ class View:
         self._catalog = catalog
         self.prompts: dict[str, PromptRoute] = {}
         self.prompts_listed = False
-        self.resources_listed = False
         self._uris: dict[str, str | None] = {}  # uri -> server (None: claimed by two)
-        self._templates: dict[str, tuple[re.Pattern[str], ...]] = {}
+        self._templates: dict[str, tuple[Template, ...]] = {}
         #: the servers that offer resources (from their initialize results)
         self.resource_servers: tuple[str, ...] = ()
 
     @property
     def tools(self) -> Mapping[str, ToolRoute]:
-        """The session's tool routes, or the catalog's until the session lists tools."""
-        return self._tools if self._tools is not None else self._catalog()
+        """The session's tool routes, or the catalog's (of this session's servers) until
+        the session lists tools."""
+        if self._tools is not None:
+            return self._tools
+        return {name: r for name, r in self._catalog().items() if r.server in self.servers}
 
     def set_tools(self, listings: Mapping[str, Sequence[types.Tool]]) -> dict[str, ToolRoute]:
         pairs = [(self.servers[name], tools) for name, tools in listings.items()]
@@ -103,14 +157,26 @@ class View:
             for uri in listed:
                 uris[uri] = server if uris.get(uri, server) == server else None
         self._uris = uris
-        self.resources_listed = True
 
     def set_templates(self, listings: Mapping[str, Sequence[str]]) -> None:
-        compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
+        compiled: dict[str, tuple[Template, ...]] = {}
         for server, templates in listings.items():
-            patterns = (template_pattern(template) for template in templates)
-            compiled[server] = tuple(p for p in patterns if p is not None)
+            matchers = (template_of(template) for template in templates)
+            compiled[server] = tuple(m for m in matchers if m is not None)
         self._templates = compiled
+
+    def prompt(self, name: str) -> PromptRoute | None:
+        """The route of prompt ``name``: from the session's listing once it listed
+        prompts, else by the servers' prefixes (the longest that ``name`` starts with;
+        prefixes are unique), so a ``prompts/get`` needs no listing first and is still
+        decided on the one server it goes to."""
+        if self.prompts_listed:
+            return self.prompts.get(name)
+        owners = [s for s in self.servers.values() if name.startswith(s.prefix)]
+        if not owners:
+            return None
+        server = max(owners, key=lambda s: len(s.prefix))
+        return prompt_route(server, types.Prompt(name=name[len(server.prefix) :]))
 
     def lists(self, uri: str, server: str) -> bool:
         """Whether a URI ``server`` listed routes to it (not also claimed by another)."""
@@ -122,6 +188,8 @@ class View:
         none or several could (the read is refused as unmapped)."""
         if uri in self._uris:
             return self._uris[uri]
+        if len(uri) > MAX_URI_CHARS:
+            return None
         matching = [
             server
             for server, patterns in self._templates.items()
