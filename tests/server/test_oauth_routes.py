@@ -248,6 +248,10 @@ def test_a_wrong_password_gets_no_code_the_right_one_does(flow: Flow) -> None:
     again = flow.person.submit(page)  # a page is used once
     assert again.status_code == 400
     assert [e["outcome"] for e in _events(flow) if e["kind"] == "oauth.sign_in"] == ["denied"]
+    consented = [e for e in _events(flow) if e["kind"] == "oauth.consented"]
+    assert [(e["actor"]["id"], e["details"]["playbook"]) for e in consented] == [
+        ("alice", CLIENT_PLAYBOOK["name"])
+    ]
 
 
 def test_forged_forms_are_refused(flow: Flow) -> None:

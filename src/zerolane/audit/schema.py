@@ -166,6 +166,7 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
         "task.token_renewed": _fields(["token_id", "expires_at", "jkt"], secret=["token"]),
         "oauth.client_registered": _fields(["client_name", "redirect_uris"]),
         "oauth.sign_in": _fields(),
+        "oauth.consented": _fields(["client_id", "playbook", "intent"]),
         "oauth.refresh_reused": _fields(["client_id", "task_id"], secret=["refresh_token"]),
         "task.delegate": _fields(
             [

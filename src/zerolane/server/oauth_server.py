@@ -269,6 +269,13 @@ class OAuthServer:
                 expires_at=self._now() + CODE_TTL,
             )
         )
+        self._deployment.audit.record(
+            "oauth.consented",
+            actor=Actor("user", self.local_user.username),
+            subject=client.client_id,
+            outcome=Outcome.SUCCESS,
+            details={"client_id": client.client_id, "playbook": playbook, "intent": intent},
+        )
         return with_query(authorization.redirect_uri, {"code": code, "state": authorization.state})
 
     def denied(self, authorization: Authorization) -> str:
