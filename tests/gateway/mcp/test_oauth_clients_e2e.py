@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import httpx
 import httpx2
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from mcp import ClientSession, MCPError
 from mcp.client.auth import OAuthClientProvider, OAuthTokenError
 from mcp.client.streamable_http import streamable_http_client
@@ -25,13 +27,16 @@ from mcp.shared.auth import (
     OAuthClientMetadata,
     OAuthToken,
 )
+from mcp_types import TextContent
 from pydantic import AnyUrl
 
 from tests.gateway.mcp.harness import calls
 from tests.gateway.mcp.oauth_stack import OAuthStack, oauth_stack
-from tests.server.oauth_fixtures import ADMIN, CLIENT_PLAYBOOK, REDIRECT, TD, Person
+from tests.server.oauth_fixtures import ADMIN, CLIENT_PLAYBOOK, REDIRECT, TD, Person, pkce
 from tests.server.task_fixtures import claims_of
 from zerolane.audit.log import event_json
+from zerolane.sdk.mcp_auth import McpAuth
+from zerolane.tokens.rfc9449 import make_proof
 
 
 class Memory:
@@ -189,7 +194,7 @@ def test_a_revoked_task_ends_the_clients_access(bearer_stack: OAuthStack) -> Non
     assert reply.json()["reason"] == "task.revoked"
 
 
-def test_no_proof_no_token_where_bearer_clients_are_not_allowed(tmp_path: Path) -> None:
+def test_without_bearer_clients_only_dpop_clients_get_tokens(tmp_path: Path) -> None:
     with oauth_stack(tmp_path, bearer=False) as stack:
         browser, storage = browser_of(stack), Memory()
 
@@ -203,6 +208,65 @@ def test_no_proof_no_token_where_bearer_clients_are_not_allowed(tmp_path: Path) 
         assert storage.tokens is None
         events = [event_json(r) for r in stack.deployment.audit.iter_records()]
         assert [e for e in events if e["kind"] == "task.opened"] == []
+        # the twin: a client that proves a key gets a bound token and works
+        key = ec.generate_private_key(ec.SECP256R1())
+        token = _dpop_token(stack, browser.person, key)
+
+        def sign(method: str, url: str) -> dict[str, str]:
+            proof = make_proof(key, method=method, url=url, access_token=token)
+            return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+        async def main() -> str:
+            async with (
+                httpx2.AsyncClient(auth=McpAuth(sign), timeout=30) as http,
+                streamable_http_client(stack.url, http_client=http) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                result = await session.call_tool("read_report", {"name": "q3"})
+                block = result.content[0]
+                assert isinstance(block, TextContent)
+                return block.text
+
+        assert "Q3 revenue" in anyio.run(main)
+        # without its key the token is nothing: as Bearer it is the wrong scheme
+        stolen = httpx.post(
+            stack.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert (stolen.status_code, stolen.json()["reason"]) == (401, "auth.scheme")
+
+
+def _dpop_token(stack: OAuthStack, person: Person, key: ec.EllipticCurvePrivateKey) -> str:
+    """The OAuth flow by hand, as a DPoP-capable client does it."""
+    cp = stack.cp_url
+    client = httpx.post(f"{cp}/oauth/register", json={"redirect_uris": [REDIRECT]}).json()
+    verifier, challenge = pkce()
+    query = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": REDIRECT,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": "s",
+        "resource": stack.config.audience,
+    }
+    code = person.consent(f"{cp}/oauth/authorize?{urlencode(query)}")["code"]
+    reply = httpx.post(
+        f"{cp}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "client_id": client["client_id"],
+            "redirect_uri": REDIRECT,
+            "resource": stack.config.audience,
+        },
+        headers={"DPoP": make_proof(key, method="POST", url=f"{cp}/oauth/token")},
+    )
+    assert reply.json()["token_type"] == "DPoP", reply.text
+    return str(reply.json()["access_token"])
 
 
 def _has(err: BaseException, kind: type[BaseException]) -> bool:
