@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from zerolane.cli.background import free_port
 from zerolane.gateway.mcp import Enforcement, GatewayConfig, create_gateway_app
+from zerolane.gateway.mcp.sessions import Sessions
 from zerolane.sdk import Task
 
 SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mcp" / "sample_server.py"
@@ -91,6 +92,7 @@ class GatewayServer:
         import uvicorn
 
         app = create_gateway_app(config, enforcement)
+        self.sessions: Sessions = app.state.sessions  # the agent sessions it holds
         settings = uvicorn.Config(app, host=config.host, port=config.port, log_level="warning")
         self.server = uvicorn.Server(settings)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

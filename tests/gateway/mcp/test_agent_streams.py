@@ -27,7 +27,7 @@ from tests.gateway.mcp.conftest import Stack
 from tests.gateway.mcp.harness import GatewayServer
 from tests.gateway.mcp.test_resumable_e2e import gateway_to, playbook, task_for
 from zerolane.cli.background import free_port
-from zerolane.gateway.mcp.transport import prefers_sse
+from zerolane.gateway.mcp.transport import MAX_WORKING, prefers_sse
 from zerolane.sdk import Task
 
 pytestmark = pytest.mark.e2e
@@ -192,7 +192,7 @@ def test_an_unknown_event_id_or_another_tasks_session_resumes_nothing(
     for made_up in ("nope:1", last.rpartition(":")[0] + ":x", "", "a" * 2000):
         headers = {**agent.headers("GET", "text/event-stream"), "Last-Event-ID": made_up}
         reply = httpx.get(url, headers=headers)
-        assert (reply.status_code, reply.json()["reason"]) == (404, "mcp.event_unknown")
+        assert (reply.status_code, reply.json()["reason"]) == (400, "mcp.event_unknown")
     with stack.agent() as other_agent:
         other = Agent(url, task_for(other_agent, gateway, "slow-calls", ["mcp:slow/slow_report"]))
         other.session_id = agent.session_id  # someone else's session id
@@ -239,3 +239,21 @@ def test_a_json_first_agent_gets_json_unless_something_comes_first(
 )
 def test_the_answer_form_follows_the_agents_preference(accept: str, sse: bool) -> None:
     assert prefers_sse(accept) is sse
+
+
+def test_a_session_runs_a_bounded_number_of_requests_at_once(
+    slow_task: tuple[str, Task, list[str], GatewayServer],
+) -> None:
+    url, task, _, gateway = slow_task
+    agent = Agent(url, task)
+    agent.open()
+    session = gateway.sessions.peek(agent.session_id)
+    assert session is not None
+    listing = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
+    session.working = MAX_WORKING  # as if that many were running
+    busy = httpx.post(url, json=listing, headers=agent.headers("POST"))
+    assert (busy.status_code, busy.json()["reason"]) == (503, "mcp.busy")
+    session.working = MAX_WORKING - 1  # the twin: one slot left
+    reply = httpx.post(url, json=listing, headers=agent.headers("POST"))
+    assert reply.status_code == 200
+    assert session.working == MAX_WORKING - 1  # given back once answered

@@ -42,6 +42,16 @@ def test_certificate_bound_tokens_are_advertised_where_certificates_are_read() -
     assert plain["dpop_bound_access_tokens_required"] is True
 
 
+def test_dpop_is_not_required_where_bearer_clients_are_allowed() -> None:
+    """A deployment letting standard clients without a key have short bearer tokens
+    ([oauth] allow_bearer_clients) must not tell them DPoP is required."""
+    assert (
+        resource_metadata(config(), bearer_clients=True)["dpop_bound_access_tokens_required"]
+        is False
+    )
+    assert resource_metadata(config())["dpop_bound_access_tokens_required"] is True  # the twin
+
+
 def test_an_audience_in_a_non_canonical_spelling_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
         resource_metadata(config(audience="https://MCP.example.org:443/mcp"))

@@ -7,7 +7,7 @@ pool and holds the agent sessions (:mod:`zerolane.gateway.mcp.sessions`), each w
 its own upstream sessions, all ended on shutdown. Once every upstream has had its
 first attempt, it says which serve (:func:`serving_line`: only those that initialized
 count); one that failed is retried with backoff, its cause logged once; ``/readyz``
-answers 503 naming each upstream not serving and why. Every HTTP request gets one
+answers 503 naming each upstream not serving. Every HTTP request gets one
 access line (:class:`~zerolane.gateway.access_log.AccessLog`).
 """
 
@@ -59,6 +59,12 @@ def _upstream(server: UpstreamConfig, credentials: UpstreamCredentials | None) -
     return Upstream(server, credential=functools.partial(credentials.for_gateway, server))
 
 
+def _bearer_clients(enforcement: Enforcement) -> bool:
+    """Whether the deployment accepts unbound tokens of standard clients."""
+    authenticator = getattr(enforcement, "authenticator", None)  # None: a lifespan test
+    return bool(getattr(authenticator, "bearer_clients", False))
+
+
 def create_gateway_app(
     config: GatewayConfig,
     enforcement: Enforcement,
@@ -104,13 +110,13 @@ def create_gateway_app(
         return JSONResponse({"status": "ok", "upstreams_with_tools": connected})
 
     async def readyz(_: Request) -> Response:
-        """200 when every upstream serves; 503 naming each that does not, and why."""
-        down = {u.name: u.failure or "not connected yet" for u in upstreams if not u.serving}
+        """200 when every upstream serves; 503 naming each that does not (the causes are
+        logged, never shown to whoever asks)."""
+        down = sorted(u.name for u in upstreams if not u.serving)
         body = {
             "status": "not_ready" if down else "ready",
             "serving": sorted(u.name for u in upstreams if u.serving),
             "not_serving": down,
-            "sessions": len(sessions),
         }
         return JSONResponse(body, status_code=503 if down else 200)
 
@@ -137,7 +143,7 @@ def create_gateway_app(
             group.cancel_scope.deadline = anyio.current_time() + STOP_SECONDS
 
     routes = [
-        *metadata_routes(config),
+        *metadata_routes(config, bearer_clients=_bearer_clients(enforcement)),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route(config.path, endpoint=endpoint, methods=["GET", "POST", "DELETE"]),

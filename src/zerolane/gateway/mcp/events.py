@@ -1,13 +1,14 @@
 """The SSE streams the gateway answers agents with, kept so an agent can resume them.
 
-When a request's answer is streamed (something came before it), the stream opens with
-a priming event (an id and empty data, as the 2025-11-25 transport has servers do) and
-every event carries an id ``<stream>:<n>``. The stream's events are kept in an
-:class:`EventLog` for the session while it runs and :data:`KEEP_SECONDS` after it
-ended, at most :data:`MAX_EVENTS` of them; the request goes on when the agent's
-connection drops (a disconnect is not a cancellation), and the agent resumes the
-stream with a GET carrying ``Last-Event-ID``: the events after that id are sent again,
-then the rest as they come. An id the session does not know (another session's, one
+When a request's answer is streamed (something came before it, or the agent prefers
+SSE), the stream opens with a priming event (an id and empty data, as the 2025-11-25
+transport has servers do; not for older agents) and every event carries an id
+``<stream>:<n>``. The stream's events are kept in an :class:`EventLog` for the session
+while it runs and :data:`KEEP_SECONDS` after it ended, at most :data:`MAX_EVENTS` of
+them and :data:`MAX_BYTES`; the request goes on when the agent's connection drops (a
+disconnect is not a cancellation), and the agent resumes the stream with a GET carrying
+``Last-Event-ID``: the events after that id are sent again, then the rest as they
+come. An id the session does not know (another session's, one
 dropped from the log, a made-up one) resumes nothing.
 """
 
@@ -20,8 +21,10 @@ from typing import Any
 
 import anyio
 
-#: events kept per stream (the oldest are dropped beyond; resuming before them fails)
+#: events, and bytes of them, kept per stream (the oldest are dropped beyond; resuming
+#: before them fails)
 MAX_EVENTS = 1024
+MAX_BYTES = 8 * 1024 * 1024
 #: streams kept per session (the oldest ended ones are dropped first)
 MAX_STREAMS = 64
 #: how long a stream that ended stays resumable
@@ -30,8 +33,8 @@ KEEP_SECONDS = 60.0
 RETRY_MS = 1000
 
 
-def message_event(event_id: str, message: dict[str, Any]) -> bytes:
-    data = json.dumps(message, separators=(",", ":"))
+def message_event(event_id: str, data: str) -> bytes:
+    """An event carrying one message (``data``: its JSON, one line)."""
     return f"id: {event_id}\nevent: message\ndata: {data}\n\n".encode()
 
 
@@ -46,7 +49,8 @@ class EventLog:
 
     def __init__(self) -> None:
         self.id = secrets.token_urlsafe(12)
-        self._events: list[tuple[int, dict[str, Any]]] = []
+        self._events: list[tuple[int, str]] = []  # (number, the message's JSON)
+        self._bytes = 0
         self._next = 1
         self.ended_at: float | None = None
         self._changed = anyio.Event()
@@ -59,9 +63,12 @@ class EventLog:
         return self.ended_at is not None
 
     def append(self, message: dict[str, Any]) -> None:
-        self._events.append((self._next, message))
+        data = json.dumps(message, separators=(",", ":"))
+        self._events.append((self._next, data))
+        self._bytes += len(data)
         self._next += 1
-        del self._events[:-MAX_EVENTS]
+        while len(self._events) > 1 and (len(self._events) > MAX_EVENTS or self._bytes > MAX_BYTES):
+            self._bytes -= len(self._events.pop(0)[1])
         self._wake()
 
     def end(self) -> None:
@@ -73,11 +80,11 @@ class EventLog:
         self._changed.set()
         self._changed = anyio.Event()
 
-    def after(self, number: int) -> list[tuple[int, dict[str, Any]]] | None:
+    def after(self, number: int) -> list[tuple[int, str]] | None:
         """The events after ``number``; None when some of them were dropped."""
         if self._events and number + 1 < self._events[0][0]:
             return None
-        return [(n, message) for n, message in self._events if n > number]
+        return [(n, data) for n, data in self._events if n > number]
 
     def waiter(self) -> anyio.Event:
         """An event set by the next append or the end (take it before checking)."""

@@ -26,13 +26,15 @@ from zerolane.tokens.algorithms import DPOP_ALGS
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 
-def resource_metadata(config: GatewayConfig) -> dict[str, object]:
+def resource_metadata(config: GatewayConfig, *, bearer_clients: bool = False) -> dict[str, object]:
     """The RFC 9728 document, validated by the SDK's model, with URLs as configured.
 
     An audience the model would spell differently (case, default port) is refused:
     clients compare it with the resource they asked tokens for. Where the gateway reads
     client certificates, certificate-bound tokens are accepted too (RFC 9728 section 2):
-    DPoP is then no longer the only binding (``dpop_bound_access_tokens_required``).
+    DPoP is then no longer the only binding (``dpop_bound_access_tokens_required``);
+    neither is it where the deployment lets standard clients without a key have short
+    bearer tokens (``bearer_clients``, ``[oauth] allow_bearer_clients``).
     """
     mtls = config.client_certificates
     metadata = ProtectedResourceMetadata(
@@ -40,7 +42,7 @@ def resource_metadata(config: GatewayConfig) -> dict[str, object]:
         authorization_servers=[AnyHttpUrl(url) for url in config.authorization_servers],
         bearer_methods_supported=["header"],
         dpop_signing_alg_values_supported=list(DPOP_ALGS),
-        dpop_bound_access_tokens_required=not mtls,
+        dpop_bound_access_tokens_required=not (mtls or bearer_clients),
         tls_client_certificate_bound_access_tokens=True if mtls else None,
         authorization_details_types_supported=[DETAILS_TYPE],
         resource_name=config.resource_name,
@@ -60,9 +62,9 @@ def metadata_url(config: GatewayConfig) -> str:
     return str(build_resource_metadata_url(AnyHttpUrl(config.endpoint)))
 
 
-def metadata_routes(config: GatewayConfig) -> list[Route]:
+def metadata_routes(config: GatewayConfig, *, bearer_clients: bool = False) -> list[Route]:
     """The path-based well-known URL and the root one (clients try both, SEP-985)."""
-    document = resource_metadata(config)
+    document = resource_metadata(config, bearer_clients=bearer_clients)
 
     async def handle(_: Request) -> Response:
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})

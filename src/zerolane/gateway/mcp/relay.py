@@ -250,9 +250,6 @@ class Relay:
         tools: dict[str, list[types.Tool]] = {}
         for server, items in listed.items():
             tools[server] = _valid(items, types.Tool, server, raw)
-            upstream = self._catalog.upstreams.get(server)
-            if upstream is not None:  # its last known listing, kept while it is down
-                upstream.tools = tuple(tools[server])
         routes = list(session.view.set_tools(tools).values())
         verdicts = await self._allowed(session, routes)
         return [
@@ -359,7 +356,11 @@ class Relay:
             try:
                 link = await session.link(server)
             except Unavailable as err:
-                raise _failed(err.reason, err.message) from err
+                log.info("MCP session %s: upstream %s: %s", session.id[:8], server, err.message)
+                shown = err.message if err.reason == "upstream.credential" else None
+                raise _failed(
+                    err.reason, shown or f"{server}: the upstream is not available"
+                ) from err
             with anyio.CancelScope() as scope:
                 flight = InFlight(server, outbox, scope)
                 if message.method not in LISTINGS:
@@ -371,18 +372,29 @@ class Relay:
                         )
                 except NotDelivered as err:
                     if again:
-                        raise _failed("upstream.unavailable", f"{server}: {err}") from err
+                        log.info("MCP upstream %s: not delivered: %s", server, err)
+                        raise _failed(
+                            "upstream.unavailable", f"{server}: the upstream is not available"
+                        ) from err
                     continue  # never got there: once more, on a new session
                 except TimeoutError as err:
                     raise _failed(
                         "upstream.timeout", f"{server}: no answer within {seconds:g} s"
                     ) from err
                 except MCPError as err:
+                    log.info("MCP upstream %s: %s", server, err.error.message)
                     if err.code != types.CONNECTION_CLOSED:
-                        raise _failed("upstream.error", f"{server}: {err.error.message}") from err
-                    raise _failed("upstream.closed", f"{server}: {err.error.message}") from err
+                        raise _failed(
+                            "upstream.error", f"{server}: the upstream's answer could not be read"
+                        ) from err
+                    raise _failed(
+                        "upstream.closed", f"{server}: the upstream closed the session"
+                    ) from err
                 except Exception as err:  # a transport failure after sending: may have run
-                    raise _failed("upstream.unavailable", f"{server}: {_describe(err)}") from err
+                    log.info("MCP upstream %s: %s", server, _describe(err))
+                    raise _failed(
+                        "upstream.unavailable", f"{server}: the upstream is not available"
+                    ) from err
                 finally:
                     if session.in_flight.get(key) is flight:
                         del session.in_flight[key]

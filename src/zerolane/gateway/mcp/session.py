@@ -64,6 +64,8 @@ RELAYED = frozenset(
         "notifications/elicitation/complete",
     }
 )
+#: server requests waiting for the agent's answer, per session, at most
+MAX_PENDING = 256
 #: how long an agent's initialize waits for its upstream sessions to open (the others
 #: go on opening; a request to one waits for it)
 OPEN_SECONDS = 5.0
@@ -196,7 +198,10 @@ class AgentSession:
         self._held: dict[str, _Held] = {}
         self._locks = {name: anyio.Lock() for name in self._servers}
         self._failures: dict[str, str] = {}
-        self._pending: dict[str, tuple[str, object]] = {}  # gateway id -> (server, its id)
+        #: gateway id -> (server, its id, the upstream session that asked)
+        self._pending: dict[str, tuple[str, object, Link | None]] = {}
+        #: requests of this session running now (bounded by the transport)
+        self.working = 0
         self._ids = itertools.count(1)
         #: progress tokens of pending server requests -> (server, gateway id)
         self._progress: dict[str, tuple[str, str]] = {}
@@ -254,7 +259,14 @@ class AgentSession:
         not the session); :class:`Unavailable` once the session has ended."""
         if self._group is None or self.closed:
             raise Unavailable("mcp.session_ended", "the MCP session has ended")
-        self._group.start_soon(work)
+
+        async def guarded() -> None:
+            try:
+                await work()
+            except Exception:  # one request's failure never ends the others
+                log.exception("MCP session %s: a task failed", self.id[:8])
+
+        self._group.start_soon(guarded)
 
     async def open_links(self, wait_seconds: float = OPEN_SECONDS) -> None:
         """Open a link to every upstream at once, waiting at most ``wait_seconds`` for
@@ -347,18 +359,25 @@ class AgentSession:
         async def unsolicited(message: dict[str, Any]) -> None:
             await self._from_upstream(server.name, message, None)
 
-        async with connect(
-            server,
-            pool=self._pools.get(server.name),
-            capabilities=self.client.capabilities,
-            on_unsolicited=unsolicited,
-            connect_seconds=self._connect_seconds,
-            headers=injection.headers,
-            env=injection.env,
-        ) as link:
-            self._held[server.name] = _Held(link, stop, injection)
-            task_status.started(link)
-            await stop.wait()
+        started = False
+        try:
+            async with connect(
+                server,
+                pool=self._pools.get(server.name),
+                capabilities=self.client.capabilities,
+                on_unsolicited=unsolicited,
+                connect_seconds=self._connect_seconds,
+                headers=injection.headers,
+                env=injection.env,
+            ) as link:
+                self._held[server.name] = _Held(link, stop, injection)
+                task_status.started(link)
+                started = True
+                await stop.wait()
+        except Exception as err:  # ending it failed: logged, never into the session
+            if not started:
+                raise
+            log.warning("MCP upstream %s: its session ended with an error: %s", server.name, err)
 
     # --- relaying ---------------------------------------------------------------------
 
@@ -399,7 +418,7 @@ class AgentSession:
             await target.put(message)
 
     def _pending_of(self, server: str, upstream_id: object) -> str | None:
-        for gateway_id, (owner, their_id) in self._pending.items():
+        for gateway_id, (owner, their_id, _) in self._pending.items():
             if owner == server and their_id == upstream_id:
                 return gateway_id
         return None
@@ -426,8 +445,13 @@ class AgentSession:
             why = f"{method}: the agent has no open stream to receive it"
             await self._answer_upstream(server, message["id"], why)
             return
+        if len(self._pending) >= MAX_PENDING:
+            why = f"{method}: {MAX_PENDING} requests already wait for the agent"
+            await self._answer_upstream(server, message["id"], why)
+            return
         gateway_id = f"zl-{next(self._ids)}"
-        self._pending[gateway_id] = (server, message["id"])
+        held = self._held.get(server)
+        self._pending[gateway_id] = (server, message["id"], held.link if held else None)
         token = _progress_token(message)
         if token is not None:  # the agent's progress on it goes back to that server
             self._progress[token] = (server, gateway_id)
@@ -441,12 +465,18 @@ class AgentSession:
         error = {"code": METHOD_NOT_FOUND, "message": f"zerolane: {why}"}
         await self._respond(server, {"jsonrpc": "2.0", "id": upstream_id, "error": error})
 
-    async def _respond(self, server: str, message: dict[str, Any]) -> None:
-        held = self._held.get(server)
-        if held is None or held.link.closed:
+    async def _respond(
+        self, server: str, message: dict[str, Any], link: Link | None = None
+    ) -> None:
+        """Answer a request of ``server``'s on ``link`` (the session that asked; by
+        default the open one): never on a newer session, where its id means another."""
+        if link is None:
+            held = self._held.get(server)
+            link = held.link if held is not None else None
+        if link is None or link.closed:
             return
         try:
-            await held.link.respond(message)
+            await link.respond(message)
         except Exception as err:  # the upstream went away: its request is moot
             log.info("MCP upstream %s: an answer could not be relayed: %s", server, err)
 
@@ -456,9 +486,13 @@ class AgentSession:
         self._progress = {k: v for k, v in self._progress.items() if v[1] in self._pending}
         if pending is None or not isinstance(message.get("id"), str):
             return False
-        server, upstream_id = pending
-        answer = {key: value for key, value in message.items() if key != "id"}
-        await self._respond(server, {**answer, "id": upstream_id})
+        server, upstream_id, link = pending
+        answer: dict[str, Any] = {"jsonrpc": "2.0", "id": upstream_id}
+        if isinstance(message.get("error"), dict):
+            answer["error"] = message["error"]
+        else:
+            answer["result"] = message.get("result")
+        await self._respond(server, answer, link)
         return True
 
     async def agent_progress(self, message: dict[str, Any]) -> bool:

@@ -92,7 +92,9 @@ def http_session(limit: int = 100) -> aiohttp.ClientSession:
     ``limit`` connections."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
+        # connect: the wait for a pooled connection and the connect itself, bounded so a
+        # pool that is full (every connection held) fails a request instead of hanging it
+        timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=300),
         trust_env=False,
     )
 

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import mcp_types as types
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from starlette.types import Receive, Scope, Send
 
@@ -55,6 +56,10 @@ from zerolane.tokens.rfc9068 import TaskTokenClaims
 log = logging.getLogger(__name__)
 
 SESSION_HEADER = b"mcp-session-id"
+#: requests of one session running at once at most (beyond: 503 mcp.busy)
+MAX_WORKING = 64
+#: the first protocol revision whose clients read a priming event (an event with no data)
+PRIMING_SINCE = "2025-11-25"
 VERSION_HEADER = b"mcp-protocol-version"
 SERVER_INFO = {"name": "zerolane-mcp-gateway", "title": "zerolane MCP gateway"}
 #: capabilities the gateway relays, and the flags of each it relays
@@ -140,8 +145,8 @@ async def _follow(send: Send, receive: Receive, log: EventLog, after: int) -> No
                 events = log.after(after)
                 if events is None:  # dropped while this agent lagged: end, it may resume
                     break
-                for number, message in events:
-                    body = message_event(log.event_id(number), message)
+                for number, data in events:
+                    body = message_event(log.event_id(number), data)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                     after = number
                 if log.ended and not log.after(after):
@@ -391,6 +396,11 @@ class Endpoint:
         prefer SSE, else a resumable SSE stream (:mod:`zerolane.gateway.mcp.events`).
         The request runs in the session: an agent that goes away can resume its
         stream, and a cancellation is its own notification."""
+        if session.working >= MAX_WORKING:
+            raise Refused(
+                "mcp.busy",
+                refusal(503, "mcp.busy", f"{MAX_WORKING} requests of this session are running"),
+            )
         outbox = Outbox()
         done: list[dict[str, Any] | None] = []
         prefer_sse = prefers_sse(one_header(scope["headers"], b"accept") or "")
@@ -398,10 +408,20 @@ class Endpoint:
         async def work() -> None:
             try:
                 done.append(await self._relay.answer(session, message, outbox, **decided))
+            except Exception:  # never into the session (it would end every request in it)
+                log.exception("MCP session %s: %s failed", session.id[:8], message.method[:64])
+                failed = {"code": types.INTERNAL_ERROR, "message": "zerolane: the request failed"}
+                done.append({"jsonrpc": "2.0", "id": message.raw["id"], "error": failed})
             finally:
+                session.working -= 1
                 outbox.close()
 
-        session.spawn(work)
+        session.working += 1
+        try:
+            session.spawn(work)
+        except Unavailable:
+            session.working -= 1
+            raise
         first: dict[str, Any] | None = None
         if not prefer_sse:
             try:
@@ -432,13 +452,9 @@ class Endpoint:
 
         session.spawn(pump)
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        await send(
-            {
-                "type": "http.response.body",
-                "body": priming_event(log.event_id(0)),
-                "more_body": True,
-            }
-        )
+        if session.client.protocol_version >= PRIMING_SINCE:  # older clients cannot parse it
+            body = priming_event(log.event_id(0))
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         await _follow(send, receive, log, 0)
 
     async def _json(
@@ -512,13 +528,13 @@ class Endpoint:
         if found is None:
             raise Refused(
                 "mcp.event_unknown",
-                _plain(404, "mcp.event_unknown", "no stream of this session to resume there"),
+                _plain(400, "mcp.event_unknown", "no stream of this session to resume there"),
             )
         log, after = found
         if log.after(after) is None:
             raise Refused(
                 "mcp.event_gone",
-                _plain(404, "mcp.event_gone", "the stream's events after this id are gone"),
+                _plain(400, "mcp.event_gone", "the stream's events after this id are gone"),
             )
         session.touch()
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
