@@ -52,7 +52,7 @@ def measure(row: str, requests: int) -> float:
     from zerolane.tokens.rfc9449 import make_proof
 
     with tempfile.TemporaryDirectory() as tmp:
-        home = make_home(Path(tmp), "urn:zerolane:bench:mcp", 0, CONCURRENCY)
+        home = make_home(Path(tmp), ["urn:zerolane:bench:mcp"], 0, CONCURRENCY)
         key = serialization.load_pem_private_key(home.key_pem.encode(), None)
         tokens = home.tokens[:1] if row.endswith("1 task") else home.tokens
         calls = [tokens[i % len(tokens)] for i in range(WARM_UP + requests)]

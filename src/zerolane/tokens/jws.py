@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -181,6 +182,16 @@ def b64url_decode(segment: str) -> bytes | None:
 def unverified_header(token: str) -> dict[str, Any]:
     """Read a compact JWS header without trusting it (for ``kid`` selection)."""
     return parse(token).header
+
+
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The JSON object a compact JWS carries, read without trusting it (to choose how to
+    read a token, never to grant anything); None when it is not one."""
+    try:
+        payload = json.loads(parse(token).payload)
+    except (JwsError, ValueError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _key_allows(jwk: Mapping[str, Any], alg: str) -> bool:

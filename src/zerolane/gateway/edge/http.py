@@ -37,7 +37,6 @@ request that repeats a parameter or uses more than one method to send a token).
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from zerolane.decision import Decision
 from zerolane.errors import InvalidInput, Refusal, Unauthenticated, ZerolaneError
 from zerolane.tokens.algorithms import DPOP_ALGS_HEADER
+from zerolane.tokens.jws import unverified_claims
 
 if TYPE_CHECKING:  # imported by Answer.response: the in-process guard needs no web framework
     from starlette.responses import Response
@@ -170,14 +170,10 @@ _MAX_PEEK = 16 * 1024
 def _says_unbound(token: str) -> bool:
     """Whether a compact JWS's (unverified) claims say ``"bearer": true``. Only which
     scheme to read it under hangs on this: the authenticator verifies everything."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(parts[1]) > _MAX_PEEK:
+    if len(token) > _MAX_PEEK:
         return False
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(claims, dict) and claims.get("bearer") is True
+    claims = unverified_claims(token)
+    return claims is not None and claims.get("bearer") is True
 
 
 def credentials_of(
