@@ -157,6 +157,10 @@ class HttpSession:
     async def initialize(self) -> types.InitializeResult:
         return types.InitializeResult.model_validate(await self.open())
 
+    async def ping(self) -> None:
+        """Ask the server whether the session is alive (MCP ``ping``)."""
+        await self._call("ping", None)
+
     async def list_tools(self, cursor: str | None = None) -> types.ListToolsResult:
         raw = await self._call("tools/list", {"cursor": cursor} if cursor else None)
         return types.ListToolsResult.model_validate(raw)

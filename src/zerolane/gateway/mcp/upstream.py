@@ -47,6 +47,9 @@ MAX_BACKOFF = 30.0
 STOP_SECONDS = 5.0
 #: the longest an upstream may take to start and answer ``initialize``
 CONNECT_SECONDS = 30.0
+#: how often a serving upstream's session is pinged, and how long it has to answer
+PING_SECONDS = 5.0
+PING_TIMEOUT = 10.0
 #: how long a process that failed to start is given to finish writing its stderr
 STDERR_WAIT = 2.0
 
@@ -65,6 +68,8 @@ class NotServing(Exception):
 
 class Session(Protocol):
     """What the gateway asks of an upstream session."""
+
+    async def ping(self) -> None: ...
 
     async def list_tools(self, cursor: str | None = None) -> types.ListToolsResult: ...
 
@@ -141,6 +146,9 @@ class _StdioSession:
             raise
         finally:
             _WRITTEN.reset(token)
+
+    async def ping(self) -> None:
+        await self._send(self._session.send_ping)
 
     async def list_tools(self, cursor: str | None = None) -> types.ListToolsResult:
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
@@ -278,7 +286,7 @@ class Upstream:
                     if not started:
                         started = True
                         task_status.started()
-                    await self._lost.wait()
+                    await self._watch(session)
             except Exception as err:  # an upstream that fails is retried, never fatal
                 delay = min(max(delay * 2, 0.5), MAX_BACKOFF)
                 self._failed(err, delay)
@@ -293,6 +301,21 @@ class Upstream:
             if delay and not self._stopping:
                 with anyio.move_on_after(delay):
                     await self._stopped.wait()
+
+    async def _watch(self, session: Session) -> None:
+        """Until the session is lost or stopped: ping it every :data:`PING_SECONDS`; one
+        that does not answer within :data:`PING_TIMEOUT` is lost (reconnected, and not
+        serving meanwhile), so ``/readyz`` tells a server that went away."""
+        while not self._lost.is_set():
+            with anyio.move_on_after(PING_SECONDS):
+                await self._lost.wait()
+            if self._lost.is_set():
+                return
+            try:
+                with anyio.fail_after(PING_TIMEOUT):
+                    await session.ping()
+            except Exception as err:
+                raise NotServing(self.name, f"ping failed: {describe(err)}") from err
 
     def _failed(self, err: Exception, delay: float) -> None:
         cause = err.cause if isinstance(err, NotServing) else describe(err)
