@@ -307,5 +307,14 @@ def test_oversized_bodies_and_duplicate_proofs_are_refused(stack: Stack) -> None
         ]
         reply = httpx2.post(stack.url, json=INITIALIZE, headers=twice)
         assert (reply.status_code, reply.json()["reason"]) == (400, "auth.multiple")
+        # a header the transport reads (Origin, Accept, ...) sent twice: 400, not a 500
+        origins = [
+            *MCP_HEADERS.items(),
+            *task.headers("POST", stack.url).items(),
+            ("Origin", stack.config.public_url),
+            ("Origin", "http://evil.example"),
+        ]
+        reply = httpx2.post(stack.url, json=INITIALIZE, headers=origins)
+        assert (reply.status_code, reply.json()["reason"]) == (400, "request.header_repeated")
         once = [*MCP_HEADERS.items(), *task.headers("POST", stack.url).items()]
         assert httpx2.post(stack.url, json=INITIALIZE, headers=once).status_code == 200

@@ -182,7 +182,10 @@ class Endpoint:
             return
         method = str(scope["method"]).upper()
         headers = scope["headers"]
-        refused = self._transport_refusal(method, headers)
+        try:
+            refused = self._transport_refusal(method, headers)
+        except InvalidInput as err:  # a header the transport reads, sent twice
+            refused = _plain(400, err.reason, err.message)
         if refused is not None:
             record_refusal(scope, refused.body["reason"])
             await send_answer(send, refused)
