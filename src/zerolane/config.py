@@ -313,6 +313,20 @@ class Config:
                 "config.oauth_issuer",
                 "[oauth] needs server.public_url: it is the issuer clients check",
             )
+        users = {issuer.name: issuer for issuer in self.users.issuers}
+        for index, sign_in in enumerate(self.oauth.sign_in):
+            trusted = users.get(sign_in.issuer)
+            if trusted is None:
+                raise refuse(
+                    "config.oauth_sign_in",
+                    f"oauth.sign_in[{index}].issuer {sign_in.issuer!r} names no [[users.issuers]]",
+                )
+            if trusted.audience != sign_in.client_id:
+                raise refuse(
+                    "config.oauth_sign_in",
+                    f"oauth.sign_in[{index}].client_id is not the audience of users.issuers "
+                    f"{sign_in.issuer!r}: the ID tokens it gets are for its client_id",
+                )
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.gateways):  # names name them in logs and errors
             if entry.name in seen:
@@ -395,6 +409,14 @@ def render_config(config: Config) -> str:
     if config.oauth != OAuthConfig():
         oauth = asdict(config.oauth)
         oauth["resources"] = list(config.oauth.resources)
+        oauth["sign_in"] = [
+            {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(e).items()
+                if v is not None
+            }
+            for e in config.oauth.sign_in
+        ]
         doc["oauth"] = {k: v for k, v in oauth.items() if v is not None}
     return tomli_w.dumps(doc)
 

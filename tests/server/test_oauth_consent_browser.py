@@ -1,6 +1,8 @@
 """The consent page in a real browser (Playwright driving Debian's Chromium): a person
 signs in, picks the playbook, says why, and the browser lands on the client's redirect
-URI with a code; a wrong password lands nowhere. The page's CSP (no script,
+URI with a code; a wrong password lands nowhere. Signing in through an OpenID provider
+on another site (the test provider at ``localhost``) comes back to the page with its
+cookie, and the task records the person. The page's CSP (no script,
 ``form-action`` to here and the redirect URI's origin) is enforced by the browser here."""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.server.oauth_fixtures import (
@@ -25,7 +28,11 @@ from tests.server.oauth_fixtures import (
     pkce,
     query_of,
 )
+from tests.server.oidc_provider import SUBJECT, TestProvider, sign_in_home
+from tests.server.task_fixtures import claims_of
 from zerolane.cli.background import free_port
+from zerolane.server.deployment import Deployment
+from zerolane.tokens.rfc9449 import make_proof
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -145,3 +152,75 @@ def test_a_wrong_password_stays_on_the_page_without_a_code(browser: Browser, cp_
     assert url.startswith(f"{cp_url}/oauth/authorize")
     assert "code" not in query_of(url)
     assert "wrong username or password" in text
+
+
+# signing in through an OpenID provider on another site
+
+
+@pytest.fixture(scope="module")
+def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Deployment]]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    home = tmp_path_factory.mktemp("oauth-sso") / "home"
+    with TestProvider(host="localhost", interactive=True) as provider:
+        deployment = sign_in_home(
+            home, provider, public_url=url, resource=RESOURCE, local_user=False
+        )
+        try:
+            with ControlPlane(deployment, port):
+                yield url, deployment
+        finally:
+            deployment.close()
+
+
+def test_signing_in_through_the_provider_records_the_person(
+    browser: Browser, sso: tuple[str, Deployment]
+) -> None:
+    sso_url, deployment = sso
+    context = browser.new_context()
+    page = context.new_page()
+    verifier, challenge = pkce()
+    with Listener() as listener:
+        client = httpx.post(
+            f"{sso_url}/oauth/register", json={"redirect_uris": [listener.uri]}
+        ).json()
+        query = {
+            "response_type": "code",
+            "client_id": client["client_id"],
+            "redirect_uri": listener.uri,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "browser-state",
+            "resource": RESOURCE,
+        }
+        page.goto(f"{sso_url}/oauth/authorize?{urlencode(query)}")
+        assert page.locator("input[name=password]").count() == 0
+        with page.expect_navigation():
+            page.click("text=Sign in with Corp SSO")
+        with page.expect_navigation(url=f"{sso_url}/oauth/callback*"):
+            page.click("text=Continue")  # at the provider, another site
+        assert f"Signed in as {SUBJECT}" in page.inner_text("body")
+        page.select_option("select[name=playbook]", CLIENT_PLAYBOOK["name"])
+        page.fill("textarea[name=intent]", "Summarize the Q3 report for the team")
+        with page.expect_navigation():
+            page.click("button[value=allow]")
+        answers = [path for path in listener.reached if path.startswith("/callback?")]
+    context.close()
+    assert answers, "the browser reached the client's redirect URI"
+    answer = query_of(REDIRECT + answers[0].removeprefix("/callback"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    token_url = f"{sso_url}/oauth/token"
+    reply = httpx.post(
+        token_url,
+        data={
+            "grant_type": "authorization_code",
+            "code": answer["code"],
+            "code_verifier": verifier,
+            "client_id": client["client_id"],
+            "redirect_uri": listener.uri,
+        },
+        headers={"DPoP": make_proof(key, method="POST", url=token_url)},
+    )
+    assert reply.status_code == 200, reply.text
+    task = deployment.lifecycle.get(claims_of(reply.json()["access_token"])["task"])
+    assert (task.user_subject, task.on_behalf_of) == (SUBJECT, SUBJECT)

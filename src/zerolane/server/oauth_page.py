@@ -4,11 +4,18 @@ Plain HTML, no script. Everything that comes from outside (the client's name, it
 redirect URI, playbook names and descriptions, a typed intent) is HTML-escaped. The
 page may not be framed (``X-Frame-Options: DENY``, ``frame-ancestors 'none'``), loads
 nothing (``default-src 'none'``), and its form may go only here and, after the answer's
-redirect, to the client's redirect URI (``form-action``).
+redirect, to the client's redirect URI or a sign-in service's authorization endpoint
+(``form-action``).
+
+With ``[[oauth.sign_in]]``, the page first offers "Sign in with <provider>" (a form of
+its own, to ``/oauth/sign-in``) beside the password fields (or instead of them with no
+``[oauth.local_user]``); once the provider has proved the person, the page names them
+and asks only for the playbook and the intent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from urllib.parse import urlsplit
@@ -33,9 +40,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def headers(redirect_uri: str | None = None) -> dict[str, str]:
-    """The page's security headers; ``redirect_uri``: where its form's answer may go."""
-    targets = "'self'" + (f" {_origin(redirect_uri)}" if redirect_uri else "")
+def headers(redirect_uri: str | None = None, also: Sequence[str] = ()) -> dict[str, str]:
+    """The page's security headers; ``redirect_uri``: where its form's answer may go,
+    ``also``: other origins its forms lead to (sign-in services)."""
+    origins = ([_origin(redirect_uri)] if redirect_uri else []) + list(also)
+    targets = " ".join(["'self'", *origins])
     return {
         "Content-Security-Policy": (
             "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
@@ -78,8 +87,14 @@ def consent_page(
     error: str | None = None,
     status: int = 200,
     intent: str = "",
+    password: bool = True,
+    providers: Sequence[tuple[str, str]] = (),
+    provider_origins: Sequence[str] = (),
+    signed_in: str | None = None,
 ) -> HTMLResponse:
-    """The sign-in and consent form."""
+    """The sign-in and consent form. ``password``: ask for the local user's password;
+    ``providers``: (issuer, label) of the sign-in services offered; ``signed_in``: who
+    a sign-in service proved (then no sign-in is asked for)."""
     options = "".join(
         f'<option value="{escape(pb.name)}">{escape(pb.name)} — {escape(pb.description)}</option>'
         for pb in playbooks
@@ -90,12 +105,38 @@ def consent_page(
         f"<span class=who>(client <code>{escape(client_id)}</code>)</span> asks to act for you "
         f"at <code>{escape(resource)}</code>, within a task you define here. It will be sent "
         f"back to <code>{escape(redirect_uri)}</code>.</p>"
-        '<form method=post action="/oauth/authorize">'
+    )
+    hidden = (
         f'<input type=hidden name=page value="{escape(page_id)}">'
         f'<input type=hidden name=csrf value="{escape(csrf)}">'
-        "<label>Username <input name=username autocomplete=username required></label>"
-        "<label>Password <input name=password type=password "
-        "autocomplete=current-password required></label>"
+    )
+    if signed_in is None:
+        body += "".join(
+            f'<form method=post action="/oauth/sign-in">{hidden}'
+            f'<input type=hidden name=issuer value="{escape(issuer)}">'
+            f"<button type=submit>Sign in with {escape(label)}</button></form>"
+            for issuer, label in providers
+        )
+    if signed_in is None and not password:
+        body += (
+            f'<form method=post action="/oauth/authorize">{hidden}'
+            "<button type=submit name=decision value=deny>Deny</button></form>"
+        )
+        return HTMLResponse(
+            _document("Authorize an MCP client", body),
+            status,
+            headers(redirect_uri, provider_origins),
+        )
+    if signed_in is not None:
+        who = f"<p class=who>Signed in as <strong>{escape(signed_in)}</strong></p>"
+    else:
+        who = (
+            "<label>Username <input name=username autocomplete=username required></label>"
+            "<label>Password <input name=password type=password "
+            "autocomplete=current-password required></label>"
+        )
+    body += (
+        f'<form method=post action="/oauth/authorize">{hidden}{who}'
         f"<label>Playbook <select name=playbook required>{options}</select></label>"
         "<label>What is this task for? <textarea name=intent rows=3 maxlength=2000 required>"
         f"{escape(intent)}</textarea></label>"
@@ -103,4 +144,8 @@ def consent_page(
         "<button type=submit name=decision value=deny formnovalidate>Deny</button>"
         "</form>"
     )
-    return HTMLResponse(_document("Authorize an MCP client", body), status, headers(redirect_uri))
+    return HTMLResponse(
+        _document("Authorize an MCP client", body),
+        status,
+        headers(redirect_uri, provider_origins if signed_in is None else ()),
+    )

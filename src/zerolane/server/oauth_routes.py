@@ -4,7 +4,10 @@
 ``GET /.well-known/oauth-authorization-server`` (RFC 8414), ``POST /oauth/register``
 (RFC 7591), ``GET``/``POST /oauth/authorize`` (the sign-in and consent page, which
 answers with a redirect carrying a code), ``POST /oauth/token`` (RFC 6749 section 5:
-the token, or an error object with ``error`` and ``error_description``, never cached).
+the token, or an error object with ``error`` and ``error_description``, never cached);
+with ``[[oauth.sign_in]]``, ``POST /oauth/sign-in`` (from the page: off to an OpenID
+provider) and ``GET /oauth/callback`` (back from it: the page again, for the person it
+proved; :mod:`zerolane.server.oauth_sign_in`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ from zerolane.server.oauth_clients import RegistrationError, registration_json
 from zerolane.server.oauth_page import consent_page, error_page
 from zerolane.server.oauth_page import headers as page_headers
 from zerolane.server.oauth_server import AuthorizeRefused, OAuthError, OAuthServer
-from zerolane.server.oauth_state import digest
+from zerolane.server.oauth_sign_in import OidcSignIn, SignInRefused
+from zerolane.server.oauth_state import Authorization, Client, digest
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 FORM = "application/x-www-form-urlencoded"
 CSRF_COOKIE = "zl_oauth_csrf"
+#: the CSRF cookie goes to the page and the sign-in start (SameSite strict)
+COOKIE_PATH = "/oauth"
+#: the same token for the provider's callback, which a cross-site redirect reaches
+#: (SameSite lax: sent on that top-level GET; the ``state`` is bound to it)
+SIGN_IN_COOKIE = "zl_oauth_sign_in"
+CALLBACK_PATH = "/oauth/callback"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _MAX_FORM = 64 * 1024
 
@@ -108,20 +118,12 @@ def authorize(request: Request) -> Response:
     if not choices:
         return error_page(403, "no playbook lets this app open a task: ask an administrator")
     page_id = server.state.add_page(authorization)
-    page = consent_page(
-        client_name=client.client_name or "An MCP client",
-        client_id=client.client_id,
-        redirect_uri=authorization.redirect_uri,
-        resource=authorization.resource,
-        page_id=page_id,
-        csrf=csrf,
-        playbooks=choices,
-    )
+    page = _page(server, client, authorization, page_id, csrf)
     page.set_cookie(
         CSRF_COOKIE,
         csrf,
         max_age=600,
-        path="/oauth/authorize",
+        path=COOKIE_PATH,
         secure=server.issuer.startswith("https://"),
         httponly=True,
         samesite="strict",
@@ -129,9 +131,127 @@ def authorize(request: Request) -> Response:
     return page
 
 
+def _page(
+    server: OAuthServer,
+    client: Client,
+    authorization: Authorization,
+    page_id: str,
+    csrf: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    intent: str = "",
+) -> Response:
+    """The consent page as it stands: for the person signed in on it, if any."""
+    user = server.state.page_user(page_id)
+    sign_in = server.sign_in
+    return consent_page(
+        client_name=client.client_name or "An MCP client",
+        client_id=client.client_id,
+        redirect_uri=authorization.redirect_uri,
+        resource=authorization.resource,
+        page_id=page_id,
+        csrf=csrf,
+        playbooks=server.playbooks_for(client),
+        error=error,
+        status=status,
+        intent=intent,
+        password=server.local_user is not None,
+        providers=[(p.issuer, p.label) for p in sign_in.providers] if sign_in else (),
+        provider_origins=sign_in.origins if sign_in else (),
+        signed_in=f"{user.subject} ({user.issuer_name})" if user else None,
+    )
+
+
 def _one(form: dict[str, list[str]], name: str) -> str:
     values = form.get(name, [])
     return values[0] if len(values) == 1 else ""
+
+
+def _csrf_ok(csrf: str, expected: str, cookie: str) -> bool:
+    """``csrf`` is the page's token (``expected``: its digest) and the cookie's."""
+    return bool(
+        csrf
+        and secrets.compare_digest(digest(csrf).encode(), expected.encode())
+        and secrets.compare_digest(cookie.encode(), csrf.encode())
+    )
+
+
+@router.post("/oauth/sign-in", tags=["oauth"], response_model=None)
+async def sign_in(request: Request) -> Response:
+    """From the consent page: off to the chosen OpenID provider to sign in."""
+    server = _server(request)
+    if server.sign_in is None:
+        return error_page(404, "no sign-in service is configured here")
+    try:
+        form = await _form(request)
+    except ValueError as err:
+        return error_page(400, str(err))
+    page_id = _one(form, "page")
+    authorization = server.state.page(page_id, request.app.state.deployment.clock.now())
+    if authorization is None:
+        return error_page(400, "this sign-in page expired or was used: start again from the app")
+    csrf = _one(form, "csrf")
+    if not _csrf_ok(csrf, authorization.csrf, request.cookies.get(CSRF_COOKIE, "")):
+        return error_page(403, "the form did not come from this page: start again from the app")
+    try:
+        started = server.sign_in.start(
+            _one(form, "issuer"), page_id, authorization.csrf, authorization.expires_at
+        )
+    except ValueError as err:
+        return error_page(400, str(err))
+    state = server.state.add_sign_in(started)
+    target = server.sign_in.authorization_url(started, state)
+    response = RedirectResponse(target, 303, headers=page_headers())
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        csrf,
+        max_age=600,
+        path=CALLBACK_PATH,
+        secure=server.issuer.startswith("https://"),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.get(CALLBACK_PATH, tags=["oauth"], response_model=None)
+async def callback(request: Request) -> Response:
+    """Back from the OpenID provider: the consent page for the person it proved, or
+    the refusal (shown, audited; nothing goes to the MCP client)."""
+    server = _server(request)
+    if server.sign_in is None:
+        return error_page(404, "no sign-in service is configured here")
+    params = parse_qs(request.url.query, keep_blank_values=True)
+    now = request.app.state.deployment.clock.now()
+    state = _one(params, "state")
+    started = server.state.take_sign_in(state, now) if state else None
+    authorization = server.state.page(started.page_id, now) if started else None
+    if started is None or authorization is None:
+        await run_in_threadpool(server.sign_in_refused, "oauth.callback", "oauth.sign_in_state")
+        return error_page(
+            400, "this sign-in expired, was used or did not start here: start again from the app"
+        )
+    csrf = request.cookies.get(SIGN_IN_COOKIE, "")
+    client = server.state.client(authorization.client_id)
+    if client is None or not _csrf_ok(csrf, started.csrf, csrf):
+        await run_in_threadpool(
+            server.sign_in_refused, authorization.client_id, "oauth.sign_in_state"
+        )
+        return error_page(403, "this sign-in did not start in this browser: start again")
+    error, code = _one(params, "error"), _one(params, "code")
+    try:
+        if error or not code:
+            raise OidcSignIn.issuer_error(error or "no code")
+        user = await run_in_threadpool(server.sign_in.finish, started, code)
+    except SignInRefused as err:
+        await run_in_threadpool(server.sign_in_refused, client.client_id, err.reason)
+        return error_page(401, err.message)
+    server.state.signed_in(started.page_id, user)
+    await run_in_threadpool(server.signed_in, client.client_id, user)
+    page = _page(server, client, authorization, started.page_id, csrf)
+    page.delete_cookie(SIGN_IN_COOKIE, path=CALLBACK_PATH)
+    return page
 
 
 @router.post("/oauth/authorize", tags=["oauth"], response_model=None)
@@ -148,12 +268,7 @@ async def consent(request: Request) -> Response:
     if authorization is None:
         return error_page(400, "this sign-in page expired or was used: start again from the app")
     csrf = _one(form, "csrf")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not (
-        csrf
-        and secrets.compare_digest(digest(csrf).encode(), authorization.csrf.encode())
-        and secrets.compare_digest(cookie.encode(), csrf.encode())
-    ):
+    if not _csrf_ok(csrf, authorization.csrf, request.cookies.get(CSRF_COOKIE, "")):
         return error_page(403, "the form did not come from this page: start again from the app")
     client = server.state.client(authorization.client_id)
     if client is None:
@@ -161,36 +276,38 @@ async def consent(request: Request) -> Response:
     if _one(form, "decision") == "deny":
         server.state.end_page(page_id)
         return RedirectResponse(server.denied(authorization), 303, headers=page_headers())
-    username, password = _one(form, "username"), _one(form, "password")
     intent = _one(form, "intent")
-    signed_in = await run_in_threadpool(server.local_user.check, username, password)
 
     def again(status: int, message: str) -> Response:
-        return consent_page(
-            client_name=client.client_name or "An MCP client",
-            client_id=client.client_id,
-            redirect_uri=authorization.redirect_uri,
-            resource=authorization.resource,
-            page_id=page_id,
-            csrf=csrf,
-            playbooks=server.playbooks_for(client),
+        return _page(
+            server,
+            client,
+            authorization,
+            page_id,
+            csrf,
             error=message,
             status=status,
             intent=intent,
         )
 
-    if not signed_in:
-        await run_in_threadpool(server.sign_in_refused, client)
-        return again(401, "wrong username or password")
+    user = server.state.page_user(page_id)  # signed in through an OpenID provider
+    if user is None:
+        local = server.local_user
+        if local is None:
+            return again(401, "sign in first")
+        username, password = _one(form, "username"), _one(form, "password")
+        if not await run_in_threadpool(local.check, username, password):
+            await run_in_threadpool(server.sign_in_refused, client.client_id)
+            return again(401, "wrong username or password")
     try:
         redirect = await run_in_threadpool(
-            server.consent, authorization, client, _one(form, "playbook"), intent
+            server.consent, authorization, client, _one(form, "playbook"), intent, user
         )
     except ValueError as err:
         return again(400, str(err))
     server.state.end_page(page_id)
     response = RedirectResponse(redirect, 303, headers=page_headers(authorization.redirect_uri))
-    response.delete_cookie(CSRF_COOKIE, path="/oauth/authorize")
+    response.delete_cookie(CSRF_COOKIE, path=COOKIE_PATH)
     return response
 
 

@@ -9,11 +9,14 @@ for agent hosts that do not use zerolane's SDK:
 2. it sends the person to ``/oauth/authorize``; the request is checked (client, exact
    redirect URI, PKCE S256, ``resource`` one of ``[oauth] resources``), and a refusal
    about the client or redirect URI is shown, never redirected; the person signs in
-   (``[oauth.local_user]``), picks a playbook whose openers admit the client and says
-   what the task is for; the client gets a code (60 s, once);
+   (``[oauth.local_user]``'s password, or through an OpenID provider of
+   ``[[oauth.sign_in]]``: :mod:`zerolane.server.oauth_sign_in`), picks a playbook
+   whose openers admit the client and says what the task is for; the client gets a
+   code (60 s, once);
 3. at ``/oauth/token`` the code, its PKCE verifier, client and redirect URI are
    checked, and the task is opened then, as the client, on the person's behalf
-   (``on_behalf_of``: the local username; free text, never a verified user), by the
+   (``on_behalf_of``: the local username, free text; or, signed in through a provider,
+   the verified person: the task's ``user``, its ``sub`` and ``iss``), by the
    playbook and the grant policies like any task. Its token is bound to the key of the
    request's DPoP proof (RFC 9449 section 5); a client that sends none gets a token only
    where ``allow_bearer_clients`` is set: unbound, ``bearer_token_ttl`` seconds, for the
@@ -39,10 +42,12 @@ from urllib.parse import urlencode, urlsplit
 
 from zerolane.audit.events import Actor
 from zerolane.errors import ZerolaneError
+from zerolane.identity.users import VerifiedUser
 from zerolane.server.deployment import Deployment
 from zerolane.server.oauth_clients import register
 from zerolane.server.oauth_page import PlaybookChoice
 from zerolane.server.oauth_password import LocalUser
+from zerolane.server.oauth_sign_in import OidcSignIn
 from zerolane.server.oauth_state import (
     CODE_TTL,
     PAGE_TTL,
@@ -130,15 +135,29 @@ def single(params: Mapping[str, list[str]], name: str) -> str | None:
 class OAuthServer:
     def __init__(self, deployment: Deployment) -> None:
         config = deployment.config
-        if config.server.public_url is None or config.oauth.local_user is None:
-            raise ValueError("[oauth] needs server.public_url and [oauth.local_user]")
+        if config.server.public_url is None:
+            raise ValueError("[oauth] needs server.public_url")
+        if config.oauth.local_user is None and not config.oauth.sign_in:
+            raise ValueError("[oauth] needs [oauth.local_user] or [[oauth.sign_in]]")
         self._deployment = deployment
         self._oauth = config.oauth
         self.issuer = config.server.public_url.rstrip("/")
         self.token_url = f"{self.issuer}/oauth/token"
         self.state = OAuthState()
         user = config.oauth.local_user
-        self.local_user = LocalUser(user.username, deployment.home / user.password_file)
+        self.local_user = (
+            LocalUser(user.username, deployment.home / user.password_file) if user else None
+        )
+        self.sign_in = (
+            OidcSignIn(
+                config.oauth.sign_in,
+                home=deployment.home,
+                users=deployment.users,
+                callback_url=f"{self.issuer}/oauth/callback",
+            )
+            if config.oauth.sign_in
+            else None
+        )
         self._renewal = TokenRenewal(
             trust_domain=config.trust_domain,
             keyring=deployment.keyring,
@@ -239,17 +258,31 @@ class OAuthServer:
             if opener_matches(pb, client.spiffe_id, ())
         ]
 
-    def sign_in_refused(self, client: Client) -> None:
+    def sign_in_refused(self, client_id: str, reason: str = "oauth.sign_in") -> None:
         self._deployment.audit.record(
             "oauth.sign_in",
             actor=Actor("user", "unauthenticated"),
-            subject=client.client_id,
+            subject=client_id,
             outcome=Outcome.DENIED,
-            reason="oauth.sign_in",
+            reason=reason,
+        )
+
+    def signed_in(self, client_id: str, user: VerifiedUser) -> None:
+        """Audit a person's sign-in through an OpenID provider."""
+        self._deployment.audit.record(
+            "oauth.sign_in",
+            actor=Actor("user", user.subject),
+            subject=client_id,
+            outcome=Outcome.SUCCESS,
         )
 
     def consent(
-        self, authorization: Authorization, client: Client, playbook: str, intent: str
+        self,
+        authorization: Authorization,
+        client: Client,
+        playbook: str,
+        intent: str,
+        user: VerifiedUser | None = None,
     ) -> str:
         """The redirect carrying a code for what the signed-in person consented to;
         ``ValueError`` for a playbook not offered or an intent out of bounds."""
@@ -257,6 +290,12 @@ class OAuthServer:
             raise ValueError("pick one of the playbooks offered")
         if not intent.strip() or len(intent) > MAX_INTENT:
             raise ValueError(f"say what the task is for, in 1..{MAX_INTENT} characters")
+        if user is not None:
+            person = user.subject
+        elif self.local_user is not None:
+            person = self.local_user.username
+        else:  # the route signs someone in first
+            raise ValueError("sign in first")
         code = self.state.add_code(
             CodeGrant(
                 client_id=client.client_id,
@@ -265,13 +304,14 @@ class OAuthServer:
                 resource=authorization.resource,
                 playbook=playbook,
                 intent=intent,
-                on_behalf_of=self.local_user.username,
+                on_behalf_of=person,
                 expires_at=self._now() + CODE_TTL,
+                user=user,
             )
         )
         self._deployment.audit.record(
             "oauth.consented",
-            actor=Actor("user", self.local_user.username),
+            actor=Actor("user", person),
             subject=client.client_id,
             outcome=Outcome.SUCCESS,
             details={"client_id": client.client_id, "playbook": playbook, "intent": intent},
@@ -368,6 +408,7 @@ class OAuthServer:
                     on_behalf_of=grant.on_behalf_of,
                     audience=[grant.resource],
                 ),
+                user=grant.user,
             )
         except ZerolaneError as err:
             raise OAuthError(400, "invalid_grant", err.reason, err.message) from None

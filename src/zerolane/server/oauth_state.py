@@ -22,6 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
+from zerolane.identity.users import VerifiedUser
+
 CODE_TTL = 60
 PAGE_TTL = 600
 MAX_CLIENTS = 1000
@@ -75,9 +77,24 @@ class CodeGrant:
     intent: str
     on_behalf_of: str
     expires_at: float
+    #: the person as their OpenID provider proved them (None: the laptop's local user)
+    user: VerifiedUser | None = None
     used: bool = False
     #: the task its redemption opened (revoked when the code is presented again)
     task_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A sign-in through an OpenID provider under way, kept by its ``state``'s digest:
+    the page it is for, that page's CSRF digest, the ``nonce`` and PKCE verifier."""
+
+    page_id: str
+    csrf: str
+    issuer: str
+    nonce: str
+    verifier: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +139,8 @@ class OAuthState:
         self._lock = threading.Lock()
         self._clients: _Bounded[Client] = _Bounded(MAX_CLIENTS)
         self._pages: _Bounded[Authorization] = _Bounded(MAX_PAGES)
+        self._sign_ins: _Bounded[SignIn] = _Bounded(MAX_PAGES)
+        self._signed_in: _Bounded[VerifiedUser] = _Bounded(MAX_PAGES)
         self._codes: _Bounded[CodeGrant] = _Bounded(MAX_CODES)
         self._refresh: _Bounded[RefreshGrant] = _Bounded(MAX_REFRESH)
         self._dead_chains: _Bounded[bool] = _Bounded(MAX_REFRESH)
@@ -154,6 +173,31 @@ class OAuthState:
     def end_page(self, page_id: str) -> None:
         with self._lock:
             self._pages.pop(page_id)
+            self._signed_in.pop(page_id)
+
+    # sign-in through an OpenID provider
+    def add_sign_in(self, sign_in: SignIn) -> str:
+        """Remember a sign-in started from a page; its ``state`` value."""
+        state = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sign_ins.put(digest(state), sign_in)
+        return state
+
+    def take_sign_in(self, state: str, now: float) -> SignIn | None:
+        """The sign-in of ``state``, used up (None: unknown, used or expired)."""
+        with self._lock:
+            found = self._sign_ins.pop(digest(state))
+        return found if found is not None and found.expires_at > now else None
+
+    def signed_in(self, page_id: str, user: VerifiedUser) -> None:
+        with self._lock:
+            if self._pages.get(page_id) is not None:
+                self._signed_in.put(page_id, user)
+
+    def page_user(self, page_id: str) -> VerifiedUser | None:
+        """Who signed in through an OpenID provider on this page, if anyone did."""
+        with self._lock:
+            return self._signed_in.get(page_id)
 
     # codes
     def add_code(self, grant: CodeGrant) -> str:

@@ -8,21 +8,32 @@ no DPoP proof get a short-lived unbound token (``bearer_token_ttl`` seconds, at 
 900); ``local_user`` is the one person of a laptop setup, who signs in on the consent
 page with a password whose scrypt hash is in a 0600 file (``zerolane oauth
 set-password``).
+
+``sign_in`` (``[[oauth.sign_in]]``) lets people sign in on the consent page through an
+OpenID provider instead: each entry registers the control plane as a relying party
+(authorization code with PKCE) of an issuer of ``[[users.issuers]]`` (``issuer`` is
+that entry's ``name``; its ``audience`` must be this ``client_id``, as the ID token's
+``aud`` is the client). ``client_secret_file`` (relative to the home, mode 0600) holds
+the client secret of a confidential client; without it the client is public. The
+provider's redirect URI is ``<server.public_url>/oauth/callback``. At least one of
+``local_user`` and ``sign_in`` is required.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, model_validator
 
-from zerolane.settings.validate import STRICT, Bool, Int, Required, Texts, refuse, within
+from zerolane.settings.validate import STRICT, Bool, Int, Required, Str, Texts, refuse, within
 
 DEFAULT_BEARER_TTL = 300
 MAX_BEARER_TTL = 900
 MAX_USERNAME = 64
+MAX_SCOPES = 20
 
 
 def _resources(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -31,6 +42,37 @@ def _resources(values: tuple[str, ...]) -> tuple[str, ...]:
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
             raise refuse("config.oauth_resource", f"{value!r} is not an http(s) URL")
     return values
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    secure = parts.scheme == "https" and host
+    if not (secure or (parts.scheme == "http" and _is_loopback(host))) or parts.fragment:
+        raise refuse("config.url", f"{value!r}: use https (plain http only to loopback)")
+    return value
+
+
+def _scopes(values: tuple[str, ...]) -> tuple[str, ...]:
+    if "openid" not in values or len(values) > MAX_SCOPES:
+        raise refuse("config.oauth_sign_in", "scopes include openid (at most 20 scopes)")
+    for value in values:
+        if not value or not all(c.isascii() and c.isprintable() and c not in ' "\\' for c in value):
+            raise refuse("config.oauth_sign_in", f"{_short(value)} is not a scope token")
+    return values
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 32 else f"a {len(value)}-character value"
 
 
 def _username(value: str) -> str:
@@ -51,6 +93,28 @@ class LocalUserConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SignInConfig:
+    """``[[oauth.sign_in]]``: the control plane as a relying party of an OpenID
+    provider of ``[[users.issuers]]`` (``issuer``: that entry's ``name``)."""
+
+    __pydantic_config__ = STRICT
+
+    issuer: Required
+    client_id: Required
+    authorization_endpoint: Annotated[Required, AfterValidator(_endpoint)]
+    token_endpoint: Annotated[Required, AfterValidator(_endpoint)]
+    #: the client secret's file (relative to the home, mode 0600); none: a public client
+    client_secret_file: Str | None = None
+    scopes: Annotated[Texts, AfterValidator(_scopes)] = ("openid",)
+    #: the button's text, ``Sign in with <display_name>`` (default: ``issuer``)
+    display_name: Str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.issuer
+
+
+@dataclass(frozen=True, slots=True)
 class OAuthConfig:
     __pydantic_config__ = STRICT
 
@@ -63,11 +127,22 @@ class OAuthConfig:
         Int, within("config.oauth_bearer_ttl", 1, MAX_BEARER_TTL, " seconds")
     ] = DEFAULT_BEARER_TTL
     local_user: LocalUserConfig | None = None
+    #: OpenID providers people may sign in with on the consent page
+    sign_in: tuple[SignInConfig, ...] = ()
 
     @model_validator(mode="after")
     def _usable(self) -> Self:
         if self.enabled and not self.resources:
             raise refuse("config.oauth_resource", "name the MCP gateways' audiences in resources")
-        if self.enabled and self.local_user is None:
-            raise refuse("config.oauth_user", "set [oauth.local_user]: nobody could sign in")
+        if self.enabled and self.local_user is None and not self.sign_in:
+            raise refuse(
+                "config.oauth_user",
+                "set [oauth.local_user] or [[oauth.sign_in]]: nobody could sign in",
+            )
+        names = [entry.issuer for entry in self.sign_in]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise refuse(
+                    "config.oauth_sign_in", f"sign_in[{index}].issuer {name!r} is there twice"
+                )
         return self
