@@ -45,7 +45,7 @@ from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer, free_port
 from zerolane.cli.mcp_gateway import enforcement_of
 from zerolane.config import CONFIG_NAME, parse_config, render_config
-from zerolane.gateway.edge.jsonrpc import UPSTREAM_UNAVAILABLE
+from zerolane.gateway.edge.jsonrpc import FORBIDDEN, UPSTREAM_UNAVAILABLE
 from zerolane.gateway.mcp import GatewayConfig, parse_gateway_config
 from zerolane.gateway.mcp.check import probe_upstreams
 from zerolane.sdk import Agent, Task
@@ -336,17 +336,21 @@ def test_a_stdio_upstream_gets_its_token_in_its_environment(secretless: Secretle
 def test_a_task_without_a_person_is_refused_a_token_exchange_upstream(
     secretless: Secretless,
 ) -> None:
+    """A token-exchange upstream has no session of the gateway's own (no person to
+    exchange for): its tools are known only to the sessions of tasks with a person.
+    Another person's listing never stands in for this task's (one person's tools are not
+    another's), so without a person the tool is not routed: refused ``request.unmapped``,
+    with no token asked for; the task's other upstream answers (the twin)."""
     stack = secretless
     with stack.agent() as agent:
         with stack.task(agent, "frank") as known:
-            run_calls(stack, known)  # a person's session lists crm: its tools are known
+            run_calls(stack, known)  # a person's session lists crm and calls it
         requests_before = len(stack.auth.requests)
         with stack.task(agent) as task:
             refused, allowed = run_calls(stack, task, "crm_whoami", "has_credential")
     assert isinstance(refused, MCPError)
-    assert refused.code == UPSTREAM_UNAVAILABLE
-    assert refused.error.data["reason"] == "upstream.credential"
-    assert "no verified person" in refused.error.message
+    assert refused.code == FORBIDDEN
+    assert refused.error.data["reasons"] == ["request.unmapped"]
     assert text_of(allowed) == "credential: set"
     exchanges = [f for f, _ in stack.auth.requests[requests_before:] if "subject_token" in f]
     assert exchanges == []
