@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -449,3 +450,18 @@ def test_a_token_about_to_expire_is_renewed_within_the_agents_session(
     assert len(files) >= len(files_before) + 2
     last = stack.files_seen.read_text().split()[-1]
     assert last == hashlib.sha256(files[-1].encode()).hexdigest()
+
+
+def test_a_token_exchange_upstream_does_not_make_the_gateway_unready(
+    secretless: Secretless,
+) -> None:
+    """The gateway has no session of its own with an upstream reached only with a
+    person's token: /readyz names it apart and stays ready for the others."""
+    ready = httpx.get(f"{secretless.gateway.base}/readyz")
+    [crm] = [
+        s.name for s in secretless.config.servers if s.credential and s.credential.grant_exchanges
+    ]
+    assert ready.json()["per_person"] == [crm]
+    assert crm not in ready.json()["not_serving"]
+    assert crm not in ready.json()["serving"]
+    assert (ready.status_code, ready.json()["status"]) == (200, "ready")

@@ -59,6 +59,11 @@ def _upstream(server: UpstreamConfig, credentials: UpstreamCredentials | None) -
     return Upstream(server, credential=functools.partial(credentials.for_gateway, server))
 
 
+def _per_person(upstream: Upstream) -> bool:
+    credential = upstream.config.credential
+    return credential is not None and credential.grant_exchanges
+
+
 def _bearer_clients(enforcement: Enforcement) -> bool:
     """Whether the deployment accepts unbound tokens of standard clients."""
     authenticator = getattr(enforcement, "authenticator", None)  # None: a lifespan test
@@ -112,11 +117,15 @@ def create_gateway_app(
     async def readyz(_: Request) -> Response:
         """200 when every upstream serves; 503 naming each that does not (the causes are
         logged, never shown to whoever asks)."""
-        down = sorted(u.name for u in upstreams if not u.serving)
+        personal = sorted(u.name for u in upstreams if _per_person(u))
+        down = sorted(u.name for u in upstreams if not u.serving and not _per_person(u))
         body = {
             "status": "not_ready" if down else "ready",
             "serving": sorted(u.name for u in upstreams if u.serving),
             "not_serving": down,
+            # reached only with a task's person's token: the gateway has no session of
+            # its own with them, and they do not make it unready
+            "per_person": personal,
         }
         return JSONResponse(body, status_code=503 if down else 200)
 
