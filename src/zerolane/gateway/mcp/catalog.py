@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import anyio
 import mcp_types as types
 
-from zerolane.errors import Unavailable
 from zerolane.gateway.mcp.config import UpstreamConfig
 from zerolane.gateway.mcp.mapping import ToolRoute, route_for
 from zerolane.gateway.mcp.upstream import Upstream
@@ -43,7 +41,9 @@ def build_routes(
 
 
 class Catalog:
-    """The upstreams and the routes of their tools (refreshed on demand)."""
+    """The upstreams and the routes of their tools as the gateway's own sessions with
+    them last listed them (the fallback of an agent session that has not listed yet,
+    and the last known tools of an upstream that is down)."""
 
     def __init__(self, upstreams: Sequence[Upstream]) -> None:
         self.upstreams = {upstream.name: upstream for upstream in upstreams}
@@ -63,25 +63,3 @@ class Catalog:
     def routes(self) -> dict[str, ToolRoute]:
         """Routes from the upstreams' last listings (no I/O)."""
         return self._rebuild()
-
-    async def refresh(self) -> dict[str, ToolRoute]:
-        """List every upstream again, concurrently; an unreachable one keeps no tools."""
-
-        async def one(upstream: Upstream) -> None:
-            try:
-                await upstream.refresh()
-            except Unavailable as err:
-                upstream.tools = ()
-                log.warning("MCP upstream %s not listed: %s", upstream.name, err.message)
-
-        async with anyio.create_task_group() as group:
-            for upstream in self.upstreams.values():
-                group.start_soon(one, upstream)
-        return self._rebuild()
-
-    def input_schema(self, exposed: str) -> dict[str, object] | None:
-        route = self._routes.get(exposed)
-        return dict(route.tool.input_schema) if route else None
-
-    def upstream(self, route: ToolRoute) -> Upstream:
-        return self.upstreams[route.server]

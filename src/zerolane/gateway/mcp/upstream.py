@@ -392,14 +392,6 @@ class Upstream:
                 raise Unavailable("upstream.unavailable", f"{self.name}: {describe(err)}") from err
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def refresh(self) -> tuple[types.Tool, ...]:
-        """List the upstream's tools again (all pages)."""
-        try:
-            self.tools = await self._request(_list_all)
-        except MCPError as err:
-            raise Unavailable("upstream.error", f"{self.name}: {err.error.message}") from err
-        return self.tools
-
     async def call_tool(
         self, name: str, arguments: Mapping[str, Any] | None, meta: Mapping[str, Any] | None
     ) -> types.CallToolResult:
