@@ -6,7 +6,8 @@ that offers them, through the session's own links, and show only what the task m
 use (:mod:`zerolane.gateway.mcp.listing`), in one page; a tool listing keeps the last
 known tools of an upstream that is down, so their calls answer ``-32004`` rather than
 vanish. ``logging/setLevel`` goes to every upstream that logs (the level is this
-session's only). ``resources/unsubscribe`` goes to the server of its URI. The decided
+session's only). ``resources/unsubscribe`` goes to the server the session subscribed
+the URI on (only a URI it subscribed to). The decided
 requests (:mod:`zerolane.gateway.mcp.targets`) go to their target's server once
 allowed, a ``tools/call`` carrying the task and decision ids in ``_meta``. Any other
 method is not relayed (``-32601``): what the gateway cannot decide does not pass.
@@ -23,7 +24,7 @@ import mcp_types as types
 from mcp import MCPError
 
 from zerolane.errors import Unavailable
-from zerolane.gateway.edge.jsonrpc import upstream_unavailable
+from zerolane.gateway.edge.jsonrpc import UPSTREAM_UNAVAILABLE, upstream_unavailable
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.listing import permitted, request_facts
@@ -65,10 +66,6 @@ class Failed(Exception):
 
 def error_of(err: MCPError) -> dict[str, Any]:
     return err.error.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-def _error(code: int, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}
 
 
 def capabilities_of(link_result: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +130,7 @@ class Relay:
             if answer is not None and "error" not in answer:
                 session.subscriptions.pop(uri, None)
             return answer
-        raise MCPError(METHOD_NOT_FOUND, f"method not relayed by the gateway: {method[:64]}")
+        raise MCPError(types.METHOD_NOT_FOUND, f"method not relayed by the gateway: {method[:64]}")
 
     async def _set_level(
         self, session: AgentSession, message: Message, outbox: Outbox
@@ -147,7 +144,7 @@ class Relay:
             if "logging" in capabilities_of(link.result)
         ]
         if not servers:
-            raise MCPError(METHOD_NOT_FOUND, "no upstream offers logging")
+            raise MCPError(types.METHOD_NOT_FOUND, "no upstream offers logging")
         failures: list[str] = []
 
         async def one(server: str) -> None:
@@ -403,15 +400,9 @@ class Relay:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-METHOD_NOT_FOUND = -32601
-
-
 def _failed(reason: str, message: str) -> Failed:
     data = {"reason": reason, "message": message}
-    return Failed(MCPError(UPSTREAM_UNAVAILABLE_CODE, f"zerolane: {message}", data))
-
-
-UPSTREAM_UNAVAILABLE_CODE = -32004
+    return Failed(MCPError(UPSTREAM_UNAVAILABLE, f"zerolane: {message}", data))
 
 
 def _valid(
