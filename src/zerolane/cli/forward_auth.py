@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from zerolane.cli.common import (
 from zerolane.cli.serve import _install_reload as install_policy_reload
 from zerolane.cli.servers import bound_port, listen, listen_url
 from zerolane.errors import ZerolaneError
+from zerolane.hosts import is_loopback
 
 app = typer.Typer(
     help="Forward-auth: a proxy you run (nginx, Traefik, Envoy) enforces, zerolane decides.",
@@ -33,13 +33,6 @@ app = typer.Typer(
 @app.callback()
 def forward_auth() -> None:
     """Forward-auth for nginx auth_request, Traefik ForwardAuth and Envoy ext_authz."""
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 @app.command("run")
@@ -83,7 +76,7 @@ def run(
         deployment.close()
         fail(err)
     bind_port = bound_port(sock)
-    if not _loopback(bind_host):
+    if not is_loopback(bind_host):
         err_console.print(
             f"warning: listening on {bind_host}: make sure only the proxy can reach it",
             highlight=False,

@@ -13,11 +13,11 @@ key its tokens. It is given a ``client_id`` and acts as the workload
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from zerolane.hosts import is_loopback
 from zerolane.server.oauth_state import Client
 
 MAX_REDIRECT_URIS = 8
@@ -33,15 +33,6 @@ class RegistrationError(Exception):
         self.error, self.description = error, description
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_redirect_uri(uri: object) -> str:
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI or not uri.isprintable():
         raise RegistrationError("invalid_redirect_uri", "a redirect URI is a URL string")
@@ -55,7 +46,7 @@ def check_redirect_uri(uri: object) -> str:
         raise RegistrationError("invalid_redirect_uri", f"{uri!r} has a fragment or userinfo")
     if parts.scheme == "https" and host:
         return uri
-    if parts.scheme == "http" and _loopback(host):
+    if parts.scheme == "http" and is_loopback(host):
         return uri
     raise RegistrationError(
         "invalid_redirect_uri", f"{uri!r}: use https, or http on a loopback address (RFC 8252)"

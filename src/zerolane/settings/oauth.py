@@ -21,13 +21,13 @@ provider's redirect URI is ``<server.public_url>/oauth/callback``. At least one 
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, model_validator
 
+from zerolane.hosts import is_loopback
 from zerolane.settings.validate import STRICT, Bool, Int, Required, Str, Texts, refuse, within
 
 DEFAULT_BEARER_TTL = 300
@@ -44,20 +44,11 @@ def _resources(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _endpoint(value: str) -> str:
     parts = urlsplit(value)
     host = parts.hostname or ""
     secure = parts.scheme == "https" and host
-    if not (secure or (parts.scheme == "http" and _is_loopback(host))) or parts.fragment:
+    if not (secure or (parts.scheme == "http" and is_loopback(host))) or parts.fragment:
         raise refuse("config.url", f"{value!r}: use https (plain http only to loopback)")
     return value
 

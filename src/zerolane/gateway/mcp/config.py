@@ -9,7 +9,6 @@ relative to the configuration file.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pydantic import AfterValidator, ValidationInfo, model_validator
 
 from zerolane.errors import InvalidInput
 from zerolane.gateway.normalize import HOP_BY_HOP, OWN, SPOOFABLE, SPOOFABLE_PREFIXES
+from zerolane.hosts import is_loopback
 from zerolane.settings.listener import HttpLimits, TlsConfig, tls_under
 from zerolane.settings.validate import (
     STRICT,
@@ -137,21 +137,12 @@ def _env_name(value: str) -> str:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _endpoint(value: str) -> str:
     """An authorization server's endpoint: https, or plain http to loopback only."""
     parts = urlsplit(value)
     if not parts.hostname or parts.fragment or parts.username or parts.password:
         raise refuse("config.url", "must be an absolute URL without fragment or user info")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return value
     raise refuse("config.url", "must be https (plain http only to a loopback address)")
 

@@ -14,7 +14,6 @@ in use until it is ``STALE_FACTOR * cache_seconds`` old; after that, fail closed
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from zerolane.errors import InvalidInput
+from zerolane.hosts import is_loopback
 from zerolane.identity.attestors.base import AttestationError
 from zerolane.types import Clock
 
@@ -99,18 +99,9 @@ def check_jwks_url(url: str) -> str:
         raise InvalidInput("config.jwks_url", f"{url!r} is not a URL") from err
     if parsed.scheme == "https" and parsed.host:
         return url
-    if parsed.scheme == "http" and _is_loopback(parsed.host):
+    if parsed.scheme == "http" and is_loopback(parsed.host):
         return url
     raise InvalidInput("config.jwks_url", f"{url!r}: use https (plain http only to loopback)")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def fetch_jwks(url: str) -> bytes:
