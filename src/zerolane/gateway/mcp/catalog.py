@@ -8,7 +8,8 @@ whose names cannot map onto one resource segment are left out the same way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import mcp_types as types
 
@@ -19,25 +20,52 @@ from zerolane.gateway.mcp.upstream import Upstream
 log = logging.getLogger(__name__)
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Exposed(Protocol):
+    @property
+    def exposed(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Named)
+R = TypeVar("R", bound=_Exposed)
+
+
+def by_exposed_name(
+    listings: Sequence[tuple[UpstreamConfig, Sequence[T]]],
+    route: Callable[[UpstreamConfig, T], R | None],
+    kind: str,
+) -> dict[str, R]:
+    """Routes of listed items (tools, prompts) by the name the gateway exposes them
+    under; an item whose name cannot map, and a name two servers would both expose, are
+    left out (fail closed, logged)."""
+    routes: dict[str, R] = {}
+    clashes: set[str] = set()
+    for server, items in listings:
+        for item in items:
+            found = route(server, item)
+            if found is None:
+                log.warning(
+                    "MCP %s: %s name %r cannot be mapped: hidden", server.name, kind, item.name
+                )
+                continue
+            if found.exposed in routes or found.exposed in clashes:
+                clashes.add(found.exposed)
+                routes.pop(found.exposed, None)
+                log.warning("MCP %s name %r is exposed by two servers: hidden", kind, found.exposed)
+                continue
+            routes[found.exposed] = found
+    return routes
+
+
 def build_routes(
     listings: Sequence[tuple[UpstreamConfig, Sequence[types.Tool]]],
 ) -> dict[str, ToolRoute]:
-    """Routes by exposed name; unmappable and colliding names are dropped."""
-    routes: dict[str, ToolRoute] = {}
-    clashes: set[str] = set()
-    for server, tools in listings:
-        for tool in tools:
-            route = route_for(server, tool)
-            if route is None:
-                log.warning("MCP %s: tool name %r cannot be mapped: hidden", server.name, tool.name)
-                continue
-            if route.exposed in routes or route.exposed in clashes:
-                clashes.add(route.exposed)
-                routes.pop(route.exposed, None)
-                log.warning("MCP tool name %r is exposed by two servers: hidden", route.exposed)
-                continue
-            routes[route.exposed] = route
-    return routes
+    """Tool routes by exposed name; unmappable and colliding names are dropped."""
+    return by_exposed_name(listings, route_for, "tool")
 
 
 class Catalog:

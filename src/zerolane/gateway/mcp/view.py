@@ -18,7 +18,7 @@ from typing import Any
 
 import mcp_types as types
 
-from zerolane.gateway.mcp.catalog import build_routes
+from zerolane.gateway.mcp.catalog import build_routes, by_exposed_name
 from zerolane.gateway.mcp.config import MAX_URI, UpstreamConfig
 from zerolane.gateway.mcp.mapping import PromptRoute, ToolRoute, prompt_route
 
@@ -94,23 +94,7 @@ def build_prompts(
     listings: Sequence[tuple[UpstreamConfig, Sequence[types.Prompt]]],
 ) -> dict[str, PromptRoute]:
     """Prompt routes by exposed name; unmappable and colliding names are dropped."""
-    routes: dict[str, PromptRoute] = {}
-    clashes: set[str] = set()
-    for server, prompts in listings:
-        for prompt in prompts:
-            route = prompt_route(server, prompt)
-            if route is None:
-                log.warning(
-                    "MCP %s: prompt name %r cannot be mapped: hidden", server.name, prompt.name
-                )
-                continue
-            if route.exposed in routes or route.exposed in clashes:
-                clashes.add(route.exposed)
-                routes.pop(route.exposed, None)
-                log.warning("MCP prompt name %r is exposed by two servers: hidden", route.exposed)
-                continue
-            routes[route.exposed] = route
-    return routes
+    return by_exposed_name(listings, prompt_route, "prompt")
 
 
 class View:
