@@ -242,8 +242,10 @@ class Stack:
 
 
 def new_agent(deployment: Deployment, control_url: str) -> Agent:
+    """The session's agent: its JWT-SVID lives the longest the deployment allows (an
+    hour), since the session's tests use it for longer than the default 5 minutes."""
     token = deployment.join_tokens.create(AGENT, ttl=300, actor=ADMIN).token
-    return Agent.attest(control_url, join_token=token)
+    return Agent.attest(control_url, join_token=token, ttl=3600)
 
 
 @pytest.fixture(scope="session")
