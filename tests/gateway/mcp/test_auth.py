@@ -23,6 +23,12 @@ from zerolane.sdk import Task
 from zerolane.types import TaskState
 
 
+#: the expiring task's window: long enough to open its session on a loaded machine (a
+#: one-second window ran out before the session opened in CI), short enough that the
+#: clock set past it leaves later proofs well within their 60-second window
+WINDOW = 10
+
+
 class At:
     """A clock standing at one moment."""
 
@@ -55,7 +61,7 @@ def expiries(stack: Stack, task: Task) -> list[dict[str, Any]]:
 
 def test_a_tools_call_on_an_expired_task_records_its_expiry(stack: Stack) -> None:
     with stack.agent() as agent:
-        expiring, live = stack.task(agent, ttl=1), stack.task(agent)
+        expiring, live = stack.task(agent, ttl=WINDOW), stack.task(agent)
 
         async def call_after_the_window() -> MCPError | None:
             async with mcp_session(stack.url, expiring) as session:  # opened while live
@@ -83,7 +89,7 @@ def test_a_tools_call_on_an_expired_task_records_its_expiry(stack: Stack) -> Non
 
 def test_any_other_request_on_an_expired_task_records_its_expiry(stack: Stack) -> None:
     with stack.agent() as agent:
-        expiring, live = stack.task(agent, ttl=1), stack.task(agent)
+        expiring, live = stack.task(agent, ttl=WINDOW), stack.task(agent)
         past_its_window(stack, expiring)
         reply = post(stack, expiring, INITIALIZE)
         assert (reply.status_code, reply.json()["reason"]) == (403, "task.expired")
