@@ -123,6 +123,7 @@ def test_metadata_names_the_endpoints_and_what_is_supported(flow: Flow) -> None:
     assert meta["grant_types_supported"] == ["authorization_code", "refresh_token"]
     assert meta["response_types_supported"] == ["code"]
     assert meta["client_id_metadata_document_supported"] is False
+    assert meta["authorization_response_iss_parameter_supported"] is True  # RFC 9207
     assert "ES256" in meta["dpop_signing_alg_values_supported"]
 
 
@@ -232,6 +233,7 @@ def test_bad_requests_go_back_to_the_registered_uri(
     assert location.startswith(REDIRECT + "?")
     assert query_of(location)["error"] == error
     assert query_of(location)["state"] == "st-1"
+    assert query_of(location)["iss"] == BASE  # RFC 9207, on errors too
     assert "code" not in query_of(location)
 
 
@@ -244,7 +246,8 @@ def test_a_wrong_password_gets_no_code_the_right_one_does(flow: Flow) -> None:
     assert "wrong username or password" in wrong.text
     right = flow.person.submit(page)  # the same page, once more
     assert right.status_code == 303
-    assert set(query_of(right.headers["location"])) == {"code", "state"}
+    assert set(query_of(right.headers["location"])) == {"code", "state", "iss"}
+    assert query_of(right.headers["location"])["iss"] == BASE  # RFC 9207
     again = flow.person.submit(page)  # a page is used once
     assert again.status_code == 400
     assert [e["outcome"] for e in _events(flow) if e["kind"] == "oauth.sign_in"] == ["denied"]
@@ -280,7 +283,7 @@ def test_forged_forms_are_refused(flow: Flow) -> None:
 def test_deny_sends_access_denied(flow: Flow) -> None:
     client_id = flow.register()["client_id"]
     answer = flow.person.consent(flow.authorize_url(client_id, pkce()[1]), decision="deny")
-    assert answer == {"error": "access_denied", "state": "st-1"}
+    assert answer == {"error": "access_denied", "state": "st-1", "iss": BASE}
 
 
 # the token endpoint

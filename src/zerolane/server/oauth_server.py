@@ -179,6 +179,8 @@ class OAuthServer:
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
             "dpop_signing_alg_values_supported": list(DPOP_ALGS),
+            # RFC 9207: every authorization response names its issuer (``iss``)
+            "authorization_response_iss_parameter_supported": True,
             "client_id_metadata_document_supported": False,
         }
 
@@ -220,7 +222,12 @@ class OAuthServer:
             state = None
 
         def back(error: str, description: str) -> AuthorizeRefused:
-            answer = {"error": error, "error_description": description, "state": state}
+            answer = {
+                "error": error,
+                "error_description": description,
+                "state": state,
+                "iss": self.issuer,
+            }
             return AuthorizeRefused(description, with_query(redirect_uri, answer))
 
         try:
@@ -316,10 +323,11 @@ class OAuthServer:
             outcome=Outcome.SUCCESS,
             details={"client_id": client.client_id, "playbook": playbook, "intent": intent},
         )
-        return with_query(authorization.redirect_uri, {"code": code, "state": authorization.state})
+        answer = {"code": code, "state": authorization.state, "iss": self.issuer}
+        return with_query(authorization.redirect_uri, answer)
 
     def denied(self, authorization: Authorization) -> str:
-        answer = {"error": "access_denied", "state": authorization.state}
+        answer = {"error": "access_denied", "state": authorization.state, "iss": self.issuer}
         return with_query(authorization.redirect_uri, answer)
 
     # the token endpoint

@@ -81,7 +81,9 @@ class Browser:
 
     async def callback(self) -> AuthorizationCodeResult:
         answer = self.answers[-1]
-        return AuthorizationCodeResult(code=answer["code"], state=answer.get("state"))
+        return AuthorizationCodeResult(
+            code=answer["code"], state=answer.get("state"), iss=answer.get("iss")
+        )
 
 
 def provider(stack: OAuthStack, browser: Browser, storage: Memory) -> OAuthClientProvider:
