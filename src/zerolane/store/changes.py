@@ -79,6 +79,40 @@ class ExpireTree(Change[list[TaskRecord]]):
 
 
 @dataclass(frozen=True, slots=True)
+class SuspendTree(Change[list[TaskRecord]]):
+    """Suspend ``task_id`` and its live subtree: only when the task is ``active`` and its
+    window is not over at ``at``, it moves to ``suspended`` with ``end_reason`` =
+    ``reason``, and every descendant that is ``active`` and unexpired at ``at`` moves to
+    ``suspended`` with ``descendant_reason`` (the mark :class:`ResumeTree` follows).
+    ``ended_at`` and ``expires_at`` stay as they are: a suspension never ends a task nor
+    moves its window. Returns the tasks suspended by this write: ``task_id`` first,
+    then its descendants (by depth, then age); ``[]`` (nothing written, not even below)
+    when the task is unknown, not active or past its window."""
+
+    task_id: str
+    at: float
+    reason: str
+    descendant_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeTree(Change[list[TaskRecord]]):
+    """Resume ``task_id`` and what was suspended with it: only when the task is
+    ``suspended``, its window is not over at ``at`` and it has no parent or an
+    ``active`` one (a task whose parent is suspended waits for its parent), it moves
+    back to ``active`` (``end_reason`` cleared), and so does every descendant reached
+    through descendants that are ``suspended`` with ``descendant_reason`` (suspended by
+    this task's suspension, not on their own) and unexpired at ``at``. A descendant
+    suspended on its own, and its subtree, stays suspended. Returns the tasks resumed
+    by this write: ``task_id`` first, then its descendants (by depth, then age); ``[]``
+    (nothing written) when the task cannot be resumed."""
+
+    task_id: str
+    at: float
+    descendant_reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddWorkload(Change[None]):
     """:meth:`~zerolane.store.ports.WorkloadStore.add_workload`."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from zerolane.errors import Conflict, ProofReplayed, Unavailable, ZerolaneError
@@ -22,7 +22,9 @@ from zerolane.store.changes import (
     PutBundle,
     PutPlaybook,
     RemoveEnforcementPoint,
+    ResumeTree,
     SetWorkloadStatus,
+    SuspendTree,
     TransitionLease,
 )
 from zerolane.store.memory.done import Done, Failed
@@ -416,6 +418,10 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
                 result = self.end_tree(task_id, state, at, reason, below)
             case ExpireTree(task_id, at):
                 result = self._expire_tree(task_id, at)
+            case SuspendTree(task_id, at, reason, below):
+                result = self._suspend_tree(task_id, at, reason, below)
+            case ResumeTree(task_id, at, below):
+                result = self._resume_tree(task_id, at, below)
             case AddWorkload(workload):
                 result = self.add_workload(workload)
             case SetWorkloadStatus(spiffe_id, status, at):
@@ -470,6 +476,56 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
         root = [t for t in expired if t.task_id == task_id]
         rest = [t for t in expired if t.task_id != task_id]
         return root + sorted(rest, key=lambda t: (t.depth, t.created_at, t.task_id))
+
+    def _subtree(self, task_id: str, follow: Callable[[TaskRecord], bool]) -> list[TaskRecord]:
+        """The descendants of ``task_id`` reached through those ``follow`` accepts, each
+        accepted one included (the lock is held)."""
+        found: list[TaskRecord] = []
+        pending = list(self._children.get(task_id, ()))
+        while pending:
+            child = self._tasks[pending.pop(0)]
+            if follow(child):
+                found.append(child)
+                pending.extend(self._children.get(child.task_id, ()))
+        return found
+
+    def _suspend_tree(self, task_id: str, at: float, reason: str, below: str) -> list[TaskRecord]:
+        """:class:`SuspendTree` (the lock is held)."""
+        task = self._tasks.get(task_id)
+        if task is None or task.state is not TaskState.ACTIVE or task.expires_at <= at:
+            return []
+        suspended = [dataclasses.replace(task, state=TaskState.SUSPENDED, end_reason=reason)]
+        for child in self._subtree(task_id, lambda _: True):
+            if child.state is TaskState.ACTIVE and child.expires_at > at:
+                suspended.append(
+                    dataclasses.replace(child, state=TaskState.SUSPENDED, end_reason=below)
+                )
+        return self._written(suspended)
+
+    def _resume_tree(self, task_id: str, at: float, below: str) -> list[TaskRecord]:
+        """:class:`ResumeTree` (the lock is held)."""
+        task = self._tasks.get(task_id)
+        if task is None or task.state is not TaskState.SUSPENDED or task.expires_at <= at:
+            return []
+        parent = self._tasks.get(task.parent_id) if task.parent_id is not None else None
+        if task.parent_id is not None and (parent is None or parent.state is not TaskState.ACTIVE):
+            return []
+        with_it = self._subtree(
+            task_id, lambda t: t.state is TaskState.SUSPENDED and t.end_reason == below
+        )
+        resumed = [
+            dataclasses.replace(t, state=TaskState.ACTIVE, end_reason=None)
+            for t in [task, *with_it]
+            if t.expires_at > at
+        ]
+        return self._written(resumed)
+
+    def _written(self, records: list[TaskRecord]) -> list[TaskRecord]:
+        """Store ``records`` (the first one a subtree's root); them, the root first and
+        its descendants by depth, then age (the lock is held)."""
+        for record in records:
+            self._tasks[record.task_id] = record
+        return records[:1] + sorted(records[1:], key=lambda t: (t.depth, t.created_at, t.task_id))
 
     def _lease_before(self, change: Change[Any]) -> LeaseRecord | None:
         """The lease a :class:`TransitionLease` changes, as it was (leases have a lock

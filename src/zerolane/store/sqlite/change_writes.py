@@ -25,7 +25,9 @@ from zerolane.store.changes import (
     PutBundle,
     PutPlaybook,
     RemoveEnforcementPoint,
+    ResumeTree,
     SetWorkloadStatus,
+    SuspendTree,
     TransitionLease,
 )
 from zerolane.store.records import ConsumeResult, ConsumeStatus
@@ -40,7 +42,14 @@ from zerolane.store.sqlite.tables import (
     PLAYBOOKS,
     WORKLOADS,
 )
-from zerolane.store.sqlite.tasks import add_child, add_task, end_tree, expire_tree
+from zerolane.store.sqlite.tasks import (
+    add_child,
+    add_task,
+    end_tree,
+    expire_tree,
+    resume_tree,
+    suspend_tree,
+)
 
 T = TypeVar("T")
 
@@ -69,7 +78,12 @@ def change_key(change: Change[Any]) -> str | None:
     match change:
         case AddChildTask(child, _):
             return child.parent_id
-        case EndTree(task_id=task_id) | ExpireTree(task_id=task_id):
+        case (
+            EndTree(task_id=task_id)
+            | ExpireTree(task_id=task_id)
+            | SuspendTree(task_id=task_id)
+            | ResumeTree(task_id=task_id)
+        ):
             return task_id
     return None
 
@@ -89,6 +103,10 @@ def change_op(change: Change[T]) -> WriteOp[T]:
                 return end_tree(conn, task_id, state, at, reason, below)
             case ExpireTree(task_id, at):
                 return expire_tree(conn, task_id, at)
+            case SuspendTree(task_id, at, reason, below):
+                return suspend_tree(conn, task_id, at, reason, below)
+            case ResumeTree(task_id, at, below):
+                return resume_tree(conn, task_id, at, below)
             case AddWorkload(workload):
                 conflict = ("workload.exists", f"{workload.spiffe_id} is already registered")
                 return _insert(conn, WORKLOADS.insert(), WORKLOADS.values(workload), conflict)

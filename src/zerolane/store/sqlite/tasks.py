@@ -83,6 +83,36 @@ _EXPIRE_TREE = (
     f"AND expires_at <= :at RETURNING {_COLUMNS}"
 )
 
+#: suspend :t when it is active and unexpired at :at (see ``SuspendTree``)
+_SUSPEND_ROOT = (
+    "UPDATE tasks SET state = 'suspended', end_reason = :r "  # noqa: S608
+    "WHERE task_id = :t AND state = 'active' AND expires_at > :at "
+    f"RETURNING {_COLUMNS}"
+)
+_SUSPEND_DESCENDANTS = (
+    f"{_DESCENDANTS}UPDATE tasks SET state = 'suspended', end_reason = :r "  # noqa: S608
+    "WHERE task_id IN (SELECT id FROM tree) AND state = 'active' AND expires_at > :at "
+    f"RETURNING {_COLUMNS}"
+)
+#: resume :t when it is suspended, unexpired at :at and its parent (if any) is active
+_RESUME_ROOT = (
+    "UPDATE tasks SET state = 'active', end_reason = NULL "  # noqa: S608
+    "WHERE task_id = :t AND state = 'suspended' AND expires_at > :at "
+    "AND (parent_id IS NULL OR EXISTS (SELECT 1 FROM tasks AS p "
+    "WHERE p.task_id = tasks.parent_id AND p.state = 'active')) "
+    f"RETURNING {_COLUMNS}"
+)
+#: the descendants suspended with :t: reached through tasks suspended with reason :r
+_RESUME_DESCENDANTS = (
+    "WITH RECURSIVE tree(id) AS ("  # noqa: S608
+    "SELECT task_id FROM tasks WHERE parent_id = :t AND state = 'suspended' AND end_reason = :r "
+    "UNION SELECT tasks.task_id FROM tasks JOIN tree ON tasks.parent_id = tree.id "
+    "WHERE tasks.state = 'suspended' AND tasks.end_reason = :r) "
+    "UPDATE tasks SET state = 'active', end_reason = NULL "
+    "WHERE task_id IN (SELECT id FROM tree) AND expires_at > :at "
+    f"RETURNING {_COLUMNS}"
+)
+
 
 def spend_params(
     task_id: str,
@@ -167,6 +197,24 @@ def expire_tree(conn: sqlite3.Connection, task_id: str, at: float) -> list[TaskR
     expired = [TASKS.from_row(r) for r in rows]
     root = [t for t in expired if t.task_id == task_id]
     return root + _by_depth(t for t in expired if t.task_id != task_id)
+
+
+def suspend_tree(
+    conn: sqlite3.Connection, task_id: str, at: float, reason: str, below: str
+) -> list[TaskRecord]:
+    root = first_row(conn, _SUSPEND_ROOT, {"t": task_id, "at": at, "r": reason})
+    if root is None:
+        return []
+    rows = all_rows(conn, _SUSPEND_DESCENDANTS, {"t": task_id, "at": at, "r": below})
+    return [TASKS.from_row(root), *_by_depth(TASKS.from_row(r) for r in rows)]
+
+
+def resume_tree(conn: sqlite3.Connection, task_id: str, at: float, below: str) -> list[TaskRecord]:
+    root = first_row(conn, _RESUME_ROOT, {"t": task_id, "at": at})
+    if root is None:
+        return []
+    rows = all_rows(conn, _RESUME_DESCENDANTS, {"t": task_id, "at": at, "r": below})
+    return [TASKS.from_row(root), *_by_depth(TASKS.from_row(r) for r in rows)]
 
 
 def _by_depth(tasks: Iterable[TaskRecord]) -> list[TaskRecord]:
