@@ -27,6 +27,12 @@ def test_off_by_default_and_strict() -> None:
     assert config.oauth.enabled is False
     assert config.oauth.allow_bearer_clients is False
     assert config.oauth.bearer_token_ttl == 300
+    # failed sign-ins: 5 per username, 20 per address, then locks from 30 s
+    assert (config.oauth.failed_sign_ins_per_user, config.oauth.failed_sign_ins_per_address) == (
+        5,
+        20,
+    )
+    assert config.oauth.sign_in_backoff == 30
 
 
 def test_on_round_trips() -> None:
@@ -51,6 +57,9 @@ def test_on_round_trips() -> None:
         (ON | {"allow_bearer_clients": "yes"}, "http://cp", "config.type"),
         (ON | {"allow_bearers": True}, "http://cp", "config.unknown_key"),
         (ON | {"local_user": {"username": " alice"}}, "http://cp", "config.oauth_user"),
+        (ON | {"failed_sign_ins_per_user": 0}, "http://cp", "config.oauth_sign_in_limit"),
+        (ON | {"failed_sign_ins_per_address": 0}, "http://cp", "config.oauth_sign_in_limit"),
+        (ON | {"sign_in_backoff": 901}, "http://cp", "config.oauth_sign_in_limit"),
     ],
 )
 def test_refused(oauth: dict[str, Any], public_url: str | None, reason: str) -> None:

@@ -29,6 +29,7 @@ from zerolane.errors import InvalidInput
 from zerolane.fsutil import write_private
 from zerolane.server.app import create_app
 from zerolane.server.deployment import Deployment
+from zerolane.server.oauth_throttle import SignInThrottle
 from zerolane.tokens.rfc9449 import make_proof
 
 BASE = "http://testserver"
@@ -309,3 +310,26 @@ def test_a_bad_sign_in_is_refused_with_its_path(
     assert err.value.reason == reason
     loopback = {**SIGN_IN, "token_endpoint": "http://127.0.0.1:8/token"}
     assert parse_config(_doc(sign_in=[loopback])).oauth.sign_in[0] is not None
+
+
+def test_refused_sign_ins_lock_the_address_not_another(
+    browser: Browser, provider: TestProvider
+) -> None:
+    app: Any = browser.client.app
+    app.state.oauth.throttle = SignInThrottle(per_user=5, per_address=2, backoff=30)
+    provider.error = "access_denied"
+    assert browser.client.get(browser.to_provider()).status_code == 401
+    provider.error = None
+    assert browser.client.get(browser.to_provider()).status_code == 200  # clears it
+    provider.error = "access_denied"
+    for _ in range(2):
+        assert browser.client.get(browser.to_provider()).status_code == 401
+    locked = browser.start()  # the address is locked: not even off to the provider
+    assert (locked.status_code, locked.headers["retry-after"]) == (429, "30")
+    assert "oauth.sign_in_throttled" in locked.text
+    assert "location" not in locked.headers
+    reasons = [e.get("reason") for e in _events(browser.deployment, "oauth.sign_in")]
+    assert reasons[-1] == "oauth.sign_in_throttled"
+    provider.error = None  # the twin: a person at another address signs in
+    other = TestClient(app, base_url=BASE, client=("198.51.100.7", 40000))
+    assert other.get(Browser(other, browser.deployment).to_provider()).status_code == 200

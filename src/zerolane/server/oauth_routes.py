@@ -30,6 +30,7 @@ from zerolane.server.oauth_page import headers as page_headers
 from zerolane.server.oauth_server import AuthorizeRefused, OAuthError, OAuthServer
 from zerolane.server.oauth_sign_in import OidcSignIn, SignInRefused
 from zerolane.server.oauth_state import Authorization, Client, digest
+from zerolane.server.oauth_throttle import REASON as THROTTLED
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -163,6 +164,15 @@ def _page(
     )
 
 
+def _address(request: Request) -> str:
+    """The client's address: the TCP peer's (no header is read for it)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _throttled(wait: int) -> str:
+    return f"too many failed sign-ins ({THROTTLED}): try again in {wait} s"
+
+
 def _one(form: dict[str, list[str]], name: str) -> str:
     values = form.get(name, [])
     return values[0] if len(values) == 1 else ""
@@ -194,6 +204,13 @@ async def sign_in(request: Request) -> Response:
     csrf = _one(form, "csrf")
     if not _csrf_ok(csrf, authorization.csrf, request.cookies.get(CSRF_COOKIE, "")):
         return error_page(403, "the form did not come from this page: start again from the app")
+    clock = request.app.state.deployment.clock
+    wait = server.throttle.retry_after(None, _address(request), clock.now())
+    if wait:
+        await run_in_threadpool(server.sign_in_refused, authorization.client_id, THROTTLED)
+        page = error_page(429, _throttled(wait))
+        page.headers["Retry-After"] = str(wait)
+        return page
     try:
         started = server.sign_in.start(
             _one(form, "issuer"), page_id, authorization.csrf, authorization.expires_at
@@ -245,8 +262,10 @@ async def callback(request: Request) -> Response:
             raise OidcSignIn.issuer_error(error or "no code")
         user = await run_in_threadpool(server.sign_in.finish, started, code)
     except SignInRefused as err:
+        server.throttle.failed(None, _address(request), now)
         await run_in_threadpool(server.sign_in_refused, client.client_id, err.reason)
         return error_page(401, err.message)
+    server.throttle.succeeded(None, _address(request))
     server.state.signed_in(started.page_id, user)
     await run_in_threadpool(server.signed_in, client.client_id, user)
     page = _page(server, client, authorization, started.page_id, csrf)
@@ -296,9 +315,18 @@ async def consent(request: Request) -> Response:
         if local is None:
             return again(401, "sign in first")
         username, password = _one(form, "username"), _one(form, "password")
+        address, clock = _address(request), request.app.state.deployment.clock
+        wait = server.throttle.retry_after(username, address, clock.now())
+        if wait:  # refused before the password is looked at, and not counted
+            await run_in_threadpool(server.sign_in_refused, client.client_id, THROTTLED)
+            page = again(429, _throttled(wait))
+            page.headers["Retry-After"] = str(wait)
+            return page
         if not await run_in_threadpool(local.check, username, password):
+            server.throttle.failed(username, address, clock.now())
             await run_in_threadpool(server.sign_in_refused, client.client_id)
             return again(401, "wrong username or password")
+        server.throttle.succeeded(username, address)
     try:
         redirect = await run_in_threadpool(
             server.consent, authorization, client, _one(form, "playbook"), intent, user

@@ -58,6 +58,7 @@ from zerolane.server.oauth_state import (
     RefreshGrant,
     digest,
 )
+from zerolane.server.oauth_throttle import SignInThrottle
 from zerolane.store.records import Workload
 from zerolane.tasks.auth import BEARER_BINDING, WorkloadCaller
 from zerolane.tasks.lifecycle import MAX_INTENT, OpenRequest
@@ -157,6 +158,11 @@ class OAuthServer:
             )
             if config.oauth.sign_in
             else None
+        )
+        self.throttle = SignInThrottle(
+            per_user=config.oauth.failed_sign_ins_per_user,
+            per_address=config.oauth.failed_sign_ins_per_address,
+            backoff=config.oauth.sign_in_backoff,
         )
         self._renewal = TokenRenewal(
             trust_domain=config.trust_domain,

@@ -17,6 +17,11 @@ that entry's ``name``; its ``audience`` must be this ``client_id``, as the ID to
 the client secret of a confidential client; without it the client is public. The
 provider's redirect URI is ``<server.public_url>/oauth/callback``. At least one of
 ``local_user`` and ``sign_in`` is required.
+
+Failed sign-ins are limited (:mod:`zerolane.server.oauth_throttle`): past
+``failed_sign_ins_per_user`` failures for a username typed, or
+``failed_sign_ins_per_address`` from one client address, each further failure locks
+it for ``sign_in_backoff`` seconds, doubled each time up to 15 minutes.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ DEFAULT_BEARER_TTL = 300
 MAX_BEARER_TTL = 900
 MAX_USERNAME = 64
 MAX_SCOPES = 20
+DEFAULT_FAILURES_PER_USER = 5
+DEFAULT_FAILURES_PER_ADDRESS = 20
+DEFAULT_SIGN_IN_BACKOFF = 30
 
 
 def _resources(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -120,6 +128,18 @@ class OAuthConfig:
     local_user: LocalUserConfig | None = None
     #: OpenID providers people may sign in with on the consent page
     sign_in: tuple[SignInConfig, ...] = ()
+    #: failed sign-ins for one username typed before each further one locks it
+    failed_sign_ins_per_user: Annotated[Int, within("config.oauth_sign_in_limit", 1, 1000)] = (
+        DEFAULT_FAILURES_PER_USER
+    )
+    #: failed sign-ins from one client address before each further one locks it
+    failed_sign_ins_per_address: Annotated[Int, within("config.oauth_sign_in_limit", 1, 10_000)] = (
+        DEFAULT_FAILURES_PER_ADDRESS
+    )
+    #: the first lock, seconds; doubled with each further failure, at most 900
+    sign_in_backoff: Annotated[Int, within("config.oauth_sign_in_limit", 1, 900, " seconds")] = (
+        DEFAULT_SIGN_IN_BACKOFF
+    )
 
     @model_validator(mode="after")
     def _usable(self) -> Self:
