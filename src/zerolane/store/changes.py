@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from zerolane.store.records import (
     AdminCredential,
     ConsumeResult,
+    DetectorCursor,
     EnforcementPoint,
     FederatedBundle,
     JoinToken,
@@ -191,3 +192,29 @@ class RemoveEnforcementPoint(Change[EnforcementPoint | None]):
     """:meth:`~zerolane.store.ports.EnforcementPointStore.remove_enforcement_point`."""
 
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CursorAdvance:
+    """Move the cursor of ``detector`` from ``expected_seq`` (0: it has none yet) to
+    ``seq``, remembering ``state`` (JSON text)."""
+
+    detector: str
+    expected_seq: int
+    seq: int
+    state: str
+    at: float
+
+    def cursor(self) -> DetectorCursor:
+        return DetectorCursor(self.detector, self.seq, self.state, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceCursors(Change[bool]):
+    """Advance detectors' cursors (:class:`~zerolane.store.ports.DetectorCursorStore`),
+    compare-and-set, all or none: True when every cursor was where its advance expected
+    it (they are all written), False when any was not (nothing is written, and then no
+    event either: another runner got there first). Recorded with the detections found
+    in the events the cursors pass, a detection is stored exactly once."""
+
+    advances: tuple[CursorAdvance, ...]

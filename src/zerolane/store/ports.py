@@ -17,6 +17,7 @@ from zerolane.store.records import (
     AuditRecord,
     BusHealth,
     ConsumeResult,
+    DetectorCursor,
     EnforcementPoint,
     FederatedBundle,
     JoinToken,
@@ -100,6 +101,18 @@ class AuditStore(Protocol):
         """Records with ``seq > after_seq`` in order, at most ``limit``."""
 
     def last_event(self) -> AuditRecord | None: ...
+
+
+class DetectorCursorStore(Protocol):
+    """Where each detector is in the audit log (:mod:`zerolane.detection`). Cursors move
+    only with :class:`~zerolane.store.changes.AdvanceCursors` through
+    :meth:`RecordedWrites.write_recorded`, together with the detections they found."""
+
+    def get_cursor(self, detector: str) -> DetectorCursor | None:
+        """The cursor of ``detector``; None when it has seen nothing yet."""
+
+    def list_cursors(self) -> list[DetectorCursor]:
+        """Every stored cursor, ordered by detector name."""
 
 
 class PlaybookStore(Protocol):
@@ -309,6 +322,7 @@ class Stores(
     BundleStore,
     AdminStore,
     AuditStore,
+    DetectorCursorStore,
     PlaybookStore,
     TaskStore,
     DecisionStore,

@@ -107,6 +107,18 @@ class EnforcementPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectorCursor:
+    """Where one detector is in the audit log: every event with ``seq <= seq`` has been
+    seen by it, and ``state`` (JSON text) is what it remembers of them (its open
+    windows), so a restarted detector goes on exactly where it stopped."""
+
+    detector: str
+    seq: int
+    state: str
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One sealed audit event as stored: ``body`` is the canonical JSON that was hashed."""
 

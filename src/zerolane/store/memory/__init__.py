@@ -15,6 +15,7 @@ from zerolane.store.changes import (
     AddJoinToken,
     AddTask,
     AddWorkload,
+    AdvanceCursors,
     Change,
     ConsumeJoinToken,
     EndTree,
@@ -36,6 +37,7 @@ from zerolane.store.records import (
     AuditRecord,
     ConsumeResult,
     ConsumeStatus,
+    DetectorCursor,
     EnforcementPoint,
     FederatedBundle,
     JoinToken,
@@ -50,7 +52,7 @@ from zerolane.types import TaskState, WorkloadStatus
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 6  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 7  # the SQL schema version whose state this backend holds
 
 
 class MemoryStores(MemoryLeases, MemorySpentProofs):
@@ -66,6 +68,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
         self._bundles: dict[str, FederatedBundle] = {}
         self._admins: list[AdminCredential] = []
         self._points: dict[str, EnforcementPoint] = {}
+        self._cursors: dict[str, DetectorCursor] = {}
         self._events: list[AuditRecord] = []
         self._playbooks: dict[str, PlaybookRecord] = {}
         self._tasks: dict[str, TaskRecord] = {}
@@ -159,6 +162,25 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
     def remove_enforcement_point(self, name: str) -> EnforcementPoint | None:
         with self._lock:
             return self._points.pop(name, None)
+
+    # detector cursors (moved only by AdvanceCursors, see write_recorded)
+    def get_cursor(self, detector: str) -> DetectorCursor | None:
+        with self._lock:
+            return self._cursors.get(detector)
+
+    def list_cursors(self) -> list[DetectorCursor]:
+        with self._lock:
+            return [self._cursors[name] for name in sorted(self._cursors)]
+
+    def _advance_cursors(self, change: AdvanceCursors) -> bool:
+        """:class:`AdvanceCursors` (the lock is held)."""
+        for step in change.advances:
+            stored = self._cursors.get(step.detector)
+            if (stored.seq if stored is not None else 0) != step.expected_seq:
+                return False
+        for step in change.advances:
+            self._cursors[step.detector] = step.cursor()
+        return True
 
     def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
         with self._lock:
@@ -440,6 +462,8 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
                 result = self.add_enforcement_point(point)
             case RemoveEnforcementPoint(name):
                 result = self.remove_enforcement_point(name)
+            case AdvanceCursors():
+                result = self._advance_cursors(change)
             case TransitionLease(lease_id, expected, state, at, count, error, due, reason):
                 result = self.transition_lease(
                     lease_id,
@@ -551,6 +575,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             list(self._admins),
             dict(self._playbooks),
             dict(self._points),
+            dict(self._cursors),
             len(self._events),  # events are only ever appended
         )
 
@@ -564,6 +589,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             self._admins,
             self._playbooks,
             self._points,
+            self._cursors,
             events,
         ) = cast("tuple[Any, ...]", saved)
         del self._events[events:]

@@ -18,6 +18,7 @@ from zerolane.store.changes import (
     AddJoinToken,
     AddTask,
     AddWorkload,
+    AdvanceCursors,
     Change,
     ConsumeJoinToken,
     EndTree,
@@ -32,6 +33,7 @@ from zerolane.store.changes import (
 )
 from zerolane.store.records import ConsumeResult, ConsumeStatus
 from zerolane.store.sqlite.connection import first_row
+from zerolane.store.sqlite.detector_cursors import advance
 from zerolane.store.sqlite.enforcement_points import add_point, remove_point
 from zerolane.store.sqlite.group_commit import WriteOp
 from zerolane.store.sqlite.leases import transition
@@ -131,6 +133,8 @@ def change_op(change: Change[T]) -> WriteOp[T]:
                 return add_point(conn, change)
             case RemoveEnforcementPoint():
                 return remove_point(conn, change)
+            case AdvanceCursors():
+                return advance(conn, change)
         raise TypeError(f"unknown change {type(change).__name__}")
 
     return op

@@ -143,6 +143,19 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        7,
+        "detector cursors: where each detector is in the audit log, and its open windows",
+        [
+            """CREATE TABLE detector_cursors (
+                detector TEXT PRIMARY KEY,
+                seq BIGINT NOT NULL,
+                state TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL)""",
+        ],
+    )
+)
 #: Migrations may be appended out of version order when two land at once: the loader
 #: applies every version the database lacks, in version order.
 LATEST = max(version for version, _, _ in MIGRATIONS)

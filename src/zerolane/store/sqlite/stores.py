@@ -3,8 +3,8 @@
 Writes go through one group-committing writer (:mod:`.group_commit`); reads take a
 pooled connection (:mod:`.connection`). The statements live with the tables they
 touch (:mod:`.tasks`, :mod:`.audit`, :mod:`.change_writes`, :mod:`.leases`,
-:mod:`.enforcement_points`, :mod:`.proofs`); rows map to records by column name
-(:mod:`.tables`).
+:mod:`.enforcement_points`, :mod:`.detector_cursors`, :mod:`.proofs`); rows map to
+records by column name (:mod:`.tables`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from zerolane.store.sqlite import tasks
 from zerolane.store.sqlite.audit import LAST_EVENT, READ_EVENTS, append_op
 from zerolane.store.sqlite.change_writes import change_key, change_op
 from zerolane.store.sqlite.connection import ReadPool, connect
+from zerolane.store.sqlite.detector_cursors import SqliteDetectorCursors
 from zerolane.store.sqlite.enforcement_points import SqliteEnforcementPoints
 from zerolane.store.sqlite.group_commit import (
     DEFAULT_MAX_BATCH,
@@ -100,7 +101,7 @@ _RECORD_MIGRATION = (
 )
 
 
-class SqliteStores(SqliteLeases, SqliteEnforcementPoints):
+class SqliteStores(SqliteLeases, SqliteEnforcementPoints, SqliteDetectorCursors):
     """Implements every port of :mod:`zerolane.store.ports` on one SQLite file."""
 
     def __init__(self, path: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from zerolane.store.records import (
     AdminCredential,
     AuditRecord,
+    DetectorCursor,
     EnforcementPoint,
     FederatedBundle,
     JoinToken,
@@ -123,3 +124,4 @@ ENFORCEMENT_POINTS = Table(
     to_column={"urls": _json_list},
     from_column={"urls": _tuple_of_json},
 )
+DETECTOR_CURSORS = Table("detector_cursors", DetectorCursor)
