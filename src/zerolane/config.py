@@ -22,6 +22,7 @@ import tomli_w
 from pydantic import AfterValidator, model_validator
 
 from zerolane.errors import InvalidInput
+from zerolane.settings.detection import DetectionSettings
 from zerolane.settings.identity import DEFAULT_X509_TTL, JwtIssuerConfig, SvidConfig
 from zerolane.settings.listener import (
     KIB,
@@ -57,6 +58,7 @@ __all__ = [
     "TLS_CLIENT_CERT",
     "AuditConfig",
     "Config",
+    "DetectionSettings",
     "GatewayEntry",
     "GrantsConfig",
     "HmacGrantConfig",
@@ -303,6 +305,8 @@ class Config:
     http: HttpLimits = field(default_factory=HttpLimits)
     #: the authorization server of standard MCP clients (``[oauth]``, off by default)
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
+    #: the detectors that read the audit log while tasks run (``[detection]``)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -418,7 +422,18 @@ def render_config(config: Config) -> str:
             for e in config.oauth.sign_in
         ]
         doc["oauth"] = {k: v for k, v in oauth.items() if v is not None}
+    if config.detection != DetectionSettings():
+        doc["detection"] = _render_detection(config.detection)
     return tomli_w.dumps(doc)
+
+
+def _render_detection(detection: DetectionSettings) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+
+    return {k: plain(v) for k, v in asdict(detection).items()}
 
 
 def _render_gateway(entry: GatewayEntry) -> dict[str, Any]:

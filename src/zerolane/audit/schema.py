@@ -194,5 +194,24 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
         ),
         "grant.revoke": _fields(_LEASE),
         "grant.revoke_failed": _fields([*_LEASE, "error", "attempts", "next_attempt_at"]),
+        # continuous verification (zerolane.detection): what a detector found, and why
+        "detection": _fields(
+            [
+                "detector",
+                "severity",
+                "summary",
+                "task_id",
+                "workload",
+                "evidence",  # [{seq, event_id}]: the events it rests on
+                "evidence_total",
+                "count",
+                "threshold",
+                "window_seconds",
+                "reasons",  # replay
+                "denied",  # scope_probing: [{action, resource}]
+                "pattern",  # delegation_fanout: children | depth
+                "chain",
+            ]
+        ),
     }
 )

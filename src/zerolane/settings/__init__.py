@@ -12,4 +12,5 @@ once, one line each, with the file and the value's dotted name.
 :mod:`~zerolane.settings.validate`  the strict scalar types, refusals and their reason ids
 :mod:`~zerolane.settings.identity`  ``[svid]`` and trusted JWT issuers (the core's)
 :mod:`~zerolane.settings.listener`  ``[tls]`` and ``[http]`` (every listener's)
+:mod:`~zerolane.settings.detection` ``[detection]``: the detectors and their thresholds
 """
