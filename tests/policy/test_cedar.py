@@ -289,3 +289,49 @@ def test_explicit_reload_refuses_a_read_that_overlaps_a_write(
     monkeypatch.setattr(loader, "_read", real)
     assert engine.reload() != before  # the twin: the finished file loads
     assert not _allowed(engine)
+
+
+def test_built_requests_skip_the_check_only_for_the_shipped_schema(policy_dir: Path) -> None:
+    """The decider's engine leaves Cedar's per-request schema check out for the shipped
+    schema (the context builder is tested against it) and decides the same; a request
+    that is off the schema still fails closed on evaluation; any other schema is
+    checked on every request."""
+    checking = CedarEngine(policy_dir)
+    built = CedarEngine(policy_dir, built_requests=True)
+    assert built.snapshot.shipped_schema
+    assert checking.snapshot.shipped_schema
+    asks = [
+        request_policy_request(f.AGENT, f.task(), f.request(), f.NOW),
+        request_policy_request(f.AGENT, f.task(state=TaskState.SUSPENDED), f.request(), f.NOW),
+        request_policy_request(f.AGENT, f.task(), f.request(action="delete"), f.NOW),
+    ]
+    assert [built.decide(a) for a in asks] == [checking.decide(a) for a in asks]
+    assert [r.allowed for r in (built.decide(a) for a in asks)] == [True, False, False]
+    # off the schema: the checking engine refuses the request, the other one's
+    # evaluation errors on the missing attribute; both deny and say why
+    good = asks[0]
+    task = {k: v for k, v in dict(good.context)["task"].items() if k != "state"}  # type: ignore[attr-defined]
+    broken = PolicyRequest(
+        good.principal,
+        good.action,
+        good.resource_type,
+        good.resource,
+        {**good.context, "task": task},
+    )
+    for engine in (checking, built):
+        result = engine.decide(broken)
+        assert not result.allowed
+        assert result.errors
+    # a schema edited by hand (one more comment) is no longer the shipped one: checked
+    schema = policy_dir / loader.SCHEMA_NAME
+    schema.write_text(schema.read_text() + "// edited here\n")
+    edited = CedarEngine(policy_dir, built_requests=True)
+    assert not edited.snapshot.shipped_schema
+    assert edited.decide(good).allowed  # the twin
+    extra = PolicyRequest(
+        good.principal, good.action, good.resource_type, good.resource, {**good.context, "x": 1}
+    )
+    assert built.decide(extra).allowed  # unchecked: an unknown attribute changes nothing
+    refused = edited.decide(extra)
+    assert not refused.allowed
+    assert refused.errors

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import cedarpy
 import pytest
 
 from tests.policy import factories as f
-from zerolane.policy.cedar import CedarEngine
+from zerolane.policy.cedar import NO_ENTITIES, CedarEngine
 from zerolane.policy.context import (
+    McpFacts,
+    OpenFacts,
+    ParentFacts,
+    RequestFacts,
+    TaskFacts,
+    UserFacts,
     is_internal,
     open_context,
     open_policy_request,
     request_context,
     request_policy_request,
 )
-from zerolane.types import Sensitivity
+from zerolane.policy.engine import PolicyRequest
+from zerolane.types import Sensitivity, TaskState
 
 MONDAY_NOON = 1_704_110_400.75  # 2024-01-01T12:00:00.75Z, a Monday
 
@@ -107,23 +117,107 @@ def test_open_context() -> None:
     }
 
 
-def test_contexts_fit_the_default_schema(default_engine: CedarEngine) -> None:
-    """Cedar checks the context against the schema: no errors means the shapes agree."""
-    asked = request_policy_request(f.AGENT, f.task(), f.request(), f.NOW)
-    assert (asked.principal, asked.action, asked.resource_type, asked.resource) == (
-        f.AGENT,
-        "request",
-        "Resource",
-        "finance/reports/q3",
+def _schema_errors(engine: CedarEngine, asked: PolicyRequest) -> list[str]:
+    """What Cedar finds wrong with ``asked`` checked against the engine's schema (the
+    decider's engine leaves that check out for the shipped schema: these tests are
+    what lets it)."""
+    kinds = {"Resource": "Zerolane::Resource", "Playbook": "Zerolane::Playbook"}
+    result = cedarpy.is_authorized(
+        {
+            "principal": {"type": "Zerolane::Workload", "id": asked.principal},
+            "action": {"type": "Zerolane::Action", "id": asked.action},
+            "resource": {"type": kinds[asked.resource_type], "id": asked.resource},
+            "context": dict(asked.context),
+        },
+        engine.snapshot.policies,
+        NO_ENTITIES,
+        engine.snapshot.schema,
     )
+    return list(result.diagnostics.errors)
+
+
+USER = UserFacts("alice", "https://issuer.example.org")
+MCP = McpFacts.of_call(
+    "files",
+    "read_file",
+    read_only=True,
+    destructive=False,
+    arguments={"path": "/srv/a.txt", "opts": {"n": [1, 2]}, "big": "x" * 5000},
+)
+PARENT = ParentFacts(
+    id="tsk_0",
+    owner=f.AGENT,
+    playbook="reports",
+    depth=0,
+    actions=("read",),
+    resources=("finance/**",),
+    destinations=("db.example.org",),
+    ceiling=Sensitivity.CONFIDENTIAL,
+    expires_at=f.NOW + 600.9,
+    calls_left=7,
+)
+
+
+@pytest.mark.parametrize(
+    ("task", "request_"),
+    [
+        (f.task(), f.request()),
+        (f.task(user=USER, on_behalf_of="alice", delegated=True, depth=2), f.request()),
+        (f.task(state=TaskState.SUSPENDED, touched=3), f.request(mcp=MCP)),
+        (f.task(actions=(), resources=(), destinations=()), f.request(destination="")),
+        (
+            f.task(),
+            f.request(
+                mcp=McpFacts.of_call(
+                    "s",
+                    "",
+                    read_only=True,
+                    destructive=False,
+                    method="resources/read",
+                    uri="file:///a",
+                )
+            ),
+        ),
+    ],
+)
+def test_request_contexts_fit_the_shipped_schema(
+    default_engine: CedarEngine, task: TaskFacts, request_: RequestFacts
+) -> None:
+    """Every shape the builder makes passes Cedar's check against the shipped schema."""
+    asked = request_policy_request(f.AGENT, task, request_, f.NOW + 0.7)
+    assert (asked.principal, asked.action, asked.resource_type) == (f.AGENT, "request", "Resource")
+    assert _schema_errors(default_engine, asked) == []
     assert default_engine.decide(asked).errors == ()
-    opened = open_policy_request(f.AGENT, f.opening(), f.NOW)
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        f.opening(),
+        f.opening(user=USER, on_behalf_of="alice"),
+        f.opening(parent=PARENT, depth=1),
+        f.opening(parent=dataclasses.replace(PARENT, user=USER), user=USER, depth=1),
+    ],
+)
+def test_open_contexts_fit_the_shipped_schema(
+    default_engine: CedarEngine, opening: OpenFacts
+) -> None:
+    opened = open_policy_request(f.AGENT, opening, f.NOW)
     assert (opened.action, opened.resource_type, opened.resource) == (
         "open_task",
         "Playbook",
         "reports",
     )
+    assert _schema_errors(default_engine, opened) == []
     assert default_engine.decide(opened).errors == ()
+
+
+def test_the_checker_finds_a_context_that_does_not_fit(default_engine: CedarEngine) -> None:
+    """The twin of the two above: the same check refuses a context off the schema."""
+    asked = request_policy_request(f.AGENT, f.task(), f.request(), f.NOW)
+    context = dict(asked.context)
+    context["task"] = {**context["task"], "depth": "two"}  # type: ignore[dict-item]
+    assert _schema_errors(default_engine, dataclasses.replace(asked, context=context))
 
 
 @pytest.mark.parametrize(

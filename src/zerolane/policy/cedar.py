@@ -62,10 +62,20 @@ class CedarEngine:
 
     Construction loads the directory and raises
     :class:`~zerolane.policy.engine.PolicyLoadError` if it is refused.
+
+    Cedar checks each request against the schema before evaluating it. With
+    ``built_requests`` (the decider's engine: every request comes from
+    :mod:`zerolane.policy.context`, whose shapes the tests check against the shipped
+    schema) and a set whose schema is the shipped one byte for byte, that check is
+    left out: it cost more than the evaluation itself (~0.1 ms of ~0.35 per decision).
+    The policies are still strictly validated against the schema when loaded, and an
+    evaluation error still denies. Any other schema, or requests written by hand
+    (``zerolane decide``, ``zerolane policy test``), are checked every time.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, built_requests: bool = False) -> None:
         self._directory = directory
+        self._built_requests = built_requests
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
         self._watcher: threading.Thread | None = None
@@ -106,7 +116,7 @@ class CedarEngine:
                 },
                 snapshot.policies,
                 NO_ENTITIES,
-                snapshot.schema,
+                None if self._built_requests and snapshot.shipped_schema else snapshot.schema,
             )
             diagnostics = result.diagnostics
             errors = diagnostics.errors

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from stat import S_ISREG
 
@@ -27,6 +28,9 @@ from zerolane.policy.locations import (
 
 SCHEMA_NAME = "schema.cedarschema"
 POLICY_SUFFIX = ".cedar"
+#: the schema zerolane ships (``policy/default``), whose request shapes the context
+#: builder (:mod:`zerolane.policy.context`) is tested to produce
+SHIPPED_SCHEMA = Path(__file__).resolve().parent / "default" / SCHEMA_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,8 @@ class Snapshot:
     version: str
     policy_ids: tuple[str, ...]  # @id of every policy, in load order
     files: tuple[str, ...]
+    #: the schema is zerolane's own, byte for byte (see :data:`SHIPPED_SCHEMA`)
+    shipped_schema: bool = False
 
 
 Stamps = tuple[tuple[str, int, int, int], ...]  # (name, size, mtime_ns, inode), by name
@@ -225,4 +231,10 @@ def parse(reading: Reading) -> Snapshot:
         version=reading.version,
         policy_ids=tuple(all_ids),
         files=tuple(name for name, _ in reading.texts),
+        shipped_schema=reading.schema == _shipped_schema(),
     )
+
+
+@lru_cache(maxsize=1)
+def _shipped_schema() -> str:
+    return SHIPPED_SCHEMA.read_text(encoding="utf-8")

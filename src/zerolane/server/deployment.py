@@ -105,7 +105,8 @@ class PolicyHolder:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = CedarEngine(self.directory)  # refuses an invalid set
+                    # refuses an invalid set; requests come from the context builder
+                    self._engine = CedarEngine(self.directory, built_requests=True)
         return self._engine
 
     def stop(self) -> None:
