@@ -352,6 +352,24 @@ def test_ath_matches_rfc9449_example() -> None:
     )
 
 
+def test_each_key_signs_its_own_proofs_among_many() -> None:
+    """The signer made ready once per key is never another key's: proofs of many keys,
+    made in turn (more keys than the cache holds), each carry and verify under their
+    own key, and one key's proof is refused where another's key is expected."""
+    keys: list[Any] = [ec.generate_private_key(ec.SECP256R1()) for _ in range(70)]
+    keys += [ed25519.Ed25519PrivateKey.generate() for _ in range(3)]
+    for _ in range(2):
+        for key in keys:
+            jkt = thumbprint(proof_jwk(key))
+            assert verify(proof(key), expected_jkt=jkt).jkt == jkt
+    with pytest.raises(DpopError) as refused:
+        verify(proof(keys[1]), expected_jkt=thumbprint(proof_jwk(keys[0])))
+    assert refused.value.reason == "dpop.key_mismatch"
+    jwk = proof_jwk(CLIENT)
+    jwk["x"] = "changed"  # a copy: the next proof still carries the key's own
+    assert verify(proof()).jkt == JKT
+
+
 def test_make_proof_refuses_other_keys() -> None:
     with pytest.raises(InvalidInput) as refused:
         make_proof(ec.generate_private_key(ec.SECP384R1()), method="GET", url=URL)

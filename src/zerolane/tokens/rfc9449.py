@@ -115,9 +115,30 @@ def access_token_hash(access_token: str) -> str:
 
 def proof_jwk(private_key: PrivateKey) -> dict[str, str]:
     """The public JWK (public members only) that proofs made with ``private_key`` carry."""
-    spec = _TABLE[_algorithm(private_key)]
-    full = jws.public_jwk(private_key)
-    return {"kty": spec.kty, "crv": str(spec.crv), **{m: str(full[m]) for m in spec.members}}
+    return dict(_proof_signer(private_key).jwk)
+
+
+@dataclass(frozen=True, slots=True)
+class _ProofSigner:
+    """A proof key made ready: its signer, ``alg`` and public JWK (exported once)."""
+
+    signer: jws.Signer
+    alg: str
+    jwk: Mapping[str, str]
+
+
+@lru_cache(maxsize=64)
+def _proof_signer(private_key: PrivateKey) -> _ProofSigner:
+    """The signer of ``private_key``, built once per key: an agent signs a proof for
+    every request, and importing the key and exporting its JWK again each time cost
+    more than the signature. Key objects hash by identity and the cache holds them,
+    so an entry is never found for another key."""
+    alg = _algorithm(private_key)
+    spec = _TABLE[alg]
+    signer = jws.Signer(private_key)
+    full = signer.public_jwk()
+    jwk = {"kty": spec.kty, "crv": str(spec.crv), **{m: str(full[m]) for m in spec.members}}
+    return _ProofSigner(signer, alg, jwk)
 
 
 def _algorithm(private_key: object) -> str:
@@ -151,9 +172,10 @@ def make_proof(
         claims["ath"] = access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
-    header = {"alg": _algorithm(private_key), "typ": TYP, "jwk": proof_jwk(private_key)}
+    ready = _proof_signer(private_key)
+    header = {"alg": ready.alg, "typ": TYP, "jwk": dict(ready.jwk)}
     payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
-    return jws.sign(header, payload, private_key)
+    return ready.signer.sign(header, payload)
 
 
 def _header_key(header: Mapping[str, Any], alg: str) -> dict[str, str]:
