@@ -187,6 +187,10 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             secret=["token", *_EXCHANGE_TOKENS],  # the child's token, the exchange's
         ),
         **{f"task.{state.value}": _TASK_ENDED for state in TaskState if state.ended},
+        "task.suspended": _fields(
+            ["calls_used", "owner", "expires_at", "suspended_with", "parent_id"]
+        ),
+        "task.resumed": _fields(["calls_used", "owner", "expires_at", "resumed_with", "parent_id"]),
         # downstream credentials
         "grant.issue": _fields(
             [*_LEASE, "error"],

@@ -190,7 +190,8 @@ class Deployment:
             audit=audit,
             clock=clock,
         )
-        on_ended = ended_hook(RevocationPublisher(bus, clock), leases)
+        publisher = RevocationPublisher(bus, clock)
+        on_ended = ended_hook(publisher, leases)
         revocations = RevocationWatch(bus, clock, grace_seconds=config.revocation.grace_seconds)
         users = UserTokenVerifier(config.users.issuers, clock, base=home)  # checks the config
         lifecycle = TaskLifecycle(
@@ -202,6 +203,7 @@ class Deployment:
             audit=audit,
             clock=clock,
             on_ended=on_ended,
+            on_resumed=publisher.resumed,
         )
 
         return cls(
@@ -313,11 +315,13 @@ class Deployment:
         )
 
     def disable_workload(self, spiffe_id: str, actor: Actor) -> Workload:
-        """Disable a workload and revoke its live tasks: effective at once."""
+        """Disable a workload and revoke its live (active or suspended) tasks: effective
+        at once."""
         workload = self.registry.set_status(spiffe_id, WorkloadStatus.DISABLED, actor=actor)
-        for task in self.lifecycle.list(owner=spiffe_id, state=TaskState.ACTIVE, limit=10_000):
-            with contextlib.suppress(Conflict):
-                self.lifecycle.revoke(task.task_id, actor=actor, reason="workload.disabled")
+        for state in (TaskState.ACTIVE, TaskState.SUSPENDED):
+            for task in self.lifecycle.list(owner=spiffe_id, state=state, limit=10_000):
+                with contextlib.suppress(Conflict):
+                    self.lifecycle.revoke(task.task_id, actor=actor, reason="workload.disabled")
         return workload
 
     def close(self) -> None:
@@ -329,9 +333,9 @@ class Deployment:
 def ended_hook(
     publisher: RevocationPublisher, leases: LeaseManager
 ) -> Callable[[Sequence[TaskRecord]], None]:
-    """The lifecycle's ``on_ended``: announce the ended tasks on the revocation bus,
-    then revoke their grants. Neither may undo the end the store already holds, so a
-    failure is logged; the grant sweeper finds leases a failure left active."""
+    """The lifecycle's ``on_ended``: announce the ended (or suspended) tasks on the
+    revocation bus, then revoke their grants. Neither may undo what the store already
+    holds, so a failure is logged; the grant sweeper finds leases a failure left active."""
 
     def on_ended(tasks: Sequence[TaskRecord]) -> None:
         publisher(tasks)  # logs and counts its own failures

@@ -273,6 +273,64 @@ def revoke_task(task_id: str, request: Request, actor: Admin) -> TaskOut:
     return task_out(revoked, deployment.clock.now())
 
 
+class TurnBody(Strict):
+    reason: StrictStr | None = Field(
+        None, min_length=1, max_length=256, description="recorded in the audit log"
+    )
+
+
+_TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "``task.unknown``"},
+    409: {
+        "description": "``task.ended``, ``task.already_suspended``, ``task.not_suspended``, "
+        "``task.parent_suspended``"
+    },
+}
+
+
+@router.post(
+    "/v1/admin/tasks/{task_id}/suspend",
+    response_model=list[TaskOut],
+    tags=["admin"],
+    responses=_TURN_RESPONSES,
+)
+def suspend_task(
+    task_id: str, request: Request, actor: Admin, body: TurnBody | None = None
+) -> list[TaskOut]:
+    """Suspend an active task and every live task delegated from it: each is denied
+    (``task.suspended``) from its very next request, can neither delegate, renew, get
+    grants nor complete, and its grants are revoked, until it is resumed. Its window
+    does not move. Answers the tasks suspended, the task first. 404 ``task.unknown``;
+    409 ``task.ended`` (completed, revoked or expired) or ``task.already_suspended``."""
+    deployment = _deployment(request)
+    reason = body.reason if body is not None and body.reason is not None else "suspended"
+    done = deployment.lifecycle.suspend(task_id, actor=actor, reason=reason)
+    now = deployment.clock.now()
+    return [task_out(t, now) for t in done]
+
+
+@router.post(
+    "/v1/admin/tasks/{task_id}/resume",
+    response_model=list[TaskOut],
+    tags=["admin"],
+    responses=_TURN_RESPONSES,
+)
+def resume_task(
+    task_id: str, request: Request, actor: Admin, body: TurnBody | None = None
+) -> list[TaskOut]:
+    """Resume a suspended task and the delegated tasks suspended with it (a delegated
+    task suspended on its own stays suspended: resume it apart). Allowed again from the
+    next request, within the window it always had. Answers the tasks resumed, the task
+    first. 404 ``task.unknown``; 409 ``task.ended`` (its window ended, or it was
+    revoked), ``task.not_suspended`` or ``task.parent_suspended`` (its parent is
+    suspended: resume the parent)."""
+    deployment = _deployment(request)
+    reason = body.reason if body is not None and body.reason is not None else "resumed"
+    done = deployment.lifecycle.resume(task_id, actor=actor, reason=reason)
+    now = deployment.clock.now()
+    return [task_out(t, now) for t in done]
+
+
 @router.post("/v1/admin/playbooks", status_code=201, tags=["admin"])
 def apply_playbook(document: dict[str, Any], request: Request, actor: Admin) -> dict[str, Any]:
     """Register or update a playbook (the same document as a playbook file, as JSON).

@@ -37,7 +37,7 @@ from typing import Final, Literal
 from zerolane.errors import ProofReplayed, Refusal, ZerolaneError
 from zerolane.policy.context import RequestFacts, TaskFacts, request_policy_request
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.records import Spend, TaskRecord
+from zerolane.store.records import RevocationEvent, RevocationKind, Spend, TaskRecord
 from zerolane.tasks.auth import TaskHolder
 from zerolane.tasks.lifecycle import effective_state, user_facts
 from zerolane.tasks.revocation import RevocationWatch
@@ -214,12 +214,15 @@ class DecisionCore:
                 return NEEDS_READ
             self._cache.discard(task_id)
             return Deny(("task.unknown",))
-        if self._revoked(task):
+        heard = self._revoked(task)
+        if heard is not None:
             if not fresh:
                 return NEEDS_READ  # the bus heard it end: decide on what is stored
-            if task.state is TaskState.ACTIVE:  # heard, not yet in the store
+            if task.state is TaskState.ACTIVE:  # heard, not yet in the store (or its
+                # resume is stored and not yet heard): deny as heard
                 self._cache.discard(task_id)
-                return Deny(("task.revoked",))
+                suspended = heard.kind is RevocationKind.SUSPENDED
+                return Deny(("task.suspended" if suspended else "task.revoked",))
         now = self._clock.now()
         verdict = self._evaluate(holder, task, facts, now)
         if isinstance(verdict, Deny):
@@ -280,12 +283,13 @@ class DecisionCore:
             return False
         return True
 
-    def _revoked(self, task: TaskRecord) -> bool:
-        """Whether the revocation bus announced the end of ``task`` or its parent."""
+    def _revoked(self, task: TaskRecord) -> RevocationEvent | None:
+        """What the revocation bus announced of ``task`` or its parent (its end or its
+        suspension, not lifted since), None when nothing."""
         if self._revocations is None:
-            return False
+            return None
         ids = (task.task_id,) if task.parent_id is None else (task.task_id, task.parent_id)
-        return self._revocations.check_all(ids) is not None
+        return self._revocations.check_all(ids)
 
     def _evaluate(
         self, holder: TaskHolder, task: TaskRecord, facts: RequestFacts, now: float

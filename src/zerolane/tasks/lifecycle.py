@@ -15,6 +15,17 @@ Every state change is stored together with its audit event, in one transaction
 without its ``task.opened`` event, nor ended without its ``task.completed`` /
 ``task.revoked`` / ``task.expired`` events, even when the process dies in between.
 
+An admin (or an automatic response) may **suspend** a task: it and every live task
+delegated from it (its whole live subtree) move to ``suspended`` in one write, each with
+its ``task.suspended`` event; nothing of them is allowed, delegated, renewed or
+completed until an admin **resumes** the task, which brings back, in one write with a
+``task.resumed`` event each, the task and what its suspension took (a descendant
+suspended on its own before stays suspended, and a task whose parent is suspended
+waits for its parent). A suspension never moves a task's window: a task whose window
+ends while suspended expires, and an expired, completed or revoked task is never
+resumed. Suspended tasks are told to the ``on_ended`` hook (their grants are revoked,
+the bus announces them), resumed ones to ``on_resumed``.
+
 Time only moves forward for a task: once a task is seen past its window (a read, a
 list, a delegation, or a decision through :meth:`TaskLifecycle.mark_expired`) its
 expiry is recorded (state ``expired`` and a ``task.expired`` event), so a clock stepped
@@ -39,7 +50,7 @@ from zerolane.identity.keyring import Keyring
 from zerolane.identity.users import VerifiedUser
 from zerolane.policy.context import OpenFacts, UserFacts, open_policy_request
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.changes import AddTask, EndTree, ExpireTree
+from zerolane.store.changes import AddTask, EndTree, ExpireTree, ResumeTree, SuspendTree
 from zerolane.store.ports import RecordedWrites, TaskStore
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import WorkloadCaller
@@ -65,12 +76,38 @@ DESCENDANT_REASONS = {
     TaskState.REVOKED: "parent.revoked",
 }
 
-#: told of every task the lifecycle ended (a task and its descendants), once stored
+#: the reason each descendant a suspension takes with it is stored with: the mark
+#: a resume follows (an admin's own reason may therefore not start with ``parent.``)
+SUSPENDED_WITH_PARENT = "parent.suspended"
+RESUMED_WITH_PARENT = "parent.resumed"
+#: the longest reason an admin may give a suspension or a resume
+MAX_REASON = 256
+
+#: told of every task the lifecycle ended or suspended (a task and its descendants), or
+#: resumed, once stored
 EndedHook = Callable[[Sequence[TaskRecord]], None]
 
 
 def _nobody(_: Sequence[TaskRecord]) -> None:
     return None
+
+
+#: the stored states whose expiries a listing of a state records first (see ``list``)
+_SWEPT = {
+    TaskState.ACTIVE: (TaskState.ACTIVE,),
+    TaskState.SUSPENDED: (TaskState.SUSPENDED,),
+    TaskState.EXPIRED: (TaskState.ACTIVE, TaskState.SUSPENDED),
+}
+
+
+def _admin_reason(reason: str) -> str:
+    """An admin's reason for a suspension or a resume, checked: 1..256 printable
+    characters, never ``parent.`` (the mark of a cascade)."""
+    if not reason.strip() or len(reason) > MAX_REASON or not reason.isprintable():
+        raise InvalidInput("task.reason", f"a reason is 1..{MAX_REASON} printable characters")
+    if reason.startswith("parent."):
+        raise InvalidInput("task.reason", "a reason starting with 'parent.' is reserved")
+    return reason
 
 
 class RecordedTaskStore(TaskStore, RecordedWrites, Protocol):
@@ -126,6 +163,7 @@ class TaskLifecycle:
         audit: AuditLog,
         clock: Clock,
         on_ended: EndedHook = _nobody,
+        on_resumed: EndedHook = _nobody,
     ) -> None:
         self.issuer = f"spiffe://{trust_domain}"
         self._keyring = keyring
@@ -135,6 +173,7 @@ class TaskLifecycle:
         self._audit = audit
         self._clock = clock
         self._on_ended = on_ended
+        self._on_resumed = on_resumed
 
     def open(
         self, caller: WorkloadCaller, request: OpenRequest, *, user: VerifiedUser | None = None
@@ -371,6 +410,10 @@ class TaskLifecycle:
         task = self.get(task_id)
         if task.owner != holder_sub:
             raise Forbidden("task.not_yours", "only the task's owner may complete it")
+        if task.state is TaskState.SUSPENDED:  # the admin who suspended it decides
+            raise Forbidden(
+                "task.suspended", f"task {task_id} is suspended: only an admin may resume it"
+            )
         return self._end(task, TaskState.COMPLETED, "completed", Actor("workload", holder_sub))
 
     def after_allowed(self, task: TaskRecord) -> TaskRecord | None:
@@ -420,6 +463,98 @@ class TaskLifecycle:
             )
         return ended[0]
 
+    def suspend(self, task_id: str, *, actor: Actor, reason: str = "suspended") -> list[TaskRecord]:
+        """Suspend an active task and its live subtree (see the module doc), with a
+        ``task.suspended`` event each, in one write; then tell ``on_ended`` (grants
+        revoked, the bus announces them). Returns the tasks suspended, the task first.
+
+        Refused: ``task.unknown`` (NotFound); ``task.ended`` (it completed, was revoked
+        or expired), ``task.already_suspended`` (Conflict); ``task.reason`` (InvalidInput)."""
+        reason = _admin_reason(reason)
+        task = self.get(task_id)  # a task past its window is recorded expired first
+        change = SuspendTree(task.task_id, self._clock.now(), reason, SUSPENDED_WITH_PARENT)
+        suspended = self._tasks.write_recorded(
+            change,
+            lambda done: self._turn_events(done, task.task_id, actor, "task.suspended"),
+            seal,
+        )
+        if not suspended:
+            raise self._refusal(task, TaskState.SUSPENDED)
+        self._tell_ended(suspended)
+        return suspended
+
+    def resume(self, task_id: str, *, actor: Actor, reason: str = "resumed") -> list[TaskRecord]:
+        """Resume a suspended task and what its suspension took (see the module doc),
+        with a ``task.resumed`` event each, in one write; then tell ``on_resumed`` (the
+        bus announces them). Its window is the one it always had. Returns the tasks
+        resumed, the task first.
+
+        Refused: ``task.unknown`` (NotFound); ``task.ended`` (it completed, was revoked
+        or expired, while suspended too), ``task.not_suspended``,
+        ``task.parent_suspended`` (Conflict); ``task.reason`` (InvalidInput)."""
+        reason = _admin_reason(reason)
+        task = self.get(task_id)  # a task past its window is recorded expired first
+        resumed = self._tasks.write_recorded(
+            ResumeTree(task.task_id, self._clock.now(), SUSPENDED_WITH_PARENT),
+            lambda done: self._turn_events(done, task.task_id, actor, "task.resumed", reason),
+            seal,
+        )
+        if not resumed:
+            raise self._refusal(task, TaskState.ACTIVE)
+        try:
+            self._on_resumed(resumed)
+        except Exception:  # the store holds the resume: log, never undo it
+            log.exception("the on_resumed hook failed for %d task(s)", len(resumed))
+        return resumed
+
+    def _refusal(self, seen: TaskRecord, wanted: TaskState) -> Conflict:
+        """Why a suspension (``wanted`` suspended) or a resume (``wanted`` active) of
+        the task ``seen`` wrote nothing, as the task is stored now."""
+        task_id = seen.task_id
+        task = self._tasks.get_task(task_id) or seen  # tasks are never deleted
+        state = effective_state(task, self._clock.now())
+        if state.ended:
+            return Conflict("task.ended", f"task {task_id} has ended ({state.value})")
+        if state is wanted:
+            already = "already_suspended" if wanted is TaskState.SUSPENDED else "not_suspended"
+            return Conflict(f"task.{already}", f"task {task_id} is {state.value}")
+        if wanted is TaskState.ACTIVE and task.parent_id is not None:
+            return Conflict(
+                "task.parent_suspended",
+                f"task {task_id} was suspended with its parent {task.parent_id}: resume the parent",
+            )
+        return Conflict("task.changed", f"task {task_id} changed meanwhile: try again")
+
+    def _turn_events(
+        self,
+        changed: Sequence[TaskRecord],
+        root_id: str,
+        actor: Actor,
+        kind: str,
+        reason: str | None = None,
+    ) -> list[dict[str, object]]:
+        """The events of the tasks one suspension (``task.suspended``, each with the
+        reason it is stored with) or resume (``task.resumed``: ``reason`` for the task,
+        ``parent.resumed`` for its descendants) changed."""
+        events: list[Event] = []
+        for record in changed:
+            details: dict[str, object] = {
+                "owner": record.owner,
+                "calls_used": record.calls_used,
+                "expires_at": record.expires_at,
+            }
+            why = reason or record.end_reason or "suspended"
+            if record.task_id != root_id:
+                with_key = "suspended_with" if reason is None else "resumed_with"
+                details |= {with_key: root_id, "parent_id": record.parent_id}
+                why = RESUMED_WITH_PARENT if reason is not None else why
+            events.append(
+                self._audit.event(
+                    kind, actor, record.task_id, Outcome.SUCCESS, reason=why, details=details
+                )
+            )
+        return [event.unsealed() for event in events]
+
     def _tell_ended(self, ended: Sequence[TaskRecord]) -> None:
         """The ``on_ended`` hook, for tasks already ended (with their events) in the
         store: its failure cannot undo that, so it is logged."""
@@ -465,15 +600,16 @@ class TaskLifecycle:
     ) -> list[TaskRecord]:
         """Tasks, newest first, optionally of one owner and/or in one state, as
         decisions see them: an expiry not yet recorded is recorded first. Listing
-        ``active`` or ``expired`` tasks first records the expiry of every active task
-        (of ``owner``; the newest :data:`MAX_SWEEP`) past its window, so an expired task
-        is never listed as active and is listed as expired."""
+        ``active``, ``suspended`` or ``expired`` tasks first records the expiry of every
+        task stored in that live state (active and suspended for ``expired``; of
+        ``owner``; the newest :data:`MAX_SWEEP` each) past its window, so an expired
+        task is never listed as live and is listed as expired."""
         now = self._clock.now()
-        if state in (TaskState.ACTIVE, TaskState.EXPIRED):
-            for task in self._tasks.list_tasks(
-                owner=owner, state=TaskState.ACTIVE, limit=MAX_SWEEP
-            ):
-                self.mark_expired(task, now=now)
+        sweep = _SWEPT.get(state) if state is not None else None
+        if sweep:
+            for live in sweep:
+                for task in self._tasks.list_tasks(owner=owner, state=live, limit=MAX_SWEEP):
+                    self.mark_expired(task, now=now)
             return self._tasks.list_tasks(owner=owner, state=state, limit=limit)
         listed = self._tasks.list_tasks(owner=owner, state=state, limit=limit)
         return [self.mark_expired(task, now=now) for task in listed]

@@ -186,14 +186,17 @@ _KIND_OF_STATE = {
 }
 
 
-def events_for(tasks: Sequence[TaskRecord], now: float) -> list[RevocationEvent]:
-    """The events announcing ``tasks`` (one per kind and reason, in their order)."""
+def events_for(
+    tasks: Sequence[TaskRecord], now: float, *, resumed: bool = False
+) -> list[RevocationEvent]:
+    """The events announcing ``tasks`` (one per kind and reason, in their order): by
+    their state (ended, revoked, suspended), or, ``resumed``, that they are resumed."""
     grouped: dict[tuple[RevocationKind, str], list[str]] = {}
     for task in tasks:
-        kind = _KIND_OF_STATE.get(task.state)
+        kind = RevocationKind.RESUMED if resumed else _KIND_OF_STATE.get(task.state)
         if kind is None:
             continue
-        reason = (task.end_reason or task.state.value)[:256]
+        reason = "resumed" if resumed else (task.end_reason or task.state.value)[:256]
         grouped.setdefault((kind, reason), []).append(task.task_id)
     events: list[RevocationEvent] = []
     for (kind, reason), ids in grouped.items():
@@ -203,7 +206,8 @@ def events_for(tasks: Sequence[TaskRecord], now: float) -> list[RevocationEvent]
 
 
 class RevocationPublisher:
-    """The lifecycle's ``on_ended`` hook: announces ended tasks on the bus.
+    """The lifecycle's ``on_ended`` hook: announces ended (and suspended) tasks on the
+    bus; :meth:`resumed` is its ``on_resumed`` hook.
 
     The task store already holds the end (it is the source of truth), so a bus that
     cannot take the event is logged and counted, not raised into the caller: the
@@ -217,7 +221,15 @@ class RevocationPublisher:
         self.failures = 0
 
     def __call__(self, tasks: Sequence[TaskRecord]) -> None:
-        for event in events_for(tasks, self._clock.now()):
+        self._publish(events_for(tasks, self._clock.now()))
+
+    def resumed(self, tasks: Sequence[TaskRecord]) -> None:
+        """The lifecycle's ``on_resumed`` hook: announces resumed tasks on the bus (a
+        watch that heard them suspended forgets it; until then it keeps denying)."""
+        self._publish(events_for(tasks, self._clock.now(), resumed=True))
+
+    def _publish(self, events: Sequence[RevocationEvent]) -> None:
+        for event in events:
             try:
                 self._bus.publish(event)
             except Exception:

@@ -66,6 +66,8 @@ class TaskGrants:
         if task.owner != actor.id:
             raise Forbidden("task.not_yours", "only the task's owner may ask for its grants")
         state = effective_state(task, self._clock.now())
+        if state is TaskState.SUSPENDED:  # until an admin resumes it
+            raise Forbidden("task.suspended", f"task {task_id} is suspended")
         if state is not TaskState.ACTIVE:
             raise Conflict("task.ended", f"task {task_id} is {state.value}")
         record = self._playbooks.record(task.playbook)

@@ -23,8 +23,9 @@ TREE_LIMIT = 1000
 
 
 def effective_state(task: TaskRecord, now: float) -> TaskState:
-    """The state a decision sees: an active task past its window is expired."""
-    if task.state is TaskState.ACTIVE and now >= task.expires_at:
+    """The state a decision sees: a live (active or suspended) task past its window is
+    expired (a suspension never extends a window)."""
+    if not task.state.ended and now >= task.expires_at:
         return TaskState.EXPIRED
     return task.state
 
