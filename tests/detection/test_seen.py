@@ -46,3 +46,11 @@ def test_evidence_is_capped_and_counted() -> None:
     details = Detection("replay", "high", "s", None, "spiffe://x/y", many).details()
     assert len(details["evidence"]) == MAX_EVIDENCE  # type: ignore[arg-type]
     assert details["evidence_total"] == MAX_EVIDENCE + 5
+
+
+def test_a_refusal_without_a_subject_may_name_its_task_in_its_details() -> None:
+    log = Recorder()
+    named = log.add("decision", 0, subject="unknown", details={"task_id": "tsk_9"})
+    blank = log.add("decision", 1, subject="unknown", details={"task_id": ""})
+    assert Seen.of(named).task_id == "tsk_9"
+    assert Seen.of(blank).task_id is None

@@ -83,8 +83,12 @@ class Seen:
 
     @property
     def task_id(self) -> str | None:
-        """The task of the event, when the log names one."""
-        return self.subject if self.subject and self.subject != UNKNOWN else None
+        """The task of the event, when the log names one: its subject, else a refusal's
+        ``details.task_id`` (a request refused before its task was checked)."""
+        if self.subject and self.subject != UNKNOWN:
+            return self.subject
+        named = self.details.get("task_id")
+        return named if isinstance(named, str) and named else None
 
     @property
     def reasons(self) -> tuple[str, ...]:

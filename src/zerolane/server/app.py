@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -23,7 +25,7 @@ from zerolane.server.deployment import Deployment
 from zerolane.server.enforcement_point_routes import router as enforcement_point_router
 from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
-from zerolane.server.metrics import Measured, Metrics
+from zerolane.server.metrics import DetectionMetrics, Measured, Metrics
 from zerolane.server.oauth_routes import router as oauth_router
 from zerolane.server.oauth_server import OAuthServer
 from zerolane.server.readiness import WriteReadiness
@@ -101,14 +103,30 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(deployment: Deployment) -> FastAPI:
-    """Build the API over an opened deployment."""
+    """Build the API over an opened deployment. While it is served (its lifespan), the
+    detectors of ``[detection]`` read the audit log in a thread of their own."""
+    detection = deployment.detection if deployment.config.detection.enabled else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if detection is not None:
+            detection.start()
+        try:
+            yield
+        finally:
+            if detection is not None:
+                detection.stop()
+
     app = FastAPI(
         title="zerolane control plane",
         version=__version__,
         description="Workload identity, attestation, tasks and their decisions.",
         responses=_ERRORS,
+        lifespan=lifespan,
     )
     metrics = Metrics()
+    if detection is not None:
+        metrics.registry.register(DetectionMetrics(detection))
     app.state.deployment = deployment
     app.state.metrics = metrics
     app.state.readiness = WriteReadiness(deployment.stores)

@@ -18,6 +18,8 @@ from zerolane.audit.decision_log import decision_log
 from zerolane.audit.events import Actor, Event
 from zerolane.audit.log import AuditLog
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, render_config
+from zerolane.detection.detectors import build_detectors
+from zerolane.detection.runner import DetectionRunner
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.grants.leases import LeaseManager
@@ -262,6 +264,20 @@ class Deployment:
         )
 
     @functools.cached_property
+    def detection(self) -> DetectionRunner:
+        """The detectors of ``[detection]`` over this deployment's audit log (the API's
+        lifespan starts and stops its thread when ``[detection] enabled``)."""
+        settings = self.config.detection
+        return DetectionRunner(
+            self.stores,
+            self.audit,
+            build_detectors(settings),
+            self.clock,
+            batch_size=settings.batch_size,
+            poll_interval=settings.poll_interval,
+        )
+
+    @functools.cached_property
     def enforcement_points(self) -> EnforcementPoints:
         """Who may ask ``POST /v1/decide``, and about which URLs."""
         return EnforcementPoints(self.stores, self.audit, self.clock)
@@ -325,6 +341,8 @@ class Deployment:
         return workload
 
     def close(self) -> None:
+        if "detection" in self.__dict__:  # built: its thread stops before the store closes
+            self.detection.stop()
         self.revocations.close()
         self.policies.stop()
         self.stores.close()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zerolane.detection.runner import DetectionRunner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +41,38 @@ class Metrics:
             "Attestations by outcome and reason",
             ["outcome", "reason"],
             registry=self.registry,
+        )
+
+
+class DetectionMetrics(Collector):
+    """The detection stream, read when scraped: each detector's lag (events in the log
+    past its stored cursor), and the detections and failed steps of this process."""
+
+    def __init__(self, runner: DetectionRunner) -> None:
+        self._runner = runner
+
+    def collect(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "zerolane_detection_lag_events",
+            "Audit events not yet read by each detector (last seq - its cursor)",
+            labels=["detector"],
+        )
+        try:
+            for name, behind in self._runner.lag().items():
+                lag.add_metric([name], behind)
+        except Exception:  # a scrape never fails for the store: the lag is left out
+            log.exception("the detectors' lag could not be read")
+        else:
+            yield lag
+        yield CounterMetricFamily(
+            "zerolane_detection_recorded",
+            "Detections recorded by this process",
+            value=self._runner.recorded,
+        )
+        yield CounterMetricFamily(
+            "zerolane_detection_step_failures",
+            "Detection steps that failed (and were retried) in this process",
+            value=self._runner.failures,
         )
 
 
