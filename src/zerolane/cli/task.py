@@ -1,4 +1,5 @@
-"""``zerolane task``: list, show, revoke tasks and show their delegation trees.
+"""``zerolane task``: list, show, suspend, resume and revoke tasks; show their
+delegation trees.
 
 ``list``, ``show`` and ``tree`` read the home's stores alone (:func:`opened_stores`)
 and show tasks as :func:`~zerolane.tasks.views.task_view`: no deployment is built and
@@ -44,7 +45,10 @@ if TYPE_CHECKING:
     from zerolane.store.ports import Stores
     from zerolane.store.records import TaskRecord
 
-app = typer.Typer(help="List, show and revoke tasks; show a delegation tree.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, show, suspend, resume and revoke tasks; show a delegation tree.",
+    no_args_is_help=True,
+)
 TaskIdArg = Annotated[str, typer.Argument(help="The task id (tsk_...)", show_default=False)]
 #: what a read command shows: tasks, or None when the lifecycle must answer instead
 Read = Callable[["Stores", float], "list[TaskRecord] | None"]
@@ -92,12 +96,12 @@ def list_tasks(
     except ValueError:
         raise InvalidInput("task.state", f"unknown state {state!r}") from None
 
-    from zerolane.tasks.views import MAX_SWEEP, expiry_due
+    from zerolane.tasks.views import MAX_SWEEP, SWEPT, expiry_due
 
     def read(stores: Stores, now: float) -> list[TaskRecord] | None:
-        if wanted in (TaskState.ACTIVE, TaskState.EXPIRED):  # the lifecycle's sweep
-            live = stores.list_tasks(owner=owner, state=TaskState.ACTIVE, limit=MAX_SWEEP)
-            if any(expiry_due(t, now) for t in live):
+        for live in SWEPT.get(wanted, ()) if wanted is not None else ():  # the lifecycle's
+            tasks = stores.list_tasks(owner=owner, state=live, limit=MAX_SWEEP)
+            if any(expiry_due(t, now) for t in tasks):
                 return None
         return stores.list_tasks(owner=owner, state=wanted, limit=limit)
 
@@ -156,6 +160,64 @@ def revoke(
     console.print(f"Revoked [bold]{escape(printable(task_id))}[/bold]")
 
 
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why, in words: recorded in the audit log (1..256 chars)")
+]
+
+
+def _turned(verb: str, tasks: list[dict[str, Any]], as_json: bool) -> None:
+    """Print the tasks a suspension or a resume changed (the task first)."""
+    if as_json:
+        print_json(tasks)
+        return
+    first, rest = tasks[0], tasks[1:]
+    with_it = f", with {len(rest)} delegated task(s)" if rest else ""
+    console.print(f"{verb} [bold]{escape(printable(first['task_id']))}[/bold]{escape(with_it)}")
+    for task in rest:
+        console.print(f"  {escape(printable(task['task_id']))} {escape(printable(task['owner']))}")
+
+
+@app.command("suspend")
+def suspend(
+    task_id: TaskIdArg,
+    reason: ReasonOption = "suspended",
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Suspend an active task and every live task delegated from it: each is denied
+    (task.suspended) from its very next request on, at every enforcement point, can
+    neither delegate, renew, get grants nor complete, and its grants are revoked, until
+    `zerolane task resume`. Its window does not move (it expires while suspended if its
+    window ends). Refused: task.unknown, task.ended (completed, revoked or expired),
+    task.already_suspended."""
+    from zerolane.tasks.views import task_view
+
+    with opened(home) as deployment:
+        done = deployment.lifecycle.suspend(task_id, actor=Actor("admin", "cli"), reason=reason)
+        now = deployment.clock.now()
+        _turned("Suspended", [task_view(t, now) for t in done], as_json)
+
+
+@app.command("resume")
+def resume(
+    task_id: TaskIdArg,
+    reason: ReasonOption = "resumed",
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a suspended task and the delegated tasks suspended with it: allowed again
+    from the next request, within the window they always had. A delegated task that was
+    suspended on its own before stays suspended (resume it by its id). Refused:
+    task.unknown, task.ended (its window ended, or it was revoked), task.not_suspended,
+    task.parent_suspended (its parent is suspended: resume the parent)."""
+    from zerolane.tasks.views import task_view
+
+    with opened(home) as deployment:
+        done = deployment.lifecycle.resume(task_id, actor=Actor("admin", "cli"), reason=reason)
+        now = deployment.clock.now()
+        _turned("Resumed", [task_view(t, now) for t in done], as_json)
+
+
 @app.command("tree")
 def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show a task and the tasks delegated from it, as a tree (each with its holder,
@@ -190,4 +252,10 @@ def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = Fals
         console.print(root)
 
 
-_STATE_STYLE = {"active": "green", "completed": "blue", "revoked": "red", "expired": "yellow"}
+_STATE_STYLE = {
+    "active": "green",
+    "suspended": "magenta",
+    "completed": "blue",
+    "revoked": "red",
+    "expired": "yellow",
+}

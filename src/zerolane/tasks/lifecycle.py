@@ -58,7 +58,7 @@ from zerolane.tasks.playbook_registry import PlaybookRegistry
 from zerolane.tasks.playbooks import opener_matches
 from zerolane.tasks.scope import Scope, requested_scope
 from zerolane.tasks.views import MAX_SWEEP as MAX_SWEEP  # re-exported: the views' rules
-from zerolane.tasks.views import TREE_LIMIT, expiry_due, tree_of
+from zerolane.tasks.views import SWEPT, TREE_LIMIT, expiry_due, tree_of
 from zerolane.tasks.views import effective_state as effective_state
 from zerolane.tokens.rfc8693 import Actor as ChainActor
 from zerolane.tokens.rfc8693 import act_claim
@@ -90,14 +90,6 @@ EndedHook = Callable[[Sequence[TaskRecord]], None]
 
 def _nobody(_: Sequence[TaskRecord]) -> None:
     return None
-
-
-#: the stored states whose expiries a listing of a state records first (see ``list``)
-_SWEPT = {
-    TaskState.ACTIVE: (TaskState.ACTIVE,),
-    TaskState.SUSPENDED: (TaskState.SUSPENDED,),
-    TaskState.EXPIRED: (TaskState.ACTIVE, TaskState.SUSPENDED),
-}
 
 
 def _admin_reason(reason: str) -> str:
@@ -605,7 +597,7 @@ class TaskLifecycle:
         ``owner``; the newest :data:`MAX_SWEEP` each) past its window, so an expired
         task is never listed as live and is listed as expired."""
         now = self._clock.now()
-        sweep = _SWEPT.get(state) if state is not None else None
+        sweep = SWEPT.get(state) if state is not None else None
         if sweep:
             for live in sweep:
                 for task in self._tasks.list_tasks(owner=owner, state=live, limit=MAX_SWEEP):

@@ -20,6 +20,13 @@ from zerolane.types import TaskState
 MAX_SWEEP = 10_000
 #: the most tasks a delegation tree is shown with
 TREE_LIMIT = 1000
+#: the stored states whose expiries a listing of a state records first: a listing of
+#: active, suspended or expired tasks never shows a task past its window as live
+SWEPT = {
+    TaskState.ACTIVE: (TaskState.ACTIVE,),
+    TaskState.SUSPENDED: (TaskState.SUSPENDED,),
+    TaskState.EXPIRED: (TaskState.ACTIVE, TaskState.SUSPENDED),
+}
 
 
 def effective_state(task: TaskRecord, now: float) -> TaskState:
