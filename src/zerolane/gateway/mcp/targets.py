@@ -17,9 +17,10 @@ resource: the decider denies it ``request.unmapped`` and audits it like any deny
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from zerolane.errors import InvalidInput
 from zerolane.gateway.mcp.mapping import ResourceRoute, resource_route
@@ -100,6 +101,41 @@ def _unmapped(method: str, name: str, details: dict[str, object]) -> Target:
     return Target(method, None, f"mcp:?/{name[:128]}", "", "", None, None, details)
 
 
+class _Route(Protocol):
+    """What a tool, resource or prompt route gives a decision."""
+
+    @property
+    def server(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def sensitivity(self) -> Sensitivity | None: ...
+
+
+def _routed(
+    method: str,
+    route: _Route,
+    facts: McpFacts | None,
+    details: dict[str, object],
+    params: dict[str, Any],
+) -> Target:
+    return Target(
+        method,
+        route.server,
+        route.action,
+        route.resource,
+        route.destination,
+        route.sensitivity,
+        facts,
+        details,
+        params,
+    )
+
+
 def target_of(message: Message, view: View) -> Target:
     """The target of a decided request; :class:`InvalidInput` for malformed params."""
     method = message.method
@@ -130,17 +166,8 @@ def _tool(message: Message, view: View) -> Target:
         read_only=route.read_only,
         destructive=route.destructive,
     )
-    return Target(
-        "tools/call",
-        route.server,
-        route.action,
-        route.resource,
-        route.destination,
-        route.sensitivity,
-        route.mcp_facts(call.arguments),
-        details,
-        {**relayed("tools/call", message.params), "name": route.tool.name},
-    )
+    params = {**relayed("tools/call", message.params), "name": route.tool.name}
+    return _routed("tools/call", route, route.mcp_facts(call.arguments), details, params)
 
 
 def _resource_route(uri: str, view: View) -> ResourceRoute | None:
@@ -158,17 +185,7 @@ def _resource(method: str, uri: str, params: dict[str, Any], view: View) -> Targ
     facts = McpFacts.of_call(
         route.server, "", read_only=True, destructive=False, method=method, uri=uri
     )
-    return Target(
-        method,
-        route.server,
-        route.action,
-        route.resource,
-        route.destination,
-        route.sensitivity,
-        facts,
-        details,
-        relayed(method, params),
-    )
+    return _routed(method, route, facts, details, relayed(method, params))
 
 
 def _prompt(message: Message, view: View) -> Target:
@@ -183,17 +200,8 @@ def _prompt(message: Message, view: View) -> Target:
     if route is None:
         return _unmapped("prompts/get", name, details)
     details.update(server=route.server, upstream_prompt=route.prompt.name)
-    return Target(
-        "prompts/get",
-        route.server,
-        route.action,
-        route.resource,
-        route.destination,
-        route.sensitivity,
-        route.mcp_facts(arguments),
-        details,
-        {**relayed("prompts/get", message.params), "name": route.prompt.name},
-    )
+    params = {**relayed("prompts/get", message.params), "name": route.prompt.name}
+    return _routed("prompts/get", route, route.mcp_facts(arguments), details, params)
 
 
 def _completion(message: Message, view: View) -> Target:
@@ -217,31 +225,11 @@ def _completion(message: Message, view: View) -> Target:
         facts = McpFacts.of_call(
             route.server, route.prompt.name, read_only=True, destructive=False, method=method
         )
-        upstream_ref = {**ref, "name": route.prompt.name}
-        return Target(
-            method,
-            route.server,
-            route.action,
-            route.resource,
-            route.destination,
-            route.sensitivity,
-            facts,
-            details,
-            {**relayed(method, message.params), "ref": upstream_ref},
-        )
+        params = {**relayed(method, message.params), "ref": {**ref, "name": route.prompt.name}}
+        return _routed(method, route, facts, details, params)
     if kind == "ref/resource":
         target = _resource(method, _text(ref, "uri", method), message.params, view)
-        return Target(
-            method,
-            target.server,
-            target.action,
-            target.resource,
-            target.destination,
-            target.sensitivity,
-            target.mcp,
-            {**target.details, **details},
-            target.params,
-        )
+        return dataclasses.replace(target, details={**target.details, **details})
     raise InvalidInput(
         "jsonrpc.params", "completion/complete ref.type is ref/prompt or ref/resource"
     )
