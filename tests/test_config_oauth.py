@@ -33,6 +33,10 @@ def test_off_by_default_and_strict() -> None:
         20,
     )
     assert config.oauth.sign_in_backoff == 30
+    # client ID metadata documents: accepted, kept at most an hour, never from loopback
+    assert config.oauth.client_metadata_documents is True
+    assert config.oauth.client_metadata_max_age == 3600
+    assert config.oauth.client_metadata_loopback is False
 
 
 def test_on_round_trips() -> None:
@@ -60,6 +64,9 @@ def test_on_round_trips() -> None:
         (ON | {"failed_sign_ins_per_user": 0}, "http://cp", "config.oauth_sign_in_limit"),
         (ON | {"failed_sign_ins_per_address": 0}, "http://cp", "config.oauth_sign_in_limit"),
         (ON | {"sign_in_backoff": 901}, "http://cp", "config.oauth_sign_in_limit"),
+        (ON | {"client_metadata_max_age": 59}, "http://cp", "config.oauth_client_metadata"),
+        (ON | {"client_metadata_max_age": 86_401}, "http://cp", "config.oauth_client_metadata"),
+        (ON | {"client_metadata_loopback": "yes"}, "http://cp", "config.type"),
     ],
 )
 def test_refused(oauth: dict[str, Any], public_url: str | None, reason: str) -> None:

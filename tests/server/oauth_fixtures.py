@@ -58,8 +58,10 @@ def oauth_home(
     bearer: bool,
     clock: Clock | None = None,
     enabled: bool = True,
+    oauth: dict[str, Any] | None = None,
 ) -> Deployment:
-    """A new home with ``[oauth]`` on, alice's password, and the two playbooks."""
+    """A new home with ``[oauth]`` on (and ``oauth``'s keys), alice's password, and
+    the two playbooks."""
     deployment, _ = init_home(home, TD, clock)
     deployment.playbooks.apply(parse_playbook(CLIENT_PLAYBOOK, "test"), ADMIN)
     deployment.playbooks.apply(parse_playbook(AGENTS_PLAYBOOK, "test"), ADMIN)
@@ -73,7 +75,7 @@ def oauth_home(
         "allow_bearer_clients": bearer,
         "bearer_token_ttl": 120,
         "local_user": {"username": USER, "password_file": "oauth-password"},
-    }
+    } | (oauth or {})
     write_private(path, tomli_w.dumps(doc).encode())
     write_private(home / "oauth-password", (hash_password(PASSWORD) + "\n").encode())
     return Deployment.open(home, clock)
@@ -88,9 +90,8 @@ class ControlPlane:
         from zerolane.server.app import create_app
 
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            create_app(deployment), host="127.0.0.1", port=port, log_level="warning"
-        )
+        self.app = create_app(deployment)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -122,7 +122,7 @@ def test_metadata_names_the_endpoints_and_what_is_supported(flow: Flow) -> None:
     assert meta["token_endpoint_auth_methods_supported"] == ["none"]
     assert meta["grant_types_supported"] == ["authorization_code", "refresh_token"]
     assert meta["response_types_supported"] == ["code"]
-    assert meta["client_id_metadata_document_supported"] is False
+    assert meta["client_id_metadata_document_supported"] is True  # on by default
     assert meta["authorization_response_iss_parameter_supported"] is True  # RFC 9207
     assert "ES256" in meta["dpop_signing_alg_values_supported"]
 

@@ -62,10 +62,12 @@ def _strings(body: Mapping[str, object], name: str, default: tuple[str, ...]) ->
     return tuple(dict.fromkeys(value))
 
 
-def register(body: object, *, trust_domain: str, now: float) -> Client:
-    """The client a registration request describes, or :class:`RegistrationError`."""
-    if not isinstance(body, dict):
-        raise RegistrationError("invalid_client_metadata", "the body is a JSON object")
+def check_metadata(
+    body: Mapping[str, object],
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """The redirect URIs, grant types and name of client metadata (RFC 7591 section 2,
+    as registered or published in a client ID metadata document); public clients
+    only. :class:`RegistrationError` otherwise."""
     uris = body.get("redirect_uris")
     if not isinstance(uris, list) or not 1 <= len(uris) <= MAX_REDIRECT_URIS:
         raise RegistrationError(
@@ -91,6 +93,14 @@ def register(body: object, *, trust_domain: str, now: float) -> Client:
         raise RegistrationError(
             "invalid_client_metadata", f"client_name is 1..{MAX_CLIENT_NAME} printable characters"
         )
+    return redirect_uris, grants, name
+
+
+def register(body: object, *, trust_domain: str, now: float) -> Client:
+    """The client a registration request describes, or :class:`RegistrationError`."""
+    if not isinstance(body, dict):
+        raise RegistrationError("invalid_client_metadata", "the body is a JSON object")
+    redirect_uris, grants, name = check_metadata(body)
     client_id = secrets.token_urlsafe(18)  # letters, digits, '-', '_': a SPIFFE ID segment
     return Client(
         client_id=client_id,

@@ -250,7 +250,7 @@ async def callback(request: Request) -> Response:
             400, "this sign-in expired, was used or did not start here: start again from the app"
         )
     csrf = request.cookies.get(SIGN_IN_COOKIE, "")
-    client = server.state.client(authorization.client_id)
+    client = await run_in_threadpool(server.known_client, authorization.client_id)
     if client is None or not _csrf_ok(csrf, started.csrf, csrf):
         await run_in_threadpool(
             server.sign_in_refused, authorization.client_id, "oauth.sign_in_state"
@@ -289,7 +289,7 @@ async def consent(request: Request) -> Response:
     csrf = _one(form, "csrf")
     if not _csrf_ok(csrf, authorization.csrf, request.cookies.get(CSRF_COOKIE, "")):
         return error_page(403, "the form did not come from this page: start again from the app")
-    client = server.state.client(authorization.client_id)
+    client = await run_in_threadpool(server.known_client, authorization.client_id)
     if client is None:
         return error_page(400, "this app is no longer registered")
     if _one(form, "decision") == "deny":

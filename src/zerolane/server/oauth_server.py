@@ -42,8 +42,14 @@ from urllib.parse import urlencode, urlsplit
 
 from zerolane.audit.events import Actor
 from zerolane.errors import ZerolaneError
+from zerolane.hosts import is_loopback
 from zerolane.identity.users import VerifiedUser
 from zerolane.server.deployment import Deployment
+from zerolane.server.oauth_client_documents import (
+    ClientDocumentError,
+    ClientDocuments,
+    is_client_id_url,
+)
 from zerolane.server.oauth_clients import register
 from zerolane.server.oauth_page import PlaybookChoice
 from zerolane.server.oauth_password import LocalUser
@@ -72,6 +78,8 @@ from zerolane.types import Outcome, WorkloadStatus
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _OAUTH = Actor("system", "oauth")
+#: how much of a refused client_id URL an audit event keeps
+_MAX_SUBJECT = 300
 
 
 class OAuthError(Exception):
@@ -159,6 +167,20 @@ class OAuthServer:
             if config.oauth.sign_in
             else None
         )
+        self.documents = None
+        if config.oauth.client_metadata_documents:
+            loopback = config.oauth.client_metadata_loopback
+            if loopback and not is_loopback(urlsplit(self.issuer).hostname or ""):
+                raise ValueError(
+                    "[oauth] client_metadata_loopback is for a development server:"
+                    " server.public_url is not on loopback"
+                )
+            self.documents = ClientDocuments(
+                trust_domain=config.trust_domain,
+                issuer=self.issuer,
+                max_age=config.oauth.client_metadata_max_age,
+                loopback=loopback,
+            )
         self.throttle = SignInThrottle(
             per_user=config.oauth.failed_sign_ins_per_user,
             per_address=config.oauth.failed_sign_ins_per_address,
@@ -187,7 +209,7 @@ class OAuthServer:
             "dpop_signing_alg_values_supported": list(DPOP_ALGS),
             # RFC 9207: every authorization response names its issuer (``iss``)
             "authorization_response_iss_parameter_supported": True,
-            "client_id_metadata_document_supported": False,
+            "client_id_metadata_document_supported": self.documents is not None,
         }
 
     # registration
@@ -207,6 +229,49 @@ class OAuthServer:
         self.state.add_client(client)
         return client
 
+    # clients
+    def lookup(self, client_id: str) -> Client | None:
+        """The client ``client_id`` names: a registered one (None: unknown), or the one
+        its metadata document describes (fetched, or as kept);
+        :class:`ClientDocumentError` for a document refused (audited)."""
+        if not is_client_id_url(client_id):
+            return self.state.client(client_id)
+        try:
+            if self.documents is None:
+                raise ClientDocumentError(
+                    "oauth.client_metadata_off",
+                    "client ID metadata documents are not accepted here: register (RFC 7591)",
+                )
+            client, fetched = self.documents.client(client_id, self._now())
+        except ClientDocumentError as err:
+            self._deployment.audit.record(
+                "oauth.client_registered",
+                actor=_OAUTH,
+                subject=client_id[:_MAX_SUBJECT],
+                outcome=Outcome.DENIED,
+                reason=err.reason,
+            )
+            raise
+        if fetched:
+            self._deployment.audit.record(
+                "oauth.client_registered",
+                actor=Actor("workload", client.spiffe_id),
+                subject=client.client_id,
+                outcome=Outcome.SUCCESS,
+                details={
+                    "client_name": client.client_name,
+                    "redirect_uris": list(client.redirect_uris),
+                },
+            )
+        return client
+
+    def known_client(self, client_id: str) -> Client | None:
+        """:meth:`lookup`, with a refused document as None (for a page already shown)."""
+        try:
+            return self.lookup(client_id)
+        except ClientDocumentError:
+            return None
+
     # authorization
     def authorization(
         self, params: Mapping[str, list[str]], csrf: str
@@ -217,7 +282,10 @@ class OAuthServer:
             redirect_uri = single(params, "redirect_uri")
         except ValueError as err:
             raise AuthorizeRefused(f"the request repeats {err}") from None
-        client = self.state.client(client_id) if client_id else None
+        try:
+            client = self.lookup(client_id) if client_id else None
+        except ClientDocumentError as err:
+            raise AuthorizeRefused(f"{err.error}: {err.description}") from None
         if client is None:
             raise AuthorizeRefused("this app is not registered here (or was before a restart)")
         if redirect_uri is None or redirect_uri not in client.redirect_uris:
@@ -343,7 +411,10 @@ class OAuthServer:
         except ValueError as err:
             raise OAuthError(400, "invalid_request", "oauth.repeated", f"{err} repeated") from None
         client_id = form.get("client_id")
-        client = self.state.client(client_id) if client_id else None
+        try:
+            client = self.lookup(client_id) if client_id else None
+        except ClientDocumentError as err:
+            raise OAuthError(401, err.error, err.reason, err.description) from None
         if client is None:
             raise OAuthError(401, "invalid_client", "oauth.client", "unknown client_id")
         verified = self._proof(proof)

@@ -18,6 +18,13 @@ the client secret of a confidential client; without it the client is public. The
 provider's redirect URI is ``<server.public_url>/oauth/callback``. At least one of
 ``local_user`` and ``sign_in`` is required.
 
+``client_metadata_documents`` (on by default) accepts clients whose ``client_id`` is
+the ``https`` URL of their metadata document (draft-ietf-oauth-client-id-metadata-document,
+:mod:`zerolane.server.oauth_client_documents`), kept at most
+``client_metadata_max_age`` seconds; ``client_metadata_loopback`` lets a development
+server (its ``public_url`` on loopback) fetch them from loopback addresses, over plain
+``http`` too.
+
 Failed sign-ins are limited (:mod:`zerolane.server.oauth_throttle`): past
 ``failed_sign_ins_per_user`` failures for a username typed, or
 ``failed_sign_ins_per_address`` from one client address, each further failure locks
@@ -39,6 +46,8 @@ DEFAULT_BEARER_TTL = 300
 MAX_BEARER_TTL = 900
 MAX_USERNAME = 64
 MAX_SCOPES = 20
+DEFAULT_DOCUMENT_MAX_AGE = 3600
+MAX_DOCUMENT_MAX_AGE = 86_400
 DEFAULT_FAILURES_PER_USER = 5
 DEFAULT_FAILURES_PER_ADDRESS = 20
 DEFAULT_SIGN_IN_BACKOFF = 30
@@ -128,6 +137,14 @@ class OAuthConfig:
     local_user: LocalUserConfig | None = None
     #: OpenID providers people may sign in with on the consent page
     sign_in: tuple[SignInConfig, ...] = ()
+    #: clients may be named by the URL of their metadata document
+    client_metadata_documents: Bool = True
+    #: the longest a fetched document is kept, seconds (its Cache-Control within it)
+    client_metadata_max_age: Annotated[
+        Int, within("config.oauth_client_metadata", 60, MAX_DOCUMENT_MAX_AGE, " seconds")
+    ] = DEFAULT_DOCUMENT_MAX_AGE
+    #: development only: fetch documents from loopback addresses (and over http)
+    client_metadata_loopback: Bool = False
     #: failed sign-ins for one username typed before each further one locks it
     failed_sign_ins_per_user: Annotated[Int, within("config.oauth_sign_in_limit", 1, 1000)] = (
         DEFAULT_FAILURES_PER_USER
