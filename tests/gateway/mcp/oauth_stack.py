@@ -5,10 +5,11 @@ server, whose audience is the one resource clients may ask tokens for."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.gateway.mcp.harness import SAMPLE, GatewayServer
 from tests.server.oauth_fixtures import TD, ControlPlane, oauth_home
@@ -31,7 +32,15 @@ class OAuthStack:
 
 
 @contextmanager
-def oauth_stack(root: Path, *, bearer: bool) -> Iterator[OAuthStack]:
+def oauth_stack(
+    root: Path,
+    *,
+    bearer: bool,
+    oauth: dict[str, Any] | None = None,
+    configure: Callable[[Any], None] | None = None,
+) -> Iterator[OAuthStack]:
+    """``oauth``: more ``[oauth]`` keys; ``configure``: called with the control
+    plane's app before it starts."""
     cp_port, gw_port = free_port(), free_port()
     cp_url = f"http://127.0.0.1:{cp_port}"
     stdio_log = root / "stdio.jsonl"
@@ -52,11 +61,14 @@ def oauth_stack(root: Path, *, bearer: bool) -> Iterator[OAuthStack]:
         }
     )
     deployment = oauth_home(
-        root / "home", public_url=cp_url, resource=config.audience, bearer=bearer
+        root / "home", public_url=cp_url, resource=config.audience, bearer=bearer, oauth=oauth
     )
     try:
+        control_plane = ControlPlane(deployment, cp_port)
+        if configure is not None:
+            configure(control_plane.app)
         with (
-            ControlPlane(deployment, cp_port),
+            control_plane,
             GatewayServer(config, enforcement_of(deployment)),
         ):
             yield OAuthStack(deployment, cp_url, config, stdio_log)

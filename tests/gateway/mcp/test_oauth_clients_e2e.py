@@ -8,6 +8,7 @@ The SDK's client sends no DPoP proofs, so it gets a token only where
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,12 @@ from pydantic import AnyUrl
 
 from tests.gateway.mcp.harness import calls
 from tests.gateway.mcp.oauth_stack import OAuthStack, oauth_stack
+from tests.server.client_documents import ClientSite
 from tests.server.oauth_fixtures import ADMIN, CLIENT_PLAYBOOK, REDIRECT, TD, Person, pkce
 from tests.server.task_fixtures import claims_of
 from zerolane.audit.log import event_json
 from zerolane.sdk.mcp_auth import McpAuth
+from zerolane.tasks.playbooks import parse_playbook
 from zerolane.tokens.rfc9449 import make_proof
 
 
@@ -62,9 +65,10 @@ class Memory:
 class Browser:
     """Where the SDK sends the person: the consent is given over HTTP."""
 
-    def __init__(self, cp_url: str) -> None:
+    def __init__(self, cp_url: str, playbook: str = CLIENT_PLAYBOOK["name"]) -> None:
         self._http = httpx.Client(timeout=30)
         self.person = Person(self._http, base=cp_url)
+        self.playbook = playbook
         self.answers: list[dict[str, str]] = []
         self.pages = 0
 
@@ -76,7 +80,9 @@ class Browser:
 
     async def redirect(self, authorization_url: str) -> None:
         self.pages += 1
-        answer = await anyio.to_thread.run_sync(self.person.consent, authorization_url)
+        answer = await anyio.to_thread.run_sync(
+            functools.partial(self.person.consent, authorization_url, playbook=self.playbook)
+        )
         self.answers.append(answer)
 
     async def callback(self) -> AuthorizationCodeResult:
@@ -86,7 +92,9 @@ class Browser:
         )
 
 
-def provider(stack: OAuthStack, browser: Browser, storage: Memory) -> OAuthClientProvider:
+def provider(
+    stack: OAuthStack, browser: Browser, storage: Memory, metadata_url: str | None = None
+) -> OAuthClientProvider:
     return OAuthClientProvider(
         server_url=stack.url,
         client_metadata=OAuthClientMetadata(
@@ -99,6 +107,7 @@ def provider(stack: OAuthStack, browser: Browser, storage: Memory) -> OAuthClien
         storage=storage,
         redirect_handler=browser.redirect,
         callback_handler=browser.callback,
+        client_metadata_url=metadata_url,
     )
 
 
@@ -118,8 +127,8 @@ def session_run(stack: OAuthStack, auth: OAuthClientProvider, work: Any) -> Any:
 _browsers: list[Browser] = []
 
 
-def browser_of(stack: OAuthStack) -> Browser:
-    browser = Browser(stack.cp_url)
+def browser_of(stack: OAuthStack, playbook: str = CLIENT_PLAYBOOK["name"]) -> Browser:
+    browser = Browser(stack.cp_url, playbook)
     _browsers.append(browser)
     return browser
 
@@ -238,6 +247,79 @@ def test_without_bearer_clients_only_dpop_clients_get_tokens(tmp_path: Path) -> 
             headers={"Authorization": f"Bearer {token}"},
         )
         assert (stolen.status_code, stolen.json()["reason"]) == (401, "auth.scheme")
+
+
+#: for clients named by the URL of their metadata document (never ``mcp-clients/*``)
+URL_PLAYBOOK = {
+    **CLIENT_PLAYBOOK,
+    "name": "url-clients",
+    "openers": {"spiffe_ids": [f"spiffe://{TD}/mcp-clients/url/127.0.0.1_*/*"]},
+}
+
+
+def test_the_sdk_client_named_by_its_metadata_document(tmp_path: Path) -> None:
+    """The SDK's ``client_metadata_url`` (CIMD): no registration; the control plane
+    fetches the document from the client's https site and the task is the URL
+    client's. A document naming another URL is refused on the page, no task opens."""
+    with ClientSite(tls=True) as site:
+
+        def trust_site(app: Any) -> None:
+            app.state.oauth.documents.verify = site.verify
+
+        with oauth_stack(
+            tmp_path,
+            bearer=True,
+            oauth={"client_metadata_loopback": True},
+            configure=trust_site,
+        ) as stack:
+            stack.deployment.playbooks.apply(parse_playbook(URL_PLAYBOOK, "test"), ADMIN)
+            url = site.document("/oauth/client.json")
+            browser, storage = browser_of(stack, "url-clients"), Memory()
+
+            async def work(session: ClientSession) -> Any:
+                return await session.call_tool("read_report", {"name": "q3"})
+
+            result = session_run(stack, provider(stack, browser, storage, url), work)
+            assert not result.is_error
+            assert storage.client is not None
+            assert storage.client.client_id == url
+            events: list[Any] = [event_json(r) for r in stack.deployment.audit.iter_records()]
+            learned = [e for e in events if e["kind"] == "oauth.client_registered"]
+            assert [(e["subject"], e["outcome"]) for e in learned] == [(url, "success")]
+            opened = [e for e in events if e["kind"] == "task.opened"]
+            assert opened[-1]["actor"]["id"] == learned[0]["actor"]["id"]
+            assert "/mcp-clients/url/127.0.0.1_" in opened[-1]["actor"]["id"]
+            assert site.hits == ["/oauth/client.json"]  # kept from the page to the token
+            assert [c["tool"] for c in calls(stack.stdio_log)] == ["read_report"]
+
+            # the twin refused: a document that does not name its own URL
+            forged = site.serve("/forged.json", {"client_id": url, "redirect_uris": [REDIRECT]})
+            pages: list[Any] = []
+
+            async def look(authorization_url: str) -> None:
+                pages.append(
+                    await anyio.to_thread.run_sync(browser.person.open_page, authorization_url)
+                )
+
+            async def no_code() -> AuthorizationCodeResult:
+                raise RuntimeError("the page gave no code")
+
+            refused = OAuthClientProvider(
+                server_url=stack.url,
+                client_metadata=OAuthClientMetadata(redirect_uris=[AnyUrl(REDIRECT)]),
+                storage=Memory(),
+                redirect_handler=look,
+                callback_handler=no_code,
+                client_metadata_url=forged,
+            )
+            with pytest.raises(Exception) as failed:  # noqa: PT011 (in the SDK's task groups)
+                session_run(stack, refused, work)
+            assert _has(failed.value, RuntimeError)
+            assert [p.status_code for p in pages] == [400]
+            assert "invalid_client" in pages[0].text
+            assert "location" not in pages[0].headers
+            after = [event_json(r) for r in stack.deployment.audit.iter_records()]
+            assert len([e for e in after if e["kind"] == "task.opened"]) == len(opened)
 
 
 def _dpop_token(stack: OAuthStack, person: Person, key: ec.EllipticCurvePrivateKey) -> str:
