@@ -172,6 +172,8 @@ class TaskRecord:
     parent_id: str | None = None
     depth: int = 0
     ended_at: float | None = None
+    #: why it ended; while ``suspended``, why it was suspended (``parent.suspended`` for
+    #: a task suspended with its parent: the mark a resume follows); None while active
     end_reason: str | None = None
     #: the person the task acts for, verified from an OIDC ID token (its ``sub`` and
     #: ``iss``); a delegated task inherits it. Never from the free-text ``on_behalf_of``.
