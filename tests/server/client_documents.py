@@ -58,12 +58,21 @@ class ClientSite:
     def __init__(self, *, tls: bool) -> None:
         self.answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.hits: list[str] = []
+        #: set: a GET of /slow.json waits for it (and sets :attr:`waiting` meanwhile)
+        self.hold: threading.Event | None = None
+        self.waiting = threading.Event()
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.hits.append(self.path)
+                if self.path == "/slow.json" and site.hold is not None:
+                    site.waiting.set()
+                    site.hold.wait(10)
                 status, headers, body = site.answers.get(self.path, (404, {}, b"{}"))
+                if status == 0:  # hang up without an answer
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -3,7 +3,9 @@ the one accepted, the cache, and TLS trust (a site on loopback, served for real)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,11 +203,16 @@ def test_a_document_over_the_size_cap_is_refused(site: ClientSite) -> None:
     assert len(_fetch(site, "/big.json")) == MAX_DOCUMENT
 
 
-def test_a_site_that_is_down_is_refused(site: ClientSite) -> None:
+def test_a_site_that_is_down_or_hangs_up_is_refused(site: ClientSite) -> None:
     parts = check_url("http://127.0.0.1:9/client.json", issuer=ISSUER, loopback=True)
     with pytest.raises(ClientDocumentError) as refused:
         fetch(parts, loopback=True)
     assert _reason(refused) == "oauth.client_metadata_fetch"
+    site.serve("/hangs-up.json", b"", 0)
+    with pytest.raises(ClientDocumentError) as refused:
+        _fetch(site, "/hangs-up.json")
+    assert _reason(refused) == "oauth.client_metadata_fetch"
+    assert site.hits == ["/hangs-up.json"]  # asked once, not again at another address
 
 
 def test_https_is_verified_by_the_urls_host(tls_site: ClientSite) -> None:
@@ -534,3 +541,54 @@ def test_a_document_gone_bad_before_consent_gets_no_code(tmp_path: Path, site: C
         assert "location" not in gone.headers
         site.document()  # the twin: the document back, the other page consents
         assert endpoints.person.submit(second, playbook="url-clients").status_code == 303
+
+
+def test_a_name_whose_first_address_is_not_listening_is_fetched_from_the_next(
+    site: ClientSite,
+) -> None:
+    url = site.document()
+    parts = check_url(url, issuer=ISSUER, loopback=True)
+
+    def resolver(*addresses: str) -> Any:
+        return lambda host, port: list(addresses)
+
+    fetched = fetch(parts, loopback=True, resolver=resolver("127.0.0.2", "127.0.0.1"))
+    assert json.loads(fetched.body)["client_id"] == url
+    with pytest.raises(ClientDocumentError) as refused:  # two addresses tried, no more
+        fetch(parts, loopback=True, resolver=resolver("127.0.0.2", "127.0.0.3", "127.0.0.1"))
+    assert _reason(refused) == "oauth.client_metadata_fetch"
+
+
+def test_a_document_sent_too_slowly_is_refused(
+    site: ClientSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = site.document()
+    monkeypatch.setattr(oauth_client_documents, "DEADLINE", -1.0)
+    with pytest.raises(ClientDocumentError) as refused:
+        _fetch(site, "/client.json")
+    assert "too slowly" in refused.value.description
+    monkeypatch.setattr(oauth_client_documents, "DEADLINE", 10.0)  # the twin
+    assert json.loads(_fetch(site, "/client.json"))["client_id"] == url
+
+
+def test_fetches_at_once_are_bounded(site: ClientSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = site.document()
+    monkeypatch.setattr(oauth_client_documents, "MAX_FETCHES", 1)
+    documents = Documents(site)
+    release = threading.Event()
+    slow = site.url("/slow.json")
+
+    def hold() -> None:
+        with contextlib.suppress(ClientDocumentError):
+            documents.client(slow, 0.0)
+
+    site.hold = release  # the site keeps /slow.json waiting until released
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert site.waiting.wait(5)
+    with pytest.raises(ClientDocumentError) as refused:
+        documents.client(url, 0.0)
+    assert _reason(refused) == "oauth.client_metadata_busy"
+    release.set()
+    holder.join(5)
+    assert documents.client(url, 0.0)[0].client_id == url  # the twin: once it is free

@@ -10,8 +10,10 @@ once and every address it has must be global unicast (RFC 6890 special-use addre
 private, loopback, link-local, shared, documentation, multicast, reserved, and IPv6
 forms carrying such an IPv4 address, are refused); the request goes to that address
 (the TLS name checked is still the URL's host), with no redirects followed, no proxy
-from the environment, a :data:`TIMEOUT` for each step, and at most :data:`MAX_DOCUMENT`
-bytes read. Only a development server whose own issuer is on loopback may allow
+from the environment, a :data:`TIMEOUT` for each step and :data:`DEADLINE` for the
+whole read, at most :data:`MAX_DOCUMENT` bytes read, and at most :data:`MAX_FETCHES`
+fetches at once (more are refused at once, so slow sites cannot hold every worker).
+Only a development server whose own issuer is on loopback may allow
 loopback addresses (``[oauth] client_metadata_loopback``), and then plain ``http``
 to them too.
 
@@ -40,6 +42,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +58,12 @@ MAX_URL = 2000
 #: what the draft recommends reading at most
 MAX_DOCUMENT = 5 * 1024
 TIMEOUT = 5.0
+#: the whole read, however slowly the site sends it (plus one TIMEOUT at most)
+DEADLINE = 10.0
+#: of a name's addresses, how many are tried in turn
+MAX_ADDRESSES = 2
+#: documents fetched at once, at most: more wait for none (refused, busy)
+MAX_FETCHES = 8
 MIN_TTL = 60
 DEFAULT_TTL = 300
 MAX_DOCUMENTS = 1000
@@ -160,6 +169,37 @@ def _max_age(cache_control: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def _get(url: str, parts: SplitResult, verify: ssl.SSLContext | bool, deadline: float) -> Fetched:
+    host = parts.hostname or ""
+    with (
+        httpx.Client(
+            timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=verify
+        ) as http,
+        http.stream(
+            "GET",
+            url,
+            headers={"Host": parts.netloc, "Accept": "application/json"},
+            extensions={"sni_hostname": host},
+        ) as response,
+    ):
+        if response.status_code != 200:
+            raise _refuse(
+                "status",
+                f"the client's metadata document answered HTTP {response.status_code}"
+                + (" (redirects are not followed)" if response.is_redirect else ""),
+            )
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_DOCUMENT:
+                raise _refuse(
+                    "size", f"the client's metadata document is over {MAX_DOCUMENT} bytes"
+                )
+            if time.monotonic() > deadline:
+                raise _refuse("fetch", "the client's metadata document came too slowly")
+        return Fetched(bytes(body), _max_age(response.headers.get("cache-control", "")))
+
+
 def fetch(
     parts: SplitResult,
     *,
@@ -167,7 +207,9 @@ def fetch(
     verify: ssl.SSLContext | bool = True,
     resolver: Resolve = resolve,
 ) -> Fetched:
-    """GET the document at ``parts`` from an address checked before connecting."""
+    """GET the document at ``parts`` from an address checked before connecting (the
+    next one if it cannot be reached, at most :data:`MAX_ADDRESSES`), within
+    :data:`DEADLINE` seconds of reading."""
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = resolver(host, port)
@@ -175,38 +217,17 @@ def fetch(
         raise _refuse("fetch", "the client_id URL's host does not resolve")
     if not all(_address_allowed(a, loopback=loopback) for a in addresses):
         raise _refuse("address", "the client_id URL's host has a special-use address")
-    address = addresses[0]
-    literal = f"[{address}]" if ":" in address else address
-    pinned = parts._replace(netloc=f"{literal}:{port}").geturl()
-    unreachable = _refuse("fetch", "the client's metadata document could not be fetched")
-    try:
-        with (
-            httpx.Client(
-                timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=verify
-            ) as http,
-            http.stream(
-                "GET",
-                pinned,
-                headers={"Host": parts.netloc, "Accept": "application/json"},
-                extensions={"sni_hostname": host},
-            ) as response,
-        ):
-            if response.status_code != 200:
-                raise _refuse(
-                    "status",
-                    f"the client's metadata document answered HTTP {response.status_code}"
-                    + (" (redirects are not followed)" if response.is_redirect else ""),
-                )
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT:
-                    raise _refuse(
-                        "size", f"the client's metadata document is over {MAX_DOCUMENT} bytes"
-                    )
-            return Fetched(bytes(body), _max_age(response.headers.get("cache-control", "")))
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError):
-        raise unreachable from None
+    deadline = time.monotonic() + DEADLINE
+    for address in addresses[:MAX_ADDRESSES]:
+        literal = f"[{address}]" if ":" in address else address
+        pinned = parts._replace(netloc=f"{literal}:{port}").geturl()
+        try:
+            return _get(pinned, parts, verify, deadline)
+        except httpx.ConnectError:
+            continue  # not listening there: the name's next address
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError):
+            break
+    raise _refuse("fetch", "the client's metadata document could not be fetched")
 
 
 def _segment(parts: SplitResult) -> str:
@@ -277,10 +298,16 @@ class ClientDocuments:
         self.loopback = loopback
         self.verify = verify
         self._lock = threading.Lock()
+        self._fetching = threading.BoundedSemaphore(MAX_FETCHES)
         self._kept: OrderedDict[str, tuple[Client, float]] = OrderedDict()
 
     def _fetch(self, parts: SplitResult) -> Fetched:
-        return fetch(parts, loopback=self.loopback, verify=self.verify)
+        if not self._fetching.acquire(blocking=False):
+            raise _refuse("busy", "too many client metadata documents are being fetched: retry")
+        try:
+            return fetch(parts, loopback=self.loopback, verify=self.verify)
+        finally:
+            self._fetching.release()
 
     def cached(self, url: str, now: float) -> Client | None:
         with self._lock:
