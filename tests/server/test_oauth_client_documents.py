@@ -27,6 +27,7 @@ from tests.server.oauth_fixtures import (
     pkce,
 )
 from zerolane.audit.log import event_json
+from zerolane.errors import InvalidInput
 from zerolane.identity.spiffe_id import parse_workload_id
 from zerolane.server import oauth_client_documents
 from zerolane.server.app import create_app
@@ -522,8 +523,10 @@ def test_loopback_fetching_needs_a_loopback_issuer(tmp_path: Path) -> None:
         bearer=False,
         oauth={"client_metadata_loopback": True},
     )
-    with pytest.raises(ValueError, match="client_metadata_loopback"):
+    with pytest.raises(InvalidInput) as refused:  # printed by the CLI: error <reason>: ...
         OAuthServer(deployment)
+    assert refused.value.reason == "config.oauth_client_metadata"
+    assert "client_metadata_loopback" in refused.value.message
     deployment.close()
 
 

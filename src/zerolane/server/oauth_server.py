@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from zerolane.audit.events import Actor
-from zerolane.errors import ZerolaneError
+from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.hosts import is_loopback
 from zerolane.identity.users import VerifiedUser
 from zerolane.server.deployment import Deployment
@@ -171,9 +171,10 @@ class OAuthServer:
         if config.oauth.client_metadata_documents:
             loopback = config.oauth.client_metadata_loopback
             if loopback and not is_loopback(urlsplit(self.issuer).hostname or ""):
-                raise ValueError(
+                raise InvalidInput(
+                    "config.oauth_client_metadata",
                     "[oauth] client_metadata_loopback is for a development server:"
-                    " server.public_url is not on loopback"
+                    " server.public_url is not on loopback",
                 )
             self.documents = ClientDocuments(
                 trust_domain=config.trust_domain,
