@@ -1,22 +1,39 @@
-"""``zerolane audit``: read and verify the hash-chained audit log."""
+"""``zerolane audit``: read, verify and export the hash-chained audit log."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
 
-from zerolane.cli.common import HomeOption, JsonOption, console, opened, print_json, printable
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    console,
+    opened,
+    opened_stores,
+    print_json,
+    printable,
+)
 
 if TYPE_CHECKING:
     from zerolane.store.records import AuditRecord
 
-app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
+app = typer.Typer(help="Read, verify and export the audit log.", no_args_is_help=True)
 #: the most events ``tail -n`` prints (SQLite integers are 64-bit: bounded at parse time)
 MAX_LINES = 1_000_000
+#: the largest sequence number (SQLite integers are 64-bit)
+MAX_SEQ = 2**63 - 1
 _COLOURS = {"success": "green", "denied": "red", "failure": "yellow"}
 
 
@@ -88,3 +105,94 @@ def verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
         )
         raise typer.Exit(1)
     typer.echo(f"OK: {count} event(s), chain intact")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM while the block runs: a following
+    export finishes the line it is writing and exits 0. The handlers are restored after."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+        yield stop  # signals can only be handled in the main thread
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    """Standard output, or ``path`` opened to append, created with mode 0600 (an audit
+    log is sensitive even masked), and kept at 0600 if it was wider."""
+    if path is None:
+        yield sys.stdout
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        yield out
+
+
+@app.command("export")
+def export(
+    home: HomeOption = None,
+    fmt: Annotated[
+        Literal["ocsf", "json"],
+        typer.Option(
+            "--format",
+            help="ocsf: OCSF 1.4 events (docs/audit-export.md); json: each event as stored.",
+        ),
+    ] = "ocsf",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Append to this file (created with mode 0600) instead of standard output.",
+            dir_okay=False,
+        ),
+    ] = None,
+    after: Annotated[
+        int,
+        typer.Option(
+            "--after",
+            min=0,
+            max=MAX_SEQ,
+            help="Start after this sequence number (the last one a previous export wrote).",
+        ),
+    ] = 0,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep exporting new events until Ctrl-C or SIGTERM."),
+    ] = False,
+    poll: Annotated[
+        float,
+        typer.Option("--poll", min=0.05, max=60.0, help="Seconds between reads with --follow."),
+    ] = 0.5,
+) -> None:
+    """Write the audit log as JSON lines, in order, for a SIEM.
+
+    One event per line, each carrying its sequence number (OCSF: metadata.sequence);
+    the last one written is printed on stderr at the end, so a later run given
+    --after that number goes on where this one stopped, nothing repeated or skipped.
+    """
+    from zerolane.audit import export as exporting
+    from zerolane.audit.log import event_json
+    from zerolane.audit.ocsf import to_ocsf
+
+    convert = to_ocsf if fmt == "ocsf" else event_json
+    with opened_stores(home) as stores, _output(output) as out, _stop_on_signals() as stop:
+
+        def write(line: str) -> None:
+            out.write(line)
+            out.flush()  # a SIEM agent tailing the file sees each event whole, at once
+
+        last = exporting.export(
+            stores, write, convert, after=after, follow=follow, poll=poll, stop=stop
+        )
+    typer.echo(f"exported through sequence number {last}", err=True)
