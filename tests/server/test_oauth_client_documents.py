@@ -364,16 +364,24 @@ class Endpoints:
         } | params
         return "/oauth/authorize?" + urlencode(query)
 
-    def token(self, client_id: str, code: str, verifier: str) -> Any:
-        key = ec.generate_private_key(ec.SECP256R1())
+    def token(
+        self,
+        client_id: str,
+        code: str,
+        verifier: str,
+        key: ec.EllipticCurvePrivateKey | None = None,
+        iat: int | None = None,
+        **form: str,
+    ) -> Any:
         data = {
             "grant_type": "authorization_code",
             "code": code,
             "code_verifier": verifier,
             "client_id": client_id,
             "redirect_uri": REDIRECT,
-        }
-        proof = make_proof(key, method="POST", url=f"{CP}/oauth/token")
+        } | form
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        proof = make_proof(key, method="POST", url=f"{CP}/oauth/token", iat=iat)
         return self.client.post("/oauth/token", data=data, headers={"DPoP": proof})
 
     def events(self, kind: str) -> list[dict[str, Any]]:
@@ -595,3 +603,25 @@ def test_fetches_at_once_are_bounded(site: ClientSite, monkeypatch: pytest.Monke
     release.set()
     holder.join(5)
     assert documents.client(url, 0.0)[0].client_id == url  # the twin: once it is free
+
+
+def test_a_refresh_needs_the_document_still_there(tmp_path: Path, site: ClientSite) -> None:
+    clock = AheadClock()
+    for endpoints in _endpoints(tmp_path, site, clock, client_metadata_loopback=True):
+        endpoints.deployment.playbooks.apply(parse_playbook(URL_PLAYBOOK, "test"), ADMIN)
+        url = site.document()
+        verifier, challenge = pkce()
+        answer = endpoints.person.consent(
+            endpoints.authorize_url(url, challenge), playbook="url-clients"
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        first = endpoints.token(url, answer["code"], verifier, key).json()
+        refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+        clock.ahead += DEFAULT_TTL + 1  # the document is no longer kept
+        site.serve("/client.json", b"{}", 404)
+        gone = endpoints.token(url, "", "", key, int(clock.now()), **refresh)
+        assert gone.status_code == 401
+        assert gone.json()["reason"] == "oauth.client_metadata_status"
+        site.document()  # the twin: back, and the same refresh token was not used up
+        renewed = endpoints.token(url, "", "", key, int(clock.now()), **refresh)
+        assert renewed.status_code == 200, renewed.text
