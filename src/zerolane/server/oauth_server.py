@@ -5,14 +5,19 @@ code with PKCE, RFC 8414 metadata, RFC 7591 registration, RFC 8707 resources), s
 for agent hosts that do not use zerolane's SDK:
 
 1. the client registers (:mod:`zerolane.server.oauth_clients`) and becomes the workload
-   ``spiffe://<td>/mcp-clients/<client_id>`` (it never gets an SVID);
+   ``spiffe://<td>/mcp-clients/<client_id>`` (it never gets an SVID), or names itself by
+   the ``https`` URL of its metadata document, which is fetched and checked
+   (:mod:`zerolane.server.oauth_client_documents`; it is then the workload
+   ``spiffe://<td>/mcp-clients/url/<host>/<hash>``);
 2. it sends the person to ``/oauth/authorize``; the request is checked (client, exact
    redirect URI, PKCE S256, ``resource`` one of ``[oauth] resources``), and a refusal
    about the client or redirect URI is shown, never redirected; the person signs in
    (``[oauth.local_user]``'s password, or through an OpenID provider of
    ``[[oauth.sign_in]]``: :mod:`zerolane.server.oauth_sign_in`), picks a playbook
    whose openers admit the client and says what the task is for; the client gets a
-   code (60 s, once);
+   code (60 s, once). Every answer redirected to the client carries ``iss`` (RFC 9207),
+   and failed sign-ins are limited per username and address
+   (:mod:`zerolane.server.oauth_throttle`);
 3. at ``/oauth/token`` the code, its PKCE verifier, client and redirect URI are
    checked, and the task is opened then, as the client, on the person's behalf
    (``on_behalf_of``: the local username, free text; or, signed in through a provider,
