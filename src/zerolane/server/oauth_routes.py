@@ -7,7 +7,8 @@ answers with a redirect carrying a code), ``POST /oauth/token`` (RFC 6749 sectio
 the token, or an error object with ``error`` and ``error_description``, never cached);
 with ``[[oauth.sign_in]]``, ``POST /oauth/sign-in`` (from the page: off to an OpenID
 provider) and ``GET /oauth/callback`` (back from it: the page again, for the person it
-proved; :mod:`zerolane.server.oauth_sign_in`).
+proved; :mod:`zerolane.server.oauth_sign_in`). A sign-in from a locked username or
+address (:mod:`zerolane.server.oauth_throttle`) is answered 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
