@@ -175,11 +175,11 @@ def export(
         typer.Option("--poll", min=0.05, max=60.0, help="Seconds between reads with --follow."),
     ] = 0.5,
 ) -> None:
-    """Write the audit log as JSON lines, in order, for a SIEM.
+    """Write the audit log as JSON lines, in order, for a SIEM (docs/audit-export.md).
 
-    One event per line, each carrying its sequence number (OCSF: metadata.sequence);
-    the last one written is printed on stderr at the end, so a later run given
-    --after that number goes on where this one stopped, nothing repeated or skipped.
+    Each event carries its sequence number (OCSF: metadata.sequence; stored: seq).
+
+    The last one written is printed on stderr: --after it resumes, nothing repeated or lost.
     """
     from zerolane.audit import export as exporting
     from zerolane.audit.log import event_json
