@@ -112,6 +112,22 @@ def test_an_existing_output_file_wider_than_0600_is_narrowed(home: Path, tmp_pat
     assert len(events_in(target.read_text())) == 1
 
 
+def test_a_pipe_is_written_to_and_its_mode_left_alone(home: Path, tmp_path: Path) -> None:
+    """Only a regular file is narrowed to 0600 (``-o /dev/null`` run as root must not
+    change /dev/null)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo, 0o644)
+    fifo.chmod(0o644)
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_text()))
+    reader.start()
+    code, _, err = invoke("--home", str(home), "-o", str(fifo))
+    reader.join(10)
+    assert code == 0, err
+    assert len(events_in(read[0])) == 1
+    assert fifo.stat().st_mode & 0o777 == 0o644
+
+
 @pytest.mark.parametrize(
     ("args", "problem"),
     [

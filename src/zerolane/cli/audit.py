@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -128,13 +129,15 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
     """Standard output, or ``path`` opened to append, created with mode 0600 (an audit
-    log is sensitive even masked), and kept at 0600 if it was wider."""
+    log is sensitive even masked); a regular file that was wider is narrowed to 0600 (a
+    pipe or a device such as ``/dev/null`` is written to as it is, never chmod-ed)."""
     if path is None:
         yield sys.stdout
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as out:
-        os.fchmod(out.fileno(), 0o600)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
         yield out
 
 
