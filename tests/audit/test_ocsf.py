@@ -47,6 +47,44 @@ REQUIRED: dict[int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], set
     3004: (("entity",), (), (), {0, *range(1, 14), 99}),  # Entity Management
     6003: (("actor", "api", "src_endpoint"), (), (), {0, 1, 2, 3, 4, 99}),  # API Activity
 }
+
+
+def names(text: str) -> set[str]:
+    return set(text.split())
+
+
+#: the attributes each class has in OCSF 1.4 (besides the base event's): an event holds
+#: no other at its top level (Detection Finding and Base Event have no ``actor``)
+BASE_ATTRIBUTES = names(
+    "activity_id activity_name category_name category_uid class_name class_uid count duration"
+    " end_time enrichments message metadata observables raw_data severity severity_id"
+    " start_time status status_code status_detail status_id time timezone_offset type_name"
+    " type_uid unmapped"
+)
+SECURITY_CONTROL = names(  # the profile's attributes (metadata.profiles)
+    "action action_id attacks authorizations confidence confidence_id confidence_score"
+    " disposition disposition_id firewall_rule is_alert malware policy risk_details risk_level"
+    " risk_level_id risk_score"
+)
+IAM = names("actor http_request http_response src_endpoint")
+ATTRIBUTES: dict[int, set[str]] = {
+    0: set(),
+    2004: names(
+        "comment confidence confidence_id confidence_score device finding_info vendor_attributes"
+        " evidences impact impact_id impact_score is_alert remediation resources risk_details"
+        " risk_level risk_level_id risk_score vulnerabilities"
+    ),
+    3001: IAM | names("policies policy user user_result"),
+    3002: IAM
+    | names(
+        "auth_factors auth_protocol auth_protocol_id certificate dst_endpoint is_cleartext"
+        " is_mfa is_new_logon is_remote logon_process logon_type logon_type_id service session"
+        " user"
+    ),
+    3003: IAM | names("dst_endpoint group privileges session user"),
+    3004: IAM | names("access_list access_mask comment entity entity_result"),
+    6003: names("actor api dst_endpoint http_request http_response resources src_endpoint"),
+}
 SEVERITY_IDS = {0, 1, 2, 3, 4, 5, 6, 99}
 STATUS_IDS = {0, 1, 2, 99}
 FINDING_STATUS_IDS = {0, 1, 2, 3, 4, 5, 99}
@@ -106,6 +144,10 @@ def check_required(ocsf: dict[str, Any], record: AuditRecord) -> None:
     required, one_of, just_one, activities = REQUIRED[cls]
     for name in (*BASE, *required):
         assert name in ocsf, (record.kind, name)
+    profiles = ocsf["metadata"].get("profiles", [])
+    allowed = BASE_ATTRIBUTES | ATTRIBUTES[cls]
+    allowed |= SECURITY_CONTROL if "security_control" in profiles else set()
+    assert set(ocsf) - allowed == set(), (record.kind, "not attributes of the class")
     if one_of:
         assert any(name in ocsf for name in one_of), (record.kind, one_of)
     if just_one:
