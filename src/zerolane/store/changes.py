@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 
 from zerolane.store.records import (
     AdminCredential,
+    ApprovalRecord,
+    ApprovalStatus,
     ConsumeResult,
     DetectorCursor,
     EnforcementPoint,
@@ -218,3 +220,38 @@ class AdvanceCursors(Change[bool]):
     in the events the cursors pass, a detection is stored exactly once."""
 
     advances: tuple[CursorAdvance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestApproval(Change[ApprovalRecord]):
+    """Ask for ``approval`` (a new pending record) unless the same request
+    (:meth:`~zerolane.store.records.ApprovalRecord.same_request`) already has an
+    approval that is pending or denied and unexpired at ``approval.created_at``: then
+    that one is the result and nothing is written (so a retried request never floods
+    the approvers). Otherwise the task may hold at most ``max_pending`` unexpired
+    pending approvals: one more raises ``Conflict`` (``approval.too_many``)."""
+
+    approval: ApprovalRecord
+    max_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecideApproval(Change[ApprovalRecord | None]):
+    """Approve or deny (``status``) a pending approval unexpired at ``at``, naming its
+    ``approver`` and ``reason``; None (nothing written) when it is unknown, not pending
+    or expired."""
+
+    approval_id: str
+    status: ApprovalStatus
+    approver: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UseApproval(Change[ApprovalRecord | None]):
+    """Spend an approved approval unexpired at ``at`` (it becomes ``used``); None
+    (nothing written) when it is unknown, not approved (used already) or expired."""
+
+    approval_id: str
+    at: float

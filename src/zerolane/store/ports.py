@@ -14,6 +14,8 @@ from typing import Protocol, TypeVar
 from zerolane.store.changes import Change
 from zerolane.store.records import (
     AdminCredential,
+    ApprovalRecord,
+    ApprovalStatus,
     AuditRecord,
     BusHealth,
     ConsumeResult,
@@ -123,6 +125,28 @@ class PlaybookStore(Protocol):
 
     def list_playbooks(self) -> list[PlaybookRecord]:
         """All playbooks, ordered by name."""
+
+
+class ApprovalStore(Protocol):
+    """Human approvals of requests a policy asked for (:mod:`zerolane.tasks.approvals`).
+    They change only through ``write_recorded`` (:class:`~zerolane.store.changes.
+    RequestApproval`, ``DecideApproval``, ``UseApproval``), with their audit events."""
+
+    def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
+
+    def list_approvals(
+        self,
+        *,
+        task_id: str | None = None,
+        status: ApprovalStatus | None = None,
+        limit: int = 100,
+    ) -> list[ApprovalRecord]:
+        """Approvals, newest first, optionally of one task and/or in one stored status."""
+
+    def find_approved(self, request: ApprovalRecord, now: float) -> ApprovalRecord | None:
+        """The oldest approved approval of the same request as ``request`` (its
+        :meth:`~zerolane.store.records.ApprovalRecord.same_request`) unexpired at
+        ``now``; None when there is none."""
 
 
 class PendingWrite(Protocol[T_co]):
@@ -329,6 +353,7 @@ class Stores(
     LeaseStore,
     SpentProofStore,
     EnforcementPointStore,
+    ApprovalStore,
     RecordedWrites,
     Protocol,
 ):

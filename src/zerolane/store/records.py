@@ -296,3 +296,65 @@ class LeaseRecord:
     def as_dict(self) -> dict[str, object]:
         """Every field by name, the state as its value (a stored row, a JSON listing)."""
         return {f.name: getattr(self, f.name) for f in fields(self)} | {"state": self.state.value}
+
+
+class ApprovalStatus(enum.StrEnum):
+    """Where a human approval is (:mod:`zerolane.tasks.approvals`). ``expired`` is never
+    stored: a pending or approved approval past its ``expires_at`` reads as expired."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    USED = "used"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """One request a policy asked a human to approve, bound to exactly that request: the
+    task, action, resource, destination, the digest of its arguments (SHA-256 hex) and
+    the policy set version that asked. Usable once, before ``expires_at``."""
+
+    approval_id: str
+    task_id: str
+    action: str
+    resource: str
+    destination: str
+    digest: str
+    policy_version: str
+    #: the @ids of the approval policies that asked (JSON list in SQL)
+    policies: tuple[str, ...]
+    #: the workload (SPIFFE ID) whose request asked
+    requester: str
+    status: ApprovalStatus
+    created_at: float
+    expires_at: float
+    decided_at: float | None = None
+    approver: str | None = None
+    reason: str | None = None
+    used_at: float | None = None
+
+    def status_at(self, now: float) -> ApprovalStatus:
+        """The status as it reads at ``now``: pending or approved past its expiry is
+        expired."""
+        live = self.status in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
+        return ApprovalStatus.EXPIRED if live and now >= self.expires_at else self.status
+
+    def same_request(self, other: ApprovalRecord) -> bool:
+        """Both bind the same request (task, action, resource, destination, digest and
+        policy version)."""
+        return (
+            self.task_id,
+            self.action,
+            self.resource,
+            self.destination,
+            self.digest,
+            self.policy_version,
+        ) == (
+            other.task_id,
+            other.action,
+            other.resource,
+            other.destination,
+            other.digest,
+            other.policy_version,
+        )

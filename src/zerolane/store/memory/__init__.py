@@ -18,16 +18,20 @@ from zerolane.store.changes import (
     AdvanceCursors,
     Change,
     ConsumeJoinToken,
+    DecideApproval,
     EndTree,
     ExpireTree,
     PutBundle,
     PutPlaybook,
     RemoveEnforcementPoint,
+    RequestApproval,
     ResumeTree,
     SetWorkloadStatus,
     SuspendTree,
     TransitionLease,
+    UseApproval,
 )
+from zerolane.store.memory.approvals import MemoryApprovals
 from zerolane.store.memory.done import Done, Failed
 from zerolane.store.memory.leases import MemoryLeases
 from zerolane.store.memory.proofs import MemorySpentProofs
@@ -52,15 +56,16 @@ from zerolane.types import TaskState, WorkloadStatus
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 7  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 8  # the SQL schema version whose state this backend holds
 
 
-class MemoryStores(MemoryLeases, MemorySpentProofs):
+class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
     """Implements every port of :mod:`zerolane.store.ports` under one lock."""
 
     def __init__(self) -> None:
         MemoryLeases.__init__(self)
         MemorySpentProofs.__init__(self)
+        MemoryApprovals.__init__(self)
         self._lock = threading.RLock()  # re-entrant: see write_recorded
         self._proofs_lock = self._lock  # a spend and its proof change together
         self._workloads: dict[str, Workload] = {}
@@ -464,6 +469,12 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
                 result = self.remove_enforcement_point(name)
             case AdvanceCursors():
                 result = self._advance_cursors(change)
+            case RequestApproval():
+                result = self._request_approval(change)
+            case DecideApproval():
+                result = self._decide_approval(change)
+            case UseApproval():
+                result = self._use_approval(change)
             case TransitionLease(lease_id, expected, state, at, count, error, due, reason):
                 result = self.transition_lease(
                     lease_id,
@@ -576,6 +587,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             dict(self._playbooks),
             dict(self._points),
             dict(self._cursors),
+            dict(self._approvals),
             len(self._events),  # events are only ever appended
         )
 
@@ -590,6 +602,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs):
             self._playbooks,
             self._points,
             self._cursors,
+            self._approvals,
             events,
         ) = cast("tuple[Any, ...]", saved)
         del self._events[events:]

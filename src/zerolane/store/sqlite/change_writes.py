@@ -21,17 +21,21 @@ from zerolane.store.changes import (
     AdvanceCursors,
     Change,
     ConsumeJoinToken,
+    DecideApproval,
     EndTree,
     ExpireTree,
     PutBundle,
     PutPlaybook,
     RemoveEnforcementPoint,
+    RequestApproval,
     ResumeTree,
     SetWorkloadStatus,
     SuspendTree,
     TransitionLease,
+    UseApproval,
 )
 from zerolane.store.records import ConsumeResult, ConsumeStatus
+from zerolane.store.sqlite.approvals import decide_approval, request_approval, use_approval
 from zerolane.store.sqlite.connection import first_row
 from zerolane.store.sqlite.detector_cursors import advance
 from zerolane.store.sqlite.enforcement_points import add_point, remove_point
@@ -135,6 +139,12 @@ def change_op(change: Change[T]) -> WriteOp[T]:
                 return remove_point(conn, change)
             case AdvanceCursors():
                 return advance(conn, change)
+            case RequestApproval():
+                return request_approval(conn, change)
+            case DecideApproval():
+                return decide_approval(conn, change)
+            case UseApproval():
+                return use_approval(conn, change)
         raise TypeError(f"unknown change {type(change).__name__}")
 
     return op

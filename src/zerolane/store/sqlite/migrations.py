@@ -156,6 +156,33 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        8,
+        "human approvals of requests a policy asked for, bound to the request's digest",
+        [
+            """CREATE TABLE approvals (
+                approval_id TEXT PRIMARY KEY,
+                task_id TEXT NOT NULL,
+                action TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                destination TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                policy_version TEXT NOT NULL,
+                policies TEXT NOT NULL,
+                requester TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                decided_at DOUBLE PRECISION,
+                approver TEXT,
+                reason TEXT,
+                used_at DOUBLE PRECISION)""",
+            "CREATE INDEX approvals_task ON approvals (task_id, status)",
+            "CREATE INDEX approvals_created ON approvals (created_at)",
+        ],
+    )
+)
 #: Migrations may be appended out of version order when two land at once: the loader
 #: applies every version the database lacks, in version order.
 LATEST = max(version for version, _, _ in MIGRATIONS)

@@ -46,6 +46,7 @@ from zerolane.store.records import (
     Workload,
 )
 from zerolane.store.sqlite import tasks
+from zerolane.store.sqlite.approvals import SqliteApprovals
 from zerolane.store.sqlite.audit import LAST_EVENT, READ_EVENTS, append_op
 from zerolane.store.sqlite.change_writes import change_key, change_op
 from zerolane.store.sqlite.connection import ReadPool, connect
@@ -101,7 +102,7 @@ _RECORD_MIGRATION = (
 )
 
 
-class SqliteStores(SqliteLeases, SqliteEnforcementPoints, SqliteDetectorCursors):
+class SqliteStores(SqliteLeases, SqliteEnforcementPoints, SqliteDetectorCursors, SqliteApprovals):
     """Implements every port of :mod:`zerolane.store.ports` on one SQLite file."""
 
     def __init__(self, path: Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:

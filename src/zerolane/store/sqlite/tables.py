@@ -20,6 +20,8 @@ from typing import Any, Generic, TypeVar
 
 from zerolane.store.records import (
     AdminCredential,
+    ApprovalRecord,
+    ApprovalStatus,
     AuditRecord,
     DetectorCursor,
     EnforcementPoint,
@@ -125,3 +127,9 @@ ENFORCEMENT_POINTS = Table(
     from_column={"urls": _tuple_of_json},
 )
 DETECTOR_CURSORS = Table("detector_cursors", DetectorCursor)
+APPROVALS = Table(
+    "approvals",
+    ApprovalRecord,
+    to_column={"policies": _json_list, "status": _value},
+    from_column={"policies": _tuple_of_json, "status": ApprovalStatus},
+)
