@@ -316,6 +316,16 @@ def test_a_refusal_before_any_decision_is_api_activity_blocked() -> None:
     assert ocsf["unmapped"]["reasons"] == ["route.unmapped"]
 
 
+def test_a_refused_proof_names_the_task_its_verified_token_was_for() -> None:
+    ocsf = decision(
+        {"decision": "deny", "task_id": "tsk_seen", "token_id": "jti"},
+        subject="unknown",
+        outcome=Outcome.DENIED,
+    )
+    assert ocsf["actor"]["session"] == {"uid": "tsk_seen"}
+    assert ocsf["unmapped"]["token_id"] == "jti"
+
+
 @pytest.mark.parametrize(
     ("method", "activity"), [("POST", 1), ("get", 2), ("PUT", 3), ("PATCH", 3), ("DELETE", 4)]
 )

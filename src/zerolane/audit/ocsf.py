@@ -545,8 +545,11 @@ def _metadata(src: Source, security_control: bool) -> JSON:
 
 def _actor(src: Source) -> JSON:
     actor: JSON = {"user": _user(src.actor_id, src.actor_type)}
-    if src.subject.startswith("tsk_"):  # the task the event is about: the actor's session
-        actor["session"] = {"uid": src.subject}
+    # the task the event is about is the actor's session: the subject, or the task a
+    # refused request's token named (its proof or certificate refused: subject unknown)
+    task = src.subject if src.subject.startswith("tsk_") else src.text("task_id")
+    if task is not None:
+        actor["session"] = {"uid": task}
     return actor
 
 
