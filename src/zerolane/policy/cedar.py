@@ -106,28 +106,29 @@ class CedarEngine:
         resource_type = RESOURCE_TYPES.get(request.resource_type)
         if resource_type is None:
             return PolicyResult(False, (), (f"unknown resource type {request.resource_type!r}",))
-        try:
-            result = cedarpy.is_authorized(
-                {
-                    "principal": {"type": WORKLOAD_TYPE, "id": request.principal},
-                    "action": {"type": ACTION_TYPE, "id": request.action},
-                    "resource": {"type": resource_type, "id": request.resource},
-                    "context": context if type(context) is dict else dict(context),
-                },
-                snapshot.policies,
-                NO_ENTITIES,
-                None if self._built_requests and snapshot.shipped_schema else snapshot.schema,
-            )
-            diagnostics = result.diagnostics
-            errors = diagnostics.errors
-            names = diagnostics.id_annotations_by_reason
-            ids = tuple(sorted(names.get(r, r) for r in diagnostics.reasons))
-            allowed = result.decision is _ALLOW
-        except Exception as err:  # fail closed: the error is the answer, never an allow
-            return PolicyResult(False, (), (f"{type(err).__name__}: {err}",))
-        if errors:
-            return PolicyResult(False, ids, tuple(errors))
-        return PolicyResult(allowed, ids, ())
+        asked: dict[str, object] = {
+            "principal": {"type": WORKLOAD_TYPE, "id": request.principal},
+            "action": {"type": ACTION_TYPE, "id": request.action},
+            "resource": {"type": resource_type, "id": request.resource},
+            "context": context if type(context) is dict else dict(context),
+        }
+        schema = None if self._built_requests and snapshot.shipped_schema else snapshot.schema
+        result = _evaluate(asked, snapshot.policies, schema)
+        ids = result.policy_ids
+        if (
+            result.allowed
+            or result.errors
+            or not ids
+            or snapshot.without_approval is None
+            or not snapshot.approval_ids.issuperset(ids)
+        ):
+            return result
+        # denied by approval policies alone: an approval only counts when nothing else
+        # stands in the way, so decide again without them
+        unless = _evaluate(asked, snapshot.without_approval, schema)
+        if not unless.allowed:
+            return unless
+        return PolicyResult(False, ids, (), approval=True)
 
     def reload(self) -> str:
         """Load the directory now and swap it in; on refusal raise, keeping the old set.
@@ -233,3 +234,21 @@ class CedarEngine:
                 return False, f"{type(err).__name__}: {err}"
             self._swap(snapshot, look.key)
             return True, snapshot.version
+
+
+def _evaluate(
+    asked: dict[str, object], policies: cedarpy.PolicySet, schema: cedarpy.Schema | None
+) -> PolicyResult:
+    """One Cedar evaluation; never raises (an error is the answer, never an allow)."""
+    try:
+        result = cedarpy.is_authorized(asked, policies, NO_ENTITIES, schema)
+        diagnostics = result.diagnostics
+        errors = diagnostics.errors
+        names = diagnostics.id_annotations_by_reason
+        ids = tuple(sorted(names.get(r, r) for r in diagnostics.reasons))
+        allowed = result.decision is _ALLOW
+    except Exception as err:  # fail closed: the error is the answer, never an allow
+        return PolicyResult(False, (), (f"{type(err).__name__}: {err}",))
+    if errors:
+        return PolicyResult(False, ids, tuple(errors))
+    return PolicyResult(allowed, ids, ())

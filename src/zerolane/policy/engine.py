@@ -31,6 +31,9 @@ class PolicyResult:
     allowed: bool
     policy_ids: tuple[str, ...]  # @id annotations of the determining policies (sorted)
     errors: tuple[str, ...]  # evaluation errors; any error means allowed=False
+    #: denied only by policies annotated ``@approval("required")`` (``policy_ids``),
+    #: and allowed without them: a human may approve this exact request
+    approval: bool = False
 
 
 class PolicyEngine(Protocol):

@@ -5,6 +5,12 @@ A directory holds ``schema.cedarschema`` (Cedar schema syntax) and any number of
 and every policy passes strict validation against the schema; otherwise nothing is
 loaded. Cedar skips a policy whose evaluation errors (a ``forbid`` included), so an
 unvalidated set can fail open.
+
+A ``forbid`` annotated ``@approval("required")`` asks for a human approval instead of
+denying outright (:mod:`zerolane.tasks.approvals`): the snapshot names those policies
+and keeps the set without them, so the engine can tell a request that only needs an
+approval from one that is refused anyway. ``@approval`` on a ``permit``, or with any
+other value, is refused at load (``policy.invalid``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from zerolane.policy.locations import (
 )
 
 SCHEMA_NAME = "schema.cedarschema"
+#: the annotation (and its one value) of a forbid that asks for a human approval
+APPROVAL_ANNOTATION = "approval"
+APPROVAL_REQUIRED = "required"
 POLICY_SUFFIX = ".cedar"
 #: the schema zerolane ships (``policy/default``), whose request shapes the context
 #: builder (:mod:`zerolane.policy.context`) is tested to produce
@@ -44,6 +53,10 @@ class Snapshot:
     files: tuple[str, ...]
     #: the schema is zerolane's own, byte for byte (see :data:`SHIPPED_SCHEMA`)
     shipped_schema: bool = False
+    #: @id of every ``forbid`` annotated ``@approval("required")``
+    approval_ids: frozenset[str] = frozenset()
+    #: the set without those policies (None when there are none)
+    without_approval: cedarpy.PolicySet | None = None
 
 
 Stamps = tuple[tuple[str, int, int, int], ...]  # (name, size, mtime_ns, inode), by name
@@ -152,7 +165,8 @@ def _where(name: str, position: tuple[int, int] | None) -> str:
 
 
 def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str]]:
-    """The policies' @ids in order, plus missing-id and other syntax problems."""
+    """The policies' @ids in order, plus missing-id and other syntax problems (an
+    ``@approval`` annotation other than ``"required"`` on a ``forbid`` among them)."""
     try:
         est = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as err:
@@ -162,7 +176,14 @@ def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str
     ids: list[str] = []
     missing: list[str] = []
     for pid, policy in est.get("staticPolicies", {}).items():
-        annotation = policy.get("annotations", {}).get("id")
+        annotations = policy.get("annotations", {})
+        annotation = annotations.get("id")
+        approval = annotations.get(APPROVAL_ANNOTATION)
+        if approval is not None and (
+            approval != APPROVAL_REQUIRED or policy.get("effect") != "forbid"
+        ):
+            where = _where(name, policy_position(text, pid))
+            problems.append(f'{where}: @approval("{APPROVAL_REQUIRED}") only marks a forbid policy')
         if annotation:
             ids.append(annotation)
         else:
@@ -225,6 +246,7 @@ def parse(reading: Reading) -> Snapshot:
         raise PolicyLoadError(
             "policy.invalid", [f"{reading.directory}: files do not concatenate cleanly"]
         )
+    approval_ids, without_approval = _approval_policies(reading)
     return Snapshot(
         policies=policies,
         schema=schema,
@@ -232,7 +254,30 @@ def parse(reading: Reading) -> Snapshot:
         policy_ids=tuple(all_ids),
         files=tuple(name for name, _ in reading.texts),
         shipped_schema=reading.schema == _shipped_schema(),
+        approval_ids=approval_ids,
+        without_approval=without_approval,
     )
+
+
+def _approval_policies(reading: Reading) -> tuple[frozenset[str], cedarpy.PolicySet | None]:
+    """The @ids of the approval policies, and the set without them (None: no such)."""
+    est = json.loads(cedarpy.policies_to_json_str("\n".join(t for _, t in reading.texts)))
+    static: dict[str, dict[str, object]] = est.get("staticPolicies", {})
+    asking = {
+        pid: policy
+        for pid, policy in static.items()
+        if _annotation(policy, APPROVAL_ANNOTATION) == APPROVAL_REQUIRED
+    }
+    if not asking:
+        return frozenset(), None
+    ids = frozenset(str(_annotation(policy, "id")) for policy in asking.values())
+    est["staticPolicies"] = {pid: p for pid, p in static.items() if pid not in asking}
+    return ids, cedarpy.PolicySet.from_json_str(json.dumps(est))
+
+
+def _annotation(policy: dict[str, object], name: str) -> object:
+    annotations = policy.get("annotations")
+    return annotations.get(name) if isinstance(annotations, dict) else None
 
 
 @lru_cache(maxsize=1)
