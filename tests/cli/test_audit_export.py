@@ -210,13 +210,43 @@ def test_following_across_processes_loses_and_repeats_nothing(
 def test_following_in_process_stops_on_sigterm_and_restores_the_handlers(home: Path) -> None:
     """The follower's own loop (the test above runs it in a child process)."""
     before = signal.getsignal(signal.SIGTERM)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
+    done = threading.Event()
+
+    def terminate_once_following() -> None:
+        # only once the export's handler is in place: a SIGTERM before would end pytest
+        while not done.is_set():
+            if signal.getsignal(signal.SIGTERM) is not before:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            done.wait(0.01)
+
+    killer = threading.Thread(target=terminate_once_following)
+    killer.start()
     try:
         code, out, err = invoke("--home", str(home), "--follow", "--poll", "0.05")
     finally:
-        timer.cancel()
+        done.set()
+        killer.join(5)
     assert code == 0, err
     assert len(events_in(out)) == 1
     assert "exported through sequence number 1" in err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_off_the_main_thread_no_handler_is_installed() -> None:
+    """Signals reach only the main thread: an export run from another (a test runner's
+    worker) is stopped by its caller, and leaves the handlers alone."""
+    from zerolane.cli.audit import _stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[bool] = []
+
+    def run() -> None:
+        with _stop_on_signals() as stop:
+            seen.append(stop.is_set())
+            seen.append(signal.getsignal(signal.SIGTERM) is before)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(5)
+    assert seen == [False, True]

@@ -113,7 +113,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     """An event set by Ctrl-C (SIGINT) or SIGTERM while the block runs: a following
     export finishes the line it is writing and exits 0. The handlers are restored after."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+    if threading.current_thread() is not threading.main_thread():
         yield stop  # signals can only be handled in the main thread
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
