@@ -10,6 +10,7 @@ is decided by the edges (:mod:`zerolane.gateway.edge`), never here.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import ClassVar
 
 
@@ -46,9 +47,17 @@ class InvalidInput(ZerolaneError):
 
 
 class Unauthenticated(ZerolaneError):
-    """The caller could not be authenticated (HTTP 401)."""
+    """The caller could not be authenticated (HTTP 401).
+
+    ``verified``: what had been verified before the refusal, for the audit log, set by
+    the authenticator when a task token verified and its proof or certificate was then
+    refused: ``task_id``, ``workload`` (the token's subject), ``token_id`` (its
+    ``jti``), the binding it expects (``expected_jkt`` or ``expected_x5t``) and what was
+    presented (``proof_jti``, ``proof_jkt``, ``presented_x5t``) when known. Ids and
+    thumbprints only, never a token or a proof."""
 
     kind = Refusal.UNAUTHENTICATED
+    verified: Mapping[str, str] | None = None
 
 
 class Forbidden(ZerolaneError):

@@ -84,6 +84,18 @@ _DECISION = (
     "destination_internal",
     "sensitivity",
     "enforcement_point",  # forward-auth's refusals before any decision
+    # what was seen of the holder: the token's id, the proof's jti and key (jkt); of a
+    # holder whose token verified and whose proof or certificate was refused: the task,
+    # the workload, the binding expected and what was presented (tasks.auth)
+    "token_id",
+    "proof_jti",
+    "jkt",
+    "task_id",
+    "workload",
+    "expected_jkt",
+    "proof_jkt",
+    "expected_x5t",
+    "presented_x5t",
     "tool",  # the MCP gateway's tool call
     "server",
     "upstream_tool",

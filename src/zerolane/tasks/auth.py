@@ -170,7 +170,9 @@ class Authenticator:
             expected_jkt=jkt,
         )
         if not spend_later and not self._proofs.spend_proof(verified.spent(), now):
-            raise DpopError("dpop.replayed", "the proof was already used")
+            err = DpopError("dpop.replayed", "the proof was already used")
+            err.jkt, err.jti = verified.jkt, verified.jti
+            raise err
         return verified
 
     def spend_proof(self, proof: SpentProof) -> bool:
@@ -275,6 +277,23 @@ class Authenticator:
                 now=now,
             )
         )
+        try:
+            return self._bound_holder(claims, token, proof, method, url, client_cert, spend_later)
+        except Unauthenticated as err:  # the token verified: the audit names what it saw
+            err.verified = verified_facts(claims, err)
+            raise
+
+    def _bound_holder(
+        self,
+        claims: TaskTokenClaims,
+        token: str,
+        proof: str | None,
+        method: str,
+        url: str,
+        client_cert: bytes | None,
+        spend_later: bool,
+    ) -> TaskHolder:
+        """The holder of the verified ``claims``, proven by its proof or certificate."""
         if claims.x5t is not None:
             check_binding(claims.x5t, client_cert)
             return TaskHolder(claims, None, token)
@@ -288,3 +307,22 @@ class Authenticator:
             raise Unauthenticated("token.unbound", "the token is not bound to a key")
         checked = self._proof(proof, method, url, token, claims.jkt, spend_later=spend_later)
         return TaskHolder(claims, checked, token)
+
+
+def verified_facts(claims: TaskTokenClaims, err: Unauthenticated) -> dict[str, str]:
+    """What the audit log records of a verified task token whose proof or certificate
+    ``err`` refused (:attr:`~zerolane.errors.Unauthenticated.verified`): ids and
+    thumbprints, never the token or the proof."""
+    facts = {"task_id": claims.task_id, "workload": claims.subject, "token_id": claims.jti}
+    if claims.jkt is not None:
+        facts["expected_jkt"] = claims.jkt
+    if claims.x5t is not None:
+        facts["expected_x5t"] = claims.x5t
+    if isinstance(err, DpopError):
+        if err.jti is not None:
+            facts["proof_jti"] = err.jti
+        if err.jkt is not None:
+            facts["proof_jkt"] = err.jkt
+    if isinstance(err, MtlsError) and err.presented is not None:
+        facts["presented_x5t"] = err.presented
+    return facts

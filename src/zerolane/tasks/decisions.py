@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -43,7 +43,7 @@ from zerolane.audit.decision_log import DecisionEvent, DecisionLog
 from zerolane.audit.events import Actor
 from zerolane.decision import DecideInput as DecideInput  # the contract, re-exported
 from zerolane.decision import Decision as Decision
-from zerolane.errors import InvalidInput, Refusal, Unavailable, ZerolaneError
+from zerolane.errors import InvalidInput, Refusal, Unauthenticated, Unavailable, ZerolaneError
 from zerolane.paths import check_path
 from zerolane.policy.context import RequestFacts, is_internal
 from zerolane.policy.engine import PolicyEngine
@@ -201,6 +201,7 @@ class Decider:
         decision_id = uuid.uuid4().hex
         holder: TaskHolder | None = None
         facts: RequestFacts | None = None
+        verified: Mapping[str, str] | None = None
         outcome: Decision | Deny
         try:
             holder = self._holder(token, proof, request)
@@ -213,11 +214,12 @@ class Decider:
                 facts = mapped
                 outcome = self._decide(_Pending(decision_id, holder, facts, request))
         except ZerolaneError as err:  # the authenticator's, the store's, the bus's
-            outcome = refused(err)
+            outcome, verified = refused(err), _verified(err)
         if isinstance(outcome, Decision):
             return outcome
         self._record_expiry(outcome)
-        return self._record(self._denied(decision_id, holder, outcome), holder, facts, request)
+        denied = self._denied(decision_id, holder, outcome)
+        return self._record(denied, holder, facts, request, verified)
 
     async def decide_async(self, token: str, proof: str | None, request: DecideInput) -> Decision:
         """:meth:`decide` for an event loop: the same decision, made on the loop's thread
@@ -237,6 +239,7 @@ class Decider:
         decision_id = uuid.uuid4().hex
         holder: TaskHolder | None = None
         facts: RequestFacts | None = None
+        verified: Mapping[str, str] | None = None
         outcome: Decision | Deny
         try:
             holder = self._holder(token, proof, request)
@@ -250,13 +253,15 @@ class Decider:
                 pending = _Pending(decision_id, holder, facts, request)
                 outcome = await self._decide_async(pending, loop)
         except ZerolaneError as err:  # the authenticator's, the store's, the bus's
-            outcome = refused(err)
+            outcome, verified = refused(err), _verified(err)
         if isinstance(outcome, Decision):
             return outcome
         if outcome.expired is not None and self._on_expired is not None:  # writes
             await loop.run_in_executor(None, self._record_expiry, outcome)
         denied = self._denied(decision_id, holder, outcome)
-        return await loop.run_in_executor(None, self._record, denied, holder, facts, request)
+        return await loop.run_in_executor(
+            None, self._record, denied, holder, facts, request, verified
+        )
 
     def _holder(self, token: str, proof: str | None, request: DecideInput) -> TaskHolder:
         return self._auth.task_holder(
@@ -394,18 +399,26 @@ class Decider:
         holder: TaskHolder | None,
         facts: RequestFacts | None,
         request: DecideInput,
+        verified: Mapping[str, str] | None = None,
     ) -> Decision:
         """Record a refusal. A proof it verified is spent everywhere first (a refused
         proof is no more usable than an allowed one), unless the refusal is that it
-        was spent: a deny stands whether or not that write succeeds."""
+        was spent: a deny stands whether or not that write succeeds. ``verified``: what
+        the authenticator had verified of a holder it then refused (the task, the
+        token's id, the keys), which the event records."""
         proof = holder.proof.spent() if holder is not None and holder.proof is not None else None
         if proof is not None and decision.reasons != ("dpop.replayed",):
             self._auth.spend_proof(proof)
         try:
-            self._decisions.record(_event(decision, holder, facts, request))
+            self._decisions.record(_event(decision, holder, facts, request, verified))
         except Unavailable:
             return decision.failed_closed("audit.write")
         return decision
+
+
+def _verified(err: ZerolaneError) -> Mapping[str, str] | None:
+    """What the authenticator verified before refusing (see ``Unauthenticated``)."""
+    return err.verified if isinstance(err, Unauthenticated) else None
 
 
 def _event(
@@ -413,8 +426,11 @@ def _event(
     holder: TaskHolder | None,
     facts: RequestFacts | None,
     request: DecideInput,
+    verified: Mapping[str, str] | None = None,
 ) -> DecisionEvent:
-    """The fields of a decision's audit event (the decision log builds and seals it)."""
+    """The fields of a decision's audit event (the decision log builds and seals it):
+    the holder's task, workload, token id and proof (its ``jti`` and key), or what was
+    verified of a holder refused (``verified``); never a token or a proof."""
     parts = urlsplit(request.url)
     details: dict[str, object] = dict(request.details or {})
     details |= {
@@ -426,6 +442,15 @@ def _event(
         # neither the query nor a userinfo (user:password@) is ever recorded
         "url": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}",
     }
+    actor, subject = "unauthenticated", decision.task_id or "unknown"
+    if holder is not None:
+        claims, proof = holder.claims, holder.proof
+        actor, details["token_id"] = claims.subject, claims.jti
+        if proof is not None:
+            details |= {"proof_jti": proof.jti, "jkt": proof.jkt}
+    elif verified:
+        actor, subject = verified["workload"], verified["task_id"]
+        details |= verified
     if facts is not None:
         details.update(
             action=facts.action,
@@ -436,8 +461,8 @@ def _event(
         )
     return {
         "kind": "decision",
-        "actor": Actor("workload", holder.claims.subject if holder else "unauthenticated"),
-        "subject": decision.task_id or "unknown",
+        "actor": Actor("workload", actor),
+        "subject": subject,
         "outcome": Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
         "reason": decision.reasons[0] if decision.reasons else "ok",
         "details": details,

@@ -40,7 +40,10 @@ _XFCC_CERT = re.compile(r'(?:^|[;,])\s*Cert="([^"]*)"', re.IGNORECASE)
 
 
 class MtlsError(Unauthenticated):
-    """A certificate-bound token was refused; ``reason`` is ``mtls.*``."""
+    """A certificate-bound token was refused; ``reason`` is ``mtls.*``. ``presented``:
+    the ``x5t#S256`` of the certificate presented instead (``mtls.cert_mismatch``)."""
+
+    presented: str | None = None
 
 
 def cert_thumbprint(der: bytes) -> str:
@@ -66,9 +69,11 @@ def check_binding(expected: str, client_cert: bytes | None) -> str:
         )
     presented = cert_thumbprint(client_cert)
     if not hmac.compare_digest(presented.encode("ascii"), expected.encode("ascii", "replace")):
-        raise MtlsError(
+        err = MtlsError(
             "mtls.cert_mismatch", "the client certificate is not the one this token is bound to"
         )
+        err.presented = presented
+        raise err
     return presented
 
 

@@ -50,7 +50,12 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
 class DpopError(Unauthenticated):
-    """A DPoP proof was refused; ``reason`` names the check."""
+    """A DPoP proof was refused; ``reason`` names the check. ``jkt`` and ``jti``: the
+    thumbprint of the key that signed it and its ``jti``, when the refusal came after
+    its signature was verified (None before)."""
+
+    jkt: str | None = None
+    jti: str | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,29 @@ def verify_proof(
     :class:`DpopError` naming the first check that failed.
     """
     public, claims = _signed_claims(proof)
+    jkt = _thumbprint(tuple(public.items()))
+    try:
+        return _checked(claims, jkt, method, url, access_token, replay, now, window, expected_jkt)
+    except DpopError as err:  # signed: who signed it and which proof, for the audit
+        err.jkt = jkt
+        jti = claims.get("jti")
+        if isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_CHARS:
+            err.jti = jti
+        raise
+
+
+def _checked(
+    claims: Mapping[str, Any],
+    jkt: str,
+    method: str,
+    url: str,
+    access_token: str | None,
+    replay: ReplayCache,
+    now: float,
+    window: float,
+    expected_jkt: str | None,
+) -> VerifiedProof:
+    """The checks of a proof whose signature verified (by the key ``jkt``)."""
     jti, htm, htu, iat = (
         _claim(claims, "jti"),
         _claim(claims, "htm"),
@@ -297,7 +325,6 @@ def verify_proof(
         ath = claims.get("ath")
         if not isinstance(ath, str) or not _same(ath, access_token_hash(access_token)):
             raise DpopError("dpop.ath", "the proof is not bound to this access token")
-    jkt = _thumbprint(tuple(public.items()))
     if expected_jkt is not None and not _same(jkt, expected_jkt):
         raise DpopError("dpop.key_mismatch", "the proof is signed by another key than the token's")
     verified = VerifiedProof(
