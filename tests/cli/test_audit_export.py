@@ -112,6 +112,22 @@ def test_an_existing_output_file_wider_than_0600_is_narrowed(home: Path, tmp_pat
     assert len(events_in(target.read_text())) == 1
 
 
+def test_an_output_that_is_a_symbolic_link_is_refused(home: Path, tmp_path: Path) -> None:
+    """Followed, it would append to (and narrow) whatever file it names."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o640)
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(victim)
+    code, out, err = invoke("--home", str(home), "-o", str(link))
+    assert out == ""
+    assert code == 2
+    assert "error audit.output_symlink" in err
+    assert victim.read_text() == "precious\n"
+    assert victim.stat().st_mode & 0o777 == 0o640
+    assert invoke("--home", str(home), "-o", str(victim))[0] == 0  # the file itself: fine
+
+
 def test_a_pipe_is_written_to_and_its_mode_left_alone(home: Path, tmp_path: Path) -> None:
     """Only a regular file is narrowed to 0600 (``-o /dev/null`` run as root must not
     change /dev/null)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from zerolane.cli.common import (
     print_json,
     printable,
 )
+from zerolane.errors import InvalidInput
 
 if TYPE_CHECKING:
     from zerolane.store.records import AuditRecord
@@ -130,11 +132,21 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def _output(path: Path | None) -> Iterator[IO[str]]:
     """Standard output, or ``path`` opened to append, created with mode 0600 (an audit
     log is sensitive even masked); a regular file that was wider is narrowed to 0600 (a
-    pipe or a device such as ``/dev/null`` is written to as it is, never chmod-ed)."""
+    pipe or a device such as ``/dev/null`` is written to as it is, never chmod-ed). A
+    symbolic link is refused: followed, it would append to (and narrow) whatever file it
+    names, chosen by whoever could write the folder."""
     if path is None:
         yield sys.stdout
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InvalidInput(
+                "audit.output_symlink", f"{path} is a symbolic link: give the file itself"
+            ) from None
+        raise
     with os.fdopen(fd, "a", encoding="utf-8") as out:
         if stat.S_ISREG(os.fstat(fd).st_mode):
             os.fchmod(fd, 0o600)
