@@ -28,6 +28,7 @@ leaves the log, even one stored before a field was declared secret.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ class Rule:
 
 _DECISION_USED = frozenset(
     {"decision_id", "decision", "method", "url", "action", "resource", "destination"}
-    | {"server", "tool", "policies"}
+    | {"server", "tool", "policies", "path", "listener"}
 )
 
 
@@ -202,6 +203,16 @@ def _api_activity(src: Source) -> tuple[int, str]:
     return activity, _API_ACTIVITY_NAMES[activity]
 
 
+def _ip(value: object) -> str | None:
+    """A client's address as OCSF ``ip_t`` (an address, without a port), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
 def _url(text: str) -> JSON:
     scheme, _, rest = text.partition("://")
     host, slash, path = rest.partition("/")
@@ -216,6 +227,8 @@ def _url(text: str) -> JSON:
 
 
 def _decision(src: Source) -> Shaped:
+    """A request decided (``decision``) or refused before any decision
+    (``gateway.refused``: the listener, the path and the client's address)."""
     allowed = src.text("decision") == "allow"
     method, url, tool = src.text("method"), src.text("url"), src.text("tool")
     server, destination, resource = (
@@ -223,6 +236,8 @@ def _decision(src: Source) -> Shaped:
         src.text("destination"),
         src.text("resource"),
     )
+    path, client = src.text("path"), _ip(src.details.get("client"))
+    listener = server or src.text("listener")
     decision_id = src.text("decision_id")
     listed = src.details.get("policies")
     policies = [p for p in listed if isinstance(p, str)] if isinstance(listed, list) else []
@@ -236,9 +251,11 @@ def _decision(src: Source) -> Shaped:
                 "service": {"name": server} if server else None,
             }
         ),
-        "src_endpoint": {"svc_name": src.actor_id},
-        "dst_endpoint": _compact({"hostname": destination, "svc_name": server}) or None,
-        "http_request": _compact({"http_method": method, "url": _url(url) if url else None})
+        "src_endpoint": _compact({"svc_name": src.actor_id, "ip": client}),
+        "dst_endpoint": _compact({"hostname": destination, "svc_name": listener}) or None,
+        "http_request": _compact(
+            {"http_method": method, "url": _url(url) if url else {"path": path} if path else None}
+        )
         or None,
         "resources": [{"uid": resource, "name": resource}] if resource else None,
         "disposition_id": 1 if allowed else 2,
@@ -354,37 +371,58 @@ def _entity(kind: str, *, uid: str | None = None, name: str | None = None) -> Sh
 
 # ---- Detection Finding -------------------------------------------------------------------
 
-_DETECTION_USED = frozenset({"detector", "severity", "summary", "task_id", "workload", "evidence"})
+_FINDING_USED = frozenset({"detector", "severity", "task_id", "workload"})
+
+
+def _finding(src: Source, info: JSON, status: tuple[int, str]) -> JSON:
+    """A Detection Finding's attributes: ``info`` and the detector as its analytic, the
+    task and workload it is about as its resources."""
+    detector = src.text("detector") or "unknown"
+    task, workload = src.text("task_id"), src.text("workload")
+    resources = [{"uid": task, "type": "task"}] if task else []
+    resources += [{"uid": workload, "type": "workload"}] if workload else []
+    analytic = {"uid": detector, "name": detector, "type_id": 1, "type": "Rule"}
+    return _compact(
+        {
+            "finding_info": _compact({**info, "types": [detector], "analytic": analytic}),
+            "resources": resources or None,
+            "status_id": status[0],
+            "status": status[1],
+        }
+    )
 
 
 def _detection(src: Source) -> Shaped:
-    detector = src.text("detector") or "unknown"
+    """A detection: a new finding, naming the events it rests on."""
     evidence = src.details.get("evidence")
     related = [
         _compact({"uid": e.get("event_id")})
         for e in (evidence if isinstance(evidence, list) else [])
         if isinstance(e, dict) and isinstance(e.get("event_id"), str)
     ]
-    task, workload = src.text("task_id"), src.text("workload")
-    resources = [{"uid": task, "type": "task"}] if task else []
-    resources += [{"uid": workload, "type": "workload"}] if workload else []
-    attrs: JSON = {
-        "finding_info": _compact(
-            {
-                "uid": src.event_id,
-                "title": src.text("summary") or f"{detector} detection",
-                "types": [detector],
-                "analytic": {"uid": detector, "name": detector, "type_id": 1, "type": "Rule"},
-                "created_time": src.time_ms,
-                "related_events": related or None,
-            }
-        ),
-        "is_alert": True,
-        "resources": resources or None,
-        "status_id": 1,
-        "status": "New",
+    info = {
+        "uid": src.event_id,
+        "title": src.text("summary") or f"{src.text('detector') or 'unknown'} detection",
+        "created_time": src.time_ms,
+        "related_events": related or None,
     }
-    return _compact(attrs), _DETECTION_USED
+    attrs = {**_finding(src, info, (1, "New")), "is_alert": True}
+    return attrs, _FINDING_USED | {"summary", "evidence"}
+
+
+def _response(src: Source) -> Shaped:
+    """A response rule acting on a detection: an update of that finding (its
+    ``finding_info.uid`` is the detection's event id, as in the detection's own export);
+    what was done (``actions``) and the risk are in ``unmapped``."""
+    detection = src.details.get("detection")
+    found = detection.get("event_id") if isinstance(detection, dict) else None
+    rule = src.text("rule") or "unknown"
+    info = {
+        "uid": found if isinstance(found, str) and found else src.event_id,
+        "title": f"response rule {rule}",
+        "modified_time": src.time_ms,
+    }
+    return _finding(src, info, (2, "In Progress")), _FINDING_USED
 
 
 def _detection_severity(src: Source) -> int:
@@ -397,6 +435,8 @@ _AUTHN = AUTHENTICATION
 _TASK_ENTITY = _entity("task")
 RULES: Mapping[str, Rule] = {
     "decision": Rule(API_ACTIVITY, 99, "Other", _decision, activity_of=_api_activity),
+    # a gateway's refusal before any decision: an API Activity it blocked
+    "gateway.refused": Rule(API_ACTIVITY, 99, "Other", _decision, activity_of=_api_activity),
     # Authentication: 1 Logon, 3 Authentication Ticket, 5 Service Ticket Renew, 99 Other
     "attestation": Rule(_AUTHN, 1, "Logon", _authentication()),
     "join_token.used": Rule(
@@ -473,8 +513,21 @@ RULES: Mapping[str, Rule] = {
     "oauth.client_registered": Rule(
         ENTITY_MANAGEMENT, 1, "Create", _entity("oauth_client", name="client_name")
     ),
-    # Detection Finding: 1 Create
+    # Detection Finding: 1 Create, 2 Update
     "detection": Rule(DETECTION_FINDING, 1, "Create", _detection),
+    "response": Rule(DETECTION_FINDING, 2, "Update", _response),
+    # human approvals of one request, and alerts posted for detections
+    "approval.requested": Rule(
+        ENTITY_MANAGEMENT, 1, "Create", _entity("approval", uid="approval_id")
+    ),
+    **{
+        f"approval.{step}": Rule(
+            ENTITY_MANAGEMENT, 3, "Update", _entity("approval", uid="approval_id")
+        )
+        for step in ("granted", "denied", "used")
+    },
+    "alert.delivered": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("alert", uid="alert_id")),
+    "alert.failed": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("alert", uid="alert_id")),
 }
 #: a kind not in the table: a Base Event, activity Other, named after the kind
 FALLBACK = Rule(BASE_EVENT, 99, "Other", lambda src: ({}, frozenset()), lambda src: (99, src.kind))
@@ -484,8 +537,8 @@ def rule_of(kind: str) -> Rule:
     return RULES.get(kind, FALLBACK)
 
 
-def _severity(src: Source) -> int:
-    if src.kind == "detection":
+def _severity(src: Source, cls: OcsfClass) -> int:
+    if cls is DETECTION_FINDING:  # a detection and a response carry their severity
         return _detection_severity(src)
     return 1 if src.outcome == "success" else 2
 
@@ -498,7 +551,7 @@ def to_ocsf(record: AuditRecord) -> JSON:
     activity_id, activity_name = rule.activity_id, rule.activity_name
     if rule.activity_of is not None:
         activity_id, activity_name = rule.activity_of(src)
-    severity_id = _severity(src)
+    severity_id = _severity(src, rule.cls)
     success = src.outcome == "success"
     event: JSON = {
         "class_uid": rule.cls.uid,
