@@ -181,6 +181,16 @@ class RevocationConfig:
     grace_seconds: Annotated[Int, within("config.revocation", 0, 3600, " seconds")] = 5
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalsConfig:
+    __pydantic_config__ = STRICT
+
+    #: seconds an approval may wait to be decided, then to be used (docs/approvals.md)
+    ttl: Annotated[Int, within("config.approvals", 60, 86400, " seconds")] = 900
+    #: approvals one task may have pending at once (more: ``approval.too_many``)
+    max_pending: Annotated[Int, within("config.approvals", 1, 1000)] = 16
+
+
 def _role_names(values: tuple[str, ...]) -> tuple[str, ...]:
     if not all(values):
         raise refuse("config.type", "must be a list of role names, none empty")
@@ -296,6 +306,8 @@ class Config:
     #: gateways ``zerolane up`` starts with the API (``[[gateways]]``)
     gateways: tuple[GatewayEntry, ...] = ()
     revocation: RevocationConfig = field(default_factory=RevocationConfig)
+    #: human approvals a policy asks for (``[approvals]``)
+    approvals: ApprovalsConfig = field(default_factory=ApprovalsConfig)
     grants: GrantsConfig = field(default_factory=GrantsConfig)
     #: issuers of people's OIDC ID tokens, for tasks opened on a person's behalf
     users: UsersConfig = field(default_factory=UsersConfig)

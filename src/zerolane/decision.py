@@ -46,6 +46,11 @@ class DecideInput:
     #: the task an MCP session belongs to): a token of another task is denied
     #: ``task.binding`` before anything is spent
     task_id: str | None = None
+    #: SHA-256 hex of the request's arguments (an HTTP body's bytes, an MCP tool call's
+    #: arguments as canonical JSON: :mod:`zerolane.tasks.approvals`), which an approval
+    #: is bound to; None: this enforcement point binds none, and a request a policy
+    #: asks approval for is denied ``approval.unbound``
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,9 @@ class Decision:
     expires_at: float | None = None
     #: the verified workload (SPIFFE ID) that holds the token, when it was verified
     subject: str | None = None
+    #: the approval a deny ``approval.required`` (``.denied``, ``.used``) is about:
+    #: ``GET /v1/approvals/{id}`` tells its holder when it is approved
+    approval_id: str | None = None
 
     def failed_closed(self, reason: str) -> Decision:
         """This decision turned into a fail-closed deny (an audit event could not be

@@ -96,6 +96,7 @@ _DECISION = (
     "proof_jkt",
     "expected_x5t",
     "presented_x5t",
+    "approval_id",  # the approval a deny approval.required (.denied, .used) is about
     "tool",  # the MCP gateway's tool call
     "server",
     "upstream_tool",
@@ -203,6 +204,24 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             ["calls_used", "owner", "expires_at", "suspended_with", "parent_id"]
         ),
         "task.resumed": _fields(["calls_used", "owner", "expires_at", "resumed_with", "parent_id"]),
+        # human approvals (zerolane.tasks.approvals): the request each one is bound to
+        **{
+            f"approval.{step}": _fields(
+                [
+                    "approval_id",
+                    "action",
+                    "resource",
+                    "destination",
+                    "digest",
+                    "policy_version",
+                    "policies",
+                    "status",
+                    "expires_at",
+                    "approver",
+                ]
+            )
+            for step in ("requested", "granted", "denied", "used")
+        },
         # downstream credentials
         "grant.issue": _fields(
             [*_LEASE, "error"],

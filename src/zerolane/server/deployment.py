@@ -49,6 +49,7 @@ from zerolane.store.memory.replay import MemoryReplayCache
 from zerolane.store.open import open_stores
 from zerolane.store.ports import RevocationBus, Stores
 from zerolane.store.records import AdminCredential, TaskRecord, Workload
+from zerolane.tasks.approvals import Approvals, ApprovalSettings
 from zerolane.tasks.auth import Authenticator
 from zerolane.tasks.decisions import Decider
 from zerolane.tasks.exchange import TokenExchange
@@ -145,6 +146,8 @@ class Deployment:
     users: UserTokenVerifier
     #: the trust domain's X.509 CA (X.509-SVIDs); created on first use in an older home
     x509_ca: X509Authority
+    #: human approvals a policy asks for (``@approval("required")``, ``[approvals]``)
+    approvals: Approvals
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
@@ -196,6 +199,12 @@ class Deployment:
         on_ended = ended_hook(publisher, leases)
         revocations = RevocationWatch(bus, clock, grace_seconds=config.revocation.grace_seconds)
         users = UserTokenVerifier(config.users.issuers, clock, base=home)  # checks the config
+        approvals = Approvals(
+            stores,
+            audit,
+            clock,
+            ApprovalSettings(config.approvals.ttl, config.approvals.max_pending),
+        )
         lifecycle = TaskLifecycle(
             trust_domain=td,
             keyring=keyring,
@@ -234,6 +243,7 @@ class Deployment:
                 internal_destinations=config.tasks.internal_destinations,
                 default_sensitivity=Sensitivity.parse(config.tasks.default_sensitivity),
                 revocations=revocations,
+                approvals=approvals,
                 on_last_call=lifecycle.after_allowed,
                 on_expired=lambda task, now: lifecycle.mark_expired(task, now=now),
             ),
@@ -245,6 +255,7 @@ class Deployment:
             ),
             users=users,
             x509_ca=x509_ca,
+            approvals=approvals,
         )
 
     @functools.cached_property

@@ -81,6 +81,11 @@ class Deny:
     #: a task stored live that this decision found past its window, and when (the
     #: shell tells ``on_expired``, which records the expiry)
     expired: tuple[TaskRecord, float] | None = None
+    #: approval required: the version of the policy set that asked (the shell passes
+    #: the deny through :meth:`zerolane.tasks.approvals.Approvals.gate`)
+    approval: str | None = None
+    #: the approval the deny is about (``approval.required``, ``.denied``, ``.used``)
+    approval_id: str | None = None
 
 
 class _Read(enum.Enum):
@@ -192,7 +197,11 @@ class DecisionCore:
         self._last_call_heard = last_call_heard
 
     def decide(
-        self, holder: TaskHolder, facts: RequestFacts, read: tuple[TaskRecord | None] | None
+        self,
+        holder: TaskHolder,
+        facts: RequestFacts,
+        read: tuple[TaskRecord | None] | None,
+        approved: str | None = None,
     ) -> Allow | Deny | NeedsRead:
         """Decide on ``read`` (the task as just read from the store) when given, else on
         the task as last known; :data:`NEEDS_READ` when there is none, or when the known
@@ -202,7 +211,9 @@ class DecisionCore:
         state only moves toward refusal (calls spent, data touched, ended, budget
         carved), so a deny decided on it stands, and an allow is still checked by the
         compare-and-set. Raises :class:`~zerolane.errors.Unavailable` when the
-        revocation watch is past its grace window."""
+        revocation watch is past its grace window. ``approved``: the policy version of
+        an approval just spent for this request (what it asked is then allowed, under
+        that version only)."""
         task_id = holder.claims.task_id
         if read is not None:
             task, fresh = read[0], True
@@ -224,7 +235,7 @@ class DecisionCore:
                 suspended = heard.kind is RevocationKind.SUSPENDED
                 return Deny(("task.suspended" if suspended else "task.revoked",))
         now = self._clock.now()
-        verdict = self._evaluate(holder, task, facts, now)
+        verdict = self._evaluate(holder, task, facts, now, approved)
         if isinstance(verdict, Deny):
             if not fresh:
                 return NEEDS_READ  # decided on a guess: decide again on what is stored
@@ -292,7 +303,12 @@ class DecisionCore:
         return self._revocations.check_all(ids)
 
     def _evaluate(
-        self, holder: TaskHolder, task: TaskRecord, facts: RequestFacts, now: float
+        self,
+        holder: TaskHolder,
+        task: TaskRecord,
+        facts: RequestFacts,
+        now: float,
+        approved: str | None = None,
     ) -> tuple[str, ...] | Deny:
         """The checks in code, then the policies: the determining policies of an allow,
         or the deny."""
@@ -308,11 +324,16 @@ class DecisionCore:
             return Deny(("task.budget_exhausted",))
         request = request_policy_request(task.owner, task_facts(task, state), facts, now)
         try:
-            result = self._engine().decide(request)
+            engine = self._engine()
+            result = engine.decide(request)
         except Exception:  # fail closed: an engine that raises denies, never allows
             return Deny(("policy.error",))
         if result.errors:
             return Deny(("policy.error",), result.policy_ids)
+        if result.approval:  # denied by approval policies alone
+            if approved is not None and approved == engine.version:
+                return result.policy_ids
+            return Deny(("approval.required",), result.policy_ids, approval=engine.version)
         if not result.allowed:
             return Deny(tuple(result.policy_ids) or ("policy.no_permit",), result.policy_ids)
         return result.policy_ids

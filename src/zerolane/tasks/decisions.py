@@ -33,6 +33,7 @@ What an enforcement point asks and is answered (:class:`DecideInput`,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,7 @@ from zerolane.policy.context import RequestFacts, is_internal
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import PendingWrite, TaskStore
 from zerolane.store.records import TaskRecord
+from zerolane.tasks.approvals import Approvals
 from zerolane.tasks.auth import Authenticator, TaskHolder
 from zerolane.tasks.decision_core import (
     NEEDS_READ,
@@ -72,6 +74,8 @@ class _Pending:
     holder: TaskHolder
     facts: RequestFacts
     request: DecideInput
+    #: the policy version of an approval spent for this request (see ``_approval``)
+    approved: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,7 @@ class Decider:
         default_sensitivity: Sensitivity = Sensitivity.INTERNAL,
         cache_capacity: int = DEFAULT_CAPACITY,
         revocations: RevocationWatch | None = None,
+        approvals: Approvals | None = None,
         on_last_call: Callable[[TaskRecord], object] | None = None,
         on_expired: Callable[[TaskRecord, float], object] | None = None,
     ) -> None:
@@ -189,6 +194,8 @@ class Decider:
         self._locks = StripedLocks()
         self._on_last_call = on_last_call
         self._on_expired = on_expired
+        #: asks for and spends human approvals (none: approval required stays a deny)
+        self._approvals = approvals
         self._core = DecisionCore(
             engine=engine,
             clock=clock,
@@ -281,6 +288,12 @@ class Decider:
         losses = 0
         while True:
             step = self._attempt(pending)
+            if isinstance(step, Deny) and self._asks_approval(pending, step):
+                gated = self._approval(pending, step)
+                if isinstance(gated, Deny):
+                    return gated
+                pending = gated  # an approval was spent: decide again as approved
+                continue
             if isinstance(step, Deny):
                 return step
             try:
@@ -321,6 +334,12 @@ class Decider:
             else:  # a worker thread decides this task: wait for its lock there
                 step = await loop.run_in_executor(None, self._attempt, pending, read)
             read = None
+            if isinstance(step, Deny) and self._asks_approval(pending, step):
+                gated = await loop.run_in_executor(None, self._approval, pending, step)
+                if isinstance(gated, Deny):
+                    return gated
+                pending = gated  # an approval was spent: decide again as approved
+                continue
             if isinstance(step, Deny):
                 return step
             try:
@@ -364,7 +383,7 @@ class Decider:
         loses (or fails) empties the task's cache entry, so a request decided on a
         guess that proved wrong loses its compare-and-set too and is decided again on
         what is stored."""
-        step = self._core.decide(pending.holder, pending.facts, read)
+        step = self._core.decide(pending.holder, pending.facts, read, pending.approved)
         if not isinstance(step, Allow):
             return step
         allowed = _decision(pending.decision_id, pending.holder, (), step.policies, None)
@@ -378,7 +397,24 @@ class Decider:
 
     @staticmethod
     def _denied(decision_id: str, holder: TaskHolder | None, deny: Deny) -> Decision:
-        return _decision(decision_id, holder, deny.reasons, deny.policies, deny.refusal)
+        denied = _decision(decision_id, holder, deny.reasons, deny.policies, deny.refusal)
+        if deny.approval_id is None:
+            return denied
+        return dataclasses.replace(denied, approval_id=deny.approval_id)
+
+    def _asks_approval(self, pending: _Pending, deny: Deny) -> bool:
+        """The deny is "approval required" and the request has not spent one yet."""
+        return deny.approval is not None and pending.approved is None
+
+    def _approval(self, pending: _Pending, deny: Deny) -> _Pending | Deny:
+        """Pass an "approval required" deny through the approvals (writes: off the
+        event loop): the request to decide again as approved, or the deny."""
+        if self._approvals is None:
+            return deny
+        gated = self._approvals.gate(pending.holder, pending.facts, pending.request, deny)
+        if isinstance(gated, Deny):
+            return gated
+        return dataclasses.replace(pending, approved=gated)
 
     def _record_expiry(self, deny: Deny) -> None:
         """Tell ``on_expired`` of a task this refusal found expired (see __init__)."""
@@ -442,6 +478,8 @@ def _event(
         # neither the query nor a userinfo (user:password@) is ever recorded
         "url": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}",
     }
+    if decision.approval_id is not None:
+        details["approval_id"] = decision.approval_id
     actor, subject = "unauthenticated", decision.task_id or "unknown"
     if holder is not None:
         claims, proof = holder.claims, holder.proof
