@@ -244,8 +244,24 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
                 "window_seconds",
                 "reasons",  # replay
                 "denied",  # scope_probing: [{action, resource}]
-                "pattern",  # delegation_fanout: children | depth
-                "chain",
+                "pattern",  # delegation_fanout: children | depth; privilege_reuse's
+                "chain",  # delegation_fanout's tasks; toxic_chains' name
+                "reached",  # lateral_movement: {kind, value}
+                "playbook",
+                "known",
+                "min_history",
+                "learning_seconds",
+                "credential",  # privilege_reuse: token:<id>, task:, lease:, handle:
+                "tasks",
+                "sources",
+                "baseline",
+                "factor",
+                "schedule",  # off_window: the schedule broken, and when
+                "local_time",
+                "cooldown_seconds",
+                "last_seen",  # dormant
+                "silent_days",
+                "days",
             ]
         ),
     }

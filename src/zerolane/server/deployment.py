@@ -282,7 +282,7 @@ class Deployment:
         return DetectionRunner(
             self.stores,
             self.audit,
-            build_detectors(settings),
+            build_detectors(settings, self.home),
             self.clock,
             batch_size=settings.batch_size,
             poll_interval=settings.poll_interval,
