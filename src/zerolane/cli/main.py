@@ -93,6 +93,7 @@ GROUPS = {
     "grant": ("zerolane.cli.grant", "app"),
     "policy": ("zerolane.cli.policy", "app"),
     "audit": ("zerolane.cli.audit", "app"),
+    "alerts": ("zerolane.cli.alerts", "app"),
     "federation": ("zerolane.cli.federation", "app"),
     "gateway": ("zerolane.cli.gateway", "app"),
     "mcp-gateway": ("zerolane.cli.mcp_gateway", "app"),
