@@ -21,6 +21,7 @@ from zerolane.gateway.edge.http import error_refusal, refusal
 from zerolane.identity.bundle import X509_USE
 from zerolane.identity.bundle import public_jwk as certificate_jwk
 from zerolane.identity.service import AttestRequest
+from zerolane.server.approval_routes import router as approval_router
 from zerolane.server.deployment import Deployment
 from zerolane.server.enforcement_point_routes import router as enforcement_point_router
 from zerolane.server.grant_routes import router as grant_router
@@ -138,6 +139,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.include_router(token_router)
     app.include_router(grant_router)
     app.include_router(enforcement_point_router)
+    app.include_router(approval_router)
     if deployment.config.oauth.enabled:  # standard MCP clients' authorization server
         app.state.oauth = OAuthServer(deployment)
         app.include_router(oauth_router)

@@ -58,6 +58,12 @@ class DecideRequestBody(Strict):
     resource: StrictStr | None = Field(None, max_length=1024)
     destination: StrictStr | None = Field(None, max_length=256)
     sensitivity: StrictStr | None = Field(None, max_length=16)
+    digest: StrictStr | None = Field(
+        None,
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 hex of the request's arguments (its body), which a human "
+        "approval is bound to; none: a request a policy asks approval for is denied",
+    )
 
 
 class DecideBody(Strict):
@@ -73,6 +79,8 @@ class DecisionOut(BaseModel):
     policies: list[str]
     task_id: str | None
     decision_id: str
+    #: on a deny that needs a human approval (``approval.required``): its id
+    approval_id: str | None = None
     #: what the enforcement point answers: 200, or 401, 403, 503
     status: int
     #: on deny, the error object to answer with (every enforcement point's), else None
@@ -209,6 +217,7 @@ def decide(
             audience=body.audience,
             client_cert=client_cert(request, deployment),
             details={"enforcement_point": point.name},
+            digest=r.digest,
         ),
     )
     record_decision(request.scope, decision)
@@ -219,6 +228,7 @@ def decide(
         policies=list(decision.policies),
         task_id=decision.task_id,
         decision_id=decision.decision_id,
+        approval_id=decision.approval_id,
         status=decision_status(decision),
         error=dict(denied.body) if denied else None,
         www_authenticate=[v for n, v in denied.headers if n == "WWW-Authenticate"]

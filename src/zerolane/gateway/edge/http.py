@@ -24,7 +24,9 @@ body
     control plane's own credentials (admin, enforcement point) are ``Bearer realm``.
 ``X-Zerolane-*``
     a refusal names its reason (``X-Zerolane-Reason``) and its decision
-    (``X-Zerolane-Decision``) when one was made; an allow names the task and the
+    (``X-Zerolane-Decision``) when one was made; a deny that needs a human approval
+    names it (``X-Zerolane-Approval``, and ``approval_id`` and ``approval_url``, the
+    control plane's path to poll, in the body); an allow names the task and the
     decision (:func:`allow_headers`: forward-auth's answer, the HTTP gateway's
     forwarded request).
 
@@ -60,6 +62,10 @@ BEARER = "bearer"
 TASK_HEADER = "X-Zerolane-Task"
 DECISION_HEADER = "X-Zerolane-Decision"
 REASON_HEADER = "X-Zerolane-Reason"
+#: the approval a deny ``approval.required`` (``.denied``, ``.used``) is about
+APPROVAL_HEADER = "X-Zerolane-Approval"
+#: where a task's holder reads its approval (on the control plane): poll it, then retry
+APPROVAL_PATH = "/v1/approvals/{}"
 
 #: the status of each kind of refusal
 STATUS: Mapping[Refusal, int] = {
@@ -102,6 +108,8 @@ _DENIED: Mapping[int, str] = {
     403: "the request is not allowed for this task",
     503: "the decision could not be made or recorded; refused",
 }
+#: the message of a deny that needs (or had) a human approval
+_APPROVAL = "the request needs a human approval: poll approval_url, then send it again"
 #: refusals of the control plane's own Bearer credentials (``zla_...``, ``zlep_...``)
 _CONTROL_PLANE_CREDENTIALS = ("admin.", "enforcement_point.")
 _UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f-\uffff]')
@@ -385,14 +393,21 @@ def denial(decision: Decision, *, resource_metadata: str | None = None) -> Answe
     """The answer of a decision's deny: 400, 401, 403 or 503 with every reason."""
     status = decision_status(decision)
     reasons = decision.reasons or ("decision.deny",)
-    return refusal(
+    approval = decision.approval_id
+    answer = refusal(
         status,
         reasons[0],
-        _DENIED[status],
+        _APPROVAL if approval else _DENIED[status],
         reasons=reasons,
         decision_id=decision.decision_id or None,
         resource_metadata=resource_metadata,
+        extra={"approval_id": approval, "approval_url": APPROVAL_PATH.format(approval)}
+        if approval
+        else None,
     )
+    if approval:
+        answer.headers.append((APPROVAL_HEADER, header_value(approval)))
+    return answer
 
 
 def allow_headers(decision: Decision) -> list[tuple[str, str]]:
