@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.detection.recorded import Recorder, run, seqs
+from zerolane.detection import toxic_chains
 from zerolane.detection.seen import Seen
-from zerolane.detection.toxic_chains import Step, ToxicChainsDetector, load_rules
+from zerolane.detection.toxic_chains import Shape, Step, ToxicChainsDetector, load_rules
 from zerolane.errors import InvalidInput
 from zerolane.settings.detection import (
     DEFAULT_CHAINS,
@@ -135,15 +136,15 @@ def test_one_event_is_never_two_steps_of_a_chain() -> None:
 def test_steps_match_on_what_the_events_record() -> None:
     log = Recorder()
     http(log, 0, "GET", sensitivity="weird")
-    event = Seen.of(log.records[0])
-    assert Step(ChainStep(methods=("GET",), decision="any")).matches(event, event.details)
-    assert not Step(ChainStep(methods=("POST",))).matches(event, event.details)
-    assert not Step(ChainStep(actions=("mcp:*",))).matches(event, event.details)
-    assert Step(ChainStep(actions=("http:*",))).matches(event, event.details)
-    assert not Step(ChainStep(tools=("*",))).matches(event, event.details)
-    assert not Step(ChainStep(min_sensitivity="internal")).matches(event, event.details)
-    assert Step(ChainStep(destination="internal")).matches(event, event.details)
-    assert not Step(ChainStep(decision="deny")).matches(event, event.details)
+    shape = Shape.of(Seen.of(log.records[0]))
+    assert Step(ChainStep(methods=("GET",), decision="any")).matches(shape)
+    assert not Step(ChainStep(methods=("POST",))).matches(shape)
+    assert not Step(ChainStep(actions=("mcp:*",))).matches(shape)
+    assert Step(ChainStep(actions=("http:*",))).matches(shape)
+    assert not Step(ChainStep(tools=("*",))).matches(shape)
+    assert not Step(ChainStep(min_sensitivity="internal")).matches(shape)
+    assert Step(ChainStep(destination="internal")).matches(shape)
+    assert not Step(ChainStep(decision="deny")).matches(shape)
 
 
 def test_chains_come_from_a_file_too(tmp_path: Path) -> None:
@@ -201,3 +202,14 @@ def test_its_partial_chains_survive_a_restart_and_old_ones_are_dropped() -> None
     )
     changed.restore(state)  # a chain of another length: its progress is void
     assert changed.state() == {"tasks": {}}
+
+
+def test_a_full_memory_of_request_shapes_is_forgotten_and_matched_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(toxic_chains, "MEMO", 1)
+    log = Recorder()
+    http(log, 0, "GET", sensitivity="confidential")
+    http(log, 1, "GET")
+    http(log, 2, "POST", internal=False)
+    assert [seqs(d) for d in run(detector(), log.records)] == [[1, 3]]

@@ -10,7 +10,7 @@ key (``jkt``). Fires when:
 - ``rate``: a token's decisions in one window of ``window_seconds`` reach ``min_uses``
   and ``factor`` times its baseline (an exponentially weighted mean of its past
   windows, empty ones included), once it is ``learning_windows`` windows old; once per
-  window. Evidence: the window's last uses (up to 100).
+  window. Evidence: the window's last ``EVIDENCE`` uses (its count is in ``count``).
 - ``source``: a use names a source (a ``sources`` member: ``jkt`` and ``proof_jkt``
   are keys, ``presented_x5t`` a certificate, ``client_address`` an address) of a kind
   this credential was used with, but a value it was never used with. Evidence: its
@@ -32,12 +32,15 @@ from typing import Any
 
 from zerolane.detection.detector import Hit
 from zerolane.detection.recent import Recent
-from zerolane.detection.seen import MAX_EVIDENCE, Detection, Evidence, Seen
+from zerolane.detection.seen import Detection, Evidence, Seen
 from zerolane.settings.detection import PrivilegeReuseSettings
 
 NAME = "privilege_reuse"
 #: the weight of the last window in a credential's baseline
 ALPHA = 0.25
+#: the uses of its window a credential keeps, as a rate detection's evidence (its state
+#: is stored at every step of the runner: kept small)
+EVIDENCE = 20
 #: the events that issue a token, naming its task and key
 ISSUED = ("task.opened", "task.delegate", "task.token_renewed")
 
@@ -53,7 +56,7 @@ class Credential:
     baseline: float = 0.0
     windows: int = 0  # windows of history before the current one
     fired: bool = False  # the rate fired in the current window
-    hits: deque[Hit] = field(default_factory=lambda: deque(maxlen=MAX_EVIDENCE))
+    hits: deque[Hit] = field(default_factory=lambda: deque(maxlen=EVIDENCE))
     sources: dict[str, Hit] = field(default_factory=dict)
     tasks: dict[str, None] = field(default_factory=dict)  # the other tasks it fired for
 
@@ -84,7 +87,7 @@ class Credential:
             float(baseline),
             int(windows),
             bool(fired),
-            deque((hit(h) for h in hits), maxlen=MAX_EVIDENCE),
+            deque((hit(h) for h in hits), maxlen=EVIDENCE),
             {str(k): hit(h) for k, h in sources.items()},
             {str(t): None for t in tasks},
         )
@@ -130,10 +133,11 @@ class PrivilegeReuseDetector:
         if credential is None:
             credential = Credential(first=hit, task=task)
             self._credentials.put(key, credential)
-        found = [self._tasks(key, credential, task, hit, event)]
-        found.append(self._source(key, credential, hit, event))
-        if rate:
-            found.append(self._rate(key, credential, hit, event))
+        found = (
+            self._tasks(key, credential, task, hit, event),
+            self._source(key, credential, hit, event),
+            self._rate(key, credential, hit, event) if rate else None,
+        )
         return [d for d in found if d is not None]
 
     def _tasks(
@@ -156,11 +160,16 @@ class PrivilegeReuseDetector:
         )
 
     def _source(self, key: str, credential: Credential, hit: Hit, event: Seen) -> Detection | None:
-        new: list[str] = []
-        for member, kind in self._sources:
-            value = _text(event.details.get(member))
-            if value and f"{kind}={value}" not in credential.sources:
-                new.append(f"{kind}={value}")
+        details = event.details
+        new = [
+            source
+            for member, kind in self._sources
+            if (value := details.get(member))
+            and isinstance(value, str)
+            and (source := f"{kind}={value}") not in credential.sources
+        ]
+        if not new:
+            return None
         names = {s.partition("=")[0]: h for s, h in reversed(credential.sources.items())}
         known = [s for s in new if s.partition("=")[0] in names]
         for source in new:

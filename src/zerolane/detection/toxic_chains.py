@@ -16,6 +16,7 @@ import fnmatch
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,10 @@ from zerolane.settings.validate import validate
 from zerolane.types import Sensitivity
 
 NAME = "toxic_chains"
+#: sensitivity by label; a decision without one (or an unknown one) is public
+LEVELS = {s.label: s for s in Sensitivity}
+#: the shapes of request whose matching steps are remembered (then forgotten at once)
+MEMO = 4096
 #: a chain's progress: for each step, the latest partial chain matched through it
 Progress = list[tuple[Hit, ...] | None]
 
@@ -60,6 +65,33 @@ def _globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What the steps match of a decision event, read once per event."""
+
+    outcome: str
+    action: str
+    method: str
+    tools: tuple[str, ...]  # ``tool`` and ``upstream_tool``, those given
+    level: Sensitivity
+    internal: bool
+
+    @classmethod
+    def of(cls, event: Seen) -> Shape:
+        details = event.details
+        tools = tuple(
+            t for t in (_text(details.get("tool")), _text(details.get("upstream_tool"))) if t
+        )
+        return cls(
+            event.outcome,
+            _text(details.get("action")),
+            _text(details.get("method")),
+            tools,
+            LEVELS.get(_text(details.get("sensitivity")), Sensitivity.PUBLIC),
+            details.get("destination_internal") is True,  # unknown is outside
+        )
+
+
 class Step:
     """One :class:`ChainStep`, compiled."""
 
@@ -73,21 +105,18 @@ class Step:
             step.decision, ("success", "denied")
         )
 
-    def matches(self, event: Seen, details: Mapping[str, Any]) -> bool:
-        if event.outcome not in self._outcomes:
+    def matches(self, shape: Shape) -> bool:
+        if shape.outcome not in self._outcomes or shape.level < self._least:
             return False
-        if not _matches(self._actions, details, ("action",)):
+        if not _matches(self._actions, (shape.action,)):
             return False
-        if not _matches(self._methods, details, ("method",)):
+        if not _matches(self._methods, (shape.method,)):
             return False
-        if not _matches(self._tools, details, ("tool", "upstream_tool")):
-            return False
-        if self._least and _level(details.get("sensitivity")) < self._least:
+        if not _matches(self._tools, shape.tools):
             return False
         if self._destination == "any":
             return True
-        internal = details.get("destination_internal") is True  # unknown is outside
-        return internal == (self._destination == "internal")
+        return shape.internal == (self._destination == "internal")
 
 
 class ToxicChainsDetector:
@@ -98,17 +127,25 @@ class ToxicChainsDetector:
         self._rules = [(rule.name, [Step(s) for s in rule.steps]) for rule in rules]
         self._tasks: Recent[dict[str, Progress]] = Recent(settings.max_tasks)
         self._latest = float("-inf")
+        #: the steps each shape of request matches, per chain (only those it matches)
+        self._memo: dict[Shape, list[tuple[str, list[Step], list[int]]]] = {}
 
     def observe(self, event: Seen) -> list[Detection]:
         task = event.task_id
         details = event.details
         if event.kind != "decision" or not task or "action" not in details:
             return []
-        matched = [
-            (name, steps, [i for i, step in enumerate(steps) if step.matches(event, details)])
-            for name, steps in self._rules
-        ]
-        if not any(found for _, _, found in matched):
+        shape = Shape.of(event)
+        matched = self._memo.get(shape)
+        if matched is None:  # a new shape of request: match it once
+            if len(self._memo) >= MEMO:
+                self._memo.clear()
+            matched = self._memo[shape] = [
+                (name, steps, [i for i, step in enumerate(steps) if step.matches(shape)])
+                for name, steps in self._rules
+                if any(step.matches(shape) for step in steps)
+            ]
+        if not matched:
             return []
         self._latest = max(self._latest, event.time)
         chains = self._tasks.touch(task)
@@ -179,21 +216,10 @@ class ToxicChainsDetector:
             self._tasks.put(str(task), restored)
 
 
-def _matches(
-    pattern: re.Pattern[str] | None, details: Mapping[str, Any], keys: Sequence[str]
-) -> bool:
-    """True when no pattern is given, or one of ``keys`` is a text the pattern matches."""
-    if pattern is None:
-        return True
-    return any(pattern.match(text) for k in keys if (text := _text(details.get(k))))
+def _matches(pattern: re.Pattern[str] | None, texts: Sequence[str]) -> bool:
+    """True when no pattern is given, or one of ``texts`` matches it."""
+    return pattern is None or any(pattern.match(text) for text in texts if text)
 
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _level(value: object) -> Sensitivity:
-    try:
-        return Sensitivity.parse(_text(value))
-    except ValueError:
-        return Sensitivity.PUBLIC
