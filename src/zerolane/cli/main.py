@@ -90,6 +90,7 @@ GROUPS = {
     "attest": ("zerolane.cli.workload", "attest_app"),
     "playbook": ("zerolane.cli.playbook", "app"),
     "task": ("zerolane.cli.task", "app"),
+    "approval": ("zerolane.cli.approval", "app"),
     "grant": ("zerolane.cli.grant", "app"),
     "policy": ("zerolane.cli.policy", "app"),
     "audit": ("zerolane.cli.audit", "app"),
