@@ -12,6 +12,14 @@
 
 from zerolane.sdk.aio import AsyncAgent, AsyncTask
 from zerolane.sdk.client import Agent, Task
-from zerolane.sdk.common import DecisionResult, ZerolaneApiError
+from zerolane.sdk.common import ApprovalRequired, DecisionResult, ZerolaneApiError
 
-__all__ = ["Agent", "AsyncAgent", "AsyncTask", "DecisionResult", "Task", "ZerolaneApiError"]
+__all__ = [
+    "Agent",
+    "ApprovalRequired",
+    "AsyncAgent",
+    "AsyncTask",
+    "DecisionResult",
+    "Task",
+    "ZerolaneApiError",
+]

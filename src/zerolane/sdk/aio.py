@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import Generator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -13,9 +15,12 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from zerolane.sdk.common import (
+    APPROVAL_SETTLED,
     DEFAULT_TIMEOUT,
     DecisionResult,
     TaskGrant,
+    approval_required,
+    check,
 )
 from zerolane.sdk.protocol import (
     AgentCore,
@@ -48,9 +53,34 @@ class AsyncTask(TaskCore["AsyncAgent"]):
         return self._agent.mtls_http if self.grant.certificate_bound else self._agent.http
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send a request through an enforcement point with this task's credentials."""
+        """As :meth:`zerolane.sdk.Task.request` (raises ``ApprovalRequired``)."""
         headers = {**kwargs.pop("headers", {}), **self.headers(method, url)}
-        return await self.http.request(method, url, headers=headers, **kwargs)
+        response = await self.http.request(method, url, headers=headers, **kwargs)
+        asked = approval_required(response)
+        if asked is not None:
+            raise asked
+        return response
+
+    async def approval(self, approval_id: str) -> dict[str, Any]:
+        """As :meth:`zerolane.sdk.Task.approval`."""
+        url = self._agent.url(f"/v1/approvals/{approval_id}")
+        return check(await self.http.get(url, headers=self.headers("GET", url)))
+
+    async def wait_for_approval(
+        self,
+        approval_id: str,
+        timeout: float = 300.0,  # noqa: ASYNC109 - the same call as the sync Task's
+        interval: float = 2.0,
+    ) -> str:
+        """As :meth:`zerolane.sdk.Task.wait_for_approval`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = str((await self.approval(approval_id))["status"])
+            if status in APPROVAL_SETTLED:
+                return status
+            if time.monotonic() + interval > deadline:
+                raise TimeoutError(f"approval {approval_id} still pending after {timeout}s")
+            await asyncio.sleep(interval)
 
     async def decide(
         self, method: str, url: str, **fields: Unpack[RequestFields]

@@ -4,6 +4,7 @@ an ``httpx.Client``."""
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -13,9 +14,12 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from zerolane.sdk.common import (
+    APPROVAL_SETTLED,
     DEFAULT_TIMEOUT,
     DecisionResult,
     TaskGrant,
+    approval_required,
+    check,
 )
 from zerolane.sdk.protocol import (
     AgentCore,
@@ -48,9 +52,37 @@ class Task(TaskCore["Agent"]):
         return self._agent.mtls_http if self.grant.certificate_bound else self._agent.http
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send a request through an enforcement point with this task's credentials."""
+        """Send a request through an enforcement point with this task's credentials.
+        Raises :class:`~zerolane.sdk.ApprovalRequired` when a policy asks a person to
+        approve it (403 ``approval.required``); any other answer is returned."""
         headers = {**kwargs.pop("headers", {}), **self.headers(method, url)}
-        return self.http.request(method, url, headers=headers, **kwargs)
+        response = self.http.request(method, url, headers=headers, **kwargs)
+        asked = approval_required(response)
+        if asked is not None:
+            raise asked
+        return response
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        """One of this task's approvals, as the control plane shows it to the task
+        (``GET /v1/approvals/{id}``): its ``status`` (pending, approved, denied, used,
+        expired), the request it is bound to, who decided it."""
+        url = self._agent.url(f"/v1/approvals/{approval_id}")
+        return check(self.http.get(url, headers=self.headers("GET", url)))
+
+    def wait_for_approval(
+        self, approval_id: str, timeout: float = 300.0, interval: float = 2.0
+    ) -> str:
+        """Poll the approval until a person decided it (or it expired): its status,
+        ``approved`` (send the identical request again: it is allowed once),
+        ``denied`` or ``expired``. Raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = str(self.approval(approval_id)["status"])
+            if status in APPROVAL_SETTLED:
+                return status
+            if time.monotonic() + interval > deadline:
+                raise TimeoutError(f"approval {approval_id} still pending after {timeout}s")
+            time.sleep(interval)
 
     def decide(self, method: str, url: str, **fields: Unpack[RequestFields]) -> DecisionResult:
         """Ask the control plane to decide a request of this task (spends a call if

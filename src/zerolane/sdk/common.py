@@ -32,6 +32,40 @@ class ZerolaneApiError(Exception):
         self.message = message
 
 
+class ApprovalRequired(ZerolaneApiError):
+    """An enforcement point answered 403 ``approval.required``: a policy asks a person
+    to approve this exact request (its arguments included). ``approval_id`` names it;
+    wait for it (``task.wait_for_approval(approval_id)``), then send the identical
+    request again: it is allowed once."""
+
+    def __init__(self, approval_id: str, message: str, approval_url: str | None = None) -> None:
+        super().__init__(403, "approval.required", message)
+        self.approval_id = approval_id
+        self.approval_url = approval_url
+
+
+def approval_required(response: httpx.Response) -> ApprovalRequired | None:
+    """The :class:`ApprovalRequired` a response of an enforcement point means, if any."""
+    if response.status_code != 403:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("reason") != "approval.required":
+        return None
+    approval_id = body.get("approval_id")
+    if not isinstance(approval_id, str) or not approval_id:
+        return None
+    url = body.get("approval_url")
+    message = str(body.get("message") or "the request needs a human approval")
+    return ApprovalRequired(approval_id, message, url if isinstance(url, str) else None)
+
+
+#: statuses an approval leaves ``pending`` for (``wait_for_approval`` returns on them)
+APPROVAL_SETTLED = frozenset({"approved", "denied", "used", "expired"})
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionResult:
     allowed: bool
@@ -40,6 +74,8 @@ class DecisionResult:
     task_id: str | None
     decision_id: str
     status: int
+    #: a deny ``approval.required`` names the approval to wait for
+    approval_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,4 +331,5 @@ def decision_of(body: Mapping[str, Any]) -> DecisionResult:
         task_id=body.get("task_id"),
         decision_id=str(body["decision_id"]),
         status=int(body["status"]),
+        approval_id=body.get("approval_id"),
     )

@@ -1,0 +1,62 @@
+"""The digest a human approval binds an HTTP request's body by (:mod:`zerolane.tasks.approvals`).
+
+A request without a body is bound by the digest of no bytes. A small body (a declared
+``Content-Length`` up to :data:`~zerolane.gateway.http.forward.SMALL_BODY`, which the
+forwarder buffers anyway) is read before the decision, its SHA-256 computed and the
+same bytes replayed to the forwarder: the upstream gets exactly the bytes approved. A
+chunked or larger body is streamed as before and bound by nothing: a request a policy
+asks approval for is then denied ``approval.unbound`` (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zerolane.errors import InvalidInput
+from zerolane.gateway.http.forward import SMALL_BODY
+from zerolane.gateway.http.responses import Message, Receive
+from zerolane.tasks.approvals import body_digest
+
+EMPTY = body_digest(b"")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundBody:
+    """The body's digest (None: not bound) and the ``receive`` to forward it from."""
+
+    digest: str | None
+    receive: Receive
+
+
+async def bind_body(receive: Receive, declared: int | None, has_body: bool) -> BoundBody | None:
+    """Bind the request's body (see the module doc); None when the client left before
+    its body was complete. Raises ``InvalidInput`` (``request.body_length``) for a body
+    longer than its ``Content-Length``."""
+    if not has_body:
+        return BoundBody(EMPTY, receive)
+    if declared is None or declared > SMALL_BODY:
+        return BoundBody(None, receive)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > declared:
+            raise InvalidInput("request.body_length", "the body is longer than its Content-Length")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return BoundBody(body_digest(body), replay)
