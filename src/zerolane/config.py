@@ -39,6 +39,7 @@ from zerolane.settings.oauth import LocalUserConfig, OAuthConfig
 from zerolane.settings.validate import (
     STRICT,
     Bool,
+    Float,
     Int,
     Required,
     Str,
@@ -123,6 +124,15 @@ class AuditConfig:
     #: ``sync``: a decision's event is durable before the request goes on (fail closed);
     #: ``async``: decision events are queued, and lost on a crash (docs/deployment.md)
     mode: Annotated[Literal["sync", "async"], reason("config.audit_mode")] = "sync"
+    #: the gateways' refusals before any decision (``gateway.refused``): events per
+    #: second per (listener, reason, client), the burst one may write at once, and the
+    #: events per second of all of them together; the rest are counted, and the next
+    #: event written carries the count (docs/security-model.md)
+    refusals_per_second: Annotated[Float, within("config.audit_refusals", 0.001, 1000)] = 1.0
+    refusals_burst: Annotated[Int, within("config.audit_refusals", 1, 10000)] = 20
+    refusals_total_per_second: Annotated[Float, within("config.audit_refusals", 0.001, 100000)] = (
+        50.0
+    )
 
 
 #: what ``[[gateways]]`` entries may be: ``zerolane gateway run`` / ``mcp-gateway run``
@@ -404,6 +414,8 @@ def render_config(config: Config) -> str:
         },
         "audit": {"mode": config.audit.mode},
     }
+    if config.audit != AuditConfig(mode=config.audit.mode):
+        doc["audit"] = asdict(config.audit)
     if config.server.public_url is not None:
         doc["server"]["public_url"] = config.server.public_url
     if config.jwt_issuers:

@@ -70,6 +70,19 @@ def _fields(
 _EXCHANGE_TOKENS = ("details.requested.subject_token", "details.requested.actor_token")
 _LEASE = ("task_id", "broker", "handle", "expires_at")
 _TASK_ENDED = _fields(["calls_used", "owner", "ended_with", "parent_id"])
+#: what was seen of a holder whose token verified and whose proof or certificate was
+#: refused (``Unauthenticated.verified``, tasks.auth): the task, the workload, the
+#: token's id, the binding expected and what was presented
+_SEEN = (
+    "task_id",
+    "workload",
+    "token_id",
+    "expected_jkt",
+    "proof_jti",
+    "proof_jkt",
+    "expected_x5t",
+    "presented_x5t",
+)
 #: the decider's own members of a decision event, and those an enforcement point adds
 _DECISION = (
     "decision_id",
@@ -84,18 +97,8 @@ _DECISION = (
     "destination_internal",
     "sensitivity",
     "enforcement_point",  # forward-auth's refusals before any decision
-    # what was seen of the holder: the token's id, the proof's jti and key (jkt); of a
-    # holder whose token verified and whose proof or certificate was refused: the task,
-    # the workload, the binding expected and what was presented (tasks.auth)
-    "token_id",
-    "proof_jti",
-    "jkt",
-    "task_id",
-    "workload",
-    "expected_jkt",
-    "proof_jkt",
-    "expected_x5t",
-    "presented_x5t",
+    "jkt",  # the holder's proof's key (its token_id and proof_jti: in _SEEN)
+    *_SEEN,
     "approval_id",  # the approval a deny approval.required (.denied, .used) is about
     "tool",  # the MCP gateway's tool call
     "server",
@@ -112,7 +115,23 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             free=["arguments"],  # an MCP tool call's arguments, bounded by the gateway
             secret=["token", "dpop", "authorization"],  # the request's credentials
         ),
-        "mcp.refused": _fields(["method", "url"], secret=["token", "dpop", "authorization"]),
+        "mcp.refused": _fields(
+            ["method", "url", *_SEEN], secret=["token", "dpop", "authorization"]
+        ),
+        # refusals before any decision, rate-limited (zerolane.gateway.refusals)
+        "gateway.refused": _fields(
+            [
+                "listener",
+                "method",
+                "path",
+                "client",
+                "status",
+                "suppressed",
+                "suppressed_elsewhere",
+                "task_id",
+                "workload",
+            ]
+        ),
         "enforcement_point.added": _fields(["name", "urls"], secret=["credential"]),
         "enforcement_point.removed": _fields(["name"]),
         # identity

@@ -54,7 +54,13 @@ def build_app(
     from zerolane.gateway.http import GatewayApp
 
     credentials = build_credentials(config, deployment.clock)
-    return GatewayApp(config, deployment.decider, credentials, listener=listener)
+    return GatewayApp(
+        config,
+        deployment.decider,
+        credentials,
+        listener=listener,
+        refusals=deployment.refusals,
+    )
 
 
 def uvicorn_config(

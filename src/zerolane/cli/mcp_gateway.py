@@ -60,6 +60,7 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
         lifecycle=deployment.lifecycle,
         internal_destinations=tuple(deployment.config.tasks.internal_destinations),
         sign=deployment.keyring.sign,
+        refusals=deployment.refusals,
     )
 
 

@@ -22,6 +22,7 @@ from zerolane.detection.detectors import build_detectors
 from zerolane.detection.runner import DetectionRunner
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.gateway.refusals import RefusalAudit, RefusalRates
 from zerolane.grants.leases import LeaseManager
 from zerolane.home import DEFAULT_HOME as DEFAULT_HOME  # re-exported: one rule
 from zerolane.home import HOME_ENV as HOME_ENV
@@ -275,6 +276,18 @@ class Deployment:
         )
 
     @functools.cached_property
+    def refusals(self) -> RefusalAudit:
+        """The gateways' refusals before any decision (``gateway.refused``), audited at
+        ``[audit]``'s rates, written off the request path."""
+        audit = self.config.audit
+        rates = RefusalRates(
+            per_second=audit.refusals_per_second,
+            burst=audit.refusals_burst,
+            total_per_second=audit.refusals_total_per_second,
+        )
+        return RefusalAudit(self.audit, self.clock, rates)
+
+    @functools.cached_property
     def detection(self) -> DetectionRunner:
         """The detectors of ``[detection]`` over this deployment's audit log (the API's
         lifespan starts and stops its thread when ``[detection] enabled``)."""
@@ -354,6 +367,8 @@ class Deployment:
     def close(self) -> None:
         if "detection" in self.__dict__:  # built: its thread stops before the store closes
             self.detection.stop()
+        if "refusals" in self.__dict__:  # built: its pending events are written first
+            self.refusals.close()
         self.revocations.close()
         self.policies.stop()
         self.stores.close()

@@ -40,11 +40,11 @@ from zerolane.gateway.edge.http import (
     send_answer,
     status_of,
 )
-from zerolane.gateway.http.body_digest import bind_body
 from zerolane.gateway.http.forward import Forwarder, Outgoing
 from zerolane.gateway.http.metrics import GatewayMetrics
 from zerolane.gateway.http.responses import MESSAGES, Receive, Scope, Send, send_bytes
 from zerolane.gateway.normalize import check_framing, check_path, check_query, request_headers
+from zerolane.gateway.refusals import RefusalAudit, audit_refusal
 from zerolane.grants import CredentialSource
 from zerolane.tasks.decisions import DecideInput, Decider, Decision
 
@@ -63,8 +63,13 @@ class GatewayApp:
         credentials: Mapping[str, CredentialSource] | None = None,
         *,
         listener: str = "gateway",
+        refusals: RefusalAudit | None = None,
     ) -> None:
+        """``refusals``: where the refusals made before any decision are audited (at
+        its rates; none: counted in the metrics and the access log only)."""
         self.config = config
+        self._listener = listener
+        self._refusals = refusals
         self.metrics = GatewayMetrics()
         self._decider = decider
         self._credentials = dict(credentials or {})
@@ -129,9 +134,11 @@ class GatewayApp:
         *,
         close: bool = False,
     ) -> None:
-        """Refuse before any decision (nothing usable to decide on): counted, not audited."""
+        """Refuse before any decision (nothing usable to decide on): counted, and audited
+        as ``gateway.refused`` at the rates of ``refusals``."""
         self.metrics.decided("refused", reason).inc()
         record_refusal(scope, reason)
+        audit_refusal(self._refusals, scope, listener=self._listener, reason=reason, status=status)
         text = message or MESSAGES.get(status, "refused")
         await send_answer(send, refusal(status, reason, text), close=close)
 
@@ -170,14 +177,6 @@ class GatewayApp:
             await self._refuse(scope, send, status, err.reason, err.message, close=close)
             return upstream.name
         route, values = matched
-        try:  # a human approval binds the body: read a small one before deciding
-            bound = await bind_body(receive, declared, has_body)
-        except InvalidInput as err:
-            await self._refuse(scope, send, 400, err.reason, err.message, close=True)
-            return upstream.name
-        if bound is None:  # the client left mid-upload: nobody is left to answer
-            return upstream.name
-        receive = bound.receive
         decision = await self._decide(
             token,
             proof,
@@ -190,7 +189,6 @@ class GatewayApp:
                 sensitivity=route.sensitivity or upstream.default_sensitivity,
                 audience=self.config.audience,
                 client_cert=client_cert,
-                digest=bound.digest,
             ),
         )
         record_decision(scope, decision)

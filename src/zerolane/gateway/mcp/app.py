@@ -108,6 +108,8 @@ def create_gateway_app(
         gate=Gate(config=config, enforcement=enforcement),
         relay=relay,
         sessions=sessions,
+        listener=listener,
+        refusals=getattr(enforcement, "refusals", None),  # None: a lifespan test's
     )
 
     async def healthz(_: Request) -> Response:

@@ -26,6 +26,7 @@ certificate. A ``cnf.jkt`` token always needs its proof, whatever certificate co
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import anyio
 
@@ -44,11 +45,12 @@ log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
-    """A request refused before it reaches the relay, as the edge answers it."""
+    """A request refused before it reaches the relay, as the edge answers it;
+    ``audited``: its event is recorded already (a decision's, or ``mcp.refused``)."""
 
-    def __init__(self, reason: str, answer: Answer) -> None:
+    def __init__(self, reason: str, answer: Answer, *, audited: bool = False) -> None:
         super().__init__(reason)
-        self.reason, self.answer = reason, answer
+        self.reason, self.answer, self.audited = reason, answer, audited
 
 
 class Gate:
@@ -72,6 +74,7 @@ class Gate:
     ) -> TaskTokenClaims:
         core = self._core
         subject = "unauthenticated"
+        seen: Mapping[str, str] = {}
         try:
             holder = core.authenticator.task_holder(
                 token,
@@ -82,26 +85,34 @@ class Gate:
                 client_cert=cert,
             )
             subject = holder.claims.subject
+            seen = {"task_id": holder.claims.task_id, "token_id": holder.claims.jti}
             if method != "DELETE":  # ending a session is allowed after the task ended
                 # a task found expired has its expiry recorded (task.expired) first
                 core.lifecycle.live(holder.claims, now=core.clock.now())
             return holder.claims
         except ZerolaneError as err:
-            self._record_refusal(method, subject, err)
+            if isinstance(err, Unauthenticated) and err.verified:  # the token verified
+                seen, subject = err.verified, err.verified["workload"]
+            self._record_refusal(method, subject, err, seen)
             if isinstance(err, Unauthenticated):
                 raise
             status = max(status_of(err.kind), 403)  # a request is refused, never "invalid"
-            raise Refused(err.reason, refusal(status, err.reason, err.message)) from None
+            answer = refusal(status, err.reason, err.message)
+            raise Refused(err.reason, answer, audited=True) from None
 
-    def _record_refusal(self, method: str, subject: str, err: ZerolaneError) -> None:
+    def _record_refusal(
+        self, method: str, subject: str, err: ZerolaneError, seen: Mapping[str, str]
+    ) -> None:
+        """Record a refused holder: what was verified of it (``seen``: its task, token
+        id and keys, see ``Unauthenticated.verified``) names the task as the subject."""
         try:
             self._core.audit.record(
                 "mcp.refused",
                 actor=Actor("workload", subject),
-                subject=self._url,
+                subject=seen.get("task_id", self._url),
                 outcome=Outcome.DENIED,
                 reason=err.reason,
-                details={"method": method, "url": self._url},
+                details={**seen, "method": method, "url": self._url},
             )
         except Unavailable:
             log.warning("MCP refusal %s could not be audited", err.reason)
@@ -120,7 +131,7 @@ class Gate:
         decision = await self._core.decider.decide_async(token, proof, request)
         if decision.refusal is Refusal.UNAUTHENTICATED or decision.task_id is None:
             answer = denial(decision, resource_metadata=self.metadata_url)
-            raise Refused(answer.body["reason"], answer)
+            raise Refused(answer.body["reason"], answer, audited=True)
         return decision
 
     def _input(self, target: Target, cert: bytes | None, task_id: str | None = None) -> DecideInput:

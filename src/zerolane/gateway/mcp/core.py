@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zerolane.audit.log import AuditLog
+from zerolane.gateway.refusals import RefusalAudit
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import TaskStore
 from zerolane.tasks.auth import Authenticator
@@ -33,3 +34,5 @@ class Enforcement:
     #: signs a JWT claims set with the deployment's active key (``Keyring.sign``): the
     #: subject tokens of upstream token exchange (None: no upstream can use one)
     sign: Callable[[dict[str, Any], str], str] | None = None
+    #: where refusals made before any decision are audited, rate-limited (None: not)
+    refusals: RefusalAudit | None = None

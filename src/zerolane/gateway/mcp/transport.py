@@ -51,6 +51,7 @@ from zerolane.gateway.mcp.relay import Relay, capabilities_of, error_of
 from zerolane.gateway.mcp.session import AgentSession, ClientFacts, Outbox, client_capabilities
 from zerolane.gateway.mcp.sessions import Sessions
 from zerolane.gateway.mcp.targets import DECIDED, target_of
+from zerolane.gateway.refusals import RefusalAudit, audit_refusal
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,19 @@ class Endpoint:
     """The ASGI app of the gateway's MCP endpoint."""
 
     def __init__(
-        self, *, config: GatewayConfig, gate: Gate, relay: Relay, sessions: Sessions
+        self,
+        *,
+        config: GatewayConfig,
+        gate: Gate,
+        relay: Relay,
+        sessions: Sessions,
+        listener: str = "mcp-gateway",
+        refusals: RefusalAudit | None = None,
     ) -> None:
+        """``refusals``: where the refusals made before any decision (and not audited
+        by the gate) are audited, at its rates (``gateway.refused``)."""
+        self._listener = listener
+        self._refusals = refusals
         self._gate = gate
         self._relay = relay
         self._sessions = sessions
@@ -187,15 +199,14 @@ class Endpoint:
         except InvalidInput as err:  # a header the transport reads, sent twice
             refused = _plain(400, err.reason, err.message)
         if refused is not None:
-            record_refusal(scope, refused.body["reason"])
-            await send_answer(send, refused)
+            await self._refuse(scope, send, refused)
             return
         try:
             cert = self._certs.from_scope(scope)
             token, proof = credentials_of(headers, client_cert=cert)
         except ZerolaneError as err:  # 400 repeated, 401 missing (with the challenges)
-            record_refusal(scope, err.reason)
-            await send_answer(send, error_refusal(err, resource_metadata=self._gate.metadata_url))
+            answer = error_refusal(err, resource_metadata=self._gate.metadata_url)
+            await self._refuse(scope, send, answer)
             return
         try:
             if method == "POST":
@@ -205,22 +216,35 @@ class Endpoint:
             else:
                 await self._delete(scope, send, token, proof, cert)
         except Refused as err:
-            record_refusal(scope, err.reason)
-            await send_answer(send, err.answer)
+            if err.audited:
+                record_refusal(scope, err.reason)
+                await send_answer(send, err.answer)
+            else:
+                await self._refuse(scope, send, err.answer)
         except InvalidInput as err:  # a malformed message: nothing is relayed
-            record_refusal(scope, err.reason)
             error = invalid_request(err.reason, err.message)
-            await send_answer(send, Answer(400, error, [("Cache-Control", "no-store")]))
+            answer = Answer(400, error, [("Cache-Control", "no-store")])
+            await self._refuse(scope, send, answer, err.reason)
         except (Unauthenticated, Unavailable) as err:
             record_refusal(scope, err.reason)
             await send_answer(send, error_refusal(err, resource_metadata=self._gate.metadata_url))
         except TooLarge:
-            record_refusal(scope, "request.too_large")
-            await send_answer(
-                send, refusal(413, "request.too_large", "the request body is too large")
-            )
+            answer = refusal(413, "request.too_large", "the request body is too large")
+            await self._refuse(scope, send, answer)
         except Disconnected:
             return
+
+    async def _refuse(
+        self, scope: Scope, send: Send, answer: Answer, reason: str | None = None
+    ) -> None:
+        """Answer a refusal made before any decision, audited as ``gateway.refused`` at
+        the rates of ``refusals`` (``reason``: the answer's unless given)."""
+        reason = reason or str(answer.body["reason"])
+        record_refusal(scope, reason)
+        audit_refusal(
+            self._refusals, scope, listener=self._listener, reason=reason, status=answer.status
+        )
+        await send_answer(send, answer)
 
     # --- checks of the transport ------------------------------------------------------
 
