@@ -40,6 +40,7 @@ from zerolane.gateway.edge.http import (
     send_answer,
     status_of,
 )
+from zerolane.gateway.http.body_digest import bind_body
 from zerolane.gateway.http.forward import Forwarder, Outgoing
 from zerolane.gateway.http.metrics import GatewayMetrics
 from zerolane.gateway.http.responses import MESSAGES, Receive, Scope, Send, send_bytes
@@ -177,6 +178,14 @@ class GatewayApp:
             await self._refuse(scope, send, status, err.reason, err.message, close=close)
             return upstream.name
         route, values = matched
+        try:  # a human approval binds the body: read a small one before deciding
+            bound = await bind_body(receive, declared, has_body)
+        except InvalidInput as err:
+            await self._refuse(scope, send, 400, err.reason, err.message, close=True)
+            return upstream.name
+        if bound is None:  # the client left mid-upload: nobody is left to answer
+            return upstream.name
+        receive = bound.receive
         decision = await self._decide(
             token,
             proof,
@@ -189,6 +198,7 @@ class GatewayApp:
                 sensitivity=route.sensitivity or upstream.default_sensitivity,
                 audience=self.config.audience,
                 client_cert=client_cert,
+                digest=bound.digest,
             ),
         )
         record_decision(scope, decision)
