@@ -36,6 +36,7 @@ from zerolane.settings.listener import (
     render_tls,
 )
 from zerolane.settings.oauth import LocalUserConfig, OAuthConfig
+from zerolane.settings.response import ResponseSettings
 from zerolane.settings.validate import (
     STRICT,
     Bool,
@@ -68,6 +69,7 @@ __all__ = [
     "LocalUserConfig",
     "OAuthConfig",
     "PostgresGrantConfig",
+    "ResponseSettings",
     "RevocationConfig",
     "ServerConfig",
     "StaticGrantConfig",
@@ -329,6 +331,8 @@ class Config:
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
     #: the detectors that read the audit log while tasks run (``[detection]``)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    #: risk scores and automatic responses to detections (``[response]``)
+    response: ResponseSettings = field(default_factory=ResponseSettings)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -448,7 +452,18 @@ def render_config(config: Config) -> str:
         doc["oauth"] = {k: v for k, v in oauth.items() if v is not None}
     if config.detection != DetectionSettings():
         doc["detection"] = _render_detection(config.detection)
+    if config.response != ResponseSettings():
+        doc["response"] = _render_plain(asdict(config.response))
     return tomli_w.dumps(doc)
+
+
+def _render_plain(value: Any) -> Any:
+    """Dicts, lists and tuples of plain values as TOML writes them (None left out)."""
+    if isinstance(value, dict):
+        return {k: _render_plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_render_plain(v) for v in value]
+    return value
 
 
 def _render_detection(detection: DetectionSettings) -> dict[str, Any]:

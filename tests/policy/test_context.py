@@ -14,6 +14,7 @@ from zerolane.policy.context import (
     OpenFacts,
     ParentFacts,
     RequestFacts,
+    RiskFacts,
     TaskFacts,
     UserFacts,
     is_internal,
@@ -180,11 +181,12 @@ PARENT = ParentFacts(
         ),
     ],
 )
+@pytest.mark.parametrize("risk", [RiskFacts(), RiskFacts(task=100, workload=37)])
 def test_request_contexts_fit_the_shipped_schema(
-    default_engine: CedarEngine, task: TaskFacts, request_: RequestFacts
+    default_engine: CedarEngine, task: TaskFacts, request_: RequestFacts, risk: RiskFacts
 ) -> None:
     """Every shape the builder makes passes Cedar's check against the shipped schema."""
-    asked = request_policy_request(f.AGENT, task, request_, f.NOW + 0.7)
+    asked = request_policy_request(f.AGENT, task, request_, f.NOW + 0.7, risk)
     assert (asked.principal, asked.action, asked.resource_type) == (f.AGENT, "request", "Resource")
     assert _schema_errors(default_engine, asked) == []
     assert default_engine.decide(asked).errors == ()
@@ -218,6 +220,8 @@ def test_the_checker_finds_a_context_that_does_not_fit(default_engine: CedarEngi
     context = dict(asked.context)
     context["task"] = {**context["task"], "depth": "two"}  # type: ignore[dict-item]
     assert _schema_errors(default_engine, dataclasses.replace(asked, context=context))
+    no_risk = {k: v for k, v in asked.context.items() if k != "risk"}  # risk is required
+    assert _schema_errors(default_engine, dataclasses.replace(asked, context=no_risk))
 
 
 @pytest.mark.parametrize(

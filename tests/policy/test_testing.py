@@ -155,6 +155,22 @@ MALFORMED = [
         "cases: [{name: x, open: {playbook: {ceilng: internal}}, expect: deny}]",
         "open.playbook: unknown key(s) ceilng",
     ),
+    (
+        "cases: [{name: x, task: {}, request: {action: a, resource: r, destination: d},"
+        " risk: {task: 101}, expect: deny}]",
+        "cases[0] (x): risk.task: must be 0 to 100",
+    ),
+    (
+        "cases: [{name: x, task: {}, request: {action: a, resource: r, destination: d},"
+        " risk: {workload: -1}, expect: deny}]",
+        "cases[0] (x): risk.workload: must be 0 to 100",
+    ),
+    (
+        "cases: [{name: x, task: {}, request: {action: a, resource: r, destination: d},"
+        " risk: {tsk: 1}, expect: deny}]",
+        "risk: unknown key(s) tsk",
+    ),
+    ("cases: [{name: x, open: {}, risk: {}, expect: deny}]", "cases[0] (x): open: a case has"),
     ("cases: [{name: ok, open: {}, expect: allow}, {name: y}]", "cases[1] (y): expect: required"),
     ("cases: [\n  - name: x\n   bad: indent", "cannot read"),
 ]

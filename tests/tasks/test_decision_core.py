@@ -10,7 +10,7 @@ import pytest
 
 from tests.conformance.test_spent_proofs import NOW, _task
 from zerolane.errors import ProofReplayed, Refusal, Unavailable
-from zerolane.policy.context import RequestFacts
+from zerolane.policy.context import RequestFacts, RiskFacts
 from zerolane.policy.engine import PolicyRequest, PolicyResult
 from zerolane.store.records import TaskRecord
 from zerolane.tasks.auth import TaskHolder
@@ -200,3 +200,21 @@ def test_a_failed_write_is_a_deny_of_its_kind() -> None:
     assert replayed == Deny(("dpop.replayed",), refusal=Refusal.UNAUTHENTICATED)
     for err in (OSError("disk full"), Unavailable("store.timeout", "slow")):
         assert decider.failed("t1", err) == Deny(("audit.write",), refusal=Refusal.UNAVAILABLE)
+
+
+def test_the_risk_of_the_task_and_its_workload_reaches_the_policies() -> None:
+    """``context.risk`` comes from the risk callback (in memory), asked per decision with
+    the task and its owner; without one, it is zero."""
+    asked: list[tuple[str, str]] = []
+
+    def risk(task_id: str, workload: str) -> RiskFacts:
+        asked.append((task_id, workload))
+        return RiskFacts(task=70, workload=20)
+
+    engine, stored = Engine(), task()
+    scored = DecisionCore(engine=lambda: engine, clock=Clock(), cache=TaskCache(8), risk=risk)
+    assert isinstance(scored.decide(holder(stored), FACTS, (stored,)), Allow)
+    assert asked == [(stored.task_id, stored.owner)]
+    assert engine.asked[-1].context["risk"] == {"task": 70, "workload": 20}
+    assert isinstance(core(engine).decide(holder(stored), FACTS, (stored,)), Allow)
+    assert engine.asked[-1].context["risk"] == {"task": 0, "workload": 0}

@@ -283,5 +283,11 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
                 "days",
             ]
         ),
+        # automatic response (zerolane.detection.response): a rule fired, an alert posted
+        "response": _fields(
+            ["rule", "detection", "detector", "severity", "task_id", "workload", "risk", "actions"]
+        ),
+        "alert.delivered": _fields(["alert_id", "rule", "detection_seq", "attempts", "last_error"]),
+        "alert.failed": _fields(["alert_id", "rule", "detection_seq", "attempts", "last_error"]),
     }
 )

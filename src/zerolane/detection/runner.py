@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from zerolane.audit.chain import seal
@@ -67,7 +67,9 @@ class DetectionRunner:
         *,
         batch_size: int = 500,
         poll_interval: float = 0.5,
+        then: Sequence[Callable[[], object]] = (),
     ) -> None:
+        """``then``: run in the thread after each step (the responder's step)."""
         names = [d.name for d in detectors]
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique: {names}")
@@ -77,6 +79,7 @@ class DetectionRunner:
         self._clock = clock
         self._batch = batch_size
         self._poll = poll_interval
+        self._then = tuple(then)
         self._seqs: dict[str, int] | None = None  # None: load from the store first
         self._lock = threading.Lock()  # one step at a time
         self._stop = threading.Event()
@@ -169,6 +172,8 @@ class DetectionRunner:
         while not self._stop.is_set():
             try:
                 read = self.step()
+                for follow in self._then:
+                    follow()
             except Exception:
                 self.failures += 1
                 log.exception("a detection step failed; retrying in %.1f s", backoff)

@@ -133,6 +133,19 @@ class RequestFacts:
     mcp: McpFacts | None = None  # set for a request the MCP gateway decides only
 
 
+@dataclass(frozen=True, slots=True)
+class RiskFacts:
+    """``context.risk``: the task's and its workload's risk scores, 0..100, from the
+    detections about them, decaying (:mod:`zerolane.detection.risk`)."""
+
+    task: int = 0
+    workload: int = 0
+
+
+#: no detection about either
+NO_RISK = RiskFacts()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpenFacts:
     """A request to open a task: who asks, the playbook's limits, what is asked for."""
@@ -282,7 +295,9 @@ def _in_scope(task: TaskFacts, resource: str) -> bool:
         return False
 
 
-def request_context(task: TaskFacts, request: RequestFacts, now: float) -> dict[str, object]:
+def request_context(
+    task: TaskFacts, request: RequestFacts, now: float, risk: RiskFacts = NO_RISK
+) -> dict[str, object]:
     """The context of ``Zerolane::Action::"request"``."""
     context: dict[str, object] = _clock(now)
     task_record: dict[str, object] = {
@@ -318,6 +333,7 @@ def request_context(task: TaskFacts, request: RequestFacts, now: float) -> dict[
     if request.mcp is not None:  # optional in the schema: policies test `has mcp`
         facts["mcp"] = _mcp_record(request.mcp)
     context["request"] = facts
+    context["risk"] = {"task": risk.task, "workload": risk.workload}
     return context
 
 
@@ -379,12 +395,11 @@ def _parent_record(parent: ParentFacts) -> dict[str, object]:
 
 
 def request_policy_request(
-    principal: str, task: TaskFacts, request: RequestFacts, now: float
+    principal: str, task: TaskFacts, request: RequestFacts, now: float, risk: RiskFacts = NO_RISK
 ) -> PolicyRequest:
     """The PDP question for one request under a task."""
-    return PolicyRequest(
-        principal, "request", "Resource", request.resource, request_context(task, request, now)
-    )
+    context = request_context(task, request, now, risk)
+    return PolicyRequest(principal, "request", "Resource", request.resource, context)
 
 
 def open_policy_request(principal: str, facts: OpenFacts, now: float) -> PolicyRequest:

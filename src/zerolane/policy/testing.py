@@ -27,6 +27,7 @@ from zerolane.policy.context import (
     OpenFacts,
     ParentFacts,
     RequestFacts,
+    RiskFacts,
     TaskFacts,
     UserFacts,
     is_internal,
@@ -40,7 +41,9 @@ from zerolane.types import TaskState
 CASE_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_PRINCIPAL = "spiffe://example.org/agents/test"
 _FILE_KEYS = {"cases", "principal", "internal_destinations", "now"}
-_CASE_KEYS = {"name", "task", "request", "open", "expect", "reasons", "principal", "now"}
+_CASE_KEYS = {
+    "name", "task", "request", "risk", "open", "expect", "reasons", "principal", "now",
+}  # fmt: skip
 _TASK_KEYS = {
     "id", "playbook", "intent", "state", "actions", "resources", "destinations", "ceiling",
     "touched", "calls_used", "max_calls", "expires_in", "depth", "delegated", "on_behalf_of",
@@ -245,6 +248,14 @@ def _open(f: Fields, principal: str, now: float) -> OpenFacts:
     )
 
 
+def _risk(f: Fields) -> RiskFacts:
+    task, workload = f.integer("task", 0), f.integer("workload", 0)
+    for name, value in (("task", task), ("workload", workload)):
+        if not 0 <= value <= 100:
+            f.fail(name, "must be 0 to 100")
+    return RiskFacts(task, workload)
+
+
 def _case(
     raw: object, where: str, file: str, index: int, defaults: tuple[str, tuple[str, ...], float]
 ) -> Case:
@@ -258,8 +269,8 @@ def _case(
         case.fail("expect", "must be 'allow' or 'deny'")
     reasons = tuple(sorted(case.strings("reasons"))) if case.has("reasons") else None
     if case.has("open"):
-        if case.has("task") or case.has("request"):
-            case.fail("open", "a case has either 'open' or 'task' + 'request', not both")
+        if case.has("task") or case.has("request") or case.has("risk"):
+            case.fail("open", "a case has either 'open' or 'task' + 'request' (+ 'risk')")
         opened = _open(
             case.section("open", {"workload", "playbook", "requested", "parent"}), principal, now
         )
@@ -269,7 +280,10 @@ def _case(
             case.fail("request", "required (or 'open' for a grant case)")
         task = _task(case.section("task", _TASK_KEYS), now)
         facts = _request(case.section("request", _REQUEST_KEYS), defaults[1])
-        request = request_policy_request(principal, task, facts, now)
+        risk = (
+            _risk(case.section("risk", {"task", "workload"})) if case.has("risk") else RiskFacts()
+        )
+        request = request_policy_request(principal, task, facts, now, risk)
     return Case(file, index, name, request, expect == "allow", reasons)
 
 

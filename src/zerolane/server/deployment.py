@@ -18,7 +18,10 @@ from zerolane.audit.decision_log import decision_log
 from zerolane.audit.events import Actor, Event
 from zerolane.audit.log import AuditLog
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, load_config, render_config
+from zerolane.detection.alerts import load_secret
 from zerolane.detection.detectors import build_detectors
+from zerolane.detection.response import Responder
+from zerolane.detection.risk import RiskView
 from zerolane.detection.runner import DetectionRunner
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 from zerolane.fsutil import ensure_private_dir, write_private
@@ -44,6 +47,7 @@ from zerolane.identity.spiffe_id import parse_trust_domain
 from zerolane.identity.users import UserTokenVerifier
 from zerolane.policy.cedar import CedarEngine
 from zerolane.policy.defaults import install_defaults
+from zerolane.server import webhook
 from zerolane.server.grant_brokers import build_brokers
 from zerolane.store.memory.bus import MemoryRevocationBus
 from zerolane.store.memory.replay import MemoryReplayCache
@@ -149,6 +153,8 @@ class Deployment:
     x509_ca: X509Authority
     #: human approvals a policy asks for (``@approval("required")``, ``[approvals]``)
     approvals: Approvals
+    #: the risk scores the decider reads (``context.risk``), kept by the responder
+    risk: RiskView
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
@@ -200,6 +206,13 @@ class Deployment:
         on_ended = ended_hook(publisher, leases)
         revocations = RevocationWatch(bus, clock, grace_seconds=config.revocation.grace_seconds)
         users = UserTokenVerifier(config.users.issuers, clock, base=home)  # checks the config
+        risk_settings = config.response.risk
+        risk = RiskView(
+            stores,
+            clock,
+            half_life=risk_settings.half_life_seconds,
+            refresh=risk_settings.refresh_seconds,
+        )
         approvals = Approvals(
             stores,
             audit,
@@ -247,6 +260,7 @@ class Deployment:
                 approvals=approvals,
                 on_last_call=lifecycle.after_allowed,
                 on_expired=lambda task, now: lifecycle.mark_expired(task, now=now),
+                risk=risk.facts,
             ),
             bus=bus,
             revocations=revocations,
@@ -257,6 +271,7 @@ class Deployment:
             users=users,
             x509_ca=x509_ca,
             approvals=approvals,
+            risk=risk,
         )
 
     @functools.cached_property
@@ -299,6 +314,26 @@ class Deployment:
             self.clock,
             batch_size=settings.batch_size,
             poll_interval=settings.poll_interval,
+            then=(self.responder.step,),
+        )
+
+    @functools.cached_property
+    def responder(self) -> Responder:
+        """The ``[response]`` rules over the detections (run after each detection step);
+        refused (``config.response_secret``) when a rule alerts and the webhook's
+        secret is not in the environment."""
+        settings = self.config.response
+        alerting = any("alert" in rule.actions for rule in settings.rules)
+        return Responder(
+            self.stores,
+            self.audit,
+            settings,
+            _ResponseActions(self),
+            self.clock,
+            poster=webhook.post,
+            secret=load_secret(settings.webhook.secret_env) if alerting else None,
+            view=self.risk,
+            batch_size=self.config.detection.batch_size,
         )
 
     @functools.cached_property
@@ -372,6 +407,22 @@ class Deployment:
         self.revocations.close()
         self.policies.stop()
         self.stores.close()
+
+
+class _ResponseActions:
+    """What a response rule does, through this deployment (each audited there)."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+
+    def suspend(self, task_id: str, actor: Actor, reason: str) -> object:
+        return self._deployment.lifecycle.suspend(task_id, actor=actor, reason=reason)
+
+    def revoke(self, task_id: str, actor: Actor, reason: str) -> object:
+        return self._deployment.lifecycle.revoke(task_id, actor=actor, reason=reason)
+
+    def disable(self, workload: str, actor: Actor) -> object:
+        return self._deployment.disable_workload(workload, actor)
 
 
 def ended_hook(

@@ -35,7 +35,13 @@ from operator import attrgetter
 from typing import Final, Literal
 
 from zerolane.errors import ProofReplayed, Refusal, ZerolaneError
-from zerolane.policy.context import RequestFacts, TaskFacts, request_policy_request
+from zerolane.policy.context import (
+    NO_RISK,
+    RequestFacts,
+    RiskFacts,
+    TaskFacts,
+    request_policy_request,
+)
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.records import RevocationEvent, RevocationKind, Spend, TaskRecord
 from zerolane.tasks.auth import TaskHolder
@@ -186,15 +192,18 @@ class DecisionCore:
         cache: TaskCache,
         revocations: RevocationWatch | None = None,
         last_call_heard: bool = False,
+        risk: Callable[[str, str], RiskFacts] | None = None,
     ) -> None:
         """``last_call_heard``: whether an allow that spends its task's last call must
-        be told apart (:attr:`Spent.last_call`)."""
+        be told apart (:attr:`Spent.last_call`). ``risk``: the risk of a task and its
+        workload (``context.risk``), read from memory (no I/O per decision)."""
         self._engine = engine
         self._clock = clock
         self._cache = cache
         self._revocations = revocations
         self._epoch = revocations.epoch if revocations is not None else 0
         self._last_call_heard = last_call_heard
+        self._risk = risk
 
     def decide(
         self,
@@ -322,7 +331,8 @@ class DecisionCore:
             return Deny((f"task.{state.value}",))
         if task.calls_used >= task.max_calls:
             return Deny(("task.budget_exhausted",))
-        request = request_policy_request(task.owner, task_facts(task, state), facts, now)
+        risk = self._risk(task.task_id, task.owner) if self._risk is not None else NO_RISK
+        request = request_policy_request(task.owner, task_facts(task, state), facts, now, risk)
         try:
             engine = self._engine()
             result = engine.decide(request)

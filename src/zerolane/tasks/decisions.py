@@ -46,7 +46,7 @@ from zerolane.decision import DecideInput as DecideInput  # the contract, re-exp
 from zerolane.decision import Decision as Decision
 from zerolane.errors import InvalidInput, Refusal, Unauthenticated, Unavailable, ZerolaneError
 from zerolane.paths import check_path
-from zerolane.policy.context import RequestFacts, is_internal
+from zerolane.policy.context import RequestFacts, RiskFacts, is_internal
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import PendingWrite, TaskStore
 from zerolane.store.records import TaskRecord
@@ -177,6 +177,7 @@ class Decider:
         approvals: Approvals | None = None,
         on_last_call: Callable[[TaskRecord], object] | None = None,
         on_expired: Callable[[TaskRecord, float], object] | None = None,
+        risk: Callable[[str, str], RiskFacts] | None = None,
     ) -> None:
         """``tasks``: where the stored task is read. ``decisions``: where an allow's
         write is committed and a refusal's event recorded (the deployment's audit mode
@@ -185,7 +186,8 @@ class Decider:
         task ends there). ``on_expired``: told of a task stored live that a decision
         found past its window, with the decision's time, to record the expiry (so a
         clock stepped back, or another process, cannot revive it); called off the event
-        loop, never raising into the decision."""
+        loop, never raising into the decision. ``risk``: the risk scores of a task and
+        its workload (``context.risk``; none: 0)."""
         self._auth = authenticator
         self._tasks = tasks
         self._decisions = decisions
@@ -202,6 +204,7 @@ class Decider:
             cache=TaskCache(cache_capacity),
             revocations=revocations,
             last_call_heard=on_last_call is not None,
+            risk=risk,
         )
 
     def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
