@@ -37,6 +37,7 @@ from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.metadata import metadata_url
 from zerolane.gateway.mcp.targets import Target
+from zerolane.tasks.approvals import arguments_digest
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
@@ -150,4 +151,7 @@ class Gate:
             details=target.details,
             client_cert=cert,
             task_id=task_id,  # the session's: a token of another task spends nothing
+            # what a human approval binds: the params sent upstream (a tools/call's
+            # name and arguments), as canonical JSON
+            digest=arguments_digest(target.params),
         )

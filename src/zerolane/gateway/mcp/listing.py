@@ -6,8 +6,8 @@ engine exactly as its use would be (same action, resource, destination, sensitiv
 directly: nothing is spent, nothing is audited, nothing is allowed (only a task found
 expired has its expiry recorded, ``task.expired``, as wherever a task is checked). An
 item listed here can still be refused when used (the budget ran out, a sensitive read
-happened in between, a policy on its arguments); an item left out would be refused
-now when used without arguments.
+happened in between, a policy on its arguments, a human approval asked for); an item
+left out would be refused now when used without arguments.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def permitted(
             result = engine.decide(request_policy_request(task.owner, facts, request, now))
         except Exception:  # an engine that fails lists nothing (fail closed)
             return [False] * len(requests)
-        allowed.append(result.allowed and not result.errors)
+        # one a policy asks a person to approve is listed: its call asks for approval
+        allowed.append((result.allowed or result.approval) and not result.errors)
     return allowed
 
 
