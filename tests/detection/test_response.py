@@ -19,6 +19,7 @@ from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.detection import alerts
+from zerolane.detection import response as response_module
 from zerolane.detection.response import Responder, ResponseStore, stored_alerts
 from zerolane.detection.risk import RESPONSE_CURSOR, RiskView
 from zerolane.errors import Conflict, NotFound
@@ -433,3 +434,26 @@ def test_two_responders_over_one_store_respond_once(store: ResponseStore) -> Non
     assert second.step() == 1  # from the stored cursor: only the first's response event
     assert actions.calls == [("suspend", "tsk_1", "response:suspend-probers")]
     assert len(events(store, "response")) == 1
+
+
+def test_batches_without_detections_are_written_only_every_so_often(
+    store: ResponseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state (its scores) is written with the cursor when a detection changed it,
+    else at most every MAX_UNCOMMITTED events; a restart reads those again, finding
+    nothing to do."""
+    audit = AuditLog(store, Clock())
+    for _ in range(3):
+        audit.record(
+            "decision", actor=Actor("workload", AGENT), subject="t", outcome=Outcome.DENIED
+        )
+    react = responder(store, audit, SUSPEND_PROBERS)
+    assert react.step() == 3
+    assert store.get_cursor(RESPONSE_CURSOR) is None  # nothing written
+    assert react.step() == 0
+    monkeypatch.setattr(response_module, "MAX_UNCOMMITTED", 4)
+    audit.record("decision", actor=Actor("workload", AGENT), subject="t", outcome=Outcome.DENIED)
+    assert react.step() == 1
+    cursor = store.get_cursor(RESPONSE_CURSOR)
+    assert cursor is not None
+    assert cursor.seq == 4  # four events read since the last write: written

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: failed alerts kept in the state for ``zerolane alerts list`` (all are in the log)
 MAX_FAILED = 1000
+#: a batch with no detection changes nothing and is not written (its state would be
+#: written again whole: the scores can be large); the cursor is written at least every
+#: this many events, so a restart reads again at most this many (and finds nothing)
+MAX_UNCOMMITTED = 10_000
 #: the longest wait between two attempts of one alert (seconds)
 MAX_ALERT_BACKOFF = 3600.0
 
@@ -98,7 +102,8 @@ class Responder:
         self._post = poster
         self._batch = batch_size
         self._lock = threading.Lock()
-        self._seq: int | None = None  # None: load from the store first
+        self._seq: int | None = None  # where it has read to; None: load from the store
+        self._stored = 0  # the cursor as stored (its compare-and-set expects it)
         self._scores = RiskScores(settings.risk.half_life_seconds)
         self._pending: list[dict[str, Any]] = []
         self._failed: list[dict[str, Any]] = []
@@ -124,7 +129,8 @@ class Responder:
         pending, failed = state.get("alerts", []), state.get("failed", [])
         self._pending = list(pending) if isinstance(pending, list) else []
         self._failed = list(failed) if isinstance(failed, list) else []
-        return cursor.seq if cursor is not None else 0
+        self._stored = cursor.seq if cursor is not None else 0
+        return self._stored
 
     def _state(self, now: float) -> str:
         state = {
@@ -134,17 +140,17 @@ class Responder:
         }
         return json.dumps(state, separators=(",", ":"))
 
-    def _commit(self, start: int, last: int, events: list[dict[str, object]]) -> bool:
+    def _commit(self, last: int, events: list[dict[str, object]]) -> bool:
         now = self._clock.now()
         change = AdvanceCursors(
-            (CursorAdvance(RESPONSE_CURSOR, start, last, self._state(now), now),)
+            (CursorAdvance(RESPONSE_CURSOR, self._stored, last, self._state(now), now),)
         )
         moved = self._store.write_recorded(change, lambda ok: events if ok else [], seal)
         if not moved:
             log.info("the responder's cursor moved elsewhere; reloading it")
             self._seq = None
             return False
-        self._seq = last
+        self._seq = self._stored = last
         if self._view is not None:
             self._view.put(self._scores, last)
         return True
@@ -157,13 +163,17 @@ class Responder:
             self._seq = None  # until committed, the store is the truth
             records = self._store.read_events(start, self._batch)
             if records:
+                last = records[-1].seq
+                found = [record for record in records if record.kind == DETECTION]
                 events: list[dict[str, object]] = []
-                for record in records:
-                    if record.kind == DETECTION:
-                        events.extend(self._respond(Seen.of(record)))
-                if not self._commit(start, records[-1].seq, events):
-                    return 0
-                self.fired += len(events)
+                for record in found:
+                    events.extend(self._respond(Seen.of(record)))
+                if found or last - self._stored >= MAX_UNCOMMITTED:
+                    if not self._commit(last, events):
+                        return 0
+                    self.fired += len(events)
+                else:  # nothing changed: no write (see MAX_UNCOMMITTED)
+                    self._seq = last
             else:
                 self._seq = start
             self._deliver_due()
@@ -326,8 +336,7 @@ class Responder:
             else:
                 pause = webhook.backoff_seconds * 2 ** (int(alert["attempts"]) - 1)
                 alert["next_at"] = now + min(pause, MAX_ALERT_BACKOFF)
-        seq = self._seq
-        self._commit(seq, seq, events)
+        self._commit(self._seq, events)
 
     def _alert_event(self, kind: str, alert: dict[str, Any], outcome: Outcome) -> dict[str, object]:
         details = {
