@@ -430,6 +430,8 @@ def render_config(config: Config) -> str:
         issuers = [_render_issuer(issuer) for issuer in config.users.issuers]
         doc["users"] = {"issuers": [{k: v for k, v in i.items() if k != "claims"} for i in issuers]}
     doc["revocation"] = {"grace_seconds": config.revocation.grace_seconds}
+    if config.approvals != ApprovalsConfig():
+        doc["approvals"] = asdict(config.approvals)
     if config.grants != GrantsConfig():
         doc["grants"] = _render_grants(config.grants)
     if config.svid.x509_ttl != DEFAULT_X509_TTL:
