@@ -10,6 +10,7 @@ import pytest
 
 from zerolane.config import CONFIG_NAME
 from zerolane.errors import InvalidInput
+from zerolane.server.app import create_app
 from zerolane.server.deployment import Deployment, init_home
 
 ALERTING = """
@@ -43,6 +44,9 @@ def test_an_alert_rule_without_its_secret_is_refused(
         with pytest.raises(InvalidInput) as caught:
             deployment.responder  # noqa: B018
         assert caught.value.reason == "config.response_secret"
+        with pytest.raises(InvalidInput) as refused:  # the API is not served without it
+            create_app(deployment)
+        assert refused.value.reason == "config.response_secret"
     finally:
         deployment.close()
 
