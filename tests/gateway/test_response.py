@@ -123,3 +123,21 @@ def test_a_probing_task_is_suspended_and_its_next_request_denied(plane: Plane) -
     # the legitimate twin: another task of the same workload goes on
     assert plane.get(bystander, "/finance/reports/q3") == (200, None)
     bystander.complete()
+
+
+def test_the_gateway_denies_a_risky_workload_external_requests(plane: Plane) -> None:
+    """Risk reaches the gateway's own decider (another deployment over the home): once
+    probing detections take the workload's risk to 50 or more (two medium ones), its
+    other tasks' requests to an outside destination are denied ``risk.high``; under 50
+    they were allowed."""
+    worker = plane.task()
+    assert plane.get(worker, "/finance/reports/q3") == (200, None)  # under 50: allowed
+    while plane.deployment.risk.facts("", AGENT).workload < 50:
+        prober = plane.task()
+        for n in range(5):
+            probed = plane.get(prober, f"/finance/reports/p{n}", "DELETE")
+            assert probed == (403, "scope.action")
+        task_id = prober.task_id
+        assert until(lambda t=task_id: [e for e in plane.events("response") if e["subject"] == t])
+    denied = until(lambda: plane.get(worker, "/finance/reports/q3") == (403, "risk.high"))
+    assert denied, "the gateway never saw the workload's risk"
