@@ -457,3 +457,16 @@ def test_batches_without_detections_are_written_only_every_so_often(
     cursor = store.get_cursor(RESPONSE_CURSOR)
     assert cursor is not None
     assert cursor.seq == 4  # four events read since the last write: written
+
+
+def test_catch_up_reads_the_whole_backlog(store: ResponseStore) -> None:
+    audit, actions = AuditLog(store, Clock()), FakeActions()
+    for task in ("tsk_1", "tsk_2", "tsk_3"):
+        detected(audit, task=task)
+    react = Responder(
+        store, audit, ResponseSettings(rules=(SUSPEND_PROBERS,)), actions, Clock(),
+        poster=refuse_post, batch_size=2,
+    )  # fmt: skip
+    assert react.catch_up() == 3 + 3  # the detections, then the response events
+    assert [call[1] for call in actions.calls] == ["tsk_1", "tsk_2", "tsk_3"]
+    assert react.catch_up() == 0

@@ -179,6 +179,17 @@ class Responder:
             self._deliver_due()
             return len(records)
 
+    def catch_up(self) -> int:
+        """Step until a batch comes back short (the log read to its end); events read.
+        The detection thread runs this after each of its steps, so a responder behind
+        (a home with a long log) does not wait a poll interval per batch."""
+        total = 0
+        while (read := self.step()) > 0:
+            total += read
+            if read < self._batch:
+                break
+        return total
+
     def _respond(self, seen: Seen) -> list[dict[str, object]]:
         """Score one detection and take the actions of the rules it matches; the
         ``response`` event of each."""

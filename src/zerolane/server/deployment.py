@@ -314,7 +314,7 @@ class Deployment:
             self.clock,
             batch_size=settings.batch_size,
             poll_interval=settings.poll_interval,
-            then=(self.responder.step,),
+            then=(self.responder.catch_up,),
         )
 
     @functools.cached_property
