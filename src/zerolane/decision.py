@@ -12,6 +12,8 @@ decider never loads the decision core, the policy engine or a store.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +22,20 @@ from zerolane.errors import Refusal
 
 if TYPE_CHECKING:  # only the MCP gateway builds one; the policy layer defines it
     from zerolane.policy.context import McpFacts
+
+
+def body_digest(body: bytes) -> str:
+    """What :attr:`DecideInput.digest` is for an HTTP body: SHA-256 hex of its bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def arguments_digest(arguments: object) -> str:
+    """What :attr:`DecideInput.digest` is for a call's arguments (an MCP tool call's, a
+    guarded function's): SHA-256 hex of their canonical JSON (keys sorted, no spaces,
+    UTF-8), so the same arguments in another key order are the same request. Raises
+    ``TypeError`` (or ``ValueError``: a cycle) for arguments JSON cannot hold."""
+    text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

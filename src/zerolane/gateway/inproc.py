@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
-from zerolane.decision import DecideInput, Decision
+from zerolane.decision import DecideInput, Decision, arguments_digest
 from zerolane.errors import Refusal, Unavailable, ZerolaneError
 from zerolane.gateway.edge.http import decision_status, refusal_of_status, status_of
 
@@ -67,16 +67,20 @@ class ToolDenied(PermissionError):
         reasons: Sequence[str] = (),
         decision_id: str | None = None,
         status: int = 403,
+        approval_id: str | None = None,
     ) -> None:
         self.reason = reason
         self.reasons = tuple(reasons) or (reason,)
         self.decision_id = decision_id
         self.status = status
+        #: a deny ``approval.required``: the approval to wait for, then call again
+        self.approval_id = approval_id
         suffix = f" (decision {decision_id})" if decision_id else ""
         super().__init__(f"zerolane denied the call: {', '.join(self.reasons)}{suffix}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.reason, self.reasons, self.decision_id, self.status))
+        args = (self.reason, self.reasons, self.decision_id, self.status, self.approval_id)
+        return (type(self), args)
 
 
 class RequestDecider(Protocol):
@@ -170,6 +174,7 @@ class RemoteDecider:
             "resource": request.resource,
             "destination": request.destination,
             "sensitivity": request.sensitivity,
+            "digest": request.digest,
         }
         body: dict[str, Any] = {
             "token": token,
@@ -230,7 +235,18 @@ def decision_of(response: httpx.Response) -> Decision:
     refusal = refusal_of_status(status)
     if allowed != (refusal is None):
         raise Unavailable("decide.response", "/v1/decide answered a status its decision denies")
-    return Decision(decision_id, allowed, tuple(reasons), tuple(policies), task_id, refusal)
+    approval_id = body.get("approval_id")
+    if approval_id is not None and not isinstance(approval_id, str):
+        raise Unavailable("decide.response", "/v1/decide answered an unexpected approval_id")
+    return Decision(
+        decision_id,
+        allowed,
+        tuple(reasons),
+        tuple(policies),
+        task_id,
+        refusal,
+        approval_id=approval_id,
+    )
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str] | None:
@@ -367,6 +383,7 @@ class _Gate:
             resource=self._resource(bound),
             destination=self.destination,
             sensitivity=self.sensitivity,
+            digest=_digest(bound),
         )
         try:
             proof = credentials.sign(METHOD, self.url)
@@ -400,7 +417,18 @@ def _allowed(decision: Decision) -> Decision:
     if decision.allowed:
         return decision
     reasons = decision.reasons or ("decision.deny",)
-    raise ToolDenied(reasons[0], reasons, decision.decision_id, decision_status(decision))
+    status = decision_status(decision)
+    raise ToolDenied(reasons[0], reasons, decision.decision_id, status, decision.approval_id)
+
+
+def _digest(bound: inspect.BoundArguments) -> str | None:
+    """What a human approval binds a guarded call by: its arguments by name, as
+    canonical JSON; None (unbound: an approval cannot be asked for) when JSON cannot
+    hold them."""
+    try:
+        return arguments_digest(dict(bound.arguments))
+    except (TypeError, ValueError):
+        return None
 
 
 def guard(

@@ -31,8 +31,6 @@ they use.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,6 +39,8 @@ from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor
 from zerolane.audit.log import AuditLog
 from zerolane.decision import DecideInput
+from zerolane.decision import arguments_digest as arguments_digest  # the contract's
+from zerolane.decision import body_digest as body_digest
 from zerolane.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zerolane.policy.context import RequestFacts
 from zerolane.store.changes import DecideApproval, RequestApproval, UseApproval
@@ -66,19 +66,6 @@ class ApprovalSettings:
 
 class ApprovalStores(ApprovalStore, TaskStore, RecordedWrites, Protocol):
     """What approvals are kept in (every backend's ``Stores`` is one)."""
-
-
-def body_digest(body: bytes) -> str:
-    """The digest an HTTP request's body is bound by (SHA-256 hex of its bytes)."""
-    return hashlib.sha256(body).hexdigest()
-
-
-def arguments_digest(arguments: object) -> str:
-    """The digest of a tool call's arguments: SHA-256 hex of their canonical JSON (keys
-    sorted, no spaces, UTF-8), so the same arguments in another key order are the same
-    request."""
-    text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _checked(value: str, what: str, limit: int) -> str:
