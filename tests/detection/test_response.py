@@ -470,3 +470,23 @@ def test_catch_up_reads_the_whole_backlog(store: ResponseStore) -> None:
     assert react.catch_up() == 3 + 3  # the detections, then the response events
     assert [call[1] for call in actions.calls] == ["tsk_1", "tsk_2", "tsk_3"]
     assert react.catch_up() == 0
+
+
+def test_at_most_max_deliveries_alerts_are_posted_per_step(
+    store: ResponseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(response_module, "MAX_DELIVERIES", 2)
+    audit, posted = AuditLog(store, Clock()), []
+
+    def accept(url: str, body: bytes, sent: Mapping[str, str], timeout: float) -> None:
+        posted.append(body)
+
+    rule = ResponseRule(name="page", detectors=("scope_probing",), actions=("alert",))
+    react = responder(store, audit, rule, poster=accept)
+    for task in ("t1", "t2", "t3"):
+        detected(audit, task=task)
+    react.step()
+    assert len(posted) == 2
+    react.step()
+    assert len(posted) == 3
+    assert stored_alerts(store) == ([], [])

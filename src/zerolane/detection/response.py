@@ -49,6 +49,8 @@ MAX_FAILED = 1000
 #: written again whole: the scores can be large); the cursor is written at least every
 #: this many events, so a restart reads again at most this many (and finds nothing)
 MAX_UNCOMMITTED = 10_000
+#: alerts posted per step at most (each may wait ``timeout_seconds``)
+MAX_DELIVERIES = 10
 #: the longest wait between two attempts of one alert (seconds)
 MAX_ALERT_BACKOFF = 3600.0
 
@@ -312,6 +314,7 @@ class Responder:
             return
         now = self._clock.now()
         due = [a for a in self._pending if float(a.get("next_at", 0.0)) <= now]
+        due = due[:MAX_DELIVERIES]  # the rest next step: the detectors' thread waits on these
         if not due:
             return
         events: list[dict[str, object]] = []
