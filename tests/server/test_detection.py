@@ -35,6 +35,9 @@ def test_the_served_api_runs_the_detectors_and_shows_their_lag(api: Api) -> None
         assert f'zerolane_detection_lag_events{{detector="{name}"}}' in text
     assert "zerolane_detection_recorded_total 0.0" in text
     assert "zerolane_detection_step_failures_total 0.0" in text
+    assert "zerolane_response_fired_total 0.0" in text  # the responder's, beside them
+    assert "zerolane_response_alerts_failed_total 0.0" in text
+    assert "zerolane_response_alerts_queued 0.0" in text
     cursor = api.deployment.stores.get_cursor("replay")
     assert cursor is not None  # it read the home's first events and stored its cursor
     assert cursor.seq >= 1

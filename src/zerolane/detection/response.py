@@ -114,6 +114,11 @@ class Responder:
         self.delivered = 0
         self.failed = 0
 
+    @property
+    def queued(self) -> int:
+        """Alerts waiting for their next attempt (as of this responder's last step)."""
+        return len(self._pending)
+
     # state
     def _load(self) -> int:
         cursor = self._store.get_cursor(RESPONSE_CURSOR)

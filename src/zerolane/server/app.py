@@ -26,7 +26,7 @@ from zerolane.server.deployment import Deployment
 from zerolane.server.enforcement_point_routes import router as enforcement_point_router
 from zerolane.server.grant_routes import router as grant_router
 from zerolane.server.limits import MAX_BODY, BodyLimit
-from zerolane.server.metrics import DetectionMetrics, Measured, Metrics
+from zerolane.server.metrics import DetectionMetrics, Measured, Metrics, ResponseMetrics
 from zerolane.server.oauth_routes import router as oauth_router
 from zerolane.server.oauth_server import OAuthServer
 from zerolane.server.readiness import WriteReadiness
@@ -128,6 +128,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     metrics = Metrics()
     if detection is not None:
         metrics.registry.register(DetectionMetrics(detection))
+        metrics.registry.register(ResponseMetrics(deployment.responder))
     app.state.deployment = deployment
     app.state.metrics = metrics
     app.state.readiness = WriteReadiness(deployment.stores)

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zerolane.detection.response import Responder
 from zerolane.detection.runner import DetectionRunner
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,28 @@ class DetectionMetrics(Collector):
             "zerolane_detection_step_failures",
             "Detection steps that failed (and were retried) in this process",
             value=self._runner.failures,
+        )
+
+
+class ResponseMetrics(Collector):
+    """The responder of this process (``[[response.rules]]``): rules fired, alerts
+    delivered and failed, and alerts waiting for their next attempt."""
+
+    def __init__(self, responder: Responder) -> None:
+        self._responder = responder
+
+    def collect(self) -> Iterator[Metric]:
+        counters = (
+            ("zerolane_response_fired", "Response rules fired by this process", "fired"),
+            ("zerolane_response_alerts_delivered", "Alerts delivered by this process", "delivered"),
+            ("zerolane_response_alerts_failed", "Alerts that failed every attempt", "failed"),
+        )
+        for name, text, member in counters:
+            yield CounterMetricFamily(name, text, value=getattr(self._responder, member))
+        yield GaugeMetricFamily(
+            "zerolane_response_alerts_queued",
+            "Alerts waiting for their next attempt",
+            value=self._responder.queued,
         )
 
 
