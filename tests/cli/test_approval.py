@@ -110,3 +110,9 @@ def test_refusals_exit_2_with_their_reason(home: Path) -> None:
     again = run(home, "approval", "deny", "apr_one", "--as", "bob")
     assert again.output.startswith("error approval.decided:"), again.output
     assert run(home, "approval", "approve", "apr_one").exit_code == 2  # --as is required
+
+
+def test_an_approval_of_a_task_no_longer_stored_is_still_decided(home: Path) -> None:
+    ask(home, "apr_gone", task="tsk_gone")  # its requester is still checked
+    assert run(home, "approval", "approve", "apr_gone", "--as", OWNER).exit_code == 2
+    assert run(home, "approval", "approve", "apr_gone", "--as", "bob").exit_code == 0
