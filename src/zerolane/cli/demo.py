@@ -15,6 +15,7 @@ from rich.panel import Panel
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer
 from zerolane.cli.common import console
+from zerolane.cli.demo_approval import ApprovalStoryFailed, approval_story
 from zerolane.cli.demo_delegation import DelegationStoryFailed, delegation_story
 from zerolane.cli.demo_gateways import (
     GatewayStoryFailed,
@@ -232,7 +233,8 @@ def _story(home: Path) -> None:
         _task_story(agent, server)
         try:
             delegation_story(deployment, agent, server, PLAYBOOK, _step, _ok, _refused)
-        except DelegationStoryFailed as err:
+            approval_story(deployment, agent, PLAYBOOK, _step, _ok, _refused)
+        except (DelegationStoryFailed, ApprovalStoryFailed) as err:
             raise DemoFailed(str(err)) from err
         if examples_present():
             try:

@@ -22,6 +22,8 @@ REASON_WORDS = {
     "task.completed": "the task is over, so its token is dead",
     "task.revoked": "ending a task ends every task delegated from it",
     "auth.missing": "no task token, no access",
+    "approval.required": "a policy asks a person to approve this exact request first, "
+    "and an approval is used once",
 }
 _REASON = re.compile(r"\b[a-z_]+\.[a-z_]+\b")
 

@@ -56,6 +56,8 @@ class RequestFields(TypedDict, total=False):
     destination: str | None
     sensitivity: str | None
     audience: str | None
+    #: SHA-256 hex of the request's arguments (its body), which a human approval binds
+    digest: str | None
 
 
 class Narrowing(TypedDict, total=False):
@@ -257,6 +259,7 @@ class TaskCore(Generic[A]):
             "resource": fields.get("resource"),
             "destination": fields.get("destination"),
             "sensitivity": fields.get("sensitivity"),
+            "digest": fields.get("digest"),
         }
         body = decide_body(
             self._agent.key,
