@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.gateway.conftest import (
@@ -125,19 +126,17 @@ def test_a_probing_task_is_suspended_and_its_next_request_denied(plane: Plane) -
     bystander.complete()
 
 
-def test_the_gateway_denies_a_risky_workload_external_requests(plane: Plane) -> None:
-    """Risk reaches the gateway's own decider (another deployment over the home): once
-    probing detections take the workload's risk to 50 or more (two medium ones), its
-    other tasks' requests to an outside destination are denied ``risk.high``; under 50
-    they were allowed."""
-    worker = plane.task()
-    assert plane.get(worker, "/finance/reports/q3") == (200, None)  # under 50: allowed
-    while plane.deployment.risk.facts("", AGENT).workload < 50:
-        prober = plane.task()
-        for n in range(5):
-            probed = plane.get(prober, f"/finance/reports/p{n}", "DELETE")
-            assert probed == (403, "scope.action")
-        task_id = prober.task_id
-        assert until(lambda t=task_id: [e for e in plane.events("response") if e["subject"] == t])
-    denied = until(lambda: plane.get(worker, "/finance/reports/q3") == (403, "risk.high"))
-    assert denied, "the gateway never saw the workload's risk"
+def test_the_gateway_denies_a_risky_task_outside_requests(plane: Plane) -> None:
+    """Risk reaches the gateway's own decider (another deployment over the home): a
+    replay of a task's request is detected (high: risk 60, no rule acts on it), and the
+    gateway then denies that task's requests to an outside destination ``risk.high``;
+    another task of the same workload goes on (the default set reads the task's risk)."""
+    task, other = plane.task(), plane.task()
+    url = f"{plane.gateway_url}/finance/reports/q3"
+    captured = task.headers("GET", url)
+    assert httpx.get(url, headers=captured).status_code == 200
+    assert httpx.get(url, headers=captured).status_code == 401  # the replay, refused
+    denied = until(lambda: plane.get(task, "/finance/reports/q3") == (403, "risk.high"))
+    assert denied, "the gateway never saw the task's risk"
+    assert plane.get(other, "/finance/reports/q3") == (200, None)
+    assert plane.deployment.risk.facts(task.task_id, AGENT).task == 60

@@ -35,7 +35,6 @@ from zerolane.types import SystemClock
 
 TD = "demo.zerolane.dev"
 AGENT = f"spiffe://{TD}/agents/report-writer"
-TOOL_AGENT = f"spiffe://{TD}/agents/tool-user"
 ADMIN = Actor("admin", "demo")
 
 
@@ -116,27 +115,6 @@ def _identity_story(deployment: Deployment, server: BackgroundServer) -> Agent:
     _expect(replay.json().get("reason") == "join_token.used", "a used join token was accepted")
     _refused("the join token replayed from a log: refused (join_token.used)")
     return agent
-
-
-def _tool_agent(deployment: Deployment, server: BackgroundServer) -> Agent:
-    """A second agent for the gateway acts: the report-writer's refused replays and
-    key mismatches above were detected, and its risk (``context.risk``) now keeps its
-    requests from confidential data and the outside (``risk.high``)."""
-    _step("Risk: the report-writer's refused attacks were detected (docs/detection.md)")
-    deadline = time.monotonic() + 5  # the detectors read the log every half second
-    while (score := deployment.risk.facts("", AGENT).workload) < 50:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    _ok(
-        f"its risk is {score} of 100: from 50, policy risk.high keeps its tasks from "
-        "confidential data and the outside"
-    )
-    deployment.registry.register(TOOL_AGENT, selectors=[], owner="tools-team", actor=ADMIN)
-    token = deployment.join_tokens.create(TOOL_AGENT, ttl=300, actor=ADMIN).token
-    tools = Agent.attest(server.url, join_token=token)
-    _ok(f"another agent, {TOOL_AGENT}, attests for the acts that follow")
-    return tools
 
 
 def _task_story(agent: Agent, server: BackgroundServer) -> None:
@@ -259,13 +237,11 @@ def _story(home: Path) -> None:
         except (DelegationStoryFailed, ApprovalStoryFailed) as err:
             raise DemoFailed(str(err)) from err
         if examples_present():
-            tools = _tool_agent(deployment, server)
             try:
-                gateway_story(deployment, tools, _step, _ok, _refused)
-                mcp_story(deployment, tools, server.url, _step, _ok, _refused)
+                gateway_story(deployment, agent, _step, _ok, _refused)
+                mcp_story(deployment, agent, server.url, _step, _ok, _refused)
             except GatewayStoryFailed as err:
                 raise DemoFailed(str(err)) from err
-            tools.close()
         else:
             _step("(the gateway act needs the examples/ folder of a source checkout: skipped)")
         agent.close()
