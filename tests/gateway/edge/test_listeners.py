@@ -249,6 +249,26 @@ def test_a_proof_by_another_key_is_401_invalid_dpop_proof_everywhere(
     thief = ec.generate_private_key(ec.SECP256R1())
     with listeners.task() as task:
         url = listeners.stack.url(PATH)
+        guard_url = "https://inproc.invalid/finance-api.internal/read"
+
+        @guard("read", "finance/reports/{name}", destination="finance-api.internal")
+        def read_report(name: str) -> str:
+            return f"report {name}"
+
+        embedded = EmbeddedDecider(listeners.stack.deployment.decider, audience=AUDIENCE)
+
+        def owner_signs(method: str, target: str) -> str:
+            assert target == guard_url
+            return task.headers(method, target)["DPoP"]
+
+        # the twins first, the owner's own proofs: once the thief's proofs are detected
+        # (a replay, high), the task's risk keeps it from the outside (risk.high)
+        with task_context(task.token, owner_signs, decider=embedded):
+            assert read_report("q3") == "report q3"
+        assert listeners.gateway(PATH, _headers(task, url)).status == 200
+        assert listeners.forward(PATH, _headers(task, url)).status == 200
+        assert listeners.decide(task, PATH, task.headers("GET", url)["DPoP"]).status == 200
+        assert listeners.mcp_gateway(_mcp_headers(task)).status == 200
 
         def stolen(method: str, target: str) -> list[tuple[str, str]]:
             proof = make_proof(thief, method=method, url=target, access_token=task.token)
@@ -269,13 +289,6 @@ def test_a_proof_by_another_key_is_401_invalid_dpop_proof_everywhere(
         assert answers["gateway"].error is not None
         assert answers["gateway"].error["error"] == "invalid_dpop_proof"
         # the in-process guard decides with the same decider: the same refusal, as ToolDenied
-        guard_url = "https://inproc.invalid/finance-api.internal/read"
-
-        @guard("read", "finance/reports/{name}", destination="finance-api.internal")
-        def read_report(name: str) -> str:
-            return f"report {name}"
-
-        embedded = EmbeddedDecider(listeners.stack.deployment.decider, audience=AUDIENCE)
 
         def thief_signs(method: str, target: str) -> str:
             return make_proof(thief, method=method, url=target, access_token=task.token)
@@ -286,18 +299,6 @@ def test_a_proof_by_another_key_is_401_invalid_dpop_proof_everywhere(
         ):
             read_report("q3")
         assert (denied.value.status, denied.value.reason) == (401, reason)
-
-        def owner_signs(method: str, target: str) -> str:
-            assert target == guard_url
-            return task.headers(method, target)["DPoP"]
-
-        with task_context(task.token, owner_signs, decider=embedded):
-            assert read_report("q3") == "report q3"  # the twin
-        # and the twins over HTTP: the owner's own proofs
-        assert listeners.gateway(PATH, _headers(task, url)).status == 200
-        assert listeners.forward(PATH, _headers(task, url)).status == 200
-        assert listeners.decide(task, PATH, task.headers("GET", url)["DPoP"]).status == 200
-        assert listeners.mcp_gateway(_mcp_headers(task)).status == 200
 
 
 def test_an_unsafe_path_is_400_request_path_everywhere(listeners: Listeners) -> None:
