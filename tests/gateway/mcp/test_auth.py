@@ -22,7 +22,6 @@ from zerolane.gateway.mcp.listing import callable_routes
 from zerolane.sdk import Task
 from zerolane.types import TaskState
 
-
 #: the expiring task's window: long enough to open its session on a loaded machine (a
 #: one-second window ran out before the session opened in CI), short enough that the
 #: clock set past it leaves later proofs well within their 60-second window
