@@ -68,7 +68,7 @@ def test_policy_check_json(home: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] is True
-    assert len(data["policies"]) == 18
+    assert len(data["policies"]) == 19  # risk.high among them
     (home / "policies" / "zz.cedar").write_text("permit (principal")
     refused = _run("policy", "check", "--json", str(home / "policies"))
     assert refused.exit_code == 2

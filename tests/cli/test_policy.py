@@ -36,7 +36,7 @@ def policies(tmp_path: Path) -> Path:
 def test_check_valid(policies: Path) -> None:
     result = runner.invoke(app, ["policy", "check", str(policies)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok: 18 policies in 2 files valid")
+    assert result.output.startswith("ok: 19 policies in 2 files valid")
     assert len(result.output.strip().splitlines()) == 1
 
 
