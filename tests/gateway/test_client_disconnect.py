@@ -1,9 +1,10 @@
 """A client that drops its upload mid-body: no traceback, nothing complete goes upstream.
 
-The HTTP gateway decides on the request head, so the allow is audited (and the call
-spent) before the body arrives. A body it reads before forwarding (declared, up to
-64 KiB) never reaches the upstream; a streamed one was already on its way, and the
-upstream request is cut off so the upstream never sees a complete body.
+A body the HTTP gateway reads before deciding (declared, up to 64 KiB: a human approval
+binds its digest) is never decided nor forwarded when the client leaves mid-upload; a
+larger or chunked one is decided on the request head (the allow audited, the call spent)
+and streamed, and the upstream request is cut off so the upstream never sees a complete
+body.
 """
 
 from __future__ import annotations

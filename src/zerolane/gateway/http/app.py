@@ -29,6 +29,7 @@ from zerolane.gateway.access_log import (
     note_of,
     record_decision,
     record_refusal,
+    safe_path,
 )
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.config import GatewayConfig, Upstream
@@ -184,6 +185,12 @@ class GatewayApp:
             await self._refuse(scope, send, 400, err.reason, err.message, close=True)
             return upstream.name
         if bound is None:  # the client left mid-upload: nobody is left to answer
+            logger.info(
+                "client left before its request body was complete: nothing decided or "
+                "forwarded (%s %s)",
+                method,
+                safe_path(scope),
+            )
             return upstream.name
         receive = bound.receive
         decision = await self._decide(
