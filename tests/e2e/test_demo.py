@@ -35,6 +35,12 @@ def test_demo_runs_the_story_and_exits_0() -> None:
         "DELETE /finance/reports/q3: 403 scope.action",
         "tools/list shows only what the task may call: read_report",
         "tools/call delete_report: refused (scope.action)",
+        "post it outside: deny flow.egress_after_sensitive_read",
+        "stop-exfiltration revoked",
+        "its next request, an ordinary read: deny task.revoked",
+        "stop-probers suspended the task",
+        "its next request, an ordinary read: deny task.suspended",
+        "the same read, resumed: allow",
         "chain intact",
     ):
         assert line in out, f"missing from the demo: {line!r}\n{out}"

@@ -24,6 +24,11 @@ from zerolane.cli.demo_gateways import (
     mcp_story,
 )
 from zerolane.cli.demo_reasons import explained, self_command
+from zerolane.cli.demo_verification import (
+    VerificationStoryFailed,
+    verification_story,
+    with_response_rules,
+)
 from zerolane.identity import svid as svids
 from zerolane.sdk import Agent, Task
 from zerolane.sdk.common import TaskGrant, decide_body
@@ -245,6 +250,17 @@ def _story(home: Path) -> None:
         else:
             _step("(the gateway act needs the examples/ folder of a source checkout: skipped)")
         agent.close()
+
+    deployment.close()  # the response rules are read when the control plane starts
+    with_response_rules(home)
+    deployment = Deployment.open(home)
+    with BackgroundServer(deployment) as server:
+        try:
+            verification_story(
+                deployment, server, AGENT, PLAYBOOK, (FINANCE, SLACK), _step, _ok, _refused
+            )
+        except VerificationStoryFailed as err:
+            raise DemoFailed(str(err)) from err
 
     _step("Every step is in the hash-chained audit log")
     count, broken = deployment.audit.verify()

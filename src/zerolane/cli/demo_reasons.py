@@ -21,6 +21,7 @@ REASON_WORDS = {
     "dpop.key_mismatch": "the token is bound to another key than the one that signed the proof",
     "task.completed": "the task is over, so its token is dead",
     "task.revoked": "ending a task ends every task delegated from it",
+    "task.suspended": "a suspended task can do nothing until an admin resumes it",
     "auth.missing": "no task token, no access",
     "approval.required": "a policy asks a person to approve this exact request first, "
     "and an approval is used once",
