@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from zerolane.decision import DecideInput, Decision
+from zerolane.decision import DecideInput, Decision, body_digest, request_digest
 from zerolane.errors import Refusal
 
 
@@ -45,3 +45,18 @@ def test_the_contract_imports_no_other_zerolane_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "['zerolane', 'zerolane.decision', 'zerolane.errors']"
+
+
+def test_a_request_digest_binds_method_target_and_body() -> None:
+    """What an HTTP approval binds: each part changes the digest; the method's case
+    does not."""
+    body = body_digest(b'{"amount": 5}')
+    base = request_digest("POST", "/finance/upload?to=alice", body)
+    assert request_digest("post", "/finance/upload?to=alice", body) == base
+    for other in (
+        request_digest("PUT", "/finance/upload?to=alice", body),
+        request_digest("POST", "/finance/upload?to=mallory", body),
+        request_digest("POST", "/finance/upload", body),
+        request_digest("POST", "/finance/upload?to=alice", body_digest(b'{"amount": 6}')),
+    ):
+        assert other != base

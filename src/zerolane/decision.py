@@ -29,6 +29,15 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def request_digest(method: str, target: str, body: str) -> str:
+    """What :attr:`DecideInput.digest` is for an HTTP request a gateway decides: SHA-256
+    hex of the canonical JSON of its method, its target as received (path and query:
+    both reach the upstream, so an approval of one request is not one of another query)
+    and :func:`body_digest` of its body. Headers are not bound."""
+    members = {"method": method.upper(), "target": target, "body": body}
+    return arguments_digest(members)
+
+
 def arguments_digest(arguments: object) -> str:
     """What :attr:`DecideInput.digest` is for a call's arguments (an MCP tool call's, a
     guarded function's): SHA-256 hex of their canonical JSON (keys sorted, no spaces,

@@ -147,3 +147,26 @@ def test_a_timeout_waiting_and_another_tasks_approval(plane: Plane) -> None:
     assert (unknown.value.status, unknown.value.reason) == (404, "approval.unknown")
     task.complete()
     other.complete()
+
+
+def test_an_approval_binds_the_query_too(plane: Plane) -> None:
+    """The same body to the same route with another query (another payee, another
+    amount) is another request: it asks anew and never reaches the upstream; the
+    approved one, query and all, goes through once."""
+    task = plane.agent.open_task(playbook="tool-user", intent="E2E", audience=[AUDIENCE])
+    reached = plane.upstream.count()
+    approved_url = f"{plane.gateway_url}/finance/upload?to=alice&amount=5"
+    with pytest.raises(ApprovalRequired) as required:
+        task.request("POST", approved_url, content=BODY)
+    first = required.value
+    assert plane.approve(first.approval_id).status_code == 200
+    for other in ("?to=mallory&amount=500000", "?to=alice&amount=5&x=1", ""):
+        with pytest.raises(ApprovalRequired) as again:
+            task.request("POST", f"{plane.gateway_url}/finance/upload{other}", content=BODY)
+        assert again.value.approval_id != first.approval_id
+    assert plane.upstream.count() == reached  # none of them reached it
+    assert task.approval(first.approval_id)["status"] == "approved"  # still unused
+    allowed = task.request("POST", approved_url, content=BODY)  # the twin: exactly it
+    assert allowed.status_code == 200, allowed.text
+    assert plane.upstream.count() == reached + 1
+    task.complete()

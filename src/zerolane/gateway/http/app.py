@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from zerolane.decision import request_digest
 from zerolane.errors import InvalidInput, Refusal, ZerolaneError
 from zerolane.gateway.access_log import (
     AccessLog,
@@ -205,7 +206,9 @@ class GatewayApp:
                 sensitivity=route.sensitivity or upstream.default_sensitivity,
                 audience=self.config.audience,
                 client_cert=client_cert,
-                digest=bound.digest,
+                digest=None
+                if bound.digest is None
+                else request_digest(method, path + (f"?{query}" if query else ""), bound.digest),
             ),
         )
         record_decision(scope, decision)

@@ -1,6 +1,8 @@
-"""The digest a human approval binds an HTTP request's body by (:mod:`zerolane.tasks.approvals`).
+"""The digest a human approval binds an HTTP request by (:mod:`zerolane.tasks.approvals`):
+its method, path and query as received and its body
+(:func:`~zerolane.decision.request_digest`).
 
-A request without a body is bound by the digest of no bytes. A small body (a declared
+A request without a body is bound with the digest of no bytes. A small body (a declared
 ``Content-Length`` up to :data:`~zerolane.gateway.http.forward.SMALL_BODY`, which the
 forwarder buffers anyway) is read before the decision, its SHA-256 computed and the
 same bytes replayed to the forwarder: the upstream gets exactly the bytes approved. A
