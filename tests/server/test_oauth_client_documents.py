@@ -4,6 +4,7 @@ the one accepted, the cache, and TLS trust (a site on loopback, served for real)
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -150,6 +151,11 @@ def test_loopback_only_where_allowed_and_then_http_too() -> None:
         ["2002:a00:1::1"],  # 6to4 of 10.0.0.1
         ["fd00::1"],
         ["0.0.0.0"],  # noqa: S104 (an address refused, never bound)
+        ["64:ff9b::a9fe:a9fe"],  # NAT64 of 169.254.169.254 (cloud metadata)
+        ["64:ff9b:1::a00:1"],  # local-use NAT64
+        ["::a9fe:a9fe"],  # IPv4-compatible
+        ["::ffff:0:a00:1"],  # SIIT
+        ["fec0::1"],  # site-local
     ],
 )
 def test_a_name_resolving_to_a_special_use_address_is_not_fetched(addresses: list[str]) -> None:
@@ -202,6 +208,19 @@ def test_a_document_over_the_size_cap_is_refused(site: ClientSite) -> None:
     assert _reason(refused) == "oauth.client_metadata_size"
     site.serve("/big.json", b" " * MAX_DOCUMENT)  # the twin: at the cap
     assert len(_fetch(site, "/big.json")) == MAX_DOCUMENT
+
+
+def test_a_compressed_document_is_refused_before_it_is_inflated(site: ClientSite) -> None:
+    """No decompression bomb: the fetch asks for no encoding, and a gzip answer (a few
+    KiB that would inflate to megabytes) is refused unread; the plain twin is read."""
+    bomb = gzip.compress(b" " * 5_000_000)
+    assert len(bomb) < MAX_DOCUMENT
+    site.serve("/bomb.json", bomb, Content_Encoding="gzip")
+    with pytest.raises(ClientDocumentError) as refused:
+        _fetch(site, "/bomb.json")
+    assert _reason(refused) == "oauth.client_metadata_encoding"
+    target = site.document("/plain.json")
+    assert json.loads(_fetch(site, "/plain.json"))["client_id"] == target
 
 
 def test_a_site_that_is_down_or_hangs_up_is_refused(site: ClientSite) -> None:

@@ -107,7 +107,17 @@ def _address_allowed(address: str, *, loopback: bool) -> bool:
             return _address_allowed(str(embedded), loopback=loopback)
     if ip.is_loopback:
         return loopback
+    if isinstance(ip, ipaddress.IPv6Address) and any(ip in net for net in _TRANSLATED):
+        return False  # an IPv4 address by another name (NAT64, SIIT, compatible) or site-local
     return ip.is_global and not ip.is_multicast
+
+
+#: IPv6 prefixes that reach IPv4 addresses through a translator, or are deprecated and
+#: were never global: refused whatever IPv4 address they carry
+_TRANSLATED = tuple(
+    ipaddress.IPv6Network(net)
+    for net in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96", "fec0::/10")
+)
 
 
 def check_url(url: str, *, issuer: str, loopback: bool) -> SplitResult:
@@ -178,7 +188,12 @@ def _get(url: str, parts: SplitResult, verify: ssl.SSLContext | bool, deadline: 
         http.stream(
             "GET",
             url,
-            headers={"Host": parts.netloc, "Accept": "application/json"},
+            # no compression: the size cap counts the bytes as they arrive
+            headers={
+                "Host": parts.netloc,
+                "Accept": "application/json",
+                "Accept-Encoding": "identity",
+            },
             extensions={"sni_hostname": host},
         ) as response,
     ):
@@ -188,8 +203,11 @@ def _get(url: str, parts: SplitResult, verify: ssl.SSLContext | bool, deadline: 
                 f"the client's metadata document answered HTTP {response.status_code}"
                 + (" (redirects are not followed)" if response.is_redirect else ""),
             )
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise _refuse("encoding", "the client's metadata document came compressed")
         body = bytearray()
-        for chunk in response.iter_bytes():
+        for chunk in response.iter_raw():
             body += chunk
             if len(body) > MAX_DOCUMENT:
                 raise _refuse(
