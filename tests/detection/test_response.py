@@ -189,15 +189,24 @@ def test_a_near_miss_fires_nothing(store: ResponseStore) -> None:
 
 
 def test_risk_over_a_threshold_fires_a_rule(store: ResponseStore) -> None:
+    """A task's own risk ends it; its workload's risk (raised by other tasks) does not,
+    it disables the workload where a rule says so."""
     audit, actions = AuditLog(store, Clock()), FakeActions()
-    rule = ResponseRule(name="risky", min_risk=60, actions=("revoke",))
-    react = responder(store, audit, rule, actions=actions)
+    revoke = ResponseRule(name="risky", min_risk=60, actions=("revoke",))
+    disable = ResponseRule(name="risky-agent", min_risk=90, actions=("disable",))
+    react = responder(store, audit, revoke, disable, actions=actions)
     detected(audit, task="tsk_1")  # task 30, workload 30
     react.step()
     assert actions.calls == []
-    detected(audit, task="tsk_2")  # task 30, workload 60: the workload's risk crosses
+    detected(audit, task="tsk_2")  # tsk_2 30, workload 60: not tsk_2's own risk
     react.step()
-    assert actions.calls == [("revoke", "tsk_2", "response:risky")]
+    assert actions.calls == []
+    detected(audit, task="tsk_2")  # tsk_2 60 of its own: revoked; workload 90: disabled
+    react.step()
+    assert actions.calls == [
+        ("revoke", "tsk_2", "response:risky"),
+        ("disable", AGENT, "response:risky-agent"),
+    ]
 
 
 def test_a_restart_does_not_repeat_a_response(store: ResponseStore) -> None:

@@ -212,7 +212,7 @@ class Responder:
         }
         events: list[dict[str, object]] = []
         for rule in self._settings.rules:
-            if not rule.matches(detector, severity, max(risk.values())):
+            if not rule.matches(detector, severity, _risk_of(rule, risk)):
                 continue
             done: dict[str, str] = {}
             for action in rule.actions:
@@ -390,3 +390,15 @@ def _bodiless(alerts: Any) -> list[dict[str, Any]]:
     if not isinstance(alerts, list):
         return []
     return [{k: v for k, v in a.items() if k != "body"} for a in alerts if isinstance(a, dict)]
+
+
+def _risk_of(rule: ResponseRule, risk: dict[str, int]) -> int:
+    """The risk a rule's ``min_risk`` is read against: the workload's for a rule that
+    disables the workload, the task's for one that suspends or revokes the task (a
+    workload's score, raised by its other tasks or by a thief's refused proofs, never
+    ends a task that did nothing itself), the higher of both for one that only alerts."""
+    if "disable" in rule.actions:
+        return risk["workload"]
+    if "suspend" in rule.actions or "revoke" in rule.actions:
+        return risk["task"]
+    return max(risk.values())

@@ -14,7 +14,7 @@ secret_env = "ZEROLANE_ALERT_SECRET"
 name = "suspend-probers"
 detectors = ["scope_probing"]   # any of them (empty: every detector)
 min_severity = "medium"         # and at least this severe
-min_risk = 0                    # and the task's or workload's risk at least this
+min_risk = 0                    # and the risk at least this (the task's; the workload's to disable)
 actions = ["alert", "suspend"]  # alert | suspend | revoke | disable
 ```
 """
