@@ -8,12 +8,14 @@ import mcp_types as types
 import pytest
 
 from tests.gateway.mcp.test_view import SERVERS
+from zerolane.decision import arguments_digest
 from zerolane.errors import InvalidInput
 from zerolane.gateway.mcp.messages import Message
 from zerolane.gateway.mcp.targets import (
     DECIDED,
     MAX_ARGUMENT_BYTES,
     Target,
+    approval_digest,
     audited_arguments,
     target_of,
 )
@@ -84,6 +86,22 @@ def test_a_tool_call_is_decided_as_its_tool_and_goes_upstream_under_its_own_name
     assert found.mcp == McpFacts.of_call(
         "web", "read", read_only=True, destructive=False, arguments={"q": "x"}
     )
+
+
+def test_an_approval_binds_the_call_not_its_progress_token() -> None:
+    """A client sends a new progress token with each call: the approved call is the
+    same call; other arguments or another tool are not."""
+    call = {"name": "web_read", "arguments": {"q": "x"}}
+    digest = approval_digest(target("tools/call", call))
+    assert digest == arguments_digest({"name": "read", "arguments": {"q": "x"}})
+    for token in (5, "other"):
+        with_progress = {**call, "_meta": {"progressToken": token}}
+        assert approval_digest(target("tools/call", with_progress)) == digest
+    assert approval_digest(target("tools/call", {**call, "arguments": {"q": "y"}})) != digest
+    assert approval_digest(target("tools/call", {**call, "name": "drop"})) != digest
+    # the server is bound by the approval's action and resource, not by this digest
+    other_server = target("tools/call", {**call, "name": "read"})
+    assert (other_server.action, approval_digest(other_server)) == ("mcp:files/read", digest)
 
 
 def test_a_destructive_tool_is_decided_at_its_sensitivity() -> None:

@@ -36,8 +36,7 @@ from zerolane.gateway.edge.http import Answer, denial, refusal, status_of
 from zerolane.gateway.mcp.config import GatewayConfig
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.metadata import metadata_url
-from zerolane.gateway.mcp.targets import Target
-from zerolane.tasks.approvals import arguments_digest
+from zerolane.gateway.mcp.targets import Target, approval_digest
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
@@ -151,7 +150,5 @@ class Gate:
             details=target.details,
             client_cert=cert,
             task_id=task_id,  # the session's: a token of another task spends nothing
-            # what a human approval binds: the params sent upstream (a tools/call's
-            # name and arguments), as canonical JSON
-            digest=arguments_digest(target.params),
+            digest=approval_digest(target),  # what a human approval binds
         )

@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from zerolane.decision import arguments_digest
 from zerolane.errors import InvalidInput
 from zerolane.gateway.mcp.mapping import ResourceRoute, resource_route
 from zerolane.gateway.mcp.messages import Message, tool_call_of
@@ -95,6 +96,13 @@ def relayed(method: str, params: dict[str, Any]) -> dict[str, Any]:
     if isinstance(meta, dict) and "progressToken" in meta:
         kept["_meta"] = {"progressToken": meta["progressToken"]}
     return kept
+
+
+def approval_digest(target: Target) -> str:
+    """What a human approval binds a decided request by: the params sent upstream (a
+    ``tools/call``'s name and arguments) as canonical JSON, less ``_meta`` (a progress
+    token is new on every call and changes nothing the call does)."""
+    return arguments_digest({k: v for k, v in target.params.items() if k != "_meta"})
 
 
 def _unmapped(method: str, name: str, details: dict[str, object]) -> Target:
