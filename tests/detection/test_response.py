@@ -5,6 +5,7 @@ they keep failing, recorded as failed and listed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -371,6 +372,10 @@ def test_webhook_is_signed_and_retried_against_a_real_server(store: ResponseStor
     assert not alerts.verify(SECRET, body + b" ", sent[alerts.SIGNATURE_HEADER])
     alert = json.loads(body)
     assert sent[alerts.ALERT_ID_HEADER] == alert["alert_id"]
+    # the id is the rule's and the detection's: sent again after a restart, it is the same
+    (detection,) = events(store, "detection")
+    named = f"page\0{detection['event_id']}".encode()
+    assert alert["alert_id"] == f"alr_{hashlib.sha256(named).hexdigest()[:32]}"
     assert alert["rule"] == "page"
     assert alert["detection"]["seq"] == seq
     assert alert["detection"]["task_id"] == "tsk_1"

@@ -22,10 +22,10 @@ listed by ``zerolane alerts list``. A delivery is ``alert.delivered``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -283,7 +283,10 @@ class Responder:
         workload: str | None,
         risk: dict[str, int],
     ) -> None:
-        alert_id = f"alr_{uuid.uuid4().hex}"
+        # one id per rule and detection: a receiver drops a delivery it already has
+        # (a restart between a delivery and the write of its cursor sends it again)
+        named = f"{rule.name}\0{seen.event_id}".encode()
+        alert_id = f"alr_{hashlib.sha256(named).hexdigest()[:32]}"
         body = {
             "alert_id": alert_id,
             "time": rfc3339(self._clock.now()),
