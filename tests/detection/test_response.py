@@ -504,3 +504,33 @@ def test_at_most_max_deliveries_alerts_are_posted_per_step(
     react.step()
     assert len(posted) == 3
     assert stored_alerts(store) == ([], [])
+
+
+def test_a_full_alert_queue_fails_its_oldest_alert_at_once(
+    store: ResponseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook down for long cannot grow the stored state without bound: past the
+    queue's size, the oldest alert is failed (recorded, listed), the newest kept."""
+    monkeypatch.setattr(response_module, "MAX_QUEUED", 2)
+    clock = Clock()
+    audit, tries = AuditLog(store, clock), []
+
+    def failing(url: str, body: bytes, sent: Mapping[str, str], timeout: float) -> None:
+        tries.append(body)
+        raise alerts.DeliveryFailed("http 503")
+
+    rule = ResponseRule(name="page", min_severity="medium", actions=("alert",))
+    hook = WebhookSettings(url="https://hooks.example/t", max_attempts=20, backoff_seconds=600)
+    react = responder(store, audit, rule, clock=clock, poster=failing, webhook=hook)
+    seqs = [detected(audit, task=task) for task in ("tsk_1", "tsk_2")]
+    react.step()  # the twin: within the queue's size nothing is dropped
+    assert [len(q) for q in stored_alerts(store)] == [2, 0]
+    assert events(store, "alert.failed") == []
+    seqs.append(detected(audit, task="tsk_3"))
+    react.step()
+    pending, failed = stored_alerts(store)
+    assert [a["detection_seq"] for a in pending] == seqs[1:]
+    assert [(a["detection_seq"], a["last_error"]) for a in failed] == [(seqs[0], "queue full")]
+    (dropped,) = events(store, "alert.failed")
+    assert dropped["details"]["last_error"] == "queue full"
+    assert react.fired == 3  # the rule fired three times; the drop is no firing

@@ -53,6 +53,9 @@ MAX_UNCOMMITTED = 10_000
 MAX_DELIVERIES = 10
 #: the longest wait between two attempts of one alert (seconds)
 MAX_ALERT_BACKOFF = 3600.0
+#: alerts waiting at most (a webhook down for long): one more fails the oldest at once
+#: (``alert.failed``, ``queue full``), so the state written at each step stays bounded
+MAX_QUEUED = 1000
 
 
 class ResponseStore(AuditStore, DetectorCursorStore, RecordedWrites, Protocol):
@@ -109,6 +112,7 @@ class Responder:
         self._scores = RiskScores(settings.risk.half_life_seconds)
         self._pending: list[dict[str, Any]] = []
         self._failed: list[dict[str, Any]] = []
+        self._dropped: list[dict[str, object]] = []  # alert.failed events of a full queue
         #: rules fired, and alerts delivered / failed, by this responder
         self.fired = 0
         self.delivered = 0
@@ -173,12 +177,16 @@ class Responder:
                 last = records[-1].seq
                 found = [record for record in records if record.kind == DETECTION]
                 events: list[dict[str, object]] = []
+                fired = 0
                 for record in found:
-                    events.extend(self._respond(Seen.of(record)))
+                    responses = self._respond(Seen.of(record))
+                    fired += len(responses)
+                    events += responses + self._dropped  # the queue's overflow with them
+                    self._dropped.clear()
                 if found or last - self._stored >= MAX_UNCOMMITTED:
                     if not self._commit(last, events):
                         return 0
-                    self.fired += len(events)
+                    self.fired += fired
                 else:  # nothing changed: no write (see MAX_UNCOMMITTED)
                     self._seq = last
             else:
@@ -303,6 +311,11 @@ class Responder:
             "risk": risk,
             "actions": list(rule.actions),
         }
+        if len(self._pending) >= MAX_QUEUED:
+            oldest = self._pending.pop(0)
+            oldest["last_error"] = "queue full"
+            self._fail(oldest, self._clock.now())
+            self._dropped.append(self._alert_event("alert.failed", oldest, Outcome.FAILURE))
         self._pending.append(
             {
                 "id": alert_id,
@@ -351,14 +364,23 @@ class Responder:
             alert["last_error"] = error
             if alert["attempts"] >= webhook.max_attempts:
                 self._pending.remove(alert)
-                self._failed.append({**{k: v for k, v in alert.items() if k != "body"}, "at": now})
-                self.failed += 1
+                self._fail(alert, now)
                 events.append(self._alert_event("alert.failed", alert, Outcome.FAILURE))
-                log.error("alert %s failed %d time(s): %s", alert["id"], alert["attempts"], error)
             else:
                 pause = webhook.backoff_seconds * 2 ** (int(alert["attempts"]) - 1)
                 alert["next_at"] = now + min(pause, MAX_ALERT_BACKOFF)
         self._commit(self._seq, events)
+
+    def _fail(self, alert: dict[str, Any], now: float) -> None:
+        """Keep ``alert`` (out of the queue) as failed, for ``zerolane alerts list``."""
+        self._failed.append({**{k: v for k, v in alert.items() if k != "body"}, "at": now})
+        self.failed += 1
+        log.error(
+            "alert %s failed after %d attempt(s): %s",
+            alert["id"],
+            alert["attempts"],
+            alert["last_error"],
+        )
 
     def _alert_event(self, kind: str, alert: dict[str, Any], outcome: Outcome) -> dict[str, object]:
         details = {
