@@ -133,19 +133,8 @@ def _exfiltration(
     )
     _expect(_until(deployment, task, TaskState.REVOKED), "the exfiltrating task was not revoked")
     ok("toxic_chains saw a confidential read, then an outside write: stop-exfiltration revoked")
-    read = {"action": "read", "sensitivity": "internal"}
-    _expect(
-        not _decide(
-            task,
-            "its next request, an ordinary read",
-            "GET",
-            f"{finance}/reports/q3",
-            ok,
-            refused,
-            **read,
-        ),
-        "a revoked task was allowed",
-    )
+    next_read = _read(task, finance, "its next request, an ordinary read", ok, refused)
+    _expect(not next_read, "a revoked task was allowed")
 
 
 def _probing(deployment: Deployment, agent: Agent, finance: str, ok: Say, refused: Say) -> None:
@@ -157,25 +146,17 @@ def _probing(deployment: Deployment, agent: Agent, finance: str, ok: Say, refuse
     refused("five deletes outside its scope: [bold]deny[/bold] scope.action, each")
     _expect(_until(deployment, task, TaskState.SUSPENDED), "the probing task was not suspended")
     ok("scope_probing saw five distinct denied requests: stop-probers suspended the task")
-    read = {"action": "read", "sensitivity": "internal"}
-    _expect(
-        not _decide(
-            task,
-            "its next request, an ordinary read",
-            "GET",
-            f"{finance}/reports/q3",
-            ok,
-            refused,
-            **read,
-        ),
-        "a suspended task was allowed",
-    )
+    next_read = _read(task, finance, "its next request, an ordinary read", ok, refused)
+    _expect(not next_read, "a suspended task was allowed")
     deployment.lifecycle.resume(task.task_id, actor=ADMIN, reason="reviewed by the demo")
     ok("an admin reviews it and resumes the task (zerolane task resume)")
     _expect(
-        _decide(
-            task, "the same read, resumed", "GET", f"{finance}/reports/q3", ok, refused, **read
-        ),
-        "a resumed task was denied",
+        _read(task, finance, "the same read, resumed", ok, refused), "a resumed task was denied"
     )
     task.complete()
+
+
+def _read(task: Task, finance: str, label: str, ok: Say, refused: Say) -> bool:
+    """An ordinary in-scope read of the Q3 report, told; whether it was allowed."""
+    internal = {"action": "read", "sensitivity": "internal"}
+    return _decide(task, label, "GET", f"{finance}/reports/q3", ok, refused, **internal)
