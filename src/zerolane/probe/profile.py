@@ -1,0 +1,61 @@
+"""What the probe knows about its target: where it is, one request the credential may
+make, one it may not, and the MCP endpoint with a tool of each kind.
+
+The scenarios need both halves of every pair: the allowed request is the legitimate
+twin of every attack, the forbidden one is what a path or method trick tries to reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request of the target: a method, a path (with its query) and a body."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"a path starts with '/': {self.path!r}")
+
+
+@dataclass(frozen=True)
+class McpProfile:
+    """An MCP endpoint (streamable HTTP) and a tool the credential may call (with
+    arguments that work) and one it may not."""
+
+    path: str
+    allowed_tool: str
+    forbidden_tool: str
+    allowed_arguments: dict[str, Any] = field(default_factory=dict)
+    forbidden_arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """The target: its base URL, the allowed and forbidden requests, its MCP endpoint."""
+
+    url: str
+    allowed: Call
+    forbidden: Call | None = None
+    mcp: McpProfile | None = None
+    #: an allowed request whose upstream answers with the headers that reached it (like
+    #: httpbin's ``/headers``): shows whether the agent's token is passed upstream
+    echo: Call | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"the target is an http(s) URL: {self.url!r}")
+
+    def absolute(self, path: str) -> str:
+        """``path`` on the target (kept as given: no dot segments are resolved)."""
+        base = self.url.rstrip("/")
+        return base + path if path.startswith("/") else urljoin(base + "/", path)

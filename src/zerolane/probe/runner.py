@@ -1,0 +1,104 @@
+"""Running scenarios: needs checked first, the twin before the attack, nothing that
+goes wrong counted as a pass."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from zerolane.probe.context import ProbeContext
+from zerolane.probe.credentials import IssuerRefused
+from zerolane.probe.model import Exchange, Outcome, Result, Scenario
+from zerolane.probe.report import Report
+
+Progress = Callable[[Scenario, Result], None]
+
+
+def judge(
+    scenario: str,
+    twin: Exchange,
+    attacks: Sequence[Exchange],
+    *,
+    accepted: Callable[[Exchange], bool] | None = None,
+    evidence: Sequence[Exchange] = (),
+) -> Result:
+    """The verdict of one scenario: ``inconclusive`` when the twin was not accepted,
+    ``fail`` when any attack was (``accepted`` says what accepted means; a 2xx/3xx
+    answer by default), ``pass`` otherwise. ``evidence``: setup exchanges kept first."""
+    took = accepted or (lambda exchange: exchange.accepted)
+    kept = (*evidence, twin, *attacks)
+    if not twin.accepted:
+        answer = twin.error or f"status {twin.status}"
+        return Result(
+            scenario,
+            Outcome.INCONCLUSIVE,
+            f"the legitimate twin was not accepted ({answer}): nothing is known about the attack",
+            kept,
+        )
+    through = [a for a in attacks if took(a)]
+    if through:
+        shown = ", ".join(f"{a.method} {a.url} -> {a.status}" for a in through[:3])
+        return Result(scenario, Outcome.FAIL, f"the attack was accepted: {shown}", kept)
+    answers = sorted({str(a.status) if a.status is not None else "no answer" for a in attacks})
+    return Result(scenario, Outcome.PASS, f"refused ({', '.join(answers)})", kept)
+
+
+def run_one(scenario: Scenario, context: ProbeContext) -> Result:
+    """Run one scenario; a missing need is ``not_applicable``, an error
+    ``inconclusive``."""
+    try:
+        missing = scenario.needs - context.meets()
+    except IssuerRefused as refused:
+        return Result(
+            scenario.id,
+            Outcome.INCONCLUSIVE,
+            f"no credential could be had: {refused}",
+            (context.refusal("setup", refused),),
+        )
+    if missing:
+        named = ", ".join(sorted(missing))
+        return Result(
+            scenario.id, Outcome.NOT_APPLICABLE, f"the credentials or target do not offer: {named}"
+        )
+    try:
+        return scenario.run(context)
+    except IssuerRefused as refused:
+        return Result(
+            scenario.id,
+            Outcome.INCONCLUSIVE,
+            f"the issuer refused a legitimate request: {refused}",
+            (context.refusal("setup", refused),),
+        )
+    except Exception as error:  # a scenario that breaks is never a pass
+        message = context.wire.mask(str(error))[:300]
+        return Result(
+            scenario.id,
+            Outcome.INCONCLUSIVE,
+            f"the scenario could not run: {type(error).__name__}: {message}",
+        )
+
+
+def run(
+    scenarios: Iterable[Scenario],
+    context: ProbeContext,
+    *,
+    progress: Progress | None = None,
+) -> Report:
+    """Run ``scenarios`` in order against the context's target; the report holds every
+    result (in the same order)."""
+    started = time.time()
+    results: list[Result] = []
+    chosen = list(scenarios)
+    for scenario in chosen:
+        result = run_one(scenario, context)
+        results.append(result)
+        if progress is not None:
+            progress(scenario, result)
+    return Report(
+        target=context.profile.url,
+        credentials=context.source.kind,
+        started=started,
+        finished=time.time(),
+        scenarios=tuple(chosen),
+        results=tuple(results),
+    )

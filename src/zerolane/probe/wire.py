@@ -1,0 +1,135 @@
+"""The probe's HTTP client: sends exactly what a scenario asks (raw paths, odd headers,
+big bodies) and keeps a masked summary of each exchange as evidence."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+
+import httpx
+
+from zerolane.audit.masking import mask_value
+from zerolane.probe.model import Exchange
+
+#: response characters kept in the evidence
+EXCERPT_CHARS = 400
+#: response bytes kept for the scenario to read
+BODY_KEPT = 64 * 1024
+#: request and response headers that carry credentials: masked whole
+_SECRET_HEADERS = frozenset(
+    {"authorization", "dpop", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
+)
+#: response headers worth keeping (the rest are left out of the evidence)
+_KEPT_RESPONSE_HEADERS = frozenset(
+    {"content-type", "content-length", "www-authenticate", "location", "dpop-nonce"}
+)
+#: what looks like a JWS/JWT anywhere in a text
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_USER_AGENT = "zerolane-probe"
+
+
+class Wire:
+    """An ``httpx.Client`` that never follows redirects, never retries, and records.
+
+    ``secrets`` are strings (tokens, proofs, client secrets) the probe holds: they are
+    masked wherever they appear in the evidence, besides anything shaped like a JWT.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        verify: bool | str = True,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self._client = client or httpx.Client(
+            timeout=timeout, verify=verify, follow_redirects=False, trust_env=False
+        )
+        self.secrets: set[str] = set()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def remember(self, *secrets: str) -> None:
+        self.secrets.update(s for s in secrets if s)
+
+    def mask(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, mask_value(secret))
+        return _JWT.sub(lambda m: mask_value(m.group(0)), text)
+
+    def send(
+        self,
+        role: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        raw_path: str | None = None,
+    ) -> Exchange:
+        """Send one request as given; ``raw_path`` (with its query) goes on the wire
+        byte for byte, dot segments, backslashes and encodings untouched."""
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+        if not any(name.lower() == "user-agent" for name, _ in pairs):
+            pairs.append(("User-Agent", _USER_AGENT))
+        target = httpx.URL(url)
+        if raw_path is not None:
+            target = target.copy_with(raw_path=raw_path.encode("ascii"))
+        shown = url if raw_path is None else self._shown(url, raw_path)
+        started = time.perf_counter()
+        try:
+            request = self._client.build_request(method, target, headers=pairs, content=body)
+            response = self._client.send(request)
+        except httpx.HTTPError as error:
+            return Exchange(
+                role,
+                method,
+                self.mask(shown),
+                self._request_headers(pairs),
+                len(body),
+                None,
+                {},
+                "",
+                (time.perf_counter() - started) * 1000,
+                error=f"{type(error).__name__}: {self.mask(str(error))[:200]}",
+            )
+        elapsed = (time.perf_counter() - started) * 1000
+        return Exchange(
+            role,
+            method,
+            self.mask(shown),
+            self._request_headers(pairs),
+            len(body),
+            response.status_code,
+            {
+                k.lower(): self.mask(v)
+                for k, v in response.headers.items()
+                if k.lower() in _KEPT_RESPONSE_HEADERS
+            },
+            self.mask(response.text[:EXCERPT_CHARS]) if response.content else "",
+            elapsed,
+            body=response.content[:BODY_KEPT],
+        )
+
+    @staticmethod
+    def _shown(url: str, raw_path: str) -> str:
+        parts = httpx.URL(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.host}{port}{raw_path}"
+
+    def _request_headers(self, pairs: list[tuple[str, str]]) -> dict[str, str]:
+        shown: dict[str, str] = {}
+        for name, value in pairs:
+            key = name.lower()
+            if key in _SECRET_HEADERS:
+                scheme, _, rest = value.partition(" ")
+                value = f"{scheme} {mask_value(rest)}" if rest else mask_value(value)
+            elif len(value) > EXCERPT_CHARS:
+                value = f"{self.mask(value[:64])}... ({len(value)} chars)"
+            else:
+                value = self.mask(value)
+            shown[key] = value
+        return shown
