@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from zerolane.errors import InvalidInput
-from zerolane.gateway.http.body_digest import EMPTY, bind_body
+from zerolane.gateway.http.body_digest import EMPTY, BodyTimedOut, bind_body
 from zerolane.gateway.http.forward import SMALL_BODY
 
 
@@ -31,7 +31,7 @@ def part(body: bytes, more: bool = False) -> dict[str, Any]:
 def test_a_small_body_in_parts_is_hashed_and_replayed_whole() -> None:
     async def main() -> None:
         after = {"type": "http.disconnect"}
-        bound = await bind_body(receiver([part(b"ab", True), part(b"c"), after]), 3, True)
+        bound = await bind_body(receiver([part(b"ab", True), part(b"c"), after]), 3, True, 10)
         assert bound is not None
         assert bound.digest == hashlib.sha256(b"abc").hexdigest()
         assert await bound.receive() == part(b"abc")  # what the forwarder reads
@@ -43,11 +43,11 @@ def test_a_small_body_in_parts_is_hashed_and_replayed_whole() -> None:
 def test_no_body_is_the_digest_of_no_bytes_and_a_big_or_chunked_one_is_unbound() -> None:
     async def main() -> None:
         receive = receiver([])
-        none = await bind_body(receive, None, False)
+        none = await bind_body(receive, None, False, 10)
         assert none is not None
         assert (none.digest, none.receive) == (EMPTY, receive)
         for declared in (None, SMALL_BODY + 1):  # chunked, larger: streamed, not bound
-            streamed = await bind_body(receive, declared, True)
+            streamed = await bind_body(receive, declared, True, 10)
             assert streamed is not None
             assert (streamed.digest, streamed.receive) == (None, receive)
 
@@ -57,9 +57,29 @@ def test_no_body_is_the_digest_of_no_bytes_and_a_big_or_chunked_one_is_unbound()
 def test_a_client_gone_mid_body_and_a_body_past_its_length() -> None:
     async def main() -> None:
         gone = receiver([part(b"a", True), {"type": "http.disconnect"}])
-        assert await bind_body(gone, 3, True) is None
+        assert await bind_body(gone, 3, True, 10) is None
         with pytest.raises(InvalidInput) as longer:
-            await bind_body(receiver([part(b"abcd")]), 3, True)
+            await bind_body(receiver([part(b"abcd")]), 3, True, 10)
         assert longer.value.reason == "request.body_length"
+
+    asyncio.run(main())
+
+
+def test_a_body_slower_than_its_deadline_is_refused_and_a_prompt_one_is_read() -> None:
+    async def main() -> None:
+        sent = [part(b"ab", True)]  # then nothing: the rest of the body never comes
+
+        async def slow() -> dict[str, Any]:
+            if sent:
+                return sent.pop(0)
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        with pytest.raises(BodyTimedOut) as late:
+            await bind_body(slow, 3, True, 0.05)
+        assert "0.05 s" in str(late.value)
+        prompt = await bind_body(receiver([part(b"ab", True), part(b"c")]), 3, True, 0.05)
+        assert prompt is not None
+        assert prompt.digest == hashlib.sha256(b"abc").hexdigest()
 
     asyncio.run(main())

@@ -83,6 +83,7 @@ REFUSALS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("size unit", _set("limits.max_request_body", "10 MB"), "config.size", "max_request_body"),
     ("size zero", _set("limits.max_response_body", 0), "config.size", "max_response_body"),
     ("timeout", _set("limits.upstream_timeout", 0), "config.limits", "upstream_timeout"),
+    ("body timeout", _set("limits.body_timeout", 0), "config.limits", "body_timeout"),
     ("non-ascii type", _set("normalization.allow_non_ascii", 1), "config.type", "allow_non_ascii"),
     ("upstream name", _set("upstreams.0.name", "Fin Ance"), "config.name", "upstreams[0].name"),
     ("base_url path", _set("upstreams.0.base_url", "http://h/a/../b"), "config.url", "base_url"),
@@ -211,6 +212,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (config.listen.host, config.listen.port) == ("127.0.0.1", 8800)
     assert config.limits.max_request_body == DEFAULT_MAX_REQUEST == 10 << 20
     assert config.limits.max_response_body == DEFAULT_MAX_RESPONSE == 100 << 20
+    assert config.limits.body_timeout == 10.0  # a slow body holds a worker 10 s at most
     assert config.normalization.allow_non_ascii is False
     assert config.metrics is False
     (upstream,) = config.upstreams

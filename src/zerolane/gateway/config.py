@@ -101,6 +101,9 @@ class Limits:
     upstream_timeout: Annotated[Float, up_to("config.limits", 3600, " seconds")] = 30.0
     #: keep-alive connections kept open to each upstream host
     upstream_connections: Annotated[Int, within("config.limits", 1, 10_000)] = 100
+    #: seconds a small body (read before the decision, once the token and its proof are
+    #: verified) may take to arrive whole; slower: 408 ``request.body_timeout``
+    body_timeout: Annotated[Float, up_to("config.limits", 3600, " seconds")] = 10.0
 
 
 @dataclass(frozen=True, slots=True)

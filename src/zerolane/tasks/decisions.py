@@ -86,6 +86,22 @@ class _Queued:
     write: PendingWrite[TaskRecord | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A request's credentials checked ahead of its decision (:meth:`Decider.verify`):
+    the holder, or the refusal. An enforcement point that must read a body before it
+    can decide checks first, so only a verified holder is waited for; the proof is not
+    spent until the decision (:meth:`Decider.decide_async` given this) or
+    :meth:`Decider.discard`."""
+
+    #: the verified holder, or why its credentials were refused
+    outcome: TaskHolder | ZerolaneError
+
+    @property
+    def holder(self) -> TaskHolder | None:
+        return self.outcome if isinstance(self.outcome, TaskHolder) else None
+
+
 def _decision(
     decision_id: str,
     holder: TaskHolder | None,
@@ -207,14 +223,23 @@ class Decider:
             risk=risk,
         )
 
-    def decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+    def decide(
+        self,
+        token: str,
+        proof: str | None,
+        request: DecideInput,
+        *,
+        checked: Verified | None = None,
+    ) -> Decision:
+        """Decide ``request`` (``checked``: its credentials as :meth:`verify` checked
+        them for the same method, URL, audience and certificate; not again)."""
         decision_id = uuid.uuid4().hex
         holder: TaskHolder | None = None
         facts: RequestFacts | None = None
         verified: Mapping[str, str] | None = None
         outcome: Decision | Deny
         try:
-            holder = self._holder(token, proof, request)
+            holder = self._holder(token, proof, request, checked)
             mapped = _bound(request, holder) or _map(
                 request, self._default_sensitivity, self._internal
             )
@@ -231,7 +256,14 @@ class Decider:
         denied = self._denied(decision_id, holder, outcome)
         return self._record(denied, holder, facts, request, verified)
 
-    async def decide_async(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+    async def decide_async(
+        self,
+        token: str,
+        proof: str | None,
+        request: DecideInput,
+        *,
+        checked: Verified | None = None,
+    ) -> Decision:
         """:meth:`decide` for an event loop: the same decision, made on the loop's thread
         with no hand-off to a worker thread and back (which cost an enforcement point
         more CPU than the decision's own write). Only the allow's write is waited for
@@ -252,7 +284,7 @@ class Decider:
         verified: Mapping[str, str] | None = None
         outcome: Decision | Deny
         try:
-            holder = self._holder(token, proof, request)
+            holder = self._holder(token, proof, request, checked)
             mapped = _bound(request, holder) or _map(
                 request, self._default_sensitivity, self._internal
             )
@@ -273,7 +305,35 @@ class Decider:
             None, self._record, denied, holder, facts, request, verified
         )
 
-    def _holder(self, token: str, proof: str | None, request: DecideInput) -> TaskHolder:
+    def verify(self, token: str, proof: str | None, request: DecideInput) -> Verified:
+        """Check the token and its proof (or certificate) for ``request`` now, without
+        spending the proof anywhere but in this process's replay cache, and without
+        deciding (nothing is written); never raises a refusal, the :class:`Verified`
+        holds it."""
+        try:
+            return Verified(self._holder(token, proof, request))
+        except ZerolaneError as err:
+            return Verified(err)
+
+    def discard(self, verified: Verified) -> None:
+        """Spend the proof of a request :meth:`verify` let through that will never be
+        decided (its body never came): no proof is usable twice. A write: call it off
+        the event loop."""
+        holder = verified.holder
+        if holder is not None and holder.proof is not None:
+            self._auth.spend_proof(holder.proof.spent())
+
+    def _holder(
+        self,
+        token: str,
+        proof: str | None,
+        request: DecideInput,
+        checked: Verified | None = None,
+    ) -> TaskHolder:
+        if checked is not None:
+            if isinstance(checked.outcome, ZerolaneError):
+                raise checked.outcome
+            return checked.outcome
         return self._auth.task_holder(
             token,
             proof,

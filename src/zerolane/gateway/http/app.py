@@ -18,6 +18,8 @@ forwarded upstream.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -42,14 +44,20 @@ from zerolane.gateway.edge.http import (
     send_answer,
     status_of,
 )
-from zerolane.gateway.http.body_digest import bind_body
+from zerolane.gateway.http.body_digest import (
+    BODY_TIMEOUT,
+    EMPTY,
+    BodyTimedOut,
+    BoundBody,
+    bind_body,
+)
 from zerolane.gateway.http.forward import Forwarder, Outgoing
 from zerolane.gateway.http.metrics import GatewayMetrics
 from zerolane.gateway.http.responses import MESSAGES, Receive, Scope, Send, send_bytes
 from zerolane.gateway.normalize import check_framing, check_path, check_query, request_headers
 from zerolane.gateway.refusals import RefusalAudit, audit_refusal
 from zerolane.grants import CredentialSource
-from zerolane.tasks.decisions import DecideInput, Decider, Decision
+from zerolane.tasks.decisions import DecideInput, Decider, Decision, Verified
 
 logger = logging.getLogger("zerolane.gateway")
 _HEALTH = b'{"status":"ok"}'
@@ -136,12 +144,21 @@ class GatewayApp:
         message: str | None = None,
         *,
         close: bool = False,
+        task_id: str | None = None,
     ) -> None:
         """Refuse before any decision (nothing usable to decide on): counted, and audited
-        as ``gateway.refused`` at the rates of ``refusals``."""
+        as ``gateway.refused`` at the rates of ``refusals`` (``task_id``: the task of
+        the verified token it came with, if any)."""
         self.metrics.decided("refused", reason).inc()
         record_refusal(scope, reason)
-        audit_refusal(self._refusals, scope, listener=self._listener, reason=reason, status=status)
+        audit_refusal(
+            self._refusals,
+            scope,
+            listener=self._listener,
+            reason=reason,
+            status=status,
+            task_id=task_id,
+        )
         text = message or MESSAGES.get(status, "refused")
         await send_answer(send, refusal(status, reason, text), close=close)
 
@@ -180,37 +197,31 @@ class GatewayApp:
             await self._refuse(scope, send, status, err.reason, err.message, close=close)
             return upstream.name
         route, values = matched
-        try:  # a human approval binds the body: read a small one before deciding
-            bound = await bind_body(receive, declared, has_body)
-        except InvalidInput as err:
-            await self._refuse(scope, send, 400, err.reason, err.message, close=True)
-            return upstream.name
-        if bound is None:  # the client left mid-upload: nobody is left to answer
-            logger.info(
-                "client left before its request body was complete: nothing decided or "
-                "forwarded (%s %s)",
-                method,
-                safe_path(scope),
-            )
-            return upstream.name
-        receive = bound.receive
-        decision = await self._decide(
-            token,
-            proof,
-            DecideInput(
-                method=method,
-                url=self.config.public_url + path,
-                action=route.action,
-                resource=route.resource_for(values),
-                destination=upstream.destination,
-                sensitivity=route.sensitivity or upstream.default_sensitivity,
-                audience=self.config.audience,
-                client_cert=client_cert,
-                digest=None
-                if bound.digest is None
-                else request_digest(method, path + (f"?{query}" if query else ""), bound.digest),
-            ),
+        request = DecideInput(
+            method=method,
+            url=self.config.public_url + path,
+            action=route.action,
+            resource=route.resource_for(values),
+            destination=upstream.destination,
+            sensitivity=route.sensitivity or upstream.default_sensitivity,
+            audience=self.config.audience,
+            client_cert=client_cert,
         )
+        target = path + (f"?{query}" if query else "")
+        verified: Verified | None = None
+        if not has_body:
+            request = dataclasses.replace(request, digest=request_digest(method, target, EMPTY))
+        else:  # the token and its proof first: only a verified holder's body is waited for
+            verified = self._verify(token, proof, request)
+            if verified is not None and verified.holder is not None:
+                bound = await self._body(scope, receive, send, declared, verified)
+                if bound is None:  # refused, or the client left: answered, or nobody to
+                    return upstream.name
+                receive = bound.receive
+                if bound.digest is not None:
+                    digest = request_digest(method, target, bound.digest)
+                    request = dataclasses.replace(request, digest=digest)
+        decision = await self._decide(token, proof, request, verified)
         record_decision(scope, decision)
         if not decision.allowed:
             await self._deny(send, decision, close=has_body)
@@ -221,10 +232,62 @@ class GatewayApp:
         await self._forwarder.forward(out, receive, send)
         return upstream.name
 
-    async def _decide(self, token: str, proof: str | None, request: DecideInput) -> Decision:
+    def _verify(self, token: str, proof: str | None, request: DecideInput) -> Verified | None:
+        """The request's credentials checked before its body is read; None when the
+        decider failed (the decision then fails closed)."""
+        try:
+            return self._decider.verify(token, proof, request)
+        except Exception as err:  # a bug: the decision refuses it (never allows)
+            logger.error("the credentials could not be checked: %s", type(err).__name__)
+            return None
+
+    async def _body(
+        self, scope: Scope, receive: Receive, send: Send, declared: int | None, verified: Verified
+    ) -> BoundBody | None:
+        """The verified request's body, bound (:func:`bind_body`) within
+        ``[limits] body_timeout``; None when it was refused (400 past its length, 408
+        too slow: audited as ``gateway.refused``, with its task) or the client left.
+        Either way the proof is spent: it is never decided."""
+        holder = verified.holder
+        task_id = holder.claims.task_id if holder is not None else None
+        try:
+            bound = await bind_body(receive, declared, True, self.config.limits.body_timeout)
+        except InvalidInput as err:
+            await self._discard(verified)
+            await self._refuse(
+                scope, send, 400, err.reason, err.message, close=True, task_id=task_id
+            )
+            return None
+        except BodyTimedOut as err:
+            await self._discard(verified)
+            await self._refuse(
+                scope, send, 408, BODY_TIMEOUT, str(err), close=True, task_id=task_id
+            )
+            return None
+        if bound is None:  # the client left mid-upload: nobody is left to answer
+            await self._discard(verified)
+            logger.info(
+                "client left before its request body was complete: nothing decided or "
+                "forwarded (%s %s)",
+                scope.get("method", "-"),
+                safe_path(scope),
+            )
+        return bound
+
+    async def _discard(self, verified: Verified) -> None:
+        """Spend the proof of a verified request never decided (a write: off the loop)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._decider.discard, verified)
+        except Exception as err:  # the request is refused whatever happens here
+            logger.warning("a refused request's proof could not be spent: %s", type(err).__name__)
+
+    async def _decide(
+        self, token: str, proof: str | None, request: DecideInput, verified: Verified | None
+    ) -> Decision:
         started = time.perf_counter()
         try:
-            decision = await self._decider.decide_async(token, proof, request)
+            decision = await self._decider.decide_async(token, proof, request, checked=verified)
         except Exception as err:  # a bug or an unwrapped store error: refuse, never allow
             logger.error("the decision failed: %s", type(err).__name__)
             decision = Decision("", False, ("decision.error",), (), None, Refusal.UNAVAILABLE)

@@ -8,10 +8,15 @@ forwarder buffers anyway) is read before the decision, its SHA-256 computed and 
 same bytes replayed to the forwarder: the upstream gets exactly the bytes approved. A
 chunked or larger body is streamed as before and bound by nothing: a request a policy
 asks approval for is then denied ``approval.unbound`` (fail closed).
+
+The gateway reads it only once the request's token and proof are verified, and for at
+most ``[limits] body_timeout`` seconds (:data:`BODY_TIMEOUT`): a client that sends its
+body slower than that holds nothing longer (:class:`BodyTimedOut`; answered 408).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from zerolane.errors import InvalidInput
@@ -20,6 +25,12 @@ from zerolane.gateway.http.responses import Message, Receive
 from zerolane.tasks.approvals import body_digest
 
 EMPTY = body_digest(b"")
+#: the reason id of a body that did not arrive within its deadline
+BODY_TIMEOUT = "request.body_timeout"
+
+
+class BodyTimedOut(Exception):
+    """The body did not arrive whole within its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +41,38 @@ class BoundBody:
     receive: Receive
 
 
-async def bind_body(receive: Receive, declared: int | None, has_body: bool) -> BoundBody | None:
+async def bind_body(
+    receive: Receive, declared: int | None, has_body: bool, seconds: float
+) -> BoundBody | None:
     """Bind the request's body (see the module doc); None when the client left before
     its body was complete. Raises ``InvalidInput`` (``request.body_length``) for a body
-    longer than its ``Content-Length``."""
+    longer than its ``Content-Length``, :class:`BodyTimedOut` for one not read whole
+    within ``seconds``."""
     if not has_body:
         return BoundBody(EMPTY, receive)
     if declared is None or declared > SMALL_BODY:
         return BoundBody(None, receive)
+    try:
+        async with asyncio.timeout(seconds):
+            body = await _read(receive, declared)
+    except TimeoutError:
+        raise BodyTimedOut(f"the request's body took longer than {seconds:g} s") from None
+    if body is None:
+        return None
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return BoundBody(body_digest(body), replay)
+
+
+async def _read(receive: Receive, declared: int) -> bytes | None:
+    """The whole body, at most ``declared`` bytes; None when the client left."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -50,15 +85,4 @@ async def bind_body(receive: Receive, declared: int | None, has_body: bool) -> B
             raise InvalidInput("request.body_length", "the body is longer than its Content-Length")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return BoundBody(body_digest(body), replay)
+            return b"".join(chunks)

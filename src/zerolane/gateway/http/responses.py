@@ -18,6 +18,7 @@ MESSAGES = {
     400: "the request is malformed or ambiguous",
     401: "a valid task token and its proof (DPoP, or the client certificate) are required",
     403: "the request is not allowed for this task",
+    408: "the request's body did not arrive in time",
     413: "the request body is too large",
     502: "the upstream failed",
     503: "the decision could not be made or recorded; refused",
