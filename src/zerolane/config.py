@@ -36,6 +36,7 @@ from zerolane.settings.listener import (
     render_tls,
 )
 from zerolane.settings.oauth import LocalUserConfig, OAuthConfig
+from zerolane.settings.probe import ProbeSchedule
 from zerolane.settings.response import ResponseSettings
 from zerolane.settings.validate import (
     STRICT,
@@ -333,6 +334,8 @@ class Config:
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     #: risk scores and automatic responses to detections (``[response]``)
     response: ResponseSettings = field(default_factory=ResponseSettings)
+    #: control testing of this deployment by zerolane up (``[probe]``, off by default)
+    probe: ProbeSchedule = field(default_factory=ProbeSchedule)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

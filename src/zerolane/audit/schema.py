@@ -281,7 +281,13 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
                 "last_seen",  # dormant
                 "silent_days",
                 "days",
+                "scenario",  # probe: the scenario that failed, and the target
+                "target",
             ]
+        ),
+        # scheduled control testing (zerolane.cli.probe_schedule): one event per run
+        "probe.run": _fields(
+            ["target", "file", "counts", "failed", "inconclusive", "duration_ms", "error"]
         ),
         # automatic response (zerolane.detection.response): a rule fired, an alert posted
         "response": _fields(

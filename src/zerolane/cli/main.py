@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from zerolane import __version__
-from zerolane.cli import decide, home, serve, status
+from zerolane.cli import decide, home, probe, serve, status
 from zerolane.cli.common import JsonOption, exit_code, json_errors, print_json, report
 from zerolane.cli.extras import missing_extra
 from zerolane.errors import ZerolaneError
@@ -170,6 +170,7 @@ home.register(app)
 serve.register(app)
 status.register(app)
 decide.register(app)
+probe.register(app)
 
 
 @app.command("demo")

@@ -30,6 +30,7 @@ from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 if TYPE_CHECKING:
     import uvicorn
 
+    from zerolane.cli.probe_schedule import ScheduledProbe
     from zerolane.config import GatewayEntry, HttpLimits
     from zerolane.server.deployment import Deployment
 
@@ -170,19 +171,47 @@ def _serve(
     home: Path,
     announce: list[Announcement],
     notes: list[str],
+    started: Callable[[dict[str, str]], object] | None = None,
 ) -> None:
     """Bind, start, announce (each server on the port it got) and serve until ``stop``
-    (or until a server fails)."""
+    (or until a server fails); ``started`` is told where each server listens."""
     group.bind()
     if not group.start(stop):
         return  # stopped while starting
     write_own(home)
     write_listeners(home, group.listeners())
+    if started is not None:
+        started(group.listeners())
     for label, line in announce:
         typer.echo(line(group.port(label)), err=True)
     for note in notes:
         typer.echo(note, err=True)
     group.wait(stop)
+
+
+class _ProbeStarter:
+    """Starts the scheduled probe (``[probe] every``) once the control plane listens."""
+
+    def __init__(self, deployment: Deployment, label: str) -> None:
+        self._deployment = deployment
+        self._label = label
+        self._probe: ScheduledProbe | None = None
+
+    def start(self, listeners: dict[str, str]) -> None:
+        schedule = self._deployment.config.probe
+        if schedule.every is None:
+            return
+        from zerolane.cli.probe_schedule import ScheduledProbe
+
+        self._probe = ScheduledProbe(self._deployment, schedule, listeners[self._label])
+        self._probe.start()
+        typer.echo(
+            f"probing this deployment every {schedule.every} s with {self._probe.file}", err=True
+        )
+
+    def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.stop()
 
 
 def register(app: typer.Typer) -> None:
@@ -298,11 +327,13 @@ def register(app: typer.Typer) -> None:
         # retries failed grant revocations, revokes grants of ended or expired tasks
         sweeper = GrantSweeper(deployment.grants, deployment.config.grants.retry_interval)
         sweeper.start()
+        probes = _ProbeStarter(deployment, api)
         try:
-            _serve(group, stop, path, announce, notes)
+            _serve(group, stop, path, announce, notes, probes.start)
         except ZerolaneError as err:
             failure = type(err)(err.reason, f"{err.message}; nothing is serving")
         finally:
+            probes.stop()
             sweeper.stop()
             group.stop()
             remove_own(path)

@@ -1,0 +1,121 @@
+"""``zerolane probe`` end to end: a probe file, a running deployment, the exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.gateway.conftest import AUDIENCE, Stack
+from zerolane.cli.main import app
+from zerolane.cli.probe import chosen_scenarios, read_probe_file
+from zerolane.errors import InvalidInput
+from zerolane.probe.scenarios import CATALOG
+
+runner = CliRunner()
+
+
+def _probe(*args: str) -> Result:
+    return runner.invoke(app, ["probe", *args])
+
+
+def probe_file(folder: Path, stack: Stack, playbook: str, *, extra: str = "") -> Path:
+    path = folder / "probe.toml"
+    path.write_text(
+        f"""
+[credentials]
+kind = "zerolane"
+home = "{stack.home}"
+playbook = "{playbook}"
+audience = ["{AUDIENCE}"]
+control_plane = "{stack.control.url}"
+
+[target]
+allowed = "GET /finance/reports/q3"
+forbidden = "DELETE /finance/reports/q3"
+{extra}
+"""
+    )
+    return path
+
+
+def test_list_names_every_scenario() -> None:
+    result = _probe("--list", "--json")
+    assert result.exit_code == 0, result.output
+    assert [s["id"] for s in json.loads(result.output)] == [s.id for s in CATALOG]
+    table = _probe("--list")
+    assert table.exit_code == 0
+    assert "proof.replayed" in table.output
+
+
+def test_without_a_probe_file_the_error_says_what_to_give() -> None:
+    result = _probe("--target", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "error probe.credentials: give --credentials FILE" in result.output
+
+
+def test_a_bad_probe_file_is_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "probe.toml"
+    path.write_text('[credentials]\nkind = "static"\n[target]\nallowed = "GET x"\ncolour = 1\n')
+    result = _probe("--credentials", str(path), "--target", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "credentials.static: token: give token_file or token_env" in result.output
+    assert "target.allowed: a request is 'METHOD /path'" in result.output
+    assert "target.colour: unknown key" in result.output
+    path.write_text("[credentials\n")
+    assert _probe("--credentials", str(path)).exit_code == 2
+    with pytest.raises(InvalidInput, match=r"probe\.file"):
+        read_probe_file(tmp_path / "missing.toml")
+
+
+def test_only_takes_ids_and_families_and_refuses_unknown_ones() -> None:
+    assert [s.id for s in chosen_scenarios(["proof.replayed"])] == ["proof.replayed"]
+    family = [s.id for s in chosen_scenarios(["proof"])]
+    assert "proof.replayed" in family
+    assert all(i.startswith("proof.") for i in family)
+    with pytest.raises(InvalidInput, match=r"no scenario nope\.nothing"):
+        chosen_scenarios(["nope.nothing"])
+
+
+def test_the_probe_against_the_gateway_passes_and_exits_0(
+    stack: Stack, probe_playbook: str, tmp_path: Path
+) -> None:
+    path = probe_file(tmp_path, stack, probe_playbook)
+    result = _probe(
+        "--credentials", str(path), "--target", stack.public_url, "--only", "proof.replayed"
+    )
+    assert result.exit_code == 0, result.output
+    assert "proof.replayed" in result.output
+    assert "1 pass" in result.output
+
+
+def test_an_accepted_attack_exits_1(stack: Stack, probe_playbook: str, tmp_path: Path) -> None:
+    """The echo upstream behind the gateway checks nothing: probed directly, the replayed
+    proof goes through."""
+    path = probe_file(tmp_path, stack, probe_playbook)
+    result = _probe("--credentials", str(path), "--target", stack.upstream.url, "--only", "proof")
+    assert result.exit_code == 1, result.output
+    assert "fail" in result.output
+
+
+def test_a_static_token_makes_proof_scenarios_not_applicable(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROBE_TOKEN", "a-static-token")
+    path = tmp_path / "probe.toml"
+    path.write_text(
+        '[credentials]\nkind = "static"\ntoken_env = "PROBE_TOKEN"\n'
+        '[target]\nallowed = "GET /finance/reports/q3"\n'
+    )
+    result = _probe(
+        "--credentials", str(path), "--target", stack.public_url, "--only", "proof.replayed"
+    )
+    assert result.exit_code == 0, result.output
+    assert "not_applicable" in result.output
+    assert "a-static-token" not in result.output
+    monkeypatch.delenv("PROBE_TOKEN")
+    unset = _probe("--credentials", str(path), "--target", stack.public_url)
+    assert unset.exit_code == 2
+    assert "$PROBE_TOKEN is not set" in unset.output
