@@ -40,6 +40,11 @@ over 16 KiB 431.
 authentication: ``initialize``, ``notifications/initialized``, ``tools/list`` (the
 token's tools only) and ``tools/call`` of ``echo`` (scope ``read``) and ``delete_all``
 (scope ``delete``); a call outside the scope is a JSON-RPC error (-32003).
+
+Each :class:`Weakness` breaks one of these checks (its comment says which), so a
+scenario's test shows the attack refused by the sound target and accepted by the weak
+one. :meth:`WeakTarget.sign` signs claims with the issuer's key, for tests of scenarios
+that need ``ISSUER_KEY`` (an OAuth client never holds it).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import asyncio
 import base64
 import enum
 import hashlib
+import hmac
 import json
 import posixpath
 import secrets
@@ -60,11 +66,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
+import uvicorn
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, GuestProtocol, KeySet, OKPKey, import_key
 
-from zerolane.cli.background import BackgroundApp, free_port
+from zerolane.cli.background import free_port
 from zerolane.probe.profile import Call, McpProfile, TargetProfile
 
 CLIENT_ID = "probe-client"
@@ -113,6 +121,34 @@ class Weakness(enum.StrEnum):
     LISTS_EVERY_TOOL = "lists_every_tool"
     #: bearer tokens only: no proof is asked for, at the token endpoint or the resource
     BEARER_ONLY = "bearer_only"
+    #: a bound token works without its proof (as Bearer, or DPoP with no proof)
+    PROOF_OPTIONAL = "proof_optional"
+    #: the proof's key is not compared with the token's cnf.jkt
+    PROOF_ANY_KEY = "proof_any_key"
+    #: the proof's htm is not compared with the request's method
+    PROOF_ANY_METHOD = "proof_any_method"
+    #: the proof's htu is not compared with the request's URL
+    PROOF_ANY_URL = "proof_any_url"
+    #: the proof's iat is not held to the window (stale and future proofs work)
+    PROOF_ANY_TIME = "proof_any_time"
+    #: a token exchange grants whatever scope is asked, beyond the subject's
+    WIDER_DELEGATION = "wider_delegation"
+    #: exp and nbf are not checked
+    IGNORES_EXPIRY = "ignores_expiry"
+    #: a token carrying its own key in a jwk header is verified with that key
+    TRUSTS_JWK_HEADER = "trusts_jwk_header"
+    #: an HS256 token is verified with the issuer's public key (PEM) as the secret
+    HS256_PUBLIC_KEY = "hs256_public_key"
+    #: X-HTTP-Method-Override is honoured after deciding on the request's own method
+    METHOD_OVERRIDE = "method_override"
+    #: no limit on the request's body or head
+    NO_LIMITS = "no_limits"
+    #: tools/call calls any tool, whatever the token's scope
+    CALLS_EVERY_TOOL = "calls_every_tool"
+
+
+class _Nonce(Exception):
+    """The token request's proof lacks the server's nonce."""
 
 
 class _Refused(Exception):
@@ -172,12 +208,20 @@ def _b64url(data: bytes) -> str:
 class WeakTarget:
     """The target on a loopback port: sound, or with ``weakness`` switched on.
 
-    ``expires_in``: the lifetime of the tokens it issues (seconds).
+    ``expires_in``: the lifetime of the tokens it issues (seconds); ``dpop_nonce``: the
+    token endpoint asks for a server nonce in the proof (RFC 9449 section 8).
     """
 
-    def __init__(self, weakness: Weakness | None = None, *, expires_in: int = 300) -> None:
+    def __init__(
+        self,
+        weakness: Weakness | None = None,
+        *,
+        expires_in: int = 300,
+        dpop_nonce: bool = False,
+    ) -> None:
         self.weakness = weakness
         self.expires_in = expires_in
+        self.nonce = secrets.token_urlsafe(8) if dpop_nonce else None
         self.client_id = CLIENT_ID
         self.client_secret = secrets.token_urlsafe(24)
         self.port = free_port()
@@ -190,16 +234,29 @@ class WeakTarget:
         self._key = ECKey.generate_key("P-256", parameters={"kid": "weak-1", "use": "sig"})
         self._keys = KeySet([self._key])
         self.state = _State()
-        target = self
-
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            await target._app(scope, receive, send)  # a function: uvicorn's ASGI 3 test
-
-        self._server = BackgroundApp(app, port=self.port)
+        config = uvicorn.Config(
+            self._app,
+            host="127.0.0.1",
+            port=self.port,
+            interface="asgi3",
+            log_level="error",
+            proxy_headers=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> WeakTarget:
-        self._server.__enter__()
-        return self
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self._server.should_exit = True
+        raise RuntimeError(f"the weak target on {self.url} did not start")
 
     def __exit__(
         self,
@@ -207,7 +264,30 @@ class WeakTarget:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._server.__exit__(kind, error, trace)
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+
+    def sign(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> str:
+        """``claims`` signed with the issuer's key (for tests that need what the probe's
+        ``ISSUER_KEY`` gives: an expired or not-yet-valid token the issuer signed)."""
+        protected = {"alg": "ES256", "kid": self._key.kid, "typ": "at+jwt", **(header or {})}
+        return jwt.encode(protected, dict(claims), self._key, algorithms=["ES256"])
+
+    def claims(self, **extra: Any) -> dict[str, Any]:
+        """The claims of a token this issuer would issue now (scope read, 5 minutes)."""
+        now = int(time.time())
+        return {
+            "iss": self.issuer,
+            "sub": self.client_id,
+            "aud": self.audience,
+            "client_id": self.client_id,
+            "scope": PROBE_SCOPE,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": secrets.token_urlsafe(16),
+            **extra,
+        }
 
     def weak(self, weakness: Weakness) -> bool:
         return self.weakness is weakness
@@ -226,9 +306,6 @@ class WeakTarget:
     # the ASGI app
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":  # pragma: no cover  (no websockets here)
             return
         status, headers, body = await self._handle(scope, receive)
@@ -238,24 +315,15 @@ class WeakTarget:
         await send({"type": "http.response.start", "status": status, "headers": sent_headers})
         await send({"type": "http.response.body", "body": body})
 
-    @staticmethod
-    async def _lifespan(receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
     async def _handle(
         self, scope: Scope, receive: Receive
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEAD:
+        limited = not self.weak(Weakness.NO_LIMITS)
+        if limited and sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEAD:
             return _error(431, "headers_too_large", "the request head is over 16 KiB")
         try:
-            body = await _body(headers, receive)
+            body = await _body(headers, receive, MAX_BODY if limited else None)
         except _Refused as refused:
             return _error(refused.status, refused.error, refused.description)
         try:
@@ -277,11 +345,16 @@ class WeakTarget:
         if raw_path == "/jwks":
             return _json(200, {"keys": [self._key.as_dict(private=False)]})
         if raw_path == "/token" and method == "POST":
-            return _json(200, self._token(headers, body), cache=False)
+            try:
+                return _json(200, self._token(headers, body), cache=False)
+            except _Nonce:
+                status, sent, answer = _error(400, "use_dpop_nonce", "use the server's nonce")
+                return status, [*sent, (b"dpop-nonce", str(self.nonce).encode())], answer
         if raw_path == "/revoke" and method == "POST":
             self._revoke(headers, body)
             return 200, [], b""
-        if any(name in _OVERRIDES for name, _ in headers):
+        override = next((v.decode("latin-1") for n, v in headers if n in _OVERRIDES), None)
+        if override is not None and not self.weak(Weakness.METHOD_OVERRIDE):
             raise _Refused(400, "invalid_request", "method-override headers are not honoured")
         url = f"http://{_header(headers, b'host') or f'127.0.0.1:{self.port}'}{raw_path}"
         if raw_path == "/mcp":
@@ -294,7 +367,7 @@ class WeakTarget:
         claims = self._authenticate(headers, method, url)
         if needed not in _scope(claims):
             raise _Refused(403, "insufficient_scope", f"this request needs scope {needed}")
-        return self._serve(method, served, headers)
+        return self._serve((override or method).upper(), served, headers)
 
     # the authorization server
 
@@ -349,6 +422,8 @@ class WeakTarget:
             resource = form.get("resource", subject["aud"])
         else:
             raise _Refused(400, "unsupported_grant_type", "client_credentials or token exchange")
+        if self.weak(Weakness.WIDER_DELEGATION):
+            allowed = allowed | asked
         if not asked or not asked <= allowed:
             raise _Refused(400, "invalid_scope", "the scope asked for is not granted")
         jkt = self._token_proof(headers)
@@ -397,7 +472,13 @@ class WeakTarget:
         proofs = [value for name, value in headers if name == b"dpop"]
         if len(proofs) != 1:
             raise _Refused(400, "invalid_dpop_proof", "send one DPoP proof")
-        return self._proof(proofs[0].decode("latin-1"), "POST", self.token_url, None, None)
+        proof = proofs[0].decode("latin-1")
+        jkt = self._proof(proof, "POST", self.token_url, None, None)
+        if self.nonce is not None:
+            claims = json.loads(jws.extract_compact(proof.encode("ascii")).payload)
+            if claims.get("nonce") != self.nonce:
+                raise _Nonce
+        return jkt
 
     def _subject(self, token: str) -> dict[str, Any]:
         try:
@@ -434,11 +515,32 @@ class WeakTarget:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     decoded = jwt.decode(token, self._keys, algorithms=["none"])
+            elif header.get("alg") == "HS256" and self.weak(Weakness.HS256_PUBLIC_KEY):
+                return self._checked(self._hs256(token), check_claims)
+            elif "jwk" in header and self.weak(Weakness.TRUSTS_JWK_HEADER):
+                key = import_key(header["jwk"])
+                decoded = jwt.decode(token, key, algorithms=["ES256"])
             else:
                 decoded = jwt.decode(token, self._by_kid, algorithms=["ES256"])
         except (JoseError, ValueError, KeyError):
             raise _Refused(401, "invalid_token", "the token's signature is not valid") from None
-        claims = dict(decoded.claims)
+        return self._checked(dict(decoded.claims), check_claims)
+
+    def _hs256(self, token: str) -> dict[str, Any]:
+        """The classic confusion: HMAC keyed with the public key's PEM (stdlib hmac:
+        joserfc refuses an asymmetric public key as an oct key, rightly)."""
+        signing_input, _, signature = token.rpartition(".")
+        secret = self._key.as_pem(private=False)
+        expected = _b64url(hmac.new(secret, signing_input.encode("ascii"), "sha256").digest())
+        if not hmac.compare_digest(expected, signature):
+            raise _Refused(401, "invalid_token", "the token's signature is not valid")
+        payload = signing_input.partition(".")[2]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        if not isinstance(claims, dict):
+            raise _Refused(401, "invalid_token", "the token's claims are not an object")
+        return claims
+
+    def _checked(self, claims: dict[str, Any], check_claims: bool) -> dict[str, Any]:
         if not check_claims:
             return claims
         options: dict[str, Any] = {
@@ -449,8 +551,12 @@ class WeakTarget:
         }
         if not self.weak(Weakness.IGNORES_AUDIENCE):
             options["aud"] = {"essential": True, "value": self.audience}
+        checked = claims
+        if self.weak(Weakness.IGNORES_EXPIRY):
+            del options["exp"], options["nbf"]
+            checked = {k: v for k, v in claims.items() if k not in ("exp", "nbf")}
         try:
-            jwt.JWTClaimsRegistry(leeway=0, **options).validate(claims)
+            jwt.JWTClaimsRegistry(leeway=0, **options).validate(checked)
         except JoseError as error:
             raise _Refused(401, "invalid_token", f"the token is refused: {error.error}") from None
         return claims
@@ -473,10 +579,12 @@ class WeakTarget:
         if not self.weak(Weakness.KEEPS_REVOKED) and self.state.is_revoked(jti):
             raise _Refused(401, "invalid_token", "the token is revoked")
         cnf = claims.get("cnf")
+        proofs = [value for name, value in headers if name == b"dpop"]
+        if not proofs and self.weak(Weakness.PROOF_OPTIONAL):
+            return claims
         if isinstance(cnf, dict) and not self.weak(Weakness.BEARER_ONLY):
             if scheme.lower() != "dpop":
                 raise _Refused(401, "invalid_token", "a bound token is presented as DPoP")
-            proofs = [value for name, value in headers if name == b"dpop"]
             if len(proofs) != 1:
                 raise _Refused(401, "invalid_dpop_proof", "send one DPoP proof")
             self._proof(proofs[0].decode("latin-1"), method, url, token.strip(), cnf.get("jkt"))
@@ -501,14 +609,18 @@ class WeakTarget:
         except (JoseError, ValueError, UnicodeError, TypeError):
             raise _Refused(401, "invalid_dpop_proof", "the proof does not verify") from None
         thumbprint = key.thumbprint()
-        if jkt is not None and jkt != thumbprint:
+        if jkt is not None and jkt != thumbprint and not self.weak(Weakness.PROOF_ANY_KEY):
             raise _Refused(401, "invalid_dpop_proof", "the proof's key is not the token's")
-        if not isinstance(claims, dict) or claims.get("htm") != method:
+        if not isinstance(claims, dict):
+            raise _Refused(401, "invalid_dpop_proof", "the proof's claims are an object")
+        if claims.get("htm") != method and not self.weak(Weakness.PROOF_ANY_METHOD):
             raise _Refused(401, "invalid_dpop_proof", "the proof is for another method")
-        if _htu(claims.get("htu")) != _htu(url):
+        if _htu(claims.get("htu")) != _htu(url) and not self.weak(Weakness.PROOF_ANY_URL):
             raise _Refused(401, "invalid_dpop_proof", "the proof is for another URL")
         iat, now = claims.get("iat"), time.time()
-        if not isinstance(iat, int) or abs(now - iat) > PROOF_WINDOW:
+        if not isinstance(iat, int) or (
+            abs(now - iat) > PROOF_WINDOW and not self.weak(Weakness.PROOF_ANY_TIME)
+        ):
             raise _Refused(401, "invalid_dpop_proof", "the proof is too old or too new")
         if token is not None:
             ath = _b64url(hashlib.sha256(token.encode("ascii")).digest())
@@ -615,7 +727,7 @@ class WeakTarget:
             name = params.get("name")
             if name not in _TOOLS:
                 return _json(200, _rpc_error(ident, -32602, "unknown tool"))
-            if _TOOLS[name][0] not in granted:
+            if _TOOLS[name][0] not in granted and not self.weak(Weakness.CALLS_EVERY_TOOL):
                 return _json(200, _rpc_error(ident, -32003, "the tool is outside the scope"))
             arguments = params.get("arguments") or {}
             text = str(arguments.get("text", "")) if name == "echo" else "deleted every report"
@@ -626,9 +738,11 @@ class WeakTarget:
 # helpers
 
 
-async def _body(headers: Iterable[tuple[bytes, bytes]], receive: Receive) -> bytes:
+async def _body(
+    headers: Iterable[tuple[bytes, bytes]], receive: Receive, limit: int | None
+) -> bytes:
     declared = _header(list(headers), b"content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+    if declared is not None and limit is not None and int(declared) > limit:
         raise _Refused(413, "body_too_large", "the body is over 1 MiB")
     chunks: list[bytes] = []
     size = 0
@@ -636,7 +750,7 @@ async def _body(headers: Iterable[tuple[bytes, bytes]], receive: Receive) -> byt
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if limit is not None and size > limit:
             raise _Refused(413, "body_too_large", "the body is over 1 MiB")
         chunks.append(chunk)
         if not message.get("more_body"):
