@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tests.gateway.conftest import AUDIENCE, Stack
+from tests.probe.weak_target import Weakness, WeakTarget
 from zerolane.cli.main import app
 from zerolane.cli.probe import chosen_scenarios, read_probe_file
 from zerolane.errors import InvalidInput
@@ -119,3 +120,58 @@ def test_a_static_token_makes_proof_scenarios_not_applicable(
     unset = _probe("--credentials", str(path), "--target", stack.public_url)
     assert unset.exit_code == 2
     assert "$PROBE_TOKEN is not set" in unset.output
+
+
+def _oauth_file(folder: Path, target: WeakTarget, kind: str = "client_credentials") -> Path:
+    (folder / "secret").write_text(target.client_secret + "\n")
+    path = folder / "probe.toml"
+    path.write_text(
+        f"""
+[credentials]
+kind = "client_credentials"
+token_url = "{target.token_url}"
+client_id = "{target.client_id}"
+client_secret_file = "secret"
+scope = "read"
+resource = "{target.audience}"
+revocation_url = "{target.revoke_url}"
+jwks_url = "{target.jwks_url}"
+exchange = true
+
+[target]
+url = "{target.url}"
+allowed = "GET /data/reports/q3"
+forbidden = "DELETE /data/reports/q3"
+"""
+    )
+    return path
+
+
+def test_client_credentials_against_a_sound_target_pass(tmp_path: Path) -> None:
+    with WeakTarget() as target:
+        path = _oauth_file(tmp_path, target)
+        result = _probe("--credentials", str(path), "--only", "proof", "--only", "task", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    outcomes = {r["id"]: r["outcome"] for r in report["results"]}
+    assert outcomes["proof.replayed"] == "pass"
+    assert outcomes["task.reused_after_revocation"] == "pass"
+    assert target.client_secret not in result.output
+
+
+def test_client_credentials_against_a_replaying_target_fail(tmp_path: Path) -> None:
+    with WeakTarget(Weakness.REPLAYED_PROOFS) as target:
+        path = _oauth_file(tmp_path, target)
+        result = _probe("--credentials", str(path), "--only", "proof.replayed", "--json")
+    assert result.exit_code == 1, result.output
+    (only,) = json.loads(result.output)["results"]
+    assert only["outcome"] == "fail"
+
+
+def test_a_missing_client_secret_is_refused(tmp_path: Path) -> None:
+    with WeakTarget() as target:
+        path = _oauth_file(tmp_path, target)
+        (tmp_path / "secret").unlink()
+        result = _probe("--credentials", str(path))
+    assert result.exit_code == 2
+    assert "error probe.secret: cannot read client_secret" in result.output

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -171,7 +171,50 @@ def credential_source(
             if opened is not None:
                 opened.close()
         return
-    raise InvalidInput("probe.credentials", f"credentials of kind {given.kind!r}: not yet wired")
+    from zerolane.probe.oauth import ClientCredentials, ClientSecret, TokenExchange
+    from zerolane.settings.probe import ClientCredentialsFile
+
+    common: dict[str, Any] = {
+        "scope": given.scope,
+        "resource": given.resource,
+        "other_audience": given.other_resource,
+        "dpop": given.dpop,
+        "revocation_endpoint": given.revocation_url,
+        "jwks_uri": given.jwks_url,
+        "timeout": float(probe_file.timeout),
+    }
+    oauth: ClientCredentials | TokenExchange
+    try:
+        if isinstance(given, ClientCredentialsFile):
+            secret = _secret(
+                base, given.client_secret_file, given.client_secret_env, "client_secret"
+            )
+            client = ClientSecret(given.client_id, secret, given.client_auth)
+            oauth = ClientCredentials(
+                given.token_url, client=client, exchange=given.exchange, **common
+            )
+        else:
+            client = None
+            if given.client_id is not None:
+                secret = _secret(
+                    base, given.client_secret_file, given.client_secret_env, "client_secret"
+                )
+                client = ClientSecret(given.client_id, secret)
+            subject_file = base / given.subject_token_file if given.subject_token_file else None
+            oauth = TokenExchange(
+                given.token_url,
+                subject_token_file=subject_file,
+                subject_token_env=given.subject_token_env,
+                subject_token_type=given.subject_token_type,
+                client=client,
+                **common,
+            )
+    except ValueError as err:
+        raise InvalidInput("probe.credentials", str(err)) from None
+    try:
+        yield oauth
+    finally:
+        oauth.close()
 
 
 def chosen_scenarios(only: Sequence[str]) -> list[Scenario]:
@@ -368,13 +411,13 @@ def write_reports(
     else:
         _print_report(report)
     if sarif is not None:
-        from zerolane.probe.sarif import report_sarif
+        from zerolane.probe.sarif import to_sarif
 
-        _write(sarif, report_sarif(report))
+        _write(sarif, to_sarif(report))
     if html_report is not None:
-        from zerolane.probe.html import report_html
+        from zerolane.probe.html import render
 
-        _write(html_report, report_html(report))
+        _write(html_report, render(report))
 
 
 def _write(path: Path, content: object) -> None:

@@ -97,6 +97,10 @@ class ClientCredentialsFile:
     jwks_url: Url | None = None
     #: ask for DPoP-bound tokens (RFC 9449)
     dpop: Bool = True
+    #: the token endpoint also exchanges tokens (RFC 8693): the delegation scenarios
+    exchange: Bool = False
+    #: how the client authenticates (RFC 6749 2.3.1)
+    client_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
 
     @model_validator(mode="after")
     def _secret(self) -> Self:
