@@ -34,10 +34,15 @@ PROBE_PLAYBOOK: dict[str, Any] = {
 #: the allowed and forbidden requests of the stack's gateway
 ALLOWED = Call("GET", "/finance/reports/q3")
 FORBIDDEN = Call("DELETE", "/finance/reports/q3")
+#: a read the task may not make (restricted, above the playbook's data ceiling): what the
+#: path tricks aim at
+FORBIDDEN_PATH = Call("GET", "/finance/reports/payroll")
 
 
 def gateway_profile(stack: Stack) -> TargetProfile:  # noqa: F811
-    return TargetProfile(stack.public_url, ALLOWED, FORBIDDEN, echo=ALLOWED)
+    return TargetProfile(
+        stack.public_url, ALLOWED, FORBIDDEN, echo=ALLOWED, forbidden_path=FORBIDDEN_PATH
+    )
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,15 @@ class McpProfile:
 
 @dataclass(frozen=True)
 class TargetProfile:
-    """The target: its base URL, the allowed and forbidden requests, its MCP endpoint."""
+    """The target: its base URL, the allowed and forbidden requests, its MCP endpoint.
+
+    ``forbidden_path`` (optional): a request on another path the credential may not
+    make, for the path normalization scenarios (``path.*``) when ``forbidden`` differs
+    from ``allowed`` by its method only (``DELETE`` of the allowed ``GET``'s path: a
+    path trick has nothing to reach). Its method may be the allowed one's. Without it
+    the path scenarios aim at ``forbidden`` when its path differs from the allowed
+    one's, and are ``not_applicable`` otherwise.
+    """
 
     url: str
     allowed: Call
@@ -49,6 +57,7 @@ class TargetProfile:
     #: an allowed request whose upstream answers with the headers that reached it (like
     #: httpbin's ``/headers``): shows whether the agent's token is passed upstream
     echo: Call | None = None
+    forbidden_path: Call | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)

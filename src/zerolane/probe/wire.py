@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import httpx
 
@@ -18,11 +18,27 @@ EXCERPT_CHARS = 400
 BODY_KEPT = 64 * 1024
 #: request and response headers that carry credentials: masked whole
 _SECRET_HEADERS = frozenset(
-    {"authorization", "dpop", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
+    {
+        "authorization",
+        "dpop",
+        "cookie",
+        "set-cookie",
+        "proxy-authorization",
+        "x-api-key",
+        "mcp-session-id",
+    }
 )
-#: response headers worth keeping (the rest are left out of the evidence)
+#: response headers worth keeping (the rest are left out of the evidence); an MCP
+#: session id is masked once the MCP client remembers it (``mcp_wire``)
 _KEPT_RESPONSE_HEADERS = frozenset(
-    {"content-type", "content-length", "www-authenticate", "location", "dpop-nonce"}
+    {
+        "content-type",
+        "content-length",
+        "www-authenticate",
+        "location",
+        "dpop-nonce",
+        "mcp-session-id",
+    }
 )
 #: what looks like a JWS/JWT anywhere in a text
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
@@ -67,11 +83,15 @@ class Wire:
         url: str,
         *,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
+        body: bytes | Iterable[bytes] = b"",
         raw_path: str | None = None,
+        keep: int = BODY_KEPT,
     ) -> Exchange:
         """Send one request as given; ``raw_path`` (with its query) goes on the wire
-        byte for byte, dot segments, backslashes and encodings untouched."""
+        byte for byte, dot segments, backslashes and encodings untouched. A ``body``
+        given as chunks is streamed as they come (with the caller's ``Content-Length``
+        header, or chunked without one), never held whole; ``keep``: response bytes
+        kept for the scenario to read."""
         pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
         if not any(name.lower() == "user-agent" for name, _ in pairs):
             pairs.append(("User-Agent", _USER_AGENT))
@@ -79,9 +99,11 @@ class Wire:
         if raw_path is not None:
             target = target.copy_with(raw_path=raw_path.encode("ascii"))
         shown = url if raw_path is None else self._shown(url, raw_path)
+        sent = [len(body)] if isinstance(body, bytes) else [0]
+        content = body if isinstance(body, bytes) else _counted(body, sent)
         started = time.perf_counter()
         try:
-            request = self._client.build_request(method, target, headers=pairs, content=body)
+            request = self._client.build_request(method, target, headers=pairs, content=content)
             response = self._client.send(request)
         except httpx.HTTPError as error:
             return Exchange(
@@ -89,7 +111,7 @@ class Wire:
                 method,
                 self.mask(shown),
                 self._request_headers(pairs),
-                len(body),
+                sent[0],
                 None,
                 {},
                 "",
@@ -102,7 +124,7 @@ class Wire:
             method,
             self.mask(shown),
             self._request_headers(pairs),
-            len(body),
+            sent[0],
             response.status_code,
             {
                 k.lower(): self.mask(v)
@@ -111,7 +133,7 @@ class Wire:
             },
             self.mask(response.text[:EXCERPT_CHARS]) if response.content else "",
             elapsed,
-            body=response.content[:BODY_KEPT],
+            body=response.content[:keep],
         )
 
     @staticmethod
@@ -133,3 +155,10 @@ class Wire:
                 value = self.mask(value)
             shown[key] = value
         return shown
+
+
+def _counted(chunks: Iterable[bytes], sent: list[int]) -> Iterator[bytes]:
+    """``chunks`` as they are sent, their bytes counted in ``sent[0]``."""
+    for chunk in chunks:
+        sent[0] += len(chunk)
+        yield chunk

@@ -7,9 +7,14 @@ A scenario's id is stable: reports, ``--only`` and the framework mapping
 from __future__ import annotations
 
 from zerolane.probe.model import Scenario
-from zerolane.probe.scenarios import proof
+from zerolane.probe.scenarios import limits, mcp, paths, proof
 
-CATALOG: tuple[Scenario, ...] = (*proof.SCENARIOS,)
+CATALOG: tuple[Scenario, ...] = (
+    *proof.SCENARIOS,
+    *paths.SCENARIOS,
+    *limits.SCENARIOS,
+    *mcp.SCENARIOS,
+)
 
 
 def by_id() -> dict[str, Scenario]:

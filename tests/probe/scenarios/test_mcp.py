@@ -1,0 +1,250 @@
+"""MCP tools outside the task, against zerolane's MCP gateway (control plane, gateway,
+the sample server over stdio): the allowed tool is listed and called, the forbidden
+one neither listed nor called; and the MCP client's reading of answers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gateway.mcp.harness import SAMPLE, GatewayServer, calls
+from zerolane.audit.events import Actor
+from zerolane.cli.background import BackgroundServer, free_port
+from zerolane.cli.mcp_gateway import enforcement_of
+from zerolane.cli.probe_home import HomeSource
+from zerolane.gateway.mcp import parse_gateway_config
+from zerolane.probe.context import ProbeContext
+from zerolane.probe.credentials import StaticBearer
+from zerolane.probe.mcp_wire import McpClient, error_text, messages_of
+from zerolane.probe.model import Exchange, Outcome, Result
+from zerolane.probe.profile import Call, McpProfile, TargetProfile
+from zerolane.probe.runner import run
+from zerolane.probe.scenarios import mcp
+from zerolane.probe.wire import Wire
+from zerolane.server.deployment import Deployment, init_home
+from zerolane.tasks.playbooks import parse_playbook
+
+TD = "probe-mcp.example.org"
+ADMIN = Actor("admin", "probe-mcp-tests")
+PLAYBOOK: dict[str, Any] = {
+    "name": "probe-mcp",
+    "description": "Read and delete reports through the MCP gateway (tasks ask for less).",
+    "actions": ["mcp:tools/read_report", "mcp:tools/delete_report"],
+    "resources": ["mcp/tools/*"],
+    "destinations": [f"reports.{TD}"],
+    "data_ceiling": "confidential",
+    "max_ttl": "15m",
+    "max_calls": 50,
+    "openers": {"spiffe_ids": [f"spiffe://{TD}/zerolane/*"]},
+}
+#: what the probe's tasks ask for: reading only (delete_report is outside the task)
+DETAILS = [{"type": "zerolane_task", "actions": ["mcp:tools/read_report"]}]
+PROFILE = McpProfile(
+    "/mcp",
+    allowed_tool="read_report",
+    forbidden_tool="delete_report",
+    allowed_arguments={"name": "q3"},
+    forbidden_arguments={"name": "q3"},
+)
+
+
+@dataclass
+class McpStack:
+    deployment: Deployment
+    cp_url: str
+    audience: str
+    url: str  # the gateway's public URL
+    path: str  # its MCP endpoint's path
+    stdio_log: Path
+
+    def source(self, details: list[dict[str, Any]]) -> HomeSource:
+        """The probe's credentials: tasks of the probe's playbook asking for ``details``."""
+        return HomeSource(
+            self.deployment,
+            self.cp_url,
+            "probe-mcp",
+            audience=[self.audience],
+            authorization_details=details,
+        )
+
+    @contextmanager
+    def context(self, details: list[dict[str, Any]]) -> Iterator[ProbeContext]:
+        profile = TargetProfile(self.url, Call("POST", self.path), mcp=PROFILE)
+        context = ProbeContext(profile, self.source(details), Wire())
+        try:
+            yield context
+        finally:
+            context.close()
+            context.wire.close()
+
+
+@pytest.fixture(scope="module")
+def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
+    root = tmp_path_factory.mktemp("probe-mcp")
+    deployment, _ = init_home(root / "home", TD)
+    deployment.playbooks.apply(parse_playbook(PLAYBOOK, "probe-tests"), ADMIN)
+    stdio_log = root / "stdio.jsonl"
+    port = free_port()
+    try:
+        with BackgroundServer(deployment) as cp:
+            server = {
+                "name": "tools",
+                "command": sys.executable,
+                "args": [str(SAMPLE), "--log", str(stdio_log)],
+                "destination": f"reports.{TD}",
+            }
+            config = parse_gateway_config(
+                {
+                    "listen": {"host": "127.0.0.1", "port": port},
+                    "public_url": f"http://127.0.0.1:{port}",
+                    "authorization_servers": [cp.url],
+                    "servers": [server],
+                }
+            )
+            with GatewayServer(config, enforcement_of(deployment)):
+                yield McpStack(
+                    deployment, cp.url, config.audience, config.public_url, config.path, stdio_log
+                )
+    finally:
+        deployment.close()
+
+
+@pytest.fixture
+def mcp_context(mcp_stack: McpStack) -> Iterator[ProbeContext]:
+    with mcp_stack.context(DETAILS) as context:
+        yield context
+
+
+def results(context: ProbeContext) -> dict[str, Result]:
+    return {r.scenario: r for r in run(mcp.SCENARIOS, context).results}
+
+
+def test_the_mcp_gateway_refuses_and_hides_the_tool_outside_the_task(
+    mcp_context: ProbeContext, mcp_stack: McpStack
+) -> None:
+    before = len(calls(mcp_stack.stdio_log, "delete_report"))
+    found = results(mcp_context)
+    assert {k: r.outcome for k, r in found.items()} == {
+        "mcp.tool_outside_task": Outcome.PASS,
+        "mcp.tools_list_filtered": Outcome.PASS,
+    }
+    called = found["mcp.tool_outside_task"]
+    twin = next(e for e in called.evidence if e.role == "twin")
+    attack = next(e for e in called.evidence if e.role == "attack")
+    assert twin.status == 200
+    assert b"Q3 revenue" in twin.body
+    assert "JSON-RPC error -32003" in called.reason
+    assert attack.status == 200
+    # the forbidden tool never ran; the allowed one did
+    assert len(calls(mcp_stack.stdio_log, "delete_report")) == before
+    assert calls(mcp_stack.stdio_log, "read_report")
+    listed = found["mcp.tools_list_filtered"]
+    assert "shows 'read_report' and not 'delete_report'" in listed.reason
+    # the session id and the token are masked in the evidence
+    shown = repr([r.evidence for r in found.values()])
+    assert mcp_context.credential().token not in shown
+    init = next(
+        e for r in found.values() for e in r.evidence if "mcp-session-id" in e.response_headers
+    )
+    assert init.response_headers["mcp-session-id"].startswith("***")
+
+
+def test_a_task_that_holds_the_tool_fails_both(mcp_stack: McpStack) -> None:
+    """The same scenarios with a task that was given delete_report: the gateway lets it
+    list and call it, so the scenarios report it (the twin of the pass above)."""
+    both = ["mcp:tools/read_report", "mcp:tools/delete_report"]
+    with mcp_stack.context([{"type": "zerolane_task", "actions": both}]) as context:
+        found = results(context)
+    assert {k: r.outcome for k, r in found.items()} == {
+        "mcp.tool_outside_task": Outcome.FAIL,
+        "mcp.tools_list_filtered": Outcome.FAIL,
+    }
+
+
+def test_a_target_without_mcp_is_not_applicable() -> None:
+    context = ProbeContext(
+        TargetProfile("http://127.0.0.1:9", Call("GET", "/x")), StaticBearer("t"), Wire()
+    )
+    try:
+        found = results(context)
+    finally:
+        context.wire.close()
+    assert {r.outcome for r in found.values()} == {Outcome.NOT_APPLICABLE}
+
+
+def test_an_unreachable_mcp_endpoint_is_inconclusive() -> None:
+    profile = TargetProfile(f"http://127.0.0.1:{free_port()}", Call("GET", "/x"), mcp=PROFILE)
+    context = ProbeContext(profile, StaticBearer("t"), Wire(timeout=2))
+    try:
+        found = results(context)
+    finally:
+        context.wire.close()
+    assert {r.outcome for r in found.values()} == {Outcome.INCONCLUSIVE}
+    assert all("initialize was not answered" in r.reason for r in found.values())
+
+
+def exchange(body: bytes, kind: str, status: int = 200) -> Exchange:
+    return Exchange(
+        "attack", "POST", "u", {}, 0, status, {"content-type": kind}, "", 0.0, body=body
+    )
+
+
+def test_answers_are_read_as_json_or_as_an_sse_stream() -> None:
+    sse = b'event: message\r\ndata: {"jsonrpc":"2.0",\r\ndata: "id":1,"result":{}}\r\n\r\n'
+    assert messages_of(exchange(sse, "text/event-stream")) == [
+        {"jsonrpc": "2.0", "id": 1, "result": {}}
+    ]
+    assert messages_of(exchange(b'data: {"id":2}', "text/event-stream")) == [{"id": 2}]
+    assert messages_of(exchange(b'[{"id":1},{"id":2},3]', "application/json")) == [
+        {"id": 1},
+        {"id": 2},
+    ]
+    assert messages_of(exchange(b"not json", "application/json")) == []
+    assert messages_of(exchange(b"", "application/json")) == []
+    assert error_text({"error": {"code": -32003, "message": "denied"}}) == "-32003: denied"
+    assert error_text({"error": "x"}) == "(malformed)"
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "found"),
+    [
+        (403, None, "refused"),
+        (200, None, "unclear"),
+        (200, {"id": 1, "error": {"code": -32003, "message": "no"}}, "refused"),
+        (200, {"id": 1, "result": {"content": [{"type": "text", "text": "ok"}]}}, "accepted"),
+        (
+            200,
+            {"id": 1, "result": {"isError": True, "content": [{"text": "Access denied."}]}},
+            "refused",
+        ),
+        (
+            200,
+            {"id": 1, "result": {"isError": True, "content": [{"text": "no report named x"}]}},
+            "accepted",
+        ),
+        (200, {"id": 1, "result": "odd"}, "refused"),
+    ],
+)
+def test_a_tool_call_answer_is_judged(
+    status: int, answer: dict[str, Any] | None, found: str
+) -> None:
+    assert mcp.verdict(exchange(b"", "application/json", status), answer) == found
+
+
+def test_the_client_keeps_the_session_and_the_version(mcp_context: ProbeContext) -> None:
+    client = McpClient(mcp_context, mcp_context.credential(), PROFILE.path)
+    setup, failed = client.open()
+    assert failed is None
+    assert [e.status for e in setup] == [200, 202]
+    assert client.session is not None
+    assert client.version is not None
+    assert setup[1].request_headers["mcp-session-id"].startswith("***")
+    listing, names = client.tools("attack")
+    assert names == ["read_report"]
+    assert len(listing) == 1
