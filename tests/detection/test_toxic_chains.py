@@ -213,3 +213,20 @@ def test_a_full_memory_of_request_shapes_is_forgotten_and_matched_again(
     http(log, 1, "GET")
     http(log, 2, "POST", internal=False)
     assert [seqs(d) for d in run(detector(), log.records)] == [[1, 3]]
+
+
+def test_a_member_of_another_type_reads_as_absent_and_the_chain_still_fires() -> None:
+    log = Recorder()
+    http(log, 0, "GET", sensitivity="confidential")
+    log.add(  # a malformed tool member (a list): no tool, and the POST still counts
+        "decision",
+        20,
+        subject="tsk_1",
+        outcome=Outcome.SUCCESS,
+        details={"action": "http:POST", "method": "POST", "tool": ["x"],
+                 "destination_internal": False},
+    )  # fmt: skip
+    found = detector()
+    assert [d.detector for d in run(found, log.records)] == ["toxic_chains"]
+    http(log, 30, "POST", internal=False)  # the same shape again: read from the memo
+    assert run(found, log.records[-1:]) == []  # the chain starts again from its first step

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from zerolane.detection.seen import Detection, Evidence, Seen
 
@@ -41,9 +40,9 @@ class Detector(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One event counted in a window; ``tag`` is what the detector counts by."""
+class Hit(NamedTuple):
+    """One event counted in a window; ``tag`` is what the detector counts by. (A named
+    tuple: detectors make one per event they count, so it is cheap to build.)"""
 
     time: float
     seq: int

@@ -50,23 +50,32 @@ class LateralMovementDetector:
         self._profiles: Recent[Profile] = Recent(settings.max_profiles)
 
     def observe(self, event: Seen) -> list[Detection]:
-        if event.kind not in ("decision", "task.delegate", "task.opened"):
+        kind = event.kind
+        if kind == "decision":
+            pass  # the playbooks learn from the other two kinds only
+        elif kind in ("task.delegate", "task.opened"):
+            self._playbooks.observe(event)
+        else:
             return []
-        self._playbooks.observe(event)
-        reached = self._reached(event)
         workload = event.workload
-        if reached is None or workload is None:
+        if workload is None:
+            return []
+        reached = self._reached(event)
+        if reached is None:
             return []
         playbook = self._playbooks.of(event.task_id)
-        profiles = [self._profile(f"workload:{workload}", event.time)]
+        now = event.time
+        profiles = [self._profile(f"workload:{workload}", now)]
         if playbook:
-            profiles.append(self._profile(f"playbook:{playbook}", event.time))
-        new = all(reached not in p.items for p in profiles)
-        learned = all(self._learned(p, event.time) for p in profiles)
+            profiles.append(self._profile(f"playbook:{playbook}", now))
+        new = True
+        for profile in profiles:
+            new = new and reached not in profile.items
+        learned = new and all(self._learned(p, now) for p in profiles)
         known = len(profiles[0].items)
         for profile in profiles:
             self._remember(profile, reached)
-        if not (new and learned):
+        if not learned:  # what it reached was known, or the profiles still learn
             return []
         what, _, value = reached.partition(":")
         return [

@@ -37,7 +37,9 @@ def _text(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """The members of an audit event detectors read, parsed once per event."""
+    """The members of an audit event detectors read, parsed once per event (its JSON
+    decoded once, and what several detectors ask of it worked out once: every detector
+    of a runner is handed the same view)."""
 
     seq: int
     event_id: str
@@ -49,6 +51,13 @@ class Seen:
     actor_type: str
     actor_id: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: the workload that made the request, when it was authenticated
+    workload: str | None = None
+    #: the task of the event, when the log names one: its subject, else a refusal's
+    #: ``details.task_id`` (a request refused before its task was checked)
+    task_id: str | None = None
+    #: every reason id of the event: ``reason`` and a decision's ``details.reasons``
+    reasons: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, record: AuditRecord) -> Seen:
@@ -61,41 +70,39 @@ class Seen:
         actor = body.get("actor")
         actor = actor if isinstance(actor, dict) else {}
         details = body.get("details")
+        details = details if isinstance(details, dict) else {}
+        reason, subject = _text(body.get("reason")), _text(body.get("subject"))
+        actor_type, actor_id = _text(actor.get("type")), _text(actor.get("id"))
+        workload = (
+            actor_id
+            if actor_type == "workload" and actor_id and actor_id != "unauthenticated"
+            else None
+        )
+        if subject and subject != UNKNOWN:
+            task_id: str | None = subject
+        else:
+            named = details.get("task_id")
+            task_id = named if isinstance(named, str) and named else None
+        listed = details.get("reasons")
+        if isinstance(listed, list) and listed:
+            reasons = tuple(dict.fromkeys([reason, *(r for r in listed if isinstance(r, str))]))
+        else:
+            reasons = (reason,)
         return cls(
             seq=record.seq,
             event_id=record.event_id,
             time=_time(record.time),
             kind=record.kind,
             outcome=record.outcome,
-            reason=_text(body.get("reason")),
-            subject=_text(body.get("subject")),
-            actor_type=_text(actor.get("type")),
-            actor_id=_text(actor.get("id")),
-            details=details if isinstance(details, dict) else {},
+            reason=reason,
+            subject=subject,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            details=details,
+            workload=workload,
+            task_id=task_id,
+            reasons=reasons,
         )
-
-    @property
-    def workload(self) -> str | None:
-        """The workload that made the request, when it was authenticated."""
-        if self.actor_type == "workload" and self.actor_id and self.actor_id != "unauthenticated":
-            return self.actor_id
-        return None
-
-    @property
-    def task_id(self) -> str | None:
-        """The task of the event, when the log names one: its subject, else a refusal's
-        ``details.task_id`` (a request refused before its task was checked)."""
-        if self.subject and self.subject != UNKNOWN:
-            return self.subject
-        named = self.details.get("task_id")
-        return named if isinstance(named, str) and named else None
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Every reason id of the event: ``reason`` and a decision's ``details.reasons``."""
-        listed = self.details.get("reasons")
-        extra = [r for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
-        return tuple(dict.fromkeys([self.reason, *extra]))
 
 
 @dataclass(frozen=True, slots=True)

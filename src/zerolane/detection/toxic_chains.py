@@ -127,24 +127,41 @@ class ToxicChainsDetector:
         self._rules = [(rule.name, [Step(s) for s in rule.steps]) for rule in rules]
         self._tasks: Recent[dict[str, Progress]] = Recent(settings.max_tasks)
         self._latest = float("-inf")
-        #: the steps each shape of request matches, per chain (only those it matches)
-        self._memo: dict[Shape, list[tuple[str, list[Step], list[int]]]] = {}
+        #: the steps each shape of request matches, per chain (only those it matches),
+        #: by the raw members the shape is made of
+        self._memo: dict[tuple[object, ...], list[tuple[str, list[Step], list[int]]]] = {}
 
     def observe(self, event: Seen) -> list[Detection]:
         task = event.task_id
         details = event.details
         if event.kind != "decision" or not task or "action" not in details:
             return []
-        shape = Shape.of(event)
-        matched = self._memo.get(shape)
+        # the members a shape is made of, as they are: it is worked out once per new
+        # combination of them (equal members give equal shapes)
+        key = (
+            event.outcome,
+            details.get("action"),
+            details.get("method"),
+            details.get("tool"),
+            details.get("upstream_tool"),
+            details.get("sensitivity"),
+            details.get("destination_internal") is True,
+        )
+        try:
+            matched, remember = self._memo.get(key), True
+        except TypeError:  # an unhashable member (a list...): not remembered
+            matched, remember = None, False
         if matched is None:  # a new shape of request: match it once
-            if len(self._memo) >= MEMO:
-                self._memo.clear()
-            matched = self._memo[shape] = [
+            shape = Shape.of(event)
+            matched = [
                 (name, steps, [i for i, step in enumerate(steps) if step.matches(shape)])
                 for name, steps in self._rules
                 if any(step.matches(shape) for step in steps)
             ]
+            if remember:
+                if len(self._memo) >= MEMO:
+                    self._memo.clear()
+                self._memo[key] = matched
         if not matched:
             return []
         self._latest = max(self._latest, event.time)

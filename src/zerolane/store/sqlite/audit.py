@@ -25,6 +25,13 @@ _HEAD = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
 _INSERT = AUDIT_EVENTS.insert()
 
 
+def records(rows: list[sqlite3.Row]) -> list[AuditRecord]:
+    """The records of rows of :data:`READ_EVENTS`, built by position (the detectors
+    read the log in bulk): its columns are the record's fields in order
+    (:attr:`~zerolane.store.sqlite.tables.Table.columns`), none converted."""
+    return [AuditRecord(*row) for row in rows]
+
+
 def append_op(events: list[dict[str, object]], seal: Sealer) -> WriteOp[list[AuditRecord]]:
     """The write that seals ``events`` onto the chain's head and inserts them."""
 

@@ -47,7 +47,7 @@ from zerolane.store.records import (
 )
 from zerolane.store.sqlite import tasks
 from zerolane.store.sqlite.approvals import SqliteApprovals
-from zerolane.store.sqlite.audit import LAST_EVENT, READ_EVENTS, append_op
+from zerolane.store.sqlite.audit import LAST_EVENT, READ_EVENTS, append_op, records
 from zerolane.store.sqlite.change_writes import change_key, change_op
 from zerolane.store.sqlite.connection import ReadPool, connect
 from zerolane.store.sqlite.detector_cursors import SqliteDetectorCursors
@@ -297,7 +297,7 @@ class SqliteStores(SqliteLeases, SqliteEnforcementPoints, SqliteDetectorCursors,
         future.add_done_callback(done)
 
     def read_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        return [AUDIT_EVENTS.from_row(r) for r in self._read(READ_EVENTS, a=after_seq, n=limit)]
+        return records(self._read(READ_EVENTS, a=after_seq, n=limit))
 
     def last_event(self) -> AuditRecord | None:
         rows = self._read(LAST_EVENT)
