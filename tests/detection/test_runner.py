@@ -226,3 +226,102 @@ def test_a_detector_added_later_reads_the_whole_log_and_the_others_go_on() -> No
     assert both.catch_up() == 4  # from the start for the new ones, and their detection
     assert len(detections(store)) == 1
     assert set(both.lag().values()) == {0}
+
+
+def stored(store: DetectionStore) -> dict[str, int]:
+    return {c.detector: c.seq for c in store.list_cursors()}
+
+
+def test_a_busy_log_is_written_once_caught_up_not_per_batch(store: DetectionStore) -> None:
+    audit = AuditLog(store, Clock())
+    for _ in range(4):
+        allowed(audit)
+    stream = runner(store, audit, batch_size=2, commit_seconds=3600)
+    assert stream.step() == 2
+    assert stream.step() == 2
+    assert stored(store) == {}  # read, not written yet: nothing was found
+    assert stream.lag()["replay"] == 0  # the lag is where it has read to
+    assert stream.step() == 0  # the log is quiet: what was read is written
+    assert set(stored(store).values()) == {4}
+
+
+def test_a_backlog_holds_its_detections_until_its_write_and_loses_none(
+    store: DetectionStore,
+) -> None:
+    audit = AuditLog(store, Clock())
+    first, second = replayed(audit), replayed(audit)
+    allowed(audit)
+    stream = runner(store, audit, batch_size=1, commit_seconds=3600)
+    assert [stream.step() for _ in range(3)] == [1, 1, 1]  # each batch full: a backlog
+    assert detections(store) == []  # found, held with the cursors not yet written
+    assert stream.recorded == 0
+    assert stream.step() == 0  # caught up: one write, the cursors and the detection
+    (found,) = detections(store)
+    assert [e["seq"] for e in found["details"]["evidence"]] == [first, second]
+    assert set(stored(store).values()) == {3}
+    assert stream.catch_up() == 1  # its own detection, read past
+    assert len(detections(store)) == 1
+
+
+def test_a_runner_stopped_before_its_write_finds_the_same_again_once(tmp_path: Path) -> None:
+    path = tmp_path / "z.db"
+    store = SqliteStores(path)
+    audit = AuditLog(store, Clock())
+    replayed(audit)
+    replayed(audit)
+    crashed = runner(store, audit, batch_size=1, commit_seconds=3600)
+    assert crashed.step() + crashed.step() == 2  # found, never written: a crash now
+    store.close()
+    store = SqliteStores(path)
+    audit = AuditLog(store, Clock())
+    assert detections(store) == []
+    assert runner(store, audit).catch_up() == 3
+    assert len(detections(store)) == 1
+    assert runner(store, audit).catch_up() == 0
+    assert len(detections(store)) == 1
+    store.close()
+
+
+def test_a_long_backlog_is_written_every_max_uncommitted_events() -> None:
+    store = MemoryStores()
+    audit = AuditLog(store, Clock())
+    for _ in range(5):
+        allowed(audit)
+    stream = runner(store, audit, batch_size=2, commit_seconds=3600, max_uncommitted=4)
+    assert stream.step() == 2
+    assert stored(store) == {}
+    assert stream.step() == 2  # four read: written though the backlog goes on
+    assert set(stored(store).values()) == {4}
+
+
+def test_a_flush_writes_what_was_read_and_a_second_is_harmless() -> None:
+    store = MemoryStores()
+    audit = AuditLog(store, Clock())
+    stream = runner(store, audit, commit_seconds=3600)
+    stream.flush()  # nothing read yet: nothing to write
+    assert stored(store) == {}
+    replayed(audit)
+    replayed(audit)
+    allowed(audit)
+    assert stream.step() == 3  # the detection is written at once: caught up
+    assert len(detections(store)) == 1
+    allowed(audit)
+    assert stream.step() == 2  # its detection and one event: kept
+    assert set(stored(store).values()) == {3}
+    stream.flush()
+    assert set(stored(store).values()) == {5}
+    stream.flush()
+    assert set(stored(store).values()) == {5}
+
+
+def test_stopping_the_thread_writes_what_it_read() -> None:
+    store = MemoryStores()
+    audit = AuditLog(store, Clock())
+    allowed(audit)
+    stream = runner(store, audit, poll_interval=60, commit_seconds=3600)
+    stream.start()
+    try:
+        wait_for(lambda: stream.lag()["replay"] == 0)
+    finally:
+        stream.stop()
+    assert set(stored(store).values()) == {1}

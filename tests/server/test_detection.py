@@ -38,8 +38,11 @@ def test_the_served_api_runs_the_detectors_and_shows_their_lag(api: Api) -> None
     assert "zerolane_response_fired_total 0.0" in text  # the responder's, beside them
     assert "zerolane_response_alerts_failed_total 0.0" in text
     assert "zerolane_response_alerts_queued 0.0" in text
-    cursor = api.deployment.stores.get_cursor("replay")
-    assert cursor is not None  # it read the home's first events and stored its cursor
+    # it read the home's first events and stores its cursor once the log is quiet (the
+    # next poll reads nothing)
+    while (cursor := api.deployment.stores.get_cursor("replay")) is None:
+        assert time.monotonic() < deadline, "the cursor was never stored"
+        time.sleep(0.05)
     assert cursor.seq >= 1
 
 
