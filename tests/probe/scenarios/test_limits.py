@@ -7,7 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from tests.probe.scenarios.lax_server import ALLOWED, TOKEN, Lax, lax_server
+from tests.probe.scenarios.weak import ALL, FAILS, weak_context
+from tests.probe.weak_target import Weakness
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
 from zerolane.probe.model import Outcome, Result
@@ -79,3 +83,13 @@ def test_the_body_is_streamed_in_chunks() -> None:
     chunks = list(limits.zeros(limits.CHUNK * 2 + 5))
     assert [len(c) for c in chunks] == [limits.CHUNK, limits.CHUNK, 5]
     assert list(limits.zeros(0)) == []
+
+
+@pytest.mark.parametrize("weakness", ALL, ids=str)
+def test_against_the_weak_target_only_no_limits_fails(weakness: Weakness | None) -> None:
+    with weak_context(weakness) as context:
+        found = results(context)
+    failed = {k for k, r in found.items() if r.outcome is Outcome.FAIL}
+    assert failed == FAILS.get(weakness, frozenset()) & found.keys()
+    if weakness is None:
+        assert {r.outcome for r in found.values()} == {Outcome.PASS}

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from tests.gateway.mcp.harness import SAMPLE, GatewayServer, calls
+from tests.probe.scenarios.weak import ALL, FAILS, weak_context
+from tests.probe.weak_target import Weakness
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer, free_port
 from zerolane.cli.mcp_gateway import enforcement_of
@@ -248,3 +250,17 @@ def test_the_client_keeps_the_session_and_the_version(mcp_context: ProbeContext)
     listing, names = client.tools("attack")
     assert names == ["read_report"]
     assert len(listing) == 1
+
+
+@pytest.mark.parametrize("weakness", ALL, ids=str)
+def test_against_the_weak_target_only_the_matching_weakness_fails(
+    weakness: Weakness | None,
+) -> None:
+    """Every tool listed: tools_list_filtered fails (and the call outside the scope is
+    still refused); every tool called: tool_outside_task fails; nothing else here."""
+    with weak_context(weakness) as context:
+        found = results(context)
+    failed = {k for k, r in found.items() if r.outcome is Outcome.FAIL}
+    assert failed == FAILS.get(weakness, frozenset()) & found.keys()
+    if weakness is None:
+        assert {r.outcome for r in found.values()} == {Outcome.PASS}

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import pytest
 
 from tests.probe.scenarios.lax_server import ALLOWED, FORBIDDEN, TOKEN, Lax, lax_server, normalized
+from tests.probe.scenarios.weak import ALL, FAILS, weak_context
+from tests.probe.weak_target import Weakness
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
 from zerolane.probe.model import Outcome, Result
@@ -189,3 +191,18 @@ def test_answers_agree_on_what_two_plain_answers_share(
     first: object, second: object, other: object, agree: bool
 ) -> None:
     assert paths.agrees(first, second, other) is agree
+
+
+@pytest.mark.parametrize("weakness", ALL, ids=str)
+def test_against_the_weak_target_only_the_matching_weakness_fails(
+    weakness: Weakness | None,
+) -> None:
+    """The path tricks fail against the target that normalizes after deciding, the
+    override against the one honouring it; against every other weakness (and the sound
+    target) nothing here fails."""
+    with weak_context(weakness) as context:
+        found = results(context)
+    failed = {k for k, r in found.items() if r.outcome is Outcome.FAIL}
+    assert failed == FAILS.get(weakness, frozenset()) & found.keys()
+    if weakness is None:
+        assert {r.outcome for r in found.values()} == {Outcome.PASS}
