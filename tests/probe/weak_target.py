@@ -273,6 +273,10 @@ class WeakTarget:
         protected = {"alg": "ES256", "kid": self._key.kid, "typ": "at+jwt", **(header or {})}
         return jwt.encode(protected, dict(claims), self._key, algorithms=["ES256"])
 
+    def jwks(self) -> list[dict[str, Any]]:
+        """The issuer's public keys (what ``/jwks`` serves)."""
+        return [dict(self._key.as_dict(private=False))]
+
     def claims(self, **extra: Any) -> dict[str, Any]:
         """The claims of a token this issuer would issue now (scope read, 5 minutes)."""
         now = int(time.time())
@@ -343,7 +347,7 @@ class WeakTarget:
         if raw_path == "/.well-known/oauth-authorization-server":
             return _json(200, self._metadata())
         if raw_path == "/jwks":
-            return _json(200, {"keys": [self._key.as_dict(private=False)]})
+            return _json(200, {"keys": self.jwks()})
         if raw_path == "/token" and method == "POST":
             try:
                 return _json(200, self._token(headers, body), cache=False)
