@@ -47,8 +47,10 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105  (a URN)
 #: the scope a wider delegation asks for besides its parent's (no parent holds it)
 WIDER_SCOPE = "zerolane-probe-wider"
-#: tokens living at most this long (seconds) are short-lived enough to watch expire
-SHORT_LIVED_WITHIN = 60
+#: tokens living at most this long (seconds) are short-lived enough to watch expire: the
+#: expiry scenario waits at most 10 s, for the token's exp and 5 s of leeway besides
+#: (``zerolane.probe.scenarios.tokens``: ``MAX_WAIT``, ``EXPIRY_LEEWAY``)
+SHORT_LIVED_WITHIN = 4
 #: characters of an issuer's error description kept in a refusal
 _REASON_CHARS = 200
 #: bytes of an issuer's answer read at most (metadata, JWKS, token responses)
