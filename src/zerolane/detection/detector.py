@@ -39,6 +39,10 @@ class Detector(Protocol):
         ``TypeError`` or ``KeyError`` when ``state`` is not one of its own."""
         ...
 
+    # optional: ``def state_text(self) -> str``, :meth:`state` as JSON text, for a
+    # detector with a large state that can encode again only what changed (the runner
+    # calls it, when present, at each write instead of encoding :meth:`state`)
+
 
 class Hit(NamedTuple):
     """One event counted in a window; ``tag`` is what the detector counts by. (A named

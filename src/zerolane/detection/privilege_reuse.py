@@ -24,6 +24,7 @@ forgotten first), each with at most ``max_sources`` source values.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -99,6 +100,8 @@ class PrivilegeReuseDetector:
     def __init__(self, settings: PrivilegeReuseSettings) -> None:
         self._settings = settings
         self._credentials: Recent[Credential] = Recent(settings.max_credentials)
+        #: per credential unchanged since the last :meth:`state_text`, its JSON member
+        self._texts: dict[str, str] = {}
         self._sources = tuple(settings.sources.items())
 
     def observe(self, event: Seen) -> list[Detection]:
@@ -129,6 +132,7 @@ class PrivilegeReuseDetector:
         self, key: str, event: Seen, task: str | None, *, rate: bool = False
     ) -> list[Detection]:
         hit = Hit.of(event)
+        self._texts.pop(key, None)  # it changes
         credential = self._credentials.touch(key)
         if credential is None:
             credential = Credential(first=hit, task=task)
@@ -241,7 +245,22 @@ class PrivilegeReuseDetector:
     def state(self) -> dict[str, Any]:
         return {"credentials": {k: c.as_json() for k, c in self._credentials.items()}}
 
+    def state_text(self) -> str:
+        """:meth:`state` as JSON text, encoding again only the credentials used since
+        the last call (the runner writes it about once a second; it holds up to
+        ``max_credentials`` credentials, most of them unchanged)."""
+        texts: dict[str, str] = {}
+        for key, credential in self._credentials.items():
+            text = self._texts.get(key)
+            if text is None:
+                encoded = json.dumps(credential.as_json(), separators=(",", ":"))
+                text = f"{json.dumps(key)}:{encoded}"
+            texts[key] = text
+        self._texts = texts  # the forgotten ones left out
+        return '{"credentials":{' + ",".join(texts.values()) + "}}"
+
     def restore(self, state: Mapping[str, Any]) -> None:
+        self._texts = {}
         self._credentials = Recent(self._settings.max_credentials)
         for key, value in state.get("credentials", {}).items():
             self._credentials.put(str(key), Credential.of_json(value))

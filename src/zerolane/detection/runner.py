@@ -68,6 +68,15 @@ def detection_event(audit: AuditLog, found: Detection) -> dict[str, object]:
     ).unsealed()
 
 
+def _state_text(detector: Detector) -> str:
+    """The detector's state as JSON text (its own ``state_text()`` when it has one:
+    see :class:`~zerolane.detection.detector.Detector`)."""
+    text = getattr(detector, "state_text", None)
+    if callable(text):
+        return str(text())
+    return json.dumps(detector.state(), separators=(",", ":"))
+
+
 class DetectionRunner:
     """Runs ``detectors`` over the log of ``store`` (see the module doc)."""
 
@@ -174,7 +183,7 @@ class DetectionRunner:
                 d.name,
                 self._stored[d.name],
                 seqs[d.name],
-                json.dumps(d.state(), separators=(",", ":")),
+                _state_text(d),
                 now,
             )
             for d in self._detectors
