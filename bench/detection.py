@@ -6,7 +6,10 @@ Rows:
   events/s            every detector (``[detection]`` defaults) and the responder
                       catching up on ``--events`` recorded events: a mix of allowed
                       requests, denials on distinct resources (probing), replays and
-                      delegations over 1000 tasks
+                      delegations over 1000 tasks; wall clock and CPU time of the
+                      process (the box is shared: CPU time is the steadier one)
+  live tasks          the same with the events spread over 10 .. 100,000 tasks (at least
+                      one event each), and the size of the detectors' stored state
   decision on / off   wall microseconds per ``Decider.decide`` (sync, one task), with the
                       detection thread running (poll 0.01 s) and without, same process
   trigger -> denied   from recording a replay of a task (the event a gateway would write)
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -55,9 +59,18 @@ def _event(kind: str, task: str, reason: str, details: dict[str, Any]) -> dict[s
     ).unsealed()
 
 
-def events_per_second(count: int) -> tuple[float, float, int]:
-    """Events per second through every detector and the responder, through the
-    detectors alone; detections found."""
+class Rates:
+    """What :func:`events_per_second` measured."""
+
+    def __init__(self, wall: float, cpu: float, detectors: float, found: int, state: int):
+        self.wall, self.cpu, self.detectors, self.found, self.state = (
+            wall, cpu, detectors, found, state
+        )  # fmt: skip
+
+
+def events_per_second(count: int, tasks: int = 1000) -> Rates:
+    """Events per second through every detector and the responder (wall clock and CPU
+    time), through the detectors alone (wall); detections found; bytes of state stored."""
     from zerolane.audit.chain import seal
     from zerolane.audit.log import AuditLog
     from zerolane.detection.detectors import build_detectors
@@ -72,12 +85,13 @@ def events_per_second(count: int) -> tuple[float, float, int]:
         def suspend(self, *_: object) -> None: ...
         def revoke(self, *_: object) -> None: ...
         def disable(self, *_: object) -> None: ...
+        def require_approval(self, *_: object) -> None: ...
 
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStores(Path(tmp) / "z.db")
         batch: list[dict[str, Any]] = []
         for i in range(count):
-            task = f"tsk_{i % 1000}"
+            task = f"tsk_{i % tasks}"
             kind, reason = "decision", "ok"
             details: dict[str, Any] = {"decision": "allow", "action": "read",
                                        "resource": f"reports/{i % 7}", "method": "GET",
@@ -103,15 +117,16 @@ def events_per_second(count: int) -> tuple[float, float, int]:
         responder = Responder(
             store, audit, ResponseSettings(), NoActions(), clock, poster=lambda *_: None
         )
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         runner.catch_up()
         detectors = time.perf_counter() - start
         while responder.step():
             pass
-        spent = time.perf_counter() - start
+        spent, cpu = time.perf_counter() - start, time.process_time() - cpu
         found = runner.recorded
+        state = sum(len(c.state) for c in store.list_cursors())
         store.close()
-    return count / spent, count / detectors, found
+    return Rates(count / spent, count / cpu, count / detectors, found, state)
 
 
 def decisions_and_triggers(requests: int, triggers: int) -> dict[str, Any]:
@@ -238,9 +253,17 @@ def main() -> None:
     parser.add_argument("--triggers", type=int, default=30)
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
-    rate, detectors, found = events_per_second(args.events)
-    print(f"events/s through all detectors + responder: {rate:,.0f}, detectors alone "
-          f"{detectors:,.0f} ({found} detections)")  # fmt: skip
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    rates = events_per_second(args.events)
+    print(f"events/s through all detectors + responder: {rates.wall:,.0f} wall, "
+          f"{rates.cpu:,.0f} per CPU second; detectors alone {rates.detectors:,.0f} wall "
+          f"({rates.found} detections)")  # fmt: skip
+    print("live tasks | events | events/s wall | per CPU s | detections | state stored KB")
+    for tasks in (10, 1000, 100_000):
+        count = max(args.events, tasks)
+        r = events_per_second(count, tasks)
+        print(f"{tasks:>10,} | {count:>6,} | {r.wall:>13,.0f} | {r.cpu:>9,.0f} | "
+              f"{r.found:>10} | {r.state / 1024:>15,.0f}")  # fmt: skip
     timed = decisions_and_triggers(args.requests, args.triggers)
     ratio = timed["on"] / timed["off"]
     print(f"decision wall us: detectors on {timed['on']:.0f}, off {timed['off']:.0f}, "
