@@ -467,3 +467,15 @@ def test_an_unrecorded_refusal_is_logged_as_audit_write(task: Task) -> None:
         assert check(client, nginx_headers(task, "GET", "/admin")).status_code == 503
     (line,) = lines.fields()
     assert (line["status"], line["decision"], line["reason"]) == (503, "deny", "audit.write")
+
+
+@pytest.mark.parametrize("header", ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"])
+def test_a_method_override_header_is_refused(nginx: TestClient, task: Task, header: str) -> None:
+    """The proxy would forward it upstream, which may take the decided GET as a DELETE
+    (a 400, answered 403 to nginx, which relays nothing else)."""
+    overridden = {**nginx_headers(task, "GET", "/reports/q3"), header: "DELETE"}
+    refused = check(nginx, overridden)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "request.method_override"
+    twin = check(nginx, nginx_headers(task, "GET", "/reports/q3"))
+    assert twin.status_code == 200, twin.text

@@ -68,6 +68,7 @@ from zerolane.gateway.forward_auth_config import PRINTABLE as _NAME
 from zerolane.gateway.forward_auth_config import ForwardAuthConfig
 from zerolane.gateway.forward_auth_config import safe_segment as _safe_segment
 from zerolane.gateway.inproc import RequestDecider, decide_on_loop
+from zerolane.gateway.normalize import METHOD_OVERRIDES
 from zerolane.paths import check_path
 from zerolane.tasks.decisions import DecideInput, Decision
 from zerolane.tokens.rfc9449 import DpopError, normalize_htu
@@ -80,6 +81,8 @@ _MESSAGES = {
     "forward_auth.headers": "the proxy did not name the original request as configured",
     "forward_auth.host": "the proxy named another origin than public_url",
     "route.unmapped": "no route maps the original request",
+    "request.method_override": "the request names another method in a method-override "
+    "header (X-HTTP-Method-Override and the like): decided methods are never overridden",
 }
 
 
@@ -186,6 +189,10 @@ class ForwardAuth:
             url = self.config.origin + path
             if not _METHOD.fullmatch(method):
                 raise _Refused("forward_auth.headers")
+            if any(name in METHOD_OVERRIDES for name, _ in request.headers.raw):
+                # the proxy forwards the request's headers upstream, where this one may
+                # turn the decided method into another: refused, as the gateway drops it
+                raise _Refused("request.method_override", 400)
             # the proxy's header, only from a trusted proxy (mtls.cert_malformed: refused)
             client_cert = self._certs.from_scope(request.scope)
             token, proof = credentials_of(request.headers.raw, client_cert=client_cert)

@@ -39,12 +39,11 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+#: client-sent headers that ask a server behind us to take the request as another method
+METHOD_OVERRIDES = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
 #: client-sent headers that could make a server behind us see another request
-SPOOFABLE = frozenset(
+SPOOFABLE = METHOD_OVERRIDES | frozenset(
     {
-        b"x-http-method-override",
-        b"x-http-method",
-        b"x-method-override",
         b"x-original-url",
         b"x-original-uri",
         b"x-original-method",

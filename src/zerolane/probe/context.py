@@ -38,12 +38,18 @@ class ProbeContext:
     # credentials
 
     def credential(self) -> Credential:
-        """The run's shared credential (issued on first use): for scenarios that leave
-        it usable. A scenario that ends, delegates or spends a credential takes
-        :meth:`fresh` instead."""
+        """The scenario's credential (issued on first use): a new one for every
+        scenario (:meth:`next_scenario`), so what one attack did to its task (spent its
+        calls, raised its risk, got it suspended by continuous verification) never
+        decides the next scenario's twin. A scenario that needs several takes
+        :meth:`fresh` as well."""
         if self._primary is None:
             self._primary = self.fresh()
         return self._primary
+
+    def next_scenario(self) -> None:
+        """The next scenario starts: its :meth:`credential` will be a new one."""
+        self._primary = None
 
     def fresh(self, *, ttl: int | None = None, audience: str | None = None) -> Credential:
         """A new credential of its own (a new task)."""

@@ -46,6 +46,7 @@ def judge(
 def run_one(scenario: Scenario, context: ProbeContext) -> Result:
     """Run one scenario; a missing need is ``not_applicable``, an error
     ``inconclusive``."""
+    context.next_scenario()
     try:
         missing = scenario.needs - context.meets()
     except IssuerRefused as refused:

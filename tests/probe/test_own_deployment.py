@@ -1,0 +1,80 @@
+"""The whole catalog against zerolane's own enforcement points: every scenario that
+applies passes (issue 14: the probe against zerolane's own running deployment).
+
+The HTTP gateway and nginx with ``zerolane forward-auth`` here; the MCP gateway in
+``tests/probe/scenarios/test_mcp.py``. The control plane is attacked by the scenarios
+that end and delegate tasks (``/v1/tasks/{id}/complete``, ``/v1/token``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.gateway.task_home import ADMIN, PLAYBOOK, TD
+from tests.gateway.test_forward_auth_nginx import NGINX
+from tests.gateway.test_forward_auth_nginx import Stack as NginxStack
+from tests.gateway.test_forward_auth_nginx import stack as nginx_stack  # noqa: F401
+from zerolane.cli.probe_home import HomeSource
+from zerolane.probe.context import ProbeContext
+from zerolane.probe.model import Need, Outcome
+from zerolane.probe.profile import Call, TargetProfile
+from zerolane.probe.report import Report
+from zerolane.probe.runner import run
+from zerolane.probe.scenarios import CATALOG
+from zerolane.probe.wire import Wire
+from zerolane.tasks.playbooks import parse_playbook
+
+
+def unexpected(report: Report) -> dict[str, str]:
+    """Each scenario that did not end as it should against a sound zerolane: ``pass``,
+    or ``not_applicable`` for the MCP ones where there is no MCP endpoint."""
+    wrong = {}
+    for scenario, result in zip(report.scenarios, report.results, strict=True):
+        expected = Outcome.NOT_APPLICABLE if Need.MCP in scenario.needs else Outcome.PASS
+        if result.outcome is not expected:
+            wrong[scenario.id] = f"{result.outcome.value}: {result.reason}"
+    return wrong
+
+
+def test_every_scenario_passes_against_the_http_gateway(gateway_context: ProbeContext) -> None:
+    assert unexpected(run(CATALOG, gateway_context)) == {}
+
+
+@pytest.fixture
+def nginx_context(nginx_stack: NginxStack) -> Iterator[ProbeContext]:  # noqa: F811
+    deployment = nginx_stack.cp.deployment
+    playbook = {
+        **PLAYBOOK,
+        "name": "probe",
+        "openers": {"spiffe_ids": [f"spiffe://{TD}/zerolane/*"]},
+        "delegable": True,
+        "max_depth": 1,
+    }
+    deployment.playbooks.apply(parse_playbook(playbook, "probe-tests"), ADMIN)
+    source = HomeSource(deployment, nginx_stack.cp.url, "probe", audience=[nginx_stack.url])
+    profile = TargetProfile(
+        nginx_stack.url,
+        Call("GET", "/reports/q3"),
+        Call("DELETE", "/reports/q3"),
+        echo=Call("GET", "/reports/q3"),
+        forbidden_path=Call("GET", "/admin/users"),
+    )
+    context = ProbeContext(profile, source, Wire())
+    yield context
+    context.close()
+    context.wire.close()
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_every_scenario_passes_against_nginx_with_forward_auth(
+    nginx_context: ProbeContext,
+) -> None:
+    """Everything holds but the audience: this forward-auth names no ``audience``, so it
+    takes any task token of its trust domain (each names the issuer among its
+    audiences), one meant for another enforcement point included. The probe says so;
+    docs/forward-auth.md tells to set ``audience``."""
+    wrong = unexpected(run(CATALOG, nginx_context))
+    assert set(wrong) == {"token.wrong_audience"}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+    assert wrong["token.wrong_audience"].startswith("fail: the attack was accepted")
