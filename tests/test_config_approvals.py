@@ -23,8 +23,27 @@ def test_the_defaults_and_a_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "approvals",
-    [{"ttl": 59}, {"ttl": 86401}, {"max_pending": 0}, {"max_pending": 1001}, {"other": 1}],
+    [
+        {"ttl": 59},
+        {"ttl": 86401},
+        {"max_pending": 0},
+        {"max_pending": 1001},
+        {"retention": 3599},
+        {"retention": 365 * 86400 + 1},
+        {"retention": "7d"},
+        {"holds_refresh": 0.01},
+        {"holds_refresh": 61},
+        {"other": 1},
+    ],
 )
 def test_out_of_bounds_is_refused(approvals: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
         parse_config({**BASE, "approvals": approvals})
+
+
+def test_retention_and_holds_refresh_parse_and_reach_the_deployment_settings() -> None:
+    defaults = parse_config(BASE).approvals
+    assert (defaults.retention, defaults.holds_refresh) == (7 * 86400, 1.0)
+    config = parse_config({**BASE, "approvals": {"retention": 3600, "holds_refresh": 0.5}})
+    assert (config.approvals.retention, config.approvals.holds_refresh) == (3600, 0.5)
+    assert parse_config(tomllib.loads(render_config(config))).approvals == config.approvals

@@ -202,6 +202,12 @@ class ApprovalsConfig:
     ttl: Annotated[Int, within("config.approvals", 60, 86400, " seconds")] = 900
     #: approvals one task may have pending at once (more: ``approval.too_many``)
     max_pending: Annotated[Int, within("config.approvals", 1, 1000)] = 16
+    #: seconds an approval is kept after it expired (then deleted; its history stays in
+    #: the audit log): one hour to a year, a week by default
+    retention: Annotated[Int, within("config.approvals", 3600, 365 * 86400, " seconds")] = 7 * 86400
+    #: seconds between two reads of the task holds by a decider in another process than
+    #: the responder that placed them, or the admin who cleared them
+    holds_refresh: Annotated[Float, within("config.approvals", 0.05, 60, " seconds")] = 1.0
 
 
 def _role_names(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -76,6 +76,10 @@ class DecideInput:
     #: is bound to; None: this enforcement point binds none, and a request a policy
     #: asks approval for is denied ``approval.unbound``
     digest: str | None = None
+    #: what an approver is shown of the request (:mod:`zerolane.tasks.approval_preview`:
+    #: its method, path, masked query and body excerpt; a tool call's masked arguments),
+    #: built only when an approval is asked for; None: the method and path of ``url``
+    preview: Callable[[], Mapping[str, object]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

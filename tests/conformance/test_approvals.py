@@ -1,6 +1,7 @@
 """Approvals on every backend (see ``conftest.BACKENDS``): asked once per request (the
 same request reuses its pending or denied approval), bounded per task, decided and used
-compare-and-set, each change in the write that appends its events."""
+compare-and-set, pruned by expiry, each change in the write that appends its events;
+task holds placed once and cleared."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import pytest
 from tests.conformance.test_recorded_writes import event, failing_seal, kinds
 from zerolane.audit.chain import seal
 from zerolane.errors import Conflict, Unavailable
-from zerolane.store.changes import DecideApproval, RequestApproval, UseApproval
+from zerolane.store.changes import (
+    ClearHold,
+    DecideApproval,
+    PlaceHold,
+    PruneApprovals,
+    RequestApproval,
+    UseApproval,
+)
 from zerolane.store.ports import Stores
-from zerolane.store.records import ApprovalRecord, ApprovalStatus
+from zerolane.store.records import ApprovalRecord, ApprovalStatus, TaskHold
 
 APPROVED, DENIED = ApprovalStatus.APPROVED, ApprovalStatus.DENIED
 
@@ -172,3 +180,59 @@ def test_a_change_whose_events_fail_is_undone(stores: Stores) -> None:
     stored = stores.get_approval("a1")
     assert stored is not None
     assert stored.status is ApprovalStatus.PENDING
+
+
+def prune(stores: Stores, before: float, limit: int = 100) -> int:
+    change = PruneApprovals(before, limit)
+    return stores.write_recorded(change, lambda n: [event("approval.pruned")] if n else [], seal)
+
+
+def test_a_preview_is_stored_and_read_back(stores: Stores) -> None:
+    shown = dataclasses.replace(asked(), preview='{"method":"POST","path":"/pay"}')
+    request(stores, shown)
+    stored = stores.get_approval("a1")
+    assert stored is not None
+    assert stored.preview == '{"method":"POST","path":"/pay"}'
+
+
+def test_approvals_expired_before_the_cutoff_are_pruned_and_no_other(stores: Stores) -> None:
+    request(stores, asked("old", at=10.0))  # expires at 110
+    request(stores, asked("used", digest="d2", at=10.0))
+    decide(stores, "used", APPROVED)
+    use(stores, "used")
+    request(stores, asked("new", digest="d3", at=50.0))  # expires at 150
+    assert prune(stores, before=110.0) == 0  # expiring at the cutoff: kept
+    assert prune(stores, before=120.0, limit=1) == 1  # at most limit at once
+    assert prune(stores, before=120.0) == 1
+    assert [a.approval_id for a in stores.list_approvals()] == ["new"]
+    assert kinds(stores).count("approval.pruned") == 2
+    assert prune(stores, before=120.0) == 0  # nothing left: no event
+    assert kinds(stores).count("approval.pruned") == 2
+
+
+def hold(task: str = "t1", at: float = 5.0) -> TaskHold:
+    return TaskHold(task, "hold-probers", "scope_probing", "evt1", at)
+
+
+def test_a_hold_is_placed_once_listed_and_cleared(stores: Stores) -> None:
+    def place(held: TaskHold) -> TaskHold | None:
+        return stores.write_recorded(
+            PlaceHold(held), lambda r: [event("task.held")] if r else [], seal
+        )
+
+    def clear(task: str) -> TaskHold | None:
+        return stores.write_recorded(
+            ClearHold(task), lambda r: [event("task.released")] if r else [], seal
+        )
+
+    assert stores.get_hold("t1") is None
+    assert place(hold()) == hold()
+    assert place(hold(at=9.0)) is None  # held already: nothing written
+    assert place(hold("t0", at=7.0)) is not None
+    assert stores.get_hold("t1") == hold()
+    assert [h.task_id for h in stores.list_holds()] == ["t1", "t0"]  # oldest first
+    assert len(stores.list_holds(limit=1)) == 1
+    assert clear("t1") == hold()
+    assert clear("t1") is None
+    assert [h.task_id for h in stores.list_holds()] == ["t0"]
+    assert kinds(stores) == ["task.held", "task.held", "task.released"]

@@ -53,6 +53,7 @@ class FakeActions:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
         self.suspended: set[str] = set()
+        self.held: set[str] = set()
 
     def suspend(self, task_id: str, actor: Actor, reason: str) -> object:
         if task_id in self.suspended:
@@ -70,6 +71,15 @@ class FakeActions:
     def disable(self, workload: str, actor: Actor) -> object:
         self.calls.append(("disable", workload, actor.id))
         return None
+
+    def require_approval(
+        self, task_id: str, actor: Actor, rule: str, detector: str, detection: str
+    ) -> object:
+        if task_id in self.held:
+            return None  # held already
+        self.held.add(task_id)
+        self.calls.append(("require_approval", task_id, actor.id))
+        return task_id
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -152,6 +162,7 @@ SUSPEND_PROBERS = ResponseRule(
         ("suspend", ("suspend", "tsk_1", "response:r")),
         ("revoke", ("revoke", "tsk_1", "response:r")),
         ("disable", ("disable", AGENT, "response:r")),
+        ("require_approval", ("require_approval", "tsk_1", "response:r")),
     ],
 )
 def test_each_action_is_fired_by_a_detection(
@@ -534,3 +545,31 @@ def test_a_full_alert_queue_fails_its_oldest_alert_at_once(
     (dropped,) = events(store, "alert.failed")
     assert dropped["details"]["last_error"] == "queue full"
     assert react.fired == 3  # the rule fired three times; the drop is no firing
+
+
+def test_require_approval_holds_a_task_once_and_needs_its_own_risk(
+    store: ResponseStore,
+) -> None:
+    """A second detection finds the task held already; a detection about no task holds
+    nothing; a rule on risk reads the task's own score, not its workload's."""
+    audit, actions = AuditLog(store, Clock()), FakeActions()
+    hold = ResponseRule(name="hold", detectors=("scope_probing",), actions=("require_approval",))
+    react = responder(store, audit, hold, actions=actions)
+    detected(audit)
+    detected(audit)
+    detected(audit, task=None)
+    react.step()
+    assert [e["details"]["actions"] for e in events(store, "response")] == [
+        {"require_approval": "done"},
+        {"require_approval": "already"},
+        {"require_approval": "skipped"},
+    ]
+    risky = ResponseRule(name="risky", min_risk=60, actions=("require_approval",))
+    others = FakeActions()
+    react = responder(store, AuditLog(store, Clock()), risky, actions=others)
+    detected(audit, task="tsk_2")  # tsk_2 30, the workload higher: not tsk_2's own
+    react.step()
+    assert others.calls == []
+    detected(audit, task="tsk_2")  # tsk_2 60 of its own
+    react.step()
+    assert others.calls == [("require_approval", "tsk_2", "response:risky")]

@@ -9,6 +9,7 @@ bytes, needs a new approval; a streamed (chunked) upload cannot be bound and is 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -169,4 +170,31 @@ def test_an_approval_binds_the_query_too(plane: Plane) -> None:
     allowed = task.request("POST", approved_url, content=BODY)  # the twin: exactly it
     assert allowed.status_code == 200, allowed.text
     assert plane.upstream.count() == reached + 1
+    task.complete()
+
+
+def test_the_approver_sees_the_request_masked(plane: Plane) -> None:
+    """The approval keeps what the request was (method, path, query, body size and a
+    JSON excerpt) with secrets masked, and the admin API shows it."""
+    task = plane.agent.open_task(playbook="tool-user", intent="E2E", audience=[AUDIENCE])
+    body = b'{"invoice": 18, "password": "hunter2"}'
+    with pytest.raises(ApprovalRequired) as required:
+        task.request(
+            "POST",
+            f"{plane.gateway_url}/finance/upload?api_key=sekrit&amount=5",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+    url = f"{plane.control.url}/v1/admin/approvals/{required.value.approval_id}"
+    headers = {"Authorization": f"Bearer {plane.admin_token}"}
+    shown = httpx.get(url, headers=headers, timeout=10).json()["preview"]
+    assert (shown["method"], shown["path"]) == ("POST", "/finance/upload")
+    query = dict(shown["query"])
+    assert query["amount"] == "5"
+    assert query["api_key"].startswith("***")
+    assert shown["body"]["size"] == len(body)
+    assert shown["body"]["type"] == "application/json"
+    assert '"invoice":18' in shown["body"]["excerpt"]
+    assert "hunter2" not in json.dumps(shown)
+    assert "sekrit" not in json.dumps(shown)
     task.complete()

@@ -151,7 +151,7 @@ def test_an_approver_cannot_approve_their_own_tasks_request(asking: World, agent
     token = asking.open(agent, on_behalf_of="bob@example.org").token
     asked = write(asking, agent, token).approval_id
     assert asked is not None
-    for self_approver in (AGENT, "bob@example.org"):
+    for self_approver in (AGENT, "bob@example.org", " Bob@Example.ORG", AGENT.upper()):
         with pytest.raises(Forbidden) as refused:
             approve(asking, asked, self_approver)
         assert refused.value.reason == "approval.self"

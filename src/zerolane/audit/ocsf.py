@@ -526,6 +526,10 @@ RULES: Mapping[str, Rule] = {
         )
         for step in ("granted", "denied", "used")
     },
+    "approval.pruned": Rule(ENTITY_MANAGEMENT, 4, "Delete", _entity("approvals")),
+    # a task held for human approval by a response rule, and released by an admin
+    "task.held": Rule(ENTITY_MANAGEMENT, 3, "Update", _TASK_ENTITY),
+    "task.released": Rule(ENTITY_MANAGEMENT, 3, "Update", _TASK_ENTITY),
     "alert.delivered": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("alert", uid="alert_id")),
     "alert.failed": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("alert", uid="alert_id")),
 }

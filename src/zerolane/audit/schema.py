@@ -241,6 +241,12 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             )
             for step in ("requested", "granted", "denied", "used")
         },
+        "approval.pruned": _fields(["count", "expired_before", "retention"]),
+        # a response rule's require_approval (zerolane.tasks.holds), and its release
+        **{
+            f"task.{step}": _fields(["rule", "detector", "detection", "held_at"])
+            for step in ("held", "released")
+        },
         # downstream credentials
         "grant.issue": _fields(
             [*_LEASE, "error"],

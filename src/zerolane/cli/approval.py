@@ -1,14 +1,17 @@
 """``zerolane approval``: list, show, approve and deny the human approvals policies ask
-for (a ``forbid`` annotated ``@approval("required")``, docs/approvals.md).
+for (a ``forbid`` annotated ``@approval("required")``, docs/approvals.md), or that a
+response rule's ``require_approval`` asks for (``holds``, ``release``).
 
-``list`` and ``show`` read the home's stores alone; ``approve`` and ``deny`` go through
-the deployment's approvals (audited ``approval.granted`` / ``approval.denied``, actor
-``admin:cli``, the approver named by ``--as``).
+``list``, ``show`` and ``holds`` read the home's stores alone; ``approve``, ``deny`` and
+``release`` go through the deployment (audited ``approval.granted`` /
+``approval.denied`` / ``task.released``, actor ``admin:cli``, the approver named by
+``--as``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any
 
 import typer
@@ -29,7 +32,8 @@ from zerolane.cli.common import (
     shortened,
 )
 from zerolane.errors import InvalidInput, NotFound
-from zerolane.store.records import ApprovalRecord, ApprovalStatus
+from zerolane.store.records import ApprovalRecord, ApprovalStatus, TaskHold
+from zerolane.tasks.approval_preview import shown_preview
 from zerolane.types import SystemClock
 
 app = typer.Typer(
@@ -79,7 +83,25 @@ def approval_view(record: ApprovalRecord, now: float) -> dict[str, Any]:
         "approver": record.approver,
         "reason": record.reason,
         "used_at": record.used_at,
+        "preview": shown_preview(record.preview),
     }
+
+
+def preview_line(preview: dict[str, Any] | None) -> str:
+    """An approval's preview on one line: ``POST /bank/pay`` (and the body's size),
+    ``tool send_email``, ``function pay``; ``-`` when it has none."""
+    if not preview:
+        return "-"
+    for kind in ("tool", "function"):
+        if kind in preview:
+            return f"{kind} {preview[kind]}"
+    line = f"{preview.get('method', '?')} {preview.get('path', '?')}"
+    if preview.get("query"):
+        line += "?…"
+    body = preview.get("body")
+    if isinstance(body, dict) and body.get("size"):
+        line += f" ({body['size']} B)"
+    return line
 
 
 def _status(text: str | None) -> ApprovalStatus | None:
@@ -117,7 +139,9 @@ def list_approvals(
     if as_json:
         print_json(views)
         return
-    table = Table("approval", "status", "task", "action", "resource", "destination", "expires")
+    table = Table(
+        "approval", "status", "task", "action", "resource", "destination", "request", "expires"
+    )
     for v in views:
         table.add_row(
             *cells(
@@ -127,6 +151,7 @@ def list_approvals(
                 v["action"],
                 shortened(v["resource"], wide),
                 v["destination"],
+                shortened(preview_line(v["preview"]), wide),
                 _when(v["expires_at"]),
             )
         )
@@ -136,7 +161,9 @@ def list_approvals(
 @app.command("show")
 def show(approval_id: ApprovalIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show one approval: the exact request it is bound to (task, action, resource,
-    destination, SHA-256 of the arguments, policy version) and who decided it."""
+    destination, SHA-256 of the arguments, policy version), what that request was
+    (masked: method, path, query, body excerpt; a tool call's arguments) and who
+    decided it."""
     with opened_stores(home) as stores:
         record = stores.get_approval(approval_id)
         if record is None:
@@ -153,6 +180,8 @@ def _print(view: dict[str, Any]) -> None:
         shown = ", ".join(value) if isinstance(value, list) else value
         if name.endswith("_at"):
             shown = _when(value)
+        if name == "preview":
+            shown = "-" if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
         console.print(
             f"{name:>15}  {printable(str('-' if shown is None else shown))}", markup=False
         )
@@ -200,6 +229,61 @@ def _decided(verb: str, view: dict[str, Any], as_json: bool) -> None:
     console.print(
         f"{verb} {printable(view['approval_id'])}: {printable(view['action'])} "
         f"{printable(view['resource'])} of task {printable(view['task_id'])}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def hold_view(hold: TaskHold) -> dict[str, Any]:
+    return {
+        "task_id": hold.task_id,
+        "rule": hold.rule,
+        "detector": hold.detector,
+        "detection": hold.detection,
+        "created_at": hold.created_at,
+    }
+
+
+@app.command("holds")
+def holds(home: HomeOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
+    """List the tasks a response rule holds (require_approval): each of their requests
+    needs a human approval until released."""
+    with opened_stores(home) as stores:
+        views = [hold_view(h) for h in stores.list_holds()]
+    if as_json:
+        print_json(views)
+        return
+    table = Table("task", "rule", "detector", "detection", "since")
+    for v in views:
+        table.add_row(
+            *cells(
+                shortened(v["task_id"], wide),
+                v["rule"],
+                v["detector"],
+                shortened(v["detection"], wide),
+                _when(v["created_at"]),
+            )
+        )
+    print_table(table, empty="no tasks held", wide=wide)
+
+
+@app.command("release")
+def release(
+    task_id: Annotated[str, typer.Argument(help="The held task's id", show_default=False)],
+    reason: ReasonOption = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Release a task a response rule held (task.released): its requests are decided by
+    the policies alone again. Refused: hold.unknown (it is not held)."""
+    with opened(home) as deployment:
+        cleared = deployment.holds.clear(task_id, actor=CLI_ADMIN, reason=reason or "released")
+    view = hold_view(cleared)
+    if as_json:
+        print_json(view)
+        return
+    console.print(
+        f"Released task {printable(view['task_id'])} (held by rule {printable(view['rule'])})",
         markup=False,
         highlight=False,
     )

@@ -4,9 +4,10 @@ number from a stored cursor (``response``, beside the detectors'), scored
 
 A step reads the events after the cursor, and for each detection, in order: adds its
 weight to its task's and workload's risk, then takes the actions of every rule it
-matches (``suspend`` the task and its subtree, ``revoke`` it and its descendants,
-``disable`` the workload, each through the lifecycle with the actor
-``system/response:<rule>``, each audited there; ``alert`` queues a signed webhook
+matches (``require_approval`` holds the task: each of its requests then needs a human
+approval until an admin releases it; ``suspend`` the task and its subtree, ``revoke``
+it and its descendants, ``disable`` the workload, each through the lifecycle with the
+actor ``system/response:<rule>``, each audited there; ``alert`` queues a signed webhook
 post). Then one write (:class:`~zerolane.store.changes.AdvanceCursors`) moves the
 cursor past them, with the scores and the queued alerts as its state and a
 ``response`` event per rule fired. A restart resumes after the cursor: nothing is
@@ -70,6 +71,16 @@ class Actions(Protocol):
     def revoke(self, task_id: str, actor: Actor, reason: str) -> object: ...
 
     def disable(self, workload: str, actor: Actor) -> object: ...
+
+    def require_approval(
+        self, task_id: str, actor: Actor, rule: str, detector: str, detection: str
+    ) -> object:
+        """Hold the task (:mod:`zerolane.tasks.holds`); None when it is held already."""
+        ...
+
+
+class _Already(Exception):
+    """The action was taken before (the task is held already)."""
 
 
 def rule_actor(rule: ResponseRule) -> Actor:
@@ -267,6 +278,19 @@ class Responder:
                 return "skipped"
             name = workload
             run = lambda: self._actions.disable(name, actor)  # noqa: E731
+        elif action == "require_approval":
+            if task_id is None:
+                return "skipped"
+            held, detector = task_id, str(seen.details.get("detector", ""))
+
+            def run() -> object:
+                placed = self._actions.require_approval(
+                    held, actor, rule.name, detector, seen.event_id
+                )
+                if placed is None:
+                    raise _Already()
+                return placed
+
         else:
             if task_id is None:
                 return "skipped"
@@ -275,6 +299,8 @@ class Responder:
             run = lambda: act(task, actor, reason)  # noqa: E731
         try:
             run()
+        except _Already:
+            return "already"
         except ZerolaneError as err:
             if err.reason in ("task.already_suspended", "task.ended", "workload.disabled"):
                 return "already"
@@ -419,11 +445,12 @@ def _bodiless(alerts: Any) -> list[dict[str, Any]]:
 
 def _risk_of(rule: ResponseRule, risk: dict[str, int]) -> int:
     """The risk a rule's ``min_risk`` is read against: the workload's for a rule that
-    disables the workload, the task's for one that suspends or revokes the task (a
-    workload's score, raised by its other tasks or by a thief's refused proofs, never
-    ends a task that did nothing itself), the higher of both for one that only alerts."""
+    disables the workload, the task's for one that suspends, revokes or holds the task
+    (a workload's score, raised by its other tasks or by a thief's refused proofs, never
+    ends nor holds a task that did nothing itself), the higher of both for one that only
+    alerts."""
     if "disable" in rule.actions:
         return risk["workload"]
-    if "suspend" in rule.actions or "revoke" in rule.actions:
+    if any(action in rule.actions for action in ("suspend", "revoke", "require_approval")):
         return risk["task"]
     return max(risk.values())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import re
 import string
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -349,6 +350,7 @@ class _Gate:
     ) -> None:
         self.signature = inspect.signature(fn)
         self.render = _renderer(resource, self.signature)
+        self.function = getattr(fn, "__qualname__", None) or repr(fn)
         self.action = action
         self.sensitivity = sensitivity
         self.destination = destination
@@ -384,6 +386,7 @@ class _Gate:
             destination=self.destination,
             sensitivity=self.sensitivity,
             digest=_digest(bound),
+            preview=lambda: _preview(self.function, bound),
         )
         try:
             proof = credentials.sign(METHOD, self.url)
@@ -429,6 +432,14 @@ def _digest(bound: inspect.BoundArguments) -> str | None:
         return arguments_digest(dict(bound.arguments))
     except (TypeError, ValueError):
         return None
+
+
+def _preview(function: str, bound: inspect.BoundArguments) -> Mapping[str, object]:
+    """What an approver is shown of a guarded call: the function and its arguments as
+    JSON holds them (another value by its type's name); the decider masks them before
+    they are stored (:mod:`zerolane.tasks.approval_preview`)."""
+    text = json.dumps(dict(bound.arguments), default=lambda value: f"<{type(value).__name__}>")
+    return {"function": function[:256], "arguments": json.loads(text)}
 
 
 def guard(

@@ -1,5 +1,6 @@
 """Human approvals over the API: the admin lists, shows, approves and denies them; a
-task's holder reads its own (``GET /v1/approvals/{id}``) to know when to retry."""
+task's holder reads its own (``GET /v1/approvals/{id}``) to know when to retry. The
+admin also lists the tasks a response rule holds for approval and releases them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
 from zerolane.server.security import Admin
 from zerolane.server.task_routes import client_cert
-from zerolane.store.records import ApprovalRecord, ApprovalStatus
+from zerolane.store.records import ApprovalRecord, ApprovalStatus, TaskHold
+from zerolane.tasks.approval_preview import shown_preview
 
 router = APIRouter()
 
@@ -39,6 +41,34 @@ class ApprovalOut(BaseModel):
     approver: str | None = None
     reason: str | None = None
     used_at: float | None = None
+    #: what the request was, masked (method, path, masked query, body size and masked
+    #: excerpt; a tool call's masked arguments): docs/approvals.md
+    preview: dict[str, Any] | None = None
+
+
+class HoldOut(BaseModel):
+    task_id: str
+    #: the response rule that held it, the detector and the detection event's id
+    rule: str
+    detector: str
+    detection: str
+    created_at: float
+
+
+class ReleaseBody(Strict):
+    reason: StrictStr | None = Field(
+        None, min_length=1, max_length=256, description="recorded in the audit log"
+    )
+
+
+def hold_out(hold: TaskHold) -> HoldOut:
+    return HoldOut(
+        task_id=hold.task_id,
+        rule=hold.rule,
+        detector=hold.detector,
+        detection=hold.detection,
+        created_at=hold.created_at,
+    )
 
 
 class DecideApprovalBody(Strict):
@@ -70,6 +100,7 @@ def approval_out(record: ApprovalRecord, now: float) -> ApprovalOut:
         approver=record.approver,
         reason=record.reason,
         used_at=record.used_at,
+        preview=shown_preview(record.preview),
     )
 
 
@@ -180,3 +211,26 @@ def my_approval(approval_id: str, request: Request) -> ApprovalOut:
     if record.task_id != holder.claims.task_id:
         raise NotFound("approval.unknown", f"no approval {approval_id}")
     return approval_out(record, deployment.clock.now())
+
+
+@router.get("/v1/admin/holds", response_model=list[HoldOut], tags=["admin"])
+def list_holds(request: Request, _: Admin) -> list[HoldOut]:
+    """Tasks a response rule holds (``require_approval``): each of their requests
+    needs a human approval until released."""
+    return [hold_out(h) for h in _deployment(request).holds.list()]
+
+
+@router.post(
+    "/v1/admin/holds/{task_id}/release",
+    response_model=HoldOut,
+    tags=["admin"],
+    responses={
+        400: {"description": "``hold.reason``"},
+        404: {"description": "``hold.unknown``: the task is not held"},
+    },
+)
+def release_hold(task_id: str, body: ReleaseBody, request: Request, actor: Admin) -> HoldOut:
+    """Release a held task (``task.released`` event): its requests are decided by the
+    policies alone again."""
+    deployment = _deployment(request)
+    return hold_out(deployment.holds.clear(task_id, actor=actor, reason=body.reason or "released"))

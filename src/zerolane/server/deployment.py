@@ -58,6 +58,7 @@ from zerolane.tasks.approvals import Approvals, ApprovalSettings
 from zerolane.tasks.auth import Authenticator
 from zerolane.tasks.decisions import Decider
 from zerolane.tasks.exchange import TokenExchange
+from zerolane.tasks.holds import Holds
 from zerolane.tasks.lifecycle import TaskLifecycle
 from zerolane.tasks.playbook_registry import PlaybookRegistry
 from zerolane.tasks.playbook_warnings import AttestationFacts, playbook_warnings
@@ -155,6 +156,8 @@ class Deployment:
     approvals: Approvals
     #: the risk scores the decider reads (``context.risk``), kept by the responder
     risk: RiskView
+    #: tasks a response rule holds for human approval (``require_approval``)
+    holds: Holds
 
     @classmethod
     def open(cls, home: Path, clock: Clock | None = None) -> Deployment:
@@ -217,8 +220,11 @@ class Deployment:
             stores,
             audit,
             clock,
-            ApprovalSettings(config.approvals.ttl, config.approvals.max_pending),
+            ApprovalSettings(
+                config.approvals.ttl, config.approvals.max_pending, config.approvals.retention
+            ),
         )
+        holds = Holds(stores, audit, clock, refresh=config.approvals.holds_refresh)
         lifecycle = TaskLifecycle(
             trust_domain=td,
             keyring=keyring,
@@ -261,6 +267,7 @@ class Deployment:
                 on_last_call=lifecycle.after_allowed,
                 on_expired=lambda task, now: lifecycle.mark_expired(task, now=now),
                 risk=risk.facts,
+                held=holds.held,
             ),
             bus=bus,
             revocations=revocations,
@@ -272,6 +279,7 @@ class Deployment:
             x509_ca=x509_ca,
             approvals=approvals,
             risk=risk,
+            holds=holds,
         )
 
     @functools.cached_property
@@ -423,6 +431,13 @@ class _ResponseActions:
 
     def disable(self, workload: str, actor: Actor) -> object:
         return self._deployment.disable_workload(workload, actor)
+
+    def require_approval(
+        self, task_id: str, actor: Actor, rule: str, detector: str, detection: str
+    ) -> object:
+        return self._deployment.holds.place(
+            task_id, rule=rule, detector=detector, detection=detection, actor=actor
+        )
 
 
 def ended_hook(

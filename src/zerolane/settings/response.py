@@ -15,7 +15,7 @@ name = "suspend-probers"
 detectors = ["scope_probing"]   # any of them (empty: every detector)
 min_severity = "medium"         # and at least this severe
 min_risk = 0                    # and the risk at least this (the task's; the workload's to disable)
-actions = ["alert", "suspend"]  # alert | suspend | revoke | disable
+actions = ["alert", "suspend"]  # alert | require_approval | suspend | revoke | disable
 ```
 """
 
@@ -30,9 +30,11 @@ from pydantic import AfterValidator, model_validator
 from zerolane.settings.detection import Severity
 from zerolane.settings.validate import STRICT, Float, Int, Str, Texts, reason, refuse, within
 
-#: the actions a rule may take (``require_approval`` comes with approvals)
+#: the actions a rule may take (``require_approval``: hold the task, each request of it
+#: then needs a human approval until an admin releases it, docs/approvals.md)
 Action = Annotated[
-    Literal["alert", "suspend", "revoke", "disable"], reason("config.response_action")
+    Literal["alert", "require_approval", "suspend", "revoke", "disable"],
+    reason("config.response_action"),
 ]
 #: a score is 0..100
 Score = Annotated[Int, within("config.response", 0, 100)]

@@ -27,6 +27,7 @@ from zerolane.store.records import (
     LeaseRecord,
     LeaseState,
     PlaybookRecord,
+    TaskHold,
     TaskRecord,
     Workload,
 )
@@ -255,3 +256,28 @@ class UseApproval(Change[ApprovalRecord | None]):
 
     approval_id: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PruneApprovals(Change[int]):
+    """Delete at most ``limit`` approvals that expired before ``before`` (a used,
+    denied or approved one expires too: every one of them is settled by then, its
+    history in the audit log); the number deleted."""
+
+    before: float
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceHold(Change[TaskHold | None]):
+    """Hold a task (:class:`~zerolane.store.records.TaskHold`): each of its requests
+    needs a human approval; None (nothing written) when it is held already."""
+
+    hold: TaskHold
+
+
+@dataclass(frozen=True, slots=True)
+class ClearHold(Change[TaskHold | None]):
+    """Clear the hold of ``task_id``; the hold cleared, None when it had none."""
+
+    task_id: str

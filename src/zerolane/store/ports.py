@@ -29,6 +29,7 @@ from zerolane.store.records import (
     RevocationEvent,
     Spend,
     SpentProof,
+    TaskHold,
     TaskRecord,
     Workload,
 )
@@ -147,6 +148,17 @@ class ApprovalStore(Protocol):
         """The oldest approved approval of the same request as ``request`` (its
         :meth:`~zerolane.store.records.ApprovalRecord.same_request`) unexpired at
         ``now``; None when there is none."""
+
+
+class TaskHoldStore(Protocol):
+    """Tasks held for human approval (:mod:`zerolane.tasks.holds`). They change only
+    through ``write_recorded`` (:class:`~zerolane.store.changes.PlaceHold`,
+    ``ClearHold``), with their audit events."""
+
+    def get_hold(self, task_id: str) -> TaskHold | None: ...
+
+    def list_holds(self, limit: int = 10_000) -> list[TaskHold]:
+        """Holds, oldest first."""
 
 
 class PendingWrite(Protocol[T_co]):
@@ -354,6 +366,7 @@ class Stores(
     SpentProofStore,
     EnforcementPointStore,
     ApprovalStore,
+    TaskHoldStore,
     RecordedWrites,
     Protocol,
 ):

@@ -333,6 +333,10 @@ class ApprovalRecord:
     approver: str | None = None
     reason: str | None = None
     used_at: float | None = None
+    #: what the approver is shown of the request: JSON text of a masked preview
+    #: (:mod:`zerolane.tasks.approval_preview`), never the secrets it held; None when
+    #: the enforcement point gave none
+    preview: str | None = None
 
     def status_at(self, now: float) -> ApprovalStatus:
         """The status as it reads at ``now``: pending or approved past its expiry is
@@ -358,3 +362,17 @@ class ApprovalRecord:
             other.digest,
             other.policy_version,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHold:
+    """A task each of whose requests needs a human approval (a response rule's
+    ``require_approval``, :mod:`zerolane.tasks.holds`), until an admin clears it."""
+
+    task_id: str
+    #: the response rule that placed it
+    rule: str
+    #: the detector and the id of the detection event that matched the rule
+    detector: str
+    detection: str
+    created_at: float

@@ -27,10 +27,19 @@ never cover arguments nobody saw).
 An approver names themselves; they may not be the task's workload, the verified person
 it acts for nor its ``on_behalf_of`` (``approval.self``), whichever admin credential
 they use.
+
+Each approval keeps a masked preview of its request for the approver
+(:mod:`zerolane.tasks.approval_preview`), built when it is asked for. Approvals are
+deleted ``retention`` seconds after they expire (every one is settled by then; the
+audit log keeps their history): on a write at most every :data:`PRUNE_EVERY` seconds,
+with an ``approval.pruned`` event.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,9 +52,10 @@ from zerolane.decision import arguments_digest as arguments_digest  # the contra
 from zerolane.decision import body_digest as body_digest
 from zerolane.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zerolane.policy.context import RequestFacts
-from zerolane.store.changes import DecideApproval, RequestApproval, UseApproval
+from zerolane.store.changes import DecideApproval, PruneApprovals, RequestApproval, UseApproval
 from zerolane.store.ports import ApprovalStore, RecordedWrites, TaskStore
 from zerolane.store.records import ApprovalRecord, ApprovalStatus
+from zerolane.tasks.approval_preview import call_preview, stored_preview, url_preview
 from zerolane.tasks.auth import TaskHolder
 from zerolane.tasks.decision_core import Deny
 from zerolane.types import Clock, Outcome
@@ -54,18 +64,32 @@ from zerolane.types import Clock, Outcome
 DEFAULT_TTL = 900.0
 #: pending approvals one task may hold at once, by default
 DEFAULT_MAX_PENDING = 16
+#: how long an approval is kept after it expired, by default (``[approvals] retention``)
+DEFAULT_RETENTION = 7 * 86400.0
+#: seconds between two prunes of one process (each on a write)
+PRUNE_EVERY = 60.0
+#: approvals deleted by one prune at most (the next write prunes the rest)
+PRUNE_BATCH = 1000
 MAX_APPROVER = 200
 MAX_REASON = 256
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class ApprovalSettings:
     ttl: float = DEFAULT_TTL
     max_pending: int = DEFAULT_MAX_PENDING
+    retention: float = DEFAULT_RETENTION
 
 
 class ApprovalStores(ApprovalStore, TaskStore, RecordedWrites, Protocol):
     """What approvals are kept in (every backend's ``Stores`` is one)."""
+
+
+def _person(name: str) -> str:
+    """A name as compared for ``approval.self``: case and outer spaces do not count."""
+    return name.strip().casefold()
 
 
 def _checked(value: str, what: str, limit: int) -> str:
@@ -88,6 +112,8 @@ class Approvals:
         self._audit = audit
         self._clock = clock
         self._settings = settings or ApprovalSettings()
+        self._prune_lock = threading.Lock()
+        self._next_prune = 0.0
 
     # the decider's side
     def gate(
@@ -123,6 +149,8 @@ class Approvals:
             if used is None:  # a duplicate of this request spent it first
                 return Deny(("approval.used",), deny.policies, approval_id=approved.approval_id)
             return used.policy_version
+        asked = dataclasses.replace(asked, preview=_preview(request, facts))
+        self.prune_due()
         try:
             record = self._stores.write_recorded(
                 RequestApproval(asked, self._settings.max_pending),
@@ -193,11 +221,14 @@ class Approvals:
         parties = {record.requester}
         if task is not None:
             parties |= {p for p in (task.owner, task.on_behalf_of, task.user_subject) if p}
-        if approver in parties or actor.id in parties:
+        # compared as people write them: "Alice@Example.org " is alice@example.org
+        named = {_person(p) for p in parties}
+        if _person(approver) in named or _person(actor.id) in named:
             raise Forbidden(
                 "approval.self", "an approver cannot approve a request of a task they own or opened"
             )
         now = self._clock.now()
+        self.prune_due()
         done = self._stores.write_recorded(
             DecideApproval(approval_id, status, approver, reason, now),
             lambda decided: [self._event(kind, decided, actor)] if decided else [],
@@ -206,6 +237,48 @@ class Approvals:
         if done is None:
             raise self._not_pending(self.get(approval_id), now)
         return done
+
+    # retention
+    def prune_due(self) -> int:
+        """:meth:`prune` when this process has not pruned for :data:`PRUNE_EVERY`
+        seconds; never raises (a failed prune is logged and tried again later)."""
+        now = self._clock.now()
+        with self._prune_lock:
+            if now < self._next_prune:
+                return 0
+            self._next_prune = now + PRUNE_EVERY
+        try:
+            return self.prune()
+        except Exception:
+            log.exception("pruning old approvals failed; trying again later")
+            return 0
+
+    def prune(self) -> int:
+        """Delete up to :data:`PRUNE_BATCH` approvals that expired more than
+        ``retention`` seconds ago (an ``approval.pruned`` event says how many);
+        the number deleted."""
+        now = self._clock.now()
+        before = now - self._settings.retention
+
+        def pruned(count: int) -> list[dict[str, object]]:
+            if not count:
+                return []
+            details: dict[str, object] = {
+                "count": count,
+                "expired_before": before,
+                "retention": self._settings.retention,
+            }
+            event = self._audit.event(
+                "approval.pruned",
+                Actor("system", "approvals"),
+                "approvals",
+                Outcome.SUCCESS,
+                reason="approval.retention",
+                details=details,
+            )
+            return [event.unsealed()]
+
+        return self._stores.write_recorded(PruneApprovals(before, PRUNE_BATCH), pruned, seal)
 
     @staticmethod
     def _not_pending(record: ApprovalRecord, now: float) -> Conflict:
@@ -242,3 +315,24 @@ class Approvals:
             details=details,
         )
         return event.unsealed()
+
+
+def _preview(request: DecideInput, facts: RequestFacts) -> str | None:
+    """The masked preview an approval keeps of ``request`` (see
+    :mod:`zerolane.tasks.approval_preview`); None when it could not be built (logged:
+    the approval is still asked for, bound by its digest)."""
+    try:
+        if request.preview is not None:
+            shown = dict(request.preview())
+        elif facts.mcp is not None:
+            details = request.details or {}
+            shown = call_preview("tool", facts.mcp.tool, details.get("arguments"))
+            shown |= {"mcp_method": facts.mcp.method, "server": facts.mcp.server}
+            if facts.mcp.uri:
+                shown["uri"] = facts.mcp.uri[:1024]
+        else:
+            shown = url_preview(request.method, request.url)
+        return stored_preview(shown)
+    except Exception:
+        log.warning("the preview of an approval could not be built", exc_info=True)
+        return None

@@ -43,7 +43,7 @@ from zerolane.policy.context import (
     request_policy_request,
 )
 from zerolane.policy.engine import PolicyEngine
-from zerolane.store.records import RevocationEvent, RevocationKind, Spend, TaskRecord
+from zerolane.store.records import RevocationEvent, RevocationKind, Spend, TaskHold, TaskRecord
 from zerolane.tasks.auth import TaskHolder
 from zerolane.tasks.lifecycle import effective_state, user_facts
 from zerolane.tasks.revocation import RevocationWatch
@@ -193,10 +193,13 @@ class DecisionCore:
         revocations: RevocationWatch | None = None,
         last_call_heard: bool = False,
         risk: Callable[[str, str], RiskFacts] | None = None,
+        held: Callable[[str, str | None], TaskHold | None] | None = None,
     ) -> None:
         """``last_call_heard``: whether an allow that spends its task's last call must
         be told apart (:attr:`Spent.last_call`). ``risk``: the risk of a task and its
-        workload (``context.risk``), read from memory (no I/O per decision)."""
+        workload (``context.risk``), read from memory (no I/O per decision). ``held``:
+        the hold on a task or its parent (:mod:`zerolane.tasks.holds`: each request the
+        policies allow then needs a human approval), read from memory."""
         self._engine = engine
         self._clock = clock
         self._cache = cache
@@ -204,6 +207,7 @@ class DecisionCore:
         self._epoch = revocations.epoch if revocations is not None else 0
         self._last_call_heard = last_call_heard
         self._risk = risk
+        self._held = held
 
     def decide(
         self,
@@ -340,10 +344,15 @@ class DecisionCore:
             return Deny(("policy.error",))
         if result.errors:
             return Deny(("policy.error",), result.policy_ids)
-        if result.approval:  # denied by approval policies alone
+        hold = self._held(task.task_id, task.parent_id) if self._held is not None else None
+        if result.approval or (hold is not None and result.allowed):
+            # denied by approval policies alone, or allowed while a response holds the task
             if approved is not None and approved == engine.version:
                 return result.policy_ids
-            return Deny(("approval.required",), result.policy_ids, approval=engine.version)
+            asked = tuple(result.policy_ids) if result.approval else ()
+            if hold is not None:
+                asked += (f"response:{hold.rule}",)
+            return Deny(("approval.required",), asked, approval=engine.version)
         if not result.allowed:
             return Deny(tuple(result.policy_ids) or ("policy.no_permit",), result.policy_ids)
         return result.policy_ids

@@ -49,7 +49,7 @@ from zerolane.paths import check_path
 from zerolane.policy.context import RequestFacts, RiskFacts, is_internal
 from zerolane.policy.engine import PolicyEngine
 from zerolane.store.ports import PendingWrite, TaskStore
-from zerolane.store.records import TaskRecord
+from zerolane.store.records import TaskHold, TaskRecord
 from zerolane.tasks.approvals import Approvals
 from zerolane.tasks.auth import Authenticator, TaskHolder
 from zerolane.tasks.decision_core import (
@@ -194,6 +194,7 @@ class Decider:
         on_last_call: Callable[[TaskRecord], object] | None = None,
         on_expired: Callable[[TaskRecord, float], object] | None = None,
         risk: Callable[[str, str], RiskFacts] | None = None,
+        held: Callable[[str, str | None], TaskHold | None] | None = None,
     ) -> None:
         """``tasks``: where the stored task is read. ``decisions``: where an allow's
         write is committed and a refusal's event recorded (the deployment's audit mode
@@ -203,7 +204,8 @@ class Decider:
         found past its window, with the decision's time, to record the expiry (so a
         clock stepped back, or another process, cannot revive it); called off the event
         loop, never raising into the decision. ``risk``: the risk scores of a task and
-        its workload (``context.risk``; none: 0)."""
+        its workload (``context.risk``; none: 0). ``held``: the hold on a task or its
+        parent (:mod:`zerolane.tasks.holds`; none: no task is held)."""
         self._auth = authenticator
         self._tasks = tasks
         self._decisions = decisions
@@ -221,6 +223,7 @@ class Decider:
             revocations=revocations,
             last_call_heard=on_last_call is not None,
             risk=risk,
+            held=held,
         )
 
     def decide(

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from zerolane.decision import request_digest
 from zerolane.errors import InvalidInput, Refusal, ZerolaneError
@@ -57,6 +57,7 @@ from zerolane.gateway.http.responses import MESSAGES, Receive, Scope, Send, send
 from zerolane.gateway.normalize import check_framing, check_path, check_query, request_headers
 from zerolane.gateway.refusals import RefusalAudit, audit_refusal
 from zerolane.grants import CredentialSource
+from zerolane.tasks.approval_preview import http_preview
 from zerolane.tasks.decisions import DecideInput, Decider, Decision, Verified
 
 logger = logging.getLogger("zerolane.gateway")
@@ -210,7 +211,11 @@ class GatewayApp:
         target = path + (f"?{query}" if query else "")
         verified: Verified | None = None
         if not has_body:
-            request = dataclasses.replace(request, digest=request_digest(method, target, EMPTY))
+            request = dataclasses.replace(
+                request,
+                digest=request_digest(method, target, EMPTY),
+                preview=_preview(method, path, query, None, headers),
+            )
         else:  # the token and its proof first: only a verified holder's body is waited for
             verified = self._verify(token, proof, request)
             if verified is not None and verified.holder is not None:
@@ -220,7 +225,8 @@ class GatewayApp:
                 receive = bound.receive
                 if bound.digest is not None:
                     digest = request_digest(method, target, bound.digest)
-                    request = dataclasses.replace(request, digest=digest)
+                    shown = _preview(method, path, query, bound.body, headers)
+                    request = dataclasses.replace(request, digest=digest, preview=shown)
         decision = await self._decide(token, proof, request, verified)
         record_decision(scope, decision)
         if not decision.allowed:
@@ -323,3 +329,16 @@ class GatewayApp:
         url = upstream.base_url + rest + (f"?{query}" if query else "")
         length = declared if declared is not None else (None if chunked else 0)
         return Outgoing(method, url, forwarded, length, upstream.name, decision.decision_id, note)
+
+
+def _preview(
+    method: str, path: str, query: str, body: bytes | None, headers: list[tuple[bytes, bytes]]
+) -> Callable[[], Mapping[str, object]]:
+    """What an approver is shown of this request (built only if an approval is asked
+    for): method, path, masked query, and the body's size and masked excerpt."""
+
+    def build() -> Mapping[str, object]:
+        kind = next((v for n, v in headers if n == b"content-type"), b"")
+        return http_preview(method, path, query, body, kind.decode("latin-1"))
+
+    return build

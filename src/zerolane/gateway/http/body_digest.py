@@ -35,10 +35,13 @@ class BodyTimedOut(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BoundBody:
-    """The body's digest (None: not bound) and the ``receive`` to forward it from."""
+    """The body's digest (None: not bound), the ``receive`` to forward it from, and its
+    bytes when it was read (what an approver is shown of it, masked:
+    :func:`zerolane.tasks.approval_preview.http_preview`)."""
 
     digest: str | None
     receive: Receive
+    body: bytes | None = None
 
 
 async def bind_body(
@@ -49,7 +52,7 @@ async def bind_body(
     longer than its ``Content-Length``, :class:`BodyTimedOut` for one not read whole
     within ``seconds``."""
     if not has_body:
-        return BoundBody(EMPTY, receive)
+        return BoundBody(EMPTY, receive, b"")
     if declared is None or declared > SMALL_BODY:
         return BoundBody(None, receive)
     try:
@@ -68,7 +71,7 @@ async def bind_body(
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return BoundBody(body_digest(body), replay)
+    return BoundBody(body_digest(body), replay, body)
 
 
 async def _read(receive: Receive, declared: int) -> bytes | None:

@@ -17,10 +17,13 @@ from zerolane.store.changes import (
     AddWorkload,
     AdvanceCursors,
     Change,
+    ClearHold,
     ConsumeJoinToken,
     DecideApproval,
     EndTree,
     ExpireTree,
+    PlaceHold,
+    PruneApprovals,
     PutBundle,
     PutPlaybook,
     RemoveEnforcementPoint,
@@ -475,6 +478,12 @@ class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
                 result = self._decide_approval(change)
             case UseApproval():
                 result = self._use_approval(change)
+            case PruneApprovals():
+                result = self._prune_approvals(change)
+            case PlaceHold():
+                result = self._place_hold(change)
+            case ClearHold():
+                result = self._clear_hold(change)
             case TransitionLease(lease_id, expected, state, at, count, error, due, reason):
                 result = self.transition_lease(
                     lease_id,

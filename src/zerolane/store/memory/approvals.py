@@ -7,17 +7,55 @@ import dataclasses
 import threading
 
 from zerolane.errors import Conflict
-from zerolane.store.changes import DecideApproval, RequestApproval, UseApproval
-from zerolane.store.records import ApprovalRecord, ApprovalStatus
+from zerolane.store.changes import (
+    ClearHold,
+    DecideApproval,
+    PlaceHold,
+    PruneApprovals,
+    RequestApproval,
+    UseApproval,
+)
+from zerolane.store.records import ApprovalRecord, ApprovalStatus, TaskHold
 
 
 class MemoryApprovals:
-    """Implements :class:`zerolane.store.ports.ApprovalStore`."""
+    """Implements :class:`zerolane.store.ports.ApprovalStore` and ``TaskHoldStore``."""
 
     _lock: threading.RLock
 
     def __init__(self) -> None:
         self._approvals: dict[str, ApprovalRecord] = {}
+        self._holds: dict[str, TaskHold] = {}
+
+    def get_hold(self, task_id: str) -> TaskHold | None:
+        with self._lock:
+            return self._holds.get(task_id)
+
+    def list_holds(self, limit: int = 10_000) -> list[TaskHold]:
+        with self._lock:
+            found = sorted(self._holds.values(), key=lambda h: (h.created_at, h.task_id))
+        return found[:limit]
+
+    def _place_hold(self, change: PlaceHold) -> TaskHold | None:
+        """:class:`PlaceHold` (the lock is held)."""
+        if change.hold.task_id in self._holds:
+            return None
+        self._holds[change.hold.task_id] = change.hold
+        return change.hold
+
+    def _clear_hold(self, change: ClearHold) -> TaskHold | None:
+        """:class:`ClearHold` (the lock is held)."""
+        return self._holds.pop(change.task_id, None)
+
+    def _prune_approvals(self, change: PruneApprovals) -> int:
+        """:class:`PruneApprovals` (the lock is held)."""
+        old = sorted(
+            (a for a in self._approvals.values() if a.expires_at < change.before),
+            key=lambda a: a.expires_at,
+        )[: change.limit]
+        for approval in old:
+            del self._approvals[approval.approval_id]
+        return len(old)
 
     def get_approval(self, approval_id: str) -> ApprovalRecord | None:
         with self._lock:

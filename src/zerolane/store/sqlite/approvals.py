@@ -1,8 +1,9 @@
-"""SQLite approvals (migration 8), composed into :class:`zerolane.store.sqlite.SqliteStores`
-(a mixin over its ``_read``). Approvals change only through ``write_recorded``
-(:class:`~zerolane.store.changes.RequestApproval`, ``DecideApproval``,
-``UseApproval``), in the transaction that appends their audit events; the writer's
-one transaction at a time makes each read-then-write below atomic."""
+"""SQLite approvals (migrations 8 and 9) and task holds (migration 9), composed into
+:class:`zerolane.store.sqlite.SqliteStores` (a mixin over its ``_read``). They change
+only through ``write_recorded`` (:class:`~zerolane.store.changes.RequestApproval`,
+``DecideApproval``, ``UseApproval``, ``PruneApprovals``, ``PlaceHold``, ``ClearHold``),
+in the transaction that appends their audit events; the writer's one transaction at a
+time makes each read-then-write below atomic."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ import sqlite3
 from typing import Any, Protocol
 
 from zerolane.errors import Conflict
-from zerolane.store.changes import DecideApproval, RequestApproval, UseApproval
-from zerolane.store.records import ApprovalRecord, ApprovalStatus
+from zerolane.store.changes import (
+    ClearHold,
+    DecideApproval,
+    PlaceHold,
+    PruneApprovals,
+    RequestApproval,
+    UseApproval,
+)
+from zerolane.store.records import ApprovalRecord, ApprovalStatus, TaskHold
 from zerolane.store.sqlite.connection import first_row
-from zerolane.store.sqlite.tables import APPROVALS
+from zerolane.store.sqlite.tables import APPROVALS, TASK_HOLDS
 
 _COLUMNS = APPROVALS.columns_sql
 _SAME = (
@@ -43,6 +51,16 @@ _USE = (
     "WHERE approval_id = :id AND status = 'approved' AND expires_at > :at "
     f"RETURNING {_COLUMNS}"
 )
+
+_PRUNE = (
+    "DELETE FROM approvals WHERE approval_id IN (SELECT approval_id FROM approvals "
+    "WHERE expires_at < :before ORDER BY expires_at LIMIT :n)"
+)
+_HOLDS = TASK_HOLDS.columns_sql
+_GET_HOLD = f"SELECT {_HOLDS} FROM task_holds WHERE task_id = :t"  # noqa: S608
+_LIST_HOLDS = f"SELECT {_HOLDS} FROM task_holds ORDER BY created_at, task_id LIMIT :n"  # noqa: S608
+_PLACE_HOLD = TASK_HOLDS.insert(f" ON CONFLICT (task_id) DO NOTHING RETURNING {_HOLDS}")
+_CLEAR_HOLD = f"DELETE FROM task_holds WHERE task_id = :t RETURNING {_HOLDS}"  # noqa: S608
 
 
 def _same(approval: ApprovalRecord, now: float) -> dict[str, Any]:
@@ -91,6 +109,18 @@ def use_approval(conn: sqlite3.Connection, change: UseApproval) -> ApprovalRecor
     return APPROVALS.from_row_or_none(first_row(conn, _USE, params))
 
 
+def prune_approvals(conn: sqlite3.Connection, change: PruneApprovals) -> int:
+    return conn.execute(_PRUNE, {"before": change.before, "n": change.limit}).rowcount
+
+
+def place_hold(conn: sqlite3.Connection, change: PlaceHold) -> TaskHold | None:
+    return TASK_HOLDS.from_row_or_none(first_row(conn, _PLACE_HOLD, TASK_HOLDS.values(change.hold)))
+
+
+def clear_hold(conn: sqlite3.Connection, change: ClearHold) -> TaskHold | None:
+    return TASK_HOLDS.from_row_or_none(first_row(conn, _CLEAR_HOLD, {"t": change.task_id}))
+
+
 class _Backend(Protocol):
     def _read(self, sql: str, **params: Any) -> list[sqlite3.Row]: ...
 
@@ -122,3 +152,10 @@ class SqliteApprovals:
     def find_approved(self: _Backend, request: ApprovalRecord, now: float) -> ApprovalRecord | None:
         rows = self._read(_FIND_APPROVED, **_same(request, now))
         return APPROVALS.from_row(rows[0]) if rows else None
+
+    def get_hold(self: _Backend, task_id: str) -> TaskHold | None:
+        rows = self._read(_GET_HOLD, t=task_id)
+        return TASK_HOLDS.from_row(rows[0]) if rows else None
+
+    def list_holds(self: _Backend, limit: int = 10_000) -> list[TaskHold]:
+        return [TASK_HOLDS.from_row(row) for row in self._read(_LIST_HOLDS, n=limit)]

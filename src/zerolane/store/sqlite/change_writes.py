@@ -20,10 +20,13 @@ from zerolane.store.changes import (
     AddWorkload,
     AdvanceCursors,
     Change,
+    ClearHold,
     ConsumeJoinToken,
     DecideApproval,
     EndTree,
     ExpireTree,
+    PlaceHold,
+    PruneApprovals,
     PutBundle,
     PutPlaybook,
     RemoveEnforcementPoint,
@@ -35,7 +38,14 @@ from zerolane.store.changes import (
     UseApproval,
 )
 from zerolane.store.records import ConsumeResult, ConsumeStatus
-from zerolane.store.sqlite.approvals import decide_approval, request_approval, use_approval
+from zerolane.store.sqlite.approvals import (
+    clear_hold,
+    decide_approval,
+    place_hold,
+    prune_approvals,
+    request_approval,
+    use_approval,
+)
 from zerolane.store.sqlite.connection import first_row
 from zerolane.store.sqlite.detector_cursors import advance
 from zerolane.store.sqlite.enforcement_points import add_point, remove_point
@@ -145,6 +155,12 @@ def change_op(change: Change[T]) -> WriteOp[T]:
                 return decide_approval(conn, change)
             case UseApproval():
                 return use_approval(conn, change)
+            case PruneApprovals():
+                return prune_approvals(conn, change)
+            case PlaceHold():
+                return place_hold(conn, change)
+            case ClearHold():
+                return clear_hold(conn, change)
         raise TypeError(f"unknown change {type(change).__name__}")
 
     return op

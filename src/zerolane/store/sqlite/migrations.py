@@ -183,6 +183,23 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        9,
+        "what an approver is shown (a masked preview); approvals pruned by expiry; tasks "
+        "held for human approval by a response rule",
+        [
+            "ALTER TABLE approvals ADD COLUMN preview TEXT",
+            "CREATE INDEX approvals_expires ON approvals (expires_at)",
+            """CREATE TABLE task_holds (
+                task_id TEXT PRIMARY KEY,
+                rule TEXT NOT NULL,
+                detector TEXT NOT NULL,
+                detection TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+        ],
+    )
+)
 #: Migrations may be appended out of version order when two land at once: the loader
 #: applies every version the database lacks, in version order.
 LATEST = max(version for version, _, _ in MIGRATIONS)

@@ -30,6 +30,7 @@ from zerolane.store.records import (
     LeaseRecord,
     LeaseState,
     PlaybookRecord,
+    TaskHold,
     TaskRecord,
     Workload,
 )
@@ -133,3 +134,4 @@ APPROVALS = Table(
     to_column={"policies": _json_list, "status": _value},
     from_column={"policies": _tuple_of_json, "status": ApprovalStatus},
 )
+TASK_HOLDS = Table("task_holds", TaskHold)

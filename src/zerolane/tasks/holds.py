@@ -1,0 +1,156 @@
+"""Tasks held for human approval: a response rule's ``require_approval``.
+
+When a detection matches a ``[[response.rules]]`` rule whose actions include
+``require_approval``, its task is *held* (a :class:`~zerolane.store.records.TaskHold`
+stored with a ``task.held`` event, actor ``system/response:<rule>``). From then on each
+request of the task (and of the tasks it delegated: a child is held with its parent)
+that the policies would allow is answered "approval required" instead
+(``approval.required``, the policy ``response:<rule>`` named): a person approves that
+one request (:mod:`zerolane.tasks.approvals`, bound to its arguments as any approval),
+and it is allowed once. A request the policies deny stays denied. The hold lasts until
+an admin clears it (``zerolane approval release``, ``DELETE
+/v1/admin/holds/{task_id}``: a ``task.released`` event), never by itself.
+
+Deciders read holds through :class:`Holds` from memory: the stored holds, read again
+at most every ``refresh`` seconds (none per decision), and a hold placed or cleared in
+this process at once. A read that fails makes :meth:`Holds.held` refuse
+(``hold.unavailable``: the request is denied) until a read succeeds again, so a hold
+another process placed is never missed for longer than ``refresh``: fail closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from zerolane.audit.chain import seal
+from zerolane.audit.events import Actor
+from zerolane.audit.log import AuditLog
+from zerolane.errors import InvalidInput, NotFound, Unavailable
+from zerolane.store.changes import ClearHold, PlaceHold
+from zerolane.store.ports import RecordedWrites, TaskHoldStore, TaskStore
+from zerolane.store.records import TaskHold
+from zerolane.types import Clock, Outcome
+
+log = logging.getLogger(__name__)
+
+#: seconds between two reads of the stored holds, by default
+DEFAULT_REFRESH = 1.0
+MAX_REASON = 256
+
+
+class HoldStores(TaskHoldStore, TaskStore, RecordedWrites, Protocol):
+    """What holds are kept in (every backend's ``Stores`` is one)."""
+
+
+class Holds:
+    """Places, clears and reads task holds (see the module doc)."""
+
+    def __init__(
+        self,
+        stores: HoldStores,
+        audit: AuditLog,
+        clock: Clock,
+        *,
+        refresh: float = DEFAULT_REFRESH,
+    ) -> None:
+        self._stores = stores
+        self._audit = audit
+        self._clock = clock
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self._held: dict[str, TaskHold] = {}
+        self._next = 0.0
+        self._failed = False
+
+    # the decider's side
+    def held(self, task_id: str, parent_id: str | None = None) -> TaskHold | None:
+        """The hold on ``task_id`` or on its parent, None when neither is held. Raises
+        :class:`~zerolane.errors.Unavailable` (``hold.unavailable``) while the stored
+        holds cannot be read."""
+        now = self._clock.now()
+        if now >= self._next:
+            self._reload(now)
+        if self._failed:
+            raise Unavailable("hold.unavailable", "the task holds could not be read")
+        held = self._held
+        found = held.get(task_id)
+        if found is None and parent_id is not None:
+            found = held.get(parent_id)
+        return found
+
+    def _reload(self, now: float) -> None:
+        with self._lock:
+            if now < self._next:  # another thread just did
+                return
+            self._next = now + self._refresh
+            try:
+                found = self._stores.list_holds()
+            except Exception:
+                log.exception("reading the task holds failed: requests are refused until it works")
+                self._failed = True
+                return
+            self._held = {hold.task_id: hold for hold in found}
+            self._failed = False
+
+    # the responder's side
+    def place(
+        self, task_id: str, *, rule: str, detector: str, detection: str, actor: Actor
+    ) -> TaskHold | None:
+        """Hold ``task_id`` (``task.held`` event); None when it is held already.
+        Refused: ``task.unknown`` (NotFound)."""
+        task = self._stores.get_task(task_id)
+        if task is None:
+            raise NotFound("task.unknown", f"no task {task_id}")
+        hold = TaskHold(task_id, rule, detector, detection, self._clock.now())
+        placed = self._stores.write_recorded(
+            PlaceHold(hold),
+            lambda done: (
+                [self._event("task.held", done, actor, f"response.{rule}")] if done else []
+            ),
+            seal,
+        )
+        if placed is not None:
+            with self._lock:
+                self._held = {**self._held, task_id: placed}
+        return placed
+
+    # the admin's side
+    def list(self) -> list[TaskHold]:
+        """Every hold, oldest first (as stored, not as this process last read them)."""
+        return self._stores.list_holds()
+
+    def get(self, task_id: str) -> TaskHold:
+        """The hold of ``task_id``; ``hold.unknown`` (NotFound) when it has none."""
+        found = self._stores.get_hold(task_id)
+        if found is None:
+            raise NotFound("hold.unknown", f"task {task_id} is not held")
+        return found
+
+    def clear(self, task_id: str, *, actor: Actor, reason: str = "released") -> TaskHold:
+        """Clear the hold of ``task_id`` (``task.released`` event): its requests are
+        decided by the policies alone again. Refused: ``hold.unknown`` (NotFound),
+        ``hold.reason`` (InvalidInput)."""
+        if not reason.strip() or len(reason) > MAX_REASON or not reason.isprintable():
+            raise InvalidInput("hold.reason", f"the reason is 1..{MAX_REASON} printable characters")
+        cleared = self._stores.write_recorded(
+            ClearHold(task_id),
+            lambda done: [self._event("task.released", done, actor, reason)] if done else [],
+            seal,
+        )
+        if cleared is None:
+            raise NotFound("hold.unknown", f"task {task_id} is not held")
+        with self._lock:
+            self._held = {k: v for k, v in self._held.items() if k != task_id}
+        return cleared
+
+    def _event(self, kind: str, hold: TaskHold, actor: Actor, reason: str) -> dict[str, object]:
+        details: dict[str, object] = {
+            "rule": hold.rule,
+            "detector": hold.detector,
+            "detection": hold.detection,
+            "held_at": hold.created_at,
+        }
+        event = self._audit.event(kind, actor, hold.task_id, Outcome.SUCCESS, reason, details)
+        return event.unsealed()
