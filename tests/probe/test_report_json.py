@@ -17,7 +17,11 @@ from tests.probe.report_fixtures import (  # noqa: F401  (fixtures)
     made_report,
     weak_run,
 )
-from zerolane.probe import mapping, report_json
+from tests.probe.test_sarif import sarif_errors
+from zerolane.probe import html, mapping, report_json, sarif
+from zerolane.probe.context import ProbeContext
+from zerolane.probe.runner import run
+from zerolane.probe.scenarios import CATALOG
 
 
 def _validator() -> jsonschema.Draft202012Validator:
@@ -76,6 +80,30 @@ def test_a_real_run_against_a_target_that_accepts_anything_reports_the_findings(
     assert attack["response"]["status"] == 200
     assert failed["token.no_proof"]["mapping"]["owasp-asi-2026"] == ["ASI03"]
     _no_secret(text, weak_run)
+
+
+def test_the_whole_catalog_against_the_gateway_gives_reports_that_conform(
+    gateway_context: ProbeContext,
+) -> None:
+    """Every scenario's evidence, as its module records it, fits the JSON schema and the
+    SARIF schema; every result carries ids of every framework; no credential leaks."""
+    report = run(CATALOG, gateway_context)
+    held = {gateway_context.credential().token, *gateway_context.wire.secrets}
+    texts = [report_json.dumps(report), sarif.dumps(report), html.render(report)]
+    document = json.loads(texts[0])
+    _valid(document)
+    assert sarif_errors(json.loads(texts[1])) == []
+    assert [r["id"] for r in document["results"]] == [s.id for s in CATALOG]
+    assert document["counts"]["fail"] == 0, [
+        (r["id"], r["reason"]) for r in document["results"] if r["outcome"] == "fail"
+    ]
+    for result in document["results"]:
+        assert all(result["mapping"][f.key] for f in mapping.FRAMEWORKS), result["id"]
+    secrets = [s for s in held if len(s) >= 16]
+    assert secrets
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
 
 
 def test_a_made_report_with_every_outcome_conforms() -> None:

@@ -30,7 +30,8 @@ def _validator() -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(schema)
 
 
-def _errors(log: dict[str, Any]) -> list[str]:
+def sarif_errors(log: dict[str, Any]) -> list[str]:
+    """Where ``log`` breaks the official SARIF 2.1.0 schema (none: valid)."""
     return [f"{list(e.absolute_path)}: {e.message}" for e in _validator().iter_errors(log)]
 
 
@@ -45,7 +46,7 @@ def test_a_real_run_with_findings_is_valid_sarif_with_one_error_per_fail(
 ) -> None:
     text = sarif.dumps(weak_run.report)
     log = json.loads(text)
-    assert _errors(log) == []
+    assert sarif_errors(log) == []
     assert log["version"] == "2.1.0"
     run = _run(log)
     rules = run["tool"]["driver"]["rules"]
@@ -59,6 +60,8 @@ def test_a_real_run_with_findings_is_valid_sarif_with_one_error_per_fail(
         (location,) = result["locations"]
         assert location["physicalLocation"]["artifactLocation"]["uri"] == weak_run.report.target
         assert result["properties"]["evidence"]
+    fingerprints = [r["partialFingerprints"][sarif.FINGERPRINT] for r in run["results"]]
+    assert len(set(fingerprints)) == len(fingerprints)
     no_proof = rules[[r["id"] for r in rules].index("token.no_proof")]
     assert {"NHI2:2025", "NHI4:2025", "ASI03", "CSF2:PR.AA-03", "CSF1.1:PR.AC-7"} <= set(
         no_proof["properties"]["tags"]
@@ -74,7 +77,7 @@ def test_a_real_run_where_every_attack_was_refused_has_rules_and_no_result(
 ) -> None:
     text = sarif.dumps(gateway_run.report)
     log = json.loads(text)
-    assert _errors(log) == []
+    assert sarif_errors(log) == []
     run = _run(log)
     assert run["results"] == []
     assert len(run["tool"]["driver"]["rules"]) == len(gateway_run.report.scenarios)
@@ -85,7 +88,7 @@ def test_a_real_run_where_every_attack_was_refused_has_rules_and_no_result(
 
 def test_an_inconclusive_result_is_a_note_and_a_pass_or_not_applicable_no_result() -> None:
     log = sarif.to_sarif(made_report())
-    assert _errors(log) == []
+    assert sarif_errors(log) == []
     run = _run(log)
     levels = {r["ruleId"]: r["level"] for r in run["results"]}
     assert levels == {
@@ -107,6 +110,11 @@ def test_an_inconclusive_result_is_a_note_and_a_pass_or_not_applicable_no_result
     assert "hunter2" not in json.dumps(log)
     uri = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert uri == "https://api.example.test/"
+    # a finding keeps its fingerprint from one run to the next
+    again = _run(sarif.to_sarif(made_report()))
+    assert [r["partialFingerprints"] for r in again["results"]] == [
+        r["partialFingerprints"] for r in run["results"]
+    ]
     invocation = run["invocations"][0]
     assert invocation["startTimeUtc"] == "2025-12-06T05:46:40.000Z"
 
@@ -115,6 +123,6 @@ def test_the_schema_refuses_a_log_that_breaks_it() -> None:
     """The vendored schema is the real check: a level SARIF does not know is refused."""
     log: Any = sarif.to_sarif(made_report())
     log["runs"][0]["results"][0]["level"] = "fatal"
-    assert _errors(log) != []
+    assert sarif_errors(log) != []
     del log["runs"][0]["tool"]
-    assert len(_errors(log)) >= 2
+    assert len(sarif_errors(log)) >= 2

@@ -5,11 +5,13 @@ as ``properties.tags`` (flat, :func:`zerolane.probe.mapping.tags`); one result p
 ``fail`` (level ``error``) and per ``inconclusive`` (level ``note``: nothing is known
 about that attack, someone should look). A pass or a scenario that did not apply is
 no result. A result's location is the target's URL; its evidence (masked) is in its
-``properties``.
+``properties``; its partial fingerprint (the target and the scenario, hashed) lets code
+scanning see the same finding in the next run as the same alert.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import zerolane
@@ -24,6 +26,14 @@ SCHEMA_URI = (
 )
 #: the SARIF level of each outcome that makes a result
 LEVELS = {Outcome.FAIL: "error", Outcome.INCONCLUSIVE: "note"}
+
+
+#: the partial fingerprint's name (versioned: its recipe may change)
+FINGERPRINT = "zerolaneProbe/v1"
+
+
+def _fingerprint(target: str, scenario: str) -> str:
+    return hashlib.sha256(f"{target}\n{scenario}".encode()).hexdigest()
 
 
 def _rule_name(scenario_id: str) -> str:
@@ -68,6 +78,8 @@ def to_sarif(report: Report) -> dict[str, object]:
             "level": LEVELS[result.outcome],
             "message": {"text": f"{result.outcome.value}: {result.reason}"},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": target}}}],
+            # the same scenario failing at the same target is the same alert run after run
+            "partialFingerprints": {FINGERPRINT: _fingerprint(target, result.scenario)},
             "properties": {
                 "outcome": result.outcome.value,
                 "evidence": [exchange.to_json() for exchange in result.evidence],
