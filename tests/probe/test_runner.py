@@ -9,7 +9,8 @@ from zerolane.probe.scenarios import proof
 
 
 def test_proof_scenarios_pass_against_the_gateway(gateway_context: ProbeContext) -> None:
-    report = run(proof.SCENARIOS, gateway_context)
+    first_two = [s for s in proof.SCENARIOS if s.id in ("token.no_proof", "proof.replayed")]
+    report = run(first_two, gateway_context)
     outcomes = {result.scenario: result.outcome for result in report.results}
     assert outcomes == {"token.no_proof": Outcome.PASS, "proof.replayed": Outcome.PASS}
     for result in report.results:
@@ -17,5 +18,6 @@ def test_proof_scenarios_pass_against_the_gateway(gateway_context: ProbeContext)
         assert twin.role == "twin"
         assert twin.status == 200
         assert all(a.status == 401 for a in attacks)
-    token = gateway_context.credential().token
-    assert token not in repr([r.evidence for r in report.results])
+    shown = repr([r.evidence for r in report.results])
+    assert gateway_context.wire.secrets
+    assert not any(secret in shown for secret in gateway_context.wire.secrets)

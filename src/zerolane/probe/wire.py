@@ -62,7 +62,17 @@ class Wire:
         self._client = client or httpx.Client(
             timeout=timeout, verify=verify, follow_redirects=False, trust_env=False
         )
+        self._timeout = timeout
+        self._verify = verify
         self.secrets: set[str] = set()
+
+    def elsewhere(self) -> Wire:
+        """Another wire with the same settings and a client of its own (no connection,
+        cookie or header of this one): a thief's client. It masks the same secrets (the
+        set is shared); close it after use."""
+        other = Wire(timeout=self._timeout, verify=self._verify)
+        other.secrets = self.secrets
+        return other
 
     def close(self) -> None:
         self._client.close()

@@ -7,10 +7,12 @@ A scenario's id is stable: reports, ``--only`` and the framework mapping
 from __future__ import annotations
 
 from zerolane.probe.model import Scenario
-from zerolane.probe.scenarios import limits, mcp, paths, proof
+from zerolane.probe.scenarios import delegation, lifecycle, limits, mcp, paths, proof
 
 CATALOG: tuple[Scenario, ...] = (
     *proof.SCENARIOS,
+    *lifecycle.SCENARIOS,
+    *delegation.SCENARIOS,
     *paths.SCENARIOS,
     *limits.SCENARIOS,
     *mcp.SCENARIOS,
