@@ -62,15 +62,14 @@ class Credential:
     tasks: dict[str, None] = field(default_factory=dict)  # the other tasks it fired for
 
     def as_json(self) -> list[Any]:
-        def hit(h: Hit) -> list[Any]:
-            return [h.time, h.seq, h.event_id]
-
+        """As JSON: a hit is a named tuple, encoded as ``[time, seq, event_id, tag]``
+        (:meth:`of_json` reads the first three)."""
         return [
-            hit(self.first),
+            self.first,
             self.task,
             [self.window, self.count, self.baseline, self.windows, self.fired],
-            [hit(h) for h in self.hits],
-            {k: hit(h) for k, h in self.sources.items()},
+            list(self.hits),
+            dict(self.sources),
             list(self.tasks),
         ]
 
