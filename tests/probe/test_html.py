@@ -133,6 +133,10 @@ def test_the_report_of_a_real_run_renders_in_a_browser(
     attack = evidence.locator(".exchange.attack").first
     assert attack.is_visible()
     assert attack.locator(".status").inner_text() == "200"
+    # what the attack sent is shown, its credential masked
+    sent = attack.locator("table.headers").first.inner_text()
+    assert "authorization" in sent.lower()
+    assert "***(sha256:" in sent
     # the target's hostile answer is shown as text and did nothing
     assert HOSTILE in attack.locator(".excerpt").inner_text()
     assert dialogs == []
