@@ -141,7 +141,9 @@ class Wire:
                 for k, v in response.headers.items()
                 if k.lower() in _KEPT_RESPONSE_HEADERS
             },
-            self.mask(response.text[:EXCERPT_CHARS]) if response.content else "",
+            # masked before it is cut: a token cut short matches neither its whole
+            # self nor the JWT shape, and would show its header and claims
+            self.mask(response.text[:BODY_KEPT])[:EXCERPT_CHARS] if response.content else "",
             elapsed,
             body=response.content[:keep],
         )

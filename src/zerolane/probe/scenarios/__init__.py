@@ -7,12 +7,13 @@ A scenario's id is stable: reports, ``--only`` and the framework mapping
 from __future__ import annotations
 
 from zerolane.probe.model import Scenario
-from zerolane.probe.scenarios import delegation, lifecycle, limits, mcp, paths, proof
+from zerolane.probe.scenarios import delegation, lifecycle, limits, mcp, paths, proof, tokens
 
 CATALOG: tuple[Scenario, ...] = (
     *proof.SCENARIOS,
     *lifecycle.SCENARIOS,
     *delegation.SCENARIOS,
+    *tokens.SCENARIOS,
     *paths.SCENARIOS,
     *limits.SCENARIOS,
     *mcp.SCENARIOS,
