@@ -17,6 +17,7 @@ import pytest
 
 from tests.gateway.conftest import Stack
 from tests.identity.attestors.cases import FixedClock
+from zerolane.audit.events import Actor, Event
 from zerolane.audit.log import AuditLog
 from zerolane.errors import Unavailable
 from zerolane.gateway import refusals as refusals_module
@@ -24,6 +25,7 @@ from zerolane.gateway.config import load_gateway_config
 from zerolane.gateway.http import GatewayApp
 from zerolane.gateway.refusals import KIND, RefusalAudit, RefusalRates, audit_refusal
 from zerolane.store.memory import MemoryStores
+from zerolane.types import Outcome
 
 Message = MutableMapping[str, Any]
 
@@ -210,6 +212,38 @@ def test_audit_refusal_reads_the_scope_and_never_raises() -> None:
             raise RuntimeError("a bug")
 
     audit_refusal(Broken(log, clock), scope, listener="gw", reason="r", status=400)
+
+
+def test_another_listener_s_event_goes_through_the_same_buckets() -> None:
+    log, stores, clock = _log()
+    audit = RefusalAudit(log, clock, RefusalRates(per_second=1.0, burst=2))
+    scope: dict[str, Any] = {"method": "POST", "raw_path": b"/oauth/token", "client": ("h", 1)}
+
+    def sign_in(details: dict[str, object]) -> Event:
+        return log.event("oauth.sign_in", Actor("user", "x"), "c1", Outcome.DENIED, "r", details)
+
+    for _ in range(5):
+        audit_refusal(audit, scope, listener="oauth", reason="r", status=401, event_of=sign_in)
+    clock.t += 1.0
+    audit_refusal(audit, scope, listener="oauth", reason="r", status=401, event_of=sign_in)
+    audit.flush()
+    bodies = [json.loads(r.body) for r in stores.read_events(0, 100)]
+    assert [(b["kind"], b["subject"]) for b in bodies] == [("oauth.sign_in", "c1")] * 3
+    assert [b["details"]["suppressed"] for b in bodies] == [0, 0, 3]
+    assert bodies[0]["details"]["path"] == "/oauth/token"
+
+    def broken(details: dict[str, object]) -> Event:
+        raise RuntimeError("a bug")
+
+    clock.t += 1.0  # an event that cannot be built is lost, counted, and pends nothing
+    audit_refusal(audit, scope, listener="oauth", reason="r", status=401, event_of=broken)
+    assert audit.lost == 1
+    clock.t += 1.0
+    assert audit.refused(
+        listener="oauth", reason="r", method="POST", path="/", client="h", event_of=sign_in
+    )
+    audit.close()
+    assert len(stores.read_events(0, 100)) == 4
 
 
 # ---- through the HTTP gateway --------------------------------------------------------------

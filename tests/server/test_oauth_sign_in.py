@@ -125,6 +125,7 @@ def sso_only(tmp_path: Path, provider: TestProvider) -> Iterator[Browser]:
 
 
 def _events(deployment: Deployment, kind: str) -> list[dict[str, Any]]:
+    deployment.refusals.flush(10)  # refusals are written off the request path
     found = [event_json(r) for r in deployment.audit.iter_records()]
     return [e for e in found if e["kind"] == kind]
 

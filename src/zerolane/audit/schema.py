@@ -107,6 +107,18 @@ _DECISION = (
     "destructive",
 )
 
+#: what a refusal audited at a bounded rate records (zerolane.gateway.refusals): where
+#: it was made and of whom, and how many like it were not written
+_REFUSED = (
+    "listener",
+    "method",
+    "path",
+    "client",
+    "status",
+    "suppressed",
+    "suppressed_elsewhere",
+)
+
 EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
     {
         # the request path
@@ -119,19 +131,7 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             ["method", "url", *_SEEN], secret=["token", "dpop", "authorization"]
         ),
         # refusals before any decision, rate-limited (zerolane.gateway.refusals)
-        "gateway.refused": _fields(
-            [
-                "listener",
-                "method",
-                "path",
-                "client",
-                "status",
-                "suppressed",
-                "suppressed_elsewhere",
-                "task_id",
-                "workload",
-            ]
-        ),
+        "gateway.refused": _fields([*_REFUSED, "task_id", "workload"]),
         "enforcement_point.added": _fields(["name", "urls"], secret=["credential"]),
         "enforcement_point.removed": _fields(["name"]),
         # identity
@@ -196,8 +196,9 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
         ),
         # a standard MCP client's refresh (tasks.renewal) and the OAuth server's own
         "task.token_renewed": _fields(["token_id", "expires_at", "jkt"], secret=["token"]),
-        "oauth.client_registered": _fields(["client_name", "redirect_uris"]),
-        "oauth.sign_in": _fields(),
+        # refused ones are rate-limited like gateway.refused (server.oauth_server)
+        "oauth.client_registered": _fields(["client_name", "redirect_uris", *_REFUSED]),
+        "oauth.sign_in": _fields(_REFUSED),
         "oauth.consented": _fields(["client_id", "playbook", "intent"]),
         "oauth.refresh_reused": _fields(["client_id", "task_id"], secret=["refresh_token"]),
         "task.delegate": _fields(

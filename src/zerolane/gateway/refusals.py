@@ -26,6 +26,11 @@ A flood must not fill the disk nor slow the request path, so:
 
 Never recorded: a token, a proof, a header, the query string (:func:`audit_refusal`
 hands over the access line's safe path: raw, no query, bounded and escaped).
+
+Other listeners' refusals go through the same buckets as events of their own
+(``event_of``: the control plane's OAuth endpoints record ``oauth.sign_in`` and
+``oauth.client_registered`` refused, :mod:`zerolane.server.oauth_server`), with the
+same details and the same count of what was not written.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -51,6 +57,10 @@ MAX_KEYS = 4096
 MAX_PENDING = 1024
 #: the longest path and client address recorded
 MAX_TEXT = 512
+
+#: builds a refusal's event from the details this module gives it (its listener, method,
+#: path, client, status and the counts of refusals not written)
+EventOf = Callable[[dict[str, object]], Event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +127,12 @@ class RefusalAudit:
         status: int | None = None,
         task_id: str | None = None,
         workload: str | None = None,
+        event_of: EventOf | None = None,
     ) -> bool:
         """Count one refusal and, when its buckets allow, have its event written (off
-        this thread); True when it will be written. Never blocks on the log."""
+        this thread); True when it will be written. Never blocks on the log. The event
+        is ``gateway.refused`` by the workload about the task, if known, or the one
+        ``event_of`` builds from the details."""
         key = (listener, reason, client)
         rates = self.rates
         with self._lock:
@@ -158,14 +171,23 @@ class RefusalAudit:
             details["task_id"] = task_id
         if workload is not None:
             details["workload"] = workload
-        event = self._audit.event(
-            KIND,
-            Actor("workload", workload or "unauthenticated"),
-            task_id or "unknown",
-            Outcome.DENIED,
-            reason,
-            details,
-        )
+        try:
+            if event_of is not None:
+                event = event_of(details)
+            else:
+                event = self._audit.event(
+                    KIND,
+                    Actor("workload", workload or "unauthenticated"),
+                    task_id or "unknown",
+                    Outcome.DENIED,
+                    reason,
+                    details,
+                )
+        except Exception:  # never built: not pending, and lost with what it carried
+            with self._lock:
+                self._pending -= 1
+                self.lost += 1 + suppressed + elsewhere
+            raise
         writer.submit(self._write, event, suppressed + elsewhere)
         return True
 
@@ -211,10 +233,12 @@ def audit_refusal(
     reason: str,
     status: int,
     task_id: str | None = None,
+    event_of: EventOf | None = None,
 ) -> None:
     """Count ``scope``'s refusal (and have it audited when its rate allows); never
     raises into the request path (the request is refused whatever happens here). The
-    task is ``task_id``, else the one the access note names, if any."""
+    task is ``task_id``, else the one the access note names, if any; ``event_of``:
+    see :meth:`RefusalAudit.refused`."""
     if refusals is None:
         return
     client = scope.get("client")
@@ -229,6 +253,7 @@ def audit_refusal(
             client=address,
             status=status,
             task_id=task_id or (note.task_id if note is not None else None),
+            event_of=event_of,
         )
     except Exception as err:  # a bug here must not turn a refusal into a 500
         log.warning("the refusal %s could not be counted: %s", reason, type(err).__name__)

@@ -111,7 +111,7 @@ def authorize(request: Request) -> Response:
     params = parse_qs(request.url.query, keep_blank_values=True)
     csrf = secrets.token_urlsafe(32)
     try:
-        client, authorization = server.authorization(params, csrf)
+        client, authorization = server.authorization(params, csrf, request.scope)
     except AuthorizeRefused as err:
         if err.redirect is None:
             return error_page(400, err.message)
@@ -208,7 +208,7 @@ async def sign_in(request: Request) -> Response:
     clock = request.app.state.deployment.clock
     wait = server.throttle.retry_after(None, _address(request), clock.now())
     if wait:
-        await run_in_threadpool(server.sign_in_refused, authorization.client_id, THROTTLED)
+        server.sign_in_refused(request.scope, authorization.client_id, THROTTLED, status=429)
         page = error_page(429, _throttled(wait))
         page.headers["Retry-After"] = str(wait)
         return page
@@ -246,15 +246,15 @@ async def callback(request: Request) -> Response:
     started = server.state.take_sign_in(state, now) if state else None
     authorization = server.state.page(started.page_id, now) if started else None
     if started is None or authorization is None:
-        await run_in_threadpool(server.sign_in_refused, "oauth.callback", "oauth.sign_in_state")
+        server.sign_in_refused(request.scope, "oauth.callback", "oauth.sign_in_state", status=400)
         return error_page(
             400, "this sign-in expired, was used or did not start here: start again from the app"
         )
     csrf = request.cookies.get(SIGN_IN_COOKIE, "")
-    client = await run_in_threadpool(server.known_client, authorization.client_id)
+    client = await run_in_threadpool(server.known_client, authorization.client_id, request.scope)
     if client is None or not _csrf_ok(csrf, started.csrf, csrf):
-        await run_in_threadpool(
-            server.sign_in_refused, authorization.client_id, "oauth.sign_in_state"
+        server.sign_in_refused(
+            request.scope, authorization.client_id, "oauth.sign_in_state", status=403
         )
         return error_page(403, "this sign-in did not start in this browser: start again")
     error, code = _one(params, "error"), _one(params, "code")
@@ -264,7 +264,7 @@ async def callback(request: Request) -> Response:
         user = await run_in_threadpool(server.sign_in.finish, started, code)
     except SignInRefused as err:
         server.throttle.failed(None, _address(request), now)
-        await run_in_threadpool(server.sign_in_refused, client.client_id, err.reason)
+        server.sign_in_refused(request.scope, client.client_id, err.reason)
         return error_page(401, err.message)
     server.throttle.succeeded(None, _address(request))
     server.state.signed_in(started.page_id, user)
@@ -290,7 +290,7 @@ async def consent(request: Request) -> Response:
     csrf = _one(form, "csrf")
     if not _csrf_ok(csrf, authorization.csrf, request.cookies.get(CSRF_COOKIE, "")):
         return error_page(403, "the form did not come from this page: start again from the app")
-    client = await run_in_threadpool(server.known_client, authorization.client_id)
+    client = await run_in_threadpool(server.known_client, authorization.client_id, request.scope)
     if client is None:
         return error_page(400, "this app is no longer registered")
     if _one(form, "decision") == "deny":
@@ -319,13 +319,13 @@ async def consent(request: Request) -> Response:
         address, clock = _address(request), request.app.state.deployment.clock
         wait = server.throttle.retry_after(username, address, clock.now())
         if wait:  # refused before the password is looked at, and not counted
-            await run_in_threadpool(server.sign_in_refused, client.client_id, THROTTLED)
+            server.sign_in_refused(request.scope, client.client_id, THROTTLED, status=429)
             page = again(429, _throttled(wait))
             page.headers["Retry-After"] = str(wait)
             return page
         if not await run_in_threadpool(local.check, username, password):
             server.throttle.failed(username, address, clock.now())
-            await run_in_threadpool(server.sign_in_refused, client.client_id)
+            server.sign_in_refused(request.scope, client.client_id)
             return again(401, "wrong username or password")
         server.throttle.succeeded(username, address)
     try:
@@ -354,7 +354,7 @@ async def token(request: Request) -> Response:
             return _oauth_error(OAuthError(400, "invalid_request", err.reason, err.message))
         return _oauth_error(OAuthError(400, "invalid_request", "oauth.request", str(err)))
     try:
-        issued = await run_in_threadpool(server.token, form, proof)
+        issued = await run_in_threadpool(server.token, form, proof, request.scope)
     except OAuthError as err:
         return _oauth_error(err)
     return JSONResponse(issued.json(), headers=_NO_STORE)

@@ -32,6 +32,14 @@ for agent hosts that do not use zerolane's SDK:
 The task opens when the token is asked for, not when the person consents: only then is
 the key known that its token is bound to. Every request through the gateway is decided
 against the task, as for any other agent.
+
+Refusals are audited at a bounded rate, as the gateways' are
+(:mod:`zerolane.gateway.refusals`, ``[audit] refusals_*``): a failed sign-in
+(``oauth.sign_in`` denied) and a client metadata document refused
+(``oauth.client_registered`` denied) each go through the token buckets of (``oauth``,
+reason, client address), so a flood of bad authorize, token or sign-in requests cannot
+fill the log; what is not written is counted and carried by the next event written
+(``suppressed``), with the listener, method, path, client address and status.
 """
 
 from __future__ import annotations
@@ -45,8 +53,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from zerolane.audit.events import Actor
+from zerolane.audit.events import Actor, Event
 from zerolane.errors import InvalidInput, ZerolaneError
+from zerolane.gateway.access_log import Scope
+from zerolane.gateway.refusals import audit_refusal
 from zerolane.hosts import is_loopback
 from zerolane.identity.users import VerifiedUser
 from zerolane.server.deployment import Deployment
@@ -85,6 +95,8 @@ _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _OAUTH = Actor("system", "oauth")
 #: how much of a refused client_id URL an audit event keeps
 _MAX_SUBJECT = 300
+#: the listener the OAuth endpoints' refusals are counted under
+LISTENER = "oauth"
 
 
 class OAuthError(Exception):
@@ -236,10 +248,11 @@ class OAuthServer:
         return client
 
     # clients
-    def lookup(self, client_id: str) -> Client | None:
+    def lookup(self, client_id: str, scope: Scope, *, status: int = 400) -> Client | None:
         """The client ``client_id`` names: a registered one (None: unknown), or the one
         its metadata document describes (fetched, or as kept);
-        :class:`ClientDocumentError` for a document refused (audited)."""
+        :class:`ClientDocumentError` for a document refused (audited at the refusals'
+        rate; ``scope``: the request's, ``status``: what it is answered)."""
         if not is_client_id_url(client_id):
             return self.state.client(client_id)
         try:
@@ -250,12 +263,13 @@ class OAuthServer:
                 )
             client, fetched = self.documents.client(client_id, self._now())
         except ClientDocumentError as err:
-            self._deployment.audit.record(
+            self.refused(
+                scope,
                 "oauth.client_registered",
-                actor=_OAUTH,
-                subject=client_id[:_MAX_SUBJECT],
-                outcome=Outcome.DENIED,
-                reason=err.reason,
+                err.reason,
+                _OAUTH,
+                client_id[:_MAX_SUBJECT],
+                status=status,
             )
             raise
         if fetched:
@@ -271,16 +285,16 @@ class OAuthServer:
             )
         return client
 
-    def known_client(self, client_id: str) -> Client | None:
+    def known_client(self, client_id: str, scope: Scope) -> Client | None:
         """:meth:`lookup`, with a refused document as None (for a page already shown)."""
         try:
-            return self.lookup(client_id)
+            return self.lookup(client_id, scope)
         except ClientDocumentError:
             return None
 
     # authorization
     def authorization(
-        self, params: Mapping[str, list[str]], csrf: str
+        self, params: Mapping[str, list[str]], csrf: str, scope: Scope
     ) -> tuple[Client, Authorization]:
         """The checked request of ``GET /oauth/authorize``; :class:`AuthorizeRefused`."""
         try:
@@ -289,7 +303,7 @@ class OAuthServer:
         except ValueError as err:
             raise AuthorizeRefused(f"the request repeats {err}") from None
         try:
-            client = self.lookup(client_id) if client_id else None
+            client = self.lookup(client_id, scope) if client_id else None
         except ClientDocumentError as err:
             raise AuthorizeRefused(f"{err.error}: {err.description}") from None
         if client is None:
@@ -345,13 +359,30 @@ class OAuthServer:
             if opener_matches(pb, client.spiffe_id, ())
         ]
 
-    def sign_in_refused(self, client_id: str, reason: str = "oauth.sign_in") -> None:
-        self._deployment.audit.record(
-            "oauth.sign_in",
-            actor=Actor("user", "unauthenticated"),
-            subject=client_id,
-            outcome=Outcome.DENIED,
+    def sign_in_refused(
+        self, scope: Scope, client_id: str, reason: str = "oauth.sign_in", *, status: int = 401
+    ) -> None:
+        """Audit a refused sign-in (at the refusals' rate; never blocks on the log)."""
+        who = Actor("user", "unauthenticated")
+        self.refused(scope, "oauth.sign_in", reason, who, client_id[:_MAX_SUBJECT], status=status)
+
+    def refused(
+        self, scope: Scope, kind: str, reason: str, actor: Actor, subject: str, *, status: int
+    ) -> None:
+        """Count a refusal of ``scope`` (the request) and have it audited as ``kind``
+        when the deployment's refusal rates allow (:mod:`zerolane.gateway.refusals`)."""
+        audit = self._deployment.audit
+
+        def event_of(details: dict[str, object]) -> Event:
+            return audit.event(kind, actor, subject, Outcome.DENIED, reason, details)
+
+        audit_refusal(
+            self._deployment.refusals,
+            scope,
+            listener=LISTENER,
             reason=reason,
+            status=status,
+            event_of=event_of,
         )
 
     def signed_in(self, client_id: str, user: VerifiedUser) -> None:
@@ -411,14 +442,14 @@ class OAuthServer:
         return with_query(authorization.redirect_uri, answer)
 
     # the token endpoint
-    def token(self, params: Mapping[str, list[str]], proof: str | None) -> Issued:
+    def token(self, params: Mapping[str, list[str]], proof: str | None, scope: Scope) -> Issued:
         try:
             form = {name: single(params, name) for name in params}
         except ValueError as err:
             raise OAuthError(400, "invalid_request", "oauth.repeated", f"{err} repeated") from None
         client_id = form.get("client_id")
         try:
-            client = self.lookup(client_id) if client_id else None
+            client = self.lookup(client_id, scope, status=401) if client_id else None
         except ClientDocumentError as err:
             raise OAuthError(401, err.error, err.reason, err.description) from None
         if client is None:
