@@ -106,7 +106,14 @@ def build_profile(target: TargetFile, url: str | None) -> TargetProfile:
             dict(target.mcp.forbidden_arguments),
         )
     try:
-        return TargetProfile(base, allowed, _call(target.forbidden), mcp, echo=_call(target.echo))
+        return TargetProfile(
+            base,
+            allowed,
+            _call(target.forbidden),
+            mcp,
+            echo=_call(target.echo),
+            forbidden_path=_call(target.forbidden_path),
+        )
     except ValueError as err:
         raise InvalidInput("probe.target", str(err)) from None
 
