@@ -13,6 +13,7 @@ from tests.gateway.mcp.test_gateway_e2e import attempt, listed, refused
 from tests.gateway.mcp.test_mcp_context_e2e import extra_policy
 from zerolane.audit.events import Actor
 from zerolane.gateway.edge.jsonrpc import FORBIDDEN
+from zerolane.tasks.approval_preview import shown_preview
 from zerolane.tasks.approvals import arguments_digest
 
 ASK_POSTS = """
@@ -35,6 +36,10 @@ def test_a_tool_call_is_approved_then_made_once(stack: Stack) -> None:
         approval = stack.deployment.approvals.get(approval_id)
         assert approval.action == "mcp:tools/post_message"
         assert approval.digest == arguments_digest({"name": "post_message", "arguments": HELLO})
+        shown = shown_preview(approval.preview)  # what the approver is shown
+        assert shown is not None
+        assert (shown["tool"], shown["mcp_method"]) == ("post_message", "tools/call")
+        assert '"text":"Q3 summary is on the wiki"' in shown["arguments"]
         before = len(calls(stack.stdio_log, "post_message"))
         assert task.approval(approval_id)["status"] == "pending"
 

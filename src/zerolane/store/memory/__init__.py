@@ -59,7 +59,7 @@ from zerolane.types import TaskState, WorkloadStatus
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 8  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 9  # the SQL schema version whose state this backend holds
 
 
 class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
