@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from tests.gateway.conftest import Stack
 from zerolane.probe.context import ProbeContext
+from zerolane.probe.credentials import StaticBearer
 from zerolane.probe.model import Outcome
+from zerolane.probe.profile import Call, TargetProfile
 from zerolane.probe.runner import run
-from zerolane.probe.scenarios import proof
+from zerolane.probe.scenarios import by_id, proof
+from zerolane.probe.wire import Wire
 
 
 def test_proof_scenarios_pass_against_the_gateway(gateway_context: ProbeContext) -> None:
@@ -21,3 +25,20 @@ def test_proof_scenarios_pass_against_the_gateway(gateway_context: ProbeContext)
     shown = repr([r.evidence for r in report.results])
     assert gateway_context.wire.secrets
     assert not any(secret in shown for secret in gateway_context.wire.secrets)
+
+
+def test_a_static_token_is_masked_even_where_the_target_echoes_it(stack: Stack) -> None:
+    """The echo upstream answers with the headers it got, the bearer token among them:
+    the evidence keeps the answer, never the token (the source names it a secret)."""
+    token = "static-token-of-the-probe"
+    profile = TargetProfile(stack.upstream.url, Call("GET", "/fin/reports/q3"))
+    context = ProbeContext(profile, StaticBearer(token), Wire())
+    try:
+        report = run([by_id()["token.replayed_elsewhere"]], context)
+    finally:
+        context.wire.close()
+    (result,) = report.results
+    assert result.outcome is Outcome.FAIL  # a bearer token works from anywhere
+    shown = repr(result.evidence)
+    assert "Bearer" in shown
+    assert token not in shown

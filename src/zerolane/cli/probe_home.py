@@ -140,6 +140,9 @@ class HomeSource:
     def issuer_jwks(self) -> list[dict[str, Any]]:
         return [dict(key) for key in self._deployment.keyring.public_keys()]
 
+    def secrets(self) -> tuple[str, ...]:
+        return ()  # its tokens are remembered as they are issued; the keys never leave
+
     def close(self) -> None:
         for task in self._open:
             if not task.completed:

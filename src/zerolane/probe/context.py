@@ -34,6 +34,9 @@ class ProbeContext:
         self.wire = wire
         self.clock = clock
         self._primary: Credential | None = None
+        held = getattr(source, "secrets", None)  # a client secret, a subject token...
+        if callable(held):
+            wire.remember(*held())
 
     # credentials
 

@@ -87,6 +87,10 @@ class CredentialSource(Protocol):
         """End every credential still open."""
         ...
 
+    # A source may also offer ``secrets() -> tuple[str, ...]``: what it holds that must
+    # never be shown (a client secret, a subject token, a static token); the context
+    # has the wire mask them wherever they appear in the evidence.
+
 
 class StaticBearer:
     """A static bearer token, for targets that offer only that: nothing but the token,
@@ -117,6 +121,9 @@ class StaticBearer:
 
     def issuer_jwks(self) -> list[dict[str, Any]]:
         raise NotImplementedError("no issuer is known for a static token")
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
 
     def close(self) -> None:
         return None
