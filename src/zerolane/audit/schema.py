@@ -128,7 +128,7 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
             secret=["token", "dpop", "authorization"],  # the request's credentials
         ),
         "mcp.refused": _fields(
-            ["method", "url", *_SEEN], secret=["token", "dpop", "authorization"]
+            ["method", "route", "url", *_SEEN], secret=["token", "dpop", "authorization"]
         ),
         # refusals before any decision, rate-limited (zerolane.gateway.refusals)
         "gateway.refused": _fields([*_REFUSED, "task_id", "workload"]),

@@ -19,7 +19,9 @@ from tests.gateway.mcp.conftest import Stack
 from tests.gateway.mcp.test_gateway_e2e import INITIALIZE, MCP_HEADERS
 from tests.identity.attestors.cases import FixedClock
 from zerolane.cli.mcp_gateway import enforcement_of
+from zerolane.detection.seen import Seen
 from zerolane.gateway.mcp import create_gateway_app
+from zerolane.gateway.mcp.auth import shown_url
 from zerolane.gateway.refusals import KIND, RefusalAudit, RefusalRates
 from zerolane.tokens.rfc7638 import thumbprint
 from zerolane.tokens.rfc9449 import make_proof, proof_jwk
@@ -96,3 +98,37 @@ def test_a_refused_proof_on_an_undecided_request_names_the_task(stack: Stack) ->
         text = "\n".join(r.body for r in stack.deployment.stores.read_events(start, 100_000))
         assert task.token not in text
         assert proof not in text
+
+
+def test_a_refused_token_naming_no_task_is_about_no_task(stack: Stack) -> None:
+    """A token that does not verify names no task: the event's subject is ``unknown``
+    (never the URL, which the detectors would take for a task), and its details name
+    the route and the URL without userinfo or query."""
+    start = stack.deployment.audit.tail(1)[0].seq
+    with stack.agent() as agent:
+        task = stack.task(agent)
+        forged = task.token[:-8] + ("A" * 8 if not task.token.endswith("A" * 8) else "B" * 8)
+        proof = make_proof(agent.key, method="POST", url=stack.url, access_token=forged)
+        headers = {**MCP_HEADERS, "Authorization": f"DPoP {forged}", "DPoP": proof}
+        refused = httpx2.post(stack.url, json=INITIALIZE, headers=headers, timeout=60)
+        assert refused.status_code == 401
+        twin = {**MCP_HEADERS, **task.headers("POST", stack.url)}
+        answer = httpx2.post(stack.url, json=INITIALIZE, headers=twin, timeout=60)
+        assert answer.status_code == 200
+    (event,) = _events(stack, start, "mcp.refused")
+    assert event["reason"].startswith("token.")
+    assert (event["subject"], event["actor"]["id"]) == ("unknown", "unauthenticated")
+    assert event["details"]["route"] == stack.config.path
+    assert event["details"]["url"] == stack.url
+    assert "task_id" not in event["details"]
+    (record,) = [
+        r for r in stack.deployment.stores.read_events(start, 100_000) if r.kind == "mcp.refused"
+    ]
+    assert Seen.of(record).task_id is None  # the detectors see no task in it
+
+
+def test_an_audited_url_keeps_no_userinfo_query_or_fragment() -> None:
+    assert shown_url("https://u:pw@mcp.example:8443/mcp?key=s3cret#x") == (
+        "https://mcp.example:8443/mcp"
+    )
+    assert shown_url("http://127.0.0.1:9000/mcp") == "http://127.0.0.1:9000/mcp"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -42,6 +43,15 @@ from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import Outcome
 
 log = logging.getLogger(__name__)
+#: the subject of an event that names no task (as ``gateway.refused`` and decisions)
+UNKNOWN_TASK = "unknown"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as the audit log may hold it: scheme, host and path (no userinfo, query
+    or fragment, where a secret could be)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class Refused(Exception):
@@ -59,6 +69,9 @@ class Gate:
     def __init__(self, *, config: GatewayConfig, enforcement: Enforcement) -> None:
         self._core = enforcement
         self._url = config.endpoint
+        #: the URL as an audit event records it: no userinfo, query or fragment
+        self._shown_url = shown_url(config.endpoint)
+        self._route = config.path
         self._audience = config.audience
         self.metadata_url = metadata_url(config)
 
@@ -104,15 +117,19 @@ class Gate:
         self, method: str, subject: str, err: ZerolaneError, seen: Mapping[str, str]
     ) -> None:
         """Record a refused holder: what was verified of it (``seen``: its task, token
-        id and keys, see ``Unauthenticated.verified``) names the task as the subject."""
+        id and keys, see ``Unauthenticated.verified``) names the task as the subject;
+        without a task the subject is ``unknown``, as for every refusal that names no
+        task (the detectors read any other subject as a task), and the details name the
+        enforcement point: its ``route`` (the endpoint's path) and ``url``."""
+        details = {**seen, "method": method, "route": self._route, "url": self._shown_url}
         try:
             self._core.audit.record(
                 "mcp.refused",
                 actor=Actor("workload", subject),
-                subject=seen.get("task_id", self._url),
+                subject=seen.get("task_id", UNKNOWN_TASK),
                 outcome=Outcome.DENIED,
                 reason=err.reason,
-                details={**seen, "method": method, "url": self._url},
+                details=details,
             )
         except Unavailable:
             log.warning("MCP refusal %s could not be audited", err.reason)
