@@ -26,8 +26,9 @@ ALLOWED = Call("GET", "/reports/q3")
 
 
 class Source:
-    """Issues ``token-<n>`` (bound to one key, or a key each with ``key_each``); ends
-    tokens into ``ended``; delegates as told (``wider`` issues, refuses or breaks)."""
+    """Issues ``token-<n>`` (bound to one key, or a key each with ``key_each``; the
+    ``unbound`` n-th ones to none); ends tokens into ``ended``; delegates as told
+    (``wider`` issues, refuses or breaks)."""
 
     kind = "doubles"
 
@@ -37,6 +38,7 @@ class Source:
         *,
         key_each: bool = False,
         same_token: bool = False,
+        unbound: frozenset[int] = frozenset(),
         wider: IssuerRefused | None = None,
     ) -> None:
         self.meets = meets
@@ -46,6 +48,7 @@ class Source:
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._key_each = key_each
         self._same_token = same_token
+        self._unbound = unbound
         self._wider = wider
         self._count = 0
 
@@ -53,7 +56,7 @@ class Source:
         self._count += 1
         token = "token-1" if self._same_token else f"token-{self._count}"
         key = ec.generate_private_key(ec.SECP256R1()) if self._key_each else self._key
-        return Credential(token, key)
+        return Credential(token, None if self._count in self._unbound else key)
 
     def complete(self, credential: Credential) -> None:
         self.ended.append(credential.token)

@@ -1,5 +1,6 @@
 """Delegation scenarios against zerolane: the issuer refuses a child wider than its
-parent (a narrower one works), and a child dies with its parent."""
+parent (a narrower one works), and a child dies with its parent; an issuer granting
+wider children, or a target keeping revoked ones, fails."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import pytest
 from tests.gateway.conftest import Stack
 from tests.probe.conftest import gateway_profile
 from tests.probe.scenarios.doubles import Source, Target, context_of
+from tests.probe.scenarios.weak_oauth import ALL, expected, oauth_context
+from tests.probe.weak_target import Weakness
 from zerolane.cli.probe_home import HomeSource
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import IssuerRefused, StaticBearer
 from zerolane.probe.model import Need, Outcome, Result
+from zerolane.probe.profile import Call
 from zerolane.probe.runner import run, run_one
 from zerolane.probe.scenarios import delegation
 from zerolane.probe.wire import Wire
@@ -54,6 +58,15 @@ def test_a_bearer_credential_is_not_applicable(stack: Stack, home_source: HomeSo
 # the issuer's other answers, with a source and target in memory (doubles.py)
 
 
+def test_a_parent_is_not_ended_when_its_childs_twin_fails() -> None:
+    source = Source(frozenset({Need.DELEGATION, Need.LIFECYCLE}))
+    with context_of(source, Target(source), allowed=Call("GET", "/nowhere")) as context:
+        result = run_one(delegation.SCENARIOS[IDS.index("delegation.child_after_parent")], context)
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert source.ended == []
+    assert [e.role for e in result.evidence] == ["setup", "twin"]
+
+
 def _wider(source: Source) -> Result:
     with context_of(source, Target(source)) as context:
         return run_one(delegation.SCENARIOS[IDS.index("delegation.wider_than_parent")], context)
@@ -93,3 +106,16 @@ def test_a_child_outliving_its_parent_fails() -> None:
     assert "the parent task was completed" in result.reason
     assert source.ended == ["token-1"]  # the parent
     assert all(e.status == 200 for e in result.evidence)
+
+
+@pytest.mark.parametrize("weakness", ALL, ids=str)
+def test_against_the_weak_target_only_the_matching_weakness_fails(
+    weakness: Weakness | None,
+) -> None:
+    """The weak target (another implementation, credentials from its OAuth server):
+    sound, every scenario passes; with one weakness, the scenarios it breaks fail and
+    nothing else does (a bearer-only target has no key for the proof scenarios)."""
+    with oauth_context(weakness) as context:
+        report = run(delegation.SCENARIOS, context)
+    outcomes = {result.scenario: result.outcome for result in report.results}
+    assert outcomes == expected(weakness, delegation.SCENARIOS), [r.reason for r in report.results]

@@ -1,5 +1,6 @@
 """Tokens after their task: completed, revoked, or carried by another task's proof.
-Against zerolane's gateway every attack is refused while its twin goes through."""
+Against zerolane's gateway every attack is refused while its twin goes through; a
+target that keeps revoked tokens (or ignores the proof's key) fails."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from tests.gateway.conftest import Stack
 from tests.probe.conftest import gateway_profile
 from tests.probe.scenarios.doubles import Source, Target, context_of
+from tests.probe.scenarios.weak_oauth import ALL, expected, oauth_context
+from tests.probe.weak_target import Weakness
 from zerolane.cli.probe_home import HomeSource
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
@@ -110,12 +113,15 @@ def test_an_end_never_heard_fails() -> None:
     assert all(e.status == 200 for e in tries)
 
 
-def test_an_ended_task_is_not_ended_when_its_twin_fails() -> None:
+@pytest.mark.parametrize(
+    "scenario_id", ["task.reused_after_completion", "task.reused_after_revocation"]
+)
+def test_a_task_is_not_ended_when_its_twin_fails(scenario_id: str) -> None:
     """No twin, no attack: the task is left alone and the result is inconclusive."""
     source = Source(frozenset({Need.LIFECYCLE}))
     target = Target(source)
     with context_of(source, target, allowed=Call("GET", "/nowhere")) as context:
-        result = run_one(_scenario("task.reused_after_completion"), context)
+        result = run_one(_scenario(scenario_id), context)
     assert result.outcome is Outcome.INCONCLUSIVE
     assert source.ended == []
     assert [e.role for e in result.evidence] == ["twin"]
@@ -156,3 +162,27 @@ def test_across_tasks_without_a_second_token_is_inconclusive() -> None:
         result = run_one(_scenario("task.reused_across_tasks"), context)
     assert result.outcome is Outcome.INCONCLUSIVE
     assert "same token" in result.reason
+
+
+@pytest.mark.parametrize("weakness", ALL, ids=str)
+def test_against_the_weak_target_only_the_matching_weakness_fails(
+    weakness: Weakness | None,
+) -> None:
+    """The weak target (another implementation, credentials from its OAuth server):
+    sound, every scenario passes; with one weakness, the scenarios it breaks fail and
+    nothing else does (a bearer-only target has no key for the proof scenarios)."""
+    with oauth_context(weakness) as context:
+        report = run(lifecycle.SCENARIOS, context)
+    outcomes = {result.scenario: result.outcome for result in report.results}
+    assert outcomes == expected(weakness, lifecycle.SCENARIOS), [r.reason for r in report.results]
+
+
+def test_across_tasks_with_an_unbound_second_credential_is_inconclusive() -> None:
+    """No key, no proof of the second task to carry (and nothing sent)."""
+    source = Source(frozenset({Need.SECOND_CREDENTIAL}), unbound=frozenset({2}))
+    target = Target(source)
+    with context_of(source, target) as context:
+        result = run_one(_scenario("task.reused_across_tasks"), context)
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "not bound to a key" in result.reason
+    assert target.seen == []

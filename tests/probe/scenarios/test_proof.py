@@ -1,5 +1,6 @@
 """Sender constraint and proof scenarios: every one passes against zerolane's gateway
-(the twin allowed, each attack refused), none passes for a bearer credential."""
+(the twin allowed, each attack refused), none passes for a bearer credential, and each
+weakness of the weak target fails exactly the scenarios it should."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 from tests.gateway.conftest import Stack
 from tests.probe.conftest import gateway_profile
 from tests.probe.scenarios.doubles import Source, Target, context_of
+from tests.probe.scenarios.weak_oauth import ALL, expected, oauth_context
+from tests.probe.weak_target import Weakness
 from zerolane.cli.background import free_port
 from zerolane.cli.probe_home import HomeSource
 from zerolane.probe.context import ProbeContext
@@ -116,3 +119,16 @@ def test_a_target_that_ignores_proofs_fails_every_proof_scenario() -> None:
     with context_of(source, Target(source)) as context:
         report = run([s for s in proof.SCENARIOS if s.id != "token.replayed_elsewhere"], context)
     assert {r.outcome for r in report.results} == {Outcome.FAIL}
+
+
+@pytest.mark.parametrize("weakness", ALL, ids=str)
+def test_against_the_weak_target_only_the_matching_weakness_fails(
+    weakness: Weakness | None,
+) -> None:
+    """The weak target (another implementation, credentials from its OAuth server):
+    sound, every scenario passes; with one weakness, the scenarios it breaks fail and
+    nothing else does (a bearer-only target has no key for the proof scenarios)."""
+    with oauth_context(weakness) as context:
+        report = run(proof.SCENARIOS, context)
+    outcomes = {result.scenario: result.outcome for result in report.results}
+    assert outcomes == expected(weakness, proof.SCENARIOS), [r.reason for r in report.results]

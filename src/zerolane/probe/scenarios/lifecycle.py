@@ -84,10 +84,6 @@ def _reused_after_revocation(context: ProbeContext) -> Result:
     return judge_last("task.reused_after_revocation", twin, tries, "the task was revoked")
 
 
-def _same_key(a: Credential, b: Credential) -> bool:
-    if a.key is None or b.key is None:
-        return a.key is b.key
-    return proof_jwk(a.key) == proof_jwk(b.key)
 
 
 def _reused_across_tasks(context: ProbeContext) -> Result:
@@ -99,12 +95,18 @@ def _reused_across_tasks(context: ProbeContext) -> Result:
             Outcome.INCONCLUSIVE,
             "the source gave the same token for two credentials: there is no other task",
         )
+    if first.key is None or second.key is None:
+        return Result(
+            scenario,
+            Outcome.INCONCLUSIVE,
+            "a credential is not bound to a key: there is no proof of another task to carry",
+        )
     twins = [context.twin(first), context.twin(second)]
     lead = next((twin for twin in twins if not twin.accepted), twins[0])
     call = context.profile.allowed
     url = context.profile.absolute(call.path)
     attacks = []
-    if not _same_key(first, second):
+    if proof_jwk(first.key) != proof_jwk(second.key):
         # the first task's token with a proof for it signed by the second task's key
         proof = context.proof(first, call.method, url, key=second.key)
         attacks.append(context.send("attack", call, first, proof=proof))
