@@ -4,13 +4,15 @@ one neither listed nor called; and the MCP client's reading of answers."""
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.gateway.mcp.harness import SAMPLE, GatewayServer, calls
@@ -23,7 +25,7 @@ from zerolane.cli.probe_home import HomeSource
 from zerolane.gateway.mcp import parse_gateway_config
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
-from zerolane.probe.mcp_wire import McpClient, error_text, messages_of
+from zerolane.probe.mcp_wire import MAX_PAGES, McpClient, error_text, messages_of
 from zerolane.probe.model import Exchange, Outcome, Result
 from zerolane.probe.profile import Call, McpProfile, TargetProfile
 from zerolane.probe.runner import run
@@ -171,7 +173,9 @@ def test_a_task_that_holds_the_tool_fails_both(mcp_stack: McpStack) -> None:
 
 def test_a_target_without_mcp_is_not_applicable() -> None:
     context = ProbeContext(
-        TargetProfile("http://127.0.0.1:9", Call("GET", "/x")), StaticBearer("t"), Wire()
+        TargetProfile("http://127.0.0.1:9", Call("GET", "/x")),
+        StaticBearer("probe-static-token"),
+        Wire(),
     )
     try:
         found = results(context)
@@ -182,7 +186,7 @@ def test_a_target_without_mcp_is_not_applicable() -> None:
 
 def test_an_unreachable_mcp_endpoint_is_inconclusive() -> None:
     profile = TargetProfile(f"http://127.0.0.1:{free_port()}", Call("GET", "/x"), mcp=PROFILE)
-    context = ProbeContext(profile, StaticBearer("t"), Wire(timeout=2))
+    context = ProbeContext(profile, StaticBearer("probe-static-token"), Wire(timeout=2))
     try:
         found = results(context)
     finally:
@@ -230,7 +234,7 @@ def test_answers_are_read_as_json_or_as_an_sse_stream() -> None:
             {"id": 1, "result": {"isError": True, "content": [{"text": "no report named x"}]}},
             "accepted",
         ),
-        (200, {"id": 1, "result": "odd"}, "refused"),
+        (200, {"id": 1, "result": "odd"}, "unclear"),
     ],
 )
 def test_a_tool_call_answer_is_judged(
@@ -264,3 +268,162 @@ def test_against_the_weak_target_only_the_matching_weakness_fails(
     assert failed == FAILS.get(weakness, frozenset()) & found.keys()
     if weakness is None:
         assert {r.outcome for r in found.values()} == {Outcome.PASS}
+
+
+Script = dict[str, Callable[[dict[str, Any]], httpx.Response]]
+
+
+def rpc(message: dict[str, Any], result: Any = None, *, error: Any = None) -> httpx.Response:
+    body: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+    body.update({"error": error} if error is not None else {"result": result})
+    return httpx.Response(200, json=body)
+
+
+def initialized(message: dict[str, Any]) -> httpx.Response:
+    return rpc(message, {"protocolVersion": "2025-06-18", "capabilities": {}})
+
+
+def listed(*names: str) -> Callable[[dict[str, Any]], httpx.Response]:
+    return lambda m: rpc(m, {"tools": [{"name": n} for n in names]})
+
+
+def text(message: dict[str, Any], said: str, *, error: bool = False) -> httpx.Response:
+    return rpc(message, {"content": [{"type": "text", "text": said}], "isError": error})
+
+
+def unknown(message: dict[str, Any]) -> httpx.Response:
+    return rpc(message, error={"code": -32601, "message": "no such method"})
+
+
+def scripted(script: Script) -> Iterator[ProbeContext]:
+    """A context whose wire talks to a scripted MCP server (``script`` answers each
+    method; a tools/call is answered by ``tools/call:<name>``)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        message = json.loads(request.content)
+        if "id" not in message:
+            return httpx.Response(202)
+        method = message["method"]
+        if method == "tools/call":
+            method += ":" + message["params"]["name"]
+        answer = script.get(method, unknown)
+        return answer(message)
+
+    wire = Wire(client=httpx.Client(transport=httpx.MockTransport(handle)))
+    profile = TargetProfile("http://mcp.test", Call("POST", "/mcp"), mcp=PROFILE)
+    context = ProbeContext(profile, StaticBearer("probe-static-token"), wire)
+    yield context
+    wire.close()
+
+
+def run_scripted(script: Script) -> dict[str, Result]:
+    for context in scripted({"initialize": initialized, **script}):
+        return results(context)
+    raise AssertionError("unreachable")
+
+
+def test_a_refused_initialize_is_inconclusive() -> None:
+    found = run_scripted({"initialize": lambda m: rpc(m, error={"code": -1, "message": "x"})})
+    assert {r.outcome for r in found.values()} == {Outcome.INCONCLUSIVE}
+    assert all("JSON-RPC error -1: x" in r.reason for r in found.values())
+
+
+def test_a_listing_is_read_page_by_page() -> None:
+    def paged(message: dict[str, Any]) -> httpx.Response:
+        cursor = (message.get("params") or {}).get("cursor")
+        if cursor is None:
+            return rpc(message, {"tools": [{"name": "other"}], "nextCursor": "2"})
+        return rpc(message, {"tools": [{"name": "read_report"}, {"name": "delete_report"}]})
+
+    found = run_scripted({"tools/list": paged})
+    listed_result = found["mcp.tools_list_filtered"]
+    assert listed_result.outcome is Outcome.FAIL
+    assert "(3 tools listed)" in listed_result.reason
+    assert len([e for e in listed_result.evidence if e.role == "attack"]) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda m: rpc(m, error={"code": -32603, "message": "down"}),
+        lambda m: rpc(m, {"tools": "none"}),
+        listed("other"),
+    ],
+    ids=["error", "malformed", "without"],
+)
+def test_a_listing_without_the_allowed_tool_is_inconclusive(
+    answer: Callable[[dict[str, Any]], httpx.Response],
+) -> None:
+    found = run_scripted({"tools/list": answer})
+    result = found["mcp.tools_list_filtered"]
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "does not show the allowed tool" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("allowed", "why"),
+    [
+        (lambda m: rpc(m, error={"code": -32003, "message": "no"}), "JSON-RPC error -32003: no"),
+        (lambda m: text(m, "broken", error=True), "a tool error"),
+        (lambda m: httpx.Response(202), "no result"),
+        (lambda m: httpx.Response(403), "status 403"),
+    ],
+    ids=["error", "tool-error", "no-result", "403"],
+)
+def test_an_allowed_tool_that_cannot_be_called_is_inconclusive(
+    allowed: Callable[[dict[str, Any]], httpx.Response], why: str
+) -> None:
+    found = run_scripted({"tools/call:read_report": allowed})
+    result = found["mcp.tool_outside_task"]
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert f"could not be called ({why})" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("forbidden", "outcome", "reason"),
+    [
+        (lambda m: httpx.Response(403), Outcome.PASS, "refused (status 403)"),
+        (
+            lambda m: text(m, "Permission denied for this tool", error=True),
+            Outcome.PASS,
+            "refused (a tool error that says it was refused)",
+        ),
+        (lambda m: text(m, "no report named q3", error=True), Outcome.FAIL, "the tool ran"),
+        (lambda m: httpx.Response(202), Outcome.INCONCLUSIVE, "whether the tool ran is unknown"),
+    ],
+    ids=["403", "says-refused", "tool-ran", "no-answer"],
+)
+def test_the_forbidden_call_is_judged_by_its_answer(
+    forbidden: Callable[[dict[str, Any]], httpx.Response], outcome: Outcome, reason: str
+) -> None:
+    found = run_scripted(
+        {"tools/call:read_report": lambda m: text(m, "Q3"), "tools/call:delete_report": forbidden}
+    )
+    result = found["mcp.tool_outside_task"]
+    assert result.outcome is outcome
+    assert reason in result.reason
+
+
+def test_a_scenario_run_without_an_mcp_profile_is_refused() -> None:
+    context = ProbeContext(
+        TargetProfile("http://127.0.0.1:9", Call("GET", "/x")),
+        StaticBearer("probe-static-token"),
+        Wire(),
+    )
+    try:
+        with pytest.raises(ValueError, match="no MCP endpoint"):
+            mcp.SCENARIOS[0].run(context)
+    finally:
+        context.wire.close()
+
+
+def test_a_listing_that_never_ends_is_read_to_its_page_limit() -> None:
+    def endless(message: dict[str, Any]) -> httpx.Response:
+        cursor = int((message.get("params") or {}).get("cursor") or 0)
+        return rpc(message, {"tools": [{"name": f"t{cursor}"}], "nextCursor": str(cursor + 1)})
+
+    found = run_scripted({"tools/list": endless})
+    result = found["mcp.tools_list_filtered"]
+    assert result.outcome is Outcome.INCONCLUSIVE  # read_report never shown
+    assert f"{MAX_PAGES} tools, not it" in result.reason
+    assert len([e for e in result.evidence if e.role == "attack"]) == MAX_PAGES

@@ -5,9 +5,12 @@ reported ``fail``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from time import time_ns
 
+import httpx
 import pytest
 
 from tests.probe.scenarios.lax_server import ALLOWED, FORBIDDEN, TOKEN, Lax, lax_server, normalized
@@ -206,3 +209,130 @@ def test_against_the_weak_target_only_the_matching_weakness_fails(
     assert failed == FAILS.get(weakness, frozenset()) & found.keys()
     if weakness is None:
         assert {r.outcome for r in found.values()} == {Outcome.PASS}
+
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+@contextmanager
+def mocked(answer: Answer, *, allowed: str = ALLOWED) -> Iterator[ProbeContext]:
+    """A context whose wire gets ``answer``'s responses (no server)."""
+    wire = Wire(client=httpx.Client(transport=httpx.MockTransport(answer)))
+    profile = TargetProfile(
+        "http://target.test",
+        Call("GET", allowed),
+        Call("DELETE", allowed),
+        forbidden_path=Call("GET", FORBIDDEN),
+    )
+    try:
+        yield ProbeContext(profile, StaticBearer(TOKEN), wire)
+    finally:
+        wire.close()
+
+
+def normalizing_redirect(request: httpx.Request) -> httpx.Response:
+    """A server that sends a path with tricks to its normalized form (as Go's mux does)
+    and refuses the forbidden one."""
+    raw = request.url.raw_path.decode()
+    if normalized(raw) != raw:
+        return httpx.Response(301, headers={"Location": normalized(raw)})
+    return httpx.Response(403 if raw == FORBIDDEN else 200)
+
+
+def test_a_redirect_to_the_forbidden_path_itself_is_no_bypass() -> None:
+    with mocked(normalizing_redirect) as context:
+        found = {r.scenario: r for r in run(paths.SCENARIOS[:5], context).results}
+    assert {r.outcome for r in found.values()} == {Outcome.PASS}
+    assert all(a.status == 301 for r in found.values() for a in r.evidence if a.role == "attack")
+
+
+def test_a_redirect_elsewhere_is_accepted() -> None:
+    def elsewhere(request: httpx.Request) -> httpx.Response:
+        raw = request.url.raw_path.decode()
+        if normalized(raw) != raw:
+            return httpx.Response(302, headers={"Location": "/forbidden/item/download"})
+        return httpx.Response(403 if raw == FORBIDDEN else 200)
+
+    with mocked(elsewhere) as context:
+        assert run_one(by_id()["path.semicolon"], context).outcome is Outcome.FAIL
+
+
+def test_the_root_as_the_allowed_path_leaves_nothing_to_climb() -> None:
+    with mocked(
+        lambda r: httpx.Response(403 if r.url.path == FORBIDDEN else 200), allowed="/"
+    ) as c:
+        result = run_one(by_id()["path.encoded_dots"], c)
+    assert result.outcome is Outcome.NOT_APPLICABLE
+    assert "no directory to climb out of" in result.reason
+
+
+def overriding(plain: Answer, overridden: Answer) -> Answer:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if any(h in request.headers for h in paths.OVERRIDE_HEADERS):
+            return overridden(request)
+        return plain(request)
+
+    return answer
+
+
+def ticking() -> Answer:
+    count = itertools.count()
+    return lambda r: httpx.Response(200, text=f"report q3, request {next(count)}")
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "reason"),
+    [
+        (
+            overriding(lambda r: httpx.Response(200, text="q3"), lambda r: httpx.Response(204)),
+            Outcome.FAIL,
+            "the attack was accepted",
+        ),
+        (
+            overriding(
+                lambda r: httpx.Response(200, text="q3"),
+                lambda r: httpx.Response(200, text="deleted"),
+            ),
+            Outcome.FAIL,
+            "the attack was accepted",
+        ),
+        (lambda r: httpx.Response(200, text="q3"), Outcome.PASS, "dropped or ignored"),
+        (
+            overriding(lambda r: httpx.Response(200), lambda r: httpx.Response(400)),
+            Outcome.PASS,
+            "refused (400)",
+        ),
+        (ticking(), Outcome.INCONCLUSIVE, "whether the override took effect is unknown"),
+        (
+            overriding(ticking(), lambda r: httpx.Response(202)),
+            Outcome.FAIL,
+            "the attack was accepted",
+        ),
+        (
+            overriding(
+                lambda r: httpx.Response(200, json={"q3": 1, "at": time_ns()}),
+                lambda r: httpx.Response(200, text="deleted"),
+            ),
+            Outcome.FAIL,
+            "the attack was accepted",
+        ),
+        (lambda r: httpx.Response(404), Outcome.INCONCLUSIVE, "twin was not accepted"),
+    ],
+    ids=[
+        "other-status",
+        "other-body",
+        "ignored",
+        "refused",
+        "volatile-text",
+        "volatile-text-other-status",
+        "json-then-text",
+        "twin-refused",
+    ],
+)
+def test_an_override_is_judged_against_two_plain_answers(
+    answer: Answer, outcome: Outcome, reason: str
+) -> None:
+    with mocked(answer) as context:
+        result = run_one(by_id()["method.override"], context)
+    assert result.outcome is outcome
+    assert reason in result.reason

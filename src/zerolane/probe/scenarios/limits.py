@@ -79,7 +79,7 @@ def _headers(context: ProbeContext) -> Result:
         credential,
         {f"X-Probe-Padding-{i:04d}": "a" * HEADER_VALUE for i in range(count + 1)},
     )
-    return judge("limits.oversized_headers", twin, [one, _summarized(many)])
+    return judge("limits.oversized_headers", twin, [_summarized(one), _summarized(many)])
 
 
 def _body(context: ProbeContext) -> Result:

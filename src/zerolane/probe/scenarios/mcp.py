@@ -34,16 +34,22 @@ def _text(result: dict[str, Any]) -> str:
     return " ".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
 
 
+def _failed(answer: dict[str, Any] | None) -> bool:
+    """A tool result that says the tool failed (``isError: true``)."""
+    result = answer.get("result") if answer is not None else None
+    return isinstance(result, dict) and result.get("isError") is True
+
+
 def verdict(exchange: Exchange, answer: dict[str, Any] | None) -> str:
-    """``accepted`` (the tool ran), ``refused`` or ``unclear`` (a success without an
-    answer to the call)."""
+    """``accepted`` (the tool ran), ``refused`` or ``unclear`` (a success without a
+    readable answer to the call)."""
     if not exchange.accepted:
         return "refused"
-    if answer is None:
-        return "unclear"
-    result = answer.get("result")
-    if "error" in answer or not isinstance(result, dict):
+    if answer is not None and "error" in answer:
         return "refused"
+    result = answer.get("result") if answer is not None else None
+    if not isinstance(result, dict):
+        return "unclear"
     if result.get("isError") is True and REFUSAL_WORDS.search(_text(result)):
         return "refused"
     return "accepted"
@@ -70,12 +76,14 @@ def _tool_outside_task(context: ProbeContext) -> Result:
         "attack", "tools/call", {"name": mcp.forbidden_tool, "arguments": mcp.forbidden_arguments}
     )
     kept = (*setup, twin, attack)
-    if verdict(twin, allowed) != "accepted":
+    if verdict(twin, allowed) != "accepted" or _failed(allowed):
         why = f"status {twin.status}" if twin.status is not None else twin.error
         if allowed is not None and "error" in allowed:
             why = f"JSON-RPC error {error_text(allowed)}"
-        elif allowed is not None:
+        elif allowed is not None and isinstance(allowed.get("result"), dict):
             why = "a tool error"
+        elif twin.accepted:
+            why = "no result"
         return Result(
             scenario,
             Outcome.INCONCLUSIVE,
@@ -88,8 +96,8 @@ def _tool_outside_task(context: ProbeContext) -> Result:
         return Result(
             scenario,
             Outcome.INCONCLUSIVE,
-            f"the call of {mcp.forbidden_tool!r} was answered {attack.status} with no JSON-RPC "
-            "answer: whether the tool ran is unknown",
+            f"the call of {mcp.forbidden_tool!r} was answered {attack.status} with no "
+            "readable JSON-RPC answer: whether the tool ran is unknown",
             kept,
         )
     if found == "accepted":

@@ -15,6 +15,7 @@ decided on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -86,9 +87,7 @@ def tricked_paths(allowed: str, forbidden: str, climb: str) -> list[str]:
             continue
         lead = "".join(f"/{s}" for s in start)
         path = f"{lead}/{climb * (len(start) - common)}{'/'.join(target[common:])}"
-        path += f"?{query}" if query else ""
-        if path not in found:
-            found.append(path)
+        found.append(path + (f"?{query}" if query else ""))
     return found
 
 
@@ -229,7 +228,15 @@ def _override(context: ProbeContext) -> Result:
             "request to the next (not JSON): whether the override took effect is unknown",
             (again, twin, *attacks),
         )
-    return judge(scenario, twin, attacks, accepted=took_effect, evidence=(again,))
+    result = judge(scenario, twin, attacks, accepted=took_effect, evidence=(again,))
+    if result.outcome is Outcome.PASS and any(a.accepted for a in attacks):
+        answers = sorted({str(a.status) for a in attacks})
+        reason = (
+            "the override was dropped or ignored: the answer is the plain request's "
+            f"({', '.join(answers)})"
+        )
+        return dataclasses.replace(result, reason=reason)
+    return result
 
 
 def _path_scenario(trick: Trick, title: str, attack: str) -> Scenario:
