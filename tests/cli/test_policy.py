@@ -1,7 +1,10 @@
-"""``zerolane policy check|test|reload`` through a small app that adds the sub-app."""
+"""``zerolane policy check|test|reload|schema upgrade`` through a small app that adds the
+sub-app (and ``zerolane`` itself, for the upgrade a ``zerolane status`` asks for)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from zerolane.cli import policy
+from zerolane.cli.policy import POLICIES
 from zerolane.policy.defaults import install_defaults
 
 runner = CliRunner()
@@ -165,3 +169,60 @@ def test_reload_with_a_dead_pid(policies: Path) -> None:
     result = runner.invoke(app, ["policy", "reload", "--home", str(home)])
     assert result.exit_code == 0, result.output
     assert "next start" in result.output
+
+
+def test_schema_upgrade_of_a_home_whose_schema_lacks_risk(tmp_path: Path) -> None:
+    """``zerolane status`` says what to run; ``zerolane policy schema upgrade`` replaces
+    an earlier shipped schema (kept beside), and refuses an edited one unless forced."""
+    from tests.policy.test_schema_upgrade import EARLIER
+    from zerolane.cli.main import app as zerolane
+    from zerolane.policy.loader import SHIPPED_SCHEMA
+    from zerolane.policy.schema_upgrade import COMMAND
+    from zerolane.server.deployment import init_home
+
+    home = tmp_path / "home"
+    init_home(home, "upgrade.example")[0].close()
+    for earlier in EARLIER.iterdir():  # the folder an earlier zerolane init wrote
+        shutil.copyfile(earlier, home / POLICIES / earlier.name)
+    schema = home / POLICIES / "schema.cedarschema"
+    status = runner.invoke(zerolane, ["status", "--home", str(home), "--json"])
+    advice = json.loads(status.stdout)["policy_schema"]
+    assert COMMAND in advice
+    assert "policy.error" in advice
+    assert f"WARNING {schema}" in runner.invoke(zerolane, ["status", "--home", str(home)]).stderr
+    old = schema.read_bytes()
+    upgraded = runner.invoke(zerolane, ["policy", "schema", "upgrade", "--home", str(home)])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "is now the shipped schema" in upgraded.stdout
+    (backup,) = schema.parent.glob("schema.cedarschema.bak-*")
+    assert backup.read_bytes() == old
+    assert schema.read_bytes() == SHIPPED_SCHEMA.read_bytes()
+    status = runner.invoke(zerolane, ["status", "--home", str(home), "--json"])
+    assert json.loads(status.stdout)["policy_schema"] is None
+    again = runner.invoke(zerolane, ["policy", "schema", "upgrade", "--home", str(home)])
+    assert (again.exit_code, again.stdout.strip()) == (
+        0,
+        f"ok: {schema} is already the shipped schema",
+    )
+    # an edited schema: refused, untouched, unless forced
+    schema.write_bytes(b"// ours\n" + old)
+    refused = runner.invoke(zerolane, ["policy", "schema", "upgrade", "--home", str(home)])
+    assert refused.exit_code == 2
+    assert "error policy.schema_edited" in refused.stderr
+    assert schema.read_bytes() == b"// ours\n" + old
+    forced = runner.invoke(
+        zerolane, ["policy", "schema", "upgrade", "--home", str(home), "--force", "--json"]
+    )
+    assert forced.exit_code == 0, forced.output
+    answer = json.loads(forced.stdout)
+    assert (answer["was"], answer["upgraded"]) == ("edited", True)
+    assert Path(answer["backup"]).read_bytes() == b"// ours\n" + old
+
+
+def test_schema_upgrade_of_an_unreadable_folder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / POLICIES).mkdir(parents=True)
+    (home / POLICIES / "schema.cedarschema").mkdir()  # not a file: cannot be read
+    result = runner.invoke(app, ["policy", "schema", "upgrade", "--home", str(home)])
+    assert result.exit_code == 2
+    assert "policy.path" in result.stderr

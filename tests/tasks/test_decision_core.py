@@ -176,6 +176,27 @@ def test_an_engine_that_raises_denies() -> None:
     assert core(Broken()).decide(holder(stored), FACTS, (stored,)) == Deny(("policy.error",))
 
 
+def test_an_engine_error_with_its_reason_denies_naming_both() -> None:
+    """An outdated schema (the engine says so): every request is denied ``policy.error``
+    and the reason that tells the admin what to do; an engine that knows no reason
+    denies ``policy.error`` alone."""
+
+    class Outdated(Engine):
+        def decide(self, request: PolicyRequest) -> PolicyResult:
+            errors = ("context.risk is not in the schema",)
+            return PolicyResult(False, (), errors, reasons=("policy.schema_outdated",))
+
+    class Erring(Engine):
+        def decide(self, request: PolicyRequest) -> PolicyResult:
+            return PolicyResult(False, ("p",), ("an evaluation error",))
+
+    stored = task()
+    denied = core(Outdated()).decide(holder(stored), FACTS, (stored,))
+    assert denied == Deny(("policy.error", "policy.schema_outdated"))
+    plain = core(Erring()).decide(holder(stored), FACTS, (stored,))
+    assert plain == Deny(("policy.error",), ("p",))
+
+
 def test_lost_compare_and_sets_back_off_then_end_in_contention() -> None:
     decider = core()
     assert decider.spent("t1", None, 1) == Retry(0.0)  # the first: at once

@@ -1,4 +1,5 @@
-"""``zerolane policy check|test|reload``: validate, test and reload Cedar policies.
+"""``zerolane policy check|test|reload``: validate, test and reload Cedar policies;
+``zerolane policy schema upgrade``: bring a home's copied schema up to the shipped one.
 
 Exit codes fit for CI: 0 ok, 1 a test case failed (or the server could not be
 signalled), 2 invalid input (a refused policy set or a malformed case file).
@@ -204,3 +205,49 @@ def reload(home: HomeOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"ok: {_summary(snapshot)}; no running server, they load at next start")
     else:
         typer.echo(f"ok: {_summary(snapshot)}; sent SIGHUP to the server (pid {pid})")
+
+
+schema_app = typer.Typer(help="The home's Cedar schema.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("upgrade")
+def upgrade_schema(
+    home: HomeOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a schema that was edited too (it is kept beside)"),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace <home>/policies/schema.cedarschema with the one this zerolane ships, when
+    the home's is one an earlier zerolane shipped (it is kept as
+    schema.cedarschema.bak-<time>). Exit 2, nothing changed, when it was edited (unless
+    --force) or the policies do not load over the new one. A running server loads it
+    when it sees the file change."""
+    import datetime as dt
+
+    from zerolane.policy.schema_upgrade import SchemaState
+    from zerolane.policy.schema_upgrade import upgrade_schema as upgrade
+    from zerolane.server.deployment import resolve_home
+
+    folder = home_policies(resolve_home(home))
+    try:
+        done = upgrade(folder, force=force, now=dt.datetime.now(dt.UTC))
+    except ZerolaneError as err:
+        raise _refuse(err) from None
+    except OSError as err:
+        raise _unreadable(folder, err) from None
+    if as_json:
+        print_json(
+            {
+                "schema": str(done.path),
+                "was": done.before.value,
+                "upgraded": done.backup is not None,
+                "backup": str(done.backup) if done.backup else None,
+            }
+        )
+    elif done.before is SchemaState.CURRENT:
+        typer.echo(f"ok: {done.path} is already the shipped schema")
+    else:
+        typer.echo(f"ok: {done.path} is now the shipped schema (the old one: {done.backup})")

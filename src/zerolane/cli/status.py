@@ -1,16 +1,27 @@
 """``zerolane status``: is a ``zerolane up`` serving this home, and is each server healthy?
 
 Like ``spire-server healthcheck``: exit 0 when every server of the running ``up``
-answers ``GET /healthz`` with 200, 1 when none runs or one does not answer.
+answers ``GET /healthz`` with 200, 1 when none runs or one does not answer. It also
+says when the home's Cedar schema makes every decision fail closed (an earlier shipped
+one, or one without ``context.risk``) and what to run (``zerolane policy schema
+upgrade``); that alone changes no exit code.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from zerolane.cli.common import HomeOption, JsonOption, cells, console, print_json
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    cells,
+    console,
+    err_console,
+    print_json,
+)
 from zerolane.cli.pidfile import read_listeners, server_pid
 from zerolane.errors import InvalidInput
 
@@ -30,6 +41,17 @@ def _probe(base_url: str, timeout: float) -> tuple[bool, str]:
     if response.status_code != 200:
         return False, f"HTTP {response.status_code}"
     return True, "HTTP 200"
+
+
+def _schema_advice(root: Path) -> str | None:
+    """What to do about the home's schema when it fails every decision (None: nothing)."""
+    from zerolane.cli.policy import home_policies
+    from zerolane.policy.schema_upgrade import schema_state
+
+    try:
+        return schema_state(home_policies(root)).advice
+    except OSError:  # an unreadable folder: the servers' own checks say so
+        return None
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +74,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput(
                 "home.missing", f"no zerolane home at {root} (run 'zerolane init' first)"
             )
+        advice = _schema_advice(root)
         pid = server_pid(root)
         listeners = read_listeners(root, pid) if pid is not None else {}
         servers = []
@@ -60,7 +83,15 @@ def register(app: typer.Typer) -> None:
             servers.append({"server": label, "url": url, "healthy": healthy, "seen": seen})
         ok = pid is not None and bool(servers) and all(s["healthy"] for s in servers)
         if as_json:
-            print_json({"home": str(root), "pid": pid, "healthy": ok, "servers": servers})
+            print_json(
+                {
+                    "home": str(root),
+                    "pid": pid,
+                    "healthy": ok,
+                    "servers": servers,
+                    "policy_schema": advice,
+                }
+            )
         elif pid is None:
             typer.echo(f"not running: no zerolane up serves {root}")
         else:
@@ -71,5 +102,7 @@ def register(app: typer.Typer) -> None:
             for s in servers:
                 mark = "ok" if s["healthy"] else "FAIL"
                 console.print(*cells(f"  {mark:<4}", s["url"], s["server"], f"({s['seen']})"))
+        if advice is not None and not as_json:
+            err_console.print(f"WARNING {advice}", markup=False, highlight=False)
         if not ok:
             raise typer.Exit(1)

@@ -10,6 +10,7 @@ first half may parse (a ``permit`` before the ``forbid`` that narrows it), is no
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import cedarpy
 
 from zerolane.policy.engine import PolicyLoadError, PolicyRequest, PolicyResult
 from zerolane.policy.loader import Reading, Snapshot, parse, read_directory, stamps
+from zerolane.policy.schema_upgrade import SCHEMA_OUTDATED, schema_state
 
 WORKLOAD_TYPE = "Zerolane::Workload"
 ACTION_TYPE = "Zerolane::Action"
@@ -85,6 +87,8 @@ class CedarEngine:
         self._snapshot = parse(first.reading)
         self._seen = first.key  # the files the deciding (or last refused) set came from
         self._generation = 0  # bumped whenever _seen changes
+        #: the policy version last looked at for an outdated schema, and the advice
+        self._advice: tuple[str, str | None] = ("", None)
 
     @property
     def directory(self) -> Path:
@@ -114,10 +118,11 @@ class CedarEngine:
         }
         schema = None if self._built_requests and snapshot.shipped_schema else snapshot.schema
         result = _evaluate(asked, snapshot.policies, schema)
+        if result.errors:
+            return self._explained(result, snapshot)
         ids = result.policy_ids
         if (
             result.allowed
-            or result.errors
             or not ids
             or snapshot.without_approval is None
             or not snapshot.approval_ids.issuperset(ids)
@@ -129,6 +134,25 @@ class CedarEngine:
         if not unless.allowed:
             return unless
         return PolicyResult(False, ids, (), approval=True)
+
+    def _explained(self, result: PolicyResult, snapshot: Snapshot) -> PolicyResult:
+        """An erring result, with the reason when the folder's schema is outdated (an
+        earlier shipped one, or one without ``context.risk``): ``policy.schema_outdated``
+        and what to run. Looked at once per policy version, and logged then."""
+        version, advice = self._advice
+        if version != snapshot.version:
+            try:
+                advice = schema_state(self._directory).advice
+            except OSError:  # only a hint: the result stands
+                advice = None
+            self._advice = (snapshot.version, advice)
+            if advice is not None:
+                logger.warning("every decision fails closed: %s", advice)
+        if advice is None:
+            return result
+        return dataclasses.replace(
+            result, errors=(*result.errors, advice), reasons=(SCHEMA_OUTDATED,)
+        )
 
     def reload(self) -> str:
         """Load the directory now and swap it in; on refusal raise, keeping the old set.

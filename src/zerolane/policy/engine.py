@@ -34,6 +34,9 @@ class PolicyResult:
     #: denied only by policies annotated ``@approval("required")`` (``policy_ids``),
     #: and allowed without them: a human may approve this exact request
     approval: bool = False
+    #: reason ids that say why it erred, beyond ``policy.error`` (e.g.
+    #: ``policy.schema_outdated``: the home's schema predates what requests carry)
+    reasons: tuple[str, ...] = ()
 
 
 class PolicyEngine(Protocol):

@@ -342,8 +342,8 @@ class DecisionCore:
             result = engine.decide(request)
         except Exception:  # fail closed: an engine that raises denies, never allows
             return Deny(("policy.error",))
-        if result.errors:
-            return Deny(("policy.error",), result.policy_ids)
+        if result.errors:  # with why, when the engine knows (an outdated schema)
+            return Deny(("policy.error", *result.reasons), result.policy_ids)
         hold = self._held(task.task_id, task.parent_id) if self._held is not None else None
         if result.approval or (hold is not None and result.allowed):
             # denied by approval policies alone, or allowed while a response holds the task
