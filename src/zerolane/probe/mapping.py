@@ -109,7 +109,7 @@ NIST_CSF_2 = Framework(
     name="NIST Cybersecurity Framework 2.0, Identity Management, Authentication, and "
     "Access Control (PR.AA)",
     short="CSF 2.0",
-    url="https://www.nist.gov/cyberframework",
+    url="https://nvlpubs.nist.gov/nistpubs/CSWP/NIST.CSWP.29.pdf",
     entries={
         "PR.AA-01": "Identities and credentials for authorized users, services, and "
         "hardware are managed by the organization",
@@ -129,7 +129,7 @@ NIST_CSF_1_1 = Framework(
     name="NIST Cybersecurity Framework 1.1, Identity Management, Authentication and "
     "Access Control (PR.AC)",
     short="CSF 1.1",
-    url="https://www.nist.gov/cyberframework/framework-version-11",
+    url="https://nvlpubs.nist.gov/nistpubs/CSWP/NIST.CSWP.04162018.pdf",
     entries={
         "PR.AC-1": "Identities and credentials are issued, managed, verified, revoked, and "
         "audited for authorized devices, users and processes",
