@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.cli.test_approval import ask, events
 from tests.cli.test_task import home, run
 from zerolane.audit.chain import seal
+from zerolane.cli.approval import preview_line
 from zerolane.server.deployment import Deployment
 from zerolane.store.changes import PlaceHold, RequestApproval
 from zerolane.store.records import ApprovalRecord, ApprovalStatus, TaskHold
@@ -83,3 +84,27 @@ def test_holds_are_listed_and_released(home: Path) -> None:
     assert again.exit_code == 2
     assert "hold.unknown" in again.output
     assert run(home, "approval", "holds", "--json").output.strip() == "[]"
+
+
+def test_a_preview_on_one_line() -> None:
+    assert preview_line(None) == "-"
+    assert preview_line({"tool": "send_email", "arguments": "{}"}) == "tool send_email"
+    assert preview_line({"function": "pay"}) == "function pay"
+    assert preview_line({"method": "GET", "path": "/x"}) == "GET /x"
+    assert preview_line({"method": "POST", "path": "/x", "body": {"size": 0}}) == "POST /x"
+    assert preview_line({"truncated": True, "excerpt": "..."}) == "? ?"
+
+
+def test_a_release_answers_json(home: Path) -> None:
+    hold = TaskHold("tsk_child", "r", "replay", "evt_2", time.time())
+    deployment = Deployment.open(home)
+    try:
+        deployment.stores.write_recorded(PlaceHold(hold), lambda _: [], seal)
+    finally:
+        deployment.close()
+    released = json.loads(run(home, "approval", "release", "tsk_child", "--json").output)
+    assert (released["task_id"], released["rule"], released["detection"]) == (
+        "tsk_child",
+        "r",
+        "evt_2",
+    )

@@ -177,13 +177,26 @@ def test_an_mcp_call_is_shown_by_its_tool_and_masked_arguments(asking: World, ag
     assert "hunter2" not in json.dumps(preview)
 
 
-def test_a_preview_that_fails_still_asks_for_the_approval(asking: World, agent: Agent) -> None:
+def test_a_preview_that_fails_still_asks_for_the_approval(
+    asking: World, agent: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
     token = asking.open(agent).token
 
     def broken() -> dict[str, object]:
-        raise RuntimeError("bug")
+        raise RuntimeError("password=hunter2")  # a message that quotes the request
 
     asked = write(asking, agent, token, preview=broken)
     assert asked.reasons == ("approval.required",)
     assert asked.approval_id is not None
     assert approvals(asking).get(asked.approval_id).preview is None
+    assert "could not be built: RuntimeError" in caplog.text
+    assert "hunter2" not in caplog.text  # never logged
+
+
+def test_an_mcp_resource_read_is_shown_with_its_uri(asking: World, agent: Agent) -> None:
+    token = asking.open(agent).token
+    mcp = McpFacts.of_call(
+        "files", "", read_only=True, destructive=False, method="resources/read", uri="file:///q3"
+    )
+    preview = stored(asking, write(asking, agent, token, mcp=mcp))
+    assert (preview["mcp_method"], preview["uri"]) == ("resources/read", "file:///q3")
