@@ -116,3 +116,67 @@ def test_a_failing_decider_is_a_503_never_an_allow(stack: Stack) -> None:
         "decision_id": None,
     }
     assert stack.upstream.count() == before
+
+
+def _upload_scope(stack: Stack, headers: dict[str, str], length: int) -> dict[str, Any]:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(length).encode()))
+    return _scope(
+        stack, method="POST", path="/finance/upload", raw_path=b"/finance/upload", headers=raw
+    )
+
+
+def test_a_failing_decider_with_a_body_is_a_503_never_waits_for_it(stack: Stack) -> None:
+    app = GatewayApp(stack.app.config, _BrokenDecider())  # type: ignore[arg-type]
+    with stack.task() as task:
+        url = stack.url("/finance/upload")
+        sent = _run(app, _upload_scope(stack, task.headers("POST", url), 10), [])
+    assert sent[0]["status"] == 503  # no body was sent: it was never waited for
+    assert json.loads(sent[1]["body"])["reason"] == "decision.error"
+
+
+def test_a_verified_body_longer_than_declared_is_refused_and_its_proof_spent(
+    stack: Stack, app: GatewayApp
+) -> None:
+    before = stack.upstream.count()
+    with stack.task() as task:
+        url = stack.url("/finance/upload")
+        headers = task.headers("POST", url)
+        longer: list[Message] = [{"type": "http.request", "body": b"abcd", "more_body": False}]
+        sent = _run(app, _upload_scope(stack, headers, 3), longer)
+        assert sent[0]["status"] == 400
+        assert json.loads(sent[1]["body"])["reason"] == "request.body_length"
+        assert stack.upstream.count() == before
+        # the same proof, the body as declared, at a decider with its own replay cache
+        # (another gateway process over the same store): spent already
+        elsewhere = GatewayApp(stack.app.config, stack.deployment.decider)
+        again: list[Message] = [{"type": "http.request", "body": b"abc", "more_body": False}]
+        replayed = _run(elsewhere, _upload_scope(stack, headers, 3), again)
+        assert json.loads(replayed[1]["body"])["reason"] == "dpop.replayed"
+        # the legitimate twin: a fresh proof, the body as declared
+        twin: list[Message] = [{"type": "http.request", "body": b"abc", "more_body": False}]
+        allowed = _run(app, _upload_scope(stack, task.headers("POST", url), 3), twin)
+        assert allowed[0]["status"] == 200
+
+
+class _NoDiscard:
+    """The stack's decider, but spending a never-decided request's proof fails."""
+
+    def __init__(self, decider: Any) -> None:
+        self._decider = decider
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._decider, name)
+
+    def discard(self, verified: object) -> None:
+        raise RuntimeError("the store is gone")
+
+
+def test_a_proof_that_cannot_be_spent_still_refuses(stack: Stack) -> None:
+    decider = _NoDiscard(stack.gateway_deployment.decider)
+    app = GatewayApp(stack.app.config, decider)  # type: ignore[arg-type]
+    with stack.task() as task:
+        url = stack.url("/finance/upload")
+        longer: list[Message] = [{"type": "http.request", "body": b"abcd", "more_body": False}]
+        sent = _run(app, _upload_scope(stack, task.headers("POST", url), 3), longer)
+    assert sent[0]["status"] == 400
