@@ -69,3 +69,18 @@ def test_a_running_up_is_healthy_then_not_running(home: Path) -> None:
     finally:
         assert up.stop() == 0
     assert _status(home).exit_code == 1
+
+
+def test_an_outdated_schema_is_named_and_an_unreadable_one_is_left_to_the_servers(
+    home: Path,
+) -> None:
+    from tests.policy.test_schema_upgrade import EARLIER
+
+    schema = home / "policies" / "schema.cedarschema"
+    schema.write_bytes((EARLIER / "schema.cedarschema").read_bytes())
+    result = _status(home)
+    assert result.exit_code == 1  # not running, as before
+    assert "zerolane policy schema upgrade" in result.stderr
+    schema.unlink()
+    schema.mkdir()
+    assert json.loads(_status(home, "--json").stdout)["policy_schema"] is None

@@ -137,3 +137,13 @@ def test_a_folder_without_a_schema(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as missing:
         upgrade_schema(tmp_path, force=True, now=NOW)
     assert missing.value.reason == "policy.schema_missing"
+
+
+def test_a_schema_that_cannot_be_read_leaves_the_error_as_it_is(old_home: Path) -> None:
+    engine = CedarEngine(old_home, built_requests=True)
+    schema = old_home / "schema.cedarschema"
+    schema.unlink()
+    schema.mkdir()  # unreadable now: the hint is left out, the deny stands
+    result = engine.decide(request_policy_request(f.AGENT, f.task(), f.request(), f.NOW))
+    assert (result.allowed, result.reasons) == (False, ())
+    assert result.errors
