@@ -9,10 +9,11 @@ import dataclasses
 
 import pytest
 
+from tests.conformance.test_task_tree import task
 from tests.tasks.conftest import ADMIN, AGENT, EVIL, FINANCE, Agent, World
 from zerolane.audit.events import Actor
 from zerolane.detection.response import Responder
-from zerolane.errors import InvalidInput, NotFound
+from zerolane.errors import InvalidInput, NotFound, Unavailable
 from zerolane.settings.response import ResponseRule, ResponseSettings
 from zerolane.store.records import ApprovalStatus
 from zerolane.tasks.approvals import body_digest
@@ -147,12 +148,40 @@ def test_a_second_detection_holds_nothing_twice_and_a_release_lifts_the_hold(
         holds.get(opened.task.task_id)
 
 
-def test_a_child_delegated_by_a_held_task_is_held_too(world: World, agent: Agent) -> None:
-    opened = world.open(agent)
-    respond_to_probing(world, opened.task.task_id)
+def test_every_task_delegated_below_a_held_task_is_held_too(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain root > child > grandchild: holding the root holds the grandchild (its
+    ancestors are looked up), a task outside the chain is not held; an ancestor that
+    cannot be read refuses (fail closed)."""
+    stores = world.deployment.stores
+    root = task("tsk_root")
+    child = task("tsk_child", parent=root)
+    grandchild = task("tsk_grandchild", parent=child)
+    for record in (root, child, grandchild, task("tsk_other")):
+        stores.add_task(record)
     holds = world.deployment.holds
-    assert holds.held("tsk_child", opened.task.task_id) is not None  # checked with its parent
-    assert holds.held("tsk_child", "tsk_other_parent") is None
+    assert holds.held("tsk_grandchild", "tsk_child") is None  # nothing held: no lookup
+    holds.place("tsk_root", rule="r", detector="d", detection="evt", actor=ADMIN)
+    found = holds.held("tsk_grandchild", "tsk_child")
+    assert found is not None
+    assert found.task_id == "tsk_root"
+    assert holds.held("tsk_child", "tsk_root") is not None
+    assert holds.held("tsk_other") is None  # the twin outside the chain
+    assert holds.held("tsk_orphan", "tsk_gone") is None  # an ancestor not stored: a root
+
+    fresh = Holds(stores, world.deployment.audit, world.clock)
+    fresh.held("tsk_other")  # reads the holds
+
+    def broken(task_id: str) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(stores, "get_task", broken)
+    with pytest.raises(Unavailable) as refused:
+        fresh.held("tsk_grandchild", "tsk_child")
+    assert refused.value.reason == "hold.unavailable"
+    monkeypatch.undo()
+    assert fresh.held("tsk_grandchild", "tsk_child") is not None
 
 
 def test_a_hold_placed_by_another_process_is_seen_within_the_refresh(

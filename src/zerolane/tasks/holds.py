@@ -3,19 +3,22 @@
 When a detection matches a ``[[response.rules]]`` rule whose actions include
 ``require_approval``, its task is *held* (a :class:`~zerolane.store.records.TaskHold`
 stored with a ``task.held`` event, actor ``system/response:<rule>``). From then on each
-request of the task (and of the tasks it delegated: a child is held with its parent)
-that the policies would allow is answered "approval required" instead
-(``approval.required``, the policy ``response:<rule>`` named): a person approves that
-one request (:mod:`zerolane.tasks.approvals`, bound to its arguments as any approval),
-and it is allowed once. A request the policies deny stays denied. The hold lasts until
-an admin clears it (``zerolane approval release``, ``DELETE
-/v1/admin/holds/{task_id}``: a ``task.released`` event), never by itself.
+request of the task, and of every task delegated below it at any depth, that the
+policies would allow is answered "approval required" instead (``approval.required``,
+the policy ``response:<rule>`` named): a person approves that one request
+(:mod:`zerolane.tasks.approvals`, bound to its arguments as any approval), and it is
+allowed once. A request the policies deny stays denied. The hold lasts until an admin
+clears it (``zerolane approval release``, ``POST /v1/admin/holds/{task_id}/release``:
+a ``task.released`` event), never by itself.
 
 Deciders read holds through :class:`Holds` from memory: the stored holds, read again
 at most every ``refresh`` seconds (none per decision), and a hold placed or cleared in
-this process at once. A read that fails makes :meth:`Holds.held` refuse
-(``hold.unavailable``: the request is denied) until a read succeeds again, so a hold
-another process placed is never missed for longer than ``refresh``: fail closed.
+this process at once. While any task is held, a task's ancestors are looked up (each
+task's parent read once from the store, then remembered: a parent never changes), so
+a delegation chain cannot step out of its root's hold. A read that fails makes
+:meth:`Holds.held` refuse (``hold.unavailable``: the request is denied) until a read
+succeeds again, so a hold another process placed is never missed for longer than
+``refresh``: fail closed.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: seconds between two reads of the stored holds, by default
 DEFAULT_REFRESH = 1.0
+#: ancestors looked at above a task at most (delegation chains are far shorter)
+MAX_ANCESTORS = 64
+#: parents remembered at most (then forgotten all at once and read again)
+MAX_PARENTS = 100_000
 MAX_REASON = 256
 
 
@@ -63,22 +70,43 @@ class Holds:
         self._held: dict[str, TaskHold] = {}
         self._next = 0.0
         self._failed = False
+        self._parents: dict[str, str | None] = {}
 
     # the decider's side
     def held(self, task_id: str, parent_id: str | None = None) -> TaskHold | None:
-        """The hold on ``task_id`` or on its parent, None when neither is held. Raises
-        :class:`~zerolane.errors.Unavailable` (``hold.unavailable``) while the stored
-        holds cannot be read."""
+        """The hold on ``task_id`` or on one of its ancestors (``parent_id`` the first),
+        None when none is held. Raises :class:`~zerolane.errors.Unavailable`
+        (``hold.unavailable``) while the stored holds, or an ancestor, cannot be read."""
         now = self._clock.now()
         if now >= self._next:
             self._reload(now)
         if self._failed:
             raise Unavailable("hold.unavailable", "the task holds could not be read")
         held = self._held
+        if not held:
+            return None
         found = held.get(task_id)
-        if found is None and parent_id is not None:
-            found = held.get(parent_id)
+        above = parent_id
+        for _ in range(MAX_ANCESTORS):
+            if found is not None or above is None:
+                break
+            found = held.get(above)
+            above = self._parent_of(above)
         return found
+
+    def _parent_of(self, task_id: str) -> str | None:
+        """The parent of ``task_id`` (None: a root, or a task not stored)."""
+        if task_id in self._parents:
+            return self._parents[task_id]
+        try:
+            task = self._stores.get_task(task_id)
+        except Exception as err:
+            raise Unavailable("hold.unavailable", "a task's ancestors could not be read") from err
+        parent = task.parent_id if task is not None else None
+        if len(self._parents) >= MAX_PARENTS:
+            self._parents = {}
+        self._parents[task_id] = parent
+        return parent
 
     def _reload(self, now: float) -> None:
         with self._lock:
