@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,15 +16,23 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
-from tests.gateway.mcp.harness import SAMPLE, GatewayServer, calls
+from tests.gateway.mcp.harness import SAMPLE, calls
 from tests.probe.scenarios.weak import ALL, FAILS, weak_context
 from tests.probe.weak_target import Weakness
 from zerolane.audit.events import Actor
 from zerolane.cli.background import BackgroundServer, free_port
+from zerolane.cli.gateway import uvicorn_config
 from zerolane.cli.mcp_gateway import enforcement_of
 from zerolane.cli.probe_home import HomeSource
-from zerolane.gateway.mcp import parse_gateway_config
+from zerolane.config import HttpLimits
+from zerolane.gateway.mcp import (
+    Enforcement,
+    GatewayConfig,
+    create_gateway_app,
+    parse_gateway_config,
+)
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
 from zerolane.probe.mcp_wire import MAX_PAGES, McpClient, error_text, messages_of
@@ -56,6 +66,34 @@ PROFILE = McpProfile(
     allowed_arguments={"name": "q3"},
     forbidden_arguments={"name": "q3"},
 )
+
+
+class ServedGateway:
+    """The MCP gateway served as ``zerolane mcp-gateway run`` serves it (zerolane's
+    protocol class, its request-head limits), in a daemon thread."""
+
+    def __init__(self, config: GatewayConfig, enforcement: Enforcement) -> None:
+        app = create_gateway_app(config, enforcement)
+        served = uvicorn_config(app, config.host, config.port, limits=HttpLimits())
+        self.server = uvicorn.Server(served)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.base = config.public_url
+
+    def __enter__(self) -> ServedGateway:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("the MCP gateway did not start")
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
 
 
 @dataclass
@@ -111,7 +149,7 @@ def mcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpStack]:
                     "servers": [server],
                 }
             )
-            with GatewayServer(config, enforcement_of(deployment)):
+            with ServedGateway(config, enforcement_of(deployment)):
                 yield McpStack(
                     deployment, cp.url, config.audience, config.public_url, config.path, stdio_log
                 )
