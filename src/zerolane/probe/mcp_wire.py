@@ -79,13 +79,13 @@ class McpClient:
         self.version: str | None = None
         self._ids = itertools.count(1)
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, method: str = "POST") -> dict[str, str]:
         headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
         if self.session is not None:
             headers["Mcp-Session-Id"] = self.session
         if self.version is not None:
             headers["MCP-Protocol-Version"] = self.version
-        headers.update(self._context.authorization(self._credential, "POST", self.url))
+        headers.update(self._context.authorization(self._credential, method, self.url))
         return headers
 
     def _post(self, role: str, message: dict[str, Any]) -> Exchange:
@@ -140,6 +140,14 @@ class McpClient:
         version = answer["result"].get("protocolVersion")
         self.version = version if isinstance(version, str) else PROTOCOL_VERSION
         return [exchange, self.notify("setup", "notifications/initialized")], None
+
+    def close(self) -> None:
+        """End the session (``DELETE`` with its id, as the transport says a client
+        should); the answer is not evidence, and a server that keeps sessions until they
+        expire (405) is fine."""
+        if self.session is not None:
+            self._context.wire.send("setup", "DELETE", self.url, headers=self._headers("DELETE"))
+            self.session = None
 
     def tools(self, role: str) -> tuple[list[Exchange], list[str] | None]:
         """Every tool name ``tools/list`` shows (its pages followed); ``None`` when a

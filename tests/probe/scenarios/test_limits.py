@@ -80,9 +80,9 @@ def test_a_server_reading_anything_fails_both() -> None:
 
 
 def test_the_body_is_streamed_in_chunks() -> None:
-    chunks = list(limits.zeros(limits.CHUNK * 2 + 5))
+    chunks = list(limits.filler(limits.CHUNK * 2 + 5))
     assert [len(c) for c in chunks] == [limits.CHUNK, limits.CHUNK, 5]
-    assert list(limits.zeros(0)) == []
+    assert list(limits.filler(0)) == []
 
 
 @pytest.mark.parametrize("weakness", ALL, ids=str)

@@ -292,6 +292,23 @@ def test_the_client_keeps_the_session_and_the_version(mcp_context: ProbeContext)
     listing, names = client.tools("attack")
     assert names == ["read_report"]
     assert len(listing) == 1
+    session = client.session
+    client.close()
+    assert client.session is None
+    # the session is over: a request in it is not answered as one
+    late = mcp_context.wire.send(
+        "setup",
+        "POST",
+        client.url,
+        headers={
+            **mcp_context.authorization(mcp_context.credential(), "POST", client.url),
+            "Mcp-Session-Id": session,
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        },
+        body=b'{"jsonrpc":"2.0","id":9,"method":"tools/list"}',
+    )
+    assert late.status == 404
 
 
 @pytest.mark.parametrize("weakness", ALL, ids=str)

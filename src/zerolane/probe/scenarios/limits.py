@@ -33,7 +33,7 @@ CHUNK = 64 * KIB
 SHOWN_HEADERS = 8
 
 
-def zeros(total: int, chunk: int = CHUNK) -> Iterator[bytes]:
+def filler(total: int, chunk: int = CHUNK) -> Iterator[bytes]:
     """``total`` bytes of ``a`` in chunks of ``chunk`` (one buffer, yielded again)."""
     block = b"a" * chunk
     left = total
@@ -86,7 +86,7 @@ def _body(context: ProbeContext) -> Result:
     credential = context.credential()
     twin = context.twin(credential)
     headers = {"Content-Length": str(BODY), "Content-Type": "application/octet-stream"}
-    attack = _send(context, credential, headers, zeros(BODY))
+    attack = _send(context, credential, headers, filler(BODY))
     return judge("limits.oversized_body", twin, [attack])
 
 

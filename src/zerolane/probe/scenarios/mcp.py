@@ -63,9 +63,16 @@ def _profile(context: ProbeContext) -> McpProfile:
 
 
 def _tool_outside_task(context: ProbeContext) -> Result:
-    scenario = "mcp.tool_outside_task"
     mcp = _profile(context)
     client = McpClient(context, context.fresh(), mcp.path)
+    try:
+        return _call_outside(client, mcp)
+    finally:
+        client.close()
+
+
+def _call_outside(client: McpClient, mcp: McpProfile) -> Result:
+    scenario = "mcp.tool_outside_task"
     setup, failed = client.open()
     if failed is not None:
         return Result(scenario, Outcome.INCONCLUSIVE, failed, tuple(setup))
@@ -118,9 +125,16 @@ def _tool_outside_task(context: ProbeContext) -> Result:
 
 
 def _tools_list_filtered(context: ProbeContext) -> Result:
-    scenario = "mcp.tools_list_filtered"
     mcp = _profile(context)
     client = McpClient(context, context.credential(), mcp.path)
+    try:
+        return _listing(client, mcp)
+    finally:
+        client.close()
+
+
+def _listing(client: McpClient, mcp: McpProfile) -> Result:
+    scenario = "mcp.tools_list_filtered"
     setup, failed = client.open()
     if failed is not None:
         return Result(scenario, Outcome.INCONCLUSIVE, failed, tuple(setup))

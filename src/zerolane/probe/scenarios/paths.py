@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -102,7 +102,7 @@ def _redirected_to(exchange: Exchange, url: str) -> bool:
     )._replace(query="", fragment="")
 
 
-def _path_run(trick: Trick) -> Any:
+def _path_run(trick: Trick) -> Callable[[ProbeContext], Result]:
     def run(context: ProbeContext) -> Result:
         target = path_target(context)
         if target is None:
