@@ -532,6 +532,9 @@ RULES: Mapping[str, Rule] = {
     "task.released": Rule(ENTITY_MANAGEMENT, 3, "Update", _TASK_ENTITY),
     "alert.delivered": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("alert", uid="alert_id")),
     "alert.failed": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("alert", uid="alert_id")),
+    # a scheduled probe run: the control test of a target updated with its result (the
+    # counts in unmapped); each scenario that failed is also a detection (a finding)
+    "probe.run": Rule(ENTITY_MANAGEMENT, 3, "Update", _entity("control_test", uid="target")),
 }
 #: a kind not in the table: a Base Event, activity Other, named after the kind
 FALLBACK = Rule(BASE_EVENT, 99, "Other", lambda src: ({}, frozenset()), lambda src: (99, src.kind))
