@@ -16,6 +16,7 @@ from psycopg import sql
 from tests.grants.pg import SHARED_URL, shared_admin
 from tests.server.conftest import Api
 from tests.server.task_fixtures import BASE, Opened, TaskApi, dpop, playbook
+from zerolane.audit.events import Actor
 from zerolane.grants.hmac_keys import HmacKeyBroker, verify_api_key
 from zerolane.grants.postgres_role import PostgresRoleBroker
 from zerolane.grants.static import StaticSecret, StaticSecretBroker
@@ -112,6 +113,23 @@ def test_no_grant_after_completion_and_the_leases_are_revoked(tapi: TaskApi) -> 
     reply = ask(tapi, task, "hmac")
     assert reply.status_code in (401, 409)  # the token is dead, or the task has ended
     assert len(leases(tapi, task_id=task.task_id)) == 1
+
+
+def test_no_grant_while_the_task_is_held_for_approval(tapi: TaskApi) -> None:
+    # a held task's every request needs a person's yes: a credential handed out would
+    # reach the downstream past the hold (its twin, another task, gets one)
+    held, other = tapi.opened(), tapi.opened()
+    actor = Actor("system", "response:hold")
+    holds = tapi.deployment.holds
+    holds.place(held.task_id, rule="hold", detector="scope_probing", detection="d1", actor=actor)
+    reply = ask(tapi, held, "hmac")
+    assert (reply.status_code, reply.json()["reason"]) == (403, "task.held")
+    assert leases(tapi, task_id=held.task_id) == []
+    [refused] = tapi.events("grant.issue")
+    assert (refused["subject"], refused["reason"]) == (held.task_id, "task.held")
+    assert ask(tapi, other, "hmac").status_code == 201
+    holds.clear(held.task_id, actor=tapi.admin_actor)
+    assert ask(tapi, held, "hmac").status_code == 201  # released: decided as before
 
 
 def test_a_playbook_changed_since_the_task_opened_grants_nothing(tapi: TaskApi) -> None:

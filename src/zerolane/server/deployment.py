@@ -273,7 +273,12 @@ class Deployment:
             revocations=revocations,
             grants=leases,
             task_grants=TaskGrants(
-                tasks=stores, playbooks=playbooks, leases=leases, audit=audit, clock=clock
+                tasks=stores,
+                playbooks=playbooks,
+                leases=leases,
+                audit=audit,
+                clock=clock,
+                held=holds.held,
             ),
             users=users,
             x509_ca=x509_ca,
