@@ -134,3 +134,17 @@ def test_check_accepts_a_valid_config_and_refuses_a_bad_one(tmp_path: Path) -> N
     refused = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
     assert refused.exit_code == 2
     assert "error config.proxy: " in refused.output
+
+
+def test_check_warns_when_no_audience_is_set(tmp_path: Path) -> None:
+    """Without an audience any task token of the trust domain is taken (zerolane probe's
+    token.wrong_audience fails); with one, no warning."""
+    config = tmp_path / "fa.toml"
+    config.write_text(CONFIG)
+    result = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "warning: no audience" in result.output
+    config.write_text('audience = "https://api.example.org"\n' + CONFIG)
+    named = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
+    assert named.exit_code == 0, named.output
+    assert "warning" not in named.output

@@ -150,3 +150,9 @@ def check(
     )
     for r in routes:
         typer.echo(f"  {r['method']} {r['path']} -> {r['action']} {r['resource']}")
+    if settings.audience is None:
+        typer.echo(
+            "warning: no audience: any task token of this trust domain is taken here, one "
+            "meant for another enforcement point too; set audience (docs/forward-auth.md)",
+            err=True,
+        )
