@@ -200,3 +200,49 @@ def test_an_mcp_resource_read_is_shown_with_its_uri(asking: World, agent: Agent)
     )
     preview = stored(asking, write(asking, agent, token, mcp=mcp))
     assert (preview["mcp_method"], preview["uri"]) == ("resources/read", "file:///q3")
+
+
+def test_a_preview_masks_secrets_the_audit_names_miss_and_keeps_their_twins() -> None:
+    """A presigned URL's signature, an OAuth code, a password by a short name, a bearer
+    value, a secret parameter of a URL in the arguments: never stored in clear; amounts,
+    a zip code, a plain URL parameter stay readable for the approver."""
+    query = (
+        "key=K1&sig=S1&X-Amz-Signature=S2&code=C1&pwd=P1&pass=P2&auth=A1&sessionid=SI"
+        "&access_key=AK&amount=12&zip_code=75001&next=https://h.example/cb?token=T1%26page=2"
+    )
+    text = stored_preview(http_preview("GET", "/bank/pay", query, None))
+    for secret in ("K1", "S1", "S2", "C1", "P1", "P2", "A1", "SI", "AK", "T1"):
+        assert f'"{secret}"' not in text
+        assert f"={secret}" not in text
+    pairs = dict(json.loads(text)["query"])
+    assert pairs["amount"] == "12"
+    assert pairs["zip_code"] == "75001"
+    assert pairs["next"].startswith("https://h.example/cb?token=***")
+    assert pairs["next"].endswith("&page=2")
+
+    call = call_preview(
+        "tool",
+        "fetch",
+        {
+            "url": "https://api.example/v1?api_key=LEAK1&q=cats",
+            "header": "Bearer LEAK2",
+            "pin": 1234,
+            "session": {"id": "LEAK3"},
+            "amount": 3,
+            "note": "pay the bearer of this note",
+        },
+    )
+    stored = stored_preview(call)
+    for secret in ("LEAK1", "LEAK2", "1234", "LEAK3"):
+        assert secret not in stored
+    arguments = json.loads(json.loads(stored)["arguments"])
+    assert arguments["url"].endswith("&q=cats")
+    assert arguments["amount"] == 3
+    assert arguments["note"] == "pay the bearer of this note"
+    # the same done to a JSON body and a form body
+    body = json.dumps({"order": {"sig": "LEAK4", "qty": 2}}).encode()
+    assert "LEAK4" not in json.dumps(body_preview(body, "application/json"))
+    assert '"qty":2' in body_preview(body, "application/json")["excerpt"]
+    form = dict(body_preview(b"pwd=LEAK5&user=bob", "application/x-www-form-urlencoded")["form"])
+    assert form["user"] == "bob"
+    assert form["pwd"].startswith("***")

@@ -14,18 +14,25 @@ for and never from anything unmasked:
 
 Masking is :func:`zerolane.audit.masking.mask` (secret-looking member names, JWTs, PEM
 private keys, zerolane's own credentials), applied again to the whole preview when it
-is stored (:func:`stored_preview`), whoever built it. The stored text is at most
+is stored (:func:`stored_preview`), whoever built it. A preview also masks what a
+request carries secrets in beyond the audit's names (:func:`scrub`): a member or
+parameter named ``key``, ``sig``, ``code``, ``pass``, ``pwd``, ``auth``, ``otp``,
+``pin`` or holding ``signature``, ``passw``, ``session`` or ``access_key`` (an S3
+presigned URL's ``X-Amz-Signature``, an OAuth ``code``), a string that is an
+``Authorization`` value (``Bearer ...``, ``Basic ...``), and such parameters inside a
+URL a string holds (``https://h/?api_key=...``). The stored text is at most
 :data:`MAX_PREVIEW` characters: what does not fit is cut and marked ``truncated``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from zerolane.audit.masking import mask
+from zerolane.audit.masking import mask, mask_value
 
 #: the longest stored preview (JSON text)
 MAX_PREVIEW = 4096
@@ -37,15 +44,74 @@ MAX_PARAMS = 32
 MAX_VALUE = 200
 
 
+#: names a preview masks besides the audit's (:func:`zerolane.audit.masking.mask`): whole
+#: names, and what a name may hold anywhere
+_SECRET_NAME = re.compile(
+    r"^(key|sig|code|pass|pwd|auth|otp|pin|sid)$|signature|passw|session|access[_-]?key",
+    re.IGNORECASE,
+)
+#: a string that is an Authorization header's value
+_AUTHORIZATION = re.compile(r"^\s*(bearer|basic|dpop|digest|token)\s+\S", re.IGNORECASE)
+#: a ``name=value`` parameter of a URL or query held in a string
+_PARAM = re.compile(r"([?&;])([^=&;#\s]+)=([^&;#\s]*)")
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a member or parameter called ``name`` holds a secret (the audit's names
+    or :data:`_SECRET_NAME`)."""
+    return _SECRET_NAME.search(name) is not None or mask("", name) != ""
+
+
+def _scrub_text(text: str) -> str:
+    """``text`` masked whole when it is an Authorization value, else with the values of
+    its secret-named URL parameters masked."""
+    if _AUTHORIZATION.match(text):
+        return mask_value(text)
+    if "=" not in text:
+        return text
+
+    def masked(found: re.Match[str]) -> str:
+        sep, name, value = found.groups()
+        return f"{sep}{name}={mask_value(value)}" if value and _secret_name(name) else found[0]
+
+    return _PARAM.sub(masked, text)
+
+
+def scrub(value: object) -> object:
+    """A copy of ``value`` (JSON data) with what :func:`zerolane.audit.masking.mask`
+    leaves but a preview must not show masked (see the module doc)."""
+    if isinstance(value, str):
+        return _scrub_text(value)
+    if isinstance(value, Mapping):
+        return {
+            str(k): mask_value(v if isinstance(v, str) else json.dumps(v, default=str))
+            if _secret_name(str(k)) and v not in (None, "")
+            else scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
 def _pairs(text: str) -> list[list[str]]:
     """``name=value`` pairs of a query or form body, each value masked by its name or
     its shape, cut to :data:`MAX_VALUE`."""
     pairs = parse_qsl(text, keep_blank_values=True)[:MAX_PARAMS]
-    return [[name[:MAX_VALUE], str(mask(value, name))[:MAX_VALUE]] for name, value in pairs]
+    return [
+        [
+            name[:MAX_VALUE],
+            (mask_value(value) if value and _secret_name(name) else str(scrub(mask(value))))[
+                :MAX_VALUE
+            ],
+        ]
+        for name, value in pairs
+    ]
 
 
 def _excerpt(value: object) -> str:
-    text = json.dumps(mask(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    shown = mask(scrub(value))
+    text = json.dumps(shown, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT] + "..."
 
 
@@ -99,7 +165,7 @@ def url_preview(method: str, url: str) -> dict[str, Any]:
 def stored_preview(preview: Mapping[str, Any]) -> str:
     """``preview`` masked (again) as stored: JSON text of at most :data:`MAX_PREVIEW`
     characters (cut with ``truncated`` set when longer)."""
-    masked = mask(dict(preview))
+    masked = mask(scrub(dict(preview)))
     text = json.dumps(masked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if len(text) <= MAX_PREVIEW:
         return text
