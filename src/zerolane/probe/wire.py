@@ -162,7 +162,8 @@ class Wire:
                 scheme, _, rest = value.partition(" ")
                 value = f"{scheme} {mask_value(rest)}" if rest else mask_value(value)
             elif len(value) > EXCERPT_CHARS:
-                value = f"{self.mask(value[:64])}... ({len(value)} chars)"
+                # masked before it is cut: a secret cut short is no longer recognised
+                value = f"{self.mask(value)[:64]}... ({len(value)} chars)"
             else:
                 value = self.mask(value)
             shown[key] = value
