@@ -11,7 +11,7 @@ from typer.testing import CliRunner, Result
 from tests.gateway.conftest import AUDIENCE, Stack
 from tests.probe.weak_target import Weakness, WeakTarget
 from zerolane.cli.main import app
-from zerolane.cli.probe import chosen_scenarios, read_probe_file
+from zerolane.cli.probe import build_profile, chosen_scenarios, read_probe_file
 from zerolane.errors import InvalidInput
 from zerolane.probe.scenarios import CATALOG
 
@@ -69,6 +69,23 @@ def test_a_bad_probe_file_is_refused_whole(tmp_path: Path) -> None:
     assert _probe("--credentials", str(path)).exit_code == 2
     with pytest.raises(InvalidInput, match=r"probe\.file"):
         read_probe_file(tmp_path / "missing.toml")
+
+
+def test_a_url_with_a_user_or_password_is_refused_the_plain_one_taken(tmp_path: Path) -> None:
+    """user:secret@ in a URL would reach every report (and go as Basic auth)."""
+    path = tmp_path / "probe.toml"
+    body = '[credentials]\nkind = "static"\ntoken_env = "T"\n[target]\nallowed = "GET /x"\n'
+    path.write_text(body + 'url = "https://probe:hunter2@target.example"\n')
+    with pytest.raises(InvalidInput, match="holds no user or password") as refused:
+        read_probe_file(path)
+    assert "hunter2" not in str(refused.value.message)
+    path.write_text(body + 'url = "https://target.example"\n')
+    assert read_probe_file(path).target.url == "https://target.example"
+    with pytest.raises(InvalidInput, match="holds no user or password"):
+        build_profile(read_probe_file(path).target, "http://u:p@127.0.0.1:9")
+    assert build_profile(read_probe_file(path).target, "http://127.0.0.1:9").url == (
+        "http://127.0.0.1:9"
+    )
 
 
 def test_only_takes_ids_and_families_and_refuses_unknown_ones() -> None:

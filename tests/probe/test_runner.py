@@ -5,9 +5,9 @@ from __future__ import annotations
 from tests.gateway.conftest import Stack
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
-from zerolane.probe.model import Outcome
+from zerolane.probe.model import Exchange, Outcome
 from zerolane.probe.profile import Call, TargetProfile
-from zerolane.probe.runner import run
+from zerolane.probe.runner import judge, run
 from zerolane.probe.scenarios import by_id, proof
 from zerolane.probe.wire import Wire
 
@@ -42,3 +42,31 @@ def test_a_static_token_is_masked_even_where_the_target_echoes_it(stack: Stack) 
     shown = repr(result.evidence)
     assert "Bearer" in shown
     assert token not in shown
+
+
+def _exchange(role: str, status: int | None, error: str | None = None) -> Exchange:
+    return Exchange(role, "GET", "http://target/fin", {}, 0, status, {}, "", 1.0, error=error)
+
+
+def test_an_attack_without_an_answer_is_never_a_pass() -> None:
+    """A timeout or a reset after the attack went out shows no refusal (the target may
+    have done it): inconclusive; its twin, a refusal, passes."""
+    twin = _exchange("twin", 200)
+    silent = _exchange("attack", None, "ReadTimeout: timed out")
+    refused = _exchange("attack", 401)
+    result = judge("token.no_proof", twin, [refused, silent])
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "ReadTimeout" in result.reason
+    assert judge("token.no_proof", twin, [refused]).outcome is Outcome.PASS
+    # an attack accepted stays a fail whatever else got no answer
+    assert judge("token.no_proof", twin, [silent, _exchange("attack", 200)]).outcome is (
+        Outcome.FAIL
+    )
+    # where a sound target may drop the connection (a head past its limits): a refusal
+    dropped = judge("limits.oversized_body", twin, [silent], silence_refuses=True)
+    assert dropped.outcome is Outcome.PASS
+
+
+def test_no_attack_is_no_pass() -> None:
+    result = judge("token.expired", _exchange("twin", 200), [])
+    assert result.outcome is Outcome.INCONCLUSIVE

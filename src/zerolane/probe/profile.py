@@ -63,6 +63,8 @@ class TargetProfile:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"the target is an http(s) URL: {self.url!r}")
+        if "@" in parts.netloc:  # it would reach every report (and go as Basic auth)
+            raise ValueError("the target URL holds no user or password (user:secret@host)")
 
     def absolute(self, path: str) -> str:
         """``path`` on the target (kept as given: no dot segments are resolved)."""

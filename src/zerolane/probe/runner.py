@@ -21,10 +21,14 @@ def judge(
     *,
     accepted: Callable[[Exchange], bool] | None = None,
     evidence: Sequence[Exchange] = (),
+    silence_refuses: bool = False,
 ) -> Result:
     """The verdict of one scenario: ``inconclusive`` when the twin was not accepted,
     ``fail`` when any attack was (``accepted`` says what accepted means; a 2xx/3xx
-    answer by default), ``pass`` otherwise. ``evidence``: setup exchanges kept first."""
+    answer by default), ``inconclusive`` when an attack got no answer (a timeout or a
+    reset after the request went out: the target may have done what it asked; unless
+    ``silence_refuses``, for an attack a sound target may drop the connection on) or
+    there was no attack, ``pass`` otherwise. ``evidence``: setup exchanges kept first."""
     took = accepted or (lambda exchange: exchange.accepted)
     kept = (*evidence, twin, *attacks)
     if not twin.accepted:
@@ -39,6 +43,17 @@ def judge(
     if through:
         shown = ", ".join(f"{a.method} {a.url} -> {a.status}" for a in through[:3])
         return Result(scenario, Outcome.FAIL, f"the attack was accepted: {shown}", kept)
+    if not attacks:  # never a pass for an attack that was not made
+        return Result(scenario, Outcome.INCONCLUSIVE, "no attack was sent", kept)
+    silent = [a for a in attacks if a.status is None]
+    if silent and not silence_refuses:
+        error = silent[0].error or "no answer"
+        return Result(
+            scenario,
+            Outcome.INCONCLUSIVE,
+            f"an attack got no answer ({error}): no refusal was seen, nothing is known",
+            kept,
+        )
     answers = sorted({str(a.status) if a.status is not None else "no answer" for a in attacks})
     return Result(scenario, Outcome.PASS, f"refused ({', '.join(answers)})", kept)
 

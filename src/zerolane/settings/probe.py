@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -41,6 +42,8 @@ def _request(value: str) -> str:
 def _url(value: str) -> str:
     if _URL.fullmatch(value) is None:
         raise refuse("probe.url", f"an http(s) URL, not {value!r}")
+    if "@" in urlsplit(value).netloc:  # it would be shown in reports and evidence
+        raise refuse("probe.url", "a URL holds no user or password (user:secret@host)")
     return value
 
 
