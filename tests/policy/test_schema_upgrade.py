@@ -7,6 +7,7 @@ leaves a set the loader refuses."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,15 @@ def test_policies_that_do_not_load_over_the_shipped_schema_keep_the_old_one(
     assert schema.read_text() == ours  # put back: the home still loads
     assert not list(old_home.glob("*.bak-*"))
     load_snapshot(old_home)
+
+
+def test_a_change_to_the_shipped_schema_keeps_the_one_it_replaces_upgradable() -> None:
+    """Changing ``policy/default/schema.cedarschema`` fails this test until the hash
+    below is updated and the replaced schema's hash is added to ``EARLIER_SHIPPED``:
+    homes made with it can then be upgraded."""
+    shipped = hashlib.sha256(SHIPPED_SCHEMA.read_bytes()).hexdigest()
+    assert shipped == "9fdccbc644cabc66df3a7e83a79bc334e23ea2057955b715cb70ddd528e9d1dc"
+    assert shipped not in EARLIER_SHIPPED
 
 
 def test_a_current_schema_with_risk_and_no_schema() -> None:
