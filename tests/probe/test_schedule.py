@@ -147,3 +147,24 @@ def test_the_schedule_runs_in_its_thread_until_stopped(
         probe.stop()
     assert probe.runs == 1
     assert len(_events(lone_home, "probe.run", 0)) == 1
+
+
+def test_a_run_that_crashes_is_recorded_and_forgets_the_last_report(
+    lone_home: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug mid-run is a probe.run failure (its error's type, never its message, which
+    could quote what the run held), not silence behind the last run's pass."""
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-looking detail")
+
+    monkeypatch.setattr("zerolane.cli.probe.probe_with_file", crash)
+    schedule = ProbeSchedule(every=3600, file=str(tmp_path / "probe.toml"))
+    probe = ScheduledProbe(lone_home, schedule, "http://127.0.0.1:9")
+    probe.last = object()  # type: ignore[assignment]  # a report of an earlier run
+    assert probe.run_once() is None
+    assert probe.last is None
+    (run,) = _events(lone_home, "probe.run", 0)
+    assert (run["outcome"], run["reason"]) == ("failure", "probe.error")
+    assert run["details"]["error"] == "RuntimeError"
+    assert "secret-looking detail" not in json.dumps(run)

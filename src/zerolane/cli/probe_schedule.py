@@ -5,7 +5,8 @@ Each run is recorded as a ``probe.run`` audit event (the counts, the scenarios t
 failed or were inconclusive); each ``fail`` also as a ``detection`` of detector
 ``probe``, severity high, so the ``[[response.rules]]`` that alert on detections alert
 on it through the same webhook. A run that cannot start (a bad probe file, no
-credential) is a ``probe.run`` with outcome failure and its reason: never silent.
+credential) is a ``probe.run`` with outcome failure and its reason, one that crashes a
+``probe.run`` ``probe.error`` with the error's type: never silent.
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ class ScheduledProbe:
                 details={"error": err.message, "file": str(self.file)},
             )
             log.warning("scheduled probe could not run: %s: %s", err.reason, err.message)
+            return None
+        except Exception as err:  # a crash is recorded too (its type only: a message
+            # could quote what the run held), never left as the last run's outcome
+            self.last = None
+            self._deployment.audit.record(
+                "probe.run",
+                actor=PROBE_ACTOR,
+                subject=str(self.file),
+                outcome=Outcome.FAILURE,
+                reason="probe.error",
+                details={"error": type(err).__name__, "file": str(self.file)},
+            )
+            log.error("scheduled probe failed: %s", type(err).__name__)
             return None
         self.last = report
         self._record(report, (time.monotonic() - started) * 1000)
