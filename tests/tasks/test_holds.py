@@ -18,6 +18,7 @@ from zerolane.settings.response import ResponseRule, ResponseSettings
 from zerolane.store.records import ApprovalStatus
 from zerolane.tasks.approvals import body_digest
 from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tasks import holds as holds_module
 from zerolane.tasks.holds import Holds
 from zerolane.types import Outcome
 
@@ -228,3 +229,30 @@ def test_the_held_event_names_the_detection(world: World, agent: Agent) -> None:
     assert held["details"]["detection"] == detection["event_id"]
     stored = world.deployment.holds.get(opened.task.task_id)
     assert stored.detection == detection["event_id"]
+
+
+def test_more_holds_than_are_read_refuse_rather_than_drop_one(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holds are never released by themselves (not even when their task ends): past
+    the number read, a newer hold would be left out and its task let through. Refused
+    instead, until some are released; below it, every hold counts."""
+    monkeypatch.setattr(holds_module, "MAX_HOLDS", 2)
+    deployment = world.deployment
+    first, second, third = world.open(agent), world.open(agent), world.open(agent)
+    for opened in (first, second):
+        deployment.holds.place(
+            opened.task.task_id, rule="r", detector="d", detection="e", actor=ADMIN
+        )
+    elsewhere = Holds(deployment.stores, deployment.audit, world.clock, refresh=1)
+    assert elsewhere.held(second.task.task_id) is not None  # two: read whole
+    assert elsewhere.held(third.task.task_id) is None
+    deployment.holds.place(third.task.task_id, rule="r", detector="d", detection="e", actor=ADMIN)
+    world.clock.t += 1
+    with pytest.raises(Unavailable) as refused:
+        elsewhere.held(third.task.task_id)
+    assert refused.value.reason == "hold.unavailable"
+    deployment.holds.clear(first.task.task_id, actor=ADMIN)
+    world.clock.t += 1
+    assert elsewhere.held(third.task.task_id) is not None  # read whole again
+    assert elsewhere.held(first.task.task_id) is None

@@ -18,7 +18,8 @@ task's parent read once from the store, then remembered: a parent never changes)
 a delegation chain cannot step out of its root's hold. A read that fails makes
 :meth:`Holds.held` refuse (``hold.unavailable``: the request is denied) until a read
 succeeds again, so a hold another process placed is never missed for longer than
-``refresh``: fail closed.
+``refresh``: fail closed. So does a read that finds more than :data:`MAX_HOLDS` holds
+(one left out would let its task through): release the holds of ended tasks.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ DEFAULT_REFRESH = 1.0
 MAX_ANCESTORS = 64
 #: parents remembered at most (then forgotten all at once and read again)
 MAX_PARENTS = 100_000
+#: holds read at most: more stored than that (never released, even of ended tasks) is
+#: a read that cannot be complete, refused as one that fails (a hold left out would let
+#: its task through)
+MAX_HOLDS = 10_000
 MAX_REASON = 256
 
 
@@ -114,9 +119,17 @@ class Holds:
                 return
             self._next = now + self._refresh
             try:
-                found = self._stores.list_holds()
+                found = self._stores.list_holds(MAX_HOLDS + 1)
             except Exception:
                 log.exception("reading the task holds failed: requests are refused until it works")
+                self._failed = True
+                return
+            if len(found) > MAX_HOLDS:
+                log.error(
+                    "more than %d task holds are stored: requests are refused until some are "
+                    "released (zerolane approval holds; release those of ended tasks)",
+                    MAX_HOLDS,
+                )
                 self._failed = True
                 return
             self._held = {hold.task_id: hold for hold in found}
