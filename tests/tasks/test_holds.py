@@ -16,9 +16,9 @@ from zerolane.detection.response import Responder
 from zerolane.errors import InvalidInput, NotFound, Unavailable
 from zerolane.settings.response import ResponseRule, ResponseSettings
 from zerolane.store.records import ApprovalStatus
+from zerolane.tasks import holds as holds_module
 from zerolane.tasks.approvals import body_digest
 from zerolane.tasks.decisions import DecideInput, Decision
-from zerolane.tasks import holds as holds_module
 from zerolane.tasks.holds import Holds
 from zerolane.types import Outcome
 
