@@ -157,3 +157,22 @@ def test_a_schema_that_cannot_be_read_leaves_the_error_as_it_is(old_home: Path) 
     result = engine.decide(request_policy_request(f.AGENT, f.task(), f.request(), f.NOW))
     assert (result.allowed, result.reasons) == (False, ())
     assert result.errors
+
+
+def test_a_link_at_the_temporary_name_is_never_written_through(
+    old_home: Path, tmp_path: Path
+) -> None:
+    """Someone who may write the policy folder leaves a link where the upgrade writes
+    its temporary file: the file it points to is untouched (content and mode), and the
+    schema is upgraded all the same, as it is without the link."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    victim.chmod(0o600)
+    (old_home / ".schema.cedarschema.upgrade").symlink_to(victim)
+    done = upgrade_schema(old_home, force=False, now=NOW)
+    assert victim.read_bytes() == b"keep me"
+    assert victim.stat().st_mode & 0o777 == 0o600
+    assert done.path.read_bytes() == SHIPPED_SCHEMA.read_bytes()
+    assert not done.path.is_symlink()
+    assert done.path.stat().st_mode & 0o777 == 0o644
+    assert not (old_home / ".schema.cedarschema.upgrade").exists()

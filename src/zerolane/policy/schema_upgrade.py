@@ -167,8 +167,12 @@ def _backup_path(path: Path, now: dt.datetime) -> Path:
 
 def _write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all (a watching engine never reads
-    half a schema)."""
+    half a schema). The temporary file is made anew, never opened through a link left
+    at its name (which would have the schema written, and its mode set, elsewhere)."""
     temporary = path.with_name(f".{path.name}.upgrade")
-    temporary.write_bytes(data)
-    os.chmod(temporary, _MODE)
+    temporary.unlink(missing_ok=True)  # a leftover (or a link): the link itself goes
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(temporary, flags, _MODE), "wb") as file:
+        file.write(data)
+        os.fchmod(file.fileno(), _MODE)  # whatever the umask
     os.replace(temporary, path)
