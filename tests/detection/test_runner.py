@@ -325,3 +325,35 @@ def test_stopping_the_thread_writes_what_it_read() -> None:
     finally:
         stream.stop()
     assert set(stored(store).values()) == {1}
+
+
+def test_a_failed_write_on_stopping_is_logged_and_read_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FailOnce()
+    audit = AuditLog(store, Clock())
+    replayed(audit)
+    stream = runner(store, audit, poll_interval=60, commit_seconds=3600)
+    stream.start()
+    try:
+        wait_for(lambda: stream.lag()["replay"] == 0)  # read, kept for a later write
+    finally:
+        stream.stop()  # its write fails: logged, nothing raised
+    assert "writing the detectors' cursors on stopping failed" in caplog.text
+    assert store.list_cursors() == []
+    replayed(audit)
+    assert runner(store, audit).catch_up() == 3  # read again: both replays, a detection
+    assert len(detections(store)) == 1
+
+
+def test_a_flush_that_lost_the_race_writes_nothing_and_reloads() -> None:
+    store = MemoryStores()
+    audit = AuditLog(store, Clock())
+    replayed(audit)
+    slow = runner(store, audit, commit_seconds=3600, batch_size=1)
+    assert slow.step() == 1  # a full batch: kept
+    replayed(audit)
+    assert runner(store, audit).catch_up() == 3  # another runner found the pair first
+    slow.flush()  # its cursors moved elsewhere: nothing written
+    assert slow.catch_up() == 0  # reloaded from them: nothing new, nothing twice
+    assert len(detections(store)) == 1
