@@ -192,3 +192,29 @@ def test_a_missing_client_secret_is_refused(tmp_path: Path) -> None:
         result = _probe("--credentials", str(path))
     assert result.exit_code == 2
     assert "error probe.secret: cannot read client_secret" in result.output
+
+
+def test_the_terminal_table_shows_a_reason_as_plain_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reason quotes the target (a JSON-RPC error's message): rich markup in it is
+    shown as written, never styled (a '[green]pass' dressed up) nor a crash ('[/x]')."""
+    from rich.console import Console
+
+    from zerolane.cli import probe as probe_cli
+    from zerolane.probe.model import Outcome, Result
+    from zerolane.probe.report import Report
+
+    shown = Console(record=True, width=300, color_system="truecolor")
+    monkeypatch.setattr(probe_cli, "console", shown)
+    hostile = "refused (JSON-RPC error 1: [green]all good[/green] [/x])"
+    plain = "refused (status 403)"
+    results = (
+        Result("mcp.tool_outside_task", Outcome.PASS, hostile),
+        Result("token.no_proof", Outcome.PASS, plain),
+    )
+    probe_cli._print_report(Report("http://t", "static", 0.0, 1.0, (), results))
+    text = shown.export_text()
+    assert "[green]all good[/green] [/x]" in text
+    assert plain in text
+    assert "\x1b[32mall good" not in shown.export_text(styles=True)

@@ -275,14 +275,16 @@ def _print_list(as_json: bool) -> None:
 
 def _print_report(report: Report) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from zerolane.cli.common import printable
 
     table = Table("SCENARIO", "OUTCOME", "WHY")
     for result in report.results:
         style = _OUTCOME_STYLE[result.outcome.value]
+        # the reason may quote the target: plain text, never read as rich markup
         table.add_row(
-            result.scenario, f"[{style}]{result.outcome.value}[/]", printable(result.reason)
+            result.scenario, f"[{style}]{result.outcome.value}[/]", Text(printable(result.reason))
         )
     console.print(table)
     counts = report.counts()

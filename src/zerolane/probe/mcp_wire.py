@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from zerolane.probe.context import ProbeContext
@@ -135,11 +136,15 @@ class McpClient:
         if not exchange.accepted or answer is None or not isinstance(answer.get("result"), dict):
             why = exchange.error or f"status {exchange.status}"
             if answer is not None and "error" in answer:
-                why = f"JSON-RPC error {error_text(answer)}"
+                why = f"JSON-RPC error {error_text(answer, self.mask)}"
             return [exchange], f"initialize was not answered ({why})"
         version = answer["result"].get("protocolVersion")
         self.version = version if isinstance(version, str) else PROTOCOL_VERSION
         return [exchange, self.notify("setup", "notifications/initialized")], None
+
+    def mask(self, text: str) -> str:
+        """``text`` with every credential of the run masked (as the evidence is)."""
+        return self._context.wire.mask(text)
 
     def close(self) -> None:
         """End the session (``DELETE`` with its id, as the transport says a client
@@ -174,9 +179,11 @@ class McpClient:
         return exchanges, names
 
 
-def error_text(answer: dict[str, Any]) -> str:
-    """A JSON-RPC error as ``code: message`` (the message cut short)."""
+def error_text(answer: dict[str, Any], mask: Callable[[str], str] = str) -> str:
+    """A JSON-RPC error as ``code: message`` (the message ``mask``ed, then cut short:
+    a target may quote the credential it was sent, and a secret cut first is no longer
+    recognised)."""
     error = answer.get("error")
     if not isinstance(error, dict):
         return "(malformed)"
-    return f"{error.get('code')}: {str(error.get('message', ''))[:200]}"
+    return f"{error.get('code')}: {mask(str(error.get('message', '')))[:200]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import IssuerRefused
@@ -60,7 +61,13 @@ def judge(
 
 def run_one(scenario: Scenario, context: ProbeContext) -> Result:
     """Run one scenario; a missing need is ``not_applicable``, an error
-    ``inconclusive``."""
+    ``inconclusive``. Its reason is masked as the evidence is (it may quote what the
+    target answered, and a target may quote the credential it was sent)."""
+    result = _run_one(scenario, context)
+    return replace(result, reason=context.wire.mask(result.reason))
+
+
+def _run_one(scenario: Scenario, context: ProbeContext) -> Result:
     context.next_scenario()
     try:
         missing = scenario.needs - context.meets()

@@ -482,3 +482,31 @@ def test_a_listing_that_never_ends_is_read_to_its_page_limit() -> None:
     assert result.outcome is Outcome.INCONCLUSIVE  # read_report never shown
     assert f"{MAX_PAGES} tools, not it" in result.reason
     assert len([e for e in result.evidence if e.role == "attack"]) == MAX_PAGES
+
+
+#: a JWT the target quotes back (the probe's own JWTs are masked by their shape)
+QUOTED_JWT = "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJwcm9iZSJ9.c2lnbmF0dXJl"
+
+
+def test_a_refusal_that_quotes_the_credential_shows_it_masked() -> None:
+    """A target's JSON-RPC error quoting the token it got (whole, or a JWT the 200
+    characters of a message would cut short): the reason, in every report, shows it
+    masked; the rest of the message, like any other refusal's, as it was."""
+    quoting = "invalid credential probe-static-token; " + "x" * 150 + " " + QUOTED_JWT
+    found = run_scripted(
+        {
+            "tools/call:read_report": lambda m: text(m, "Q3"),
+            "tools/call:delete_report": lambda m: rpc(
+                m, error={"code": -32003, "message": quoting}
+            ),
+        }
+    )
+    result = found["mcp.tool_outside_task"]
+    assert result.outcome is Outcome.PASS
+    assert "refused (JSON-RPC error -32003: invalid credential ***(sha256:" in result.reason
+    assert "probe-static-token" not in result.reason
+    assert "eyJhbGciOiJFUzI1NiIsInR5cCI6" not in result.reason
+    # the initialize refusal's reason too (the client's own error text)
+    refused = run_scripted({"initialize": lambda m: rpc(m, error={"code": -1, "message": quoting})})
+    assert all("probe-static-token" not in r.reason for r in refused.values())
+    assert all("eyJhbGciOiJFUzI1NiIsInR5cCI6" not in r.reason for r in refused.values())

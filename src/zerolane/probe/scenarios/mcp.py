@@ -86,7 +86,7 @@ def _call_outside(client: McpClient, mcp: McpProfile) -> Result:
     if verdict(twin, allowed) != "accepted" or _failed(allowed):
         why = f"status {twin.status}" if twin.status is not None else twin.error
         if allowed is not None and "error" in allowed:
-            why = f"JSON-RPC error {error_text(allowed)}"
+            why = f"JSON-RPC error {error_text(allowed, client.mask)}"
         elif allowed is not None and isinstance(allowed.get("result"), dict):
             why = "a tool error"
         elif twin.accepted:
@@ -118,7 +118,7 @@ def _call_outside(client: McpClient, mcp: McpProfile) -> Result:
     if not attack.accepted:
         how = attack.error if attack.status is None else f"status {attack.status}"
     elif forbidden is not None and "error" in forbidden:
-        how = f"JSON-RPC error {error_text(forbidden)}"
+        how = f"JSON-RPC error {error_text(forbidden, client.mask)}"
     else:
         how = "a tool error that says it was refused"
     return Result(scenario, Outcome.PASS, f"refused ({how})", kept)
