@@ -84,8 +84,6 @@ def _reused_after_revocation(context: ProbeContext) -> Result:
     return judge_last("task.reused_after_revocation", twin, tries, "the task was revoked")
 
 
-
-
 def _reused_across_tasks(context: ProbeContext) -> Result:
     scenario = "task.reused_across_tasks"
     first, second = context.credential(), context.fresh()
