@@ -11,6 +11,7 @@ import pytest
 
 from tests.conformance.test_task_tree import task
 from tests.tasks.conftest import ADMIN, AGENT, EVIL, FINANCE, Agent, World
+from tests.tasks.test_approvals import ASK_WIKI_WRITES, approve, write
 from zerolane.audit.events import Actor
 from zerolane.detection.response import Responder
 from zerolane.errors import InvalidInput, NotFound, Unavailable
@@ -256,3 +257,30 @@ def test_more_holds_than_are_read_refuse_rather_than_drop_one(
     world.clock.t += 1
     assert elsewhere.held(third.task.task_id) is not None  # read whole again
     assert elsewhere.held(first.task.task_id) is None
+
+
+def test_an_approval_asked_before_the_hold_does_not_pass_it(world: World, agent: Agent) -> None:
+    """A write a policy asks approval for, asked before a detection held the task and
+    approved after: its approver was not shown the hold, so under the hold the write
+    asks again (response:<rule> named); once released, the earlier approval is used."""
+    folder = world.deployment.home / world.deployment.config.policy_dir
+    (folder / "approval.cedar").write_text(ASK_WIKI_WRITES)
+    world.deployment.reload_policies(ADMIN)
+    opened = world.open(agent)
+    before = write(world, agent, opened.token)
+    assert before.reasons == ("approval.required",)
+    assert before.policies == ("approval.wiki_write",)
+    respond_to_probing(world, opened.task.task_id)
+    approve(world, before.approval_id)  # approved now, as asked then
+    held = write(world, agent, opened.token)
+    assert (held.allowed, held.reasons) == (False, ("approval.required",))
+    assert held.policies == ("approval.wiki_write", "response:hold-probers")
+    assert held.approval_id not in (None, before.approval_id)
+    assert world.deployment.approvals.get(str(before.approval_id)).status is (
+        ApprovalStatus.APPROVED  # not spent
+    )
+    approve(world, held.approval_id)  # the twin: the approval asked under the hold
+    assert write(world, agent, opened.token).allowed
+    world.deployment.holds.clear(opened.task.task_id, actor=ADMIN)
+    assert write(world, agent, opened.token).allowed  # the earlier one, as it was asked
+    assert world.deployment.approvals.get(str(before.approval_id)).status is ApprovalStatus.USED

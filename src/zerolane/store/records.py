@@ -346,7 +346,9 @@ class ApprovalRecord:
 
     def same_request(self, other: ApprovalRecord) -> bool:
         """Both bind the same request (task, action, resource, destination, digest and
-        policy version)."""
+        policy version) asked by the same policies (an approval asked before a response
+        held its task does not stand for one the hold asks: its approver was not shown
+        ``response:<rule>``)."""
         return (
             self.task_id,
             self.action,
@@ -354,6 +356,7 @@ class ApprovalRecord:
             self.destination,
             self.digest,
             self.policy_version,
+            self.policies,
         ) == (
             other.task_id,
             other.action,
@@ -361,6 +364,7 @@ class ApprovalRecord:
             other.destination,
             other.digest,
             other.policy_version,
+            other.policies,
         )
 
 

@@ -26,7 +26,7 @@ from zerolane.store.sqlite.tables import APPROVALS, TASK_HOLDS
 _COLUMNS = APPROVALS.columns_sql
 _SAME = (
     "task_id = :t AND action = :a AND resource = :r AND destination = :d "
-    "AND digest = :g AND policy_version = :v"
+    "AND digest = :g AND policy_version = :v AND policies = :p"
 )
 _GET = f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = :id"  # noqa: S608
 _FIND_APPROVED = (
@@ -71,6 +71,7 @@ def _same(approval: ApprovalRecord, now: float) -> dict[str, Any]:
         "d": approval.destination,
         "g": approval.digest,
         "v": approval.policy_version,
+        "p": APPROVALS.values(approval)["policies"],  # as stored (JSON text)
         "now": now,
     }
 
