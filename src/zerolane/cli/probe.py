@@ -62,10 +62,12 @@ def read_probe_file(path: Path) -> ProbeFile:
 
 def _secret(base: Path, file: str | None, env: str | None, what: str) -> str:
     """A secret from its file (relative to the probe file) or environment variable."""
+    from zerolane.probe.credentials import read_secret_file
+
     if file is not None:
         path = base / file
-        try:
-            value = path.read_text(encoding="utf-8").strip()
+        try:  # a regular file of at most 64 KiB (a FIFO would hang a scheduled probe)
+            value = read_secret_file(path)
         except (OSError, UnicodeDecodeError) as err:
             raise InvalidInput("probe.secret", f"cannot read {what} from {path}: {err}") from None
     else:

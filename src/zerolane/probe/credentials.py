@@ -9,12 +9,34 @@ server side.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from zerolane.probe.model import Need
 from zerolane.tokens.rfc9449 import PrivateKey
+
+#: the largest secret file read (a token, a client secret)
+MAX_SECRET_FILE = 64 * 1024
+
+
+def read_secret_file(path: Path) -> str:
+    """The text of a secret file, stripped. Raises ``OSError`` (never blocking, never
+    reading without bound) for what is not a regular file (a FIFO would hang the
+    probe, a device never end) or is larger than :data:`MAX_SECRET_FILE`, and
+    ``UnicodeDecodeError`` for what is not UTF-8."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        data = file.read(MAX_SECRET_FILE + 1)
+    if len(data) > MAX_SECRET_FILE:
+        raise OSError(f"{path} is larger than {MAX_SECRET_FILE // 1024} KiB")
+    return data.decode("utf-8").strip()
 
 
 class IssuerRefused(Exception):

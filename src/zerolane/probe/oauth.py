@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from zerolane.probe.credentials import Credential, IssuerRefused
+from zerolane.probe.credentials import Credential, IssuerRefused, read_secret_file
 from zerolane.probe.model import Need
 from zerolane.tokens.rfc9449 import PrivateKey, make_proof
 
@@ -452,10 +452,11 @@ class TokenExchange(_OAuthSource):
         """The subject token, read now."""
         if self._subject_file is not None:
             try:
-                token = self._subject_file.read_text(encoding="utf-8").strip()
-            except OSError as error:
+                token = read_secret_file(self._subject_file)
+            except (OSError, UnicodeDecodeError) as error:
+                why = getattr(error, "strerror", None) or type(error).__name__
                 raise IssuerRefused(
-                    None, f"the subject token file cannot be read ({error.strerror})"
+                    None, f"the subject token file cannot be read ({why})"
                 ) from None
         elif self._subject_env is not None:
             token = os.environ.get(self._subject_env, "").strip()
