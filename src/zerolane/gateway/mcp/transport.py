@@ -20,6 +20,7 @@ session and its upstream sessions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -59,6 +60,15 @@ log = logging.getLogger(__name__)
 SESSION_HEADER = b"mcp-session-id"
 #: requests of one session running at once at most (beyond: 503 mcp.busy)
 MAX_WORKING = 64
+
+
+class _SlowBody(Exception):
+    """A POST's body did not arrive within :data:`BODY_TIMEOUT`."""
+
+
+#: seconds a POST's body may take to arrive whole (it is read before any decision: a
+#: client trickling it in would hold the request open): beyond, 408 request.body_timeout
+BODY_TIMEOUT = 10.0
 #: the first protocol revision whose clients read a priming event (an event with no data)
 PRIMING_SINCE = "2025-11-25"
 VERSION_HEADER = b"mcp-protocol-version"
@@ -231,6 +241,9 @@ class Endpoint:
         except TooLarge:
             answer = refusal(413, "request.too_large", "the request body is too large")
             await self._refuse(scope, send, answer)
+        except _SlowBody:
+            said = f"the request body did not arrive within {BODY_TIMEOUT:g} s"
+            await self._refuse(scope, send, refusal(408, "request.body_timeout", said))
         except Disconnected:
             return
 
@@ -302,7 +315,12 @@ class Endpoint:
         proof: str | None,
         cert: bytes | None,
     ) -> None:
-        message = parse_message(await read_body(receive, self._max_body))
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await read_body(receive, self._max_body)
+        except TimeoutError:
+            raise _SlowBody from None
+        message = parse_message(body)
         if message.method == "initialize" and message.kind == "request":
             await self._initialize(scope, send, message, token, proof, cert)
             return
