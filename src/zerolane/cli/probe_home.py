@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zerolane.audit.events import Actor
+from zerolane.errors import ZerolaneError
 from zerolane.probe.credentials import Credential, IssuerRefused
 from zerolane.probe.model import Need
 from zerolane.sdk import Agent, Task, ZerolaneApiError
@@ -134,6 +135,12 @@ class HomeSource:
         child = self._delegate.adopt(grant)
         return Credential(child.token, self._delegate.key, handle=child)
 
+    def _revoke_quietly(self, task_id: str) -> None:
+        try:
+            self._deployment.lifecycle.revoke(task_id, actor=_ACTOR, reason="zerolane probe ended")
+        except ZerolaneError:  # ended already: nothing left to revoke
+            return
+
     def sign(self, claims: Mapping[str, Any]) -> str:
         return self._deployment.keyring.sign(dict(claims), typ="at+jwt")
 
@@ -144,12 +151,15 @@ class HomeSource:
         return ()  # its tokens are remembered as they are issued; the keys never leave
 
     def close(self) -> None:
+        """End every task the probe opened: complete it, else (its token refused, the
+        control plane out of reach) revoke it in the home, so none outlives the run."""
         for task in self._open:
-            if not task.completed:
-                try:
-                    task.complete()
-                except Exception:  # noqa: S112  (ended already: revoked, expired)
-                    continue
+            if task.completed:
+                continue
+            try:
+                task.complete()
+            except Exception:  # ended already (revoked, expired), or completing failed
+                self._revoke_quietly(task.task_id)
         self._open.clear()
         for agent in (self._agent, self._delegate):
             if agent is not None:
