@@ -1,6 +1,7 @@
 """Detection and automatic response, in one process, over SQLite.
 
     .venv/bin/python bench/detection.py [--events 20000] [--triggers 30] [--requests 500]
+    .venv/bin/python bench/detection.py --risk-only
 
 Rows:
   events/s            every detector (``[detection]`` defaults) and the responder
@@ -15,14 +16,15 @@ Rows:
   trigger -> denied   from recording a replay of a task (the event a gateway would write)
                       to that task's next request denied ``task.suspended`` by the rule
                       ``detectors = ["replay"], actions = ["suspend"]`` (p50 / p99)
-  risk growth         with 10 .. 100,000 tasks scored: a decider's risk read (us) and
-                      the responder's commit of its state (ms)
+  risk growth         with 10 .. 100,000 tasks scored (stored as rows): a decider's
+                      risk read (us), the responder's write of a step with one
+                      detection (ms) and another process's decider reading the rows
+                      that step wrote (ms); ``--risk-only``: these rows alone
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -212,8 +214,10 @@ def decisions_and_triggers(requests: int, triggers: int) -> dict[str, Any]:
     }
 
 
-def risk_growth(sizes: list[int]) -> list[tuple[int, float, float]]:
-    """Per number of scored tasks: a risk read (us) and the responder's state commit (ms)."""
+def risk_growth(sizes: list[int]) -> list[tuple[int, float, float, float]]:
+    """Per number of scored tasks: a decider's risk read (us), the responder's write of
+    a step with one detection (ms: its cursor and the two scores it changed, as rows)
+    and a decider's re-read after that step (ms: the rows written since its last read)."""
     from zerolane.audit.chain import seal
     from zerolane.detection.risk import RESPONSE_CURSOR, RiskScores, RiskView
     from zerolane.store.changes import AdvanceCursors, CursorAdvance
@@ -228,6 +232,9 @@ def risk_growth(sizes: list[int]) -> list[tuple[int, float, float]]:
             scores = RiskScores(3600)
             for i in range(size):
                 scores.add(f"tsk_{i}", f"spiffe://bench.example/w{i % 100}", 30, now)
+            first = CursorAdvance(RESPONSE_CURSOR, 0, 1, "{}", now)
+            stored = AdvanceCursors((first,), scores.rows(1), now)
+            assert store.write_recorded(stored, lambda ok: [], seal)
             view = RiskView(store, SystemClock(), half_life=3600, refresh=1.0)
             view.put(scores, 10**9)
             n = 50_000
@@ -235,15 +242,22 @@ def risk_growth(sizes: list[int]) -> list[tuple[int, float, float]]:
             for i in range(n):
                 view.facts(f"tsk_{i % size}", "spiffe://bench.example/w1")
             read_us = (time.perf_counter() - start) / n * 1e6
-            start = time.perf_counter()
-            commits = 5
-            for seq in range(commits):
-                state = json.dumps({"risk": scores.state(time.time())}, separators=(",", ":"))
-                advance = CursorAdvance(RESPONSE_CURSOR, seq, seq + 1, state, now)
-                assert store.write_recorded(AdvanceCursors((advance,)), lambda ok: [], seal)
-            commit_ms = (time.perf_counter() - start) / commits * 1e3
+            reader = RiskView(store, SystemClock(), half_life=3600, refresh=1.0)
+            reader._reload(time.time())  # a decider of another process, caught up
+            commits, commit_s, reread_s = 5, 0.0, 0.0
+            for seq in range(1, commits + 1):
+                scores.add(f"tsk_{seq}", "spiffe://bench.example/w1", 30, time.time())
+                start = time.perf_counter()
+                advance = CursorAdvance(RESPONSE_CURSOR, seq, seq + 1, "{}", now)
+                step = AdvanceCursors((advance,), scores.rows(seq + 1), time.time())
+                assert store.write_recorded(step, lambda ok: [], seal)
+                commit_s += time.perf_counter() - start
+                reader._next = 0.0  # its refresh interval over
+                start = time.perf_counter()
+                reader.facts("tsk_1", "spiffe://bench.example/w1")
+                reread_s += time.perf_counter() - start
             store.close()
-        rows.append((size, read_us, commit_ms))
+        rows.append((size, read_us, commit_s / commits * 1e3, reread_s / commits * 1e3))
     return rows
 
 
@@ -252,8 +266,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--triggers", type=int, default=30)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--risk-only", action="store_true", help="the risk growth rows only")
     args = parser.parse_args()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.risk_only:
+        risk_rows()
+        return
     rates = events_per_second(args.events)
     print(f"events/s through all detectors + responder: {rates.wall:,.0f} wall, "
           f"{rates.cpu:,.0f} per CPU second; detectors alone {rates.detectors:,.0f} wall "
@@ -270,11 +288,17 @@ def main() -> None:
           f"ratio {ratio:.2f}x")  # fmt: skip
     print(f"trigger -> next request denied task.suspended: p50 {timed['p50']:.1f} ms, "
           f"p99 {timed['p99']:.1f} ms ({args.triggers} triggers)")  # fmt: skip
+    risk_rows()
+
+
+def risk_rows() -> None:
     rows = risk_growth([10, 1000, 100_000])
-    print("scored tasks | risk read us | ratio | responder state commit ms | ratio")
-    for size, read_us, commit_ms in rows:
+    print("scored tasks | risk read us | ratio | responder step write ms | ratio | "
+          "decider re-read ms | ratio")  # fmt: skip
+    for size, read_us, commit_ms, reread_ms in rows:
         print(f"{size:>12,} | {read_us:>12.2f} | {read_us / rows[0][1]:>5.2f}x | "
-              f"{commit_ms:>25.2f} | {commit_ms / rows[0][2]:>6.1f}x")  # fmt: skip
+              f"{commit_ms:>23.2f} | {commit_ms / rows[0][2]:>5.1f}x | "
+              f"{reread_ms:>18.3f} | {reread_ms / rows[0][3]:>5.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from zerolane.detection import alerts
 from zerolane.detection import response as response_module
 from zerolane.detection.response import Responder, ResponseStore, stored_alerts
 from zerolane.detection.risk import RESPONSE_CURSOR, RiskView
-from zerolane.errors import Conflict, NotFound
+from zerolane.errors import Conflict, NotFound, Unavailable
+from zerolane.policy.context import RiskFacts
 from zerolane.server.webhook import post
 from zerolane.settings.response import (
     ResponseRule,
@@ -33,6 +34,7 @@ from zerolane.settings.response import (
 )
 from zerolane.store.changes import AdvanceCursors, CursorAdvance
 from zerolane.store.memory import MemoryStores
+from zerolane.store.records import AuditRecord
 from zerolane.store.sqlite import SqliteStores
 from zerolane.types import Outcome
 
@@ -573,3 +575,134 @@ def test_require_approval_holds_a_task_once_and_needs_its_own_risk(
     detected(audit, task="tsk_2")  # tsk_2 60 of its own
     react.step()
     assert others.calls == [("require_approval", "tsk_2", "response:risky")]
+
+
+def scores_of(store: ResponseStore, since: int = -1) -> dict[tuple[str, str], tuple[float, int]]:
+    return {(s.kind, s.key): (s.value, s.version) for s in store.risk_scores_since(since)}
+
+
+def test_a_step_writes_only_the_scores_it_changed(store: ResponseStore) -> None:
+    """Scores are rows written with the cursor, versioned by it: the second step writes
+    tsk_2 and the workload, not tsk_1 again."""
+    audit = AuditLog(store, Clock())
+    react = responder(store, audit, SUSPEND_PROBERS)
+    detected(audit, task="tsk_1")
+    react.step()
+    first = store.get_cursor(RESPONSE_CURSOR)
+    assert first is not None
+    assert "risk" not in json.loads(first.state)  # no whole table in the state
+    assert scores_of(store) == {
+        ("task", "tsk_1"): (30.0, first.seq),
+        ("workload", AGENT): (30.0, first.seq),
+    }
+    detected(audit, task="tsk_2")
+    react.step()
+    second = store.get_cursor(RESPONSE_CURSOR)
+    assert second is not None
+    assert second.seq > first.seq
+    assert scores_of(store, first.seq) == {
+        ("task", "tsk_2"): (30.0, second.seq),
+        ("workload", AGENT): (60.0, second.seq),
+    }
+    # a restart reads them back: tsk_1's next detection adds to its stored score
+    actions = FakeActions()
+    rule = ResponseRule(name="r", min_risk=60, actions=("revoke",))
+    again = responder(store, audit, rule, actions=actions)
+    detected(audit, task="tsk_1")
+    again.step()
+    assert actions.calls == [("revoke", "tsk_1", "response:r")]
+
+
+def test_forgotten_scores_are_deleted_with_the_next_write(store: ResponseStore) -> None:
+    clock = Clock()
+    audit = AuditLog(store, clock)
+    react = responder(store, audit, SUSPEND_PROBERS, clock=clock)
+    detected(audit, task="tsk_1", workload=None)
+    react.step()
+    clock.at += 10 * 3600  # 30 / 2**10 < 0.5: forgotten
+    detected(audit, task="tsk_2", workload=None)
+    react.step()
+    assert set(scores_of(store)) == {("task", "tsk_2")}
+
+
+def test_scores_are_not_written_when_the_step_is_not(
+    store: ResponseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scores go in the write of the cursor and the response events: a step whose
+    events cannot be recorded stores none of them (a crash there loses nothing), and
+    its next try scores each detection once."""
+    audit = AuditLog(store, Clock())
+    detected(audit)
+    react = responder(store, audit, SUSPEND_PROBERS)
+
+    def failing_seal(event: dict[str, object], seq: int, prev: str) -> AuditRecord:
+        raise ValueError("cannot seal")
+
+    monkeypatch.setattr(response_module, "seal", failing_seal)
+    with pytest.raises(Unavailable):
+        react.step()
+    assert scores_of(store) == {}
+    assert store.get_cursor(RESPONSE_CURSOR) is None
+    monkeypatch.setattr(response_module, "seal", seal)
+    react.step()
+    assert scores_of(store)[("task", "tsk_1")][0] == 30.0  # once, not twice
+    assert len(events(store, "response")) == 1
+
+
+def test_a_whole_table_in_an_old_state_is_moved_into_rows_once(store: ResponseStore) -> None:
+    """A home written before the rows keeps its scores in the cursor's state: the first
+    load moves them into rows (with its alerts kept), and they go on from there."""
+    old = {
+        "risk": {"tasks": {"tsk_1": [40.0, T0]}, "workloads": {AGENT: [50.0, T0]}},
+        "alerts": [],
+        "failed": [{"id": "alr_1", "rule": "r", "attempts": 3, "last_error": "x"}],
+    }
+    clock = Clock()
+    audit = AuditLog(store, clock)
+    for _ in range(7):  # what that responder had read
+        audit.record(
+            "decision", actor=Actor("workload", AGENT), subject="t", outcome=Outcome.DENIED
+        )
+    change = AdvanceCursors((CursorAdvance(RESPONSE_CURSOR, 0, 7, json.dumps(old), T0),))
+    assert store.write_recorded(change, lambda ok: [], seal)
+    decider = RiskView(store, clock, half_life=3600, refresh=60)
+    assert decider.facts("tsk_1", AGENT) == RiskFacts(40, 50)  # read from the old state once
+    react = responder(store, audit, SUSPEND_PROBERS, clock=clock)
+    assert react.step() == 0
+    cursor = store.get_cursor(RESPONSE_CURSOR)
+    assert cursor is not None
+    assert cursor.seq == 7
+    state = json.loads(cursor.state)
+    assert "risk" not in state
+    assert state["failed"] == old["failed"]
+    assert scores_of(store) == {("task", "tsk_1"): (40.0, 7), ("workload", AGENT): (50.0, 7)}
+    detected(audit, task="tsk_1")
+    react.step()
+    assert scores_of(store, 7)[("task", "tsk_1")][0] == 70.0
+    clock.at += 60
+    # then the rows written since (70 and 80, a minute decayed)
+    assert decider.facts("tsk_1", AGENT) == RiskFacts(69, 79)
+    assert scores_of(store, -1).keys() == {("task", "tsk_1"), ("workload", AGENT)}
+
+
+def test_an_old_table_moved_by_another_responder_first_is_read_from_its_rows() -> None:
+    """Two responders loading an old home at once: the one whose move comes second finds
+    the cursor moved, writes nothing, and loads what the first wrote."""
+    store = MemoryStores()
+    old = json.dumps({"risk": {"tasks": {"tsk_1": [40.0, T0]}, "workloads": {}}})
+    stale = AdvanceCursors((CursorAdvance(RESPONSE_CURSOR, 0, 0, old, T0),))
+    assert store.write_recorded(stale, lambda ok: [], seal)
+    seen = store.get_cursor(RESPONSE_CURSOR)
+    audit = AuditLog(store, Clock())
+    responder(store, audit, SUSPEND_PROBERS).step()  # the first: moved into rows
+    assert not json.loads(store.get_cursor(RESPONSE_CURSOR).state).get("risk")  # type: ignore[union-attr]
+    detected(audit, task="tsk_1")
+    first = responder(store, audit, SUSPEND_PROBERS)
+    first.step()  # tsk_1 at 70, the cursor past the detection
+    calls = iter([seen])
+    original = store.get_cursor
+    store.get_cursor = lambda detector: next(calls, None) or original(detector)  # type: ignore[method-assign]
+    second = responder(store, audit, SUSPEND_PROBERS)
+    assert second.step() == 1  # read from the stored cursor: the first's response event
+    assert second._scores.task("tsk_1", T0) == 70
+    assert scores_of(store)[("task", "tsk_1")][0] == 70.0

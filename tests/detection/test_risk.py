@@ -1,9 +1,11 @@
-"""Risk scores: added per detection, capped, decaying by half-life, kept and forgotten;
-the deciders' view reads them again only once per refresh interval."""
+"""Risk scores: added per detection, capped, decaying by half-life, kept and forgotten,
+stored as rows of the scores changed; the deciders' view reads again only once per
+refresh interval, only the rows written since (or, once, an old home's whole table)."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,9 @@ import pytest
 from tests.detection.recorded import T0
 from zerolane.audit.chain import seal
 from zerolane.detection.risk import RESPONSE_CURSOR, RiskScores, RiskView
+from zerolane.errors import Unavailable
 from zerolane.policy.context import RiskFacts
-from zerolane.store.changes import AdvanceCursors, CursorAdvance
+from zerolane.store.changes import AdvanceCursors, CursorAdvance, RiskScore
 from zerolane.store.records import DetectorCursor
 from zerolane.store.sqlite import SqliteStores
 
@@ -124,4 +127,94 @@ def test_a_reload_just_done_by_another_thread_is_not_repeated(tmp_path: Path) ->
     view.facts("tsk_1", "w")
     view._reload(clock.at)  # what a thread that waited for the lock finds
     assert store.reads == 1
+    store.close()
+
+
+def test_rows_hold_only_the_scores_changed_since_the_last_rows() -> None:
+    scores = RiskScores(HOUR)
+    scores.add("tsk_1", "spiffe://a", 10, T0)
+    rows = scores.rows(5)
+    assert [(r.kind, r.key, r.value, r.at, r.version) for r in rows] == [
+        ("task", "tsk_1", 10.0, T0, 5),
+        ("workload", "spiffe://a", 10.0, T0, 5),
+    ]
+    # 10 halves to 0.5 in log2(20) half-lives: forgotten after that, as state() forgets it
+    assert rows[0].forget_at == pytest.approx(T0 + math.log2(20) * HOUR)
+    assert set(scores.state(rows[0].forget_at - 1)["tasks"]) == {"tsk_1"}
+    assert scores.state(rows[0].forget_at + 1)["tasks"] == {}
+    assert scores.rows(6) == ()  # nothing changed since
+    scores.add("tsk_2", None, 20, T0)
+    assert [(r.key, r.version) for r in scores.rows(7)] == [("tsk_2", 7)]
+    assert scores.forget_at(0.1, T0) == T0  # below the threshold already
+
+
+class RowCountingStore(SqliteStores):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.since: list[int] = []
+        self.fail = False
+
+    def risk_scores_since(self, version: int) -> list[RiskScore]:
+        self.since.append(version)
+        if self.fail:
+            raise Unavailable("store.read", "down")
+        return super().risk_scores_since(version)
+
+
+def _store_rows(store: SqliteStores, expected: int, seq: int, *rows: RiskScore) -> None:
+    change = AdvanceCursors((CursorAdvance(RESPONSE_CURSOR, expected, seq, "{}", T0),), rows)
+    assert store.write_recorded(change, lambda ok: [], seal)
+
+
+def _row(key: str, value: float, version: int, kind: str = "task") -> RiskScore:
+    return RiskScore(kind, key, value, T0, T0 + 100 * HOUR, version)
+
+
+def test_view_reads_only_the_rows_written_since_its_last_read(tmp_path: Path) -> None:
+    store, clock = RowCountingStore(tmp_path / "z.db"), Clock()
+    _store_rows(store, 0, 3, _row("tsk_1", 60, 3), _row("spiffe://a", 40, 3, "workload"))
+    view = RiskView(store, clock, half_life=HOUR, refresh=1.0)
+    assert view.facts("tsk_1", "spiffe://a") == RiskFacts(60, 40)
+    _store_rows(store, 3, 8, _row("tsk_2", 20, 8))
+    for _ in range(100):  # within the interval: no read
+        view.facts("tsk_2", "spiffe://a")
+    clock.at += 1.0
+    assert view.facts("tsk_2", "spiffe://a") == RiskFacts(20, 40)
+    assert view.facts("tsk_1", "spiffe://a") == RiskFacts(60, 40)  # kept from the first read
+    assert store.since == [-1, 3]  # every row once, then those of version 8 only
+    store.close()
+
+
+def test_view_merges_others_rows_into_a_copy_of_a_handed_over_table(tmp_path: Path) -> None:
+    """A same-process responder's scores are handed over as they are; rows another
+    responder wrote since are merged into a copy, never into the responder's table."""
+    store, clock = RowCountingStore(tmp_path / "z.db"), Clock()
+    view = RiskView(store, clock, half_life=HOUR, refresh=1.0)
+    mine = RiskScores(HOUR)
+    mine.add("tsk_1", None, 60, T0)
+    view.put(mine, 4)
+    _store_rows(store, 0, 9, _row("tsk_2", 30, 9))
+    clock.at += 1.0
+    assert view.facts("tsk_2", "w").task == 30
+    assert view.facts("tsk_1", "w").task == 60
+    assert set(mine.tasks) == {"tsk_1"}  # the responder's own table untouched
+    assert store.since == [4]
+    store.fail = True
+    _store_rows(store, 9, 10, _row("tsk_2", 90, 10))
+    clock.at += 1.0
+    assert view.facts("tsk_2", "w").task == 30  # a failed read keeps the last scores
+    store.fail = False
+    clock.at += 1.0
+    assert view.facts("tsk_2", "w").task == 90
+    store.close()
+
+
+def test_view_of_an_unreadable_old_state_reads_the_rows(tmp_path: Path) -> None:
+    store, clock = SqliteStores(tmp_path / "z.db"), Clock()
+    _store_scores(store, 2, 0, '{"risk": {"tasks": []}}')
+    view = RiskView(store, clock, half_life=HOUR, refresh=1.0)
+    assert view.facts("tsk_1", "w") == RiskFacts(0, 0)
+    _store_rows(store, 2, 3, _row("tsk_1", 50, 3))
+    clock.at += 1.0
+    assert view.facts("tsk_1", "w").task == 50
     store.close()

@@ -38,14 +38,19 @@ def reorder(db: Path) -> None:
         conn.execute("BEGIN")
         for table in tables(db):
             info = list(conn.execute(f"PRAGMA table_info({table})"))
+            keys = [str(row[1]) for row in sorted(info, key=lambda row: row[5]) if row[5]]
+            single = len(keys) == 1  # else a table constraint (a key of several columns)
             defined = [
-                f"{name} {kind}" + (" NOT NULL" if notnull else "") + (" PRIMARY KEY" if pk else "")
+                f"{name} {kind}"
+                + (" NOT NULL" if notnull else "")
+                + (" PRIMARY KEY" if pk and single else "")
                 for _, name, kind, notnull, _, pk in reversed(info)
             ]
+            defined.append(f"{EXTRA} TEXT NOT NULL DEFAULT 'x'")
+            if not single and keys:
+                defined.append(f"PRIMARY KEY ({', '.join(keys)})")
             names = ", ".join(str(row[1]) for row in info)
-            conn.execute(
-                f"CREATE TABLE rebuilt ({', '.join(defined)}, {EXTRA} TEXT NOT NULL DEFAULT 'x')"
-            )
+            conn.execute(f"CREATE TABLE rebuilt ({', '.join(defined)})")
             conn.execute(f"INSERT INTO rebuilt ({names}) SELECT {names} FROM {table}")  # noqa: S608
             conn.execute(f"DROP TABLE {table}")
             conn.execute(f"ALTER TABLE rebuilt RENAME TO {table}")

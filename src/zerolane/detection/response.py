@@ -9,8 +9,9 @@ approval until an admin releases it; ``suspend`` the task and its subtree, ``rev
 it and its descendants, ``disable`` the workload, each through the lifecycle with the
 actor ``system/response:<rule>``, each audited there; ``alert`` queues a signed webhook
 post). Then one write (:class:`~zerolane.store.changes.AdvanceCursors`) moves the
-cursor past them, with the scores and the queued alerts as its state and a
-``response`` event per rule fired. A restart resumes after the cursor: nothing is
+cursor past them, with the queued alerts as its state, the risk scores the step
+changed (rows of the store, :mod:`zerolane.detection.risk`; the forgotten ones deleted)
+and a ``response`` event per rule fired. A restart resumes after the cursor: nothing is
 responded to twice. A crash between an action and that write repeats the action once
 (a suspension or revocation already made is refused by the store, so it changes
 nothing; it is recorded as ``already``).
@@ -34,7 +35,7 @@ from zerolane.audit.chain import seal
 from zerolane.audit.events import Actor, rfc3339
 from zerolane.audit.log import AuditLog
 from zerolane.detection import alerts
-from zerolane.detection.risk import RESPONSE_CURSOR, RiskScores, RiskView
+from zerolane.detection.risk import RESPONSE_CURSOR, RiskScores, RiskStore, RiskView
 from zerolane.detection.seen import DETECTION, Seen
 from zerolane.errors import ZerolaneError
 from zerolane.settings.response import ResponseRule, ResponseSettings
@@ -46,9 +47,9 @@ log = logging.getLogger(__name__)
 
 #: failed alerts kept in the state for ``zerolane alerts list`` (all are in the log)
 MAX_FAILED = 1000
-#: a batch with no detection changes nothing and is not written (its state would be
-#: written again whole: the scores can be large); the cursor is written at least every
-#: this many events, so a restart reads again at most this many (and finds nothing)
+#: a batch with no detection changes nothing and is not written; the cursor is written
+#: at least every this many events, so a restart reads again at most this many (and
+#: finds nothing)
 MAX_UNCOMMITTED = 10_000
 #: alerts posted per step at most (each may wait ``timeout_seconds``)
 MAX_DELIVERIES = 10
@@ -59,8 +60,9 @@ MAX_ALERT_BACKOFF = 3600.0
 MAX_QUEUED = 1000
 
 
-class ResponseStore(AuditStore, DetectorCursorStore, RecordedWrites, Protocol):
-    """What the responder needs of a backend: the log, the cursors, recorded writes."""
+class ResponseStore(AuditStore, RiskStore, RecordedWrites, Protocol):
+    """What the responder needs of a backend: the log, the cursors, the risk scores,
+    recorded writes."""
 
 
 class Actions(Protocol):
@@ -137,38 +139,48 @@ class Responder:
     # state
     def _load(self) -> int:
         cursor = self._store.get_cursor(RESPONSE_CURSOR)
+        now = self._clock.now()
+        self._scores = RiskScores(self._settings.risk.half_life_seconds)
         state: dict[str, Any] = {}
+        legacy = False  # the scores are still in the state (written before the rows)
         if cursor is not None:
             try:
                 state = json.loads(cursor.state)
-                self._scores.restore(state.get("risk", {}))
+                legacy = "risk" in state
+                if legacy:
+                    self._scores.restore(state["risk"])
             except (ValueError, TypeError, KeyError, AttributeError):
                 log.error("the stored state of the responder is unreadable: afresh")
                 state = {}
                 self._scores = RiskScores(self._settings.risk.half_life_seconds)
-        else:
-            self._scores = RiskScores(self._settings.risk.half_life_seconds)
         pending, failed = state.get("alerts", []), state.get("failed", [])
         self._pending = list(pending) if isinstance(pending, list) else []
         self._failed = list(failed) if isinstance(failed, list) else []
         self._stored = cursor.seq if cursor is not None else 0
+        if legacy:  # moved into rows at once, in one write (a crash: moved next time)
+            self._scores.mark_all_changed()
+            if not self._write(self._stored, [], now):
+                return self._load()  # another responder moved it
+            log.info("moved the responder's risk scores from its state into rows")
+        self._scores.merge(self._store.risk_scores_since(-1))
         return self._stored
 
-    def _state(self, now: float) -> str:
-        state = {
-            "risk": self._scores.state(now),
-            "alerts": self._pending,
-            "failed": self._failed[-MAX_FAILED:],
-        }
+    def _state(self) -> str:
+        state = {"alerts": self._pending, "failed": self._failed[-MAX_FAILED:]}
         return json.dumps(state, separators=(",", ":"))
 
-    def _commit(self, last: int, events: list[dict[str, object]]) -> bool:
-        now = self._clock.now()
+    def _write(self, last: int, events: list[dict[str, object]], now: float) -> bool:
+        """Move the stored cursor to ``last`` with the state, the scores changed (as of
+        version ``last``) and ``events``, in one write; False when it moved elsewhere."""
         change = AdvanceCursors(
-            (CursorAdvance(RESPONSE_CURSOR, self._stored, last, self._state(now), now),)
+            (CursorAdvance(RESPONSE_CURSOR, self._stored, last, self._state(), now),),
+            scores=self._scores.rows(last),
+            forget_before=now,
         )
-        moved = self._store.write_recorded(change, lambda ok: events if ok else [], seal)
-        if not moved:
+        return self._store.write_recorded(change, lambda ok: events if ok else [], seal)
+
+    def _commit(self, last: int, events: list[dict[str, object]]) -> bool:
+        if not self._write(last, events, self._clock.now()):
             log.info("the responder's cursor moved elsewhere; reloading it")
             self._seq = None
             return False

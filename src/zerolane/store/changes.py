@@ -213,14 +213,36 @@ class CursorAdvance:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskScore:
+    """One stored risk score (:class:`~zerolane.store.ports.RiskScoreStore`): of a task
+    or a workload (``kind``: ``task`` or ``workload``) ``key``, ``value`` as of ``at``
+    (decayed on read), forgotten from ``forget_at`` (decayed below the threshold);
+    ``version``: the responder's cursor seq of the write that stored it."""
+
+    kind: str
+    key: str
+    value: float
+    at: float
+    forget_at: float
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class AdvanceCursors(Change[bool]):
     """Advance detectors' cursors (:class:`~zerolane.store.ports.DetectorCursorStore`),
     compare-and-set, all or none: True when every cursor was where its advance expected
     it (they are all written), False when any was not (nothing is written, and then no
     event either: another runner got there first). Recorded with the detections found
-    in the events the cursors pass, a detection is stored exactly once."""
+    in the events the cursors pass, a detection is stored exactly once.
+
+    ``scores``: risk scores stored with the cursors (each replaces the stored score of
+    its kind and key), and, when ``forget_before`` is set, the stored scores whose
+    ``forget_at`` is before it deleted, all in the same write (none when a cursor was
+    not where expected)."""
 
     advances: tuple[CursorAdvance, ...]
+    scores: tuple[RiskScore, ...] = ()
+    forget_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

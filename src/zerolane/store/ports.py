@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from zerolane.store.changes import Change
+from zerolane.store.changes import Change, RiskScore
 from zerolane.store.records import (
     AdminCredential,
     ApprovalRecord,
@@ -116,6 +116,18 @@ class DetectorCursorStore(Protocol):
 
     def list_cursors(self) -> list[DetectorCursor]:
         """Every stored cursor, ordered by detector name."""
+
+
+class RiskScoreStore(Protocol):
+    """Risk scores (:mod:`zerolane.detection.risk`), one row per task or workload,
+    written only with the responder's cursor
+    (:class:`~zerolane.store.changes.AdvanceCursors` ``scores``)."""
+
+    def risk_scores_since(self, version: int) -> list[RiskScore]:
+        """The stored scores whose ``version`` is above ``version`` (-1: every score),
+        ordered by version: a reader that keeps the highest version it has read reads
+        only the scores written since."""
+        ...
 
 
 class PlaybookStore(Protocol):
@@ -359,6 +371,7 @@ class Stores(
     AdminStore,
     AuditStore,
     DetectorCursorStore,
+    RiskScoreStore,
     PlaybookStore,
     TaskStore,
     DecisionStore,

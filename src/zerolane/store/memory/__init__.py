@@ -29,6 +29,7 @@ from zerolane.store.changes import (
     RemoveEnforcementPoint,
     RequestApproval,
     ResumeTree,
+    RiskScore,
     SetWorkloadStatus,
     SuspendTree,
     TransitionLease,
@@ -59,7 +60,7 @@ from zerolane.types import TaskState, WorkloadStatus
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 9  # the SQL schema version whose state this backend holds
+SCHEMA_VERSION = 10  # the SQL schema version whose state this backend holds
 
 
 class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
@@ -77,6 +78,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
         self._admins: list[AdminCredential] = []
         self._points: dict[str, EnforcementPoint] = {}
         self._cursors: dict[str, DetectorCursor] = {}
+        self._risk: dict[tuple[str, str], RiskScore] = {}  # (kind, key) -> score
         self._events: list[AuditRecord] = []
         self._playbooks: dict[str, PlaybookRecord] = {}
         self._tasks: dict[str, TaskRecord] = {}
@@ -188,7 +190,18 @@ class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
                 return False
         for step in change.advances:
             self._cursors[step.detector] = step.cursor()
+        for score in change.scores:
+            self._risk[score.kind, score.key] = score
+        if change.forget_before is not None:
+            before = change.forget_before
+            self._risk = {k: s for k, s in self._risk.items() if s.forget_at >= before}
         return True
+
+    # risk scores (written only by AdvanceCursors)
+    def risk_scores_since(self, version: int) -> list[RiskScore]:
+        with self._lock:
+            newer = [score for score in self._risk.values() if score.version > version]
+        return sorted(newer, key=lambda score: score.version)
 
     def append_events(self, events: Sequence[dict[str, object]], seal: Sealer) -> list[AuditRecord]:
         with self._lock:
@@ -596,6 +609,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
             dict(self._playbooks),
             dict(self._points),
             dict(self._cursors),
+            dict(self._risk),
             dict(self._approvals),
             len(self._events),  # events are only ever appended
         )
@@ -611,6 +625,7 @@ class MemoryStores(MemoryLeases, MemorySpentProofs, MemoryApprovals):
             self._playbooks,
             self._points,
             self._cursors,
+            self._risk,
             self._approvals,
             events,
         ) = cast("tuple[Any, ...]", saved)

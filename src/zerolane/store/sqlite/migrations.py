@@ -200,6 +200,25 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        10,
+        "risk scores, one row per task or workload, written with the responder's cursor "
+        "for the keys a step changed and read by version (they were its cursor's state)",
+        [
+            """CREATE TABLE risk_scores (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value DOUBLE PRECISION NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                forget_at DOUBLE PRECISION NOT NULL,
+                version BIGINT NOT NULL,
+                PRIMARY KEY (kind, key))""",
+            "CREATE INDEX risk_scores_version ON risk_scores (version)",
+            "CREATE INDEX risk_scores_forget ON risk_scores (forget_at)",
+        ],
+    )
+)
 #: Migrations may be appended out of version order when two land at once: the loader
 #: applies every version the database lacks, in version order.
 LATEST = max(version for version, _, _ in MIGRATIONS)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
+from zerolane.store.changes import RiskScore
 from zerolane.store.records import (
     AdminCredential,
     ApprovalRecord,
@@ -128,6 +129,7 @@ ENFORCEMENT_POINTS = Table(
     from_column={"urls": _tuple_of_json},
 )
 DETECTOR_CURSORS = Table("detector_cursors", DetectorCursor)
+RISK_SCORES = Table("risk_scores", RiskScore)
 APPROVALS = Table(
     "approvals",
     ApprovalRecord,
