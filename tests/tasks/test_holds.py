@@ -284,3 +284,27 @@ def test_an_approval_asked_before_the_hold_does_not_pass_it(world: World, agent:
     world.deployment.holds.clear(opened.task.task_id, actor=ADMIN)
     assert write(world, agent, opened.token).allowed  # the earlier one, as it was asked
     assert world.deployment.approvals.get(str(before.approval_id)).status is ApprovalStatus.USED
+
+
+def test_a_held_task_that_ends_is_released_and_an_ended_task_is_never_held(
+    world: World, agent: Agent
+) -> None:
+    """Holds outlive nothing: kept for ended tasks they would pile up toward MAX_HOLDS
+    (and then refuse every request)."""
+    opened = world.open(agent)
+    respond_to_probing(world, opened.task.task_id)
+    holds = world.deployment.holds
+    assert [h.task_id for h in holds.list()] == [opened.task.task_id]
+    world.deployment.lifecycle.revoke(opened.task.task_id, actor=ADMIN, reason="looked")
+    assert holds.list() == []
+    [released] = world.events("task.released")
+    assert (released["actor"], released["reason"]) == (
+        {"type": "system", "id": "task-ended"},
+        "task revoked",
+    )
+    respond_to_probing(world, opened.task.task_id)  # a late detection of the ended task
+    assert holds.list() == []
+    other = world.open(agent)  # the twin: a live task is held as before
+    respond_to_probing(world, other.task.task_id)
+    assert [h.task_id for h in holds.list()] == [other.task.task_id]
+    assert not read(world, agent, other.token).allowed

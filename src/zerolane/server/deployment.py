@@ -206,7 +206,8 @@ class Deployment:
             clock=clock,
         )
         publisher = RevocationPublisher(bus, clock)
-        on_ended = ended_hook(publisher, leases)
+        holds = Holds(stores, audit, clock, refresh=config.approvals.holds_refresh)
+        on_ended = ended_hook(publisher, leases, holds.release_ended)
         revocations = RevocationWatch(bus, clock, grace_seconds=config.revocation.grace_seconds)
         users = UserTokenVerifier(config.users.issuers, clock, base=home)  # checks the config
         risk_settings = config.response.risk
@@ -224,7 +225,6 @@ class Deployment:
                 config.approvals.ttl, config.approvals.max_pending, config.approvals.retention
             ),
         )
-        holds = Holds(stores, audit, clock, refresh=config.approvals.holds_refresh)
         lifecycle = TaskLifecycle(
             trust_domain=td,
             keyring=keyring,
@@ -446,11 +446,14 @@ class _ResponseActions:
 
 
 def ended_hook(
-    publisher: RevocationPublisher, leases: LeaseManager
+    publisher: RevocationPublisher,
+    leases: LeaseManager,
+    release_holds: Callable[[Sequence[TaskRecord]], None] | None = None,
 ) -> Callable[[Sequence[TaskRecord]], None]:
     """The lifecycle's ``on_ended``: announce the ended (or suspended) tasks on the
-    revocation bus, then revoke their grants. Neither may undo what the store already
-    holds, so a failure is logged; the grant sweeper finds leases a failure left active."""
+    revocation bus, then revoke their grants and release their holds. None may undo
+    what the store already holds, so a failure is logged; the grant sweeper finds leases
+    a failure left active, and an admin releases a hold left behind."""
 
     def on_ended(tasks: Sequence[TaskRecord]) -> None:
         publisher(tasks)  # logs and counts its own failures
@@ -458,6 +461,11 @@ def ended_hook(
             leases.on_ended(tasks)
         except Exception:
             log.exception("revoking the grants of %d ended task(s) failed", len(tasks))
+        if release_holds is not None:
+            try:
+                release_holds(tasks)
+            except Exception:
+                log.exception("releasing the holds of %d ended task(s) failed", len(tasks))
 
     return on_ended
 

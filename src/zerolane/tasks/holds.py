@@ -9,7 +9,9 @@ the policy ``response:<rule>`` named): a person approves that one request
 (:mod:`zerolane.tasks.approvals`, bound to its arguments as any approval), and it is
 allowed once. A request the policies deny stays denied. The hold lasts until an admin
 clears it (``zerolane approval release``, ``POST /v1/admin/holds/{task_id}/release``:
-a ``task.released`` event), never by itself.
+a ``task.released`` event) or the task ends (completed, revoked, expired: released by
+``system/task-ended``, since an ended task is refused everything anyway and a hold kept
+would only count toward :data:`MAX_HOLDS`); an ended task is never held.
 
 Deciders read holds through :class:`Holds` from memory: the stored holds, read again
 at most every ``refresh`` seconds (none per decision), and a hold placed or cleared in
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 from zerolane.audit.chain import seal
@@ -34,7 +37,7 @@ from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput, NotFound, Unavailable
 from zerolane.store.changes import ClearHold, PlaceHold
 from zerolane.store.ports import RecordedWrites, TaskHoldStore, TaskStore
-from zerolane.store.records import TaskHold
+from zerolane.store.records import TaskHold, TaskRecord
 from zerolane.types import Clock, Outcome
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ MAX_PARENTS = 100_000
 #: its task through)
 MAX_HOLDS = 10_000
 MAX_REASON = 256
+#: who releases the hold of a task that ended
+ENDED = Actor("system", "task-ended")
 
 
 class HoldStores(TaskHoldStore, TaskStore, RecordedWrites, Protocol):
@@ -144,6 +149,8 @@ class Holds:
         task = self._stores.get_task(task_id)
         if task is None:
             raise NotFound("task.unknown", f"no task {task_id}")
+        if task.state.ended:  # refused everything already; a hold would outlive it
+            return None
         hold = TaskHold(task_id, rule, detector, detection, self._clock.now())
         placed = self._stores.write_recorded(
             PlaceHold(hold),
@@ -185,6 +192,21 @@ class Holds:
         with self._lock:
             self._held = {k: v for k, v in self._held.items() if k != task_id}
         return cleared
+
+    def release_ended(self, tasks: Sequence[TaskRecord]) -> None:
+        """The lifecycle's end of ``tasks``: clear the holds of those that ended (their
+        descendants end with them). Looked up only while some hold is known."""
+        with self._lock:
+            any_held = bool(self._held)
+        if not any_held:
+            return
+        for task in tasks:
+            if not task.state.ended or self._stores.get_hold(task.task_id) is None:
+                continue
+            try:
+                self.clear(task.task_id, actor=ENDED, reason=f"task {task.state.value}")
+            except NotFound:  # cleared meanwhile
+                continue
 
     def _event(self, kind: str, hold: TaskHold, actor: Actor, reason: str) -> dict[str, object]:
         details: dict[str, object] = {
