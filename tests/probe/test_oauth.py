@@ -15,7 +15,7 @@ from joserfc.jwk import KeySet
 
 from tests.probe.weak_target import AUDIENCE, OTHER_AUDIENCE, Weakness, WeakTarget
 from zerolane.probe.context import ProbeContext
-from zerolane.probe.credentials import Credential, IssuerRefused
+from zerolane.probe.credentials import Credential, IssuerRefused, NotOffered
 from zerolane.probe.model import Need
 from zerolane.probe.oauth import (
     WIDER_SCOPE,
@@ -175,13 +175,13 @@ def test_a_plain_source_meets_little(target: WeakTarget) -> None:
     made = client_of(target)
     try:
         assert made.meets == frozenset({Need.SECOND_CREDENTIAL})
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotOffered):
             made.revoke(made.issue())
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotOffered):
             made.delegate(made.issue(), wider=False)
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotOffered):
             made.issuer_jwks()
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotOffered):
             made.sign({"sub": "x"})
     finally:
         made.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.gateway.conftest import Stack
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import StaticBearer
-from zerolane.probe.model import Exchange, Outcome
+from zerolane.probe.model import Exchange, Outcome, Result, Scenario
 from zerolane.probe.profile import Call, TargetProfile
 from zerolane.probe.runner import judge, run
 from zerolane.probe.scenarios import by_id, proof
@@ -70,3 +70,24 @@ def test_an_attack_without_an_answer_is_never_a_pass() -> None:
 def test_no_attack_is_no_pass() -> None:
     result = judge("token.expired", _exchange("twin", 200), [])
     assert result.outcome is Outcome.INCONCLUSIVE
+
+
+def test_a_scenario_that_asks_what_its_source_cannot_do_is_not_applicable() -> None:
+    """A need the scenario did not declare, met by a source that cannot: never a pass,
+    never a crash."""
+
+    def ends_its_task(context: ProbeContext) -> Result:
+        context.source.complete(context.credential())
+        raise AssertionError("unreachable: a static token has no task")
+
+    scenario = Scenario("test.lifecycle", "t", "a", "e", "http", ends_its_task)
+    profile = TargetProfile("http://127.0.0.1:9", Call("GET", "/x"))
+    context = ProbeContext(profile, StaticBearer("a-static-token"), Wire())
+    try:
+        (result,) = run([scenario], context).results
+    finally:
+        context.wire.close()
+    assert result.outcome is Outcome.NOT_APPLICABLE
+    assert (
+        result.reason == "the credentials do not offer it: a static token has no task to complete"
+    )

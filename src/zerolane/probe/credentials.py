@@ -39,6 +39,11 @@ def read_secret_file(path: Path) -> str:
     return data.decode("utf-8").strip()
 
 
+class NotOffered(Exception):
+    """The source cannot do this: a :class:`~zerolane.probe.model.Need` it does not
+    meet. The runner reports a scenario that runs into it ``not_applicable``."""
+
+
 class IssuerRefused(Exception):
     """The issuer refused to issue (a delegation, a token): the refusal the scenario
     wanted, or the twin's failure. ``status``/``reason`` as the issuer answered."""
@@ -130,19 +135,19 @@ class StaticBearer:
         return Credential(self._token)
 
     def complete(self, credential: Credential) -> None:
-        raise NotImplementedError("a static token has no task to complete")
+        raise NotOffered("a static token has no task to complete")
 
     def revoke(self, credential: Credential) -> None:
-        raise NotImplementedError("a static token has no task to revoke")
+        raise NotOffered("a static token has no task to revoke")
 
     def delegate(self, credential: Credential, *, wider: bool) -> Credential:
-        raise NotImplementedError("a static token cannot be delegated")
+        raise NotOffered("a static token cannot be delegated")
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        raise NotImplementedError("the probe does not hold the issuer's key")
+        raise NotOffered("the probe does not hold the issuer's key")
 
     def issuer_jwks(self) -> list[dict[str, Any]]:
-        raise NotImplementedError("no issuer is known for a static token")
+        raise NotOffered("no issuer is known for a static token")
 
     def secrets(self) -> tuple[str, ...]:
         return (self._token,)

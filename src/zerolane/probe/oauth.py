@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from zerolane.probe.credentials import Credential, IssuerRefused, read_secret_file
+from zerolane.probe.credentials import Credential, IssuerRefused, NotOffered, read_secret_file
 from zerolane.probe.model import Need
 from zerolane.tokens.rfc9449 import PrivateKey, make_proof
 
@@ -228,7 +228,7 @@ class _OAuthSource:
         return self._issue(resource)
 
     def _issue(self, resource: str | None) -> Credential:
-        raise NotImplementedError  # pragma: no cover  (each source says how)
+        raise NotOffered("this source issues nothing by itself")  # pragma: no cover
 
     def complete(self, credential: Credential) -> None:
         """Completing a credential is revoking it (RFC 7009): nothing else ends a grant."""
@@ -237,7 +237,7 @@ class _OAuthSource:
     def revoke(self, credential: Credential) -> None:
         endpoint = self.revocation_endpoint
         if endpoint is None:
-            raise NotImplementedError("no revocation endpoint is known")
+            raise NotOffered("no revocation endpoint is known")
         form = {"token": credential.token, "token_type_hint": "access_token"}
         response = self._post(endpoint, form, proof=None)
         if response.status_code != 200:
@@ -249,7 +249,7 @@ class _OAuthSource:
         """A token exchange (RFC 8693) of ``credential``: the parent's scope, or with
         ``wider`` the parent's and :data:`WIDER_SCOPE` (refused by a sound issuer)."""
         if not self._exchange:
-            raise NotImplementedError("the token endpoint is not known to exchange tokens")
+            raise NotOffered("the token endpoint is not known to exchange tokens")
         grant: Grant | None = credential.handle if isinstance(credential.handle, Grant) else None
         scope = grant.scope if grant is not None else self._scope
         if wider:
@@ -262,12 +262,12 @@ class _OAuthSource:
         )
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        raise NotImplementedError("the probe does not hold the authorization server's key")
+        raise NotOffered("the probe does not hold the authorization server's key")
 
     def issuer_jwks(self) -> list[dict[str, Any]]:
         uri = self.jwks_uri
         if uri is None:
-            raise NotImplementedError("no JWKS URI is known")
+            raise NotOffered("no JWKS URI is known")
         keys = self._json("GET", uri, what="the issuer's JWKS").get("keys")
         if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
             raise IssuerRefused(None, "the JWKS holds no list of keys", url=uri)
@@ -281,7 +281,7 @@ class _OAuthSource:
             if endpoint is not None:
                 try:
                     self.revoke(credential)
-                except (IssuerRefused, NotImplementedError):
+                except (IssuerRefused, NotOffered):
                     continue
         self._open.clear()
         self._spare = None

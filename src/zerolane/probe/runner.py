@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from zerolane.probe.context import ProbeContext
-from zerolane.probe.credentials import IssuerRefused
+from zerolane.probe.credentials import IssuerRefused, NotOffered
 from zerolane.probe.model import Exchange, Outcome, Result, Scenario
 from zerolane.probe.report import Report
 
@@ -91,6 +91,10 @@ def _run_one(scenario: Scenario, context: ProbeContext) -> Result:
             Outcome.INCONCLUSIVE,
             f"the issuer refused a legitimate request: {refused}",
             (context.refusal("setup", refused),),
+        )
+    except NotOffered as lacking:  # a need its ``needs`` did not name
+        return Result(
+            scenario.id, Outcome.NOT_APPLICABLE, f"the credentials do not offer it: {lacking}"
         )
     except Exception as error:  # a scenario that breaks is never a pass
         message = context.wire.mask(str(error))[:300]

@@ -16,7 +16,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from zerolane.probe.context import ProbeContext
-from zerolane.probe.credentials import Credential, IssuerRefused
+from zerolane.probe.credentials import Credential, IssuerRefused, NotOffered
 from zerolane.probe.model import Need
 from zerolane.probe.profile import Call, TargetProfile
 from zerolane.probe.wire import Wire
@@ -73,10 +73,10 @@ class Source:
         return child
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        raise NotImplementedError
+        raise NotOffered
 
     def issuer_jwks(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        raise NotOffered
 
     def close(self) -> None:
         return None

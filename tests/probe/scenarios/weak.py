@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.probe.weak_target import Weakness, WeakTarget
 from zerolane.probe.context import ProbeContext
-from zerolane.probe.credentials import Credential
+from zerolane.probe.credentials import Credential, NotOffered
 from zerolane.probe.model import Need
 from zerolane.probe.profile import Call
 from zerolane.probe.wire import Wire
@@ -61,19 +61,19 @@ class SignedSource:
         return Credential(self._target.sign(self._target.claims(cnf={"jkt": jkt})), key)
 
     def complete(self, credential: Credential) -> None:
-        raise NotImplementedError
+        raise NotOffered
 
     def revoke(self, credential: Credential) -> None:
-        raise NotImplementedError
+        raise NotOffered
 
     def delegate(self, credential: Credential, *, wider: bool) -> Credential:
-        raise NotImplementedError
+        raise NotOffered
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        raise NotImplementedError
+        raise NotOffered
 
     def issuer_jwks(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        raise NotOffered
 
     def close(self) -> None:
         return None
