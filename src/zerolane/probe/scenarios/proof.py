@@ -9,6 +9,7 @@ proof and keeps it from sensitive data afterwards (``risk.high``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.model import Need, Outcome, Result, Scenario
 from zerolane.probe.runner import judge
+from zerolane.tokens.rfc9449 import PrivateKey
 
 #: how far a stale or future proof's ``iat`` is from now (RFC 9449 leaves the window to
 #: the server; minutes, not ten of them, is what servers accept)
@@ -81,60 +83,52 @@ def _replayed(context: ProbeContext) -> Result:
     return judge("proof.replayed", twin, [attack])
 
 
-def _other_key(context: ProbeContext) -> Result:
+def _misbound(
+    context: ProbeContext,
+    scenario: str,
+    *,
+    method: str | None = None,
+    urls: Sequence[str] | None = None,
+    key: PrivateKey | None = None,
+    iat: int | None = None,
+) -> Result:
+    """The allowed request made right (the twin), then with a proof that differs in the
+    one thing named: signed by ``key``, for ``method``, for each of ``urls``, at ``iat``."""
     credential = context.credential()
     twin = context.twin(credential)
     call = context.profile.allowed
-    url = context.profile.absolute(call.path)
-    thief_key = ec.generate_private_key(ec.SECP256R1())
-    proof = context.proof(credential, call.method, url, key=thief_key)
-    attack = context.send("attack", call, credential, proof=proof)
-    return judge("proof.other_key", twin, [attack])
-
-
-def _other_method(context: ProbeContext) -> Result:
-    credential = context.credential()
-    twin = context.twin(credential)
-    call = context.profile.allowed
-    url = context.profile.absolute(call.path)
-    method = next(m for m in _OTHER_METHODS if m != call.method.upper())
-    proof = context.proof(credential, method, url)
-    attack = context.send("attack", call, credential, proof=proof)
-    return judge("proof.other_method", twin, [attack])
-
-
-def _other_url(context: ProbeContext) -> Result:
-    credential = context.credential()
-    twin = context.twin(credential)
-    call = context.profile.allowed
-    path = call.path.split("?", 1)[0]
-    other_path = OTHER_PATH if path != OTHER_PATH else OTHER_PATH + "-2"
     attacks = [
         context.send(
             "attack",
             call,
             credential,
-            proof=context.proof(credential, call.method, context.profile.absolute(other_path)),
-        ),
-        context.send(
-            "attack",
-            call,
-            credential,
-            proof=context.proof(credential, call.method, OTHER_ORIGIN + path),
-        ),
+            proof=context.proof(credential, method or call.method, url, key=key, iat=iat),
+        )
+        for url in urls or [context.profile.absolute(call.path)]
     ]
-    return judge("proof.other_url", twin, attacks)
+    return judge(scenario, twin, attacks)
+
+
+def _other_key(context: ProbeContext) -> Result:
+    thief_key = ec.generate_private_key(ec.SECP256R1())
+    return _misbound(context, "proof.other_key", key=thief_key)
+
+
+def _other_method(context: ProbeContext) -> Result:
+    allowed = context.profile.allowed.method.upper()
+    method = next(m for m in _OTHER_METHODS if m != allowed)
+    return _misbound(context, "proof.other_method", method=method)
+
+
+def _other_url(context: ProbeContext) -> Result:
+    path = context.profile.allowed.path.split("?", 1)[0]
+    other_path = OTHER_PATH if path != OTHER_PATH else OTHER_PATH + "-2"
+    urls = [context.profile.absolute(other_path), OTHER_ORIGIN + path]
+    return _misbound(context, "proof.other_url", urls=urls)
 
 
 def _skewed(context: ProbeContext, scenario: str, skew: int) -> Result:
-    credential = context.credential()
-    twin = context.twin(credential)
-    call = context.profile.allowed
-    url = context.profile.absolute(call.path)
-    iat = int(context.clock()) + skew
-    proof = context.proof(credential, call.method, url, iat=iat)
-    attack = context.send("attack", call, credential, proof=proof)
-    return judge(scenario, twin, [attack])
+    return _misbound(context, scenario, iat=int(context.clock()) + skew)
 
 
 def _stale_iat(context: ProbeContext) -> Result:
