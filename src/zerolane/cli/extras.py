@@ -12,8 +12,10 @@ guard over a remote decider) and this command line's shell. The rest comes with 
     the MCP SDK: the MCP gateway (with ``server``), and the demo's MCP client;
 ``postgres``
     psycopg, for the PostgreSQL grant broker;
+``posture``
+    Yelp's detect-secrets, for ``zerolane posture scan``;
 ``all``
-    all three (``make install`` installs it).
+    all four (``make install`` installs it).
 
 A command that imports a module of an extra not installed ends as one line naming the
 extra to install (:func:`missing_extra`), not a traceback.
@@ -44,6 +46,7 @@ MODULES: Mapping[str, frozenset[str]] = {
     ),
     "mcp": frozenset({"mcp", "mcp_types"}),
     "postgres": frozenset({"psycopg", "psycopg_binary"}),
+    "posture": frozenset({"detect_secrets"}),
 }
 
 
