@@ -1,0 +1,1 @@
+"""Posture: NHI inventory, findings and least-privilege suggestions."""
