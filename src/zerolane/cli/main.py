@@ -101,6 +101,7 @@ GROUPS = {
     "forward-auth": ("zerolane.cli.forward_auth", "app"),
     "enforcement-point": ("zerolane.cli.enforcement_point", "app"),
     "oauth": ("zerolane.cli.oauth", "app"),
+    "posture": ("zerolane.cli.posture", "app"),
 }
 
 

@@ -74,3 +74,12 @@ class Finding:
     def sort_key(self) -> tuple[str, int, str, str]:
         """Files first in path and line order, then subjects, then rule."""
         return (self.path or "\uffff", self.line or 0, self.subject or "", self.rule)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something a scan could not look at (a file it could not read, a folder it could
+    not list) and why: every report lists them, so a clean result says what it covered."""
+
+    where: str
+    reason: str

@@ -19,11 +19,8 @@ from zerolane.probe import mapping
 from zerolane.probe.model import Outcome, Scenario
 from zerolane.probe.report import Report
 from zerolane.probe.report_json import TOOL, iso, public_url
+from zerolane.sarif import SCHEMA_URI, VERSION, rule_name
 
-VERSION = "2.1.0"
-SCHEMA_URI = (
-    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
-)
 #: the SARIF level of each outcome that makes a result
 LEVELS = {Outcome.FAIL: "error", Outcome.INCONCLUSIVE: "note"}
 
@@ -36,11 +33,6 @@ def _fingerprint(target: str, scenario: str) -> str:
     return hashlib.sha256(f"{target}\n{scenario}".encode()).hexdigest()
 
 
-def _rule_name(scenario_id: str) -> str:
-    """``proof.other_key`` -> ``ProofOtherKey`` (SARIF's rule names are identifiers)."""
-    return "".join(part.capitalize() for part in scenario_id.replace(".", "_").split("_"))
-
-
 def rule(scenario_id: str, scenario: Scenario | None) -> dict[str, object]:
     """The rule of one scenario (``scenario`` ``None``: a result of a scenario the
     report does not list, named by its id alone)."""
@@ -51,7 +43,7 @@ def rule(scenario_id: str, scenario: Scenario | None) -> dict[str, object]:
     framework_lines = [f"{entry} {name} ({f.short})" for f, entry, name in titled]
     return {
         "id": scenario_id,
-        "name": _rule_name(scenario_id),
+        "name": rule_name(scenario_id),
         "shortDescription": {"text": title},
         "fullDescription": {"text": f"{attack} Expected: {expect}" if scenario else title},
         "help": {"text": "\n".join([f"Attack: {attack}", f"Expected: {expect}", *framework_lines])},
