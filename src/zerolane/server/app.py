@@ -29,6 +29,7 @@ from zerolane.server.limits import MAX_BODY, BodyLimit
 from zerolane.server.metrics import DetectionMetrics, Measured, Metrics, ResponseMetrics
 from zerolane.server.oauth_routes import router as oauth_router
 from zerolane.server.oauth_server import OAuthServer
+from zerolane.server.posture_routes import router as posture_router
 from zerolane.server.readiness import WriteReadiness
 from zerolane.server.schemas import (
     AttestBody,
@@ -141,6 +142,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.include_router(grant_router)
     app.include_router(enforcement_point_router)
     app.include_router(approval_router)
+    app.include_router(posture_router)
     if deployment.config.oauth.enabled:  # standard MCP clients' authorization server
         app.state.oauth = OAuthServer(deployment)
         app.include_router(oauth_router)
