@@ -320,6 +320,9 @@ class Config:
     max_token_lifetime: Int = 86400
     jwt_issuers: tuple[JwtIssuerConfig, ...] = ()
     policy_dir: Str = "policies"
+    #: ``enforce``, or ``shadow``: what the policy set denies is let through and
+    #: audited as a would-deny (``zerolane report shadow``; docs/policies.md)
+    policy_mode: Annotated[Literal["enforce", "shadow"], reason("config.policy_mode")] = "enforce"
     tasks: TasksConfig = field(default_factory=TasksConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     #: gateways ``zerolane up`` starts with the API (``[[gateways]]``)
@@ -427,6 +430,8 @@ def render_config(config: Config) -> str:
         },
         "audit": {"mode": config.audit.mode},
     }
+    if config.policy_mode != "enforce":
+        doc["policy_mode"] = config.policy_mode
     if config.audit != AuditConfig(mode=config.audit.mode):
         doc["audit"] = asdict(config.audit)
     if config.server.public_url is not None:

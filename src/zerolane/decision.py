@@ -80,6 +80,29 @@ class DecideInput:
     #: its method, path, masked query and body excerpt; a tool call's masked arguments),
     #: built only when an approval is asked for; None: the method and path of ``url``
     preview: Callable[[], Mapping[str, object]] | None = None
+    #: this enforcement point runs the request in shadow mode and names what put it
+    #: there (e.g. ``route:finance GET /reports/{id}``): what the policies deny is let
+    #: through as a :class:`Shadow` allow; None: enforced
+    shadow: str | None = None
+
+
+#: what a decision's :attr:`Decision.outcome` may be
+ALLOW, DENY, SHADOW = "allow", "deny", "shadow"
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """What enforcement would have answered of a request let through in shadow mode: a
+    deny the policies decided (no permit, a forbid, an approval they ask for) that a
+    policy set, playbook or route in ``shadow`` mode relaxed. Checks made in code
+    (credentials, the task's state, window and budget, its binding), fail-closed
+    refusals and a detection's hold are never relaxed."""
+
+    #: the reasons the request would have been denied with
+    reasons: tuple[str, ...]
+    #: what was in shadow mode: ``policies`` (the policy set), ``playbook:<name>``,
+    #: ``route:<name>`` (the enforcement point's, :attr:`DecideInput.shadow`)
+    modes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +124,20 @@ class Decision:
     #: the approval a deny ``approval.required`` (``.denied``, ``.used``) is about:
     #: ``GET /v1/approvals/{id}`` tells its holder when it is approved
     approval_id: str | None = None
+    #: set on an allow that enforcement would have denied (shadow mode): the policies
+    #: that would have denied it are :attr:`policies`; never set on a deny
+    shadow: Shadow | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``allow``, ``deny`` or ``shadow`` (allowed, but enforcement would deny)."""
+        if not self.allowed:
+            return DENY
+        return ALLOW if self.shadow is None else SHADOW
 
     def failed_closed(self, reason: str) -> Decision:
         """This decision turned into a fail-closed deny (an audit event could not be
         recorded)."""
         return dataclasses.replace(
-            self, allowed=False, reasons=(reason,), refusal=Refusal.UNAVAILABLE
+            self, allowed=False, reasons=(reason,), refusal=Refusal.UNAVAILABLE, shadow=None
         )

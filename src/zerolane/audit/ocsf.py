@@ -228,8 +228,12 @@ def _url(text: str) -> JSON:
 
 def _decision(src: Source) -> Shaped:
     """A request decided (``decision``) or refused before any decision
-    (``gateway.refused``: the listener, the path and the client's address)."""
-    allowed = src.text("decision") == "allow"
+    (``gateway.refused``: the listener, the path and the client's address). A shadow
+    allow was let through (disposition Allowed) and says so in ``authorizations``: the
+    policies that would have denied it, each with the decision ``shadow``; its
+    ``would_deny`` reasons and ``shadow`` modes stay in ``unmapped``."""
+    outcome = src.text("decision")
+    allowed = outcome in ("allow", "shadow")
     method, url, tool = src.text("method"), src.text("url"), src.text("tool")
     server, destination, resource = (
         src.text("server"),
@@ -241,7 +245,7 @@ def _decision(src: Source) -> Shaped:
     decision_id = src.text("decision_id")
     listed = src.details.get("policies")
     policies = [p for p in listed if isinstance(p, str)] if isinstance(listed, list) else []
-    decision = "allow" if allowed else "deny"
+    decision = outcome if outcome in ("allow", "shadow") else "deny"
     authorizations = [{"decision": decision, "policy": {"uid": p, "name": p}} for p in policies]
     attrs: JSON = {
         "api": _compact(

@@ -100,6 +100,9 @@ _DECISION = (
     "jkt",  # the holder's proof's key (its token_id and proof_jti: in _SEEN)
     *_SEEN,
     "approval_id",  # the approval a deny approval.required (.denied, .used) is about
+    "would_deny",  # a shadow allow: the reasons enforcement would have denied it with
+    "shadow",  # and what was in shadow mode (policies, playbook:<name>, route:<name>)
+    "playbook",  # and its task's playbook
     "tool",  # the MCP gateway's tool call
     "server",
     "upstream_tool",

@@ -56,12 +56,15 @@ def note_of(scope: Scope) -> AccessNote | None:
 
 
 def record_decision(scope: Scope, decision: Decision) -> None:
-    """A decision was made: allow or deny, its task and its first reason."""
+    """A decision was made: allow, deny or shadow, its task and its first reason (a
+    shadow allow's: the first it would have been denied for)."""
     note = note_of(scope)
     if note is not None:
-        note.decision = "allow" if decision.allowed else "deny"
+        note.decision = decision.outcome
         note.task_id = decision.task_id or note.task_id
-        if not decision.allowed:
+        if decision.shadow is not None:
+            note.reason = decision.shadow.reasons[0]
+        elif not decision.allowed:
             note.reason = decision.reasons[0] if decision.reasons else "decision.deny"
 
 

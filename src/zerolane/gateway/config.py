@@ -11,6 +11,7 @@ keys, OpenAPI documents, ``[tls]`` files) are relative to the configuration file
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ _UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+
+
+#: how a route's requests are decided: ``enforce``, or ``shadow`` (what the policies deny
+#: is let through and audited as a would-deny; docs/gateway.md)
+Mode = Annotated[Literal["enforce", "shadow"], reason("config.mode")]
 
 
 def _given(value: str) -> str:
@@ -223,6 +229,8 @@ class RouteEntry:
     action: Text
     resource: Text
     sensitivity: Text | None = None
+    #: [default: the upstream's ``mode``]
+    mode: Mode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,8 @@ class UpstreamEntry:
     routes: tuple[RouteEntry, ...] = ()
     #: an OpenAPI document whose operations are routes too
     openapi: Text | None = None
+    #: the mode of its routes (a route's own ``mode`` wins): ``enforce`` or ``shadow``
+    mode: Mode = "enforce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +317,7 @@ class GatewayConfig:
 def _routes(entry: UpstreamEntry, where: str, base: Path) -> RouteTable:
     routes: list[Route] = []
     problems: list[InvalidInput] = []
+    modes: list[str | None] = []
     for index, raw in enumerate(entry.routes):
         try:
             routes.append(
@@ -319,18 +330,30 @@ def _routes(entry: UpstreamEntry, where: str, base: Path) -> RouteTable:
                     f"{where}.routes[{index}].",
                 )
             )
+            modes.append(raw.mode)
         except InvalidInput as err:
             problems.append(err)
     if entry.openapi is not None:
         try:
-            routes += import_routes(base / entry.openapi, entry.name, f"{where}.")
+            imported = import_routes(base / entry.openapi, entry.name, f"{where}.")
+            routes += imported
+            modes += [None] * len(imported)
         except InvalidInput as err:
             problems.append(err)
     if problems:
         raise _together(problems)
+    pairs = zip(routes, modes, strict=True)
+    routes = [_moded(route, mode or entry.mode, entry.name) for route, mode in pairs]
     if not routes:
         raise InvalidInput("config.routes", f"{where}: maps no routes (routes or openapi)")
     return RouteTable(routes, where)
+
+
+def _moded(route: Route, mode: str, upstream: str) -> Route:
+    """``route`` in ``mode``: in shadow, named as its decisions name it."""
+    if mode != "shadow":
+        return route
+    return dataclasses.replace(route, shadow=f"route:{upstream} {route.method} {route.path}")
 
 
 def _together(problems: list[InvalidInput]) -> InvalidInput:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
-from zerolane.decision import DecideInput, Decision, arguments_digest
+from zerolane.decision import DecideInput, Decision, Shadow, arguments_digest
 from zerolane.errors import Refusal, Unavailable, ZerolaneError
 from zerolane.gateway.edge.http import decision_status, refusal_of_status, status_of
 
@@ -176,6 +176,7 @@ class RemoteDecider:
             "destination": request.destination,
             "sensitivity": request.sensitivity,
             "digest": request.digest,
+            "shadow": request.shadow,
         }
         body: dict[str, Any] = {
             "token": token,
@@ -220,7 +221,7 @@ def decision_of(response: httpx.Response) -> Decision:
         error = _error_of(response)
         if error is not None:  # refused to decide (e.g. enforcement_point.credential)
             raise Unavailable(*error)
-    if not isinstance(body, dict) or body.get("decision") not in ("allow", "deny"):
+    if not isinstance(body, dict) or body.get("decision") not in ("allow", "deny", "shadow"):
         raise Unavailable("decide.response", f"/v1/decide answered {response.status_code}")
     reasons, policies = body.get("reasons"), body.get("policies")
     task_id, decision_id, status = body.get("task_id"), body.get("decision_id"), body.get("status")
@@ -232,7 +233,7 @@ def decision_of(response: httpx.Response) -> Decision:
         and (task_id is None or isinstance(task_id, str))
     ):
         raise Unavailable("decide.response", "/v1/decide answered an unexpected body")
-    allowed = body["decision"] == "allow"
+    allowed = body["decision"] != "deny"
     refusal = refusal_of_status(status)
     if allowed != (refusal is None):
         raise Unavailable("decide.response", "/v1/decide answered a status its decision denies")
@@ -247,7 +248,17 @@ def decision_of(response: httpx.Response) -> Decision:
         task_id,
         refusal,
         approval_id=approval_id,
+        shadow=_shadow_of(body) if body["decision"] == "shadow" else None,
     )
+
+
+def _shadow_of(body: dict[str, Any]) -> Shadow:
+    """What a ``shadow`` answer says enforcement would have denied, and which mode let it
+    through: both named, else the answer is not one (never read as a plain allow)."""
+    reasons, modes = body.get("would_deny"), body.get("shadow")
+    if not (_strings(reasons) and reasons and _strings(modes) and modes):
+        raise Unavailable("decide.response", "/v1/decide answered shadow without its reasons")
+    return Shadow(tuple(reasons), tuple(modes))
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str] | None:

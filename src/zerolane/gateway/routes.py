@@ -31,6 +31,9 @@ class Route:
     action: str
     resource: str
     sensitivity: str | None = None
+    #: in shadow mode, the name decisions give it (``route:<upstream> <METHOD> <path>``):
+    #: what the policies deny is let through, audited as a would-deny; None: enforced
+    shadow: str | None = None
     #: per segment: the literal, or None for a variable
     literals: tuple[str | None, ...] = field(default=(), compare=False)
     variables: tuple[str, ...] = field(default=(), compare=False)
@@ -126,7 +129,9 @@ def make_route(
     _check_resource(resource, variables, where)
     if sensitivity is not None:
         check_sensitivity(sensitivity, f"{where}sensitivity")
-    return Route(method, path, action, resource, sensitivity, literals, variables)
+    return Route(
+        method, path, action, resource, sensitivity, literals=literals, variables=variables
+    )
 
 
 class RouteTable:

@@ -76,6 +76,10 @@ class DecisionResult:
     status: int
     #: a deny ``approval.required`` names the approval to wait for
     approval_id: str | None = None
+    #: a shadow allow (``decision`` ``shadow``): the reasons enforcement would have
+    #: denied it with, and what was in shadow mode; empty for a plain allow or a deny
+    would_deny: tuple[str, ...] = ()
+    shadow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,11 +329,13 @@ def decide_body(
 
 def decision_of(body: Mapping[str, Any]) -> DecisionResult:
     return DecisionResult(
-        allowed=body["decision"] == "allow",
+        allowed=body["decision"] in ("allow", "shadow"),
         reasons=tuple(body["reasons"]),
         policies=tuple(body["policies"]),
         task_id=body.get("task_id"),
         decision_id=str(body["decision_id"]),
         status=int(body["status"]),
         approval_id=body.get("approval_id"),
+        would_deny=tuple(body.get("would_deny") or ()),
+        shadow=tuple(body.get("shadow") or ()),
     )

@@ -268,6 +268,7 @@ class Deployment:
                 on_expired=lambda task, now: lifecycle.mark_expired(task, now=now),
                 risk=risk.facts,
                 held=holds.held,
+                shadow_policies=config.policy_mode == "shadow",
             ),
             bus=bus,
             revocations=revocations,

@@ -64,6 +64,14 @@ class DecideRequestBody(Strict):
         description="SHA-256 hex of the request's arguments (its body), which a human "
         "approval is bound to; none: a request a policy asks approval for is denied",
     )
+    shadow: StrictStr | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="this enforcement point decides the request in shadow mode and names "
+        "what put it there (e.g. 'route:finance GET /reports/{id}'): what the policies "
+        "deny is answered 'shadow' (allowed, audited as a would-deny); none: enforced",
+    )
 
 
 class DecideBody(Strict):
@@ -74,6 +82,7 @@ class DecideBody(Strict):
 
 
 class DecisionOut(BaseModel):
+    #: ``allow``, ``deny``, or ``shadow``: allowed in shadow mode, enforcement would deny
     decision: str
     reasons: list[str]
     policies: list[str]
@@ -87,6 +96,11 @@ class DecisionOut(BaseModel):
     error: dict[str, Any] | None = None
     #: on deny, the ``WWW-Authenticate`` values to answer with (a 401's), else none
     www_authenticate: list[str] = Field(default_factory=list)
+    #: on ``shadow``: the reasons enforcement would have denied the request with
+    would_deny: list[str] = Field(default_factory=list)
+    #: on ``shadow``: what was in shadow mode (``policies``, ``playbook:<name>``, the
+    #: ``shadow`` the request named)
+    shadow: list[str] = Field(default_factory=list)
 
 
 def _deployment(request: Request) -> Deployment:
@@ -190,7 +204,9 @@ def decide(
     ``zerolane enforcement-point add``), and only about a request to one of its own
     URLs: 401 ``enforcement_point.credential`` or 403 ``enforcement_point.url``
     otherwise, and nothing is decided or spent. Then always 200 with ``decision``
-    allow or deny; ``status`` says what the enforcement point should answer (200 on
+    allow, deny or shadow (allowed, though enforcement would deny it: ``would_deny``
+    says why and ``shadow`` which mode let it through; it spends a call like an
+    allow); ``status`` says what the enforcement point should answer (200 on
     allow; on deny 401 credential problem, 403 refused, 503 fail-closed) and, on deny,
     ``error`` and ``www_authenticate`` the body and challenges to answer with: what
     every zerolane enforcement point answers (:mod:`zerolane.gateway.edge.http`).
@@ -218,12 +234,14 @@ def decide(
             client_cert=client_cert(request, deployment),
             details={"enforcement_point": point.name},
             digest=r.digest,
+            shadow=r.shadow,
         ),
     )
     record_decision(request.scope, decision)
     denied = None if decision.allowed else denial(decision)
+    shadow = decision.shadow
     return DecisionOut(
-        decision="allow" if decision.allowed else "deny",
+        decision=decision.outcome,
         reasons=list(decision.reasons),
         policies=list(decision.policies),
         task_id=decision.task_id,
@@ -234,6 +252,8 @@ def decide(
         www_authenticate=[v for n, v in denied.headers if n == "WWW-Authenticate"]
         if denied
         else [],
+        would_deny=list(shadow.reasons) if shadow else [],
+        shadow=list(shadow.modes) if shadow else [],
     )
 
 

@@ -19,7 +19,10 @@ on an event loop) do the I/O it names and nothing else:
 The core keeps what the decider knows between requests: the last known record of busy
 tasks (:mod:`zerolane.tasks.task_cache`) and the revocation watch's epoch. Deciding
 runs the checks in code (owner and token, state, window, budget: no policy edit can
-switch them off), then the Cedar policies. A revocation watch past its grace window
+switch them off), then the Cedar policies. What the policies alone deny (no permit, a
+forbid, an approval they ask for) is let through as a shadow allow when the policy set,
+the task's playbook or the enforcement point's route is in shadow mode
+(:class:`~zerolane.decision.Shadow`); nothing else ever is. A revocation watch past its grace window
 raises :class:`~zerolane.errors.Unavailable`: a typed refusal the shells turn into a
 deny, like every error of the authenticator or the store.
 """
@@ -30,10 +33,11 @@ import dataclasses
 import enum
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Final, Literal
 
+from zerolane.decision import Shadow
 from zerolane.errors import ProofReplayed, Refusal, ZerolaneError
 from zerolane.policy.context import (
     NO_RISK,
@@ -75,6 +79,9 @@ class Allow:
     task: TaskRecord
     policies: tuple[str, ...]
     spend: Spend
+    #: a shadow allow: what enforcement would have denied (``policies`` are the
+    #: policies that would have denied it); None for an allow
+    shadow: Shadow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,9 @@ class Deny:
     approval: str | None = None
     #: the approval the deny is about (``approval.required``, ``.denied``, ``.used``)
     approval_id: str | None = None
+    #: the policies alone decided it (no permit, a forbid, an approval they ask for,
+    #: with no hold on the task): the only deny shadow mode may let through
+    by_policies: bool = field(default=False, compare=False)
 
 
 class _Read(enum.Enum):
@@ -194,12 +204,15 @@ class DecisionCore:
         last_call_heard: bool = False,
         risk: Callable[[str, str], RiskFacts] | None = None,
         held: Callable[[str, str | None], TaskHold | None] | None = None,
+        shadow_policies: bool = False,
     ) -> None:
         """``last_call_heard``: whether an allow that spends its task's last call must
         be told apart (:attr:`Spent.last_call`). ``risk``: the risk of a task and its
         workload (``context.risk``), read from memory (no I/O per decision). ``held``:
         the hold on a task or its parent (:mod:`zerolane.tasks.holds`: each request the
-        policies allow then needs a human approval), read from memory."""
+        policies allow then needs a human approval), read from memory.
+        ``shadow_policies``: the policy set is in shadow mode (what it denies is let
+        through as a shadow allow)."""
         self._engine = engine
         self._clock = clock
         self._cache = cache
@@ -208,6 +221,7 @@ class DecisionCore:
         self._last_call_heard = last_call_heard
         self._risk = risk
         self._held = held
+        self._shadow_policies = shadow_policies
 
     def decide(
         self,
@@ -215,6 +229,7 @@ class DecisionCore:
         facts: RequestFacts,
         read: tuple[TaskRecord | None] | None,
         approved: str | None = None,
+        shadow: str | None = None,
     ) -> Allow | Deny | NeedsRead:
         """Decide on ``read`` (the task as just read from the store) when given, else on
         the task as last known; :data:`NEEDS_READ` when there is none, or when the known
@@ -226,7 +241,8 @@ class DecisionCore:
         compare-and-set. Raises :class:`~zerolane.errors.Unavailable` when the
         revocation watch is past its grace window. ``approved``: the policy version of
         an approval just spent for this request (what it asked is then allowed, under
-        that version only)."""
+        that version only). ``shadow``: the enforcement point's mode that puts this
+        request in shadow (:attr:`~zerolane.decision.DecideInput.shadow`)."""
         task_id = holder.claims.task_id
         if read is not None:
             task, fresh = read[0], True
@@ -249,6 +265,11 @@ class DecisionCore:
                 return Deny(("task.suspended" if suspended else "task.revoked",))
         now = self._clock.now()
         verdict = self._evaluate(holder, task, facts, now, approved)
+        shadowed: Shadow | None = None
+        if isinstance(verdict, Deny) and verdict.by_policies:
+            shadowed = self._shadowed(task, verdict, shadow)
+            if shadowed is not None:  # let through: the policies that would have denied
+                verdict = verdict.policies
         if isinstance(verdict, Deny):
             if not fresh:
                 return NEEDS_READ  # decided on a guess: decide again on what is stored
@@ -263,7 +284,7 @@ class DecisionCore:
             now=now,
             proof=holder.proof.spent() if holder.proof is not None else None,
         )
-        return Allow(task, verdict, spend)
+        return Allow(task, verdict, spend, shadowed)
 
     def handed_over(self, allow: Allow) -> None:
         """The allow's write is handed to the store (under the task's lock): the task's
@@ -295,6 +316,20 @@ class DecisionCore:
     def expired(self, task: TaskRecord) -> None:
         """A task this decider found past its window is being recorded as expired."""
         self._cache.discard(task.task_id)
+
+    def _shadowed(self, task: TaskRecord, deny: Deny, route: str | None) -> Shadow | None:
+        """The shadow allow a deny of the policies becomes when the policy set, the
+        task's playbook (its mode, kept in the task's scope when it was opened) or the
+        enforcement point (``route``) is in shadow mode; None: enforced. Only a deny
+        reaches here, so an allow pays nothing for it."""
+        modes: list[str] = []
+        if self._shadow_policies:
+            modes.append("policies")
+        if Scope.from_json(task.scope).shadow:
+            modes.append(f"playbook:{task.playbook}")
+        if route is not None:
+            modes.append(route)
+        return Shadow(deny.reasons, tuple(modes)) if modes else None
 
     def _revocations_allow_cache(self) -> bool:
         """False (and the cache emptied) when the watch may have missed a revocation."""
@@ -350,9 +385,14 @@ class DecisionCore:
             if approved is not None and approved == engine.version:
                 return result.policy_ids
             asked = tuple(result.policy_ids) if result.approval else ()
-            if hold is not None:
+            if hold is not None:  # a detection's hold is never relaxed (not by_policies)
                 asked += (f"response:{hold.rule}",)
-            return Deny(("approval.required",), asked, approval=engine.version)
+            return Deny(
+                ("approval.required",), asked, approval=engine.version, by_policies=hold is None
+            )
         if not result.allowed:
-            return Deny(tuple(result.policy_ids) or ("policy.no_permit",), result.policy_ids)
+            # under a hold, shadow mode never lets a request through: a held task's
+            # requests need a human approval, whatever mode the policies run in
+            reasons = tuple(result.policy_ids) or ("policy.no_permit",)
+            return Deny(reasons, result.policy_ids, by_policies=hold is None)
         return result.policy_ids

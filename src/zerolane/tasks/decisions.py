@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from zerolane.audit.decision_log import DecisionEvent, DecisionLog
 from zerolane.audit.events import Actor
+from zerolane.decision import SHADOW
 from zerolane.decision import DecideInput as DecideInput  # the contract, re-exported
 from zerolane.decision import Decision as Decision
 from zerolane.errors import InvalidInput, Refusal, Unauthenticated, Unavailable, ZerolaneError
@@ -195,6 +196,7 @@ class Decider:
         on_expired: Callable[[TaskRecord, float], object] | None = None,
         risk: Callable[[str, str], RiskFacts] | None = None,
         held: Callable[[str, str | None], TaskHold | None] | None = None,
+        shadow_policies: bool = False,
     ) -> None:
         """``tasks``: where the stored task is read. ``decisions``: where an allow's
         write is committed and a refusal's event recorded (the deployment's audit mode
@@ -205,7 +207,9 @@ class Decider:
         clock stepped back, or another process, cannot revive it); called off the event
         loop, never raising into the decision. ``risk``: the risk scores of a task and
         its workload (``context.risk``; none: 0). ``held``: the hold on a task or its
-        parent (:mod:`zerolane.tasks.holds`; none: no task is held)."""
+        parent (:mod:`zerolane.tasks.holds`; none: no task is held).
+        ``shadow_policies``: the policy set runs in shadow mode (what it denies is let
+        through, audited as a would-deny: :class:`~zerolane.decision.Shadow`)."""
         self._auth = authenticator
         self._tasks = tasks
         self._decisions = decisions
@@ -224,6 +228,7 @@ class Decider:
             last_call_heard=on_last_call is not None,
             risk=risk,
             held=held,
+            shadow_policies=shadow_policies,
         )
 
     def decide(
@@ -449,11 +454,18 @@ class Decider:
         loses (or fails) empties the task's cache entry, so a request decided on a
         guess that proved wrong loses its compare-and-set too and is decided again on
         what is stored."""
-        step = self._core.decide(pending.holder, pending.facts, read, pending.approved)
+        request = pending.request
+        step = self._core.decide(
+            pending.holder, pending.facts, read, pending.approved, request.shadow
+        )
         if not isinstance(step, Allow):
             return step
         allowed = _decision(pending.decision_id, pending.holder, (), step.policies, None)
-        event = _event(allowed, pending.holder, pending.facts, pending.request)
+        playbook = None
+        if step.shadow is not None:
+            allowed = dataclasses.replace(allowed, shadow=step.shadow)
+            playbook = step.task.playbook  # what a shadow report groups by
+        event = _event(allowed, pending.holder, pending.facts, request, playbook=playbook)
         try:
             write = self._decisions.commit(step.spend, event)
         except Exception:  # not even handed over (the store is closed): nothing stored
@@ -529,15 +541,18 @@ def _event(
     facts: RequestFacts | None,
     request: DecideInput,
     verified: Mapping[str, str] | None = None,
+    *,
+    playbook: str | None = None,
 ) -> DecisionEvent:
     """The fields of a decision's audit event (the decision log builds and seals it):
     the holder's task, workload, token id and proof (its ``jti`` and key), or what was
-    verified of a holder refused (``verified``); never a token or a proof."""
+    verified of a holder refused (``verified``); never a token or a proof. A shadow
+    allow names what enforcement would have said, and its task's ``playbook``."""
     parts = urlsplit(request.url)
     details: dict[str, object] = dict(request.details or {})
     details |= {
         "decision_id": decision.decision_id,
-        "decision": "allow" if decision.allowed else "deny",
+        "decision": decision.outcome,
         "reasons": list(decision.reasons),
         "policies": list(decision.policies),
         "method": request.method.upper(),
@@ -546,6 +561,12 @@ def _event(
     }
     if decision.approval_id is not None:
         details["approval_id"] = decision.approval_id
+    reason = decision.reasons[0] if decision.reasons else "ok"
+    if decision.shadow is not None:  # let through; what enforcement would have said
+        details["would_deny"] = list(decision.shadow.reasons)
+        details["shadow"] = list(decision.shadow.modes)
+        details["playbook"] = playbook
+        reason = SHADOW
     actor, subject = "unauthenticated", decision.task_id or "unknown"
     if holder is not None:
         claims, proof = holder.claims, holder.proof
@@ -568,6 +589,6 @@ def _event(
         "actor": Actor("workload", actor),
         "subject": subject,
         "outcome": Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
-        "reason": decision.reasons[0] if decision.reasons else "ok",
+        "reason": reason,
         "details": details,
     }

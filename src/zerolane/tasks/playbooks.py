@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from os import PathLike
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import AfterValidator, BeforeValidator, ValidationError, model_validator
@@ -178,6 +178,18 @@ def _grants(value: object) -> tuple[GrantTemplate, ...]:
     return tuple(templates)
 
 
+#: how a playbook's tasks are decided: ``enforce`` (the default) or ``shadow`` (what the
+#: policies deny is let through, audited as a would-deny: ``zerolane report shadow``)
+Mode = Literal["enforce", "shadow"]
+MODES: tuple[Mode, ...] = ("enforce", "shadow")
+
+
+def _mode(value: object) -> Mode:
+    if value not in MODES:
+        raise _fail("mode", f"must be one of {', '.join(MODES)}, not {value!r}")
+    return "shadow" if value == "shadow" else "enforce"
+
+
 def _openers(value: object) -> object:
     if not isinstance(value, Mapping | Openers):
         raise _fail("document", f"must be a mapping, not {_kind(value)}")
@@ -237,6 +249,9 @@ class Playbook:
     #: single-use tasks: the token is good for one allowed request, then the task ends
     #: (``completed``, ``task.single_use``); needs ``max_calls: 1``
     one_shot: Annotated[bool, BeforeValidator(_flag)] = False
+    #: ``shadow``: what the policies deny a task of this playbook is let through and
+    #: audited as a would-deny (a task keeps the mode it was opened under)
+    mode: Annotated[Mode, BeforeValidator(_mode)] = "enforce"
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -350,6 +365,8 @@ def playbook_as_dict(pb: Playbook) -> dict[str, object]:
         doc["grants"] = {g.broker: g.as_dict() for g in pb.grants}
     if pb.one_shot:  # likewise
         doc["one_shot"] = True
+    if pb.mode != "enforce":  # likewise
+        doc["mode"] = pb.mode
     return doc
 
 

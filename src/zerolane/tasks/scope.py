@@ -36,18 +36,21 @@ class Scope:
     resources: tuple[str, ...]
     destinations: tuple[str, ...]
     ceiling: Sensitivity
+    #: the task runs in shadow mode (its playbook's ``mode: shadow`` when it was
+    #: opened; a delegated child inherits it): what the policies deny is let through
+    #: and audited as a would-deny. Not a permission: never in the token
+    shadow: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "actions": list(self.actions),
-                "resources": list(self.resources),
-                "destinations": list(self.destinations),
-                "ceiling": self.ceiling.label,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        doc: dict[str, object] = {
+            "actions": list(self.actions),
+            "resources": list(self.resources),
+            "destinations": list(self.destinations),
+            "ceiling": self.ceiling.label,
+        }
+        if self.shadow:  # only when set: an enforced task's stored scope is unchanged
+            doc["shadow"] = True
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Scope:
@@ -57,6 +60,7 @@ class Scope:
             resources=tuple(doc["resources"]),
             destinations=tuple(doc["destinations"]),
             ceiling=Sensitivity.parse(doc["ceiling"]),
+            shadow=doc.get("shadow") is True,
         )
 
     def details_json(self) -> str:
@@ -94,7 +98,13 @@ def _strings(entry: Mapping[str, Any], name: str, index: int) -> list[str] | Non
 
 def playbook_scope(playbook: Playbook) -> Scope:
     """The most a task of ``playbook`` may ask for."""
-    return Scope(playbook.actions, playbook.resources, playbook.destinations, playbook.data_ceiling)
+    return Scope(
+        playbook.actions,
+        playbook.resources,
+        playbook.destinations,
+        playbook.data_ceiling,
+        shadow=playbook.mode == "shadow",
+    )
 
 
 def _entry_scope(entry: object, index: int, bound: Scope) -> Scope:
@@ -136,6 +146,7 @@ def _entry_scope(entry: object, index: int, bound: Scope) -> Scope:
         resources=tuple(resources or bound.resources),
         destinations=tuple(destinations),
         ceiling=max(levels) if levels else bound.ceiling,
+        shadow=bound.shadow,
     )
 
 
@@ -193,4 +204,5 @@ def _requested(details: Sequence[object] | None, bound: Scope, what: str) -> Sco
         resources=tuple(sorted(set(scope.resources))),
         destinations=tuple(sorted(set(scope.destinations))),
         ceiling=scope.ceiling,
+        shadow=scope.shadow,
     )

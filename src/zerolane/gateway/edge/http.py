@@ -28,7 +28,8 @@ body
     names it (``X-Zerolane-Approval``, and ``approval_id`` and ``approval_url``, the
     control plane's path to poll, in the body); an allow names the task and the
     decision (:func:`allow_headers`: forward-auth's answer, the HTTP gateway's
-    forwarded request).
+    forwarded request), and a shadow allow the reasons enforcement would have denied it
+    with (``X-Zerolane-Shadow``): shadow mode is one more outcome rendered here.
 
 Credentials (:func:`credentials_of`): one ``Authorization`` header, ``DPoP <task
 token>`` (or ``Bearer <token>`` with a client certificate, RFC 8705), and at most one
@@ -61,6 +62,8 @@ SCHEME = "dpop"
 BEARER = "bearer"
 TASK_HEADER = "X-Zerolane-Task"
 DECISION_HEADER = "X-Zerolane-Decision"
+#: on a shadow allow: the reasons enforcement would have denied it with
+SHADOW_HEADER = "X-Zerolane-Shadow"
 REASON_HEADER = "X-Zerolane-Reason"
 #: the approval a deny ``approval.required`` (``.denied``, ``.used``) is about
 APPROVAL_HEADER = "X-Zerolane-Approval"
@@ -412,8 +415,12 @@ def denial(decision: Decision, *, resource_metadata: str | None = None) -> Answe
 
 def allow_headers(decision: Decision) -> list[tuple[str, str]]:
     """What names an allowed request's task and decision (``X-Zerolane-Task``,
-    ``X-Zerolane-Decision``)."""
-    return [(TASK_HEADER, decision.task_id or ""), (DECISION_HEADER, decision.decision_id)]
+    ``X-Zerolane-Decision``) and, on a shadow allow, what enforcement would have
+    denied it for (``X-Zerolane-Shadow``: its reasons, comma-separated)."""
+    headers = [(TASK_HEADER, decision.task_id or ""), (DECISION_HEADER, decision.decision_id)]
+    if decision.shadow is not None:
+        headers.append((SHADOW_HEADER, header_value(",".join(decision.shadow.reasons))))
+    return headers
 
 
 async def send_answer(send: Send, answer: Answer, *, close: bool = False) -> None:

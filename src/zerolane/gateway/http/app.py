@@ -207,6 +207,7 @@ class GatewayApp:
             sensitivity=route.sensitivity or upstream.default_sensitivity,
             audience=self.config.audience,
             client_cert=client_cert,
+            shadow=route.shadow,
         )
         target = path + (f"?{query}" if query else "")
         verified: Verified | None = None
@@ -298,8 +299,11 @@ class GatewayApp:
             logger.error("the decision failed: %s", type(err).__name__)
             decision = Decision("", False, ("decision.error",), (), None, Refusal.UNAVAILABLE)
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
-        outcome = "allow" if decision.allowed else "deny"
-        self.metrics.decided(outcome, decision.reasons[0] if decision.reasons else "ok").inc()
+        if decision.shadow is not None:  # counted apart: never mistaken for an allow
+            self.metrics.decided(decision.outcome, decision.shadow.reasons[0]).inc()
+        else:
+            reason = decision.reasons[0] if decision.reasons else "ok"
+            self.metrics.decided(decision.outcome, reason).inc()
         return decision
 
     async def _deny(self, send: Send, decision: Decision, *, close: bool) -> None:

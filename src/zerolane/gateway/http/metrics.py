@@ -19,7 +19,8 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.decisions = Counter(
             "zerolane_gateway_decisions_total",
-            "Requests by outcome (allow, deny, refused before a decision) and reason",
+            "Requests by outcome (allow, deny, shadow: allowed but enforcement would deny, "
+            "refused before a decision) and reason (a shadow one's: the would-deny reason)",
             ["outcome", "reason"],
             registry=self.registry,
         )

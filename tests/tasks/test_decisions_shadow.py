@@ -1,0 +1,218 @@
+"""Shadow mode through the full Decider: a route (the enforcement point's), a playbook
+or the policy set in shadow lets through what the policies deny, audited as a
+would-deny and spending a call; everything else stays refused. Each with its twin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.identity.attestors.cases import FixedClock
+from tests.tasks.conftest import (
+    ADMIN,
+    AGENT,
+    FINANCE,
+    PLAYBOOK_DOC,
+    TD,
+    WIKI,
+    Agent,
+    World,
+)
+from tests.tasks.test_approvals import ASK_WIKI_WRITES, write
+from zerolane.config import CONFIG_NAME, Config, TasksConfig, render_config
+from zerolane.decision import Shadow
+from zerolane.errors import Refusal
+from zerolane.fsutil import ensure_private_dir, write_private
+from zerolane.identity.keyring import Keyring
+from zerolane.policy.defaults import install_defaults
+from zerolane.server.deployment import Deployment
+from zerolane.tasks.decisions import DecideInput, Decision
+from zerolane.tasks.playbooks import parse_playbook
+from zerolane.types import Outcome
+
+ROUTE = "route:finance GET /finance/{id}"
+DELETE = {"action": "delete"}  # outside the task's scope: the policies forbid it
+
+
+def ask(
+    world: World,
+    agent: Agent,
+    token: str,
+    action: str = "read",
+    *,
+    shadow: str | None = ROUTE,
+    bound_to: str | None = None,
+    url: str | None = None,
+) -> Decision:
+    """One request of ``token`` (a read of finance/q3, or ``action``), in ``shadow``."""
+    method = "GET" if action == "read" else "POST"
+    url = url or f"https://{FINANCE}/finance/q3"
+    return world.deployment.decider.decide(
+        token,
+        world.proof(agent.key, method, url, token),
+        DecideInput(
+            method=method,
+            url=url,
+            action=action,
+            resource="finance/q3" if "%" not in url else None,
+            destination=FINANCE,
+            sensitivity="internal",
+            task_id=bound_to,
+            shadow=shadow,
+        ),
+    )
+
+
+def decisions(world: World) -> list[dict[str, Any]]:
+    return world.events("decision")
+
+
+def test_a_route_in_shadow_lets_a_policy_deny_through_and_audits_it(
+    world: World, agent: Agent
+) -> None:
+    opened = world.open(agent)
+    task_id = opened.task.task_id
+    let = ask(world, agent, opened.token, "delete")
+    assert let.allowed
+    assert let.outcome == "shadow"
+    assert let.shadow == Shadow(("scope.action",), (ROUTE,))
+    assert let.reasons == ()
+    assert let.policies == ("scope.action",)
+    assert world.task(task_id).calls_used == 1  # it spends a call like an allow
+    event = decisions(world)[-1]
+    assert (event["outcome"], event["reason"]) == (Outcome.SUCCESS, "shadow")
+    details = event["details"]
+    assert details["decision"] == "shadow"
+    assert details["would_deny"] == ["scope.action"]
+    assert details["shadow"] == [ROUTE]
+    assert details["playbook"] == "reports"
+    assert details["action"] == "delete"
+
+    # the twin: the same request with the route enforced is denied, and spends nothing
+    denied = ask(world, agent, opened.token, "delete", shadow=None)
+    assert not denied.allowed
+    assert denied.outcome == "deny"
+    assert denied.shadow is None
+    assert denied.reasons == ("scope.action",)
+    assert world.task(task_id).calls_used == 1
+    assert decisions(world)[-1]["details"]["decision"] == "deny"
+    # and an allowed request in shadow is a plain allow
+    plain = ask(world, agent, opened.token)
+    assert (plain.outcome, plain.shadow) == ("allow", None)
+    assert decisions(world)[-1]["reason"] == "ok"
+    assert "would_deny" not in decisions(world)[-1]["details"]
+
+
+def test_what_is_checked_in_code_stays_refused_in_shadow(world: World, agent: Agent) -> None:
+    opened = world.open(agent)
+    other = world.open(agent)
+    # the credentials: an SVID is no task token
+    assert ask(world, agent, agent.svid, "delete").reasons == ("token.typ",)
+    # the binding to another task
+    bound = ask(world, agent, opened.token, "delete", bound_to=other.task.task_id)
+    assert (bound.allowed, bound.reasons) == (False, ("task.binding",))
+    # a path that cannot be decided as sent
+    unsafe = ask(world, agent, opened.token, url=f"https://{FINANCE}/finance/q%2e3")
+    assert (unsafe.allowed, unsafe.refusal) == (False, Refusal.INVALID)
+    # a task that ended
+    world.deployment.lifecycle.complete(other.task.task_id, AGENT, other.task.task_id)
+    ended = ask(world, agent, other.token, "delete")
+    assert (ended.allowed, ended.reasons) == (False, ("task.completed",))
+    assert all(e["details"]["decision"] == "deny" for e in decisions(world))
+    # the twin: the live task's same request is let through in shadow
+    assert ask(world, agent, opened.token, "delete").outcome == "shadow"
+
+
+def test_a_budget_spent_by_shadow_allows_is_spent(world: World, agent: Agent) -> None:
+    opened = world.open(agent, max_calls=2)
+    assert ask(world, agent, opened.token, "delete").outcome == "shadow"
+    assert ask(world, agent, opened.token).outcome == "allow"
+    exhausted = ask(world, agent, opened.token, "delete")
+    assert (exhausted.allowed, exhausted.reasons) == (False, ("task.budget_exhausted",))
+
+
+def test_an_approval_asked_in_shadow_is_a_would_require_approval(
+    world: World, agent: Agent
+) -> None:
+    folder = world.deployment.home / world.deployment.config.policy_dir
+    (folder / "approval.cedar").write_text(ASK_WIKI_WRITES)
+    world.deployment.reload_policies(ADMIN)
+    token = world.open(agent).token
+    url = f"https://{WIKI}/wiki/q3"
+    let = world.deployment.decider.decide(
+        token,
+        world.proof(agent.key, "POST", url, token),
+        DecideInput(
+            method="POST",
+            url=url,
+            action="write",
+            resource="wiki/q3",
+            destination=WIKI,
+            sensitivity="internal",
+            digest="0" * 64,
+            shadow=ROUTE,
+        ),
+    )
+    assert let.outcome == "shadow"
+    assert let.shadow == Shadow(("approval.required",), (ROUTE,))
+    assert let.approval_id is None
+    assert world.deployment.approvals.list() == []  # nothing asked of any person
+    # the twin: enforced, the approval is asked for
+    asked = write(world, agent, token)
+    assert asked.reasons == ("approval.required",)
+    assert asked.approval_id is not None
+
+
+def test_a_playbook_in_shadow(world: World, agent: Agent) -> None:
+    deployment = world.deployment
+    doc = {**PLAYBOOK_DOC, "name": "trial", "mode": "shadow"}
+    deployment.playbooks.apply(parse_playbook(doc, "trial.yaml"), ADMIN)
+    trial = world.open(agent, playbook="trial")
+    let = ask(world, agent, trial.token, "delete", shadow=None)
+    assert let.shadow == Shadow(("scope.action",), ("playbook:trial",))
+    assert decisions(world)[-1]["details"]["shadow"] == ["playbook:trial"]
+    # a child task delegated from it runs in shadow too: its scope says so
+    assert '"shadow":true' in world.task(trial.task.task_id).scope
+
+    # the twin: the playbook enforced again; a task opened from it is denied
+    enforced = {**PLAYBOOK_DOC, "name": "trial"}
+    deployment.playbooks.apply(parse_playbook(enforced, "trial.yaml"), ADMIN)
+    now_enforced = world.open(agent, playbook="trial")
+    denied = ask(world, agent, now_enforced.token, "delete", shadow=None)
+    assert (denied.allowed, denied.reasons) == (False, ("scope.action",))
+    assert '"shadow"' not in world.task(now_enforced.task.task_id).scope
+    # a task keeps the mode it was opened under, until it ends
+    assert ask(world, agent, trial.token, "delete", shadow=None).outcome == "shadow"
+
+
+@pytest.fixture
+def shadow_world(tmp_path: Path) -> Iterator[World]:
+    """A home whose whole policy set runs in shadow mode (``policy_mode``)."""
+    home, clock = tmp_path / "home", FixedClock()
+    ensure_private_dir(home)
+    Keyring(home / "keys", clock).create()
+    config = Config(
+        trust_domain=TD,
+        store_url="memory://",
+        policy_mode="shadow",
+        tasks=TasksConfig(internal_destinations=(TD, f"*.{TD}")),
+    )
+    install_defaults(home / config.policy_dir)
+    write_private(home / CONFIG_NAME, render_config(config).encode())
+    deployment = Deployment.open(home, clock)
+    deployment.playbooks.apply(parse_playbook(PLAYBOOK_DOC, "reports.yaml"), ADMIN)
+    yield World(deployment, clock)
+    deployment.close()
+
+
+def test_a_policy_set_in_shadow(shadow_world: World) -> None:
+    agent = shadow_world.agent(AGENT)
+    opened = shadow_world.open(agent)
+    let = ask(shadow_world, agent, opened.token, "delete", shadow=None)
+    assert let.shadow == Shadow(("scope.action",), ("policies",))
+    assert 'policy_mode = "shadow"' in (shadow_world.deployment.home / CONFIG_NAME).read_text()
+    # the twin: what the policies allow is a plain allow there too
+    assert ask(shadow_world, agent, opened.token, shadow=None).outcome == "allow"
