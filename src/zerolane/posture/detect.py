@@ -21,11 +21,7 @@ import re
 from collections.abc import Callable
 
 from detect_secrets.filters.allowlist import is_line_allowlisted
-from detect_secrets.filters.heuristic import (
-    is_likely_id_string,
-    is_potential_uuid,
-    is_sequential_string,
-)
+from detect_secrets.filters.heuristic import is_potential_uuid, is_sequential_string
 from detect_secrets.plugins.artifactory import ArtifactoryDetector
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
@@ -102,8 +98,9 @@ class Detector:
                 pem = isinstance(plugin, PrivateKeyDetector) and "BEGIN" in line
                 if pem and not _has_key_body(text, number):
                     continue
-                for value in plugin.analyze_string(line):
-                    if _kept(value, line, plugin):
+                for found_value in plugin.analyze_string(line):
+                    value = whole(line, found_value)
+                    if _kept(value):
                         found.append(Hit(number, value, plugin.secret_type, None, "detect-secrets"))
         return found
 
@@ -136,12 +133,31 @@ def _has_key_body(text: str, number: int) -> bool:
     return _PEM_KEY.search(text, start, start + 8192) is not None
 
 
-def _kept(value: str, line: str, plugin: RegexBasedDetector) -> bool:
-    """detect-secrets' own heuristic filters (its defaults for pattern plugins), then
-    the placeholders zerolane's rules ignore too."""
+#: what a token is made of: a value a plugin yields is widened to the run of these it is
+#: part of
+_TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.~")
+
+
+def whole(line: str, value: str) -> str:
+    """``value`` as the whole token of ``line`` it is part of: a plugin may yield only a
+    group of its pattern (detect-secrets 1.5's GitHub plugin yields ``ghp`` of a
+    ``ghp_...`` token), and a finding masks, dedupes and fingerprints the whole secret."""
+    start = line.find(value)
+    if start < 0:
+        return value
+    end = start + len(value)
+    while start > 0 and line[start - 1] in _TOKEN:
+        start -= 1
+    while end < len(line) and line[end] in _TOKEN:
+        end += 1
+    return line[start:end]
+
+
+def _kept(value: str) -> bool:
+    """detect-secrets' own heuristic filters for pattern plugins' values (its
+    ``is_likely_id_string`` skips pattern plugins), then the placeholders zerolane's
+    rules ignore too."""
     if is_sequential_string(value) or is_potential_uuid(value):
-        return False
-    if is_likely_id_string(value, line, plugin):
         return False
     return not is_placeholder(value, min_length=MIN_LENGTH)
 

@@ -71,23 +71,23 @@ def walk(root: Path, notes: list[Note]) -> Iterator[Source]:
 
 
 def _display(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix() or "."
-    except ValueError:
-        return str(path)
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def sources(paths: list[Path], notes: list[Note]) -> Iterator[Source]:
-    """The files of each path: a folder walked (:func:`walk`, names relative to it), a
-    file as given. A path that does not exist raises ``FileNotFoundError``, checked for
-    every path before any is read."""
+    """The files of each path: a folder walked (:func:`walk`), a file as given. A
+    walked file is named relative to its folder, with the folder as given before it when
+    several paths are given (``src/app.py`` for ``scan src tests``). A path that does not
+    exist raises ``FileNotFoundError``, checked for every path before any is read."""
     for path in paths:
         if not path.exists() and not path.is_symlink():
             raise FileNotFoundError(str(path))
+    several = len(paths) > 1
     for path in paths:
         if path.is_dir() and not path.is_symlink():
             for source in walk(path, notes):
-                yield Source(source.path, _join(path, source.shown))
+                shown = _join(path, source.shown) if several else source.shown
+                yield Source(source.path, shown)
         else:
             yield Source(path, str(path))
 
