@@ -4,7 +4,10 @@ weak (docs/posture.md).
 ``posture scan PATH...`` reports long-lived secrets in files (detect-secrets' patterns
 and zerolane's rules for CI files, ``.env`` files, shell scripts, kubeconfigs, cloud
 credential files, Docker's ``config.json`` and Terraform state), each with its file and
-line, the secret masked, its OWASP NHI ids and the zerolane replacement.
+line, the secret masked, its OWASP NHI ids and the zerolane replacement. With
+``--home DIR`` it adds the home's NHI inventory findings (ownerless, dormant, shared,
+unrotated identities) and its static downstream secrets; ``posture inventory`` lists
+the inventory itself (:mod:`zerolane.cli.posture_home`).
 
 Exit codes: 0 when nothing was found, 1 when something was, 2 for bad input (a path
 that does not exist, a report file that cannot be written).
@@ -22,14 +25,37 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from zerolane.cli.common import JsonOption, console, print_json, printable
+from zerolane.cli.common import (
+    HomeOption,
+    JsonOption,
+    WideOption,
+    cells,
+    console,
+    parse_duration,
+    print_json,
+    print_table,
+    printable,
+)
 from zerolane.errors import InvalidInput
 
 if TYPE_CHECKING:
     from zerolane.posture.report import Part, Report
 
+#: the longest --dormant-after: ten years, as ``[detection.dormant] days``
+MAX_DORMANT_AFTER = 3650 * 86400
+DormantAfterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dormant-after",
+        help="A workload not seen for this long is dormant (90s, 10m, 2h, 30d) "
+        "\\[default: the home's [detection.dormant] days, 30d].",
+        show_default=False,
+    ),
+]
+
 app = typer.Typer(
-    help="Posture: long-lived secrets in files, mapped to the OWASP NHI Top 10.",
+    help="Posture: long-lived secrets in files and a home's NHI inventory, mapped to "
+    "the OWASP NHI Top 10.",
     no_args_is_help=True,
 )
 #: a source of findings: called once per run, returns its part of the report
@@ -51,6 +77,43 @@ def secrets_source(paths: Sequence[Path]) -> Source:
         return Part(tuple(found.findings), tuple(found.notes), {"files": found.files})
 
     return run
+
+
+def _dormant_after(text: str | None) -> float | None:
+    return None if text is None else float(parse_duration(text, MAX_DORMANT_AFTER))
+
+
+def home_source(home: Path | None, dormant_after: float | None) -> Source:
+    """The source of a home's inventory and configuration findings."""
+
+    def run() -> Part:
+        from zerolane.cli.posture_home import home_part, home_posture
+
+        return home_part(home_posture(home, dormant_after=dormant_after))
+
+    return run
+
+
+def scan_sources(
+    paths: Sequence[Path] | None, home: Path | None, dormant_after: float | None
+) -> list[Source]:
+    """What ``posture scan`` looks at: the files of ``paths``; the home of ``--home``;
+    with neither, the current folder and the default home when there is one
+    ($ZEROLANE_HOME, else ./.zerolane)."""
+    from zerolane.cli.posture_home import has_home
+
+    sources: list[Source] = []
+    if paths or home is None:
+        sources.append(secrets_source(paths or [Path(".")]))
+    if home is not None or (not paths and has_home(None)):
+        sources.append(home_source(home, dormant_after))
+    elif dormant_after is not None:
+        raise InvalidInput(
+            "posture.dormant_after",
+            "--dormant-after is about a home's workloads: give --home DIR "
+            "(or scan with no PATH where the default home is)",
+        )
+    return sources
 
 
 def run_sources(sources: Sequence[Source]) -> Report:
@@ -128,6 +191,16 @@ def scan(
         Path | None, typer.Option("--sarif", help="Also write SARIF 2.1.0 here.")
     ] = None,
     as_json: JsonOption = False,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Also report this zerolane home's NHI inventory findings and static "
+            "secrets (with no PATH: only the home).",
+            show_default=False,
+        ),
+    ] = None,
+    dormant_after: DormantAfterOption = None,
 ) -> None:
     """Find long-lived secrets in files, each with its file, line, the secret masked,
     its OWASP NHI ids and what replaces it in zerolane.
@@ -135,9 +208,72 @@ def scan(
     Folders are walked without following links, skipping .git, node_modules, .venv and
     caches; a file named on the command line is always read (not a binary one). Exit 1
     when something was found, 0 when nothing was.
+
+    With --home DIR, the home's workloads too (no owner, dormant, one identity shared
+    by many playbooks, keys or attestation sources, keys not rotated) and the static
+    secrets its configuration injects (where they are kept, never their value). With
+    no PATH and no --home: the current folder, and the default home ($ZEROLANE_HOME,
+    else ./.zerolane) when there is one.
     """
-    sources: list[Source] = [secrets_source(paths or [Path(".")])]
+    sources = scan_sources(paths, home, _dormant_after(dormant_after))
     report = run_sources(sources)
     write_reports(report, as_json=as_json, sarif=sarif)
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("inventory")
+def inventory(
+    home: HomeOption = None,
+    dormant_after: DormantAfterOption = None,
+    as_json: JsonOption = False,
+    wide: WideOption = False,
+) -> None:
+    """List a home's workloads: owner, status, attestation, last seen, tasks opened,
+    playbooks used, keys (the most in use at once) and the findings about them
+    (exit 0: a listing; 'posture scan --home' is the check that fails)."""
+    from zerolane.cli.posture_home import home_posture
+    from zerolane.posture.inventory import iso
+    from zerolane.posture.inventory_findings import DAY
+    from zerolane.posture.report_json import finding_json
+
+    posture = home_posture(home, dormant_after=_dormant_after(dormant_after))
+    if as_json:
+        print_json(
+            {
+                **posture.inventory.as_json(),
+                "dormant_after_days": posture.rules.dormant_after / DAY,
+                "findings": [finding_json(f) for f in posture.findings],
+            }
+        )
+        return
+    table = Table(
+        "SPIFFE ID", "owner", "status", "attestation", "last seen", "tasks", "playbooks",
+        "keys", "key since",
+    )  # fmt: skip
+    for row in posture.inventory.rows:
+        table.add_row(
+            *cells(
+                row.spiffe_id,
+                row.owner or "-",
+                row.status.value,
+                ", ".join(row.attestation) or "-",
+                iso(row.last_seen) or "never",
+                row.tasks_opened,
+                ", ".join(row.playbooks) or "-",
+                f"{row.keys} ({row.concurrent_keys} at once)" if row.keys else "-",
+                iso(row.last_key_rotation) or "-",
+            )
+        )
+    print_table(table, empty="no workloads", wide=wide)
+    for finding in posture.findings:
+        console.print(
+            Text.assemble(
+                (finding.severity.value, _SEVERITY_STYLE[finding.severity.value]),
+                " ",
+                (finding.rule, "bold"),
+                f" {printable(finding.message)} ({', '.join(finding.nhi)})",
+            )
+        )
+    if not posture.findings:
+        console.print("no findings")

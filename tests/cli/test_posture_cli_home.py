@@ -1,0 +1,239 @@
+"""``zerolane posture scan --home`` and ``zerolane posture inventory`` on a seeded home:
+the dormant, ownerless and shared identities and the static secrets are reported (never
+a secret's value), the healthy workload is not; what is scanned with no PATH; bad input
+refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.posture.seeded import DAY, Seeded
+from zerolane.cli.main import app
+from zerolane.server.deployment import init_home
+
+runner = CliRunner()
+FILE_SECRET = "file-secret-0123456789abcdefXYZ"
+ENV_SECRET = "env-secret-9876543210fedcbaQRS"
+ENV_NAME = "ZL_TEST_BILLING_SECRET"
+GATEWAY = """
+public_url = "https://gw.example.org"
+
+[[upstreams]]
+name = "billing"
+base_url = "https://billing.internal"
+prefix = "/billing"
+credential = { type = "static", secret_env = "ZL_TEST_BILLING_SECRET" }
+
+[[upstreams.routes]]
+method = "GET"
+path = "/invoices/{id}"
+action = "read"
+resource = "invoices/{id}"
+
+[[upstreams]]
+name = "public"
+base_url = "https://public.internal"
+prefix = "/public"
+
+[[upstreams.routes]]
+method = "GET"
+path = "/news"
+action = "read"
+resource = "news"
+"""
+MCP_GATEWAY = """
+public_url = "https://mcp.example.org"
+authorization_servers = ["https://zl.example.org"]
+
+[[servers]]
+name = "reports"
+url = "https://reports.internal/mcp"
+destination = "reports.internal"
+credential = { type = "static", secret_file = "mcp.secret" }
+
+[[servers]]
+name = "plain"
+url = "https://plain.internal/mcp"
+destination = "plain.internal"
+prefix = "plain_"
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home 100 days old: a healthy, a dormant, an ownerless and a shared workload,
+    a static grant kept in a file, a gateway injecting one from the environment."""
+    monkeypatch.setenv(ENV_NAME, ENV_SECRET)
+    monkeypatch.delenv("ZEROLANE_HOME", raising=False)
+    path = tmp_path / "home"
+    deployment, _ = init_home(path, "example.org")
+    now = time.time()
+    start = now - 100 * DAY
+    try:
+        seeded = Seeded(deployment.stores)
+        w = seeded.workload("healthy", at=start)
+        seeded.attest(w, now - DAY, "k-healthy")
+        seeded.task(w, now - DAY + 1, "reports", "k-healthy")
+        w = seeded.workload("dormant", at=start)
+        seeded.attest(w, start + DAY, "k-dormant")
+        w = seeded.workload("ownerless", owner=None, at=start)
+        seeded.attest(w, now - DAY, "k-ownerless")
+        w = seeded.workload("shared", at=start)
+        seeded.attest(w, now - DAY, "k-shared")
+        for n in range(7):
+            seeded.task(w, now - DAY + n, f"playbook-{n}", "k-shared", f"t{n}")
+    finally:
+        deployment.close()
+    (path / "static.secret").write_text(FILE_SECRET)
+    (path / "static.secret").chmod(0o600)
+    (path / "gateway.toml").write_text(GATEWAY)
+    (path / "mcp.toml").write_text(MCP_GATEWAY)
+    with (path / "zerolane.toml").open("a") as config:
+        config.write('\n[grants.static]\nsecret_file = "static.secret"\n')
+        config.write('\n[[gateways]]\nkind = "http"\nconfig = "gateway.toml"\n')
+        config.write('\n[[gateways]]\nkind = "mcp"\nconfig = "mcp.toml"\n')
+        # a gateway turned off injects nothing (its file is not even read)
+        config.write('\n[[gateways]]\nkind = "http"\nconfig = "off.toml"\nenabled = false\n')
+    return path
+
+
+def run(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def no_secret(*outputs: str) -> None:
+    for output in outputs:
+        assert FILE_SECRET not in output
+        assert ENV_SECRET not in output
+        assert FILE_SECRET[:8] not in output  # not even a masked start of it
+        assert ENV_SECRET[:8] not in output
+
+
+EXPECTED = {
+    ("inventory.dormant", "spiffe://example.org/dormant"),
+    ("inventory.ownerless", "spiffe://example.org/ownerless"),
+    ("inventory.shared_identity", "spiffe://example.org/shared"),
+}
+
+
+def test_scan_home_reports_the_inventory_and_static_secrets(home: Path, tmp_path: Path) -> None:
+    sarif = tmp_path / "report.sarif"
+    result = run("posture", "scan", "--home", str(home), "--json", "--sarif", str(sarif))
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    found = {(f["rule"], f["subject"]) for f in report["findings"]}
+    assert found >= EXPECTED
+    statics = {f["subject"]: f for f in report["findings"] if f["rule"] == "config.static_grant"}
+    assert set(statics) == {
+        f"{home / 'zerolane.toml'} [grants.static]",
+        f"{home / 'gateway.toml'} upstreams[0] (billing).credential",
+        f"{home / 'mcp.toml'} servers[0] (reports).credential",
+    }
+    mcp = statics[f"{home / 'mcp.toml'} servers[0] (reports).credential"]
+    assert mcp["details"]["secret_file"] == str(home / "mcp.secret")
+    gateway = statics[f"{home / 'gateway.toml'} upstreams[0] (billing).credential"]
+    assert gateway["details"]["secret_env"] == ENV_NAME
+    assert gateway["mapping"] == {"owasp-nhi-2025": ["NHI2:2025", "NHI7:2025", "NHI9:2025"]}
+    assert statics[f"{home / 'zerolane.toml'} [grants.static]"]["details"]["secret_file"] == str(
+        home / "static.secret"
+    )
+    assert not any("healthy" in (subject or "") for _, subject in found)
+    assert report["counts"]["workloads"] == 4
+    by_rule = {f["rule"]: f for f in report["findings"]}
+    assert by_rule["inventory.dormant"]["mapping"] == {"owasp-nhi-2025": ["NHI1:2025"]}
+    no_secret(result.output, sarif.read_text())
+    table = run("posture", "scan", "--home", str(home))
+    assert table.exit_code == 1
+    assert "inventory.shared_identity" in table.output
+    no_secret(table.output)
+
+
+def test_the_inventory_lists_every_workload(home: Path) -> None:
+    result = run("posture", "inventory", "--home", str(home), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    rows = {row["spiffe_id"].rpartition("/")[2]: row for row in doc["workloads"]}
+    assert set(rows) == {"healthy", "dormant", "ownerless", "shared"}
+    assert rows["healthy"]["tasks_opened"] == 1
+    assert rows["healthy"]["playbooks"] == ["reports"]
+    assert rows["healthy"]["attestation"] == ["join_token"]
+    assert rows["shared"]["tasks_opened"] == 7
+    assert doc["dormant_after_days"] == 30
+    assert {(f["rule"], f["subject"]) for f in doc["findings"]} >= EXPECTED
+    no_secret(result.output)
+    table = run("posture", "inventory", "--home", str(home), "--wide")
+    assert table.exit_code == 0
+    assert "spiffe://example.org/healthy" in table.output
+    assert "inventory.dormant" in table.output
+    no_secret(table.output)
+
+
+def test_dormant_after_is_a_setting(home: Path) -> None:
+    result = run("posture", "inventory", "--home", str(home), "--json", "--dormant-after", "120d")
+    doc = json.loads(result.stdout)
+    assert doc["dormant_after_days"] == 120
+    assert not any(f["rule"] == "inventory.dormant" for f in doc["findings"])
+
+
+def test_an_empty_home_has_no_inventory_finding(tmp_path: Path) -> None:
+    deployment, _ = init_home(tmp_path / "empty", "example.org")
+    deployment.close()
+    result = run("posture", "inventory", "--home", str(tmp_path / "empty"))
+    assert result.exit_code == 0, result.output
+    assert "no workloads" in result.output
+    assert "no findings" in result.output
+    scan = run("posture", "scan", "--home", str(tmp_path / "empty"))
+    assert scan.exit_code == 0, scan.output
+
+
+def test_no_path_scans_the_folder_and_the_default_home(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    files_only = run("posture", "scan", "--json")
+    assert json.loads(files_only.stdout)["counts"].get("workloads") is None
+    monkeypatch.setenv("ZEROLANE_HOME", str(home))
+    both = json.loads(run("posture", "scan", "--json").stdout)
+    assert both["counts"]["workloads"] == 4
+    assert "files" in both["counts"]
+    # a PATH given: only the files, unless --home is given too
+    assert (
+        json.loads(run("posture", "scan", ".", "--json").stdout)["counts"].get("workloads") is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["posture", "scan", ".", "--dormant-after", "30d"], "posture.dormant_after"),
+        (["posture", "inventory", "--home", "nowhere"], "home.missing"),
+        (["posture", "scan", "--home", "nowhere"], "home.missing"),
+    ],
+)
+def test_bad_input_is_refused(
+    args: list[str], reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code == 2
+    assert reason in result.output
+
+
+def test_a_duration_that_is_none_is_refused(home: Path) -> None:
+    result = run("posture", "inventory", "--home", str(home), "--dormant-after", "soon")
+    assert result.exit_code == 2
+    assert "not a duration" in result.output
+
+
+def test_a_gateway_file_that_does_not_parse_is_refused(home: Path) -> None:
+    (home / "gateway.toml").write_text("public_url = 3\n")
+    result = run("posture", "scan", "--home", str(home))
+    assert result.exit_code == 2
+    assert "gateway.toml" in result.output
