@@ -5,6 +5,7 @@ route switched back to ``enforce`` denies it and nothing reaches the upstream.""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.gateway.conftest import AUDIENCE, Stack
+from zerolane.audit.shadow import shadow_report
 from zerolane.cli.background import free_port
 from zerolane.cli.gateway import BackgroundGateway, build_app
 from zerolane.gateway.config import load_gateway_config
@@ -93,6 +95,7 @@ def _decision(stack: Stack, decision_id: str) -> dict[str, Any]:
 
 
 def test_a_route_in_shadow_forwards_what_enforcing_it_denies(stack: Stack, tmp_path: Path) -> None:
+    started = time.time()
     with stack.task() as task:
         url = "/finance/reports/q3"
         with gateway(stack, tmp_path / "shadow", "shadow") as app:
@@ -109,10 +112,14 @@ def test_a_route_in_shadow_forwards_what_enforcing_it_denies(stack: Stack, tmp_p
             assert details["would_deny"] == ["scope.action"]
             assert details["shadow"] == [ROUTE]
             metrics = app.metrics.render().decode()
-            shadow_count = (
-                'zerolane_gateway_decisions_total{outcome="shadow",reason="scope.action"}'
-            )
-            assert f"{shadow_count} 1.0" in metrics
+            counted = '_decisions_total{outcome="shadow",reason="scope.action"} 1.0'
+            assert counted in metrics
+            # and counted in the shadow report under its reason, with its route
+            report = shadow_report(stack.deployment.stores, started, time.time())
+            [group] = [g for g in report.groups if g.reason == "scope.action"]
+            assert task.task_id in group.tasks
+            assert ROUTE in group.modes
+            assert "tool-user" in group.playbooks
 
             # a read the policies allow is a plain allow, and an agent cannot forge the
             # shadow header toward the upstream

@@ -101,6 +101,7 @@ GROUPS = {
     "forward-auth": ("zerolane.cli.forward_auth", "app"),
     "enforcement-point": ("zerolane.cli.enforcement_point", "app"),
     "oauth": ("zerolane.cli.oauth", "app"),
+    "report": ("zerolane.cli.report", "app"),
     "posture": ("zerolane.cli.posture", "app"),
 }
 

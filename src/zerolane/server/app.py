@@ -31,6 +31,7 @@ from zerolane.server.oauth_routes import router as oauth_router
 from zerolane.server.oauth_server import OAuthServer
 from zerolane.server.posture_routes import router as posture_router
 from zerolane.server.readiness import WriteReadiness
+from zerolane.server.report_routes import router as report_router
 from zerolane.server.schemas import (
     AttestBody,
     AttestResponse,
@@ -142,6 +143,7 @@ def create_app(deployment: Deployment) -> FastAPI:
     app.include_router(grant_router)
     app.include_router(enforcement_point_router)
     app.include_router(approval_router)
+    app.include_router(report_router)
     app.include_router(posture_router)
     if deployment.config.oauth.enabled:  # standard MCP clients' authorization server
         app.state.oauth = OAuthServer(deployment)
