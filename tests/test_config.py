@@ -424,3 +424,14 @@ def test_numbers_are_bounded(doc: dict[str, Any], reason: str, twin: dict[str, A
         parse_config({"trust_domain": "example.org", **doc})
     assert caught.value.reason == reason
     parse_config({"trust_domain": "example.org", **twin})
+
+
+def test_the_policy_set_runs_in_shadow_only_when_asked() -> None:
+    assert parse_config({"trust_domain": "example.org"}).policy_mode == "enforce"
+    shadow = parse_config({"trust_domain": "example.org", "policy_mode": "shadow"})
+    assert shadow.policy_mode == "shadow"
+    assert 'policy_mode = "shadow"' in render_config(shadow)
+    assert "policy_mode" not in render_config(Config(trust_domain="example.org"))
+    wrong = refused({"trust_domain": "example.org", "policy_mode": "audit"})
+    assert wrong.reason == "config.policy_mode"
+    assert "policy_mode" in wrong.message

@@ -441,3 +441,61 @@ def test_a_key_that_is_no_name_is_an_unknown_key(tmp_path: Path) -> None:
         load_gateway_config(path)
     assert caught.value.reason == "config.unknown_key"
     assert caught.value.message.startswith(f"{path}: [1]: unknown key (known: public_url, ")
+
+
+# shadow mode: per route, or the upstream's for its routes (an OpenAPI document's too)
+
+
+def test_a_route_in_shadow_is_named_as_decisions_name_it(tmp_path: Path) -> None:
+    doc = valid()
+    finance = doc["upstreams"][0]
+    finance["routes"].append(
+        {"method": "DELETE", "path": "/reports/{id}", "action": "delete", "resource": "r/{id}"}
+    )
+    finance["routes"][1]["mode"] = "shadow"
+    config = parse_gateway_config(doc, tmp_path)
+    table = config.upstreams[0].routes
+    delete = table.match("DELETE", "/reports/q3")
+    get = table.match("GET", "/reports/q3")
+    assert delete is not None
+    assert get is not None
+    assert delete[0].shadow == "route:finance DELETE /reports/{id}"
+    assert get[0].shadow is None  # the twin: enforced by default
+
+
+def test_an_upstream_in_shadow_puts_its_routes_there_unless_one_says_enforce(
+    tmp_path: Path,
+) -> None:
+    doc = valid()
+    finance = doc["upstreams"][0]
+    finance["mode"] = "shadow"
+    finance["routes"].append(
+        {"method": "POST", "path": "/upload", "action": "write", "resource": "u", "mode": "enforce"}
+    )
+    (tmp_path / "api.json").write_text(
+        json.dumps(
+            {
+                "openapi": "3.1.0",
+                "info": {"title": "t", "version": "1"},
+                "paths": {"/docs/{name}": {"get": {"operationId": "getDoc"}}},
+            }
+        )
+    )
+    finance["openapi"] = "api.json"
+    table = parse_gateway_config(doc, tmp_path).upstreams[0].routes
+    shadows = {f"{r.method} {r.path}": r.shadow for r in table.routes()}
+    assert shadows == {
+        "GET /reports/{id}": "route:finance GET /reports/{id}",
+        "GET /docs/{name}": "route:finance GET /docs/{name}",
+        "POST /upload": None,
+    }
+
+
+@pytest.mark.parametrize("where", ["upstreams.0.mode", "upstreams.0.routes.0.mode"])
+def test_an_unknown_mode_is_refused_with_its_key(tmp_path: Path, where: str) -> None:
+    doc = valid()
+    _set(where, "audit")(doc)
+    with pytest.raises(InvalidInput) as refused:
+        parse_gateway_config(doc, tmp_path)
+    assert refused.value.reason == "config.mode"
+    assert where.replace(".0", "[0]") in refused.value.message
