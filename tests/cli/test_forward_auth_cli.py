@@ -84,6 +84,7 @@ def test_run_serves_the_configured_endpoint(
     )
     assert result.exit_code == 0, result.output
     assert "forward-auth (nginx) on http://127.0.0.1:9123/forward-auth" in result.output
+    assert "for https://api.example.org (task tokens for https://api.example.org)" in result.output
     assert "warning" not in result.output
     [call] = served
     assert (call["host"], call["port"], call["healthz"]) == ("127.0.0.1", 9123, 200)
@@ -136,15 +137,23 @@ def test_check_accepts_a_valid_config_and_refuses_a_bad_one(tmp_path: Path) -> N
     assert "error config.proxy: " in refused.output
 
 
-def test_check_warns_when_no_audience_is_set(tmp_path: Path) -> None:
-    """Without an audience any task token of the trust domain is taken (zerolane probe's
-    token.wrong_audience fails); with one, no warning."""
+def test_check_says_which_audience_tokens_must_name(tmp_path: Path) -> None:
+    """No audience: public_url's origin, with no warning (the safe default); a configured
+    one is printed instead; a trust domain (which every task token names) exits 2."""
     config = tmp_path / "fa.toml"
     config.write_text(CONFIG)
     result = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "warning: no audience" in result.output
-    config.write_text('audience = "https://api.example.org"\n' + CONFIG)
+    assert "task tokens for https://api.example.org)" in result.output
+    assert "warning" not in result.output
+    as_json = runner.invoke(app, ["forward-auth", "check", "--config", str(config), "--json"])
+    assert json.loads(as_json.output)["audience"] == "https://api.example.org"
+    config.write_text('audience = "urn:example:reports"\n' + CONFIG)
     named = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
     assert named.exit_code == 0, named.output
-    assert "warning" not in named.output
+    assert "task tokens for urn:example:reports)" in named.output
+    config.write_text('audience = "spiffe://example.org"\n' + CONFIG)
+    refused = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
+    assert refused.exit_code == 2
+    assert "error config.audience: " in refused.output
+    assert "is a trust domain" in refused.output

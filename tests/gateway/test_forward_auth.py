@@ -5,6 +5,7 @@ Each refusal has its allowed twin; decisions go through a real Decider over a re
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.gateway.access_lines import access_lines
-from tests.gateway.task_home import API, INTENT, PLAYBOOK, ControlPlane, control_plane
+from tests.gateway.task_home import API, INTENT, PLAYBOOK, TD, ControlPlane, control_plane
 from zerolane.audit.log import AuditLog
 from zerolane.errors import InvalidInput, Refusal
 from zerolane.gateway.forward_auth import create_app, split_path
@@ -56,10 +57,22 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         yield plane
 
 
+@contextlib.contextmanager
+def opened(cp: ControlPlane, *audience: str) -> Iterator[Task]:
+    """A task whose token names ``audience`` besides the control plane."""
+    with (
+        cp.agent() as agent,
+        agent.task(playbook=PLAYBOOK["name"], intent=INTENT, audience=list(audience)) as task,
+    ):
+        yield task
+
+
 @pytest.fixture
 def task(cp: ControlPlane) -> Iterator[Task]:
-    with cp.agent() as agent, agent.task(playbook=PLAYBOOK["name"], intent=INTENT) as opened:
-        yield opened
+    """A task opened for this API: its token names ``PUBLIC`` (forward-auth's default
+    audience)."""
+    with opened(cp, PUBLIC) as task:
+        yield task
 
 
 def client_for(cp: ControlPlane, proxy: str, **extra: Any) -> TestClient:
@@ -149,6 +162,49 @@ def test_nginx_token_problems_are_401_with_a_challenge(nginx: TestClient, task: 
     reply = check(nginx, forged)
     assert reply.status_code == 401
     assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [
+        (),  # the control plane's only (its issuer, which every task token names)
+        ("https://other.example.org",),  # another enforcement point of the trust domain
+        (f"{PUBLIC}/reports",),  # a URL under public_url is not it
+    ],
+)
+def test_a_token_for_another_audience_is_refused_by_default(
+    cp: ControlPlane, nginx: TestClient, task: Task, audience: tuple[str, ...]
+) -> None:
+    """No ``audience`` in the config: tokens must name ``public_url`` (a confused deputy
+    passing on a token meant elsewhere is refused), and a token for it is allowed."""
+    with opened(cp, *audience) as elsewhere:
+        refused = check(nginx, nginx_headers(elsewhere, "GET", "/reports/q3"))
+    assert (refused.status_code, refused.json()["reason"]) == (401, "token.audience")
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert cp.decisions()[-1]["decision_id"] == refused.json()["decision_id"]
+    assert check(nginx, nginx_headers(task, "GET", "/reports/q3")).status_code == 200
+
+
+def test_the_default_audience_is_public_urls_origin() -> None:
+    """As the HTTP gateway's is its ``public_url``; whatever the proxy."""
+    for proxy in ("nginx", "traefik", "envoy"):
+        assert settings(proxy).audience == PUBLIC
+    slash = parse_config({"public_url": PUBLIC + "/", "destination": API, "routes": ROUTES})
+    assert slash.audience == PUBLIC
+
+
+def test_a_configured_audience_is_the_one_tokens_must_name(cp: ControlPlane) -> None:
+    """``audience`` set: a token for ``public_url`` alone is refused, one for the
+    configured audience allowed (a SPIFFE id with a path is an audience like any)."""
+    audience = f"spiffe://{TD}/apis/reports"
+    with (
+        client_for(cp, "nginx", audience=audience) as client,
+        opened(cp, PUBLIC) as public,
+        opened(cp, audience) as named,
+    ):
+        refused = check(client, nginx_headers(public, "GET", "/reports/q3"))
+        assert (refused.status_code, refused.json()["reason"]) == (401, "token.audience")
+        assert check(client, nginx_headers(named, "GET", "/reports/q3")).status_code == 200
 
 
 def test_nginx_refuses_duplicated_or_missing_headers(nginx: TestClient, task: Task) -> None:
@@ -378,6 +434,10 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str]] = [
     ({"endpoint": "forward-auth"}, "config.path"),
     ({"destination": ""}, "config.missing"),
     ({"audience": 3}, "config.type"),
+    ({"audience": ""}, "config.missing"),
+    # a trust domain: every task token names it (its issuer), so it would take any
+    ({"audience": "spiffe://example.org"}, "config.audience"),
+    ({"audience": "SPIFFE://example.org/"}, "config.audience"),
     ({"port": True}, "config.type"),
     ({"port": 70000}, "config.port"),
     ({"routes": []}, "config.routes"),

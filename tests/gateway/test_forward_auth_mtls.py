@@ -69,14 +69,15 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 
 def holder(cp: ControlPlane) -> Holder:
-    """Attest with a CSR (SDK), then open a task by the X.509-SVID, as ``POST /v1/tasks``
-    over mutual TLS does: its token is bound to the certificate."""
+    """Attest with a CSR (SDK), then open a task for the API (forward-auth's default
+    audience) by the X.509-SVID, as ``POST /v1/tasks`` over mutual TLS does: its token is
+    bound to the certificate."""
     agent = Agent.attest(cp.url, join_token=cp.join_token(), x509=True)
     assert agent.x509 is not None
     der = parse_chain(agent.x509.chain_pem)[0].public_bytes(Encoding.DER)
     caller = cp.deployment.authenticator.workload_by_certificate(der)
     opened = cp.deployment.lifecycle.open(
-        caller, OpenRequest(intent=INTENT, playbook=str(PLAYBOOK["name"]))
+        caller, OpenRequest(intent=INTENT, playbook=str(PLAYBOOK["name"]), audience=[PUBLIC])
     )
     return Holder(agent, opened.task.task_id, opened.token)
 
@@ -210,7 +211,7 @@ def test_dpop_tokens_still_need_their_proof_whatever_certificate_comes(
 ) -> None:
     with (
         cp.agent() as agent,
-        agent.task(playbook=str(PLAYBOOK["name"]), intent=INTENT) as task,
+        agent.task(playbook=str(PLAYBOOK["name"]), intent=INTENT, audience=[PUBLIC]) as task,
         client(app_for(cp, tls=TLS), PROXY) as proxy,
     ):
         token_only = original() | {"Authorization": f"DPoP {task.token}"} | bound.escaped

@@ -179,7 +179,7 @@ def agent(stack: Stack) -> Iterator[Agent]:
 def test_nginx_enforces_zerolane_decisions(stack: Stack, agent: Agent) -> None:
     report = f"{stack.url}/reports/q3"
     before = len(stack.reached_upstream())
-    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT) as task:
+    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT, audience=[stack.url]) as task:
         # allowed: reaches the upstream, which sees the task but no token or proof
         allowed = httpx.get(report + "?page=2", headers=task.headers("GET", report))
         assert allowed.status_code == 200, allowed.text
@@ -225,9 +225,25 @@ def test_nginx_enforces_zerolane_decisions(stack: Stack, agent: Agent) -> None:
     assert stack.reached_upstream()[before:] == ["GET /reports/q3?page=2", "GET /reports/q3"]
 
 
+def test_a_token_for_another_audience_is_refused_through_nginx(stack: Stack, agent: Agent) -> None:
+    """The config names no audience: tokens must name public_url (nginx's URL). A task
+    opened without it (its token names the control plane alone) is refused before the
+    upstream; the same request of a task opened for the API reaches it."""
+    report = f"{stack.url}/reports/q5"
+    before = len(stack.reached_upstream())
+    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT) as elsewhere:
+        refused = httpx.get(report, headers=elsewhere.headers("GET", report))
+    assert refused.status_code == 401
+    assert refused.headers["x-zerolane-reason"] == "token.audience"
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT, audience=[stack.url]) as task:
+        assert httpx.get(report, headers=task.headers("GET", report)).status_code == 200
+    assert stack.reached_upstream()[before:] == ["GET /reports/q5"]
+
+
 def test_decisions_are_in_the_audit_chain(stack: Stack, agent: Agent) -> None:
     report = f"{stack.url}/reports/q4"
-    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT) as task:
+    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT, audience=[stack.url]) as task:
         reply = httpx.get(report, headers=task.headers("GET", report))
         assert reply.status_code == 200
         decision_id = reply.json()["headers"]["x-zerolane-decision"]

@@ -50,6 +50,7 @@ def run(
     """Serve the forward-auth endpoint, deciding with this home's tasks and policies.
 
     Only the proxy may reach it: it trusts the proxy's X-Original-* / X-Forwarded-* headers.
+    Task tokens must name its audience (default: public_url): open the API's tasks with it.
     A client-certificate header ([tls] client_cert_header, for certificate-bound tokens)
     is believed only from [tls] trusted_proxies. SIGHUP and policy file changes reload
     policies.
@@ -85,7 +86,8 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     typer.echo(
         f"zerolane forward-auth ({settings.proxy}) on "
-        f"{listen_url(bind_host, bind_port, settings.endpoint)} for {settings.origin}",
+        f"{listen_url(bind_host, bind_port, settings.endpoint)} for {settings.origin} "
+        f"(task tokens for {settings.audience})",
         err=True,
     )
     try:
@@ -117,7 +119,11 @@ def check(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Validate a forward-auth configuration; exit 2 naming the problem."""
+    """Validate a forward-auth configuration; exit 2 naming the problem.
+
+    Prints where the proxy asks, the origin, the destination, the audience task tokens
+    must name (default: public_url) and every route.
+    """
     from zerolane.gateway.forward_auth_config import load_config
 
     try:
@@ -146,13 +152,7 @@ def check(
         f"forward-auth config OK: {settings.proxy} asks "
         f"{listen_url(settings.host, settings.port, settings.endpoint)} about "
         f"{settings.origin} (destination {settings.destination}, "
-        f"audience {settings.audience or 'the default'})"
+        f"task tokens for {settings.audience})"
     )
     for r in routes:
         typer.echo(f"  {r['method']} {r['path']} -> {r['action']} {r['resource']}")
-    if settings.audience is None:
-        typer.echo(
-            "warning: no audience: any task token of this trust domain is taken here, one "
-            "meant for another enforcement point too; set audience (docs/forward-auth.md)",
-            err=True,
-        )

@@ -21,7 +21,9 @@ sent. So this endpoint must only be reachable by the proxy (bind it to loopback 
 private interface), and only the configured proxy's convention is read. The original
 request is mapped with a route table (method, path template -> action, resource
 template, sensitivity; unmapped -> deny) onto ``public_url`` and decided: the DPoP
-proof must name ``public_url`` + the original path, exactly as the proxy forwards it.
+proof must name ``public_url`` + the original path, exactly as the proxy forwards it,
+and the task token must name ``audience`` (by default ``public_url``'s origin): a token
+meant for another enforcement point of the trust domain is refused ``token.audience``.
 
 A certificate-bound task token (RFC 8705 ``cnf.x5t#S256``) is decided with the client
 certificate the proxy verified and passes in a header (``[tls] client_cert_header``),

@@ -2,13 +2,15 @@
 
 A document (TOML, YAML or JSON) names ``public_url`` (the origin the proxy serves),
 ``destination``, ``proxy`` (``nginx``, ``traefik`` or ``envoy``), ``endpoint``,
-``audience``, ``host``/``port``, ``[tls]`` (``client_cert_header`` and
-``trusted_proxies`` only: forward-auth serves plain HTTP to its proxy), ``[http]`` (head
-limits) and ``routes``: method and path template -> action, resource template and
-sensitivity. :class:`ForwardAuthConfig` checks it strictly (:mod:`zerolane.settings`):
-every problem is refused at once, one line each with the file and the dotted key,
-with the reason ids of every configuration file (``config.unknown_key``,
-``config.route_path``...). The request handling is :mod:`zerolane.gateway.forward_auth`.
+``audience`` (what task tokens must name in ``aud``; default: the origin of
+``public_url``, as the HTTP gateway's is its ``public_url``), ``host``/``port``,
+``[tls]`` (``client_cert_header`` and ``trusted_proxies`` only: forward-auth serves
+plain HTTP to its proxy), ``[http]`` (head limits) and ``routes``: method and path
+template -> action, resource template and sensitivity. :class:`ForwardAuthConfig` checks
+it strictly (:mod:`zerolane.settings`): every problem is refused at once, one line each
+with the file and the dotted key, with the reason ids of every configuration file
+(``config.unknown_key``, ``config.route_path``, ``config.audience``...). The request
+handling is :mod:`zerolane.gateway.forward_auth`.
 """
 
 from __future__ import annotations
@@ -128,6 +130,19 @@ def _endpoint(endpoint: str) -> str:
     return endpoint
 
 
+def _audience(audience: str) -> str:
+    scheme, sep, rest = audience.partition("://")
+    if sep and scheme.lower() == "spiffe" and "/" not in rest.rstrip("/"):
+        # every task token names its issuer, the trust domain, among its audiences
+        raise refuse(
+            "config.audience",
+            f"{audience!r} is a trust domain: every task token of it names it, one meant "
+            "for another enforcement point too; name this API's own audience (default: "
+            "public_url)",
+        )
+    return audience
+
+
 def _routes(routes: tuple[RouteRule, ...]) -> tuple[RouteRule, ...]:
     if not routes:
         raise refuse("config.routes", "must map at least one route")
@@ -143,7 +158,8 @@ class ForwardAuthConfig:
     routes: Annotated[tuple[RouteRule, ...], AfterValidator(_routes)]
     proxy: Annotated[Literal["nginx", "traefik", "envoy"], reason("config.proxy")] = "nginx"
     endpoint: Annotated[Required, AfterValidator(_endpoint)] = "/forward-auth"
-    audience: Required | None = None
+    #: what task tokens must name in ``aud`` [default: the origin of ``public_url``]
+    audience: Annotated[Required, AfterValidator(_audience)] = ""
     host: Required = "127.0.0.1"
     port: Annotated[Int, within("config.port", 1, 65535)] = 8790
     #: ``client_cert_header`` and ``trusted_proxies``: where a client certificate comes from
@@ -165,6 +181,14 @@ class ForwardAuthConfig:
                 "[tls] holds only client_cert_header and trusted_proxies)",
             )
         return data
+
+    @model_validator(mode="after")
+    def _default_audience(self) -> Self:
+        """No ``audience``: this API's own, its origin (proofs name it too), so a token
+        meant for another enforcement point is refused ``token.audience`` here."""
+        if not self.audience:  # frozen: the default a file leaves, set once here
+            object.__setattr__(self, "audience", self.origin)
+        return self
 
     @property
     def origin(self) -> str:
