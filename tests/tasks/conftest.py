@@ -196,10 +196,10 @@ def details(**fields: Any) -> list[dict[str, Any]]:
     return [{"type": "zerolane_task", **fields}]
 
 
-def build_world(home: Path, store_url: str = "memory://") -> World:
+def build_world(home: Path, store_url: str = "memory://", *, at: float | None = None) -> World:
     """A home over memory stores (or ``store_url``) with the default policies, opened at
-    a fixed time."""
-    clock = FixedClock()
+    a fixed time (``at``, else the clock's default)."""
+    clock = FixedClock() if at is None else FixedClock(at)
     ensure_private_dir(home)
     Keyring(home / "keys", clock).create()
     config = Config(
