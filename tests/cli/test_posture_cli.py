@@ -53,6 +53,9 @@ def test_a_clean_tree_exits_0(tmp_path: Path) -> None:
     as_json = _run("scan", "--json", str(root))
     assert as_json.exit_code == 0
     assert json.loads(as_json.stdout)["findings"] == []
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "tool.py").write_text("print('hello')\n")
+    assert "no findings (1 file)" in _run("scan", str(tmp_path / "one")).stdout
 
 
 def test_the_current_folder_by_default_and_notes_are_shown(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ finding; what cannot be read is a note."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -120,17 +121,35 @@ def test_links_binaries_fifos_and_big_files_are_not_read(
     assert note.reason == "a symbolic link: not followed"
 
 
-def test_an_unreadable_file_and_folder_are_notes(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
+def test_an_unreadable_file_and_folder_are_notes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the system refuses them (as it would another user's 0600 file and 0700 folder;
+    # CI runs as root, whom permission bits do not stop, so the refusal is the system's)
     (tmp_path / "locked.env").write_text(f"API_TOKEN={rand(20)}\n")
-    (tmp_path / "locked.env").chmod(0)
     (tmp_path / "shut").mkdir()
-    (tmp_path / "shut").chmod(0)
-    try:
-        result = scan_files([tmp_path])
-    finally:
-        (tmp_path / "shut").chmod(0o700)
-    reasons = sorted(n.reason.split(":")[0] for n in result.notes)
-    assert reasons == ["cannot list", "cannot read"]
+    (tmp_path / "shut" / "inside.env").write_text(f"API_TOKEN={rand(20)}\n")
+    real_open, real_scandir = os.open, os.scandir
+
+    def refused(path: object) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    def opening(path: str | os.PathLike[str], flags: int, *args: int) -> int:
+        if Path(path).name == "locked.env":
+            raise refused(path)
+        return real_open(path, flags, *args)
+
+    def listing(path: str | os.PathLike[str] = ".") -> object:
+        if Path(path).name == "shut":
+            raise refused(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "open", opening)
+    monkeypatch.setattr(os, "scandir", listing)
+    result = scan_files([tmp_path])
+    notes = sorted((n.where, n.reason) for n in result.notes)
+    assert notes == [
+        ("locked.env", "cannot read: Permission denied"),
+        ("shut", "cannot list: Permission denied"),
+    ]
     assert result.findings == []

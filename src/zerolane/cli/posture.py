@@ -151,7 +151,7 @@ def _print_report(report: Report) -> None:
         console.print(Text.assemble((rule_id, "bold"), ": ", remedy))
     for note in report.notes:
         console.print(Text(f"note: {printable(note.where)}: {note.reason}", style="dim"))
-    covered = ", ".join(f"{n} {name}" for name, n in report.counts.items())
+    covered = ", ".join(_counted(n, name) for name, n in report.counts.items())
     if not report.findings:
         console.print(f"no findings ({covered})")
         return
@@ -277,3 +277,8 @@ def inventory(
         )
     if not posture.findings:
         console.print("no findings")
+
+
+def _counted(count: int, plural: str) -> str:
+    """``1 file``, ``2 files``: a count and its noun (given in the plural)."""
+    return f"{count} {plural[:-1] if count == 1 and plural.endswith('s') else plural}"
