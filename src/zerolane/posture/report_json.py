@@ -9,12 +9,12 @@ left it.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import zerolane
+from zerolane.audit.events import rfc3339 as iso
 from zerolane.frameworks import OWASP_NHI
 from zerolane.posture.findings import Finding
 from zerolane.posture.report import Report
@@ -23,12 +23,6 @@ from zerolane.posture.report import Report
 VERSION = 1
 SCHEMA_FILE = "report.schema.json"
 TOOL = "zerolane posture"
-
-
-def iso(timestamp: float) -> str:
-    """A Unix time as an ISO 8601 UTC instant (milliseconds, ``Z``)."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def finding_json(finding: Finding) -> dict[str, object]:

@@ -15,10 +15,11 @@ import hashlib
 import json
 
 import zerolane
+from zerolane.audit.events import rfc3339 as iso
 from zerolane.frameworks import OWASP_NHI
 from zerolane.posture.findings import Finding, Severity
 from zerolane.posture.report import Report
-from zerolane.posture.report_json import TOOL, iso
+from zerolane.posture.report_json import TOOL
 from zerolane.sarif import SCHEMA_URI, VERSION, rule_name
 
 #: the SARIF level of each severity

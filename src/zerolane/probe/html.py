@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from html import escape
 
+from zerolane.audit.events import rfc3339 as iso
 from zerolane.probe import mapping
 from zerolane.probe.model import Exchange, Outcome, Result
 from zerolane.probe.report import Report
-from zerolane.probe.report_json import TOOL, iso, public_url, scenario_of
+from zerolane.probe.report_json import TOOL, public_url, scenario_of
 
 #: the order results are shown in: what needs attention first
 ORDER = (Outcome.FAIL, Outcome.INCONCLUSIVE, Outcome.PASS, Outcome.NOT_APPLICABLE)

@@ -10,13 +10,13 @@ is never part of it).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import zerolane
+from zerolane.audit.events import rfc3339 as iso
 from zerolane.probe import mapping
 from zerolane.probe.model import Result, Scenario
 from zerolane.probe.report import Report
@@ -25,12 +25,6 @@ from zerolane.probe.report import Report
 VERSION = 1
 SCHEMA_FILE = "report.schema.json"
 TOOL = "zerolane probe"
-
-
-def iso(timestamp: float) -> str:
-    """A Unix time as an ISO 8601 UTC instant (milliseconds, ``Z``)."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def public_url(url: str) -> str:

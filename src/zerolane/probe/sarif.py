@@ -15,10 +15,11 @@ import hashlib
 import json
 
 import zerolane
+from zerolane.audit.events import rfc3339 as iso
 from zerolane.probe import mapping
 from zerolane.probe.model import Outcome, Scenario
 from zerolane.probe.report import Report
-from zerolane.probe.report_json import TOOL, iso, public_url
+from zerolane.probe.report_json import TOOL, public_url
 from zerolane.sarif import SCHEMA_URI, VERSION, rule_name
 
 #: the SARIF level of each outcome that makes a result
