@@ -384,6 +384,40 @@ def list_playbooks(request: Request, _: Admin) -> list[dict[str, Any]]:
     ]
 
 
+#: the longest window a suggestion reads, as the command line's ``--since``
+MAX_SUGGESTION_DAYS = 366
+
+
+@router.get("/v1/admin/playbooks/{name}/suggestion", tags=["admin"])
+def playbook_suggestion(
+    name: str,
+    request: Request,
+    _: Admin,
+    since_days: Annotated[float, Query(gt=0, le=MAX_SUGGESTION_DAYS)] = 30,
+    headroom: Annotated[int, Query(ge=0, le=1000)] = 0,
+    keep_patterns: bool = False,
+) -> dict[str, Any]:
+    """Least privilege from evidence (``zerolane playbook suggest --json``): what the
+    tasks opened from the playbook in the last ``since_days`` used against what it
+    grants, the unused grants, the denied requests and the narrower playbook with its
+    diff. Changes nothing. ``playbook.unknown`` (404) for a name not registered,
+    ``playbook.no_evidence`` (404) when no task of it made an allowed request in the
+    window. Reads the audit log from the window's start: slow on a large one."""
+    from zerolane.posture.suggest import suggest
+
+    deployment = _deployment(request)
+    now = deployment.clock.now()
+    found = suggest(
+        deployment.stores,
+        name,
+        since=now - since_days * 86400,
+        now=now,
+        headroom=headroom,
+        narrow=not keep_patterns,
+    )
+    return found.as_json()
+
+
 @router.post("/v1/admin/policy/reload", tags=["admin"])
 def reload_policies(request: Request, actor: Admin) -> dict[str, str]:
     """Validate and atomically swap in the policies on disk; on error the old set stays."""
