@@ -15,16 +15,19 @@ from tests.tasks.conftest import (
     ADMIN,
     AGENT,
     FINANCE,
+    PEER,
     PLAYBOOK_DOC,
     TD,
     WIKI,
     Agent,
     World,
+    details,
 )
 from tests.tasks.test_approvals import ASK_WIKI_WRITES, write
+from tests.tasks.test_exchange import exchange
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, render_config
 from zerolane.decision import Shadow
-from zerolane.errors import Refusal
+from zerolane.errors import InvalidInput, Refusal
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.identity.keyring import Keyring
 from zerolane.policy.defaults import install_defaults
@@ -216,3 +219,81 @@ def test_a_policy_set_in_shadow(shadow_world: World) -> None:
     assert 'policy_mode = "shadow"' in (shadow_world.deployment.home / CONFIG_NAME).read_text()
     # the twin: what the policies allow is a plain allow there too
     assert ask(shadow_world, agent, opened.token, shadow=None).outcome == "allow"
+
+
+def test_a_shadow_allow_that_cannot_be_audited_is_denied(
+    world: World, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = world.open(agent)
+    task_id = opened.task.task_id
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise OSError("audit sink unreachable")
+
+    monkeypatch.setattr(world.stores, "append_events", down)
+    denied = ask(world, agent, opened.token, "delete")
+    assert (denied.allowed, denied.reasons, denied.refusal) == (
+        False,
+        ("audit.write",),
+        Refusal.UNAVAILABLE,
+    )
+    assert (denied.outcome, denied.shadow) == ("deny", None)  # never a shadow deny
+    assert world.task(task_id).calls_used == 0  # nothing of the shadow allow stored
+    # the twin: once the audit log takes events, the same request is a shadow allow
+    monkeypatch.undo()
+    let = ask(world, agent, opened.token, "delete")
+    assert let.outcome == "shadow"
+    assert world.task(task_id).calls_used == 1
+    assert decisions(world)[-1]["details"]["would_deny"] == ["scope.action"]
+
+
+def test_a_hold_is_never_relaxed_by_a_route_in_shadow(world: World, agent: Agent) -> None:
+    opened = world.open(agent)
+    task_id = opened.task.task_id
+    holds = world.deployment.holds
+    holds.place(task_id, rule="r", detector="d", detection="evt", actor=ADMIN)
+    # what the policies deny stays denied, what they allow needs a person's approval
+    denied = ask(world, agent, opened.token, "delete")
+    assert (denied.allowed, denied.reasons, denied.shadow) == (False, ("scope.action",), None)
+    asked = ask(world, agent, opened.token)  # (no digest to bind an approval to)
+    assert (asked.allowed, asked.reasons, asked.shadow) == (False, ("approval.unbound",), None)
+    assert world.task(task_id).calls_used == 0
+    assert all(e["details"]["decision"] == "deny" for e in decisions(world))
+    # the twin: released, the same requests are a shadow allow and a plain allow
+    holds.clear(task_id, actor=ADMIN)
+    assert ask(world, agent, opened.token, "delete").outcome == "shadow"
+    assert ask(world, agent, opened.token).outcome == "allow"
+
+
+SHADOW_ASKED = [{**details()[0], "shadow": True}]
+
+
+def test_an_agent_cannot_open_or_delegate_itself_into_shadow(world: World, agent: Agent) -> None:
+    """Shadow mode comes only from the playbook an admin applied (a child's from its
+    parent's task): an agent asking for it in its authorization_details is refused."""
+    team = {**PLAYBOOK_DOC, "name": "team", "delegable": True, "max_depth": 2}
+    world.deployment.playbooks.apply(parse_playbook(team, "team.yaml"), ADMIN)
+    with pytest.raises(InvalidInput) as caught:
+        world.open(agent, SHADOW_ASKED, playbook="team")
+    assert caught.value.reason == "authorization_details.unknown_field"
+    parent = world.open(agent, details(), playbook="team", max_calls=10)
+    assert '"shadow"' not in world.task(parent.task.task_id).scope
+    helper = world.agent(PEER)
+    with pytest.raises(InvalidInput) as caught:
+        exchange(world, agent, parent.token, helper, SHADOW_ASKED, max_calls=1)
+    assert caught.value.reason == "authorization_details.unknown_field"
+    # the twin: the child it may have is enforced like its parent
+    child = exchange(world, agent, parent.token, helper, details(), max_calls=1)
+    denied = ask(world, helper, child.token, "delete", shadow=None)
+    assert (denied.allowed, denied.reasons) == (False, ("scope.action",))
+
+
+def test_a_child_of_a_task_in_shadow_is_in_shadow(world: World, agent: Agent) -> None:
+    trial = {**PLAYBOOK_DOC, "name": "trial", "delegable": True, "max_depth": 2, "mode": "shadow"}
+    world.deployment.playbooks.apply(parse_playbook(trial, "trial.yaml"), ADMIN)
+    parent = world.open(agent, playbook="trial", max_calls=10)
+    helper = world.agent(PEER)
+    child = exchange(world, agent, parent.token, helper, max_calls=1)
+    let = ask(world, helper, child.token, "delete", shadow=None)
+    assert let.shadow == Shadow(("scope.action",), ("playbook:trial",))
+    assert decisions(world)[-1]["subject"] == child.task.task_id
