@@ -84,3 +84,33 @@ def test_an_outdated_schema_is_named_and_an_unreadable_one_is_left_to_the_server
     schema.unlink()
     schema.mkdir()
     assert json.loads(_status(home, "--json").stdout)["policy_schema"] is None
+
+
+def _in_shadow(home: Path) -> None:
+    import dataclasses
+
+    from zerolane.config import CONFIG_NAME, load_config, render_config
+
+    config = dataclasses.replace(load_config(home), policy_mode="shadow")
+    (home / CONFIG_NAME).write_text(render_config(config))
+
+
+def test_a_policy_set_in_shadow_is_never_unnoticed(home: Path) -> None:
+    """A home left with policy_mode = "shadow" refuses nothing its policies deny: status
+    and up say so on stderr (status's exit code is about health alone)."""
+    enforced = _status(home)
+    assert "policy_mode" not in enforced.stderr  # the twin: an enforced home
+    assert json.loads(_status(home, "--json").stdout)["policy_mode"] == "enforce"
+    _in_shadow(home)
+    shadowed = _status(home)
+    assert shadowed.exit_code == 1  # not running, as before
+    assert 'WARNING policy_mode = "shadow": what the policies deny is let through' in (
+        shadowed.stderr
+    )
+    assert json.loads(_status(home, "--json").stdout)["policy_mode"] == "shadow"
+    up = _Served("up", "--home", str(home), "--port", "0", "--no-gateways")
+    try:
+        up.wait_for(r"control plane on http://")
+        up.wait_for(r'WARNING policy_mode = "shadow"')
+    finally:
+        assert up.stop() == 0

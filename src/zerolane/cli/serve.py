@@ -25,6 +25,7 @@ from zerolane.cli.common import (
 )
 from zerolane.cli.pidfile import remove_own, server_pid, write_listeners, write_own
 from zerolane.cli.servers import ServerGroup, listen_url
+from zerolane.cli.status import policy_mode_warning
 from zerolane.errors import Conflict, InvalidInput, ZerolaneError
 
 if TYPE_CHECKING:
@@ -308,6 +309,9 @@ def register(app: typer.Typer) -> None:
         configured = sum(1 for entry in deployment.config.gateways if entry.enabled)
         if no_gateways and configured:
             notes.append(f"--no-gateways: {configured} configured gateway(s) not started")
+        shadow = policy_mode_warning(deployment.config.policy_mode)
+        if shadow is not None:
+            notes.append(f"WARNING {shadow}")
 
         stop = threading.Event()
 

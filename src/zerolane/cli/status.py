@@ -4,7 +4,8 @@ Like ``spire-server healthcheck``: exit 0 when every server of the running ``up`
 answers ``GET /healthz`` with 200, 1 when none runs or one does not answer. It also
 says when the home's Cedar schema makes every decision fail closed (an earlier shipped
 one, or one without ``context.risk``) and what to run (``zerolane policy schema
-upgrade``); that alone changes no exit code.
+upgrade``), and when its whole policy set runs in shadow mode (``policy_mode =
+"shadow"``: nothing the policies deny is refused); neither changes the exit code.
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ def _schema_advice(root: Path) -> str | None:
         return None
 
 
+def policy_mode_warning(mode: str) -> str | None:
+    """What to say of a home whose whole policy set runs in ``mode`` (None: enforced):
+    in shadow, nothing the policies deny is refused, so it must never go unnoticed."""
+    if mode != "shadow":
+        return None
+    return (
+        'policy_mode = "shadow": what the policies deny is let through, audited as a '
+        'would-deny (zerolane report shadow); set policy_mode = "enforce" in '
+        "zerolane.toml and restart to enforce them"
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
@@ -66,7 +79,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Health of the zerolane up serving this home: exit 0 when every server it
         started answers /healthz, 1 when none runs or one does not answer."""
-        from zerolane.config import CONFIG_NAME
+        from zerolane.config import CONFIG_NAME, load_config
         from zerolane.server.deployment import resolve_home
 
         root = resolve_home(home)
@@ -75,6 +88,7 @@ def register(app: typer.Typer) -> None:
                 "home.missing", f"no zerolane home at {root} (run 'zerolane init' first)"
             )
         advice = _schema_advice(root)
+        mode = load_config(root).policy_mode  # (a configuration it refuses exits 2)
         pid = server_pid(root)
         listeners = read_listeners(root, pid) if pid is not None else {}
         servers = []
@@ -90,6 +104,7 @@ def register(app: typer.Typer) -> None:
                     "healthy": ok,
                     "servers": servers,
                     "policy_schema": advice,
+                    "policy_mode": mode,
                 }
             )
         elif pid is None:
@@ -102,7 +117,9 @@ def register(app: typer.Typer) -> None:
             for s in servers:
                 mark = "ok" if s["healthy"] else "FAIL"
                 console.print(*cells(f"  {mark:<4}", s["url"], s["server"], f"({s['seen']})"))
-        if advice is not None and not as_json:
-            err_console.print(f"WARNING {advice}", markup=False, highlight=False)
+        shadow = policy_mode_warning(mode)
+        for warning in (advice, shadow):
+            if warning is not None and not as_json:
+                err_console.print(f"WARNING {warning}", markup=False, highlight=False)
         if not ok:
             raise typer.Exit(1)
