@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -13,6 +14,7 @@ from tests.probe.weak_target import Weakness, WeakTarget
 from zerolane.cli.main import app
 from zerolane.cli.probe import build_profile, chosen_scenarios, read_probe_file
 from zerolane.errors import InvalidInput
+from zerolane.probe import report_json
 from zerolane.probe.scenarios import CATALOG
 
 runner = CliRunner()
@@ -218,3 +220,49 @@ def test_the_terminal_table_shows_a_reason_as_plain_text(
     assert "[green]all good[/green] [/x]" in text
     assert plain in text
     assert "\x1b[32mall good" not in shown.export_text(styles=True)
+
+
+def test_the_callback_url_is_where_the_jku_key_is_served(tmp_path: Path) -> None:
+    """A target that fetches the jku URL is found whether the listener's address comes
+    from the file or from --callback-url (which wins)."""
+    with WeakTarget(Weakness.TRUSTS_JKU_HEADER) as target:
+        path = _oauth_file(tmp_path, target)
+        path.write_text('callback_url = "http://127.0.0.1:0"\n' + path.read_text())
+        from_file = _probe("--credentials", str(path), "--only", "token.jku_injection", "--json")
+        given = _probe(
+            "--credentials",
+            str(path),
+            "--only",
+            "token.jku_injection",
+            "--callback-url",
+            "http://localhost:0",
+            "--json",
+        )
+    assert from_file.exit_code == 1, from_file.output
+    document = json.loads(from_file.output)
+    jsonschema.Draft202012Validator(report_json.schema()).validate(document)
+    (found,) = document["results"]
+    assert found["outcome"] == "fail"
+    assert [e["role"] for e in found["evidence"]] == ["twin", "attack", "callback"]
+    assert found["evidence"][2]["request"]["url"].startswith("http://127.0.0.1:")
+    assert given.exit_code == 1, given.output
+    (found,) = json.loads(given.output)["results"]
+    assert found["evidence"][2]["request"]["url"].startswith("http://localhost:")
+
+
+def test_a_bad_callback_url_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "probe.toml"
+    body = '[credentials]\nkind = "static"\ntoken_env = "T"\n[target]\nallowed = "GET /x"\n'
+    path.write_text('callback_url = "https://probe.example/jwks"\n' + body)
+    result = _probe("--credentials", str(path), "--target", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "callback_url: an http://host[:port] URL" in result.output
+    path.write_text('callback_url = "http://probe.example:70000"\n' + body)
+    with pytest.raises(InvalidInput, match="a port is 0-65535"):
+        read_probe_file(path)
+    path.write_text(body)
+    result = _probe(
+        "--credentials", str(path), "--target", "http://127.0.0.1:9", "--callback-url", "ftp://x"
+    )
+    assert result.exit_code == 2
+    assert "error probe.callback_url: a callback URL is http://host[:port]" in result.output

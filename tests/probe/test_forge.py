@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.types import Options
@@ -123,17 +124,43 @@ def test_jwk_injection_embeds_the_key_that_verifies_it() -> None:
 @pytest.mark.parametrize("member", ["jku", "x5u"])
 def test_url_injection_names_the_url_and_signs_with_the_probe_key(member: str) -> None:
     key = forge.ProbeKey()
+    url = f"http://127.0.0.1:8765/abc/{member}"
     if member == "jku":
-        token = forge.with_jku(_real(), key)
-        url = forge.INJECTED_URL
+        token = forge.with_jku(_real(), key, url)
     else:
-        token = forge.with_x5u(_real(), key)
-        url = forge.INJECTED_CERT_URL
+        token = forge.with_x5u(_real(), key, url)
     header = jwt.get_unverified_header(token)
     assert header[member] == url
     assert header.get("kid") == (key.kid if member == "jku" else None)
     probe_public = jwt.PyJWK(key.public_jwk).key
     assert jwt.decode(token, probe_public, algorithms=["ES256"], options=NO_CHECKS) == CLAIMS
+
+
+def test_the_served_key_set_verifies_the_jku_forgery() -> None:
+    """What the probe serves at the jku URL is a JWK Set of the key that signed the
+    forgery, under the kid the token names (PyJWT reads it: an independent reader)."""
+    key = forge.ProbeKey()
+    token = forge.with_jku(_real(), key, "http://127.0.0.1:1/jwks.json")
+    served = jwt.PyJWKSet.from_json(key.jwks().decode())
+    (found,) = served.keys
+    assert "d" not in json.loads(key.jwks())["keys"][0]  # the public half only
+    assert found.key_id == jwt.get_unverified_header(token)["kid"]
+    assert jwt.decode(token, found.key, algorithms=["ES256"], options=NO_CHECKS) == CLAIMS
+
+
+def test_the_served_certificate_holds_the_x5u_forgery_key() -> None:
+    """The x5u chain is one self-signed certificate whose key verifies the forgery."""
+    key = forge.ProbeKey()
+    token = forge.with_x5u(_real(), key, "http://127.0.0.1:1/chain.pem")
+    pem = key.certificate_pem()
+    assert b"PRIVATE" not in pem
+    (certificate,) = x509.load_pem_x509_certificates(pem)
+    assert certificate.subject == certificate.issuer
+    assert forge.CERT_NAME in certificate.subject.rfc4514_string()
+    public = certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert jwt.decode(token, public, algorithms=["ES256"], options=NO_CHECKS) == CLAIMS
+    certificate.verify_directly_issued_by(certificate)
 
 
 def test_kid_traversal_is_hs256_with_the_empty_key() -> None:

@@ -5,6 +5,7 @@ weakness lets through an attack the sound target refuses."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -13,7 +14,10 @@ import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from joserfc import jws
 from joserfc.jwk import ECKey
 
@@ -286,6 +290,58 @@ def jwk_header(target: WeakTarget, context: ProbeContext) -> bool:
     return context.send("attack", GET, with_token(credential, token)).accepted
 
 
+def _key_by_url(context: ProbeContext, member: str) -> tuple[bool, bool]:
+    """A token signed by a key of the test's own, ``member`` (jku or x5u) naming where
+    that key is served (a JWK Set or a self-signed certificate, built here with
+    joserfc and cryptography): whether it was accepted, and whether the URL was
+    fetched."""
+    credential = context.credential()
+    own = ECKey.generate_key("P-256", parameters={"kid": "own-1"})
+    if member == "jku":
+        document = json.dumps({"keys": [own.as_dict(private=False)]}).encode()
+    else:
+        private = own.private_key
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "own")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(private.public_key())
+            .serial_number(1)
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .sign(private, hashes.SHA256())
+        )
+        document = certificate.public_bytes(serialization.Encoding.PEM)
+    url = context.callback.publish(member, document, "application/octet-stream")
+    header = {"alg": "ES256", "typ": "at+jwt", member: url}
+    if member == "jku":
+        header["kid"] = "own-1"
+    token = jws.serialize_compact(
+        header, json.dumps(bound_claims(credential)).encode(), own, algorithms=["ES256"]
+    )
+    accepted = context.send("attack", GET, with_token(credential, token)).accepted
+    return accepted, bool(context.callback.fetches(url))
+
+
+def jku_header(target: WeakTarget, context: ProbeContext) -> bool:
+    return _key_by_url(context, "jku")[0]
+
+
+def x5u_header(target: WeakTarget, context: ProbeContext) -> bool:
+    return _key_by_url(context, "x5u")[0]
+
+
+def key_url_fetched(target: WeakTarget, context: ProbeContext) -> bool:
+    """The URL is fetched (the token is refused either way when only that is weak)."""
+    fetched = [_key_by_url(context, member) for member in ("jku", "x5u")]
+    if target.weak(Weakness.FETCHES_KEY_URLS):
+        assert [accepted for accepted, _ in fetched] == [False, False]
+    return all(was_fetched for _, was_fetched in fetched)
+
+
 def hs256(target: WeakTarget, context: ProbeContext) -> bool:
     credential = context.credential()
     token = hs256_with_public_key(target, bound_claims(credential))
@@ -336,6 +392,9 @@ ATTACKS: dict[Weakness, Callable[[WeakTarget, ProbeContext], bool]] = {
     Weakness.WIDER_DELEGATION: wider,
     Weakness.IGNORES_EXPIRY: expired,
     Weakness.TRUSTS_JWK_HEADER: jwk_header,
+    Weakness.TRUSTS_JKU_HEADER: jku_header,
+    Weakness.TRUSTS_X5U_HEADER: x5u_header,
+    Weakness.FETCHES_KEY_URLS: key_url_fetched,
     Weakness.HS256_PUBLIC_KEY: hs256,
     Weakness.METHOD_OVERRIDE: method_override,
     Weakness.NO_LIMITS: no_limits,

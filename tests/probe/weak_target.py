@@ -28,13 +28,13 @@ The resource server: ``GET /data/reports/q3`` needs scope ``read``, ``DELETE
 /echo`` (scope ``read``) answers the headers that reached it (without ``Authorization``
 and ``DPoP``, which a sound server keeps to itself). Tokens are verified with joserfc:
 ES256 only, the key chosen by ``kid`` among the issuer's (no ``jwk``/``jku``/``x5u``
-header trusted), ``iss``, ``aud``, ``exp``/``nbf`` (no leeway), revocation; a bound
-token needs the ``DPoP`` scheme and a proof (RFC 9449: ``typ``, ``alg``, the ``jwk``'s
-thumbprint is ``cnf.jkt``, ``htm``, ``htu`` the URL as sent, ``iat`` within 60 s,
-``ath``, ``jti`` spent once). A path that is not plain (percent-encoding, dot segments,
-backslashes, ``;`` parameters, empty segments) is refused, so what is decided is what is
-served; method-override headers are refused; a body over 1 MiB is answered 413, a head
-over 16 KiB 431.
+header trusted, no URL a header names fetched), ``iss``, ``aud``, ``exp``/``nbf`` (no
+leeway), revocation; a bound token needs the ``DPoP`` scheme and a proof (RFC 9449:
+``typ``, ``alg``, the ``jwk``'s thumbprint is ``cnf.jkt``, ``htm``, ``htu`` the URL as
+sent, ``iat`` within 60 s, ``ath``, ``jti`` spent once). A path that is not plain
+(percent-encoding, dot segments, backslashes, ``;`` parameters, empty segments) is
+refused, so what is decided is what is served; method-override headers are refused; a
+body over 1 MiB is answered 413, a head over 16 KiB 431.
 
 ``POST /mcp`` is a streamable-HTTP MCP endpoint (JSON answers) behind the same
 authentication: ``initialize``, ``notifications/initialized``, ``tools/list`` (the
@@ -68,6 +68,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, GuestProtocol, KeySet, OKPKey, import_key
@@ -137,6 +139,13 @@ class Weakness(enum.StrEnum):
     IGNORES_EXPIRY = "ignores_expiry"
     #: a token carrying its own key in a jwk header is verified with that key
     TRUSTS_JWK_HEADER = "trusts_jwk_header"
+    #: a token's jku is fetched and the token verified with the key set found there
+    TRUSTS_JKU_HEADER = "trusts_jku_header"
+    #: a token's x5u is fetched and the token verified with the certificate's key
+    TRUSTS_X5U_HEADER = "trusts_x5u_header"
+    #: a token's jku or x5u URL is fetched (SSRF), though the token is then verified
+    #: with the issuer's keys as it should be (and refused)
+    FETCHES_KEY_URLS = "fetches_key_urls"
     #: an HS256 token is verified with the issuer's public key (PEM) as the secret
     HS256_PUBLIC_KEY = "hs256_public_key"
     #: X-HTTP-Method-Override is honoured after deciding on the request's own method
@@ -524,9 +533,27 @@ class WeakTarget:
             elif "jwk" in header and self.weak(Weakness.TRUSTS_JWK_HEADER):
                 key = import_key(header["jwk"])
                 decoded = jwt.decode(token, key, algorithms=["ES256"])
+            elif "jku" in header and self.weak(Weakness.TRUSTS_JKU_HEADER):
+                found = KeySet.import_key_set(json.loads(_fetched(header["jku"])))
+                decoded = jwt.decode(token, found, algorithms=["ES256"])
+            elif "x5u" in header and self.weak(Weakness.TRUSTS_X5U_HEADER):
+                chain = x509.load_pem_x509_certificates(_fetched(header["x5u"]))
+                public = (
+                    chain[0]
+                    .public_key()
+                    .public_bytes(
+                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                    )
+                )
+                decoded = jwt.decode(token, ECKey.import_key(public), algorithms=["ES256"])
             else:
+                if self.weak(Weakness.FETCHES_KEY_URLS):
+                    for member in ("jku", "x5u"):
+                        if isinstance(header.get(member), str):
+                            _fetched(header[member])
+
                 decoded = jwt.decode(token, self._by_kid, algorithms=["ES256"])
-        except (JoseError, ValueError, KeyError):
+        except (JoseError, ValueError, KeyError, TypeError, httpx.HTTPError):
             raise _Refused(401, "invalid_token", "the token's signature is not valid") from None
         return self._checked(dict(decoded.claims), check_claims)
 
@@ -759,6 +786,16 @@ async def _body(
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def _fetched(url: object) -> bytes:
+    """What ``url`` (a token header's jku or x5u) serves, as a careless verifier reads
+    it: whatever the header names."""
+    if not isinstance(url, str):
+        raise ValueError("a URL is a string")
+    answer = httpx.get(url, timeout=5, follow_redirects=False, trust_env=False)
+    answer.raise_for_status()
+    return answer.content
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

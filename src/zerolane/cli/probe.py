@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: the most of a probe file read, in bytes
 MAX_FILE = 256 * 1024
+#: where the probe serves the key material its jku / x5u forgeries name by default
+DEFAULT_CALLBACK = "http://127.0.0.1:0"
 #: the label ``zerolane up`` records its control plane under (cli/serve.py)
 CONTROL_PLANE = "the control plane"
 _OUTCOME_STYLE = {
@@ -302,8 +304,11 @@ def probe_with_file(
     control_plane: str | None = None,
     deployment: Deployment | None = None,
     progress: Progress | None = None,
+    callback_url: str | None = None,
 ) -> Report:
-    """Run the probe the file at ``path`` describes (the scenarios ``only`` names)."""
+    """Run the probe the file at ``path`` describes (the scenarios ``only`` names);
+    ``callback_url`` (``--callback-url``) overrides the file's."""
+    from zerolane.probe.callback import Callback
     from zerolane.probe.context import ProbeContext
     from zerolane.probe.runner import run
     from zerolane.probe.wire import Wire
@@ -311,6 +316,10 @@ def probe_with_file(
     scenarios = chosen_scenarios(only)
     probe_file = read_probe_file(path)
     profile = build_profile(probe_file.target, target)
+    try:
+        callback = Callback(callback_url or probe_file.callback_url or DEFAULT_CALLBACK)
+    except ValueError as err:
+        raise InvalidInput("probe.callback_url", str(err)) from None
     base = path.resolve().parent
     with ExitStack() as stack:
         source = stack.enter_context(
@@ -318,7 +327,8 @@ def probe_with_file(
         )
         wire = Wire(timeout=float(probe_file.timeout))
         stack.callback(wire.close)
-        context = ProbeContext(profile, source, wire)
+        stack.callback(callback.close)
+        context = ProbeContext(profile, source, wire, callback=callback)
         return run(scenarios, context, progress=progress)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -370,6 +380,17 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        callback_url: Annotated[
+            str | None,
+            typer.Option(
+                "--callback-url",
+                help="Where the target reaches the probe's own listener, which serves "
+                "the key its jku and x5u forgeries name: http://HOST\\[:PORT] (a remote "
+                "target needs an address of this machine it can reach) \\[default: the "
+                "file's, else http://127.0.0.1 on a free port].",
+                show_default=False,
+            ),
+        ] = None,
         only: Annotated[
             list[str] | None,
             typer.Option("--only", help="Run only this scenario or family (repeatable)."),
@@ -405,6 +426,7 @@ def register(app: typer.Typer) -> None:
                 home=home,
                 control_plane=control_plane,
                 progress=step,
+                callback_url=callback_url,
             )
         write_reports(report, as_json=as_json, sarif=sarif, html_report=html_report)
         if report.failed:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from zerolane.probe.callback import Callback
 from zerolane.probe.credentials import Credential, CredentialSource, IssuerRefused
 from zerolane.probe.model import Exchange, Need
 from zerolane.probe.profile import Call, TargetProfile
@@ -19,7 +20,8 @@ FRESH = "fresh"
 
 class ProbeContext:
     """One probe run's shared state. Credentials issued here are remembered by the wire
-    (masked in the evidence) and ended by :meth:`close`."""
+    (masked in the evidence) and ended by :meth:`close`, as is the ``callback``
+    listener (the key material ``jku`` and ``x5u`` name: loopback by default)."""
 
     def __init__(
         self,
@@ -28,11 +30,13 @@ class ProbeContext:
         wire: Wire,
         *,
         clock: Callable[[], float] = time.time,
+        callback: Callback | None = None,
     ) -> None:
         self.profile = profile
         self.source = source
         self.wire = wire
         self.clock = clock
+        self.callback = callback if callback is not None else Callback()
         self._primary: Credential | None = None
         held = getattr(source, "secrets", None)  # a client secret, a subject token...
         if callable(held):
@@ -161,4 +165,7 @@ class ProbeContext:
         )
 
     def close(self) -> None:
-        self.source.close()
+        try:
+            self.source.close()
+        finally:
+            self.callback.close()

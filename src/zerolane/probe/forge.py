@@ -4,7 +4,10 @@ Every forgery keeps the real token's claims (``cnf.jkt`` too, so a fresh proof o
 credential's key still matches) and changes only how the token is signed or what its
 header says: no signature at all (``alg: none``), an HMAC keyed with the issuer's
 public key (algorithm confusion), a key of the probe's own named in the header
-(``jwk``, ``jku``, ``x5u``), a ``kid`` that walks out of a key directory. A sound
+(``jwk``, or by URL: ``jku``, ``x5u``), a ``kid`` that walks out of a key directory.
+For the URLs the probe serves the key itself (:mod:`zerolane.probe.callback`): a JWK
+Set (:meth:`ProbeKey.jwks`) and a self-signed certificate (:meth:`ProbeKey.certificate_pem`,
+built with ``cryptography``'s public X.509 API). A sound
 verifier refuses each; one that accepts any of them accepts tokens anyone can mint.
 
 Reading the real token's header and claims (to copy them) is
@@ -30,11 +33,15 @@ Two keys joserfc will not import on purpose, and how they are handled:
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from joserfc import jws
 from joserfc.jwa import ESAlgorithm, HMACAlgorithm, NoneAlgorithm
 from joserfc.jwk import ECKey, OctKey, import_key
@@ -49,11 +56,9 @@ TRAVERSAL_KIDS = (
     "/dev/null",
     "..%2f..%2f..%2f..%2f..%2f..%2fdev%2fnull",
 )
-#: where ``jku`` / ``x5u`` point: an address the probe names and no target should fetch
-#: from (the discard port on loopback): a target that fetches it gets nothing, one that
-#: trusts the header without fetching accepts the probe's key
-INJECTED_URL = "http://127.0.0.1:9/.well-known/jwks.json"
-INJECTED_CERT_URL = "http://127.0.0.1:9/probe-cert.pem"
+#: the probe key's certificate: its name, and how long it is valid either side of now
+CERT_NAME = "zerolane probe (forged key)"
+CERT_VALID = datetime.timedelta(days=1)
 
 
 class _QuietNone(NoneAlgorithm):
@@ -117,6 +122,29 @@ class ProbeKey:
     def public_jwk(self) -> dict[str, Any]:
         return {**self.key.as_dict(private=False), "kid": self.kid}
 
+    def jwks(self) -> bytes:
+        """The JWK Set a ``jku`` names: the probe's public key (RFC 7517 section 5)."""
+        return json.dumps({"keys": [self.public_jwk]}).encode()
+
+    def certificate_pem(self) -> bytes:
+        """A self-signed certificate for the probe's key, in PEM: the chain of one an
+        ``x5u`` names (RFC 7515 4.1.5: the first certificate holds the signing key)."""
+        private = self.key.private_key
+        assert private is not None  # a generated key has its private half
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CERT_NAME)])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CERT_VALID)
+            .not_valid_after(now + CERT_VALID)
+            .sign(private, hashes.SHA256())
+        )
+        return certificate.public_bytes(serialization.Encoding.PEM)
+
 
 def _payload(claims: Mapping[str, Any]) -> bytes:
     return json.dumps(dict(claims), separators=(",", ":")).encode()
@@ -169,17 +197,19 @@ def with_jwk(token: str, key: ProbeKey, *, kid: str | None = None) -> str:
     return _sign(header, original.claims, key.key)
 
 
-def with_jku(token: str, key: ProbeKey, url: str = INJECTED_URL) -> str:
+def with_jku(token: str, key: ProbeKey, url: str) -> str:
     """The token's claims signed by ``key``, the header's ``jku`` (RFC 7515 4.1.2)
-    pointing at ``url`` and ``kid`` naming the probe's key."""
+    pointing at ``url`` (where :meth:`ProbeKey.jwks` is served) and ``kid`` naming
+    the probe's key."""
     original = Original.of(token)
     header = original.headed(alg="ES256", kid=key.kid, jku=url)
     return _sign(header, original.claims, key.key)
 
 
-def with_x5u(token: str, key: ProbeKey, url: str = INJECTED_CERT_URL) -> str:
+def with_x5u(token: str, key: ProbeKey, url: str) -> str:
     """The token's claims signed by ``key``, the header's ``x5u`` (RFC 7515 4.1.5)
-    pointing at ``url`` (no ``kid``: the certificate is meant to name the key)."""
+    pointing at ``url`` (where :meth:`ProbeKey.certificate_pem` is served; no ``kid``:
+    the certificate names the key)."""
     original = Original.of(token)
     header = original.headed(alg="ES256", kid=None, x5u=url)
     return _sign(header, original.claims, key.key)

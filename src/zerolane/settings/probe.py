@@ -47,8 +47,23 @@ def _url(value: str) -> str:
     return value
 
 
+def _callback_url(value: str) -> str:
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    plain = parts.path in ("", "/") and not parts.query and not parts.fragment
+    if parts.scheme != "http" or not parts.hostname or "@" in parts.netloc or not plain:
+        raise refuse("probe.callback_url", f"an http://host[:port] URL, not {value!r}")
+    if port == -1:
+        raise refuse("probe.callback_url", f"a port is 0-65535, not in {value!r}")
+    return value
+
+
 Request = Annotated[Str, AfterValidator(_request)]
 Url = Annotated[Str, AfterValidator(_url)]
+CallbackUrl = Annotated[Str, AfterValidator(_callback_url)]
 
 
 def _one_source(file: str | None, env: str | None, what: str, *, required: bool) -> None:
@@ -203,6 +218,10 @@ class ProbeFile:
     target: TargetFile
     #: seconds the probe waits for an answer
     timeout: Annotated[Int, within("probe.timeout", 1, 300)] = 10
+    #: where the target reaches the probe's own listener, which serves the key material
+    #: the jku / x5u forgeries name: http://host[:port] (port 0 or none: any free one)
+    #: [default: http://127.0.0.1:0, a target on this machine]
+    callback_url: CallbackUrl | None = None
 
 
 _DURATION = re.compile(r"(\d{1,7})([smhd]?)")

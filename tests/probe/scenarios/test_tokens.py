@@ -5,6 +5,7 @@ inconclusive, never pass, when it cannot tell."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.probe.conftest import gateway_profile
 from tests.probe.weak_target import AUDIENCE as WEAK_AUDIENCE
 from tests.probe.weak_target import OTHER_AUDIENCE, Weakness, WeakTarget
 from zerolane.cli.probe_home import HomeSource
+from zerolane.probe.callback import Callback
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import Credential, CredentialSource, StaticBearer
 from zerolane.probe.forge import Original
@@ -86,8 +88,11 @@ class Limited:
         self.inner.close()
 
 
-def _context(stack: Stack, source: CredentialSource, **profile: Any) -> ProbeContext:
-    return ProbeContext(dataclasses.replace(gateway_profile(stack), **profile), source, Wire())
+def _context(
+    stack: Stack, source: CredentialSource, *, callback: Callback | None = None, **profile: Any
+) -> ProbeContext:
+    profiled = dataclasses.replace(gateway_profile(stack), **profile)
+    return ProbeContext(profiled, source, Wire(), callback=callback)
 
 
 def _outcome(context: ProbeContext, scenario: str) -> Result:
@@ -296,6 +301,10 @@ WEAKNESSES = {
     Weakness.IGNORES_EXPIRY: {"token.expired", "token.nbf_future"},
     Weakness.TRUSTS_JWK_HEADER: {"token.jwk_injection"},
     Weakness.HS256_PUBLIC_KEY: {"token.hs256_public_key"},
+    Weakness.TRUSTS_JKU_HEADER: {"token.jku_injection"},
+    Weakness.TRUSTS_X5U_HEADER: {"token.x5u_injection"},
+    # fetching the URL a header names is the finding, whatever is decided after
+    Weakness.FETCHES_KEY_URLS: {"token.jku_injection", "token.x5u_injection"},
 }
 
 
@@ -346,3 +355,91 @@ def test_a_passed_on_token_is_named_but_never_shown() -> None:
     shown = repr(twin.to_json())
     assert token not in shown
     assert "eyJ" not in shown
+
+
+# jku and x5u: the probe serves the key the header names, and sees who fetches it
+
+
+def _url_scenario(target: WeakTarget, scenario: str, **context: Any) -> Result:
+    probe = _weak_context(target)
+    if context:
+        probe = ProbeContext(probe.profile, probe.source, probe.wire, **context)
+    try:
+        return run_one(by_id()[scenario], probe)
+    finally:
+        probe.close()
+        probe.wire.close()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "member"), [("token.jku_injection", "jku"), ("token.x5u_injection", "x5u")]
+)
+def test_a_sound_target_never_fetches_the_url_and_refuses(scenario: str, member: str) -> None:
+    with WeakTarget() as target:
+        result = _url_scenario(target, scenario)
+    assert result.outcome is Outcome.PASS
+    assert f"never fetched the {member} URL http://127.0.0.1:" in result.reason
+    assert [e.role for e in result.evidence] == ["twin", "attack"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "member", "weakness"),
+    [
+        ("token.jku_injection", "jku", Weakness.TRUSTS_JKU_HEADER),
+        ("token.x5u_injection", "x5u", Weakness.TRUSTS_X5U_HEADER),
+    ],
+)
+def test_a_target_that_verifies_with_the_fetched_key_fails(
+    scenario: str, member: str, weakness: Weakness
+) -> None:
+    with WeakTarget(weakness) as target:
+        result = _url_scenario(target, scenario)
+    assert result.outcome is Outcome.FAIL
+    assert f"the {member} the token named" in result.reason
+    assert "accepted the token signed with the key it found there" in result.reason
+    twin, attack, fetched = result.evidence
+    assert (twin.status, attack.status) == (200, 200)
+    assert fetched.role == "callback"
+    assert fetched.request_headers["user-agent"].startswith("python-httpx/")
+    assert fetched.request_headers["x-from"].startswith("127.0.0.1:")
+    assert fetched.url.startswith("http://127.0.0.1:")
+    assert fetched.url in result.reason
+
+
+@pytest.mark.parametrize("scenario", ["token.jku_injection", "token.x5u_injection"])
+def test_a_target_that_fetches_the_url_fails_though_it_refuses(scenario: str) -> None:
+    """Fetching an attacker's URL from a token header is an SSRF exposure: a fail, with
+    the refusal and the fetch both in the evidence."""
+    with WeakTarget(Weakness.FETCHES_KEY_URLS) as target:
+        result = _url_scenario(target, scenario)
+    assert result.outcome is Outcome.FAIL
+    assert "SSRF exposure" in result.reason
+    assert "refused the token" in result.reason
+    assert [e.role for e in result.evidence] == ["twin", "attack", "callback"]
+    assert result.evidence[1].status == 401
+
+
+def test_a_listener_that_cannot_start_is_inconclusive() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with WeakTarget(Weakness.TRUSTS_JKU_HEADER) as target:
+            result = _url_scenario(
+                target, "token.jku_injection", callback=Callback(f"http://127.0.0.1:{port}")
+            )
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "could not serve the key its jku names" in result.reason
+    assert "callback_url" in result.reason
+
+
+def test_an_opaque_token_publishes_nothing(stack: Stack) -> None:
+    listener = Callback()
+    context = _context(stack, StaticBearer("an-opaque-token"), callback=listener)
+    try:
+        result = run_one(by_id()["token.x5u_injection"], context)
+    finally:
+        context.close()
+        context.wire.close()
+    assert result.outcome is Outcome.NOT_APPLICABLE
+    assert listener.port == 0  # never started

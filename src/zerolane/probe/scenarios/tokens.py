@@ -11,8 +11,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from zerolane.probe import forge
+from zerolane.probe.callback import CallbackUnavailable, Fetch
 from zerolane.probe.context import FRESH, ProbeContext
 from zerolane.probe.credentials import Credential
 from zerolane.probe.model import Exchange, Need, Outcome, Result, Scenario
@@ -32,6 +34,9 @@ MAX_WAIT = 10.0
 #: the header the passthrough scenario sends to see that the echo route echoes (not an
 #: ``X-Zerolane-`` one: zerolane's gateway keeps those to itself)
 ECHO_MARKER = "X-Probe-Echo-Marker"
+#: seconds the jku / x5u scenarios wait for a fetch of their URL after a refusal (a
+#: target may fetch a key set after it answered, in the background)
+FETCH_GRACE = 0.5
 
 
 def _not_a_jwt(scenario: str) -> Result:
@@ -244,14 +249,85 @@ def _jwk_injection(context: ProbeContext) -> Result:
     return _forged("token.jwk_injection", context, forge_all)
 
 
-def _jku_injection(context: ProbeContext) -> Result:
+def _by_url(scenario: str, context: ProbeContext, member: str) -> Result:
+    """The real claims signed by a key of the probe's, the token's ``jku`` (a JWK Set)
+    or ``x5u`` (a certificate chain) naming where the probe serves that key: a target
+    that dereferences the header gets a key that verifies the forgery. Fetching the URL
+    at all is a ``fail`` (RFC 8725 3.10: a header makes the verifier request any URL
+    an attacker names), whether the token was then refused or not."""
     key = forge.ProbeKey()
-    return _forged("token.jku_injection", context, lambda token: [forge.with_jku(token, key)])
+    urls: list[str] = []
+
+    def forge_all(token: str) -> list[str]:
+        forge.Original.of(token)  # a JWT, before the listener is started
+        if member == "jku":
+            url = context.callback.publish("jwks.json", key.jwks(), "application/jwk-set+json")
+            urls.append(url)
+            return [forge.with_jku(token, key, url)]
+        url = context.callback.publish(
+            "chain.pem", key.certificate_pem(), "application/pem-certificate-chain"
+        )
+        urls.append(url)
+        return [forge.with_x5u(token, key, url)]
+
+    try:
+        result = _forged(scenario, context, forge_all)
+    except CallbackUnavailable as error:
+        return Result(
+            scenario,
+            Outcome.INCONCLUSIVE,
+            f"the probe could not serve the key its {member} names ({error}): a target that "
+            "fetches it would refuse for want of a key, so a refusal proves nothing "
+            "(set callback_url, docs/probe.md)",
+        )
+    if not urls:  # not a JWT: nothing was published, nothing sent
+        return result
+    (url,) = urls
+    wait = 0.0 if result.outcome is Outcome.FAIL else FETCH_GRACE
+    fetched = context.callback.fetches(url, wait=wait)
+    if not fetched:
+        if result.outcome is Outcome.PASS:
+            reason = f"{result.reason}; the target never fetched the {member} URL {url}"
+            return replace(result, reason=reason)
+        return result
+    first = fetched[0]
+    accepted = result.outcome is Outcome.FAIL
+    decided = (
+        "and accepted the token signed with the key it found there"
+        if accepted
+        else "(an SSRF exposure: a token's header makes it request any URL) and then "
+        "refused the token"
+    )
+    reason = (
+        f"the target fetched {url}, the {member} the token named ({len(fetched)} request(s), "
+        f"the first from {first.client}, User-Agent {first.user_agent!r}) {decided}"
+    )
+    shown = [_fetched(context, fetch, url) for fetch in fetched]
+    return Result(scenario, Outcome.FAIL, reason, (*result.evidence, *shown))
+
+
+def _fetched(context: ProbeContext, fetch: Fetch, url: str) -> Exchange:
+    """A request of the target's for the probe's key material, as evidence: the request
+    is the target's, the response what the probe's listener answered."""
+    return Exchange(
+        "callback",
+        fetch.method,
+        context.wire.mask(url),
+        {"user-agent": context.wire.mask(fetch.user_agent), "x-from": fetch.client},
+        0,
+        200,
+        {},
+        "",
+        0.0,
+    )
+
+
+def _jku_injection(context: ProbeContext) -> Result:
+    return _by_url("token.jku_injection", context, "jku")
 
 
 def _x5u_injection(context: ProbeContext) -> Result:
-    key = forge.ProbeKey()
-    return _forged("token.x5u_injection", context, lambda token: [forge.with_x5u(token, key)])
+    return _by_url("token.x5u_injection", context, "x5u")
 
 
 def _kid_traversal(context: ProbeContext) -> Result:
@@ -341,16 +417,28 @@ SCENARIOS = (
     Scenario(
         id="token.jku_injection",
         title="Key set URL named by the token (jku header)",
-        attack="Present the real claims signed by the probe's key, jku naming a URL of its own.",
-        expect="Refused: keys come from the issuer's configured JWKS, not from the token.",
+        attack=(
+            "Present the real claims signed by the probe's key, jku naming a JWK Set of "
+            "that key the probe serves itself."
+        ),
+        expect=(
+            "Refused, the URL never fetched: keys come from the issuer's configured JWKS, "
+            "not from the token."
+        ),
         surface="http",
         run=_jku_injection,
     ),
     Scenario(
         id="token.x5u_injection",
         title="Certificate URL named by the token (x5u header)",
-        attack="Present the real claims signed by the probe's key, x5u naming a URL of its own.",
-        expect="Refused: keys come from the issuer's configured JWKS, not from the token.",
+        attack=(
+            "Present the real claims signed by the probe's key, x5u naming a certificate "
+            "of that key the probe serves itself."
+        ),
+        expect=(
+            "Refused, the URL never fetched: keys come from the issuer's configured JWKS, "
+            "not from the token."
+        ),
         surface="http",
         run=_x5u_injection,
     ),
