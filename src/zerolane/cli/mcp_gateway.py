@@ -61,6 +61,7 @@ def enforcement_of(deployment: Deployment) -> Enforcement:
         internal_destinations=tuple(deployment.config.tasks.internal_destinations),
         sign=deployment.keyring.sign,
         refusals=deployment.refusals,
+        shadow_policies=deployment.config.policy_mode == "shadow",
     )
 
 

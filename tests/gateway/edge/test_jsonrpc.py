@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from zerolane.decision import Shadow
 from zerolane.errors import Refusal
 from zerolane.gateway.edge.http import denial
 from zerolane.gateway.edge.jsonrpc import (
     FORBIDDEN,
     INVALID_REQUEST,
     UPSTREAM_UNAVAILABLE,
+    allow_meta,
     denied,
     invalid_request,
     refused,
@@ -49,3 +53,14 @@ def test_a_malformed_message_is_an_invalid_request() -> None:
     assert answer["id"] is None
     assert answer["error"]["code"] == INVALID_REQUEST
     assert answer["error"]["data"]["reason"] == "mcp.invalid"
+
+
+def test_an_allowed_call_names_its_task_and_decision_and_a_shadow_allow_its_reasons() -> None:
+    assert allow_meta(ALLOW) == {"dev.zerolane/task": "tsk_1", "dev.zerolane/decision": "d1"}
+    shadow = Shadow(("scope.action", "policy.no_permit"), ("tool:tools/delete_report",))
+    shadowed = dataclasses.replace(ALLOW, shadow=shadow)
+    assert allow_meta(shadowed) == {
+        "dev.zerolane/task": "tsk_1",
+        "dev.zerolane/decision": "d1",
+        "dev.zerolane/shadow": ["scope.action", "policy.no_permit"],
+    }

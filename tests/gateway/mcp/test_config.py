@@ -154,6 +154,9 @@ def test_every_setting_is_read() -> None:
             "config.unknown_key",
             "servers[0].prompts.p.sensitivty",
         ),
+        (server(mode="audit"), "config.mode", "servers[0].mode"),
+        (server(tools={"read": {"mode": "off"}}), "config.mode", "servers[0].tools.read.mode"),
+        (server(prompts={"p": {"mode": True}}), "config.mode", "servers[0].prompts.p.mode"),
     ],
 )
 def test_refusals_name_their_key(document: dict[str, Any], reason: str, where: str) -> None:
@@ -175,7 +178,7 @@ def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
         f"{path}: authorization_servers: needs at least one entry",
         f"{path}: servers[0].retries: unknown key (known: name, destination, url, command, "
         "args, env, cwd, default_sensitivity, destructive_sensitivity, prefix, call_timeout, "
-        "tools, resources, prompts, credential)",
+        "tools, resources, prompts, credential, mode)",
     ]
 
 
@@ -282,3 +285,17 @@ def test_resource_rules_and_prompts_are_read_from_toml(tmp_path: Path) -> None:
     assert docs.prompts["plain"].sensitivity is None
     (defaults,) = parse_gateway_config(doc(servers=[BASE["servers"][0]])).servers
     assert (defaults.resources, defaults.prompts) == ((), {})
+
+
+def test_modes_default_to_enforce_and_shadow_is_read_per_server_tool_and_prompt() -> None:
+    config = parse_gateway_config(doc(), Path("/etc/zerolane"))
+    assert [s.mode for s in config.servers] == ["enforce", "enforce"]
+    shadowed = server(
+        mode="shadow",
+        tools={"delete": {"mode": "enforce"}, "read": {"sensitivity": "public"}},
+        prompts={"brief": {"mode": "enforce"}},
+    )
+    reports = parse_gateway_config(shadowed, Path("/etc/zerolane")).servers[0]
+    assert reports.mode == "shadow"
+    assert (reports.tools["delete"].mode, reports.tools["read"].mode) == ("enforce", None)
+    assert reports.prompts["brief"].mode == "enforce"

@@ -295,3 +295,44 @@ def test_a_prompt_route() -> None:
 @pytest.mark.parametrize("name", ["a/b", "", "with space", "x" * 129, "*", "ümlaut"])
 def test_prompt_names_that_cannot_be_one_resource_segment_are_not_routed(name: str) -> None:
     assert prompt_route(SERVER, prompt(name)) is None
+
+
+def shadows(server: UpstreamConfig) -> tuple[str | None, str | None, str | None, str | None]:
+    """The shadow names of tools ``read_report`` and ``delete_report``, prompt
+    ``summary`` and resource ``file:///a/b`` of ``server``."""
+    read, delete = route_for(server, tool("read_report")), route_for(server, tool("delete_report"))
+    summary, resource = (
+        prompt_route(server, Prompt(name="summary")),
+        resource_route(server, "file:///a/b"),
+    )
+    assert read is not None
+    assert delete is not None
+    assert summary is not None
+    assert resource is not None
+    return read.shadow, delete.shadow, summary.shadow, resource.shadow
+
+
+def test_shadow_mode_names_the_route_by_the_tool_prompt_or_server_resources() -> None:
+    assert shadows(SERVER) == (None, None, None, None)  # enforced by default
+    whole = UpstreamConfig(
+        name="reports",
+        destination="reports.internal",
+        command="python",
+        mode="shadow",  # the server's mode: each of its routes, unless its own says otherwise
+        tools={"read_report": ToolConfig(mode="enforce"), "delete_report": ToolConfig()},
+        prompts={"summary": ToolConfig(sensitivity=Sensitivity.PUBLIC)},
+    )
+    assert shadows(whole) == (
+        None,
+        "tool:reports/delete_report",
+        "prompt:reports/summary",
+        "resources:reports",
+    )
+    one = UpstreamConfig(
+        name="reports",
+        destination="reports.internal",
+        command="python",
+        tools={"delete_report": ToolConfig(mode="shadow")},
+        prompts={"summary": ToolConfig(mode="shadow")},
+    )
+    assert shadows(one) == (None, "tool:reports/delete_report", "prompt:reports/summary", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import mcp_types as types
@@ -10,6 +11,7 @@ import pytest
 from tests.gateway.mcp.test_view import SERVERS
 from zerolane.decision import arguments_digest
 from zerolane.errors import InvalidInput
+from zerolane.gateway.mcp.config import ToolConfig
 from zerolane.gateway.mcp.messages import Message
 from zerolane.gateway.mcp.targets import (
     DECIDED,
@@ -308,3 +310,32 @@ def test_arguments_are_audited_whole_or_by_size() -> None:
     assert audited_arguments(over) == {"truncated": True, "bytes": MAX_ARGUMENT_BYTES + 1}
     # counted as the JSON text is written (non-ASCII escaped, six bytes a character)
     assert audited_arguments({"a": "é" * 5000}) == {"truncated": True, "bytes": 30_009}
+
+
+def test_a_target_in_shadow_mode_names_its_route_to_the_decision() -> None:
+    """A server's mode covers its tools, prompts and resources (completions too); a
+    tool's own mode wins; an unmapped request is always enforced."""
+    files = dataclasses.replace(
+        SERVERS[0], mode="shadow", tools={"read": ToolConfig(mode="enforce")}
+    )
+    view = View((files, SERVERS[1]))
+    read = types.Tool(name="read", input_schema={"type": "object"})
+    drop = types.Tool(name="drop", input_schema={"type": "object"})
+    view.set_tools({"files": [read, drop], "web": [read]})
+    view.set_resources({"files": ["file:///a.txt"], "web": ["https://w/page"]})
+
+    def shadow(method: str, params: dict[str, Any]) -> str | None:
+        return target_of(request(method, params), view).shadow
+
+    assert shadow("tools/call", {"name": "drop"}) == "tool:files/drop"
+    assert shadow("tools/call", {"name": "read"}) is None  # its own mode: enforce
+    assert shadow("tools/call", {"name": "web_read"}) is None  # another server's
+    assert shadow("tools/call", {"name": "nothing"}) is None  # unmapped
+    assert shadow("resources/read", {"uri": "file:///a.txt"}) == "resources:files"
+    assert shadow("resources/read", {"uri": "https://w/page"}) is None
+    assert shadow("prompts/get", {"name": "summarize"}) == "prompt:files/summarize"
+    assert shadow("prompts/get", {"name": "web_brief"}) is None
+    completion = {"ref": {"type": "ref/prompt", "name": "summarize"}, "argument": {}}
+    assert shadow("completion/complete", completion) == "prompt:files/summarize"
+    of_resource = {"ref": {"type": "ref/resource", "uri": "file:///a.txt"}, "argument": {}}
+    assert shadow("completion/complete", of_resource) == "resources:files"

@@ -8,6 +8,11 @@ error's ``data`` is the HTTP edge's error object (:func:`zerolane.gateway.edge.h
 ``error``, ``reason``, ``message``, ``reasons``, ``decision_id``) plus the decision's
 ``policies`` and the ``status`` an HTTP enforcement point would have answered, so a
 client reads one shape whichever protocol refused it.
+
+An allowed call goes upstream naming its task and decision in its ``_meta``
+(:func:`allow_meta`), and a shadow allow the reasons enforcement would have denied it
+with (:data:`SHADOW_META`), as the HTTP edge's ``X-Zerolane-Shadow``: an upstream never
+mistakes a shadow allow for a plain one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ FORBIDDEN = -32003
 UPSTREAM_UNAVAILABLE = -32004
 #: JSON-RPC 2.0: the message is not a valid request object
 INVALID_REQUEST = -32600
+
+#: the ``_meta`` keys of an allowed call relayed upstream: its task, its decision and,
+#: on a shadow allow, the reasons enforcement would have denied it with (a list)
+TASK_META = "dev.zerolane/task"
+DECISION_META = "dev.zerolane/decision"
+SHADOW_META = "dev.zerolane/shadow"
+
+
+def allow_meta(decision: Decision) -> dict[str, Any]:
+    """What names an allowed call's task and decision in the ``_meta`` it is relayed
+    with and, on a shadow allow, what enforcement would have denied it for."""
+    meta: dict[str, Any] = {TASK_META: decision.task_id, DECISION_META: decision.decision_id}
+    if decision.shadow is not None:
+        meta[SHADOW_META] = list(decision.shadow.reasons)
+    return meta
 
 
 def error_data(

@@ -168,4 +168,5 @@ class Gate:
             client_cert=cert,
             task_id=task_id,  # the session's: a token of another task spends nothing
             digest=approval_digest(target),  # what a human approval binds
+            shadow=target.shadow,  # its route's shadow mode: a policy deny is relayed
         )

@@ -57,6 +57,10 @@ _MCP_HEADERS = frozenset(
     {b"mcp-session-id", b"mcp-protocol-version", b"last-event-id", b"content-type", b"accept"}
 )
 MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT = 0.1, 3600.0
+#: how a server's decided requests (or one tool's, one prompt's) are decided:
+#: ``enforce``, or ``shadow`` (what the policies deny is relayed and audited as a
+#: would-deny; docs/mcp-gateway.md)
+Mode = Annotated[Literal["enforce", "shadow"], reason("config.mode")]
 
 
 def _matching(pattern: re.Pattern[str]) -> AfterValidator:
@@ -241,11 +245,13 @@ class McpCredential:
 
 @dataclass(frozen=True, slots=True)
 class ToolConfig:
-    """Per-tool settings of one upstream server."""
+    """Per-tool (or per-prompt) settings of one upstream server."""
 
     __pydantic_config__ = STRICT
 
     sensitivity: Level | None = None
+    #: ``enforce`` or ``shadow`` [default: the server's ``mode``]
+    mode: Mode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +298,9 @@ class UpstreamConfig:
     prompts: Annotated[dict[str, ToolConfig], AfterValidator(_tools)] = field(default_factory=dict)
     #: injected on the upstream connection (a header, or the stdio server's environment)
     credential: McpCredential | None = None
+    #: the mode of its tools, prompts and resources (a tool's or prompt's own ``mode``
+    #: wins): ``enforce``, or ``shadow``
+    mode: Mode = "enforce"
 
     @model_validator(mode="after")
     def _runs(self, info: ValidationInfo) -> Self:

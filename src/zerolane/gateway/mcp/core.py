@@ -36,3 +36,6 @@ class Enforcement:
     sign: Callable[[dict[str, Any], str], str] | None = None
     #: where refusals made before any decision are audited, rate-limited (None: not)
     refusals: RefusalAudit | None = None
+    #: the deployment's policy set runs in shadow mode (``policy_mode``): listings show
+    #: what its policies deny too, as its calls are relayed (shadow allows)
+    shadow_policies: bool = False

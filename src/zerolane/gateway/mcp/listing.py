@@ -8,6 +8,12 @@ expired has its expiry recorded, ``task.expired``, as wherever a task is checked
 item listed here can still be refused when used (the budget ran out, a sensitive read
 happened in between, a policy on its arguments, a human approval asked for); an item
 left out would be refused now when used without arguments.
+
+Shadow mode lists what it would let through: an item the policies alone deny is listed
+when its call would be a shadow allow (its route, the task's playbook or the policy set
+in shadow), so a shadow never changes what an agent sees, only what is audited. Listing
+audits nothing: the would-deny is recorded when the item is used. What the policies
+cannot decide (an engine error) is never listed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.mapping import PromptRoute, ResourceRoute, ToolRoute
 from zerolane.policy.context import RequestFacts, is_internal, request_policy_request
 from zerolane.tasks.decision_core import task_facts
+from zerolane.tasks.scope import Scope
 from zerolane.tokens.rfc9068 import TaskTokenClaims
 from zerolane.types import TaskState
 
@@ -26,9 +33,14 @@ METHOD = "POST"  # every tools/call reaches the gateway as an HTTP POST
 
 
 def permitted(
-    enforcement: Enforcement, claims: TaskTokenClaims, requests: Sequence[RequestFacts]
+    enforcement: Enforcement,
+    claims: TaskTokenClaims,
+    requests: Sequence[RequestFacts],
+    shadowed: Sequence[bool] = (),
 ) -> list[bool]:
-    """For each request, whether the task of ``claims`` would be allowed it right now."""
+    """For each request, whether the task of ``claims`` would be allowed it right now,
+    or let through in shadow mode (``shadowed[i]``: its route is in shadow; the task's
+    playbook or the policy set in shadow put every request there)."""
     now = enforcement.clock.now()
     try:
         task = enforcement.lifecycle.live(claims, now=now)  # an expiry seen is recorded
@@ -36,14 +48,18 @@ def permitted(
     except ZerolaneError:
         return [False] * len(requests)
     facts = task_facts(task, TaskState.ACTIVE)
+    everywhere = enforcement.shadow_policies or Scope.from_json(task.scope).shadow
+    routes = list(shadowed) or [False] * len(requests)
     allowed: list[bool] = []
-    for request in requests:
+    for request, route in zip(requests, routes, strict=True):
         try:
             result = engine.decide(request_policy_request(task.owner, facts, request, now))
         except Exception:  # an engine that fails lists nothing (fail closed)
             return [False] * len(requests)
-        # one a policy asks a person to approve is listed: its call asks for approval
-        allowed.append((result.allowed or result.approval) and not result.errors)
+        # one a policy asks a person to approve is listed: its call asks for approval;
+        # one the policies deny, in shadow mode: its call is a shadow allow
+        usable = result.allowed or result.approval or everywhere or route
+        allowed.append(usable and not result.errors)
     return allowed
 
 
@@ -68,5 +84,6 @@ def callable_routes(
     """The routes the task of ``claims`` would be allowed to call right now."""
     candidates = list(routes)
     requests = [request_facts(enforcement, route) for route in candidates]
-    verdicts = permitted(enforcement, claims, requests)
+    shadowed = [route.shadow is not None for route in candidates]
+    verdicts = permitted(enforcement, claims, requests, shadowed)
     return [route for route, ok in zip(candidates, verdicts, strict=True) if ok]

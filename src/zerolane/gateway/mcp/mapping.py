@@ -18,6 +18,11 @@ prompt ``summarize`` is action ``mcp:docs/prompts/get`` on ``mcp/docs/prompts/su
 at its configured sensitivity, else the server's default. Tool names never hold a
 ``/``, so these actions never collide with a tool's. Both are read-only for the
 policies (``read_only`` true, ``destructive`` false).
+
+A route in shadow mode (its tool's or prompt's ``mode``, else its server's) carries the
+name its decisions give it (:attr:`~zerolane.decision.DecideInput.shadow`):
+``tool:<server>/<tool>``, ``prompt:<server>/<prompt>``, ``resources:<server>``; what the
+policies deny of it is relayed as a shadow allow, audited as a would-deny.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 
 from mcp_types import Prompt, Tool, ToolAnnotations
 
-from zerolane.gateway.mcp.config import MAX_URI, TOOL_NAME, UpstreamConfig
+from zerolane.gateway.mcp.config import MAX_URI, TOOL_NAME, ToolConfig, UpstreamConfig
 from zerolane.policy.context import McpFacts
 from zerolane.types import Sensitivity
 
@@ -42,6 +47,9 @@ class ToolRoute:
     exposed: str  # the name agents see (the server's prefix + the tool's name)
     destination: str
     sensitivity: Sensitivity
+    #: in shadow mode, the name its decisions give it (``tool:<server>/<tool>``); None:
+    #: enforced
+    shadow: str | None = None
 
     @property
     def action(self) -> str:
@@ -84,6 +92,13 @@ def _destructive(annotations: ToolAnnotations | None) -> bool:
     return annotations.destructive_hint is not False
 
 
+def shadow_name(server: UpstreamConfig, own: ToolConfig | None, name: str) -> str | None:
+    """``name`` when the item is in shadow mode (``own`` settings' ``mode``, else its
+    server's), else None (enforced)."""
+    mode = own.mode if own is not None and own.mode is not None else server.mode
+    return name if mode == "shadow" else None
+
+
 def tool_sensitivity(server: UpstreamConfig, tool: Tool) -> Sensitivity:
     """Per-tool override, else the annotation-informed default, else the server default."""
     override = server.tools.get(tool.name)
@@ -104,6 +119,7 @@ def route_for(server: UpstreamConfig, tool: Tool) -> ToolRoute | None:
         exposed=server.prefix + tool.name,
         destination=server.destination,
         sensitivity=tool_sensitivity(server, tool),
+        shadow=shadow_name(server, server.tools.get(tool.name), f"tool:{server.name}/{tool.name}"),
     )
 
 
@@ -180,6 +196,8 @@ class ResourceRoute:
     destination: str
     sensitivity: Sensitivity
     name: str  # resource_name(uri)
+    #: in shadow mode (its server's), ``resources:<server>``; None: enforced
+    shadow: str | None = None
 
     @property
     def action(self) -> str:
@@ -224,6 +242,7 @@ def resource_route(server: UpstreamConfig, uri: str) -> ResourceRoute | None:
         destination=server.destination,
         sensitivity=resource_sensitivity(server, uri),
         name=name,
+        shadow=shadow_name(server, None, f"resources:{server.name}"),
     )
 
 
@@ -236,6 +255,8 @@ class PromptRoute:
     exposed: str  # the name agents see (the server's prefix + the prompt's name)
     destination: str
     sensitivity: Sensitivity
+    #: in shadow mode, ``prompt:<server>/<prompt>``; None: enforced
+    shadow: str | None = None
 
     @property
     def action(self) -> str:
@@ -282,4 +303,7 @@ def prompt_route(server: UpstreamConfig, prompt: Prompt) -> PromptRoute | None:
         exposed=server.prefix + prompt.name,
         destination=server.destination,
         sensitivity=prompt_sensitivity(server, prompt),
+        shadow=shadow_name(
+            server, server.prompts.get(prompt.name), f"prompt:{server.name}/{prompt.name}"
+        ),
     )

@@ -9,7 +9,8 @@ vanish. ``logging/setLevel`` goes to every upstream that logs (the level is this
 session's only). ``resources/unsubscribe`` goes to the server the session subscribed
 the URI on (only a URI it subscribed to). The decided
 requests (:mod:`zerolane.gateway.mcp.targets`) go to their target's server once
-allowed, a ``tools/call`` carrying the task and decision ids in ``_meta``. Any other
+allowed, a ``tools/call`` carrying the task and decision ids in ``_meta`` (and a shadow
+allow its would-deny reasons: :func:`~zerolane.gateway.edge.jsonrpc.allow_meta`). Any other
 method is not relayed (``-32601``): what the gateway cannot decide does not pass.
 """
 
@@ -24,7 +25,9 @@ import mcp_types as types
 from mcp import MCPError
 
 from zerolane.errors import Unavailable
-from zerolane.gateway.edge.jsonrpc import UPSTREAM_UNAVAILABLE, upstream_unavailable
+from zerolane.gateway.edge.jsonrpc import DECISION_META as DECISION_META
+from zerolane.gateway.edge.jsonrpc import TASK_META as TASK_META
+from zerolane.gateway.edge.jsonrpc import UPSTREAM_UNAVAILABLE, allow_meta, upstream_unavailable
 from zerolane.gateway.mcp.catalog import Catalog
 from zerolane.gateway.mcp.core import Enforcement
 from zerolane.gateway.mcp.listing import permitted, request_facts
@@ -38,8 +41,6 @@ from zerolane.tasks.decisions import Decision
 
 log = logging.getLogger(__name__)
 
-TASK_META = "dev.zerolane/task"
-DECISION_META = "dev.zerolane/decision"
 #: pages of one upstream listing read at most
 MAX_PAGES = 100
 #: how long a request other than tools/call may take upstream
@@ -238,7 +239,10 @@ class Relay:
 
     async def _allowed(self, session: AgentSession, routes: Sequence[Any]) -> list[bool]:
         requests = [request_facts(self._core, route) for route in routes]
-        return await anyio.to_thread.run_sync(permitted, self._core, session.claims, requests)
+        shadowed = [route.shadow is not None for route in routes]
+        return await anyio.to_thread.run_sync(
+            permitted, self._core, session.claims, requests, shadowed
+        )
 
     async def _tools(
         self, session: AgentSession, listed: dict[str, list[dict[str, Any]]]
@@ -318,11 +322,7 @@ class Relay:
         if target.method == "tools/call":
             meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
             assert isinstance(meta, dict)
-            params["_meta"] = {
-                **meta,
-                TASK_META: decision.task_id,
-                DECISION_META: decision.decision_id,
-            }
+            params["_meta"] = {**meta, **allow_meta(decision)}  # a shadow allow says so
         try:
             answer = await self._relay(session, target.server, message, params, outbox)
         except Failed as err:

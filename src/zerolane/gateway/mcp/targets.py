@@ -12,7 +12,8 @@ only, or answered by the gateway itself):
 - ``completion/complete``: decided as the read of the prompt or resource it completes.
 
 A request whose name or URI routes to no upstream is still decided, with an empty
-resource: the decider denies it ``request.unmapped`` and audits it like any deny.
+resource: the decider denies it ``request.unmapped`` and audits it like any deny. A
+request to a route in shadow mode names it (:attr:`Target.shadow`) to its decision.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Target:
     mcp: McpFacts | None
     details: dict[str, object]
     params: dict[str, Any] = field(default_factory=dict)
+    #: its route runs in shadow mode, named so (``tool:<server>/<tool>``...); None:
+    #: enforced (an unmapped request always is)
+    shadow: str | None = None
 
 
 def audited_arguments(arguments: dict[str, Any]) -> object:
@@ -122,6 +126,8 @@ class _Route(Protocol):
     def destination(self) -> str: ...
     @property
     def sensitivity(self) -> Sensitivity | None: ...
+    @property
+    def shadow(self) -> str | None: ...
 
 
 def _routed(
@@ -141,6 +147,7 @@ def _routed(
         facts,
         details,
         params,
+        route.shadow,
     )
 
 
