@@ -111,7 +111,11 @@ def test_a_wrong_secret_is_refused_without_showing_it(target: WeakTarget) -> Non
     assert refused.value.url == target.token_url
     assert wrong not in str(refused.value)
     assert wrong not in repr(made)
-    assert made.secrets() == (wrong,)
+    # the secret, and the id:secret pair Basic authentication base64-encodes
+    assert made.secrets() == (wrong, f"{target.client_id}:{wrong}")
+    odd = ClientCredentials(target.token_url, client=ClientSecret("probe client", "a+b/c=d"))
+    assert odd.secrets() == ("a+b/c=d", "probe%20client:a%2Bb%2Fc%3Dd", "probe client:a+b/c=d")
+    odd.close()
 
 
 def test_a_grant_without_a_proof_is_refused_by_a_server_that_binds(target: WeakTarget) -> None:
@@ -376,7 +380,7 @@ def test_token_exchange_refusals(target: WeakTarget, tmp_path: Path) -> None:
     missing = TokenExchange(target.token_url, client=client, subject_token_file=tmp_path / "no")
     with pytest.raises(IssuerRefused, match="cannot be read"):
         missing.issue()
-    assert missing.secrets() == (target.client_secret,)
+    assert missing.secrets()[0] == target.client_secret
     missing.close()
     anonymous = TokenExchange(target.token_url, subject_token="t")
     with pytest.raises(IssuerRefused) as refused:

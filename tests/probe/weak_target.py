@@ -64,7 +64,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 
 import httpx
 import uvicorn
@@ -227,10 +227,15 @@ class WeakTarget:
         *,
         expires_in: int = 300,
         dpop_nonce: bool = False,
+        leaks: bool = False,
     ) -> None:
         self.weakness = weakness
         self.expires_in = expires_in
         self.nonce = secrets.token_urlsafe(8) if dpop_nonce else None
+        self.leaks = leaks
+        #: credentials of the target's own it shows in a ``Location`` query when it
+        #: ``leaks`` (the probe never held them)
+        self.planted = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         self.client_id = CLIENT_ID
         self.client_secret = secrets.token_urlsafe(24)
         self.port = free_port()
@@ -322,11 +327,44 @@ class WeakTarget:
         if scope["type"] != "http":  # pragma: no cover  (no websockets here)
             return
         status, headers, body = await self._handle(scope, receive)
+        if self.leaks:
+            headers, body = self._leaked(scope, headers, body)
         sent_headers = [(b"content-length", str(len(body)).encode()), *headers]
         if body and not any(name == b"content-type" for name, _ in headers):
             sent_headers.append((b"content-type", b"application/json"))
         await send({"type": "http.response.start", "status": status, "headers": sent_headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _leaked(
+        self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The answer of a resource route with what a careless server shows first: the
+        request's credentials in every shape (raw, percent-encoded, base64 standard and
+        URL-safe, with and without padding, the whole Authorization header and the
+        client's id:secret base64'd), and a Location whose query holds credentials of
+        its own. The authorization server's and MCP's answers are left as they are."""
+        if scope["path"] in ("/token", "/revoke", "/jwks", "/healthz", "/mcp"):
+            return headers, body
+        authorization = _header(scope["headers"], b"authorization") or ""
+        proof = _header(scope["headers"], b"dpop") or ""
+        token = authorization.partition(" ")[2]
+        pair = f"{self.client_id}:{self.client_secret}".encode()
+        shown = {
+            "raw": token,
+            "quoted": quote(token, safe=""),
+            "quoted_plus": quote_plus(proof),
+            "b64_header": base64.b64encode(authorization.encode()).decode(),
+            "b64_token": base64.b64encode(token.encode()).decode(),
+            "b64url_token": _b64url(token.encode()),
+            "b64url_proof": base64.urlsafe_b64encode(proof.encode()).decode(),
+            "b64_proof_shifted": base64.b64encode(b"x:" + proof.encode()).decode(),
+            "basic": base64.b64encode(pair).decode(),
+            "secret_quoted": quote(self.client_secret, safe=""),
+        }
+        token_param, code = self.planted
+        location = f"{self.url}/callback?state=1&access_token={token_param}&code={code}"
+        leaked = json.dumps(shown).encode()
+        return [*headers, (b"location", location.encode())], leaked + b"\n" + body
 
     async def _handle(
         self, scope: Scope, receive: Receive

@@ -11,7 +11,7 @@ from zerolane.probe.callback import Callback
 from zerolane.probe.credentials import Credential, CredentialSource, IssuerRefused
 from zerolane.probe.model import Exchange, Need
 from zerolane.probe.profile import Call, TargetProfile
-from zerolane.probe.wire import Wire
+from zerolane.probe.wire import Wire, secret_parameters
 from zerolane.tokens.rfc9449 import PrivateKey, make_proof
 
 #: ``proof=FRESH``: a new, correct DPoP proof for the request (when the token is bound)
@@ -41,6 +41,8 @@ class ProbeContext:
         held = getattr(source, "secrets", None)  # a client secret, a subject token...
         if callable(held):
             wire.remember(*held())
+        # a credential in the target's own URL (?access_token=...): masked in every form
+        wire.remember(*secret_parameters(profile.url))
 
     # credentials
 

@@ -288,8 +288,14 @@ class _OAuthSource:
         self._http.close()
 
     def secrets(self) -> tuple[str, ...]:
-        """What the source holds that must never be shown (for the wire to mask)."""
-        return (self._client.secret,) if self._client is not None else ()
+        """What the source holds that must never be shown (for the wire to mask): the
+        client's secret, and the ``id:secret`` pair HTTP Basic authentication encodes
+        (as sent, RFC 6749 2.3.1, and as is), whose base64 is not the secret's."""
+        if self._client is None:
+            return ()
+        client_id, secret = self._client.client_id, self._client.secret
+        held = (secret, _basic_pair(client_id, secret), f"{client_id}:{secret}")
+        return tuple(dict.fromkeys(held))
 
     # the token endpoint
 
@@ -354,9 +360,7 @@ class _OAuthSource:
         body = dict(form)
         if self._client is not None:
             if self._client.method == "client_secret_basic":
-                pair = ":".join(
-                    quote(part, safe="") for part in (self._client.client_id, self._client.secret)
-                )
+                pair = _basic_pair(self._client.client_id, self._client.secret)
                 encoded = base64.b64encode(pair.encode()).decode("ascii")
                 headers["Authorization"] = f"Basic {encoded}"
             else:
@@ -485,6 +489,12 @@ def _check_url(name: str, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
         raise ValueError(f"{name} is an http(s) URL without a fragment: {url!r}")
+
+
+def _basic_pair(client_id: str, secret: str) -> str:
+    """``id:secret`` as HTTP Basic carries a client's credentials (RFC 6749 2.3.1: each
+    form-urlencoded first)."""
+    return f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
 
 
 def _well_known(issuer: str) -> str:

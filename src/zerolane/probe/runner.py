@@ -122,7 +122,7 @@ def run(
         if progress is not None:
             progress(scenario, result)
     return Report(
-        target=context.profile.url,
+        target=context.wire.mask(context.profile.url),  # ?access_token=... masked
         credentials=context.source.kind,
         started=started,
         finished=time.time(),
