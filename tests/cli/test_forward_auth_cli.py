@@ -157,3 +157,17 @@ def test_check_says_which_audience_tokens_must_name(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert "error config.audience: " in refused.output
     assert "is a trust domain" in refused.output
+
+
+def test_check_shows_each_routes_mode(tmp_path: Path) -> None:
+    config = tmp_path / "fa.toml"
+    # the GET route in shadow, a PUT route enforced
+    put = '[[routes]]\nmethod = "PUT"\npath = "/reports/{name}"\naction = "read"\n'
+    config.write_text(CONFIG + 'mode = "shadow"\n' + put + 'resource = "reports/{name}"\n')
+    result = runner.invoke(app, ["forward-auth", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "GET /reports/{name} -> read reports/{name}  (shadow: " in result.output
+    assert "PUT /reports/{name} -> read reports/{name}\n" in result.output
+    as_json = runner.invoke(app, ["forward-auth", "check", "--config", str(config), "--json"])
+    modes = [r["mode"] for r in json.loads(as_json.output)["routes"]]
+    assert modes == ["shadow", "enforce"]

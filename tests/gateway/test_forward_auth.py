@@ -452,6 +452,10 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str]] = [
     ({"routes": [{**ROUTES[0], "sensitivity": "secret"}]}, "config.sensitivity"),
     ({"routes": [{**ROUTES[0], "extra": 1}]}, "config.unknown_key"),
     ({"routes": [{**ROUTES[0], "action": ""}]}, "config.missing"),
+    ({"mode": "audit"}, "config.mode"),
+    ({"routes": [{**ROUTES[0], "mode": "off"}]}, "config.mode"),
+    # /v1/decide names a route in shadow in at most 256 characters
+    ({"routes": [{**ROUTES[0], "path": "/r" * 120 + "/{name}", "mode": "shadow"}]}, "config.mode"),
 ]
 
 
@@ -478,7 +482,7 @@ def test_every_problem_of_a_file_is_refused_at_once(tmp_path: Path) -> None:
         f"{path}: routes[0].resource: is required",
         f"{path}: port: must be an integer, not str",
         f"{path}: prxy: unknown key (known: public_url, destination, routes, proxy, endpoint, "
-        "audience, host, port, tls, http)",
+        "audience, host, port, tls, http, mode)",
     ]
 
 

@@ -60,9 +60,11 @@ http {{
             auth_request_set $zerolane_task $upstream_http_x_zerolane_task;
             auth_request_set $zerolane_decision $upstream_http_x_zerolane_decision;
             auth_request_set $zerolane_reason $upstream_http_x_zerolane_reason;
+            auth_request_set $zerolane_shadow $upstream_http_x_zerolane_shadow;
             add_header X-Zerolane-Reason $zerolane_reason always;
             proxy_set_header X-Zerolane-Task $zerolane_task;
             proxy_set_header X-Zerolane-Decision $zerolane_decision;
+            proxy_set_header X-Zerolane-Shadow $zerolane_shadow;
             proxy_set_header Authorization "";
             proxy_set_header DPoP "";
             proxy_pass http://127.0.0.1:{upstream};
@@ -98,6 +100,13 @@ method = "DELETE"
 path = "/reports/{{name}}"
 action = "delete"
 resource = "reports/{{name}}"
+
+[[routes]]
+method = "DELETE"
+path = "/drafts/{{name}}"
+action = "delete"
+resource = "reports/{{name}}"
+mode = "shadow"
 """
 
 
@@ -254,3 +263,30 @@ def test_decisions_are_in_the_audit_chain(stack: Stack, agent: Agent) -> None:
     count, broken = stack.cp.deployment.audit.verify()
     assert broken is None
     assert count > 0
+
+
+def test_a_shadow_route_is_forwarded_with_x_zerolane_shadow(stack: Stack, agent: Agent) -> None:
+    """DELETE /drafts/{name} runs in shadow: the policies deny it (the task may not
+    delete), so forward-auth answers 200 with X-Zerolane-Shadow and nginx forwards it
+    with the reasons; its enforced twin DELETE /reports/{name} is refused 403. An
+    agent's own X-Zerolane-Shadow never reaches the upstream on a plain allow."""
+    draft, report = f"{stack.url}/drafts/q6", f"{stack.url}/reports/q6"
+    before = len(stack.reached_upstream())
+    with agent.task(playbook=PLAYBOOK["name"], intent=INTENT, audience=[stack.url]) as task:
+        shadowed = httpx.delete(draft, headers=task.headers("DELETE", draft))
+        assert shadowed.status_code == 200, shadowed.text
+        seen = shadowed.json()["headers"]
+        assert seen["x-zerolane-shadow"] == "scope.action"
+        assert seen["x-zerolane-task"] == task.task_id
+        decision_id = seen["x-zerolane-decision"]
+        enforced = httpx.delete(report, headers=task.headers("DELETE", report))
+        assert enforced.status_code == 403
+        assert enforced.headers["x-zerolane-reason"] == "scope.action"
+        forged = {**task.headers("GET", report), "X-Zerolane-Shadow": "forged"}
+        plain = httpx.get(report, headers=forged)
+        assert plain.status_code == 200
+        assert "x-zerolane-shadow" not in plain.json()["headers"]
+    assert stack.reached_upstream()[before:] == ["DELETE /drafts/q6", "GET /reports/q6"]
+    recorded = next(d for d in stack.cp.decisions() if d["decision_id"] == decision_id)
+    assert (recorded["decision"], recorded["would_deny"]) == ("shadow", ["scope.action"])
+    assert recorded["shadow"] == [f"route:{API} DELETE /drafts/{{name}}"]

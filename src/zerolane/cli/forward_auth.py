@@ -122,7 +122,7 @@ def check(
     """Validate a forward-auth configuration; exit 2 naming the problem.
 
     Prints where the proxy asks, the origin, the destination, the audience task tokens
-    must name (default: public_url) and every route.
+    must name (default: public_url) and every route, with its mode (enforce or shadow).
     """
     from zerolane.gateway.forward_auth_config import load_config
 
@@ -131,7 +131,13 @@ def check(
     except ZerolaneError as err:
         fail(err)
     routes = [
-        {"method": r.method, "path": r.path, "action": r.action, "resource": r.resource}
+        {
+            "method": r.method,
+            "path": r.path,
+            "action": r.action,
+            "resource": r.resource,
+            "mode": "enforce" if settings.shadow_of(r) is None else "shadow",
+        }
         for r in settings.routes
     ]
     if as_json:
@@ -155,4 +161,5 @@ def check(
         f"task tokens for {settings.audience})"
     )
     for r in routes:
-        typer.echo(f"  {r['method']} {r['path']} -> {r['action']} {r['resource']}")
+        shadow = "  (shadow: denies let through, audited)" if r["mode"] == "shadow" else ""
+        typer.echo(f"  {r['method']} {r['path']} -> {r['action']} {r['resource']}{shadow}")

@@ -1,10 +1,12 @@
 """Forward-auth: a proxy you already run (nginx, Traefik, Envoy) enforces, zerolane decides.
 
 The proxy asks this endpoint about each request before forwarding it; the answer is 200
-(allow, with ``X-Zerolane-Task`` and ``X-Zerolane-Decision``) or a refusal as every
-enforcement point renders it (:mod:`zerolane.gateway.edge.http`): 400 for an unsafe
-path or repeated credentials, 401, 403 or 503 for a deny, JSON ``{error, reason,
-message, reasons, decision_id}``, ``X-Zerolane-Reason``, ``WWW-Authenticate`` on 401.
+(allow, with ``X-Zerolane-Task`` and ``X-Zerolane-Decision``; a shadow allow, of a
+route in ``mode = "shadow"``, adds ``X-Zerolane-Shadow``: its would-deny reasons) or a
+refusal as every enforcement point renders it (:mod:`zerolane.gateway.edge.http`): 400
+for an unsafe path or repeated credentials, 401, 403 or 503 for a deny, JSON ``{error,
+reason, message, reasons, decision_id}``, ``X-Zerolane-Reason``, ``WWW-Authenticate``
+on 401.
 (nginx's ``auth_request`` passes 401 and 403 on and turns any other refusal into a
 500: with ``proxy = "nginx"`` a 400 is answered 403, same reason and body.) How the
 proxy names the original request depends on the proxy, chosen by ``proxy`` in the
@@ -233,6 +235,7 @@ class ForwardAuth:
                     sensitivity=rule.sensitivity,
                     audience=self.config.audience,
                     client_cert=client_cert,
+                    shadow=self.config.shadow_of(rule),  # a policy deny answers 200
                 )
         raise _Refused("route.unmapped")
 

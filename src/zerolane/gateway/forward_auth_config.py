@@ -5,8 +5,9 @@ A document (TOML, YAML or JSON) names ``public_url`` (the origin the proxy serve
 ``audience`` (what task tokens must name in ``aud``; default: the origin of
 ``public_url``, as the HTTP gateway's is its ``public_url``), ``host``/``port``,
 ``[tls]`` (``client_cert_header`` and ``trusted_proxies`` only: forward-auth serves
-plain HTTP to its proxy), ``[http]`` (head limits) and ``routes``: method and path
-template -> action, resource template and sensitivity. :class:`ForwardAuthConfig` checks
+plain HTTP to its proxy), ``[http]`` (head limits), ``mode`` (``enforce`` or
+``shadow``: the routes' default) and ``routes``: method and path template -> action,
+resource template, sensitivity and ``mode``. :class:`ForwardAuthConfig` checks
 it strictly (:mod:`zerolane.settings`): every problem is refused at once, one line each
 with the file and the dotted key, with the reason ids of every configuration file
 (``config.unknown_key``, ``config.route_path``, ``config.audience``...). The request
@@ -52,6 +53,12 @@ _ENDPOINT = re.compile(r"(/[A-Za-z0-9._-]+)+")
 #: the ``[tls]`` keys forward-auth reads: it serves plain HTTP to its proxy, which
 #: terminates TLS and passes the client certificate it verified in a header
 _TLS_KEYS = frozenset({"client_cert_header", "trusted_proxies"})
+#: the longest name a route in shadow may be decided under (``/v1/decide``'s bound)
+MAX_SHADOW_NAME = 256
+
+#: how a route's requests are decided: ``enforce``, or ``shadow`` (what the policies deny
+#: is answered 200 with ``X-Zerolane-Shadow`` and audited as a would-deny)
+Mode = Annotated[Literal["enforce", "shadow"], reason("config.mode")]
 
 
 def _method(method: str) -> str:
@@ -72,6 +79,8 @@ class RouteRule:
     action: Required
     resource: Required
     sensitivity: SensitivityLabel | None = None
+    #: [default: the config's ``mode``]
+    mode: Mode | None = None
 
     @model_validator(mode="after")
     def _template(self) -> Self:
@@ -111,6 +120,11 @@ class RouteRule:
     def resource_for(self, values: Mapping[str, str]) -> str:
         """The resource template filled with the matched path variables."""
         return VAR.sub(lambda m: values[m.group(1)], self.resource)
+
+    def shadow_name(self, destination: str) -> str:
+        """What its decisions name it by in shadow mode:
+        ``route:<destination> <METHOD> <path>``."""
+        return f"route:{destination} {self.method} {self.path}"
 
 
 def _origin(url: str) -> str:
@@ -167,6 +181,9 @@ class ForwardAuthConfig:
     #: how much of a request head the listener reads, and for how long (``[http]``);
     #: the proxy's forwarded headers must fit
     http: HttpLimits = field(default_factory=HttpLimits)
+    #: the mode of the routes that name none: ``enforce``, or ``shadow`` (a request the
+    #: policies deny is answered 200 with ``X-Zerolane-Shadow``, audited as a would-deny)
+    mode: Mode = "enforce"
 
     @model_validator(mode="before")
     @classmethod
@@ -189,6 +206,23 @@ class ForwardAuthConfig:
         if not self.audience:  # frozen: the default a file leaves, set once here
             object.__setattr__(self, "audience", self.origin)
         return self
+
+    @model_validator(mode="after")
+    def _shadow_names(self) -> Self:
+        for index, rule in enumerate(self.routes):
+            if len(rule.shadow_name(self.destination)) > MAX_SHADOW_NAME:
+                raise refuse(
+                    "config.mode",
+                    f"routes[{index}]: its shadow name (route:<destination> <METHOD> <path>) "
+                    f"is over {MAX_SHADOW_NAME} characters: shorten the path or destination",
+                )
+        return self
+
+    def shadow_of(self, rule: RouteRule) -> str | None:
+        """The name ``rule``'s decisions give it when it runs in shadow (its own
+        ``mode``, else the config's); None: enforced."""
+        mode = rule.mode or self.mode
+        return rule.shadow_name(self.destination) if mode == "shadow" else None
 
     @property
     def origin(self) -> str:
