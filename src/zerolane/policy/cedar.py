@@ -121,19 +121,19 @@ class CedarEngine:
         if result.errors:
             return self._explained(result, snapshot)
         ids = result.policy_ids
-        if (
-            result.allowed
-            or not ids
-            or snapshot.without_approval is None
-            or not snapshot.approval_ids.issuperset(ids)
-        ):
+        if result.allowed or not ids:  # (no forbid named: nothing more to tell)
             return result
-        # denied by approval policies alone: an approval only counts when nothing else
-        # stands in the way, so decide again without them
-        unless = _evaluate(asked, snapshot.without_approval, schema)
-        if not unless.allowed:
-            return unless
-        return PolicyResult(False, ids, (), approval=True)
+        if snapshot.without_approval is not None and snapshot.approval_ids.issuperset(ids):
+            # denied by approval policies alone: an approval only counts when nothing
+            # else stands in the way, so decide again without them
+            unless = _evaluate(asked, snapshot.without_approval, schema)
+            result = PolicyResult(False, ids, (), approval=True) if unless.allowed else unless
+        # a safety rule among the forbids that matched (Cedar names every one of them):
+        # no shadow mode relaxes this deny, whatever the evaluation without approvals said
+        never = snapshot.shadow_never
+        if never and not never.isdisjoint(ids):
+            return dataclasses.replace(result, shadow_never=True)
+        return result
 
     def _explained(self, result: PolicyResult, snapshot: Snapshot) -> PolicyResult:
         """An erring result, with the reason when the folder's schema is outdated (an

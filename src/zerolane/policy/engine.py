@@ -34,6 +34,9 @@ class PolicyResult:
     #: denied only by policies annotated ``@approval("required")`` (``policy_ids``),
     #: and allowed without them: a human may approve this exact request
     approval: bool = False
+    #: denied, and among ``policy_ids`` is a ``forbid`` annotated ``@shadow("never")``
+    #: (a safety rule): no shadow mode relaxes this deny
+    shadow_never: bool = False
     #: reason ids that say why it erred, beyond ``policy.error`` (e.g.
     #: ``policy.schema_outdated``: the home's schema predates what requests carry)
     reasons: tuple[str, ...] = ()

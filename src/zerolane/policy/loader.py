@@ -11,6 +11,13 @@ denying outright (:mod:`zerolane.tasks.approvals`): the snapshot names those pol
 and keeps the set without them, so the engine can tell a request that only needs an
 approval from one that is refused anyway. ``@approval`` on a ``permit``, or with any
 other value, is refused at load (``policy.invalid``).
+
+A ``forbid`` annotated ``@shadow("never")`` is a safety rule rather than a grant (no
+egress after a sensitive read, a risky task kept off sensitive data): a deny it
+determines stays a deny in every shadow mode (:mod:`zerolane.tasks.decision_core`), so
+trying a playbook or a narrower policy in shadow never switches it off. The snapshot
+names those policies. ``@shadow`` on a ``permit``, bare, or with any other value is
+refused at load (``policy.invalid``), as is a bare ``@approval``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ SCHEMA_NAME = "schema.cedarschema"
 #: the annotation (and its one value) of a forbid that asks for a human approval
 APPROVAL_ANNOTATION = "approval"
 APPROVAL_REQUIRED = "required"
+#: the annotation (and its one value) of a forbid that no shadow mode relaxes
+SHADOW_ANNOTATION = "shadow"
+SHADOW_NEVER = "never"
+#: what each such annotation may say, and only on a forbid
+_FORBID_MARKS = {APPROVAL_ANNOTATION: APPROVAL_REQUIRED, SHADOW_ANNOTATION: SHADOW_NEVER}
 POLICY_SUFFIX = ".cedar"
 #: the schema zerolane ships (``policy/default``), whose request shapes the context
 #: builder (:mod:`zerolane.policy.context`) is tested to produce
@@ -57,6 +69,9 @@ class Snapshot:
     approval_ids: frozenset[str] = frozenset()
     #: the set without those policies (None when there are none)
     without_approval: cedarpy.PolicySet | None = None
+    #: @id of every ``forbid`` annotated ``@shadow("never")``: a deny one of them
+    #: determines is never relaxed by shadow mode
+    shadow_never: frozenset[str] = frozenset()
 
 
 Stamps = tuple[tuple[str, int, int, int], ...]  # (name, size, mtime_ns, inode), by name
@@ -166,7 +181,8 @@ def _where(name: str, position: tuple[int, int] | None) -> str:
 
 def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str]]:
     """The policies' @ids in order, plus missing-id and other syntax problems (an
-    ``@approval`` annotation other than ``"required"`` on a ``forbid`` among them)."""
+    ``@approval`` other than ``"required"``, or a ``@shadow`` other than ``"never"``, on
+    a ``forbid`` among them)."""
     try:
         est = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as err:
@@ -178,12 +194,13 @@ def _annotated_ids(name: str, text: str) -> tuple[list[str], list[str], list[str
     for pid, policy in est.get("staticPolicies", {}).items():
         annotations = policy.get("annotations", {})
         annotation = annotations.get("id")
-        approval = annotations.get(APPROVAL_ANNOTATION)
-        if approval is not None and (
-            approval != APPROVAL_REQUIRED or policy.get("effect") != "forbid"
-        ):
-            where = _where(name, policy_position(text, pid))
-            problems.append(f'{where}: @approval("{APPROVAL_REQUIRED}") only marks a forbid policy')
+        for mark, value in _FORBID_MARKS.items():
+            # present at all (a bare one has no value): exactly its value, on a forbid
+            if mark in annotations and (
+                annotations[mark] != value or policy.get("effect") != "forbid"
+            ):
+                where = _where(name, policy_position(text, pid))
+                problems.append(f'{where}: @{mark}("{value}") only marks a forbid policy')
         if annotation:
             ids.append(annotation)
         else:
@@ -246,7 +263,9 @@ def parse(reading: Reading) -> Snapshot:
         raise PolicyLoadError(
             "policy.invalid", [f"{reading.directory}: files do not concatenate cleanly"]
         )
-    approval_ids, without_approval = _approval_policies(reading)
+    est = json.loads(cedarpy.policies_to_json_str("\n".join(t for _, t in reading.texts)))
+    static: dict[str, dict[str, object]] = est.get("staticPolicies", {})
+    approval_ids, without_approval = _approval_policies(est, static)
     return Snapshot(
         policies=policies,
         schema=schema,
@@ -256,13 +275,23 @@ def parse(reading: Reading) -> Snapshot:
         shipped_schema=reading.schema == _shipped_schema(),
         approval_ids=approval_ids,
         without_approval=without_approval,
+        shadow_never=_marked(static, SHADOW_ANNOTATION, SHADOW_NEVER),
     )
 
 
-def _approval_policies(reading: Reading) -> tuple[frozenset[str], cedarpy.PolicySet | None]:
+def _marked(static: dict[str, dict[str, object]], mark: str, value: str) -> frozenset[str]:
+    """The @ids of the policies annotated ``@<mark>("<value>")``."""
+    return frozenset(
+        str(_annotation(policy, "id"))
+        for policy in static.values()
+        if _annotation(policy, mark) == value
+    )
+
+
+def _approval_policies(
+    est: dict[str, object], static: dict[str, dict[str, object]]
+) -> tuple[frozenset[str], cedarpy.PolicySet | None]:
     """The @ids of the approval policies, and the set without them (None: no such)."""
-    est = json.loads(cedarpy.policies_to_json_str("\n".join(t for _, t in reading.texts)))
-    static: dict[str, dict[str, object]] = est.get("staticPolicies", {})
     asking = {
         pid: policy
         for pid, policy in static.items()

@@ -22,7 +22,9 @@ runs the checks in code (owner and token, state, window, budget: no policy edit 
 switch them off), then the Cedar policies. What the policies alone deny (no permit, a
 forbid, an approval they ask for) is let through as a shadow allow when the policy set,
 the task's playbook or the enforcement point's route is in shadow mode
-(:class:`~zerolane.decision.Shadow`); nothing else ever is. A revocation watch past its grace window
+(:class:`~zerolane.decision.Shadow`), unless a policy annotated ``@shadow("never")`` (a
+safety rule: no egress after a sensitive read, a risky task kept off sensitive data)
+matched; nothing else ever is. A revocation watch past its grace window
 raises :class:`~zerolane.errors.Unavailable`: a typed refusal the shells turn into a
 deny, like every error of the authenticator or the store.
 """
@@ -100,7 +102,8 @@ class Deny:
     #: the approval the deny is about (``approval.required``, ``.denied``, ``.used``)
     approval_id: str | None = None
     #: the policies alone decided it (no permit, a forbid, an approval they ask for,
-    #: with no hold on the task): the only deny shadow mode may let through
+    #: with no hold on the task, and none of them ``@shadow("never")``): the only deny
+    #: shadow mode may let through
     by_policies: bool = field(default=False, compare=False)
 
 
@@ -387,12 +390,15 @@ class DecisionCore:
             asked = tuple(result.policy_ids) if result.approval else ()
             if hold is not None:  # a detection's hold is never relaxed (not by_policies)
                 asked += (f"response:{hold.rule}",)
+            relaxable = hold is None and not result.shadow_never
             return Deny(
-                ("approval.required",), asked, approval=engine.version, by_policies=hold is None
+                ("approval.required",), asked, approval=engine.version, by_policies=relaxable
             )
         if not result.allowed:
             # under a hold, shadow mode never lets a request through: a held task's
-            # requests need a human approval, whatever mode the policies run in
+            # requests need a human approval, whatever mode the policies run in; nor
+            # does it relax a safety rule (a forbid annotated @shadow("never") matched)
             reasons = tuple(result.policy_ids) or ("policy.no_permit",)
-            return Deny(reasons, result.policy_ids, by_policies=hold is None)
+            relaxable = hold is None and not result.shadow_never
+            return Deny(reasons, result.policy_ids, by_policies=relaxable)
         return result.policy_ids
