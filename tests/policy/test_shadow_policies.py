@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.policy import factories as f
 from tests.policy.conftest import PERMIT, write_set
 from zerolane.policy.cedar import CedarEngine
+from zerolane.policy.context import request_policy_request
 from zerolane.policy.engine import PolicyLoadError, PolicyRequest
 from zerolane.policy.loader import load_snapshot
+from zerolane.types import Sensitivity as S
 
 NEVER = (
     '@id("safety.level")\n@shadow("never")\n'
@@ -121,3 +124,33 @@ def test_a_bare_approval_annotation_is_refused(tmp_path: Path) -> None:
         load_snapshot(write_set(tmp_path / "p", {"a.cedar": PERMIT + bare}))
     assert refused.value.reason == "policy.invalid"
     assert '@approval("required") only marks a forbid policy' in refused.value.message
+
+
+SAFETY_RULES = {
+    "task.inactive",
+    "task.expired",
+    "task.budget_exhausted",
+    "flow.egress_after_sensitive_read",
+    "risk.high",
+}
+
+
+def test_the_shipped_safety_rules(default_engine: CedarEngine) -> None:
+    """The shipped set marks its safety rules, not its grants (scope, open_task)."""
+    snapshot = default_engine.snapshot
+    assert snapshot.shadow_never == SAFETY_RULES
+    assert not any(pid.startswith(("scope.", "grant.")) for pid in snapshot.shadow_never)
+
+
+def test_a_shipped_flow_deny_is_marked_and_its_scope_twin_is_not(
+    default_engine: CedarEngine,
+) -> None:
+    outside = f.request(destination="api.partner.com", destination_internal=False)
+    flow = default_engine.decide(
+        request_policy_request(f.AGENT, f.task(touched=int(S.CONFIDENTIAL)), outside, f.NOW)
+    )
+    assert (flow.policy_ids, flow.shadow_never) == (("flow.egress_after_sensitive_read",), True)
+    scope = default_engine.decide(
+        request_policy_request(f.AGENT, f.task(), f.request(action="delete"), f.NOW)
+    )
+    assert (scope.policy_ids, scope.shadow_never) == (("scope.action",), False)

@@ -1,7 +1,8 @@
 """Shadow mode in the decision core: what the policies alone deny is let through as a
 shadow allow (naming what would have denied it and which mode let it through); the checks
-in code, fail-closed refusals and a detection's hold are never relaxed. Each test's
-twin is the same request enforced."""
+in code, fail-closed refusals, a detection's hold and a safety rule (a forbid annotated
+``@shadow("never")``) are never relaxed. Each test's twin is the same request enforced,
+or one the policies deny by the scope alone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 
 import pytest
 
+from tests.conformance.test_spent_proofs import NOW
 from tests.tasks.test_decision_core import (
     FACTS,
     Clock,
@@ -17,6 +19,9 @@ from tests.tasks.test_decision_core import (
     task,
 )
 from zerolane.decision import Shadow
+from zerolane.policy.cedar import CedarEngine
+from zerolane.policy.context import RiskFacts
+from zerolane.policy.defaults import DEFAULT_POLICY_DIR
 from zerolane.policy.engine import PolicyRequest, PolicyResult
 from zerolane.store.records import TaskHold, TaskRecord
 from zerolane.tasks.decision_core import Allow, DecisionCore, Deny
@@ -208,3 +213,88 @@ def test_a_shadow_allow_on_a_guess_is_still_checked_by_its_write() -> None:
     assert isinstance(guessed, Allow)
     assert guessed.shadow is not None
     assert guessed.spend.expected_calls_used == 1
+
+
+# -- safety rules: a forbid annotated @shadow("never") (the shipped flow and risk rules)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> CedarEngine:
+    """The shipped policy set, as the decider runs it."""
+    return CedarEngine(DEFAULT_POLICY_DIR, built_requests=True)
+
+
+OUTSIDE = dataclasses.replace(FACTS, sensitivity=Sensitivity.INTERNAL)  # api.example.org
+DELETE = dataclasses.replace(OUTSIDE, action="delete")  # outside the task's actions
+
+
+def shipped_core(engine: CedarEngine, risk: int = 0) -> DecisionCore:
+    return DecisionCore(
+        engine=lambda: engine,
+        clock=Clock(),
+        cache=TaskCache(8),
+        risk=lambda task_id, workload: RiskFacts(task=risk),
+    )
+
+
+def test_egress_after_a_sensitive_read_stays_denied_under_a_playbook_in_shadow(
+    shipped: CedarEngine,
+) -> None:
+    read = shadow_task(touched=int(Sensitivity.CONFIDENTIAL))
+    denied = shipped_core(shipped).decide(holder(read), OUTSIDE, (read,), shadow=ROUTE)
+    assert denied == Deny(
+        ("flow.egress_after_sensitive_read",), ("flow.egress_after_sensitive_read",)
+    )
+    assert not denied.by_policies
+    # the twin: denied by the scope alone, the same task's request is a shadow allow
+    fresh = shadow_task()
+    let = shipped_core(shipped).decide(holder(fresh), DELETE, (fresh,))
+    assert isinstance(let, Allow)
+    assert let.shadow == Shadow(("scope.action",), ("playbook:reports",))
+    # both at once: the flow rule keeps the deny, naming both
+    both = shipped_core(shipped).decide(holder(read), DELETE, (read,))
+    assert isinstance(both, Deny)
+    assert both.reasons == ("flow.egress_after_sensitive_read", "scope.action")
+
+
+def test_a_risky_task_stays_kept_off_sensitive_data_in_shadow(shipped: CedarEngine) -> None:
+    stored = shadow_task()
+    risky = shipped_core(shipped, risk=60)
+    denied = risky.decide(holder(stored), FACTS, (stored,), shadow=ROUTE)
+    assert denied == Deny(("risk.high",), ("risk.high",))
+    # the twin: the same task at low risk reads it, and a scope deny is a shadow allow
+    calm = shipped_core(shipped)
+    assert isinstance(calm.decide(holder(stored), FACTS, (stored,)), Allow)
+    let = calm.decide(holder(stored), DELETE, (stored,))
+    assert isinstance(let, Allow)
+    assert let.shadow == Shadow(("scope.action",), ("playbook:reports",))
+
+
+def test_the_policy_copy_of_a_check_in_code_stays_denied_in_shadow(shipped: CedarEngine) -> None:
+    """Cedar sees whole seconds: in the last second of its window a task is expired to
+    the policies before the check in code says so; shadow does not relax it either."""
+    ending = shadow_task(expires_at=NOW + 0.5)
+    denied = shipped_core(shipped).decide(holder(ending), FACTS, (ending,), shadow=ROUTE)
+    assert denied == Deny(("task.expired",), ("task.expired",))
+    # the twin: with a second more of its window, the same request is allowed
+    live = shadow_task(expires_at=NOW + 1.5)
+    assert isinstance(shipped_core(shipped).decide(holder(live), FACTS, (live,)), Allow)
+
+
+def test_an_approval_a_safety_rule_asks_is_asked_in_shadow_too() -> None:
+    stored = shadow_task()
+    always = PolicyResult(False, ("approve.always",), (), approval=True, shadow_never=True)
+    asked = shadow_core(Answers(always), policies=True).decide(
+        holder(stored), FACTS, (stored,), shadow=ROUTE
+    )
+    assert isinstance(asked, Deny)
+    assert (asked.reasons, asked.policies, asked.approval) == (
+        ("approval.required",),
+        ("approve.always",),
+        "v1",
+    )
+    # the twin: an approval an ordinary policy asks is would-require-approval
+    plain = dataclasses.replace(always, shadow_never=False)
+    let = shadow_core(Answers(plain), policies=True).decide(holder(stored), FACTS, (stored,))
+    assert isinstance(let, Allow)
+    assert let.shadow == Shadow(("approval.required",), ("policies", "playbook:reports"))

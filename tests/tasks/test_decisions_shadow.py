@@ -17,6 +17,7 @@ from tests.tasks.conftest import (
     FINANCE,
     PEER,
     PLAYBOOK_DOC,
+    SLACK,
     TD,
     WIKI,
     Agent,
@@ -27,6 +28,7 @@ from tests.tasks.test_approvals import ASK_WIKI_WRITES, write
 from tests.tasks.test_exchange import exchange
 from zerolane.config import CONFIG_NAME, Config, TasksConfig, render_config
 from zerolane.decision import Shadow
+from zerolane.detection.risk import RiskScores
 from zerolane.errors import InvalidInput, Refusal
 from zerolane.fsutil import ensure_private_dir, write_private
 from zerolane.identity.keyring import Keyring
@@ -297,3 +299,38 @@ def test_a_child_of_a_task_in_shadow_is_in_shadow(world: World, agent: Agent) ->
     let = ask(world, helper, child.token, "delete", shadow=None)
     assert let.shadow == Shadow(("scope.action",), ("playbook:trial",))
     assert decisions(world)[-1]["subject"] == child.task.task_id
+
+
+def test_a_playbook_in_shadow_never_relaxes_the_safety_rules(world: World, agent: Agent) -> None:
+    """Trying a playbook in shadow relaxes its scope, not the shipped safety rules (each
+    a forbid annotated @shadow("never")): no egress after a sensitive read, a risky task
+    kept off sensitive data and the outside."""
+    deployment = world.deployment
+    doc = {**PLAYBOOK_DOC, "name": "trial", "mode": "shadow"}
+    deployment.playbooks.apply(parse_playbook(doc, "trial.yaml"), ADMIN)
+    trial = world.open(agent, playbook="trial")
+    task_id = trial.task.task_id
+    read = world.ask(agent, trial.token, sensitivity="confidential")
+    assert read.outcome == "allow"
+    post = world.ask(agent, trial.token, "write", "wiki/status", SLACK)
+    assert (post.allowed, post.outcome, post.shadow) == (False, "deny", None)
+    assert post.reasons == ("flow.egress_after_sensitive_read",)
+    assert decisions(world)[-1]["details"]["decision"] == "deny"
+    # the twin: a request of the same task denied by its scope alone is a shadow allow
+    let = world.ask(agent, trial.token, "delete")
+    assert let.shadow == Shadow(("scope.action",), ("playbook:trial",))
+    assert world.task(task_id).calls_used == 2  # the read and the shadow allow
+
+    # risk.high: a detection scores another task of the trial at 60
+    risky = world.open(agent, playbook="trial")
+    scores = RiskScores(half_life=3600)
+    scores.add(risky.task.task_id, None, 60, world.clock.now())
+    deployment.risk.put(scores, 10**9)
+    kept = world.ask(agent, risky.token, "write", "wiki/status", SLACK)
+    assert (kept.allowed, kept.reasons, kept.shadow) == (False, ("risk.high",), None)
+    # the twin: the same task's scope deny is a shadow allow, its internal read allowed
+    assert world.ask(agent, risky.token, "delete").outcome == "shadow"
+    assert world.ask(agent, risky.token).outcome == "allow"
+    # and a task of the trial with no detection posts outside
+    calm = world.open(agent, playbook="trial")
+    assert world.ask(agent, calm.token, "write", "wiki/status", SLACK).outcome == "allow"
