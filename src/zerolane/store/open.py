@@ -1,4 +1,5 @@
-"""Open a backend from a store URL: ``memory://`` or ``sqlite:///path/to.db``."""
+"""Open a backend from a store URL: ``memory://``, ``sqlite:///path/to.db`` or
+``postgresql://user@host:5432/dbname`` (libpq's URI, ``postgres://`` too)."""
 
 from __future__ import annotations
 
@@ -21,4 +22,13 @@ def open_stores(url: str, *, base: Path | None = None) -> Stores:
         if not path.is_absolute() and base is not None:
             path = base / path
         return SqliteStores(path)
-    raise InvalidInput("store.url", f"unsupported store URL {url!r} (memory://, sqlite:///PATH)")
+    if url.startswith(("postgresql://", "postgres://")):
+        from zerolane.store.postgres import PostgresStores
+
+        return PostgresStores(url)
+    # never echo a URL that may carry a password: its scheme is enough to say what is wrong
+    scheme = url.split("://", 1)[0] + "://" if "://" in url else "(none)"
+    raise InvalidInput(
+        "store.url",
+        f"unsupported store URL scheme {scheme} (memory://, sqlite:///PATH, postgresql://...)",
+    )
