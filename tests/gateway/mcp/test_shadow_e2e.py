@@ -3,7 +3,8 @@ policies deny is listed, relayed as a shadow allow (its would-deny reasons in th
 upstream call's ``_meta``) and audited as a would-deny; the same gateway with the tool
 back in ``enforce`` hides it and refuses the call, which never reaches the upstream.
 Listings follow the task's playbook and the policy set in shadow the same way; an
-engine that fails lists nothing in shadow either; a spent budget is never relaxed."""
+engine that fails, or a safety rule's deny, lists nothing in shadow either; a spent
+budget is never relaxed."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from zerolane.gateway.edge.jsonrpc import DECISION_META, FORBIDDEN, SHADOW_META
 from zerolane.gateway.mcp import GatewayConfig, parse_gateway_config
 from zerolane.gateway.mcp.listing import callable_routes
 from zerolane.gateway.mcp.mapping import ToolRoute, route_for
-from zerolane.policy.engine import PolicyEngine
+from zerolane.policy.engine import PolicyEngine, PolicyRequest, PolicyResult
 from zerolane.tasks.playbooks import parse_playbook
 
 DELETE = Tool(name="delete_report", input_schema={"type": "object"})
@@ -119,6 +120,18 @@ def test_shadow_relaxes_only_the_policies_a_spent_budget_is_refused(stack: Stack
     assert len(calls(stack.stdio_log, "delete_report")) == before
 
 
+class Denying:
+    """A policy engine that denies every request, a safety rule among its reasons or not."""
+
+    version = "denying"
+
+    def __init__(self, shadow_never: bool) -> None:
+        self.shadow_never = shadow_never
+
+    def decide(self, request: PolicyRequest) -> PolicyResult:
+        return PolicyResult(False, ("safety.rule",), (), shadow_never=self.shadow_never)
+
+
 def delete_route(stack: Stack) -> ToolRoute:
     route = route_for(stack.config.servers[0], DELETE)
     assert route is not None
@@ -138,6 +151,11 @@ def test_listings_follow_the_policy_set_and_the_playbook_in_shadow(stack: Stack)
         assert callable_routes(policies, claims, [route]) == [route]
         broken = dataclasses.replace(policies, engine=lambda: cast(PolicyEngine, Broken()))
         assert callable_routes(broken, claims, [in_shadow]) == []  # fail closed
+        # a safety rule's deny (@shadow("never")) is never relaxed, so never listed
+        safety = dataclasses.replace(policies, engine=lambda: cast(PolicyEngine, Denying(True)))
+        assert callable_routes(safety, claims, [in_shadow]) == []
+        scoped = dataclasses.replace(policies, engine=lambda: cast(PolicyEngine, Denying(False)))
+        assert callable_routes(scoped, claims, [in_shadow]) == [in_shadow]  # the twin
     stack.deployment.playbooks.apply(
         parse_playbook({**PLAYBOOK, "name": "report-reader-shadow", "mode": "shadow"}, "test"),
         ADMIN,

@@ -13,7 +13,8 @@ Shadow mode lists what it would let through: an item the policies alone deny is 
 when its call would be a shadow allow (its route, the task's playbook or the policy set
 in shadow), so a shadow never changes what an agent sees, only what is audited. Listing
 audits nothing: the would-deny is recorded when the item is used. What the policies
-cannot decide (an engine error) is never listed.
+cannot decide (an engine error) and what a safety rule denies (``@shadow("never")``,
+never relaxed) are not listed.
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ def permitted(
         except Exception:  # an engine that fails lists nothing (fail closed)
             return [False] * len(requests)
         # one a policy asks a person to approve is listed: its call asks for approval;
-        # one the policies deny, in shadow mode: its call is a shadow allow
-        usable = result.allowed or result.approval or everywhere or route
+        # one the policies deny, in shadow mode: its call is a shadow allow, unless a
+        # safety rule (@shadow("never")) denies it, which no shadow relaxes
+        relaxed = (everywhere or route) and not result.shadow_never
+        usable = result.allowed or result.approval or relaxed
         allowed.append(usable and not result.errors)
     return allowed
 
