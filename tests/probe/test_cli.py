@@ -15,6 +15,7 @@ from zerolane.cli.main import app
 from zerolane.cli.probe import build_profile, chosen_scenarios, read_probe_file
 from zerolane.errors import InvalidInput
 from zerolane.probe import report_json
+from zerolane.probe.profile import Call
 from zerolane.probe.scenarios import CATALOG
 
 runner = CliRunner()
@@ -266,3 +267,23 @@ def test_a_bad_callback_url_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "error probe.callback_url: a callback URL is http://host[:port]" in result.output
+
+
+def test_echo_names_one_route_or_several(tmp_path: Path) -> None:
+    path = tmp_path / "probe.toml"
+    body = '[credentials]\nkind = "static"\ntoken_env = "T"\n[target]\nallowed = "GET /x"\n'
+    path.write_text(body + 'echo = "GET /echo"\n')
+    assert build_profile(read_probe_file(path).target, "http://t").echoes == (Call("GET", "/echo"),)
+    path.write_text(body + 'echo = ["GET /echo", "POST /v2/echo"]\n')
+    assert build_profile(read_probe_file(path).target, "http://t").echoes == (
+        Call("GET", "/echo"),
+        Call("POST", "/v2/echo"),
+    )
+    path.write_text(body + "echo = []\n")
+    assert build_profile(read_probe_file(path).target, "http://t").echoes == ()
+    path.write_text(body + 'echo = ["GET /echo", "nope"]\n')
+    with pytest.raises(InvalidInput, match="a request is 'METHOD /path'"):
+        read_probe_file(path)
+    path.write_text(body)
+    assert build_profile(read_probe_file(path).target, "http://t").echoes == ()
+

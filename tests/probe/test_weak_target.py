@@ -227,6 +227,14 @@ def passthrough(target: WeakTarget, context: ProbeContext) -> bool:
     return "authorization" in seen or "dpop" in seen
 
 
+def passthrough_second_route(target: WeakTarget, context: ProbeContext) -> bool:
+    credential = context.credential()
+    answer = context.send("attack", Call("GET", "/echo/legacy"), credential)
+    seen = json.loads(answer.body)["headers"]
+    forwarded = base64.b64decode(seen.get("x-forwarded-authorization-b64", ""))
+    return credential.token.encode() in forwarded
+
+
 def every_tool_listed(target: WeakTarget, context: ProbeContext) -> bool:
     answer = mcp(context, "tools/list", {})
     result = answer["result"]
@@ -370,6 +378,7 @@ ATTACKS: dict[Weakness, Callable[[WeakTarget, ProbeContext], bool]] = {
     Weakness.PATHS_AFTER_DECIDING: paths,
     Weakness.KEEPS_REVOKED: revoked,
     Weakness.PASSTHROUGH: passthrough,
+    Weakness.PASSTHROUGH_SECOND_ROUTE: passthrough_second_route,
     Weakness.LISTS_EVERY_TOOL: every_tool_listed,
     Weakness.BEARER_ONLY: bearer_elsewhere,
     Weakness.PROOF_OPTIONAL: proof_optional,

@@ -25,16 +25,16 @@ The authorization server (``/token``, ``/revoke``, ``/jwks``, RFC 8414 metadata)
 
 The resource server: ``GET /data/reports/q3`` needs scope ``read``, ``DELETE
 /data/reports/q3`` scope ``delete``, ``GET /admin/secret`` is never allowed, ``GET
-/echo`` (scope ``read``) answers the headers that reached it (without ``Authorization``
-and ``DPoP``, which a sound server keeps to itself). Tokens are verified with joserfc:
-ES256 only, the key chosen by ``kid`` among the issuer's (no ``jwk``/``jku``/``x5u``
-header trusted, no URL a header names fetched), ``iss``, ``aud``, ``exp``/``nbf`` (no
-leeway), revocation; a bound token needs the ``DPoP`` scheme and a proof (RFC 9449:
-``typ``, ``alg``, the ``jwk``'s thumbprint is ``cnf.jkt``, ``htm``, ``htu`` the URL as
-sent, ``iat`` within 60 s, ``ath``, ``jti`` spent once). A path that is not plain
-(percent-encoding, dot segments, backslashes, ``;`` parameters, empty segments) is
-refused, so what is decided is what is served; method-override headers are refused; a
-body over 1 MiB is answered 413, a head over 16 KiB 431.
+/echo`` and ``GET /echo/legacy`` (scope ``read``) answer the headers that reached it
+(without ``Authorization`` and ``DPoP``, which a sound server keeps to itself). Tokens
+are verified with joserfc: ES256 only, the key chosen by ``kid`` among the issuer's (no
+``jwk``/``jku``/``x5u`` header trusted, no URL a header names fetched), ``iss``,
+``aud``, ``exp``/``nbf`` (no leeway), revocation; a bound token needs the ``DPoP``
+scheme and a proof (RFC 9449: ``typ``, ``alg``, the ``jwk``'s thumbprint is ``cnf.jkt``,
+``htm``, ``htu`` the URL as sent, ``iat`` within 60 s, ``ath``, ``jti`` spent once). A
+path that is not plain (percent-encoding, dot segments, backslashes, ``;`` parameters,
+empty segments) is refused, so what is decided is what is served; method-override
+headers are refused; a body over 1 MiB is answered 413, a head over 16 KiB 431.
 
 ``POST /mcp`` is a streamable-HTTP MCP endpoint (JSON answers) behind the same
 authentication: ``initialize``, ``notifications/initialized``, ``tools/list`` (the
@@ -119,6 +119,9 @@ class Weakness(enum.StrEnum):
     KEEPS_REVOKED = "keeps_revoked"
     #: the agent's Authorization and DPoP headers reach the upstream (/echo shows them)
     PASSTHROUGH = "passthrough"
+    #: /echo is sound, but /echo/legacy's upstream gets the agent's Authorization header
+    #: base64-encoded (X-Forwarded-Authorization-B64): one route of several leaks
+    PASSTHROUGH_SECOND_ROUTE = "passthrough_second_route"
     #: tools/list lists every tool, whatever the token's scope
     LISTS_EVERY_TOOL = "lists_every_tool"
     #: bearer tokens only: no proof is asked for, at the token endpoint or the resource
@@ -312,13 +315,14 @@ class WeakTarget:
 
     def profile(self, *, forbidden: Call | None = None) -> TargetProfile:
         """The probe's view: GET /data/reports/q3 allowed, DELETE of it forbidden (or
-        ``forbidden``), /echo, and the MCP endpoint with ``echo`` and ``delete_all``."""
+        ``forbidden``), two echo routes (/echo, /echo/legacy), and the MCP endpoint
+        with ``echo`` and ``delete_all``."""
         return TargetProfile(
             self.url,
             Call("GET", "/data/reports/q3"),
             forbidden or Call("DELETE", "/data/reports/q3"),
             mcp=McpProfile("/mcp", "echo", "delete_all", {"text": "hi"}),
-            echo=Call("GET", "/echo"),
+            echo=(Call("GET", "/echo"), Call("GET", "/echo/legacy")),
         )
 
     # the ASGI app
@@ -726,7 +730,7 @@ class WeakTarget:
             return "read"
         if path == "/data/reports/q3" and method == "DELETE":
             return "delete"
-        if path == "/echo" and method == "GET":
+        if path in ("/echo", "/echo/legacy") and method == "GET":
             return "read"
         if path == "/admin/secret":
             return "admin"  # never granted to a client
@@ -737,13 +741,16 @@ class WeakTarget:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         if path == "/admin/secret":
             return 200, [], SECRET
-        if path == "/echo":
+        if path in ("/echo", "/echo/legacy"):
             hidden = () if self.weak(Weakness.PASSTHROUGH) else (b"authorization", b"dpop")
             seen = {
                 name.decode("latin-1"): value.decode("latin-1")
                 for name, value in headers
                 if name not in hidden
             }
+            if path == "/echo/legacy" and self.weak(Weakness.PASSTHROUGH_SECOND_ROUTE):
+                given = (_header(headers, b"authorization") or "").encode("latin-1")
+                seen["x-forwarded-authorization-b64"] = base64.b64encode(given).decode()
             return _json(200, {"headers": seen})
         if path == "/data/reports/q3" and method == "DELETE":
             return _json(200, {"deleted": "q3"})

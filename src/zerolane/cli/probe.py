@@ -91,6 +91,13 @@ def _call(text: str | None) -> Call | None:
     return Call(method, path)
 
 
+def _echoes(given: str | tuple[str, ...] | None) -> tuple[Call, ...] | None:
+    if given is None:
+        return None
+    calls = [_call(text) for text in ((given,) if isinstance(given, str) else given)]
+    return tuple(call for call in calls if call is not None) or None
+
+
 def build_profile(target: TargetFile, url: str | None) -> TargetProfile:
     """The target's profile: ``url`` (``--target``) or the file's ``[target] url``."""
     from zerolane.probe.profile import McpProfile, TargetProfile
@@ -115,7 +122,7 @@ def build_profile(target: TargetFile, url: str | None) -> TargetProfile:
             allowed,
             _call(target.forbidden),
             mcp,
-            echo=_call(target.echo),
+            echo=_echoes(target.echo),
             forbidden_path=_call(target.forbidden_path),
         )
     except ValueError as err:

@@ -77,7 +77,7 @@ class ProbeContext:
             met.add(Need.FORBIDDEN_REQUEST)
         if self.profile.mcp is not None:
             met.add(Need.MCP)
-        if self.profile.echo is not None:
+        if self.profile.echoes:
             met.add(Need.ECHO)
         return frozenset(met)
 

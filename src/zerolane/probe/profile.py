@@ -54,10 +54,18 @@ class TargetProfile:
     allowed: Call
     forbidden: Call | None = None
     mcp: McpProfile | None = None
-    #: an allowed request whose upstream answers with the headers that reached it (like
-    #: httpbin's ``/headers``): shows whether the agent's token is passed upstream
-    echo: Call | None = None
+    #: allowed requests whose upstream answers with the headers that reached it (like
+    #: httpbin's ``/headers``): show whether the agent's token is passed upstream. One
+    #: route or several (each route of a gateway may have an upstream and a credential
+    #: setting of its own); :attr:`echoes` is them as a tuple
+    echo: Call | tuple[Call, ...] | None = None
     forbidden_path: Call | None = None
+
+    @property
+    def echoes(self) -> tuple[Call, ...]:
+        if self.echo is None:
+            return ()
+        return (self.echo,) if isinstance(self.echo, Call) else self.echo
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)

@@ -14,8 +14,8 @@ Secrets are never written in the file: ``*_file`` names a file (relative to the 
 file's folder) and ``*_env`` an environment variable holding them.
 
 ``[target]`` names one request the credential may make (``allowed = "GET /path"``), one
-it may not (``forbidden``), a forbidden path for the path tricks, an echo route, and the
-MCP endpoint with a tool of each kind.
+it may not (``forbidden``), a forbidden path for the path tricks, one or more echo
+routes, and the MCP endpoint with a tool of each kind.
 """
 
 from __future__ import annotations
@@ -205,8 +205,9 @@ class TargetFile:
     forbidden: Request | None = None
     #: a path the credential may not reach (the path tricks aim at it)
     forbidden_path: Request | None = None
-    #: an allowed route whose upstream answers with the headers that reached it
-    echo: Request | None = None
+    #: allowed routes whose upstream answers with the headers that reached it: one
+    #: request, or a list (each route of a gateway may have its own upstream)
+    echo: Request | tuple[Request, ...] | None = None
     mcp: McpFile | None = None
 
 

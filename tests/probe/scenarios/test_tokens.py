@@ -298,6 +298,7 @@ WEAKNESSES = {
     Weakness.IGNORES_AUDIENCE: {"token.wrong_audience"},
     Weakness.ALG_NONE: {"token.alg_none"},
     Weakness.PASSTHROUGH: {"token.passthrough"},
+    Weakness.PASSTHROUGH_SECOND_ROUTE: {"token.passthrough"},
     Weakness.IGNORES_EXPIRY: {"token.expired", "token.nbf_future"},
     Weakness.TRUSTS_JWK_HEADER: {"token.jwk_injection"},
     Weakness.HS256_PUBLIC_KEY: {"token.hs256_public_key"},
@@ -350,11 +351,66 @@ def test_a_passed_on_token_is_named_but_never_shown() -> None:
             context.wire.close()
     assert result.outcome is Outcome.FAIL
     assert "token and proof came back" in result.reason
-    (twin,) = result.evidence
-    assert token.encode() in twin.body  # what the verdict read
-    shown = repr(twin.to_json())
-    assert token not in shown
-    assert "eyJ" not in shown
+    assert "/echo, GET" in result.reason  # both routes leak
+    assert "/echo/legacy)" in result.reason
+    for twin in result.evidence:
+        assert token.encode() in twin.body  # what the verdict read
+        shown = repr(twin.to_json())
+        assert token not in shown
+        assert "eyJ" not in shown
+
+
+def test_one_leaking_route_of_several_fails_and_only_it_is_named() -> None:
+    """/echo is sound, /echo/legacy hands the agent's Authorization header to its
+    upstream base64-encoded: checking the first route alone would pass; checking
+    every echo route the profile names fails, naming the leaking route."""
+    with WeakTarget(Weakness.PASSTHROUGH_SECOND_ROUTE) as target:
+        context = _weak_context(target)
+        first_only = ProbeContext(
+            dataclasses.replace(target.profile(), echo=Call("GET", "/echo")),
+            context.source,
+            Wire(),
+        )
+        try:
+            every = run_one(by_id()["token.passthrough"], context)
+            one = run_one(by_id()["token.passthrough"], first_only)
+        finally:
+            context.close()
+            context.wire.close()
+            first_only.wire.close()
+    assert every.outcome is Outcome.FAIL
+    assert "the agent's token came back" in every.reason  # the proof did not
+    assert "/echo/legacy)" in every.reason
+    assert "/echo," not in every.reason
+    assert [e.url.rsplit("/", 1)[1] for e in every.evidence] == ["echo", "legacy"]
+    assert one.outcome is Outcome.PASS
+    assert "the echo route's upstream answer" in one.reason
+
+
+def test_every_echo_route_checked_is_named_in_a_pass() -> None:
+    with WeakTarget() as target:
+        context = _weak_context(target)
+        try:
+            result = run_one(by_id()["token.passthrough"], context)
+        finally:
+            context.close()
+            context.wire.close()
+    assert result.outcome is Outcome.PASS
+    assert "the echo 2 routes' upstreams answer" in result.reason
+    assert [e.role for e in result.evidence] == ["twin", "twin"]
+
+
+def test_a_route_that_cannot_be_checked_makes_the_rest_inconclusive(
+    stack: Stack, home_source: HomeSource
+) -> None:
+    """A sound echo route and one that echoes nothing: no pass for what was not
+    checked; the evidence keeps both."""
+    echoes = (Call("GET", "/finance/download/16"), gateway_profile(stack).echoes[0])
+    context = _context(stack, home_source, echo=echoes)
+    result = _outcome(context, "token.passthrough")
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "GET /finance/download/16 did not echo" in result.reason
+    assert len(result.evidence) == 2
 
 
 # jku and x5u: the probe serves the key the header names, and sees who fetches it

@@ -18,7 +18,9 @@ from zerolane.probe.callback import CallbackUnavailable, Fetch
 from zerolane.probe.context import FRESH, ProbeContext
 from zerolane.probe.credentials import Credential
 from zerolane.probe.model import Exchange, Need, Outcome, Result, Scenario
+from zerolane.probe.profile import Call
 from zerolane.probe.runner import judge
+from zerolane.probe.wire import forms
 
 #: the audience of a token meant for another enforcement point (wrong-audience)
 ELSEWHERE = "urn:zerolane:probe:elsewhere"
@@ -172,9 +174,49 @@ def _wrong_audience(context: ProbeContext) -> Result:
 
 
 def _passthrough(context: ProbeContext) -> Result:
+    """Each echo route of the profile called right: ``fail`` if any shows the agent's
+    token or proof (raw or encoded), ``inconclusive`` if any could not be checked (its
+    twin refused, or no echo of the marker), ``pass`` only when every one was."""
     credential = context.credential()
-    echo = context.profile.echo
-    assert echo is not None  # the runner checked Need.ECHO
+    checked: list[tuple[Exchange, list[str]]] = []
+    unchecked: list[Result] = []
+    for echo in context.profile.echoes:
+        found = _echoed(context, credential, echo)
+        if isinstance(found, Result):
+            unchecked.append(found)
+        else:
+            checked.append(found)
+    evidence = tuple(twin for twin, _ in checked)
+    leaked = [(twin, seen) for twin, seen in checked if seen]
+    if not leaked and unchecked:  # a route that says nothing: nothing passes
+        said = unchecked[0]
+        others = tuple(e for result in unchecked[1:] for e in result.evidence)
+        return replace(said, evidence=(*said.evidence, *others, *evidence))
+    if leaked:
+        seen = leaked[0][1]
+        routes = ", ".join(f"{t.method} {t.url}" for t, _ in leaked)
+        return Result(
+            "token.passthrough",
+            Outcome.FAIL,
+            f"the agent's {' and '.join(seen)} came back from the upstream ({routes}): the "
+            "target passes the client's credential on instead of its own",
+            evidence,
+        )
+    named = "route's upstream" if len(checked) == 1 else f"{len(checked)} routes' upstreams"
+    return Result(
+        "token.passthrough",
+        Outcome.PASS,
+        f"the echo {named} answer holds neither the agent's token nor its proof",
+        evidence,
+    )
+
+
+def _echoed(
+    context: ProbeContext, credential: Credential, echo: Call
+) -> tuple[Exchange, list[str]] | Result:
+    """The echo route's twin and which of the token and proof came back in it (in any
+    form :func:`zerolane.probe.wire.forms` gives), or the ``inconclusive`` result when
+    the route could not be checked."""
     url = context.profile.absolute(echo.path)
     proof = context.proof(credential, echo.method, url) if credential.key is not None else None
     marker = secrets.token_hex(16)
@@ -187,36 +229,24 @@ def _passthrough(context: ProbeContext) -> Result:
         return Result(
             "token.passthrough",
             Outcome.INCONCLUSIVE,
-            f"the echo route did not echo the {ECHO_MARKER} header the probe sent: its "
-            "answer says nothing about what reached the upstream",
+            f"the echo route {echo.method} {echo.path} did not echo the {ECHO_MARKER} header "
+            "the probe sent: its answer says nothing about what reached the upstream",
             (twin,),
         )
     secrets_sent = {"token": credential.token}
     if proof is not None:
         secrets_sent["proof"] = proof
+    body = twin.body.decode("latin-1")
     seen = [  # in the order sent: the token, then its proof
         name
         for name, value in secrets_sent.items()
-        if value.encode() in twin.body
+        if any(form in body for form in forms(value))
         or any(
             context.wire.mask(value) in shown or value in shown
             for shown in twin.response_headers.values()
         )
     ]
-    if seen:
-        return Result(
-            "token.passthrough",
-            Outcome.FAIL,
-            f"the agent's {' and '.join(seen)} came back from the upstream: the target "
-            "passes the client's credential on instead of its own",
-            (twin,),
-        )
-    return Result(
-        "token.passthrough",
-        Outcome.PASS,
-        "the echo upstream's answer holds neither the agent's token nor its proof",
-        (twin,),
-    )
+    return twin, seen
 
 
 # forged signatures and headers
@@ -375,8 +405,8 @@ SCENARIOS = (
         id="token.passthrough",
         title="Agent's token passed to the upstream",
         attack=(
-            "Call a route whose upstream echoes what reached it and look for the agent's "
-            "token or proof in the answer."
+            "Call each route whose upstream echoes what reached it and look for the "
+            "agent's token or proof, raw or encoded, in the answer."
         ),
         expect=(
             "Neither comes back: the target presents its own credential upstream, never "
