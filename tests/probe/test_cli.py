@@ -287,3 +287,37 @@ def test_echo_names_one_route_or_several(tmp_path: Path) -> None:
     path.write_text(body)
     assert build_profile(read_probe_file(path).target, "http://t").echoes == ()
 
+
+def test_an_issuer_stands_for_the_endpoints(tmp_path: Path) -> None:
+    """issuer instead of token_url, revocation_url and jwks_url: the weak target's
+    RFC 8414 metadata names them, and the scenarios needing them run."""
+    with WeakTarget() as target:
+        path = _oauth_file(tmp_path, target)
+        text = path.read_text()
+        for line in text.splitlines():
+            if line.startswith(("token_url", "revocation_url", "jwks_url")):
+                text = text.replace(line + "\n", "")
+        path.write_text(text.replace("exchange = true", f'issuer = "{target.issuer}"'))
+        result = _probe(
+            "--credentials",
+            str(path),
+            "--only",
+            "task.reused_after_revocation",
+            "--only",
+            "token.hs256_public_key",
+            "--json",
+        )
+    assert result.exit_code == 0, result.output
+    outcomes = {r["id"]: r["outcome"] for r in json.loads(result.output)["results"]}
+    assert outcomes == {"task.reused_after_revocation": "pass", "token.hs256_public_key": "pass"}
+
+
+def test_an_oauth_file_names_a_token_url_or_an_issuer(tmp_path: Path) -> None:
+    path = tmp_path / "probe.toml"
+    path.write_text(
+        '[credentials]\nkind = "token_exchange"\nsubject_token_env = "S"\n'
+        '[target]\nallowed = "GET /x"\n'
+    )
+    result = _probe("--credentials", str(path), "--target", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "give token_url, or issuer to discover it from" in result.output

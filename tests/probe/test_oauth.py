@@ -513,3 +513,54 @@ def test_what_a_source_is_told_is_checked() -> None:
     hidden = ClientSecret("c", "very-secret-value")
     assert "very-secret-value" not in repr(hidden)
     assert "very-secret-value" not in repr(ClientCredentials("https://as.example/t", client=hidden))
+
+
+def test_without_rfc_8414_metadata_the_openid_configuration_is_read() -> None:
+    """A server with no RFC 8414 document (404) but an OpenID Connect one: its
+    endpoints are found there (appended to the issuer's path, not inserted)."""
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/tenant/.well-known/openid-configuration":
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": "https://as.example/tenant",
+                    "token_endpoint": "https://as.example/tenant/token",
+                    "jwks_uri": "https://as.example/tenant/jwks",
+                },
+            )
+        return httpx.Response(404, json={"error": "not_found"})
+
+    made = mocked(answer)
+    assert made.token_endpoint == "https://as.example/tenant/token"
+    assert made.jwks_uri == "https://as.example/tenant/jwks"
+    assert made.revocation_endpoint is None
+    assert asked == [
+        "/.well-known/oauth-authorization-server/tenant",
+        "/tenant/.well-known/openid-configuration",
+    ]  # fetched once
+    made.close()
+
+
+def test_the_openid_configuration_must_name_the_issuer_too() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/openid-configuration"):
+            return httpx.Response(200, json={"issuer": "https://evil.example"})
+        return httpx.Response(404)
+
+    with pytest.raises(IssuerRefused, match="another issuer"):
+        mocked(answer).issue()
+
+
+def test_a_metadata_error_other_than_404_is_not_papered_over() -> None:
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(503)
+
+    with pytest.raises(IssuerRefused, match="503"):
+        mocked(answer).issue()
+    assert asked == ["/.well-known/oauth-authorization-server/tenant"]

@@ -199,6 +199,7 @@ def credential_source(
         "dpop": given.dpop,
         "revocation_endpoint": given.revocation_url,
         "jwks_uri": given.jwks_url,
+        "issuer": given.issuer,
         "timeout": float(probe_file.timeout),
     }
     oauth: ClientCredentials | TokenExchange

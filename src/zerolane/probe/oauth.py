@@ -3,7 +3,8 @@ a client-credentials grant (:class:`ClientCredentials`) or a token exchange of a
 the probe is given (:class:`TokenExchange`).
 
 What a source offers follows from what it is told about the authorization server (or
-finds in its RFC 8414 metadata, given the ``issuer``):
+finds in its RFC 8414 metadata, or its OpenID Connect configuration, given the
+``issuer``):
 
 - every grant is a new credential (``SECOND_CREDENTIAL``);
 - ``dpop`` (the default): each grant gets an EC P-256 key of its own and a DPoP proof
@@ -160,13 +161,22 @@ class _OAuthSource:
     # what the server offers
 
     def _discovered(self, member: str) -> str | None:
-        """``member`` of the issuer's RFC 8414 metadata (fetched once; None without an
-        issuer). The metadata must name the configured issuer (RFC 8414 3.3)."""
+        """``member`` of the issuer's RFC 8414 metadata, or its OpenID Connect
+        configuration when the server has no RFC 8414 document (404): fetched once, None
+        without an issuer. The document must name the configured issuer (RFC 8414 3.3,
+        OpenID Connect Discovery 4.3)."""
         if self._issuer is None:
             return None
         if self._metadata is None:
             url = _well_known(self._issuer)
-            metadata = self._json("GET", url, what="the issuer's metadata")
+            try:
+                metadata = self._json("GET", url, what="the issuer's metadata")
+            except IssuerRefused as refused:
+                if refused.status != 404:
+                    raise
+                # no RFC 8414 document: OpenID Connect Discovery 1.0 section 4
+                url = _openid_configuration(self._issuer)
+                metadata = self._json("GET", url, what="the issuer's OpenID configuration")
             if metadata.get("issuer") != self._issuer:
                 raise IssuerRefused(None, "the metadata names another issuer", url=url)
             self._metadata = metadata
@@ -502,6 +512,11 @@ def _well_known(issuer: str) -> str:
     parts = urlsplit(issuer)
     path = "/.well-known/oauth-authorization-server" + parts.path.rstrip("/")
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _openid_configuration(issuer: str) -> str:
+    """The OpenID Connect Discovery URL of ``issuer`` (appended to its path)."""
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
 def _error_code(response: _Answer) -> str | None:

@@ -73,6 +73,11 @@ def _one_source(file: str | None, env: str | None, what: str, *, required: bool)
         raise refuse("probe.secret", f"{what}: give {what}_file or {what}_env")
 
 
+def _endpoint(token_url: str | None, issuer: str | None) -> None:
+    if token_url is None and issuer is None:
+        raise refuse("probe.token_url", "give token_url, or issuer to discover it from")
+
+
 @dataclass(frozen=True, slots=True)
 class ZerolaneCredentials:
     """Tasks the probe opens in a zerolane home (its own workloads, registered there)."""
@@ -100,8 +105,12 @@ class ClientCredentialsFile:
     __pydantic_config__ = STRICT
 
     kind: Literal["client_credentials"]
-    token_url: Url
     client_id: Str
+    #: the token endpoint; or ``issuer``, whose metadata names it (and the others)
+    token_url: Url | None = None
+    #: the authorization server's issuer: its RFC 8414 metadata (else its OpenID Connect
+    #: configuration) names the token, revocation and JWKS endpoints not given here
+    issuer: Url | None = None
     client_secret_file: Str | None = None
     client_secret_env: Str | None = None
     scope: Str | None = None
@@ -123,6 +132,7 @@ class ClientCredentialsFile:
     @model_validator(mode="after")
     def _secret(self) -> Self:
         _one_source(self.client_secret_file, self.client_secret_env, "client_secret", required=True)
+        _endpoint(self.token_url, self.issuer)
         return self
 
 
@@ -133,7 +143,8 @@ class TokenExchangeFile:
     __pydantic_config__ = STRICT
 
     kind: Literal["token_exchange"]
-    token_url: Url
+    token_url: Url | None = None
+    issuer: Url | None = None
     subject_token_file: Str | None = None
     subject_token_env: Str | None = None
     subject_token_type: Str = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
@@ -153,6 +164,7 @@ class TokenExchangeFile:
         _one_source(
             self.client_secret_file, self.client_secret_env, "client_secret", required=False
         )
+        _endpoint(self.token_url, self.issuer)
         return self
 
 
