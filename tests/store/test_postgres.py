@@ -12,16 +12,20 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
+from tests.conformance.test_task_tree import task
 from tests.store.pg_schema import SchemaStores, admin, conninfo, drop_schema, new_schema
 from zerolane.audit.chain import seal
-from zerolane.errors import Conflict, InvalidInput, Unavailable
+from zerolane.errors import Conflict, InvalidInput, ProofReplayed, Unavailable
+from zerolane.store.changes import AddEnforcementPoint, Change
 from zerolane.store.open import open_stores
 from zerolane.store.postgres import PostgresStores
 from zerolane.store.postgres.connection import Pool, connect, describe
 from zerolane.store.postgres.migrations import LATEST, migrate, statements
 from zerolane.store.postgres.stores import RETRIES
-from zerolane.store.records import AdminCredential, SpentProof
+from zerolane.store.records import AdminCredential, EnforcementPoint, PlaybookRecord, SpentProof
 from zerolane.store.sqlite.migrations import MIGRATIONS
+from zerolane.store.sqlite.proofs import MAX_STEP_BACK
+from zerolane.types import TaskState
 
 NOW = 1_800_000_000.0
 
@@ -240,3 +244,99 @@ def test_a_failed_statement_does_not_spoil_the_pool(schema: str) -> None:
         assert again is conn  # autocommit: the failed statement left no transaction
         assert again.execute("SELECT 1 AS one").fetchone() == {"one": 1}
     pool.close()
+
+
+# spent proofs across processes (SQLite's twins: tests/conformance/test_spent_proofs.py)
+
+
+def test_stores_over_one_database_share_what_was_spent(schema: str) -> None:
+    first = PostgresStores(conninfo(schema))
+    proof = SpentProof.of("jkt:shared", NOW + 60)
+    try:
+        first.add_task(task("t1"))
+        spent = first.spend_call("t1", expected_calls_used=0, touched=1, now=NOW, proof=proof)
+        assert spent is not None
+    finally:
+        first.close()
+    second = PostgresStores(conninfo(schema))
+    try:
+        with pytest.raises(ProofReplayed):
+            second.spend_call("t1", expected_calls_used=1, touched=1, now=NOW, proof=proof)
+        assert not second.spend_proof(proof, NOW)
+        assert second.spend_proof(SpentProof.of("jkt:fresh", NOW + 60), NOW)
+    finally:
+        second.close()
+
+
+def test_a_purged_proof_stays_refused_by_a_store_whose_clock_is_behind(schema: str) -> None:
+    first = PostgresStores(conninfo(schema))
+    captured = SpentProof.of("jkt:captured", NOW + 60)
+    try:
+        assert first.spend_proof(captured, NOW)
+        assert first.spend_proof(SpentProof.of("jkt:later", NOW + 121), NOW + 61)  # purges
+    finally:
+        first.close()
+    restarted = PostgresStores(conninfo(schema))
+    try:
+        assert not restarted.spend_proof(captured, NOW + 21)  # 40 s behind the purge
+        # the twin: a proof made at the earlier clock is new
+        assert restarted.spend_proof(SpentProof.of("jkt:fresh", NOW + 81), NOW + 21)
+        far = NOW + 61 - MAX_STEP_BACK - 60  # a clock far behind: no lasting refusal
+        assert restarted.spend_proof(SpentProof.of("jkt:far", far + 60), far)
+    finally:
+        restarted.close()
+
+
+# ports outside the conformance suite (enforcement points, playbooks, task listing)
+
+
+def test_enforcement_points_playbooks_and_task_lists(schema: str) -> None:
+    stores = SchemaStores(schema)
+    point = EnforcementPoint("edge", "h" * 64, ("https://edge.example",), NOW)
+    stores.add_enforcement_point(point)
+    with pytest.raises(Conflict) as conflict:
+        stores.add_enforcement_point(point)
+    assert conflict.value.reason == "enforcement_point.exists"
+    assert stores.list_enforcement_points() == [point]
+    assert stores.remove_enforcement_point("edge") == point
+    assert stores.remove_enforcement_point("edge") is None
+    playbook = PlaybookRecord("reports", "{}", 1, NOW)
+    stores.put_playbook(playbook)
+    stores.put_playbook(replaced := PlaybookRecord("reports", '{"v":2}', 2, NOW + 1))
+    assert stores.get_playbook("reports") == replaced != playbook
+    assert stores.list_playbooks() == [replaced]
+    assert stores.get_playbook("none") is None
+    stores.add_task(task("t1"))
+    assert [t.task_id for t in stores.list_tasks(owner="spiffe://example.org/agents/a1")] == ["t1"]
+    assert stores.list_tasks(owner="someone else") == []
+    assert stores.list_tasks(state=TaskState.REVOKED) == []
+    orphan = task("orphan")  # no parent: nothing to carve from
+    assert stores.add_child_task(orphan, now=NOW) is None
+    with pytest.raises(TypeError):
+        stores.write_recorded(Change(), lambda _r: [], seal)
+    stores.close()
+
+
+def test_a_recorded_write_whose_events_fail_stores_nothing(schema: str) -> None:
+    stores = SchemaStores(schema)
+    point = EnforcementPoint("edge", "h" * 64, ("https://edge.example",), NOW)
+
+    def refused(_result: None) -> list[dict[str, object]]:
+        raise Unavailable("audit.write", "the sink refused")
+
+    with pytest.raises(Unavailable):
+        stores.write_recorded(AddEnforcementPoint(point), refused, seal)
+    assert stores.list_enforcement_points() == []
+
+    event: dict[str, object] = {"event_id": "same", "time": "t", "kind": "k", "outcome": "o"}
+    stores.append_events([event], seal)
+    with pytest.raises(Unavailable) as info:  # a second event with the same id: refused
+        stores.write_recorded(AddEnforcementPoint(point), lambda _r: [event], seal)
+    assert info.value.reason == "store.write"
+    assert stores.list_enforcement_points() == []
+    # the twin: a new event id records the change
+    fresh = {**event, "event_id": "other"}
+    stores.write_recorded(AddEnforcementPoint(point), lambda _r: [fresh], seal)
+    assert stores.list_enforcement_points() == [point]
+    assert len(stores.read_events()) == 2
+    stores.close()
