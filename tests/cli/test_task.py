@@ -4,6 +4,7 @@ the lifecycle, exactly as before."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -148,3 +149,33 @@ def test_an_unknown_task_is_refused_as_before(home: Path) -> None:
         refused = run(home, *command)
         assert refused.exit_code == 2
         assert refused.output.startswith("error task.unknown: no task tsk_nope")
+
+
+def test_a_task_in_shadow_mode_shows_it_in_list_show_and_tree(home: Path) -> None:
+    shadow = dataclasses.replace(SCOPE, shadow=True)
+    deployment = Deployment.open(home)
+    try:
+        trial = dataclasses.replace(
+            record("tsk_trial", expires_in=3600), scope=shadow.to_json(), token_jti="jti-trial"
+        )
+        deployment.stores.add_task(trial)
+    finally:
+        deployment.close()
+    listed = run(home, "task", "list", "--wide")
+    assert listed.exit_code == 0, listed.output
+    rows = {
+        cells[1]: cells for line in listed.output.splitlines() if len(cells := line.split()) > 5
+    }
+    assert rows["tsk_trial"][9] == "shadow"  # task, owner, playbook, state, mode
+    assert rows["tsk_root"][9] == "enforce"  # the twin
+    as_json = json.loads(run(home, "task", "list", "--json").output)
+    assert {t["task_id"]: t["mode"] for t in as_json} == {
+        "tsk_trial": "shadow",
+        "tsk_child": "enforce",
+        "tsk_root": "enforce",
+    }
+    assert json.loads(run(home, "task", "show", "tsk_trial").output)["mode"] == "shadow"
+    tree = run(home, "task", "tree", "tsk_trial")
+    assert tree.exit_code == 0, tree.output
+    assert "active shadow calls 1/5" in tree.output
+    assert " shadow" not in run(home, "task", "tree", "tsk_root").output

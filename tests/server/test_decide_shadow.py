@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import Api
-from tests.server.task_fixtures import FINANCE, TaskApi
+from tests.server.task_fixtures import FINANCE, TaskApi, playbook
 from zerolane.decision import Shadow
 from zerolane.errors import Unavailable
 from zerolane.gateway.inproc import decision_of
@@ -82,3 +82,17 @@ def test_a_shadow_name_is_bounded(tapi: TaskApi) -> None:
     refused = tapi.client.post("/v1/decide", json=body, headers=tapi.point)
     assert refused.status_code == 400
     assert refused.json()["reason"] == "request.invalid"
+
+
+def test_a_task_of_a_playbook_in_shadow_shows_its_mode(tapi: TaskApi) -> None:
+    tapi.apply_playbook(playbook(name="finance-trial", mode="shadow"))
+    trial = tapi.opened(playbook="finance-trial")
+    plain = tapi.opened()
+    shown = tapi.client.get(f"/v1/admin/tasks/{trial.task_id}", headers=tapi.admin).json()
+    assert shown["mode"] == "shadow"
+    twin = tapi.client.get(f"/v1/admin/tasks/{plain.task_id}", headers=tapi.admin).json()
+    assert twin["mode"] == "enforce"
+    # and what the mode says holds: the trial task's deny is let through
+    url = f"{FINANCE}/reports/q3"
+    assert tapi.decide(trial, "DELETE", url, **DELETE)["decision"] == "shadow"
+    assert tapi.decide(plain, "DELETE", url, **DELETE)["decision"] == "deny"

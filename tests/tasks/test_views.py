@@ -32,6 +32,12 @@ TASK = TaskRecord(
     touched=1,
     token_jti="jti-1",
 )
+#: a task opened under a playbook in shadow mode (its scope keeps the mode)
+SHADOWED = dataclasses.replace(
+    TASK,
+    task_id="tsk_2",
+    scope=dataclasses.replace(Scope.from_json(TASK.scope), shadow=True).to_json(),
+)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +75,7 @@ def test_the_view_is_the_apis_task_out_value_for_value() -> None:
         user_subject="alice",
         user_issuer="https://idp.example",
     )
-    for task in (TASK, delegated):
+    for task in (TASK, delegated, SHADOWED):
         view = task_view(task, END - 1)
         assert view == task_out(task, END - 1).model_dump()
         assert set(view) == set(TaskOut.model_fields)
@@ -84,3 +90,10 @@ def test_the_view_is_the_apis_task_out_value_for_value() -> None:
         "destinations": ["api.example.org"],
         "data_ceiling": "internal",
     }
+
+
+def test_the_view_shows_the_tasks_mode() -> None:
+    assert task_view(TASK, END - 1)["mode"] == task_out(TASK, END - 1).mode == "enforce"
+    assert task_view(SHADOWED, END - 1)["mode"] == task_out(SHADOWED, END - 1).mode == "shadow"
+    # the mode is not a permission: the scope shown is the same
+    assert task_view(SHADOWED, END - 1)["scope"] == task_view(TASK, END - 1)["scope"]

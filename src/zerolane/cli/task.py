@@ -90,7 +90,8 @@ def list_tasks(
     as_json: JsonOption = False,
     wide: WideOption = False,
 ) -> None:
-    """List tasks, newest first (an active task past its window shows as expired)."""
+    """List tasks, newest first (an active task past its window shows as expired; mode
+    shadow: what the policies deny it is let through, audited as a would-deny)."""
     try:
         wanted = TaskState(state) if state else None
     except ValueError:
@@ -113,7 +114,7 @@ def list_tasks(
     if as_json:
         print_json(tasks)
         return
-    table = Table("task", "owner", "playbook", "state", "calls", "expires", "intent")
+    table = Table("task", "owner", "playbook", "state", "mode", "calls", "expires", "intent")
     for t in tasks:
         table.add_row(
             *cells(
@@ -121,6 +122,7 @@ def list_tasks(
                 t["owner"],
                 t["playbook"],
                 t["state"],
+                t["mode"],
                 f"{t['calls_used']}/{t['max_calls']}",
                 _when(t["expires_at"]),
                 shortened(t["intent"], wide),
@@ -221,7 +223,8 @@ def resume(
 @app.command("tree")
 def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show a task and the tasks delegated from it, as a tree (each with its holder,
-    state, calls and the person it acts for, when verified)."""
+    state, shadow when it runs in shadow mode, calls and the person it acts for, when
+    verified)."""
     from zerolane.tasks.views import TREE_LIMIT, tree_of
 
     def read(stores: Stores, _now: float) -> list[TaskRecord] | None:
@@ -242,6 +245,7 @@ def tree(task_id: TaskIdArg, home: HomeOption = None, as_json: JsonOption = Fals
             (printable(t["task_id"]), "bold"),
             f" {printable(t['owner'])} ",
             (state, _STATE_STYLE.get(state, "white")),
+            (" shadow" if t["mode"] == "shadow" else "", "magenta"),
             printable(f" calls {t['calls_used']}/{t['max_calls']}{user}{ended}"),
         )
         parent = nodes.get(t["parent_id"]) if t["parent_id"] else None

@@ -18,6 +18,10 @@ class TaskOut(BaseModel):
     playbook_version: int
     intent: str
     state: str
+    #: ``enforce``, or ``shadow``: the task's playbook ran in shadow mode when it was
+    #: opened (kept for its life and its delegated tasks), so what the policies deny it
+    #: is let through and audited as a would-deny
+    mode: str = "enforce"
     scope: dict[str, Any]
     created_at: float
     expires_at: float

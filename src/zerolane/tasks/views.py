@@ -80,8 +80,10 @@ def _depth_first(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
 
 def task_view(task: TaskRecord, now: float) -> dict[str, Any]:
     """How a task is shown (the API's ``TaskOut`` and the CLI's JSON): its state as
-    decisions see it at ``now``, its scope, its place in a delegation tree and the
-    verified person it acts for."""
+    decisions see it at ``now``, its mode (``shadow`` when its playbook ran in shadow
+    mode as it was opened: what the policies deny it is let through, audited as a
+    would-deny), its scope, its place in a delegation tree and the verified person it
+    acts for."""
     scope = Scope.from_json(task.scope)
     user = None
     if task.user_subject is not None and task.user_issuer is not None:
@@ -93,6 +95,7 @@ def task_view(task: TaskRecord, now: float) -> dict[str, Any]:
         "playbook_version": task.playbook_version,
         "intent": task.intent,
         "state": effective_state(task, now).value,
+        "mode": "shadow" if scope.shadow else "enforce",
         "scope": {
             "actions": list(scope.actions),
             "resources": list(scope.resources),
