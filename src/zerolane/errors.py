@@ -30,9 +30,15 @@ class Refusal(enum.StrEnum):
 
 
 class ZerolaneError(Exception):
-    """Base error: ``reason`` is a stable id, ``message`` is for people."""
+    """Base error: ``reason`` is a stable id, ``message`` is for people.
+
+    ``audited``: the core recorded this refusal in the audit log already (a task open
+    or an exchange refused to a caller it had authenticated); an edge that audits the
+    refusals it answers (the token endpoints' ``token.refused``) records only the
+    others, so none is recorded twice and none is missed."""
 
     kind: ClassVar[Refusal] = Refusal.INVALID
+    audited: bool = False
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")

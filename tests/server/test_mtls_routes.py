@@ -6,6 +6,7 @@ else's). Attack rows with twins."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,12 +316,21 @@ def test_delegating_a_certificate_bound_parent_without_its_certificate_is_refuse
         assert refused.headers["www-authenticate"] == (
             f'Bearer error="invalid_token", error_description="{reason}"'
         )
-    events = [
-        e
-        for e in api.deployment.audit.iter_records()
-        if '"task.delegate"' in e.body and '"denied"' in e.body
+    # refused before the parent's holder was authenticated: token.refused, at a rate
+    api.deployment.refusals.flush(10)
+    bodies = [json.loads(e.body) for e in api.deployment.audit.iter_records()]
+    assert not [b for b in bodies if b["kind"] == "task.delegate"]
+    events = [b for b in bodies if b["kind"] == "token.refused"]
+    assert [e["reason"] for e in events] == [
+        "mtls.cert_missing",
+        "mtls.cert_missing",
+        "mtls.cert_missing",
+        "mtls.cert_mismatch",
     ]
-    assert len(events) == 4
+    mismatch = events[-1]  # the token verified: the audit names its task and workload
+    task_id = jwt.decode(parent, options={"verify_signature": False})["task"]
+    assert (mismatch["subject"], mismatch["actor"]["id"]) == (task_id, AGENT)
+    assert mismatch["details"]["presented_x5t"] != mismatch["details"]["expected_x5t"]
     granted = _exchange(api.proxy, form, held.header)  # the twin
     assert granted.status_code == 200, granted.text
 

@@ -390,13 +390,23 @@ def test_a_stolen_parent_token_without_the_parents_key_mints_nothing(
         Unauthenticated, "dpop.missing", exchange, team, agent, parent.token, helper, proof=None
     )
     assert team.deployment.stores.list_children(parent.task.task_id) == []
-    assert [e["reason"] for e in team.events("task.delegate")] == [
-        "dpop.key_mismatch",
-        "dpop.key_mismatch",
-        "dpop.missing",
-    ]
+    # refused before the holder was authenticated: raised unaudited, with what verified
+    # (the edge records it as token.refused, at a bounded rate: anyone can send these)
+    assert team.events("task.delegate") == []
+    with pytest.raises(Unauthenticated) as caught:
+        exchange(team, agent, parent.token, helper, proof_key=thief)
+    assert not caught.value.audited
+    assert caught.value.verified is not None
+    assert caught.value.verified["task_id"] == parent.task.task_id
     # the twin: the parent proving its own key
     assert exchange(team, agent, parent.token, helper, max_calls=1)
+    # a refusal once the holder is authenticated is the core's to audit, and says so
+    with pytest.raises(Forbidden) as over:
+        exchange(team, agent, parent.token, helper, max_calls=100)
+    assert over.value.audited
+    assert [e["reason"] for e in team.events("task.delegate") if e["outcome"] == "denied"] == [
+        "delegation.budget"
+    ]
 
 
 def test_a_replayed_exchange_proof_is_refused(team: World, agent: Agent) -> None:

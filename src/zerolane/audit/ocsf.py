@@ -6,8 +6,9 @@ Each kind of event maps to the OCSF class that fits it (:data:`RULES`, documente
 - API Activity (6003): ``decision`` -- a request an enforcement point decided on,
   allowed or blocked (the ``security_control`` profile: ``disposition_id``,
   ``action_id``, the policies in ``authorizations``);
-- Authentication (3002): attestation, SVID issuance, token renewal, sign-in, and the
-  MCP gateway's refusals of a token before any decision (``mcp.refused``);
+- Authentication (3002): attestation, SVID issuance, token renewal, sign-in, the MCP
+  gateway's refusals of a token before any decision (``mcp.refused``), and the token
+  endpoints' refusals (``token.refused``);
 - Authorize Session (3003): a task opened (or refused), delegated, a grant issued, an
   OAuth consent: privileges assigned to a workload;
 - Account Change (3001): workloads registered, enabled, disabled;
@@ -307,6 +308,28 @@ def _authentication(
     return shape
 
 
+_TOKEN_REFUSED_USED = frozenset({"listener", "method", "path", "token_id"})
+
+
+def _token_refused(src: Source) -> Shaped:
+    """A token endpoint's refusal (``token.refused``): a credential asked for and not
+    issued. ``user``: the workload a verified token named, else ``unauthenticated``
+    (its OAuth ``client_id`` is in ``unmapped``: a public client proves nothing);
+    ``src_endpoint``: the client's address; ``http_request``: the endpoint; ``session``:
+    the id of the token that verified before its proof or certificate was refused."""
+    client, path, method = _ip(src.details.get("client")), src.text("path"), src.text("method")
+    token_id = src.text("token_id")
+    attrs = {
+        "user": _user(src.actor_id, src.actor_type),
+        "service": {"name": src.text("listener") or "token"},
+        "src_endpoint": {"ip": client} if client else None,
+        "http_request": _compact({"http_method": method, "url": {"path": path} if path else None})
+        or None,
+        "session": {"credential_uid": token_id} if token_id else None,
+    }
+    return _compact(attrs), _TOKEN_REFUSED_USED
+
+
 # ---- Authorize Session -------------------------------------------------------------------
 
 
@@ -466,6 +489,8 @@ RULES: Mapping[str, Rule] = {
         _AUTHN, 5, "Service Ticket Renew", _authentication(who="actor", session="task_id")
     ),
     "mcp.refused": Rule(_AUTHN, 1, "Logon", _authentication(who="actor", service="mcp-gateway")),
+    # a token endpoint's refusal: a ticket (task token) asked for and refused
+    "token.refused": Rule(_AUTHN, 3, "Authentication Ticket", _token_refused),
     # Authorize Session: 1 Assign Privileges
     "task.opened": Rule(
         AUTHORIZE_SESSION, 1, "Assign Privileges", _authorize(privileges=_scope_actions)

@@ -204,6 +204,23 @@ EVENT_FIELDS: Mapping[str, EventFields] = MappingProxyType(
         "oauth.sign_in": _fields(_REFUSED),
         "oauth.consented": _fields(["client_id", "playbook", "intent"]),
         "oauth.refresh_reused": _fields(["client_id", "task_id"], secret=["refresh_token"]),
+        # a token endpoint's refusal the core did not record (server.token_refusals),
+        # rate-limited like gateway.refused: what was sent and seen, never a credential
+        "token.refused": _fields(
+            [*_REFUSED, *_SEEN, "client_id", "grant_type", "subject_token_type"],
+            secret=[
+                "subject_token",
+                "actor_token",
+                "code",
+                "code_verifier",
+                "refresh_token",
+                "client_secret",
+                "assertion",
+                "password",
+                "dpop",
+                "authorization",
+            ],
+        ),
         "task.delegate": _fields(
             [
                 "parent_id",

@@ -43,6 +43,7 @@ from zerolane.server.schemas import (
 )
 from zerolane.server.security import Admin
 from zerolane.server.task_routes import router as task_router
+from zerolane.server.token_refusals import OPEN_PATH, token_refused
 from zerolane.server.token_routes import router as token_router
 from zerolane.store.records import Workload
 from zerolane.tokens.rfc8705 import der_of
@@ -80,21 +81,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         record_error(request.scope, err.reason)
         return error_refusal(err).response()
 
+    def invalid(request: Request, reason: str) -> None:
+        record_error(request.scope, reason)
+        if request.method == "POST" and request.url.path == OPEN_PATH:  # a token endpoint
+            token_refused(request.app.state.deployment, request.scope, reason=reason, status=400)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> Response:
         problems = err.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
-            record_error(request.scope, "request.malformed_json")
+            invalid(request, "request.malformed_json")
             return _error(400, "request.malformed_json", "the body is not valid JSON")
         if any(p.get("type") == "extra_forbidden" for p in problems):
             names = [".".join(str(x) for x in p["loc"][1:]) for p in problems]
-            record_error(request.scope, "request.unknown_field")
+            invalid(request, "request.unknown_field")
             return _error(400, "request.unknown_field", f"unknown field(s): {', '.join(names)}")
         details = [
             {"field": ".".join(str(x) for x in p["loc"][1:]), "problem": p["msg"]} for p in problems
         ]
         where = "request body" if all(p["loc"][:1] == ("body",) for p in problems) else "request"
-        record_error(request.scope, "request.invalid")
+        invalid(request, "request.invalid")
         return _error(400, "request.invalid", f"the {where} is invalid", details=details)
 
     @app.exception_handler(StarletteHTTPException)

@@ -9,6 +9,8 @@ with ``[[oauth.sign_in]]``, ``POST /oauth/sign-in`` (from the page: off to an Op
 provider) and ``GET /oauth/callback`` (back from it: the page again, for the person it
 proved; :mod:`zerolane.server.oauth_sign_in`). A sign-in from a locked username or
 address (:mod:`zerolane.server.oauth_throttle`) is answered 429 with ``Retry-After``.
+Every refusal of ``/oauth/token`` is audited, at the refusals' bounded rate
+(``token.refused``, :mod:`zerolane.server.token_refusals`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from zerolane.server.oauth_server import AuthorizeRefused, OAuthError, OAuthServ
 from zerolane.server.oauth_sign_in import OidcSignIn, SignInRefused
 from zerolane.server.oauth_state import Authorization, Client, digest
 from zerolane.server.oauth_throttle import REASON as THROTTLED
+from zerolane.server.token_refusals import token_refused
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -346,15 +349,30 @@ async def token(request: Request) -> Response:
     to the key of the request's ``DPoP`` proof (or, where allowed, a short-lived
     unbound one for a client that sends none)."""
     server = _server(request)
+    form: dict[str, list[str]] = {}
+
+    def refused(err: OAuthError) -> Response:
+        """The refusal, audited unless it was already (``token.refused``)."""
+        if not err.audited:
+            token_refused(
+                request.app.state.deployment,
+                request.scope,
+                reason=err.reason,
+                status=err.status,
+                client_id=_one(form, "client_id") or None,
+                grant_type=_one(form, "grant_type") or None,
+            )
+        return _oauth_error(err)
+
     try:
         form = await _form(request)
         proof = proof_of(request.headers.raw)
     except (ValueError, ZerolaneError) as err:
         if isinstance(err, ZerolaneError):
-            return _oauth_error(OAuthError(400, "invalid_request", err.reason, err.message))
-        return _oauth_error(OAuthError(400, "invalid_request", "oauth.request", str(err)))
+            return refused(OAuthError(400, "invalid_request", err.reason, err.message))
+        return refused(OAuthError(400, "invalid_request", "oauth.request", str(err)))
     try:
         issued = await run_in_threadpool(server.token, form, proof, request.scope)
     except OAuthError as err:
-        return _oauth_error(err)
+        return refused(err)
     return JSONResponse(issued.json(), headers=_NO_STORE)

@@ -39,7 +39,10 @@ Refusals are audited at a bounded rate, as the gateways' are
 (``oauth.client_registered`` denied) each go through the token buckets of (``oauth``,
 reason, client address), so a flood of bad authorize, token or sign-in requests cannot
 fill the log; what is not written is counted and carried by the next event written
-(``suppressed``), with the listener, method, path, client address and status.
+(``suppressed``), with the listener, method, path, client address and status. Every
+other refusal of the token endpoint (a bad form or proof, an unknown client, a bad
+grant, code, verifier or refresh token, a reused code) is a ``token.refused`` event at
+the same rate (:mod:`zerolane.server.token_refusals`).
 """
 
 from __future__ import annotations
@@ -100,11 +103,16 @@ LISTENER = "oauth"
 
 
 class OAuthError(Exception):
-    """An RFC 6749 error: ``error`` the code, ``reason`` zerolane's reason id."""
+    """An RFC 6749 error: ``error`` the code, ``reason`` zerolane's reason id;
+    ``audited``: recorded in the audit log already (else the route records it as
+    ``token.refused``, :mod:`zerolane.server.token_refusals`)."""
 
-    def __init__(self, status: int, error: str, reason: str, description: str) -> None:
+    def __init__(
+        self, status: int, error: str, reason: str, description: str, *, audited: bool = False
+    ) -> None:
         super().__init__(description)
         self.status, self.error, self.reason, self.description = status, error, reason, description
+        self.audited = audited
 
 
 class AuthorizeRefused(Exception):
@@ -450,8 +458,8 @@ class OAuthServer:
         client_id = form.get("client_id")
         try:
             client = self.lookup(client_id, scope, status=401) if client_id else None
-        except ClientDocumentError as err:
-            raise OAuthError(401, err.error, err.reason, err.description) from None
+        except ClientDocumentError as err:  # audited as oauth.client_registered denied
+            raise OAuthError(401, err.error, err.reason, err.description, audited=True) from None
         if client is None:
             raise OAuthError(401, "invalid_client", "oauth.client", "unknown client_id")
         verified = self._proof(proof)
@@ -532,8 +540,10 @@ class OAuthServer:
                 ),
                 user=grant.user,
             )
-        except ZerolaneError as err:
-            raise OAuthError(400, "invalid_grant", err.reason, err.message) from None
+        except ZerolaneError as err:  # a refused open is audited (task.open denied)
+            raise OAuthError(
+                400, "invalid_grant", err.reason, err.message, audited=err.audited
+            ) from None
         self.state.code_opened(code, opened.task.task_id)
         refresh = None
         if "refresh_token" in client.grant_types:
@@ -585,7 +595,9 @@ class OAuthServer:
                 details={"client_id": grant.client_id, "task_id": grant.task_id},
             )
             self._revoke(grant.task_id, "oauth.refresh_reused")
-            raise OAuthError(400, "invalid_grant", "oauth.refresh_reused", "refresh_token reused")
+            raise OAuthError(
+                400, "invalid_grant", "oauth.refresh_reused", "refresh_token reused", audited=True
+            )
         resource = form.get("resource")
         if resource is not None and resource != grant.resource:
             raise OAuthError(400, "invalid_target", "oauth.resource", "not the token's resource")
@@ -595,7 +607,9 @@ class OAuthServer:
         try:
             renewed = self._renewal.renew(grant.task_id, caller)
         except ZerolaneError as err:
-            raise OAuthError(400, "invalid_grant", err.reason, err.message) from None
+            raise OAuthError(
+                400, "invalid_grant", err.reason, err.message, audited=err.audited
+            ) from None
         refresh = self.state.add_refresh(
             RefreshGrant(
                 chain=grant.chain,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from zerolane.errors import InvalidInput
+from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.gateway.access_log import record_decision, record_task
 from zerolane.gateway.client_cert import ClientCertSource
 from zerolane.gateway.edge.http import (
@@ -17,11 +17,13 @@ from zerolane.gateway.edge.http import (
     decision_status,
     denial,
     one_header,
+    status_of,
 )
 from zerolane.server.deployment import Deployment
 from zerolane.server.schemas import Strict
 from zerolane.server.security import Admin
 from zerolane.server.task_views import TaskOut, task_out
+from zerolane.server.token_refusals import token_refused
 from zerolane.tasks.decisions import DecideInput
 from zerolane.tasks.lifecycle import OpenRequest
 from zerolane.tasks.playbooks import parse_playbook, playbook_to_json
@@ -134,28 +136,35 @@ def open_task(
 ) -> OpenedOut:
     """Open a task: JWT-SVID (``Authorization: DPoP <svid>``) plus a DPoP proof; or,
     with no ``Authorization``, the X.509-SVID of a mutual-TLS connection, and then the
-    token is bound to that certificate (RFC 8705 ``cnf.x5t#S256``, ``token_type`` Bearer)."""
+    token is bound to that certificate (RFC 8705 ``cnf.x5t#S256``, ``token_type`` Bearer).
+    A refusal is audited: ``task.open`` denied once the caller is authenticated, else
+    ``token.refused`` at the refusals' bounded rate."""
     deployment = _deployment(request)
-    certificate = client_cert(request, deployment)
-    if authorization is None and certificate is not None:
-        caller = deployment.authenticator.workload_by_certificate(certificate)
-    else:  # an SVID is always DPoP-bound: no certificate lets a Bearer one through
-        token, proof = credentials_of(request.headers.raw, client_cert=None)
-        caller = deployment.authenticator.workload(
-            token, proof, method="POST", url=_url(request, deployment)
+    try:
+        certificate = client_cert(request, deployment)
+        if authorization is None and certificate is not None:
+            caller = deployment.authenticator.workload_by_certificate(certificate)
+        else:  # an SVID is always DPoP-bound: no certificate lets a Bearer one through
+            token, proof = credentials_of(request.headers.raw, client_cert=None)
+            caller = deployment.authenticator.workload(
+                token, proof, method="POST", url=_url(request, deployment)
+            )
+        opened = deployment.lifecycle.open(
+            caller,
+            OpenRequest(
+                intent=body.intent,
+                playbook=body.playbook,
+                authorization_details=body.authorization_details,
+                ttl=body.ttl,
+                max_calls=body.max_calls,
+                on_behalf_of=body.on_behalf_of,
+                audience=body.audience,
+            ),
         )
-    opened = deployment.lifecycle.open(
-        caller,
-        OpenRequest(
-            intent=body.intent,
-            playbook=body.playbook,
-            authorization_details=body.authorization_details,
-            ttl=body.ttl,
-            max_calls=body.max_calls,
-            on_behalf_of=body.on_behalf_of,
-            audience=body.audience,
-        ),
-    )
+    except ZerolaneError as err:  # answered by the app's handler, audited first
+        if not err.audited:
+            token_refused(deployment, request.scope, reason=err.reason, status=status_of(err.kind))
+        raise
     record_task(request.scope, opened.task.task_id)
     now = deployment.clock.now()
     return OpenedOut(

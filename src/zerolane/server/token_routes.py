@@ -10,6 +10,9 @@ follow RFC 8693 section 2.2: the issued token (``token_type: DPoP``), or an RFC 
 section 5.2 error object: ``error`` (the RFC's code) and ``error_description``, in the
 error object every refusal has (:mod:`zerolane.gateway.edge.http`: ``reason``,
 ``message``, ``reasons``, ``decision_id``), with its ``WWW-Authenticate`` on a 401.
+Every refusal is audited: by the core once the caller is authenticated
+(``task.delegate``, ``task.open`` denied), else here as ``token.refused`` at the
+refusals' bounded rate (:mod:`zerolane.server.token_refusals`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from zerolane.errors import ZerolaneError
+from zerolane.errors import InvalidInput, ZerolaneError
 from zerolane.gateway.edge.http import proof_of, refusal, status_of
 from zerolane.server.deployment import Deployment
 from zerolane.server.task_routes import client_cert
 from zerolane.server.task_views import TaskOut, task_out
-from zerolane.tokens.rfc8693 import ACCESS_TOKEN_TYPE, FORM_TYPE, oauth_error, parse_exchange_form
+from zerolane.server.token_refusals import seen_of, token_refused
+from zerolane.tokens.rfc8693 import (
+    ACCESS_TOKEN_TYPE,
+    FORM_TYPE,
+    ExchangeRequest,
+    oauth_error,
+    parse_exchange_form,
+)
 
 router = APIRouter()
 
@@ -127,13 +137,28 @@ async def token_exchange(request: Request) -> Response:
     """Exchange a parent task token (delegation) or a person's ID token (a task on their
     behalf) for a task token; see docs/delegation.md."""
     deployment: Deployment = request.app.state.deployment
+    parsed: ExchangeRequest | None = None
+
+    def refused(status: int, err: ZerolaneError) -> Response:
+        """The refusal, audited unless the core recorded it (``token.refused``)."""
+        if not err.audited:
+            token_refused(
+                deployment,
+                request.scope,
+                reason=err.reason,
+                status=status,
+                subject_token_type=parsed.subject_token_type if parsed else None,
+                seen=seen_of(err),
+            )
+        return oauth_error_response(status, err.reason, err.message)
+
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != FORM_TYPE:
-        return oauth_error_response(400, "exchange.content_type", f"send the body as {FORM_TYPE}")
+        return refused(400, InvalidInput("exchange.content_type", f"send the body as {FORM_TYPE}"))
     try:
         proof = proof_of(request.headers.raw)
     except ZerolaneError as err:
-        return oauth_error_response(400, err.reason, err.message)
+        return refused(400, err)
     body = await request.body()
     url = _url(request, deployment)
     try:
@@ -148,7 +173,7 @@ async def token_exchange(request: Request) -> Response:
         )
     except ZerolaneError as err:
         status = status_of(err.kind)
-        return oauth_error_response(status if status in _STATUSES else 400, err.reason, err.message)
+        return refused(status if status in _STATUSES else 400, err)
     now = deployment.clock.now()
     task = exchanged.task
     out = TokenOut(

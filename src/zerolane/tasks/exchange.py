@@ -22,7 +22,11 @@ the same atomic store write that adds the child, so a parent can never over-comm
 only from a ``delegable`` playbook (``delegation.not_delegable``) and at most
 ``max_depth`` hops from the root (``delegation.depth``); and when the grant policy
 (``open_task`` for the delegate, with ``context.parent``) permits. Every exchange,
-granted or refused, is a ``task.delegate`` audit event.
+granted or refused once the parent's holder is authenticated, is a ``task.delegate``
+audit event. A refusal before that (a bad, unknown or stolen subject token, a missing,
+wrong or replayed proof or certificate) is not recorded here but raised as it is:
+anyone can send those, so the edge audits them at a bounded rate (``token.refused``,
+:mod:`zerolane.server.token_refusals`), with what was verified of the token.
 
 **On behalf of a person** (``subject_token`` = an OIDC ID token of a configured
 issuer): the caller is the agent (``actor_token`` = its JWT-SVID, DPoP proof by its
@@ -143,12 +147,12 @@ class TokenExchange:
         ``request.actor_token``; ``proof`` must be by the parent's key, or, for a
         certificate-bound parent, ``client_cert`` (the connection's verified client
         certificate, DER) must be the one it is bound to."""
-        holder: TaskHolder | None = None
+        # not authenticated: not audited here (the edge's ``token.refused``, at a rate)
+        holder = self._auth.task_holder(
+            request.subject_token, proof, method=METHOD, url=url, client_cert=client_cert
+        )
         delegate: Delegate | None = None
         try:
-            holder = self._auth.task_holder(
-                request.subject_token, proof, method=METHOD, url=url, client_cert=client_cert
-            )
             delegate = self._auth.delegate(request.actor_token)
             return self._delegate(holder, delegate, request)
         except Unavailable:
@@ -156,16 +160,17 @@ class TokenExchange:
         except ZerolaneError as err:
             self._audit.record(
                 "task.delegate",
-                actor=Actor("workload", holder.claims.subject if holder else "unauthenticated"),
-                subject=holder.claims.task_id if holder else "unknown",
+                actor=Actor("workload", holder.claims.subject),
+                subject=holder.claims.task_id,
                 outcome=Outcome.DENIED,
                 reason=err.reason,
                 details={
-                    "parent_id": holder.claims.task_id if holder else None,
+                    "parent_id": holder.claims.task_id,
                     "delegate": delegate.workload.spiffe_id if delegate else None,
                     "requested": _asked(request),
                 },
             )
+            err.audited = True
             raise
 
     def _delegate(
@@ -366,6 +371,7 @@ class TokenExchange:
     def open_for_user(self, request: ExchangeRequest, proof: str | None, *, url: str) -> Exchanged:
         """A new root task for the person of ``request.subject_token`` (an ID token),
         opened by the workload of ``request.actor_token``; ``proof`` by its key."""
+        # not authenticated: not audited here (the edge's ``token.refused``, at a rate)
         caller = self._auth.workload(request.actor_token, proof, method=METHOD, url=url)
         try:
             if self._users is None:
@@ -384,6 +390,7 @@ class TokenExchange:
                 reason=err.reason,
                 details={"requested": _asked(request)},
             )
+            err.audited = True
             raise
         opened = self._lifecycle.open(
             caller,

@@ -193,6 +193,7 @@ class TaskLifecycle:
                 reason=err.reason,
                 details=details,
             )
+            err.audited = True
             raise
 
     def _open(
