@@ -84,6 +84,7 @@ REFUSALS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("size zero", _set("limits.max_response_body", 0), "config.size", "max_response_body"),
     ("timeout", _set("limits.upstream_timeout", 0), "config.limits", "upstream_timeout"),
     ("body timeout", _set("limits.body_timeout", 0), "config.limits", "body_timeout"),
+    ("idle", _set("limits.body_idle_timeout", 3601), "config.limits", "body_idle_timeout"),
     ("non-ascii type", _set("normalization.allow_non_ascii", 1), "config.type", "allow_non_ascii"),
     ("upstream name", _set("upstreams.0.name", "Fin Ance"), "config.name", "upstreams[0].name"),
     ("base_url path", _set("upstreams.0.base_url", "http://h/a/../b"), "config.url", "base_url"),
@@ -213,6 +214,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.limits.max_request_body == DEFAULT_MAX_REQUEST == 10 << 20
     assert config.limits.max_response_body == DEFAULT_MAX_RESPONSE == 100 << 20
     assert config.limits.body_timeout == 10.0  # a slow body holds a worker 10 s at most
+    assert config.limits.body_idle_timeout == 5.0  # and pauses 5 s at most
     assert config.normalization.allow_non_ascii is False
     assert config.metrics is False
     (upstream,) = config.upstreams

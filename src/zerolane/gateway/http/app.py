@@ -236,8 +236,29 @@ class GatewayApp:
         out = self._outgoing(
             upstream, method, rest, query, headers, decision, declared, chunked, note_of(scope)
         )
+        if has_body:  # a streamed body too slow: refused while forwarding, audited
+            out = dataclasses.replace(out, refused=self._refused_while_forwarding(scope, decision))
         await self._forwarder.forward(out, receive, send)
         return upstream.name
+
+    def _refused_while_forwarding(
+        self, scope: Scope, decision: Decision
+    ) -> Callable[[str, int], None]:
+        """Audit a refusal made while forwarding an allowed request (its streamed body
+        too slow): ``gateway.refused`` with its task, at the rates of ``refusals``; the
+        allow stays audited as it was decided."""
+
+        def refused(reason: str, status: int) -> None:
+            audit_refusal(
+                self._refusals,
+                scope,
+                listener=self._listener,
+                reason=reason,
+                status=status,
+                task_id=decision.task_id,
+            )
+
+        return refused
 
     def _verify(self, token: str, proof: str | None, request: DecideInput) -> Verified | None:
         """The request's credentials checked before its body is read; None when the
@@ -258,7 +279,10 @@ class GatewayApp:
         holder = verified.holder
         task_id = holder.claims.task_id if holder is not None else None
         try:
-            bound = await bind_body(receive, declared, True, self.config.limits.body_timeout)
+            limits = self.config.limits
+            bound = await bind_body(
+                receive, declared, True, limits.body_timeout, limits.body_idle_timeout
+            )
         except InvalidInput as err:
             await self._discard(verified)
             await self._refuse(

@@ -9,28 +9,25 @@ same bytes replayed to the forwarder: the upstream gets exactly the bytes approv
 chunked or larger body is streamed as before and bound by nothing: a request a policy
 asks approval for is then denied ``approval.unbound`` (fail closed).
 
-The gateway reads it only once the request's token and proof are verified, and for at
-most ``[limits] body_timeout`` seconds (:data:`BODY_TIMEOUT`): a client that sends its
+The gateway reads it only once the request's token and proof are verified, and within
+``[limits] body_timeout`` seconds, no part of it more than ``body_idle_timeout`` after
+the one before (:mod:`zerolane.gateway.http.body_deadline`): a client that sends its
 body slower than that holds nothing longer (:class:`BodyTimedOut`; answered 408).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from zerolane.errors import InvalidInput
+from zerolane.gateway.http.body_deadline import BODY_TIMEOUT, BodyDeadline, BodyTimedOut
 from zerolane.gateway.http.forward import SMALL_BODY
 from zerolane.gateway.http.responses import Message, Receive
 from zerolane.tasks.approvals import body_digest
 
+__all__ = ["BODY_TIMEOUT", "EMPTY", "BodyTimedOut", "BoundBody", "bind_body"]
+
 EMPTY = body_digest(b"")
-#: the reason id of a body that did not arrive within its deadline
-BODY_TIMEOUT = "request.body_timeout"
-
-
-class BodyTimedOut(Exception):
-    """The body did not arrive whole within its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +42,23 @@ class BoundBody:
 
 
 async def bind_body(
-    receive: Receive, declared: int | None, has_body: bool, seconds: float
+    receive: Receive,
+    declared: int | None,
+    has_body: bool,
+    seconds: float,
+    idle: float | None = None,
 ) -> BoundBody | None:
     """Bind the request's body (see the module doc); None when the client left before
     its body was complete. Raises ``InvalidInput`` (``request.body_length``) for a body
     longer than its ``Content-Length``, :class:`BodyTimedOut` for one not read whole
-    within ``seconds``."""
+    within ``seconds``, or with a pause of more than ``idle`` seconds (None: ``seconds``)
+    between two parts. A body not read here (chunked, or larger) is streamed upstream
+    after the decision, within the same deadlines (:mod:`zerolane.gateway.http.forward`)."""
     if not has_body:
         return BoundBody(EMPTY, receive, b"")
     if declared is None or declared > SMALL_BODY:
         return BoundBody(None, receive)
-    try:
-        async with asyncio.timeout(seconds):
-            body = await _read(receive, declared)
-    except TimeoutError:
-        raise BodyTimedOut(f"the request's body took longer than {seconds:g} s") from None
+    body = await _read(BodyDeadline(seconds, idle or seconds), receive, declared)
     if body is None:
         return None
     replayed = False
@@ -74,12 +73,13 @@ async def bind_body(
     return BoundBody(body_digest(body), replay, body)
 
 
-async def _read(receive: Receive, declared: int) -> bytes | None:
-    """The whole body, at most ``declared`` bytes; None when the client left."""
+async def _read(deadline: BodyDeadline, receive: Receive, declared: int) -> bytes | None:
+    """The whole body, at most ``declared`` bytes, within ``deadline``; None when the
+    client left."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        message = await deadline.receive(receive)
         if message["type"] != "http.request":
             return None
         chunk: bytes = message.get("body", b"")

@@ -5,13 +5,21 @@ direction has a size limit. A request body over the limit is refused with 413 (b
 forwarding when ``Content-Length`` says so, else as soon as the stream passes it); a
 response over the limit is refused with 502 when announced, else cut off by closing
 the connection. The session keeps no cookies and decompresses nothing.
+
+A request body streamed upstream (chunked, or larger than :data:`SMALL_BODY`) keeps the
+deadlines of any body (:mod:`zerolane.gateway.http.body_deadline`: ``[limits]
+body_timeout`` for all of it, ``body_idle_timeout`` between two parts): past one, the
+upstream request is cut off (its connection closed, so the upstream never sees a
+complete body), the client is answered 408 ``request.body_timeout`` when no answer has
+started (else its connection is cut too), and the refusal is reported through
+:attr:`Outgoing.refused` (the app audits it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,6 +27,7 @@ from yarl import URL
 
 from zerolane.gateway.access_log import AccessNote
 from zerolane.gateway.config import Limits
+from zerolane.gateway.http.body_deadline import BODY_TIMEOUT, BodyDeadline, BodyTimedOut
 from zerolane.gateway.http.metrics import GatewayMetrics
 from zerolane.gateway.http.responses import Receive, Send, send_error
 from zerolane.gateway.normalize import response_headers
@@ -54,6 +63,7 @@ class _BodyState:
     received: int = 0
     done: bool = False
     too_large: bool = False
+    timed_out: str | None = None  # a deadline of the body passed: what it says
     gone: bool = False
     forwarding: bool = False  # the upstream request has started (a streamed body)
 
@@ -71,6 +81,10 @@ class Outgoing:
     decision_id: str
     #: the request's access line (its reason, when forwarding fails)
     note: AccessNote | None = None
+    #: told of a refusal of the client's request made while forwarding it (its body
+    #: too slow: the reason id and 408, answered, or the connection cut when an early
+    #: answer of the upstream had started), so that it is audited
+    refused: Callable[[str, int], None] | None = None
 
 
 def _client_left(state: _BodyState, out: Outgoing) -> None:
@@ -153,6 +167,8 @@ class Forwarder:
                 watch = state.done and (declared is None or declared > WATCH_AFTER)
                 await self._stream(response, receive, send, watch, state)
         except Exception as err:
+            if state.timed_out is not None and out.refused is not None:
+                out.refused(BODY_TIMEOUT, 408)
             if not state.gone:
                 if started:
                     self._metrics.upstream_errors.labels(out.upstream, "aborted").inc()
@@ -175,8 +191,13 @@ class Forwarder:
 
     async def _chunks(self, receive: Receive, state: _BodyState) -> AsyncIterator[bytes]:
         limit = self._limits.max_request_body
+        deadline = BodyDeadline(self._limits.body_timeout, self._limits.body_idle_timeout)
         while True:
-            message = await receive()
+            try:
+                message = await deadline.receive(receive)
+            except BodyTimedOut as err:
+                state.timed_out = str(err)
+                raise
             if message["type"] != "http.request":
                 state.gone = True
                 raise _ClientGone
@@ -216,6 +237,12 @@ class Forwarder:
                 gone.cancel()
 
     async def _fail(self, err: Exception, state: _BodyState, send: Send, out: Outgoing) -> None:
+        if state.timed_out is not None:  # the client's fault: no upstream error
+            if out.note is not None:
+                out.note.reason = BODY_TIMEOUT
+            said = state.timed_out
+            await send_error(send, 408, BODY_TIMEOUT, out.decision_id, message=said, close=True)
+            return
         if state.too_large:
             if out.note is not None:
                 out.note.reason = "request.too_large"
