@@ -1,10 +1,11 @@
 """``zerolane posture scan --home`` and ``zerolane posture inventory`` on a seeded home:
 the dormant, ownerless and shared identities and the static secrets are reported (never
-a secret's value), the healthy workload is not; what is scanned with no PATH; bad input
-refused."""
+a secret's value), the healthy workload is not; what runs in shadow mode is reported, the
+same home enforced is not; what is scanned with no PATH; bad input refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -12,9 +13,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from tests.conformance.test_spent_proofs import _task as stored_task
 from tests.posture.seeded import DAY, Seeded
+from tests.tasks.conftest import ADMIN, PLAYBOOK_DOC
 from zerolane.cli.main import app
+from zerolane.cli.posture_home import MCP_SERVER_DEFAULT
 from zerolane.server.deployment import init_home
+from zerolane.tasks.playbooks import parse_playbook
+from zerolane.tasks.scope import Scope
+from zerolane.types import Sensitivity, TaskState
 
 runner = CliRunner()
 FILE_SECRET = "file-secret-0123456789abcdefXYZ"
@@ -237,3 +244,116 @@ def test_a_gateway_file_that_does_not_parse_is_refused(home: Path) -> None:
     result = run("posture", "scan", "--home", str(home))
     assert result.exit_code == 2
     assert "gateway.toml" in result.output
+
+
+SHADOW_GATEWAY = """
+public_url = "https://gw.example.org"
+
+[[upstreams]]
+name = "billing"
+base_url = "https://billing.internal"
+prefix = "/billing"
+mode = "{mode}"
+
+[[upstreams.routes]]
+method = "GET"
+path = "/invoices/{{id}}"
+action = "read"
+resource = "invoices/{{id}}"
+
+[[upstreams.routes]]
+method = "DELETE"
+path = "/invoices/{{id}}"
+action = "delete"
+resource = "invoices/{{id}}"
+mode = "enforce"
+"""
+SHADOW_MCP = """
+public_url = "https://mcp.example.org"
+authorization_servers = ["https://zl.example.org"]
+
+[[servers]]
+name = "files"
+url = "https://files.internal/mcp"
+destination = "files.internal"
+
+[servers.tools.delete]
+mode = "{mode}"
+
+[[servers]]
+name = "wiki"
+url = "https://wiki.internal/mcp"
+destination = "wiki.internal"
+prefix = "wiki_"
+mode = "{mode}"
+
+[servers.prompts.summary]
+mode = "{mode}"
+"""
+
+
+def shadow_home(path: Path, mode: str) -> Path:
+    """A home whose policy set, playbook ``trial`` (with a live task opened from it, and
+    one that ended), HTTP gateway route and MCP tool all run in ``mode``."""
+    deployment, _ = init_home(path, "example.org")
+    try:
+        doc = {**PLAYBOOK_DOC, "name": "trial", "mode": mode}
+        deployment.playbooks.apply(parse_playbook(doc, "trial.yaml"), ADMIN)
+        scope = Scope(("read",), ("finance/*",), ("finance.example.org",), Sensitivity.INTERNAL)
+        scope = dataclasses.replace(scope, shadow=mode == "shadow")
+        now = time.time()
+        for task_id, state in (("t-live", TaskState.ACTIVE), ("t-ended", TaskState.COMPLETED)):
+            task = dataclasses.replace(
+                stored_task(task_id),
+                playbook="trial",
+                scope=scope.to_json(),
+                state=state,
+                created_at=now,
+                expires_at=now + 600,
+            )
+            deployment.stores.add_task(task)
+    finally:
+        deployment.close()
+    (path / "gateway.toml").write_text(SHADOW_GATEWAY.format(mode=mode))
+    (path / "mcp.toml").write_text(SHADOW_MCP.format(mode=mode))
+    config = path / "zerolane.toml"
+    config.write_text(f'policy_mode = "{mode}"\n' + config.read_text())
+    with config.open("a") as out:
+        out.write('\n[[gateways]]\nkind = "http"\nconfig = "gateway.toml"\n')
+        out.write('\n[[gateways]]\nkind = "mcp"\nconfig = "mcp.toml"\n')
+    return path
+
+
+def test_scan_home_reports_what_runs_in_shadow(tmp_path: Path) -> None:
+    home = shadow_home(tmp_path / "shadow", "shadow")
+    result = run("posture", "scan", "--home", str(home), "--json")
+    assert result.exit_code == 1, result.output
+    found = {f["rule"]: f for f in json.loads(result.stdout)["findings"]}
+    policies = found["config.shadow_policies"]
+    assert (policies["severity"], policies["subject"]) == (
+        "high",
+        f"{home}/zerolane.toml policy_mode",
+    )
+    assert policies["mapping"] == {"owasp-nhi-2025": ["NHI5:2025"]}
+    playbook = found["config.shadow_playbook"]
+    assert (playbook["severity"], playbook["subject"]) == ("medium", "playbook trial")
+    assert playbook["details"]["live_tasks"] == 1  # the ended one does not count
+    routes = {
+        f["subject"]: f
+        for f in json.loads(result.stdout)["findings"]
+        if f["rule"] == "config.shadow_route"
+    }
+    http = routes[f"{home}/gateway.toml upstreams[0] (billing)"]
+    assert http["details"]["routes"] == ["GET /invoices/{id}"]  # DELETE is enforced
+    assert http["details"]["total"] == 2
+    assert routes[f"{home}/mcp.toml servers[0] (files)"]["details"]["routes"] == ["tool delete"]
+    wiki = routes[f"{home}/mcp.toml servers[1] (wiki)"]["details"]["routes"]
+    assert wiki == [MCP_SERVER_DEFAULT, "prompt summary"]
+    table = run("posture", "scan", "--home", str(home))
+    assert "config.shadow_policies" in table.output
+
+    # the twin: the same home enforced everywhere has no shadow finding and exits 0
+    enforced = shadow_home(tmp_path / "enforced", "enforce")
+    twin = run("posture", "scan", "--home", str(enforced), "--json")
+    assert twin.exit_code == 0, twin.output
+    assert json.loads(twin.stdout)["findings"] == []

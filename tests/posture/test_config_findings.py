@@ -1,10 +1,17 @@
-"""A static downstream secret is a finding naming where it is kept, never what it is."""
+"""A static downstream secret is a finding naming where it is kept, never what it is;
+what runs in shadow mode is a finding naming it, with the enforced twin giving none."""
 
 from __future__ import annotations
 
 import pytest
 
-from zerolane.posture.config_findings import StaticCredential, config_findings
+from zerolane.posture.config_findings import (
+    ShadowPlaybook,
+    ShadowRoutes,
+    StaticCredential,
+    config_findings,
+)
+from zerolane.posture.findings import Severity
 
 
 def test_a_static_secret_in_a_file_is_found_by_its_path() -> None:
@@ -40,3 +47,73 @@ def test_a_credential_is_kept_in_exactly_one_place(
 ) -> None:
     with pytest.raises(ValueError, match="in a file or an environment variable"):
         StaticCredential("zerolane.toml", "[grants.static]", secret_file, secret_env)
+
+
+# -- what runs in shadow mode
+
+
+def test_a_policy_set_in_shadow_is_high() -> None:
+    (finding,) = config_findings([], shadow_policies="/home/zl/zerolane.toml")
+    assert (finding.rule, finding.severity, finding.nhi) == (
+        "config.shadow_policies",
+        Severity.HIGH,
+        ("NHI5:2025",),
+    )
+    assert finding.subject == "/home/zl/zerolane.toml policy_mode"
+    assert "nothing the policies deny is refused" in finding.message
+    assert "zerolane report shadow" in finding.remedy
+    assert 'policy_mode = "enforce"' in finding.remedy
+    # the twin: an enforced policy set (None) is no finding
+    assert config_findings([], shadow_policies=None) == []
+
+
+def test_a_playbook_in_shadow_says_how_many_live_tasks_run_in_it() -> None:
+    trial, one, enforced, idle = config_findings(
+        [],
+        playbooks=[
+            ShadowPlaybook("trial", shadow=True, live_tasks=3),
+            ShadowPlaybook("one", shadow=True, live_tasks=1),
+            ShadowPlaybook("back", shadow=False, live_tasks=2),
+            ShadowPlaybook("new", shadow=True, live_tasks=0),
+        ],
+    )
+    assert (trial.rule, trial.severity, trial.nhi) == (
+        "config.shadow_playbook",
+        Severity.MEDIUM,
+        ("NHI5:2025",),
+    )
+    assert trial.subject == "playbook trial"
+    assert "3 live tasks in shadow now" in trial.message
+    assert "1 live task in shadow now" in one.message
+    assert trial.details == {"playbook": "trial", "mode": "shadow", "live_tasks": 3}
+    assert "mode: enforce" in trial.remedy
+    assert "zerolane report shadow" in trial.remedy
+    # enforced again, its tasks opened in shadow keep it until they end
+    assert "is enforced, but 2 live tasks opened while it was in shadow" in enforced.message
+    assert enforced.details["mode"] == "enforce"
+    assert idle.details["live_tasks"] == 0
+    # the twin: an enforced playbook with no task in shadow is no finding
+    assert config_findings([], playbooks=[ShadowPlaybook("plain", False, 0)]) == []
+
+
+def test_gateway_routes_in_shadow_are_named() -> None:
+    http, mcp = config_findings(
+        [],
+        routes=[
+            ShadowRoutes("gw.toml", "upstreams[0] (billing)", ("GET /invoices/{id}",), 2),
+            ShadowRoutes("mcp.toml", "servers[0] (files)", ("tool delete",), None),
+            ShadowRoutes("gw.toml", "upstreams[1] (public)", (), 1),  # enforced: nothing
+        ],
+    )
+    assert (http.rule, http.severity, http.nhi) == (
+        "config.shadow_route",
+        Severity.MEDIUM,
+        ("NHI5:2025",),
+    )
+    assert http.subject == "gw.toml upstreams[0] (billing)"
+    assert "runs 1 of 2 routes in shadow" in http.message
+    assert "(GET /invoices/{id})" in http.message
+    assert http.details["routes"] == ["GET /invoices/{id}"]
+    assert "runs routes in shadow" in mcp.message
+    assert "(tool delete)" in mcp.message
+    assert mcp.details["total"] is None

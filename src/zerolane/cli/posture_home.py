@@ -5,18 +5,24 @@ log), its signing keys' manifest and its configuration files, into the inventory
 Only reads: no service of the home is built, nothing is written, and no secret file is
 opened (a static credential is reported by where it is kept). The configuration files
 read are ``zerolane.toml`` and the file of each enabled ``[[gateways]]`` entry; one that
-does not parse is refused as ``zerolane up`` would refuse it.
+does not parse is refused as ``zerolane up`` would refuse it. What runs in shadow mode
+comes from them (``policy_mode``, each gateway route's mode) and from the stores (each
+playbook's ``mode``, and the live tasks opened in shadow).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from zerolane.config import CONFIG_NAME, Config, GatewayEntry, load_config
 from zerolane.home import resolve_home
-from zerolane.posture.config_findings import StaticCredential, config_findings
+from zerolane.posture.config_findings import (
+    ShadowPlaybook,
+    ShadowRoutes,
+    StaticCredential,
+    config_findings,
+)
 from zerolane.posture.findings import Finding
 from zerolane.posture.inventory import Inventory, build_inventory
 from zerolane.posture.inventory_findings import (
@@ -26,7 +32,14 @@ from zerolane.posture.inventory_findings import (
     signing_key_findings,
 )
 from zerolane.posture.report import Part
-from zerolane.types import Clock, SystemClock
+from zerolane.store.ports import Stores
+from zerolane.tasks.playbooks import playbook_from_json
+from zerolane.tasks.scope import Scope
+from zerolane.tasks.views import MAX_SWEEP
+from zerolane.types import Clock, SystemClock, TaskState
+
+#: what an MCP server in shadow runs there unless a tool or prompt says otherwise
+MCP_SERVER_DEFAULT = "its tools, prompts and resources by default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,40 +57,64 @@ def _where(home: Path, name: str | Path) -> str:
     return str(path if path.is_absolute() else home / path)
 
 
-def _gateway_credentials(home: Path, entry: GatewayEntry) -> Iterator[StaticCredential]:
+def _gateway(home: Path, entry: GatewayEntry) -> tuple[list[StaticCredential], list[ShadowRoutes]]:
+    """The static credentials of one gateway file, and what it runs in shadow."""
     path = entry.config_path(home)
+    where = str(path)
+    credentials: list[StaticCredential] = []
+    shadows: list[ShadowRoutes] = []
     if entry.kind == "http":
         from zerolane.gateway.config import load_gateway_config
 
         http = load_gateway_config(path)
         for index, upstream in enumerate(http.upstreams):
+            section = f"upstreams[{index}] ({upstream.name})"
             credential = upstream.credential
             if credential is not None and credential.type == "static":
-                yield StaticCredential(
-                    str(path),
-                    f"upstreams[{index}] ({upstream.name}).credential",
-                    str(credential.secret_file) if credential.secret_file else None,
-                    credential.secret_env,
+                credentials.append(
+                    StaticCredential(
+                        where,
+                        f"{section}.credential",
+                        str(credential.secret_file) if credential.secret_file else None,
+                        credential.secret_env,
+                    )
                 )
-        return
+            routes = upstream.routes.routes()
+            shadow = tuple(f"{r.method} {r.path}" for r in routes if r.shadow is not None)
+            shadows.append(ShadowRoutes(where, section, shadow, len(routes)))
+        return credentials, shadows
     from zerolane.gateway.mcp.config import load_gateway_config as load_mcp_config
 
     mcp = load_mcp_config(path)
     for index, server in enumerate(mcp.servers):
+        section = f"servers[{index}] ({server.name})"
         static = server.credential
         if static is not None and static.type == "static":
-            yield StaticCredential(
-                str(path),
-                f"servers[{index}] ({server.name}).credential",
-                str(static.secret_file) if static.secret_file else None,
-                static.secret_env,
+            credentials.append(
+                StaticCredential(
+                    where,
+                    f"{section}.credential",
+                    str(static.secret_file) if static.secret_file else None,
+                    static.secret_env,
+                )
             )
+        # a tool's or prompt's own mode wins over the server's
+        named = [
+            *(f"tool {name}" for name, tool in server.tools.items() if tool.mode == "shadow"),
+            *(f"prompt {name}" for name, pr in server.prompts.items() if pr.mode == "shadow"),
+        ]
+        if server.mode == "shadow":
+            named.insert(0, MCP_SERVER_DEFAULT)
+        shadows.append(ShadowRoutes(where, section, tuple(named), None))
+    return credentials, shadows
 
 
-def static_credentials(home: Path, config: Config) -> list[StaticCredential]:
+def gateway_facts(home: Path, config: Config) -> tuple[list[StaticCredential], list[ShadowRoutes]]:
     """The static downstream secrets of ``zerolane.toml`` and of its enabled gateways'
-    files (``InvalidInput`` for a gateway file that cannot be read or parsed)."""
+    files, and what those gateways run in shadow (``InvalidInput`` for a gateway file
+    that cannot be read or parsed)."""
     found: list[StaticCredential] = []
+    shadows: list[ShadowRoutes] = []
     static = config.grants.static
     if static is not None:
         found.append(
@@ -90,8 +127,27 @@ def static_credentials(home: Path, config: Config) -> list[StaticCredential]:
         )
     for entry in config.gateways:
         if entry.enabled:
-            found.extend(_gateway_credentials(home, entry))
-    return found
+            credentials, routes = _gateway(home, entry)
+            found += credentials
+            shadows += routes
+    return found, shadows
+
+
+def shadow_playbooks(stores: Stores, now: float) -> list[ShadowPlaybook]:
+    """Each playbook in ``mode: shadow``, and each one with live tasks opened in shadow
+    (a task keeps the mode it was opened under), with how many such tasks are live (of
+    the newest :data:`MAX_SWEEP` active and suspended tasks)."""
+    live: dict[str, int] = {}
+    for state in (TaskState.ACTIVE, TaskState.SUSPENDED):
+        for task in stores.list_tasks(state=state, limit=MAX_SWEEP):
+            if now < task.expires_at and Scope.from_json(task.scope).shadow:
+                live[task.playbook] = live.get(task.playbook, 0) + 1
+    modes = {
+        record.name: playbook_from_json(record.document, f"stored playbook {record.name!r}").mode
+        for record in stores.list_playbooks()
+    }
+    names = sorted(set(live) | {name for name, mode in modes.items() if mode == "shadow"})
+    return [ShadowPlaybook(name, modes.get(name) == "shadow", live.get(name, 0)) for name in names]
 
 
 def home_posture(
@@ -111,20 +167,26 @@ def home_posture(
     clock = clock or SystemClock()
     days = config.detection.dormant.days
     rules = InventoryRules(dormant_after=dormant_after or days * DAY)
-    credentials = static_credentials(folder, config)
+    credentials, routes = gateway_facts(folder, config)
+    now = clock.now()
     stores = open_stores(config.store_url, base=folder)
     try:
         inventory = build_inventory(stores)
+        playbooks = shadow_playbooks(stores, now)
     finally:
         stores.close()
-    now = clock.now()
     keyring = Keyring(folder / "keys", clock)
     active = keyring.active_kid()
     (info,) = [key for key in keyring.infos() if key.kid == active]
     findings = [
         *inventory_findings(inventory, rules, now),
         *signing_key_findings(info, rules, now),
-        *config_findings(credentials),
+        *config_findings(
+            credentials,
+            shadow_policies=str(folder / CONFIG_NAME) if config.policy_mode == "shadow" else None,
+            playbooks=playbooks,
+            routes=routes,
+        ),
     ]
     return HomePosture(folder, inventory, rules, tuple(sorted(findings, key=Finding.sort_key)))
 

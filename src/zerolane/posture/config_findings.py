@@ -1,4 +1,5 @@
-"""Findings about a home's configuration: the static downstream secrets it injects.
+"""Findings about a home's configuration: the static downstream secrets it injects, and
+what it runs in shadow mode.
 
 A ``static`` credential (``[grants.static]`` in ``zerolane.toml``, an HTTP gateway
 upstream's ``credential`` of type ``static``, an MCP gateway server's) is one secret
@@ -7,8 +8,14 @@ as long as nobody changes it and stands for every workload at once. Each one is 
 ``config.static_grant`` finding naming where the secret is kept (a file's path, an
 environment variable's name), never the secret.
 
+Shadow mode lets through what the policies deny (audited as a would-deny): the policy
+set in shadow (``config.shadow_policies``, high: nothing the policies deny is refused),
+a playbook in shadow or one whose live tasks were opened in shadow
+(``config.shadow_playbook``), a gateway's routes in shadow (``config.shadow_route``).
+Each is a trial that should end; left on, the grants it was to narrow are not enforced.
+
 The configuration files are parsed at the edge (the CLI): this module receives only
-:class:`StaticCredential` descriptions.
+descriptions (:class:`StaticCredential`, :class:`ShadowPlaybook`, :class:`ShadowRoutes`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,18 @@ from dataclasses import dataclass
 from zerolane.posture.findings import Finding, Severity
 
 STATIC_GRANT = "config.static_grant"
+SHADOW_POLICIES = "config.shadow_policies"
+SHADOW_PLAYBOOK = "config.shadow_playbook"
+SHADOW_ROUTE = "config.shadow_route"
+#: NHI5 (Overprivileged NHI): in shadow, a workload may do whatever the policies deny
+#: it; what it holds in effect is no longer its grants (a playbook's scope, a route's
+#: policy) but everything it asks, and nothing is refused until enforcement is back
+SHADOW_NHI = ("NHI5:2025",)
+SHADOW_REMEDY = (
+    "run 'zerolane report shadow' to see what would have been denied, fix the playbooks "
+    "or policies it names, then set the mode to enforce{where}; see docs/policies.md "
+    "(Shadow mode)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +91,112 @@ def static_grant_finding(credential: StaticCredential) -> Finding:
     )
 
 
-def config_findings(credentials: Iterable[StaticCredential]) -> list[Finding]:
-    """One ``config.static_grant`` finding per static credential."""
-    return [static_grant_finding(credential) for credential in credentials]
+@dataclass(frozen=True, slots=True)
+class ShadowPlaybook:
+    """A playbook that runs in shadow (``shadow``: its ``mode`` is ``shadow`` now) or
+    whose ``live_tasks`` were opened while it was (a task keeps the mode it was opened
+    under until it ends)."""
+
+    name: str
+    shadow: bool
+    live_tasks: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRoutes:
+    """What a gateway file (``config``) runs in shadow under one upstream or server
+    (``section``: ``upstreams[0] (billing)``, ``servers[1] (files)``): ``routes`` names
+    each (``GET /invoices/{id}``, ``tool delete``), out of ``total`` (None: not known
+    from the file, as an MCP server's tools are listed by the server itself)."""
+
+    config: str
+    section: str
+    routes: tuple[str, ...]
+    total: int | None
+
+
+def shadow_policies_finding(config: str) -> Finding:
+    """The finding about a policy set in shadow (``policy_mode`` in ``config``)."""
+    return Finding(
+        rule=SHADOW_POLICIES,
+        title="Policy set in shadow mode",
+        severity=Severity.HIGH,
+        nhi=SHADOW_NHI,
+        message=f'{config} sets policy_mode = "shadow": nothing the policies deny is '
+        "refused, for every task of every workload (only checks made in code and safety "
+        'rules marked @shadow("never") still deny)',
+        remedy=SHADOW_REMEDY.format(where=' (policy_mode = "enforce", or remove the line)'),
+        subject=f"{config} policy_mode",
+        details={"config": config, "policy_mode": "shadow"},
+    )
+
+
+def shadow_playbook_finding(playbook: ShadowPlaybook) -> Finding:
+    """The finding about one playbook whose tasks run in shadow."""
+    tasks = f"{playbook.live_tasks} live task{'' if playbook.live_tasks == 1 else 's'}"
+    if playbook.shadow:
+        message = (
+            f"playbook {playbook.name} is in mode: shadow: what the policies deny its tasks "
+            f"is let through ({tasks} in shadow now, and every task opened from it)"
+        )
+    else:
+        message = (
+            f"playbook {playbook.name} is enforced, but {tasks} opened while it was in "
+            "shadow still run in shadow until they end"
+        )
+    return Finding(
+        rule=SHADOW_PLAYBOOK,
+        title="Playbook in shadow mode",
+        severity=Severity.MEDIUM,
+        nhi=SHADOW_NHI,
+        message=message,
+        remedy=SHADOW_REMEDY.format(
+            where=" (mode: enforce in its file, then 'zerolane playbook apply'; tasks opened "
+            "in shadow keep it until they end: 'zerolane task revoke' ends them now)"
+        ),
+        subject=f"playbook {playbook.name}",
+        details={
+            "playbook": playbook.name,
+            "mode": "shadow" if playbook.shadow else "enforce",
+            "live_tasks": playbook.live_tasks,
+        },
+    )
+
+
+def shadow_route_finding(routes: ShadowRoutes) -> Finding:
+    """The finding about the routes of one gateway upstream or server in shadow."""
+    count = f"{len(routes.routes)} of {routes.total} routes" if routes.total else "routes"
+    return Finding(
+        rule=SHADOW_ROUTE,
+        title="Gateway routes in shadow mode",
+        severity=Severity.MEDIUM,
+        nhi=SHADOW_NHI,
+        message=f"{routes.config} {routes.section} runs {count} in shadow: what the policies "
+        f"deny there is let through ({', '.join(routes.routes)})",
+        remedy=SHADOW_REMEDY.format(where=' (mode = "enforce" in the gateway file)'),
+        subject=f"{routes.config} {routes.section}",
+        details={
+            "config": routes.config,
+            "section": routes.section,
+            "routes": list(routes.routes),
+            "total": routes.total,
+        },
+    )
+
+
+def config_findings(
+    credentials: Iterable[StaticCredential],
+    *,
+    shadow_policies: str | None = None,
+    playbooks: Iterable[ShadowPlaybook] = (),
+    routes: Iterable[ShadowRoutes] = (),
+) -> list[Finding]:
+    """One ``config.static_grant`` finding per static credential, and one finding for
+    each thing run in shadow: the policy set (``shadow_policies``: the configuration
+    file that says so), each playbook, each gateway upstream or server."""
+    found = [static_grant_finding(credential) for credential in credentials]
+    if shadow_policies is not None:
+        found.append(shadow_policies_finding(shadow_policies))
+    found += [shadow_playbook_finding(p) for p in playbooks if p.shadow or p.live_tasks]
+    found += [shadow_route_finding(r) for r in routes if r.routes]
+    return found
