@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zerolane.decision import Decision
 from zerolane.detection.response import Responder
 from zerolane.detection.runner import DetectionRunner
 
@@ -43,6 +44,23 @@ class Metrics:
             ["outcome", "reason"],
             registry=self.registry,
         )
+        self.decisions = Counter(
+            "zerolane_decisions_total",
+            "Decisions of POST /v1/decide by outcome (allow, deny, shadow: allowed, though "
+            "enforcement would deny it) and reason (a shadow one's: the would-deny reason)",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+
+    def decided(self, decision: Decision) -> None:
+        """Count a decision of ``/v1/decide``: a shadow allow apart (outcome ``shadow``,
+        under the first reason enforcement would have denied it with), so it is never
+        counted as an allow; an allow under ``ok``; a deny under its first reason."""
+        if decision.shadow is not None:
+            reason = decision.shadow.reasons[0]
+        else:
+            reason = decision.reasons[0] if decision.reasons else "ok"
+        self.decisions.labels(decision.outcome, reason).inc()
 
 
 class DetectionMetrics(Collector):

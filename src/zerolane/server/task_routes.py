@@ -20,6 +20,7 @@ from zerolane.gateway.edge.http import (
     status_of,
 )
 from zerolane.server.deployment import Deployment
+from zerolane.server.metrics import Metrics
 from zerolane.server.schemas import Strict
 from zerolane.server.security import Admin
 from zerolane.server.task_views import TaskOut, task_out
@@ -247,6 +248,8 @@ def decide(
         ),
     )
     record_decision(request.scope, decision)
+    metrics: Metrics = request.app.state.metrics
+    metrics.decided(decision)  # by outcome: a shadow allow apart
     denied = None if decision.allowed else denial(decision)
     shadow = decision.shadow
     return DecisionOut(
