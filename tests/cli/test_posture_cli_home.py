@@ -293,8 +293,9 @@ mode = "{mode}"
 
 
 def shadow_home(path: Path, mode: str) -> Path:
-    """A home whose policy set, playbook ``trial`` (with a live task opened from it, and
-    one that ended), HTTP gateway route and MCP tool all run in ``mode``."""
+    """A home whose policy set, playbook ``trial`` (with an active and a suspended task
+    opened from it, one that ended and one past its window), HTTP gateway route and MCP
+    tool all run in ``mode``."""
     deployment, _ = init_home(path, "example.org")
     try:
         doc = {**PLAYBOOK_DOC, "name": "trial", "mode": mode}
@@ -302,14 +303,20 @@ def shadow_home(path: Path, mode: str) -> Path:
         scope = Scope(("read",), ("finance/*",), ("finance.example.org",), Sensitivity.INTERNAL)
         scope = dataclasses.replace(scope, shadow=mode == "shadow")
         now = time.time()
-        for task_id, state in (("t-live", TaskState.ACTIVE), ("t-ended", TaskState.COMPLETED)):
+        tasks = (
+            ("t-live", TaskState.ACTIVE, now + 600),
+            ("t-held", TaskState.SUSPENDED, now + 600),
+            ("t-ended", TaskState.COMPLETED, now + 600),
+            ("t-over", TaskState.ACTIVE, now - 1),  # past its window: not live
+        )
+        for task_id, state, expires_at in tasks:
             task = dataclasses.replace(
                 stored_task(task_id),
                 playbook="trial",
                 scope=scope.to_json(),
                 state=state,
-                created_at=now,
-                expires_at=now + 600,
+                created_at=now - 1200,
+                expires_at=expires_at,
             )
             deployment.stores.add_task(task)
     finally:
@@ -337,7 +344,7 @@ def test_scan_home_reports_what_runs_in_shadow(tmp_path: Path) -> None:
     assert policies["mapping"] == {"owasp-nhi-2025": ["NHI5:2025"]}
     playbook = found["config.shadow_playbook"]
     assert (playbook["severity"], playbook["subject"]) == ("medium", "playbook trial")
-    assert playbook["details"]["live_tasks"] == 1  # the ended one does not count
+    assert playbook["details"]["live_tasks"] == 2  # active and suspended, in their window
     routes = {
         f["subject"]: f
         for f in json.loads(result.stdout)["findings"]
