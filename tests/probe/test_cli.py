@@ -321,3 +321,10 @@ def test_an_oauth_file_names_a_token_url_or_an_issuer(tmp_path: Path) -> None:
     result = _probe("--credentials", str(path), "--target", "http://127.0.0.1:9")
     assert result.exit_code == 2
     assert "give token_url, or issuer to discover it from" in result.output
+    path.write_text(
+        '[credentials]\nkind = "token_exchange"\nsubject_token_env = "S"\n'
+        'issuer = "https://as.example/tenant"\n[target]\nallowed = "GET /x"\n'
+    )
+    given = read_probe_file(path).credentials
+    assert given.kind == "token_exchange"
+    assert (given.token_url, given.issuer) == (None, "https://as.example/tenant")

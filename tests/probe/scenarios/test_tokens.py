@@ -10,12 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 
 from tests.gateway.conftest import Stack
 from tests.probe.conftest import gateway_profile
 from tests.probe.weak_target import AUDIENCE as WEAK_AUDIENCE
 from tests.probe.weak_target import OTHER_AUDIENCE, Weakness, WeakTarget
 from zerolane.cli.probe_home import HomeSource
+from zerolane.probe import forge
 from zerolane.probe.callback import Callback
 from zerolane.probe.context import ProbeContext
 from zerolane.probe.credentials import Credential, CredentialSource, StaticBearer
@@ -499,3 +502,20 @@ def test_an_opaque_token_publishes_nothing(stack: Stack) -> None:
         context.wire.close()
     assert result.outcome is Outcome.NOT_APPLICABLE
     assert listener.port == 0  # never started
+
+
+def test_a_refused_twin_without_a_fetch_stays_inconclusive(stack: Stack) -> None:
+    """A token the gateway does not know: the twin is refused, the URL never fetched:
+    nothing is known, and nothing is said about a fetch."""
+    unknown = forge.with_jwk(
+        jwt.encode({"alg": "ES256"}, {"sub": "x"}, ECKey.generate_key("P-256")),
+        forge.ProbeKey(),
+    )
+    context = _context(stack, StaticBearer(unknown))
+    try:
+        result = run_one(by_id()["token.jku_injection"], context)
+    finally:
+        context.close()
+        context.wire.close()
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "fetched" not in result.reason
