@@ -1,6 +1,7 @@
-"""A body's deadlines (issue 13): all of it within ``[limits] body_timeout``, no pause
-longer than ``body_idle_timeout`` between two parts, for a small body read before the
-decision and for a chunked or large one streamed upstream after it. A client trickling
+"""A body's deadlines (issue 13): all of it within ``[limits] body_timeout`` (a small
+body read before the decision) or ``body_stream_timeout`` (a chunked or large one
+streamed upstream after it), no pause longer than ``body_idle_timeout`` between two
+parts. A client trickling
 a chunked body in, or stalling mid-way through a large one, is answered 408
 ``request.body_timeout``, nothing whole reaches the upstream (its request is cut off),
 and the refusal is audited with its task; the same bodies sent promptly go through.
@@ -118,7 +119,7 @@ def gateway(stack: Stack) -> Iterator[tuple[RefusalAudit, int]]:
     """A gateway on the session's home with short body deadlines."""
     port = free_port()
     folder = stack.home.parent / f"gw-deadline-{port}"
-    limits = f"body_timeout = {TOTAL}\nbody_idle_timeout = {IDLE}"
+    limits = f"body_timeout = {TOTAL}\nbody_stream_timeout = {TOTAL}\nbody_idle_timeout = {IDLE}"
     config = gateway_toml(folder, stack.upstream.port, port, limits=limits)
     deployment = stack.gateway_deployment
     refusals = RefusalAudit(deployment.audit, deployment.clock)

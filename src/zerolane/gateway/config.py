@@ -107,10 +107,13 @@ class Limits:
     upstream_timeout: Annotated[Float, up_to("config.limits", 3600, " seconds")] = 30.0
     #: keep-alive connections kept open to each upstream host
     upstream_connections: Annotated[Int, within("config.limits", 1, 10_000)] = 100
-    #: seconds a body may take to arrive whole (a small one, read before the decision
-    #: once the token and its proof are verified; a chunked or larger one, streamed
-    #: upstream after it); slower: 408 ``request.body_timeout``
+    #: seconds a body read before the decision (up to 64 KiB, once the token and its
+    #: proof are verified) may take to arrive whole; slower: 408 ``request.body_timeout``
     body_timeout: Annotated[Float, up_to("config.limits", 3600, " seconds")] = 10.0
+    #: seconds a body streamed upstream after the decision (chunked, or larger than
+    #: 64 KiB) may take to arrive whole: an upload's time, not a small body's;
+    #: slower: 408 ``request.body_timeout``
+    body_stream_timeout: Annotated[Float, up_to("config.limits", 86_400, " seconds")] = 300.0
     #: seconds a body may pause between two of its parts (a chunked body trickled in, a
     #: large one stalled mid-way); longer: 408 ``request.body_timeout``
     body_idle_timeout: Annotated[Float, up_to("config.limits", 3600, " seconds")] = 5.0

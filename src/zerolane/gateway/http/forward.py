@@ -7,8 +7,8 @@ response over the limit is refused with 502 when announced, else cut off by clos
 the connection. The session keeps no cookies and decompresses nothing.
 
 A request body streamed upstream (chunked, or larger than :data:`SMALL_BODY`) keeps the
-deadlines of any body (:mod:`zerolane.gateway.http.body_deadline`: ``[limits]
-body_timeout`` for all of it, ``body_idle_timeout`` between two parts): past one, the
+deadlines of a streamed body (:mod:`zerolane.gateway.http.body_deadline`: ``[limits]
+body_stream_timeout`` for all of it, ``body_idle_timeout`` between two parts): past one, the
 upstream request is cut off (its connection closed, so the upstream never sees a
 complete body), the client is answered 408 ``request.body_timeout`` when no answer has
 started (else its connection is cut too), and the refusal is reported through
@@ -191,7 +191,7 @@ class Forwarder:
 
     async def _chunks(self, receive: Receive, state: _BodyState) -> AsyncIterator[bytes]:
         limit = self._limits.max_request_body
-        deadline = BodyDeadline(self._limits.body_timeout, self._limits.body_idle_timeout)
+        deadline = BodyDeadline(self._limits.body_stream_timeout, self._limits.body_idle_timeout)
         while True:
             try:
                 message = await deadline.receive(receive)
