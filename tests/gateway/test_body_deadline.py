@@ -241,3 +241,31 @@ def test_a_body_stalled_mid_way_is_cut_at_the_idle_deadline(
         task_id = task.task_id
     refused = _refused(stack, refusals, start, task_id)
     assert [e["reason"] for e in refused] == [BODY_TIMEOUT, BODY_TIMEOUT]
+
+
+@pytest.fixture(scope="module")
+def upload_gateway(stack: Stack) -> Iterator[int]:
+    """A gateway whose streamed bodies have longer than its small bodies."""
+    port = free_port()
+    folder = stack.home.parent / f"gw-upload-{port}"
+    limits = f"body_timeout = 0.3\nbody_stream_timeout = 5\nbody_idle_timeout = {IDLE}"
+    config = gateway_toml(folder, stack.upstream.port, port, limits=limits)
+    app = GatewayApp(load_gateway_config(config), stack.gateway_deployment.decider)
+    with BackgroundGateway(app, port=port):
+        yield port
+
+
+def test_a_streamed_upload_has_its_own_deadline(stack: Stack, upload_gateway: int) -> None:
+    port = upload_gateway
+    with stack.task() as task:
+        # an upload streamed for about 1.2 s: longer than body_timeout (a small body's
+        # deadline), within body_stream_timeout, never idle for long: it goes through
+        parts = [_chunk(b"u" * 1000)] * 6 + [b"0\r\n\r\n"]
+        status, echoed = _send(port, _head(stack, task, port, CHUNKED), parts, 0.2)
+        assert status == 200, echoed
+        assert echoed["body_length"] == 6000
+        # a small body read before the decision still has body_timeout: 0.3 s
+        head = _head(stack, task, port, ("Content-Length", "10"))
+        status, body = _send(port, head, [b"01234", b"56789"], 0.45)
+        assert (status, body["reason"]) == (408, BODY_TIMEOUT)
+        assert body["message"] == "the request's body took longer than 0.3 s"
