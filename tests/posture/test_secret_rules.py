@@ -224,3 +224,13 @@ def test_terraform_state_sensitive_attributes() -> None:
 
 def test_a_file_of_no_place_has_no_rule() -> None:
     assert rule_hits(Place.FILE, [f"PASSWORD={SECRET}"]) == []
+
+
+def test_a_user_option_of_equals_signs_is_read_once_and_a_password_still_found() -> None:
+    # '-u' then 100,000 '=' and no colon: every split of the run was tried (quadratic:
+    # about a minute); the run is now taken whole and the line has no password
+    assert rule_hits(Place.SHELL, ["curl -u" + "=" * 100_000]) == []
+    assert [(h.value, h.key) for h in rule_hits(Place.SHELL, [f"curl -u=bot:{SECRET} x"])] == [
+        (SECRET, "--user")
+    ]
+    assert [h.value for h in rule_hits(Place.SHELL, [f"curl --user 'bot:{SECRET}' x"])] == [SECRET]

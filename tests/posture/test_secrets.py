@@ -13,9 +13,9 @@ import pytest
 
 from tests.posture.planted import clean_tree, github_token, plant_tree, rand
 from zerolane.posture import walk
-from zerolane.posture.findings import Severity, mask
+from zerolane.posture.findings import Note, Severity, mask
 from zerolane.posture.secret_rules import Hit
-from zerolane.posture.secrets import merged, scan_files
+from zerolane.posture.secrets import MAX_HITS, merged, scan_files
 
 
 def test_each_planted_secret_is_found_once_at_its_file_and_line(tmp_path: Path) -> None:
@@ -153,3 +153,18 @@ def test_an_unreadable_file_and_folder_are_notes(
         ("shut", "cannot list: Permission denied"),
     ]
     assert result.findings == []
+
+
+def test_a_file_of_more_secrets_than_max_hits_reports_the_first_and_a_note(
+    tmp_path: Path,
+) -> None:
+    tokens = [github_token() for _ in range(MAX_HITS + 1)]
+    (tmp_path / "many.txt").write_text("".join(f"{t}\n" for t in tokens))
+    (tmp_path / "enough.txt").write_text("".join(f"{t}\n" for t in tokens[:MAX_HITS]))
+    result = scan_files([tmp_path])
+    found = [(f.path, f.line) for f in result.findings]
+    assert found[:MAX_HITS] == [("enough.txt", n) for n in range(1, MAX_HITS + 1)]
+    assert found[MAX_HITS:] == [("many.txt", n) for n in range(1, MAX_HITS + 1)]
+    assert result.notes == [
+        Note("many.txt", f"more than {MAX_HITS} secrets: the first ones reported")
+    ]

@@ -13,12 +13,19 @@ only where automation keeps them, :mod:`zerolane.posture.secret_rules`), the two
 high-entropy detectors (hashes, ids, lock files) and ``IPPublicDetector`` (an address
 is not a credential). Nothing is ever verified against a provider (no secret leaves the
 machine).
+
+Three of its patterns backtrack quadratically on a long crafted line (``//`` repeated
+for the npm one, ``sk-`` for OpenAI's, ``eyJ`` for the JWT one: minutes for a
+100,000-character line, hours for a 4 MiB one); :data:`HARDENED` replaces them with
+patterns that find the same secrets in linear time (see each one), so no file makes a
+scan hang.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import accumulate
 
 from detect_secrets.filters.allowlist import is_line_allowlisted
 from detect_secrets.filters.heuristic import is_potential_uuid, is_sequential_string
@@ -76,6 +83,29 @@ PLUGINS: tuple[type[RegexBasedDetector], ...] = (
     TelegramBotTokenDetector,
     TwilioKeyDetector,
 )
+#: the patterns of :data:`PLUGINS` that backtrack quadratically on a crafted line, and
+#: what replaces each: the same secret in linear time
+HARDENED: dict[str, re.Pattern[str]] = {
+    # npm: ``.+`` from every ``//`` to the end of the line, then back to the last
+    # ``/:_authToken=``: a registry's address is bounded (256 characters), the
+    # whitespace before the token too, so each ``//`` (not one of a ``///...`` run)
+    # costs a constant
+    NpmDetector.denylist[0].pattern: re.compile(
+        r"(?<!/)//.{1,256}/:_authToken=\s{0,64}+((npm_.+)|([A-Fa-f0-9-]{36})).*"
+    ),
+    # OpenAI: ``[A-Za-z0-9-_]*`` from every ``sk-`` of a run (``sk-sk-sk-...``) to its end:
+    # a key starts where a run of its characters starts (the first ``sk-`` of a run
+    # finds whatever a later one would: its characters are all in the run)
+    OpenAIDetector.denylist[0].pattern: re.compile(
+        r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9-_]*[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"
+    ),
+    # JWT: the header's run from every ``eyJ`` (``eyJeyJ...``, ``=eyJ=eyJ...``): a JOSE
+    # header is bounded (1,024 characters of base64url), taken whole (it cannot end
+    # elsewhere: a dot follows it)
+    JwtTokenDetector.denylist[0].pattern: re.compile(
+        r"eyJ[A-Za-z0-9-_=]{1,1024}+\.[A-Za-z0-9-_=]+\.?[A-Za-z0-9-_.+/=]*?"
+    ),
+}
 #: a value a pattern plugin found is a placeholder below this length (a password in a
 #: URL can be short; ``user:pass@`` is not a finding, see :func:`is_placeholder`)
 MIN_LENGTH = 4
@@ -85,18 +115,19 @@ class Detector:
     """The plugins, made once, run over one file's text at a time."""
 
     def __init__(self) -> None:
-        self.plugins = [plugin() for plugin in PLUGINS]
+        self.plugins = [_hardened(plugin) for plugin in PLUGINS]
 
     def hits(self, text: str, lines: Callable[[], list[str]]) -> list[Hit]:
         """What the plugins find in ``text`` (``lines()``: it split at ``\\n``, asked
         for only when a pattern matched)."""
         found: list[Hit] = []
+        starts: list[int] = []  # each line's offset in ``text``, when a PEM needs them
         for plugin in self.plugins:
             touched = _touched(plugin, text)
             for number in sorted(touched):
                 line = lines()[number - 1].rstrip("\r")
                 pem = isinstance(plugin, PrivateKeyDetector) and "BEGIN" in line
-                if pem and not _has_key_body(text, number):
+                if pem and not _has_key_body(text, _line_start(starts, lines(), number)):
                     continue
                 for found_value in plugin.analyze_string(line):
                     value = whole(line, found_value)
@@ -105,16 +136,38 @@ class Detector:
         return found
 
 
+def _hardened(plugin: type[RegexBasedDetector]) -> RegexBasedDetector:
+    """The plugin, with the patterns of :data:`HARDENED` in place of its own (a
+    subclass naming its ``denylist``, as every detect-secrets plugin does)."""
+    own = list(plugin().denylist)
+    patterns = [HARDENED.get(pattern.pattern, pattern) for pattern in own]
+    if patterns == own:
+        return plugin()
+    hardened: type[RegexBasedDetector] = type(plugin.__name__, (plugin,), {"denylist": patterns})
+    return hardened()
+
+
 def _touched(plugin: RegexBasedDetector, text: str) -> set[int]:
     """The 1-based numbers of the lines a match of the plugin's patterns touches (a
-    match may span lines: each of them is looked at)."""
+    match may span lines: each of them is looked at). Matches come in order: the lines
+    before each are counted from the previous one, never again from the start."""
     numbers: set[int] = set()
     for pattern in plugin.denylist:
+        at, line = 0, 1
         for match in pattern.finditer(text):
-            first = text.count("\n", 0, match.start()) + 1
-            last = first + text.count("\n", match.start(), match.end())
-            numbers.update(range(first, last + 1))
+            line += text.count("\n", at, match.start())
+            at = match.start()
+            last = line + text.count("\n", match.start(), match.end())
+            numbers.update(range(line, last + 1))
     return numbers
+
+
+def _line_start(starts: list[int], lines: list[str], number: int) -> int:
+    """The offset of line ``number`` (1-based) in the text ``lines`` were split from;
+    ``starts`` is filled the first time."""
+    if not starts:
+        starts.extend(accumulate((len(line) + 1 for line in lines), initial=0))
+    return starts[number - 1]
 
 
 #: a PEM private key's header and the start of its body (in a file, or in a JSON string
@@ -125,12 +178,18 @@ _PEM_KEY = re.compile(
 )
 
 
-def _has_key_body(text: str, number: int) -> bool:
-    """Whether a PEM header on line ``number`` is followed by a key's body."""
-    start = 0
-    for _ in range(number - 1):
-        start = text.index("\n", start) + 1
-    return _PEM_KEY.search(text, start, start + 8192) is not None
+#: how far past its line a PEM header's key body is looked for (whitespace and ``\\n``
+#: escapes, then 64 characters of it)
+_PEM_BODY = 1024
+
+
+def _has_key_body(text: str, start: int) -> bool:
+    """Whether a PEM header on the line at offset ``start`` is followed by a key's
+    body (looked for from that line to :data:`_PEM_BODY` characters past its end)."""
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    key = _PEM_KEY.search(text, start, end + _PEM_BODY)
+    return key is not None and key.start() < end  # a header of this line, not a later one
 
 
 #: what a token is made of: a value a plugin yields is widened to the run of these it is

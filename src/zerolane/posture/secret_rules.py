@@ -210,7 +210,9 @@ _HEADER = re.compile(
     r"(?i)\b(authorization:\s*(?:bearer|token|basic)|x-api-key:|private-token:)\s*"
     r"([A-Za-z0-9._~+/=:-]+)"
 )
-_USER = re.compile(r"(?:^|\s)(?:-u|--user)[\s=]+[\"']?[^\s\"':]+:([^\s\"']+)")
+#: ``[\s=]++``: taken whole, never given back to the user (``-u====...``, no colon, would
+#: otherwise split the run every way: quadratic on a long line)
+_USER = re.compile(r"(?:^|\s)(?:-u|--user)[\s=]++[\"']?[^\s\"':]++:([^\s\"']+)")
 
 
 def _commands(lines: list[str]) -> Iterator[Hit]:

@@ -27,6 +27,10 @@ _LEAKED = ("NHI2:2025", "NHI7:2025")
 #: claimed for a kubeconfig or a cloud credential file: a file does not show whether a
 #: deployment or a person uses it (NHI6, NHI10) or in which environment (NHI8)
 _CI = ("NHI2:2025", "NHI6:2025", "NHI7:2025")
+#: the most secrets (detect-secrets' and the rules' hits) one file is reported with: a
+#: file of thousands is one problem, and a line of thousands would make merging them
+#: (each compared with the others of its line) slow
+MAX_HITS = 1000
 
 
 def _inject(who: str) -> str:
@@ -204,8 +208,9 @@ class SecretScan:
     files: int = 0
 
 
-def scan_text(detector: Detector, shown: str, text: str) -> list[Finding]:
-    """The findings in one file's ``text`` (named ``shown`` in the report)."""
+def scan_text(detector: Detector, shown: str, text: str, notes: list[Note]) -> list[Finding]:
+    """The findings in one file's ``text`` (named ``shown`` in the report): at most
+    :data:`MAX_HITS` secrets, the first ones, and then a note (into ``notes``)."""
     split: list[list[str]] = []
 
     def lines() -> list[str]:
@@ -219,11 +224,17 @@ def scan_text(detector: Detector, shown: str, text: str) -> list[Finding]:
         hits += rule_hits(place, [line.rstrip("\r") for line in lines()])
     if not hits:
         return []
-    return [
-        finding(place, shown, hit)
-        for hit in merged(hits)
-        if not allowlisted(shown, lines(), hit.line)
-    ]
+    if len(hits) > MAX_HITS:  # merging compares the hits of a line with each other
+        hits = sorted(hits, key=lambda h: h.line)[:MAX_HITS]
+        notes.append(Note(shown, f"more than {MAX_HITS} secrets: the first ones reported"))
+    allowed: dict[int, bool] = {}  # per line: a line's allowlist comment is read once
+    found: list[Finding] = []
+    for hit in merged(hits):
+        if hit.line not in allowed:
+            allowed[hit.line] = allowlisted(shown, lines(), hit.line)
+        if not allowed[hit.line]:
+            found.append(finding(place, shown, hit))
+    return found
 
 
 def scan_files(
@@ -241,6 +252,6 @@ def scan_files(
         if text is None:
             continue
         result.files += 1
-        result.findings.extend(scan_text(detector, source.shown, text))
+        result.findings.extend(scan_text(detector, source.shown, text, result.notes))
     result.findings.sort(key=Finding.sort_key)
     return result
