@@ -118,6 +118,19 @@ def test_a_crafted_long_line_is_read_once_and_its_secret_still_found(
     assert any(value in v or v in value for v in found), found
 
 
+def test_a_placeholder_first_on_a_line_does_not_hide_the_token_after_it() -> None:
+    # the GitHub plugin yields 'ghp' per token: each is widened to its own token, not
+    # every one to the line's first (a placeholder, dropped, hid the real one)
+    token, other = github_token(), github_token()
+    placeholder = "ghp_" + "x" * 36
+    assert _hits(f"{placeholder} {token}\n") == [(1, "GitHub Token", token)]
+    assert _hits(f"{token} {other} {token}\n") == [
+        (1, "GitHub Token", token),
+        (1, "GitHub Token", other),
+        (1, "GitHub Token", token),  # merged later: one finding per secret and line
+    ]
+
+
 def test_many_pem_headers_are_each_checked_near_their_line() -> None:
     key = pem_key()
     text = 'PATTERN = "-----BEGIN PRIVATE KEY-----"\n' * 3000 + key

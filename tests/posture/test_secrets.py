@@ -13,9 +13,10 @@ import pytest
 
 from tests.posture.planted import clean_tree, github_token, plant_tree, rand
 from zerolane.posture import walk
+from zerolane.posture.detect import Detector
 from zerolane.posture.findings import Note, Severity, mask
 from zerolane.posture.secret_rules import Hit
-from zerolane.posture.secrets import MAX_HITS, merged, scan_files
+from zerolane.posture.secrets import MAX_HITS, merged, scan_files, scan_text
 
 
 def test_each_planted_secret_is_found_once_at_its_file_and_line(tmp_path: Path) -> None:
@@ -168,3 +169,13 @@ def test_a_file_of_more_secrets_than_max_hits_reports_the_first_and_a_note(
     assert result.notes == [
         Note("many.txt", f"more than {MAX_HITS} secrets: the first ones reported")
     ]
+
+
+def test_thousands_of_secrets_on_one_line_are_merged_quickly_and_capped() -> None:
+    # one line of 20,000 tokens: every hit was compared with every other, and each
+    # finding read the whole line again for its allowlist comment
+    tokens = [github_token() for _ in range(20_000)]
+    notes: list[Note] = []
+    found = scan_text(Detector(), "one.txt", " ".join(tokens) + "\n", notes)
+    assert [f.masked for f in found] == [mask(t) for t in tokens[:MAX_HITS]]
+    assert [n.where for n in notes] == ["one.txt"]

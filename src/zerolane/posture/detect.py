@@ -129,8 +129,11 @@ class Detector:
                 pem = isinstance(plugin, PrivateKeyDetector) and "BEGIN" in line
                 if pem and not _has_key_body(text, _line_start(starts, lines(), number)):
                     continue
+                after: dict[str, int] = {}  # where the next of one value is looked for
                 for found_value in plugin.analyze_string(line):
-                    value = whole(line, found_value)
+                    value, after[found_value] = whole_at(
+                        line, found_value, after.get(found_value, 0)
+                    )
                     if _kept(value):
                         found.append(Hit(number, value, plugin.secret_type, None, "detect-secrets"))
         return found
@@ -201,15 +204,25 @@ def whole(line: str, value: str) -> str:
     """``value`` as the whole token of ``line`` it is part of: a plugin may yield only a
     group of its pattern (detect-secrets 1.5's GitHub plugin yields ``ghp`` of a
     ``ghp_...`` token), and a finding masks, dedupes and fingerprints the whole secret."""
-    start = line.find(value)
+    return whole_at(line, value)[0]
+
+
+def whole_at(line: str, value: str, after: int = 0) -> tuple[str, int]:
+    """:func:`whole` of the first ``value`` at or after ``after`` in ``line`` (else of
+    the first one), and where its token ends: a plugin yields ``ghp`` once per token of
+    a line, and each is widened to its own token (a placeholder first on a line does not
+    hide the real token after it)."""
+    start = line.find(value, after)
     if start < 0:
-        return value
+        start = line.find(value)
+    if start < 0:
+        return value, after
     end = start + len(value)
     while start > 0 and line[start - 1] in _TOKEN:
         start -= 1
     while end < len(line) and line[end] in _TOKEN:
         end += 1
-    return line[start:end]
+    return line[start:end], end
 
 
 def _kept(value: str) -> bool:
