@@ -5,6 +5,7 @@ finding; what cannot be read is a note."""
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 from pathlib import Path
@@ -179,3 +180,22 @@ def test_thousands_of_secrets_on_one_line_are_merged_quickly_and_capped() -> Non
     found = scan_text(Detector(), "one.txt", " ".join(tokens) + "\n", notes)
     assert [f.masked for f in found] == [mask(t) for t in tokens[:MAX_HITS]]
     assert [n.where for n in notes] == ["one.txt"]
+
+
+def test_a_byte_order_mark_hides_no_secret(tmp_path: Path) -> None:
+    # UTF-8 with a BOM: the first line's key began with U+FEFF and was no key; UTF-16
+    # (PowerShell's '>'): NUL bytes, skipped as binary
+    secret = rand(24)
+    text = f"SERVICE_TOKEN={secret}\n"
+    (tmp_path / "bom.env").write_bytes(codecs.BOM_UTF8 + text.encode())
+    (tmp_path / "utf16.env").write_text(text, encoding="utf-16")  # with its BOM
+    (tmp_path / "plain.env").write_text(text)  # the twin
+    script = tmp_path / "deploy"
+    script.write_bytes(codecs.BOM_UTF8 + f"#!/bin/sh\nexport API_TOKEN={secret}\n".encode())
+    found = {(f.path, f.line, f.rule, f.masked) for f in scan_files([tmp_path]).findings}
+    assert found == {
+        ("bom.env", 1, "secret.dotenv", mask(secret)),
+        ("utf16.env", 1, "secret.dotenv", mask(secret)),
+        ("plain.env", 1, "secret.dotenv", mask(secret)),
+        ("deploy", 2, "secret.shell", mask(secret)),
+    }

@@ -10,6 +10,7 @@ never a crash.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import stat
@@ -100,9 +101,9 @@ def _join(root: Path, shown: str) -> str:
 
 
 def read_text(source: Source, notes: list[Note]) -> str | None:
-    """The file's text (UTF-8, undecodable bytes replaced), or ``None`` when it is not
-    read: not a regular file, a link, binary, larger than :data:`MAX_BYTES` (a note), or
-    unreadable (a note). Opened without following a link and without blocking (a FIFO
+    """The file's text (UTF-8, or UTF-16 after its byte order mark; undecodable bytes
+    replaced), or ``None`` when it is not read: not a regular file, a link, binary,
+    larger than :data:`MAX_BYTES` (a note), or unreadable (a note). Opened without following a link and without blocking (a FIFO
     given by name is refused, not waited on)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
@@ -129,6 +130,10 @@ def read_text(source: Source, notes: list[Note]) -> str | None:
     if len(raw) > MAX_BYTES:  # grew while read
         notes.append(Note(source.shown, f"larger than {MAX_BYTES} bytes: not scanned"))
         return None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Windows editors and PowerShell's '>' write UTF-16: NUL bytes, yet text
+        return raw.decode("utf-16", errors="replace")
     if b"\0" in raw[:SNIFF]:
         return None
-    return raw.decode("utf-8", errors="replace")
+    # a UTF-8 byte order mark is no part of the first line (its key, a shebang)
+    return raw.decode("utf-8-sig", errors="replace")
