@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
-from tests.posture.planted import clean_tree, plant_tree
+from tests.posture.planted import clean_tree, github_token, plant_tree
 from tests.posture.test_report import _valid
 from tests.probe.test_sarif import sarif_errors
 from zerolane.cli.main import app
@@ -88,3 +88,25 @@ def test_help_names_the_command() -> None:
     assert result.exit_code == 0
     assert "scan" in result.stdout
     assert "OWASP NHI" in result.stdout
+
+
+def test_a_file_name_of_bytes_that_are_not_utf8_is_reported_everywhere(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "repo"
+    odd = os.fsencode(root) + b"/bad\xff"
+    os.makedirs(odd)
+    token = github_token()
+    with open(odd + b"/x.txt", "w") as file:
+        file.write(f"t = {token}\n")
+    out = tmp_path / "scan.sarif"
+    as_json = _run("scan", str(root), "--json", "--sarif", str(out))
+    assert as_json.exit_code == 1, as_json.output
+    assert [f["path"] for f in json.loads(as_json.stdout)["findings"]] == ["bad\udcff/x.txt"]
+    log = json.loads(out.read_text())
+    location = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "bad%FF/x.txt"
+    table = _run("scan", str(root))
+    assert table.exit_code == 1
+    assert "bad\\udcff/x.txt" in table.stdout
+    assert token not in as_json.stdout + out.read_text() + table.stdout

@@ -81,3 +81,19 @@ def test_sarif_is_valid_and_holds_masked_snippets_only(tmp_path: Path) -> None:
     assert notes[0]["message"]["text"] == "x.py: cannot read: denied"
     for value in expected.values():
         assert value not in text
+
+
+def test_sarif_names_an_odd_file_name_by_its_uri() -> None:
+    # a name of bytes that are not UTF-8 (the walk keeps them as surrogates) made the
+    # fingerprint raise UnicodeEncodeError: no SARIF, and an error about the arguments
+    odd = Finding(
+        "secret.file", "t", Severity.HIGH, ("NHI2:2025",), "m", "r", "bad\udcff/a b#%.txt", 1
+    )
+    plain = Finding("secret.file", "t", Severity.HIGH, ("NHI2:2025",), "m", "r", "app/.env", 2)
+    log = json.loads(sarif.dumps(combine([Part((odd, plain))], 1, 2)))
+    assert sarif_errors(log) == []
+    results = log["runs"][0]["results"]
+    uris = [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results]
+    assert uris == ["app/.env", "bad%FF/a%20b%23%25.txt"]
+    prints = {r["partialFingerprints"][sarif.FINGERPRINT] for r in results}
+    assert len(prints) == 2

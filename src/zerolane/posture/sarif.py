@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import quote
 
 import zerolane
 from zerolane.audit.events import rfc3339 as iso
@@ -31,7 +32,14 @@ FINGERPRINT = "zerolanePosture/v1"
 def _fingerprint(finding: Finding) -> str:
     where = finding.path or finding.subject or ""
     text = f"{finding.rule}\n{where}\n{finding.secret_type or ''}\n{finding.masked or ''}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def uri(path: str) -> str:
+    """A file's name as the relative URI reference SARIF's ``artifactLocation.uri`` is:
+    percent-encoded (a space, ``#``, ``%``; a name's bytes that are not UTF-8, kept by
+    the walk as surrogates, as their own ``%XX``)."""
+    return quote(path.encode("utf-8", "surrogateescape"), safe="/")
 
 
 def rule(finding: Finding) -> dict[str, object]:
@@ -54,7 +62,7 @@ def rule(finding: Finding) -> dict[str, object]:
 def _location(finding: Finding) -> dict[str, object]:
     if finding.path is None:
         return {"logicalLocations": [{"name": finding.subject or "", "kind": "resource"}]}
-    physical: dict[str, object] = {"artifactLocation": {"uri": finding.path}}
+    physical: dict[str, object] = {"artifactLocation": {"uri": uri(finding.path)}}
     if finding.line is not None:
         region: dict[str, object] = {"startLine": finding.line}
         if finding.masked is not None:
