@@ -9,7 +9,7 @@ import pytest
 
 from tests.posture.seeded import DAY
 from tests.server.conftest import AGENT, Api, serving
-from tests.server.task_fixtures import JOB, OTHER_AGENT, TaskApi
+from tests.server.task_fixtures import JOB, OTHER_AGENT, TaskApi, dpop
 from zerolane.audit.events import Actor
 
 
@@ -51,6 +51,20 @@ def test_admins_only(tasks: TaskApi) -> None:
     assert tasks.client.get("/v1/admin/posture/inventory", headers=wrong).status_code == 401
 
 
+def test_a_workload_credential_is_no_admin_credential(tasks: TaskApi) -> None:
+    opened = tasks.opened()  # a workload's SVID and its task token, each valid
+    url = "http://testserver/v1/admin/posture/inventory"
+    for token in (opened.holder.svid, opened.token):
+        for headers in (
+            {"Authorization": f"Bearer {token}"},
+            dpop(opened.holder.key, token, "GET", url),
+        ):
+            reply = tasks.client.get("/v1/admin/posture/inventory", headers=headers)
+            assert reply.status_code == 401, reply.text
+            assert reply.json()["reason"] == "admin.credential"
+    assert tasks.client.get("/v1/admin/posture/inventory", headers=tasks.admin).status_code == 200
+
+
 def test_the_inventory_of_the_deployment_with_its_findings(tasks: TaskApi, later: Later) -> None:
     tasks.opened()  # AGENT attests and opens a task now
     tasks.deployment.registry.register(
@@ -80,7 +94,7 @@ def test_the_inventory_of_the_deployment_with_its_findings(tasks: TaskApi, later
     )
 
 
-@pytest.mark.parametrize("days", ["0", "-1", "3651", "soon"])
+@pytest.mark.parametrize("days", ["0", "-1", "3651", "soon", "nan", "inf", "-inf"])
 def test_a_threshold_out_of_bounds_is_refused(tasks: TaskApi, days: str) -> None:
     reply = tasks.client.get(
         "/v1/admin/posture/inventory", params={"dormant_after_days": days}, headers=tasks.admin
