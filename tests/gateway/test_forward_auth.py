@@ -170,6 +170,17 @@ def test_nginx_token_problems_are_401_with_a_challenge(nginx: TestClient, task: 
         (),  # the control plane's only (its issuer, which every task token names)
         ("https://other.example.org",),  # another enforcement point of the trust domain
         (f"{PUBLIC}/reports",),  # a URL under public_url is not it
+        # the comparison is exact: no variant of public_url is taken for it
+        (f"{PUBLIC}/",),
+        (PUBLIC.upper(),),
+        (PUBLIC.replace("https://", "HTTPS://"),),
+        (f"{PUBLIC}.evil.example",),
+        (PUBLIC[:-1],),
+        (f" {PUBLIC}",),
+        (f"{PUBLIC}?",),
+        (f"{PUBLIC}#",),
+        (f"{PUBLIC}:443",),
+        (f"{PUBLIC}/", "https://other.example.org"),  # several audiences, none of them it
     ],
 )
 def test_a_token_for_another_audience_is_refused_by_default(
@@ -183,6 +194,14 @@ def test_a_token_for_another_audience_is_refused_by_default(
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
     assert cp.decisions()[-1]["decision_id"] == refused.json()["decision_id"]
     assert check(nginx, nginx_headers(task, "GET", "/reports/q3")).status_code == 200
+
+
+def test_a_token_naming_public_url_among_other_audiences_is_allowed(
+    cp: ControlPlane, nginx: TestClient
+) -> None:
+    """The twin of the variants above: ``aud`` holds ``public_url`` exactly, with others."""
+    with opened(cp, "https://other.example.org", PUBLIC) as both:
+        assert check(nginx, nginx_headers(both, "GET", "/reports/q3")).status_code == 200
 
 
 def test_the_default_audience_is_public_urls_origin() -> None:
