@@ -11,6 +11,8 @@ def test_mask_keeps_a_prefix_of_long_values_only() -> None:
     assert mask("AKIA" + "Z" * 16) == "AKIA" + MASK
     assert mask("x" * 15) == MASK  # too short to show any of it
     assert mask("") == MASK
+    # a value known only by its key (a password) shows nothing, however long
+    assert mask("Winter2026Password!", shaped=False) == MASK
 
 
 def _finding(nhi: tuple[str, ...]) -> Finding:

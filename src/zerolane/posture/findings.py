@@ -31,10 +31,13 @@ MASK_KEEP = 4
 MASK = "****"
 
 
-def mask(value: str) -> str:
+def mask(value: str, *, shaped: bool = True) -> str:
     """``value`` masked: its first :data:`MASK_KEEP` characters when it is at least
-    four times as long, else nothing of it; then :data:`MASK`."""
-    if len(value) >= 4 * MASK_KEEP:
+    four times as long and ``shaped`` (a provider's token, whose start names its kind:
+    ``ghp_``, ``AKIA``), else nothing of it; then :data:`MASK`. A value known only by
+    the key it is stored under (a password) shows nothing: its start would be a hint
+    to whoever guesses it."""
+    if shaped and len(value) >= 4 * MASK_KEEP:
         return value[:MASK_KEEP] + MASK
     return MASK
 

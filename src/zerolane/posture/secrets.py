@@ -194,7 +194,7 @@ def finding(place: Place, shown: str, hit: Hit) -> Finding:
         path=shown,
         line=hit.line,
         secret_type=hit.secret_type,
-        masked=mask(hit.value),
+        masked=mask(hit.value, shaped=known),
         details=details,
     )
 

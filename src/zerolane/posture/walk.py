@@ -103,8 +103,9 @@ def _join(root: Path, shown: str) -> str:
 def read_text(source: Source, notes: list[Note]) -> str | None:
     """The file's text (UTF-8, or UTF-16 after its byte order mark; undecodable bytes
     replaced), or ``None`` when it is not read: not a regular file, a link, binary,
-    larger than :data:`MAX_BYTES` (a note), or unreadable (a note). Opened without following a link and without blocking (a FIFO
-    given by name is refused, not waited on)."""
+    larger than :data:`MAX_BYTES` (a note), or unreadable (a note). Opened without
+    following a link and without blocking (a FIFO given by name is refused, not waited
+    on)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(source.path, flags)
