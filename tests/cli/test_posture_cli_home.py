@@ -364,3 +364,111 @@ def test_scan_home_reports_what_runs_in_shadow(tmp_path: Path) -> None:
     twin = run("posture", "scan", "--home", str(enforced), "--json")
     assert twin.exit_code == 0, twin.output
     assert json.loads(twin.stdout)["findings"] == []
+
+
+# -- shipped safety rules a home holds without @shadow("never")
+
+SAFETY_RULES = (
+    "flow.egress_after_sensitive_read",
+    "risk.high",
+    "task.budget_exhausted",
+    "task.expired",
+    "task.inactive",
+)
+
+
+def unmark(home: Path) -> Path:
+    """Make ``home`` one created before the safety rules were marked: its
+    requests.cedar holds them without ``@shadow("never")``."""
+    requests = home / "policies" / "requests.cedar"
+    text = requests.read_text()
+    assert text.count('@shadow("never")\n') == len(SAFETY_RULES)
+    requests.write_text(text.replace('@shadow("never")\n', ""))
+    return requests
+
+
+def unmarked_finding(home: Path) -> dict[str, object] | None:
+    result = run("posture", "scan", "--home", str(home), "--json")
+    assert result.exit_code in (0, 1), result.output
+    found = [
+        f
+        for f in json.loads(result.stdout)["findings"]
+        if f["rule"] == "config.safety_rule_unmarked"
+    ]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_a_home_with_unmarked_safety_rules_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ZEROLANE_HOME", raising=False)
+    home = tmp_path / "old"
+    init_home(home, "example.org")[0].close()
+    requests = unmark(home)
+    finding = unmarked_finding(home)
+    assert finding is not None
+    assert finding["severity"] == "medium"  # nothing runs in shadow here
+    assert finding["mapping"] == {"owasp-nhi-2025": ["NHI5:2025"]}
+    details = finding["details"]
+    assert isinstance(details, dict)
+    assert details["policies"] == sorted(SAFETY_RULES)
+    assert details["files"] == [str(requests)]
+    assert details["shipped"][0].endswith("policy/default/requests.cedar")
+    assert '@shadow("never")' in str(finding["remedy"])
+    table = run("posture", "scan", "--home", str(home))
+    assert table.exit_code == 1
+    assert "config.safety_rule_unmarked" in table.output
+
+    # the twin: a fresh home holds them marked, and has no finding
+    fresh = tmp_path / "fresh"
+    init_home(fresh, "example.org")[0].close()
+    assert unmarked_finding(fresh) is None
+
+
+def test_it_is_high_in_a_home_that_runs_in_shadow(tmp_path: Path) -> None:
+    home = shadow_home(tmp_path / "shadow", "shadow")
+    unmark(home)
+    finding = unmarked_finding(home)
+    assert finding is not None
+    assert finding["severity"] == "high"
+    # the twin: the same home enforced keeps it medium
+    enforced = shadow_home(tmp_path / "enforced", "enforce")
+    unmark(enforced)
+    twin = unmarked_finding(enforced)
+    assert twin is not None
+    assert twin["severity"] == "medium"
+
+
+def test_a_removed_safety_rule_is_the_homes_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ZEROLANE_HOME", raising=False)
+    home = tmp_path / "home"
+    init_home(home, "example.org")[0].close()
+    requests = home / "policies" / "requests.cedar"
+    text = requests.read_text()
+    # the flow rule removed entirely (with its mark), the risk rule left unmarked
+    start = text.index('@id("flow.egress_after_sensitive_read")')
+    end = text.index("\n\n", start) + 2
+    text = text[:start] + text[end:]
+    requests.write_text(text.replace('@id("risk.high")\n@shadow("never")\n', '@id("risk.high")\n'))
+    assert "flow.egress_after_sensitive_read" not in requests.read_text()
+    finding = unmarked_finding(home)
+    assert finding is not None
+    details = finding["details"]
+    assert isinstance(details, dict)
+    assert details["policies"] == ["risk.high"]  # the removed one is not named
+
+
+def test_a_policy_set_that_does_not_load_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ZEROLANE_HOME", raising=False)
+    home = tmp_path / "home"
+    init_home(home, "example.org")[0].close()
+    (home / "policies" / "broken.cedar").write_text("forbid (principal, action, resource\n")
+    result = run("posture", "scan", "--home", str(home))
+    assert result.exit_code == 2
+    assert "broken.cedar" in result.output
+    assert "Traceback" not in result.output

@@ -9,6 +9,7 @@ from zerolane.posture.config_findings import (
     ShadowPlaybook,
     ShadowRoutes,
     StaticCredential,
+    UnmarkedRule,
     config_findings,
 )
 from zerolane.posture.findings import Severity
@@ -117,3 +118,68 @@ def test_gateway_routes_in_shadow_are_named() -> None:
     assert "runs routes in shadow" in mcp.message
     assert "(tool delete)" in mcp.message
     assert mcp.details["total"] is None
+
+
+# -- shipped safety rules a home holds without @shadow("never")
+
+UNMARKED = (
+    UnmarkedRule("risk.high", "/zl/policies/requests.cedar", "/pkg/default/requests.cedar"),
+    UnmarkedRule(
+        "flow.egress_after_sensitive_read",
+        "/zl/policies/requests.cedar",
+        "/pkg/default/requests.cedar",
+    ),
+    UnmarkedRule("task.expired", "/zl/policies/old.cedar", "/pkg/default/requests.cedar"),
+)
+
+
+def test_unmarked_safety_rules_are_one_finding_naming_them() -> None:
+    (finding,) = config_findings([], unmarked=UNMARKED)
+    assert (finding.rule, finding.severity, finding.nhi) == (
+        "config.safety_rule_unmarked",
+        Severity.MEDIUM,  # nothing runs in shadow in this home
+        ("NHI5:2025",),
+    )
+    assert finding.details["policies"] == [
+        "task.expired",
+        "flow.egress_after_sensitive_read",
+        "risk.high",
+    ]
+    assert finding.details["files"] == ["/zl/policies/old.cedar", "/zl/policies/requests.cedar"]
+    assert finding.subject == "/zl/policies/old.cedar, /zl/policies/requests.cedar"
+    assert "flow.egress_after_sensitive_read, risk.high" in finding.message
+    assert "nothing runs in shadow mode now" in finding.message
+    assert 'add @shadow("never") on its own line under the @id' in finding.remedy
+    assert "/pkg/default/requests.cedar" in finding.remedy
+    assert "zerolane policy reload" in finding.remedy
+    # the twin: every safety rule marked (or removed) is no finding
+    assert config_findings([], unmarked=()) == []
+
+
+@pytest.mark.parametrize(
+    "shadow",
+    [
+        {"shadow_policies": "/zl/zerolane.toml"},
+        {"playbooks": [ShadowPlaybook("trial", True, 0)]},
+        {"playbooks": [ShadowPlaybook("trial", False, 1)]},
+        {"routes": [ShadowRoutes("gw.toml", "upstreams[0] (b)", ("GET /x",), 1)]},
+    ],
+)
+def test_they_are_high_when_anything_runs_in_shadow(shadow: dict[str, object]) -> None:
+    found = config_findings([], unmarked=UNMARKED, **shadow)  # type: ignore[arg-type]
+    (finding,) = [f for f in found if f.rule == "config.safety_rule_unmarked"]
+    assert finding.severity == Severity.HIGH
+    assert finding.details["shadow"] is True
+    assert "so they are relaxed now" in finding.message
+
+
+def test_they_stay_medium_when_nothing_runs_in_shadow() -> None:
+    credential = StaticCredential("zl.toml", "[grants.static]", secret_env="X")
+    found = config_findings(
+        [credential],
+        playbooks=[ShadowPlaybook("done", False, 0)],
+        routes=[ShadowRoutes("gw.toml", "upstreams[0] (b)", (), 1)],
+        unmarked=UNMARKED,
+    )
+    (finding,) = [f for f in found if f.rule == "config.safety_rule_unmarked"]
+    assert finding.severity == Severity.MEDIUM

@@ -7,7 +7,9 @@ opened (a static credential is reported by where it is kept). The configuration 
 read are ``zerolane.toml`` and the file of each enabled ``[[gateways]]`` entry; one that
 does not parse is refused as ``zerolane up`` would refuse it. What runs in shadow mode
 comes from them (``policy_mode``, each gateway route's mode) and from the stores (each
-playbook's ``mode``, and the live tasks opened in shadow).
+playbook's ``mode``, and the live tasks opened in shadow). The home's policy set
+(``policy_dir``) is loaded as ``zerolane up`` loads it, and refused as it would be, to
+compare its safety rules with the shipped ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from zerolane.posture.config_findings import (
     ShadowPlaybook,
     ShadowRoutes,
     StaticCredential,
+    UnmarkedRule,
     config_findings,
 )
 from zerolane.posture.findings import Finding
@@ -133,6 +136,49 @@ def gateway_facts(home: Path, config: Config) -> tuple[list[StaticCredential], l
     return found, shadows
 
 
+def _ids_by_file(directory: Path) -> dict[str, str]:
+    """The @id of every policy of ``directory``, and the name of the file holding it."""
+    import json
+
+    import cedarpy
+
+    from zerolane.policy.loader import read_directory
+
+    where: dict[str, str] = {}
+    for name, text in read_directory(directory).texts:
+        found = json.loads(cedarpy.policies_to_json_str(text)).get("staticPolicies", {})
+        for policy in found.values():
+            annotations = policy.get("annotations") or {}
+            if "id" in annotations:
+                where.setdefault(str(annotations["id"]), name)
+    return where
+
+
+def unmarked_safety_rules(policies: Path) -> list[UnmarkedRule]:
+    """Each safety rule zerolane ships marked ``@shadow("never")`` that the policy set
+    in ``policies`` holds without the mark (``PolicyLoadError`` when that set does not
+    load: refused as ``zerolane up`` would refuse it). A shipped rule the set does not
+    hold at all is the home's choice, not reported."""
+    from zerolane.policy.defaults import DEFAULT_POLICY_DIR
+    from zerolane.policy.loader import load_snapshot
+
+    home = load_snapshot(policies)
+    shipped = load_snapshot(DEFAULT_POLICY_DIR)
+    missing = sorted((shipped.shadow_never & set(home.policy_ids)) - home.shadow_never)
+    if not missing:
+        return []
+    home_files = _ids_by_file(policies)
+    shipped_files = _ids_by_file(DEFAULT_POLICY_DIR)
+    return [
+        UnmarkedRule(
+            policy_id,
+            str(policies / home_files[policy_id]),
+            str(DEFAULT_POLICY_DIR / shipped_files[policy_id]),
+        )
+        for policy_id in missing
+    ]
+
+
 def shadow_playbooks(stores: Stores, now: float) -> list[ShadowPlaybook]:
     """Each playbook in ``mode: shadow``, and each one with live tasks opened in shadow
     (a task keeps the mode it was opened under), with how many such tasks are live (of
@@ -168,6 +214,7 @@ def home_posture(
     days = config.detection.dormant.days
     rules = InventoryRules(dormant_after=dormant_after or days * DAY)
     credentials, routes = gateway_facts(folder, config)
+    unmarked = unmarked_safety_rules(folder / config.policy_dir)
     now = clock.now()
     stores = open_stores(config.store_url, base=folder)
     try:
@@ -186,6 +233,7 @@ def home_posture(
             shadow_policies=str(folder / CONFIG_NAME) if config.policy_mode == "shadow" else None,
             playbooks=playbooks,
             routes=routes,
+            unmarked=unmarked,
         ),
     ]
     return HomePosture(folder, inventory, rules, tuple(sorted(findings, key=Finding.sort_key)))

@@ -14,8 +14,16 @@ a playbook in shadow or one whose live tasks were opened in shadow
 (``config.shadow_playbook``), a gateway's routes in shadow (``config.shadow_route``).
 Each is a trial that should end; left on, the grants it was to narrow are not enforced.
 
+A home's policy set is a copy made when the home was created: one made before the
+shipped safety rules were marked ``@shadow("never")`` (a deny they take part in is
+never relaxed by shadow mode) still holds them unmarked, and there shadow mode relaxes
+exfiltration and risk protection. Each such rule still present is named by one
+``config.safety_rule_unmarked`` finding (high when something runs in shadow, else
+medium); a shipped rule the home removed is its own policy choice, not this finding.
+
 The configuration files are parsed at the edge (the CLI): this module receives only
-descriptions (:class:`StaticCredential`, :class:`ShadowPlaybook`, :class:`ShadowRoutes`).
+descriptions (:class:`StaticCredential`, :class:`ShadowPlaybook`, :class:`ShadowRoutes`,
+:class:`UnmarkedRule`).
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ STATIC_GRANT = "config.static_grant"
 SHADOW_POLICIES = "config.shadow_policies"
 SHADOW_PLAYBOOK = "config.shadow_playbook"
 SHADOW_ROUTE = "config.shadow_route"
+SAFETY_RULE_UNMARKED = "config.safety_rule_unmarked"
+#: the annotation that makes a forbid a safety rule shadow mode never relaxes
+SHADOW_NEVER_MARK = '@shadow("never")'
 #: NHI5 (Overprivileged NHI): in shadow, a workload may do whatever the policies deny
 #: it; what it holds in effect is no longer its grants (a playbook's scope, a route's
 #: policy) but everything it asks, and nothing is refused until enforcement is back
@@ -184,19 +195,76 @@ def shadow_route_finding(routes: ShadowRoutes) -> Finding:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UnmarkedRule:
+    """A safety rule zerolane ships marked ``@shadow("never")`` that a home's policy
+    set holds unmarked: its ``policy_id``, the home's file that holds it (``file``) and
+    the shipped file it comes from (``shipped``)."""
+
+    policy_id: str
+    file: str
+    shipped: str
+
+
+def safety_rule_unmarked_finding(rules: Iterable[UnmarkedRule], *, shadow: bool) -> Finding:
+    """The finding about the home's unmarked safety rules (``shadow``: something runs
+    in shadow mode in the home, so they are relaxed now)."""
+    ordered = sorted(rules, key=lambda rule: (rule.file, rule.policy_id))
+    ids = ", ".join(rule.policy_id for rule in ordered)
+    files = sorted({rule.file for rule in ordered})
+    shipped = sorted({rule.shipped for rule in ordered})
+    now = (
+        "something in this home runs in shadow mode, so they are relaxed now"
+        if shadow
+        else "nothing runs in shadow mode now, but any shadow trial would relax them"
+    )
+    return Finding(
+        rule=SAFETY_RULE_UNMARKED,
+        title="Safety rule not marked for shadow mode",
+        # high when shadow mode is on: exfiltration after a sensitive read and a risky
+        # task's requests are let through now; medium while it is only one switch away
+        severity=Severity.HIGH if shadow else Severity.MEDIUM,
+        # NHI5 (Overprivileged NHI), as the other shadow findings: a relaxed safety rule
+        # lets a workload do what its grants were never meant to allow (send what it read
+        # out, act while its risk is high)
+        nhi=SHADOW_NHI,
+        message=f"the home's policies hold the shipped safety rules {ids} without "
+        f"{SHADOW_NEVER_MARK} ({', '.join(files)}): shadow mode relaxes a deny they "
+        f"take part in, exfiltration and risk protection included; {now}",
+        remedy=f"add {SHADOW_NEVER_MARK} on its own line under the @id of each of them, "
+        f"or copy the shipped file ({', '.join(shipped)}) over yours if you never edited "
+        "it; then 'zerolane policy check' and 'zerolane policy reload'; see "
+        "docs/policies.md (Shadow mode)",
+        subject=", ".join(files),
+        details={
+            "policies": [rule.policy_id for rule in ordered],
+            "files": files,
+            "shipped": shipped,
+            "shadow": shadow,
+        },
+    )
+
+
 def config_findings(
     credentials: Iterable[StaticCredential],
     *,
     shadow_policies: str | None = None,
     playbooks: Iterable[ShadowPlaybook] = (),
     routes: Iterable[ShadowRoutes] = (),
+    unmarked: Iterable[UnmarkedRule] = (),
 ) -> list[Finding]:
-    """One ``config.static_grant`` finding per static credential, and one finding for
-    each thing run in shadow: the policy set (``shadow_policies``: the configuration
-    file that says so), each playbook, each gateway upstream or server."""
+    """One ``config.static_grant`` finding per static credential, one finding for each
+    thing run in shadow: the policy set (``shadow_policies``: the configuration file
+    that says so), each playbook, each gateway upstream or server; and one
+    ``config.safety_rule_unmarked`` finding naming every ``unmarked`` safety rule (high
+    when any of those shadow findings is made)."""
     found = [static_grant_finding(credential) for credential in credentials]
     if shadow_policies is not None:
         found.append(shadow_policies_finding(shadow_policies))
     found += [shadow_playbook_finding(p) for p in playbooks if p.shadow or p.live_tasks]
     found += [shadow_route_finding(r) for r in routes if r.routes]
+    rules = list(unmarked)
+    if rules:
+        shadow = any(f.rule != STATIC_GRANT for f in found)
+        found.append(safety_rule_unmarked_finding(rules, shadow=shadow))
     return found
