@@ -234,7 +234,7 @@ def safety_rule_unmarked_finding(rules: Iterable[UnmarkedRule], *, shadow: bool)
         remedy=f"add {SHADOW_NEVER_MARK} on its own line under the @id of each of them, "
         f"or copy the shipped file ({', '.join(shipped)}) over yours if you never edited "
         "it; then 'zerolane policy check' and 'zerolane policy reload'; see "
-        "docs/policies.md (Shadow mode)",
+        "docs/policies.md (Safety rules shadow mode never relaxes)",
         subject=", ".join(files),
         details={
             "policies": [rule.policy_id for rule in ordered],
