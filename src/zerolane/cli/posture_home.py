@@ -147,10 +147,9 @@ def _ids_by_file(directory: Path) -> dict[str, str]:
     where: dict[str, str] = {}
     for name, text in read_directory(directory).texts:
         found = json.loads(cedarpy.policies_to_json_str(text)).get("staticPolicies", {})
+        # every policy has an @id: the set was loaded (load_snapshot) before this
         for policy in found.values():
-            annotations = policy.get("annotations") or {}
-            if "id" in annotations:
-                where.setdefault(str(annotations["id"]), name)
+            where[str(policy["annotations"]["id"])] = name
     return where
 
 
@@ -169,10 +168,11 @@ def unmarked_safety_rules(policies: Path) -> list[UnmarkedRule]:
         return []
     home_files = _ids_by_file(policies)
     shipped_files = _ids_by_file(DEFAULT_POLICY_DIR)
+    # a file changed between the two reads is named by its directory
     return [
         UnmarkedRule(
             policy_id,
-            str(policies / home_files[policy_id]),
+            str(policies / home_files.get(policy_id, "")),
             str(DEFAULT_POLICY_DIR / shipped_files[policy_id]),
         )
         for policy_id in missing
