@@ -6,8 +6,9 @@ and zerolane's rules for CI files, ``.env`` files, shell scripts, kubeconfigs, c
 credential files, Docker's ``config.json`` and Terraform state), each with its file and
 line, the secret masked, its OWASP NHI ids and the zerolane replacement. With
 ``--home DIR`` it adds the home's NHI inventory findings (ownerless, dormant, shared,
-unrotated identities), its static downstream secrets and what it runs in shadow mode
-(the policy set, playbooks, gateway routes); ``posture inventory`` lists
+unrotated identities), its static downstream secrets, what it runs in shadow mode
+(the policy set, playbooks, gateway routes) and the shipped safety rules its policies
+hold without ``@shadow("never")``; ``posture inventory`` lists
 the inventory itself (:mod:`zerolane.cli.posture_home`).
 
 Exit codes: 0 when nothing was found, 1 when something was, 2 for bad input (a path
@@ -197,7 +198,8 @@ def scan(
         typer.Option(
             "--home",
             help="Also report this zerolane home's NHI inventory findings, static "
-            "secrets and what runs in shadow mode (with no PATH: only the home).",
+            "secrets, what runs in shadow mode and safety rules its policies hold "
+            "unmarked (with no PATH: only the home).",
             show_default=False,
         ),
     ] = None,
@@ -212,8 +214,9 @@ def scan(
 
     With --home DIR, the home's workloads too (no owner, dormant, one identity shared
     by many playbooks, keys or attestation sources, keys not rotated), the static
-    secrets its configuration injects (where they are kept, never their value) and
-    what runs in shadow mode (the policy set, playbooks, gateway routes). With
+    secrets its configuration injects (where they are kept, never their value),
+    what runs in shadow mode (the policy set, playbooks, gateway routes) and the
+    shipped safety rules its policies hold without @shadow("never"). With
     no PATH and no --home: the current folder, and the default home ($ZEROLANE_HOME,
     else ./.zerolane) when there is one.
     """
