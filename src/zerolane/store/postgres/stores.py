@@ -2,13 +2,15 @@
 database (one schema of it), shared by any number of processes.
 
 Each write is one transaction on a pooled connection (:mod:`.connection`), committed
-before the method returns: PostgreSQL's own commit is durable (``synchronous_commit``
-as the server is set). Reads are single statements in autocommit mode. Concurrency
-between processes rests on the database alone: compare-and-set ``UPDATE``s, ``ON
-CONFLICT`` inserts and transaction-level advisory locks taken in one order
-(:mod:`.locks`). A write that PostgreSQL aborts as a deadlock or a serialization
-failure is run again whole (:data:`RETRIES` times): every write is a pure function of
-its connection, sealing included.
+before the method returns, except a decision's: :meth:`PostgresStores.commit_decision`
+hands it to a thread of its own (:mod:`.decision_writer`) and returns a pending write.
+PostgreSQL's own commit is durable (``synchronous_commit`` as the server is set).
+Reads are single statements in autocommit mode. Concurrency between processes rests
+on the database alone: compare-and-set ``UPDATE``s, ``ON CONFLICT`` inserts and
+transaction-level advisory locks taken in one order (:mod:`.locks`). A write that
+PostgreSQL aborts as a deadlock or a serialization failure is run again whole
+(:data:`RETRIES` times): every write is a pure function of its connection, sealing
+included.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ from zerolane.store.changes import (
     SetWorkloadStatus,
     TransitionLease,
 )
-from zerolane.store.memory.done import Done, Failed
+from zerolane.store.memory.done import Failed
 from zerolane.store.ports import EventsOf, PendingWrite, Sealer
 from zerolane.store.postgres import audit, tasks
 from zerolane.store.postgres.approvals import PostgresApprovals
 from zerolane.store.postgres.change_writes import change_op
 from zerolane.store.postgres.connection import Conn, Pool, describe
+from zerolane.store.postgres.decision_writer import DecisionWriter
 from zerolane.store.postgres.migrations import migrate
 from zerolane.store.postgres.proofs import SpentProofs
 from zerolane.store.postgres.rows import insert, record
@@ -139,6 +142,7 @@ class PostgresStores(PostgresApprovals):
         except BaseException:
             self._pool.close()
             raise
+        self._decisions = DecisionWriter()
 
     # schema
     def schema_version(self) -> int:
@@ -146,10 +150,12 @@ class PostgresStores(PostgresApprovals):
         return int(rows[0]["version"] or 0)
 
     def close(self) -> None:
-        """Close the pooled connections (one in use is closed when given back)."""
+        """Commit the decisions handed over (new ones are refused), then close the
+        pooled connections (one in use is closed when given back)."""
         if self._closed:
             return
         self._closed = True
+        self._decisions.close()
         self._pool.close()
 
     def _read(self, sql: str, **params: Any) -> list[DictRow]:
@@ -268,6 +274,9 @@ class PostgresStores(PostgresApprovals):
         self._write(change_op(AddTask(task)))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
+        # First let the decisions of the task this process handed over commit: a
+        # decider re-reading after a lost compare-and-set then sees the winner's spend.
+        self._decisions.settle(task_id)
         rows = self._read(tasks.GET_TASK, t=task_id)
         return record(TASKS, rows[0]) if rows else None
 
@@ -326,9 +335,11 @@ class PostgresStores(PostgresApprovals):
     def commit_decision(
         self, spend: Spend, events: Sequence[dict[str, object]], seal: Sealer
     ) -> PendingWrite[TaskRecord | None]:
-        """Committed at once, in the caller's thread, as one transaction: the spend's
-        compare-and-set, its proof and, when it spends, its events on the chain (a
-        failing append rolls the spend back). The pending write it returns is done."""
+        """Handed to the decision writer (:mod:`.decision_writer`), which commits it on
+        its own thread, after the writes handed over before it, as one transaction: the
+        spend's compare-and-set, its proof and, when it spends, its events on the chain
+        (a failing append rolls the spend back). Returns at once; a closed store's
+        pending write fails (``store.closed``)."""
         params = tasks.spend_params(
             spend.task_id,
             spend.expected_calls_used,
@@ -346,10 +357,13 @@ class PostgresStores(PostgresApprovals):
                 _append_recorded(conn, unsealed, seal)
             return spent
 
-        try:
+        def commit() -> TaskRecord | None:
             if spend.proof is not None:
                 self._purge(spend.now)
-            return Done(self._write(op))
+            return self._write(op)
+
+        try:
+            return self._decisions.submit(spend.task_id, commit)
         except ZerolaneError as err:
             return Failed(err)
 
