@@ -13,7 +13,8 @@ How this backend speaks to its database, in one place each:
   :mod:`.migrations`) and its row mapping by column name (:mod:`.rows`);
 - concurrency: compare-and-set ``UPDATE``s, ``ON CONFLICT`` inserts and advisory
   locks taken in one order (:mod:`.locks`): the audit chain stays one chain with many
-  writers (:mod:`.audit`);
+  writers (:mod:`.audit`); a decision is committed on a writer thread, the caller
+  handed a pending write (:mod:`.decision_writer`);
 - errors: a unique constraint violated is ``Conflict`` with the write's own reason
   (``task.exists``...), any other driver error ``Unavailable`` (``store.read``,
   ``store.write``, ``audit.write``, ``store.open``).

@@ -9,8 +9,8 @@ gateway's event loop goes on while the write commits.
   the writes of one task commit in that order, as the decision core expects (a
   request decided behind a handed-over write has its compare-and-set queued behind
   it). Each write is its own transaction; the price is that this process commits its
-  decisions one after another (at most one per database round trip), as the audit
-  chain's head lock already makes every process's appends do.
+  decisions one after another (each a few statements, a round trip each), as the
+  audit chain's head lock already makes every process's appends do.
 - A write is resolved only after its transaction committed, or failed (rolled back):
   its result, or its own exception (``ProofReplayed``, ``Unavailable`` with the
   write's reason...).
