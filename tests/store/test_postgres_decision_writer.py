@@ -405,3 +405,18 @@ def test_close_commits_the_decisions_handed_over_and_refuses_later_ones() -> Non
 def _refused(pending: object) -> bool:
     """A pending write refused at once (the store is closing): already failed."""
     return isinstance(pending, Failed)
+
+
+def test_close_called_by_a_write_itself_stops_the_writer_after_that_write() -> None:
+    writer = DecisionWriter()
+    gate = threading.Event()
+    held = writer.submit("t", _held(gate, 0))
+    closing = writer.submit("t", writer.close)  # on the writer's thread: no self-join
+    behind = writer.submit("t", lambda: 2)
+    gate.set()
+    assert held.result() == 0
+    assert closing.result() is None
+    assert behind.result() == 2  # handed over before close(): still committed
+    with pytest.raises(Unavailable):
+        writer.submit("t", lambda: 3)
+    writer.close()
